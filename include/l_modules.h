@@ -1,0 +1,38 @@
+/* The Lua modules the host provides: one C file each. */
+#ifndef FERRY_L_MODULES_H
+#define FERRY_L_MODULES_H
+#include <lua.h>
+#include <stdio.h>
+
+/* l_db.c: connections, queries, streaming rows, COPY. The connection string
+ * is kept in C (it may hold a password) and never handed to Lua. */
+typedef struct db_options {
+    const char *conninfo;          /* NULL: libpq defaults and PG* variables */
+    const char *lock_timeout;      /* e.g. "5s" */
+    const char *statement_timeout; /* e.g. "0" */
+    int read_only;                 /* --dry-run: every session read-only */
+} db_options;
+int luaopen_ferry_db(lua_State *L, const db_options *opts);
+
+/* l_json.c: lua-cjson plus compact/truncate helpers. */
+int luaopen_ferry_json(lua_State *L);
+
+/* l_uuid.c: v4, v5, valid. */
+int luaopen_ferry_uuid(lua_State *L);
+
+/* l_stats.c: counters and per-row errors kept in C. */
+int luaopen_ferry_stats(lua_State *L);
+/* Prints the statistics block for whatever is in the registry's stats. */
+void ferry_stats_print(lua_State *L, FILE *out);
+
+/* l_log.c: log and progress; verbosity flags from the command line. */
+typedef struct log_options { int verbose, quiet, json; } log_options;
+int luaopen_ferry_log(lua_State *L, const log_options *opts);
+int luaopen_ferry_progress(lua_State *L);
+/* Lower-level functions the engine prelude needs (time, tty, host, sha256). */
+int luaopen_ferry_sys(lua_State *L);
+
+/* preludes.c (generated): embedded Lua sources by module name. */
+const char *ferry_prelude(const char *name, size_t *len);
+
+#endif

@@ -1,0 +1,24 @@
+/* pgconn: libpq helpers that never touch Lua. */
+#ifndef FERRY_PGCONN_H
+#define FERRY_PGCONN_H
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* Connects with application_name 'ferry'.  conninfo may be a URI, a
+ * key=value string or NULL (libpq defaults and PG* variables).  Returns the
+ * connection (check PQstatus), or NULL when out of memory. */
+PGconn *pgconn_open(const char *conninfo);
+
+/* Copies msg into out (size outsz) with every occurrence of the password
+ * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines
+ * removed.  A password must never reach output, logs or history rows. */
+void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz);
+
+/* Converts a text value of a numeric column to a double when it can be
+ * represented exactly enough (at most 15 significant digits), else returns 0. */
+int pgconn_numeric_fits_double(const char *s);
+
+/* 1 when the text of an int8/numeric integer fits in +-2^53. */
+int pgconn_integer_fits(const char *s, long long *out);
+
+#endif

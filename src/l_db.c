@@ -1,0 +1,699 @@
+/* l_db.c: the Lua "db" core: connections, parameterised queries, streaming
+ * iteration in single-row mode, and COPY FROM STDIN writers.
+ *
+ * Resource rules (liolib's pattern): every binding checks its arguments,
+ * then creates its userdata with a metatable, and only then acquires the
+ * libpq resource and stores it in the userdata; so a Lua error at any later
+ * point leaves the resource to a finalizer.  One finalizer serves close,
+ * __gc and __close, and is safe to run twice.  Errors copy the message onto
+ * the Lua stack and release the libpq resource before they raise. */
+#include <lua.h>
+#include <lauxlib.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "copytext.h"
+#include "l_modules.h"
+#include "pgconn.h"
+
+#define CONN_MT "ferry.conn"
+#define RESULT_MT "ferry.result"
+#define ROWS_MT "ferry.rows"
+#define COPY_MT "ferry.copy"
+
+/* Module state: shared by every function as upvalue 1. */
+typedef struct db_state {
+    char *conninfo;            /* may hold a password: never given to Lua */
+    char *lock_timeout;
+    char *statement_timeout;
+    int read_only;
+} db_state;
+
+typedef struct conn {
+    PGconn *pg;
+    const char *busy;  /* what holds the connection (re-entrancy guard) */
+} conn;
+
+typedef struct result_box { PGresult *res; } result_box;
+
+typedef struct rows {
+    conn *c;           /* kept alive through the uservalue */
+    PGresult *res;
+    int active;
+} rows;
+
+typedef struct copy_writer {
+    conn *c;
+    char *buf;
+    size_t len, cap;
+    long long rows;
+    int active;
+} copy_writer;
+
+#define STATE(L) ((db_state *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* ---------- errors ---------- */
+
+/* Raises "what: message" for a result or connection error, with the
+ * password redacted.  The caller has already released its resources or left
+ * them to a finalizer. */
+static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg) {
+    char buf[2048];
+    pgconn_redact(st ? st->conninfo : NULL, msg ? msg : "", buf, sizeof buf);
+    if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
+        return luaL_error(L, "connection lost: %s (%s)", buf, what);
+    return luaL_error(L, "%s: %s", what, buf);
+}
+
+/* Copies the error of a result onto the stack as a message, clears it. */
+static const char *push_result_error(lua_State *L, PGresult *res) {
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    if (primary) {
+        lua_pushfstring(L, "%s%s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
+                        state ? " [SQLSTATE " : "", state ? state : "");
+        if (state) { lua_pushliteral(L, "]"); lua_concat(L, 2); }
+    } else {
+        lua_pushstring(L, PQresultErrorMessage(res));
+    }
+    return lua_tostring(L, -1);
+}
+
+/* ---------- connections ---------- */
+
+static conn *check_conn(lua_State *L, int idx) {
+    conn *c = luaL_checkudata(L, idx, CONN_MT);
+    if (!c->pg) luaL_error(L, "attempt to use a closed connection");
+    return c;
+}
+
+static conn *check_idle_conn(lua_State *L, int idx) {
+    conn *c = check_conn(L, idx);
+    if (c->busy)
+        luaL_error(L, "connection busy: %s is in progress on it (use another connection from db.connect())", c->busy);
+    return c;
+}
+
+static int conn_close(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
+    return 0;
+}
+
+/* Applies the session settings every ferry connection has, with values
+ * bound as parameters. */
+static void apply_settings(lua_State *L, db_state *st, conn *c) {
+    const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
+    PGresult *res = PQexecParams(c->pg,
+        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
+        " set_config('default_transaction_read_only', $3, false)",
+        3, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        push_result_error(L, res);
+        PQclear(res);
+        raise_pg(L, st, c, "cannot apply session settings", lua_tostring(L, -1));
+    }
+    PQclear(res);
+}
+
+/* db.connect([conninfo]) -> connection.  Without an argument it opens
+ * another session to the database ferry was pointed at. */
+static int db_connect(lua_State *L) {
+    db_state *st = STATE(L);
+    const char *info = luaL_optstring(L, 1, st->conninfo);
+    conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->pg = NULL;
+    c->busy = NULL;
+    luaL_setmetatable(L, CONN_MT);
+    c->pg = pgconn_open(info);
+    if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        char buf[2048];
+        pgconn_redact(info, PQerrorMessage(c->pg), buf, sizeof buf);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        lua_pushfstring(L, "cannot connect to the database: %s", buf);
+        return lua_error(L);
+    }
+    apply_settings(L, st, c);
+    return 1;
+}
+
+/* ---------- parameters ---------- */
+
+/* Collects Lua values from stack index `first` to the top as text
+ * parameters.  The array lives in a userdata (freed by the GC even when an
+ * error unwinds) and the strings stay on the stack during the call. */
+static const char *const *collect_params(lua_State *L, int first, int *nparams) {
+    int top = lua_gettop(L);
+    int n = top >= first ? top - first + 1 : 0;
+    const char **values = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(char *), 0);
+    for (int i = 0; i < n; i++) {
+        int idx = first + i;
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL: values[i] = NULL; break;
+        case LUA_TLIGHTUSERDATA:
+            if (lua_touserdata(L, idx) != NULL) luaL_error(L, "parameter $%d: unsupported value", i + 1);
+            values[i] = NULL;  /* db.NULL / json.null */
+            break;
+        case LUA_TBOOLEAN: values[i] = lua_toboolean(L, idx) ? "t" : "f"; break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, idx)) {
+                values[i] = lua_tostring(L, idx);
+            } else {
+                /* %.17g keeps every bit of a double, unlike tostring's %.14g */
+                char tmp[64];
+                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, idx));
+                lua_pushstring(L, tmp);
+                lua_replace(L, idx);
+                values[i] = lua_tostring(L, idx);
+            }
+            break;
+        case LUA_TSTRING: values[i] = lua_tostring(L, idx); break;
+        default:
+            luaL_error(L, "parameter $%d: a %s is not a SQL value (encode tables with json.encode or db.array)",
+                       i + 1, luaL_typename(L, idx));
+        }
+    }
+    *nparams = n;
+    return values;
+}
+
+/* ---------- results to Lua values ---------- */
+
+static void push_value(lua_State *L, PGresult *res, int row, int col) {
+    const char *v = PQgetvalue(res, row, col);
+    int len = PQgetlength(res, row, col);
+    long long iv;
+    switch (PQftype(res, col)) {
+    case 16: lua_pushboolean(L, v[0] == 't'); return;                 /* bool */
+    case 20: case 21: case 23: case 26:                               /* int8 int2 int4 oid */
+        if (pgconn_integer_fits(v, &iv)) { lua_pushinteger(L, (lua_Integer)iv); return; }
+        break;
+    case 700: case 701:                                               /* float4 float8 */
+        lua_pushnumber(L, strtod(v, NULL)); return;
+    case 1700:                                                        /* numeric */
+        if (!strpbrk(v, ".eE") && pgconn_integer_fits(v, &iv)) { lua_pushinteger(L, (lua_Integer)iv); return; }
+        if (strpbrk(v, ".eE") && pgconn_numeric_fits_double(v)) { lua_pushnumber(L, strtod(v, NULL)); return; }
+        break;
+    }
+    lua_pushlstring(L, v, (size_t)len);
+}
+
+/* Pushes the column names as a table the row builder indexes by position. */
+static void push_names(lua_State *L, PGresult *res) {
+    int nf = PQnfields(res);
+    lua_createtable(L, nf, 0);
+    for (int f = 0; f < nf; f++) {
+        lua_pushstring(L, PQfname(res, f));
+        lua_rawseti(L, -2, f + 1);
+    }
+}
+
+/* Pushes row `row` as a table keyed by column name; SQL NULL is absent
+ * (nil).  `names` is the stack index of push_names' table. */
+static void push_row(lua_State *L, PGresult *res, int row, int names) {
+    int nf = PQnfields(res);
+    lua_createtable(L, 0, nf);
+    for (int f = 0; f < nf; f++) {
+        if (PQgetisnull(res, row, f)) continue;
+        lua_rawgeti(L, names, f + 1);
+        push_value(L, res, row, f);
+        lua_rawset(L, -3);
+    }
+}
+
+/* ---------- one-shot queries ---------- */
+
+static int result_gc(lua_State *L) {
+    result_box *b = luaL_checkudata(L, 1, RESULT_MT);
+    if (b->res) { PQclear(b->res); b->res = NULL; }
+    return 0;
+}
+
+/* Runs sql with the parameters from stack index 3 on, leaving a result box
+ * (owner of the PGresult) on top of the stack.  Raises on failure. */
+static result_box *run_query(lua_State *L, conn *c) {
+    db_state *st = STATE(L);
+    const char *sql = luaL_checkstring(L, 2);
+    int n;
+    const char *const *values = collect_params(L, 3, &n);
+    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->res = NULL;
+    luaL_setmetatable(L, RESULT_MT);
+    b->res = PQexecParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
+    if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
+    ExecStatusType s = PQresultStatus(b->res);
+    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+        const char *msg = push_result_error(L, b->res);
+        PQclear(b->res);
+        b->res = NULL;
+        raise_pg(L, st, c, "query failed", msg);
+    }
+    return b;
+}
+
+static int affected_rows(PGresult *res) {
+    const char *t = PQcmdTuples(res);
+    return *t ? atoi(t) : PQntuples(res);
+}
+
+/* conn:exec(sql, ...) -> number of rows affected (or returned). */
+static int conn_exec(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    result_box *b = run_query(L, c);
+    int n = affected_rows(b->res);
+    PQclear(b->res);
+    b->res = NULL;
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* conn:query(sql, ...) -> array of rows (tables by column name), count. */
+static int conn_query(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    result_box *b = run_query(L, c);
+    int box = lua_gettop(L);
+    int nt = PQntuples(b->res);
+    push_names(L, b->res);
+    int names = lua_gettop(L);
+    lua_createtable(L, nt, 0);
+    for (int r = 0; r < nt; r++) {
+        push_row(L, b->res, r, names);
+        lua_rawseti(L, -2, r + 1);
+    }
+    lua_pushinteger(L, nt);
+    PQclear(b->res);
+    b->res = NULL;
+    (void)box;
+    return 2;
+}
+
+/* conn:one(sql, ...) -> first row or nil. */
+static int conn_one(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    result_box *b = run_query(L, c);
+    if (PQntuples(b->res) == 0) { PQclear(b->res); b->res = NULL; lua_pushnil(L); return 1; }
+    push_names(L, b->res);
+    push_row(L, b->res, 0, lua_gettop(L));
+    PQclear(b->res);
+    b->res = NULL;
+    return 1;
+}
+
+/* conn:exec_script(sql) -> runs several statements at once (simple query
+ * protocol, no parameters): for up.sql and rollback.sql files. */
+static int conn_exec_script(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    db_state *st = STATE(L);
+    const char *sql = luaL_checkstring(L, 2);
+    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->res = NULL;
+    luaL_setmetatable(L, RESULT_MT);
+    if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
+    /* Read every result; keep the first error, drain the rest. */
+    int failed = 0;
+    while ((b->res = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(b->res);
+        if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
+            push_result_error(L, b->res);
+            failed = 1;
+        }
+        PQclear(b->res);
+        b->res = NULL;
+    }
+    if (failed) return raise_pg(L, st, c, "script failed", lua_tostring(L, -1));
+    if (PQstatus(c->pg) == CONNECTION_BAD) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
+    return 0;
+}
+
+/* ---------- streaming rows (single-row mode) ---------- */
+
+static int rows_release(lua_State *L, rows *r) {
+    (void)L;
+    if (r->res) { PQclear(r->res); r->res = NULL; }
+    if (r->active) {
+        r->active = 0;
+        if (r->c->pg) {
+            /* Stopped early: ask the server to stop sending, then drain. */
+            PGcancel *cancel = PQgetCancel(r->c->pg);
+            if (cancel) {
+                char err[256];
+                PQcancel(cancel, err, sizeof err);
+                PQfreeCancel(cancel);
+            }
+            PGresult *res;
+            while ((res = PQgetResult(r->c->pg)) != NULL) PQclear(res);
+        }
+        r->c->busy = NULL;
+    }
+    return 0;
+}
+
+static int rows_close(lua_State *L) {
+    return rows_release(L, luaL_checkudata(L, 1, ROWS_MT));
+}
+
+static int rows_next(lua_State *L) {
+    rows *r = lua_touserdata(L, lua_upvalueindex(1));
+    db_state *st = lua_touserdata(L, lua_upvalueindex(2));
+    if (!r->active) return 0;
+    if (r->res) { PQclear(r->res); r->res = NULL; }
+    r->res = PQgetResult(r->c->pg);
+    ExecStatusType s = r->res ? PQresultStatus(r->res) : PGRES_FATAL_ERROR;
+    if (s == PGRES_SINGLE_TUPLE) {
+        if (lua_isnil(L, lua_upvalueindex(3))) {   /* names, once per query */
+            push_names(L, r->res);
+            lua_replace(L, lua_upvalueindex(3));
+        }
+        push_row(L, r->res, 0, lua_upvalueindex(3));
+        PQclear(r->res);
+        r->res = NULL;
+        return 1;
+    }
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {   /* the end */
+        PQclear(r->res);
+        r->res = NULL;
+        PGresult *extra;
+        while ((extra = PQgetResult(r->c->pg)) != NULL) PQclear(extra);
+        r->active = 0;
+        r->c->busy = NULL;
+        return 0;
+    }
+    const char *msg = r->res ? push_result_error(L, r->res) : lua_pushstring(L, PQerrorMessage(r->c->pg));
+    if (r->res) { PQclear(r->res); r->res = NULL; }
+    PGresult *extra;
+    while ((extra = PQgetResult(r->c->pg)) != NULL) PQclear(extra);
+    r->active = 0;
+    r->c->busy = NULL;
+    return raise_pg(L, st, r->c, "query failed while reading rows", msg);
+}
+
+/* conn:rows(sql, ...) -> iterator, for use as
+ *   for row in conn:rows(sql, ...) do ... end
+ * Rows are streamed one at a time (bounded memory, whatever the size); the
+ * fourth value makes the loop close the query when it is left early. */
+static int conn_rows(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    db_state *st = STATE(L);
+    const char *sql = luaL_checkstring(L, 2);
+    int n;
+    const char *const *values = collect_params(L, 3, &n);
+    rows *r = lua_newuserdatauv(L, sizeof *r, 1);
+    r->c = c;
+    r->res = NULL;
+    r->active = 0;
+    luaL_setmetatable(L, ROWS_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
+    int ud = lua_gettop(L);
+    if (!PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0))
+        return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg));
+    r->active = 1;
+    c->busy = "a rows() iteration";
+    if (!PQsetSingleRowMode(c->pg)) {
+        rows_release(L, r);
+        return luaL_error(L, "cannot enter single-row mode");
+    }
+    lua_pushvalue(L, ud);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushnil(L);
+    lua_pushcclosure(L, rows_next, 3);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, ud);
+    return 4;
+}
+
+/* ---------- COPY FROM STDIN ---------- */
+
+#define COPY_FLUSH_AT (256 * 1024)
+
+static int copy_release(copy_writer *w, const char *abort_msg) {
+    if (w->active) {
+        w->active = 0;
+        if (w->c->pg) {
+            PQputCopyEnd(w->c->pg, abort_msg);
+            PGresult *res;
+            while ((res = PQgetResult(w->c->pg)) != NULL) PQclear(res);
+        }
+        w->c->busy = NULL;
+    }
+    free(w->buf);
+    w->buf = NULL;
+    w->len = w->cap = 0;
+    return 0;
+}
+
+static int copy_gc(lua_State *L) {
+    return copy_release(luaL_checkudata(L, 1, COPY_MT), "ferry: COPY abandoned");
+}
+
+static copy_writer *check_active_copy(lua_State *L) {
+    copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
+    if (!w->active) luaL_error(L, "COPY is finished or aborted");
+    return w;
+}
+
+static int copy_flush(lua_State *L, copy_writer *w) {
+    if (w->len == 0) return 0;
+    if (PQputCopyData(w->c->pg, w->buf, (int)w->len) != 1) {
+        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        copy_release(w, "ferry: write failed");
+        return raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
+    }
+    w->len = 0;
+    return 0;
+}
+
+static void copy_reserve(lua_State *L, copy_writer *w, size_t more) {
+    if (w->len + more <= w->cap) return;
+    size_t cap = w->cap ? w->cap : 64 * 1024;
+    while (cap < w->len + more) cap *= 2;
+    char *nb = realloc(w->buf, cap);
+    if (!nb) luaL_error(L, "COPY: out of memory");
+    w->buf = nb;
+    w->cap = cap;
+}
+
+/* w:put(v1, v2, ...) appends one row; nil or db.NULL is SQL NULL. */
+static int copy_put(lua_State *L) {
+    copy_writer *w = check_active_copy(L);
+    int n = lua_gettop(L);
+    for (int i = 2; i <= n; i++) {
+        size_t len;
+        const char *s;
+        int t = lua_type(L, i);
+        if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL)) {
+            copy_reserve(L, w, 3);
+            memcpy(w->buf + w->len, "\\N", 2);
+            w->len += 2;
+        } else {
+            if (t == LUA_TBOOLEAN) { s = lua_toboolean(L, i) ? "t" : "f"; len = 1; }
+            else if (t == LUA_TSTRING || t == LUA_TNUMBER) s = lua_tolstring(L, i, &len);
+            else return luaL_error(L, "COPY column %d: a %s is not a SQL value", i - 1, luaL_typename(L, i));
+            copy_reserve(L, w, 2 * len + 1);
+            w->len += copytext_escape(s, len, w->buf + w->len);
+        }
+        w->buf[w->len++] = (i == n) ? '\n' : '\t';
+    }
+    if (n == 1) return luaL_error(L, "COPY: a row needs at least one value");
+    w->rows++;
+    if (w->len >= COPY_FLUSH_AT) copy_flush(L, w);
+    return 0;
+}
+
+/* w:finish() -> number of rows the server stored. */
+static int copy_finish(lua_State *L) {
+    copy_writer *w = check_active_copy(L);
+    db_state *st = STATE(L);
+    copy_flush(L, w);
+    if (PQputCopyEnd(w->c->pg, NULL) != 1) {
+        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        copy_release(w, NULL);
+        return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
+    }
+    w->active = 0;
+    w->c->busy = NULL;
+    PGresult *res;
+    int failed = 0;
+    long long stored = 0;
+    while ((res = PQgetResult(w->c->pg)) != NULL) {
+        if (!failed && PQresultStatus(res) != PGRES_COMMAND_OK) { push_result_error(L, res); failed = 1; }
+        else if (!failed) stored = atoll(PQcmdTuples(res));
+        PQclear(res);
+    }
+    free(w->buf);
+    w->buf = NULL;
+    w->len = w->cap = 0;
+    if (failed) return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
+    lua_pushinteger(L, (lua_Integer)stored);
+    return 1;
+}
+
+static int copy_abort(lua_State *L) {
+    copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
+    return copy_release(w, luaL_optstring(L, 2, "ferry: COPY aborted"));
+}
+
+static int copy_count(lua_State *L) {
+    copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
+    lua_pushinteger(L, (lua_Integer)w->rows);
+    return 1;
+}
+
+/* conn:copy("COPY t (a, b) FROM STDIN") -> writer */
+static int conn_copy(lua_State *L) {
+    conn *c = check_idle_conn(L, 1);
+    db_state *st = STATE(L);
+    const char *sql = luaL_checkstring(L, 2);
+    copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
+    memset(w, 0, sizeof *w);
+    w->c = c;
+    luaL_setmetatable(L, COPY_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->res = NULL;
+    luaL_setmetatable(L, RESULT_MT);
+    b->res = PQexec(c->pg, sql);
+    ExecStatusType s = PQresultStatus(b->res);
+    if (s != PGRES_COPY_IN) {
+        const char *msg = (s == PGRES_COPY_OUT || s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
+            ? lua_pushliteral(L, "not a COPY ... FROM STDIN statement")
+            : (b->res ? push_result_error(L, b->res) : lua_pushstring(L, PQerrorMessage(c->pg)));
+        PQclear(b->res);
+        b->res = NULL;
+        if (s == PGRES_COPY_OUT) {   /* consume the unwanted output */
+            char *data;
+            while (PQgetCopyData(c->pg, &data, 0) > 0) PQfreemem(data);
+            PGresult *r;
+            while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
+        }
+        return raise_pg(L, st, c, "COPY failed to start (it must be COPY ... FROM STDIN)", msg);
+    }
+    PQclear(b->res);
+    b->res = NULL;
+    w->active = 1;
+    c->busy = "a COPY";
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* ---------- misc ---------- */
+
+/* conn:quote_ident(s): libpq's identifier quoting. */
+static int conn_quote_ident(lua_State *L) {
+    conn *c = check_conn(L, 1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    char *q = PQescapeIdentifier(c->pg, s, len);
+    if (!q) return luaL_error(L, "quote_ident: %s", PQerrorMessage(c->pg));
+    lua_pushstring(L, q);
+    PQfreemem(q);
+    return 1;
+}
+
+/* conn:backend_pid() and conn:in_transaction() help the engine report. */
+static int conn_backend_pid(lua_State *L) {
+    conn *c = check_conn(L, 1);
+    lua_pushinteger(L, PQbackendPID(c->pg));
+    return 1;
+}
+
+static int conn_in_transaction(lua_State *L) {
+    conn *c = check_conn(L, 1);
+    PGTransactionStatusType t = PQtransactionStatus(c->pg);
+    lua_pushboolean(L, t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
+    return 1;
+}
+
+static int conn_tostring(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushstring(L, c->pg ? "ferry connection" : "ferry connection (closed)");
+    return 1;
+}
+
+static int db_state_gc(lua_State *L) {
+    db_state *st = lua_touserdata(L, 1);
+    free(st->conninfo);
+    free(st->lock_timeout);
+    free(st->statement_timeout);
+    st->conninfo = st->lock_timeout = st->statement_timeout = NULL;
+    return 0;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"exec", conn_exec}, {"query", conn_query}, {"one", conn_one}, {"rows", conn_rows},
+    {"copy", conn_copy}, {"exec_script", conn_exec_script}, {"quote_ident", conn_quote_ident},
+    {"backend_pid", conn_backend_pid}, {"in_transaction", conn_in_transaction},
+    {"close", conn_close}, {NULL, NULL}
+};
+static const luaL_Reg rows_methods[] = {{"close", rows_close}, {NULL, NULL}};
+static const luaL_Reg copy_methods[] = {
+    {"put", copy_put}, {"finish", copy_finish}, {"abort", copy_abort}, {"count", copy_count},
+    {NULL, NULL}
+};
+
+/* Creates a metatable whose methods and finalizers share the module state. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction fin) {
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    if (methods) { lua_pushvalue(L, -3); luaL_setfuncs(L, methods, 1); }
+    lua_setfield(L, -2, "__index");
+    if (fin) {
+        lua_pushcfunction(L, fin); lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, fin); lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+int luaopen_ferry_db(lua_State *L, const db_options *opts) {
+    db_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    memset(st, 0, sizeof *st);
+    lua_newtable(L);
+    lua_pushcfunction(L, db_state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    st->conninfo = dup_or_null(opts->conninfo);
+    st->lock_timeout = dup_or_null(opts->lock_timeout);
+    st->statement_timeout = dup_or_null(opts->statement_timeout);
+    st->read_only = opts->read_only;
+    int sti = lua_gettop(L);
+
+    lua_pushvalue(L, sti); new_class(L, CONN_MT, conn_methods, conn_close); lua_pop(L, 1);
+    luaL_getmetatable(L, CONN_MT);
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, COPY_MT, copy_methods, copy_gc); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, ROWS_MT, rows_methods, rows_close); lua_pop(L, 1);
+    luaL_newmetatable(L, RESULT_MT);
+    lua_pushcfunction(L, result_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushvalue(L, sti);
+    lua_pushcclosure(L, db_connect, 1);
+    lua_setfield(L, -2, "connect");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "NULL");
+    lua_pushboolean(L, opts->read_only);
+    lua_setfield(L, -2, "read_only");
+    /* The method table, so that the Lua prelude can add conveniences
+     * (transaction, ...) written in Lua. */
+    luaL_getmetatable(L, CONN_MT);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "methods");
+    lua_pop(L, 1);
+    lua_pushboolean(L, opts->conninfo != NULL);
+    lua_setfield(L, -2, "has_url");
+    lua_remove(L, sti);
+    return 1;
+}

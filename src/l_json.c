@@ -1,0 +1,85 @@
+/* l_json.c: the Lua "json" module: lua-cjson's encode/decode plus the
+ * helpers rules need that cjson lacks (PostgreSQL-exact compact JSON and
+ * UTF-8-safe cuts), implemented in jsontext.c. */
+#include <lua.h>
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <stdlib.h>
+
+#include "jsontext.h"
+#include "l_modules.h"
+
+/* Deep enough for the 10,000-level payloads webhooks have been seen to
+ * send; cjson's default (1000) would refuse them. */
+#define JSON_MAX_DEPTH 20000
+
+/* json.compact(pg_json_text [, max_chars]) -> compact text.  The input is
+ * jsonb's text form (payload::text); whitespace between tokens goes, every
+ * other byte stays, so key order, escapes and number text are PostgreSQL's. */
+static int json_compact(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer max = luaL_optinteger(L, 2, -1);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len ? len : 1);
+    size_t n = jsontext_compact(s, len, out);
+    if (max >= 0) n = utf8_prefix_bytes(out, n, (size_t)max);
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+/* json.truncate(s, n) -> the first n UTF-8 characters of s. */
+static int json_truncate(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_Integer max = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, max >= 0, 2, "must be >= 0");
+    lua_pushlstring(L, s, utf8_prefix_bytes(s, len, (size_t)max));
+    return 1;
+}
+
+/* json.has_text(v) -> true when v is a string with a non-whitespace char. */
+static int json_has_text(lua_State *L) {
+    size_t len;
+    if (lua_type(L, 1) != LUA_TSTRING) { lua_pushboolean(L, 0); return 1; }
+    const char *s = lua_tolstring(L, 1, &len);
+    lua_pushboolean(L, text_has_content(s, len));
+    return 1;
+}
+
+static int json_utf8_len(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_pushinteger(L, (lua_Integer)utf8_char_count(s, len));
+    return 1;
+}
+
+static int json_utf8_valid(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, utf8_valid(s, len));
+    return 1;
+}
+
+static const luaL_Reg helpers[] = {
+    {"compact", json_compact}, {"truncate", json_truncate}, {"has_text", json_has_text},
+    {"utf8_len", json_utf8_len}, {"utf8_valid", json_utf8_valid}, {NULL, NULL}
+};
+
+static void call_setting(lua_State *L, const char *name, lua_Integer v) {
+    lua_getfield(L, -1, name);
+    lua_pushinteger(L, v);
+    lua_call(L, 1, 0);
+}
+
+int luaopen_ferry_json(lua_State *L) {
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_getfield(L, -1, "new");      /* an instance of our own: its settings are ours */
+    lua_call(L, 0, 1);
+    lua_remove(L, -2);
+    call_setting(L, "decode_max_depth", JSON_MAX_DEPTH);
+    call_setting(L, "encode_max_depth", JSON_MAX_DEPTH);
+    call_setting(L, "encode_number_precision", 14);
+    luaL_setfuncs(L, helpers, 0);
+    return 1;
+}

@@ -1,0 +1,342 @@
+/* l_log.c: the Lua "log" and "progress" modules, and "ferry.sys" (the few
+ * system calls the engine prelude needs).  log and progress share one state
+ * (an upvalue) so that a log line first clears a progress bar drawn on a
+ * terminal. */
+#include <lua.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "ferry.h"
+#include "hash.h"
+#include "l_modules.h"
+
+typedef struct log_state {
+    int verbose, quiet, json;
+    int bar_drawn;          /* a progress bar occupies the terminal's last line */
+    double interval;        /* seconds between plain progress lines */
+} log_state;
+
+typedef struct progress {
+    log_state *log;
+    char label[64];
+    long long done, total;
+    double started, last_draw;
+    int tty, finished;
+} progress;
+
+#define LOGSTATE(L) ((log_state *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void clear_bar(log_state *s) {
+    if (s->bar_drawn) { fputs("\r\033[K", stderr); s->bar_drawn = 0; }
+}
+
+/* Human output goes to stdout, except in --json mode, where stdout holds
+ * the JSON document alone and everything else goes to stderr. */
+static FILE *info_stream(log_state *s) { return s->json ? stderr : stdout; }
+
+/* Formats the arguments like print(): string.format when there are more
+ * than one and the first has a '%', else tostring() joined by spaces. */
+static const char *format_args(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n >= 2 && lua_type(L, 1) == LUA_TSTRING && strchr(lua_tostring(L, 1), '%')) {
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "format");
+        lua_remove(L, -2);
+        lua_insert(L, 1);
+        lua_call(L, n, 1);
+        return lua_tostring(L, -1);
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, ' ');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+static int emit(lua_State *L, FILE *f, const char *prefix) {
+    log_state *s = LOGSTATE(L);
+    const char *msg = format_args(L);
+    clear_bar(s);
+    fprintf(f, "%s%s\n", prefix, msg);
+    fflush(f);
+    return 0;
+}
+
+static int log_info(lua_State *L) {
+    log_state *s = LOGSTATE(L);
+    return s->quiet ? 0 : emit(L, info_stream(s), "");
+}
+static int log_verbose(lua_State *L) {
+    log_state *s = LOGSTATE(L);
+    return (s->quiet || !s->verbose) ? 0 : emit(L, info_stream(s), "");
+}
+static int log_warn(lua_State *L) {
+    return LOGSTATE(L)->quiet ? 0 : emit(L, stderr, "");
+}
+static int log_error(lua_State *L) { return emit(L, stderr, "error: "); }
+
+static int log_flags(lua_State *L) {
+    log_state *s = LOGSTATE(L);
+    lua_createtable(L, 0, 3);
+    lua_pushboolean(L, s->verbose); lua_setfield(L, -2, "verbose");
+    lua_pushboolean(L, s->quiet); lua_setfield(L, -2, "quiet");
+    lua_pushboolean(L, s->json); lua_setfield(L, -2, "json");
+    return 1;
+}
+
+/* ---------- progress ---------- */
+
+static void format_duration(double secs, char *out, size_t n) {
+    long t = secs < 0 ? 0 : (long)(secs + 0.5);
+    snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+static void draw(progress *p, int final) {
+    double t = now_seconds(), elapsed = t - p->started;
+    double rate = elapsed > 0 ? (double)p->done / elapsed : 0;
+    char eta[32] = "-";
+    if (p->total > 0 && rate > 0 && p->done < p->total) format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+    char count[64];
+    if (p->total > 0)
+        snprintf(count, sizeof count, "%lld/%lld (%.1f%%)", p->done, p->total, 100.0 * (double)p->done / (double)p->total);
+    else
+        snprintf(count, sizeof count, "%lld", p->done);
+    if (p->tty) {
+        char bar[31] = "";
+        if (p->total > 0) {
+            int filled = (int)(30.0 * (double)(p->done > p->total ? p->total : p->done) / (double)p->total);
+            for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+            bar[30] = '\0';
+        }
+        fprintf(stderr, "\r\033[K%s [%s] %s %.0f/s ETA %s", p->label, bar, count, rate, eta);
+        p->log->bar_drawn = 1;
+        if (final) { fputc('\n', stderr); p->log->bar_drawn = 0; }
+    } else {
+        fprintf(stderr, "progress: %s %s %.0f/s ETA %s\n", p->label, count, rate, eta);
+    }
+    fflush(stderr);
+    p->last_draw = t;
+}
+
+static progress *check_progress(lua_State *L) { return luaL_checkudata(L, 1, "ferry.progress"); }
+
+static void maybe_draw(progress *p) {
+    if (p->log->quiet || p->finished) return;
+    double t = now_seconds();
+    if (t - p->last_draw >= (p->tty ? 0.2 : p->log->interval)) draw(p, 0);
+}
+
+/* p:add(n) */
+static int progress_add(lua_State *L) {
+    progress *p = check_progress(L);
+    p->done += luaL_optinteger(L, 2, 1);
+    maybe_draw(p);
+    return 0;
+}
+
+/* p:set(done [, total]) */
+static int progress_set(lua_State *L) {
+    progress *p = check_progress(L);
+    p->done = luaL_checkinteger(L, 2);
+    if (!lua_isnoneornil(L, 3)) p->total = luaL_checkinteger(L, 3);
+    maybe_draw(p);
+    return 0;
+}
+
+/* p:finish(): draws the final state once; safe to call twice (it is also
+ * the __gc and __close of the object). */
+static int progress_finish(lua_State *L) {
+    progress *p = check_progress(L);
+    if (!p->finished) {
+        if (!p->log->quiet && (p->tty || p->done > 0)) draw(p, 1);
+        p->finished = 1;
+    }
+    return 0;
+}
+
+static int progress_done(lua_State *L) {
+    progress *p = check_progress(L);
+    lua_pushinteger(L, p->done);
+    return 1;
+}
+
+/* progress.new(label, total) -> p.  Total 0 or nil: unknown. */
+static int progress_new(lua_State *L) {
+    log_state *s = LOGSTATE(L);
+    const char *label = luaL_checkstring(L, 1);
+    lua_Integer total = luaL_optinteger(L, 2, 0);
+    progress *p = lua_newuserdatauv(L, sizeof *p, 1);
+    memset(p, 0, sizeof *p);
+    luaL_setmetatable(L, "ferry.progress");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setiuservalue(L, -2, 1);   /* keeps the log state alive */
+    p->log = s;
+    snprintf(p->label, sizeof p->label, "%s", label);
+    p->total = total;
+    p->started = p->last_draw = now_seconds();
+    p->tty = isatty(STDERR_FILENO);
+    return 1;
+}
+
+static const luaL_Reg log_funcs[] = {
+    {"info", log_info}, {"verbose", log_verbose}, {"warn", log_warn}, {"error", log_error},
+    {"flags", log_flags}, {NULL, NULL}
+};
+static const luaL_Reg progress_methods[] = {
+    {"add", progress_add}, {"set", progress_set}, {"finish", progress_finish}, {"done", progress_done},
+    {NULL, NULL}
+};
+
+int luaopen_ferry_log(lua_State *L, const log_options *opts) {
+    log_state *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    s->verbose = opts->verbose;
+    s->quiet = opts->quiet;
+    s->json = opts->json;
+    const char *iv = getenv("FERRY_PROGRESS_INTERVAL");
+    s->interval = iv ? atof(iv) : 10.0;
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, FERRY_LOG_KEY);
+    luaL_newlibtable(L, log_funcs);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, log_funcs, 1);
+    lua_remove(L, -2);
+    return 1;
+}
+
+int luaopen_ferry_progress(lua_State *L) {
+    luaL_newmetatable(L, "ferry.progress");
+    lua_newtable(L);
+    luaL_setfuncs(L, progress_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, progress_finish);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, FERRY_LOG_KEY);
+    lua_pushcclosure(L, progress_new, 1);
+    lua_setfield(L, -2, "new");
+    return 1;
+}
+
+/* ---------- ferry.sys ---------- */
+
+static int sys_clock(lua_State *L) { lua_pushnumber(L, now_seconds()); return 1; }
+
+/* ISO-8601 UTC time with milliseconds, as the run record stores it. */
+static int sys_iso_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char buf[96];
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int sys_hostname(lua_State *L) {
+    char buf[256];
+    if (gethostname(buf, sizeof buf) != 0) strcpy(buf, "unknown");
+    buf[sizeof buf - 1] = '\0';
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int sys_pid(lua_State *L) { lua_pushinteger(L, (lua_Integer)getpid()); return 1; }
+
+static int sys_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int sys_sha256(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[65];
+    sha256_hex(s, len, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* sys.listdir(path) -> sorted array of entry names (no . and ..), or nil
+ * and a message. */
+typedef struct dir_box { DIR *d; } dir_box;
+
+static int dir_box_gc(lua_State *L) {
+    dir_box *b = lua_touserdata(L, 1);
+    if (b->d) { closedir(b->d); b->d = NULL; }
+    return 0;
+}
+
+static int sys_listdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    /* The DIR lives in a userdata with a finalizer, created before it is
+     * opened: a memory error while names are pushed cannot leak it. */
+    dir_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->d = NULL;
+    if (luaL_newmetatable(L, "ferry.dir")) { lua_pushcfunction(L, dir_box_gc); lua_setfield(L, -2, "__gc"); }
+    lua_setmetatable(L, -2);
+    b->d = opendir(path);
+    if (!b->d) { lua_pushnil(L); lua_pushfstring(L, "%s: %s", path, strerror(errno)); return 2; }
+    lua_newtable(L);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(b->d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    closedir(b->d);
+    b->d = NULL;
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int sys_isdir(lua_State *L) {
+    struct stat st;
+    lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0 && S_ISDIR(st.st_mode));
+    return 1;
+}
+
+static int sys_mkdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (mkdir(path, 0777) != 0) { lua_pushnil(L); lua_pushfstring(L, "%s: %s", path, strerror(errno)); return 2; }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int sys_version(lua_State *L) { lua_pushliteral(L, FERRY_VERSION); return 1; }
+
+static const luaL_Reg sys_funcs[] = {
+    {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
+    {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
+    {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {NULL, NULL}
+};
+
+int luaopen_ferry_sys(lua_State *L) {
+    luaL_newlib(L, sys_funcs);
+    return 1;
+}

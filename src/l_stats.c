@@ -1,0 +1,257 @@
+/* l_stats.c: the Lua "stats" module.  Counters and per-row errors live in
+ * C, in a userdata that is both the functions' upvalue and a registry
+ * entry, so the host can still print the summary after a Lua error. */
+#include <lua.h>
+#include <lauxlib.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry.h"
+#include "l_modules.h"
+
+#define MAX_KEPT_ERRORS 1000   /* all are counted; the first ones are kept */
+
+typedef struct counter { char *name; long long value; } counter;
+typedef struct row_error { char *key; char *message; } row_error;
+
+typedef struct stats_state {
+    counter *counters;
+    int ncounters, cap;
+    row_error *errors;
+    int nerrors, ecap;
+    long long max_errors;      /* < 0: no limit */
+} stats_state;
+
+#define STATE(L) ((stats_state *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static void clear_all(stats_state *s) {
+    for (int i = 0; i < s->ncounters; i++) free(s->counters[i].name);
+    for (int i = 0; i < s->nerrors; i++) { free(s->errors[i].key); free(s->errors[i].message); }
+    s->ncounters = s->nerrors = 0;
+}
+
+static int stats_gc(lua_State *L) {
+    stats_state *s = lua_touserdata(L, 1);
+    clear_all(s);
+    free(s->counters);
+    free(s->errors);
+    s->counters = NULL;
+    s->errors = NULL;
+    s->cap = s->ecap = 0;
+    return 0;
+}
+
+static counter *find(stats_state *s, const char *name) {
+    for (int i = 0; i < s->ncounters; i++)
+        if (strcmp(s->counters[i].name, name) == 0) return &s->counters[i];
+    return NULL;
+}
+
+static counter *find_or_add(lua_State *L, stats_state *s, const char *name) {
+    counter *c = find(s, name);
+    if (c) return c;
+    if (s->ncounters == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        counter *nc = realloc(s->counters, (size_t)cap * sizeof *nc);
+        if (!nc) luaL_error(L, "stats: out of memory");
+        s->counters = nc;
+        s->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) luaL_error(L, "stats: out of memory");
+    c = &s->counters[s->ncounters++];
+    c->name = copy;
+    c->value = 0;
+    return c;
+}
+
+static const char *check_name(lua_State *L, int idx) {
+    const char *name = luaL_checkstring(L, idx);
+    luaL_argcheck(L, *name, idx, "empty counter name");
+    return name;
+}
+
+/* stats.declare(name, ...) or stats.declare{names}: counters at 0, in the
+ * order the summary prints them. */
+static int stats_declare(lua_State *L) {
+    stats_state *s = STATE(L);
+    if (lua_istable(L, 1)) {
+        lua_Integer n = luaL_len(L, 1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, 1, i);
+            find_or_add(L, s, check_name(L, -1));
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    for (int i = 1; i <= lua_gettop(L); i++) find_or_add(L, s, check_name(L, i));
+    return 0;
+}
+
+/* stats.inc(name [, n]) -> new value */
+static int stats_inc(lua_State *L) {
+    stats_state *s = STATE(L);
+    counter *c = find_or_add(L, s, check_name(L, 1));
+    c->value += luaL_optinteger(L, 2, 1);
+    lua_pushinteger(L, c->value);
+    return 1;
+}
+
+static int stats_set(lua_State *L) {
+    stats_state *s = STATE(L);
+    counter *c = find_or_add(L, s, check_name(L, 1));
+    c->value = luaL_checkinteger(L, 2);
+    return 0;
+}
+
+static int stats_get(lua_State *L) {
+    counter *c = find(STATE(L), luaL_checkstring(L, 1));
+    lua_pushinteger(L, c ? c->value : 0);
+    return 1;
+}
+
+/* stats.error(key, message): records a failed row and counts it in
+ * "errors"; raises once the count passes stats.max_errors(). */
+static int stats_error(lua_State *L) {
+    stats_state *s = STATE(L);
+    const char *key = luaL_tolstring(L, 1, NULL);
+    const char *msg = luaL_tolstring(L, 2, NULL);
+    counter *c = find_or_add(L, s, "errors");
+    c->value++;
+    if (s->nerrors < MAX_KEPT_ERRORS) {
+        if (s->nerrors == s->ecap) {
+            int cap = s->ecap ? s->ecap * 2 : 16;
+            row_error *ne = realloc(s->errors, (size_t)cap * sizeof *ne);
+            if (!ne) return luaL_error(L, "stats: out of memory");
+            s->errors = ne;
+            s->ecap = cap;
+        }
+        char *k = strdup(key), *m = strdup(msg);
+        if (!k || !m) { free(k); free(m); return luaL_error(L, "stats: out of memory"); }
+        s->errors[s->nerrors].key = k;
+        s->errors[s->nerrors].message = m;
+        s->nerrors++;
+    }
+    if (s->max_errors >= 0 && c->value > s->max_errors) {
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, FERRY_EXIT_FAIL);
+        lua_setfield(L, -2, "code");
+        lua_pushfstring(L, "too many row errors (%I, more than --max-errors %I): stopped; "
+                        "everything committed so far is kept, fix the rule and re-run to resume",
+                        (lua_Integer)c->value, (lua_Integer)s->max_errors);
+        lua_setfield(L, -2, "message");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "max_errors");
+        return lua_error(L);
+    }
+    return 0;
+}
+
+/* stats.errors() -> { {key=, message=}, ... } (the first 1000) */
+static int stats_errors(lua_State *L) {
+    stats_state *s = STATE(L);
+    lua_createtable(L, s->nerrors, 0);
+    for (int i = 0; i < s->nerrors; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, s->errors[i].key);
+        lua_setfield(L, -2, "key");
+        lua_pushstring(L, s->errors[i].message);
+        lua_setfield(L, -2, "message");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* stats.counters() -> { {name=, value=}, ... } in declaration order */
+static int stats_counters(lua_State *L) {
+    stats_state *s = STATE(L);
+    lua_createtable(L, s->ncounters, 0);
+    for (int i = 0; i < s->ncounters; i++) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, s->counters[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushinteger(L, s->counters[i].value);
+        lua_setfield(L, -2, "value");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int stats_reset(lua_State *L) {
+    stats_state *s = STATE(L);
+    clear_all(s);
+    return 0;
+}
+
+static int stats_max_errors(lua_State *L) {
+    stats_state *s = STATE(L);
+    lua_Integer old = s->max_errors;
+    if (!lua_isnone(L, 1)) s->max_errors = luaL_checkinteger(L, 1);
+    lua_pushinteger(L, old);
+    return 1;
+}
+
+/* "conversations_created" -> "Conversations created" */
+static void humanize(const char *name, char *out, size_t outsz) {
+    size_t i = 0;
+    for (; name[i] && i + 1 < outsz; i++)
+        out[i] = name[i] == '_' ? ' ' : (i == 0 ? (char)toupper((unsigned char)name[i]) : name[i]);
+    out[i] = '\0';
+}
+
+static void print_summary(stats_state *s, luaL_Buffer *b, FILE *f) {
+    size_t width = 0;
+    for (int i = 0; i < s->ncounters; i++)
+        if (strlen(s->counters[i].name) > width) width = strlen(s->counters[i].name);
+    char line[512], label[256];
+    snprintf(line, sizeof line, "\xF0\x9F\x93\x8A Statistics:\n");
+    if (b) luaL_addstring(b, line); else fputs(line, f);
+    for (int i = 0; i < s->ncounters; i++) {
+        humanize(s->counters[i].name, label, sizeof label);
+        snprintf(line, sizeof line, "   %s:%*s%lld\n", label,
+                 (int)(width + 2 - strlen(label)), "", s->counters[i].value);
+        if (b) luaL_addstring(b, line); else fputs(line, f);
+    }
+}
+
+/* stats.summary() -> the statistics block as text */
+static int stats_summary(lua_State *L) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    print_summary(STATE(L), &b, NULL);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void ferry_stats_print(lua_State *L, FILE *out) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, FERRY_STATS_KEY) == LUA_TUSERDATA) {
+        stats_state *s = lua_touserdata(L, -1);
+        if (s->ncounters > 0) { fputc('\n', out); print_summary(s, NULL, out); }
+    }
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg funcs[] = {
+    {"declare", stats_declare}, {"inc", stats_inc}, {"set", stats_set}, {"get", stats_get},
+    {"error", stats_error}, {"errors", stats_errors}, {"counters", stats_counters},
+    {"reset", stats_reset}, {"max_errors", stats_max_errors}, {"summary", stats_summary},
+    {NULL, NULL}
+};
+
+int luaopen_ferry_stats(lua_State *L) {
+    stats_state *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    s->max_errors = -1;
+    lua_newtable(L);
+    lua_pushcfunction(L, stats_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, FERRY_STATS_KEY);
+    luaL_newlibtable(L, funcs);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, funcs, 1);
+    lua_remove(L, -2);
+    return 1;
+}

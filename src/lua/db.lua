@@ -1,0 +1,92 @@
+-- db: the Lua side of the database API.  The C core ("db.core") gives
+-- connections with exec/query/one/rows/copy; this prelude adds the
+-- conveniences (transactions, arrays, module-level calls on the main
+-- connection) that need no C.
+local core = require "db.core"
+local methods = core.methods
+
+local M = {NULL = core.NULL, read_only = core.read_only}
+
+--- conn:transaction(fn, ...) runs fn(...) between BEGIN and COMMIT and
+-- returns its results; on error it rolls back and re-raises the error.
+-- Nested calls use a savepoint, so an inner failure can be caught.
+local savepoints = setmetatable({}, {__mode = "k"})
+function methods.transaction(conn, fn, ...)
+  local depth = savepoints[conn]
+  if depth then
+    local name = "ferry_sp_" .. (depth + 1)
+    conn:exec("SAVEPOINT " .. name)
+    savepoints[conn] = depth + 1
+    local res = table.pack(pcall(fn, ...))
+    savepoints[conn] = depth
+    if res[1] then
+      conn:exec("RELEASE SAVEPOINT " .. name)
+      return table.unpack(res, 2, res.n)
+    end
+    conn:exec("ROLLBACK TO SAVEPOINT " .. name)
+    error(res[2], 0)
+  end
+  conn:exec("BEGIN")
+  savepoints[conn] = 0
+  local res = table.pack(pcall(fn, ...))
+  savepoints[conn] = nil
+  if res[1] then
+    conn:exec("COMMIT")
+    return table.unpack(res, 2, res.n)
+  end
+  -- the connection may be gone: the original error is the one to report
+  pcall(conn.exec, conn, "ROLLBACK")
+  error(res[2], 0)
+end
+
+--- conn:copy_rows("COPY t (a, b) FROM STDIN", rows) writes an array of
+-- arrays with one COPY and returns the count stored.
+function methods.copy_rows(conn, sql, rows)
+  local w <close> = conn:copy(sql)
+  for i = 1, #rows do
+    local r = rows[i]
+    w:put(table.unpack(r, 1, r.n or #r))
+  end
+  return w:finish()
+end
+
+--- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
+-- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
+function M.array(t)
+  local parts = {}
+  for i = 1, (t.n or #t) do
+    local v = t[i]
+    if v == nil or v == core.NULL then
+      parts[i] = "NULL"
+    else
+      parts[i] = '"' .. tostring(v):gsub('[\\"]', "\\%0") .. '"'
+    end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function M.connect(conninfo)
+  return core.connect(conninfo)
+end
+
+local main
+--- Opens the main connection (the engine does this once per command).
+function M.open()
+  if not main then main = core.connect() end
+  return main
+end
+function M.main() return main end
+function M.close()
+  if main then main:close(); main = nil end
+end
+
+-- db.exec(...), db.query(...), ... act on the main connection.
+for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script",
+                      "quote_ident", "transaction", "backend_pid", "in_transaction"} do
+  M[name] = function(...)
+    if not main then error("no database connection (this command runs without one)", 2) end
+    return main[name](main, ...)
+  end
+end
+
+return M

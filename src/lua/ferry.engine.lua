@@ -1,0 +1,1047 @@
+-- ferry.engine: the commands.  The C host calls the function this chunk
+-- returns with the parsed command line {flags = {...}, args = {...}} and
+-- exits with the code it returns.
+local sys = require "ferry.sys"
+local log = require "log"
+local stats = require "stats"
+local json = require "json"
+local uuid = require "uuid"
+local progress = require "progress"
+local db = require "db"
+
+local LOCK_KEY = 7366291803        -- pg_try_advisory_lock key: "ferry" migrations
+local LOCK_CLASSID, LOCK_OBJID = LOCK_KEY >> 32, LOCK_KEY & 0xffffffff
+local EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+local USAGE = [[
+usage: ferry [--db URL] [--dir PATH] [--verbose|-v] [--quiet|-q] [--json] COMMAND ...
+
+commands:
+  status                        every migration with its state, applied time, checksum drift
+  up [--to VERSION] [--dry-run] apply pending migrations in order
+  run MIGRATION [--dry-run]     run one migration (full id or unique prefix), applied or not
+  rollback MIGRATION            run its rollback and record that
+  validate MIGRATION            run its checks; print each with pass/fail
+  baseline VERSION              record every migration up to VERSION as applied, without running it
+  new NAME                      scaffold migrations/<today>_<name>/
+  check                         load every script and rule, run the rules' tests (no database)
+
+options:
+  --db URL               libpq URI or key=value string (default: $DATABASE_URL, then PG* variables)
+  --dir PATH             folder holding migrations/ and rules/ (default: .)
+  --dry-run              read-only session; report what a real run would do
+  --batch-size N         rows per committed batch in data migrations (default 5000)
+  --jobs N               writer connections for data migrations that support it (default 1)
+  --max-errors N         stop after more than N per-row errors (default 100)
+  --lock-timeout T       PostgreSQL lock_timeout for every session (default 5s)
+  --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
+  --json                 one JSON object on stdout at the end, nothing else there
+  -v, --verbose          per-row lines and tracebacks;  -q, --quiet: only errors
+
+exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error
+]]
+
+-- Errors the engine raises carry their exit code.
+local function fail(code, fmt, ...)
+  error({code = code, message = select("#", ...) > 0 and string.format(fmt, ...) or fmt}, 0)
+end
+local function usage_error(fmt, ...) fail(EXIT_USAGE, fmt, ...) end
+
+local function error_text(e)
+  if type(e) == "table" then return tostring(e.message) end
+  return tostring(e)
+end
+
+----------------------------------------------------------------------------
+-- ordered JSON output (cjson does not keep key order)
+
+local encode_ordered
+local function encode_value(v)
+  if type(v) == "table" and getmetatable(v) and getmetatable(v).__keys then return encode_ordered(v) end
+  if type(v) == "table" then
+    if next(v) == nil then return getmetatable(v) == "array" and "[]" or "{}" end
+    if v[1] ~= nil or rawequal(getmetatable(v), "array") then
+      local parts = {}
+      for i = 1, #v do parts[i] = encode_value(v[i]) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local parts = {}
+    for i, k in ipairs(keys) do parts[i] = json.encode(k) .. ":" .. encode_value(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  end
+  return json.encode(v)
+end
+encode_ordered = function(obj)
+  local parts = {}
+  for _, k in ipairs(getmetatable(obj).__keys) do
+    if obj[k] ~= nil then parts[#parts + 1] = json.encode(k) .. ":" .. encode_value(obj[k]) end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+-- object(keys...) -> a table whose JSON keeps the given key order
+local function object(keys, t)
+  return setmetatable(t or {}, {__keys = keys})
+end
+local function array(t) return setmetatable(t or {}, {__metatable = "array"}) end
+
+local function stats_object()
+  local keys, t = {}, {}
+  for _, c in ipairs(stats.counters()) do keys[#keys + 1] = c.name; t[c.name] = c.value end
+  return object(keys, t)
+end
+local function errors_array()
+  local out = array()
+  for i, e in ipairs(stats.errors()) do out[i] = object({"key", "message"}, e) end
+  return out
+end
+
+----------------------------------------------------------------------------
+-- files and migrations
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local SCRIPT_FILES = {"up.lua", "up.sql", "down.lua", "rollback.sql", "validate.lua"}
+
+local function discover(root)
+  local dir = root .. "/migrations"
+  local names = sys.listdir(dir)
+  if not names then usage_error("no migrations folder at %s (use --dir)", dir) end
+  local list, by_id = {}, {}
+  for _, entry in ipairs(names) do
+    local version, name = entry:match("^(%d+)_([%w_%-]+)$")
+    if version and sys.isdir(dir .. "/" .. entry) then
+      local m = {id = entry, version = version, name = name, path = dir .. "/" .. entry,
+                 rel = "migrations/" .. entry, files = {}}
+      for _, f in ipairs(SCRIPT_FILES) do
+        if exists(m.path .. "/" .. f) then m.files[f] = true end
+      end
+      list[#list + 1] = m
+      by_id[entry] = m
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.version ~= b.version then
+      if #a.version ~= #b.version then return #a.version < #b.version end
+      return a.version < b.version
+    end
+    return a.name < b.name
+  end)
+  return list, by_id
+end
+
+local function find_migration(list, key)
+  if not key then usage_error("which migration? (give its id or a unique prefix)") end
+  local found = {}
+  for _, m in ipairs(list) do
+    if m.id == key then return m end
+    if m.id:sub(1, #key) == key then found[#found + 1] = m end
+  end
+  if #found == 1 then return found[1] end
+  if #found == 0 then usage_error("unknown migration %s", key) end
+  local ids = {}
+  for i, m in ipairs(found) do ids[i] = m.id end
+  usage_error("ambiguous migration %s: %s", key, table.concat(ids, ", "))
+end
+
+-- SHA-256 over the migration's scripts and the rule files it loaded, with
+-- line endings normalised so a checkout with CRLF does not look changed.
+local function checksum(root, m, rules)
+  local parts = {}
+  local files = {}
+  for _, f in ipairs(SCRIPT_FILES) do
+    if m.files[f] then files[#files + 1] = m.rel .. "/" .. f end
+  end
+  local sorted_rules = {}
+  for i, r in ipairs(rules or {}) do sorted_rules[i] = r end
+  table.sort(sorted_rules)
+  for _, r in ipairs(sorted_rules) do files[#files + 1] = r end
+  for _, rel in ipairs(files) do
+    local s = read_file(root .. "/" .. rel) or ""
+    s = s:gsub("\r\n", "\n")
+    parts[#parts + 1] = rel .. "\0" .. s .. "\0"
+  end
+  return sys.sha256(table.concat(parts))
+end
+
+----------------------------------------------------------------------------
+-- the Lua environment of scripts and rules
+
+local shell = {execute = os.execute, popen = io.popen}
+os.execute, io.popen = nil, nil    -- scripts ask for them with "-- ferry: allow-shell"
+
+local loaded_rules          -- rule files (relative paths) loaded by the current migration
+local root_dir = "."
+
+-- Rules are plain Lua modules under --dir: require "rules.roles" loads
+-- <dir>/rules/roles.lua.  The searcher records each file for the checksum.
+local function rules_searcher(modname)
+  local rel = modname:gsub("%.", "/") .. ".lua"
+  local path = root_dir .. "/" .. rel
+  if not exists(path) then return "\n\tno file '" .. path .. "'" end
+  local chunk, err = loadfile(path, "t")
+  if not chunk then
+    error({code = EXIT_USAGE, message = err}, 0)
+  end
+  if loaded_rules then loaded_rules[#loaded_rules + 1] = rel end
+  return chunk, path
+end
+table.insert(package.searchers, 2, rules_searcher)
+
+local function forget_rules()
+  for name in pairs(package.loaded) do
+    if name:match("^rules%.") then package.loaded[name] = nil end
+  end
+end
+
+-- Loads a Lua file with chunkname relative to --dir, so that errors read
+-- "migrations/x/up.lua:12: ...".  A syntax error is a usage error (exit 2).
+local function load_script(rel, env)
+  local src, err = read_file(root_dir .. "/" .. rel)
+  if not src then usage_error("cannot read %s: %s", rel, err) end
+  local chunk, lerr = load(src, "@" .. rel, "t", env)
+  if not chunk then usage_error("%s", lerr) end
+  return chunk, src
+end
+
+local function wants_shell(src)
+  local head = src:sub(1, 2000)
+  return head:find("%-%-%s*ferry:%s*allow%-shell") ~= nil
+end
+
+local function script_env(ctx)
+  local env = setmetatable({ctx = ctx, db = db, json = json, uuid = uuid, stats = stats,
+                            log = log, progress = progress}, {__index = _G})
+  env._G = env
+  return env
+end
+
+----------------------------------------------------------------------------
+-- history, lock, checkpoints
+
+local HISTORY_DDL = [[
+CREATE SCHEMA IF NOT EXISTS ferry;
+CREATE TABLE IF NOT EXISTS ferry.history (
+  id            bigserial PRIMARY KEY,
+  migration     text NOT NULL,
+  version       text NOT NULL,
+  name          text NOT NULL,
+  operation     text NOT NULL CHECK (operation IN ('up', 'run', 'rollback', 'baseline')),
+  status        text NOT NULL CHECK (status IN ('running', 'applied', 'failed', 'rolled back')),
+  run_id        uuid NOT NULL,
+  checksum      text,
+  rules         text[] NOT NULL DEFAULT '{}',
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  finished_at   timestamptz,
+  stats         jsonb,
+  error         text,
+  host          text,
+  pid           integer,
+  backend_pid   integer,
+  ferry_version text
+);
+CREATE INDEX IF NOT EXISTS history_migration_idx ON ferry.history (migration, id);
+CREATE TABLE IF NOT EXISTS ferry.checkpoint (
+  migration  text PRIMARY KEY,
+  run_id     uuid NOT NULL,
+  position   jsonb,
+  stats      jsonb,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+]]
+
+local function history_exists()
+  local r = db.one("SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
+  return r.h and r.c
+end
+
+local function ensure_history()
+  if db.read_only then return history_exists() end
+  if not history_exists() then db.exec_script(HISTORY_DDL) end
+  return true
+end
+
+-- The state of each migration: its latest row, ignoring failed rollbacks
+-- (a rollback that failed leaves the migration as it was).
+local function load_states()
+  local states = {}
+  if not history_exists() then return states end
+  local rows = db.query([[
+    SELECT DISTINCT ON (h.migration) h.migration, h.status, h.operation, h.checksum, h.rules,
+           to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
+           to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
+           h.host, h.pid, h.backend_pid,
+           (h.status = 'running' AND NOT EXISTS (
+              SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS gone
+      FROM ferry.history h
+     WHERE NOT (h.operation = 'rollback' AND h.status <> 'rolled back')
+     ORDER BY h.migration, h.id DESC]])
+  for _, r in ipairs(rows) do states[r.migration] = r end
+  return states
+end
+
+local function parse_pg_array(s)
+  local out = {}
+  if not s or s == "{}" then return out end
+  for item in s:sub(2, -2):gmatch('[^,]+') do out[#out + 1] = (item:gsub('^"(.*)"$', "%1")) end
+  return out
+end
+
+local lock_held = false
+local function take_lock()
+  if lock_held then return end
+  local r = db.one("SELECT pg_try_advisory_lock($1::bigint) AS ok", LOCK_KEY)
+  if r.ok then lock_held = true; return end
+  local h = db.one([[
+    SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket') AS client,
+           to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
+      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1
+     LIMIT 1]], LOCK_CLASSID, LOCK_OBJID)
+  local who = "another session"
+  if h then
+    who = string.format("%s (backend pid %d, client %s, connected since %s)",
+                        h.application_name ~= "" and h.application_name or "a session", h.pid, h.client, h.since)
+    if history_exists() then
+      local run = db.one([[SELECT migration, host, pid FROM ferry.history
+                           WHERE backend_pid = $1 AND status = 'running' ORDER BY id DESC LIMIT 1]], h.pid)
+      if run then who = who .. string.format(", running %s as pid %d on %s", run.migration, run.pid, run.host) end
+    end
+  end
+  fail(EXIT_FAIL, "another ferry holds the migration lock on this database: %s; try again when it has finished", who)
+end
+
+local function release_lock()
+  if lock_held then
+    pcall(db.exec, "SELECT pg_advisory_unlock($1::bigint)", LOCK_KEY)
+    lock_held = false
+  end
+end
+
+-- Checkpoints: a data migration saves its resume point in the same
+-- transaction as the batch it covers, through ctx.checkpoint.
+local function new_checkpoint(ctx)
+  local cp = {}
+  local saved
+  if history_exists() then
+    local r = db.one("SELECT position::text AS position, stats::text AS stats FROM ferry.checkpoint WHERE migration = $1",
+                     ctx.migration)
+    if r then saved = r end
+  end
+  local position = saved and saved.position and json.decode(saved.position) or nil
+  ctx.resumed = saved ~= nil
+  -- Restore the counters of the interrupted run so that the resumed run's
+  -- totals equal those of an uninterrupted one.
+  if saved and saved.stats then
+    local s = json.decode(saved.stats)
+    for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
+    for _, e in ipairs(s.errors or {}) do
+      local max = stats.max_errors(-1)
+      stats.error(e.key, e.message)
+      stats.inc("errors", -1)
+      stats.max_errors(max)
+    end
+  end
+
+  function cp.get() return position end
+
+  --- cp.save(pos [, conn]): records pos (any JSON value) and the counters
+  -- so far, on conn (default: the main connection), which should be inside
+  -- the transaction that wrote the batch.  In a dry run it is kept in memory.
+  function cp.save(pos, conn)
+    position = pos
+    if ctx.dry_run then return end
+    local counters = array()
+    for i, c in ipairs(stats.counters()) do counters[i] = array{c.name, c.value} end
+    local errs = array()
+    for i, e in ipairs(stats.errors()) do
+      if i > 100 then break end
+      errs[i] = object({"key", "message"}, e)
+    end
+    local payload = encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))
+    ;(conn or db.main()):exec([[
+      INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
+      VALUES ($1, $2, $3::jsonb, $4::jsonb, now())
+      ON CONFLICT (migration) DO UPDATE
+        SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
+            stats = EXCLUDED.stats, updated_at = now()]],
+      ctx.migration, ctx.run_id, json.encode(pos), payload)
+  end
+
+  function cp.clear()
+    position = nil
+    if not ctx.dry_run and history_exists() then
+      db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", ctx.migration)
+    end
+  end
+  return cp
+end
+
+----------------------------------------------------------------------------
+-- running one migration
+
+local opts = {}       -- the parsed command line
+
+local function make_ctx(m, dry_run, operation)
+  local flags = log.flags()
+  return {
+    migration = m.id, version = m.version, name = m.name,
+    dir = m.path, root = root_dir,
+    dry_run = dry_run, verbose = flags.verbose, quiet = flags.quiet, json = flags.json,
+    run_id = uuid.v4(), started_at = sys.iso_now(), operation = operation,
+    batch_size = opts.batch_size, jobs = opts.jobs, max_errors = opts.max_errors,
+  }
+end
+
+-- Runs a Lua script of migration m with ctx; returns the rule files loaded.
+local function run_lua(m, file, ctx)
+  forget_rules()
+  loaded_rules = {}
+  local env = script_env(ctx)
+  local chunk, src = load_script(m.rel .. "/" .. file, env)
+  local allow = wants_shell(src)
+  if allow then os.execute, io.popen = shell.execute, shell.popen end
+  local ok, err = xpcall(chunk, function(e)
+    if type(e) == "table" then return e end
+    return debug.traceback(tostring(e), 2)
+  end)
+  if allow then os.execute, io.popen = nil, nil end
+  local rules = loaded_rules
+  loaded_rules = nil
+  if not ok then error(err, 0) end
+  return rules
+end
+
+local function run_sql_file(m, file, in_transaction)
+  local sql, err = read_file(m.path .. "/" .. file)
+  if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
+  if in_transaction then
+    db.transaction(function() db.exec_script(sql) end)
+  else
+    db.exec_script(sql)
+  end
+end
+
+local function history_start(m, operation, run_id, sum)
+  local r = db.one([[
+    INSERT INTO ferry.history (migration, version, name, operation, status, run_id, checksum,
+                               host, pid, backend_pid, ferry_version)
+    VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, pg_backend_pid(), $9)
+    RETURNING id]], m.id, m.version, m.name, operation, run_id, sum, sys.hostname(), sys.pid(), sys.version())
+  return r.id
+end
+
+local function history_finish(id, status, sum, rules, err)
+  local payload = encode_value(object({"stats", "errors"}, {stats = stats_object(), errors = errors_array()}))
+  db.exec([[
+    UPDATE ferry.history
+       SET status = $2, finished_at = clock_timestamp(), checksum = coalesce($3, checksum),
+           rules = coalesce($4::text[], rules), stats = $5::jsonb, error = $6
+     WHERE id = $1]], id, status, sum, rules and db.array(rules) or nil, payload, err)
+end
+
+-- After a lost connection the main one is dead: record the failure on a
+-- new one if the server is back, and say how far the run got.
+local function record_lost(hid, err)
+  pcall(function()
+    db.close()
+    db.open()
+    history_finish(hid, "failed", nil, nil, err)
+  end)
+end
+
+local function progress_line()
+  local parts = {}
+  for _, c in ipairs(stats.counters()) do
+    if c.value ~= 0 then parts[#parts + 1] = c.name .. "=" .. c.value end
+  end
+  return #parts > 0 and table.concat(parts, ", ") or "nothing counted yet"
+end
+
+local function print_summary(result)
+  if log.flags().json or log.flags().quiet then return end
+  if #stats.counters() > 0 then
+    io.write("\n", stats.summary())
+  end
+  local errs = stats.errors()
+  if #errs > 0 then
+    io.write("\n\u{26A0} Errors (", stats.get("errors"), "):\n")
+    for i, e in ipairs(errs) do
+      if i > 20 then io.write("   ... (", #errs - 20, " more in --json and the history row)\n") break end
+      io.write("   ", e.key, ": ", e.message, "\n")
+    end
+  end
+  io.flush()
+end
+
+--- Applies (or dry-runs) migration m.  Returns a result object.
+local function apply(m, operation, dry_run)
+  stats.reset()
+  stats.max_errors(opts.max_errors)
+  local t0 = sys.clock()
+  local ctx = make_ctx(m, dry_run, operation)
+  local has_history = ensure_history()
+  local hid
+  if not dry_run then hid = history_start(m, operation, ctx.run_id, checksum(root_dir, m, {})) end
+  ctx.checkpoint = new_checkpoint(ctx)
+  if not log.flags().json then
+    log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
+  end
+
+  local ok, err = pcall(function()
+    if m.files["up.lua"] then
+      return run_lua(m, "up.lua", ctx)
+    elseif m.files["up.sql"] then
+      if dry_run then
+        log.info("   [DRY RUN] Would run " .. m.rel .. "/up.sql in one transaction")
+      else
+        run_sql_file(m, "up.sql", true)
+      end
+      return {}
+    end
+    usage_error("%s has neither up.lua nor up.sql", m.rel)
+  end)
+  local rules = ok and err or nil
+  local errtext = not ok and error_text(err) or nil
+  local lost = errtext and errtext:find("connection lost", 1, true)
+  local row_errors = stats.get("errors")
+  local good = ok and row_errors == 0
+  if not dry_run then
+    if lost then
+      record_lost(hid, errtext)
+    else
+      local status = good and "applied" or "failed"
+      history_finish(hid, status, ok and checksum(root_dir, m, rules) or nil, rules,
+                     errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
+      if good then ctx.checkpoint.clear() end
+    end
+  end
+  local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
+    migration = m.id, mode = dry_run and "dry-run" or "apply", ok = good,
+    stats = stats_object(), errors = errors_array(),
+    duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5),
+    error = errtext and errtext:match("^[^\n]*") or nil,
+  })
+  print_summary(result)
+  if not ok then
+    local code = type(err) == "table" and err.code or EXIT_FAIL
+    local first = errtext:match("^[^\n]*")
+    if lost then
+      first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
+                            m.id, first, progress_line())
+    elseif not first:find(m.id, 1, true) then
+      first = m.id .. ": " .. first
+    end
+    result.exit = code
+    result.message = first
+    result.traceback = errtext
+  elseif not good then
+    result.exit = EXIT_FAIL
+    result.message = string.format("%s: %d row error(s) recorded; fix the rule or the data and re-run", m.id, row_errors)
+  else
+    if not log.flags().json then
+      log.info(string.format("\u{2713} %s %s in %.2f s", m.id, dry_run and "dry run finished" or "applied",
+                             result.duration_ms / 1000))
+    end
+  end
+  local _ = has_history
+  return result
+end
+
+----------------------------------------------------------------------------
+-- commands
+
+local commands = {}
+
+local function emit_json(obj)
+  io.stdout:write(encode_value(obj), "\n")
+  io.stdout:flush()
+end
+
+local function report_failure(result)
+  io.stderr:write("ferry: ", result.message, "\n")
+  if log.flags().verbose and result.traceback and result.traceback:find("\n") then
+    io.stderr:write(result.traceback, "\n")
+  end
+end
+
+local function preflight(list)
+  -- Compile every rule and the scripts first: a syntax error stops the run
+  -- before anything is written.
+  local names = sys.listdir(root_dir .. "/rules") or {}
+  for _, f in ipairs(names) do
+    if f:match("%.lua$") then load_script("rules/" .. f) end
+  end
+  for _, m in ipairs(list) do
+    for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
+      if m.files[f] then load_script(m.rel .. "/" .. f) end
+    end
+  end
+end
+
+function commands.up(args)
+  if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
+  local list = discover(root_dir)
+  if opts.to then
+    local known = false
+    for _, m in ipairs(list) do if m.version == opts.to or m.id == opts.to then known = true end end
+    if not known then usage_error("--to %s: no migration has that version", opts.to) end
+  end
+  preflight(list)
+  db.open()
+  take_lock()
+  ensure_history()
+  local states = load_states()
+  local results, code = array(), EXIT_OK
+  local pending = 0
+  for _, m in ipairs(list) do
+    if opts.to and m.version > opts.to and m.id ~= opts.to then break end
+    local st = states[m.id]
+    if not (st and st.status == "applied") then
+      pending = pending + 1
+      local r = apply(m, "up", opts.dry_run)
+      results[#results + 1] = r
+      if r.exit then
+        code = r.exit
+        if not log.flags().json then report_failure(r) end
+        break
+      end
+    end
+  end
+  if pending == 0 and not log.flags().json then log.info("Nothing to do: every migration is applied.") end
+  if log.flags().json then emit_json(object({"migrations"}, {migrations = results})) end
+  return code
+end
+
+function commands.run(args)
+  if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
+  local list = discover(root_dir)
+  local m = find_migration(list, args[1])
+  preflight({m})
+  db.open()
+  take_lock()
+  local r = apply(m, "run", opts.dry_run)
+  if log.flags().json then emit_json(r) end
+  if r.exit then
+    if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", r.message, "\n") end
+    return r.exit
+  end
+  return EXIT_OK
+end
+
+function commands.rollback(args)
+  if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION") end
+  if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
+  local list = discover(root_dir)
+  local m = find_migration(list, args[1])
+  if not (m.files["rollback.sql"] or m.files["down.lua"]) then
+    usage_error("%s has no rollback.sql or down.lua", m.id)
+  end
+  preflight({m})
+  db.open()
+  take_lock()
+  ensure_history()
+  local states = load_states()
+  local st = states[m.id]
+  if not (st and st.status == "applied") and not log.flags().json then
+    log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
+  end
+  stats.reset()
+  local t0 = sys.clock()
+  local ctx = make_ctx(m, false, "rollback")
+  local hid = history_start(m, "rollback", ctx.run_id, checksum(root_dir, m, {}))
+  if not log.flags().json then log.info("==> rolling back " .. m.id) end
+  local ok, err = pcall(function()
+    if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
+    else run_sql_file(m, "rollback.sql", false) end
+  end)
+  local errtext = not ok and error_text(err) or nil
+  if errtext and errtext:find("connection lost", 1, true) then record_lost(hid, errtext)
+  else history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext) end
+  if ok and not log.flags().json then
+    pcall(function() db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end)
+  end
+  local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
+    migration = m.id, mode = "rollback", ok = ok, stats = stats_object(), errors = errors_array(),
+    duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5), error = errtext and errtext:match("^[^\n]*"),
+  })
+  if log.flags().json then emit_json(result) end
+  if not ok then
+    io.stderr:write("ferry: ", m.id, ": rollback failed: ", errtext:match("^[^\n]*"), "\n")
+    return type(err) == "table" and err.code or EXIT_FAIL
+  end
+  if not log.flags().json then log.info(string.format("\u{2713} %s rolled back", m.id)) end
+  return EXIT_OK
+end
+
+function commands.validate(args)
+  if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
+  local list = discover(root_dir)
+  local m = find_migration(list, args[1])
+  if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
+  preflight({m})
+  db.open()
+  -- checks only read: make the session read-only while they run
+  db.exec("SET default_transaction_read_only = on")
+  local checks = array()
+  local failed = 0
+  local ctx = make_ctx(m, true, "validate")
+  local function check(name, fn, detail)
+    local ok, res, info
+    if type(fn) == "function" then
+      local pok, a, b = pcall(fn)
+      if pok then ok, info = a and true or false, b else ok, info = false, "error: " .. error_text(a) end
+    else
+      ok, info = fn and true or false, detail
+    end
+    if not ok then failed = failed + 1 end
+    checks[#checks + 1] = object({"name", "ok", "detail"}, {name = name, ok = ok, detail = info and tostring(info) or nil})
+    if not log.flags().json then
+      log.info(string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", name,
+                             info and ("  (" .. tostring(info) .. ")") or ""))
+    end
+    res = ok
+    return res
+  end
+  ctx.check = check
+  if not log.flags().json then log.info("==> validating " .. m.id) end
+  forget_rules()
+  loaded_rules = {}
+  local env = script_env(ctx)
+  env.check = check
+  local chunk = load_script(m.rel .. "/validate.lua", env)
+  local ok, err = pcall(chunk)
+  loaded_rules = nil
+  db.exec("SET default_transaction_read_only = " .. (db.read_only and "on" or "off"))
+  if not ok then
+    failed = failed + 1
+    checks[#checks + 1] = object({"name", "ok", "detail"}, {name = "validate.lua", ok = false, detail = error_text(err)})
+    if not log.flags().json then log.info("\u{2717} FAIL validate.lua stopped: " .. error_text(err):match("^[^\n]*")) end
+  end
+  if log.flags().json then
+    emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}))
+  else
+    log.info(string.format("%d check(s), %d failed", #checks, failed))
+  end
+  return failed == 0 and EXIT_OK or EXIT_FAIL
+end
+
+function commands.baseline(args)
+  if #args ~= 1 then usage_error("usage: ferry baseline VERSION") end
+  local version = args[1]
+  local list = discover(root_dir)
+  local known = false
+  for _, m in ipairs(list) do if m.version == version or m.id == version then known = true end end
+  if not known then usage_error("baseline %s: no migration has that version", version) end
+  if opts.dry_run then usage_error("baseline has no --dry-run") end
+  db.open()
+  take_lock()
+  ensure_history()
+  local states = load_states()
+  local done = array()
+  for _, m in ipairs(list) do
+    if m.version > version and m.id ~= version then break end
+    local st = states[m.id]
+    if not (st and st.status == "applied") then
+      stats.reset()
+      local run_id = uuid.v4()
+      local hid = history_start(m, "baseline", run_id, checksum(root_dir, m, {}))
+      history_finish(hid, "applied", nil, nil, nil)
+      done[#done + 1] = m.id
+      if not log.flags().json then log.info("baselined " .. m.id .. " (recorded as applied, not run)") end
+    end
+  end
+  if log.flags().json then emit_json(object({"baselined"}, {baselined = done}))
+  elseif #done == 0 then log.info("Nothing to baseline: every migration up to " .. version .. " is applied.") end
+  return EXIT_OK
+end
+
+function commands.status(args)
+  if #args > 0 then usage_error("status takes no arguments") end
+  local list, by_id = discover(root_dir)
+  db.open()
+  local states = load_states()
+  local rows = array()
+  for _, m in ipairs(list) do
+    local st = states[m.id]
+    local state, applied, drift = "pending", nil, nil
+    if st then
+      state = st.status
+      if state == "running" and st.gone then state = "interrupted" end
+      if state == "applied" then
+        applied = st.finished_at
+        if st.operation ~= "baseline" and st.checksum then
+          drift = checksum(root_dir, m, parse_pg_array(st.rules)) ~= st.checksum
+        end
+      end
+      if state == "rolled back" then state = "rolled back" end
+    end
+    rows[#rows + 1] = object({"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline"},
+      {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,
+       checksum_changed = drift, baseline = st and st.operation == "baseline" or nil})
+  end
+  for id, st in pairs(states) do
+    if not by_id[id] then
+      rows[#rows + 1] = object({"migration", "status", "missing"}, {migration = id, status = st.status, missing = true})
+    end
+  end
+  if log.flags().json then
+    emit_json(object({"migrations"}, {migrations = rows}))
+    return EXIT_OK
+  end
+  local fmt = "%-45s %-12s %-21s %s\n"
+  io.write(string.format(fmt, "MIGRATION", "STATUS", "APPLIED AT", "CHECKSUM"))
+  for _, r in ipairs(rows) do
+    local note = r.checksum_changed and "CHANGED since applied" or (r.checksum_changed == false and "ok" or "-")
+    if r.missing then note = "file missing from migrations/" end
+    if r.baseline then note = "baseline" end
+    if r.status == "interrupted" then note = "process gone; the next run resumes" end
+    io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
+  end
+  return EXIT_OK
+end
+
+local function today()
+  return os.date("!%Y%m%d")
+end
+
+local TEMPLATE_UP = [=[
+-- %s: a data migration.  Run it with
+--   ferry run %s --dry-run     (read-only: counts only)
+--   ferry run %s
+--
+-- The example below is a complete, runnable pattern over a real table
+-- (pg_catalog.pg_namespace, present in every database): stream rows in
+-- bounded memory, map each through a rule, write in batches, checkpoint.
+-- Replace the query, the mapping and the write with your own.
+stats.declare{"rows_seen", "rows_written", "rows_skipped", "errors"}
+
+local read = db.connect()          -- a second session, for streaming reads
+local batch, last = {}, ctx.checkpoint.get()
+
+local function flush()
+  if #batch == 0 then return end
+  if not ctx.dry_run then
+    db.transaction(function()
+      -- Write with COPY, e.g.:
+      --   local w <close> = db.copy('COPY "MyTable" (id, note) FROM STDIN')
+      --   for _, r in ipairs(batch) do w:put(r.id, r.note) end
+      --   w:finish()
+      ctx.checkpoint.save(batch[#batch].key)   -- same transaction as the batch
+    end)
+  end
+  stats.inc("rows_written", #batch)
+  batch = {}
+end
+
+for row in read:rows([[SELECT oid::bigint AS key, nspname FROM pg_catalog.pg_namespace
+                        WHERE oid::bigint > $1 ORDER BY oid]], last or 0) do
+  stats.inc("rows_seen")
+  local ok, err = pcall(function()
+    if row.nspname:match("^pg_toast") then stats.inc("rows_skipped"); return end
+    batch[#batch + 1] = {key = row.key, note = "schema " .. row.nspname}
+    log.verbose("would write", row.nspname)
+  end)
+  if not ok then stats.error(row.key, err) end
+  if #batch >= ctx.batch_size then flush() end
+end
+flush()
+read:close()
+]=]
+
+local TEMPLATE_ROLLBACK = [=[
+-- Rollback of %s.  Works with `ferry rollback %s` and on its own:
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql
+-- Convention: delete only the rows this migration created (tag them, e.g.
+-- metadata->>'createdBy' = '%s'), never rows the live system wrote, and
+-- verify inside the transaction that they are gone.
+BEGIN;
+-- DELETE FROM "MyTable" WHERE metadata->>'createdBy' = '%s';
+DO $$
+BEGIN
+  -- IF EXISTS (SELECT 1 FROM "MyTable" WHERE metadata->>'createdBy' = '%s') THEN
+  --   RAISE EXCEPTION 'rollback incomplete';
+  -- END IF;
+  RAISE NOTICE 'rollback of %s: nothing to undo in the example';
+END $$;
+COMMIT;
+]=]
+
+local TEMPLATE_VALIDATE = [=[
+-- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
+-- 1 if any fails.  check(name, fn): fn returns ok [, detail].
+check("the database answers", function()
+  local r = db.one("SELECT 1 AS one")
+  return r.one == 1
+end)
+
+check("pg_namespace has rows", function()
+  local r = db.one("SELECT count(*) AS n FROM pg_catalog.pg_namespace")
+  return r.n > 0, r.n .. " schemas"
+end)
+]=]
+
+local TEMPLATE_README = [=[
+# %s
+
+What this migration does, why, and what it changes.
+
+- Apply: `ferry run %s --dry-run`, then `ferry run %s` (or `ferry up`)
+- Validate: `ferry validate %s`
+- Roll back: `ferry rollback %s` (or `psql -f rollback.sql`)
+
+Statistics: rows_seen, rows_written, rows_skipped, errors.
+]=]
+
+function commands.new(args)
+  if #args ~= 1 then usage_error("usage: ferry new NAME") end
+  local name = args[1]
+  if not name:match("^[a-z0-9][a-z0-9_]*$") then
+    usage_error("migration names use lowercase letters, digits and underscores: %s", name)
+  end
+  local mdir = root_dir .. "/migrations"
+  if not sys.isdir(mdir) then
+    local ok, err = sys.mkdir(mdir)
+    if not ok then usage_error("cannot create %s", err) end
+  end
+  local id = today() .. "_" .. name
+  local path = mdir .. "/" .. id
+  if sys.isdir(path) then usage_error("%s already exists", "migrations/" .. id) end
+  local ok, err = sys.mkdir(path)
+  if not ok then usage_error("cannot create %s", err) end
+  local function write(file, text)
+    local f = assert(io.open(path .. "/" .. file, "wb"))
+    f:write(text)
+    f:close()
+  end
+  write("up.lua", string.format(TEMPLATE_UP, id, id, id))
+  write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id))
+  write("validate.lua", string.format(TEMPLATE_VALIDATE, id, id))
+  write("README.md", string.format(TEMPLATE_README, id, id, id, id, id))
+  if log.flags().json then emit_json(object({"created"}, {created = "migrations/" .. id}))
+  else log.info("created migrations/" .. id .. "/ (up.lua, rollback.sql, validate.lua, README.md)") end
+  return EXIT_OK
+end
+
+function commands.check(args)
+  if #args > 0 then usage_error("check takes no arguments") end
+  local list = discover(root_dir)
+  local results = array()
+  local failed = 0
+  local function report(what, ok, detail)
+    results[#results + 1] = object({"name", "ok", "detail"}, {name = what, ok = ok, detail = detail})
+    if not ok then failed = failed + 1 end
+    if not log.flags().json then
+      log.info(string.format("%s %s%s", ok and "ok  " or "FAIL", what, detail and ("  " .. detail) or ""))
+    end
+  end
+  -- 1. every script compiles (a syntax error is a usage error: exit 2)
+  for _, m in ipairs(list) do
+    if not (m.files["up.lua"] or m.files["up.sql"]) then report(m.rel, false, "no up.lua or up.sql") end
+    for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
+      if m.files[f] then load_script(m.rel .. "/" .. f); report(m.rel .. "/" .. f, true) end
+    end
+  end
+  -- 2. every rule loads and its tests pass
+  local names = sys.listdir(root_dir .. "/rules") or {}
+  for _, f in ipairs(names) do
+    local mod = f:match("^(.-)%.lua$")
+    if mod then
+      load_script("rules/" .. f)
+      forget_rules()
+      local ok, rule = pcall(require, "rules." .. mod)
+      if not ok then
+        if type(rule) == "table" and rule.code == EXIT_USAGE then error(rule, 0) end
+        report("rules." .. mod, false, "does not load: " .. error_text(rule):match("^[^\n]*"))
+      elseif type(rule) == "table" and type(rule.tests) == "table" then
+        local tnames = {}
+        for tn in pairs(rule.tests) do tnames[#tnames + 1] = tn end
+        table.sort(tnames)
+        local bad = 0
+        for _, tn in ipairs(tnames) do
+          local tok, terr = pcall(rule.tests[tn])
+          if not tok then
+            bad = bad + 1
+            report(string.format("rules.%s test %q", mod, tn), false, error_text(terr):match("^[^\n]*"))
+          end
+        end
+        if bad == 0 then report("rules." .. mod, true, string.format("%d tests passed", #tnames)) end
+      else
+        report("rules." .. mod, true, "no tests")
+      end
+    end
+  end
+  if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results})) end
+  return failed == 0 and EXIT_OK or EXIT_FAIL
+end
+
+----------------------------------------------------------------------------
+-- main
+
+local function number_flag(flags, name, default, min)
+  local v = flags[name]
+  if v == nil then return default end
+  local n = math.tointeger(tonumber(v))
+  if not n or n < min then usage_error("--%s needs a whole number >= %d, not %s", name, min, tostring(v)) end
+  return n
+end
+
+local COMMANDS_WITH = {
+  ["dry-run"] = {up = true, run = true},
+  to = {up = true},
+}
+
+local function main(cli)
+  local flags = cli.flags
+  if flags.version then io.write("ferry ", sys.version(), "\n") return EXIT_OK end
+  if flags.help or flags.h or #cli.args == 0 then
+    io.write(USAGE)
+    return (#cli.args == 0 and not (flags.help or flags.h)) and EXIT_USAGE or EXIT_OK
+  end
+  if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
+  local cmd = table.remove(cli.args, 1)
+  if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end
+  for flag, allowed in pairs(COMMANDS_WITH) do
+    if flags[flag] and not allowed[cmd] then usage_error("--%s does not apply to '%s'", flag, cmd) end
+  end
+  opts.dry_run = flags["dry-run"] == true
+  opts.to = flags.to
+  opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
+  opts.jobs = number_flag(flags, "jobs", 1, 1)
+  opts.max_errors = number_flag(flags, "max-errors", 100, 0)
+  root_dir = flags.dir or "."
+  if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
+  return commands[cmd](cli.args)
+end
+
+return function(cli)
+  local ok, res = xpcall(main, function(e)
+    if type(e) == "table" then return e end
+    return debug.traceback(tostring(e), 2)
+  end, cli)
+  release_lock()
+  if ok then db.close() return res end
+  local code, msg = EXIT_FAIL, error_text(res)
+  if type(res) == "table" and res.code then code = res.code end
+  -- a database that cannot be reached is a configuration error
+  if msg:find("^cannot connect to the database") then code = EXIT_USAGE end
+  io.stderr:write("ferry: ", msg:match("^[^\n]*"), "\n")
+  if log.flags().verbose and msg:find("\n") then io.stderr:write(msg:match("\n(.*)$"), "\n") end
+  if log.flags().json then emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")})) end
+  pcall(db.close)
+  return code
+end

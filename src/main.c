@@ -1,0 +1,229 @@
+/* ferry: the host.  Parses the command line, builds one Lua state with the
+ * host's modules, and runs the embedded engine prelude inside a single
+ * protected call with a traceback message handler (the pattern of lua.c). */
+#include <lua.h>
+#include <lualib.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ferry.h"
+#include "l_modules.h"
+
+const char *ferry_prelude_name(int i);
+
+typedef struct cli {
+    db_options db;
+    log_options log;
+    int argc;
+    char **argv;
+} cli;
+
+/* Options that take a value; everything else starting with '-' is a flag. */
+static const char *const value_options[] = {
+    "--db", "--dir", "--to", "--batch-size", "--jobs", "--max-errors",
+    "--lock-timeout", "--statement-timeout", NULL
+};
+static const char *const flag_options[] = {
+    "--verbose", "-v", "--quiet", "-q", "--json", "--dry-run", "--help", "-h",
+    "--version", "--force", NULL
+};
+
+static int in_list(const char *const *list, const char *s, size_t n) {
+    for (int i = 0; list[i]; i++)
+        if (strlen(list[i]) == n && strncmp(list[i], s, n) == 0) return 1;
+    return 0;
+}
+
+/* Pushes a table {flags = {name = value|true}, args = {...}} built from argv,
+ * or raises a usage error (a table {code = 2, message = ...}). */
+static void push_usage_error(lua_State *L, const char *fmt, const char *arg) {
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, FERRY_EXIT_USAGE);
+    lua_setfield(L, -2, "code");
+    lua_pushfstring(L, fmt, arg);
+    lua_setfield(L, -2, "message");
+}
+
+static int push_cli(lua_State *L, int argc, char **argv) {
+    lua_createtable(L, 0, 2);
+    lua_newtable(L);  /* flags */
+    lua_newtable(L);  /* args */
+    int nargs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++) { lua_pushstring(L, argv[i]); lua_rawseti(L, -2, ++nargs); }
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') { lua_pushstring(L, a); lua_rawseti(L, -2, ++nargs); continue; }
+        const char *eq = strchr(a, '=');
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        const char *name = a[1] == '-' ? a + 2 : a + 1;
+        size_t name_len = n - (size_t)(name - a);
+        if (in_list(value_options, a, n)) {
+            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) { push_usage_error(L, "option %s needs a value", a); return 0; }
+            lua_pushlstring(L, name, name_len);
+            lua_pushstring(L, v);
+            lua_rawset(L, -4);
+        } else if (!eq && in_list(flag_options, a, n)) {
+            lua_pushlstring(L, name, name_len);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -4);
+        } else {
+            push_usage_error(L, "unknown option %s (see 'ferry --help')", a);
+            return 0;
+        }
+    }
+    lua_setfield(L, -3, "args");
+    lua_setfield(L, -2, "flags");
+    return 1;
+}
+
+/* Looks up a command-line option before Lua runs: the C side needs the
+ * connection options and verbosity to set up its modules. */
+static const char *find_option(int argc, char **argv, const char *opt) {
+    size_t n = strlen(opt);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strncmp(argv[i], opt, n) == 0) {
+            if (argv[i][n] == '=') return argv[i] + n + 1;
+            if (argv[i][n] == '\0') return (in_list(value_options, opt, n) && i + 1 < argc) ? argv[i + 1] : "";
+        }
+    }
+    return NULL;
+}
+
+static int has_flag(int argc, char **argv, const char *lng, const char *shrt) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strcmp(argv[i], lng) == 0 || (shrt && strcmp(argv[i], shrt) == 0)) return 1;
+    }
+    return 0;
+}
+
+static void read_cli(cli *c, int argc, char **argv) {
+    memset(c, 0, sizeof *c);
+    c->argc = argc;
+    c->argv = argv;
+    c->db.conninfo = find_option(argc, argv, "--db");
+    if (!c->db.conninfo) c->db.conninfo = getenv("DATABASE_URL");
+    if (c->db.conninfo && !*c->db.conninfo) c->db.conninfo = NULL;
+    c->db.lock_timeout = find_option(argc, argv, "--lock-timeout");
+    if (!c->db.lock_timeout) c->db.lock_timeout = "5s";
+    c->db.statement_timeout = find_option(argc, argv, "--statement-timeout");
+    if (!c->db.statement_timeout) c->db.statement_timeout = "0";
+    c->db.read_only = has_flag(argc, argv, "--dry-run", NULL);
+    c->log.verbose = has_flag(argc, argv, "--verbose", "-v");
+    c->log.quiet = has_flag(argc, argv, "--quiet", "-q");
+    c->log.json = has_flag(argc, argv, "--json", NULL);
+}
+
+/* Makes every embedded prelude loadable with require(name). */
+static int load_prelude(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    size_t len;
+    const char *src = ferry_prelude(name, &len);
+    if (!src) return luaL_error(L, "no embedded prelude %s", name);
+    lua_pushfstring(L, "=[ferry]/%s.lua", name);
+    if (luaL_loadbuffer(L, src, len, lua_tostring(L, -1)) != LUA_OK) return lua_error(L);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static void register_preludes(lua_State *L) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    for (int i = 0; ferry_prelude_name(i); i++) {
+        lua_pushcfunction(L, load_prelude);
+        lua_setfield(L, -2, ferry_prelude_name(i));
+    }
+    lua_pop(L, 2);
+}
+
+static void preload(lua_State *L, const char *name) {
+    /* the module table is on top of the stack */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 2);
+}
+
+/* Everything below runs inside the protected call. */
+static int pmain(lua_State *L) {
+    cli *c = lua_touserdata(L, 1);
+    luaL_openlibs(L);
+    luaopen_ferry_stats(L);          preload(L, "stats");
+    luaopen_ferry_log(L, &c->log);   preload(L, "log");
+    luaopen_ferry_progress(L);       preload(L, "progress");
+    luaopen_ferry_json(L);           preload(L, "json");
+    luaopen_ferry_uuid(L);           preload(L, "uuid");
+    luaopen_ferry_db(L, &c->db);     preload(L, "db.core");
+    luaopen_ferry_sys(L);            preload(L, "ferry.sys");
+    register_preludes(L);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ferry.engine");
+    lua_call(L, 1, 1);
+    if (!push_cli(L, c->argc, c->argv)) return lua_error(L);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* Message handler: strings get a traceback (shown only with --verbose);
+ * the engine's own error tables {code, message} pass through untouched. */
+static int msghandler(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) return 1;
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Prints the first line of an error; the rest (the traceback) only when
+ * verbose.  Returns the exit code the error stands for. */
+static int report_error(lua_State *L, const cli *c) {
+    int code = FERRY_EXIT_FAIL;
+    const char *msg;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "code");
+        if (lua_isinteger(L, -1)) code = (int)lua_tointeger(L, -1);
+        lua_getfield(L, -2, "message");
+        msg = lua_tostring(L, -1);
+    } else {
+        msg = lua_tostring(L, -1);
+    }
+    if (!msg) msg = "unknown error";
+    const char *nl = strchr(msg, '\n');
+    fprintf(stderr, "ferry: %.*s\n", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
+    if (nl && c->log.verbose) fprintf(stderr, "%s\n", nl + 1);
+    return code;
+}
+
+int main(int argc, char **argv) {
+    cli c;
+    read_cli(&c, argc, argv);
+    lua_State *L = luaL_newstate();
+    if (!L) { fprintf(stderr, "ferry: cannot create Lua state: not enough memory\n"); return FERRY_EXIT_FAIL; }
+    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, pmain);
+    lua_pushlightuserdata(L, &c);
+    int status = lua_pcall(L, 1, 1, 1);
+    int code;
+    if (status == LUA_OK) {
+        code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : FERRY_EXIT_OK;
+    } else {
+        code = report_error(L, &c);
+        /* The counters live in C: a run that died still shows how far it got. */
+        if (code == FERRY_EXIT_FAIL && !c.log.quiet && !c.log.json) ferry_stats_print(L, stderr);
+    }
+    fflush(stdout);
+    lua_close(L);
+    return code;
+}

@@ -1,0 +1,68 @@
+/* pgconn: libpq helpers that never touch Lua. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgconn.h"
+
+PGconn *pgconn_open(const char *conninfo) {
+    /* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
+     * keywords after it override it, so application_name is always ours. */
+    const char *keys[] = {"dbname", "application_name", NULL};
+    const char *vals[] = {conninfo ? conninfo : "", "ferry", NULL};
+    if (!conninfo) { keys[0] = "application_name"; vals[0] = "ferry"; keys[1] = NULL; }
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+static void replace_all(char *buf, size_t bufsz, const char *needle) {
+    size_t n = strlen(needle);
+    if (n == 0) return;
+    char *p;
+    while ((p = strstr(buf, needle)) != NULL) {
+        size_t tail = strlen(p + n);
+        if ((size_t)(p - buf) + 3 + tail + 1 > bufsz) { *p = '\0'; return; }
+        memmove(p + 3, p + n, tail + 1);
+        memcpy(p, "***", 3);
+    }
+}
+
+void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
+    if (outsz == 0) return;
+    size_t len = strlen(msg);
+    if (len >= outsz) len = outsz - 1;
+    memcpy(out, msg, len);
+    out[len] = '\0';
+    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
+    if (conninfo) {
+        /* The whole string first: an unparsable one may echo back verbatim. */
+        replace_all(out, outsz, conninfo);
+        PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+        if (opts) {
+            for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (o->val && strcmp(o->keyword, "password") == 0) replace_all(out, outsz, o->val);
+            PQconninfoFree(opts);
+        }
+    }
+    const char *env = getenv("PGPASSWORD");
+    if (env) replace_all(out, outsz, env);
+}
+
+int pgconn_integer_fits(const char *s, long long *out) {
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || end == s) return 0;
+    const long long limit = 9007199254740992LL; /* 2^53 */
+    if (v > limit || v < -limit) return 0;
+    *out = v;
+    return 1;
+}
+
+int pgconn_numeric_fits_double(const char *s) {
+    int digits = 0;
+    for (const char *p = s; *p && *p != 'e' && *p != 'E'; p++)
+        if (isdigit((unsigned char)*p)) digits++;
+    /* NaN and Infinity have no digits and stay strings. */
+    return digits > 0 && digits <= 15;
+}

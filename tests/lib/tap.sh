@@ -1,0 +1,232 @@
+# shellcheck shell=bash
+# tests/lib/tap.sh - a tiny TAP library for bash tests run by `prove`.
+#
+#   #!/usr/bin/env bash
+#   . "$(dirname "$0")/../lib/tap.sh"
+#   plan 3                       # or call done_testing at the end
+#   ok $? "name"                 # pass if the exit code is 0
+#   is "$got" "expected" "name"
+#   like "$got" 'regex' "name"   # bash ERE ([[ =~ ]])
+#   unlike "$got" 'regex' "name"
+#   diag "message"               # '# ' lines on stderr
+#   done_testing
+#
+# Every assertion returns 0 when it passes and 1 when it fails, so do not run
+# tests under `set -e` (a failure would end the script early).
+#
+# ferry helpers (need the environment of `scripts/pg.sh env`, which
+# scripts/with-pg.sh exports):
+#   fresh_db NAME        (re)create database NAME, print its libpq URI
+#   psql_val DBURI SQL   print the single value SQL returns
+#   run_ferry ARGS...    run "$FERRY" ARGS; stdout -> $OUT, stderr -> $ERR,
+#                        exit code -> $RC (never aborts the script)
+#   require_pg           bail out unless DATABASE_URL is set
+
+# ---------------------------------------------------------------- TAP core
+
+_TAP_COUNT=0
+_TAP_FAILED=0
+_TAP_PLANNED=''
+_TAP_DONE=''
+
+REPO_ROOT=${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}
+FERRY=${FERRY:-$REPO_ROOT/bin/ferry}
+if [ -x /usr/lib/postgresql/15/bin/psql ]; then
+    PSQL=${PSQL:-/usr/lib/postgresql/15/bin/psql}
+else
+    PSQL=${PSQL:-psql}
+fi
+
+plan() {
+    _TAP_PLANNED=$1
+    echo "1..$1"
+}
+
+diag() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        echo "# $line"
+    done <<<"$*" >&2
+}
+
+note() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        echo "# $line"
+    done <<<"$*"
+}
+
+_tap_result() { # PASSED(0|1) NAME
+    _TAP_COUNT=$((_TAP_COUNT + 1))
+    local name=${2:-}
+    name=${name//$'\n'/ }
+    name=${name//#/\\#}
+    if [ "$1" = 0 ]; then
+        echo "ok $_TAP_COUNT${name:+ - $name}"
+        return 0
+    fi
+    _TAP_FAILED=$((_TAP_FAILED + 1))
+    echo "not ok $_TAP_COUNT${name:+ - $name}"
+    local where="${BASH_SOURCE[2]:-?} line ${BASH_LINENO[1]:-?}"
+    diag "  Failed test${2:+ '$2'}"$'\n'"  at $where."
+    return 1
+}
+
+ok() { # EXIT_CODE NAME
+    local rc=$1
+    if [ "$rc" = 0 ]; then _tap_result 0 "${2:-}"; else _tap_result 1 "${2:-}"; fi
+}
+
+pass() { _tap_result 0 "${1:-}"; }
+fail() { _tap_result 1 "${1:-}"; }
+
+is() { # GOT EXPECTED NAME
+    if [ "$1" == "$2" ]; then
+        _tap_result 0 "${3:-}"
+        return 0
+    fi
+    _tap_result 1 "${3:-}"
+    if [[ "$1$2" == *$'\n'* ]]; then
+        diag "$(diff -u --label expected --label got <(printf '%s\n' "$2") <(printf '%s\n' "$1"))"
+    else
+        diag "         got: '$1'"$'\n'"    expected: '$2'"
+    fi
+    return 1
+}
+
+isnt() { # GOT UNEXPECTED NAME
+    if [ "$1" != "$2" ]; then
+        _tap_result 0 "${3:-}"
+        return 0
+    fi
+    _tap_result 1 "${3:-}"
+    diag "         got: '$1'"$'\n'"    expected: anything else"
+    return 1
+}
+
+like() { # GOT REGEX NAME
+    if [[ $1 =~ $2 ]]; then
+        _tap_result 0 "${3:-}"
+        return 0
+    fi
+    _tap_result 1 "${3:-}"
+    diag "                  '$1'"$'\n'"    doesn't match '$2'"
+    return 1
+}
+
+unlike() { # GOT REGEX NAME
+    if ! [[ $1 =~ $2 ]]; then
+        _tap_result 0 "${3:-}"
+        return 0
+    fi
+    _tap_result 1 "${3:-}"
+    diag "                  '$1'"$'\n'"          matches '$2'"
+    return 1
+}
+
+skip() { # REASON [COUNT]
+    local i
+    for (( i = 0; i < ${2:-1}; i++ )); do
+        _TAP_COUNT=$((_TAP_COUNT + 1))
+        echo "ok $_TAP_COUNT # skip ${1:-}"
+    done
+}
+
+skip_all() { # REASON
+    echo "1..0 # SKIP ${1:-}"
+    _TAP_DONE=1
+    exit 0
+}
+
+bail_out() { # REASON
+    echo "Bail out! ${1:-}"
+    _TAP_DONE=1
+    exit 255
+}
+
+done_testing() {
+    _TAP_DONE=1
+    if [ -z "$_TAP_PLANNED" ]; then
+        echo "1..$_TAP_COUNT"
+    elif [ "$_TAP_PLANNED" != "$_TAP_COUNT" ]; then
+        diag "Looks like you planned $_TAP_PLANNED tests but ran $_TAP_COUNT."
+        return 1
+    fi
+    if [ "$_TAP_FAILED" -gt 0 ]; then
+        diag "Looks like you failed $_TAP_FAILED test(s) of $_TAP_COUNT."
+        return 1
+    fi
+    return 0
+}
+
+# A per-script temp folder ($TAP_TMPDIR), removed at exit.
+TAP_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-tap.XXXXXX")
+
+# If a test script sets its own EXIT trap, it should call _tap_at_exit in it.
+_tap_at_exit() {
+    local rc=$?
+    if [ -n "${TAP_TMPDIR:-}" ]; then rm -rf "$TAP_TMPDIR"; fi
+    if [ -z "$_TAP_DONE" ] && [ -n "$_TAP_PLANNED" ] && [ "$_TAP_PLANNED" != "$_TAP_COUNT" ]; then
+        diag "Looks like you planned $_TAP_PLANNED tests but ran $_TAP_COUNT."
+    fi
+    return "$rc"
+}
+trap _tap_at_exit EXIT
+
+# ---------------------------------------------------------------- ferry helpers
+
+_tap_urlencode() {
+    local LC_ALL=C s=$1 out='' c i
+    for (( i = 0; i < ${#s}; i++ )); do
+        c=${s:i:1}
+        case $c in
+            [A-Za-z0-9/._~-]) out+=$c ;;
+            *) printf -v c '%%%02X' "'$c"; out+=$c ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
+require_pg() {
+    if [ -z "${DATABASE_URL:-}" ] || [ -z "${PGHOST:-}" ] || [ -z "${PGPORT:-}" ]; then
+        bail_out "no private PostgreSQL: run the tests under scripts/with-pg.sh (make test does)"
+    fi
+}
+
+# db_uri NAME: the libpq URI of database NAME on the private cluster
+db_uri() {
+    printf 'postgresql:///%s?host=%s&port=%s&user=%s\n' \
+        "$(_tap_urlencode "$1")" "$(_tap_urlencode "${PGHOST:?PGHOST not set}")" \
+        "${PGPORT:?PGPORT not set}" "$(_tap_urlencode "${PGUSER:-postgres}")"
+}
+
+# fresh_db NAME: drop (if it exists) and create database NAME; print its URI
+fresh_db() {
+    local name=$1 ident
+    ident="\"${name//\"/\"\"}\""
+    PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" \
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d postgres \
+        -c "DROP DATABASE IF EXISTS $ident WITH (FORCE)" \
+        -c "CREATE DATABASE $ident" >/dev/null || {
+        diag "fresh_db: could not create database $name"
+        return 1
+    }
+    db_uri "$name"
+}
+
+# psql_val DBURI SQL: print the single value SQL returns
+psql_val() {
+    "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+# run_ferry ARGS...: stdout -> $OUT, stderr -> $ERR, exit code -> $RC.
+# stdin is passed through.  Trailing newlines of OUT and ERR are dropped.
+# shellcheck disable=SC2034  # OUT, ERR and RC are for the caller
+run_ferry() {
+    local tmp=$TAP_TMPDIR
+    RC=0
+    "$FERRY" "$@" >"$tmp/run.out" 2>"$tmp/run.err" || RC=$?
+    OUT=$(cat "$tmp/run.out")
+    ERR=$(cat "$tmp/run.err")
+    return 0
+}
