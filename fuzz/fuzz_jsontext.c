@@ -373,6 +373,20 @@ static void check_utf8(const uint8_t *data, size_t size, const char *out, size_t
     CHECK(count <= size);
     CHECK((count == 0) == (size == 0));
 
+    /* Character by character too: a whole input is rarely all whitespace,
+     * but every code point it contains is checked on its own this way. */
+    for (k = 0; k < size; k += p) {
+        size_t one_count;
+        int one_valid, one_content;
+
+        p = utf8_prefix_bytes(in + k, size - k, 1);
+        CHECK(p >= 1 && p <= 4);
+        ref_utf8_scan(data + k, p, &one_count, &one_valid, &one_content);
+        CHECK(one_count == 1);
+        CHECK(utf8_valid(in + k, p) == one_valid);
+        CHECK(text_has_content(in + k, p) == one_content);
+    }
+
     /* compaction only drops ASCII bytes, which cannot break valid UTF-8 */
     if (valid)
         CHECK(utf8_valid(out, n));

@@ -87,6 +87,11 @@ local function object(keys, t)
 end
 local function array(t) return setmetatable(t or {}, {__metatable = "array"}) end
 
+-- Scripts get these too: json.array(t) encodes as [] even when empty,
+-- json.object(keys, t) keeps key order, json.encode_ordered encodes both
+-- (other tables with sorted keys).
+json.array, json.object, json.encode_ordered = array, object, encode_value
+
 local function stats_object()
   local keys, t = {}, {}
   for _, c in ipairs(stats.counters()) do keys[#keys + 1] = c.name; t[c.name] = c.value end

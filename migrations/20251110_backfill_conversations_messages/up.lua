@@ -1,0 +1,248 @@
+-- Batch 4: backfill Conversation and Message rows from Audit logs.
+-- The mapping lives in rules/roles.lua, rules/text.lua, rules/metadata.lua;
+-- this script is the data flow around them:
+--
+--   reader session   streams the audits still to do, ordered by
+--                    (lead_id, created_at, id), in bounded memory
+--   Lua              maps each audit through the rules
+--   main session     writes per batch of whole leads: COPY conversations,
+--                    COPY messages, raise last_message_at, save the
+--                    checkpoint, all in one transaction
+--
+-- Idempotency: Message.id = uuid.v5(NS, audit id) and Conversation.id =
+-- uuid.v5(NS, "conversation:" .. lead id); audits that already have a
+-- message (metadata->>'auditId') are dropped by the reader's anti-join and
+-- only counted.  A dry run takes the same path without the writes.
+local roles = require "rules.roles"
+local text = require "rules.text"
+local meta = require "rules.metadata"
+
+local NS = "3d5f1a52-4a0c-5e8b-9c61-0b7c2f4e8a91"   -- namespace of this batch's ids
+local RULE = string.rep("\u{2550}", 59)
+
+stats.declare{"conversations_created", "conversations_skipped", "messages_created", "messages_skipped",
+              "audits_processed", "audits_skipped", "errors"}
+
+local dry = ctx.dry_run
+local actors = db.array(roles.actors())
+local resume = ctx.checkpoint.get()          -- last lead fully committed, or nil
+local resume_key = resume or "00000000-0000-0000-0000-000000000000"
+
+log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
+log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
+if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
+
+-- The processed audits: lead set, actor mapped.  The whitespace set is
+-- Lua's %s, so SQL and rules.roles.normalize agree.
+local PROCESSED = [[
+  a.lead_id IS NOT NULL
+  AND lower(btrim(a.actor, E' \t\n\r\f\v')) = ANY($1::text[])
+  AND a.lead_id > $2::uuid]]
+
+-- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
+local read = db.connect()
+read:exec("SET synchronous_commit = off")
+read:exec("SET work_mem = '64MB'")
+read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+log.info("")
+log.info("[1/4] Fetching audit records...")
+local summary = read:one([[
+  WITH p AS (SELECT a.id, a.lead_id FROM "Audit" a WHERE ]] .. PROCESSED .. [[)
+  SELECT count(*) AS audits,
+         count(DISTINCT p.lead_id) AS leads,
+         count(*) FILTER (WHERE l.id IS NULL) AS orphan_audits,
+         count(DISTINCT p.lead_id) FILTER (WHERE l.id IS NULL) AS orphan_leads,
+         count(*) FILTER (WHERE l.id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM "Message" m WHERE m.metadata->>'auditId' = p.id::text)) AS done_audits,
+         count(DISTINCT p.lead_id) FILTER (WHERE l.id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM "Conversation" c WHERE c.lead_id = p.lead_id)) AS leads_with_conversation
+    FROM p LEFT JOIN "Lead" l ON l.id = p.lead_id]], actors, resume_key)
+log.info(string.format("\u{1F4CA} Found %d audit records with messages", summary.audits))
+log.info(string.format("\u{1F517} Grouped into %d leads with audit history", summary.leads))
+
+-- 2. Orphans: audits whose lead does not exist are skipped, per lead.
+if summary.orphan_leads > 0 then
+  local shown = 0
+  for o in read:rows([[
+      SELECT a.lead_id, count(*) AS n FROM "Audit" a
+       WHERE ]] .. PROCESSED .. [[ AND NOT EXISTS (SELECT 1 FROM "Lead" l WHERE l.id = a.lead_id)
+       GROUP BY a.lead_id ORDER BY a.lead_id]], actors, resume_key) do
+    shown = shown + 1
+    if ctx.verbose or shown <= 10 then
+      log.info(string.format("   \u{26A0} Lead %s not found, skipping", o.lead_id))
+    end
+  end
+  if shown > 10 and not ctx.verbose then
+    log.info(string.format("   \u{26A0} ... and %d more leads not found (--verbose lists them)", shown - 10))
+  end
+  stats.inc("audits_skipped", summary.orphan_audits)
+  stats.inc("audits_processed", summary.orphan_audits)
+end
+-- Audits that already have a message, and leads that already have a
+-- conversation, are counted here and never reach Lua.
+stats.inc("messages_skipped", summary.done_audits)
+stats.inc("audits_processed", summary.done_audits)
+stats.inc("conversations_skipped", summary.leads_with_conversation)
+
+log.info("")
+log.info("[2/4] Creating conversations for leads...")
+log.info("[3/4] Creating messages from audit logs...")
+log.info("   (one pass: conversations and their messages are written together, "
+         .. ctx.batch_size .. " audits per committed batch)")
+
+local todo = summary.audits - summary.done_audits - summary.orphan_audits
+local bar <close> = progress.new("audits", todo)
+
+-- The current batch, written as one transaction of whole leads.
+local convs, msgs, raises = {}, {}, {}
+local batch_leads = 0
+
+local function flush(last_lead)
+  if last_lead == nil then return end
+  if not dry then
+    db.transaction(function()
+      db.exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
+      if #convs > 0 then
+        local w <close> = db.copy([[COPY "Conversation" (id, lead_id, customer_id, channel, external_id,
+                                      started_at, last_message_at, metadata) FROM STDIN]])
+        for i = 1, #convs do
+          local c = convs[i]
+          w:put(c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
+        end
+        w:finish()
+      end
+      if #msgs > 0 then
+        local w <close> = db.copy([[COPY "Message" (id, conversation_id, role, content, metadata, created_at)
+                                    FROM STDIN]])
+        for i = 1, #msgs do
+          local m = msgs[i]
+          w:put(m[1], m[2], m[3], m[4], m[5], m[6])
+        end
+        w:finish()
+      end
+      if #raises > 0 then
+        local ids, times = {}, {}
+        for i, r in ipairs(raises) do ids[i], times[i] = r[1], r[2] end
+        db.exec([[UPDATE "Conversation" c
+                     SET last_message_at = u.ts, updated_at = now()
+                    FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, ts)
+                   WHERE c.id = u.id AND (c.last_message_at IS NULL OR c.last_message_at < u.ts)]],
+                db.array(ids), db.array(times))
+      end
+      ctx.checkpoint.save(last_lead)
+    end)
+  else
+    ctx.checkpoint.save(last_lead)
+  end
+  convs, msgs, raises = {}, {}, {}
+  batch_leads = 0
+end
+
+-- Per lead: its conversation (existing or new) and its latest message time.
+local lead_id, conv_id, conv_is_new, conv_row, last_at
+
+local function finish_lead()
+  if not lead_id then return end
+  if conv_is_new then
+    conv_row[7] = last_at            -- last_message_at: the latest of its messages
+    convs[#convs + 1] = conv_row
+  elseif last_at then
+    raises[#raises + 1] = {conv_id, last_at}
+  end
+  batch_leads = batch_leads + 1
+end
+
+local function start_lead(a)
+  lead_id, last_at = a.lead_id, nil
+  if a.conversation_id then
+    conv_id, conv_is_new = a.conversation_id, false
+    log.verbose(string.format("   \u{2299} Conversation already exists for lead %s", lead_id))
+  else
+    conv_id, conv_is_new = uuid.v5(NS, "conversation:" .. lead_id), true
+    local lead = {stage = a.stage, messenger_psid = a.messenger_psid, phone = a.phone}
+    conv_row = {conv_id, lead_id, a.customer_id, a.channel, meta.external_id(lead), a.lead_created_at, nil,
+                json.encode(meta.conversation(lead, ctx))}
+    stats.inc("conversations_created")
+    log.verbose(string.format("   %s conversation for lead %s", dry and "[DRY RUN] Would create" or "Creating", lead_id))
+  end
+end
+
+local function preview(s)
+  local cut = json.truncate(s, 40):gsub("[%c]", " ")
+  return json.utf8_len(s) > 40 and cut .. "..." or cut
+end
+
+local function map_audit(a)
+  local role = roles.role(a.actor)
+  if not role then error("actor " .. tostring(a.actor) .. " is not in rules.roles") end
+  local content, source = text.extract(a.payload, a.action)
+  if content == nil then
+    stats.inc("messages_skipped")
+    log.verbose(string.format("   \u{2299} Skipping audit %s (no extractable text)", a.id))
+    return
+  end
+  msgs[#msgs + 1] = {uuid.v5(NS, a.id), conv_id, role, content, json.encode(meta.message(a, source, ctx)), a.created_at}
+  last_at = a.created_at            -- rows arrive by created_at: the last is the latest
+  stats.inc("messages_created")
+  log.verbose(string.format("   %s message from audit %s (%s)", dry and "[DRY RUN] Would create" or "Creating",
+                            a.id, preview(content)))
+end
+
+local STREAM = [[
+  SELECT a.id, a.lead_id, a.actor, a.action, a.payload::text AS payload, a.created_at::text AS created_at,
+         l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage, l.created_at::text AS lead_created_at,
+         c.id AS conversation_id
+    FROM "Audit" a
+    JOIN "Lead" l ON l.id = a.lead_id
+    LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
+                WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+   WHERE ]] .. PROCESSED .. [[
+     AND NOT EXISTS (SELECT 1 FROM "Message" m WHERE m.metadata->>'auditId' = a.id::text)
+   ORDER BY a.lead_id, a.created_at, a.id]]
+
+local pending = 0        -- audits in the current batch
+for a in read:rows(STREAM, actors, resume_key) do
+  if a.lead_id ~= lead_id then
+    finish_lead()
+    if pending >= ctx.batch_size then flush(lead_id); pending = 0 end
+    start_lead(a)
+  end
+  local ok, err = pcall(map_audit, a)
+  if not ok then
+    if type(err) == "table" then error(err, 0) end
+    stats.error(a.id, tostring(err))
+  end
+  stats.inc("audits_processed")
+  pending = pending + 1
+  bar:add(1)
+end
+finish_lead()
+flush(lead_id)
+bar:finish()
+read:exec("COMMIT")
+read:close()
+
+log.info(string.format("   \u{2713} conversations: %d %s, %d already existed", stats.get("conversations_created"),
+                       dry and "to create" or "created", stats.get("conversations_skipped")))
+log.info(string.format("   \u{2713} messages: %d %s, %d skipped", stats.get("messages_created"),
+                       dry and "to create" or "created", stats.get("messages_skipped")))
+
+-- 4. The run record: one Audit row per real run.
+log.info("")
+log.info("[4/4] Recording audit log...")
+local counters = {}
+for _, c in ipairs(stats.counters()) do counters[c.name] = c.value end
+local errors = json.array(stats.errors())     -- "errors": [] even when empty
+if dry then
+  log.info("   [DRY RUN] Would create audit log")
+else
+  db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
+          "backfill_conversations_messages", json.encode_ordered(meta.run_record(ctx, counters, errors)))
+  log.info("   \u{2713} Audit log recorded")
+end
+
+log.info("")
+log.info(RULE)
+log.info(dry and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
+log.info(RULE)

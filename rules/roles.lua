@@ -1,0 +1,70 @@
+-- rules.roles: which audits carry messages, and the Message.role of each.
+--
+-- An audit is processed when its actor, lower-cased and trimmed, is a key
+-- of M.map.  Add a key to add an actor: no code change, no rebuild; re-run
+-- the backfill and the new actor's audits are picked up.
+local M = {}
+
+M.map = {
+  customer  = "user",
+  user      = "user",
+  agent     = "assistant",
+  assistant = "assistant",
+  system    = "system",
+  tool      = "tool",
+}
+
+-- The roles the Message table accepts (its CHECK constraint).
+M.valid_roles = {user = true, assistant = true, system = true, tool = true}
+
+--- normalize(actor) -> the actor lower-cased, whitespace trimmed.
+-- The SQL side filters with lower(btrim(actor, <the same whitespace>)).
+function M.normalize(actor)
+  return (actor:lower():match("^%s*(.-)%s*$"))
+end
+
+--- role(actor) -> the message role, or nil when the actor is not mapped.
+function M.role(actor)
+  if type(actor) ~= "string" then return nil end
+  local role = M.map[M.normalize(actor)]
+  if role and not M.valid_roles[role] then
+    error(string.format("rules.roles maps %q to %q, which Message.role does not allow", actor, role))
+  end
+  return role
+end
+
+--- actors() -> the mapped actor names, sorted (bound as a text[] filter).
+function M.actors()
+  local list = {}
+  for k in pairs(M.map) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
+local t = require "ferry.testing"
+M.tests = {
+  ["default map"] = function()
+    t.eq(M.role("customer"), "user")
+    t.eq(M.role("user"), "user")
+    t.eq(M.role("agent"), "assistant")
+    t.eq(M.role("assistant"), "assistant")
+    t.eq(M.role("system"), "system")
+    t.eq(M.role("tool"), "tool")
+  end,
+  ["case and spaces"] = function()
+    t.eq(M.role(" Customer "), "user")
+    t.eq(M.role("AGENT"), "assistant")
+    t.eq(M.role("\tSystem\n"), "system")
+  end,
+  ["unmapped actors"] = function()
+    t.eq(M.role("webhook"), nil)
+    t.eq(M.role("crm"), nil)
+    t.eq(M.role(""), nil)
+    t.eq(M.role(nil), nil)
+  end,
+  ["actors sorted"] = function()
+    t.eq(M.actors(), {"agent", "assistant", "customer", "system", "tool", "user"})
+  end,
+}
+
+return M
