@@ -52,6 +52,9 @@
 
 BEGIN;
 
+-- JIT compilation of these large expressions costs more than it saves.
+SET LOCAL jit = off;
+
 -- The vocabulary, one row of arrays. Cross-joined into the big INSERTs it is
 -- a constant: indexing an array costs nanoseconds, a lookup query per row
 -- would cost microseconds.
@@ -209,16 +212,18 @@ FROM (
 ) r
 CROSS JOIN vocab v
 CROSS JOIN LATERAL (
-    -- Two sentences per row; only the one the actor needs is used.
-    SELECT v.ask_open[1 + r.w1] || ', ' || v.ask_verb[1 + r.w2] || ' ' || v.thing[1 + r.w3]
-               || v.ask_tail[1 + r.w4]
-               || CASE r.w4 WHEN 8 THEN (r.n % 200 + 3) * 10 || '.' WHEN 9 THEN 10000 + r.n || ').' ELSE '' END
-               AS ask,
-           v.reply_open[1 + r.w1] || ', ' || v.reply_verb[1 + r.w2] || ' ' || v.thing[1 + r.w3]
-               || v.reply_tail[1 + r.w4]
-               || CASE r.w4 WHEN 8 THEN 20000 + r.n || ').' WHEN 9 THEN (r.n % 200 + 3) * 10 || '.' ELSE '' END
-               AS reply
-) t
+    -- One sentence per row: customers and users ask, everyone else answers
+    -- (only the branch taken is evaluated).
+    SELECT CASE WHEN r.k < 378 OR r.k BETWEEN 650 AND 689 THEN
+                v.ask_open[1 + r.w1] || ', ' || v.ask_verb[1 + r.w2] || ' ' || v.thing[1 + r.w3]
+                || v.ask_tail[1 + r.w4]
+                || CASE r.w4 WHEN 8 THEN (r.n % 200 + 3) * 10 || '.' WHEN 9 THEN 10000 + r.n || ').' ELSE '' END
+           ELSE
+                v.reply_open[1 + r.w1] || ', ' || v.reply_verb[1 + r.w2] || ' ' || v.thing[1 + r.w3]
+                || v.reply_tail[1 + r.w4]
+                || CASE r.w4 WHEN 8 THEN 20000 + r.n || ').' WHEN 9 THEN (r.n % 200 + 3) * 10 || '.' ELSE '' END
+           END AS msg
+) m
 CROSS JOIN LATERAL (
     SELECT
         CASE WHEN r.k < 370 THEN 'customer'
@@ -283,8 +288,6 @@ CROSS JOIN LATERAL (
                      ELSE NULL
                 END
         END AS payload
-    -- customers and users ask, everyone else answers
-    FROM (SELECT CASE WHEN r.k < 378 OR r.k BETWEEN 650 AND 689 THEN t.ask ELSE t.reply END AS msg) m
 ) s;
 
 COMMIT;

@@ -84,7 +84,7 @@ end
 for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script",
                       "quote_ident", "transaction", "backend_pid", "in_transaction"} do
   M[name] = function(...)
-    if not main then error("no database connection (this command runs without one)", 2) end
+    if not main then M.open() end      -- connect on first use
     return main[name](main, ...)
   end
 end

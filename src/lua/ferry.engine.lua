@@ -25,6 +25,7 @@ commands:
   baseline VERSION              record every migration up to VERSION as applied, without running it
   new NAME                      scaffold migrations/<today>_<name>/
   check                         load every script and rule, run the rules' tests (no database)
+  exec FILE [ARG...]            run a Lua file with the ferry API (ad-hoc scripts, tests)
 
 options:
   --db URL               libpq URI or key=value string (default: $DATABASE_URL, then PG* variables)
@@ -215,9 +216,10 @@ end
 
 -- Loads a Lua file with chunkname relative to --dir, so that errors read
 -- "migrations/x/up.lua:12: ...".  A syntax error is a usage error (exit 2).
-local function load_script(rel, env)
-  local src, err = read_file(root_dir .. "/" .. rel)
+local function load_script(rel, env, path)
+  local src, err = read_file(path or (root_dir .. "/" .. rel))
   if not src then usage_error("cannot read %s: %s", rel, err) end
+  if src:sub(1, 2) == "#!" then src = "--" .. src end    -- a script may start with #! (keeps line numbers)
   local chunk, lerr = load(src, "@" .. rel, "t", env)
   if not chunk then usage_error("%s", lerr) end
   return chunk, src
@@ -820,6 +822,26 @@ function commands.status(args)
   return EXIT_OK
 end
 
+-- ferry exec FILE [ARG...]: runs a Lua file with the whole API (the
+-- database is connected on first use).  For ad-hoc scripts and the Lua
+-- tests.  The file's integer return value is the exit code.
+function commands.exec(args)
+  local file = table.remove(args, 1)
+  if not file then usage_error("usage: ferry exec FILE.lua [ARG...]") end
+  local m = {id = "exec", version = "0", name = file, path = root_dir, rel = "."}
+  local ctx = make_ctx(m, opts.dry_run, "exec")
+  ctx.args = args
+  ctx.checkpoint = {get = function() return nil end, save = function() end, clear = function() end}
+  local env = script_env(ctx)
+  env.arg = args
+  local chunk, src = load_script(file, env, file)     -- relative to the current folder
+  local allow = wants_shell(src)
+  if allow then os.execute, io.popen = shell.execute, shell.popen end
+  local res = chunk(table.unpack(args))
+  if allow then os.execute, io.popen = nil, nil end
+  return math.tointeger(res) or EXIT_OK
+end
+
 local function today()
   return os.date("!%Y%m%d")
 end
@@ -1006,17 +1028,15 @@ local function number_flag(flags, name, default, min)
 end
 
 local COMMANDS_WITH = {
-  ["dry-run"] = {up = true, run = true},
+  ["dry-run"] = {up = true, run = true, exec = true},
   to = {up = true},
 }
 
 local function main(cli)
   local flags = cli.flags
   if flags.version then io.write("ferry ", sys.version(), "\n") return EXIT_OK end
-  if flags.help or flags.h or #cli.args == 0 then
-    io.write(USAGE)
-    return (#cli.args == 0 and not (flags.help or flags.h)) and EXIT_USAGE or EXIT_OK
-  end
+  if flags.help or flags.h then io.write(USAGE) return EXIT_OK end
+  if #cli.args == 0 then io.stderr:write(USAGE) return EXIT_USAGE end
   if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
   local cmd = table.remove(cli.args, 1)
   if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end

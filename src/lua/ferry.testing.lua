@@ -37,4 +37,46 @@ function M.raises(fn, pattern)
   end
 end
 
+--- tap(): a TAP producer for Lua tests run with `ferry exec FILE`.
+--   local T = require("ferry.testing").tap()
+--   T.is(got, expected, "name"); T.ok(cond, "name"); T.like(s, pattern, "name")
+--   T.raises(fn, pattern, "name"); T.done()
+function M.tap()
+  local T, n, failed = {}, 0, 0
+  local function result(pass, name, diag)
+    n = n + 1
+    io.write(pass and "ok " or "not ok ", n, " - ", (name or ""):gsub("\n", " "), "\n")
+    if not pass then
+      failed = failed + 1
+      for line in (diag or ""):gmatch("[^\n]+") do io.write("# ", line, "\n") end
+    end
+    io.flush()
+    return pass
+  end
+  function T.ok(cond, name) return result(cond and true or false, name, "condition was false") end
+  function T.is(got, expected, name)
+    return result(same(got, expected), name, "     got: " .. show(got) .. "\nexpected: " .. show(expected))
+  end
+  function T.isnt(got, unexpected, name)
+    return result(not same(got, unexpected), name, "got the value it should not be: " .. show(got))
+  end
+  function T.like(got, pattern, name)
+    return result(type(got) == "string" and got:find(pattern) ~= nil, name,
+                  "     got: " .. show(got) .. "\n doesn't match: " .. pattern)
+  end
+  function T.raises(fn, pattern, name)
+    local ok, err = pcall(fn)
+    local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+    return result(not ok and (pattern == nil or msg:find(pattern) ~= nil), name,
+                  ok and "no error was raised" or ("error: " .. msg .. "\ndoesn't match: " .. tostring(pattern)))
+  end
+  function T.diag(msg) for line in tostring(msg):gmatch("[^\n]+") do io.write("# ", line, "\n") end end
+  function T.done()
+    io.write("1..", n, "\n")
+    io.flush()
+    return failed == 0 and 0 or 1
+  end
+  return T
+end
+
 return M

@@ -68,6 +68,6 @@ FERRY=$fake
 run_ferry a 'b c'
 is "$RC|$OUT|$ERR" "3|out:a b c|err:a" "run_ferry captures RC, OUT and ERR"
 FERRY=$saved_ferry
-like "$FERRY" '/bin/ferry$' "FERRY defaults to bin/ferry"
+like "$FERRY" '/ferry$' "FERRY names a ferry binary"
 
 done_testing

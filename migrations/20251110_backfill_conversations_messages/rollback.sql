@@ -1,0 +1,75 @@
+-- Rollback of Batch 4 (20251110_backfill_conversations_messages).
+--
+--   ferry rollback 20251110_backfill_conversations_messages
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql     (works on its own too)
+--
+-- Deletes only what this backfill created, recognised by
+-- metadata->>'createdBy' = '20251110_backfill_conversations_messages':
+--   1. its messages (wherever they are: in its own conversations or in a
+--      conversation the live system made);
+--   2. its conversations, except one into which the live system has since
+--      written messages: that one is kept, and reported;
+--   3. its run-record audits (action backfill_conversations_messages);
+-- then verifies that they are gone, inside the same transaction.  Live
+-- messages, live conversations and every other audit stay.
+BEGIN;
+
+CREATE TEMP TABLE batch4_kept ON COMMIT DROP AS
+SELECT c.id, c.lead_id, count(*) AS live_messages
+  FROM "Conversation" c
+  JOIN "Message" m ON m.conversation_id = c.id
+ WHERE c.metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+   AND m.metadata->>'createdBy' IS DISTINCT FROM '20251110_backfill_conversations_messages'
+ GROUP BY c.id, c.lead_id;
+
+DELETE FROM "Message"
+ WHERE metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+   AND metadata->>'source' = 'audit_backfill';
+
+DELETE FROM "Conversation" c
+ WHERE c.metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+   AND c.metadata->>'source' = 'audit_backfill'
+   AND NOT EXISTS (SELECT 1 FROM batch4_kept k WHERE k.id = c.id);
+
+-- A kept conversation now holds only live messages: its last_message_at
+-- follows them.
+UPDATE "Conversation" c
+   SET last_message_at = (SELECT max(m.created_at) FROM "Message" m WHERE m.conversation_id = c.id),
+       updated_at = now()
+ WHERE c.id IN (SELECT id FROM batch4_kept);
+
+DELETE FROM "Audit"
+ WHERE action = 'backfill_conversations_messages'
+   AND lead_id IS NULL
+   AND payload->>'source' = 'audit_backfill';
+
+DO $$
+DECLARE
+  n_messages int;
+  n_conversations int;
+  n_records int;
+  kept record;
+BEGIN
+  SELECT count(*) INTO n_messages FROM "Message"
+   WHERE metadata->>'createdBy' = '20251110_backfill_conversations_messages';
+  SELECT count(*) INTO n_conversations FROM "Conversation" c
+   WHERE c.metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+     AND NOT EXISTS (SELECT 1 FROM batch4_kept k WHERE k.id = c.id);
+  SELECT count(*) INTO n_records FROM "Audit"
+   WHERE action = 'backfill_conversations_messages' AND lead_id IS NULL AND payload->>'source' = 'audit_backfill';
+  IF n_messages + n_conversations + n_records > 0 THEN
+    RAISE EXCEPTION 'rollback incomplete: % messages, % conversations, % run records remain',
+      n_messages, n_conversations, n_records;
+  END IF;
+  FOR kept IN SELECT * FROM batch4_kept ORDER BY lead_id LOOP
+    RAISE NOTICE 'kept conversation % of lead %: the live system wrote % message(s) into it',
+      kept.id, kept.lead_id, kept.live_messages;
+  END LOOP;
+  -- ferry's resume point, when ferry's history exists in this database
+  IF to_regclass('ferry.checkpoint') IS NOT NULL THEN
+    DELETE FROM ferry.checkpoint WHERE migration = '20251110_backfill_conversations_messages';
+  END IF;
+  RAISE NOTICE 'rollback of 20251110_backfill_conversations_messages verified: no backfilled message, conversation or run record remains';
+END $$;
+
+COMMIT;

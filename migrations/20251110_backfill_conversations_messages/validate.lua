@@ -1,0 +1,113 @@
+-- Checks of Batch 4: `ferry validate 20251110_backfill_conversations_messages`.
+-- The seed design's six checks as pass/fail, plus two of our own.
+local roles = require "rules.roles"
+local text = require "rules.text"
+
+local ME = ctx.migration
+local actors = db.array(roles.actors())
+local PROCESSED = [[a.lead_id IS NOT NULL AND lower(btrim(a.actor, E' \t\n\r\f\v')) = ANY($1::text[])]]
+
+-- 1. Conversation count: every existing lead with processed audits has one.
+check("every lead with processed audits has a conversation", function()
+  local r = db.one([[
+    SELECT count(DISTINCT a.lead_id) AS leads,
+           count(DISTINCT a.lead_id) FILTER (WHERE EXISTS (
+             SELECT 1 FROM "Conversation" c WHERE c.lead_id = a.lead_id)) AS with_conversation,
+           (SELECT count(*) FROM "Conversation" WHERE metadata->>'source' = 'audit_backfill') AS backfilled
+      FROM "Audit" a JOIN "Lead" l ON l.id = a.lead_id
+     WHERE ]] .. PROCESSED, actors)
+  return r.leads == r.with_conversation,
+         string.format("%d of %d leads; %d backfilled conversations", r.with_conversation, r.leads, r.backfilled)
+end)
+
+-- 2. Message count.
+check("backfilled messages exist", function()
+  local r = db.one([[
+    SELECT count(*) AS messages,
+           count(*) FILTER (WHERE metadata->>'source' = 'audit_backfill') AS backfilled,
+           count(DISTINCT conversation_id) AS conversations
+      FROM "Message"]])
+  return r.backfilled > 0, string.format("%d messages, %d backfilled, in %d conversations",
+                                          r.messages, r.backfilled, r.conversations)
+end)
+
+-- 3. Conversation -> Lead mapping.
+check("every backfilled conversation belongs to an existing lead, one per lead", function()
+  local r = db.one([[
+    SELECT count(*) FILTER (WHERE l.id IS NULL) AS dangling,
+           count(*) - count(DISTINCT c.lead_id) AS duplicates,
+           count(*) AS total
+      FROM "Conversation" c LEFT JOIN "Lead" l ON l.id = c.lead_id
+     WHERE c.metadata->>'createdBy' = $1]], ME)
+  return r.dangling == 0 and r.duplicates == 0,
+         string.format("%d conversations, %d without lead, %d duplicate leads", r.total, r.dangling, r.duplicates)
+end)
+
+-- 4. Roles distribution.
+check("message roles are user/assistant/system/tool", function()
+  local parts, bad = {}, 0
+  for _, r in ipairs(db.query([[
+      SELECT role, count(*) AS n, round(100.0 * count(*) / sum(count(*)) OVER (), 2)::text AS pct
+        FROM "Message" WHERE metadata->>'source' = 'audit_backfill' GROUP BY role ORDER BY n DESC, role]])) do
+    if not roles.valid_roles[r.role] then bad = bad + 1 end
+    parts[#parts + 1] = string.format("%s %d (%s%%)", r.role, r.n, r.pct)
+  end
+  return bad == 0, #parts > 0 and table.concat(parts, ", ") or "no messages"
+end)
+
+-- 5. FTS index usage.  Sequential scans are disabled for the EXPLAIN so
+-- the answer does not depend on the table's size: the check is that the
+-- index can serve the search.
+check("full-text search uses Message_content_fts_idx", function()
+  local plan = db.transaction(function()
+    db.exec("SET LOCAL enable_seqscan = off")
+    local lines = {}
+    for _, r in ipairs(db.query([[EXPLAIN SELECT * FROM "Message"
+        WHERE to_tsvector('english', COALESCE(content, '')) @@ plainto_tsquery('english', 'quote')]])) do
+      lines[#lines + 1] = r["QUERY PLAN"]
+    end
+    return table.concat(lines, "\n")
+  end)
+  return plan:find("Message_content_fts_idx", 1, true) ~= nil, plan:match("^[^\n]*")
+end)
+
+-- 6. Sample audit -> message mapping: role and content follow the rules.
+check("sample of audits maps to messages with the right role", function()
+  local bad, n = 0, 0
+  for _, r in ipairs(db.query([[
+      SELECT a.id, a.actor, m.role FROM "Audit" a
+        JOIN "Message" m ON m.metadata->>'auditId' = a.id::text
+       WHERE ]] .. PROCESSED .. [[ ORDER BY a.created_at, a.id LIMIT 10]], actors)) do
+    n = n + 1
+    if roles.role(r.actor) ~= r.role then bad = bad + 1 end
+  end
+  return bad == 0, string.format("%d sampled, %d wrong", n, bad)
+end)
+
+-- 7. Idempotency key.
+check("no two messages share an auditId", function()
+  local r = db.one([[
+    SELECT count(*) AS n FROM (
+      SELECT metadata->>'auditId' FROM "Message" WHERE metadata ? 'auditId'
+       GROUP BY 1 HAVING count(*) > 1) d]])
+  return r.n == 0, r.n .. " duplicated auditIds"
+end)
+
+-- 8. Completeness, with the rules themselves deciding "has text".
+check("every processed audit with text and an existing lead has exactly one message", function()
+  local missing, extra, checked = 0, 0, 0
+  for a in db.rows([[
+      SELECT a.id, a.action, a.payload::text AS payload, coalesce(m.n, 0) AS n
+        FROM "Audit" a JOIN "Lead" l ON l.id = a.lead_id
+        LEFT JOIN (SELECT metadata->>'auditId' AS aid, count(*) AS n FROM "Message"
+                    WHERE metadata ? 'auditId' GROUP BY 1) m ON m.aid = a.id::text
+       WHERE ]] .. PROCESSED, actors) do
+    local ok, content = pcall(text.extract, a.payload, a.action)
+    if ok and content ~= nil then
+      checked = checked + 1
+      if a.n == 0 then missing = missing + 1 elseif a.n > 1 then extra = extra + 1 end
+    end
+  end
+  return missing == 0 and extra == 0,
+         string.format("%d audits with text: %d without a message, %d with more than one", checked, missing, extra)
+end)
