@@ -29,6 +29,7 @@ typedef struct progress {
     long long done, total;
     double started, last_draw;
     int tty, finished;
+    int lines;              /* plain lines printed so far */
 } progress;
 
 #define LOGSTATE(L) ((log_state *)lua_touserdata(L, lua_upvalueindex(1)))
@@ -130,6 +131,7 @@ static void draw(progress *p, int final) {
         if (final) { fputc('\n', stderr); p->log->bar_drawn = 0; }
     } else {
         fprintf(stderr, "progress: %s %s %.0f/s ETA %s\n", p->label, count, rate, eta);
+        p->lines++;
     }
     fflush(stderr);
     p->last_draw = t;
@@ -165,7 +167,9 @@ static int progress_set(lua_State *L) {
 static int progress_finish(lua_State *L) {
     progress *p = check_progress(L);
     if (!p->finished) {
-        if (!p->log->quiet && (p->tty || p->done > 0)) draw(p, 1);
+        /* A plain-text final line only closes a series: a short run that
+         * printed no line prints none. */
+        if (!p->log->quiet && (p->tty ? p->done > 0 : p->lines > 0)) draw(p, 1);
         p->finished = 1;
     }
     return 0;

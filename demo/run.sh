@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make demo: Batches 1-3 on an empty database, demo data, then Batch 4 as a
+# dry run, for real, again (nothing left to do) and validated; then Batch 5
+# and a full-text search over its notes.  Uses DATABASE_URL (scripts/
+# with-pg.sh points it at a private throwaway PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FERRY=${FERRY:-bin/ferry}
+PSQL=/usr/lib/postgresql/15/bin/psql
+[ -x "$PSQL" ] || PSQL=psql
+: "${DATABASE_URL:?DATABASE_URL is not set (run through make demo)}"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { step "$*"; "$@"; }
+
+run "$FERRY" status
+run "$FERRY" up --to 20251108
+step "psql -f demo/data.sql        # leads on four channels, audits of every shape, an orphan, a live conversation"
+"$PSQL" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f demo/data.sql
+run "$FERRY" run 20251110_backfill_conversations_messages --dry-run
+run "$FERRY" run 20251110_backfill_conversations_messages
+run "$FERRY" run 20251110_backfill_conversations_messages
+run "$FERRY" validate 20251110_backfill_conversations_messages
+step "psql: one lead's conversation, as the agents will now see it"
+"$PSQL" "$DATABASE_URL" -X -P pager=off -c "
+  SELECT m.created_at, m.role, left(m.content, 60) AS content
+    FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id
+   WHERE c.lead_id = (SELECT lead_id FROM \"Conversation\" ORDER BY started_at LIMIT 1)
+   ORDER BY m.created_at"
+if [ -d migrations/20251115_backfill_memory_notes ]; then
+  run "$FERRY" run 20251115_backfill_memory_notes --dry-run
+  run "$FERRY" run 20251115_backfill_memory_notes
+  run "$FERRY" validate 20251115_backfill_memory_notes
+  step "psql: full-text search over the memory notes for 'budget'"
+  "$PSQL" "$DATABASE_URL" -X -P pager=off -c "
+    SELECT n.lead_id, n.kind, n.key, n.content,
+           round(ts_rank(to_tsvector('english', COALESCE(n.content, '')), plainto_tsquery('english', 'budget'))::numeric, 3) AS rank
+      FROM \"MemoryNote\" n
+     WHERE to_tsvector('english', COALESCE(n.content, '')) @@ plainto_tsquery('english', 'budget')
+     ORDER BY rank DESC, n.lead_id LIMIT 10"
+fi
+run "$FERRY" status
