@@ -198,6 +198,10 @@ WITH created AS (
                 -- 4.5 NULL, JSON null, {}, [], numbers, booleans, blank
                 -- strings: no text (counted in messages_skipped)
             END AS text_source
+            -- OFFSET 0 keeps the planner from pasting this CASE into each of
+            -- its uses (the filter, the content CASE, the metadata), which
+            -- would run its regexps three or four times per row.
+            OFFSET 0
         ) src
         WHERE a.lead_id IS NOT NULL
     ) x

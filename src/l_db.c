@@ -10,6 +10,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <libpq-fe.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #define RESULT_MT "ferry.result"
 #define ROWS_MT "ferry.rows"
 #define COPY_MT "ferry.copy"
+#define BUF_MT "ferry.copybuf"
 
 /* Module state: shared by every function as upvalue 1. */
 typedef struct db_state {
@@ -42,14 +45,23 @@ typedef struct rows {
     conn *c;           /* kept alive through the uservalue */
     PGresult *res;
     int active;
+    int in_block;      /* started inside BEGIN ... COMMIT: never cancel */
 } rows;
 
-typedef struct copy_writer {
-    conn *c;
+/* COPY text rows being built in memory: a writer's send buffer, or a
+ * db.buffer() that a script fills now and hands to a writer later. */
+typedef struct copy_buf {
     char *buf;
     size_t len, cap;
     long long rows;
-    int active;
+} copy_buf;
+
+typedef struct copy_writer {
+    conn *c;
+    copy_buf b;
+    long long rows;    /* rows put so far */
+    int active;        /* COPY in progress on the connection */
+    int ended;         /* end of data sent, result not yet collected */
 } copy_writer;
 
 #define STATE(L) ((db_state *)lua_touserdata(L, lua_upvalueindex(1)))
@@ -172,7 +184,13 @@ static const char *const *collect_params(lua_State *L, int first, int *nparams) 
                 values[i] = lua_tostring(L, idx);
             }
             break;
-        case LUA_TSTRING: values[i] = lua_tostring(L, idx); break;
+        case LUA_TSTRING: {
+            size_t len;
+            values[i] = lua_tolstring(L, idx, &len);
+            if (memchr(values[i], '\0', len))   /* libpq would cut the value there */
+                luaL_error(L, "parameter $%d: a string with a NUL byte is not a SQL text value", i + 1);
+            break;
+        }
         default:
             luaL_error(L, "parameter $%d: a %s is not a SQL value (encode tables with json.encode or db.array)",
                        i + 1, luaL_typename(L, idx));
@@ -247,7 +265,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     b->res = PQexecParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
     if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
     ExecStatusType s = PQresultStatus(b->res);
-    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
+    if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
         const char *msg = push_result_error(L, b->res);
         PQclear(b->res);
         b->res = NULL;
@@ -338,8 +356,10 @@ static int rows_release(lua_State *L, rows *r) {
     if (r->active) {
         r->active = 0;
         if (r->c->pg) {
-            /* Stopped early: ask the server to stop sending, then drain. */
-            PGcancel *cancel = PQgetCancel(r->c->pg);
+            /* Stopped early: ask the server to stop sending, then drain.
+             * (Inside a transaction block a cancel would abort the
+             * transaction: there the rest is only drained.) */
+            PGcancel *cancel = r->in_block ? NULL : PQgetCancel(r->c->pg);
             if (cancel) {
                 char err[256];
                 PQcancel(cancel, err, sizeof err);
@@ -406,6 +426,7 @@ static int conn_rows(lua_State *L) {
     r->c = c;
     r->res = NULL;
     r->active = 0;
+    r->in_block = PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
     luaL_setmetatable(L, ROWS_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
@@ -432,19 +453,37 @@ static int conn_rows(lua_State *L) {
 
 #define COPY_FLUSH_AT (256 * 1024)
 
+static void buf_free(copy_buf *b);
+
+/* Sends everything libpq holds for a non-blocking connection, waiting for
+ * the socket as needed, then makes the connection blocking again.  (libpq
+ * refuses to switch modes while data is still queued.)  Returns 0, or -1
+ * on failure. */
+static int flush_and_block(PGconn *pg) {
+    int r;
+    while ((r = PQflush(pg)) == 1) {
+        struct pollfd p = {PQsocket(pg), POLLOUT | POLLIN, 0};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
+        /* read what the server sends meanwhile, so neither side waits on
+         * the other's full buffer */
+        if ((p.revents & POLLIN) && !PQconsumeInput(pg)) return -1;
+    }
+    if (r < 0) return -1;
+    return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;
+}
+
 static int copy_release(copy_writer *w, const char *abort_msg) {
     if (w->active) {
         w->active = 0;
         if (w->c->pg) {
-            PQputCopyEnd(w->c->pg, abort_msg);
+            flush_and_block(w->c->pg);
+            if (!w->ended) PQputCopyEnd(w->c->pg, abort_msg);
             PGresult *res;
             while ((res = PQgetResult(w->c->pg)) != NULL) PQclear(res);
         }
         w->c->busy = NULL;
     }
-    free(w->buf);
-    w->buf = NULL;
-    w->len = w->cap = 0;
+    buf_free(&w->b);
     return 0;
 }
 
@@ -458,51 +497,124 @@ static copy_writer *check_active_copy(lua_State *L) {
     return w;
 }
 
-static int copy_flush(lua_State *L, copy_writer *w) {
-    if (w->len == 0) return 0;
-    if (PQputCopyData(w->c->pg, w->buf, (int)w->len) != 1) {
-        lua_pushstring(L, PQerrorMessage(w->c->pg));
-        copy_release(w, "ferry: write failed");
-        return raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
-    }
-    w->len = 0;
-    return 0;
-}
-
-static void copy_reserve(lua_State *L, copy_writer *w, size_t more) {
-    if (w->len + more <= w->cap) return;
-    size_t cap = w->cap ? w->cap : 64 * 1024;
-    while (cap < w->len + more) cap *= 2;
-    char *nb = realloc(w->buf, cap);
-    if (!nb) luaL_error(L, "COPY: out of memory");
-    w->buf = nb;
-    w->cap = cap;
-}
-
-/* w:put(v1, v2, ...) appends one row; nil or db.NULL is SQL NULL. */
-static int copy_put(lua_State *L) {
+static copy_writer *check_open_copy(lua_State *L) {
     copy_writer *w = check_active_copy(L);
+    if (w->ended) luaL_error(L, "COPY data is already ended (call finish)");
+    return w;
+}
+
+static void buf_free(copy_buf *b) {
+    free(b->buf);
+    b->buf = NULL;
+    b->len = b->cap = 0;
+    b->rows = 0;
+}
+
+static void buf_reserve(lua_State *L, copy_buf *b, size_t more) {
+    if (b->len + more <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64 * 1024;
+    while (cap < b->len + more) cap *= 2;
+    char *nb = realloc(b->buf, cap);
+    if (!nb) luaL_error(L, "COPY: out of memory");
+    b->buf = nb;
+    b->cap = cap;
+}
+
+/* Appends the values at stack indexes first..top as one COPY text row. */
+static void buf_put_row(lua_State *L, copy_buf *b, int first) {
     int n = lua_gettop(L);
-    for (int i = 2; i <= n; i++) {
+    if (n < first) luaL_error(L, "COPY: a row needs at least one value");
+    size_t start = b->len;   /* a rejected row leaves nothing behind */
+    for (int i = first; i <= n; i++) {
         size_t len;
         const char *s;
         int t = lua_type(L, i);
         if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL)) {
-            copy_reserve(L, w, 3);
-            memcpy(w->buf + w->len, "\\N", 2);
-            w->len += 2;
+            buf_reserve(L, b, 3);
+            memcpy(b->buf + b->len, "\\N", 2);
+            b->len += 2;
         } else {
             if (t == LUA_TBOOLEAN) { s = lua_toboolean(L, i) ? "t" : "f"; len = 1; }
+            else if (t == LUA_TNUMBER && !lua_isinteger(L, i)) {
+                char tmp[64];   /* %.17g like parameters, not tostring's %.14g */
+                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, i));
+                lua_pushstring(L, tmp);
+                lua_replace(L, i);
+                s = lua_tolstring(L, i, &len);
+            }
             else if (t == LUA_TSTRING || t == LUA_TNUMBER) s = lua_tolstring(L, i, &len);
-            else return luaL_error(L, "COPY column %d: a %s is not a SQL value", i - 1, luaL_typename(L, i));
-            copy_reserve(L, w, 2 * len + 1);
-            w->len += copytext_escape(s, len, w->buf + w->len);
+            else {
+                b->len = start;
+                luaL_error(L, "COPY column %d: a %s is not a SQL value", i - first + 1, luaL_typename(L, i));
+                return;
+            }
+            buf_reserve(L, b, 2 * len + 1);
+            b->len += copytext_escape(s, len, b->buf + b->len);
         }
-        w->buf[w->len++] = (i == n) ? '\n' : '\t';
+        b->buf[b->len++] = (i == n) ? '\n' : '\t';
     }
-    if (n == 1) return luaL_error(L, "COPY: a row needs at least one value");
+    b->rows++;
+}
+
+/* Hands bytes to libpq.  The connection is non-blocking during a COPY:
+ * libpq queues what the socket cannot take yet, and conn:flush() or
+ * finish() sends it, so the client goes on mapping meanwhile. */
+static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t len) {
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        int r = PQputCopyData(w->c->pg, data, chunk);
+        if (r == 1) { data += chunk; len -= (size_t)chunk; continue; }
+        if (r == 0 && PQflush(w->c->pg) >= 0) continue;   /* full: send some, retry */
+        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        copy_release(w, "ferry: write failed");
+        raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
+    }
+}
+
+static int copy_flush(lua_State *L, copy_writer *w) {
+    if (w->b.len == 0) return 0;
+    send_bytes(L, w, w->b.buf, w->b.len);
+    w->b.len = 0;
+    return 0;
+}
+
+/* w:put(v1, v2, ...) appends one row; nil or db.NULL is SQL NULL. */
+static int copy_put(lua_State *L) {
+    copy_writer *w = check_open_copy(L);
+    buf_put_row(L, &w->b, 2);
     w->rows++;
-    if (w->len >= COPY_FLUSH_AT) copy_flush(L, w);
+    if (w->b.len >= COPY_FLUSH_AT) copy_flush(L, w);
+    return 0;
+}
+
+/* w:put_buffer(buf) sends every row of a db.buffer() (which stays as it
+ * is: clear it to reuse it). */
+static int copy_put_buffer(lua_State *L) {
+    copy_writer *w = check_open_copy(L);
+    copy_buf *b = luaL_checkudata(L, 2, BUF_MT);
+    copy_flush(L, w);
+    send_bytes(L, w, b->buf, b->len);
+    w->rows += b->rows;
+    return 0;
+}
+
+/* Sends what is buffered and the end of the data, without waiting. */
+static void copy_send_end(lua_State *L, copy_writer *w) {
+    copy_flush(L, w);
+    if (PQputCopyEnd(w->c->pg, NULL) != 1) {
+        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        copy_release(w, NULL);
+        raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
+    }
+    w->ended = 1;
+    buf_free(&w->b);
+}
+
+/* w:end_data(): ends the data and returns at once, while the server is
+ * still storing it; w:finish() later collects the result.  This lets the
+ * client map the next batch (or feed another connection) meanwhile. */
+static int copy_end_data(lua_State *L) {
+    copy_send_end(L, check_open_copy(L));
     return 0;
 }
 
@@ -510,8 +622,9 @@ static int copy_put(lua_State *L) {
 static int copy_finish(lua_State *L) {
     copy_writer *w = check_active_copy(L);
     db_state *st = STATE(L);
-    copy_flush(L, w);
-    if (PQputCopyEnd(w->c->pg, NULL) != 1) {
+    if (!w->ended) copy_send_end(L, w);
+    /* back to blocking: send whatever libpq still holds, then wait */
+    if (flush_and_block(w->c->pg) != 0) {
         lua_pushstring(L, PQerrorMessage(w->c->pg));
         copy_release(w, NULL);
         return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
@@ -526,9 +639,6 @@ static int copy_finish(lua_State *L) {
         else if (!failed) stored = atoll(PQcmdTuples(res));
         PQclear(res);
     }
-    free(w->buf);
-    w->buf = NULL;
-    w->len = w->cap = 0;
     if (failed) return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
     lua_pushinteger(L, (lua_Integer)stored);
     return 1;
@@ -579,11 +689,59 @@ static int conn_copy(lua_State *L) {
     b->res = NULL;
     w->active = 1;
     c->busy = "a COPY";
+    PQsetnonblocking(c->pg, 1);
     lua_pop(L, 1);
     return 1;
 }
 
+/* ---------- db.buffer(): COPY rows built ahead of a writer ---------- */
+
+static int buf_gc(lua_State *L) {
+    buf_free(luaL_checkudata(L, 1, BUF_MT));
+    return 0;
+}
+
+static int buf_put(lua_State *L) {
+    buf_put_row(L, luaL_checkudata(L, 1, BUF_MT), 2);
+    return 0;
+}
+
+static int buf_count(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)((copy_buf *)luaL_checkudata(L, 1, BUF_MT))->rows);
+    return 1;
+}
+
+static int buf_bytes(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)((copy_buf *)luaL_checkudata(L, 1, BUF_MT))->len);
+    return 1;
+}
+
+static int buf_clear(lua_State *L) {
+    copy_buf *b = luaL_checkudata(L, 1, BUF_MT);
+    b->len = 0;
+    b->rows = 0;
+    return 0;
+}
+
+/* db.buffer() -> an empty buffer of COPY rows */
+static int db_buffer(lua_State *L) {
+    copy_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    luaL_setmetatable(L, BUF_MT);
+    return 1;
+}
+
 /* ---------- misc ---------- */
+
+/* conn:flush() -> true when libpq has sent everything it holds.  Call it
+ * now and then while a COPY's data is still going out (after end_data). */
+static int conn_flush(lua_State *L) {
+    conn *c = check_conn(L, 1);
+    int r = PQflush(c->pg);
+    if (r < 0) return raise_pg(L, STATE(L), c, "send failed", PQerrorMessage(c->pg));
+    lua_pushboolean(L, r == 0);
+    return 1;
+}
 
 /* conn:quote_ident(s): libpq's identifier quoting. */
 static int conn_quote_ident(lua_State *L) {
@@ -608,7 +766,8 @@ static int conn_in_transaction(lua_State *L) {
     conn *c = check_conn(L, 1);
     PGTransactionStatusType t = PQtransactionStatus(c->pg);
     lua_pushboolean(L, t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
-    return 1;
+    lua_pushboolean(L, t == PQTRANS_INERROR);   /* failed: only ROLLBACK works now */
+    return 2;
 }
 
 static int conn_tostring(lua_State *L) {
@@ -629,12 +788,16 @@ static int db_state_gc(lua_State *L) {
 static const luaL_Reg conn_methods[] = {
     {"exec", conn_exec}, {"query", conn_query}, {"one", conn_one}, {"rows", conn_rows},
     {"copy", conn_copy}, {"exec_script", conn_exec_script}, {"quote_ident", conn_quote_ident},
-    {"backend_pid", conn_backend_pid}, {"in_transaction", conn_in_transaction},
+    {"backend_pid", conn_backend_pid}, {"in_transaction", conn_in_transaction}, {"flush", conn_flush},
     {"close", conn_close}, {NULL, NULL}
+};
+static const luaL_Reg buf_methods[] = {
+    {"put", buf_put}, {"count", buf_count}, {"bytes", buf_bytes}, {"clear", buf_clear}, {NULL, NULL}
 };
 static const luaL_Reg rows_methods[] = {{"close", rows_close}, {NULL, NULL}};
 static const luaL_Reg copy_methods[] = {
-    {"put", copy_put}, {"finish", copy_finish}, {"abort", copy_abort}, {"count", copy_count},
+    {"put", copy_put}, {"put_buffer", copy_put_buffer}, {"end_data", copy_end_data}, {"finish", copy_finish}, {"abort", copy_abort},
+    {"count", copy_count},
     {NULL, NULL}
 };
 
@@ -673,6 +836,7 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_pop(L, 1);
     lua_pushvalue(L, sti); new_class(L, COPY_MT, copy_methods, copy_gc); lua_pop(L, 1);
     lua_pushvalue(L, sti); new_class(L, ROWS_MT, rows_methods, rows_close); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, BUF_MT, buf_methods, buf_gc); lua_pop(L, 1);
     luaL_newmetatable(L, RESULT_MT);
     lua_pushcfunction(L, result_gc);
     lua_setfield(L, -2, "__gc");
@@ -682,6 +846,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_pushvalue(L, sti);
     lua_pushcclosure(L, db_connect, 1);
     lua_setfield(L, -2, "connect");
+    lua_pushcfunction(L, db_buffer);
+    lua_setfield(L, -2, "buffer");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
     lua_pushboolean(L, opts->read_only);

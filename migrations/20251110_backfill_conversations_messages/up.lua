@@ -24,6 +24,7 @@ stats.declare{"conversations_created", "conversations_skipped", "messages_create
               "audits_processed", "audits_skipped", "errors"}
 
 local dry = ctx.dry_run
+local verbose = ctx.verbose and not ctx.quiet
 local actors = db.array(roles.actors())
 local resume = ctx.checkpoint.get()          -- last lead fully committed, or nil
 local resume_key = resume or "00000000-0000-0000-0000-000000000000"
@@ -48,16 +49,20 @@ read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 log.info("")
 log.info("[1/4] Fetching audit records...")
 local summary = read:one([[
-  WITH p AS (SELECT a.id, a.lead_id FROM "Audit" a WHERE ]] .. PROCESSED .. [[)
-  SELECT count(*) AS audits,
-         count(DISTINCT p.lead_id) AS leads,
-         count(*) FILTER (WHERE l.id IS NULL) AS orphan_audits,
-         count(DISTINCT p.lead_id) FILTER (WHERE l.id IS NULL) AS orphan_leads,
-         count(*) FILTER (WHERE l.id IS NOT NULL AND EXISTS (
-            SELECT 1 FROM "Message" m WHERE m.metadata->>'auditId' = p.id::text)) AS done_audits,
-         count(DISTINCT p.lead_id) FILTER (WHERE l.id IS NOT NULL AND EXISTS (
-            SELECT 1 FROM "Conversation" c WHERE c.lead_id = p.lead_id)) AS leads_with_conversation
-    FROM p LEFT JOIN "Lead" l ON l.id = p.lead_id]], actors, resume_key)
+  WITH p AS (SELECT a.id, a.lead_id FROM "Audit" a WHERE ]] .. PROCESSED .. [[),
+  done AS (SELECT DISTINCT m.metadata->>'auditId' AS aid FROM "Message" m WHERE m.metadata ? 'auditId'),
+  per_lead AS (SELECT p.lead_id, count(*) AS n, count(done.aid) AS done
+                 FROM p LEFT JOIN done ON done.aid = p.id::text GROUP BY p.lead_id),
+  conv AS (SELECT DISTINCT lead_id FROM "Conversation" WHERE lead_id IS NOT NULL)
+  SELECT coalesce(sum(pl.n), 0)::bigint AS audits,
+         count(*) AS leads,
+         coalesce(sum(pl.n) FILTER (WHERE l.id IS NULL), 0)::bigint AS orphan_audits,
+         count(*) FILTER (WHERE l.id IS NULL) AS orphan_leads,
+         coalesce(sum(pl.done) FILTER (WHERE l.id IS NOT NULL), 0)::bigint AS done_audits,
+         count(*) FILTER (WHERE l.id IS NOT NULL AND conv.lead_id IS NOT NULL) AS leads_with_conversation
+    FROM per_lead pl
+    LEFT JOIN "Lead" l ON l.id = pl.lead_id
+    LEFT JOIN conv ON conv.lead_id = pl.lead_id]], actors, resume_key)
 log.info(string.format("\u{1F4CA} Found %d audit records with messages", summary.audits))
 log.info(string.format("\u{1F517} Grouped into %d leads with audit history", summary.leads))
 
@@ -94,49 +99,84 @@ log.info("   (one pass: conversations and their messages are written together, "
 local todo = summary.audits - summary.done_audits - summary.orphan_audits
 local bar <close> = progress.new("audits", todo)
 
--- The current batch, written as one transaction of whole leads.
-local convs, msgs, raises = {}, {}, {}
-local batch_leads = 0
+-- The current batch: whole leads, written as one transaction.  Rows go
+-- straight into COPY buffers (C memory, no Lua table per row).
+local convs, msgs, raises = db.buffer(), db.buffer(), {}
+
+-- Writers: --jobs N sessions, used in turn.  A batch's message COPY is
+-- ended without waiting (end_data); the batch commits when its writer's
+-- turn comes again, so the server stores batch k while Lua maps batch k+1
+-- (and with N > 1, N backends share the full-text indexing).  Batches
+-- commit in order, so the checkpoint only moves forward.
+local writers, turn = {}, 0
+if not dry then
+  for i = 1, ctx.jobs do writers[i] = {conn = i == 1 and db.main() or db.connect()} end
+end
+
+local RAISE_SQL = [[
+  UPDATE "Conversation" c
+     SET last_message_at = u.ts, updated_at = now()
+    FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, ts)
+   WHERE c.id = u.id AND (c.last_message_at IS NULL OR c.last_message_at < u.ts)]]
+
+local function commit_pending(wr)
+  local p = wr.pending
+  if not p then return end
+  p.copy:finish()
+  if #p.raises > 0 then
+    local ids, times = {}, {}
+    for i, r in ipairs(p.raises) do ids[i], times[i] = r[1], r[2] end
+    wr.conn:exec(RAISE_SQL, db.array(ids), db.array(times))
+  end
+  ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot)
+  wr.conn:exec("COMMIT")
+  wr.pending = nil
+end
+
+-- On any error: abandon every open batch (the checkpoint stays at the last
+-- committed one), then let the error go on.
+local cleanup <close> = setmetatable({}, {__close = function(_, err)
+  if err == nil then return end
+  for _, wr in ipairs(writers) do
+    if wr.pending then pcall(wr.pending.copy.abort, wr.pending.copy) end
+    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
+  end
+end})
 
 local function flush(last_lead)
   if last_lead == nil then return end
-  if not dry then
-    db.transaction(function()
-      db.exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
-      if #convs > 0 then
-        local w <close> = db.copy([[COPY "Conversation" (id, lead_id, customer_id, channel, external_id,
-                                      started_at, last_message_at, metadata) FROM STDIN]])
-        for i = 1, #convs do
-          local c = convs[i]
-          w:put(c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8])
-        end
-        w:finish()
-      end
-      if #msgs > 0 then
-        local w <close> = db.copy([[COPY "Message" (id, conversation_id, role, content, metadata, created_at)
-                                    FROM STDIN]])
-        for i = 1, #msgs do
-          local m = msgs[i]
-          w:put(m[1], m[2], m[3], m[4], m[5], m[6])
-        end
-        w:finish()
-      end
-      if #raises > 0 then
-        local ids, times = {}, {}
-        for i, r in ipairs(raises) do ids[i], times[i] = r[1], r[2] end
-        db.exec([[UPDATE "Conversation" c
-                     SET last_message_at = u.ts, updated_at = now()
-                    FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, ts)
-                   WHERE c.id = u.id AND (c.last_message_at IS NULL OR c.last_message_at < u.ts)]],
-                db.array(ids), db.array(times))
-      end
-      ctx.checkpoint.save(last_lead)
-    end)
-  else
+  if dry then
     ctx.checkpoint.save(last_lead)
+  else
+    turn = turn % #writers + 1
+    local wr = writers[turn]
+    commit_pending(wr)                     -- the oldest batch in flight
+    local conn = wr.conn
+    conn:exec("BEGIN")
+    conn:exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
+    if convs:count() > 0 then
+      local w <close> = conn:copy([[COPY "Conversation" (id, lead_id, customer_id, channel, external_id,
+                                      started_at, last_message_at, metadata) FROM STDIN]])
+      w:put_buffer(convs)
+      w:finish()
+    end
+    local w = conn:copy([[COPY "Message" (id, conversation_id, role, content, metadata, created_at) FROM STDIN]])
+    w:put_buffer(msgs)
+    w:end_data()
+    wr.pending = {copy = w, raises = raises, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot()}
   end
-  convs, msgs, raises = {}, {}, {}
-  batch_leads = 0
+  convs:clear(); msgs:clear(); raises = {}
+end
+
+-- Keeps the data of batches in flight moving to the server while Lua maps.
+local function pump()
+  for _, wr in ipairs(writers) do
+    if wr.pending then wr.conn:flush() end
+  end
+end
+
+local function flush_all()
+  for i = 1, #writers do commit_pending(writers[(turn + i - 1) % #writers + 1]) end
 end
 
 -- Per lead: its conversation (existing or new) and its latest message time.
@@ -145,12 +185,11 @@ local lead_id, conv_id, conv_is_new, conv_row, last_at
 local function finish_lead()
   if not lead_id then return end
   if conv_is_new then
-    conv_row[7] = last_at            -- last_message_at: the latest of its messages
-    convs[#convs + 1] = conv_row
+    local c = conv_row               -- last_message_at: the latest of its messages
+    if not dry then convs:put(c[1], c[2], c[3], c[4], c[5], c[6], last_at, c[8]) end
   elseif last_at then
     raises[#raises + 1] = {conv_id, last_at}
   end
-  batch_leads = batch_leads + 1
 end
 
 local function start_lead(a)
@@ -179,14 +218,17 @@ local function map_audit(a)
   local content, source = text.extract(a.payload, a.action)
   if content == nil then
     stats.inc("messages_skipped")
-    log.verbose(string.format("   \u{2299} Skipping audit %s (no extractable text)", a.id))
+    if verbose then log.verbose(string.format("   \u{2299} Skipping audit %s (no extractable text)", a.id)) end
     return
   end
-  msgs[#msgs + 1] = {uuid.v5(NS, a.id), conv_id, role, content, json.encode(meta.message(a, source, ctx)), a.created_at}
+  local metadata = json.encode(meta.message(a, source, ctx))
+  if not dry then msgs:put(uuid.v5(NS, a.id), conv_id, role, content, metadata, a.created_at) end
   last_at = a.created_at            -- rows arrive by created_at: the last is the latest
   stats.inc("messages_created")
-  log.verbose(string.format("   %s message from audit %s (%s)", dry and "[DRY RUN] Would create" or "Creating",
-                            a.id, preview(content)))
+  if verbose then
+    log.verbose(string.format("   %s message from audit %s (%s)", dry and "[DRY RUN] Would create" or "Creating",
+                              a.id, preview(content)))
+  end
 end
 
 local STREAM = [[
@@ -215,10 +257,12 @@ for a in read:rows(STREAM, actors, resume_key) do
   end
   stats.inc("audits_processed")
   pending = pending + 1
+  if pending % 256 == 0 then pump() end
   bar:add(1)
 end
 finish_lead()
 flush(lead_id)
+flush_all()
 bar:finish()
 read:exec("COMMIT")
 read:close()

@@ -5,7 +5,7 @@
 local core = require "db.core"
 local methods = core.methods
 
-local M = {NULL = core.NULL, read_only = core.read_only}
+local M = {NULL = core.NULL, read_only = core.read_only, buffer = core.buffer}
 
 --- conn:transaction(fn, ...) runs fn(...) between BEGIN and COMMIT and
 -- returns its results; on error it rolls back and re-raises the error.
@@ -31,6 +31,13 @@ function methods.transaction(conn, fn, ...)
   local res = table.pack(pcall(fn, ...))
   savepoints[conn] = nil
   if res[1] then
+    -- a failed statement whose error fn caught: COMMIT would only roll back
+    local _, failed = conn:in_transaction()
+    if failed then
+      pcall(conn.exec, conn, "ROLLBACK")
+      error("transaction rolled back: a statement in it failed and its error was caught "
+            .. "(to go on after an error, catch it with a nested transaction)", 2)
+    end
     conn:exec("COMMIT")
     return table.unpack(res, 2, res.n)
   end
@@ -56,10 +63,15 @@ function M.array(t)
   local parts = {}
   for i = 1, (t.n or #t) do
     local v = t[i]
+    local ty = type(v)
     if v == nil or v == core.NULL then
       parts[i] = "NULL"
+    elseif ty ~= "string" and ty ~= "number" and ty ~= "boolean" then
+      error(string.format("db.array: element %d is a %s, not a SQL value", i, ty), 2)
     else
-      parts[i] = '"' .. tostring(v):gsub('[\\"]', "\\%0") .. '"'
+      -- floats keep 17 digits, as parameters do (tostring keeps 14)
+      local s = math.type(v) == "float" and string.format("%.17g", v) or tostring(v)
+      parts[i] = '"' .. s:gsub('[\\"]', "\\%0") .. '"'
     end
   end
   return "{" .. table.concat(parts, ",") .. "}"
@@ -80,12 +92,28 @@ function M.close()
   if main then main:close(); main = nil end
 end
 
+-- Re-raises an error of a binding one level up, so that it names the
+-- script line that called db.exec (...), not this file.
+local function relay(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" then error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2) end
+  error(e, 0)
+end
+
 -- db.exec(...), db.query(...), ... act on the main connection.
 for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script",
-                      "quote_ident", "transaction", "backend_pid", "in_transaction"} do
-  M[name] = function(...)
-    if not main then M.open() end      -- connect on first use
-    return main[name](main, ...)
+                      "quote_ident", "transaction", "backend_pid", "in_transaction", "flush"} do
+  if name == "transaction" then   -- fn's own errors keep their place
+    M[name] = function(...)
+      if not main then M.open() end      -- connect on first use
+      return main[name](main, ...)
+    end
+  else
+    M[name] = function(...)
+      if not main then M.open() end      -- connect on first use
+      return relay(pcall(main[name], main, ...))
+    end
   end
 end
 

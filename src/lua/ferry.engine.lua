@@ -369,9 +369,9 @@ local function new_checkpoint(ctx)
   --- cp.save(pos [, conn]): records pos (any JSON value) and the counters
   -- so far, on conn (default: the main connection), which should be inside
   -- the transaction that wrote the batch.  In a dry run it is kept in memory.
-  function cp.save(pos, conn)
-    position = pos
-    if ctx.dry_run then return end
+  --- cp.snapshot() -> the counters and errors so far, for a save() that
+  -- happens later (a batch committed after the next one was mapped).
+  function cp.snapshot()
     local counters = array()
     for i, c in ipairs(stats.counters()) do counters[i] = array{c.name, c.value} end
     local errs = array()
@@ -379,14 +379,23 @@ local function new_checkpoint(ctx)
       if i > 100 then break end
       errs[i] = object({"key", "message"}, e)
     end
-    local payload = encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))
+    return encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))
+  end
+
+  --- cp.save(pos [, conn [, snapshot]]): records pos (any JSON value) and
+  -- the counters (now, or a cp.snapshot() taken when the batch closed) on
+  -- conn (default: the main connection), which should be inside the
+  -- transaction that wrote the batch.  In a dry run it is kept in memory.
+  function cp.save(pos, conn, snapshot)
+    position = pos
+    if ctx.dry_run then return end
     ;(conn or db.main()):exec([[
       INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
       VALUES ($1, $2, $3::jsonb, $4::jsonb, now())
       ON CONFLICT (migration) DO UPDATE
         SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
             stats = EXCLUDED.stats, updated_at = now()]],
-      ctx.migration, ctx.run_id, json.encode(pos), payload)
+      ctx.migration, ctx.run_id, json.encode(pos), snapshot or cp.snapshot())
   end
 
   function cp.clear()
@@ -876,7 +885,8 @@ local function flush()
 end
 
 for row in read:rows([[SELECT oid::bigint AS key, nspname FROM pg_catalog.pg_namespace
-                        WHERE oid::bigint > $1 ORDER BY oid]], last or 0) do
+                        WHERE oid::bigint > $1 AND nspname <> 'ferry'   -- ferry's own schema appears
+                        ORDER BY oid]], last or 0) do                   -- only once a real run made it
   stats.inc("rows_seen")
   local ok, err = pcall(function()
     if row.nspname:match("^pg_toast") then stats.inc("rows_skipped"); return end

@@ -1,0 +1,226 @@
+-- Batch 5: backfill MemoryNote rows from Lead.state_metadata.
+-- The mapping lives in rules/memory_notes.lua; this script is the data flow
+-- around it:
+--
+--   reader session   streams every lead after the checkpoint, ordered by
+--                    id, in bounded memory, each with the notes it already
+--                    has (this backfill's, and the keys of live ones) as one
+--                    aggregated column: no per-lead round trip
+--   Lua              flattens state_metadata::text through the rules and
+--                    compares with the existing notes
+--   main session     writes per batch of ctx.batch_size leads: COPY of the
+--                    new notes, one UPDATE ... FROM unnest() of the changed
+--                    ones, the checkpoint, all in one transaction
+--
+-- Idempotency by (lead, key): a new note's id is uuid.v5(NS, lead id .. ":"
+-- .. key), and the reader hands over the notes that already exist, so
+--   no note for (lead, key)                    -> COPY        notes_created
+--   this backfill's note, and its kind, content
+--   and customer_id are what the rules give now -> left alone  notes_skipped
+--   this backfill's note, something changed    -> UPDATE      notes_updated
+--   only a live note (not createdBy us)        -> left alone  notes_skipped
+-- A live note is never written to: the agent's own memory wins.  A dry run
+-- takes the same path without the writes, so it reports the same counts.
+local rules = require "rules.memory_notes"
+
+local NS = "aec333ca-70f2-4c3c-9212-e94f50c534f5"   -- namespace of this batch's note ids
+local ACTION = "backfill_memory_notes"               -- Audit.action of the run record
+local RULE = string.rep("\u{2550}", 59)
+
+stats.declare{"leads_processed", "leads_skipped", "notes_created", "notes_updated", "notes_skipped", "errors"}
+
+local dry, verbose = ctx.dry_run, ctx.verbose
+local resume = ctx.checkpoint.get()          -- last lead id fully committed, or nil
+
+log.info("\u{1F680} Starting Batch 5: MemoryNote Backfill")
+log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
+if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
+
+-- A lead is processed when its state_metadata is a non-empty JSON object.
+local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metadata <> '{}'::jsonb]]
+-- This backfill's notes; every other note is live.
+local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
+
+-- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
+local read = db.connect()
+read:exec("SET work_mem = '64MB'")
+read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+log.info("")
+log.info("[1/3] Fetching leads...")
+local summary = read:one([[
+  SELECT count(*) AS leads, count(*) FILTER (WHERE ]] .. HAS_STATE .. [[) AS with_state
+    FROM "Lead" l WHERE $1::uuid IS NULL OR l.id > $1::uuid]], resume)
+local existing = read:one([[
+  SELECT count(*) FILTER (WHERE ]] .. MINE .. [[) AS mine, count(*) FILTER (WHERE NOT ]] .. MINE .. [[) AS live
+    FROM "MemoryNote" m]], ctx.migration, rules.source)
+log.info(string.format("\u{1F4CA} Found %d leads, %d with a non-empty state_metadata object",
+                       summary.leads, summary.with_state))
+log.info(string.format("\u{1F4DD} %d notes exist already (%d from this backfill, %d live)",
+                       existing.mine + existing.live, existing.mine, existing.live))
+
+log.info("")
+log.info("[2/3] Creating memory notes...")
+log.info("   (" .. ctx.batch_size .. " leads per committed batch)")
+
+local bar <close> = progress.new("leads", summary.leads)
+
+-- The current batch: rows for COPY, rows for the UPDATE.
+local creates, updates = {}, {}
+local batch_leads = 0
+
+local function flush(last_lead)
+  if last_lead == nil then return end
+  if not dry then
+    db.transaction(function()
+      db.exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
+      if #creates > 0 then
+        local w <close> = db.copy([[COPY "MemoryNote" (id, lead_id, customer_id, kind, key, content, metadata)
+                                    FROM STDIN]])
+        for i = 1, #creates do
+          local c = creates[i]
+          w:put(c[1], c[2], c[3], c[4], c[5], c[6], c[7])
+        end
+        w:finish()
+      end
+      if #updates > 0 then
+        local ids, kinds, contents, customers = {}, {}, {}, {}
+        for i, u in ipairs(updates) do
+          ids[i], kinds[i], contents[i], customers[i] = u[1], u[2], u[3], u[4] or db.NULL
+        end
+        customers.n = #updates
+        db.exec([[UPDATE "MemoryNote" n
+                     SET kind = u.kind, content = u.content, customer_id = u.customer_id, updated_at = now()
+                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(id, kind, content, customer_id)
+                   WHERE n.id = u.id]],
+                db.array(ids), db.array(kinds), db.array(contents), db.array(customers))
+      end
+      ctx.checkpoint.save(last_lead)
+    end)
+  else
+    ctx.checkpoint.save(last_lead)
+  end
+  creates, updates = {}, {}
+  batch_leads = 0
+end
+
+local function preview(s)
+  local cut = json.truncate(s, 50):gsub("[%c]", " ")
+  return json.utf8_len(s) > 50 and cut .. "..." or cut
+end
+
+local NONE = {}
+local WOULD = dry and "[DRY RUN] Would " or ""
+
+-- Maps one lead; its notes join the batch only when all of them mapped.
+local function map_lead(r)
+  local notes = rules.notes(r.state)
+  local mine = r.mine and json.decode(r.mine) or NONE    -- key -> {id, kind, content, customer_id}
+  local live = r.live and json.decode(r.live) or NONE    -- key -> true
+  local customer = r.customer_id
+  local new, changed, n_skipped = {}, {}, 0
+  for _, n in ipairs(notes) do
+    local old = mine[n.key]
+    if old then
+      local old_customer = old[4] ~= json.null and old[4] or nil
+      if old[2] == n.kind and old[3] == n.content and old_customer == customer then
+        n_skipped = n_skipped + 1
+        if verbose then log.verbose(string.format("   \u{2299} Note %s of lead %s is up to date", n.key, r.id)) end
+      else
+        changed[#changed + 1] = {old[1], n.kind, n.content, customer}
+        if verbose then
+          log.verbose(string.format("   %s note %s of lead %s: %s", dry and (WOULD .. "update") or "Updating",
+                                    n.key, r.id, preview(n.content)))
+        end
+      end
+    elseif live[n.key] then
+      n_skipped = n_skipped + 1
+      if verbose then
+        log.verbose(string.format("   \u{2299} Lead %s has a live note %s: leaving it", r.id, n.key))
+      end
+    else
+      new[#new + 1] = {uuid.v5(NS, r.id .. ":" .. n.key), r.id, customer, n.kind, n.key, n.content,
+                       json.encode(rules.metadata(r.id, n.key, ctx))}
+      if verbose then
+        log.verbose(string.format("   %s note %s for lead %s (%s): %s", dry and (WOULD .. "create") or "Creating",
+                                  n.key, r.id, n.kind, preview(n.content)))
+      end
+    end
+  end
+  for i = 1, #new do creates[#creates + 1] = new[i] end
+  for i = 1, #changed do updates[#updates + 1] = changed[i] end
+  stats.inc("notes_created", #new)
+  stats.inc("notes_updated", #changed)
+  stats.inc("notes_skipped", n_skipped)
+end
+
+local STREAM = [[
+  SELECT l.id, l.customer_id,
+         CASE WHEN ]] .. HAS_STATE .. [[ THEN l.state_metadata::text END AS state,
+         n.mine::text AS mine, n.live::text AS live
+    FROM "Lead" l
+    LEFT JOIN (
+      SELECT m.lead_id,
+             jsonb_object_agg(m.key, jsonb_build_array(m.id, m.kind, m.content, m.customer_id))
+               FILTER (WHERE ]] .. MINE .. [[) AS mine,
+             jsonb_object_agg(m.key, true) FILTER (WHERE NOT ]] .. MINE .. [[) AS live
+        FROM "MemoryNote" m
+       WHERE m.lead_id IS NOT NULL AND m.key IS NOT NULL AND ($3::uuid IS NULL OR m.lead_id > $3::uuid)
+       GROUP BY m.lead_id) n ON n.lead_id = l.id
+   WHERE $3::uuid IS NULL OR l.id > $3::uuid
+   ORDER BY l.id]]
+
+local last_id
+for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
+  if r.state then
+    local ok, err = pcall(map_lead, r)
+    if not ok then
+      if type(err) == "table" then error(err, 0) end
+      stats.error(r.id, tostring(err))
+    end
+    stats.inc("leads_processed")
+  else
+    stats.inc("leads_skipped")
+    if verbose then
+      log.verbose(string.format("   \u{2299} Skipping lead %s (state_metadata is not a non-empty object)", r.id))
+    end
+  end
+  last_id = r.id
+  batch_leads = batch_leads + 1
+  bar:add(1)
+  if batch_leads >= ctx.batch_size then flush(last_id) end
+end
+flush(last_id)
+bar:finish()
+read:exec("COMMIT")
+read:close()
+
+-- The pass is complete: leave no resume point, so that the next run starts
+-- from the first lead and retries any lead that failed (its fix is picked
+-- up; the leads done already count as notes_skipped).
+ctx.checkpoint.clear()
+
+log.info(string.format("   \u{2713} leads: %d processed, %d skipped", stats.get("leads_processed"),
+                       stats.get("leads_skipped")))
+log.info(string.format("   \u{2713} notes: %d %s, %d %s, %d skipped (up to date or live)",
+                       stats.get("notes_created"), dry and "to create" or "created",
+                       stats.get("notes_updated"), dry and "to update" or "updated", stats.get("notes_skipped")))
+
+-- 3. The run record: one Audit row per real run.
+log.info("")
+log.info("[3/3] Recording audit log...")
+local names, counters = {}, {}
+for _, c in ipairs(stats.counters()) do names[#names + 1] = c.name; counters[c.name] = c.value end
+local errors = json.array(stats.errors())     -- "errors": [] even when empty
+if dry then
+  log.info("   [DRY RUN] Would create audit log")
+else
+  db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
+          ACTION, json.encode_ordered(rules.run_record(ctx, json.object(names, counters), errors)))
+  log.info("   \u{2713} Audit log recorded")
+end
+
+log.info("")
+log.info(RULE)
+log.info(dry and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
+log.info(RULE)

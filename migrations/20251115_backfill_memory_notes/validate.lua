@@ -1,0 +1,96 @@
+-- Checks of Batch 5: `ferry validate 20251115_backfill_memory_notes`.
+-- Each check passes or fails; the rules themselves say what the leaves are.
+local rules = require "rules.memory_notes"
+
+local ME = ctx.migration
+local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metadata <> '{}'::jsonb]]
+local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
+
+-- 1. Completeness.  A leaf's note is this backfill's note for (lead, key);
+-- when there is none, a live note for (lead, key) stands for it (the
+-- backfill leaves those alone).  Each leaf must have exactly one.
+check("every leaf of state_metadata has exactly one note", function()
+  local leaves, missing, extra, live, bad_leads = 0, 0, 0, 0, 0
+  for l in db.rows([[
+      SELECT l.id, l.state_metadata::text AS state, n.mine::text AS mine, n.live::text AS live
+        FROM "Lead" l
+        LEFT JOIN (
+          SELECT m.lead_id,
+                 jsonb_object_agg(m.key, m.n) FILTER (WHERE m.mine) AS mine,
+                 jsonb_object_agg(m.key, m.n) FILTER (WHERE NOT m.mine) AS live
+            FROM (SELECT m.lead_id, m.key, ]] .. MINE .. [[ AS mine, count(*) AS n
+                    FROM "MemoryNote" m WHERE m.lead_id IS NOT NULL AND m.key IS NOT NULL
+                   GROUP BY 1, 2, 3) m
+           GROUP BY m.lead_id) n ON n.lead_id = l.id
+       WHERE ]] .. HAS_STATE, ME, rules.source) do
+    local ok, notes = pcall(rules.notes, l.state)
+    if not ok then
+      bad_leads = bad_leads + 1
+    else
+      local mine = l.mine and json.decode(l.mine) or {}
+      local lv = l.live and json.decode(l.live) or {}
+      for _, n in ipairs(notes) do
+        leaves = leaves + 1
+        local count = mine[n.key] or lv[n.key] or 0
+        if not mine[n.key] and lv[n.key] then live = live + 1 end
+        if count == 0 then missing = missing + 1 elseif count > 1 then extra = extra + 1 end
+      end
+    end
+  end
+  return missing == 0 and extra == 0 and bad_leads == 0,
+         string.format("%d leaves: %d without a note, %d with more than one, %d covered by a live note%s",
+                       leaves, missing, extra, live,
+                       bad_leads > 0 and string.format(", %d leads the rules cannot map", bad_leads) or "")
+end)
+
+-- 2. Idempotency key.
+check("no two backfilled notes share (lead, key)", function()
+  local r = db.one([[
+    SELECT count(*) AS n, coalesce(sum(c), 0)::int AS notes FROM (
+      SELECT count(*) AS c FROM "MemoryNote" m WHERE ]] .. MINE .. [[
+       GROUP BY m.lead_id, m.key HAVING count(*) > 1) d]], ME, rules.source)
+  return r.n == 0, string.format("%d duplicated (lead, key) pairs", r.n)
+end)
+
+-- 3. Full-text search.  Sequential scans are disabled for the EXPLAIN so the
+-- answer does not depend on the table's size: the check is that the index
+-- can serve the agent's recall query.
+check("full-text search uses MemoryNote_content_fts_idx", function()
+  local plan = db.transaction(function()
+    db.exec("SET LOCAL enable_seqscan = off")
+    local lines = {}
+    for _, r in ipairs(db.query([[EXPLAIN SELECT * FROM "MemoryNote"
+        WHERE to_tsvector('english', COALESCE(content, '')) @@ plainto_tsquery('english', 'oak door')]])) do
+      lines[#lines + 1] = r["QUERY PLAN"]
+    end
+    return table.concat(lines, "\n")
+  end)
+  local line = plan:match("[^\n]*MemoryNote_content_fts_idx[^\n]*")
+  return line ~= nil, line and line:match("^%s*(.-)%s*$") or plan:match("^[^\n]*")
+end)
+
+-- 4. Shape: each backfilled note names its lead and key in metadata, belongs
+-- to an existing lead, has that lead's customer and the kind the rules give.
+check("backfilled notes match their lead, key and kind", function()
+  local n, bad = 0, 0
+  for r in db.rows([[
+      SELECT m.key, m.kind, m.metadata->>'leadId' = m.lead_id::text AND m.metadata->>'key' = m.key AS meta_ok,
+             l.id IS NOT NULL AND m.customer_id IS NOT DISTINCT FROM l.customer_id AS lead_ok
+        FROM "MemoryNote" m LEFT JOIN "Lead" l ON l.id = m.lead_id
+       WHERE ]] .. MINE, ME, rules.source) do
+    n = n + 1
+    if not (r.meta_ok and r.lead_ok and r.key and rules.kind(r.key) == r.kind) then bad = bad + 1 end
+  end
+  return bad == 0, string.format("%d backfilled notes, %d that do not match (a re-run updates them)", n, bad)
+end)
+
+-- 5. The backfill ran: its notes exist, counted by kind.
+check("backfilled notes exist", function()
+  local parts = {}
+  for _, r in ipairs(db.query([[
+      SELECT m.kind, count(*) AS n FROM "MemoryNote" m WHERE ]] .. MINE .. [[
+       GROUP BY m.kind ORDER BY n DESC, m.kind]], ME, rules.source)) do
+    parts[#parts + 1] = string.format("%s %d", r.kind, r.n)
+  end
+  return #parts > 0, #parts > 0 and table.concat(parts, ", ") or "no backfilled notes"
+end)

@@ -1,0 +1,293 @@
+-- rules.memory_notes: how Batch 5 turns a lead's state_metadata into
+-- MemoryNote rows.  Edit and re-run: no rebuild.
+--
+--   leaves    every leaf of the object, nested objects flattened to dotted
+--             keys ({"preferences": {"color": "red"}} -> preferences.color);
+--             an array of scalars is one leaf, its items joined with ", ";
+--             an array holding an object (or an array) is one leaf, its
+--             compact JSON; null and blank strings are no leaf
+--   kind      key "summary" -> summary, keys under "preferences." ->
+--             preference, everything else -> fact
+--   content   "<key>: <value>"
+--   metadata  {"source", "leadId", "key", "createdBy"}
+--
+-- Exactness.  The input is the jsonb's text exactly as PostgreSQL prints it
+-- (state_metadata::text), and the leaves are cut out of that text rather
+-- than out of a decoded Lua table: a number keeps PostgreSQL's text (1500,
+-- 2.50, 12345678901234567890.5, never 1500.0 or 1.2345678901235e+19), a
+-- boolean is true/false, and an array holding objects becomes
+-- json.compact() of its own substring -- PostgreSQL's text with the
+-- whitespace between tokens removed, so key order (jsonb's: shorter keys
+-- first, then bytewise), escapes and numbers are PostgreSQL's.  Only
+-- strings are decoded (their escapes resolved) before they are used.
+local json = require "json"
+
+local M = {}
+
+M.source = "state_metadata_backfill"
+M.separator = "."          -- between the keys of nested objects
+M.join = ", "              -- between the items of an array of scalars
+
+-- Kinds: exact keys first, then key prefixes (first match wins), then the
+-- default.
+M.kind_by_key = {summary = "summary"}
+M.kind_by_prefix = {{"preferences.", "preference"}}
+M.default_kind = "fact"
+
+--- kind(key) -> the MemoryNote.kind of a leaf
+function M.kind(key)
+  local k = M.kind_by_key[key]
+  if k then return k end
+  for _, p in ipairs(M.kind_by_prefix) do
+    if key:sub(1, #p[1]) == p[1] then return p[2] end
+  end
+  return M.default_kind
+end
+
+--- content(key, value, kind) -> the note's sentence; it must contain the
+-- value's text (the full-text index searches it).
+function M.content(key, value, kind)
+  local _ = kind
+  return key .. ": " .. value
+end
+
+--- metadata(lead_id, key, ctx) -> MemoryNote.metadata
+function M.metadata(lead_id, key, ctx)
+  return {source = M.source, leadId = lead_id, key = key, createdBy = ctx.migration}
+end
+
+--- run_record(ctx, stats, errors) -> the payload of the Audit row of a run
+function M.run_record(ctx, stats, errors)
+  return json.object({"source", "migration", "stats", "errors"},
+                     {source = M.source, migration = ctx.migration, stats = stats, errors = errors})
+end
+
+----------------------------------------------------------------------------
+-- the scanner over PostgreSQL's JSON text
+
+local find, sub, byte = string.find, string.sub, string.byte
+local has_text = json.has_text
+local B_QUOTE, B_LBRACE, B_LBRACKET, B_RBRACKET = byte('"'), byte("{"), byte("["), byte("]")
+local B_RBRACE, B_COMMA = byte("}"), byte(",")
+
+local function skip_ws(s, i)
+  local _, e = find(s, "^[ \t\n\r]*", i)
+  return e + 1
+end
+
+-- i at the opening quote -> index of the closing quote
+local function string_end(s, i)
+  local p = i + 1
+  while true do
+    local j = find(s, '["\\]', p)
+    if not j then error("unterminated string in JSON text", 0) end
+    if byte(s, j) == B_QUOTE then return j end
+    p = j + 2
+  end
+end
+
+local function string_value(s, i, j)
+  local raw = sub(s, i + 1, j - 1)
+  if not find(raw, "\\", 1, true) then return raw end
+  return json.decode(sub(s, i, j))
+end
+
+-- i at a container's opening bracket -> index of its closing bracket
+local function container_end(s, i)
+  local depth, p = 0, i
+  while true do
+    local j = find(s, '["{}%[%]]', p)
+    if not j then error("unterminated container in JSON text", 0) end
+    local b = byte(s, j)
+    if b == B_QUOTE then
+      p = string_end(s, j) + 1
+    else
+      if b == B_LBRACE or b == B_LBRACKET then depth = depth + 1 else depth = depth - 1 end
+      if depth == 0 then return j end
+      p = j + 1
+    end
+  end
+end
+
+-- i at a number, true, false or null -> its text, index after it
+local function scalar(s, i)
+  local j = find(s, "[,%]}%s]", i) or (#s + 1)
+  return sub(s, i, j - 1), j
+end
+
+local walk
+
+-- an array at i: one leaf, or none; returns the index after it
+local function walk_array(s, i, key, out)
+  local items, nested = {}, false
+  local p = skip_ws(s, i + 1)
+  if byte(s, p) == B_RBRACKET then return p + 1 end           -- []: nothing
+  while true do
+    local b = byte(s, p)
+    if b == B_LBRACE or b == B_LBRACKET then
+      nested = true
+      p = container_end(s, p) + 1
+    elseif b == B_QUOTE then
+      local j = string_end(s, p)
+      local v = string_value(s, p, j)
+      if has_text(v) then items[#items + 1] = v end
+      p = j + 1
+    else
+      local v, j = scalar(s, p)
+      if v ~= "null" then items[#items + 1] = v end
+      p = j
+    end
+    p = skip_ws(s, p)
+    b = byte(s, p)
+    if b == B_RBRACKET then break end
+    if b ~= B_COMMA then error("malformed array in JSON text", 0) end
+    p = skip_ws(s, p + 1)
+  end
+  if nested then
+    out[#out + 1] = {key = key, value = json.compact(sub(s, i, p))}
+  elseif #items > 0 then
+    out[#out + 1] = {key = key, value = table.concat(items, M.join)}
+  end
+  return p + 1
+end
+
+-- an object at i: walks its members; returns the index after it
+local function walk_object(s, i, prefix, out)
+  local p = skip_ws(s, i + 1)
+  if byte(s, p) == B_RBRACE then return p + 1 end
+  while true do
+    if byte(s, p) ~= B_QUOTE then error("malformed object in JSON text", 0) end
+    local j = string_end(s, p)
+    local k = string_value(s, p, j)
+    p = skip_ws(s, j + 1)
+    if sub(s, p, p) ~= ":" then error("malformed object in JSON text", 0) end
+    p = walk(s, skip_ws(s, p + 1), prefix and (prefix .. M.separator .. k) or k, out)
+    p = skip_ws(s, p)
+    local b = byte(s, p)
+    if b == B_RBRACE then return p + 1 end
+    if b ~= B_COMMA then error("malformed object in JSON text", 0) end
+    p = skip_ws(s, p + 1)
+  end
+end
+
+walk = function(s, i, key, out)
+  local b = byte(s, i)
+  if b == B_LBRACE then return walk_object(s, i, key, out) end
+  if b == B_LBRACKET then return walk_array(s, i, key, out) end
+  if b == B_QUOTE then
+    local j = string_end(s, i)
+    local v = string_value(s, i, j)
+    if has_text(v) then out[#out + 1] = {key = key, value = v} end
+    return j + 1
+  end
+  local v, j = scalar(s, i)
+  if v == "" then error("malformed JSON text", 0) end
+  if v ~= "null" then out[#out + 1] = {key = key, value = v} end
+  return j
+end
+
+--- leaves(text) -> { {key=, value=}, ... } in the text's order.  text is a
+-- jsonb's text (state_metadata::text); anything but an object has no leaves.
+function M.leaves(text)
+  local out = {}
+  if type(text) ~= "string" then return out end
+  local p = skip_ws(text, 1)
+  if byte(text, p) ~= B_LBRACE then return out end
+  walk_object(text, p, nil, out)
+  return out
+end
+
+--- notes(text) -> { {key=, kind=, content=}, ... }: the notes of one lead.
+-- Two leaves that flatten to the same key ({"a.b": 1, "a": {"b": 2}}) are
+-- an error: the lead is reported and none of its notes is written.
+function M.notes(text)
+  local notes, seen = {}, {}
+  for i, leaf in ipairs(M.leaves(text)) do
+    if seen[leaf.key] then
+      error(string.format("two leaves flatten to the key %q", leaf.key), 0)
+    end
+    seen[leaf.key] = true
+    local kind = M.kind(leaf.key)
+    local content = M.content(leaf.key, leaf.value, kind)
+    if type(kind) ~= "string" or kind == "" then error("rules.memory_notes: kind of " .. leaf.key .. " is empty", 0) end
+    if not has_text(content) then error("rules.memory_notes: content of " .. leaf.key .. " is blank", 0) end
+    notes[i] = {key = leaf.key, kind = kind, content = content}
+  end
+  return notes
+end
+
+----------------------------------------------------------------------------
+local t = require "ferry.testing"
+
+local function kv(text)
+  local out = {}
+  for _, l in ipairs(M.leaves(text)) do out[#out + 1] = l.key .. "=" .. l.value end
+  return out
+end
+
+M.tests = {
+  ["flat scalars keep PostgreSQL's text"] = function()
+    t.eq(kv('{"budget": 1500, "vip": true, "off": false, "ratio": 2.50, "city": "Lyon"}'),
+         {"budget=1500", "vip=true", "off=false", "ratio=2.50", "city=Lyon"})
+    t.eq(kv('{"big": 12345678901234567890.5, "neg": -0.001, "digits": "007"}'),
+         {"big=12345678901234567890.5", "neg=-0.001", "digits=007"})
+  end,
+  ["nested objects flatten to dotted keys"] = function()
+    t.eq(kv('{"preferences": {"color": "red", "delivery": {"day": "saturday", "window": "morning"}}}'),
+         {"preferences.color=red", "preferences.delivery.day=saturday", "preferences.delivery.window=morning"})
+    t.eq(kv('{"a": {}, "b": {"c": {}}}'), {})
+  end,
+  ["arrays of scalars are joined"] = function()
+    t.eq(kv('{"tags": ["vip", "repeat", "door"]}'), {"tags=vip, repeat, door"})
+    t.eq(kv('{"mix": [1, "two", true, 3.50]}'), {"mix=1, two, true, 3.50"})
+    t.eq(kv('{"gaps": ["a", null, "  ", "b"]}'), {"gaps=a, b"})
+    t.eq(kv('{"none": [], "blank": ["", null]}'), {})
+  end,
+  ["arrays holding objects are compact JSON of PostgreSQL's text"] = function()
+    t.eq(kv('{"rooms": [{"name": "hall", "doors": 1}, {"name": "kitchen", "doors": 2}]}'),
+         {'rooms=[{"name":"hall","doors":1},{"name":"kitchen","doors":2}]'})
+    t.eq(kv('{"x": [1, {"a": "b c", "n": 2.50}]}'), {'x=[1,{"a":"b c","n":2.50}]'})
+    t.eq(kv('{"x": [[1, 2], [3]]}'), {"x=[[1,2],[3]]"})
+    t.eq(kv('{"x": [{}]}'), {"x=[{}]"})
+    t.eq(kv('{"x": [{"q": "say \\"hi\\", [ok]"}]}'), {'x=[{"q":"say \\"hi\\", [ok]"}]'})
+  end,
+  ["null and blank strings are no leaf"] = function()
+    t.eq(kv('{"notes": null, "nickname": "", "summary": "   ", "nbsp": "\u{a0}\u{2003}", "ok": "x"}'), {"ok=x"})
+  end,
+  ["strings are decoded"] = function()
+    t.eq(kv('{"q": "say \\"hi\\"\\n\\u00e9", "path": "a\\\\b", "u": "chêne 😊"}'),
+         {'q=say "hi"\né', "path=a\\b", "u=chêne 😊"})
+    t.eq(kv('{"we\\"ird": {"k": 1}}'), {'we"ird.k=1'})
+  end,
+  ["only objects have leaves"] = function()
+    for _, s in ipairs{"[1, 2]", '"text"', "42", "true", "null", "{}"} do t.eq(M.leaves(s), {}, s) end
+    t.eq(M.leaves(nil), {})
+  end,
+  ["kinds"] = function()
+    t.eq(M.kind("summary"), "summary")
+    t.eq(M.kind("preferences.color"), "preference")
+    t.eq(M.kind("preferences.delivery.day"), "preference")
+    t.eq(M.kind("preferences"), "fact")
+    t.eq(M.kind("summary.short"), "fact")
+    t.eq(M.kind("budget"), "fact")
+  end,
+  ["notes: kind and content"] = function()
+    t.eq(M.notes('{"summary": "Wants a door", "budget": 500, "preferences": {"color": "oak"}}'), {
+      {key = "summary", kind = "summary", content = "summary: Wants a door"},
+      {key = "budget", kind = "fact", content = "budget: 500"},
+      {key = "preferences.color", kind = "preference", content = "preferences.color: oak"},
+    })
+  end,
+  ["two leaves with one key are an error"] = function()
+    t.raises(function() M.notes('{"a.b": 1, "a": {"b": 2}}') end, 'two leaves flatten to the key "a.b"')
+  end,
+  ["metadata and run record"] = function()
+    local ctx = {migration = "m5"}
+    t.eq(M.metadata("l1", "preferences.color", ctx),
+         {source = "state_metadata_backfill", leadId = "l1", key = "preferences.color", createdBy = "m5"})
+    t.eq(json.encode_ordered(M.run_record(ctx, json.object({"errors"}, {errors = 0}), json.array())),
+         '{"source":"state_metadata_backfill","migration":"m5","stats":{"errors":0},"errors":[]}')
+  end,
+}
+
+return M

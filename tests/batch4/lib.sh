@@ -1,0 +1,122 @@
+# shellcheck shell=bash
+# tests/batch4/lib.sh - helpers shared by the Batch 4 tests (sourced, not run:
+# tests/run.sh only runs *.t files).
+#
+#   . "$(dirname "$0")/lib.sh"        # also sources tests/lib/tap.sh
+#
+#   b4_db NAME [SQL_FILE...]   fresh database NAME, schema by `ferry up --to
+#                              20251108`, then each SQL file loaded with psql;
+#                              prints the URI
+#   b4 ARGS...                 run_ferry --dir $REPO_ROOT --db $URI ARGS
+#                              (so $OUT $ERR $RC), URI is the caller's variable
+#   b4_run [ARGS...]           b4 run 20251110_backfill_conversations_messages ARGS
+#   q URI SQL                  psql -XAtq: every row, fields split by |
+#   stats_of TEXT              the "📊 Statistics:" block of TEXT
+#   stats_block CC CS MC MS AP AS E
+#                              the block those seven numbers must print
+#   json_stats CC CS MC MS AP AS E
+#                              the "stats" object --json must print
+#   b4test.compact(jsonb)     (SQL, in every b4_db database) PostgreSQL's
+#                              own compact JSON text of a value, uncut
+#   b4_tables URI              every row of the five tables and ferry.*, as
+#                              text (to prove that something wrote nothing)
+# shellcheck source=../lib/tap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+
+require_pg
+
+B4=20251110_backfill_conversations_messages
+B4_PATH=$REPO_ROOT/migrations/$B4
+
+q() {
+    "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+b4_db() {
+    local name=$1 uri f
+    shift
+    uri=$(fresh_db "$name") || return 1
+    "$FERRY" --dir "$REPO_ROOT" --db "$uri" -q up --to 20251108 >/dev/null || {
+        diag "b4_db: ferry up --to 20251108 failed on $name"
+        return 1
+    }
+    # b4test.compact(jsonb): the compact JSON of a value computed by
+    # PostgreSQL alone (the oracle of rule 4.4): its text form with the
+    # space after each "," and ":" between tokens removed; strings are
+    # matched whole first, so separators inside them stay.
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$uri" >/dev/null <<'SQL' || return 1
+CREATE SCHEMA b4test;
+CREATE FUNCTION b4test.compact(j jsonb) RETURNS text LANGUAGE sql IMMUTABLE
+  AS $$ SELECT regexp_replace(j::text, '("(?:[^"\\]|\\.)*")|([,:]) ', '\1\2', 'g') $$;
+SQL
+    for f in "$@"; do
+        "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$uri" -f "$f" >/dev/null || {
+            diag "b4_db: loading $f into $name failed"
+            return 1
+        }
+    done
+    printf '%s\n' "$uri"
+}
+
+b4() {
+    run_ferry --dir "$REPO_ROOT" --db "$URI" "$@"
+}
+
+b4_run() {
+    b4 run "$B4" "$@"
+}
+
+stats_of() {
+    printf '%s\n' "$1" | sed -n '/^📊 Statistics:$/,/^   Errors:/p'
+}
+
+stats_block() {
+    printf '📊 Statistics:\n'
+    printf '   Conversations created:  %s\n' "$1"
+    printf '   Conversations skipped:  %s\n' "$2"
+    printf '   Messages created:       %s\n' "$3"
+    printf '   Messages skipped:       %s\n' "$4"
+    printf '   Audits processed:       %s\n' "$5"
+    printf '   Audits skipped:         %s\n' "$6"
+    printf '   Errors:                 %s\n' "$7"
+}
+
+json_stats() {
+    printf '{"conversations_created":%s,"conversations_skipped":%s,"messages_created":%s,"messages_skipped":%s,"audits_processed":%s,"audits_skipped":%s,"errors":%s}' "$@"
+}
+
+# The run record payload's stats as "cc cs mc ms ap as e" (newest record, or
+# the Nth newest with a second argument 2, 3, ...).
+record_stats() {
+    q "$1" "SELECT concat_ws(' ', s->>'conversations_created', s->>'conversations_skipped',
+                s->>'messages_created', s->>'messages_skipped', s->>'audits_processed',
+                s->>'audits_skipped', s->>'errors')
+              FROM (SELECT payload->'stats' AS s FROM \"Audit\"
+                     WHERE action = 'backfill_conversations_messages'
+                     ORDER BY created_at DESC, id DESC OFFSET ${2:-1} - 1 LIMIT 1) r"
+}
+
+b4_tables() {
+    q "$1" "SELECT 'C', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Customer\" t
+      UNION ALL SELECT 'L', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Lead\" t
+      UNION ALL SELECT 'A', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Audit\" t
+      UNION ALL SELECT 'V', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Conversation\" t
+      UNION ALL SELECT 'M', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Message\" t
+      UNION ALL SELECT 'N', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"MemoryNote\" t
+      UNION ALL SELECT 'S', (SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
+                              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'ferry')
+                                AND c.relkind = 'r')
+      UNION ALL SELECT 'H', CASE WHEN to_regclass('ferry.history') IS NULL THEN 'no history'
+                                 ELSE (xpath('/row/n/text()', query_to_xml(
+                                   'SELECT count(*) AS n FROM ferry.history', false, false, '')))[1]::text END
+      UNION ALL SELECT 'K', CASE WHEN to_regclass('ferry.checkpoint') IS NULL THEN 'no checkpoint table'
+                                 ELSE (xpath('/row/n/text()', query_to_xml(
+                                   'SELECT count(*) AS n FROM ferry.checkpoint', false, false, '')))[1]::text END"
+}
+
+# The invariant of rule 6 on a "cc cs mc ms ap as e" line.
+invariant_ok() {
+    local cc cs mc ms ap as e
+    read -r cc cs mc ms ap as e <<<"$1"
+    [ -n "$e" ] && [ "$ap" -eq $((mc + ms + as + e)) ]
+}

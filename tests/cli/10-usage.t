@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Usage and configuration errors: exit code 2, one line on stderr, nothing
+# on stdout, and nothing written to the database.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_usage)
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_alpha/up.sql" 'CREATE TABLE alpha (x int);'
+put "$D/migrations/20250102_beta/up.sql" 'CREATE TABLE beta (x int);'
+put "$D/migrations/20250102_bravo/up.sql" 'CREATE TABLE bravo (x int);'
+put "$D/migrations/20250102_bravo/validate.lua" 'check("ok", true)'
+export DATABASE_URL=$db
+
+# usage_is ARGS... : expect exit 2, empty stdout, stderr exactly $EXPECT
+expect_usage() {
+    local want=$1
+    shift
+    run_ferry "$@"
+    is "$RC|$OUT|$ERR" "2||ferry: $want" "ferry $* -> exit 2: $want"
+}
+
+# --- no command, help, version
+run_ferry
+is "$RC" 2 "no command: exit 2"
+is "$OUT" "" "no command: nothing on stdout"
+like "$ERR" '^usage: ferry \[--db URL\] \[--dir PATH\]' "no command: usage on stderr"
+
+run_ferry --help
+is "$RC|$ERR" "0|" "--help: exit 0, no stderr"
+for c in status up run rollback validate baseline new check exec; do
+    like "$OUT" $'\n  '"$c " "--help lists $c"
+done
+like "$OUT" 'exit codes: 0 success; 1 .*; 2 usage or configuration error' "--help states the exit codes"
+run_ferry -h
+is "$RC" 0 "-h: exit 0"
+
+run_ferry --version
+is "$RC|$ERR" "0|" "--version: exit 0"
+like "$OUT" '^ferry [0-9]+\.[0-9]+\.[0-9]+$' "--version prints 'ferry X.Y.Z'"
+
+# --- unknown command / flag
+expect_usage "unknown command bogus (see 'ferry --help')" --dir "$D" bogus
+expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" --bogus status
+expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" status --bogus
+expect_usage "unknown option -x (see 'ferry --help')" --dir "$D" up -x
+expect_usage "unknown option --json=yes (see 'ferry --help')" --dir "$D" --json=yes status
+expect_usage "--verbose and --quiet exclude each other" --dir "$D" -v -q status
+
+# --- missing arguments and values
+expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run
+expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run 20250101 20250102
+expect_usage "usage: ferry rollback MIGRATION" --dir "$D" rollback
+expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
+expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
+expect_usage "usage: ferry new NAME" --dir "$D" new
+expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
+expect_usage "option --db needs a value" --dir "$D" status --db
+expect_usage "option --to needs a value" --dir "$D" up --to
+expect_usage "option --dir needs a value" --dir
+expect_usage "up takes no arguments (did you mean 'ferry run 20250101'?)" --dir "$D" up 20250101
+expect_usage "status takes no arguments" --dir "$D" status now
+expect_usage "check takes no arguments" --dir "$D" check all
+
+# --- --dry-run / --to where they do not apply
+for c in status "rollback 20250101" "validate 20250102_bravo" "baseline 20250101" "new thing" check; do
+    # shellcheck disable=SC2086
+    expect_usage "--dry-run does not apply to '${c%% *}'" --dir "$D" $c --dry-run
+done
+expect_usage "--to does not apply to 'run'" --dir "$D" run 20250101 --to 20250101
+expect_usage "--to does not apply to 'status'" --dir "$D" status --to 20250101
+
+# --- unknown and ambiguous migrations
+expect_usage "unknown migration 20259999" --dir "$D" run 20259999
+expect_usage "unknown migration nope" --dir "$D" rollback nope
+expect_usage "unknown migration 2024" --dir "$D" validate 2024
+expect_usage "ambiguous migration 20250102: 20250102_beta, 20250102_bravo" --dir "$D" run 20250102
+expect_usage "ambiguous migration 2025: 20250101_alpha, 20250102_beta, 20250102_bravo" --dir "$D" run 2025 --dry-run
+expect_usage "ambiguous migration 20250102_b: 20250102_beta, 20250102_bravo" --dir "$D" validate 20250102_b
+expect_usage "--to 20250199: no migration has that version" --dir "$D" up --to 20250199
+expect_usage "baseline 20250199: no migration has that version" --dir "$D" baseline 20250199
+expect_usage "20250101_alpha has no rollback.sql or down.lua" --dir "$D" rollback 20250101
+expect_usage "20250101_alpha has no validate.lua" --dir "$D" validate 20250101
+
+# --- bad folders and numbers
+expect_usage "--dir $TAP_TMPDIR/nowhere: no such folder" --dir "$TAP_TMPDIR/nowhere" status
+mkdir -p "$TAP_TMPDIR/empty"
+expect_usage "no migrations folder at $TAP_TMPDIR/empty/migrations (use --dir)" --dir "$TAP_TMPDIR/empty" up
+expect_usage "--batch-size needs a whole number >= 1, not 0" --dir "$D" up --batch-size 0
+expect_usage "--max-errors needs a whole number >= 0, not lots" --dir "$D" up --max-errors lots
+
+# nothing of the above touched the database
+v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('alpha') IS NULL")
+is "$v" "t" "usage errors write nothing (no ferry.history, no tables)"
+
+# --- --json: a usage error is still one JSON object on stdout
+run_ferry --dir "$D" --json run 20250102
+is "$RC" 2 "--json ambiguous: exit 2"
+is "$(json_eval "$OUT" 'j["ok"] is False and j["error"]')" \
+   "ambiguous migration 20250102: 20250102_beta, 20250102_bravo" "--json ambiguous: {ok:false, error}"
+
+# --- unreachable database: exit 2, one line
+unreach='postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=5'
+for c in status up "run 20250101" "validate 20250102_bravo" "baseline 20250101"; do
+    # shellcheck disable=SC2086
+    run_ferry --db "$unreach" --dir "$D" $c
+    is "$RC|$OUT" "2|" "unreachable database: ferry $c exits 2, stdout empty"
+    is "$ERR" 'ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+       "unreachable database: ferry $c says so in one line"
+done
+DATABASE_URL=$unreach run_ferry --dir "$D" up
+is "$RC|$ERR" '2|ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+   "unreachable DATABASE_URL: exit 2"
+saved_url=$DATABASE_URL
+unset DATABASE_URL
+PGHOST=$TAP_TMPDIR/nosock PGPORT=1 run_ferry --dir "$D" status
+export DATABASE_URL=$saved_url
+is "$RC" 2 "unreachable PGHOST (no DATABASE_URL): exit 2"
+like "$ERR" "^ferry: cannot connect to the database: connection to server on socket \"$TAP_TMPDIR/nosock/.s.PGSQL.1\" failed: No such file or directory" \
+     "PG* variables are used when there is no --db or DATABASE_URL"
+run_ferry --db "$unreach" --dir "$D" --json up
+is "$RC" 2 "--json unreachable: exit 2"
+is "$(json_eval "$OUT" 'str(j["ok"]) + " " + j["error"][:30]')" "False cannot connect to the database" \
+   "--json unreachable: {ok:false, error}"
+run_ferry --db 'postgresql://nobody@127.0.0.1:1/x?bogus=1' --dir "$D" status
+is "$RC|$ERR" '2|ferry: cannot connect to the database: invalid URI query parameter: "bogus"' "malformed URL: exit 2"
+
+done_testing

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# ferry check (no database) and ferry new (the scaffold checks, dry-runs,
+# runs, validates and rolls back).
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_checknew)
+saved_url=$DATABASE_URL
+
+# ferry check must not need a database: no DATABASE_URL, PGHOST nowhere.
+check_nodb() {
+    local rc=0
+    unset DATABASE_URL
+    PGHOST=$TAP_TMPDIR/no-such-socket-dir PGPORT=1 run_ferry "$@"
+    export DATABASE_URL=$saved_url
+    return $rc
+}
+
+D=$TAP_TMPDIR/chk
+put "$D/migrations/20250101_a/up.sql" 'CREATE TABLE a (x int);'
+put "$D/migrations/20250102_b/up.lua" 'local calc = require "rules.calc"
+stats.inc("n", calc.double(2))
+'
+put "$D/migrations/20250102_b/validate.lua" 'check("fine", true)'
+put "$D/rules/calc.lua" 'local M = {}
+function M.double(x) return 2 * x end
+M.tests = {
+  ["doubles"] = function() assert(M.double(2) == 4) end,
+  ["zero"] = function() assert(M.double(0) == 0) end,
+}
+return M
+'
+
+check_nodb --dir "$D" check
+is "$RC|$ERR" "0|" "check passes with no database reachable"
+is "$OUT" "ok   migrations/20250102_b/up.lua
+ok   migrations/20250102_b/validate.lua
+ok   rules.calc  2 tests passed" "check lists each script and rule"
+
+check_nodb --dir "$D" --db 'postgresql://nobody@127.0.0.1:1/nowhere' check
+is "$RC" 0 "check ignores an unreachable --db"
+
+check_nodb --dir "$D" -q check
+is "$RC|$OUT|$ERR" "0||" "check --quiet prints nothing on success"
+
+check_nodb --dir "$D" --json check
+is "$RC|$ERR" "0|" "check --json: exit 0"
+is "$(json_eval "$OUT" '[j["ok"], [c["name"] for c in j["checks"]], [c["ok"] for c in j["checks"]]]')" \
+   '[true,["migrations/20250102_b/up.lua","migrations/20250102_b/validate.lua","rules.calc"],[true,true,true]]' \
+   "check --json: one object with ok and checks"
+
+# a failing rule test -> exit 1
+put "$D/rules/calc.lua" 'local M = {}
+function M.double(x) return 2 * x end
+M.tests = {
+  ["doubles"] = function() assert(M.double(2) == 4) end,
+  ["broken"] = function() assert(M.double(2) == 5, "2*2 is not 5") end,
+}
+return M
+'
+check_nodb --dir "$D" check
+is "$RC" 1 "a failing rule test: exit 1"
+like "$OUT" $'\nFAIL rules.calc test "broken"  [^ ]*rules/calc\\.lua:5: 2\\*2 is not 5$' \
+     "the failing test is named with file:line and message"
+unlike "$OUT" 'ok   rules\.calc' "the rule is not reported ok"
+check_nodb --dir "$D" --json check
+is "$RC" 1 "check --json with a failing test: exit 1"
+is "$(json_eval "$OUT" '[j["ok"], [c["name"] for c in j["checks"] if not c["ok"]]]')" \
+   '[false,["rules.calc test \"broken\""]]' "check --json lists the failing test"
+
+# a rule that raises when loaded -> exit 1
+put "$D/rules/calc.lua" 'error("rule blows up at load")'
+check_nodb --dir "$D" check
+is "$RC" 1 "a rule that fails to load: exit 1"
+like "$OUT" $'\nFAIL rules.calc  does not load: [^ ]*rules/calc\\.lua:1: rule blows up at load$' "...named as not loading"
+
+# a syntax error in a rule -> exit 2 naming file:line
+put "$D/rules/calc.lua" 'local M = {}
+function M.double(x)
+  return 2 *
+end
+return M
+'
+check_nodb --dir "$D" check
+is "$RC" 2 "a syntax error in a rule: exit 2"
+is "$ERR" "ferry: rules/calc.lua:4: unexpected symbol near 'end'" "...one line naming rules/calc.lua:4"
+
+# a syntax error in a migration script -> exit 2
+put "$D/rules/calc.lua" 'return {double = function(x) return 2 * x end}'
+put "$D/migrations/20250102_b/validate.lua" 'check("fine", true
+'
+check_nodb --dir "$D" check
+is "$RC" 2 "a syntax error in validate.lua: exit 2"
+is "$ERR" "ferry: migrations/20250102_b/validate.lua:2: ')' expected (to close '(' at line 1) near <eof>" \
+   "...one line naming migrations/20250102_b/validate.lua:2"
+put "$D/migrations/20250102_b/validate.lua" 'check("fine", true)'
+
+# a migration without up.lua or up.sql -> exit 1
+mkdir -p "$D/migrations/20250103_empty"
+check_nodb --dir "$D" check
+is "$RC" 1 "a migration with no up script: exit 1"
+like "$OUT" '(^|'$'\n'')FAIL migrations/20250103_empty  no up\.lua or up\.sql' "...reported"
+rmdir "$D/migrations/20250103_empty"
+check_nodb --dir "$D" check
+is "$RC" 0 "check passes again once fixed"
+
+# the repository's own migrations and rules pass check
+check_nodb --dir "$REPO_ROOT" check
+is "$RC|$ERR" "0|" "ferry check passes on the repository's migrations and rules"
+unlike "$OUT" 'FAIL' "...with no FAIL line"
+
+# ------------------------------------------------------------------ new
+N=$TAP_TMPDIR/newproj
+mkdir -p "$N"
+today=$(date -u +%Y%m%d)
+id=${today}_add_things
+check_nodb --dir "$N" new add_things
+is "$RC|$ERR" "0|" "new: exit 0 without a database"
+is "$OUT" "created migrations/$id/ (up.lua, rollback.sql, validate.lua, README.md)" "new says what it created"
+is "$(cd "$N" && find . -type f | sort | tr '\n' ' ')" \
+   "./migrations/$id/README.md ./migrations/$id/rollback.sql ./migrations/$id/up.lua ./migrations/$id/validate.lua " \
+   "new creates migrations/<YYYYMMDD>_NAME with exactly up.lua, rollback.sql, validate.lua, README.md"
+like "$(cat "$N/migrations/$id/README.md")" "^# $id" "README.md is titled with the id"
+
+check_nodb --dir "$N" new add_things
+is "$RC|$OUT|$ERR" "2||ferry: migrations/$id already exists" "new refuses an existing migration (exit 2)"
+check_nodb --dir "$N" new Bad-Name
+is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores: Bad-Name" \
+   "new refuses a bad name (exit 2)"
+check_nodb --dir "$N" --json new other_thing
+is "$RC|$OUT" "0|{\"created\":\"migrations\\/${today}_other_thing\"}" "new --json"
+rm -rf "$N/migrations/${today}_other_thing"
+
+check_nodb --dir "$N" check
+is "$RC|$ERR" "0|" "the scaffold passes ferry check"
+is "$OUT" "ok   migrations/$id/up.lua
+ok   migrations/$id/validate.lua" "check lists the scaffold's scripts"
+
+run_ferry --db "$db" --dir "$N" --json run "$id" --dry-run
+is "$RC" 0 "the scaffold runs under run --dry-run"
+dry=$(json_eval "$OUT" '[j["mode"], j["ok"], j["stats"], j["errors"]]')
+like "$dry" '^\["dry-run",true,\{"rows_seen":[1-9][0-9]*,"rows_written":[1-9][0-9]*,"rows_skipped":[0-9]+,"errors":0\},\[\]\]$' \
+     "the dry run reports counts"
+v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL")
+is "$v" "t" "the dry run wrote nothing (no ferry.history)"
+
+run_ferry --db "$db" --dir "$N" --json run "${today}_add"
+is "$RC" 0 "the scaffold runs for real (by unique prefix)"
+real=$(json_eval "$OUT" '[j["mode"], j["ok"], j["stats"], j["errors"]]')
+is "${real/\"apply\"/\"dry-run\"}" "$dry" "the real run reports exactly the dry run's counts"
+is "$(history "$db")" "$id|run|applied" "history: run applied"
+
+run_ferry --db "$db" --dir "$N" validate "$id"
+is "$RC" 0 "the scaffold's validate.lua passes"
+like "$OUT" $'^==> validating '"$id"$'\n\u2713 PASS the database answers\n\u2713 PASS pg_namespace has rows  \\([0-9]+ schemas\\)\n2 check\\(s\\), 0 failed$' \
+     "validate prints each check"
+run_ferry --db "$db" --dir "$N" rollback "$id"
+is "$RC" 0 "the scaffold's rollback.sql runs"
+is "$(history "$db")" "$id|run|applied
+$id|rollback|rolled back" "history: rolled back"
+
+done_testing

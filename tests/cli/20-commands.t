@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# The commands against a real database: status, up [--to], run (id and
+# prefix), rollback, validate, baseline, exec; the rows of ferry.history;
+# the repository's own SQL migrations.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_commands)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_a/up.sql" 'CREATE TABLE t (x int, src text);
+INSERT INTO t VALUES (1, '"'a'"');
+'
+put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
+VALIDATE_OK='check("t has rows", function()
+  local r = db.one("SELECT count(*) AS n FROM t")
+  return r.n > 0, r.n .. " rows"
+end)
+check("constant", true)
+'
+put "$D/migrations/20250101_a/validate.lua" "$VALIDATE_OK"
+put "$D/migrations/20250102_b/up.lua" 'stats.declare{"inserted", "skipped"}
+local n = db.exec("INSERT INTO t SELECT g, $1 FROM generate_series(2, 3) g", "b")
+stats.inc("inserted", n)
+'
+put "$D/migrations/20250102_b/down.lua" 'stats.inc("deleted", db.exec("DELETE FROM t WHERE src = $1", "b"))'
+put "$D/migrations/20250103_c/up.sql" 'INSERT INTO t VALUES (4, '"'c'"');'
+rows() { psql_val "$db" "SELECT string_agg(x || ':' || src, ' ' ORDER BY x, src) FROM t"; }
+
+# --- status on a fresh database: all pending, nothing written
+run_ferry --dir "$D" status
+is "$RC|$ERR" "0|" "status on a fresh database: exit 0"
+is "$OUT" "$STATUS_HEADER
+$(status_line 20250101_a pending - -)
+$(status_line 20250102_b pending - -)
+$(status_line 20250103_c pending - -)" "status: every migration pending"
+is "$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL")" "t" "status writes nothing"
+
+# --- up --to VERSION
+run_ferry --dir "$D" up --to 20250102
+is "$RC|$ERR" "0|" "up --to 20250102: exit 0"
+like "$OUT" $'^==> 20250101_a\n\u2713 20250101_a applied in [0-9]+\\.[0-9]{2} s\n==> 20250102_b\n\n\U0001F4CA Statistics:\n   Inserted:  2\n   Skipped:   0\n\u2713 20250102_b applied in [0-9]+\\.[0-9]{2} s$' \
+     "up --to: runs a and b in order with b's statistics"
+is "$(rows)" "1:a 2:b 3:b" "up --to: the data of a and b"
+is "$(history "$db")" "20250101_a|up|applied
+20250102_b|up|applied" "history: a and b applied by up"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" ok)
+$(status_line 20250102_b applied "$TS" ok)
+$(status_line 20250103_c pending - -)" "status: a, b applied (checksum ok), c pending"
+
+# --- the history row, column by column
+me=$(uname -n)
+ver=$("$FERRY" --version)
+"$FERRY" --dir "$D" up --to 20250103_c >"$TAP_TMPDIR/bg.out" 2>&1 &
+bgpid=$!   # the test runner's wrapper execs ferry: this is ferry's pid
+wait "$bgpid"
+is "$?" 0 "up --to 20250103_c (a full id): exit 0"
+is "$(rows)" "1:a 2:b 3:b 4:c" "c ran"
+row=$(psql_val "$db" "SELECT concat_ws('|', migration, version, name, operation, status,
+        checksum ~ '^[0-9a-f]{64}\$', run_id IS NOT NULL, rules, finished_at >= started_at,
+        started_at > now() - interval '1 minute', stats::text, coalesce(error, '<null>'), host,
+        pid, backend_pid > 0, ferry_version) FROM ferry.history WHERE migration = '20250103_c'")
+is "$row" "20250103_c|20250103|c|up|applied|t|t|{}|t|t|{\"stats\": {}, \"errors\": []}|<null>|$me|$bgpid|t|${ver#ferry }" \
+   "history row: migration, version, name, operation, status, checksum, run_id, times, stats, host, pid, backend pid, version"
+v=$(psql_val "$db" "SELECT stats::text FROM ferry.history WHERE migration = '20250102_b'")
+is "$v" '{"stats": {"skipped": 0, "inserted": 2}, "errors": []}' "history row: the stats summary as JSON"
+v=$(psql_val "$db" "SELECT count(DISTINCT run_id) FROM ferry.history")
+is "$v" 3 "each run has its own run_id"
+
+run_ferry --dir "$D" up
+is "$RC|$OUT|$ERR" "0|Nothing to do: every migration is applied.|" "up with nothing pending"
+
+# --- run: full id and unique prefix, whether applied or not
+run_ferry --dir "$D" run 20250102_b
+is "$RC|$ERR" "0|" "run by full id: exit 0"
+like "$OUT" $'^==> 20250102_b\n' "run prints the migration"
+is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c" "run re-runs an applied migration"
+run_ferry --dir "$D" run 20250103
+is "$RC|$ERR" "0|" "run by unique prefix: exit 0"
+is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "the prefix named 20250103_c"
+is "$(history "$db" "WHERE operation = 'run'")" "20250102_b|run|applied
+20250103_c|run|applied" "history: operation run"
+
+# --- a failing run: exit 1, history 'failed' with the error
+put "$D/migrations/20250104_bad/up.sql" 'INSERT INTO t VALUES (5, '"'bad'"');
+INSERT INTO nope VALUES (1);'
+run_ferry --dir "$D" up
+is "$RC" 1 "up with a failing SQL migration: exit 1"
+like "$ERR" '^ferry: 20250104_bad: .*relation "nope" does not exist \[SQLSTATE 42P01\]$' "one line naming the migration and PostgreSQL's error"
+is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "up.sql runs in one transaction: nothing of it stays"
+v=$(psql_val "$db" "SELECT status || '|' || (error LIKE '%relation \"nope\" does not exist%') || '|' || (finished_at IS NOT NULL) FROM ferry.history WHERE migration = '20250104_bad'")
+is "$v" "failed|true|true" "history: failed, with the error"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT" | tail -n 1)" "$(status_line 20250104_bad failed - -)" "status shows it failed"
+rm -rf "$D/migrations/20250104_bad"
+run_ferry --dir "$D" status
+is "$(tail -n 1 <<<"$OUT")" "$(status_line 20250104_bad failed - "file missing from migrations/")" \
+   "status lists a recorded migration whose folder is gone"
+psql_val "$db" "DELETE FROM ferry.history WHERE migration = '20250104_bad'" >/dev/null
+
+# --- validate: pass and fail; it writes nothing
+n_hist=$(psql_val "$db" "SELECT count(*) FROM ferry.history")
+run_ferry --dir "$D" validate 20250101
+is "$RC|$ERR" "0|" "validate (prefix) passing: exit 0"
+is "$OUT" "==> validating 20250101_a
+✓ PASS t has rows  (7 rows)
+✓ PASS constant
+2 check(s), 0 failed" "validate prints each check with PASS"
+run_ferry --dir "$D" --json validate 20250101_a
+is "$RC" 0 "validate --json: exit 0"
+is "$OUT" '{"migration":"20250101_a","mode":"validate","ok":true,"checks":[{"name":"t has rows","ok":true,"detail":"7 rows"},{"name":"constant","ok":true}]}' \
+   "validate --json: exactly one object"
+put "$D/migrations/20250101_a/validate.lua" 'check("t has rows", function()
+  local r = db.one("SELECT count(*) AS n FROM t")
+  return r.n > 100, r.n .. " rows"
+end)
+check("cannot write", function() db.exec("DELETE FROM t") return true end)
+check("constant", true)
+'
+run_ferry --dir "$D" validate 20250101_a
+is "$RC" 1 "validate with failing checks: exit 1"
+like "$OUT" $'^==> validating 20250101_a\n\u2717 FAIL t has rows  \\(7 rows\\)\n\u2717 FAIL cannot write  \\(error: [^\n]*cannot execute DELETE in a read-only transaction \\[SQLSTATE 25006\\]\\)\n\u2713 PASS constant\n3 check\\(s\\), 2 failed$' \
+     "validate prints FAIL lines; checks run read-only"
+is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "a check could not write"
+put "$D/migrations/20250101_a/validate.lua" 'check("first", true)
+error("validate script stops here")
+'
+run_ferry --dir "$D" validate 20250101_a
+is "$RC" 1 "validate.lua raising: exit 1"
+like "$OUT" $'\u2717 FAIL validate.lua stopped: migrations/20250101_a/validate.lua:2: validate script stops here\n2 check\\(s\\), 1 failed$' \
+     "validate.lua raising is reported as a failed check"
+is "$(psql_val "$db" "SELECT count(*) FROM ferry.history")" "$n_hist" "validate writes no history"
+run_ferry --dir "$D" status
+like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" 'CHANGED since applied')" "editing validate.lua changes the checksum"
+put "$D/migrations/20250101_a/validate.lua" "$VALIDATE_OK"
+run_ferry --dir "$D" status
+like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" ok)" "...and restoring it restores it"
+
+# --- rollback (rollback.sql and down.lua)
+run_ferry --dir "$D" rollback 20250102
+is "$RC|$ERR" "0|" "rollback with down.lua: exit 0"
+is "$OUT" "==> rolling back 20250102_b
+✓ 20250102_b rolled back" "rollback output"
+is "$(rows)" "1:a 4:c 4:c" "down.lua removed b's rows"
+v=$(psql_val "$db" "SELECT operation || '|' || status || '|' || stats::text FROM ferry.history ORDER BY id DESC LIMIT 1")
+is "$v" 'rollback|rolled back|{"stats": {"deleted": 4}, "errors": []}' "history: rollback row with its stats"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" ok)
+$(status_line 20250102_b "rolled back" - -)
+$(status_line 20250103_c applied "$TS" ok)" "status: b rolled back"
+run_ferry --dir "$D" up
+is "$RC" 0 "up after a rollback: exit 0"
+like "$OUT" $'^==> 20250102_b\n' "up re-applies only the rolled-back migration"
+unlike "$OUT" '20250101_a|20250103_c' "...and nothing else"
+is "$(rows)" "1:a 2:b 3:b 4:c 4:c" "b's rows are back"
+
+# a failing rollback: exit 1, recorded, the migration stays applied
+psql_val "$db" "ALTER TABLE t RENAME TO t_moved" >/dev/null
+put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
+run_ferry --dir "$D" rollback 20250101_a
+is "$RC" 1 "a failing rollback: exit 1"
+like "$ERR" '^ferry: 20250101_a: rollback failed: .*table "t" does not exist \[SQLSTATE 42P01\]$' "one line saying so"
+v=$(psql_val "$db" "SELECT operation || '|' || status FROM ferry.history ORDER BY id DESC LIMIT 1")
+is "$v" "rollback|failed" "history: rollback failed"
+run_ferry --dir "$D" status
+like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" ok)" "a failed rollback leaves the migration applied"
+psql_val "$db" "ALTER TABLE t_moved RENAME TO t" >/dev/null
+run_ferry --dir "$D" rollback 20250101_a
+is "$RC" 0 "rollback.sql: exit 0"
+is "$(psql_val "$db" "SELECT to_regclass('t') IS NULL")" "t" "rollback.sql dropped the table"
+v=$(psql_val "$db" "SELECT operation || '|' || status FROM ferry.history ORDER BY id DESC LIMIT 1")
+is "$v" "rollback|rolled back" "history: rolled back"
+
+# --- baseline
+db2=$(fresh_db ferry_cli_commands_base)
+run_ferry --db "$db2" --dir "$D" baseline 20250102
+is "$RC|$ERR" "0|" "baseline VERSION: exit 0"
+is "$OUT" "baselined 20250101_a (recorded as applied, not run)
+baselined 20250102_b (recorded as applied, not run)" "baseline lists what it recorded"
+is "$(psql_val "$db2" "SELECT to_regclass('t') IS NULL")" "t" "baseline runs nothing"
+is "$(history "$db2")" "20250101_a|baseline|applied
+20250102_b|baseline|applied" "history: baseline rows, applied"
+run_ferry --db "$db2" --dir "$D" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" baseline)
+$(status_line 20250102_b applied "$TS" baseline)
+$(status_line 20250103_c pending - -)" "status marks baselined migrations"
+run_ferry --db "$db2" --dir "$D" baseline 20250102_b
+is "$RC|$OUT" "0|Nothing to baseline: every migration up to 20250102_b is applied." "baseline again: nothing to do"
+psql_val "$db2" "CREATE TABLE t (x int, src text)" >/dev/null
+run_ferry --db "$db2" --dir "$D" up
+is "$RC" 0 "up after baseline: exit 0"
+is "$(grep -c '^==> ' <<<"$OUT")|$(grep '^==> ' <<<"$OUT")" "1|==> 20250103_c" "up after baseline runs only what was not baselined"
+is "$(psql_val "$db2" "SELECT string_agg(x || ':' || src, ' ') FROM t")" "4:c" "only c's data"
+run_ferry --db "$db2" --dir "$D" --json baseline 20250103_c
+is "$RC|$OUT" '0|{"baselined":[]}' "baseline --json"
+
+# --- exec
+put "$D/script.lua" 'print("args", ...)
+print("ctx.args", table.concat(ctx.args, ","))
+print("answer", db.one("SELECT 40 + $1::int AS n", 2).n)
+return 3
+'
+run_ferry --db "$db2" --dir "$D" exec "$D/script.lua" one two
+is "$RC|$ERR" "3|" "exec: the script's integer result is the exit code"
+is "$OUT" $'args\tone\ttwo\nctx.args\tone,two\nanswer\t42' "exec passes the arguments and the db API"
+put "$D/script.lua" 'print("fine")'
+run_ferry --db "$db2" exec "$D/script.lua"
+is "$RC|$OUT" "0|fine" "exec: exit 0 without a result"
+put "$D/script.lua" 'print("half")
+error("exec fails")'
+run_ferry exec "$D/script.lua"
+is "$RC|$OUT|$ERR" "1|half|ferry: $D/script.lua:2: exec fails" "exec: a Lua error is exit 1 with file:line"
+run_ferry exec "$D/nope.lua"
+is "$RC" 2 "exec: a missing file is exit 2"
+like "$ERR" "^ferry: cannot read $D/nope.lua: " "...said in one line"
+
+# --- the repository's SQL migrations
+db3=$(fresh_db ferry_cli_commands_repo)
+run_ferry --db "$db3" --dir "$REPO_ROOT" up --to 20251108
+is "$RC|$ERR" "0|" "repo migrations: up --to 20251108 exit 0"
+is "$(grep '^==> ' <<<"$OUT")" "==> 20251101_schema
+==> 20251105_fts_indexes
+==> 20251108_link_customers" "repo migrations: schema, fts indexes, link customers"
+v=$(psql_val "$db3" "SELECT string_agg(c, ' ' ORDER BY c) FROM unnest(ARRAY['\"Customer\"','\"Lead\"','\"Audit\"','\"Conversation\"','\"Message\"','\"MemoryNote\"','\"Message_content_fts_idx\"','\"MemoryNote_content_fts_idx\"']) c WHERE to_regclass(c) IS NOT NULL")
+is "$v" '"Audit" "Conversation" "Customer" "Lead" "MemoryNote" "MemoryNote_content_fts_idx" "Message" "Message_content_fts_idx"' \
+   "repo migrations: the tables and indexes exist"
+is "$(history "$db3")" "20251101_schema|up|applied
+20251105_fts_indexes|up|applied
+20251108_link_customers|up|applied" "repo migrations: history"
+run_ferry --db "$db3" --dir "$REPO_ROOT" status
+is "$(norm_times "$OUT" | head -n 4)" "$STATUS_HEADER
+$(status_line 20251101_schema applied "$TS" ok)
+$(status_line 20251105_fts_indexes applied "$TS" ok)
+$(status_line 20251108_link_customers applied "$TS" ok)" "repo migrations: status"
+psql_val "$db3" "INSERT INTO \"Customer\" (id, phone) VALUES ('00000000-0000-0000-0000-000000000001', '555');
+                 INSERT INTO \"Lead\" (id, channel, phone) VALUES ('00000000-0000-0000-0000-0000000000a1', 'sms', '555')" >/dev/null
+run_ferry --db "$db3" --dir "$REPO_ROOT" run 20251108
+is "$RC" 0 "repo migrations: run 20251108 (prefix) again"
+is "$(psql_val "$db3" "SELECT customer_id FROM \"Lead\"")" "00000000-0000-0000-0000-000000000001" "link_customers linked the lead"
+run_ferry --db "$db3" --dir "$REPO_ROOT" rollback 20251101_schema
+is "$RC" 0 "repo migrations: rollback 20251101_schema"
+is "$(psql_val "$db3" "SELECT to_regclass('\"Customer\"') IS NULL AND to_regclass('\"Message\"') IS NULL")" "t" \
+   "repo migrations: tables dropped"
+
+done_testing

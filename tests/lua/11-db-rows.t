@@ -1,0 +1,181 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- db.rows: streaming in bounded memory, early exit, errors, the
+-- re-entrancy guard, cleanup when a Lua error unwinds through the loop.
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return type(e) == "table" and tostring(e.message) or tostring(e)
+end
+
+local BUSY = "connection busy: a rows%(%) iteration is in progress on it %(use another connection from db%.connect%(%)%)"
+
+local function usable(name)
+  T.is(db.one("SELECT 41 + 1 AS x"), {x = 42}, name)
+end
+
+---------------------------------------------------------------- basics
+local got = {}
+for row in db.rows("SELECT i, 'n' || i AS s, NULL::int AS z FROM generate_series(1, 5) i ORDER BY i") do
+  got[#got + 1] = row
+end
+T.is(got, {{i = 1, s = "n1"}, {i = 2, s = "n2"}, {i = 3, s = "n3"}, {i = 4, s = "n4"}, {i = 5, s = "n5"}},
+     "rows yields each row as a table by column name, NULL absent")
+T.is(math.type(got[1].i), "integer", "rows: the same type mapping as query")
+local n = 0
+for _ in db.rows("SELECT 1 WHERE false") do n = n + 1 end
+T.is(n, 0, "rows: no rows, no iterations")
+local sum = 0
+for row in db.rows("SELECT i FROM generate_series($1::int, $2::int) i", 3, 6) do sum = sum + row.i end
+T.is(sum, 18, "rows: parameters")
+T.like(err_of(db.rows, "SELECT $1", {}), "parameter %$1: a table is not a SQL value", "rows: bad parameter raises at once")
+usable("usable after a bad parameter")
+T.like(err_of(function() for _ in db.rows("SELEC 1") do end end), "syntax error at or near \"SELEC\" %[SQLSTATE 42601%]",
+       "rows: SQL error raised with SQLSTATE")
+usable("usable after an SQL error in rows")
+
+---------------------------------------------------------------- bounded memory
+collectgarbage("collect")
+local base, peak, count, total = collectgarbage("count"), 0, 0, 0
+for row in db.rows("SELECT i, repeat('x', 50) AS pad FROM generate_series(1, 200000) i") do
+  count = count + 1
+  total = total + row.i
+  if count % 1000 == 0 then
+    local kb = collectgarbage("count")
+    if kb > peak then peak = kb end
+  end
+end
+T.is(count, 200000, "200000 rows streamed")
+T.is(total, 200000 * 200001 // 2, "every row seen once")
+T.ok(peak - base < 4096, "Lua memory stays bounded while streaming")
+T.diag(string.format("Lua heap: %.0f KB before, peak %.0f KB while streaming", base, peak))
+usable("usable after a complete iteration")
+
+---------------------------------------------------------------- leaving early
+n = 0
+for row in db.rows("SELECT i FROM generate_series(1, 1000000) i") do
+  n = n + 1
+  if row.i == 3 then break end
+end
+T.is(n, 3, "break after 3 rows")
+usable("break closes the query: the connection is usable again")
+local t0 = os.time()
+-- the last row takes 8 s: without the cancel, closing would wait for it
+for _ in db.rows([[SELECT i, repeat('x', 100) AS pad, CASE WHEN i = 50000 THEN pg_sleep(8) END AS s
+                    FROM generate_series(1, 50000) i]]) do break end
+T.ok(os.time() - t0 <= 4, "break cancels the rest of the query (does not wait 8 s for it)")
+usable("usable after a cancelled query")
+T.is(db.in_transaction(), false, "no transaction left open")
+
+-- a manual iteration closed with the fourth value (the closer)
+local it, _, _, closer = db.rows("SELECT i FROM generate_series(1, 100) i")
+T.is(it(), {i = 1}, "the iterator function returns rows")
+T.is(it(), {i = 2}, "one at a time")
+T.like(err_of(db.exec, "SELECT 1"), BUSY, "busy while the iteration is open")
+closer:close()
+T.is(it(), nil, "after close the iterator returns nil")
+usable("usable after close()")
+closer:close()
+T.ok(true, "close twice is safe")
+
+-- an abandoned iteration is closed by the garbage collector
+do
+  local it2 = db.rows("SELECT i FROM generate_series(1, 100) i")
+  it2()
+end
+collectgarbage("collect")
+collectgarbage("collect")
+usable("an abandoned iteration is closed when collected")
+
+---------------------------------------------------------------- inside a transaction
+db.exec("CREATE TEMP TABLE rt (v int)")
+local ok, err = pcall(db.transaction, function()
+  db.exec("INSERT INTO rt VALUES (1)")
+  for row in db.rows("SELECT i FROM generate_series(1, 100000) i") do
+    if row.i == 2 then break end
+  end
+  db.exec("INSERT INTO rt VALUES (2)")
+end)
+T.is({ok, err}, {true}, "break inside a transaction leaves the transaction working")
+T.is(db.one("SELECT count(*) AS n FROM rt").n, 2, "and both inserts are committed")
+ok = pcall(db.transaction, function()
+  db.exec("INSERT INTO rt VALUES (3)")
+  for _ in db.rows("SELECT i FROM generate_series(1, 10) i") do break end
+end)
+T.is(db.one("SELECT count(*) AS n FROM rt").n, 3, "a write before the loop is committed too")
+
+---------------------------------------------------------------- errors during the loop
+err = err_of(function()
+  for row in db.rows("SELECT i FROM generate_series(1, 100000) i") do
+    if row.i == 10 then error("boom at ten") end
+  end
+end)
+T.like(err, "boom at ten$", "a Lua error inside the loop propagates unchanged")
+usable("the loop's query is closed when an error unwinds through it")
+err = err_of(function()
+  for _ in db.rows("SELECT i FROM generate_series(1, 100000) i") do
+    error({code = 7, message = "table error"})
+  end
+end)
+T.is(err, "table error", "error objects pass through too")
+usable("usable after a table error")
+
+local seen = {}
+err = err_of(function()
+  for row in db.rows("SELECT 10 / (5 - i) AS v FROM generate_series(1, 10) i") do seen[#seen + 1] = row.v end
+end)
+T.is(seen, {2, 3, 5, 10}, "rows before a server error are delivered")
+T.like(err, "query failed while reading rows: division by zero %[SQLSTATE 22012%]$", "a server error mid-stream raises with SQLSTATE")
+usable("usable after a server error mid-stream")
+
+---------------------------------------------------------------- re-entrancy guard
+local msgs = {}
+for row in db.rows("SELECT i FROM generate_series(1, 3) i") do
+  if row.i == 1 then
+    msgs.exec = err_of(db.exec, "SELECT 1")
+    msgs.query = err_of(db.query, "SELECT 1")
+    msgs.one = err_of(db.one, "SELECT 1")
+    msgs.rows = err_of(db.rows, "SELECT 1")
+    msgs.copy = err_of(db.copy, "COPY rt FROM STDIN")
+    msgs.copy_rows = err_of(db.copy_rows, "COPY rt FROM STDIN", {{1}})
+    msgs.exec_script = err_of(db.exec_script, "SELECT 1")
+    msgs.transaction = err_of(db.transaction, function() end)
+    msgs.quote_ident = db.quote_ident("ok")
+    msgs.backend_pid = math.type(db.backend_pid())
+    msgs.in_transaction = db.in_transaction()
+    local other = db.connect()
+    msgs.other = other:one("SELECT 5 AS v").v
+    other:close()
+  end
+end
+for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script", "transaction"} do
+  T.like(msgs[name], BUSY, "during rows(): " .. name .. " raises 'connection busy'")
+end
+T.is(msgs.quote_ident, '"ok"', "during rows(): quote_ident works (no round trip)")
+T.is(msgs.backend_pid, "integer", "during rows(): backend_pid works")
+T.is(msgs.in_transaction, false, "during rows(): in_transaction works")
+T.is(msgs.other, 5, "during rows(): another connection from db.connect() works")
+usable("the guard is released when the loop ends")
+
+-- two streams at once need two connections
+local a, b = db.connect(), db.connect()
+local pairs_seen = 0
+for ra in a:rows("SELECT i FROM generate_series(1, 3) i") do
+  for rb in b:rows("SELECT i FROM generate_series(1, 3) i") do
+    if ra.i == rb.i then pairs_seen = pairs_seen + 1 end
+  end
+end
+T.is(pairs_seen, 3, "nested rows() on two connections")
+b:close()
+
+-- closing the connection in the middle of an iteration
+err = err_of(function()
+  for _ in a:rows("SELECT i FROM generate_series(1, 100) i") do a:close() end
+end)
+T.like(err, "query failed while reading rows", "closing the connection mid-iteration raises on the next row")
+T.like(err_of(a.one, a, "SELECT 1"), "attempt to use a closed connection", "and the connection is closed")
+usable("the main connection is unaffected")
+
+return T.done()
