@@ -132,6 +132,10 @@ is_running() {
 
 write_conf() { # PORT
     local sock=${BASE}/sock
+    # FERRY_PG_DURABLE=1 (make bench): a server that flushes commits like a
+    # production one; tests run without, for speed.
+    local durable=off
+    [ "${FERRY_PG_DURABLE:-0}" = 1 ] && durable=on
     cat >"$BASE/data/ferry.conf" <<EOF
 # written by scripts/pg.sh - private test cluster, do not use for real data
 listen_addresses = '127.0.0.1'
@@ -139,9 +143,9 @@ port = $1
 unix_socket_directories = '${sock//\'/\'\'}'
 max_connections = 50
 shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 password_encryption = 'scram-sha-256'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
@@ -291,6 +295,7 @@ cmd_env() {
     print_export PGUSER postgres
     print_export PGDATABASE "$DBNAME"
     print_export FERRY_PG_TCP_PORT "$port"
+    print_export FERRY_PG_DIR "$DIR"
     print_export DATABASE_URL \
         "postgresql:///$DBNAME?host=$(urlencode "$sock")&port=$port&user=postgres"
 }
@@ -316,5 +321,10 @@ case "$action" in
         cmd_stop "$clean" ;;
     env)    [ $# -eq 0 ] || usage; cmd_env ;;
     status) [ $# -eq 0 ] || usage; cmd_status ;;
+    restart)   # for tests of a server restart under a running ferry
+        [ $# -eq 0 ] || usage
+        DIR=$(cd "$DIR" && pwd -P); find_base
+        [ -n "$BASE" ] || die "no cluster in $DIR"
+        as_server "$PGBIN/pg_ctl" restart -D "$BASE/data" -m fast -w -l "$BASE/data/server.log" >/dev/null ;;
     *) usage ;;
 esac

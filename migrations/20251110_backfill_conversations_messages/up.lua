@@ -49,46 +49,11 @@ read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 log.info("")
 log.info("[1/4] Fetching audit records...")
 local summary = read:one([[
-  WITH p AS (SELECT a.id, a.lead_id FROM "Audit" a WHERE ]] .. PROCESSED .. [[),
-  done AS (SELECT DISTINCT m.metadata->>'auditId' AS aid FROM "Message" m WHERE m.metadata ? 'auditId'),
-  per_lead AS (SELECT p.lead_id, count(*) AS n, count(done.aid) AS done
-                 FROM p LEFT JOIN done ON done.aid = p.id::text GROUP BY p.lead_id),
-  conv AS (SELECT DISTINCT lead_id FROM "Conversation" WHERE lead_id IS NOT NULL)
-  SELECT coalesce(sum(pl.n), 0)::bigint AS audits,
-         count(*) AS leads,
-         coalesce(sum(pl.n) FILTER (WHERE l.id IS NULL), 0)::bigint AS orphan_audits,
-         count(*) FILTER (WHERE l.id IS NULL) AS orphan_leads,
-         coalesce(sum(pl.done) FILTER (WHERE l.id IS NOT NULL), 0)::bigint AS done_audits,
-         count(*) FILTER (WHERE l.id IS NOT NULL AND conv.lead_id IS NOT NULL) AS leads_with_conversation
-    FROM per_lead pl
-    LEFT JOIN "Lead" l ON l.id = pl.lead_id
-    LEFT JOIN conv ON conv.lead_id = pl.lead_id]], actors, resume_key)
+  SELECT coalesce(sum(n), 0)::bigint AS audits, count(*) AS leads
+    FROM (SELECT a.lead_id, count(*) AS n FROM "Audit" a WHERE ]] .. PROCESSED .. [[ GROUP BY a.lead_id) per_lead]],
+  actors, resume_key)
 log.info(string.format("\u{1F4CA} Found %d audit records with messages", summary.audits))
 log.info(string.format("\u{1F517} Grouped into %d leads with audit history", summary.leads))
-
--- 2. Orphans: audits whose lead does not exist are skipped, per lead.
-if summary.orphan_leads > 0 then
-  local shown = 0
-  for o in read:rows([[
-      SELECT a.lead_id, count(*) AS n FROM "Audit" a
-       WHERE ]] .. PROCESSED .. [[ AND NOT EXISTS (SELECT 1 FROM "Lead" l WHERE l.id = a.lead_id)
-       GROUP BY a.lead_id ORDER BY a.lead_id]], actors, resume_key) do
-    shown = shown + 1
-    if ctx.verbose or shown <= 10 then
-      log.info(string.format("   \u{26A0} Lead %s not found, skipping", o.lead_id))
-    end
-  end
-  if shown > 10 and not ctx.verbose then
-    log.info(string.format("   \u{26A0} ... and %d more leads not found (--verbose lists them)", shown - 10))
-  end
-  stats.inc("audits_skipped", summary.orphan_audits)
-  stats.inc("audits_processed", summary.orphan_audits)
-end
--- Audits that already have a message, and leads that already have a
--- conversation, are counted here and never reach Lua.
-stats.inc("messages_skipped", summary.done_audits)
-stats.inc("audits_processed", summary.done_audits)
-stats.inc("conversations_skipped", summary.leads_with_conversation)
 
 log.info("")
 log.info("[2/4] Creating conversations for leads...")
@@ -96,7 +61,7 @@ log.info("[3/4] Creating messages from audit logs...")
 log.info("   (one pass: conversations and their messages are written together, "
          .. ctx.batch_size .. " audits per committed batch)")
 
-local todo = summary.audits - summary.done_audits - summary.orphan_audits
+local todo = summary.audits
 local bar <close> = progress.new("audits", todo)
 
 -- The current batch: whole leads, written as one transaction.  Rows go
@@ -192,18 +157,30 @@ local function finish_lead()
   end
 end
 
+local orphans_shown = 0
+
 local function start_lead(a)
-  lead_id, last_at = a.lead_id, nil
-  if a.conversation_id then
-    conv_id, conv_is_new = a.conversation_id, false
-    log.verbose(string.format("   \u{2299} Conversation already exists for lead %s", lead_id))
+  lead_id, last_at, conv_is_new = a.lead_id, nil, false
+  if not a.lead_exists then
+    -- audits whose lead does not exist are skipped (rule 2)
+    orphans_shown = orphans_shown + 1
+    if verbose or orphans_shown <= 10 then
+      log.info(string.format("   \u{26A0} Lead %s not found, skipping", lead_id))
+    end
+    conv_id = nil
+  elseif a.conversation_id then
+    conv_id = a.conversation_id
+    stats.inc("conversations_skipped")
+    if verbose then log.verbose(string.format("   \u{2299} Conversation already exists for lead %s", lead_id)) end
   else
     conv_id, conv_is_new = uuid.v5(NS, "conversation:" .. lead_id), true
     local lead = {stage = a.stage, messenger_psid = a.messenger_psid, phone = a.phone}
     conv_row = {conv_id, lead_id, a.customer_id, a.channel, meta.external_id(lead), a.lead_created_at, nil,
                 json.encode(meta.conversation(lead, ctx))}
     stats.inc("conversations_created")
-    log.verbose(string.format("   %s conversation for lead %s", dry and "[DRY RUN] Would create" or "Creating", lead_id))
+    if verbose then
+      log.verbose(string.format("   %s conversation for lead %s", dry and "[DRY RUN] Would create" or "Creating", lead_id))
+    end
   end
 end
 
@@ -231,34 +208,53 @@ local function map_audit(a)
   end
 end
 
+-- Every processed audit, in lead order, with what the rules need: whether
+-- its lead exists, the lead's earliest conversation, and whether it already
+-- has a message (then only counted).  Counting in stream order keeps the
+-- counters exact at every checkpoint, so a resumed run reports the totals
+-- of an uninterrupted one.
 local STREAM = [[
-  SELECT a.id, a.lead_id, a.actor, a.action, a.payload::text AS payload, a.created_at::text AS created_at,
+  SELECT a.id, a.lead_id, a.actor, a.action, a.created_at::text AS created_at,
+         CASE WHEN done.aid IS NULL AND l.id IS NOT NULL THEN a.payload::text END AS payload,
+         done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
          l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage, l.created_at::text AS lead_created_at,
          c.id AS conversation_id
     FROM "Audit" a
-    JOIN "Lead" l ON l.id = a.lead_id
+    LEFT JOIN "Lead" l ON l.id = a.lead_id
     LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
                 WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+    LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
+           ON done.aid = a.id::text
    WHERE ]] .. PROCESSED .. [[
-     AND NOT EXISTS (SELECT 1 FROM "Message" m WHERE m.metadata->>'auditId' = a.id::text)
    ORDER BY a.lead_id, a.created_at, a.id]]
 
-local pending = 0        -- audits in the current batch
+local pending = 0        -- audits mapped into the current batch
+local seen = 0
 for a in read:rows(STREAM, actors, resume_key) do
   if a.lead_id ~= lead_id then
     finish_lead()
     if pending >= ctx.batch_size then flush(lead_id); pending = 0 end
     start_lead(a)
   end
-  local ok, err = pcall(map_audit, a)
-  if not ok then
-    if type(err) == "table" then error(err, 0) end
-    stats.error(a.id, tostring(err))
+  if not conv_id then
+    stats.inc("audits_skipped")
+  elseif a.done then
+    stats.inc("messages_skipped")          -- it already has its message (rule 5)
+  else
+    local ok, err = pcall(map_audit, a)
+    if not ok then
+      if type(err) == "table" then error(err, 0) end
+      stats.error(a.id, tostring(err))
+    end
+    pending = pending + 1
   end
   stats.inc("audits_processed")
-  pending = pending + 1
-  if pending % 256 == 0 then pump() end
+  seen = seen + 1
+  if seen % 256 == 0 then pump() end
   bar:add(1)
+end
+if orphans_shown > 10 and not verbose then
+  log.info(string.format("   \u{26A0} ... and %d more leads not found (--verbose lists them)", orphans_shown - 10))
 end
 finish_lead()
 flush(lead_id)

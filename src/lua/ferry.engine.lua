@@ -1053,6 +1053,13 @@ local function main(cli)
   for flag, allowed in pairs(COMMANDS_WITH) do
     if flags[flag] and not allowed[cmd] then usage_error("--%s does not apply to '%s'", flag, cmd) end
   end
+  if flags.json then    -- stdout holds the JSON document alone: a script's print() goes to stderr
+    print = function(...)
+      local t = table.pack(...)
+      for i = 1, t.n do t[i] = tostring(t[i]) end
+      io.stderr:write(table.concat(t, "\t", 1, t.n), "\n")
+    end
+  end
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)

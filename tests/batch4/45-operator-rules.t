@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Issue 3 rule 1 ("adding a key to the map adds that actor, with no code
+# change") and the rules' promise that an operator may edit them without
+# rebuilding: a copy of migrations/ and rules/ in a temp --dir, edited, run
+# by the same bin/ferry.
+. "$(dirname "$0")/lib.sh"
+
+D=$TAP_TMPDIR/op
+mkdir -p "$D"
+cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$D/"
+ferry_sum=$(sha256sum "$FERRY" "$(readlink -f "$REPO_ROOT/bin/ferry")" | sha256sum)
+
+URI=$(b4_db b4_45_ops "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+b4_run -q
+is "$RC" 0 "first run with the shipped rules"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" m JOIN \"Audit\" a ON m.metadata->>'auditId' = a.id::text WHERE a.actor = 'webhook'")" 0 \
+   "webhook audits are not processed by the shipped map"
+
+# The operator adds an actor: one line in rules/roles.lua.
+sed -i 's/^  tool      = "tool",$/  tool      = "tool",\n  webhook = "tool",/' "$D/rules/roles.lua"
+grep -q '^  webhook = "tool",$' "$D/rules/roles.lua"
+ok $? "rules/roles.lua edited: webhook = \"tool\""
+
+run_ferry --dir "$D" --db "$URI" run "$B4"
+is "$RC" 0 "re-run with the edited map exits 0"
+# 010 (L1, {text}) goes into L1's conversation; 030 (L4, {text}) gives L4 its first one
+is "$(stats_of "$OUT")" "$(stats_block 1 5 2 31 35 2 0)" "the two webhook audits are now processed and get messages"
+is "$(q "$URI" "SELECT right(a.id::text, 3) || ' ' || m.role || ' ' || (m.metadata->>'auditActor') || ' ' || right(c.lead_id::text, 1) || ' ' || m.content
+                  FROM \"Message\" m JOIN \"Audit\" a ON m.metadata->>'auditId' = a.id::text
+                  JOIN \"Conversation\" c ON c.id = m.conversation_id
+                 WHERE a.actor = 'webhook' ORDER BY a.id")" \
+   "010 tool webhook 1 delivery status: shipped
+030 tool webhook 4 web form: name=Fay, wants a gate" "webhook audits mapped to role tool, into the lead's conversation"
+is "$(sha256sum "$FERRY" "$(readlink -f "$REPO_ROOT/bin/ferry")" | sha256sum)" "$ferry_sum" "no rebuild: the same binary"
+
+run_ferry --dir "$D" --db "$URI" validate "$B4"
+is "$RC" 0 "validate with the edited rules passes"
+run_ferry --dir "$D" check
+is "$RC" 0 "ferry check still passes after the operator's documented edit"
+[ "$RC" = 0 ] || diag "$OUT"
+
+# A fresh database with the edited map from the start: the dry run and the
+# run agree, with 35 processed audits.
+URI=$(b4_db b4_45_ops2 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+run_ferry --dir "$D" --db "$URI" run "$B4" --dry-run
+is "$(stats_of "$OUT")" "$(stats_block 5 1 23 10 35 2 0)" "edited map from the start: dry run"
+run_ferry --dir "$D" --db "$URI" run "$B4"
+is "$(stats_of "$OUT")" "$(stats_block 5 1 23 10 35 2 0)" "edited map from the start: real run, same counts"
+
+# The operator sends note_added bodies too (rules/text.lua), and a mapped
+# role the Message table refuses is a per-row error, not a crash.
+sed -i 's/^M.body_actions = {message_sent = true, message_received = true}$/M.body_actions = {message_sent = true, message_received = true, note_added = true}/' "$D/rules/text.lua"
+grep -q 'note_added = true' "$D/rules/text.lua"
+ok $? "rules/text.lua edited: body of note_added counts"
+URI=$(b4_db b4_45_ops3 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+run_ferry --dir "$D" --db "$URI" run "$B4" -q
+is "$(q "$URI" "SELECT (m.metadata->>'textSource') || ' ' || m.content FROM \"Message\" m
+                 WHERE m.metadata->>'auditId' = 'a0000000-0000-4000-8000-000000000007'")" \
+   "payload.body Customer prefers mornings" "the text.lua edit applies: 007 now takes its body"
+
+sed -i 's/^  webhook = "tool",$/  webhook = "bot",/' "$D/rules/roles.lua"
+URI=$(b4_db b4_45_ops4 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+run_ferry --dir "$D" --db "$URI" run "$B4"
+is "$RC" 1 "a map to a role Message does not allow: exit 1"
+is "$(stats_of "$OUT")" "$(stats_block 5 1 21 10 35 2 2)" "... two per-row errors, the rest written"
+like "$OUT" 'a0000000-0000-4000-8000-000000000010: .*rules\.roles maps "webhook" to "bot", which Message\.role does not allow' \
+    "... each error names the audit and the reason"
+
+done_testing

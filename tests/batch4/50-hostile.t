@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Issue 4 points 4 and 5 for Batch 4: hostile payloads and actors, each
+# mapped exactly by the rules or skipped with a reason, never a crash; rule
+# failures recorded per row; --max-errors; re-runs after a fixed rule.
+. "$(dirname "$0")/lib.sh"
+
+H=ba000000-0000-4000-8000-000000000
+# A database in a UTF-8 locale (as production databases usually are), so
+# that lower() in SQL is the locale's, not plain ASCII.
+URI=$(db_uri b4_50_hostile)
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -d postgres \
+    -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS b4_50_hostile WITH (FORCE)" \
+    -c "CREATE DATABASE b4_50_hostile TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'" >/dev/null \
+    || bail_out "cannot create a C.utf8 database"
+"$FERRY" --dir "$REPO_ROOT" --db "$URI" -q up --to 20251108 >/dev/null || bail_out "ferry up failed"
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" >/dev/null <<'SQL' || bail_out "cannot load the hostile data"
+CREATE SCHEMA b4test;
+CREATE FUNCTION b4test.compact(j jsonb) RETURNS text LANGUAGE sql IMMUTABLE
+  AS $$ SELECT regexp_replace(j::text, '("(?:[^"\\]|\\.)*")|([,:]) ', '\1\2', 'g') $$;
+BEGIN;
+INSERT INTO "Lead" (id, channel, messenger_psid, phone, stage, created_at) VALUES
+  ('ba1e0000-0000-4000-8000-000000000001', 'messenger', '''); DROP TABLE "Lead"; --', NULL, 'qualifié ✓ "x"', '2025-01-01 00:00:00+00');
+INSERT INTO "Audit" (id, lead_id, actor, action, payload, created_at)
+SELECT ('ba000000-0000-4000-8000-000000000' || n)::uuid, 'ba1e0000-0000-4000-8000-000000000001',
+       actor, action, payload::jsonb, '2025-02-01 00:00:00+00'::timestamptz + n::int * interval '1 second'
+FROM (VALUES
+  ('101', 'customer', 'm', '"a JSON string, with ''quotes'' and \"double quotes\""'),
+  ('102', 'customer', 'm', '123'),
+  ('103', 'customer', 'm', 'true'),
+  ('104', 'customer', 'm', 'false'),
+  ('105', 'customer', 'm', 'null'),
+  ('106', 'customer', 'm', NULL),
+  ('107', 'customer', 'm', '""'),
+  ('108', 'customer', 'm', '"  \t\n\r "'),
+  ('109', 'customer', 'm', '{"text": "   "}'),
+  ('110', 'customer', 'm', '{"text": 42}'),
+  ('111', 'customer', 'm', '{"text": "42"}'),
+  ('112', 'customer', 'm', '{"text": {"nested": {"deep": true}}}'),
+  ('113', 'customer', 'm', '123456789012345678901234567890.000001e-3'),
+  ('114', 'customer', 'm', '{"n": 123456789012345678901234567890.000001e-3, "f": 1.0e+30, "z": -0.000}'),
+  ('115', 'customer', 'm', '{"text": "👨‍👩‍👧 e\u0301 שלום עולם مرحبا ‏RTL‎ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"}'),
+  ('116', 'customer', 'm', '{"text": "bell\u0007 tab\t nl\n cr\r ff\f bs\b esc\u001b del\u007f"}'),
+  ('117', 'customer', 'm', '{"k": "\u0001\n\\\"", "text": ["x"]}'),
+  ('118', 'customer', 'm', '{"text": "''); DROP TABLE \"Message\"; --"}'),
+  ('119', 'customer', 'm', '"''); DROP TABLE \"Message\"; --"'),
+  ('120', 'customer', 'message_sent', '{"body": "line 1\n\\.\nline 3 \\N \\t"}'),
+  ('121', 'customer', '''); DROP TABLE "Audit"; --', '{"body": "not a message action"}'),
+  ('122', ' Customer ', 'm', '{"text": "spaced actor"}'),
+  ('123', 'AGENT', 'm', '{"text": "shouting actor"}'),
+  ('124', E'\tSystem\n', 'm', '{"text": "tab-newline actor"}'),
+  ('125', 'ASSİSTANT', 'm', '{"text": "dotted capital I: not an ASCII key"}'),
+  ('126', E'customer\u00a0', 'm', '{"text": "no-break space is not trimmed"}'),
+  ('127', 'CUSTOMER', 'm', '{"message": "\u00a0\u2003"}')
+) v(n, actor, action, payload);
+-- big ones: 10 MB of text, 10,000 levels of objects, 10,000 of arrays,
+-- a 4-byte character straddling the 1000-character cut (compact text
+-- '{"a":"' is 6 characters, then 992 more, then two emoji: the cut keeps
+-- both, at characters 999 and 1000, bytes 999-1006)
+INSERT INTO "Audit" (id, lead_id, actor, action, payload, created_at) VALUES
+  ('ba000000-0000-4000-8000-000000000201', 'ba1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   jsonb_build_object('text', repeat('0123456789', 1048576)), '2025-03-01 00:00:01+00'),
+  ('ba000000-0000-4000-8000-000000000202', 'ba1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   (repeat('{"a": ', 10000) || '"leaf"' || repeat('}', 10000))::jsonb, '2025-03-01 00:00:02+00'),
+  ('ba000000-0000-4000-8000-000000000203', 'ba1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   (repeat('[', 10000) || '1' || repeat(']', 10000))::jsonb, '2025-03-01 00:00:03+00'),
+  ('ba000000-0000-4000-8000-000000000204', 'ba1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   jsonb_build_object('a', repeat('ab', 496) || '😀😀' || 'tail'), '2025-03-01 00:00:04+00'),
+  ('ba000000-0000-4000-8000-000000000205', 'ba1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   jsonb_build_object('a', repeat('ab', 496) || 'x😀' || 'tail'), '2025-03-01 00:00:05+00');
+COMMIT;
+SQL
+
+b4_run
+is "$RC" 0 "the run over hostile payloads exits 0 (no crash, no error)"
+[ "$RC" = 0 ] || diag "$ERR"
+# processed: 101-124 and 127 (25) + 5 big ones = 30 (125 and 126 are not keys:
+# lower-casing is ASCII, whatever the database's locale); no text: 102-108, 113
+is "$(stats_of "$OUT")" "$(stats_block 1 0 22 8 30 0 0)" "statistics"
+rows=$(q "$URI" "SELECT right(a.id::text, 3), coalesce(m.role, '-'), coalesce(m.metadata->>'textSource', '-'),
+                        coalesce(CASE WHEN right(a.id::text, 3) >= '200' THEN char_length(m.content) || ' chars'
+                                      ELSE replace(replace(replace(m.content, E'\n', '<NL>'), E'\t', '<TAB>'), E'\r', '<CR>') END, '-')
+                   FROM \"Audit\" a LEFT JOIN \"Message\" m ON m.metadata->>'auditId' = a.id::text
+                  WHERE a.id::text LIKE 'ba%' ORDER BY a.id")
+is "$rows" "101|user|payload|a JSON string, with 'quotes' and \"double quotes\"
+102|-|-|-
+103|-|-|-
+104|-|-|-
+105|-|-|-
+106|-|-|-
+107|-|-|-
+108|-|-|-
+109|user|compact_json|{\"text\":\"   \"}
+110|user|compact_json|{\"text\":42}
+111|user|payload.text|42
+112|user|compact_json|{\"text\":{\"nested\":{\"deep\":true}}}
+113|-|-|-
+114|user|compact_json|{\"f\":1000000000000000000000000000000,\"n\":123456789012345678901234567.890000001,\"z\":0.000}
+115|user|payload.text|👨‍👩‍👧 e$(printf '\xcc\x81') שלום עולם مرحبا ‏RTL‎ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢
+116|user|payload.text|bell$(printf '\a') tab<TAB> nl<NL> cr<CR> ff$(printf '\f') bs$(printf '\b') esc$(printf '\033') del$(printf '\177')
+117|user|compact_json|{\"k\":\"\\u0001\\n\\\\\\\"\",\"text\":[\"x\"]}
+118|user|payload.text|'); DROP TABLE \"Message\"; --
+119|user|payload|'); DROP TABLE \"Message\"; --
+120|user|payload.body|line 1<NL>\\.<NL>line 3 \\N \\t
+121|user|compact_json|{\"body\":\"not a message action\"}
+122|user|payload.text|spaced actor
+123|assistant|payload.text|shouting actor
+124|system|payload.text|tab-newline actor
+125|-|-|-
+126|-|-|-
+127|user|compact_json|{\"message\":\"$(printf '\xc2\xa0\xe2\x80\x83')\"}
+201|assistant|payload.text|10485760 chars
+202|assistant|compact_json|1000 chars
+203|assistant|compact_json|1000 chars
+204|assistant|compact_json|1000 chars
+205|assistant|compact_json|1000 chars" "each hostile payload and actor: mapped exactly, or skipped"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" m JOIN \"Audit\" a ON m.metadata->>'auditId' = a.id::text
+                 WHERE CASE m.metadata->>'textSource'
+                         WHEN 'compact_json' THEN m.content <> left(b4test.compact(a.payload), 1000)
+                         WHEN 'payload' THEN m.content IS DISTINCT FROM a.payload #>> '{}'
+                         ELSE m.content IS DISTINCT FROM a.payload->>(substr(m.metadata->>'textSource', 9)) END")" 0 \
+   "every content equals PostgreSQL's own text of the payload (compact: whitespace removed outside strings)"
+is "$(q "$URI" "SELECT m.content FROM \"Message\" m WHERE m.metadata->>'auditId' = '${H}114'")" \
+   "$(q "$URI" "SELECT replace(payload::text, ' ', '') FROM \"Audit\" WHERE id = '${H}114'")" \
+   "the number beyond double precision keeps PostgreSQL's exact text"
+is "$(q "$URI" "SELECT octet_length(m.content) || ' ' || right(m.content, 3) FROM \"Message\" m WHERE m.metadata->>'auditId' IN ('${H}204', '${H}205') ORDER BY 1")" \
+   "1003 bx😀
+1006 b😀😀" "4-byte characters at the cut: kept whole, never split"
+is "$(q "$URI" "SELECT md5(m.content) = md5(a.payload->>'text') FROM \"Message\" m JOIN \"Audit\" a ON m.metadata->>'auditId' = a.id::text
+                 WHERE a.id = '${H}201'")" t "the 10 MB string arrives unchanged"
+is "$(q "$URI" "SELECT left(m.content, 12) FROM \"Message\" m WHERE m.metadata->>'auditId' = '${H}202'")" '{"a":{"a":{"' \
+   "10,000 nested objects: compact JSON, cut"
+is "$(q "$URI" "SELECT external_id || ' | ' || (metadata->>'leadStage') FROM \"Conversation\"")" \
+   "'); DROP TABLE \"Lead\"; -- | qualifié ✓ \"x\"" "SQL-looking PSID and odd stage stored as plain data"
+is "$(q "$URI" "SELECT m.metadata->>'auditAction' FROM \"Message\" m WHERE m.metadata->>'auditId' = '${H}121'")" \
+   "'); DROP TABLE \"Audit\"; --" "SQL-looking action stored as plain data in the metadata"
+is "$(q "$URI" "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" 6 "all six tables still exist"
+b4 validate "$B4"
+is "$RC" 0 "validate passes on the hostile data"
+[ "$RC" = 0 ] || diag "$OUT"
+b4_run
+is "$(stats_of "$OUT")" "$(stats_block 0 1 0 30 30 0 0)" "a second run creates nothing"
+is "$RC" 0 "... and exits 0"
+
+# ------------------------------------------------------------ rule failures
+SEED=$REPO_ROOT/tests/fixtures/seed_example.sql
+A=5eeda000-0000-4000-8000-0000000000
+# result URI: the backfill's rows, without ids and run times
+result() {
+    q "$1" "SELECT md5(string_agg(concat_ws('|', m.metadata->>'auditId', m.role, m.content, m.created_at,
+                 m.metadata - 'auditId', c.lead_id, c.customer_id, c.channel, c.external_id, c.started_at,
+                 c.last_message_at, c.metadata - 'createdAt'), ',' ORDER BY m.metadata->>'auditId'))
+              || ' ' || (SELECT count(*) FROM \"Conversation\")
+              FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id"
+}
+# broken_rules DIR PATTERN...: a copy of migrations/ and rules/ whose
+# rules/text.lua raises for payloads holding any PATTERN
+broken_rules() {
+    local d=$1 p cond=''
+    shift
+    mkdir -p "$d"
+    cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$d/"
+    for p; do cond+="${cond:+ or }payload:find('$p', 1, true)"; done
+    sed -i "s/^  if payload == nil then return nil end\$/&\n  if $cond then error('rule exploded on purpose') end/" "$d/rules/text.lua"
+    grep -q 'exploded on purpose' "$d/rules/text.lua"
+}
+
+URI=$(b4_db b4_50_clean "$SEED") || bail_out "cannot build the database"
+b4_run -q
+clean=$(result "$URI")
+
+D1=$TAP_TMPDIR/one
+broken_rules "$D1" "Both are 80"
+ok $? "rules/text.lua edited to raise for audit ${A}03"
+URI=$(b4_db b4_50_err1 "$SEED") || bail_out "cannot build the database"
+run_ferry --dir "$D1" --db "$URI" run "$B4"
+is "$RC" 1 "one failing row: exit 1"
+is "$(stats_of "$OUT")" "$(stats_block 3 0 19 5 25 0 1)" "... errors 1, the other rows written"
+like "$OUT" "⚠ Errors \\(1\\):"$'\n'"   ${A}03: .*rules/text\\.lua:[0-9]+: rule exploded on purpose" \
+    "... the error names the audit and the rule's message"
+like "$ERR" "1 row error\\(s\\) recorded" "... and stderr says so"
+is "$(q "$URI" "SELECT payload->'errors'->0->>'key' || ' ' || (payload->'errors'->0->>'message' LIKE '%rule exploded on purpose')
+                       || ' ' || jsonb_array_length(payload->'errors') || ' ' || (payload->'stats'->>'errors')
+                  FROM \"Audit\" WHERE action = 'backfill_conversations_messages'")" "${A}03 true 1 1" \
+   "the run record holds the error (key and message)"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = '${A}03'")" 0 "the failed audit has no message"
+b4_run
+is "$RC" 0 "re-run with the rule fixed exits 0"
+[ "$RC" = 0 ] || diag "$OUT"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = '${A}03'")" 1 "the failed audit now has its message"
+is "$(result "$URI")" "$clean" "final rows equal those of a clean run"
+invariant_ok "$(record_stats "$URI")"
+ok $? "the re-run's record keeps the stats invariant"
+
+# --max-errors 2 with three failing rows, one per lead, a batch per lead
+D3=$TAP_TMPDIR/three
+broken_rules "$D3" "Both are 80" "Three, white frames" "Yes, next week"
+URI=$(b4_db b4_50_err3 "$SEED") || bail_out "cannot build the database"
+run_ferry --dir "$D3" --db "$URI" run "$B4" --max-errors 2 --batch-size 1
+is "$RC" 1 "three failing rows, --max-errors 2: exit 1"
+like "$ERR" "too many row errors \\(3, more than --max-errors 2\\)" "... stopped, saying why"
+is "$(q "$URI" "SELECT string_agg(right(c.lead_id::text, 1) || ':' || (SELECT count(*) FROM \"Message\" m WHERE m.conversation_id = c.id), ' ' ORDER BY c.lead_id)
+                  FROM \"Conversation\" c")" "1:7 2:6" "the batches committed before the stop are kept (leads 1 and 2)"
+is "$(q "$URI" "SELECT status FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1")" "failed" "history: failed"
+b4_run --batch-size 1
+is "$RC" 0 "re-run with the rule fixed exits 0"
+is "$(result "$URI")" "$clean" "final rows equal those of a clean run (the failed rows of committed batches included)"
+rs=$(record_stats "$URI")
+invariant_ok "$rs"
+ok $? "stats invariant on the completing run ($rs)"
+like "$rs" '^[0-9]+ [0-9]+ [0-9]+ [0-9]+ 25 0 0$' "the completing run accounts for all 25 audits, no errors"
+
+# Stopped after committed batches, resumed: the totals of the resumed run
+# equal those of an uninterrupted run (the orphan is counted once).
+URI=$(b4_db b4_50_resume "$SEED") || bail_out "cannot build the database"
+q "$URI" "INSERT INTO \"Audit\" (id, lead_id, actor, action, payload) VALUES
+          ('${A}99', '5eed0000-0000-4000-8000-0000000000ff', 'customer', 'message_received', '{\"text\": \"orphan\"}')"
+D4=$TAP_TMPDIR/last
+broken_rules "$D4" "Yes, next week"
+run_ferry --dir "$D4" --db "$URI" run "$B4" --max-errors 0 --batch-size 1
+is "$RC" 1 "a failing row in the last lead, --max-errors 0: exit 1"
+is "$(q "$URI" "SELECT count(*) FROM \"Conversation\"")" 2 "leads 1 and 2 committed"
+b4_run --batch-size 1
+is "$RC" 0 "the resumed run exits 0"
+is "$(stats_of "$OUT")" "$(stats_block 3 0 20 5 26 1 0)" "resumed totals equal an uninterrupted run's (orphan counted once)"
+is "$(result "$URI")" "$clean" "final rows equal a clean run's"
+
+# A syntax error in a rule file stops before anything is written: exit 2.
+D5=$TAP_TMPDIR/syntax
+mkdir -p "$D5"
+cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$D5/"
+printf 'local broken = = 1\n' >>"$D5/rules/metadata.lua"
+URI=$(b4_db b4_50_syntax "$SEED") || bail_out "cannot build the database"
+before=$(b4_tables "$URI")
+run_ferry --dir "$D5" --db "$URI" run "$B4"
+is "$RC" 2 "a syntax error in rules/metadata.lua: exit 2"
+like "$ERR" 'rules/metadata\.lua:[0-9]+:' "... naming file:line"
+is "$(b4_tables "$URI")" "$before" "... nothing written"
+
+done_testing

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A lead the rules cannot map is an error (counted, reported, in the run
+# record), the rest is written; fixing the data and re-running picks it up.
+# An interrupted run resumes from its checkpoint with totals equal to an
+# uninterrupted run's.
+. "$(dirname "$0")/lib.sh"
+
+URI=$(b5_db b5_40_errors "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+L=1ead0000-0000-4000-8000-00000000000
+
+# --- a collision: two leaves flatten to "a.b"
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"a.b\": 1, \"a\": {\"b\": 2}}' WHERE id = '${L}6'" >/dev/null
+b5_run --dry-run
+is "$(stats_of "$OUT")" "$(stats_block 6 1 14 0 0 1)" "dry run: the lead counts as processed and as an error"
+b5_run
+is "$RC" 1 "a run with a row error exits 1"
+is "$(stats_of "$OUT")" "$(stats_block 6 1 14 0 0 1)" "real run: the dry run's counts; the other leads are written"
+like "$OUT" "⚠ Errors \(1\):
+   ${L}6: two leaves flatten to the key \"a\.b\"" "the error names the lead and the key"
+like "$ERR" '1 row error\(s\) recorded' "stderr says so"
+is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\" WHERE lead_id = '${L}6'")" 0 "none of that lead's notes is written"
+is "$(q "$URI" "SELECT payload->'errors' FROM \"Audit\" WHERE action = 'backfill_memory_notes'")" \
+   "[{\"key\": \"${L}6\", \"message\": \"two leaves flatten to the key \\\"a.b\\\"\"}]" "the run record lists the error"
+is "$(q "$URI" "SELECT status FROM ferry.history WHERE migration = '$B5' ORDER BY id DESC LIMIT 1")" failed "history: failed"
+is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "a completed pass leaves no checkpoint"
+
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"a.b\": 1}' WHERE id = '${L}6'" >/dev/null
+b5_run
+is "$RC" 0 "after fixing the data the re-run exits 0"
+is "$(stats_of "$OUT")" "$(stats_block 6 1 1 0 14 0)" "... and picks the fixed lead up"
+is "$(notes "$URI" "lead_id = '${L}6'")" "06|a.b|fact|a.b: 1|3" "its note"
+
+# --- interrupted and resumed: batches of 2 leads, stop at the first error
+URI=$(b5_db b5_40_resume "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+good=$(q "$URI" "SELECT state_metadata::text FROM \"Lead\" WHERE id = '${L}3'")
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"x.y\": 1, \"x\": {\"y\": 2}}' WHERE id = '${L}3'" >/dev/null
+b5_run --batch-size 2 --max-errors 0
+is "$RC" 1 "run stopped by --max-errors 0 exits 1"
+is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}2\"" \
+   "checkpoint: the last lead of the last committed batch"
+is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\"")" 8 "the committed batch's notes (L1's 8) are there"
+
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '$good' WHERE id = '${L}3'" >/dev/null
+b5_run --batch-size 2 --dry-run
+is "$(stats_of "$OUT")" "$(stats_block 5 2 14 0 0 0)" "dry run of the resumption: the uninterrupted totals"
+b5_run --batch-size 2
+is "$RC" 0 "resumed run exits 0"
+like "$OUT" "Resuming after lead ${L}2" "it resumes after the checkpoint"
+is "$(stats_of "$OUT")" "$(stats_block 5 2 14 0 0 0)" "resumed run: the totals of an uninterrupted run"
+is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"MemoryNote\"")" "14 14" \
+   "14 notes, no duplicate"
+is "$(record_stats "$URI")" "5 2 14 0 0 0" "run record of the resumed run: the totals"
+is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "checkpoint cleared"
+
+done_testing

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Output modes: --json (exactly one object on stdout), --quiet (nothing on
+# success), --verbose (tracebacks), the one-line error format, per-row
+# errors (exit 1), and Lua syntax errors (exit 2, nothing written).
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_output)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_a/up.sql" 'CREATE TABLE t (x int);'
+put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
+put "$D/migrations/20250101_a/validate.lua" 'check("t exists", function() return db.one("SELECT to_regclass($1) IS NOT NULL AS ok", "t").ok end)'
+put "$D/migrations/20250102_b/up.lua" 'stats.declare{"seen", "written"}
+for i = 1, 3 do
+  stats.inc("seen")
+  if not ctx.dry_run then db.exec("INSERT INTO t VALUES ($1)", i) end
+  stats.inc("written")
+end
+log.info("b: info line")
+log.verbose("b: verbose line")
+log.warn("b: warning line")
+print("b: printed line")
+'
+is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# --- up --json: {"migrations": [...]} and nothing else on stdout
+run_ferry --dir "$D" --json up
+is "$RC" 0 "up --json: exit 0"
+is "$(json_eval "$OUT" 'list(j.keys())')" '["migrations"]' "up --json: one object {\"migrations\": [...]}"
+is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["stats"], m["errors"]] for m in j["migrations"]]')" \
+   '[["20250101_a","apply",true,{},[]],["20250102_b","apply",true,{"seen":3,"written":3},[]]]' \
+   "up --json: each migration with mode, ok, stats, errors"
+is "$(json_eval "$OUT" '[list(m.keys()) for m in j["migrations"]][1]')" \
+   '["migration","mode","ok","stats","errors","duration_ms"]' "up --json: the fields of a result"
+is "$(json_eval "$OUT" 'all(isinstance(m["duration_ms"], int) and m["duration_ms"] >= 0 for m in j["migrations"])')" \
+   true "up --json: duration_ms is a whole number"
+is "$(wc -l <"$TAP_TMPDIR/run.out")" 1 "up --json: stdout is one line"
+like "$ERR" 'b: info line' "--json: log.info goes to stderr"
+like "$ERR" 'b: warning line' "--json: log.warn goes to stderr"
+unlike "$ERR" 'b: verbose line' "--json: log.verbose stays quiet without --verbose"
+like "$ERR" 'b: printed line' "--json: a script's print() goes to stderr"
+
+run_ferry --dir "$D" --json up
+is "$RC|$OUT" '0|{"migrations":[]}' "up --json with nothing to do: {\"migrations\":[]}"
+
+# --- run --json: one result object
+run_ferry --dir "$D" --json run 20250102_b --dry-run
+is "$RC" 0 "run --json --dry-run: exit 0"
+is "$(json_eval "$OUT" '[j["migration"], j["mode"], j["ok"], j["stats"], j["errors"], isinstance(j["duration_ms"], int)]')" \
+   '["20250102_b","dry-run",true,{"seen":3,"written":3},[],true]' "run --json --dry-run: mode dry-run"
+run_ferry --dir "$D" --json run 20250102
+is "$(json_eval "$OUT" '[j["migration"], j["mode"], j["ok"], j["stats"]]')" \
+   '["20250102_b","apply",true,{"seen":3,"written":3}]' "run --json: mode apply"
+
+# --- per-row errors: exit 1, listed in JSON, in the summary and the history row
+put "$D/migrations/20250103_rows/up.lua" 'for i = 1, 4 do
+  stats.inc("seen")
+  if i % 2 == 0 then stats.error("row-" .. i, "even rows are bad") end
+end
+'
+run_ferry --dir "$D" --json run 20250103
+is "$RC" 1 "row errors: exit 1"
+is "$(json_eval "$OUT" '[j["ok"], j["stats"], j["errors"]]')" \
+   '[false,{"seen":4,"errors":2},[{"key":"row-2","message":"even rows are bad"},{"key":"row-4","message":"even rows are bad"}]]' \
+   "row errors: --json lists each key and message"
+is "$ERR" "ferry: 20250103_rows: 2 row error(s) recorded; fix the rule or the data and re-run" "row errors: one line on stderr"
+run_ferry --dir "$D" run 20250103
+is "$RC" 1 "row errors (text): exit 1"
+is "$OUT" "==> 20250103_rows
+
+📊 Statistics:
+   Seen:    4
+   Errors:  2
+
+⚠ Errors (2):
+   row-2: even rows are bad
+   row-4: even rows are bad" "row errors: the summary lists them"
+v=$(psql_val "$db" "SELECT status || '|' || error || '|' || stats::text FROM ferry.history WHERE migration = '20250103_rows' ORDER BY id DESC LIMIT 1")
+is "$v" 'failed|2 row errors|{"stats": {"seen": 4, "errors": 2}, "errors": [{"key": "row-2", "message": "even rows are bad"}, {"key": "row-4", "message": "even rows are bad"}]}' \
+   "row errors: the history row is failed with the errors"
+run_ferry --dir "$D" --json up
+is "$RC" 1 "up --json with row errors: exit 1"
+is "$(json_eval "$OUT" '[[m["migration"], m["ok"]] for m in j["migrations"]]')" '[["20250103_rows",false]]' \
+   "up --json: the failed migration is in the list"
+rm -rf "$D/migrations/20250103_rows"
+
+# --- the other commands in --json mode
+run_ferry --dir "$D" --json status
+is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["checksum_changed"], len(m["applied_at"])] for m in j["migrations"] if "version" in m]')" \
+   '[["20250101_a","applied",false,20],["20250102_b","applied",false,20]]' "status --json"
+run_ferry --dir "$D" --json validate 20250101
+is "$RC|$OUT" '0|{"migration":"20250101_a","mode":"validate","ok":true,"checks":[{"name":"t exists","ok":true}]}' "validate --json"
+
+# --- --json on a Lua error: the result carries the error line
+put "$D/migrations/20250104_boom/up.lua" 'stats.inc("before")
+local function helper()
+  error("boom in helper")
+end
+helper()
+'
+run_ferry --dir "$D" --json up
+is "$RC" 1 "up --json, Lua error: exit 1"
+is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["stats"], m["error"]] for m in j["migrations"]]')" \
+   '[["20250104_boom","apply",false,{"before":1},"migrations/20250104_boom/up.lua:3: boom in helper"]]' \
+   "up --json, Lua error: ok false and the error"
+
+# --- the one-line error, and the traceback with --verbose
+run_ferry --dir "$D" run 20250104
+is "$RC" 1 "Lua error: exit 1"
+is "$ERR" "ferry: migrations/20250104_boom/up.lua:3: boom in helper" "Lua error: one line 'ferry: file:line: message'"
+is "$OUT" $'==> 20250104_boom\n\n\U0001F4CA Statistics:\n   Before:  1' "Lua error: the counters so far are still shown"
+run_ferry --dir "$D" --verbose run 20250104
+is "$RC" 1 "Lua error --verbose: exit 1"
+is "$(head -n 1 <<<"$ERR")" "ferry: migrations/20250104_boom/up.lua:3: boom in helper" "--verbose: same first line"
+like "$ERR" $'\nstack traceback:\n' "--verbose: a traceback follows"
+like "$ERR" $'\n\tmigrations/20250104_boom/up.lua:3: in (local|upvalue|function) .helper.\n' "--verbose: the traceback names the helper's frame"
+like "$ERR" $'\n\tmigrations/20250104_boom/up.lua:5: in main chunk' "--verbose: ...and the main chunk's line"
+run_ferry --dir "$D" -v run 20250104
+like "$ERR" 'stack traceback:' "-v is --verbose"
+v=$(psql_val "$db" "SELECT status || '|' || split_part(error, E'\n', 1) FROM ferry.history WHERE migration = '20250104_boom' ORDER BY id DESC LIMIT 1")
+is "$v" "failed|migrations/20250104_boom/up.lua:3: boom in helper" "history: failed with the error"
+
+# an error raised by the database through db.exec names the script's line
+put "$D/migrations/20250104_boom/up.lua" 'stats.inc("before")
+db.exec("SELECT * FROM no_such_table")
+'
+run_ferry --dir "$D" run 20250104
+is "$RC" 1 "SQL error in a script: exit 1"
+is "$ERR" 'ferry: migrations/20250104_boom/up.lua:2: query failed: relation "no_such_table" does not exist [SQLSTATE 42P01]' \
+   "SQL error in a script: one line naming the script's file:line"
+run_ferry --dir "$D" -v run 20250104
+like "$ERR" $'\nstack traceback:\n.*\n\tmigrations/20250104_boom/up.lua:2: in main chunk' "SQL error --verbose: traceback"
+
+# a runtime error inside a rule names the rule's file:line
+put "$D/rules/pick.lua" 'local M = {}
+function M.field(x)
+  return x.field
+end
+return M
+'
+put "$D/migrations/20250104_boom/up.lua" 'local pick = require "rules.pick"
+pick.field(nil)
+'
+run_ferry --dir "$D" run 20250104
+is "$RC" 1 "error in a rule: exit 1"
+like "$ERR" "^ferry: 20250104_boom: [^ ]*rules/pick\\.lua:3: attempt to index a nil value \\(local 'x'\\)$" \
+     "error in a rule: one line naming rules/pick.lua:3"
+rm -rf "$D/migrations/20250104_boom"
+
+# --- --quiet: nothing at all on success
+rm -f "$D/rules/pick.lua"
+put "$D/migrations/20250105_c/up.lua" 'log.info("c: info") log.warn("c: warn") stats.inc("n")'
+put "$D/migrations/20250105_c/rollback.sql" 'SELECT 1;'
+run_ferry --dir "$D" -q up
+is "$RC|$OUT|$ERR" "0||" "up --quiet: nothing printed"
+run_ferry --dir "$D" --quiet run 20250105 --dry-run
+is "$RC|$OUT|$ERR" "0||" "run --dry-run --quiet: nothing printed"
+run_ferry --dir "$D" -q run 20250105
+is "$RC|$OUT|$ERR" "0||" "run --quiet: nothing printed"
+run_ferry --dir "$D" -q validate 20250101
+is "$RC|$OUT|$ERR" "0||" "validate --quiet: nothing printed"
+run_ferry --dir "$D" -q rollback 20250105
+is "$RC|$OUT|$ERR" "0||" "rollback --quiet: nothing printed"
+run_ferry --dir "$D" -q up
+is "$RC|$OUT|$ERR" "0||" "up --quiet, nothing to do: nothing printed"
+run_ferry --db "$(fresh_db ferry_cli_output_q)" --dir "$D" -q baseline 20250105
+is "$RC|$OUT|$ERR" "0||" "baseline --quiet: nothing printed"
+run_ferry --dir "$D" -q check
+is "$RC|$OUT|$ERR" "0||" "check --quiet: nothing printed"
+put "$D/migrations/20250106_d/up.lua" 'error("quiet but failing")'
+run_ferry --dir "$D" -q up
+is "$RC|$OUT|$ERR" "1||ferry: migrations/20250106_d/up.lua:1: quiet but failing" "--quiet still prints the error line"
+rm -rf "$D/migrations/20250106_d"
+
+# --- --verbose shows log.verbose lines
+run_ferry --dir "$D" -v run 20250102_b --dry-run
+like "$OUT" 'b: verbose line' "--verbose shows log.verbose"
+run_ferry --dir "$D" run 20250102_b --dry-run
+unlike "$OUT" 'b: verbose line' "without --verbose log.verbose is silent"
+like "$OUT" 'b: info line' "log.info goes to stdout without --json"
+
+# --- Lua syntax errors: exit 2, file:line, before anything is written
+db2=$(fresh_db ferry_cli_output_syntax)
+S=$TAP_TMPDIR/syntax
+put "$S/migrations/20250101_first/up.sql" 'CREATE TABLE first (x int); INSERT INTO first VALUES (1);'
+put "$S/migrations/20250102_second/up.lua" 'db.exec("CREATE TABLE second (x int)")
+local x = = 1
+'
+nothing_written() { # NAME
+    is "$(psql_val "$db2" "SELECT concat_ws(',', to_regclass('ferry.history'), to_regclass('first'), to_regclass('second'))")" "" \
+       "$1: nothing written (no history, no tables)"
+}
+run_ferry --db "$db2" --dir "$S" up
+is "$RC|$OUT|$ERR" "2||ferry: migrations/20250102_second/up.lua:2: unexpected symbol near '='" \
+   "syntax error in a later migration: up exits 2 naming file:line"
+nothing_written "syntax error in up.lua"
+run_ferry --db "$db2" --dir "$S" run 20250102 --dry-run
+is "$RC|$ERR" "2|ferry: migrations/20250102_second/up.lua:2: unexpected symbol near '='" "syntax error: run --dry-run exits 2"
+run_ferry --db "$db2" --dir "$S" --json up
+is "$RC" 2 "syntax error, --json: exit 2"
+is "$(json_eval "$OUT" '[j["ok"], j["error"]]')" "[false,\"migrations/20250102_second/up.lua:2: unexpected symbol near '='\"]" \
+   "syntax error, --json: {ok:false, error}"
+put "$S/migrations/20250102_second/up.lua" 'local r = require "rules.broken"
+db.exec("CREATE TABLE second (x int)")
+'
+put "$S/rules/broken.lua" 'local M = {}
+function M.f(x)
+  if x then return 1
+end
+return M
+'
+run_ferry --db "$db2" --dir "$S" up
+is "$RC|$OUT|$ERR" "2||ferry: rules/broken.lua:6: 'end' expected (to close 'function' at line 2) near <eof>" \
+   "syntax error in a rule: up exits 2 naming rules/broken.lua:6"
+nothing_written "syntax error in a rule"
+run_ferry --db "$db2" --dir "$S" run 20250101_first
+is "$RC" 2 "a syntax error in any rule stops even a migration that does not load it"
+nothing_written "syntax error in an unused rule"
+put "$S/rules/broken.lua" 'return {}'
+put "$S/migrations/20250101_first/validate.lua" 'check("x" true)'
+run_ferry --db "$db2" --dir "$S" up
+is "$RC|$ERR" "2|ferry: migrations/20250101_first/validate.lua:1: ')' expected near 'true'" \
+   "syntax error in validate.lua: up exits 2"
+nothing_written "syntax error in validate.lua"
+rm "$S/migrations/20250101_first/validate.lua"
+run_ferry --db "$db2" --dir "$S" up
+is "$RC" 0 "once fixed, up runs"
+is "$(history "$db2")" "20250101_first|up|applied
+20250102_second|up|applied" "...and records both"
+
+done_testing

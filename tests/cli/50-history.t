@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# ferry.history over time: checksum drift (files and loaded rules; CRLF
+# alone is no drift), and a 'running' row whose process died (kill -9):
+# status shows it interrupted, the next up runs it.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_history)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+UP_B='local names = require "rules.names"
+stats.inc("upper", #names.upper("ab"))
+'
+put "$D/migrations/20250101_a/up.sql" 'CREATE TABLE t (x int);
+-- two lines
+'
+put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
+put "$D/migrations/20250102_b/up.lua" "$UP_B"
+put "$D/rules/names.lua" 'local M = {}
+function M.upper(s) return s:upper() end
+return M
+'
+put "$D/rules/other.lua" 'return {}'
+
+drift() { # -> "a-note|b-note" from status --json
+    run_ferry --dir "$D" --json status
+    json_eval "$OUT" '"|".join(str(m.get("checksum_changed")) for m in j["migrations"])'
+}
+run_ferry --dir "$D" up
+is "$RC" 0 "up: exit 0"
+is "$(drift)" "False|False" "freshly applied: no drift"
+sum_b=$(psql_val "$db" "SELECT checksum FROM ferry.history WHERE migration = '20250102_b'")
+like "$sum_b" '^[0-9a-f]{64}$' "the checksum is a SHA-256 (64 hex digits)"
+is "$(psql_val "$db" "SELECT rules::text FROM ferry.history WHERE migration = '20250102_b'")" "{rules/names.lua}" \
+   "history records the rule files the migration loaded"
+
+# CRLF line endings alone are not drift
+crlf() { perl -pi -e 's/\n/\r\n/' "$1"; }
+cp "$D/migrations/20250102_b/up.lua" "$TAP_TMPDIR/up.lua.lf"
+crlf "$D/migrations/20250102_b/up.lua"
+crlf "$D/migrations/20250101_a/up.sql"
+crlf "$D/rules/names.lua"
+like "$(cat -A "$D/migrations/20250102_b/up.lua")" '\^M\$' "(the files now have CRLF line endings)"
+is "$(drift)" "False|False" "CRLF line endings are not reported as drift"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" ok)
+$(status_line 20250102_b applied "$TS" ok)" "status: both ok"
+
+# an edit of the script is drift
+printf -- '-- an extra comment\r\n' >>"$D/migrations/20250102_b/up.lua"
+is "$(drift)" "False|True" "editing up.lua: drift reported"
+run_ferry --dir "$D" status
+is "$RC" 0 "status with drift: exit 0"
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" ok)
+$(status_line 20250102_b applied "$TS" "CHANGED since applied")" "status: CHANGED since applied"
+cp "$TAP_TMPDIR/up.lua.lf" "$D/migrations/20250102_b/up.lua"
+is "$(drift)" "False|False" "restoring the file: no drift"
+
+# a new file in the migration (rollback.sql) is drift
+put "$D/migrations/20250102_b/rollback.sql" 'SELECT 1;'
+is "$(drift)" "False|True" "adding rollback.sql: drift reported"
+rm "$D/migrations/20250102_b/rollback.sql"
+
+# an edit of a rule the migration loaded is drift; of another rule, not
+printf -- '-- tweak\n' >>"$D/rules/other.lua"
+is "$(drift)" "False|False" "editing a rule the migration did not load: no drift"
+printf -- '-- tweak\n' >>"$D/rules/names.lua"
+is "$(drift)" "False|True" "editing a rule the migration loaded: drift reported"
+run_ferry --dir "$D" up
+is "$RC|$OUT" "0|Nothing to do: every migration is applied." "drift does not make up re-run anything"
+run_ferry --dir "$D" run 20250102
+is "$RC" 0 "re-running the migration"
+is "$(drift)" "False|False" "after the re-run the new checksum is recorded"
+isnt "$(psql_val "$db" "SELECT checksum FROM ferry.history WHERE migration = '20250102_b' ORDER BY id DESC LIMIT 1")" "$sum_b" \
+     "...and it differs from the first"
+
+# --- a 'running' row whose process is gone: interrupted, then resumed
+db2=$(fresh_db ferry_cli_history_kill)
+K=$TAP_TMPDIR/kill
+hold=$TAP_TMPDIR/hold
+touch "$hold"
+put "$K/migrations/20250101_slow/up.lua" "local done = ctx.checkpoint.get() or 0
+for i = done + 1, 6 do
+  db.transaction(function()
+    db.exec('INSERT INTO k VALUES (\$1)', i)
+    stats.inc('rows')
+    ctx.checkpoint.save(i)
+  end)
+  -- after the third row, wait (in Lua, not in the database) while the hold file exists
+  while i == 3 do
+    local f = io.open('$hold')
+    if not f then break end
+    f:close()
+  end
+end
+"
+put "$K/migrations/20250102_next/up.sql" 'INSERT INTO k VALUES (100);'
+psql_val "$db2" "CREATE TABLE k (i int PRIMARY KEY)" >/dev/null
+"$FERRY" --db "$db2" --dir "$K" up >"$TAP_TMPDIR/kill.out" 2>&1 &
+fpid=$!
+for _ in $(seq 1 100); do
+    [ "$(psql_val "$db2" "SELECT count(*) FROM k" 2>/dev/null)" = 3 ] && break
+    sleep 0.1
+done
+is "$(psql_val "$db2" "SELECT count(*) FROM k")" 3 "the slow migration committed three rows and waits"
+kill -9 "$fpid"
+wait "$fpid" 2>/dev/null
+for _ in $(seq 1 100); do
+    [ "$(psql_val "$db2" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" = 0 ] && break
+    sleep 0.1
+done
+is "$(history "$db2")" "20250101_slow|up|running" "after kill -9 the history row still says running"
+run_ferry --db "$db2" --dir "$K" status
+is "$RC" 0 "status after the kill: exit 0"
+is "$OUT" "$STATUS_HEADER
+$(status_line 20250101_slow interrupted - "process gone; the next run resumes")
+$(status_line 20250102_next pending - -)" "status shows the run as interrupted"
+run_ferry --db "$db2" --dir "$K" --json status
+is "$(json_eval "$OUT" '[m["status"] for m in j["migrations"]]')" '["interrupted","pending"]' "status --json: interrupted"
+rm -f "$hold"
+run_ferry --db "$db2" --dir "$K" --json up
+is "$RC" 0 "the next up: exit 0 (the lock died with the process)"
+is "$(json_eval "$OUT" '[[m["migration"], m["ok"], m["stats"]] for m in j["migrations"]]')" \
+   '[["20250101_slow",true,{"rows":6}],["20250102_next",true,{}]]' "the next up resumes the interrupted migration, then the next"
+is "$(psql_val "$db2" "SELECT string_agg(i::text, ',' ORDER BY i) FROM k")" "1,2,3,4,5,6,100" \
+   "every row exactly once: resumed from the checkpoint"
+is "$(history "$db2")" "20250101_slow|up|running
+20250101_slow|up|applied
+20250102_next|up|applied" "history: the interrupted row stays, the resumed run is applied"
+run_ferry --db "$db2" --dir "$K" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_slow applied "$TS" ok)
+$(status_line 20250102_next applied "$TS" ok)" "status: both applied"
+is "$(psql_val "$db2" "SELECT count(*) FROM ferry.checkpoint")" 0 "the checkpoint is cleared once applied"
+
+done_testing

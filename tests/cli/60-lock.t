@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The advisory lock: a held lock makes ferry exit 1 at once naming the
+# holder; two ferry processes started together: exactly one runs; the lock
+# dies with its session (no stale lock).
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+LOCK_KEY=7366291803
+db=$(fresh_db ferry_cli_lock)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_a/up.sql" 'CREATE TABLE t (x int);'
+put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
+put "$D/migrations/20250101_a/validate.lua" 'check("t", true)'
+
+holders() { psql_val "$db" "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY"; }
+
+# --- the lock held by another session (psql, application_name ferry)
+PGAPPNAME=ferry "$PSQL" -X -q -d "$db" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+psql_pid=$!
+for _ in $(seq 1 100); do [ "$(holders)" = 1 ] && break; sleep 0.05; done
+is "$(holders)" 1 "a psql session holds the lock"
+holder=$(psql_val "$db" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+for c in up "run 20250101" "rollback 20250101" "baseline 20250101" "up --dry-run"; do
+    t0=$(now_ms)
+    # shellcheck disable=SC2086
+    run_ferry --dir "$D" $c
+    ms=$(( $(now_ms) - t0 ))
+    is "$RC|$OUT" "1|" "lock held: ferry $c exits 1"
+    like "$ERR" "^ferry: another ferry holds the migration lock on this database: ferry \\(backend pid $holder, client local socket, connected since [0-9-]+ [0-9:]+Z\\); try again when it has finished$" \
+         "lock held: ferry $c names the holder's pid ($holder) in one line"
+    ok $(( ms < 3000 ? 0 : 1 )) "lock held: ferry $c fails at once (${ms} ms)"
+done
+is "$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('t') IS NULL")" "t" \
+   "lock held: nothing was written"
+run_ferry --dir "$D" --json up
+is "$RC" 1 "lock held, --json: exit 1"
+like "$(json_eval "$OUT" 'str(j["ok"]) + " " + j["error"]')" "^False another ferry holds the migration lock on this database: ferry \\(backend pid $holder," \
+     "lock held, --json: {ok:false, error naming the holder}"
+# commands that write nothing do not need the lock
+run_ferry --dir "$D" status
+is "$RC" 0 "lock held: status still works"
+run_ferry --dir "$D" check
+is "$RC" 0 "lock held: check still works"
+
+# the lock goes with its session
+psql_val "$db" "SELECT pg_terminate_backend($holder)" >/dev/null
+wait "$psql_pid" 2>/dev/null
+for _ in $(seq 1 100); do [ "$(holders)" = 0 ] && break; sleep 0.05; done
+run_ferry --dir "$D" up
+is "$RC" 0 "once the holder's session is gone, up runs (no stale lock)"
+is "$(history "$db")" "20250101_a|up|applied" "...and records the run"
+is "$(holders)" 0 "ferry released the lock when it finished"
+
+# --- two ferry processes started at once on a slow migration
+db2=$(fresh_db ferry_cli_lock_race)
+put "$D/migrations/20250102_slow/up.lua" 'db.exec("SELECT pg_sleep(2)")
+stats.inc("slept")
+'
+ferry_bg "$TAP_TMPDIR/p1" --db "$db2" --dir "$D" up
+b1=$BG_PID
+ferry_bg "$TAP_TMPDIR/p2" --db "$db2" --dir "$D" up
+b2=$BG_PID
+wait "$b1" "$b2"
+rcs="$(cat "$TAP_TMPDIR/p1.rc") $(cat "$TAP_TMPDIR/p2.rc")"
+if [ "$rcs" = "0 1" ]; then win=p1 lose=p2; else win=p2 lose=p1; fi
+is "$(tr ' ' '\n' <<<"$rcs" | sort | tr '\n' ' ')" "0 1 " "two at once: exactly one exits 0, the other 1"
+winner_backend=$(psql_val "$db2" "SELECT DISTINCT backend_pid FROM ferry.history")
+like "$(cat "$TAP_TMPDIR/$lose.err")" "^ferry: another ferry holds the migration lock on this database: ferry \\(backend pid $winner_backend, " \
+     "the loser names the winner's backend pid"
+is "$(wc -l <"$TAP_TMPDIR/$lose.err")" 1 "the loser's error is one line"
+lose_ms=$(cat "$TAP_TMPDIR/$lose.ms")
+win_ms=$(cat "$TAP_TMPDIR/$win.ms")
+ok $(( lose_ms < 1500 && win_ms >= 2000 ? 0 : 1 )) "the loser fails at once (${lose_ms} ms), the winner runs (${win_ms} ms)"
+is "$(history "$db2")" "20250101_a|up|applied
+20250102_slow|up|applied" "each migration ran exactly once"
+is "$(psql_val "$db2" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" 0 \
+   "no ferry session is left behind"
+
+done_testing

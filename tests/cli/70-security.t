@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Security: a password in the connection string never shows up in stdout,
+# stderr, --json output or ferry.history; scripts get no os.execute or
+# io.popen unless they say "-- ferry: allow-shell".
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+PW='Sup3r-Secret-pw'
+WRONG='Wr0ng-Secret-pw'
+dbname=ferry_cli_security
+fresh_db "$dbname" >/dev/null
+psql_val "$(db_uri "$dbname")" "ALTER DATABASE $dbname OWNER TO ferry_pw" >/dev/null
+url="postgresql://ferry_pw:$PW@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?sslmode=disable"
+wrong_url="postgresql://ferry_pw:$WRONG@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?sslmode=disable"
+kv="host=127.0.0.1 port=$FERRY_PG_TCP_PORT user=ferry_pw dbname=$dbname sslmode=disable"
+# no other way in: no password file, no PGPASSWORD, and not the socket
+export PGPASSFILE=$TAP_TMPDIR/no-such-pgpass
+unset PGPASSWORD DATABASE_URL
+
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_schema/up.sql" 'CREATE TABLE t (x int, who text);'
+put "$D/migrations/20250101_schema/rollback.sql" 'DROP TABLE t;'
+put "$D/migrations/20250101_schema/validate.lua" 'check("t exists", function() return db.one("SELECT to_regclass($1) IS NOT NULL AS ok", "t").ok end)'
+put "$D/migrations/20250102_data/up.lua" '-- log what a script can see of its context
+local keys = {}
+for k in pairs(ctx) do keys[#keys + 1] = k end
+table.sort(keys)
+for _, k in ipairs(keys) do log.info("ctx." .. k, tostring(ctx[k])) end
+log.info("conn", tostring(db.open()))
+db.exec("INSERT INTO t SELECT 1, current_user")
+stats.inc("rows")
+stats.error("row-1", "conninfo is not here")
+'
+put "$D/migrations/20250103_fail/up.lua" 'db.exec("SELECT * FROM no_such_table")'
+
+all_out=''
+collect() { all_out+=$'\n'"$OUT"$'\n'"$ERR"; }
+
+run_ferry --db "$url" --dir "$D" status
+is "$RC" 0 "the password URL works (status)"
+collect
+run_ferry --db "$url" --dir "$D" -v up --to 20250101
+is "$RC" 0 "up over TCP with a password"
+collect
+run_ferry --db "$url" --dir "$D" -v --json run 20250102 --dry-run
+collect
+run_ferry --db "$url" --dir "$D" -v run 20250102
+is "$RC" 1 "run (with a row error): exit 1"
+collect
+like "$OUT" $'\nctx\\.migration 20250102_data\n' "(the script logged its ctx)"
+is "$(psql_val "$(db_uri "$dbname")" "SELECT string_agg(DISTINCT who, ',') FROM t")" "ferry_pw" "the script ran as ferry_pw"
+run_ferry --db "$url" --dir "$D" --json run 20250102
+collect
+run_ferry --db "$url" --dir "$D" -v run 20250103
+is "$RC" 1 "a failing script: exit 1"
+collect
+run_ferry --db "$url" --dir "$D" --json -v up
+collect
+run_ferry --db "$url" --dir "$D" --json validate 20250101
+is "$RC" 0 "validate over TCP"
+collect
+run_ferry --db "$url" --dir "$D" rollback 20250101
+is "$RC" 0 "rollback over TCP"
+collect
+run_ferry --db "$url" --dir "$D" --json status
+collect
+run_ferry --db "$kv password=$PW" --dir "$D" -v status
+is "$RC" 0 "a key=value string with password= works"
+collect
+PGPASSWORD=$PW run_ferry --db "$kv" --dir "$D" -v up --to 20250101
+is "$RC" 0 "PGPASSWORD works"
+collect
+DATABASE_URL=$url run_ferry --dir "$D" -v --json status
+is "$RC" 0 "DATABASE_URL with a password works"
+collect
+
+# wrong passwords: exit 2, one line, no password
+for u in "$wrong_url" "$kv password=$WRONG"; do
+    for flags in "" "-v" "--json" "-v --json"; do
+        # shellcheck disable=SC2086
+        run_ferry --db "$u" --dir "$D" $flags up
+        is "$RC" 2 "wrong password ($flags): exit 2"
+        collect
+    done
+done
+run_ferry --db "$wrong_url" --dir "$D" up
+is "$ERR" "ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\"" \
+   "wrong password: one clear line"
+PGPASSWORD=$WRONG run_ferry --db "$kv" --dir "$D" -v --json up
+is "$RC" 2 "wrong PGPASSWORD: exit 2"
+collect
+DATABASE_URL=$wrong_url run_ferry --dir "$D" -v status
+is "$RC" 2 "wrong password in DATABASE_URL: exit 2"
+collect
+# malformed strings that carry a password
+for u in "postgresql://ferry_pw:$WRONG@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?nosuchoption=1" \
+         "postgresql://ferry_pw:$WRONG@127.0.0.1:notaport/$dbname" \
+         "host=127.0.0.1 password=$WRONG port=notaport" \
+         "host=127.0.0.1 password=$WRONG nosuchkey=1" \
+         "host='127.0.0.1 password=$WRONG" \
+         "postgresql://ferry_pw:${WRONG/-/%2D}@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname"; do
+    run_ferry --db "$u" --dir "$D" -v --json status
+    is "$RC" 2 "a bad connection string is exit 2: ${u//$WRONG/***}"
+    collect
+done
+
+unlike "$all_out" "$PW" "the password never appears in stdout or stderr (incl. --json, --verbose)"
+unlike "$all_out" "$WRONG" "a wrong password never appears in stdout or stderr"
+unlike "$all_out" "${WRONG/-/%2D}" "...nor its URL-encoded form"
+v=$(psql_val "$(db_uri "$dbname")" "SELECT count(*) || '|' || count(*) FILTER (WHERE h::text LIKE '%' || '$PW' || '%' OR h::text LIKE '%Secret%') FROM ferry.history h")
+like "$v" '^[0-9]+\|0$' "no ferry.history column holds the password ($v rows)"
+is "$(psql_val "$(db_uri "$dbname")" "SELECT count(*) FROM ferry.checkpoint c WHERE c::text LIKE '%Secret%'")" 0 \
+   "no ferry.checkpoint row holds it either"
+
+# --- os.execute / io.popen only with "-- ferry: allow-shell"
+db=$(fresh_db ferry_cli_security_shell)
+S=$TAP_TMPDIR/shell
+mark=$TAP_TMPDIR/marks
+mkdir -p "$mark"
+put "$S/migrations/20250101_plain/up.lua" "os.execute('touch $mark/plain')"
+run_ferry --db "$db" --dir "$S" run 20250101
+is "$RC" 1 "os.execute without allow-shell: exit 1"
+is "$ERR" "ferry: migrations/20250101_plain/up.lua:1: attempt to call a nil value (field 'execute')" "...os.execute is nil"
+put "$S/migrations/20250101_plain/up.lua" "io.popen('touch $mark/plain')"
+run_ferry --db "$db" --dir "$S" run 20250101
+is "$RC|$ERR" "1|ferry: migrations/20250101_plain/up.lua:1: attempt to call a nil value (field 'popen')" \
+   "io.popen without allow-shell: nil"
+put "$S/migrations/20250101_plain/up.lua" "local os2 = require 'os'
+stats.inc(type(os2.execute) .. '_' .. type(io.popen) .. '_' .. type(package.loaded.io.popen))"
+run_ferry --db "$db" --dir "$S" --json run 20250101
+is "$(json_eval "$OUT" 'list(j["stats"].keys())')" '["nil_nil_nil"]' "not reachable through require 'os' or package.loaded either"
+put "$S/rules/sh.lua" "return {run = function() return os.execute('touch $mark/rule') end}"
+put "$S/migrations/20250101_plain/up.lua" "require('rules.sh').run()"
+run_ferry --db "$db" --dir "$S" run 20250101
+is "$RC" 1 "a rule gets no os.execute either"
+ls_marks() { (cd "$mark" && ls | tr '\n' ' '); }
+is "$(ls_marks)" "" "no shell command ran"
+
+rm -rf "$S/migrations/20250101_plain" "$S/rules"
+put "$S/migrations/20250102_shell/up.lua" "-- ferry: allow-shell
+os.execute('touch $mark/allowed')
+local p = io.popen('echo popen-works')
+stats.inc(p:read('l'))
+p:close()
+"
+put "$S/migrations/20250103_after/up.lua" "stats.inc('execute_' .. type(os.execute))
+stats.inc('popen_' .. type(io.popen))
+"
+run_ferry --db "$db" --dir "$S" --json up
+is "$(json_eval "$OUT" '[[m["migration"], m["ok"], m["stats"]] for m in j["migrations"]]')" \
+   '[["20250102_shell",true,{"popen-works":1}],["20250103_after",true,{"execute_nil":1,"popen_nil":1}]]' \
+   "allow-shell grants os.execute and io.popen to that script only, not to the next"
+is "$(ls_marks)" "allowed " "only the allowed script ran a command"
+
+put "$S/x.lua" 'print(type(os.execute), type(io.popen))'
+run_ferry exec "$S/x.lua"
+is "$OUT" $'nil\tnil' "ferry exec: no shell by default"
+put "$S/x.lua" '-- ferry: allow-shell
+print(type(os.execute), type(io.popen))'
+run_ferry exec "$S/x.lua"
+is "$OUT" $'function\tfunction' "ferry exec: allow-shell grants it"
+
+done_testing

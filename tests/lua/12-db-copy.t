@@ -1,0 +1,222 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- db.copy (put/finish/abort/count), db.copy_rows, db.buffer: COPY text
+-- escaping, NULLs, errors, the re-entrancy guard, cleanup on Lua errors.
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return type(e) == "table" and tostring(e.message) or tostring(e)
+end
+
+local function usable(name)
+  T.is(db.one("SELECT 41 + 1 AS x"), {x = 42}, name)
+end
+
+local function count(tbl)
+  return db.one("SELECT count(*) AS n FROM " .. tbl).n
+end
+
+db.exec("CREATE TEMP TABLE c (id int, t text, b bool, f float8, j jsonb)")
+
+---------------------------------------------------------------- put / finish / count
+local w = db.copy("COPY c (id, t, b, f, j) FROM STDIN")
+T.is(tostring(w):match("^ferry%.copy"), "ferry.copy", "copy returns a writer")
+T.is(w:count(), 0, "count starts at 0")
+T.is(select("#", w:put(1, "one", true, 1.5, '{"a": 1}')), 0, "put returns nothing")
+w:put(2, "two", false, 2, "[1, 2]")
+w:put(3, nil, nil, nil, nil)
+w:put(4, db.NULL, db.NULL, db.NULL, db.NULL)
+w:put(5, "", false, 0, "null")
+T.is(w:count(), 5, "count counts the rows put")
+T.is(w:finish(), 5, "finish returns the number of rows the server stored")
+T.is(w:count(), 5, "count still answers after finish")
+local rows = db.query("SELECT id, t, b, f, j::text AS j FROM c ORDER BY id")
+T.is(rows, {
+  {id = 1, t = "one", b = true, f = 1.5, j = '{"a": 1}'},
+  {id = 2, t = "two", b = false, f = 2.0, j = "[1, 2]"},
+  {id = 3},
+  {id = 4},
+  {id = 5, t = "", b = false, f = 0.0, j = "null"},
+}, "values, booleans, numbers, nil and db.NULL (SQL NULL), empty string (not NULL)")
+T.like(err_of(w.put, w, 6), "COPY is finished or aborted", "put after finish raises")
+T.like(err_of(w.finish, w), "COPY is finished or aborted", "finish twice raises")
+w:abort()
+T.ok(true, "abort after finish is a no-op")
+usable("usable after a COPY")
+
+---------------------------------------------------------------- escaping
+db.exec("CREATE TEMP TABLE e (k int, v text)")
+local values = {
+  "tab\there", "new\nline", "cr\rlf\r\n", "back\\slash", "\\N", "\\.", "\\", "ends with backslash\\",
+  "ünïcödé", "日本語", "emoji 😀👍🏽", "e\u{0301} combining", "\1\2\31 control", "form\ffeed\vvtab",
+  "quote ' and \" double", "{brace,comma}", "  spaces  ", string.rep("long ", 20000), "",
+  "mixed\t\n\\\r\\t literal",
+}
+w = db.copy("COPY e (k, v) FROM STDIN")
+for i, v in ipairs(values) do w:put(i, v) end
+T.is(w:finish(), #values, "every tricky value stored")
+local back = {}
+for row in db.rows("SELECT k, v FROM e ORDER BY k") do back[row.k] = row.v end
+for i, v in ipairs(values) do
+  T.is(back[i], v, string.format("round-trips exactly: %q", v:sub(1, 30)))
+end
+T.is(db.one("SELECT count(*) AS n FROM e WHERE v IS NULL").n, 0, "'\\N' as data is not NULL")
+
+---------------------------------------------------------------- numbers
+db.exec("CREATE TEMP TABLE nums (i int8, f float8, n numeric)")
+w = db.copy("COPY nums (i, f, n) FROM STDIN")
+w:put(math.maxinteger, 0.1 + 0.2, 1 / 3)
+w:put(-7, 1e300, 3.0)
+w:finish()
+rows = db.query("SELECT i::text AS i, f = 0.1::float8 + 0.2::float8 AS exact, f::text AS f, n::text AS n FROM nums ORDER BY i DESC")
+T.is(rows[1].i, "9223372036854775807", "integers are written exactly")
+T.is(rows[1].exact, true, "floats keep all 17 digits (0.1 + 0.2)")
+T.is(rows[1].n, "0.33333333333333331", "1/3 into numeric: 17 significant digits")
+T.is(rows[2].n, "3", "a float with an integral value is written without '.0'")
+T.is(rows[2].f, "1e+300", "large floats")
+db.exec("CREATE TEMP TABLE ints (i int)")
+w = db.copy("COPY ints (i) FROM STDIN")
+w:put(3.0)
+T.is(w:finish(), 1, "a float with an integral value goes into an int column")
+
+---------------------------------------------------------------- errors
+T.like(err_of(db.copy, "SELECT 1"),
+       "COPY failed to start %(it must be COPY %.%.%. FROM STDIN%): not a COPY %.%.%. FROM STDIN statement$",
+       "copy of a non-COPY statement raises")
+usable("usable after that")
+T.like(err_of(db.copy, "COPY (SELECT 1) TO STDOUT"), "not a COPY %.%.%. FROM STDIN statement", "COPY TO STDOUT raises")
+usable("usable after COPY TO STDOUT (its output was consumed)")
+T.like(err_of(db.copy, "COPY no_such_table FROM STDIN"),
+       "COPY failed to start %(it must be COPY %.%.%. FROM STDIN%): relation \"no_such_table\" does not exist %[SQLSTATE 42P01%]",
+       "COPY into a missing table: the server's error with SQLSTATE")
+usable("usable after that")
+
+w = db.copy("COPY c (id, t) FROM STDIN")
+w:put("not a number", "x")
+T.like(err_of(w.finish, w), "^COPY failed: invalid input syntax for type integer: \"not a number\" .*%[SQLSTATE 22P02%]$",
+       "bad data: finish raises the server's error with SQLSTATE")
+T.is(count("c"), 5, "nothing of the failed COPY is stored")
+usable("usable after a failed finish")
+
+w = db.copy("COPY c (id, t) FROM STDIN")
+w:put(1, "a", "extra")
+T.like(err_of(w.finish, w), "extra data after last expected column %[SQLSTATE 22P04%]", "too many columns: server error")
+usable("usable after that")
+
+w = db.copy("COPY c (id, t) FROM STDIN")
+T.like(err_of(w.put, w, 10, {}), "^COPY column 2: a table is not a SQL value$", "put of a table raises, naming the column")
+T.like(err_of(w.put, w, print), "^COPY column 1: a function is not a SQL value$", "put of a function raises")
+T.like(err_of(w.put, w), "COPY: a row needs at least one value", "put without values raises")
+w:put(11, "after the errors")
+T.is(w:finish(), 1, "a rejected put leaves nothing behind: the next row is stored alone")
+T.is(db.one("SELECT t FROM c WHERE id = 11").t, "after the errors", "the good row is intact")
+db.exec("DELETE FROM c WHERE id = 11")
+
+---------------------------------------------------------------- abort
+w = db.copy("COPY c (id, t) FROM STDIN")
+w:put(20, "x")
+T.is(select("#", w:abort()), 0, "abort returns nothing")
+T.is(count("c"), 5, "abort stores nothing")
+w:abort("custom reason")
+T.ok(true, "abort twice is safe")
+T.like(err_of(w.put, w, 1), "COPY is finished or aborted", "put after abort raises")
+T.like(err_of(w.finish, w), "COPY is finished or aborted", "finish after abort raises")
+usable("usable after abort")
+w = db.copy("COPY c (id, t) FROM STDIN")
+w:abort("my reason")
+T.is(count("c"), 5, "abort with a reason")
+
+---------------------------------------------------------------- the guard
+w = db.copy("COPY c (id, t) FROM STDIN")
+local BUSY = "connection busy: a COPY is in progress on it %(use another connection from db%.connect%(%)%)"
+T.like(err_of(db.exec, "SELECT 1"), BUSY, "exec during a COPY raises 'connection busy'")
+T.like(err_of(db.one, "SELECT 1"), BUSY, "one during a COPY raises")
+T.like(err_of(db.copy, "COPY c FROM STDIN"), BUSY, "a second copy on the same connection raises")
+T.like(err_of(function() for _ in db.rows("SELECT 1") do end end), BUSY, "rows during a COPY raises")
+local other = db.connect()
+T.is(other:one("SELECT 1 AS x").x, 1, "another connection works during the COPY")
+w:put(30, "y")
+T.is(w:finish(), 1, "the COPY finishes after the guard errors")
+T.is(count("c"), 6, "its row is stored")
+db.exec("DELETE FROM c WHERE id = 30")
+
+---------------------------------------------------------------- large COPY
+db.exec("CREATE TEMP TABLE big (i int, pad text)")
+w = db.copy("COPY big (i, pad) FROM STDIN")
+local pad = string.rep("p", 200)
+for i = 1, 20000 do w:put(i, pad) end
+T.is(w:finish(), 20000, "20000 rows (about 4 MB, several flushes)")
+T.is(db.one("SELECT sum(i) AS s, min(length(pad)) AS l FROM big"), {s = 200010000, l = 200}, "all of them intact")
+
+---------------------------------------------------------------- cleanup on Lua errors
+local err = err_of(function()
+  local cw <close> = db.copy("COPY c (id, t) FROM STDIN")
+  cw:put(40, "z")
+  error("mapping failed")
+end)
+T.like(err, "mapping failed$", "an error inside a COPY propagates")
+T.is(count("c"), 5, "the to-be-closed writer aborted the COPY")
+usable("the connection is usable after the error")
+
+err = err_of(function()
+  local cw = db.copy("COPY c (id, t) FROM STDIN")
+  cw:put(41, "z")
+  error("no close")
+end)
+collectgarbage("collect")
+collectgarbage("collect")
+usable("an abandoned writer is aborted when collected")
+T.is(count("c"), 5, "and stored nothing")
+
+---------------------------------------------------------------- copy_rows
+T.is(db.copy_rows("COPY c (id, t) FROM STDIN", {{50, "a"}, {51, "tab\there"}, {52, nil, n = 2}}), 3,
+     "copy_rows returns the count stored")
+T.is(db.query("SELECT id, t FROM c WHERE id >= 50 ORDER BY id"), {{id = 50, t = "a"}, {id = 51, t = "tab\there"}, {id = 52}},
+     "copy_rows: values and NULLs (an 'n' field for trailing nils)")
+T.is(db.copy_rows("COPY c (id, t) FROM STDIN", {}), 0, "copy_rows of no rows")
+T.like(err_of(db.copy_rows, "COPY c (id, t) FROM STDIN", {{60, "ok"}, {61, {}}}), "COPY column 2: a table is not a SQL value",
+       "copy_rows: a bad value raises")
+T.is(count("c WHERE id >= 60"), 0, "and nothing of that COPY is stored")
+usable("usable after copy_rows failed")
+T.like(err_of(db.copy_rows, "COPY c (id) FROM STDIN", {{"x"}}), "invalid input syntax for type integer", "copy_rows: server error")
+usable("usable after that")
+local c2 = db.connect()
+c2:exec("CREATE TEMP TABLE c2 (a int)")
+T.is(c2:copy_rows("COPY c2 (a) FROM STDIN", {{1}, {2}}), 2, "conn:copy_rows")
+T.is(c2:copy("COPY c2 (a) FROM STDIN"):finish(), 0, "conn:copy with no rows stores 0")
+c2:close()
+
+---------------------------------------------------------------- db.buffer
+if db.buffer then
+  local buf = db.buffer()
+  T.is({buf:count(), buf:bytes()}, {0, 0}, "buffer: empty")
+  buf:put(70, "a\tb")
+  buf:put(71, nil)
+  T.is(buf:count(), 2, "buffer: count")
+  T.is(buf:bytes(), #"70\ta\\tb\n71\t\\N\n", "buffer: bytes of COPY text")
+  T.like(err_of(buf.put, buf, 72, {}), "COPY column 2: a table is not a SQL value", "buffer: a bad value raises")
+  T.is(buf:count(), 2, "buffer: a rejected row is not counted")
+  w = db.copy("COPY c (id, t) FROM STDIN")
+  w:put(69, "direct")
+  w:put_buffer(buf)
+  T.is(w:count(), 3, "put_buffer adds the buffer's rows to count")
+  T.is(w:finish(), 3, "put_buffer: stored")
+  T.is(db.query("SELECT id, t FROM c WHERE id BETWEEN 69 AND 72 ORDER BY id"),
+       {{id = 69, t = "direct"}, {id = 70, t = "a\tb"}, {id = 71}}, "buffer rows round-trip")
+  T.is(buf:count(), 2, "the buffer is unchanged by put_buffer")
+  buf:clear()
+  T.is({buf:count(), buf:bytes()}, {0, 0}, "clear empties it")
+  w = db.copy("COPY c (id, t) FROM STDIN")
+  w:put(80, "x")
+  w:end_data()
+  T.like(err_of(w.put, w, 81, "y"), "COPY data is already ended", "put after end_data raises")
+  T.is(w:finish(), 1, "end_data then finish")
+  T.is(db.flush(), true, "flush: nothing left to send")
+  usable("usable after end_data/finish")
+else
+  T.diag("db.buffer is not there: skipped")
+end
+
+return T.done()

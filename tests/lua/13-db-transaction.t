@@ -1,0 +1,175 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- db.transaction: commit, rollback and re-raise, nested savepoints, the
+-- state of the connection afterwards.
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return type(e) == "table" and tostring(e.message) or tostring(e)
+end
+
+-- a real table, so that a second session can look at it
+local tbl = "ferry_lua_tx_" .. db.backend_pid()
+db.exec("SET client_min_messages = warning")
+db.exec("DROP TABLE IF EXISTS " .. tbl)
+db.exec("CREATE TABLE " .. tbl .. " (v int)")
+local INSERT = "INSERT INTO " .. tbl .. " VALUES ($1)"
+local observer = db.connect()
+local function values(conn)
+  local out = {}
+  local sql = "SELECT v FROM " .. tbl .. " ORDER BY v"
+  for row in (conn and conn:rows(sql) or db.rows(sql)) do out[#out + 1] = row.v end
+  return out
+end
+local function reset() db.exec("DELETE FROM " .. tbl) end
+
+---------------------------------------------------------------- commit
+local seen_inside, in_tx
+local r1, r2, r3 = db.transaction(function(a, b)
+  db.exec(INSERT, a)
+  db.exec(INSERT, b)
+  seen_inside = values(observer)
+  in_tx = db.in_transaction()
+  return "x", nil, 3
+end, 1, 2)
+T.is({r1, r2, r3}, {"x", nil, 3}, "transaction returns fn's results (nil in the middle kept)")
+T.is(select("#", db.transaction(function() return 1, nil end)), 2, "the number of results is kept")
+T.is(select("#", db.transaction(function() end)), 0, "no results")
+T.is(seen_inside, {}, "other sessions do not see uncommitted rows")
+T.is(in_tx, true, "in_transaction is true inside fn")
+T.is(values(observer), {1, 2}, "committed: another session sees the rows")
+T.is(db.in_transaction(), false, "in_transaction is false after the commit")
+
+---------------------------------------------------------------- rollback and re-raise
+reset()
+local line
+local err = err_of(function()
+  db.transaction(function()
+    db.exec(INSERT, 10)
+    error("boom"); line = debug.getinfo(1, "l").currentline
+  end)
+end)
+T.like(err, "13%-db%-transaction%.t:%d+: boom$", "the error is re-raised unchanged (with its own position)")
+T.is(values(), {}, "rolled back")
+T.is(db.in_transaction(), false, "no transaction left open")
+
+local obj = {code = 3, message = "table error"}
+local ok, e = pcall(db.transaction, function()
+  db.exec(INSERT, 11)
+  error(obj)
+end)
+T.ok(not ok and rawequal(e, obj), "an error object is re-raised as the same object")
+T.is(values(), {}, "rolled back")
+
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 12)
+  db.exec("SELECT 1/0")
+end)
+T.like(err, "query failed: division by zero %[SQLSTATE 22012%]$", "an SQL error inside: re-raised with SQLSTATE")
+T.is(values(), {}, "rolled back")
+T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a rollback")
+
+---------------------------------------------------------------- a caught error inside (no savepoint)
+local states
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 13)
+  pcall(db.exec, "SELECT 1/0")     -- caught: the transaction is now failed
+  states = {db.in_transaction()}
+end)
+T.is(states, {true, true}, "in_transaction() -> true, true in a failed transaction")
+T.like(err, "^.-transaction rolled back: a statement in it failed and its error was caught",
+       "a failed statement whose error was caught: transaction raises instead of a silent rollback")
+T.is(values(), {}, "nothing committed")
+T.is(db.in_transaction(), false, "no transaction left open")
+local _, failed = db.in_transaction()
+T.is(failed, false, "in_transaction's second value: not failed")
+
+---------------------------------------------------------------- nested: savepoints
+reset()
+db.transaction(function()
+  db.exec(INSERT, 20)
+  db.transaction(function()
+    db.exec(INSERT, 21)
+  end)
+  local ok2, err2 = pcall(db.transaction, function()
+    db.exec(INSERT, 22)
+    error("inner fails")
+  end)
+  T.ok(not ok2 and tostring(err2):find("inner fails$") ~= nil, "nested: the inner error is re-raised to the outer fn")
+  local _, f = db.in_transaction()
+  T.is(f, false, "nested: after the inner rollback the outer transaction is not failed")
+  local ok3 = pcall(db.transaction, function()
+    db.exec(INSERT, 23)
+    db.exec("SELECT 1/0")
+  end)
+  T.is(ok3, false, "nested: an SQL error inside the inner transaction")
+  db.exec(INSERT, 24)
+  T.is(db.transaction(function()
+    return db.transaction(function() db.exec(INSERT, 25); return "deep" end)
+  end), "deep", "three levels deep returns results")
+end)
+T.is(values(), {20, 21, 24, 25}, "nested: inner successes kept, inner failures rolled back to their savepoint")
+
+reset()
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 30)
+  db.transaction(function()
+    db.exec(INSERT, 31)
+    error("inner not caught")
+  end)
+end)
+T.like(err, "inner not caught$", "nested: an uncaught inner error goes through the outer transaction")
+T.is(values(), {}, "and rolls everything back")
+T.is(db.in_transaction(), false, "no transaction left open")
+T.is(db.transaction(function() db.exec(INSERT, 32); return "again" end), "again", "the next transaction starts at depth 0")
+T.is(values(), {32}, "and commits")
+
+---------------------------------------------------------------- other connections
+reset()
+local c = db.connect()
+c:transaction(function()
+  c:exec(INSERT, 40)
+  T.is(c:in_transaction(), true, "conn:transaction on a second connection")
+  T.is(db.in_transaction(), false, "the main connection is not in it")
+end)
+T.is(values(), {40}, "conn:transaction commits")
+err = err_of(c.transaction, c, function() c:exec(INSERT, 41); error("c fails") end)
+T.like(err, "c fails$", "conn:transaction re-raises")
+T.is(values(), {40}, "conn:transaction rolls back")
+c:close()
+
+---------------------------------------------------------------- unwinding through bindings inside
+reset()
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 50)
+  for row in db.rows("SELECT i FROM generate_series(1, 100000) i") do
+    if row.i == 5 then error("error in rows loop") end
+  end
+end)
+T.like(err, "error in rows loop$", "an error inside a rows loop inside a transaction")
+T.is(values(), {}, "rolled back")
+T.is(db.one("SELECT 1 AS x").x, 1, "usable afterwards")
+
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 51)
+  local w <close> = db.copy("COPY " .. tbl .. " (v) FROM STDIN")
+  w:put(52)
+  error("error in copy")
+end)
+T.like(err, "error in copy$", "an error during a COPY inside a transaction")
+T.is(values(), {}, "rolled back (the COPY too)")
+T.is(db.one("SELECT 1 AS x").x, 1, "usable afterwards")
+
+db.transaction(function()
+  db.exec(INSERT, 60)
+  local w = db.copy("COPY " .. tbl .. " (v) FROM STDIN")
+  w:put(61)
+  w:finish()
+end)
+T.is(values(), {60, 61}, "exec and COPY in one transaction commit together")
+
+observer:close()
+db.exec("DROP TABLE " .. tbl)
+return T.done()

@@ -1,0 +1,100 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- stats: declare/inc/set/get/error/errors/counters/reset/summary/max_errors.
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return type(e) == "table" and tostring(e.message) or tostring(e)
+end
+
+T.is(stats.counters(), {}, "no counters at the start")
+T.is(stats.errors(), {}, "no errors at the start")
+T.is(stats.max_errors(), -1, "max_errors: -1 (no limit) under ferry exec")
+
+---------------------------------------------------------------- counters
+T.is(select("#", stats.declare{"rows_seen", "rows_written"}), 0, "declare{...} returns nothing")
+stats.declare("skipped", "x")
+T.is(stats.counters(), {{name = "rows_seen", value = 0}, {name = "rows_written", value = 0},
+                        {name = "skipped", value = 0}, {name = "x", value = 0}},
+     "declare: counters at 0, in declaration order (table form and list form)")
+T.is(stats.inc("rows_seen"), 1, "inc returns the new value")
+T.is(stats.inc("rows_seen", 4), 5, "inc by n")
+T.is(stats.inc("rows_seen", -2), 3, "inc by a negative n")
+T.is(math.type(stats.inc("rows_seen", 0)), "integer", "values are integers")
+T.is(select("#", stats.set("rows_written", 7)), 0, "set returns nothing")
+T.is(stats.get("rows_written"), 7, "get after set")
+T.is(stats.get("nope"), 0, "get of an unknown counter is 0")
+T.is(#stats.counters(), 4, "get does not create a counter")
+T.is(stats.inc("late"), 1, "inc creates a counter on first use")
+stats.set("later", 9)
+stats.declare("rows_seen")
+T.is(stats.get("rows_seen"), 3, "declaring an existing counter keeps its value")
+local names = {}
+for i, c in ipairs(stats.counters()) do names[i] = c.name end
+T.is(names, {"rows_seen", "rows_written", "skipped", "x", "late", "later"}, "and its place; new counters go last")
+T.like(err_of(stats.inc, ""), "bad argument #1 to 'stats%.inc' %(empty counter name%)", "an empty name raises")
+T.like(err_of(stats.inc, "a", 1.5), "number has no integer representation", "inc by a fraction raises")
+T.like(err_of(stats.set, "a"), "bad argument #2 to 'stats%.set'", "set needs a value")
+T.like(err_of(stats.declare, {"ok", ""}), "empty counter name", "declare: an empty name raises")
+
+---------------------------------------------------------------- summary
+stats.reset()
+stats.declare{"rows_seen", "conversations_created", "x"}
+stats.inc("rows_seen", 1234)
+stats.inc("conversations_created", 56)
+T.is(stats.summary(),
+     "📊 Statistics:\n" ..
+     "   Rows seen:              1234\n" ..
+     "   Conversations created:  56\n" ..
+     "   X:                      0\n",
+     "summary: humanized names, values aligned two spaces after the longest name")
+stats.reset()
+T.is(stats.summary(), "📊 Statistics:\n", "summary with no counters: the title only")
+
+---------------------------------------------------------------- errors
+stats.reset()
+T.is(select("#", stats.error("row-1", "bad value")), 0, "error returns nothing")
+stats.error(42, "numeric key")
+stats.error(nil, nil)
+T.is(stats.errors(), {{key = "row-1", message = "bad value"}, {key = "42", message = "numeric key"},
+                      {key = "nil", message = "nil"}}, "errors: {key, message} as text, in order")
+T.is(stats.get("errors"), 3, "error counts in the 'errors' counter")
+T.is(stats.counters(), {{name = "errors", value = 3}}, "the 'errors' counter is created by the first error")
+for i = 4, 1001 do stats.error("k" .. i, "m") end
+T.is(stats.get("errors"), 1001, "all errors are counted")
+T.is(#stats.errors(), 1000, "the first 1000 are kept")
+T.is(stats.errors()[1000].key, "k1000", "the kept ones are the first")
+
+---------------------------------------------------------------- reset
+stats.max_errors(5)
+stats.reset()
+T.is({stats.counters(), stats.errors(), stats.get("errors")}, {{}, {}, 0}, "reset clears counters and errors")
+T.is(stats.max_errors(), 5, "reset keeps max_errors")
+
+---------------------------------------------------------------- max_errors
+T.is(stats.max_errors(2), 5, "max_errors(n) returns the previous limit")
+T.is(stats.max_errors(), 2, "max_errors() reads it")
+stats.error("a", "1")
+stats.error("b", "2")
+local ok, e = pcall(stats.error, "c", "3")
+T.is(ok, false, "the error past the limit raises")
+T.is(type(e), "table", "with an error object")
+T.is(e.code, 1, "code 1 (exit code of a failed run)")
+T.is(e.max_errors, true, "max_errors = true")
+T.is(e.message, "too many row errors (3, more than --max-errors 2): stopped; everything committed so far is kept, "
+       .. "fix the rule and re-run to resume", "the message")
+T.is(stats.get("errors"), 3, "the error that raised is counted")
+T.is(stats.errors()[3], {key = "c", message = "3"}, "and kept")
+T.like(err_of(stats.error, "d", "4"), "too many row errors %(4, more than", "every later error raises too")
+stats.max_errors(0)
+stats.reset()
+T.like(err_of(stats.error, "x", "y"), "too many row errors %(1, more than %-%-max%-errors 0%)", "max_errors 0: the first error raises")
+stats.max_errors(-1)
+stats.reset()
+for i = 1, 50 do stats.error(i, "m") end
+T.is(stats.get("errors"), 50, "max_errors -1: no limit")
+
+stats.reset()
+return T.done()

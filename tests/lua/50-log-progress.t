@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# log (info/verbose/warn/error/flags) and progress (new/add/set/finish/done):
+# which stream each line goes to under -v, -q and --json, and the plain
+# progress lines (FERRY_PROGRESS_INTERVAL) or the bar on a terminal.
+. "$(dirname "$0")/../lib/tap.sh"
+
+d=$TAP_TMPDIR
+cat >"$d/log.lua" <<'EOF'
+log.info("info %d", 5)
+log.verbose("verbose", "line")
+log.warn("warn", 1, nil)
+log.error("err %s", "x")
+local f = log.flags()
+io.stdout:write(string.format("flags verbose=%s quiet=%s json=%s\n", f.verbose, f.quiet, f.json))
+EOF
+
+run_ferry exec "$d/log.lua"
+is "$RC" 0 "log script runs"
+is "$OUT" $'info 5\nflags verbose=false quiet=false json=false' "default: info on stdout, verbose hidden"
+is "$ERR" $'warn 1 nil\nerror: err x' "default: warn on stderr, error with 'error: ' on stderr"
+
+run_ferry -v exec "$d/log.lua"
+is "$OUT" $'info 5\nverbose line\nflags verbose=true quiet=false json=false' "-v: verbose lines on stdout too"
+is "$ERR" $'warn 1 nil\nerror: err x' "-v: stderr unchanged"
+
+run_ferry --verbose exec "$d/log.lua"
+is "$OUT" $'info 5\nverbose line\nflags verbose=true quiet=false json=false' "--verbose is -v"
+
+run_ferry -q exec "$d/log.lua"
+is "$OUT" 'flags verbose=false quiet=true json=false' "-q: no info, no verbose"
+is "$ERR" 'error: err x' "-q: nothing but errors on stderr"
+
+run_ferry --quiet exec "$d/log.lua"
+is "$ERR" 'error: err x' "--quiet is -q"
+
+run_ferry --json exec "$d/log.lua"
+is "$OUT" 'flags verbose=false quiet=false json=true' "--json: info does not touch stdout"
+is "$ERR" $'info 5\nwarn 1 nil\nerror: err x' "--json: info goes to stderr"
+
+run_ferry --json -v exec "$d/log.lua"
+is "$ERR" $'info 5\nverbose line\nwarn 1 nil\nerror: err x' "--json -v: verbose goes to stderr too"
+
+run_ferry -v -q exec "$d/log.lua"
+is "$RC" 2 "-v with -q is a usage error (exit 2)"
+like "$ERR" 'exclude each other' "and says so"
+
+cat >"$d/fmt.lua" <<'EOF'
+log.info("100% literal")
+log.info("a", 1, 2.5, true, nil)
+log.info("%s=%d", "n", 3)
+log.info({} ~= nil)
+log.info()
+log.info("%d%%", 50)
+EOF
+run_ferry exec "$d/fmt.lua"
+is "$OUT" $'100% literal\na 1 2.5 true nil\nn=3\ntrue\n\n50%' \
+   "formatting: one argument as is; several joined by spaces; string.format when the first has a %"
+
+# ------------------------------------------------------------------ progress
+cat >"$d/prog.lua" <<'EOF'
+local p = progress.new("items", 4)
+p:add()
+p:add(2)
+p:set(4)
+io.stdout:write("done=", p:done(), "\n")
+p:finish()
+p:finish()
+local u = progress.new("unknown")
+u:add(3)
+u:set(5, 10)
+u:finish()
+do
+  local c <close> = progress.new("closed", 2)
+  c:add(2)
+end
+EOF
+FERRY_PROGRESS_INTERVAL=0 run_ferry exec "$d/prog.lua"
+is "$RC" 0 "progress script runs"
+is "$OUT" "done=4" "progress never writes to stdout; done() is the count"
+mapfile -t lines <<<"$ERR"
+is "${#lines[@]}" 9 "interval 0: a line per add/set, and one final line per finish"
+num='[0-9]+/s ETA ([0-9]+:[0-9]{2}:[0-9]{2}|-)'
+like "${lines[0]}" "^progress: items 1/4 \(25\.0%\) $num\$" "line: progress: LABEL N/TOTAL (P%) R/s ETA H:MM:SS"
+like "${lines[1]}" "^progress: items 3/4 \(75\.0%\) $num\$" "add(n) adds n"
+like "${lines[2]}" "^progress: items 4/4 \(100\.0%\) [0-9]+/s ETA -\$" "set(n); ETA - when done"
+like "${lines[3]}" "^progress: items 4/4 \(100\.0%\) [0-9]+/s ETA -\$" "finish draws the final state once (twice is safe)"
+like "${lines[4]}" "^progress: unknown 3 [0-9]+/s ETA -\$" "without a total: N R/s ETA -"
+like "${lines[5]}" "^progress: unknown 5/10 \(50\.0%\) $num\$" "set(done, total) sets the total"
+like "${lines[6]}" "^progress: unknown 5/10 \(50\.0%\) " "final line"
+like "${lines[7]}" "^progress: closed 2/2 \(100\.0%\) " "a to-be-closed progress"
+like "${lines[8]}" "^progress: closed 2/2 \(100\.0%\) " "finishes when it goes out of scope"
+
+FERRY_PROGRESS_INTERVAL=3600 run_ferry exec "$d/prog.lua"
+is "$ERR" "" "a long interval: no lines at all (and no final line for a series that printed none)"
+
+FERRY_PROGRESS_INTERVAL=0 run_ferry -q exec "$d/prog.lua"
+is "$ERR" "" "--quiet: no progress output"
+
+FERRY_PROGRESS_INTERVAL=0 run_ferry --json exec "$d/prog.lua"
+is "$OUT" "done=4" "--json: progress stays off stdout"
+like "$ERR" '^progress: items 1/4' "--json: progress lines on stderr"
+
+# on a terminal: a bar redrawn in place, cleared before a log line
+cat >"$d/tty.lua" <<'EOF'
+local p = progress.new("items", 4)
+p:add()
+local t = os.clock()
+while os.clock() - t < 0.3 do end   -- the bar redraws at most every 0.2 s
+p:add()
+log.info("hello")
+p:add(2)
+p:finish()
+EOF
+if command -v script >/dev/null 2>&1; then
+  tty_out=$(FERRY_PROGRESS_INTERVAL=0 script -qec "\"$FERRY\" exec \"$d/tty.lua\"" /dev/null 2>&1)
+  esc=$'\033'
+  [[ "$tty_out" == *$'\r'"${esc}[Kitems [###############...............] 2/4 (50.0%) "* ]]
+  ok $? "terminal: a bar with count and percent, drawn with \\r and erase-line"
+  [[ "$tty_out" == *$'\r'"${esc}[Khello"* ]]
+  ok $? "terminal: a log line first clears the bar"
+  [[ "$tty_out" == *$'\r'"${esc}[Kitems [##############################] 4/4 (100.0%) "*"/s ETA -"$'\r' ]]
+  ok $? "terminal: finish draws the full bar and ends the line"
+  [[ "$tty_out" != *"progress: "* ]]
+  ok $? "terminal: no plain lines"
+else
+  skip "script(1) is not installed" 4
+fi
+
+done_testing

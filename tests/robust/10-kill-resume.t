@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Issue 4.1: kill -9 at many points of a run; each re-run resumes from the
+# last checkpoint and the final database equals that of an uninterrupted run.
+# KILL_LEADS / KILL_TIMES make it longer (make soak).
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/backfill.sh"
+require_pg
+LEADS=${KILL_LEADS:-3000}
+KILLS=${KILL_TIMES:-5}
+BATCH=${KILL_BATCH:-300}
+
+tpl_uri=$(gen_db kr_tpl "$LEADS")
+"$PSQL" "$tpl_uri" -X -q -c "SELECT 1" >/dev/null   # close nothing; template must have no sessions
+clean=$(clone_db kr_tpl kr_clean)
+killed=$(clone_db kr_tpl kr_killed)
+
+run_ferry --db "$clean" --json run $M4 --batch-size "$BATCH"
+is "$RC" 0 "the uninterrupted run succeeds"
+clean_stats=$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["stats"], sort_keys=True))')
+clean_digest=$(rows_digest "$clean")
+
+# How long a whole run takes, to spread the kills over it.
+start=$(date +%s%N)
+run_ferry --db "$(clone_db kr_tpl kr_timing)" -q run $M4 --batch-size "$BATCH"
+total_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+diag "an uninterrupted run takes ${total_ms} ms"
+
+resumed=0
+for i in $(seq 1 "$KILLS"); do
+    # kill points spread over the run: 15%, 30%, ... of its duration
+    delay_ms=$(( total_ms * (10 + (i * 73) % 80) / 100 ))
+    "$FERRY" --db "$killed" -q run $M4 --batch-size "$BATCH" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(printf '0.%03d' "$delay_ms")" 2>/dev/null || sleep 1
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    cp=$(psql_val "$killed" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$M4'), 'none')")
+    diag "kill $i after ${delay_ms} ms: checkpoint $cp"
+    [ "$cp" != none ] && resumed=$((resumed + 1))
+done
+
+# The next run resumes from the checkpoint (if the last kill left one) and finishes.
+cp=$(psql_val "$killed" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$M4'), 'none')")
+run_ferry --db "$killed" run $M4 --batch-size "$BATCH"
+is "$RC" 0 "the run after the kills completes"
+if [ "$cp" != none ]; then
+    like "$OUT" "Resuming after lead $cp" "it resumes after the checkpointed lead"
+else
+    pass "no checkpoint was left by the last kill (nothing to resume)"
+fi
+is "$(rows_digest "$killed")" "$clean_digest" "same rows as the uninterrupted run: none lost, none duplicated"
+is "$(psql_val "$killed" "SELECT count(*) FROM (SELECT metadata->>'auditId' FROM \"Message\" WHERE metadata ? 'auditId' GROUP BY 1 HAVING count(*) > 1) d")" 0 \
+   "no audit has two messages"
+is "$(psql_val "$killed" "SELECT count(*) FROM ferry.checkpoint")" 0 "the checkpoint is cleared after the run completes"
+ok "$([ "$resumed" -ge 1 ] && echo 0 || echo 1)" "at least one kill left a checkpoint to resume from ($resumed of $KILLS)"
+
+# One kill in the middle, then a --json resume: its totals equal those of
+# the uninterrupted run (the checkpoint carries the counters).
+mid=$(clone_db kr_tpl kr_mid)
+for attempt in 1 2 3 4 5; do
+    "$FERRY" --db "$mid" -q run $M4 --batch-size "$BATCH" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$(printf '0.%03d' $(( total_ms / 2 )))" 2>/dev/null || sleep 1
+    kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    n=$(psql_val "$mid" "SELECT count(*) FROM ferry.checkpoint")
+    [ "$n" = 1 ] && break
+    mid=$(clone_db kr_tpl kr_mid)
+done
+before=$(psql_val "$mid" "SELECT count(*) FROM \"Message\"")
+run_ferry --db "$mid" --json run $M4 --batch-size "$BATCH"
+is "$RC" 0 "the resumed run succeeds"
+got_stats=$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["stats"], sort_keys=True))')
+is "$got_stats" "$clean_stats" "the resumed run reports the totals of an uninterrupted one"
+ok "$([ "$before" -gt 0 ] && echo 0 || echo 1)" "the killed run had committed batches ($before messages) that were kept"
+is "$(rows_digest "$mid")" "$clean_digest" "and the final rows are the same"
+done_testing
