@@ -27,6 +27,35 @@ static void replace_all(char *buf, size_t bufsz, const char *needle) {
     }
 }
 
+/* Redacts a password as written in conninfo (not decoded): libpq's error for
+ * a string it cannot parse (e.g. a '%' that is no URL escape) quotes the raw
+ * token.  Covers a URI's user:password@ and any password=VALUE. */
+static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
+    char tok[1024];
+    size_t n;
+    if (strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0) {
+        const char *a = strstr(conninfo, "://") + 3, *e = a + strcspn(a, "@/");
+        const char *c = memchr(a, ':', (size_t)(e - a));
+        if (*e == '@' && c && (n = (size_t)(e - c - 1)) > 0 && n < sizeof tok) {
+            memcpy(tok, c + 1, n);
+            tok[n] = '\0';
+            replace_all(buf, bufsz, tok);
+        }
+    }
+    for (const char *q = conninfo; (q = strstr(q, "password")) != NULL; q += 8) {
+        const char *v = q + 8;
+        while (*v == ' ') v++;
+        if (*v++ != '=') continue;
+        while (*v == ' ' || *v == '\'') v++;
+        n = strcspn(v, "& \t\n'");
+        if (n > 0 && n < sizeof tok) {
+            memcpy(tok, v, n);
+            tok[n] = '\0';
+            replace_all(buf, bufsz, tok);
+        }
+    }
+}
+
 void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
     if (outsz == 0) return;
     size_t len = strlen(msg);
@@ -43,6 +72,7 @@ void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outs
                 if (o->val && strcmp(o->keyword, "password") == 0) replace_all(out, outsz, o->val);
             PQconninfoFree(opts);
         }
+        replace_raw_passwords(out, outsz, conninfo);
     }
     const char *env = getenv("PGPASSWORD");
     if (env) replace_all(out, outsz, env);

@@ -27,6 +27,7 @@ local dry = ctx.dry_run
 local verbose = ctx.verbose and not ctx.quiet
 local actors = db.array(roles.actors())
 local resume = ctx.checkpoint.get()          -- last lead fully committed, or nil
+local errors_at_start = stats.get("errors")  -- restored with the checkpoint
 local resume_key = resume or "00000000-0000-0000-0000-000000000000"
 
 log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
@@ -34,10 +35,12 @@ log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY
 if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
 
 -- The processed audits: lead set, actor mapped.  The whitespace set is
--- Lua's %s, so SQL and rules.roles.normalize agree.
+-- Lua's %s, and lower() is ASCII-only (COLLATE "C", as Lua's string.lower),
+-- so SQL and rules.roles.normalize agree whatever the database's locale
+-- (in a UTF-8 locale lower('ASSİSTANT') would be 'assistant').
 local PROCESSED = [[
   a.lead_id IS NOT NULL
-  AND lower(btrim(a.actor, E' \t\n\r\f\v')) = ANY($1::text[])
+  AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])
   AND a.lead_id > $2::uuid]]
 
 -- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
@@ -93,7 +96,9 @@ local function commit_pending(wr)
     for i, r in ipairs(p.raises) do ids[i], times[i] = r[1], r[2] end
     wr.conn:exec(RAISE_SQL, db.array(ids), db.array(times))
   end
-  ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot)
+  -- Once a row has failed, the resume point stays before it: a re-run
+  -- (with the rule fixed) must reach that row again, not resume past it.
+  if not p.after_error then ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot) end
   wr.conn:exec("COMMIT")
   wr.pending = nil
 end
@@ -128,7 +133,8 @@ local function flush(last_lead)
     local w = conn:copy([[COPY "Message" (id, conversation_id, role, content, metadata, created_at) FROM STDIN]])
     w:put_buffer(msgs)
     w:end_data()
-    wr.pending = {copy = w, raises = raises, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot()}
+    wr.pending = {copy = w, raises = raises, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot(),
+                  after_error = stats.get("errors") > errors_at_start}
   end
   convs:clear(); msgs:clear(); raises = {}
 end

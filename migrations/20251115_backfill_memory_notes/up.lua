@@ -42,7 +42,6 @@ local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metada
 local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
 
 -- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
-db.exec("SET work_mem = '64MB'")
 local read = db.connect()
 read:exec("SET work_mem = '64MB'")
 read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

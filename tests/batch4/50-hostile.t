@@ -199,8 +199,11 @@ URI=$(b4_db b4_50_err3 "$SEED") || bail_out "cannot build the database"
 run_ferry --dir "$D3" --db "$URI" run "$B4" --max-errors 2 --batch-size 1
 is "$RC" 1 "three failing rows, --max-errors 2: exit 1"
 like "$ERR" "too many row errors \\(3, more than --max-errors 2\\)" "... stopped, saying why"
-is "$(q "$URI" "SELECT string_agg(right(c.lead_id::text, 1) || ':' || (SELECT count(*) FROM \"Message\" m WHERE m.conversation_id = c.id), ' ' ORDER BY c.lead_id)
-                  FROM \"Conversation\" c")" "1:7 2:6" "the batches committed before the stop are kept (leads 1 and 2)"
+# Lead 1's batch was committed when lead 3 failed (lead 2's may still have
+# been in flight, and is then rolled back); lead 3 never is.
+like "$(q "$URI" "SELECT string_agg(right(c.lead_id::text, 1) || ':' || (SELECT count(*) FROM \"Message\" m WHERE m.conversation_id = c.id), ' ' ORDER BY c.lead_id)
+                  FROM \"Conversation\" c")" '^1:7( 2:6)?$' "the batches committed before the stop are kept"
+is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "no resume point past the failed rows"
 is "$(q "$URI" "SELECT status FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1")" "failed" "history: failed"
 b4_run --batch-size 1
 is "$RC" 0 "re-run with the rule fixed exits 0"
@@ -219,7 +222,9 @@ D4=$TAP_TMPDIR/last
 broken_rules "$D4" "Yes, next week"
 run_ferry --dir "$D4" --db "$URI" run "$B4" --max-errors 0 --batch-size 1
 is "$RC" 1 "a failing row in the last lead, --max-errors 0: exit 1"
-is "$(q "$URI" "SELECT count(*) FROM \"Conversation\"")" 2 "leads 1 and 2 committed"
+like "$(q "$URI" "SELECT count(*) FROM \"Conversation\"")" '^[12]$' "lead 1 (and perhaps lead 2) committed"
+like "$(q "$URI" "SELECT position #>> '{}' FROM ferry.checkpoint")" '^5eed0000-0000-4000-8000-00000000000[12]$' \
+    "the checkpoint is at the last committed lead, before the failing one"
 b4_run --batch-size 1
 is "$RC" 0 "the resumed run exits 0"
 is "$(stats_of "$OUT")" "$(stats_block 3 0 20 5 26 1 0)" "resumed totals equal an uninterrupted run's (orphan counted once)"

@@ -66,8 +66,8 @@ b4_run() {
     b4 run "$B4" "$@"
 }
 
-stats_of() {
-    printf '%s\n' "$1" | sed -n '/^📊 Statistics:$/,/^   Errors:/p'
+stats_of() {   # the first block only (ferry up may run more migrations)
+    printf '%s\n' "$1" | sed -n '/^📊 Statistics:$/,/^   Errors:/{p;/^   Errors:/q}'
 }
 
 stats_block() {

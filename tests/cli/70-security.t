@@ -105,6 +105,24 @@ for u in "postgresql://ferry_pw:$WRONG@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?nosu
     collect
 done
 
+# a '%' that is no URL escape: libpq cannot parse the string and its error
+# quotes the offending token -- which must not show the password either
+PCT='50%off-Secret-pw'
+for u in "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?sslmode=disable" \
+         "postgresql://127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?user=ferry_pw&password=$PCT" \
+         "postgresql://ferry_pw:${WRONG}%00@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "postgresql://ferry_pw:$WRONG@[::1:$FERRY_PG_TCP_PORT/$dbname"; do
+    for flags in "" "-v --json"; do
+        # shellcheck disable=SC2086
+        run_ferry --db "$u" --dir "$D" $flags status
+        is "$RC" 2 "an unparsable URL is exit 2 ($flags): ${u//[0-9]%off-Secret-pw/***}"
+        like "$ERR" '^ferry: cannot connect to the database: ' "...with one clear line"
+        collect
+    done
+done
+unlike "$all_out" "off-Secret" "a password libpq cannot parse is not echoed (not even in part)"
+
 unlike "$all_out" "$PW" "the password never appears in stdout or stderr (incl. --json, --verbose)"
 unlike "$all_out" "$WRONG" "a wrong password never appears in stdout or stderr"
 unlike "$all_out" "${WRONG/-/%2D}" "...nor its URL-encoded form"

@@ -69,12 +69,13 @@ fi
 if [ -n "$migrations_b" ]; then
     [ -d "$migrations_b" ] || { echo "schema_equivalence: no directory $migrations_b" >&2; exit 2; }
     found=0
-    # Version folders sort correctly as plain strings (YYYYMMDD_name).
-    for up in $(LC_ALL=C ls -d "$migrations_b"/*/ | LC_ALL=C sort); do
-        [ -f "${up}up.sql" ] || continue
+    # Version folders (YYYYMMDD_name) sort correctly as plain strings, and
+    # a glob expands sorted.
+    for dir in "$migrations_b"/*/; do
+        [ -f "${dir}up.sql" ] || continue
         found=1
-        "${PSQL[@]}" -1 -d "$uri_b" -f "${up}up.sql" >/dev/null || {
-            echo "schema_equivalence: applying ${up}up.sql to B failed" >&2; exit 2; }
+        "${PSQL[@]}" -1 -d "$uri_b" -f "${dir}up.sql" >/dev/null || {
+            echo "schema_equivalence: applying ${dir}up.sql to B failed" >&2; exit 2; }
     done
     [ "$found" = 1 ] || { echo "schema_equivalence: no */up.sql under $migrations_b" >&2; exit 2; }
 fi

@@ -1,0 +1,47 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- ferry.testing: eq, raises, same, show (what rules' tests use), and the
+-- tap() producer's own functions (its failure output: 60-exec-ctx-rules.t).
+local t = require "ferry.testing"
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  if ok then return nil end
+  return tostring(e)
+end
+
+T.is(t.same(1, 1), true, "same: equal scalars")
+T.is(t.same({a = {1, 2}}, {a = {1, 2}}), true, "same: deep tables")
+T.is(t.same({a = {1, 2}}, {a = {1, 3}}), false, "same: a deep difference")
+T.is(t.same({a = 1}, {a = 1, b = 2}), false, "same: an extra key")
+T.is(t.same({}, {}), true, "same: empty tables")
+T.is(t.same(1, "1"), false, "same: no coercion")
+T.is(t.same(nil, false), false, "same: nil is not false")
+
+T.is(t.show("a\t"), [["a\9"]], "show: strings quoted with %q")
+T.is(t.show({b = 1, a = {"x"}}), '{a={1="x"}, b=1}', "show: tables with sorted keys")
+T.is(t.show(nil), "nil", "show: nil")
+
+T.is(select("#", t.eq({1, {2}}, {1, {2}})), 0, "eq: passes silently")
+T.like(err_of(t.eq, 1, 2), "expected 2, got 1$", "eq: the message names both")
+T.like(err_of(t.eq, "a", "b", "the name"), "the name: expected \"b\", got \"a\"$", "eq: with a description")
+local line
+local msg = err_of(function() t.eq(1, 2) end); line = debug.getinfo(1, "l").currentline
+T.like(msg, "61%-testing%.t:" .. line .. ": expected 2, got 1$", "eq: the error points at the test's line")
+
+T.is(select("#", t.raises(function() error("boom") end, "bo+m")), 0, "raises: passes when fn raises a matching error")
+T.is(select("#", t.raises(function() error("anything") end)), 0, "raises: without a pattern any error passes")
+T.like(err_of(t.raises, function() end, "x"), "expected an error$", "raises: fails when fn does not raise")
+T.like(err_of(t.raises, function() error("other") end, "^boom"), 'error ".-other" does not match "%^boom"', "raises: fails on another error")
+
+-- the tap() producer
+T.is(T.ok(true, "T.ok passes with a true value"), true, "T.ok returns true when it passes")
+T.is(T.isnt(1, 2, "T.isnt passes when the values differ"), true, "T.isnt returns true when it passes")
+T.is(T.like("abc", "^a", "T.like passes on a match"), true, "T.like returns true")
+T.is(T.raises(function() error({message = "tbl msg"}) end, "tbl", "T.raises reads .message of error tables"), true,
+     "T.raises returns true")
+T.diag("T.diag writes '# ' lines\nsecond line")
+T.ok(type(T.done) == "function", "T.done prints the plan and returns the exit code")
+
+return T.done()
