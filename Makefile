@@ -86,27 +86,36 @@ build/asan/unit-all: $(UNIT_BIN)
 
 # The suite with every ferry process under valgrind's memcheck.
 valgrind: deps
+	@bash scripts/deps.sh tools
 	$(MAKE) all unit
 	FERRY_WRAPPER="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
 	    bash scripts/with-pg.sh bash tests/run.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
+	@bash scripts/deps.sh tools
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -o $(BUILD)/fuzz/fuzz_jsontext \
 	    fuzz/fuzz_jsontext.c src/jsontext.c
 	cp -n fuzz/corpus/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_jsontext -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus
 
+# Timings only here, never in tests.  The benchmark server flushes commits
+# like a production one (FERRY_PG_DURABLE=1), in its own folder.
 BENCH_SIZES ?= 10000 100000 1000000
 bench: deps
 	$(MAKE) all
-	BENCH_SIZES="$(BENCH_SIZES)" bash scripts/with-pg.sh bash bench/run.sh
+	BENCH_SIZES="$(BENCH_SIZES)" FERRY_PG_DURABLE=1 FERRY_PG_DIR=$(CURDIR)/build/pg-bench \
+	    bash scripts/with-pg.sh bash bench/run.sh
 
+# The kill -9 / resume test at a larger size with more kills (make test runs
+# a short form of it).
 SOAK_KILLS ?= 12
+SOAK_LEADS ?= 20000
 soak: deps
 	$(MAKE) all
-	SOAK_KILLS=$(SOAK_KILLS) SOAK_LEADS=20000 bash scripts/with-pg.sh prove -v tests/soak/kill-resume.t
+	KILL_TIMES=$(SOAK_KILLS) KILL_LEADS=$(SOAK_LEADS) KILL_BATCH=2000 TESTS=tests/robust/10-kill-resume.t \
+	    PROVE_FLAGS=-v bash scripts/with-pg.sh bash tests/run.sh
 
 install: bin/ferry
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/ferry

@@ -23,7 +23,7 @@ set -euo pipefail
 # Debian 12 has no package called liblua5.4-cjson.
 PKGS_build=(build-essential pkg-config liblua5.4-dev lua-cjson-dev lua-cjson libpq-dev uuid-dev)
 PKGS_test=(postgresql-15 postgresql-client-15 postgresql-15-pgtap
-           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time)
+           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3)
 # clang-14 only *recommends* the compiler-rt runtimes (ASan, UBSan, libFuzzer),
 # and we install without recommends, so name them explicitly.
 PKGS_tools=(valgrind clang libclang-rt-14-dev)

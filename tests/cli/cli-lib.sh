@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # tests/cli/cli-lib.sh - helpers shared by the CLI tests (tests/cli/*.t).
+# shellcheck disable=SC2034  # BG_PID, STATUS_HEADER and TS are for the tests
 # Sourced after tests/lib/tap.sh.
 #
 #   put FILE TEXT          write TEXT (printf %s) to FILE, creating folders
@@ -12,7 +13,8 @@
 #   ferry_bg OUTPREFIX ARGS...
 #                          run ferry in the background; OUTPREFIX.out/.err/.rc
 #                          get its stdout, stderr, exit code; OUTPREFIX.ms
-#                          the wall time in milliseconds.  Sets BG_PID.
+#                          the wall time in milliseconds, OUTPREFIX.end the
+#                          time it ended (now_ms).  Sets BG_PID.
 #   now_ms                 milliseconds since the epoch
 #   status_line MIG STATUS APPLIED NOTE
 #                          one line of `ferry status` as it is formatted
@@ -56,7 +58,9 @@ ferry_bg() {
         t0=$(now_ms)
         rc=0
         "$FERRY" "$@" >"$pre.out" 2>"$pre.err" || rc=$?
-        echo $(( $(now_ms) - t0 )) >"$pre.ms"
+        t1=$(now_ms)
+        echo $(( t1 - t0 )) >"$pre.ms"
+        echo "$t1" >"$pre.end"
         echo "$rc" >"$pre.rc"
     ) &
     BG_PID=$!

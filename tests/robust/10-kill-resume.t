@@ -31,7 +31,7 @@ for i in $(seq 1 "$KILLS"); do
     delay_ms=$(( total_ms * (10 + (i * 73) % 80) / 100 ))
     "$FERRY" --db "$killed" -q run $M4 --batch-size "$BATCH" >/dev/null 2>&1 &
     pid=$!
-    sleep "$(printf '0.%03d' "$delay_ms")" 2>/dev/null || sleep 1
+    sleep "$(echo "$delay_ms / 1000" | bc -l)"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     cp=$(psql_val "$killed" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$M4'), 'none')")
@@ -60,7 +60,7 @@ mid=$(clone_db kr_tpl kr_mid)
 for attempt in 1 2 3 4 5; do
     "$FERRY" --db "$mid" -q run $M4 --batch-size "$BATCH" >/dev/null 2>&1 &
     pid=$!
-    sleep "$(printf '0.%03d' $(( total_ms / 2 )))" 2>/dev/null || sleep 1
+    sleep "$(echo "$total_ms / 2000" | bc -l)"
     kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     n=$(psql_val "$mid" "SELECT count(*) FROM ferry.checkpoint")
     [ "$n" = 1 ] && break
