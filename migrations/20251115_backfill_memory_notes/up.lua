@@ -1,6 +1,6 @@
 -- Batch 5: backfill MemoryNote rows from Lead.state_metadata.
 -- The mapping lives in rules/memory_notes.lua; this script is the data flow
--- around it:
+-- around it (the shape of Batch 4's):
 --
 --   reader session   streams every lead after the checkpoint, ordered by
 --                    id, in bounded memory, each with the notes it already
@@ -8,9 +8,11 @@
 --                    aggregated column: no per-lead round trip
 --   Lua              flattens state_metadata::text through the rules and
 --                    compares with the existing notes
---   main session     writes per batch of ctx.batch_size leads: COPY of the
---                    new notes, one UPDATE ... FROM unnest() of the changed
---                    ones, the checkpoint, all in one transaction
+--   writers          per batch of ctx.batch_size leads, in one transaction:
+--                    COPY of the new notes, one UPDATE ... FROM unnest() of
+--                    the changed ones, the checkpoint.  --jobs N sessions
+--                    take batches in turn, so the server stores (and
+--                    full-text indexes) batch k while Lua maps batch k+1
 --
 -- Idempotency by (lead, key): a new note's id is uuid.v5(NS, lead id .. ":"
 -- .. key), and the reader hands over the notes that already exist, so
@@ -19,8 +21,10 @@
 --   and customer_id are what the rules give now -> left alone  notes_skipped
 --   this backfill's note, something changed    -> UPDATE      notes_updated
 --   only a live note (not createdBy us)        -> left alone  notes_skipped
--- A live note is never written to: the agent's own memory wins.  A dry run
--- takes the same path without the writes, so it reports the same counts.
+-- A live note is never written to: the agent's own memory wins.  Counting
+-- happens in stream order, so the counters saved with each checkpoint are
+-- exact and a resumed run reports an uninterrupted run's totals; a dry run
+-- takes the same path without the writes and reports the same counts.
 local rules = require "rules.memory_notes"
 
 local NS = "aec333ca-70f2-4c3c-9212-e94f50c534f5"   -- namespace of this batch's note ids
@@ -65,43 +69,87 @@ log.info("   (" .. ctx.batch_size .. " leads per committed batch)")
 
 local bar <close> = progress.new("leads", summary.leads)
 
--- The current batch: rows for COPY, rows for the UPDATE.
-local creates, updates = {}, {}
-local batch_leads = 0
+-- The current batch: new notes go straight into a COPY buffer (C memory,
+-- no Lua table per row); changed notes are few, kept for one UPDATE.
+local notes_buf, updates = db.buffer(), {}
+local errors_at_start = stats.get("errors")  -- restored with the checkpoint
+
+-- Writers: --jobs N sessions, used in turn.  A batch's COPY is ended
+-- without waiting (end_data); the batch commits when its writer's turn
+-- comes again, so the server stores batch k while Lua maps batch k+1 (and
+-- with N > 1, N backends share the full-text indexing).  Batches commit in
+-- order, so the checkpoint only moves forward.
+local writers, turn = {}, 0
+if not dry then
+  for i = 1, ctx.jobs do writers[i] = {conn = i == 1 and db.main() or db.connect()} end
+end
+
+local UPDATE_SQL = [[
+  UPDATE "MemoryNote" n
+     SET kind = u.kind, content = u.content, customer_id = u.customer_id, updated_at = now()
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(id, kind, content, customer_id)
+   WHERE n.id = u.id]]
+
+local function commit_pending(wr)
+  local p = wr.pending
+  if not p then return end
+  p.copy:finish()
+  local ups = p.updates
+  if #ups > 0 then
+    local ids, kinds, contents, customers = {}, {}, {}, {n = #ups}
+    for i, u in ipairs(ups) do
+      ids[i], kinds[i], contents[i], customers[i] = u[1], u[2], u[3], u[4] or db.NULL
+    end
+    wr.conn:exec(UPDATE_SQL, db.array(ids), db.array(kinds), db.array(contents), db.array(customers))
+  end
+  -- Once a lead has failed, the resume point stays before it: a re-run
+  -- (with the data or the rule fixed) must reach that lead again, not
+  -- resume past it.
+  if not p.after_error then ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot) end
+  wr.conn:exec("COMMIT")
+  wr.pending = nil
+end
+
+-- On any error: abandon every open batch (the checkpoint stays at the last
+-- committed one), then let the error go on.
+local cleanup <close> = setmetatable({}, {__close = function(_, err)
+  if err == nil then return end
+  for _, wr in ipairs(writers) do
+    if wr.pending then pcall(wr.pending.copy.abort, wr.pending.copy) end
+    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
+  end
+end})
 
 local function flush(last_lead)
   if last_lead == nil then return end
-  if not dry then
-    db.transaction(function()
-      db.exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
-      if #creates > 0 then
-        local w <close> = db.copy([[COPY "MemoryNote" (id, lead_id, customer_id, kind, key, content, metadata)
-                                    FROM STDIN]])
-        for i = 1, #creates do
-          local c = creates[i]
-          w:put(c[1], c[2], c[3], c[4], c[5], c[6], c[7])
-        end
-        w:finish()
-      end
-      if #updates > 0 then
-        local ids, kinds, contents, customers = {}, {}, {}, {}
-        for i, u in ipairs(updates) do
-          ids[i], kinds[i], contents[i], customers[i] = u[1], u[2], u[3], u[4] or db.NULL
-        end
-        customers.n = #updates
-        db.exec([[UPDATE "MemoryNote" n
-                     SET kind = u.kind, content = u.content, customer_id = u.customer_id, updated_at = now()
-                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(id, kind, content, customer_id)
-                   WHERE n.id = u.id]],
-                db.array(ids), db.array(kinds), db.array(contents), db.array(customers))
-      end
-      ctx.checkpoint.save(last_lead)
-    end)
-  else
+  if dry then
     ctx.checkpoint.save(last_lead)
+  else
+    turn = turn % #writers + 1
+    local wr = writers[turn]
+    commit_pending(wr)                     -- the oldest batch in flight
+    local conn = wr.conn
+    conn:exec("BEGIN")
+    conn:exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
+    local w = conn:copy([[COPY "MemoryNote" (id, lead_id, customer_id, kind, key, content, metadata) FROM STDIN]])
+    w:put_buffer(notes_buf)
+    w:end_data()
+    wr.pending = {copy = w, updates = updates, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot(),
+                  after_error = stats.get("errors") > errors_at_start}
   end
-  creates, updates = {}, {}
-  batch_leads = 0
+  notes_buf:clear()
+  updates = {}
+end
+
+-- Keeps the data of batches in flight moving to the server while Lua maps.
+local function pump()
+  for _, wr in ipairs(writers) do
+    if wr.pending then wr.conn:flush() end
+  end
+end
+
+local function flush_all()
+  for i = 1, #writers do commit_pending(writers[(turn + i - 1) % #writers + 1]) end
 end
 
 local function preview(s)
@@ -147,8 +195,13 @@ local function map_lead(r)
       end
     end
   end
-  for i = 1, #new do creates[#creates + 1] = new[i] end
-  for i = 1, #changed do updates[#updates + 1] = changed[i] end
+  if not dry then
+    for i = 1, #new do
+      local c = new[i]
+      notes_buf:put(c[1], c[2], c[3], c[4], c[5], c[6], c[7])
+    end
+    for i = 1, #changed do updates[#updates + 1] = changed[i] end
+  end
   stats.inc("notes_created", #new)
   stats.inc("notes_updated", #changed)
   stats.inc("notes_skipped", n_skipped)
@@ -170,7 +223,7 @@ local STREAM = [[
    WHERE $3::uuid IS NULL OR l.id > $3::uuid
    ORDER BY l.id]]
 
-local last_id
+local last_id, batch_leads, seen = nil, 0, 0
 for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
   if r.state then
     local ok, err = pcall(map_lead, r)
@@ -186,19 +239,16 @@ for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
     end
   end
   last_id = r.id
-  batch_leads = batch_leads + 1
+  batch_leads, seen = batch_leads + 1, seen + 1
+  if batch_leads >= ctx.batch_size then flush(last_id); batch_leads = 0 end
+  if seen % 256 == 0 then pump() end
   bar:add(1)
-  if batch_leads >= ctx.batch_size then flush(last_id) end
 end
 flush(last_id)
+flush_all()
 bar:finish()
 read:exec("COMMIT")
 read:close()
-
--- The pass is complete: leave no resume point, so that the next run starts
--- from the first lead and retries any lead that failed (its fix is picked
--- up; the leads done already count as notes_skipped).
-ctx.checkpoint.clear()
 
 log.info(string.format("   \u{2713} leads: %d processed, %d skipped", stats.get("leads_processed"),
                        stats.get("leads_skipped")))

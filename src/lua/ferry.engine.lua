@@ -157,6 +157,11 @@ local function find_migration(list, key)
     if m.id == key then return m end
     if m.id:sub(1, #key) == key then found[#found + 1] = m end
   end
+  if #found == 0 then      -- also a unique prefix of the name: "backfill_memory"
+    for _, m in ipairs(list) do
+      if m.name:sub(1, #key) == key then found[#found + 1] = m end
+    end
+  end
   if #found == 1 then return found[1] end
   if #found == 0 then usage_error("unknown migration %s", key) end
   local ids = {}
@@ -688,7 +693,7 @@ function commands.rollback(args)
   local errtext = not ok and error_text(err) or nil
   if errtext and errtext:find("connection lost", 1, true) then record_lost(hid, errtext)
   else history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext) end
-  if ok and not log.flags().json then
+  if ok then
     pcall(function() db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end)
   end
   local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {

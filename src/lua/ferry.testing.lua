@@ -32,8 +32,9 @@ end
 function M.raises(fn, pattern)
   local ok, err = pcall(fn)
   if ok then error("expected an error", 2) end
-  if pattern and not tostring(err):find(pattern) then
-    error(string.format("error %q does not match %q", tostring(err), pattern), 2)
+  local msg = type(err) == "table" and tostring(err.message) or tostring(err)   -- engine errors are tables
+  if pattern and not msg:find(pattern) then
+    error(string.format("error %q does not match %q", msg, pattern), 2)
   end
 end
 

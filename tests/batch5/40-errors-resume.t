@@ -22,7 +22,7 @@ is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\" WHERE lead_id = '${L}6'")" 0
 is "$(q "$URI" "SELECT payload->'errors' FROM \"Audit\" WHERE action = 'backfill_memory_notes'")" \
    "[{\"key\": \"${L}6\", \"message\": \"two leaves flatten to the key \\\"a.b\\\"\"}]" "the run record lists the error"
 is "$(q "$URI" "SELECT status FROM ferry.history WHERE migration = '$B5' ORDER BY id DESC LIMIT 1")" failed "history: failed"
-is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "a completed pass leaves no checkpoint"
+is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "no resume point past the failed lead (its batch saved none)"
 
 q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"a.b\": 1}' WHERE id = '${L}6'" >/dev/null
 b5_run
@@ -32,15 +32,16 @@ is "$(notes "$URI" "lead_id = '${L}6'")" "06|a.b|fact|a.b: 1|3" "its note"
 
 # --- interrupted and resumed: batches of 2 leads, stop at the first error
 URI=$(b5_db b5_40_resume "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
-good=$(q "$URI" "SELECT state_metadata::text FROM \"Lead\" WHERE id = '${L}3'")
-q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"x.y\": 1, \"x\": {\"y\": 2}}' WHERE id = '${L}3'" >/dev/null
+# Lead 6 fails: batch 1 (L1, L2) has committed -- its commit waits for the
+# next flush (L3, L4), whose own commit the failure abandons.
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"x.y\": 1, \"x\": {\"y\": 2}}' WHERE id = '${L}6'" >/dev/null
 b5_run --batch-size 2 --max-errors 0
 is "$RC" 1 "run stopped by --max-errors 0 exits 1"
 is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}2\"" \
    "checkpoint: the last lead of the last committed batch"
-is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\"")" 8 "the committed batch's notes (L1's 8) are there"
+is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\"")" 8 "only the committed batch's notes (L1's 8) are there"
 
-q "$URI" "UPDATE \"Lead\" SET state_metadata = '$good' WHERE id = '${L}3'" >/dev/null
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{}' WHERE id = '${L}6'" >/dev/null
 b5_run --batch-size 2 --dry-run
 is "$(stats_of "$OUT")" "$(stats_block 5 2 14 0 0 0)" "dry run of the resumption: the uninterrupted totals"
 b5_run --batch-size 2
@@ -51,5 +52,20 @@ is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"
    "14 notes, no duplicate"
 is "$(record_stats "$URI")" "5 2 14 0 0 0" "run record of the resumed run: the totals"
 is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "checkpoint cleared"
+
+# --- row errors in a multi-batch run: the resume point stays before them
+URI=$(b5_db b5_40_after "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"x.y\": 1, \"x\": {\"y\": 2}}' WHERE id = '${L}3'" >/dev/null
+b5_run --batch-size 2 --jobs 2
+is "$RC|$(stats_of "$OUT")" "1|$(stats_block 5 2 11 0 0 1)" "batches of 2 on 2 writers: everything but lead 3 written, 1 error"
+is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}2\"" \
+   "the checkpoint stays at the last batch before the failed lead"
+q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"windows\": 3}' WHERE id = '${L}3'" >/dev/null
+b5_run --batch-size 2 --jobs 2
+is "$RC" 0 "after the fix the re-run exits 0"
+like "$OUT" "Resuming after lead ${L}2" "it resumes before the failed lead"
+is "$(stats_of "$OUT")" "$(stats_block 5 2 9 0 3 0)" "the fixed lead's note created, the later leads' notes found done"
+is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"MemoryNote\"")" "12 12" \
+   "every note once: L1 8, L3 1, L4 1, L5 1, L7 1"
 
 done_testing

@@ -54,7 +54,8 @@ like "$(printf '%s\n' "$log" | grep -E '^(batch5|lead_stage_notes) ')" \
     $'^batch5 run [0-9.]+ [0-9]+\nbatch5 rerun [0-9.]+ [0-9]+\nlead_stage_notes run [0-9.]+ [0-9]+\nlead_stage_notes rerun [0-9.]+ [0-9]+$' \
     "section 9: the bench lines as shown"
 # clean-up
-ok $([ ! -e "$G" ]; echo $?) "the scratch tree is removed at the end"
+[ ! -e "$G" ]
+ok $? "the scratch tree is removed at the end"
 is "$(q "$DATABASE_URL" "SELECT count(*) FROM pg_database WHERE datname LIKE 'b5_80_guide%'")" 0 "the scratch databases are dropped"
 
 done_testing

@@ -28,7 +28,8 @@ require_pg
 
 B5=20251115_backfill_memory_notes
 B5_DIR=${B5_DIR:-$REPO_ROOT}
-NS5=aec333ca-70f2-4c3c-9212-e94f50c534f5
+# shellcheck disable=SC2034  # for the tests that source this file
+NS5=aec333ca-70f2-4c3c-9212-e94f50c534f5     # namespace of Batch 5's note ids
 
 q() {
     "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"

@@ -199,6 +199,13 @@ CP_CLEAR=1 CP_FAIL=1 run_ferry --db "$cdb" --dir "$proj" run 20250102_cp
 like "$OUT" 'after clear: nil' "clear() forgets the position"
 is "$(psql_val "$cdb" "SELECT count(*) FROM ferry.checkpoint")" 0 "clear() deletes the row"
 
+printf 'SELECT 1;\n' >"$proj/migrations/20250102_cp/rollback.sql"
+CP_FAIL=1 run_ferry --db "$cdb" --dir "$proj" run 20250102_cp
+is "$(psql_val "$cdb" "SELECT count(*) FROM ferry.checkpoint")" 1 "an interrupted run leaves its checkpoint"
+run_ferry --db "$cdb" --dir "$proj" --json rollback 20250102_cp
+is "$RC" 0 "rollback --json succeeds"
+is "$(psql_val "$cdb" "SELECT count(*) FROM ferry.checkpoint")" 0 "rollback deletes the checkpoint (with --json too)"
+
 # ------------------------------------------------------------------ tap() output on failure
 cat >"$d/failing.lua" <<'EOF'
 local T = require("ferry.testing").tap()

@@ -34,6 +34,8 @@ T.is(select("#", t.raises(function() error("boom") end, "bo+m")), 0, "raises: pa
 T.is(select("#", t.raises(function() error("anything") end)), 0, "raises: without a pattern any error passes")
 T.like(err_of(t.raises, function() end, "x"), "expected an error$", "raises: fails when fn does not raise")
 T.like(err_of(t.raises, function() error("other") end, "^boom"), 'error ".-other" does not match "%^boom"', "raises: fails on another error")
+T.is(select("#", t.raises(function() error({code = 1, message = "too many row errors"}) end, "too many")), 0,
+     "raises: an error table is matched by its message (as T.raises does)")
 
 -- the tap() producer
 T.is(T.ok(true, "T.ok passes with a true value"), true, "T.ok returns true when it passes")
