@@ -27,7 +27,6 @@ local dry = ctx.dry_run
 local verbose = ctx.verbose and not ctx.quiet
 local actors = db.array(roles.actors())
 local resume = ctx.checkpoint.get()          -- last lead fully committed, or nil
-local errors_at_start = stats.get("errors")  -- restored with the checkpoint
 local resume_key = resume or "00000000-0000-0000-0000-000000000000"
 
 log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
@@ -71,83 +70,35 @@ local bar <close> = progress.new("audits", todo)
 -- straight into COPY buffers (C memory, no Lua table per row).
 local convs, msgs, raises = db.buffer(), db.buffer(), {}
 
--- Writers: --jobs N sessions, used in turn.  A batch's message COPY is
--- ended without waiting (end_data); the batch commits when its writer's
--- turn comes again, so the server stores batch k while Lua maps batch k+1
--- (and with N > 1, N backends share the full-text indexing).  Batches
--- commit in order, so the checkpoint only moves forward.
-local writers, turn = {}, 0
-if not dry then
-  for i = 1, ctx.jobs do writers[i] = {conn = i == 1 and db.main() or db.connect()} end
-end
+-- Writers: --jobs N sessions taking batches in turn (db.pipeline): the
+-- server stores and indexes batch k while Lua maps batch k+1, each batch
+-- one transaction with its checkpoint.
+local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = dry, checkpoint = ctx.checkpoint}
 
+local CONVERSATION_COPY = [[COPY "Conversation" (id, lead_id, customer_id, channel, external_id,
+                              started_at, last_message_at, metadata) FROM STDIN]]
+local MESSAGE_COPY = [[COPY "Message" (id, conversation_id, role, content, metadata, created_at) FROM STDIN]]
 local RAISE_SQL = [[
   UPDATE "Conversation" c
      SET last_message_at = u.ts, updated_at = now()
     FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, ts)
    WHERE c.id = u.id AND (c.last_message_at IS NULL OR c.last_message_at < u.ts)]]
 
-local function commit_pending(wr)
-  local p = wr.pending
-  if not p then return end
-  p.copy:finish()
-  if #p.raises > 0 then
+-- Raises last_message_at of existing conversations that got newer messages.
+local function raise_last_message_at(list)
+  if #list == 0 then return nil end
+  return function(conn)
     local ids, times = {}, {}
-    for i, r in ipairs(p.raises) do ids[i], times[i] = r[1], r[2] end
-    wr.conn:exec(RAISE_SQL, db.array(ids), db.array(times))
+    for i, r in ipairs(list) do ids[i], times[i] = r[1], r[2] end
+    conn:exec(RAISE_SQL, db.array(ids), db.array(times))
   end
-  -- Once a row has failed, the resume point stays before it: a re-run
-  -- (with the rule fixed) must reach that row again, not resume past it.
-  if not p.after_error then ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot) end
-  wr.conn:exec("COMMIT")
-  wr.pending = nil
 end
-
--- On any error: abandon every open batch (the checkpoint stays at the last
--- committed one), then let the error go on.
-local cleanup <close> = setmetatable({}, {__close = function(_, err)
-  if err == nil then return end
-  for _, wr in ipairs(writers) do
-    if wr.pending then pcall(wr.pending.copy.abort, wr.pending.copy) end
-    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
-  end
-end})
 
 local function flush(last_lead)
   if last_lead == nil then return end
-  if dry then
-    ctx.checkpoint.save(last_lead)
-  else
-    turn = turn % #writers + 1
-    local wr = writers[turn]
-    commit_pending(wr)                     -- the oldest batch in flight
-    local conn = wr.conn
-    conn:exec("BEGIN")
-    conn:exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
-    if convs:count() > 0 then
-      local w <close> = conn:copy([[COPY "Conversation" (id, lead_id, customer_id, channel, external_id,
-                                      started_at, last_message_at, metadata) FROM STDIN]])
-      w:put_buffer(convs)
-      w:finish()
-    end
-    local w = conn:copy([[COPY "Message" (id, conversation_id, role, content, metadata, created_at) FROM STDIN]])
-    w:put_buffer(msgs)
-    w:end_data()
-    wr.pending = {copy = w, raises = raises, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot(),
-                  after_error = stats.get("errors") > errors_at_start}
-  end
+  pipe:send{copies = {{sql = CONVERSATION_COPY, buffer = convs}, {sql = MESSAGE_COPY, buffer = msgs}},
+            after = raise_last_message_at(raises), position = last_lead}
   convs:clear(); msgs:clear(); raises = {}
-end
-
--- Keeps the data of batches in flight moving to the server while Lua maps.
-local function pump()
-  for _, wr in ipairs(writers) do
-    if wr.pending then wr.conn:flush() end
-  end
-end
-
-local function flush_all()
-  for i = 1, #writers do commit_pending(writers[(turn + i - 1) % #writers + 1]) end
 end
 
 -- Per lead: its conversation (existing or new) and its latest message time.
@@ -256,7 +207,7 @@ for a in read:rows(STREAM, actors, resume_key) do
   end
   stats.inc("audits_processed")
   seen = seen + 1
-  if seen % 256 == 0 then pump() end
+  if seen % 256 == 0 then pipe:pump() end
   bar:add(1)
 end
 if orphans_shown > 10 and not verbose then
@@ -264,7 +215,7 @@ if orphans_shown > 10 and not verbose then
 end
 finish_lead()
 flush(lead_id)
-flush_all()
+pipe:finish()
 bar:finish()
 read:exec("COMMIT")
 read:close()

@@ -72,84 +72,37 @@ local bar <close> = progress.new("leads", summary.leads)
 -- The current batch: new notes go straight into a COPY buffer (C memory,
 -- no Lua table per row); changed notes are few, kept for one UPDATE.
 local notes_buf, updates = db.buffer(), {}
-local errors_at_start = stats.get("errors")  -- restored with the checkpoint
 
--- Writers: --jobs N sessions, used in turn.  A batch's COPY is ended
--- without waiting (end_data); the batch commits when its writer's turn
--- comes again, so the server stores batch k while Lua maps batch k+1 (and
--- with N > 1, N backends share the full-text indexing).  Batches commit in
--- order, so the checkpoint only moves forward.
-local writers, turn = {}, 0
-if not dry then
-  for i = 1, ctx.jobs do writers[i] = {conn = i == 1 and db.main() or db.connect()} end
-end
+-- Writers: --jobs N sessions taking batches in turn (db.pipeline): the
+-- server stores and indexes batch k while Lua maps batch k+1, each batch
+-- one transaction with its checkpoint.  (After a row error the engine
+-- keeps the resume point before it, so a re-run reaches that lead again.)
+local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = dry, checkpoint = ctx.checkpoint}
 
+local NOTE_COPY = [[COPY "MemoryNote" (id, lead_id, customer_id, kind, key, content, metadata) FROM STDIN]]
 local UPDATE_SQL = [[
   UPDATE "MemoryNote" n
      SET kind = u.kind, content = u.content, customer_id = u.customer_id, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(id, kind, content, customer_id)
    WHERE n.id = u.id]]
 
-local function commit_pending(wr)
-  local p = wr.pending
-  if not p then return end
-  p.copy:finish()
-  local ups = p.updates
-  if #ups > 0 then
+-- Updates the notes whose value changed since they were written.
+local function update_notes(ups)
+  if #ups == 0 then return nil end
+  return function(conn)
     local ids, kinds, contents, customers = {}, {}, {}, {n = #ups}
     for i, u in ipairs(ups) do
       ids[i], kinds[i], contents[i], customers[i] = u[1], u[2], u[3], u[4] or db.NULL
     end
-    wr.conn:exec(UPDATE_SQL, db.array(ids), db.array(kinds), db.array(contents), db.array(customers))
+    conn:exec(UPDATE_SQL, db.array(ids), db.array(kinds), db.array(contents), db.array(customers))
   end
-  -- Once a lead has failed, the resume point stays before it: a re-run
-  -- (with the data or the rule fixed) must reach that lead again, not
-  -- resume past it.
-  if not p.after_error then ctx.checkpoint.save(p.last_lead, wr.conn, p.snapshot) end
-  wr.conn:exec("COMMIT")
-  wr.pending = nil
 end
-
--- On any error: abandon every open batch (the checkpoint stays at the last
--- committed one), then let the error go on.
-local cleanup <close> = setmetatable({}, {__close = function(_, err)
-  if err == nil then return end
-  for _, wr in ipairs(writers) do
-    if wr.pending then pcall(wr.pending.copy.abort, wr.pending.copy) end
-    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
-  end
-end})
 
 local function flush(last_lead)
   if last_lead == nil then return end
-  if dry then
-    ctx.checkpoint.save(last_lead)
-  else
-    turn = turn % #writers + 1
-    local wr = writers[turn]
-    commit_pending(wr)                     -- the oldest batch in flight
-    local conn = wr.conn
-    conn:exec("BEGIN")
-    conn:exec("SET LOCAL synchronous_commit = off")   -- a lost commit is redone from the checkpoint
-    local w = conn:copy([[COPY "MemoryNote" (id, lead_id, customer_id, kind, key, content, metadata) FROM STDIN]])
-    w:put_buffer(notes_buf)
-    w:end_data()
-    wr.pending = {copy = w, updates = updates, last_lead = last_lead, snapshot = ctx.checkpoint.snapshot(),
-                  after_error = stats.get("errors") > errors_at_start}
-  end
+  pipe:send{copies = {{sql = NOTE_COPY, buffer = notes_buf}}, after = update_notes(updates), position = last_lead}
   notes_buf:clear()
   updates = {}
-end
-
--- Keeps the data of batches in flight moving to the server while Lua maps.
-local function pump()
-  for _, wr in ipairs(writers) do
-    if wr.pending then wr.conn:flush() end
-  end
-end
-
-local function flush_all()
-  for i = 1, #writers do commit_pending(writers[(turn + i - 1) % #writers + 1]) end
 end
 
 local function preview(s)
@@ -241,11 +194,11 @@ for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
   last_id = r.id
   batch_leads, seen = batch_leads + 1, seen + 1
   if batch_leads >= ctx.batch_size then flush(last_id); batch_leads = 0 end
-  if seen % 256 == 0 then pump() end
+  if seen % 256 == 0 then pipe:pump() end
   bar:add(1)
 end
 flush(last_id)
-flush_all()
+pipe:finish()
 bar:finish()
 read:exec("COMMIT")
 read:close()

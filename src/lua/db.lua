@@ -77,6 +77,12 @@ function M.array(t)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
+--- db.pipeline{jobs=, dry_run=, checkpoint=} -> batches written by writer
+-- sessions in turn (see ferry.pipeline).
+function M.pipeline(opts)
+  return require("ferry.pipeline").new(M, opts or {})
+end
+
 function M.connect(conninfo)
   return core.connect(conninfo)
 end

@@ -374,6 +374,11 @@ local function new_checkpoint(ctx)
   --- cp.save(pos [, conn]): records pos (any JSON value) and the counters
   -- so far, on conn (default: the main connection), which should be inside
   -- the transaction that wrote the batch.  In a dry run it is kept in memory.
+  -- The error count when this run started (after the restore): once a
+  -- row has failed, the resume point stays before it, so that a re-run
+  -- with the rule or the data fixed reaches that row again.
+  local errors_at_start = stats.get("errors")
+
   --- cp.snapshot() -> the counters and errors so far, for a save() that
   -- happens later (a batch committed after the next one was mapped).
   function cp.snapshot()
@@ -384,23 +389,28 @@ local function new_checkpoint(ctx)
       if i > 100 then break end
       errs[i] = object({"key", "message"}, e)
     end
-    return encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))
+    return {errors = stats.get("errors"),
+            payload = encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))}
   end
 
-  --- cp.save(pos [, conn [, snapshot]]): records pos (any JSON value) and
-  -- the counters (now, or a cp.snapshot() taken when the batch closed) on
-  -- conn (default: the main connection), which should be inside the
-  -- transaction that wrote the batch.  In a dry run it is kept in memory.
+  --- cp.save(pos [, conn [, snapshot]]) -> true when saved: records pos
+  -- (any JSON value) and the counters (now, or a cp.snapshot() taken when
+  -- the batch closed) on conn (default: the main connection), which should
+  -- be inside the transaction that wrote the batch.  After a row error in
+  -- this run it saves nothing (see above).  A dry run keeps it in memory.
   function cp.save(pos, conn, snapshot)
+    snapshot = snapshot or cp.snapshot()
+    if snapshot.errors > errors_at_start then return false end
     position = pos
-    if ctx.dry_run then return end
+    if ctx.dry_run then return true end
     ;(conn or db.main()):exec([[
       INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
       VALUES ($1, $2, $3::jsonb, $4::jsonb, now())
       ON CONFLICT (migration) DO UPDATE
         SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
             stats = EXCLUDED.stats, updated_at = now()]],
-      ctx.migration, ctx.run_id, json.encode(pos), snapshot or cp.snapshot())
+      ctx.migration, ctx.run_id, json.encode(pos), snapshot.payload)
+    return true
   end
 
   function cp.clear()

@@ -15,8 +15,8 @@ mkdir -p "$ex"
 
 # split the document: examples/NNNN-LINE.lua
 awk -v dir="$ex" '
-  /^```lua[ \t]*$/ { inblock = 1; n++; start = NR + 1; file = sprintf("%s/%04d-%d.lua", dir, n, start); next }
-  /^```/ && inblock { inblock = 0; close(file); next }
+  /^[ \t]*```lua[ \t]*$/ { inblock = 1; n++; start = NR + 1; file = sprintf("%s/%04d-%d.lua", dir, n, start); next }
+  /^[ \t]*```/ && inblock { inblock = 0; close(file); next }
   inblock { print > file }
 ' "$doc"
 

@@ -1,0 +1,101 @@
+-- ferry.pipeline: writes batches of COPY rows through --jobs writer
+-- sessions taken in turn, each batch one transaction with its checkpoint.
+--
+--   local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run,
+--                                    checkpoint = ctx.checkpoint}
+--   pipe:send{copies = {{sql = "COPY t (a, b) FROM STDIN", buffer = buf}, ...},
+--             after = function(conn) ... end,   -- optional, before COMMIT
+--             position = last_key}              -- the resume point it covers
+--   pipe:pump()      -- now and then while mapping: keeps data moving
+--   pipe:finish()    -- commits what is in flight
+--
+-- The last COPY of a batch is ended without waiting for the server
+-- (end_data), and the batch commits when its writer's turn comes again:
+-- the server stores (and indexes) batch k while Lua maps batch k+1, and
+-- with jobs > 1 several backends share that work.  Batches commit in the
+-- order they were sent, so the checkpoint only moves forward.  The data is
+-- copied out of the buffers by send(): clear and refill them at once.  In
+-- a dry run nothing is written; send() only moves the in-memory checkpoint.
+-- Leaving the pipeline's scope with an error rolls back every batch in
+-- flight (the checkpoint stays at the last committed one).
+local P = {}
+P.__index = P
+
+function P.new(db, opts)
+  local self = setmetatable({writers = {}, turn = 0, dry_run = opts.dry_run, checkpoint = opts.checkpoint}, P)
+  if not opts.dry_run then
+    db.open()
+    for i = 1, math.max(1, opts.jobs or 1) do
+      self.writers[i] = {conn = i == 1 and db.main() or db.connect(), own = i > 1}
+    end
+  end
+  return self
+end
+
+-- Commits the batch in flight on writer wr, if any.
+function P:commit(wr)
+  local p = wr.pending
+  if not p then return end
+  if p.copy then p.copy:finish() end
+  if p.after then p.after(wr.conn) end
+  if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
+  wr.conn:exec("COMMIT")
+  wr.pending = nil
+end
+
+function P:send(batch)
+  if self.dry_run then
+    if self.checkpoint and batch.position ~= nil then self.checkpoint.save(batch.position) end
+    return
+  end
+  self.turn = self.turn % #self.writers + 1
+  local wr = self.writers[self.turn]
+  self:commit(wr)                                  -- the oldest batch in flight
+  local conn = wr.conn
+  conn:exec("BEGIN")
+  conn:exec("SET LOCAL synchronous_commit = off")  -- a lost commit is redone from the checkpoint
+  local copies, last = batch.copies or {}, nil
+  for i, c in ipairs(copies) do
+    if i < #copies then
+      if c.buffer:count() > 0 then
+        local w <close> = conn:copy(c.sql)
+        w:put_buffer(c.buffer)
+        w:finish()
+      end
+    else
+      last = conn:copy(c.sql)
+      last:put_buffer(c.buffer)
+      last:end_data()
+    end
+  end
+  wr.pending = {copy = last, after = batch.after, position = batch.position,
+                snapshot = self.checkpoint and self.checkpoint.snapshot()}
+end
+
+function P:pump()
+  for _, wr in ipairs(self.writers) do
+    if wr.pending then wr.conn:flush() end
+  end
+end
+
+function P:finish()
+  local n = #self.writers
+  for i = 1, n do self:commit(self.writers[(self.turn + i - 1) % n + 1]) end
+end
+
+function P:abort()
+  for _, wr in ipairs(self.writers) do
+    if wr.pending and wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
+    wr.pending = nil
+    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
+  end
+end
+
+P.__close = function(self, err)
+  if err ~= nil then self:abort() end
+  for _, wr in ipairs(self.writers) do
+    if wr.own then pcall(wr.conn.close, wr.conn) end
+  end
+end
+
+return P

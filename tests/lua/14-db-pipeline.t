@@ -1,0 +1,89 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- db.pipeline: batches of COPY rows through writer sessions in turn, each
+-- batch one transaction with its checkpoint; dry run; rollback on error.
+
+if not db.pipeline then
+  T.ok(true, "db.pipeline is not there: skipped")
+  return T.done()
+end
+
+local tbl = "ferry_lua_pipe_" .. db.backend_pid()
+db.exec("SET client_min_messages = warning")
+db.exec("DROP TABLE IF EXISTS " .. tbl)
+db.exec("CREATE TABLE " .. tbl .. " (id int, v text)")
+local COPY = "COPY " .. tbl .. " (id, v) FROM STDIN"
+local observer = db.connect()   -- writer 1 is the main connection: it is busy while a batch is in flight
+local function count() return observer:one("SELECT count(*) AS n FROM " .. tbl).n end
+
+-- a checkpoint that records what the pipeline asks of it
+local function fake_checkpoint()
+  local cp = {saved = {}, snaps = 0}
+  function cp.snapshot() cp.snaps = cp.snaps + 1; return {n = cp.snaps} end
+  function cp.save(pos, conn, snap)
+    cp.saved[#cp.saved + 1] = {pos = pos, in_tx = conn and conn:in_transaction() or false, snap = snap and snap.n}
+    return true
+  end
+  return cp
+end
+
+---------------------------------------------------------------- two writers
+local cp = fake_checkpoint()
+local buf, extra = db.buffer(), db.buffer()
+local afters = {}
+do
+  local pipe <close> = db.pipeline{jobs = 2, checkpoint = cp}
+  for batch = 1, 5 do
+    for i = 1, 100 do buf:put((batch - 1) * 100 + i, "b" .. batch) end
+    extra:put(1000 + batch, "extra")
+    pipe:send{copies = {{sql = COPY, buffer = extra}, {sql = COPY, buffer = buf}},
+              after = function(conn) afters[#afters + 1] = conn:in_transaction() end,
+              position = batch * 100}
+    buf:clear()
+    extra:clear()
+    pipe:pump()
+  end
+  T.ok(count() < 505, "batches in flight are not committed yet")
+  pipe:finish()
+end
+T.is(count(), 505, "finish commits every batch (all copies of each)")
+T.is(db.one("SELECT count(DISTINCT v) AS n FROM " .. tbl .. " WHERE v LIKE 'b%'").n, 5, "every batch's rows")
+local positions = {}
+for i, s in ipairs(cp.saved) do positions[i] = s.pos end
+T.is(positions, {100, 200, 300, 400, 500}, "checkpoints saved in the order the batches were sent")
+T.ok(cp.saved[1].in_tx and cp.saved[5].in_tx, "each checkpoint is saved inside its batch's transaction")
+T.is(cp.saved[1].snap, 1, "with the snapshot taken when the batch was sent")
+T.is(afters, {true, true, true, true, true}, "after(conn) runs inside each batch's transaction")
+T.is(db.in_transaction(), false, "no transaction left open on the main connection")
+
+---------------------------------------------------------------- dry run
+db.exec("DELETE FROM " .. tbl)
+cp = fake_checkpoint()
+do
+  local pipe <close> = db.pipeline{jobs = 3, dry_run = true, checkpoint = cp}
+  buf:put(1, "x")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}, position = "p1"}
+  pipe:pump()
+  pipe:finish()
+end
+T.is(count(), 0, "dry run: nothing written")
+T.is(cp.saved[1].pos, "p1", "dry run: send moves the checkpoint")
+
+---------------------------------------------------------------- an error rolls back what is in flight
+buf:clear()
+local ok, err = pcall(function()
+  local pipe <close> = db.pipeline{jobs = 2}
+  buf:put(1, "committed?")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}}
+  pipe:send{copies = {{sql = COPY, buffer = buf}}}
+  error("mapping failed")
+end)
+T.ok(not ok and tostring(err):find("mapping failed$") ~= nil, "the error propagates")
+T.is(count(), 0, "leaving the pipeline with an error rolls back every batch in flight")
+T.is(db.one("SELECT 1 AS x").x, 1, "the main connection is usable")
+T.is(db.in_transaction(), false, "and not in a transaction")
+
+observer:close()
+db.exec("DROP TABLE " .. tbl)
+return T.done()
