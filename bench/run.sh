@@ -17,8 +17,9 @@ SIZES=${BENCH_SIZES:-10000 100000 1000000}
 MODES=${BENCH_MODES:-sql ferry ferry-rerun ferry-dry-run naive}
 ARGS=${BENCH_FERRY_ARGS:-}
 M4=20251110_backfill_conversations_messages
-mkdir -p bench/results
-out=bench/results/$(date -u +%Y%m%dT%H%M%SZ).json
+results=${BENCH_RESULTS:-bench/results}
+mkdir -p "$results"
+out=$results/$(date -u +%Y%m%dT%H%M%SZ).json
 smallest=$(printf '%s\n' $SIZES | sort -n | head -1)
 
 # A URI for database $1 on the same server.
@@ -108,6 +109,17 @@ for size in $SIZES; do
     fi
     q -c "DROP DATABASE IF EXISTS $db"
   done
+  # Batch 5 on the same data (its leads carry state_metadata): first run and re-run.
+  if [[ " $MODES " == *" ferry "* ]]; then
+    db=bench_batch5_$size
+    q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db TEMPLATE $tpl"
+    while read -r label mode secs rate; do
+      printf '%-9s %-14s %9.2f %10.0f %9s %9s   (%s leads/s)\n' "$size" "batch5-$mode" "$secs" "$(echo "$size / $secs" | bc -l)" - - "$rate"
+      echo ',' >> "$out"
+      printf '{"size": %s, "mode": "batch5-%s", "seconds": %.3f, "leads_per_s": %.0f}' "$size" "$mode" "$secs" "$rate" >> "$out"
+    done < <(DATABASE_URL=$(db_url "$db") bash bench/batch5.sh | grep '^batch5 ')
+    q -c "DROP DATABASE IF EXISTS $db"
+  fi
   q -c "DROP DATABASE IF EXISTS $tpl"
 done
 echo ']}' >> "$out"
