@@ -79,7 +79,8 @@ for size in $SIZES; do
   sql_secs=""
   sql_digest=""
   for mode in $MODES; do
-    [ "$mode" = naive ] && [ "$size" != "$smallest" ] && continue
+    # the per-row loop is quadratic (a scan of Message per audit): smallest size only, at most 20000
+    [ "$mode" = naive ] && { [ "$size" != "$smallest" ] || [ "$size" -gt 20000 ]; } && continue
     [ "$mode" = ferry-rerun ] && continue          # runs right after "ferry"
     db=bench_${mode//-/_}_$size
     q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db TEMPLATE $tpl"

@@ -855,7 +855,12 @@ function commands.exec(args)
   local m = {id = "exec", version = "0", name = file, path = root_dir, rel = "."}
   local ctx = make_ctx(m, opts.dry_run, "exec")
   ctx.args = args
-  ctx.checkpoint = {get = function() return nil end, save = function() end, clear = function() end}
+  -- no history for ad-hoc scripts: a checkpoint that lives in memory only
+  local position
+  ctx.checkpoint = {get = function() return position end,
+                    save = function(pos) position = pos; return true end,
+                    snapshot = function() return {errors = 0, payload = "{}"} end,
+                    clear = function() position = nil end}
   local env = script_env(ctx)
   env.arg = args
   local chunk, src = load_script(file, env, file)     -- relative to the current folder
