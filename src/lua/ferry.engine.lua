@@ -32,7 +32,7 @@ options:
   --dir PATH             folder holding migrations/ and rules/ (default: .)
   --dry-run              read-only session; report what a real run would do
   --batch-size N         rows per committed batch in data migrations (default 5000)
-  --jobs N               writer connections for data migrations that support it (default 1)
+  --jobs N               writer sessions for data migrations that use them (default 2)
   --max-errors N         stop after more than N per-row errors (default 100)
   --lock-timeout T       PostgreSQL lock_timeout for every session (default 5s)
   --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
@@ -1083,7 +1083,7 @@ local function main(cli)
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
-  opts.jobs = number_flag(flags, "jobs", 1, 1)
+  opts.jobs = number_flag(flags, "jobs", 2, 1)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
