@@ -170,18 +170,24 @@ end
 -- has a message (then only counted).  Counting in stream order keeps the
 -- counters exact at every checkpoint, so a resumed run reports the totals
 -- of an uninterrupted one.
+-- Columns a row does not need stay NULL: an audit that is done or orphaned
+-- needs no text, a lead with a conversation needs no lead details (a
+-- re-run then moves little more than ids).
 local STREAM = [[
-  SELECT a.id, a.lead_id, a.actor, a.action, a.created_at::text AS created_at,
-         CASE WHEN done.aid IS NULL AND l.id IS NOT NULL THEN a.payload::text END AS payload,
-         done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
-         l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage, l.created_at::text AS lead_created_at,
-         c.id AS conversation_id
+  SELECT a.id, a.lead_id, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
+         c.id AS conversation_id, t.actor, t.action, t.created_at, t.payload,
+         d.customer_id, d.channel, d.messenger_psid, d.phone, d.stage, d.lead_created_at
     FROM "Audit" a
     LEFT JOIN "Lead" l ON l.id = a.lead_id
     LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
                 WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
     LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
            ON done.aid = a.id::text
+    LEFT JOIN LATERAL (SELECT a.actor, a.action, a.created_at::text AS created_at, a.payload::text AS payload
+                        WHERE done.aid IS NULL AND l.id IS NOT NULL) t ON true
+    LEFT JOIN LATERAL (SELECT l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage,
+                              l.created_at::text AS lead_created_at
+                        WHERE c.id IS NULL AND l.id IS NOT NULL) d ON true
    WHERE ]] .. PROCESSED .. [[
    ORDER BY a.lead_id, a.created_at, a.id]]
 
