@@ -47,7 +47,11 @@ local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS
 
 -- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
 local read = db.connect()
+-- One client consumes the stream at its own pace: parallel workers would
+-- each build the same hash tables (and JIT compile) for nothing.
 read:exec("SET work_mem = '64MB'")
+read:exec("SET max_parallel_workers_per_gather = 0")
+read:exec("SET jit = off")
 read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
 log.info("")
