@@ -174,25 +174,35 @@ end
 -- counters exact at every checkpoint, so a resumed run reports the totals
 -- of an uninterrupted one.
 -- Columns a row does not need stay NULL: an audit that is done or orphaned
--- needs no text, a lead with a conversation needs no lead details (a
--- re-run then moves little more than ids).
+-- needs no text, a lead with a conversation needs no lead details.  They
+-- are computed below an optimisation fence (OFFSET 0) so that the sort
+-- carries only what is needed: a re-run then sorts and sends little more
+-- than ids.
+local NEEDS_TEXT = "done.aid IS NULL AND l.id IS NOT NULL"
+local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
 local STREAM = [[
-  SELECT a.id, a.lead_id, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
-         c.id AS conversation_id, t.actor, t.action, t.created_at, t.payload,
-         d.customer_id, d.channel, d.messenger_psid, d.phone, d.stage, d.lead_created_at
-    FROM "Audit" a
-    LEFT JOIN "Lead" l ON l.id = a.lead_id
-    LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
-                WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
-    LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
-           ON done.aid = a.id::text
-    LEFT JOIN LATERAL (SELECT a.actor, a.action, a.created_at::text AS created_at, a.payload::text AS payload
-                        WHERE done.aid IS NULL AND l.id IS NOT NULL) t ON true
-    LEFT JOIN LATERAL (SELECT l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage,
-                              l.created_at::text AS lead_created_at
-                        WHERE c.id IS NULL AND l.id IS NOT NULL) d ON true
-   WHERE ]] .. PROCESSED .. [[
-   ORDER BY a.lead_id, a.created_at, a.id]]
+  SELECT * FROM (
+    SELECT a.id, a.lead_id, a.created_at AS ts, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
+           c.id AS conversation_id,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.action END AS action,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.created_at::text END AS created_at,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.payload::text END AS payload,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.customer_id END AS customer_id,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.channel END AS channel,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.messenger_psid END AS messenger_psid,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.phone END AS phone,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.stage END AS stage,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.created_at::text END AS lead_created_at
+      FROM "Audit" a
+      LEFT JOIN "Lead" l ON l.id = a.lead_id
+      LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
+                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
+             ON done.aid = a.id::text
+     WHERE ]] .. PROCESSED .. [[
+    OFFSET 0) s
+   ORDER BY lead_id, ts, id]]
 
 local pending = 0        -- audits mapped into the current batch
 local seen = 0

@@ -92,7 +92,12 @@ function P:abort()
 end
 
 P.__close = function(self, err)
-  if err ~= nil then self:abort() end
+  if err ~= nil then
+    -- A controlled stop (--max-errors) keeps the good batches in flight:
+    -- they commit as they would have.  Any other error rolls them back.
+    local ok = type(err) == "table" and err.max_errors and pcall(self.finish, self)
+    if not ok then self:abort() end
+  end
   for _, wr in ipairs(self.writers) do
     if wr.own then pcall(wr.conn.close, wr.conn) end
   end

@@ -7,7 +7,7 @@
 require_pg
 LEADS=${KILL_LEADS:-3000}
 KILLS=${KILL_TIMES:-5}
-BATCH=${KILL_BATCH:-300}
+BATCH=${KILL_BATCH:-100}
 
 tpl_uri=$(gen_db kr_tpl "$LEADS")
 "$PSQL" "$tpl_uri" -X -q -c "SELECT 1" >/dev/null   # close nothing; template must have no sessions
@@ -25,17 +25,29 @@ run_ferry --db "$(clone_db kr_tpl kr_timing)" -q run $M4 --batch-size "$BATCH"
 total_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 diag "an uninterrupted run takes ${total_ms} ms"
 
+checkpoint_of() {
+    psql_val "$1" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$M4'), 'none')"
+}
+
+# Each kill lands at a different point: after the run has committed at
+# least one new batch (so every kill interrupts real progress), plus a
+# delay that differs from kill to kill (inside a batch, between batches,
+# while committing...).
 resumed=0
 for i in $(seq 1 "$KILLS"); do
-    # kill points spread over the run: 15%, 30%, ... of its duration
-    delay_ms=$(( total_ms * (10 + (i * 73) % 80) / 100 ))
+    before=$(checkpoint_of "$killed")
     "$FERRY" --db "$killed" -q run $M4 --batch-size "$BATCH" >/dev/null 2>&1 &
     pid=$!
-    sleep "$(echo "$delay_ms / 1000" | bc -l)"
+    for _ in $(seq 1 400); do
+        [ "$(checkpoint_of "$killed")" != "$before" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.02
+    done
+    sleep "$(echo "(($i * 37) % 150) / 1000" | bc -l)"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
-    cp=$(psql_val "$killed" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$M4'), 'none')")
-    diag "kill $i after ${delay_ms} ms: checkpoint $cp"
+    cp=$(checkpoint_of "$killed")
+    diag "kill $i: checkpoint $before -> $cp"
     [ "$cp" != none ] && resumed=$((resumed + 1))
 done
 
