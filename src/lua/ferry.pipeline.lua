@@ -17,7 +17,8 @@
 -- copied out of the buffers by send(): clear and refill them at once.  In
 -- a dry run nothing is written; send() only moves the in-memory checkpoint.
 -- Leaving the pipeline's scope with an error rolls back every batch in
--- flight (the checkpoint stays at the last committed one).
+-- flight (the checkpoint stays at the last committed one), except on the
+-- controlled stop of --max-errors, where the good batches sent commit.
 local P = {}
 P.__index = P
 

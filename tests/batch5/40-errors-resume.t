@@ -32,21 +32,22 @@ is "$(notes "$URI" "lead_id = '${L}6'")" "06|a.b|fact|a.b: 1|3" "its note"
 
 # --- interrupted and resumed: batches of 2 leads, stop at the first error
 URI=$(b5_db b5_40_resume "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
-# Lead 6 fails: batch 1 (L1, L2) has committed -- its commit waits for the
-# next flush (L3, L4), whose own commit the failure abandons.
+# Lead 6 fails while its batch (L5, L6) is being mapped: the batches in
+# flight before it (L1, L2 and L3, L4) are good and commit on this
+# controlled stop; the failing lead's batch is never sent.
 q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"x.y\": 1, \"x\": {\"y\": 2}}' WHERE id = '${L}6'" >/dev/null
 b5_run --batch-size 2 --max-errors 0
 is "$RC" 1 "run stopped by --max-errors 0 exits 1"
-is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}2\"" \
+is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}4\"" \
    "checkpoint: the last lead of the last committed batch"
-is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\"")" 8 "only the committed batch's notes (L1's 8) are there"
+is "$(q "$URI" "SELECT count(*) FROM \"MemoryNote\"")" 12 "only the committed batches' notes (L1-L4's 12) are there"
 
 q "$URI" "UPDATE \"Lead\" SET state_metadata = '{}' WHERE id = '${L}6'" >/dev/null
 b5_run --batch-size 2 --dry-run
 is "$(stats_of "$OUT")" "$(stats_block 5 2 14 0 0 0)" "dry run of the resumption: the uninterrupted totals"
 b5_run --batch-size 2
 is "$RC" 0 "resumed run exits 0"
-like "$OUT" "Resuming after lead ${L}2" "it resumes after the checkpoint"
+like "$OUT" "Resuming after lead ${L}4" "it resumes after the checkpoint"
 is "$(stats_of "$OUT")" "$(stats_block 5 2 14 0 0 0)" "resumed run: the totals of an uninterrupted run"
 is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"MemoryNote\"")" "14 14" \
    "14 notes, no duplicate"
