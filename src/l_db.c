@@ -36,6 +36,7 @@ typedef struct db_state {
 
 typedef struct conn {
     PGconn *pg;
+    char *info;        /* conninfo given to db.connect(), for redaction; NULL: the module's */
     const char *busy;  /* what holds the connection (re-entrancy guard) */
 } conn;
 
@@ -73,7 +74,7 @@ typedef struct copy_writer {
  * them to a finalizer. */
 static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg) {
     char buf[2048];
-    pgconn_redact(st ? st->conninfo : NULL, msg ? msg : "", buf, sizeof buf);
+    pgconn_redact(c && c->info ? c->info : (st ? st->conninfo : NULL), msg ? msg : "", buf, sizeof buf);
     if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
         return luaL_error(L, "connection lost: %s (%s)", buf, what);
     return luaL_error(L, "%s: %s", what, buf);
@@ -94,6 +95,35 @@ static const char *push_result_error(lua_State *L, PGresult *res) {
     return lua_tostring(L, -1);
 }
 
+/* ---------- draining ---------- */
+
+/* Ends a COPY the server started where the caller did not expect one
+ * (a script's "COPY t FROM stdin", exec("COPY ...")): PQgetResult alone
+ * would return COPY results forever. */
+static void end_unexpected_copy(PGconn *pg, ExecStatusType s) {
+    if (s == PGRES_COPY_IN) {
+        PQputCopyEnd(pg, "ferry: COPY FROM STDIN is only supported through conn:copy()");
+    } else if (s == PGRES_COPY_OUT) {
+        char *data;
+        while (PQgetCopyData(pg, &data, 0) > 0) PQfreemem(data);
+    }
+}
+
+static int is_copy_status(ExecStatusType s) {
+    return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
+}
+
+/* Reads and discards every pending result, ending stray COPYs. */
+static void drain_results(PGconn *pg) {
+    PGresult *res;
+    while ((res = PQgetResult(pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(res);
+        PQclear(res);
+        if (s == PGRES_COPY_BOTH) break;   /* replication protocol: never ours */
+        end_unexpected_copy(pg, s);
+    }
+}
+
 /* ---------- connections ---------- */
 
 static conn *check_conn(lua_State *L, int idx) {
@@ -112,6 +142,8 @@ static conn *check_idle_conn(lua_State *L, int idx) {
 static int conn_close(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
+    free(c->info);
+    c->info = NULL;
     return 0;
 }
 
@@ -139,7 +171,9 @@ static int db_connect(lua_State *L) {
     conn *c = lua_newuserdatauv(L, sizeof *c, 0);
     c->pg = NULL;
     c->busy = NULL;
+    c->info = NULL;
     luaL_setmetatable(L, CONN_MT);
+    if (info && info != st->conninfo && !(c->info = strdup(info))) return luaL_error(L, "cannot connect: out of memory");
     c->pg = pgconn_open(info);
     if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK) {
@@ -265,6 +299,13 @@ static result_box *run_query(lua_State *L, conn *c) {
     b->res = PQexecParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
     if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
     ExecStatusType s = PQresultStatus(b->res);
+    if (is_copy_status(s)) {
+        PQclear(b->res);
+        b->res = NULL;
+        end_unexpected_copy(c->pg, s);
+        drain_results(c->pg);
+        luaL_error(L, "query failed: COPY FROM STDIN / TO STDOUT goes through conn:copy(), not exec/query");
+    }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
         const char *msg = push_result_error(L, b->res);
         PQclear(b->res);
@@ -336,6 +377,15 @@ static int conn_exec_script(lua_State *L) {
     int failed = 0;
     while ((b->res = PQgetResult(c->pg)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
+        if (is_copy_status(s)) {
+            if (!failed) lua_pushliteral(L, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
+            failed = 1;
+            PQclear(b->res);
+            b->res = NULL;
+            if (s == PGRES_COPY_BOTH) break;
+            end_unexpected_copy(c->pg, s);
+            continue;
+        }
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
             push_result_error(L, b->res);
             failed = 1;
@@ -365,8 +415,7 @@ static int rows_release(lua_State *L, rows *r) {
                 PQcancel(cancel, err, sizeof err);
                 PQfreeCancel(cancel);
             }
-            PGresult *res;
-            while ((res = PQgetResult(r->c->pg)) != NULL) PQclear(res);
+            drain_results(r->c->pg);
         }
         r->c->busy = NULL;
     }
@@ -397,16 +446,16 @@ static int rows_next(lua_State *L) {
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {   /* the end */
         PQclear(r->res);
         r->res = NULL;
-        PGresult *extra;
-        while ((extra = PQgetResult(r->c->pg)) != NULL) PQclear(extra);
+        drain_results(r->c->pg);
         r->active = 0;
         r->c->busy = NULL;
         return 0;
     }
-    const char *msg = r->res ? push_result_error(L, r->res) : lua_pushstring(L, PQerrorMessage(r->c->pg));
+    const char *msg = is_copy_status(s) ? lua_pushliteral(L, "COPY goes through conn:copy(), not rows()")
+                    : r->res ? push_result_error(L, r->res) : lua_pushstring(L, PQerrorMessage(r->c->pg));
     if (r->res) { PQclear(r->res); r->res = NULL; }
-    PGresult *extra;
-    while ((extra = PQgetResult(r->c->pg)) != NULL) PQclear(extra);
+    end_unexpected_copy(r->c->pg, s);
+    drain_results(r->c->pg);
     r->active = 0;
     r->c->busy = NULL;
     return raise_pg(L, st, r->c, "query failed while reading rows", msg);
@@ -478,8 +527,7 @@ static int copy_release(copy_writer *w, const char *abort_msg) {
         if (w->c->pg) {
             flush_and_block(w->c->pg);
             if (!w->ended) PQputCopyEnd(w->c->pg, abort_msg);
-            PGresult *res;
-            while ((res = PQgetResult(w->c->pg)) != NULL) PQclear(res);
+            drain_results(w->c->pg);
         }
         w->c->busy = NULL;
     }
@@ -603,7 +651,7 @@ static void copy_send_end(lua_State *L, copy_writer *w) {
     copy_flush(L, w);
     if (PQputCopyEnd(w->c->pg, NULL) != 1) {
         lua_pushstring(L, PQerrorMessage(w->c->pg));
-        copy_release(w, NULL);
+        copy_release(w, "ferry: COPY failed");
         raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
     }
     w->ended = 1;
@@ -626,7 +674,7 @@ static int copy_finish(lua_State *L) {
     /* back to blocking: send whatever libpq still holds, then wait */
     if (flush_and_block(w->c->pg) != 0) {
         lua_pushstring(L, PQerrorMessage(w->c->pg));
-        copy_release(w, NULL);
+        copy_release(w, "ferry: COPY failed");
         return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
     }
     w->active = 0;

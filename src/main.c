@@ -66,14 +66,17 @@ static int push_cli(lua_State *L, int argc, char **argv) {
             const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) { push_usage_error(L, "option %s needs a value", a); return 0; }
             lua_pushlstring(L, name, name_len);
-            lua_pushstring(L, v);
+            /* the connection string may hold a password: it stays in C */
+            if (strncmp(a, "--db", n) == 0) lua_pushboolean(L, 1); else lua_pushstring(L, v);
             lua_rawset(L, -4);
         } else if (!eq && in_list(flag_options, a, n)) {
             lua_pushlstring(L, name, name_len);
             lua_pushboolean(L, 1);
             lua_rawset(L, -4);
         } else {
-            push_usage_error(L, "unknown option %s (see 'ferry --help')", a);
+            /* only the option's name: "--db-url=postgres://u:pw@h" must not echo a password */
+            lua_pushlstring(L, a, n);
+            push_usage_error(L, "unknown option %s (see 'ferry --help')", lua_tostring(L, -1));
             return 0;
         }
     }

@@ -1,6 +1,7 @@
 /* pgconn: libpq helpers that never touch Lua. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,15 +16,18 @@ PGconn *pgconn_open(const char *conninfo) {
     return PQconnectdbParams(keys, vals, 1);
 }
 
+/* Replaces every occurrence of needle in buf (capacity bufsz) by "***",
+ * searching on after each replacement (so a needle of "***" ends). */
 static void replace_all(char *buf, size_t bufsz, const char *needle) {
     size_t n = strlen(needle);
     if (n == 0) return;
-    char *p;
-    while ((p = strstr(buf, needle)) != NULL) {
+    char *from = buf, *p;
+    while ((p = strstr(from, needle)) != NULL) {
         size_t tail = strlen(p + n);
         if ((size_t)(p - buf) + 3 + tail + 1 > bufsz) { *p = '\0'; return; }
         memmove(p + 3, p + n, tail + 1);
         memcpy(p, "***", 3);
+        from = p + 3;
     }
 }
 
@@ -56,26 +60,37 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
     }
 }
 
-void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
-    if (outsz == 0) return;
-    size_t len = strlen(msg);
-    if (len >= outsz) len = outsz - 1;
-    memcpy(out, msg, len);
-    out[len] = '\0';
-    while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == '\r')) out[--len] = '\0';
+static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
     if (conninfo) {
         /* The whole string first: an unparsable one may echo back verbatim. */
-        replace_all(out, outsz, conninfo);
+        replace_all(work, worksz, conninfo);
         PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
         if (opts) {
             for (PQconninfoOption *o = opts; o->keyword; o++)
-                if (o->val && strcmp(o->keyword, "password") == 0) replace_all(out, outsz, o->val);
+                if (o->val && strcmp(o->keyword, "password") == 0) replace_all(work, worksz, o->val);
             PQconninfoFree(opts);
         }
-        replace_raw_passwords(out, outsz, conninfo);
+        replace_raw_passwords(work, worksz, conninfo);
     }
     const char *env = getenv("PGPASSWORD");
-    if (env) replace_all(out, outsz, env);
+    if (env) replace_all(work, worksz, env);
+}
+
+void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
+    if (outsz == 0) return;
+    /* Redact the whole message first, then cut: a password straddling the
+     * cut must not leave a visible part.  Short needles can grow the text
+     * (up to 3 bytes per byte), so the work buffer allows for that. */
+    size_t len = strlen(msg);
+    size_t worksz = 3 * len + 4;
+    char *work = malloc(worksz);
+    if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
+    memcpy(work, msg, len + 1);
+    redact_in_place(conninfo, work, worksz);
+    size_t wl = strlen(work);
+    while (wl > 0 && (work[wl - 1] == '\n' || work[wl - 1] == '\r')) work[--wl] = '\0';
+    snprintf(out, outsz, "%s", work);
+    free(work);
 }
 
 int pgconn_integer_fits(const char *s, long long *out) {

@@ -16,9 +16,10 @@
 -- order they were sent, so the checkpoint only moves forward.  The data is
 -- copied out of the buffers by send(): clear and refill them at once.  In
 -- a dry run nothing is written; send() only moves the in-memory checkpoint.
--- Leaving the pipeline's scope with an error rolls back every batch in
--- flight (the checkpoint stays at the last committed one), except on the
--- controlled stop of --max-errors, where the good batches sent commit.
+-- Leaving the pipeline's scope commits what is in flight, except after an
+-- error, which rolls it back (the checkpoint stays at the last committed
+-- batch) -- but the controlled stop of --max-errors commits the good
+-- batches already sent.
 local P = {}
 P.__index = P
 
@@ -92,16 +93,20 @@ function P:abort()
   end
 end
 
+-- Closing: a normal exit commits what is in flight (as finish() would: a
+-- script that forgot it loses nothing); so does the controlled stop of
+-- --max-errors.  Any other error rolls the batches in flight back.  The
+-- extra writer sessions are closed in every case.
 P.__close = function(self, err)
-  if err ~= nil then
-    -- A controlled stop (--max-errors) keeps the good batches in flight:
-    -- they commit as they would have.  Any other error rolls them back.
-    local ok = type(err) == "table" and err.max_errors and pcall(self.finish, self)
-    if not ok then self:abort() end
+  local committed, ferr = false, nil
+  if err == nil or (type(err) == "table" and err.max_errors) then
+    committed, ferr = pcall(self.finish, self)
   end
+  if not committed then self:abort() end
   for _, wr in ipairs(self.writers) do
     if wr.own then pcall(wr.conn.close, wr.conn) end
   end
+  if err == nil and ferr ~= nil then error(ferr, 0) end
 end
 
 return P

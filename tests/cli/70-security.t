@@ -179,4 +179,10 @@ print(type(os.execute), type(io.popen))'
 run_ferry exec "$S/x.lua"
 is "$OUT" $'function\tfunction' "ferry exec: allow-shell grants it"
 
+# An unknown option is named without its value: a mistyped --db-url=...
+# must not echo the password it carries.
+run_ferry --db-url=postgresql://u:Ech0ed-Pw@127.0.0.1/x status
+is "$RC" 2 "unknown --db-url=...: exit 2"
+is "$ERR" "ferry: unknown option --db-url (see 'ferry --help')" "...named without its value"
+
 done_testing
