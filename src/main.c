@@ -76,7 +76,9 @@ static int push_cli(lua_State *L, int argc, char **argv) {
         } else {
             /* only the option's name: "--db-url=postgres://u:pw@h" must not echo a password */
             lua_pushlstring(L, a, n);
-            push_usage_error(L, "unknown option %s (see 'ferry --help')", lua_tostring(L, -1));
+            push_usage_error(L, in_list(flag_options, a, n) ? "option %s takes no value"
+                                                             : "unknown option %s (see 'ferry --help')",
+                             lua_tostring(L, -1));
             return 0;
         }
     }

@@ -45,7 +45,7 @@ expect_usage "unknown command bogus (see 'ferry --help')" --dir "$D" bogus
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" --bogus status
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" status --bogus
 expect_usage "unknown option -x (see 'ferry --help')" --dir "$D" up -x
-expect_usage "unknown option --json=yes (see 'ferry --help')" --dir "$D" --json=yes status
+expect_usage "option --json takes no value" --dir "$D" --json=yes status
 expect_usage "--verbose and --quiet exclude each other" --dir "$D" -v -q status
 
 # --- missing arguments and values
