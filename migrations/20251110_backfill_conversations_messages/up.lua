@@ -42,14 +42,9 @@ local PROCESSED = [[
   AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])
   AND a.lead_id > $2::uuid]]
 
--- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
-local read = db.connect()
--- One client consumes the stream at its own pace: parallel workers would
--- each build the same hash tables (and JIT compile) for nothing.
-read:exec("SET work_mem = '64MB'")
-read:exec("SET max_parallel_workers_per_gather = 0")
-read:exec("SET jit = off")
-read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+-- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
+-- read-only, tuned for one long streaming read).
+local read = db.reader()
 
 log.info("")
 log.info("[1/4] Fetching audit records...")
@@ -236,7 +231,6 @@ finish_lead()
 flush(lead_id)
 pipe:finish()
 bar:finish()
-read:exec("COMMIT")
 read:close()
 
 log.info(string.format("   \u{2713} conversations: %d %s, %d already existed", stats.get("conversations_created"),

@@ -45,14 +45,9 @@ local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metada
 -- This backfill's notes; every other note is live.
 local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
 
--- One snapshot for the counts and the stream: REPEATABLE READ, read-only.
-local read = db.connect()
--- One client consumes the stream at its own pace: parallel workers would
--- each build the same hash tables (and JIT compile) for nothing.
-read:exec("SET work_mem = '64MB'")
-read:exec("SET max_parallel_workers_per_gather = 0")
-read:exec("SET jit = off")
-read:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+-- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
+-- read-only, tuned for one long streaming read).
+local read = db.reader()
 
 log.info("")
 log.info("[1/3] Fetching leads...")
@@ -204,7 +199,6 @@ end
 flush(last_id)
 pipe:finish()
 bar:finish()
-read:exec("COMMIT")
 read:close()
 
 log.info(string.format("   \u{2713} leads: %d processed, %d skipped", stats.get("leads_processed"),

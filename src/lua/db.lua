@@ -87,6 +87,35 @@ function M.connect(conninfo)
   return core.connect(conninfo)
 end
 
+--- db.reader() -> a new session for streaming a big read: one consistent
+-- snapshot for all its queries (REPEATABLE READ READ ONLY), work_mem 64MB,
+-- and no parallel workers or JIT (one client consumes the stream at its own
+-- pace: workers would each build the same hash tables for nothing).  Close
+-- it with read:close() when done.
+function M.reader()
+  local conn = core.connect()
+  conn:exec("SET work_mem = '64MB'")
+  conn:exec("SET max_parallel_workers_per_gather = 0")
+  conn:exec("SET jit = off")
+  conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+  return conn
+end
+
+--- db.plan(sql, ...) -> the EXPLAIN text of sql on the main connection,
+-- with sequential scans disabled, so that "can an index serve this query"
+-- does not depend on the table's size (validation checks of FTS indexes).
+function M.plan(sql, ...)
+  local args = table.pack(...)
+  return M.transaction(function()
+    M.exec("SET LOCAL enable_seqscan = off")
+    local lines = {}
+    for _, r in ipairs(M.query("EXPLAIN " .. sql, table.unpack(args, 1, args.n))) do
+      lines[#lines + 1] = r["QUERY PLAN"]
+    end
+    return table.concat(lines, "\n")
+  end)
+end
+
 local main
 --- Opens the main connection (the engine does this once per command).
 function M.open()
