@@ -92,22 +92,7 @@ notes() {
               FROM \"MemoryNote\" WHERE ${2:-true} ORDER BY lead_id, key COLLATE \"C\", content"
 }
 
-b5_tables() {
-    q "$1" "SELECT 'L', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Lead\" t
-      UNION ALL SELECT 'A', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Audit\" t
-      UNION ALL SELECT 'N', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"MemoryNote\" t
-      UNION ALL SELECT 'V', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Conversation\" t
-      UNION ALL SELECT 'M', md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"Message\" t
-      UNION ALL SELECT 'S', (SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
-                              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'ferry')
-                                AND c.relkind = 'r')
-      UNION ALL SELECT 'H', CASE WHEN to_regclass('ferry.history') IS NULL THEN 'no history'
-                                 ELSE (xpath('/row/n/text()', query_to_xml(
-                                   'SELECT count(*) AS n FROM ferry.history', false, false, '')))[1]::text END
-      UNION ALL SELECT 'K', CASE WHEN to_regclass('ferry.checkpoint') IS NULL THEN 'no checkpoint table'
-                                 ELSE (xpath('/row/n/text()', query_to_xml(
-                                   'SELECT count(*) AS n FROM ferry.checkpoint', false, false, '')))[1]::text END"
-}
+b5_tables() { db_snapshot "$1"; }   # every table's rows (tests/lib/tap.sh)
 
 b5_scratch() {
     local d=$TAP_TMPDIR/tree

@@ -219,6 +219,19 @@ psql_val() {
     "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
+# db_snapshot URI: one line per table of the public and ferry schemas, its
+# name and an md5 of all its rows, for "nothing was written" checks (a
+# ferry schema that appears shows as new lines).
+db_snapshot() {
+    psql_val "$1" "SELECT coalesce(string_agg(n.nspname || '.' || c.relname || ' ' ||
+        (xpath('/row/m/text()', query_to_xml(format(
+           'SELECT md5(coalesce(string_agg(t::text, '','' ORDER BY t::text), '''')) AS m FROM %I.%I t',
+           n.nspname, c.relname), false, true, '')))[1]::text,
+        E'\n' ORDER BY n.nspname, c.relname), 'no tables')
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND n.nspname IN ('public', 'ferry')"
+}
+
 # run_ferry ARGS...: stdout -> $OUT, stderr -> $ERR, exit code -> $RC.
 # stdin is passed through.  Trailing newlines of OUT and ERR are dropped.
 # shellcheck disable=SC2034  # OUT, ERR and RC are for the caller
