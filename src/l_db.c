@@ -22,6 +22,7 @@
 
 #define CONN_MT "ferry.conn"
 #define RESULT_MT "ferry.result"
+#define PQMEM_MT "ferry.pqmem"
 #define ROWS_MT "ferry.rows"
 #define COPY_MT "ferry.copy"
 #define BUF_MT "ferry.copybuf"
@@ -41,6 +42,7 @@ typedef struct conn {
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
+typedef struct pqmem_box { char *p; } pqmem_box;   /* memory libpq allocated */
 
 typedef struct rows {
     conn *c;           /* kept alive through the uservalue */
@@ -149,18 +151,32 @@ static int conn_close(lua_State *L) {
 
 /* Applies the session settings every ferry connection has, with values
  * bound as parameters. */
+/* A userdata owning a PGresult, created before the result exists: a Lua
+ * error (even a memory error while a message is pushed) leaves the result
+ * to its finalizer. */
+static result_box *new_result_box(lua_State *L) {
+    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->res = NULL;
+    luaL_setmetatable(L, RESULT_MT);
+    return b;
+}
+
 static void apply_settings(lua_State *L, db_state *st, conn *c) {
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
-    PGresult *res = PQexecParams(c->pg,
+    result_box *b = new_result_box(L);
+    b->res = PQexecParams(c->pg,
         "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
         " set_config('default_transaction_read_only', $3, false)",
         3, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        push_result_error(L, res);
-        PQclear(res);
+    if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
+        push_result_error(L, b->res);
+        PQclear(b->res);
+        b->res = NULL;
         raise_pg(L, st, c, "cannot apply session settings", lua_tostring(L, -1));
     }
-    PQclear(res);
+    PQclear(b->res);
+    b->res = NULL;
+    lua_pop(L, 1);
 }
 
 /* db.connect([conninfo]) -> connection.  Without an argument it opens
@@ -279,6 +295,12 @@ static void push_row(lua_State *L, PGresult *res, int row, int names) {
 }
 
 /* ---------- one-shot queries ---------- */
+
+static int pqmem_gc(lua_State *L) {
+    pqmem_box *m = luaL_checkudata(L, 1, PQMEM_MT);
+    if (m->p) { PQfreemem(m->p); m->p = NULL; }
+    return 0;
+}
 
 static int result_gc(lua_State *L) {
     result_box *b = luaL_checkudata(L, 1, RESULT_MT);
@@ -679,14 +701,22 @@ static int copy_finish(lua_State *L) {
     }
     w->active = 0;
     w->c->busy = NULL;
-    PGresult *res;
+    result_box *b = new_result_box(L);
     int failed = 0;
     long long stored = 0;
-    while ((res = PQgetResult(w->c->pg)) != NULL) {
-        if (!failed && PQresultStatus(res) != PGRES_COMMAND_OK) { push_result_error(L, res); failed = 1; }
-        else if (!failed) stored = atoll(PQcmdTuples(res));
-        PQclear(res);
+    while ((b->res = PQgetResult(w->c->pg)) != NULL) {
+        if (!failed && PQresultStatus(b->res) != PGRES_COMMAND_OK) {
+            push_result_error(L, b->res);
+            lua_replace(L, -2);          /* the message takes the box's slot */
+            b = new_result_box(L);
+            failed = 1;
+        } else if (!failed) {
+            stored = atoll(PQcmdTuples(b->res));
+        }
+        PQclear(b->res);
+        b->res = NULL;
     }
+    lua_pop(L, 1);                       /* the (empty) box */
     if (failed) return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
     lua_pushinteger(L, (lua_Integer)stored);
     return 1;
@@ -796,10 +826,15 @@ static int conn_quote_ident(lua_State *L) {
     conn *c = check_conn(L, 1);
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
-    char *q = PQescapeIdentifier(c->pg, s, len);
-    if (!q) return luaL_error(L, "quote_ident: %s", PQerrorMessage(c->pg));
-    lua_pushstring(L, q);
-    PQfreemem(q);
+    /* the libpq string lives in a box with a finalizer while it is copied */
+    pqmem_box *m = lua_newuserdatauv(L, sizeof *m, 0);
+    m->p = NULL;
+    luaL_setmetatable(L, PQMEM_MT);
+    m->p = PQescapeIdentifier(c->pg, s, len);
+    if (!m->p) return luaL_error(L, "quote_ident: %s", PQerrorMessage(c->pg));
+    lua_pushstring(L, m->p);
+    PQfreemem(m->p);
+    m->p = NULL;
     return 1;
 }
 
@@ -887,6 +922,10 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_pushvalue(L, sti); new_class(L, BUF_MT, buf_methods, buf_gc); lua_pop(L, 1);
     luaL_newmetatable(L, RESULT_MT);
     lua_pushcfunction(L, result_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PQMEM_MT);
+    lua_pushcfunction(L, pqmem_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
