@@ -42,6 +42,42 @@ local PROCESSED = [[
   AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])
   AND a.lead_id > $2::uuid]]
 
+-- Every processed audit, in lead order, with what the rules need: whether
+-- its lead exists, the lead's earliest conversation, and whether it already
+-- has a message (then only counted).  Counting in stream order keeps the
+-- counters exact at every checkpoint, so a resumed run reports the totals
+-- of an uninterrupted one.
+-- Columns a row does not need stay NULL: an audit that is done or orphaned
+-- needs no text, a lead with a conversation needs no lead details.  They
+-- are computed below an optimisation fence (OFFSET 0) so that the sort
+-- carries only what is needed: a re-run then sorts and sends little more
+-- than ids.
+local NEEDS_TEXT = "done.aid IS NULL AND l.id IS NOT NULL"
+local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
+local STREAM = [[
+  SELECT * FROM (
+    SELECT a.id, a.lead_id, a.created_at AS ts, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
+           c.id AS conversation_id,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.action END AS action,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.created_at::text END AS created_at,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.payload::text END AS payload,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.customer_id END AS customer_id,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.channel END AS channel,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.messenger_psid END AS messenger_psid,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.phone END AS phone,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.stage END AS stage,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.created_at::text END AS lead_created_at
+      FROM "Audit" a
+      LEFT JOIN "Lead" l ON l.id = a.lead_id
+      LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
+                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
+             ON done.aid = a.id::text
+     WHERE ]] .. PROCESSED .. [[
+    OFFSET 0) s
+   ORDER BY lead_id, ts, id]]
+
 -- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read).
 local read = db.reader()
@@ -58,10 +94,14 @@ log.info(string.format("\u{1F517} Grouped into %d leads with audit history", sum
 log.info("")
 log.info("[2/4] Creating conversations for leads...")
 log.info("[3/4] Creating messages from audit logs...")
-log.info("   (one pass: conversations and their messages are written together, "
-         .. ctx.batch_size .. " audits per committed batch)")
+-- The stream is sent now: the server sorts it while the writers connect.
+local next_audit, _, _, stream <close> = read:rows(STREAM, actors, resume_key)
 
 local todo = summary.audits
+local batch_size = ctx.batch_size_for(todo)
+log.info("   (one pass: conversations and their messages are written together, "
+         .. batch_size .. " audits per committed batch)")
+
 local bar <close> = progress.new("audits", todo)
 
 -- The current batch: whole leads, written as one transaction.  Rows go
@@ -163,48 +203,12 @@ local function map_audit(a)
   end
 end
 
--- Every processed audit, in lead order, with what the rules need: whether
--- its lead exists, the lead's earliest conversation, and whether it already
--- has a message (then only counted).  Counting in stream order keeps the
--- counters exact at every checkpoint, so a resumed run reports the totals
--- of an uninterrupted one.
--- Columns a row does not need stay NULL: an audit that is done or orphaned
--- needs no text, a lead with a conversation needs no lead details.  They
--- are computed below an optimisation fence (OFFSET 0) so that the sort
--- carries only what is needed: a re-run then sorts and sends little more
--- than ids.
-local NEEDS_TEXT = "done.aid IS NULL AND l.id IS NOT NULL"
-local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
-local STREAM = [[
-  SELECT * FROM (
-    SELECT a.id, a.lead_id, a.created_at AS ts, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
-           c.id AS conversation_id,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.action END AS action,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.created_at::text END AS created_at,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.payload::text END AS payload,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.customer_id END AS customer_id,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.channel END AS channel,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.messenger_psid END AS messenger_psid,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.phone END AS phone,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.stage END AS stage,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.created_at::text END AS lead_created_at
-      FROM "Audit" a
-      LEFT JOIN "Lead" l ON l.id = a.lead_id
-      LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
-                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
-      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
-             ON done.aid = a.id::text
-     WHERE ]] .. PROCESSED .. [[
-    OFFSET 0) s
-   ORDER BY lead_id, ts, id]]
-
 local pending = 0        -- audits mapped into the current batch
 local seen = 0
-for a in read:rows(STREAM, actors, resume_key) do
+for a in next_audit do
   if a.lead_id ~= lead_id then
     finish_lead()
-    if pending >= ctx.batch_size then flush(lead_id); pending = 0 end
+    if pending >= batch_size then flush(lead_id); pending = 0 end
     start_lead(a)
   end
   if not conv_id then

@@ -8,7 +8,7 @@
 --                    aggregated column: no per-lead round trip
 --   Lua              flattens state_metadata::text through the rules and
 --                    compares with the existing notes
---   writers          per batch of ctx.batch_size leads, in one transaction:
+--   writers          per batch of leads (ctx.batch_size_for), in one transaction:
 --                    COPY of the new notes, one UPDATE ... FROM unnest() of
 --                    the changed ones, the checkpoint.  --jobs N sessions
 --                    take batches in turn, so the server stores (and
@@ -64,7 +64,8 @@ log.info(string.format("\u{1F4DD} %d notes exist already (%d from this backfill,
 
 log.info("")
 log.info("[2/3] Creating memory notes...")
-log.info("   (" .. ctx.batch_size .. " leads per committed batch)")
+local batch_size = ctx.batch_size_for(summary.leads)
+log.info("   (" .. batch_size .. " leads per committed batch)")
 
 local bar <close> = progress.new("leads", summary.leads)
 
@@ -192,7 +193,7 @@ for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
   end
   last_id = r.id
   batch_leads, seen = batch_leads + 1, seen + 1
-  if batch_leads >= ctx.batch_size then flush(last_id); batch_leads = 0 end
+  if batch_leads >= batch_size then flush(last_id); batch_leads = 0 end
   if seen % 256 == 0 then pipe:pump() end
   bar:add(1)
 end

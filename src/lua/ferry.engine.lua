@@ -31,7 +31,8 @@ options:
   --db URL               libpq URI or key=value string (default: $DATABASE_URL, then PG* variables)
   --dir PATH             folder holding migrations/ and rules/ (default: .)
   --dry-run              read-only session; report what a real run would do
-  --batch-size N         rows per committed batch in data migrations (default 5000)
+  --batch-size N         rows per committed batch in data migrations (default 5000,
+                         lowered for small runs: about four batches per writer)
   --jobs N               writer sessions for data migrations that use them (default 2)
   --max-errors N         stop after more than N per-row errors (default 100)
   --lock-timeout T       PostgreSQL lock_timeout for every session (default 5s)
@@ -427,15 +428,31 @@ end
 
 local opts = {}       -- the parsed command line
 
+-- The smallest batch ctx.batch_size_for() picks by itself: below it the
+-- few round trips every batch costs outweigh the earlier start.
+local MIN_AUTO_BATCH = 1000
+
 local function make_ctx(m, dry_run, operation)
   local flags = log.flags()
-  return {
+  local ctx = {
     migration = m.id, version = m.version, name = m.name,
     dir = m.path, root = root_dir,
     dry_run = dry_run, verbose = flags.verbose, quiet = flags.quiet, json = flags.json,
     run_id = uuid.v4(), started_at = sys.iso_now(), operation = operation,
     batch_size = opts.batch_size, jobs = opts.jobs, max_errors = opts.max_errors,
   }
+  --- ctx.batch_size_for(total) -> the batch size for a run of `total`
+  -- rows: --batch-size when it was given.  Otherwise the default, lowered
+  -- for small runs so that each writer gets about four batches (never
+  -- fewer than 1000 rows): the server starts writing after the first
+  -- small batch instead of idling while Lua maps a big one, and the
+  -- writers finish together.  Large runs keep the default.
+  function ctx.batch_size_for(total)
+    if opts.batch_size_given then return ctx.batch_size end
+    local shaped = math.ceil((tonumber(total) or 0) / (4 * math.max(1, ctx.jobs or 1)))
+    return math.max(1, math.min(ctx.batch_size, math.max(MIN_AUTO_BATCH, shaped)))
+  end
+  return ctx
 end
 
 -- Runs a Lua script of migration m with ctx; returns the rule files loaded.
@@ -1083,6 +1100,7 @@ local function main(cli)
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
+  opts.batch_size_given = flags["batch-size"] ~= nil
   opts.jobs = number_flag(flags, "jobs", 2, 1)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   root_dir = flags.dir or "."

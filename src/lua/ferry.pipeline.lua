@@ -54,8 +54,8 @@ function P:send(batch)
   local wr = self.writers[self.turn]
   self:commit(wr)                                  -- the oldest batch in flight
   local conn = wr.conn
-  conn:exec("BEGIN")
-  conn:exec("SET LOCAL synchronous_commit = off")  -- a lost commit is redone from the checkpoint
+  -- one round trip; a lost commit is redone from the checkpoint
+  conn:exec_script("BEGIN; SET LOCAL synchronous_commit = off")
   local copies, last = batch.copies or {}, nil
   for i, c in ipairs(copies) do
     if i < #copies then
@@ -89,7 +89,10 @@ function P:abort()
   for _, wr in ipairs(self.writers) do
     if wr.pending and wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
     wr.pending = nil
-    pcall(wr.conn.exec, wr.conn, "ROLLBACK")
+    -- only where a transaction is open: a ROLLBACK outside one makes the
+    -- server warn on stderr, after the one error line the user should see
+    local ok, open = pcall(wr.conn.in_transaction, wr.conn)
+    if ok and open then pcall(wr.conn.exec, wr.conn, "ROLLBACK") end
   end
 end
 

@@ -230,4 +230,21 @@ is "$RC" 0 "once fixed, up runs"
 is "$(history "$db2")" "20250101_first|up|applied
 20250102_second|up|applied" "...and records both"
 
+# --- a failure inside a pipeline that has sent nothing: the one error line,
+#     not the server's "there is no transaction in progress" warnings from
+#     rolling back writers that had no transaction
+P=$TAP_TMPDIR/pipefail
+db3=$(fresh_db ferry_cli_output_pipe)
+put "$P/migrations/20250101_pipe/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS pt (x int)")
+local buf = db.buffer()
+local pipe <close> = db.pipeline{jobs = 2, checkpoint = ctx.checkpoint}
+buf:put(1)
+pipe:send{copies = {{sql = "COPY pt (x) FROM STDIN", buffer = buf}}, position = 1}
+error("mapping failed")
+'
+run_ferry --db "$db3" --dir "$P" run 20250101_pipe
+is "$RC|$ERR" "1|ferry: migrations/20250101_pipe/up.lua:6: mapping failed" \
+   "an error with a batch in flight on one writer of two: exactly one error line on stderr"
+is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and the batch in flight was rolled back"
+
 done_testing

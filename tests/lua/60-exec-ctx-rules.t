@@ -58,6 +58,8 @@ for _, k in ipairs{"migration", "version", "operation", "dry_run", "verbose", "q
 end
 io.write("run_id=", ctx.run_id, "\nstarted_at=", ctx.started_at, "\n")
 io.write("cp=", tostring(ctx.checkpoint.get()), "\n")
+io.write("for=", ctx.batch_size_for(1000000), ",", ctx.batch_size_for(40000), ",", ctx.batch_size_for(12000), ",",
+         ctx.batch_size_for(300), ",", ctx.batch_size_for(0), "\n")
 EOF
 run_ferry exec "$d/ctx.lua"
 is "$RC" 0 "ctx script runs"
@@ -71,7 +73,8 @@ json=false
 batch_size=5000
 jobs=2
 max_errors=100
-cp=nil" "exec: ctx fields (defaults)"
+cp=nil
+for=5000,5000,1500,1000,1000" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000"
 like "$(sed -n 's/^run_id=//p' <<<"$OUT")" "$uuid_re" "ctx.run_id is a v4 UUID"
 like "$(sed -n 's/^started_at=//p' <<<"$OUT")" "$iso_re" "ctx.started_at is ISO-8601 UTC with milliseconds"
 first_id=$(sed -n 's/^run_id=//p' <<<"$OUT")
@@ -80,6 +83,9 @@ isnt "$(sed -n 's/^run_id=//p' <<<"$OUT")" "$first_id" "every run has its own ru
 run_ferry -v --batch-size 10 --jobs 3 --max-errors 7 exec --dry-run "$d/ctx.lua"
 like "$OUT" $'dry_run=true\nverbose=true' "exec --dry-run -v: ctx.dry_run and ctx.verbose"
 like "$OUT" $'batch_size=10\njobs=3\nmax_errors=7' "ctx.batch_size, ctx.jobs, ctx.max_errors from the flags"
+like "$OUT" $'\nfor=10,10,10,10,10' "ctx.batch_size_for: a --batch-size given is used as it is, whatever the total"
+run_ferry --jobs 1 exec "$d/ctx.lua"
+like "$OUT" $'\nfor=5000,5000,3000,1000,1000' "ctx.batch_size_for: four batches per writer, here one writer"
 
 # ------------------------------------------------------------------ dry run: read-only sessions
 db=$(fresh_db ferry_lua_exec)
