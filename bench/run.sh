@@ -34,14 +34,25 @@ PY
 q() { "$PSQL" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
 
-# Times a command; sets SECS and RSS_KB (peak resident set of the process).
+# Busy CPU seconds of the whole machine so far (every process: ferry or
+# psql, the PostgreSQL backends, the WAL writer...), from /proc/stat.
+busy_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit}' /proc/stat
+}
+
+# Times a command; sets SECS, RSS_KB (peak resident set of the process) and
+# CPU_S (busy CPU seconds of the machine meanwhile: the work the run needed
+# from both cores, so CPU_S / cores is the least time it could take).
 timed() {
-  local t0 t1 tf
+  local t0 t1 tf c0 c1
   tf=$(mktemp)
+  c0=$(busy_cpu)
   t0=$(now)
   /usr/bin/time -f '%M' -o "$tf" "$@" >/dev/null
   t1=$(now)
+  c1=$(busy_cpu)
   SECS=$(echo "$t1 - $t0" | bc -l)
+  CPU_S=$(echo "$c1 - $c0" | bc -l)
   RSS_KB=$(tail -1 "$tf")
   rm -f "$tf"
 }
@@ -54,18 +65,19 @@ digest() {
     FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill'"
 }
 
-printf '%-9s %-14s %9s %10s %9s %9s\n' size mode seconds audits/s vs_sql rss_MB
+printf '%-9s %-14s %9s %10s %9s %9s %7s\n' size mode seconds audits/s vs_sql rss_MB cpu_s
 echo '{"machine": "'"$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"'", "results": [' > "$out"
 first=1
-emit() { # size mode secs rss_kb ratio
+declare -A SEEN SEEN_RSS SEEN_CPU     # mode@size -> seconds, peak RSS (kB), busy CPU seconds
+emit() { # size mode secs rss_kb ratio cpu_s
   local rate mb
   rate=$(echo "$1 / $3" | bc -l)
   mb=$( [ -n "$4" ] && echo "$4 / 1024" | bc -l || echo 0)
-  printf '%-9s %-14s %9.2f %10.0f %9s %9s\n' "$1" "$2" "$3" "$rate" "$5" "$( [ -n "$4" ] && printf '%.1f' "$mb" || echo -)"
+  printf '%-9s %-14s %9.2f %10.0f %9s %9s %7.2f\n' "$1" "$2" "$3" "$rate" "$5" "$( [ -n "$4" ] && printf '%.1f' "$mb" || echo -)" "$6"
   [ $first = 1 ] || echo ',' >> "$out"
   first=0
-  printf '{"size": %s, "mode": "%s", "seconds": %.3f, "audits_per_s": %.0f, "ratio_to_sql": "%s", "peak_rss_kb": %s}' \
-    "$1" "$2" "$3" "$rate" "$5" "${4:-null}" >> "$out"
+  printf '{"size": %s, "mode": "%s", "seconds": %.3f, "audits_per_s": %.0f, "ratio_to_sql": "%s", "peak_rss_kb": %s, "busy_cpu_s": %.2f}' \
+    "$1" "$2" "$3" "$rate" "$5" "${4:-null}" "$6" >> "$out"
 }
 
 for size in $SIZES; do
@@ -93,7 +105,8 @@ for size in $SIZES; do
       naive) timed "$FERRY" --db "$url" --quiet exec bench/naive.lua ;;
     esac
     ratio=$( [ -n "$sql_secs" ] && printf '%.2f' "$(echo "$SECS / $sql_secs" | bc -l)" || echo -)
-    emit "$size" "$mode" "$SECS" "$RSS_KB" "$ratio"
+    emit "$size" "$mode" "$SECS" "$RSS_KB" "$ratio" "$CPU_S"
+    SEEN[$mode@$size]=$SECS; SEEN_RSS[$mode@$size]=${RSS_KB:-}; SEEN_CPU[$mode@$size]=$CPU_S
     if [ "$mode" = ferry ]; then
       d=$(digest "$url")
       if [ -n "$sql_digest" ] && [ "$d" != "$sql_digest" ]; then
@@ -104,7 +117,8 @@ for size in $SIZES; do
       first_secs=$SECS
       if [[ " $MODES " == *" ferry-rerun "* ]]; then
         timed "$FERRY" --db "$url" --quiet run $M4 $ARGS
-        emit "$size" ferry-rerun "$SECS" "$RSS_KB" "$(printf '%.2f' "$(echo "$SECS / $sql_secs" | bc -l)")"
+        emit "$size" ferry-rerun "$SECS" "$RSS_KB" "$(printf '%.2f' "$(echo "$SECS / $sql_secs" | bc -l)")" "$CPU_S"
+        SEEN[ferry-rerun@$size]=$SECS
         echo "          re-run / first run: $(printf '%.2f' "$(echo "$SECS / $first_secs" | bc -l)")"
       fi
     fi
@@ -124,4 +138,35 @@ for size in $SIZES; do
   q -c "DROP DATABASE IF EXISTS $tpl"
 done
 echo ']}' >> "$out"
+
+# The issue's targets, from what this run measured (a target whose modes or
+# sizes were not run is left out).
+largest=$(printf '%s\n' $SIZES | sort -n | tail -1)
+second=$(printf '%s\n' $SIZES | sort -n | tail -2 | head -1)
+target() { # label measured limit op(<=|>=)
+  local met
+  met=$(echo "$2 $4 $3" | bc -l)
+  printf '  %-40s %8.2f  (target %s %s)  %s\n' "$1" "$2" "$4" "$3" "$( [ "$met" = 1 ] && echo met || echo 'NOT MET')"
+}
+v() { echo "${SEEN[$1]:-}"; }
+echo
+echo "targets (issue 6):"
+L=$largest
+[ "$L" -ge 1000000 ] || L=none     # the targets are set at 1,000,000 audits
+[ -n "$(v sql@$L)" ] && [ -n "$(v ferry@$L)" ] && target "ferry / sql at $L" "$(echo "$(v ferry@$L) / $(v sql@$L)" | bc -l)" 0.8 "<="
+[ -n "$(v ferry-rerun@$L)" ] && target "re-run / first run at $L" "$(echo "$(v ferry-rerun@$L) / $(v ferry@$L)" | bc -l)" 0.3 "<="
+[ -n "$(v ferry-dry-run@$L)" ] && [ -n "$(v ferry@$L)" ] && target "dry-run / first run at $L" "$(echo "$(v ferry-dry-run@$L) / $(v ferry@$L)" | bc -l)" 0.5 "<="
+if [ -n "${SEEN_RSS[ferry@$L]:-}" ]; then
+  target "peak RSS at $L (MB)" "$(echo "${SEEN_RSS[ferry@$L]} / 1024" | bc -l)" 64 "<="
+  [ "$second" != "$L" ] && [ -n "${SEEN_RSS[ferry@$second]:-}" ] &&
+    target "peak RSS growth $second -> $L (%)" "$(echo "(${SEEN_RSS[ferry@$L]} / ${SEEN_RSS[ferry@$second]} - 1) * 100" | bc -l)" 10 "<="
+fi
+S=$smallest
+if [ -n "$(v naive@$S)" ] && [ -n "$(v ferry@$S)" ]; then
+  target "naive / ferry at $S" "$(echo "$(v naive@$S) / $(v ferry@$S)" | bc -l)" 100 ">="
+  # The least time the ferry run could take with both cores busy throughout.
+  printf '  (ferry at %s needed %.2f s of busy CPU: at least %.2f s on %s cores, naive / that = %.0f)\n' \
+    "$S" "${SEEN_CPU[ferry@$S]}" "$(echo "${SEEN_CPU[ferry@$S]} / $(nproc)" | bc -l)" "$(nproc)" \
+    "$(echo "$(v naive@$S) / (${SEEN_CPU[ferry@$S]} / $(nproc))" | bc -l)"
+fi
 echo "results: $out"
