@@ -11,8 +11,22 @@
 --      written messages: that one is kept, and reported;
 --   3. its run-record audits (action backfill_conversations_messages);
 -- then verifies that they are gone, inside the same transaction.  Live
--- messages, live conversations and every other audit stay.
+-- messages, live conversations and every other audit stay.  A live
+-- conversation whose last_message_at is still the one the backfill raised
+-- it to (the time of its newest backfilled message) gets the time of its
+-- newest remaining message back; one the live system has moved on since
+-- keeps its value.
 BEGIN;
+
+-- Live conversations holding backfilled messages, with the newest of them.
+CREATE TEMP TABLE batch4_raised ON COMMIT DROP AS
+SELECT c.id, max(m.created_at) AS backfilled_max
+  FROM "Conversation" c
+  JOIN "Message" m ON m.conversation_id = c.id
+ WHERE c.metadata->>'createdBy' IS DISTINCT FROM '20251110_backfill_conversations_messages'
+   AND m.metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+   AND m.metadata->>'source' = 'audit_backfill'
+ GROUP BY c.id;
 
 CREATE TEMP TABLE batch4_kept ON COMMIT DROP AS
 SELECT c.id, c.lead_id, count(*) AS live_messages
@@ -37,6 +51,14 @@ UPDATE "Conversation" c
    SET last_message_at = (SELECT max(m.created_at) FROM "Message" m WHERE m.conversation_id = c.id),
        updated_at = now()
  WHERE c.id IN (SELECT id FROM batch4_kept);
+
+-- A live conversation's last_message_at that is the backfill's doing
+-- follows its remaining messages again.
+UPDATE "Conversation" c
+   SET last_message_at = (SELECT max(m.created_at) FROM "Message" m WHERE m.conversation_id = c.id),
+       updated_at = now()
+  FROM batch4_raised r
+ WHERE c.id = r.id AND c.last_message_at = r.backfilled_max;
 
 DELETE FROM "Audit"
  WHERE action = 'backfill_conversations_messages'

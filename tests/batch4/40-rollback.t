@@ -49,6 +49,8 @@ backfilled() {
 URI=$(b4_db b4_40_ferry "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
 b4_run -q
 is "$RC" 0 "Batch 4 runs"
+lma() { q "$URI" "SELECT last_message_at FROM \"Conversation\" WHERE id = '$LIVE'"; }
+is "$(lma)" "2025-10-22 14:00:00+00" "the backfill raised the live conversation's last_message_at to its newest message"
 b4_run -q
 live_writes "$URI"
 is "$(backfilled "$URI")" "21 4 2" "before: 21 backfilled messages, 4 conversations, 2 run records"
@@ -68,6 +70,8 @@ is "$(q "$URI" "SELECT id || ' ' || last_message_at || ' ' || (SELECT string_agg
    "the kept conversation holds only the live message; last_message_at follows it"
 is "$(q "$URI" "SELECT string_agg(content, ',' ORDER BY created_at) FROM \"Message\" WHERE conversation_id = '$LIVE'")" \
    "Your door ships on Monday.,live message in the live conversation" "the live conversation keeps its live messages only"
+is "$(lma)" "2025-11-21 10:00:00+00" \
+   "the live conversation's last_message_at, raised by the backfill, now follows its remaining messages"
 is "$(q "$URI" "SELECT count(*) FROM \"Audit\"")" 39 "the 38 demo audits and the live one remain"
 is "$(q "$URI" "SELECT operation || ' ' || status FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1")" \
    "rollback rolled back" "ferry.history records the rollback"
@@ -114,5 +118,19 @@ is "$(q "$URI" "SELECT to_regnamespace('ferry') IS NULL")" t "rollback.sql did n
 out=$("$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" -f "$B4_PATH/rollback.sql" 2>&1)
 is "$?" 0 "a second psql rollback is harmless"
 is "$(live_rows "$URI")|$(backfilled "$URI")" "$live|0 1 0" "... and changes nothing"
+
+# ------------------------------------------------------------ last_message_at of a live conversation
+URI=$(b4_db b4_40_lma "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+before=$(q "$URI" "SELECT last_message_at || ' ' || updated_at FROM \"Conversation\" WHERE id = '$LIVE'")
+b4_run -q
+is "$(lma)" "2025-10-22 14:00:00+00" "Batch 4 raises the live conversation's last_message_at"
+b4 rollback "$B4"
+is "$RC" 0 "ferry rollback exits 0"
+is "$(lma)" "2025-10-20 10:05:00+00" "with no live write since, the rollback gives it back its own value (its newest live message)"
+# The live system moved it on after the backfill: its value stays.
+b4_run -q
+q "$URI" "UPDATE \"Conversation\" SET last_message_at = '2025-10-25 08:00:00+00' WHERE id = '$LIVE'" >/dev/null
+b4 rollback "$B4"
+is "$(lma)" "2025-10-25 08:00:00+00" "a last_message_at the live system set after the backfill is left as it is"
 
 done_testing
