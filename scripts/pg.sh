@@ -69,17 +69,8 @@ server_can_use() { # DIR: can the server user create files in DIR?
 # unix socket paths are limited to 107 bytes: SOCKDIR/.s.PGSQL.NNNNN
 sock_path_ok() { [ $(( ${#1} + 17 )) -le 100 ]; }
 
-urlencode() {
-    local LC_ALL=C s=$1 out='' c i
-    for (( i = 0; i < ${#s}; i++ )); do
-        c=${s:i:1}
-        case $c in
-            [A-Za-z0-9/._~-]) out+=$c ;;
-            *) printf -v c '%%%02X' "'$c"; out+=$c ;;
-        esac
-    done
-    printf '%s' "$out"
-}
+# urlencode STRING
+. "$(dirname "${BASH_SOURCE[0]}")/urlencode.sh"
 
 print_export() { # NAME VALUE -> export NAME='VALUE' (shell-quoted)
     local q=\'\\\'\'

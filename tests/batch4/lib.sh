@@ -33,13 +33,8 @@ q() {
 }
 
 b4_db() {
-    local name=$1 uri f
-    shift
-    uri=$(fresh_db "$name") || return 1
-    "$FERRY" --dir "$REPO_ROOT" --db "$uri" -q up --to 20251108 >/dev/null || {
-        diag "b4_db: ferry up --to 20251108 failed on $name"
-        return 1
-    }
+    local uri
+    uri=$(crm_db "$@") || return 1
     # b4test.compact(jsonb): the compact JSON of a value computed by
     # PostgreSQL alone (the oracle of rule 4.4): its text form with the
     # space after each "," and ":" between tokens removed; strings are
@@ -49,12 +44,6 @@ CREATE SCHEMA b4test;
 CREATE FUNCTION b4test.compact(j jsonb) RETURNS text LANGUAGE sql IMMUTABLE
   AS $$ SELECT regexp_replace(j::text, '("(?:[^"\\]|\\.)*")|([,:]) ', '\1\2', 'g') $$;
 SQL
-    for f in "$@"; do
-        "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$uri" -f "$f" >/dev/null || {
-            diag "b4_db: loading $f into $name failed"
-            return 1
-        }
-    done
     printf '%s\n' "$uri"
 }
 

@@ -35,22 +35,7 @@ q() {
     "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
-b5_db() {
-    local name=$1 uri f
-    shift
-    uri=$(fresh_db "$name") || return 1
-    "$FERRY" --dir "$REPO_ROOT" --db "$uri" -q up --to 20251108 >/dev/null || {
-        diag "b5_db: ferry up --to 20251108 failed on $name"
-        return 1
-    }
-    for f in "$@"; do
-        "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$uri" -f "$f" >/dev/null || {
-            diag "b5_db: loading $f into $name failed"
-            return 1
-        }
-    done
-    printf '%s\n' "$uri"
-}
+b5_db() { crm_db "$@"; }
 
 b5() {
     run_ferry --dir "$B5_DIR" --db "$URI" "$@"

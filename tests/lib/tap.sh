@@ -17,6 +17,7 @@
 # ferry helpers (need the environment of `scripts/pg.sh env`, which
 # scripts/with-pg.sh exports):
 #   fresh_db NAME        (re)create database NAME, print its libpq URI
+#   crm_db NAME [FILE..] fresh_db with the CRM schema (Batches 1-3) and FILEs
 #   psql_val DBURI SQL   print the single value SQL returns
 #   run_ferry ARGS...    run "$FERRY" ARGS; stdout -> $OUT, stderr -> $ERR,
 #                        exit code -> $RC (never aborts the script)
@@ -175,17 +176,8 @@ trap _tap_at_exit EXIT
 
 # ---------------------------------------------------------------- ferry helpers
 
-_tap_urlencode() {
-    local LC_ALL=C s=$1 out='' c i
-    for (( i = 0; i < ${#s}; i++ )); do
-        c=${s:i:1}
-        case $c in
-            [A-Za-z0-9/._~-]) out+=$c ;;
-            *) printf -v c '%%%02X' "'$c"; out+=$c ;;
-        esac
-    done
-    printf '%s' "$out"
-}
+# urlencode STRING (shared with scripts/pg.sh)
+. "$REPO_ROOT/scripts/urlencode.sh"
 
 require_pg() {
     if [ -z "${DATABASE_URL:-}" ] || [ -z "${PGHOST:-}" ] || [ -z "${PGPORT:-}" ]; then
@@ -196,8 +188,8 @@ require_pg() {
 # db_uri NAME: the libpq URI of database NAME on the private cluster
 db_uri() {
     printf 'postgresql:///%s?host=%s&port=%s&user=%s\n' \
-        "$(_tap_urlencode "$1")" "$(_tap_urlencode "${PGHOST:?PGHOST not set}")" \
-        "${PGPORT:?PGPORT not set}" "$(_tap_urlencode "${PGUSER:-postgres}")"
+        "$(urlencode "$1")" "$(urlencode "${PGHOST:?PGHOST not set}")" \
+        "${PGPORT:?PGPORT not set}" "$(urlencode "${PGUSER:-postgres}")"
 }
 
 # fresh_db NAME: drop (if it exists) and create database NAME; print its URI
@@ -212,6 +204,25 @@ fresh_db() {
         return 1
     }
     db_uri "$name"
+}
+
+# crm_db NAME [SQL_FILE...]: a fresh database NAME with the CRM schema
+# (ferry up --to 20251108: Batches 1-3) and the files loaded; prints its URI
+crm_db() {
+    local name=$1 uri f
+    shift
+    uri=$(fresh_db "$name") || return 1
+    "$FERRY" --dir "$REPO_ROOT" --db "$uri" -q up --to 20251108 >/dev/null || {
+        diag "crm_db: ferry up --to 20251108 failed on $name"
+        return 1
+    }
+    for f in "$@"; do
+        "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$uri" -f "$f" >/dev/null || {
+            diag "crm_db: loading $f into $name failed"
+            return 1
+        }
+    done
+    printf '%s\n' "$uri"
 }
 
 # psql_val DBURI SQL: print the single value SQL returns
