@@ -100,7 +100,7 @@ local next_audit, _, _, stream <close> = read:rows(STREAM, actors, resume_key)
 local todo = summary.audits
 local batch_size = ctx.batch_size_for(todo)
 log.info("   (one pass: conversations and their messages are written together, "
-         .. batch_size .. " audits per committed batch)")
+         .. "up to " .. batch_size .. " audits per committed batch)")
 
 local bar <close> = progress.new("audits", todo)
 

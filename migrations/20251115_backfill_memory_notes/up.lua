@@ -65,7 +65,7 @@ log.info(string.format("\u{1F4DD} %d notes exist already (%d from this backfill,
 log.info("")
 log.info("[2/3] Creating memory notes...")
 local batch_size = ctx.batch_size_for(summary.leads)
-log.info("   (" .. batch_size .. " leads per committed batch)")
+log.info("   (up to " .. batch_size .. " leads per committed batch)")
 
 local bar <close> = progress.new("leads", summary.leads)
 
