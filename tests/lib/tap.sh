@@ -18,6 +18,7 @@
 # scripts/with-pg.sh exports):
 #   fresh_db NAME        (re)create database NAME, print its libpq URI
 #   crm_db NAME [FILE..] fresh_db with the CRM schema (Batches 1-3) and FILEs
+#   plan_with_contract N plan N, $CONTRACT = the contract schema, or skip all
 #   psql_val DBURI SQL   print the single value SQL returns
 #   run_ferry ARGS...    run "$FERRY" ARGS; stdout -> $OUT, stderr -> $ERR,
 #                        exit code -> $RC (never aborts the script)
@@ -204,6 +205,19 @@ fresh_db() {
         return 1
     }
     db_uri "$name"
+}
+
+# plan_with_contract N: plans N assertions about the contract schema users
+# have, ../shared/contract/schema.sql (in $CONTRACT); when it is not beside
+# the repo (only CI and the developers' machines have it), skips all N and
+# ends the test.
+plan_with_contract() {
+    plan "$1"
+    CONTRACT=$REPO_ROOT/../shared/contract/schema.sql
+    if [ ! -r "$CONTRACT" ]; then
+        skip "no contract" "$1"
+        exit 0
+    fi
 }
 
 # crm_db NAME [SQL_FILE...]: a fresh database NAME with the CRM schema

@@ -7,12 +7,7 @@
 require_pg
 
 N=7
-plan $N
-CONTRACT=$REPO_ROOT/../shared/contract/schema.sql
-if [ ! -r "$CONTRACT" ]; then
-    skip "no contract" $N
-    exit 0
-fi
+plan_with_contract $N
 EQ=$REPO_ROOT/tests/sql/schema_equivalence.sh
 
 A=$(fresh_db b4_eq_contract) || bail_out "cannot create database"
