@@ -80,7 +80,7 @@ local STREAM = [[
 
 -- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read).
-local read = db.reader()
+local read <close> = db.reader()
 
 log.info("")
 log.info("[1/4] Fetching audit records...")

@@ -47,7 +47,7 @@ local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS
 
 -- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read).
-local read = db.reader()
+local read <close> = db.reader()
 
 log.info("")
 log.info("[1/3] Fetching leads...")

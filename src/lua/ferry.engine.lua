@@ -314,16 +314,19 @@ local function parse_pg_array(s)
   return out
 end
 
-local lock_held = false
+-- The session holding the lock (a session lock goes with its session: once
+-- that connection is gone there is nothing to release).
+local lock_conn = nil
 local function take_lock()
-  if lock_held then return end
+  if lock_conn and lock_conn == db.main() then return end
   local r = db.one("SELECT pg_try_advisory_lock($1::bigint) AS ok", LOCK_KEY)
-  if r.ok then lock_held = true; return end
+  if r.ok then lock_conn = db.main(); return end
   local h = db.one([[
     SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket') AS client,
            to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
      LIMIT 1]], LOCK_CLASSID, LOCK_OBJID)
   local who = "another session"
   if h then
@@ -339,9 +342,12 @@ local function take_lock()
 end
 
 local function release_lock()
-  if lock_held then
-    pcall(db.exec, "SELECT pg_advisory_unlock($1::bigint)", LOCK_KEY)
-    lock_held = false
+  local conn = lock_conn
+  lock_conn = nil
+  -- only on the session that took it: after a lost connection db.main()
+  -- is a new session (or none), where an unlock would only draw a warning
+  if conn and conn == db.main() then
+    pcall(conn.exec, conn, "SELECT pg_advisory_unlock($1::bigint)", LOCK_KEY)
   end
 end
 
@@ -512,6 +518,35 @@ local function record_lost(hid, err)
   end)
 end
 
+-- A script that leaves the main session inside a transaction (a BEGIN
+-- without COMMIT) would take the history row into it, to be lost with it
+-- at exit: roll it back, and a run that looked good fails.
+local LEFT_OPEN = "the script left a transaction open on the main session; it was rolled back "
+                  .. "(end it with COMMIT, or use db.transaction)"
+local function close_open_transaction(ok, err)
+  local main = db.main()
+  if not main then return ok, err end
+  local known, open = pcall(main.in_transaction, main)
+  if known and open then
+    pcall(main.exec, main, "ROLLBACK")
+    if ok then return false, LEFT_OPEN end
+  end
+  return ok, err
+end
+
+-- Ends a run's history row: finish() (the history update and whatever
+-- goes with it) in one transaction on the main session, or, when that
+-- session is lost or unusable (a script left it busy), the failure on a
+-- new one.  Returns an error message when the run could not be recorded.
+local function close_history(hid, lost, errtext, finish)
+  if lost then record_lost(hid, errtext) return nil end
+  local done, ferr = pcall(db.transaction, finish)
+  if done then return nil end
+  local msg = "cannot record the run: " .. error_text(ferr):match("^[^\n]*")
+  record_lost(hid, errtext or msg)
+  return msg
+end
+
 local function progress_line()
   local parts = {}
   for _, c in ipairs(stats.counters()) do
@@ -563,20 +598,20 @@ local function apply(m, operation, dry_run)
     end
     usage_error("%s has neither up.lua nor up.sql", m.rel)
   end)
+  ok, err = close_open_transaction(ok, err)
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
   local lost = errtext and errtext:find("connection lost", 1, true)
   local row_errors = stats.get("errors")
   local good = ok and row_errors == 0
   if not dry_run then
-    if lost then
-      record_lost(hid, errtext)
-    else
-      local status = good and "applied" or "failed"
-      history_finish(hid, status, ok and checksum(root_dir, m, rules) or nil, rules,
+    -- applied and no resume point left, or neither: one transaction
+    local failure = close_history(hid, lost, errtext, function()
+      history_finish(hid, good and "applied" or "failed", ok and checksum(root_dir, m, rules) or nil, rules,
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
-    end
+    end)
+    if failure and ok then ok, err, errtext, good = false, failure, failure, false end
   end
   local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
     migration = m.id, mode = dry_run and "dry-run" or "apply", ok = good,
@@ -709,6 +744,7 @@ function commands.rollback(args)
     log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
   end
   stats.reset()
+  stats.max_errors(opts.max_errors)
   local t0 = sys.clock()
   local ctx = make_ctx(m, false, "rollback")
   local hid = history_start(m, "rollback", ctx.run_id, checksum(root_dir, m, {}))
@@ -717,12 +753,13 @@ function commands.rollback(args)
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
     else run_sql_file(m, "rollback.sql", false) end
   end)
+  ok, err = close_open_transaction(ok, err)
   local errtext = not ok and error_text(err) or nil
-  if errtext and errtext:find("connection lost", 1, true) then record_lost(hid, errtext)
-  else history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext) end
-  if ok then
-    pcall(function() db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end)
-  end
+  local failure = close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
+    history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext)
+    if ok then db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end
+  end)
+  if failure and ok then ok, err, errtext = false, failure, failure end
   local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
     migration = m.id, mode = "rollback", ok = ok, stats = stats_object(), errors = errors_array(),
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5), error = errtext and errtext:match("^[^\n]*"),

@@ -54,9 +54,14 @@ function P:send(batch)
   local wr = self.writers[self.turn]
   self:commit(wr)                                  -- the oldest batch in flight
   local conn = wr.conn
+  -- recorded before anything can fail, so that abort() finds what to undo
+  -- (a COPY still open, which ROLLBACK alone cannot end)
+  local pending = {after = batch.after, position = batch.position,
+                   snapshot = self.checkpoint and self.checkpoint.snapshot()}
+  wr.pending = pending
   -- one round trip; a lost commit is redone from the checkpoint
   conn:exec_script("BEGIN; SET LOCAL synchronous_commit = off")
-  local copies, last = batch.copies or {}, nil
+  local copies = batch.copies or {}
   for i, c in ipairs(copies) do
     if i < #copies then
       if c.buffer:count() > 0 then
@@ -65,13 +70,11 @@ function P:send(batch)
         w:finish()
       end
     else
-      last = conn:copy(c.sql)
-      last:put_buffer(c.buffer)
-      last:end_data()
+      pending.copy = conn:copy(c.sql)
+      pending.copy:put_buffer(c.buffer)
+      pending.copy:end_data()
     end
   end
-  wr.pending = {copy = last, after = batch.after, position = batch.position,
-                snapshot = self.checkpoint and self.checkpoint.snapshot()}
 end
 
 function P:pump()
@@ -109,7 +112,12 @@ P.__close = function(self, err)
   for _, wr in ipairs(self.writers) do
     if wr.own then pcall(wr.conn.close, wr.conn) end
   end
-  if err == nil and ferr ~= nil then error(ferr, 0) end
+  if ferr ~= nil then
+    if err == nil then error(ferr, 0) end
+    -- the --max-errors stop goes on as the error; say why the batches in
+    -- flight were not committed after all
+    require("log").warn("could not commit the batches in flight: " .. tostring(ferr))
+  end
 end
 
 return P

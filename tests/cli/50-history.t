@@ -136,4 +136,25 @@ $(status_line 20250101_slow applied "$TS" ok)
 $(status_line 20250102_next applied "$TS" ok)" "status: both applied"
 is "$(psql_val "$db2" "SELECT count(*) FROM ferry.checkpoint")" 0 "the checkpoint is cleared once applied"
 
+# --- a script that leaves the main session inside a transaction (BEGIN
+#     without COMMIT): not "applied" with its writes silently lost, but a
+#     failure, rolled back, and the history row says so
+dbt=$(fresh_db ferry_cli_history_open_tx)
+T=$TAP_TMPDIR/opentx
+put "$T/migrations/20250101_open/up.lua" 'db.exec("BEGIN")
+db.exec("CREATE TABLE left_open (a int)")
+'
+run_ferry --db "$dbt" --dir "$T" up
+is "$RC|$ERR" "1|ferry: 20250101_open: the script left a transaction open on the main session; it was rolled back (end it with COMMIT, or use db.transaction)" \
+   "a transaction left open: exit 1, one line saying so"
+is "$(history "$dbt")" "20250101_open|up|failed" "the history row says failed, not running or applied"
+is "$(psql_val "$dbt" "SELECT to_regclass('left_open') IS NULL")" t "the open transaction's writes were rolled back"
+put "$T/migrations/20250101_open/up.lua" 'db.exec("BEGIN")
+db.exec("CREATE TABLE left_open (a int)")
+db.exec("COMMIT")
+'
+run_ferry --db "$dbt" --dir "$T" up
+is "$RC|$(history "$dbt")" "0|20250101_open|up|failed
+20250101_open|up|applied" "once the script commits, up applies it"
+
 done_testing

@@ -83,4 +83,27 @@ is "$(history "$db2")" "20250101_a|up|applied
 is "$(psql_val "$db2" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" 0 \
    "no ferry session is left behind"
 
+# --- the same key held in another database of the server does not count,
+#     and is not named: the holder reported is the one of this database
+db3=$(fresh_db ferry_cli_lock_here)
+db4=$(fresh_db ferry_cli_lock_elsewhere)
+PGAPPNAME=elsewhere "$PSQL" -X -q -d "$db4" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+other_pid=$!
+for _ in $(seq 1 100); do [ "$(db=$db4 holders)" = 1 ] && break; sleep 0.05; done
+run_ferry --db "$db3" --dir "$D" status
+PGAPPNAME=here "$PSQL" -X -q -d "$db3" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+here_pid=$!
+for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 1 ] && break; sleep 0.05; done
+holder3=$(db=$db3; psql_val "$db3" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+run_ferry --db "$db3" --dir "$D" up
+like "$ERR" "^ferry: another ferry holds the migration lock on this database: here \\(backend pid $holder3, " \
+     "with the key held in two databases, the holder named is this database's"
+psql_val "$db3" "SELECT pg_terminate_backend($holder3)" >/dev/null
+wait "$here_pid" 2>/dev/null
+for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 0 ] && break; sleep 0.05; done
+run_ferry --db "$db3" --dir "$D" up
+is "$RC" 0 "the key held in another database does not stop a run here"
+psql_val "$db4" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere'" >/dev/null
+wait "$other_pid" 2>/dev/null
+
 done_testing
