@@ -8,6 +8,8 @@
  * and multi-byte UTF-8, pass through unchanged: COPY reads them literally. */
 #include "copytext.h"
 
+#include <string.h>
+
 /* The escape letter for a byte that needs one, else 0. */
 static char escape_letter(unsigned char c)
 {
@@ -20,18 +22,23 @@ static char escape_letter(unsigned char c)
     }
 }
 
+/* Bytes that need an escape: a table lookup per byte, and plain runs are
+ * copied whole (the usual value has no byte to escape at all). */
+static const unsigned char needs_escape[256] = {['\\'] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1};
+
 size_t copytext_escape(const char *in, size_t len, char *out)
 {
-    size_t i, o = 0;
+    size_t i = 0, o = 0;
 
-    for (i = 0; i < len; i++) {
-        char e = escape_letter((unsigned char)in[i]);
-        if (e) {
-            out[o++] = '\\';
-            out[o++] = e;
-        } else {
-            out[o++] = in[i];
-        }
+    while (i < len) {
+        size_t run = i;
+        while (run < len && !needs_escape[(unsigned char)in[run]]) run++;
+        memcpy(out + o, in + i, run - i);
+        o += run - i;
+        if (run == len) break;
+        out[o++] = '\\';
+        out[o++] = escape_letter((unsigned char)in[run]);
+        i = run + 1;
     }
     return o;
 }

@@ -206,6 +206,44 @@ static int db_connect(lua_State *L) {
 
 /* ---------- parameters ---------- */
 
+/* The text of the Lua value at idx as a SQL value, for a parameter or a
+ * COPY column: NULL for nil and db.NULL / json.null; t/f for booleans;
+ * integers as Lua prints them; floats with %.17g (every bit of a double,
+ * unlike tostring's %.14g; the text replaces the number on the stack, so it
+ * lives as long as the value does); strings as they are.  Raises
+ * "<what><n>: ..." (+ hint) for anything else, and for a NUL byte, which no
+ * text value can hold (libpq would cut a parameter there, the server
+ * refuses it in COPY data). */
+static const char *sql_value_text(lua_State *L, int idx, const char *what, int n, const char *hint,
+                                  size_t *len) {
+    *len = 0;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return NULL;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) return NULL;
+        break;
+    case LUA_TBOOLEAN:
+        *len = 1;
+        return lua_toboolean(L, idx) ? "t" : "f";
+    case LUA_TNUMBER:
+        if (!lua_isinteger(L, idx)) {
+            char tmp[64];
+            snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, idx));
+            lua_pushstring(L, tmp);
+            lua_replace(L, idx);
+        }
+        return lua_tolstring(L, idx, len);
+    case LUA_TSTRING: {
+        const char *v = lua_tolstring(L, idx, len);
+        if (memchr(v, '\0', *len))
+            luaL_error(L, "%s%d: a string with a NUL byte is not a SQL text value", what, n);
+        return v;
+    }
+    }
+    luaL_error(L, "%s%d: a %s is not a SQL value%s", what, n, luaL_typename(L, idx), hint);
+    return NULL;
+}
+
 /* Collects Lua values from stack index `first` to the top as text
  * parameters.  The array lives in a userdata (freed by the GC even when an
  * error unwinds) and the strings stay on the stack during the call. */
@@ -214,37 +252,9 @@ static const char *const *collect_params(lua_State *L, int first, int *nparams) 
     int n = top >= first ? top - first + 1 : 0;
     const char **values = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(char *), 0);
     for (int i = 0; i < n; i++) {
-        int idx = first + i;
-        switch (lua_type(L, idx)) {
-        case LUA_TNIL: values[i] = NULL; break;
-        case LUA_TLIGHTUSERDATA:
-            if (lua_touserdata(L, idx) != NULL) luaL_error(L, "parameter $%d: unsupported value", i + 1);
-            values[i] = NULL;  /* db.NULL / json.null */
-            break;
-        case LUA_TBOOLEAN: values[i] = lua_toboolean(L, idx) ? "t" : "f"; break;
-        case LUA_TNUMBER:
-            if (lua_isinteger(L, idx)) {
-                values[i] = lua_tostring(L, idx);
-            } else {
-                /* %.17g keeps every bit of a double, unlike tostring's %.14g */
-                char tmp[64];
-                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, idx));
-                lua_pushstring(L, tmp);
-                lua_replace(L, idx);
-                values[i] = lua_tostring(L, idx);
-            }
-            break;
-        case LUA_TSTRING: {
-            size_t len;
-            values[i] = lua_tolstring(L, idx, &len);
-            if (memchr(values[i], '\0', len))   /* libpq would cut the value there */
-                luaL_error(L, "parameter $%d: a string with a NUL byte is not a SQL text value", i + 1);
-            break;
-        }
-        default:
-            luaL_error(L, "parameter $%d: a %s is not a SQL value (encode tables with json.encode or db.array)",
-                       i + 1, luaL_typename(L, idx));
-        }
+        size_t len;
+        values[i] = sql_value_text(L, first + i, "parameter $", i + 1,
+                                   " (encode tables with json.encode or db.array)", &len);
     }
     *nparams = n;
     return values;
@@ -465,7 +475,7 @@ static int rows_next(lua_State *L) {
         r->res = NULL;
         return 1;
     }
-    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {   /* the end */
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK || s == PGRES_EMPTY_QUERY) {   /* the end */
         PQclear(r->res);
         r->res = NULL;
         drain_results(r->c->pg);
@@ -590,36 +600,34 @@ static void buf_reserve(lua_State *L, copy_buf *b, size_t more) {
     b->cap = cap;
 }
 
-/* Appends the values at stack indexes first..top as one COPY text row. */
+#define ROW_COLS_AT_ONCE 32
+
+/* Appends the values at stack indexes first..top as one COPY text row.
+ * Every value is checked, and the room for the whole row reserved, before
+ * a byte is written: a rejected row leaves nothing behind. */
 static void buf_put_row(lua_State *L, copy_buf *b, int first) {
     int n = lua_gettop(L);
     if (n < first) luaL_error(L, "COPY: a row needs at least one value");
-    size_t start = b->len;   /* a rejected row leaves nothing behind */
+    /* the texts of the first columns are kept from the checking pass (the
+     * usual row); a wider row looks the rest up again */
+    const char *text[ROW_COLS_AT_ONCE];
+    size_t lens[ROW_COLS_AT_ONCE];
+    size_t need = 0, len;
     for (int i = first; i <= n; i++) {
-        size_t len;
+        const char *t = sql_value_text(L, i, "COPY column ", i - first + 1, "", &len);
+        if (i - first < ROW_COLS_AT_ONCE) { text[i - first] = t; lens[i - first] = len; }
+        need += 2 * len + 3;   /* escaped text or \N, and the separator */
+    }
+    buf_reserve(L, b, need);
+    for (int i = first; i <= n; i++) {
         const char *s;
-        int t = lua_type(L, i);
-        if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL)) {
-            buf_reserve(L, b, 3);
+        if (i - first < ROW_COLS_AT_ONCE) { s = text[i - first]; len = lens[i - first]; }
+        else s = sql_value_text(L, i, "COPY column ", i - first + 1, "", &len);
+        if (s) {
+            b->len += copytext_escape(s, len, b->buf + b->len);
+        } else {
             memcpy(b->buf + b->len, "\\N", 2);
             b->len += 2;
-        } else {
-            if (t == LUA_TBOOLEAN) { s = lua_toboolean(L, i) ? "t" : "f"; len = 1; }
-            else if (t == LUA_TNUMBER && !lua_isinteger(L, i)) {
-                char tmp[64];   /* %.17g like parameters, not tostring's %.14g */
-                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, i));
-                lua_pushstring(L, tmp);
-                lua_replace(L, i);
-                s = lua_tolstring(L, i, &len);
-            }
-            else if (t == LUA_TSTRING || t == LUA_TNUMBER) s = lua_tolstring(L, i, &len);
-            else {
-                b->len = start;
-                luaL_error(L, "COPY column %d: a %s is not a SQL value", i - first + 1, luaL_typename(L, i));
-                return;
-            }
-            buf_reserve(L, b, 2 * len + 1);
-            b->len += copytext_escape(s, len, b->buf + b->len);
         }
         b->buf[b->len++] = (i == n) ? '\n' : '\t';
     }
@@ -630,12 +638,19 @@ static void buf_put_row(lua_State *L, copy_buf *b, int first) {
  * libpq queues what the socket cannot take yet, and conn:flush() or
  * finish() sends it, so the client goes on mapping meanwhile. */
 static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t len) {
+    int retried = 0;
     while (len > 0) {
         int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
         int r = PQputCopyData(w->c->pg, data, chunk);
-        if (r == 1) { data += chunk; len -= (size_t)chunk; continue; }
-        if (r == 0 && PQflush(w->c->pg) >= 0) continue;   /* full: send some, retry */
-        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        if (r == 1) { data += chunk; len -= (size_t)chunk; retried = 0; continue; }
+        /* 0: libpq could not grow its buffer for the chunk.  Send all it
+         * holds and try once more; retrying without end would spin. */
+        if (r == 0 && !retried && flush_and_block(w->c->pg) == 0 && PQsetnonblocking(w->c->pg, 1) == 0) {
+            retried = 1;
+            continue;
+        }
+        if (r == 0) lua_pushliteral(L, "out of memory for the COPY data");
+        else lua_pushstring(L, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: write failed");
         raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
     }
@@ -755,12 +770,10 @@ static int conn_copy(lua_State *L) {
             : (b->res ? push_result_error(L, b->res) : lua_pushstring(L, PQerrorMessage(c->pg)));
         PQclear(b->res);
         b->res = NULL;
-        if (s == PGRES_COPY_OUT) {   /* consume the unwanted output */
-            char *data;
-            while (PQgetCopyData(c->pg, &data, 0) > 0) PQfreemem(data);
-            PGresult *r;
-            while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
-        }
+        /* consume unwanted output, and end a COPY FROM the statements
+         * after it may start: PQgetResult alone would return it for ever */
+        end_unexpected_copy(c->pg, s);
+        drain_results(c->pg);
         return raise_pg(L, st, c, "COPY failed to start (it must be COPY ... FROM STDIN)", msg);
     }
     PQclear(b->res);

@@ -1,5 +1,6 @@
 #!/bin/sh
---[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+--[[ 2>/dev/null; exec timeout 300 "${FERRY:-ferry}" exec "$0" "$@"; ]]
+-- (under timeout: a regression here is a hang, which would stall prove)
 -- Regressions found by review: stray COPYs never hang a connection, a
 -- pipeline closed without finish() commits, errors of a db.connect(url)
 -- session are redacted against that url.
@@ -17,6 +18,34 @@ T.raises(function() db.exec_script("SELECT 1; COPY rf_t FROM stdin; SELECT 2;") 
 T.is(db.one("SELECT 3 AS x").x, 3, "...and the connection works after it")
 T.raises(function() for _ in db.rows("COPY rf_t TO STDOUT") do end end, "conn:copy", "rows() of a COPY: a clear error")
 T.is(db.one("SELECT 4 AS x").x, 4, "...and the connection works after it")
+
+-- conn:copy of a COPY TO STDOUT followed by a COPY FROM STDIN used to spin
+-- for ever on the second one
+T.raises(function() db.copy("COPY rf_t TO STDOUT; COPY rf_t FROM STDIN") end, "must be COPY ... FROM STDIN",
+         "copy() of COPY TO then COPY FROM: a clear error, no hang")
+T.is(db.one("SELECT 5 AS x").x, 5, "...and the connection works after it")
+
+-- an empty statement: no rows, as exec() has no error for it
+local n = 0
+for _ in db.rows("") do n = n + 1 end
+T.is(n, 0, "rows('') yields nothing and raises nothing")
+T.is(db.exec(""), 0, "exec('') affects nothing")
+
+-- a NUL byte cannot be in a text value: a COPY row holding one is refused
+-- at put(), naming the column, and leaves nothing behind (it used to fail
+-- the whole batch on the server)
+do
+  local buf = db.buffer()
+  buf:put(1)
+  T.raises(function() buf:put(2, "a\0b") end, "COPY column 2: a string with a NUL byte is not a SQL text value",
+           "buffer: a NUL byte in a value is refused at put()")
+  buf:put(3)
+  T.is(buf:count(), 2, "...the refused row is not counted")
+  local w <close> = db.copy("COPY rf_t (a) FROM STDIN")
+  w:put_buffer(buf)
+  T.is(w:finish(), 2, "...and left nothing behind: the batch stores the other rows")
+end
+db.exec("DELETE FROM rf_t")
 
 do
   local buf = db.buffer()
