@@ -25,6 +25,13 @@ local json = require "json"
 local M = {}
 
 M.source = "state_metadata_backfill"
+
+--- HAS_STATE_SQL: a "Lead" l is processed when its state_metadata is a
+-- non-empty JSON object.
+M.HAS_STATE_SQL = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metadata <> '{}'::jsonb]]
+--- MINE_SQL: a "MemoryNote" m is this backfill's ($1 the migration id, $2
+-- M.source); every other note is live.
+M.MINE_SQL = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
 M.separator = "."          -- between the keys of nested objects
 M.join = ", "              -- between the items of an array of scalars
 
@@ -56,11 +63,6 @@ function M.metadata(lead_id, key, ctx)
   return {source = M.source, leadId = lead_id, key = key, createdBy = ctx.migration}
 end
 
---- run_record(ctx, stats, errors) -> the payload of the Audit row of a run
-function M.run_record(ctx, stats, errors)
-  return json.object({"source", "migration", "stats", "errors"},
-                     {source = M.source, migration = ctx.migration, stats = stats, errors = errors})
-end
 
 ----------------------------------------------------------------------------
 -- the scanner over PostgreSQL's JSON text
@@ -281,12 +283,10 @@ M.tests = {
   ["two leaves with one key are an error"] = function()
     t.raises(function() M.notes('{"a.b": 1, "a": {"b": 2}}') end, 'two leaves flatten to the key "a.b"')
   end,
-  ["metadata and run record"] = function()
+  ["metadata"] = function()
     local ctx = {migration = "m5"}
     t.eq(M.metadata("l1", "preferences.color", ctx),
          {source = "state_metadata_backfill", leadId = "l1", key = "preferences.color", createdBy = "m5"})
-    t.eq(json.encode_ordered(M.run_record(ctx, json.object({"errors"}, {errors = 0}), json.array())),
-         '{"source":"state_metadata_backfill","migration":"m5","stats":{"errors":0},"errors":[]}')
   end,
 }
 

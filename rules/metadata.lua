@@ -20,11 +20,6 @@ function M.message(audit, text_source, ctx)
           source = M.source, createdBy = ctx.migration, textSource = text_source}
 end
 
---- run_record(ctx, stats, errors) -> the payload of the Audit row a run leaves
-function M.run_record(ctx, stats, errors)
-  return {source = M.source, migration = ctx.migration, stats = stats, errors = errors}
-end
-
 local t = require "ferry.testing"
 M.tests = {
   ["external id prefers the PSID"] = function()

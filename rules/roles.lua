@@ -33,6 +33,15 @@ function M.role(actor)
   return role
 end
 
+--- PROCESSED_SQL: the SQL twin of role(a.actor) ~= nil for an "Audit" a
+-- with a lead, $1 being db.array(actors()).  The whitespace set is Lua's
+-- %s, and lower() is ASCII-only (COLLATE "C", as Lua's string.lower), so
+-- SQL and normalize agree whatever the database's locale (in a UTF-8
+-- locale lower('ASSİSTANT') would be 'assistant').
+M.PROCESSED_SQL = [[
+  a.lead_id IS NOT NULL
+  AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])]]
+
 --- actors() -> the mapped actor names, sorted (bound as a text[] filter).
 function M.actors()
   local list = {}

@@ -16,9 +16,9 @@
 local roles = require "rules.roles"
 local text = require "rules.text"
 local meta = require "rules.metadata"
+local backfill = require "rules.backfill"
 
 local NS = "3d5f1a52-4a0c-5e8b-9c61-0b7c2f4e8a91"   -- namespace of this batch's ids
-local RULE = string.rep("\u{2550}", 59)
 
 stats.declare{"conversations_created", "conversations_skipped", "messages_created", "messages_skipped",
               "audits_processed", "audits_skipped", "errors"}
@@ -33,14 +33,9 @@ log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
 log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
 if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
 
--- The processed audits: lead set, actor mapped.  The whitespace set is
--- Lua's %s, and lower() is ASCII-only (COLLATE "C", as Lua's string.lower),
--- so SQL and rules.roles.normalize agree whatever the database's locale
--- (in a UTF-8 locale lower('ASSİSTANT') would be 'assistant').
-local PROCESSED = [[
-  a.lead_id IS NOT NULL
-  AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])
-  AND a.lead_id > $2::uuid]]
+-- The processed audits (lead set, actor mapped: rules.roles says how in
+-- SQL), after the resume point.
+local PROCESSED = roles.PROCESSED_SQL .. "\n  AND a.lead_id > $2::uuid"
 
 -- Every processed audit, in lead order, with what the rules need: whether
 -- its lead exists, the lead's earliest conversation, and whether it already
@@ -179,11 +174,6 @@ local function start_lead(a)
   end
 end
 
-local function preview(s)
-  local cut = json.truncate(s, 40):gsub("[%c]", " ")
-  return json.utf8_len(s) > 40 and cut .. "..." or cut
-end
-
 local function map_audit(a)
   local role = roles.role(a.actor)
   if not role then error("actor " .. tostring(a.actor) .. " is not in rules.roles") end
@@ -199,7 +189,7 @@ local function map_audit(a)
   stats.inc("messages_created")
   if verbose then
     log.verbose(string.format("   %s message from audit %s (%s)", dry and "[DRY RUN] Would create" or "Creating",
-                              a.id, preview(content)))
+                              a.id, backfill.preview(content, 40)))
   end
 end
 
@@ -245,18 +235,4 @@ log.info(string.format("   \u{2713} messages: %d %s, %d skipped", stats.get("mes
 -- 4. The run record: one Audit row per real run.
 log.info("")
 log.info("[4/4] Recording audit log...")
-local counters = {}
-for _, c in ipairs(stats.counters()) do counters[c.name] = c.value end
-local errors = json.array(stats.errors())     -- "errors": [] even when empty
-if dry then
-  log.info("   [DRY RUN] Would create audit log")
-else
-  db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
-          "backfill_conversations_messages", json.encode_ordered(meta.run_record(ctx, counters, errors)))
-  log.info("   \u{2713} Audit log recorded")
-end
-
-log.info("")
-log.info(RULE)
-log.info(dry and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
-log.info(RULE)
+backfill.finish(ctx, "backfill_conversations_messages", meta.source)

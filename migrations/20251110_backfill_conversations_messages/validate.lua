@@ -5,7 +5,7 @@ local text = require "rules.text"
 
 local ME = ctx.migration
 local actors = db.array(roles.actors())
-local PROCESSED = [[a.lead_id IS NOT NULL AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])]]
+local PROCESSED = roles.PROCESSED_SQL
 
 -- 1. Conversation count: every existing lead with processed audits has one.
 check("every lead with processed audits has a conversation", function()

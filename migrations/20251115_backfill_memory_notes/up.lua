@@ -26,10 +26,10 @@
 -- exact and a resumed run reports an uninterrupted run's totals; a dry run
 -- takes the same path without the writes and reports the same counts.
 local rules = require "rules.memory_notes"
+local backfill = require "rules.backfill"
 
 local NS = "aec333ca-70f2-4c3c-9212-e94f50c534f5"   -- namespace of this batch's note ids
 local ACTION = "backfill_memory_notes"               -- Audit.action of the run record
-local RULE = string.rep("\u{2550}", 59)
 
 stats.declare{"leads_processed", "leads_skipped", "notes_created", "notes_updated", "notes_skipped", "errors"}
 
@@ -40,10 +40,8 @@ log.info("\u{1F680} Starting Batch 5: MemoryNote Backfill")
 log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
 if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
 
--- A lead is processed when its state_metadata is a non-empty JSON object.
-local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metadata <> '{}'::jsonb]]
--- This backfill's notes; every other note is live.
-local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
+-- Processed leads, and this backfill's notes (rules.memory_notes).
+local HAS_STATE, MINE = rules.HAS_STATE_SQL, rules.MINE_SQL
 
 -- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read).
@@ -105,10 +103,6 @@ local function flush(last_lead)
   updates = {}
 end
 
-local function preview(s)
-  local cut = json.truncate(s, 50):gsub("[%c]", " ")
-  return json.utf8_len(s) > 50 and cut .. "..." or cut
-end
 
 local NONE = {}
 local WOULD = dry and "[DRY RUN] Would " or ""
@@ -131,7 +125,7 @@ local function map_lead(r)
         changed[#changed + 1] = {old[1], n.kind, n.content, customer}
         if verbose then
           log.verbose(string.format("   %s note %s of lead %s: %s", dry and (WOULD .. "update") or "Updating",
-                                    n.key, r.id, preview(n.content)))
+                                    n.key, r.id, backfill.preview(n.content, 50)))
         end
       end
     elseif live[n.key] then
@@ -144,7 +138,7 @@ local function map_lead(r)
                        json.encode(rules.metadata(r.id, n.key, ctx))}
       if verbose then
         log.verbose(string.format("   %s note %s for lead %s (%s): %s", dry and (WOULD .. "create") or "Creating",
-                                  n.key, r.id, n.kind, preview(n.content)))
+                                  n.key, r.id, n.kind, backfill.preview(n.content, 50)))
       end
     end
   end
@@ -211,18 +205,4 @@ log.info(string.format("   \u{2713} notes: %d %s, %d %s, %d skipped (up to date 
 -- 3. The run record: one Audit row per real run.
 log.info("")
 log.info("[3/3] Recording audit log...")
-local names, counters = {}, {}
-for _, c in ipairs(stats.counters()) do names[#names + 1] = c.name; counters[c.name] = c.value end
-local errors = json.array(stats.errors())     -- "errors": [] even when empty
-if dry then
-  log.info("   [DRY RUN] Would create audit log")
-else
-  db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
-          ACTION, json.encode_ordered(rules.run_record(ctx, json.object(names, counters), errors)))
-  log.info("   \u{2713} Audit log recorded")
-end
-
-log.info("")
-log.info(RULE)
-log.info(dry and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
-log.info(RULE)
+backfill.finish(ctx, ACTION, rules.source)

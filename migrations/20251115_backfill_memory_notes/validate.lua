@@ -3,8 +3,7 @@
 local rules = require "rules.memory_notes"
 
 local ME = ctx.migration
-local HAS_STATE = [[jsonb_typeof(l.state_metadata) = 'object' AND l.state_metadata <> '{}'::jsonb]]
-local MINE = [[(m.metadata->>'createdBy' = $1 AND m.metadata->>'source' = $2) IS TRUE]]
+local HAS_STATE, MINE = rules.HAS_STATE_SQL, rules.MINE_SQL
 
 -- 1. Completeness.  A leaf's note is this backfill's note for (lead, key);
 -- when there is none, a live note for (lead, key) stands for it (the

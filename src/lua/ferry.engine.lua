@@ -555,7 +555,7 @@ local function progress_line()
   return #parts > 0 and table.concat(parts, ", ") or "nothing counted yet"
 end
 
-local function print_summary(result)
+local function print_summary()
   if log.flags().json or log.flags().quiet then return end
   if #stats.counters() > 0 then
     io.write("\n", stats.summary())
@@ -577,7 +577,7 @@ local function apply(m, operation, dry_run)
   stats.max_errors(opts.max_errors)
   local t0 = sys.clock()
   local ctx = make_ctx(m, dry_run, operation)
-  local has_history = ensure_history()
+  ensure_history()
   local hid
   if not dry_run then hid = history_start(m, operation, ctx.run_id, checksum(root_dir, m, {})) end
   ctx.checkpoint = new_checkpoint(ctx)
@@ -619,7 +619,7 @@ local function apply(m, operation, dry_run)
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5),
     error = errtext and errtext:match("^[^\n]*") or nil,
   })
-  print_summary(result)
+  print_summary()
   if not ok then
     local code = type(err) == "table" and err.code or EXIT_FAIL
     local first = errtext:match("^[^\n]*")
@@ -641,7 +641,6 @@ local function apply(m, operation, dry_run)
                              result.duration_ms / 1000))
     end
   end
-  local _ = has_history
   return result
 end
 
@@ -786,7 +785,7 @@ function commands.validate(args)
   local failed = 0
   local ctx = make_ctx(m, true, "validate")
   local function check(name, fn, detail)
-    local ok, res, info
+    local ok, info
     if type(fn) == "function" then
       local pok, a, b = pcall(fn)
       if pok then ok, info = a and true or false, b else ok, info = false, "error: " .. error_text(a) end
@@ -799,18 +798,15 @@ function commands.validate(args)
       log.info(string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", name,
                              info and ("  (" .. tostring(info) .. ")") or ""))
     end
-    res = ok
-    return res
+    return ok
   end
   ctx.check = check
   if not log.flags().json then log.info("==> validating " .. m.id) end
   forget_rules()
-  loaded_rules = {}
   local env = script_env(ctx)
   env.check = check
   local chunk = load_script(m.rel .. "/validate.lua", env)
   local ok, err = pcall(chunk)
-  loaded_rules = nil
   db.exec("SET default_transaction_read_only = " .. (db.read_only and "on" or "off"))
   if not ok then
     failed = failed + 1
@@ -873,7 +869,6 @@ function commands.status(args)
           drift = checksum(root_dir, m, parse_pg_array(st.rules)) ~= st.checksum
         end
       end
-      if state == "rolled back" then state = "rolled back" end
     end
     rows[#rows + 1] = object({"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline"},
       {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,

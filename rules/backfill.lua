@@ -1,0 +1,60 @@
+-- rules/backfill.lua: what the CRM backfills (Batches 4, 5 and the next)
+-- share in how they report: the short preview of a text in --verbose
+-- lines, and the end of a run -- one Audit row per real run (action
+-- <action>, payload {source, migration, stats, errors}) and the closing
+-- banner of the seed design.
+local db = require "db"
+local json = require "json"
+local log = require "log"
+local stats = require "stats"
+
+local M = {}
+
+--- preview(s, n) -> the first n characters of s on one line, "..." when cut
+function M.preview(s, n)
+  local cut = json.truncate(s, n):gsub("[%c]", " ")
+  return json.utf8_len(s) > n and cut .. "..." or cut
+end
+
+--- run_record(ctx, source, counters, errors) -> the payload of the run's Audit row
+function M.run_record(ctx, source, counters, errors)
+  return {source = source, migration = ctx.migration, stats = counters, errors = errors}
+end
+
+local RULE = string.rep("\u{2550}", 59)
+
+--- finish(ctx, action, source): records the run in "Audit" with every
+-- counter and error so far (a dry run only says it would), then prints
+-- the closing banner.
+function M.finish(ctx, action, source)
+  local counters = {}
+  for _, c in ipairs(stats.counters()) do counters[c.name] = c.value end
+  local errors = json.array(stats.errors())     -- "errors": [] even when empty
+  if ctx.dry_run then
+    log.info("   [DRY RUN] Would create audit log")
+  else
+    db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
+            action, json.encode_ordered(M.run_record(ctx, source, counters, errors)))
+    log.info("   \u{2713} Audit log recorded")
+  end
+  log.info("")
+  log.info(RULE)
+  log.info(ctx.dry_run and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
+  log.info(RULE)
+end
+
+local t = require "ferry.testing"
+M.tests = {
+  ["preview"] = function()
+    t.eq(M.preview("short", 40), "short")
+    t.eq(M.preview("line one\nline two", 40), "line one line two")
+    t.eq(M.preview("héllo wörld", 5), "héllo...")
+  end,
+  ["run record"] = function()
+    local r = M.run_record({migration = "m5"}, "src", {errors = 0}, json.array())
+    t.eq(r, {source = "src", migration = "m5", stats = {errors = 0}, errors = {}})
+    t.eq(json.encode_ordered(r.errors), "[]")    -- "errors": [] even when empty
+  end,
+}
+
+return M
