@@ -144,6 +144,7 @@ static conn *check_idle_conn(lua_State *L, int idx) {
 static int conn_close(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
+    c->busy = NULL;   /* a rows() or COPY still open finds pg gone and says so */
     free(c->info);
     c->info = NULL;
     return 0;
@@ -462,6 +463,10 @@ static int rows_next(lua_State *L) {
     rows *r = lua_touserdata(L, lua_upvalueindex(1));
     db_state *st = lua_touserdata(L, lua_upvalueindex(2));
     if (!r->active) return 0;
+    if (!r->c->pg) {   /* conn:close() under the iteration */
+        rows_release(L, r);
+        return luaL_error(L, "this rows() iteration's connection is closed");
+    }
     if (r->res) { PQclear(r->res); r->res = NULL; }
     r->res = PQgetResult(r->c->pg);
     ExecStatusType s = r->res ? PQresultStatus(r->res) : PGRES_FATAL_ERROR;
@@ -574,6 +579,10 @@ static int copy_gc(lua_State *L) {
 static copy_writer *check_active_copy(lua_State *L) {
     copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
     if (!w->active) luaL_error(L, "COPY is finished or aborted");
+    if (!w->c->pg) {   /* conn:close() under it: nothing left to end */
+        copy_release(w, NULL);
+        luaL_error(L, "COPY's connection is closed");
+    }
     return w;
 }
 

@@ -55,6 +55,26 @@ do
 end
 T.is(db.one("SELECT count(*) AS n FROM rf_t WHERE a = 7").n, 1, "a pipeline closed without finish() commits its batch")
 
+-- a connection closed under a rows() iteration or a COPY: their next use
+-- says so (it used to be libpq's "connection pointer is NULL")
+do
+  local c = db.connect()
+  local next_row = c:rows("SELECT g FROM generate_series(1, 3) g")
+  c:close()
+  T.raises(function() next_row() end, "connection is closed", "rows() after its connection closed: a clear error")
+  local c2 = db.connect()
+  local w = c2:copy("COPY rf_t (a) FROM STDIN")
+  c2:close()
+  T.raises(function() w:put(1) end, "connection is closed", "COPY put after its connection closed: a clear error")
+  T.raises(function() w:finish() end, "COPY is finished or aborted", "...after which the writer is done")
+  T.ok(pcall(w.abort, w), "...and abort() is harmless")
+  local c3 = db.connect()
+  local w3 = c3:copy("COPY rf_t (a) FROM STDIN")
+  w3:put(1)
+  c3:close()
+  T.raises(function() w3:finish() end, "connection is closed", "COPY finish after its connection closed: a clear error")
+end
+
 local ok, err = pcall(db.connect, "postgresql://nobody:Pa55-w0rd-x@127.0.0.1:1/none")
 T.ok(not ok and not tostring(err):find("Pa55-w0rd-x", 1, true), "a failed db.connect(url) never shows its password")
 db.exec("DROP TABLE rf_t")
