@@ -364,16 +364,11 @@ local function new_checkpoint(ctx)
   local position = saved and saved.position and json.decode(saved.position) or nil
   ctx.resumed = saved ~= nil
   -- Restore the counters of the interrupted run so that the resumed run's
-  -- totals equal those of an uninterrupted one.
+  -- totals equal those of an uninterrupted one.  (No row errors to restore:
+  -- a checkpoint is only saved while a run has none, see cp.save.)
   if saved and saved.stats then
     local s = json.decode(saved.stats)
     for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
-    for _, e in ipairs(s.errors or {}) do
-      local max = stats.max_errors(-1)
-      stats.error(e.key, e.message)
-      stats.inc("errors", -1)
-      stats.max_errors(max)
-    end
   end
 
   function cp.get() return position end
@@ -386,18 +381,12 @@ local function new_checkpoint(ctx)
   -- with the rule or the data fixed reaches that row again.
   local errors_at_start = stats.get("errors")
 
-  --- cp.snapshot() -> the counters and errors so far, for a save() that
-  -- happens later (a batch committed after the next one was mapped).
+  --- cp.snapshot() -> the counters so far, for a save() that happens
+  -- later (a batch committed after the next one was mapped).
   function cp.snapshot()
     local counters = array()
     for i, c in ipairs(stats.counters()) do counters[i] = array{c.name, c.value} end
-    local errs = array()
-    for i, e in ipairs(stats.errors()) do
-      if i > 100 then break end
-      errs[i] = object({"key", "message"}, e)
-    end
-    return {errors = stats.get("errors"),
-            payload = encode_value(object({"counters", "errors"}, {counters = counters, errors = errs}))}
+    return {errors = stats.get("errors"), payload = encode_value(object({"counters"}, {counters = counters}))}
   end
 
   --- cp.save(pos [, conn [, snapshot]]) -> true when saved: records pos
