@@ -277,14 +277,22 @@ CREATE TABLE IF NOT EXISTS ferry.checkpoint (
 );
 ]]
 
+-- Once seen (or made), the history tables stay for the rest of the
+-- process: asked once, not before every history or checkpoint statement.
+local history_seen = false
 local function history_exists()
+  if history_seen then return true end
   local r = db.one("SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
-  return r.h and r.c
+  history_seen = r.h and r.c
+  return history_seen
 end
 
 local function ensure_history()
   if db.read_only then return history_exists() end
-  if not history_exists() then db.exec_script(HISTORY_DDL) end
+  if not history_exists() then
+    db.exec_script(HISTORY_DDL)
+    history_seen = true
+  end
   return true
 end
 
