@@ -59,8 +59,13 @@ function P:send(batch)
   local pending = {after = batch.after, position = batch.position,
                    snapshot = self.checkpoint and self.checkpoint.snapshot()}
   wr.pending = pending
-  -- one round trip; a lost commit is redone from the checkpoint
-  conn:exec_script("BEGIN; SET LOCAL synchronous_commit = off")
+  -- One round trip.  A lost commit is redone from the checkpoint.  The
+  -- server checks each row's foreign keys with a plan it makes once per
+  -- session: made while the referenced table is still small (the first
+  -- batch of a backfill) it would scan that table for every later row, each
+  -- scan longer as the table grows; with sequential scans off it looks the
+  -- key up in the index every foreign key has.
+  conn:exec_script("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off")
   local copies = batch.copies or {}
   for i, c in ipairs(copies) do
     if i < #copies then
