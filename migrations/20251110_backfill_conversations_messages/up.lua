@@ -3,7 +3,9 @@
 -- this script is the data flow around them:
 --
 --   reader session   streams the audits still to do, ordered by
---                    (lead_id, created_at, id), in bounded memory
+--                    (lead_id, created_at, id), in bounded memory (the
+--                    first leads come from the main session, in the
+--                    reader's snapshot, while the reader's server sorts)
 --   Lua              maps each audit through the rules
 --   main session     writes per batch of whole leads: COPY conversations,
 --                    COPY messages, raise last_message_at, save the
@@ -34,14 +36,15 @@ log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY
 if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
 
 -- The processed audits (lead set, actor mapped: rules.roles says how in
--- SQL), after the resume point.
-local PROCESSED = roles.PROCESSED_SQL .. "\n  AND a.lead_id > $2::uuid"
+-- SQL) of the leads after the resume point.
+local function processed(range) return roles.PROCESSED_SQL .. "\n  AND " .. range end
+local AFTER_RESUME = "a.lead_id > $2::uuid"
 
--- Every processed audit, in lead order, with what the rules need: whether
--- its lead exists, the lead's earliest conversation, and whether it already
--- has a message (then only counted).  Counting in stream order keeps the
--- counters exact at every checkpoint, so a resumed run reports the totals
--- of an uninterrupted one.
+-- Every processed audit of a range of leads, in lead order, with what the
+-- rules need: whether its lead exists, the lead's earliest conversation,
+-- and whether it already has a message (then only counted).  Counting in
+-- stream order keeps the counters exact at every checkpoint, so a resumed
+-- run reports the totals of an uninterrupted one.
 -- Columns a row does not need stay NULL: an audit that is done or orphaned
 -- needs no text, a lead with a conversation needs no lead details.  They
 -- are computed below an optimisation fence (OFFSET 0) so that the sort
@@ -49,8 +52,9 @@ local PROCESSED = roles.PROCESSED_SQL .. "\n  AND a.lead_id > $2::uuid"
 -- than ids.
 local NEEDS_TEXT = "done.aid IS NULL AND l.id IS NOT NULL"
 local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
-local STREAM = [[
-  SELECT * FROM (
+local function stream_sql(range) return [[
+  SELECT id, lead_id, done, lead_exists, conversation_id, actor, action, created_at, payload,
+         customer_id, channel, messenger_psid, phone, stage, lead_created_at FROM (
     SELECT a.id, a.lead_id, a.created_at AS ts, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
            c.id AS conversation_id,
            CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
@@ -69,19 +73,36 @@ local STREAM = [[
                   WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
       LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
              ON done.aid = a.id::text
-     WHERE ]] .. PROCESSED .. [[
+     WHERE ]] .. processed(range) .. [[
     OFFSET 0) s
    ORDER BY lead_id, ts, id]]
+end
 
--- One snapshot for the counts and the stream (db.reader: REPEATABLE READ,
+-- A fast start.  The server must sort every audit before the stream's
+-- first row, which leaves the writers idle meanwhile; so the first leads
+-- (at most HEAD_AUDITS audits: those before the lead at that place in the
+-- (lead_id, created_at) index) are read on the main session, in the same
+-- snapshot, and make the first batch, while the reader's server sorts the
+-- rest (the leads from that boundary lead on).
+local HEAD_AUDITS = math.min(ctx.batch_size, 1000)
+local BOUNDARY = [[SELECT lead_id FROM "Audit" WHERE lead_id > $1::uuid ORDER BY lead_id OFFSET $2 LIMIT 1]]
+local HEAD = stream_sql("a.lead_id > $2::uuid AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)")
+local REST = stream_sql("a.lead_id >= $2::uuid")
+
+-- One snapshot for the counts and both streams (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read).
 local read <close> = db.reader()
+local main = db.open()
 
 log.info("")
 log.info("[1/4] Fetching audit records...")
+local boundary = read:one(BOUNDARY, resume_key, HEAD_AUDITS)
+boundary = boundary and boundary.lead_id          -- nil: the head holds every lead
+read:share_snapshot(main)
+local next_head, _, _, head_stream <close> = main:rows(HEAD, actors, resume_key, boundary or db.NULL)
 local summary = read:one([[
   SELECT coalesce(sum(n), 0)::bigint AS audits, count(*) AS leads
-    FROM (SELECT a.lead_id, count(*) AS n FROM "Audit" a WHERE ]] .. PROCESSED .. [[ GROUP BY a.lead_id) per_lead]],
+    FROM (SELECT a.lead_id, count(*) AS n FROM "Audit" a WHERE ]] .. processed(AFTER_RESUME) .. [[ GROUP BY a.lead_id) per_lead]],
   actors, resume_key)
 log.info(string.format("\u{1F4CA} Found %d audit records with messages", summary.audits))
 log.info(string.format("\u{1F517} Grouped into %d leads with audit history", summary.leads))
@@ -89,8 +110,24 @@ log.info(string.format("\u{1F517} Grouped into %d leads with audit history", sum
 log.info("")
 log.info("[2/4] Creating conversations for leads...")
 log.info("[3/4] Creating messages from audit logs...")
--- The stream is sent now: the server sorts it while the writers connect.
-local next_audit, _, _, stream <close> = read:rows(STREAM, actors, resume_key)
+-- The rest is sent now: the server sorts it while the head is mapped and
+-- the writers connect.
+local next_rest, rest_stream
+if boundary then next_rest, _, _, rest_stream = read:rows(REST, actors, boundary) end
+local rest <close> = rest_stream
+
+-- The audits in order: the head's, then (its snapshot transaction ended,
+-- so that the main session can write again) the rest's.
+local in_head = true
+local function next_audit()
+  if in_head then
+    local a = next_head()
+    if a then return a end
+    in_head = false
+    main:exec("COMMIT")
+  end
+  return next_rest and next_rest()
+end
 
 local todo = summary.audits
 local batch_size = ctx.batch_size_for(todo)
@@ -194,11 +231,15 @@ local function map_audit(a)
 end
 
 local pending = 0        -- audits mapped into the current batch
+local head_sent = false  -- the head's leads have gone out as the first batch
 local seen = 0
 for a in next_audit do
   if a.lead_id ~= lead_id then
     finish_lead()
-    if pending >= batch_size then flush(lead_id); pending = 0 end
+    -- the head is a batch of its own: the writers start on it at once
+    local head_ends = not in_head and not head_sent
+    if pending >= batch_size or (head_ends and pending > 0) then flush(lead_id); pending = 0 end
+    if head_ends then head_sent = true end
     start_lead(a)
   end
   if not conv_id then

@@ -57,6 +57,24 @@ function methods.copy_rows(conn, sql, rows)
   return w:finish()
 end
 
+--- conn:share_snapshot(other) opens on session `other` a REPEATABLE READ
+-- READ ONLY transaction that sees exactly what conn sees (conn must be in a
+-- REPEATABLE READ transaction, as a db.reader() is, and idle): two sessions
+-- then read one consistent state at the same time.  End it with
+-- other:exec("COMMIT").
+function methods.share_snapshot(conn, other)
+  local id = conn:one("SELECT pg_export_snapshot() AS id").id
+  -- SET TRANSACTION SNAPSHOT takes no parameter: the id, the server's own,
+  -- is checked against its format before it goes into the statement
+  if not id:match("^%x+%-%x+%-%d+$") then error("unexpected snapshot id from the server: " .. id, 2) end
+  local ok, err = pcall(other.exec_script, other,
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '" .. id .. "'")
+  if not ok then
+    pcall(other.exec, other, "ROLLBACK")
+    error(err, 0)
+  end
+end
+
 --- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
 -- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
 function M.array(t)
@@ -94,10 +112,8 @@ end
 -- it with read:close() when done.
 function M.reader()
   local conn = core.connect()
-  conn:exec("SET work_mem = '64MB'")
-  conn:exec("SET max_parallel_workers_per_gather = 0")
-  conn:exec("SET jit = off")
-  conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+  conn:exec_script("SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; SET jit = off; "
+                   .. "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
   return conn
 end
 

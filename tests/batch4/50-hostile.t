@@ -155,18 +155,6 @@ result() {
               || ' ' || (SELECT count(*) FROM \"Conversation\")
               FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id"
 }
-# broken_rules DIR PATTERN...: a copy of migrations/ and rules/ whose
-# rules/text.lua raises for payloads holding any PATTERN
-broken_rules() {
-    local d=$1 p cond=''
-    shift
-    mkdir -p "$d"
-    cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$d/"
-    for p; do cond+="${cond:+ or }payload:find('$p', 1, true)"; done
-    sed -i "s/^  if payload == nil then return nil end\$/&\n  if $cond then error('rule exploded on purpose') end/" "$d/rules/text.lua"
-    grep -q 'exploded on purpose' "$d/rules/text.lua"
-}
-
 URI=$(b4_db b4_50_clean "$SEED") || bail_out "cannot build the database"
 b4_run -q
 clean=$(result "$URI")

@@ -20,6 +20,8 @@
 #                              own compact JSON text of a value, uncut
 #   b4_tables URI              every row of the five tables and ferry.*, as
 #                              text (to prove that something wrote nothing)
+#   broken_rules DIR PATTERN...  a copy of migrations/ and rules/ in DIR whose
+#                              text rule raises for payloads holding a PATTERN
 # shellcheck source=../lib/tap.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
@@ -92,4 +94,16 @@ invariant_ok() {
     local cc cs mc ms ap as e
     read -r cc cs mc ms ap as e <<<"$1"
     [ -n "$e" ] && [ "$ap" -eq $((mc + ms + as + e)) ]
+}
+
+# broken_rules DIR PATTERN...: a copy of migrations/ and rules/ whose
+# rules/text.lua raises for payloads holding any PATTERN
+broken_rules() {
+    local d=$1 p cond=''
+    shift
+    mkdir -p "$d"
+    cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$d/"
+    for p; do cond+="${cond:+ or }payload:find('$p', 1, true)"; done
+    sed -i "s/^  if payload == nil then return nil end\$/&\n  if $cond then error('rule exploded on purpose') end/" "$d/rules/text.lua"
+    grep -q 'exploded on purpose' "$d/rules/text.lua"
 }

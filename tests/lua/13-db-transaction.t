@@ -170,6 +170,30 @@ db.transaction(function()
 end)
 T.is(values(), {60, 61}, "exec and COPY in one transaction commit together")
 
+---------------------------------------------------------------- conn:share_snapshot
+db.exec("DELETE FROM " .. tbl)
+db.exec(INSERT, 1)
+local reader, other = db.reader(), db.connect()
+reader:share_snapshot(other)
+db.exec(INSERT, 2)                          -- committed after the snapshot
+local function seen(conn) return conn:one("SELECT string_agg(v::text, ',' ORDER BY v) AS s FROM " .. tbl).s end
+T.is(seen(reader), "1", "share_snapshot: the reader does not see a row committed after its snapshot")
+T.is(seen(other), "1", "the other session sees exactly what the reader sees")
+T.is(seen(observer), "1,2", "(a third session sees both rows)")
+T.is(other:in_transaction(), true, "the other session is in the shared snapshot's transaction")
+T.like(select(2, pcall(other.exec, other, "INSERT INTO " .. tbl .. " (v) VALUES (3)")), "read%-only transaction",
+       "which is read-only")
+other:exec("ROLLBACK")
+T.is(seen(other), "1,2", "after it ends, the other session sees the present again")
+reader:close()
+
+-- A snapshot that is gone by the time it is imported (exported outside a
+-- transaction): the error says so and the other session is left idle.
+ok, err = pcall(observer.share_snapshot, observer, other)
+T.like(err, "invalid snapshot identifier", "a snapshot that cannot be imported: the server's error")
+T.is(other:in_transaction(), false, "and the other session is not left in a transaction")
+other:close()
+
 observer:close()
 db.exec("DROP TABLE " .. tbl)
 return T.done()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Batch 4's fast start: the first leads (at most min(--batch-size, 1000)
+# audits, cut at a lead) are read on the main session in the reader's
+# snapshot and written as a batch of their own while the reader's server
+# sorts the rest.  Whatever the cut (no head, a head and a rest, no rest),
+# the rows and the counts are those of one stream, and each batch holds
+# whole leads.
+. "$(dirname "$0")/lib.sh"
+
+SEED=$REPO_ROOT/tests/fixtures/seed_example.sql     # leads ...01 (10 audits), ...02 (8), ...03 (7)
+L1=5eed0000-0000-4000-8000-000000000001
+L2=5eed0000-0000-4000-8000-000000000002
+L3=5eed0000-0000-4000-8000-000000000003
+ROWS_SQL="SELECT c.lead_id || '|' || (m.metadata->>'auditId') || '|' || m.role || '|' || coalesce(m.content, '<null>')
+            FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id ORDER BY 1"
+# The leads of each batch: rows a transaction wrote share its xmin.
+BATCHES_SQL="SELECT string_agg(DISTINCT right(c.lead_id::text, 1), ',' ORDER BY right(c.lead_id::text, 1))
+               FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id
+              GROUP BY m.xmin::text ORDER BY 1"
+
+URI=$(b4_db b4_55_ref "$SEED") || bail_out "cannot build the database"
+b4_run
+is "$RC" 0 "reference run (every lead in the head: no rest) exits 0"
+REF_ROWS=$(q "$URI" "$ROWS_SQL")
+REF_STATS=$(stats_of "$OUT")
+is "$(printf '%s\n' "$REF_ROWS" | wc -l | tr -d ' ')" 20 "reference: 20 messages"
+is "$(q "$URI" "$BATCHES_SQL")" "1,2,3" "reference: one batch (the head) holds the three leads"
+
+# size  the lead at that place in the index   head     batches
+for case in "5|$L1|none|1 2 3" "12|$L2|1|1 2,3" "18|$L3|1,2|1,2 3" "25||1,2,3|1,2,3"; do
+    IFS='|' read -r size boundary head batches <<<"$case"
+    URI=$(b4_db "b4_55_$size" "$SEED") || bail_out "cannot build the database"
+    is "$(q "$URI" "SELECT lead_id FROM \"Audit\" WHERE lead_id > '00000000-0000-0000-0000-000000000000'
+                     ORDER BY lead_id OFFSET $size LIMIT 1")" "$boundary" \
+        "--batch-size $size: the head ends before lead ${boundary:-(none: every lead)}"
+    b4_run --batch-size "$size"
+    is "$RC" 0 "--batch-size $size (head: leads $head): exits 0"
+    is "$(stats_of "$OUT")" "$REF_STATS" "--batch-size $size: the reference counts"
+    is "$(q "$URI" "$ROWS_SQL")" "$REF_ROWS" "--batch-size $size: the reference rows, each in its lead's conversation"
+    is "$(q "$URI" "$BATCHES_SQL" | tr '\n' ' ' | sed 's/ $//')" "$batches" \
+        "--batch-size $size: batches of whole leads, the head's leads first on their own"
+    b4_run --batch-size "$size"
+    like "$OUT" "Messages created: +0
+" "--batch-size $size: a second run creates nothing"
+done
+
+# A resumed run cuts its head after the checkpoint's lead: stopped by a
+# failing row in lead 3 once lead 1 (the head) was sent, then resumed with
+# the rule fixed, the second run's head is lead 2 and its rest lead 3.
+URI=$(b4_db b4_55_resume "$SEED") || bail_out "cannot build the database"
+BROKEN=$TAP_TMPDIR/broken
+broken_rules "$BROKEN" "Yes, next week"
+run_ferry --dir "$BROKEN" --db "$URI" run "$B4" --max-errors 0 --batch-size 12
+is "$RC" 1 "a failing row in lead 3, --max-errors 0: exit 1"
+is "$(q "$URI" "SELECT position #>> '{}' FROM ferry.checkpoint")" "$L1" "the checkpoint is at the head's lead"
+b4_run --batch-size 12
+is "$RC" 0 "the resumed run exits 0"
+is "$(stats_of "$OUT")" "$REF_STATS" "resumed: the reference counts"
+is "$(q "$URI" "$ROWS_SQL")" "$REF_ROWS" "resumed: the reference rows"
+is "$(q "$URI" "$BATCHES_SQL" | tr '\n' ' ' | sed 's/ $//')" "1 2 3" \
+    "resumed: lead 1 from the first run, then the new head (lead 2), then the rest (lead 3)"
+done_testing
