@@ -116,19 +116,6 @@ local next_rest, rest_stream
 if boundary then next_rest, _, _, rest_stream = read:rows(REST, actors, boundary) end
 local rest <close> = rest_stream
 
--- The audits in order: the head's, then (its snapshot transaction ended,
--- so that the main session can write again) the rest's.
-local in_head = true
-local function next_audit()
-  if in_head then
-    local a = next_head()
-    if a then return a end
-    in_head = false
-    main:exec("COMMIT")
-  end
-  return next_rest and next_rest()
-end
-
 local todo = summary.audits
 local batch_size = ctx.batch_size_for(todo)
 log.info("   (one pass: conversations and their messages are written together, "
@@ -231,15 +218,11 @@ local function map_audit(a)
 end
 
 local pending = 0        -- audits mapped into the current batch
-local head_sent = false  -- the head's leads have gone out as the first batch
 local seen = 0
-for a in next_audit do
+local function process(a)
   if a.lead_id ~= lead_id then
     finish_lead()
-    -- the head is a batch of its own: the writers start on it at once
-    local head_ends = not in_head and not head_sent
-    if pending >= batch_size or (head_ends and pending > 0) then flush(lead_id); pending = 0 end
-    if head_ends then head_sent = true end
+    if pending >= batch_size then flush(lead_id); pending = 0 end
     start_lead(a)
   end
   if not conv_id then
@@ -258,6 +241,18 @@ for a in next_audit do
   seen = seen + 1
   if seen % 256 == 0 then pipe:pump() end
   bar:add(1)
+end
+
+for a in next_head do process(a) end
+-- The head is a batch of its own, sent as soon as it is mapped (it ends
+-- with a whole lead: the rest starts at the boundary lead).  The snapshot
+-- transaction ends first: the main session is the first writer.
+main:exec("COMMIT")
+finish_lead()
+flush(lead_id)
+lead_id, pending = nil, 0
+if next_rest then
+  for a in next_rest do process(a) end
 end
 if orphans_shown > 10 and not verbose then
   log.info(string.format("   \u{26A0} ... and %d more leads not found (--verbose lists them)", orphans_shown - 10))
