@@ -222,7 +222,8 @@ local seen = 0
 local function process(a)
   if a.lead_id ~= lead_id then
     finish_lead()
-    if pending >= batch_size then flush(lead_id); pending = 0 end
+    -- (the last batches are smaller, so that the writers finish together)
+    if pending >= ctx.batch_size_for(todo, todo - seen + pending) then flush(lead_id); pending = 0 end
     start_lead(a)
   end
   if not conv_id then

@@ -187,7 +187,9 @@ for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
   end
   last_id = r.id
   batch_leads, seen = batch_leads + 1, seen + 1
-  if batch_leads >= batch_size then flush(last_id); batch_leads = 0 end
+  if batch_leads >= ctx.batch_size_for(summary.leads, summary.leads - seen + batch_leads) then  -- tapered at the end
+    flush(last_id); batch_leads = 0
+  end
   if seen % 256 == 0 then pipe:pump() end
   bar:add(1)
 end

@@ -434,6 +434,8 @@ local opts = {}       -- the parsed command line
 -- The smallest batch ctx.batch_size_for() picks by itself: below it the
 -- few round trips every batch costs outweigh the earlier start.
 local MIN_AUTO_BATCH = 1000
+-- The smallest of the last, tapered batches (ctx.batch_size_for(total, left)).
+local MIN_TAPER_BATCH = 250
 
 local function make_ctx(m, dry_run, operation)
   local flags = log.flags()
@@ -450,10 +452,21 @@ local function make_ctx(m, dry_run, operation)
   -- fewer than 1000 rows): the server starts writing after the first
   -- small batch instead of idling while Lua maps a big one, and the
   -- writers finish together.  Large runs keep the default.
-  function ctx.batch_size_for(total)
+  --
+  -- ctx.batch_size_for(total, left) -> the size of the next batch when
+  -- `left` rows are still to be sent (mapped or not yet read): the same,
+  -- until the last ones, which are cut smaller (down to MIN_TAPER_BATCH) so
+  -- that the writers finish together instead of one writing the last big
+  -- batch alone.  Not with --batch-size: then every batch has that size.
+  function ctx.batch_size_for(total, left)
     if opts.batch_size_given then return ctx.batch_size end
-    local shaped = math.ceil((tonumber(total) or 0) / (4 * math.max(1, ctx.jobs or 1)))
-    return math.max(1, math.min(ctx.batch_size, math.max(MIN_AUTO_BATCH, shaped)))
+    local jobs = math.max(1, ctx.jobs or 1)
+    local shaped = math.ceil((tonumber(total) or 0) / (4 * jobs))
+    local size = math.max(1, math.min(ctx.batch_size, math.max(MIN_AUTO_BATCH, shaped)))
+    if left and left < 2 * jobs * size then
+      size = math.min(size, math.max(MIN_TAPER_BATCH, math.ceil(left / (2 * jobs))))
+    end
+    return size
   end
   return ctx
 end

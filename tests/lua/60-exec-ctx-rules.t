@@ -60,6 +60,9 @@ io.write("run_id=", ctx.run_id, "\nstarted_at=", ctx.started_at, "\n")
 io.write("cp=", tostring(ctx.checkpoint.get()), "\n")
 io.write("for=", ctx.batch_size_for(1000000), ",", ctx.batch_size_for(40000), ",", ctx.batch_size_for(12000), ",",
          ctx.batch_size_for(300), ",", ctx.batch_size_for(0), "\n")
+io.write("taper=", ctx.batch_size_for(12000, 12000), ",", ctx.batch_size_for(12000, 4000), ",",
+         ctx.batch_size_for(12000, 600), ",", ctx.batch_size_for(1000000, 30000), ",",
+         ctx.batch_size_for(1000000, 8000), "\n")
 EOF
 run_ferry exec "$d/ctx.lua"
 is "$RC" 0 "ctx script runs"
@@ -74,7 +77,8 @@ batch_size=5000
 jobs=2
 max_errors=100
 cp=nil
-for=5000,5000,1500,1000,1000" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000"
+for=5000,5000,1500,1000,1000
+taper=1500,1000,250,5000,2000" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000, and the last batches (left < 2 x writers x size) to left / (2 x writers), not below 250"
 like "$(sed -n 's/^run_id=//p' <<<"$OUT")" "$uuid_re" "ctx.run_id is a v4 UUID"
 like "$(sed -n 's/^started_at=//p' <<<"$OUT")" "$iso_re" "ctx.started_at is ISO-8601 UTC with milliseconds"
 first_id=$(sed -n 's/^run_id=//p' <<<"$OUT")
@@ -83,9 +87,9 @@ isnt "$(sed -n 's/^run_id=//p' <<<"$OUT")" "$first_id" "every run has its own ru
 run_ferry -v --batch-size 10 --jobs 3 --max-errors 7 exec --dry-run "$d/ctx.lua"
 like "$OUT" $'dry_run=true\nverbose=true' "exec --dry-run -v: ctx.dry_run and ctx.verbose"
 like "$OUT" $'batch_size=10\njobs=3\nmax_errors=7' "ctx.batch_size, ctx.jobs, ctx.max_errors from the flags"
-like "$OUT" $'\nfor=10,10,10,10,10' "ctx.batch_size_for: a --batch-size given is used as it is, whatever the total"
+like "$OUT" $'\nfor=10,10,10,10,10\ntaper=10,10,10,10,10' "ctx.batch_size_for: a --batch-size given is used as it is, whatever the total and what is left"
 run_ferry --jobs 1 exec "$d/ctx.lua"
-like "$OUT" $'\nfor=5000,5000,3000,1000,1000' "ctx.batch_size_for: four batches per writer, here one writer"
+like "$OUT" $'\nfor=5000,5000,3000,1000,1000\ntaper=3000,2000,300,5000,4000' "ctx.batch_size_for: four batches per writer, here one writer (and the taper for one)"
 
 # ------------------------------------------------------------------ dry run: read-only sessions
 db=$(fresh_db ferry_lua_exec)
