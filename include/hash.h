@@ -18,4 +18,11 @@ void sha256_hex(const void *data, size_t len, char hex[65]);
 
 /* RFC 4122 name-based UUID version 5: SHA-1 over namespace bytes then name. */
 void uuid5_generate(const uint8_t ns[16], const void *name, size_t len, uint8_t out[16]);
+
+/* Parses a UUID's 36-character text form (hex digits in either case,
+ * hyphens at 8, 13, 18, 23; nothing else, as libuuid's uuid_parse) into
+ * out; 0 on success, -1 otherwise. */
+int uuid_parse_text(const char *s, uint8_t out[16]);
+/* Writes u's text form, lowercase, and a NUL into out[37]. */
+void uuid_format_text(const uint8_t u[16], char out[37]);
 #endif

@@ -221,3 +221,46 @@ void uuid5_generate(const uint8_t ns[16], const void *name, size_t len, uint8_t 
     out[6] = (uint8_t)((out[6] & 0x0F) | 0x50);     /* version 5 */
     out[8] = (uint8_t)((out[8] & 0x3F) | 0x80);     /* variant 10xx */
 }
+
+/* ---- UUID text ---------------------------------------------------------- */
+
+static int hex_value(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Per row of a backfill (two v5 ids each): libuuid's uuid_parse runs
+ * strtoul for every byte, several times the cost of this. */
+int uuid_parse_text(const char *s, uint8_t out[16])
+{
+    int i, b = 0;
+
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') return -1;
+            continue;
+        }
+        int hi = hex_value((unsigned char)s[i]);
+        if (hi < 0) return -1;
+        int lo = hex_value((unsigned char)s[++i]);
+        if (lo < 0) return -1;
+        out[b++] = (uint8_t)(hi << 4 | lo);
+    }
+    return s[36] == '\0' ? 0 : -1;
+}
+
+void uuid_format_text(const uint8_t u[16], char out[37])
+{
+    static const char digits[] = "0123456789abcdef";
+    int i, o = 0;
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = digits[u[i] >> 4];
+        out[o++] = digits[u[i] & 0x0F];
+    }
+    out[o] = '\0';
+}

@@ -10,8 +10,15 @@
 
 static void push_uuid(lua_State *L, const uuid_t u) {
     char out[37];
-    uuid_unparse_lower(u, out);
-    lua_pushstring(L, out);
+    uuid_format_text(u, out);
+    lua_pushlstring(L, out, 36);
+}
+
+/* 1 when the Lua value at idx is a UUID in its 36-character text form. */
+static int to_uuid(lua_State *L, int idx, uuid_t out) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return s && len == 36 && uuid_parse_text(s, out) == 0;
 }
 
 /* uuid.v4() -> random UUID text. */
@@ -24,11 +31,11 @@ static int uuid_v4(lua_State *L) {
 
 /* uuid.v5(namespace_uuid, name) -> UUID text (RFC 4122 section 4.3). */
 static int uuid_v5(lua_State *L) {
-    const char *ns = luaL_checkstring(L, 1);
+    luaL_checkstring(L, 1);
     size_t len;
     const char *name = luaL_checklstring(L, 2, &len);
     uuid_t nsu, out;
-    if (uuid_parse(ns, nsu) != 0) return luaL_argerror(L, 1, "not a UUID");
+    if (!to_uuid(L, 1, nsu)) return luaL_argerror(L, 1, "not a UUID");
     uuid5_generate(nsu, name, len, out);
     push_uuid(L, out);
     return 1;
@@ -37,7 +44,7 @@ static int uuid_v5(lua_State *L) {
 /* uuid.valid(s) -> true when s is a UUID in its 36-character text form. */
 static int uuid_valid(lua_State *L) {
     uuid_t u;
-    lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING && uuid_parse(lua_tostring(L, 1), u) == 0);
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING && to_uuid(L, 1, u));
     return 1;
 }
 

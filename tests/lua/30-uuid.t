@@ -57,6 +57,8 @@ T.is(uuid.valid("886313E1-3B8A-5372-9B90-0C9AEE199E5D"), true, "valid: upper cas
 T.is(uuid.valid(uuid.v4()), true, "valid: a v4")
 T.is(uuid.valid("00000000-0000-0000-0000-000000000000"), true, "valid: the nil UUID")
 T.is(uuid.valid("886313e13b8a53729b900c9aee199e5d"), false, "valid: no dashes -> false")
+T.is(uuid.valid("886313e1-3b8a-5372-9b90-0c9aee199e5d\0"), false, "valid: a NUL byte after the 36 characters -> false")
+T.is(pcall(uuid.v5, "886313e1-3b8a-5372-9b90-0c9aee199e5d\0x", "n"), false, "v5: a namespace with bytes after the UUID is refused")
 T.is(uuid.valid("{886313e1-3b8a-5372-9b90-0c9aee199e5d}"), false, "valid: braces -> false")
 T.is(uuid.valid("886313e1-3b8a-5372-9b90-0c9aee199e5dx"), false, "valid: trailing text -> false")
 T.is(uuid.valid(" 886313e1-3b8a-5372-9b90-0c9aee199e5d"), false, "valid: leading space -> false")

@@ -347,9 +347,46 @@ static void test_uuid5_version_variant(void **state)
     assert_memory_not_equal(u, again, 16);          /* namespace matters */
 }
 
+/* uuid_parse_text accepts what libuuid's uuid_parse accepts: 36
+ * characters, hyphens at 8, 13, 18 and 23, hex digits (either case) elsewhere. */
+static void test_uuid_parse_text(void **state)
+{
+    uint8_t u[16];
+    char s[37];
+    (void)state;
+
+    assert_int_equal(uuid_parse_text("886313e1-3b8a-5372-9b90-0c9aee199e5d", u), 0);
+    uuid_str(u, s);
+    assert_string_equal(s, "886313e1-3b8a-5372-9b90-0c9aee199e5d");
+    assert_int_equal(uuid_parse_text("6BA7B810-9DAD-11D1-80B4-00C04FD430C8", u), 0);
+    assert_memory_equal(u, NS_DNS, 16);
+    assert_int_equal(uuid_parse_text("6ba7b810-9dad-11d1-80b4-00c04fd430c8", u), 0);
+    assert_memory_equal(u, NS_DNS, 16);
+
+    assert_int_equal(uuid_parse_text("", u), -1);
+    assert_int_equal(uuid_parse_text("886313e1-3b8a-5372-9b90-0c9aee199e5", u), -1);    /* 35 */
+    assert_int_equal(uuid_parse_text("886313e1-3b8a-5372-9b90-0c9aee199e5d0", u), -1);  /* 37 */
+    assert_int_equal(uuid_parse_text("886313e1a3b8a-5372-9b90-0c9aee199e5d", u), -1);   /* no hyphen */
+    assert_int_equal(uuid_parse_text("886313e1-3b8a-5372-9b90-0c9aee199e5g", u), -1);  /* not hex */
+    assert_int_equal(uuid_parse_text("886313e1-3b8a-5372-9b90-0c9a-e199e5d", u), -1);  /* hyphen misplaced */
+    assert_int_equal(uuid_parse_text("{86313e1-3b8a-5372-9b90-0c9aee199e5}", u), -1);
+    assert_int_equal(uuid_parse_text("886313e1 3b8a 5372 9b90 0c9aee199e5d", u), -1);
+}
+
+static void test_uuid_format_text(void **state)
+{
+    char s[37];
+    (void)state;
+
+    uuid_format_text(NS_URL, s);
+    assert_string_equal(s, "6ba7b811-9dad-11d1-80b4-00c04fd430c8");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uuid_parse_text),
+        cmocka_unit_test(test_uuid_format_text),
         cmocka_unit_test(test_sha1_abc),
         cmocka_unit_test(test_sha1_empty),
         cmocka_unit_test(test_sha1_448bit),
