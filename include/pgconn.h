@@ -9,6 +9,16 @@
  * connection (check PQstatus), or NULL when out of memory. */
 PGconn *pgconn_open(const char *conninfo);
 
+/* Starts connecting as pgconn_open does, without waiting: the startup
+ * packet goes out if the socket takes it at once, so that the server sets
+ * the session up meanwhile.  Finish with pgconn_complete.  Returns NULL
+ * when out of memory. */
+PGconn *pgconn_start(const char *conninfo);
+
+/* Drives a connection from pgconn_start until it is ready (1) or has
+ * failed (0, PQerrorMessage says why). */
+int pgconn_complete(PGconn *pg);
+
 /* Copies msg into out (size outsz) with every occurrence of the password
  * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines
  * removed.  A password must never reach output, logs or history rows. */

@@ -37,10 +37,13 @@ end
 -- with a lead, $1 being db.array(actors()).  The whitespace set is Lua's
 -- %s, and lower() is ASCII-only (COLLATE "C", as Lua's string.lower), so
 -- SQL and normalize agree whatever the database's locale (in a UTF-8
--- locale lower('ASSİSTANT') would be 'assistant').
+-- locale lower('ASSİSTANT') would be 'assistant').  An actor already in
+-- normal form (most are) matches the plain equality first, which costs a
+-- fraction of lower(btrim()).
 M.PROCESSED_SQL = [[
   a.lead_id IS NOT NULL
-  AND lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[])]]
+  AND (a.actor = ANY($1::text[])
+       OR lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[]))]]
 
 --- actors() -> the mapped actor names, sorted (bound as a text[] filter).
 function M.actors()

@@ -39,6 +39,7 @@ typedef struct conn {
     PGconn *pg;
     char *info;        /* conninfo given to db.connect(), for redaction; NULL: the module's */
     const char *busy;  /* what holds the connection (re-entrancy guard) */
+    int pending;       /* started by connect_start, not ready yet: first use completes it */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -128,8 +129,11 @@ static void drain_results(PGconn *pg) {
 
 /* ---------- connections ---------- */
 
+static void complete_connect(lua_State *L, conn *c);
+
 static conn *check_conn(lua_State *L, int idx) {
     conn *c = luaL_checkudata(L, idx, CONN_MT);
+    if (c->pending) complete_connect(L, c);
     if (!c->pg) luaL_error(L, "attempt to use a closed connection");
     return c;
 }
@@ -143,6 +147,7 @@ static conn *check_idle_conn(lua_State *L, int idx) {
 
 static int conn_close(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
+    c->pending = 0;
     if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
     c->busy = NULL;   /* a rows() or COPY still open finds pg gone and says so */
     free(c->info);
@@ -180,29 +185,65 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
     lua_pop(L, 1);
 }
 
+/* A connection userdata with its metatable, before any resource exists. */
+static conn *new_conn(lua_State *L) {
+    conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->pg = NULL;
+    c->busy = NULL;
+    c->info = NULL;
+    c->pending = 0;
+    luaL_setmetatable(L, CONN_MT);
+    return c;
+}
+
+/* Raises "cannot connect" for c (password redacted), closing it first. */
+static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
+    char buf[2048];
+    pgconn_redact(info, PQerrorMessage(c->pg), buf, sizeof buf);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    lua_pushfstring(L, "cannot connect to the database: %s", buf);
+    return lua_error(L);
+}
+
 /* db.connect([conninfo]) -> connection.  Without an argument it opens
  * another session to the database ferry was pointed at. */
 static int db_connect(lua_State *L) {
     db_state *st = STATE(L);
     const char *info = luaL_optstring(L, 1, st->conninfo);
-    conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-    c->pg = NULL;
-    c->busy = NULL;
-    c->info = NULL;
-    luaL_setmetatable(L, CONN_MT);
+    conn *c = new_conn(L);
     if (info && info != st->conninfo && !(c->info = strdup(info))) return luaL_error(L, "cannot connect: out of memory");
     c->pg = pgconn_open(info);
     if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
-    if (PQstatus(c->pg) != CONNECTION_OK) {
-        char buf[2048];
-        pgconn_redact(info, PQerrorMessage(c->pg), buf, sizeof buf);
-        PQfinish(c->pg);
-        c->pg = NULL;
-        lua_pushfstring(L, "cannot connect to the database: %s", buf);
-        return lua_error(L);
-    }
+    if (PQstatus(c->pg) != CONNECTION_OK) return raise_connect_failure(L, c, info);
     apply_settings(L, st, c);
     return 1;
+}
+
+/* connect_start() -> connection, started but not waited for (a session to
+ * the database ferry was pointed at): the server sets it up while the
+ * script goes on.  Its first use (or conn:ready()) waits for it and raises
+ * what db.connect() would have; closing it unused just drops it. */
+static int db_connect_start(lua_State *L) {
+    db_state *st = STATE(L);
+    conn *c = new_conn(L);
+    c->pg = pgconn_start(st->conninfo);
+    c->pending = 1;
+    return 1;
+}
+
+static void complete_connect(lua_State *L, conn *c) {
+    db_state *st = STATE(L);
+    c->pending = 0;
+    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
+    if (!pgconn_complete(c->pg)) raise_connect_failure(L, c, st->conninfo);
+    apply_settings(L, st, c);
+}
+
+/* conn:ready(): waits until a connection from connect_start is set up. */
+static int conn_ready(lua_State *L) {
+    check_conn(L, 1);
+    return 0;
 }
 
 /* ---------- parameters ---------- */
@@ -894,7 +935,7 @@ static const luaL_Reg conn_methods[] = {
     {"exec", conn_exec}, {"query", conn_query}, {"one", conn_one}, {"rows", conn_rows},
     {"copy", conn_copy}, {"exec_script", conn_exec_script}, {"quote_ident", conn_quote_ident},
     {"backend_pid", conn_backend_pid}, {"in_transaction", conn_in_transaction}, {"flush", conn_flush},
-    {"close", conn_close}, {NULL, NULL}
+    {"ready", conn_ready}, {"close", conn_close}, {NULL, NULL}
 };
 static const luaL_Reg buf_methods[] = {
     {"put", buf_put}, {"count", buf_count}, {"bytes", buf_bytes}, {"clear", buf_clear}, {NULL, NULL}
@@ -955,6 +996,9 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_pushvalue(L, sti);
     lua_pushcclosure(L, db_connect, 1);
     lua_setfield(L, -2, "connect");
+    lua_pushvalue(L, sti);
+    lua_pushcclosure(L, db_connect_start, 1);
+    lua_setfield(L, -2, "connect_start");
     lua_pushcfunction(L, db_buffer);
     lua_setfield(L, -2, "buffer");
     lua_pushlightuserdata(L, NULL);

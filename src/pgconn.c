@@ -1,19 +1,58 @@
 /* pgconn: libpq helpers that never touch Lua. */
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pgconn.h"
 
+/* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
+ * keywords after it override it, so application_name is always ours. */
+#define CONN_PARAMS(conninfo)                                                           \
+    const char *keys[] = {"dbname", "application_name", NULL};                          \
+    const char *vals[] = {(conninfo) ? (conninfo) : "", "ferry", NULL};                 \
+    if (!(conninfo)) { keys[0] = "application_name"; vals[0] = "ferry"; keys[1] = NULL; }
+
 PGconn *pgconn_open(const char *conninfo) {
-    /* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
-     * keywords after it override it, so application_name is always ours. */
-    const char *keys[] = {"dbname", "application_name", NULL};
-    const char *vals[] = {conninfo ? conninfo : "", "ferry", NULL};
-    if (!conninfo) { keys[0] = "application_name"; vals[0] = "ferry"; keys[1] = NULL; }
+    CONN_PARAMS(conninfo);
     return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Waits (without a time limit: libpq's connect_timeout applies) until the
+ * socket of pg is ready for what `want` asks; 0 on a poll error. */
+static int wait_socket(PGconn *pg, PostgresPollingStatusType want, int timeout_ms) {
+    struct pollfd p = {.fd = PQsocket(pg), .events = want == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+    if (p.fd < 0) return 0;
+    int r;
+    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    return r > 0;
+}
+
+PGconn *pgconn_start(const char *conninfo) {
+    CONN_PARAMS(conninfo);
+    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    if (!pg || PQstatus(pg) == CONNECTION_BAD) return pg;
+    /* Send the startup packet now if the socket takes it at once (a local
+     * server does): the server then authenticates and sets the backend up
+     * while we do other work.  Anything that would wait is left to
+     * pgconn_complete. */
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st == PGRES_POLLING_WRITING && wait_socket(pg, st, 0)) st = PQconnectPoll(pg);
+    return pg;
+}
+
+int pgconn_complete(PGconn *pg) {
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    for (;;) {
+        if (PQstatus(pg) == CONNECTION_OK) return 1;
+        if (PQstatus(pg) == CONNECTION_BAD) return 0;
+        if (st == PGRES_POLLING_OK) return 1;
+        if (st == PGRES_POLLING_FAILED) return 0;
+        if (!wait_socket(pg, st, -1)) return 0;
+        st = PQconnectPoll(pg);
+    }
 }
 
 /* Replaces every occurrence of needle in buf (capacity bufsz) by "***",

@@ -101,7 +101,32 @@ function M.pipeline(opts)
   return require("ferry.pipeline").new(M, opts or {})
 end
 
+-- Sessions started ahead of need (db.prestart): the server forks and sets
+-- up their backends while the script does other work.  db.connect() with
+-- no conninfo hands them out first.
+local spares = {}
+
+--- db.prestart(n): starts n more sessions to the database without waiting
+-- for them; the next db.connect() calls take them (and raise, as
+-- db.connect() would, if one could not be set up).
+function M.prestart(n)
+  for _ = 1, n do spares[#spares + 1] = core.connect_start() end
+end
+
+--- db.drop_spares(): closes the sessions db.prestart started that nobody took.
+function M.drop_spares()
+  for i = #spares, 1, -1 do
+    pcall(spares[i].close, spares[i])
+    spares[i] = nil
+  end
+end
+
 function M.connect(conninfo)
+  if conninfo == nil and #spares > 0 then
+    local conn = table.remove(spares, 1)
+    conn:ready()
+    return conn
+  end
   return core.connect(conninfo)
 end
 
@@ -111,7 +136,7 @@ end
 -- pace: workers would each build the same hash tables for nothing).  Close
 -- it with read:close() when done.
 function M.reader()
-  local conn = core.connect()
+  local conn = M.connect()
   conn:exec_script("SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; SET jit = off; "
                    .. "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
   return conn
@@ -136,10 +161,18 @@ local main
 --- Opens the main connection (the engine does this once per command).
 function M.open()
   if not main then main = core.connect() end
+  main:ready()
   return main
+end
+--- Starts opening the main connection without waiting for it: the engine
+-- calls it as soon as it knows the command needs the database, so that the
+-- server sets the session up while ferry reads the migrations.
+function M.open_ahead()
+  if not main then main = core.connect_start() end
 end
 function M.main() return main end
 function M.close()
+  M.drop_spares()
   if main then main:close(); main = nil end
 end
 

@@ -597,6 +597,10 @@ local function apply(m, operation, dry_run)
 
   local ok, err = pcall(function()
     if m.files["up.lua"] then
+      -- A data migration reads through db.reader() and writes through
+      -- --jobs sessions (the main one and jobs - 1 more): they are started
+      -- now, so that the server sets them up while the script loads its rules.
+      db.prestart(dry_run and 1 or math.max(1, ctx.jobs or 1))
       return run_lua(m, "up.lua", ctx)
     elseif m.files["up.sql"] then
       if dry_run then
@@ -608,6 +612,7 @@ local function apply(m, operation, dry_run)
     end
     usage_error("%s has neither up.lua nor up.sql", m.rel)
   end)
+  db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
@@ -1121,6 +1126,9 @@ local COMMANDS_WITH = {
   to = {up = true},
 }
 
+-- The commands that always work on the database.
+local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true}
+
 local function main(cli)
   local flags = cli.flags
   if flags.version then io.write("ferry ", sys.version(), "\n") return EXIT_OK end
@@ -1147,6 +1155,8 @@ local function main(cli)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
+  -- the server sets the session up while the migrations are read
+  if DB_COMMANDS[cmd] then db.open_ahead() end
   return commands[cmd](cli.args)
 end
 

@@ -298,4 +298,31 @@ T.ok(true, "db.close twice is safe")
 T.isnt(db.backend_pid(), main_pid, "the next call connects again (a new session)")
 T.is(db.read_only, false, "db.read_only is false without --dry-run")
 
+-- db.prestart: sessions started ahead, handed out by db.connect()
+local before = db.one("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'ferry' AND datname = current_database()").n
+db.prestart(2)
+local a, b = db.connect(), db.connect()
+T.isnt(a:backend_pid(), b:backend_pid(), "prestart: db.connect() hands out the started sessions, each its own")
+T.is(a:one("SELECT current_setting('lock_timeout') AS t").t, db.one("SELECT current_setting('lock_timeout') AS t").t,
+     "prestart: a started session has ferry's session settings, as a connected one")
+local c = db.connect()
+T.ok(c:backend_pid() > 0, "prestart: when none is left, db.connect() connects")
+a:close(); b:close(); c:close()
+db.prestart(3)
+db.drop_spares()
+local function sessions() -- (a closed session's backend leaves pg_stat_activity a moment later)
+  local n
+  for _ = 1, 200 do
+    n = db.one("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'ferry' AND datname = current_database()").n
+    if n == before then break end
+    db.exec("SELECT pg_sleep(0.01)")
+  end
+  return n
+end
+T.is(sessions(), before, "drop_spares: the sessions nobody took are closed")
+db.prestart(1)
+local d = db.connect()
+d:close()
+T.is(select(2, pcall(d.exec, d, "SELECT 1")), "attempt to use a closed connection", "a started session closed is closed")
+
 return T.done()
