@@ -19,8 +19,16 @@ M.valid_roles = {user = true, assistant = true, system = true, tool = true}
 
 --- normalize(actor) -> the actor lower-cased, whitespace trimmed.
 -- The SQL side filters with lower(btrim(actor, <the same whitespace>)).
+-- A backfill meets the same few actors again and again: each is normalized
+-- once (the cache holds at most 1000 of them, then starts over).
+local normalized, cached = {}, 0
 function M.normalize(actor)
-  return (actor:lower():match("^%s*(.-)%s*$"))
+  local n = normalized[actor]
+  if n then return n end
+  n = actor:lower():match("^%s*(.-)%s*$")
+  if cached >= 1000 then normalized, cached = {}, 0 end
+  normalized[actor], cached = n, cached + 1
+  return n
 end
 
 --- role(actor) -> the message role, or nil when the actor is not mapped.
