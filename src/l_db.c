@@ -40,6 +40,7 @@ typedef struct conn {
     char *info;        /* conninfo given to db.connect(), for redaction; NULL: the module's */
     const char *busy;  /* what holds the connection (re-entrancy guard) */
     int pending;       /* started by connect_start, not ready yet: first use completes it */
+    PGTransactionStatusType busy_tx;   /* the transaction state when it became busy */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -175,10 +176,17 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         " set_config('default_transaction_read_only', $3, false)",
         3, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
-        push_result_error(L, b->res);
+        /* A value the server cannot read (--lock-timeout banana): a
+         * configuration error, raised without a script position, the
+         * session closed first rather than left to the collector. */
+        const char *msg = push_result_error(L, b->res);
         PQclear(b->res);
         b->res = NULL;
-        raise_pg(L, st, c, "cannot apply session settings", lua_tostring(L, -1));
+        if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", msg);
+        lua_error(L);
     }
     PQclear(b->res);
     b->res = NULL;
@@ -192,6 +200,7 @@ static conn *new_conn(lua_State *L) {
     c->busy = NULL;
     c->info = NULL;
     c->pending = 0;
+    c->busy_tx = PQTRANS_IDLE;
     luaL_setmetatable(L, CONN_MT);
     return c;
 }
@@ -553,7 +562,8 @@ static int conn_rows(lua_State *L) {
     r->c = c;
     r->res = NULL;
     r->active = 0;
-    r->in_block = PQtransactionStatus(c->pg) == PQTRANS_INTRANS;
+    c->busy_tx = PQtransactionStatus(c->pg);
+    r->in_block = c->busy_tx == PQTRANS_INTRANS;
     luaL_setmetatable(L, ROWS_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
@@ -812,6 +822,7 @@ static int conn_copy(lua_State *L) {
     result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->res = NULL;
     luaL_setmetatable(L, RESULT_MT);
+    c->busy_tx = PQtransactionStatus(c->pg);
     b->res = PQexec(c->pg, sql);
     ExecStatusType s = PQresultStatus(b->res);
     if (s != PGRES_COPY_IN) {
@@ -911,6 +922,9 @@ static int conn_backend_pid(lua_State *L) {
 static int conn_in_transaction(lua_State *L) {
     conn *c = check_conn(L, 1);
     PGTransactionStatusType t = PQtransactionStatus(c->pg);
+    /* while a rows() iteration or a COPY runs libpq only says "active":
+     * the command runs in the transaction there was when it started */
+    if (t == PQTRANS_ACTIVE && c->busy) t = c->busy_tx;
     lua_pushboolean(L, t == PQTRANS_INTRANS || t == PQTRANS_INERROR);
     lua_pushboolean(L, t == PQTRANS_INERROR);   /* failed: only ROLLBACK works now */
     return 2;

@@ -1169,8 +1169,11 @@ return function(cli)
   if ok then db.close() return res end
   local code, msg = EXIT_FAIL, error_text(res)
   if type(res) == "table" and res.code then code = res.code end
-  -- a database that cannot be reached is a configuration error
+  -- a database that cannot be reached, or settings it cannot take, is a
+  -- configuration error
   if msg:find("^cannot connect to the database") then code = EXIT_USAGE end
+  local settings = msg:match("^cannot apply the session settings: (.*)")
+  if settings then code, msg = EXIT_USAGE, settings end
   io.stderr:write("ferry: ", msg:match("^[^\n]*"), "\n")
   if log.flags().verbose and msg:find("\n") then io.stderr:write(msg:match("\n(.*)$"), "\n") end
   if log.flags().json then emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")})) end

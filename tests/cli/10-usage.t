@@ -89,6 +89,11 @@ mkdir -p "$TAP_TMPDIR/empty"
 expect_usage "no migrations folder at $TAP_TMPDIR/empty/migrations (use --dir)" --dir "$TAP_TMPDIR/empty" up
 expect_usage "--batch-size needs a whole number >= 1, not 0" --dir "$D" up --batch-size 0
 expect_usage "--max-errors needs a whole number >= 0, not lots" --dir "$D" up --max-errors lots
+# timeouts the server cannot read: a configuration error, said cleanly
+expect_usage "--lock-timeout / --statement-timeout: invalid value for parameter \"lock_timeout\": \"banana\" [SQLSTATE 22023]" \
+    --dir "$D" --lock-timeout banana status
+expect_usage "--lock-timeout / --statement-timeout: invalid value for parameter \"statement_timeout\": \"5 fortnights\" [SQLSTATE 22023]" \
+    --dir "$D" --statement-timeout "5 fortnights" up
 
 # nothing of the above touched the database
 v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('alpha') IS NULL")

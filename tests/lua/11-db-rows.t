@@ -178,4 +178,28 @@ T.like(err, "this rows%(%) iteration's connection is closed$", "closing the conn
 T.like(err_of(a.one, a, "SELECT 1"), "attempt to use a closed connection", "and the connection is closed")
 usable("the main connection is unaffected")
 
+-- in_transaction() while a rows() iteration or a COPY is in progress tells
+-- the transaction the command runs in (libpq only says "busy" then)
+do
+  local c = db.connect()
+  c:exec("BEGIN")
+  local nxt, _, _, it = c:rows("SELECT g FROM generate_series(1, 3) g")
+  nxt()
+  T.is(c:in_transaction(), true, "in_transaction() during a rows() iteration inside BEGIN: true")
+  it:close()
+  c:exec("ROLLBACK")
+  nxt, _, _, it = c:rows("SELECT g FROM generate_series(1, 3) g")
+  nxt()
+  T.is(c:in_transaction(), false, "... and outside one: false")
+  it:close()
+  c:exec("CREATE TEMP TABLE busy_tx (v int)")
+  c:exec("BEGIN")
+  local w = c:copy("COPY busy_tx (v) FROM STDIN")
+  w:put(1)
+  T.is(c:in_transaction(), true, "in_transaction() during a COPY inside BEGIN: true")
+  w:finish()
+  c:exec("COMMIT")
+  c:close()
+end
+
 return T.done()
