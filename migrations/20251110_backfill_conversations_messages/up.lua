@@ -219,11 +219,16 @@ end
 
 local pending = 0        -- audits mapped into the current batch
 local seen = 0
+local in_head = true     -- the main session (the first writer) is still reading
 local function process(a)
   if a.lead_id ~= lead_id then
     finish_lead()
-    -- (the last batches are smaller, so that the writers finish together)
-    if pending >= ctx.batch_size_for(todo, todo - seen + pending) then flush(lead_id); pending = 0 end
+    -- (the last batches are smaller, so that the writers finish together;
+    -- none goes out while the head is read: the head is one batch)
+    if not in_head and pending >= ctx.batch_size_for(todo, todo - seen + pending) then
+      flush(lead_id)
+      pending = 0
+    end
     start_lead(a)
   end
   if not conv_id then
@@ -249,6 +254,7 @@ for a in next_head do process(a) end
 -- with a whole lead: the rest starts at the boundary lead).  The snapshot
 -- transaction ends first: the main session is the first writer.
 main:exec("COMMIT")
+in_head = false
 finish_lead()
 flush(lead_id)
 lead_id, pending = nil, 0

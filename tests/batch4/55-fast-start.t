@@ -44,6 +44,26 @@ for case in "5|$L1|none|1 2 3" "12|$L2|1|1 2,3" "18|$L3|1,2|1,2 3" "25||1,2,3|1,
 " "--batch-size $size: a second run creates nothing"
 done
 
+# Runs whose default batches are smaller than the head (the last batches
+# are cut down to 250 audits): no batch may go out while the head is still
+# being read, on the main session.  Exact rows against the SQL yardstick.
+for leads in 80 300; do
+    URI=$(crm_db "b4_55_gen_$leads") || bail_out "cannot build the database"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -v leads=$leads -v audits_per_lead=10 -d "$URI" \
+        -f "$REPO_ROOT/bench/generate.sql" >/dev/null || bail_out "cannot generate data"
+    REF=$(crm_db "b4_55_gen_${leads}_sql") || bail_out "cannot build the database"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -v leads=$leads -v audits_per_lead=10 -d "$REF" \
+        -f "$REPO_ROOT/bench/generate.sql" >/dev/null || bail_out "cannot generate data"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -v stats=off -d "$REF" -f "$REPO_ROOT/bench/backfill.sql" >/dev/null \
+        || bail_out "the SQL yardstick failed"
+    b4_run
+    is "$RC" 0 "$((leads * 10)) audits, default batches (tapered below the head's size): exits 0"
+    [ "$RC" = 0 ] || diag "$ERR"
+    DIGEST="SELECT count(*) || ' ' || md5(string_agg((metadata->>'auditId') || '|' || role || '|' || coalesce(content, ''),
+              E'\n' ORDER BY metadata->>'auditId')) FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill'"
+    is "$(q "$URI" "$DIGEST")" "$(q "$REF" "$DIGEST")" "$((leads * 10)) audits: the rows of the SQL yardstick"
+done
+
 # A resumed run cuts its head after the checkpoint's lead: stopped by a
 # failing row in lead 3 once lead 1 (the head) was sent, then resumed with
 # the rule fixed, the second run's head is lead 2 and its rest lead 3.
