@@ -15,9 +15,16 @@ PGconn *pgconn_open(const char *conninfo);
  * when out of memory. */
 PGconn *pgconn_start(const char *conninfo);
 
-/* Drives a connection from pgconn_start until it is ready (1) or has
- * failed (0, PQerrorMessage says why). */
-int pgconn_complete(PGconn *pg);
+/* Drives a connection from pgconn_start (begun at started_ms, from
+ * pgconn_now_ms) until it is ready, within its connect_timeout.  Returns
+ * the connection to use: pg, or a new blocking connection when pg ran out
+ * of time or, started a second or more ago, failed (a server drops a
+ * session left waiting for its password); pg is finished then.  Check
+ * PQstatus; NULL when out of memory. */
+PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms);
+
+/* A monotonic clock in milliseconds (for pgconn_complete). */
+long pgconn_now_ms(void);
 
 /* Copies msg into out (size outsz) with every occurrence of the password
  * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines

@@ -40,6 +40,7 @@ typedef struct conn {
     char *info;        /* conninfo given to db.connect(), for redaction; NULL: the module's */
     const char *busy;  /* what holds the connection (re-entrancy guard) */
     int pending;       /* started by connect_start, not ready yet: first use completes it */
+    long started_ms;   /* when it was started (pgconn_now_ms) */
     PGTransactionStatusType busy_tx;   /* the transaction state when it became busy */
 } conn;
 
@@ -236,6 +237,7 @@ static int db_connect(lua_State *L) {
 static int db_connect_start(lua_State *L) {
     db_state *st = STATE(L);
     conn *c = new_conn(L);
+    c->started_ms = pgconn_now_ms();
     c->pg = pgconn_start(st->conninfo);
     c->pending = 1;
     return 1;
@@ -244,8 +246,9 @@ static int db_connect_start(lua_State *L) {
 static void complete_connect(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     c->pending = 0;
+    c->pg = pgconn_complete(c->pg, st->conninfo, c->started_ms);
     if (!c->pg) luaL_error(L, "cannot connect: out of memory");
-    if (!pgconn_complete(c->pg)) raise_connect_failure(L, c, st->conninfo);
+    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, st->conninfo);
     apply_settings(L, st, c);
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pgconn.h"
 
@@ -20,8 +21,8 @@ PGconn *pgconn_open(const char *conninfo) {
     return PQconnectdbParams(keys, vals, 1);
 }
 
-/* Waits (without a time limit: libpq's connect_timeout applies) until the
- * socket of pg is ready for what `want` asks; 0 on a poll error. */
+/* Waits until the socket of pg is ready for what `want` asks, at most
+ * timeout_ms (-1: no limit); 1 ready, 0 timed out or a poll error. */
 static int wait_socket(PGconn *pg, PostgresPollingStatusType want, int timeout_ms) {
     struct pollfd p = {.fd = PQsocket(pg), .events = want == PGRES_POLLING_READING ? POLLIN : POLLOUT};
     if (p.fd < 0) return 0;
@@ -43,17 +44,64 @@ PGconn *pgconn_start(const char *conninfo) {
     return pg;
 }
 
-int pgconn_complete(PGconn *pg) {
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* pg's connect_timeout (the option, or PGCONNECT_TIMEOUT) in milliseconds,
+ * read as libpq reads it (a value below 2 s counts as 2 s), or -1: none. */
+static int connect_timeout_ms(PGconn *pg) {
+    PQconninfoOption *opts = PQconninfo(pg);
+    int ms = -1;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "connect_timeout") != 0 || !o->val) continue;
+        char *end;
+        long s = strtol(o->val, &end, 10);
+        if (end != o->val && s > 0) ms = (int)((s < 2 ? 2 : (s > 86400 ? 86400 : s)) * 1000);
+    }
+    PQconninfoFree(opts);
+    return ms;
+}
+
+/* Drives pg until it is ready (1), has failed (0) or has used up its
+ * connect_timeout (-1): on this path libpq leaves the timeout to us. */
+static int drive(PGconn *pg) {
+    int timeout = connect_timeout_ms(pg);
+    long deadline = timeout < 0 ? 0 : now_ms() + timeout;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     for (;;) {
-        if (PQstatus(pg) == CONNECTION_OK) return 1;
-        if (PQstatus(pg) == CONNECTION_BAD) return 0;
-        if (st == PGRES_POLLING_OK) return 1;
-        if (st == PGRES_POLLING_FAILED) return 0;
-        if (!wait_socket(pg, st, -1)) return 0;
+        if (PQstatus(pg) == CONNECTION_OK || st == PGRES_POLLING_OK) return 1;
+        if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
+        int left = -1;
+        if (timeout >= 0 && (left = (int)(deadline - now_ms())) <= 0) return -1;
+        if (!wait_socket(pg, st, left)) {
+            if (timeout >= 0 && deadline - now_ms() <= 0) return -1;
+            return 0;
+        }
         st = PQconnectPoll(pg);
     }
 }
+
+PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
+    if (!pg) return pgconn_open(conninfo);
+    int r = drive(pg);
+    if (r == 1) return pg;
+    /* Connect again, the blocking way -- which applies connect_timeout to
+     * each host and goes on to the next one -- when this attempt ran out of
+     * time (a host that never answers), or when it was started a while ago
+     * (the server drops a session that waited too long for its password:
+     * authentication_timeout).  A quick failure (a wrong password, nobody
+     * listening) is reported as it is, not tried twice. */
+    if (r < 0 || now_ms() - started_ms >= 1000) {
+        PQfinish(pg);
+        return pgconn_open(conninfo);
+    }
+    return pg;
+}
+
+long pgconn_now_ms(void) { return now_ms(); }
 
 /* Replaces every occurrence of needle in buf (capacity bufsz) by "***",
  * searching on after each replacement (so a needle of "***" ends). */

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Connecting: ferry starts sessions without waiting for them (the main one as
+# soon as a command needs the database, --jobs more before a migration's
+# up.lua) and finishes them on first use.  That must keep libpq's own
+# behaviour: connect_timeout is honoured (a host that accepts and never
+# answers is given up on, and the next host of a multi-host string tried),
+# and a session started long before it is used still works when the server
+# has dropped it meanwhile for want of its password (authentication_timeout).
+. "$(dirname "$0")/../lib/tap.sh"
+require_pg
+
+# A listener that accepts connections and never says a word.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 - "$port" <<'PY' &
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)
+PY
+silent=$!
+trap 'kill $silent 2>/dev/null' EXIT
+for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
+
+db=$(fresh_db ferry_connect)
+D=$TAP_TMPDIR/proj
+mkdir -p "$D/migrations/20250101_x"
+printf 'SELECT 1;\n' >"$D/migrations/20250101_x/up.sql"
+
+# (timeout 60 only stops a hang from stopping the suite: 124 would mean one)
+RC=0
+timeout 60 "$FERRY" --dir "$D" --db "host=127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable" status \
+    >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC" 2 "a server that never answers, connect_timeout=2: exit 2 (a configuration error), no hang"
+like "$(cat "$TAP_TMPDIR/err")" "^ferry: cannot connect to the database: .*timeout expired" "... saying the time ran out"
+
+RC=0
+timeout 60 "$FERRY" --dir "$D" \
+    --db "host=127.0.0.1,$PGHOST port=$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable" \
+    status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC" 0 "two hosts, the first never answers: the second one is used"
+like "$(cat "$TAP_TMPDIR/out")" "20250101_x" "... and status lists the migrations"
+
+# authentication_timeout: a session started ahead over TCP with a password
+# waits for that password; used after the server gave up on it, it is
+# connected again.
+PW='Sup3r-Secret-pw'
+psql_val "$db" "ALTER DATABASE ferry_connect OWNER TO ferry_pw" >/dev/null
+psql_val "$db" "ALTER SYSTEM SET authentication_timeout = '1s'" >/dev/null
+psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
+cat >"$TAP_TMPDIR/late.lua" <<'LUA'
+db.prestart(1)
+db.exec("SELECT pg_sleep(3)")            -- longer than authentication_timeout
+local other = db.connect()
+print("late session: " .. other:one("SELECT current_user AS u").u)
+other:close()
+LUA
+run_ferry --db "postgresql://ferry_pw:$PW@127.0.0.1:$FERRY_PG_TCP_PORT/ferry_connect?sslmode=disable" exec "$TAP_TMPDIR/late.lua"
+is "$RC|$OUT" "0|late session: ferry_pw" "a session started ahead and dropped by the server meanwhile: connected again on first use"
+unlike "$OUT$ERR" "$PW" "(no password in the output)"
+psql_val "$db" "ALTER SYSTEM RESET authentication_timeout" >/dev/null
+psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
+
+# A quick failure is reported as it is, tried once: a wrong password.
+run_ferry --db "postgresql://ferry_pw:Wr0ng-pw@127.0.0.1:$FERRY_PG_TCP_PORT/ferry_connect?sslmode=disable" --dir "$D" status
+is "$RC" 2 "a wrong password: exit 2"
+like "$ERR" 'password authentication failed' "... saying so"
+done_testing
