@@ -56,7 +56,11 @@ M.PROCESSED_SQL = [[
 --- actors() -> the mapped actor names, sorted (bound as a text[] filter).
 function M.actors()
   local list = {}
-  for k in pairs(M.map) do list[#list + 1] = k end
+  -- (a key not lower-case and trimmed matches no actor, in Lua as in SQL;
+  -- the "keys in normal form" test below makes `ferry check` say so)
+  for k in pairs(M.map) do
+    if M.normalize(k) == k then list[#list + 1] = k end
+  end
   table.sort(list)
   return list
 end
@@ -83,6 +87,12 @@ M.tests = {
     end
     t.eq(M.role(""), nil)
     t.eq(M.role(nil), nil)
+  end,
+  ["keys in normal form"] = function()
+    for k in pairs(M.map) do
+      t.eq(M.normalize(k), k, string.format("map key %q: actors are lower-cased and trimmed before the lookup, "
+                                             .. "so write it as %q", k, M.normalize(k)))
+    end
   end,
   ["actors sorted"] = function()
     local keys = {}

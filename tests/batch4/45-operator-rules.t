@@ -66,4 +66,24 @@ is "$(stats_of "$OUT")" "$(stats_block 5 1 21 10 35 2 2)" "... two per-row error
 like "$OUT" 'a0000000-0000-4000-8000-000000000010: .*rules\.roles maps "webhook" to "bot", which Message\.role does not allow' \
     "... each error names the audit and the reason"
 
+# A key not in normal form ("Webhook") can never match: actors are lower-
+# cased and trimmed before the lookup.  The SQL side must agree (the audit
+# is not processed, no row error), and `ferry check` says what is wrong.
+D2=$TAP_TMPDIR/op2
+mkdir -p "$D2"
+cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$D2/"
+sed -i 's/^  tool      = "tool",$/  tool      = "tool",\n  Webhook = "tool",/' "$D2/rules/roles.lua"
+URI=$(b4_db b4_45_ops5 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+q "$URI" "INSERT INTO \"Audit\" (id, lead_id, actor, action, payload)
+          SELECT 'a0000000-0000-4000-8000-0000000000f1', lead_id, 'Webhook', 'message_received', '{\"text\": \"hi\"}'
+            FROM \"Audit\" WHERE id = 'a0000000-0000-4000-8000-000000000010'" >/dev/null
+run_ferry --dir "$D2" --db "$URI" run "$B4"
+is "$RC" 0 "a map key not in normal form: the run exits 0"
+like "$OUT" "Errors: +0" "... no row error (SQL and Lua agree: the key matches nothing)"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = 'a0000000-0000-4000-8000-0000000000f1'")" 0 \
+   "... and the 'Webhook' audit is not processed"
+run_ferry --dir "$D2" check
+is "$RC" 1 "ferry check fails on it"
+like "$OUT$ERR" 'Webhook' "... naming the key"
+
 done_testing
