@@ -63,6 +63,10 @@ end
 -- then read one consistent state at the same time.  End it with
 -- other:exec("COMMIT").
 function methods.share_snapshot(conn, other)
+  -- its own transaction would be rolled back on the way
+  if other:in_transaction() then
+    error("share_snapshot: the other session is in a transaction already (end it first)", 2)
+  end
   local id = conn:one("SELECT pg_export_snapshot() AS id").id
   -- SET TRANSACTION SNAPSHOT takes no parameter: the id, the server's own,
   -- is checked against its format before it goes into the statement

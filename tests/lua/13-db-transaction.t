@@ -187,6 +187,21 @@ other:exec("ROLLBACK")
 T.is(seen(other), "1,2", "after it ends, the other session sees the present again")
 reader:close()
 
+-- The other session must not be in a transaction of its own: its work
+-- would be rolled back.  Refused, and that transaction left as it was.
+reader = db.reader()
+other = db.connect()
+other:exec("BEGIN")
+other:exec("CREATE TEMP TABLE mine (v int)")
+ok, err = pcall(reader.share_snapshot, reader, other)
+T.like(err, "is in a transaction", "share_snapshot onto a session inside a transaction: refused")
+T.is(other:in_transaction(), true, "... its transaction still open")
+T.is(other:one("SELECT count(*) AS n FROM mine").n, 0, "... with its work")
+other:exec("ROLLBACK")
+other:close()
+reader:close()
+other = db.connect()
+
 -- A snapshot that is gone by the time it is imported (exported outside a
 -- transaction): the error says so and the other session is left idle.
 ok, err = pcall(observer.share_snapshot, observer, other)
