@@ -20,6 +20,8 @@ MODES=${BENCH_MODES:-sql ferry ferry-rerun ferry-dry-run naive}
 ARGS=${BENCH_FERRY_ARGS:-}
 REPEAT=${BENCH_REPEAT:-3}                 # runs per mode at sizes up to REPEAT_UP_TO (median reported)
 REPEAT_UP_TO=${BENCH_REPEAT_UP_TO:-100000}
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_REPEAT must be a whole number >= 1, not '$REPEAT'" >&2; exit 2; }
+[[ "$REPEAT_UP_TO" =~ ^[0-9]+$ ]] || { echo "bench: BENCH_REPEAT_UP_TO must be a whole number, not '$REPEAT_UP_TO'" >&2; exit 2; }
 M4=20251110_backfill_conversations_messages
 results=${BENCH_RESULTS:-bench/results}
 mkdir -p "$results"

@@ -184,9 +184,11 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         PQclear(b->res);
         b->res = NULL;
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg);
+        char buf[2048];
+        pgconn_redact(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
         PQfinish(c->pg);
         c->pg = NULL;
-        lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", msg);
+        lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);
         lua_error(L);
     }
     PQclear(b->res);
