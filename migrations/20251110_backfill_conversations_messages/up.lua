@@ -3,9 +3,10 @@
 -- this script is the data flow around them:
 --
 --   reader session   streams the audits still to do, ordered by
---                    (lead_id, created_at, id), in bounded memory (the
---                    first leads come from the main session, in the
---                    reader's snapshot, while the reader's server sorts)
+--                    (lead_id, created_at, id), in bounded memory (on a
+--                    first run the first leads come from a session of
+--                    their own, in the same snapshot, while the reader's
+--                    server sorts the rest)
 --   Lua              maps each audit through the rules
 --   main session     writes per batch of whole leads: COPY conversations,
 --                    COPY messages, raise last_message_at, save the
@@ -79,42 +80,62 @@ local function stream_sql(range) return [[
 end
 
 -- A fast start.  The server must sort every audit before the stream's
--- first row, which leaves the writers idle meanwhile; so the first leads
--- (at most HEAD_AUDITS audits: those before the lead at that place in the
--- (lead_id, created_at) index) are read on the main session, in the same
--- snapshot, and make the first batch, while the reader's server sorts the
--- rest (the leads from that boundary lead on).
-local HEAD_AUDITS = math.min(ctx.batch_size, 1000)
+-- first row, which would leave the writers idle meanwhile (seconds, at a
+-- million audits); so on a first run the first leads -- about an eighth of
+-- the audits (the planner's estimate of the table), at least
+-- min(--batch-size, 1000), cut before the lead at that place in the
+-- (lead_id, created_at) index -- are read on a session of their own, in
+-- the same snapshot, and mapped and written while the reader's server
+-- sorts the rest (the leads from that boundary lead on).  Not when some
+-- audits already have their message (a re-run, a resumed run): finding
+-- them means a scan of every message, which the head would only repeat,
+-- taking a core from the reader.
 local BOUNDARY = [[SELECT lead_id FROM "Audit" WHERE lead_id > $1::uuid ORDER BY lead_id OFFSET $2 LIMIT 1]]
 local HEAD = stream_sql("a.lead_id > $2::uuid AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)")
 local REST = stream_sql("a.lead_id >= $2::uuid")
+local ALL = stream_sql(AFTER_RESUME)
 
--- One snapshot for the counts and both streams (db.reader: REPEATABLE READ,
--- read-only, tuned for one long streaming read).
+-- One snapshot for the counts and the streams (db.reader: REPEATABLE READ,
+-- read-only, tuned for one long streaming read), read by up to three
+-- sessions at once: the reader streams the rest (or all), another the head,
+-- and the main one counts (it writes only once that is done).
 local read <close> = db.reader()
 local main = db.open()
 
 log.info("")
 log.info("[1/4] Fetching audit records...")
-local boundary = read:one(BOUNDARY, resume_key, HEAD_AUDITS)
-boundary = boundary and boundary.lead_id          -- nil: the head holds every lead
+local any_done = read:one([[SELECT EXISTS (SELECT 1 FROM "Message" WHERE metadata ? 'auditId') AS x]]).x
+local head_conn, next_head, head_stream, boundary
+if not any_done then
+  head_conn = db.connect()
+  local estimate = read:one([[SELECT greatest(reltuples, 0)::bigint AS n FROM pg_class WHERE oid = '"Audit"'::regclass]]).n
+  local head_audits = math.max(math.min(ctx.batch_size, 1000), estimate // 8)
+  boundary = read:one(BOUNDARY, resume_key, head_audits)
+  boundary = boundary and boundary.lead_id        -- nil: the head holds every lead
+  read:share_snapshot(head_conn)
+  next_head, _, _, head_stream = head_conn:rows(HEAD, actors, resume_key, boundary or db.NULL)
+end
+local head <close> = head_stream
+local head_session <close> = head_conn
 read:share_snapshot(main)
-local next_head, _, _, head_stream <close> = main:rows(HEAD, actors, resume_key, boundary or db.NULL)
-local summary = read:one([[
+local next_rest, rest_stream
+if any_done then
+  next_rest, _, _, rest_stream = read:rows(ALL, actors, resume_key)
+elseif boundary then
+  next_rest, _, _, rest_stream = read:rows(REST, actors, boundary)
+end
+local rest <close> = rest_stream
+local summary = main:one([[
   SELECT coalesce(sum(n), 0)::bigint AS audits, count(*) AS leads
     FROM (SELECT a.lead_id, count(*) AS n FROM "Audit" a WHERE ]] .. processed(AFTER_RESUME) .. [[ GROUP BY a.lead_id) per_lead]],
   actors, resume_key)
+main:exec("COMMIT")
 log.info(string.format("\u{1F4CA} Found %d audit records with messages", summary.audits))
 log.info(string.format("\u{1F517} Grouped into %d leads with audit history", summary.leads))
 
 log.info("")
 log.info("[2/4] Creating conversations for leads...")
 log.info("[3/4] Creating messages from audit logs...")
--- The rest is sent now: the server sorts it while the head is mapped and
--- the writers connect.
-local next_rest, rest_stream
-if boundary then next_rest, _, _, rest_stream = read:rows(REST, actors, boundary) end
-local rest <close> = rest_stream
 
 local todo = summary.audits
 local batch_size = ctx.batch_size_for(todo)
@@ -219,16 +240,11 @@ end
 
 local pending = 0        -- audits mapped into the current batch
 local seen = 0
-local in_head = true     -- the main session (the first writer) is still reading
 local function process(a)
   if a.lead_id ~= lead_id then
     finish_lead()
-    -- (the last batches are smaller, so that the writers finish together;
-    -- none goes out while the head is read: the head is one batch)
-    if not in_head and pending >= ctx.batch_size_for(todo, todo - seen + pending) then
-      flush(lead_id)
-      pending = 0
-    end
+    -- (the last batches are smaller, so that the writers finish together)
+    if pending >= ctx.batch_size_for(todo, todo - seen + pending) then flush(lead_id); pending = 0 end
     start_lead(a)
   end
   if not conv_id then
@@ -249,15 +265,17 @@ local function process(a)
   bar:add(1)
 end
 
-for a in next_head do process(a) end
--- The head is a batch of its own, sent as soon as it is mapped (it ends
--- with a whole lead: the rest starts at the boundary lead).  The snapshot
--- transaction ends first: the main session is the first writer.
-main:exec("COMMIT")
-in_head = false
-finish_lead()
-flush(lead_id)
-lead_id, pending = nil, 0
+if next_head then
+  for a in next_head do process(a) end
+  head_conn:exec("COMMIT")
+  head_conn:close()
+  -- The head's last batch goes out as soon as it is mapped (the head ends
+  -- with a whole lead: the rest starts at the boundary lead), so that the
+  -- writers have it while the rest may still be sorting.
+  finish_lead()
+  flush(lead_id)
+  lead_id, pending = nil, 0
+end
 if next_rest then
   for a in next_rest do process(a) end
 end
