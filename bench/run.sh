@@ -71,8 +71,22 @@ digest() {
     FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill'"
 }
 
+# Every timed run starts on a quiet server: a CHECKPOINT first (so that no
+# run pays for writing out the pages of the one before), then no autovacuum
+# worker busy (the writes of a first run wake one up, on the tables the
+# re-run then reads) -- waited for at most two minutes.
+settle() {
+  q -c "CHECKPOINT" 2>/dev/null || true      # (needs a superuser or pg_checkpoint)
+  local i
+  for ((i = 0; i < 240; i++)); do
+    [ "$("$PSQL" "$DATABASE_URL" -X -A -t -q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" = 0 ] && return 0
+    sleep 0.5
+  done
+}
+
 # Runs one mode on database $2; sets SECS, CPU_S, RSS_KB (and sql_digest).
 run_mode() {
+  settle
   case $1 in
     sql)   timed "$PSQL" "$2" -X -q -v ON_ERROR_STOP=1 -v stats=off -f bench/backfill.sql
            sql_digest=$(digest "$2"); RSS_KB="" ;;
@@ -142,6 +156,7 @@ for size in $SIZES; do
       [ -n "$sql_digest" ] && echo "          rows equal to sql: $d"
       first_secs=$SECS
       if [[ " $MODES " == *" ferry-rerun "* ]]; then
+        settle
         timed "$FERRY" --db "$url" --quiet run $M4 $ARGS
         emit "$size" ferry-rerun "$SECS" "$RSS_KB" "$(printf '%.2f' "$(echo "$SECS / $sql_secs" | bc -l)")" "$CPU_S"
         SEEN[ferry-rerun@$size]=$SECS
