@@ -73,8 +73,8 @@ digest() {
 
 # Every timed run starts on a quiet server: a CHECKPOINT first (so that no
 # run pays for writing out the pages of the one before), then no autovacuum
-# worker busy (the writes of a first run wake one up, on the tables the
-# re-run then reads) -- waited for at most two minutes.
+# worker busy (the benchmark's own tables have autovacuum off; another
+# database's may not) -- waited for at most two minutes.
 settle() {
   q -c "CHECKPOINT" 2>/dev/null || true      # (needs a superuser or pg_checkpoint)
   local i
@@ -119,6 +119,14 @@ for size in $SIZES; do
   "$FERRY" --db "$tpl_url" --quiet up --to 20251105
   "$PSQL" "$tpl_url" -X -q -v ON_ERROR_STOP=1 -v leads=$leads -v audits_per_lead=10 -f bench/generate.sql
   "$PSQL" "$tpl_url" -X -q -c 'VACUUM ANALYZE'
+  # No autovacuum on the benchmark's tables (the copies inherit it): a first
+  # run's writes would otherwise wake one up in the middle of the next timed
+  # run, the re-run's above all.
+  "$PSQL" "$tpl_url" -X -q -v ON_ERROR_STOP=1 -c "DO \$\$ DECLARE t regclass; BEGIN
+      FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r' AND n.nspname = 'public' LOOP
+        EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)', t);
+      END LOOP; END \$\$"
   sql_secs=""
   sql_digest=""
   for mode in $MODES; do

@@ -22,12 +22,13 @@ PGconn *pgconn_open(const char *conninfo) {
 }
 
 /* Waits until the socket of pg is ready for what `want` asks, at most
- * timeout_ms (-1: no limit); 1 ready, 0 timed out or a poll error. */
+ * timeout_ms (-1: no limit): 1 ready, 0 not (yet: timed out, or a signal
+ * came), -1 a poll error. */
 static int wait_socket(PGconn *pg, PostgresPollingStatusType want, int timeout_ms) {
     struct pollfd p = {.fd = PQsocket(pg), .events = want == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-    if (p.fd < 0) return 0;
-    int r;
-    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    if (p.fd < 0) return -1;
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0) return errno == EINTR ? 0 : -1;
     return r > 0;
 }
 
@@ -40,7 +41,7 @@ PGconn *pgconn_start(const char *conninfo) {
      * while we do other work.  Anything that would wait is left to
      * pgconn_complete. */
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st == PGRES_POLLING_WRITING && wait_socket(pg, st, 0)) st = PQconnectPoll(pg);
+    while (st == PGRES_POLLING_WRITING && wait_socket(pg, st, 0) == 1) st = PQconnectPoll(pg);
     return pg;
 }
 
@@ -65,20 +66,28 @@ static int connect_timeout_ms(PGconn *pg) {
     return ms;
 }
 
-/* Drives pg until it is ready (1), has failed (0) or has used up its
- * connect_timeout (-1): on this path libpq leaves the timeout to us. */
-static int drive(PGconn *pg) {
+/* Drives pg, started at started_ms, until it is ready (1), has failed (0)
+ * or has used up its connect_timeout counted from its start (-1; also for
+ * a poll error): on this path libpq leaves the timeout to us.  Sessions
+ * started together run out together; one started long ago is still given
+ * what its socket already holds. */
+static int drive(PGconn *pg, long started_ms) {
     int timeout = connect_timeout_ms(pg);
-    long deadline = timeout < 0 ? 0 : now_ms() + timeout;
+    long deadline = started_ms + timeout;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     for (;;) {
         if (PQstatus(pg) == CONNECTION_OK || st == PGRES_POLLING_OK) return 1;
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
         int left = -1;
-        if (timeout >= 0 && (left = (int)(deadline - now_ms())) <= 0) return -1;
-        if (!wait_socket(pg, st, left)) {
+        if (timeout >= 0) {
+            long l = deadline - now_ms();
+            left = l > 0 ? (int)l : 0;
+        }
+        int ready = wait_socket(pg, st, left);
+        if (ready < 0) return -1;
+        if (ready == 0) {
             if (timeout >= 0 && deadline - now_ms() <= 0) return -1;
-            return 0;
+            continue;                       /* a signal: wait again */
         }
         st = PQconnectPoll(pg);
     }
@@ -86,7 +95,7 @@ static int drive(PGconn *pg) {
 
 PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
     if (!pg) return pgconn_open(conninfo);
-    int r = drive(pg);
+    int r = drive(pg, started_ms);
     if (r == 1) return pg;
     /* Connect again, the blocking way -- which applies connect_timeout to
      * each host and goes on to the next one -- when this attempt ran out of

@@ -597,11 +597,10 @@ local function apply(m, operation, dry_run)
 
   local ok, err = pcall(function()
     if m.files["up.lua"] then
-      -- A data migration reads through db.reader() (and Batch 4 its first
-      -- leads through one more session) and writes through --jobs sessions
-      -- (the main one and jobs - 1 more): they are started now, so that the
-      -- server sets them up while the script loads its rules.
-      db.prestart(dry_run and 2 or math.max(1, ctx.jobs or 1) + 1)
+      -- A data migration reads through db.reader() and writes through
+      -- --jobs sessions (the main one and jobs - 1 more): they are started
+      -- now, so that the server sets them up while the script loads its rules.
+      db.prestart(dry_run and 1 or math.max(1, ctx.jobs or 1))
       return run_lua(m, "up.lua", ctx)
     elseif m.files["up.sql"] then
       if dry_run then
