@@ -26,6 +26,23 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms);
 /* A monotonic clock in milliseconds (for pgconn_complete). */
 long pgconn_now_ms(void);
 
+/* Ends a COPY the server started where the caller did not expect one
+ * (a script's "COPY t FROM stdin", exec("COPY ...")): PQgetResult alone
+ * would return COPY results forever. */
+void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s);
+
+/* 1 for the statuses of a COPY in progress. */
+int pgconn_is_copy(ExecStatusType s);
+
+/* Reads and discards every pending result, ending stray COPYs. */
+void pgconn_drain(PGconn *pg);
+
+/* Sends everything libpq holds for a non-blocking connection, waiting for
+ * the socket as needed, then makes the connection blocking again.  (libpq
+ * refuses to switch modes while data is still queued.)  Returns 0, or -1
+ * on failure. */
+int pgconn_flush_and_block(PGconn *pg);
+
 /* Copies msg into out (size outsz) with every occurrence of the password
  * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines
  * removed.  A password must never reach output, logs or history rows. */

@@ -10,8 +10,6 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <libpq-fe.h>
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,35 +98,6 @@ static const char *push_result_error(lua_State *L, PGresult *res) {
     return lua_tostring(L, -1);
 }
 
-/* ---------- draining ---------- */
-
-/* Ends a COPY the server started where the caller did not expect one
- * (a script's "COPY t FROM stdin", exec("COPY ...")): PQgetResult alone
- * would return COPY results forever. */
-static void end_unexpected_copy(PGconn *pg, ExecStatusType s) {
-    if (s == PGRES_COPY_IN) {
-        PQputCopyEnd(pg, "ferry: COPY FROM STDIN is only supported through conn:copy()");
-    } else if (s == PGRES_COPY_OUT) {
-        char *data;
-        while (PQgetCopyData(pg, &data, 0) > 0) PQfreemem(data);
-    }
-}
-
-static int is_copy_status(ExecStatusType s) {
-    return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
-}
-
-/* Reads and discards every pending result, ending stray COPYs. */
-static void drain_results(PGconn *pg) {
-    PGresult *res;
-    while ((res = PQgetResult(pg)) != NULL) {
-        ExecStatusType s = PQresultStatus(res);
-        PQclear(res);
-        if (s == PGRES_COPY_BOTH) break;   /* replication protocol: never ours */
-        end_unexpected_copy(pg, s);
-    }
-}
-
 /* ---------- connections ---------- */
 
 static void complete_connect(lua_State *L, conn *c);
@@ -157,8 +126,6 @@ static int conn_close(lua_State *L) {
     return 0;
 }
 
-/* Applies the session settings every ferry connection has, with values
- * bound as parameters. */
 /* A userdata owning a PGresult, created before the result exists: a Lua
  * error (even a memory error while a message is pushed) leaves the result
  * to its finalizer. */
@@ -169,6 +136,8 @@ static result_box *new_result_box(lua_State *L) {
     return b;
 }
 
+/* Applies the session settings every ferry connection has, with values
+ * bound as parameters. */
 static void apply_settings(lua_State *L, db_state *st, conn *c) {
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
     result_box *b = new_result_box(L);
@@ -203,6 +172,7 @@ static conn *new_conn(lua_State *L) {
     c->busy = NULL;
     c->info = NULL;
     c->pending = 0;
+    c->started_ms = 0;
     c->busy_tx = PQTRANS_IDLE;
     luaL_setmetatable(L, CONN_MT);
     return c;
@@ -381,17 +351,15 @@ static result_box *run_query(lua_State *L, conn *c) {
     const char *sql = luaL_checkstring(L, 2);
     int n;
     const char *const *values = collect_params(L, 3, &n);
-    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->res = NULL;
-    luaL_setmetatable(L, RESULT_MT);
+    result_box *b = new_result_box(L);
     b->res = PQexecParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
     if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
     ExecStatusType s = PQresultStatus(b->res);
-    if (is_copy_status(s)) {
+    if (pgconn_is_copy(s)) {
         PQclear(b->res);
         b->res = NULL;
-        end_unexpected_copy(c->pg, s);
-        drain_results(c->pg);
+        pgconn_end_unexpected_copy(c->pg, s);
+        pgconn_drain(c->pg);
         luaL_error(L, "query failed: COPY FROM STDIN / TO STDOUT goes through conn:copy(), not exec/query");
     }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
@@ -457,21 +425,19 @@ static int conn_exec_script(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = luaL_checkstring(L, 2);
-    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->res = NULL;
-    luaL_setmetatable(L, RESULT_MT);
+    result_box *b = new_result_box(L);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
     /* Read every result; keep the first error, drain the rest. */
     int failed = 0;
     while ((b->res = PQgetResult(c->pg)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
-        if (is_copy_status(s)) {
+        if (pgconn_is_copy(s)) {
             if (!failed) lua_pushliteral(L, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
             failed = 1;
             PQclear(b->res);
             b->res = NULL;
             if (s == PGRES_COPY_BOTH) break;
-            end_unexpected_copy(c->pg, s);
+            pgconn_end_unexpected_copy(c->pg, s);
             continue;
         }
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
@@ -503,7 +469,7 @@ static int rows_release(lua_State *L, rows *r) {
                 PQcancel(cancel, err, sizeof err);
                 PQfreeCancel(cancel);
             }
-            drain_results(r->c->pg);
+            pgconn_drain(r->c->pg);
         }
         r->c->busy = NULL;
     }
@@ -538,16 +504,16 @@ static int rows_next(lua_State *L) {
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK || s == PGRES_EMPTY_QUERY) {   /* the end */
         PQclear(r->res);
         r->res = NULL;
-        drain_results(r->c->pg);
+        pgconn_drain(r->c->pg);
         r->active = 0;
         r->c->busy = NULL;
         return 0;
     }
-    const char *msg = is_copy_status(s) ? lua_pushliteral(L, "COPY goes through conn:copy(), not rows()")
+    const char *msg = pgconn_is_copy(s) ? lua_pushliteral(L, "COPY goes through conn:copy(), not rows()")
                     : r->res ? push_result_error(L, r->res) : lua_pushstring(L, PQerrorMessage(r->c->pg));
     if (r->res) { PQclear(r->res); r->res = NULL; }
-    end_unexpected_copy(r->c->pg, s);
-    drain_results(r->c->pg);
+    pgconn_end_unexpected_copy(r->c->pg, s);
+    pgconn_drain(r->c->pg);
     r->active = 0;
     r->c->busy = NULL;
     return raise_pg(L, st, r->c, "query failed while reading rows", msg);
@@ -597,30 +563,13 @@ static int conn_rows(lua_State *L) {
 
 static void buf_free(copy_buf *b);
 
-/* Sends everything libpq holds for a non-blocking connection, waiting for
- * the socket as needed, then makes the connection blocking again.  (libpq
- * refuses to switch modes while data is still queued.)  Returns 0, or -1
- * on failure. */
-static int flush_and_block(PGconn *pg) {
-    int r;
-    while ((r = PQflush(pg)) == 1) {
-        struct pollfd p = {PQsocket(pg), POLLOUT | POLLIN, 0};
-        if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
-        /* read what the server sends meanwhile, so neither side waits on
-         * the other's full buffer */
-        if ((p.revents & POLLIN) && !PQconsumeInput(pg)) return -1;
-    }
-    if (r < 0) return -1;
-    return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;
-}
-
 static int copy_release(copy_writer *w, const char *abort_msg) {
     if (w->active) {
         w->active = 0;
         if (w->c->pg) {
-            flush_and_block(w->c->pg);
+            pgconn_flush_and_block(w->c->pg);
             if (!w->ended) PQputCopyEnd(w->c->pg, abort_msg);
-            drain_results(w->c->pg);
+            pgconn_drain(w->c->pg);
         }
         w->c->busy = NULL;
     }
@@ -710,7 +659,7 @@ static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t le
         if (r == 1) { data += chunk; len -= (size_t)chunk; retried = 0; continue; }
         /* 0: libpq could not grow its buffer for the chunk.  Send all it
          * holds and try once more; retrying without end would spin. */
-        if (r == 0 && !retried && flush_and_block(w->c->pg) == 0 && PQsetnonblocking(w->c->pg, 1) == 0) {
+        if (r == 0 && !retried && pgconn_flush_and_block(w->c->pg) == 0 && PQsetnonblocking(w->c->pg, 1) == 0) {
             retried = 1;
             continue;
         }
@@ -774,7 +723,7 @@ static int copy_finish(lua_State *L) {
     db_state *st = STATE(L);
     if (!w->ended) copy_send_end(L, w);
     /* back to blocking: send whatever libpq still holds, then wait */
-    if (flush_and_block(w->c->pg) != 0) {
+    if (pgconn_flush_and_block(w->c->pg) != 0) {
         lua_pushstring(L, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
         return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
@@ -824,9 +773,7 @@ static int conn_copy(lua_State *L) {
     luaL_setmetatable(L, COPY_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
-    result_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->res = NULL;
-    luaL_setmetatable(L, RESULT_MT);
+    result_box *b = new_result_box(L);
     c->busy_tx = PQtransactionStatus(c->pg);
     b->res = PQexec(c->pg, sql);
     ExecStatusType s = PQresultStatus(b->res);
@@ -838,8 +785,8 @@ static int conn_copy(lua_State *L) {
         b->res = NULL;
         /* consume unwanted output, and end a COPY FROM the statements
          * after it may start: PQgetResult alone would return it for ever */
-        end_unexpected_copy(c->pg, s);
-        drain_results(c->pg);
+        pgconn_end_unexpected_copy(c->pg, s);
+        pgconn_drain(c->pg);
         return raise_pg(L, st, c, "COPY failed to start (it must be COPY ... FROM STDIN)", msg);
     }
     PQclear(b->res);

@@ -45,7 +45,7 @@ PGconn *pgconn_start(const char *conninfo) {
     return pg;
 }
 
-static long now_ms(void) {
+long pgconn_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -80,13 +80,13 @@ static int drive(PGconn *pg, long started_ms) {
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
         int left = -1;
         if (timeout >= 0) {
-            long l = deadline - now_ms();
+            long l = deadline - pgconn_now_ms();
             left = l > 0 ? (int)l : 0;
         }
         int ready = wait_socket(pg, st, left);
         if (ready < 0) return -1;
         if (ready == 0) {
-            if (timeout >= 0 && deadline - now_ms() <= 0) return -1;
+            if (timeout >= 0 && deadline - pgconn_now_ms() <= 0) return -1;
             continue;                       /* a signal: wait again */
         }
         st = PQconnectPoll(pg);
@@ -103,14 +103,50 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
      * (the server drops a session that waited too long for its password:
      * authentication_timeout).  A quick failure (a wrong password, nobody
      * listening) is reported as it is, not tried twice. */
-    if (r < 0 || now_ms() - started_ms >= 1000) {
+    if (r < 0 || pgconn_now_ms() - started_ms >= 1000) {
         PQfinish(pg);
         return pgconn_open(conninfo);
     }
     return pg;
 }
 
-long pgconn_now_ms(void) { return now_ms(); }
+/* ---- draining and flushing --------------------------------------------- */
+
+void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s) {
+    if (s == PGRES_COPY_IN) {
+        PQputCopyEnd(pg, "ferry: COPY FROM STDIN is only supported through conn:copy()");
+    } else if (s == PGRES_COPY_OUT) {
+        char *data;
+        while (PQgetCopyData(pg, &data, 0) > 0) PQfreemem(data);
+    }
+}
+
+int pgconn_is_copy(ExecStatusType s) {
+    return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
+}
+
+void pgconn_drain(PGconn *pg) {
+    PGresult *res;
+    while ((res = PQgetResult(pg)) != NULL) {
+        ExecStatusType s = PQresultStatus(res);
+        PQclear(res);
+        if (s == PGRES_COPY_BOTH) break;   /* replication protocol: never ours */
+        pgconn_end_unexpected_copy(pg, s);
+    }
+}
+
+int pgconn_flush_and_block(PGconn *pg) {
+    int r;
+    while ((r = PQflush(pg)) == 1) {
+        struct pollfd p = {PQsocket(pg), POLLOUT | POLLIN, 0};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
+        /* read what the server sends meanwhile, so neither side waits on
+         * the other's full buffer */
+        if ((p.revents & POLLIN) && !PQconsumeInput(pg)) return -1;
+    }
+    if (r < 0) return -1;
+    return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;
+}
 
 /* Replaces every occurrence of needle in buf (capacity bufsz) by "***",
  * searching on after each replacement (so a needle of "***" ends). */
