@@ -43,6 +43,15 @@ void pgconn_drain(PGconn *pg);
  * on failure. */
 int pgconn_flush_and_block(PGconn *pg);
 
+/* Waits until pg's next result can be read without blocking, after
+ * sending what libpq still holds for it (a non-blocking connection's COPY
+ * data).  Meanwhile the data that the connections in others (non-blocking,
+ * at most PGCONN_MAX_OTHERS of them) still hold goes out as their sockets
+ * take it: a client waiting on one session keeps the others fed.  Returns
+ * 0, or -1 when pg failed (PQgetResult then says why). */
+#define PGCONN_MAX_OTHERS 64
+int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers);
+
 /* Copies msg into out (size outsz) with every occurrence of the password
  * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines
  * removed.  A password must never reach output, logs or history rows. */

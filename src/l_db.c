@@ -26,14 +26,22 @@
 #define BUF_MT "ferry.copybuf"
 
 /* Module state: shared by every function as upvalue 1. */
+struct conn;
+
 typedef struct db_state {
     char *conninfo;            /* may hold a password: never given to Lua */
     char *lock_timeout;
     char *statement_timeout;
     int read_only;
+    /* Connections with a COPY under way, whose data may still sit in
+     * libpq's buffer (end_data returns without waiting): sent on while the
+     * client waits on another connection. */
+    struct conn *senders[PGCONN_MAX_OTHERS];
+    int nsenders;
 } db_state;
 
 typedef struct conn {
+    db_state *st;      /* the module's state (its sender list) */
     PGconn *pg;
     char *info;        /* conninfo given to db.connect(), for redaction; NULL: the module's */
     const char *busy;  /* what holds the connection (re-entrancy guard) */
@@ -116,9 +124,54 @@ static conn *check_idle_conn(lua_State *L, int idx) {
     return c;
 }
 
+/* ---------- waiting on one connection, feeding the others ---------- */
+
+static void sender_add(conn *c) {
+    db_state *st = c->st;
+    for (int i = 0; i < st->nsenders; i++) if (st->senders[i] == c) return;
+    /* beyond the limit a COPY's data is only sent by its own calls */
+    if (st->nsenders < PGCONN_MAX_OTHERS) st->senders[st->nsenders++] = c;
+}
+
+static void sender_remove(conn *c) {
+    db_state *st = c->st;
+    for (int i = 0; i < st->nsenders; i++)
+        if (st->senders[i] == c) { st->senders[i] = st->senders[--st->nsenders]; return; }
+}
+
+/* PQgetResult for c, but the wait for it also sends the COPY data other
+ * connections still hold: while a pipeline waits on writer A (its commit,
+ * its next batch's start), writer B's server goes on receiving the batch
+ * it is storing instead of idling with half of it.  Errors are left to
+ * PQgetResult, as before. */
+static PGresult *next_result(conn *c) {
+    db_state *st = c->st;
+    PGconn *others[PGCONN_MAX_OTHERS];
+    int n = 0;
+    for (int i = 0; i < st->nsenders; i++)
+        if (st->senders[i] != c && st->senders[i]->pg) others[n++] = st->senders[i]->pg;
+    if (n > 0 || PQisnonblocking(c->pg)) pgconn_wait(c->pg, others, n);
+    return PQgetResult(c->pg);
+}
+
+/* What PQexec / PQexecParams return for the query just sent (sent: the
+ * PQsend* call's result): the last result, or a COPY's start at once;
+ * NULL when sending failed.  Waits as next_result does. */
+static PGresult *exec_result(conn *c, int sent) {
+    if (!sent) return NULL;
+    PGresult *last = NULL, *r;
+    while ((r = next_result(c)) != NULL) {
+        PQclear(last);
+        last = r;
+        if (pgconn_is_copy(PQresultStatus(r)) || PQstatus(c->pg) == CONNECTION_BAD) break;
+    }
+    return last;
+}
+
 static int conn_close(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     c->pending = 0;
+    sender_remove(c);
     if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
     c->busy = NULL;   /* a rows() or COPY still open finds pg gone and says so */
     free(c->info);
@@ -166,8 +219,9 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
 }
 
 /* A connection userdata with its metatable, before any resource exists. */
-static conn *new_conn(lua_State *L) {
+static conn *new_conn(lua_State *L, db_state *st) {
     conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    c->st = st;
     c->pg = NULL;
     c->busy = NULL;
     c->info = NULL;
@@ -193,7 +247,7 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
 static int db_connect(lua_State *L) {
     db_state *st = STATE(L);
     const char *info = luaL_optstring(L, 1, st->conninfo);
-    conn *c = new_conn(L);
+    conn *c = new_conn(L, st);
     if (info && info != st->conninfo && !(c->info = strdup(info))) return luaL_error(L, "cannot connect: out of memory");
     c->pg = pgconn_open(info);
     if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
@@ -208,7 +262,7 @@ static int db_connect(lua_State *L) {
  * what db.connect() would have; closing it unused just drops it. */
 static int db_connect_start(lua_State *L) {
     db_state *st = STATE(L);
-    conn *c = new_conn(L);
+    conn *c = new_conn(L, st);
     c->started_ms = pgconn_now_ms();
     c->pg = pgconn_start(st->conninfo);
     c->pending = 1;
@@ -352,7 +406,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
-    b->res = PQexecParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
+    b->res = exec_result(c, PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0));
     if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
     ExecStatusType s = PQresultStatus(b->res);
     if (pgconn_is_copy(s)) {
@@ -429,7 +483,7 @@ static int conn_exec_script(lua_State *L) {
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
     /* Read every result; keep the first error, drain the rest. */
     int failed = 0;
-    while ((b->res = PQgetResult(c->pg)) != NULL) {
+    while ((b->res = next_result(c)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
         if (pgconn_is_copy(s)) {
             if (!failed) lua_pushliteral(L, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
@@ -489,7 +543,7 @@ static int rows_next(lua_State *L) {
         return luaL_error(L, "this rows() iteration's connection is closed");
     }
     if (r->res) { PQclear(r->res); r->res = NULL; }
-    r->res = PQgetResult(r->c->pg);
+    r->res = next_result(r->c);
     ExecStatusType s = r->res ? PQresultStatus(r->res) : PGRES_FATAL_ERROR;
     if (s == PGRES_SINGLE_TUPLE) {
         if (lua_isnil(L, lua_upvalueindex(3))) {   /* names, once per query */
@@ -566,6 +620,7 @@ static void buf_free(copy_buf *b);
 static int copy_release(copy_writer *w, const char *abort_msg) {
     if (w->active) {
         w->active = 0;
+        sender_remove(w->c);
         if (w->c->pg) {
             pgconn_flush_and_block(w->c->pg);
             if (!w->ended) PQputCopyEnd(w->c->pg, abort_msg);
@@ -722,18 +777,23 @@ static int copy_finish(lua_State *L) {
     copy_writer *w = check_active_copy(L);
     db_state *st = STATE(L);
     if (!w->ended) copy_send_end(L, w);
-    /* back to blocking: send whatever libpq still holds, then wait */
+    result_box *b = new_result_box(L);
+    /* send whatever libpq still holds and wait for the result (the other
+     * COPYs are fed meanwhile), then back to blocking */
+    b->res = next_result(w->c);
+    sender_remove(w->c);
     if (pgconn_flush_and_block(w->c->pg) != 0) {
+        PQclear(b->res);
+        b->res = NULL;
         lua_pushstring(L, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
         return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
     }
     w->active = 0;
     w->c->busy = NULL;
-    result_box *b = new_result_box(L);
     int failed = 0;
     long long stored = 0;
-    while ((b->res = PQgetResult(w->c->pg)) != NULL) {
+    while (b->res != NULL) {
         if (!failed && PQresultStatus(b->res) != PGRES_COMMAND_OK) {
             push_result_error(L, b->res);
             lua_replace(L, -2);          /* the message takes the box's slot */
@@ -744,6 +804,7 @@ static int copy_finish(lua_State *L) {
         }
         PQclear(b->res);
         b->res = NULL;
+        b->res = next_result(w->c);
     }
     lua_pop(L, 1);                       /* the (empty) box */
     if (failed) return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
@@ -775,7 +836,7 @@ static int conn_copy(lua_State *L) {
     lua_setiuservalue(L, -2, 1);
     result_box *b = new_result_box(L);
     c->busy_tx = PQtransactionStatus(c->pg);
-    b->res = PQexec(c->pg, sql);
+    b->res = exec_result(c, PQsendQuery(c->pg, sql));
     ExecStatusType s = PQresultStatus(b->res);
     if (s != PGRES_COPY_IN) {
         const char *msg = (s == PGRES_COPY_OUT || s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
@@ -794,6 +855,7 @@ static int conn_copy(lua_State *L) {
     w->active = 1;
     c->busy = "a COPY";
     PQsetnonblocking(c->pg, 1);
+    sender_add(c);
     lua_pop(L, 1);
     return 1;
 }

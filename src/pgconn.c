@@ -135,6 +135,29 @@ void pgconn_drain(PGconn *pg) {
     }
 }
 
+int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
+    struct pollfd p[1 + PGCONN_MAX_OTHERS];
+    if (nothers > PGCONN_MAX_OTHERS) nothers = PGCONN_MAX_OTHERS;
+    for (;;) {
+        int out = PQisnonblocking(pg) ? PQflush(pg) : 0;
+        if (out < 0) return -1;
+        if (out == 0 && !PQisBusy(pg)) return 0;
+        int n = 0;
+        p[n++] = (struct pollfd){PQsocket(pg), (short)(POLLIN | (out ? POLLOUT : 0)), 0};
+        if (p[0].fd < 0) return -1;
+        /* the others' sockets only while they still hold data */
+        for (int i = 0; i < nothers; i++)
+            if (others[i] != pg && PQflush(others[i]) == 1)
+                p[n++] = (struct pollfd){PQsocket(others[i]), POLLOUT, 0};
+        if (poll(p, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) return -1;
+        /* the others are sent to at the top of the loop */
+    }
+}
+
 int pgconn_flush_and_block(PGconn *pg) {
     int r;
     while ((r = PQflush(pg)) == 1) {

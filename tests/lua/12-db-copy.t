@@ -219,4 +219,37 @@ else
   T.diag("db.buffer is not there: skipped")
 end
 
+-- While the client waits on one session, the COPY data another one still
+-- holds (end_data returns before it is all sent) keeps going out: a
+-- pipeline waiting on writer A must not starve writer B.  Each kind of
+-- wait: a query, a rows() iteration, a COPY's finish.
+do
+  local a, b = db.connect(), db.connect()
+  b:exec("CREATE TEMP TABLE sink (x text)")
+  a:exec("CREATE TEMP TABLE slow (x int)")
+  a:exec([[CREATE FUNCTION pg_temp.nap() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN NULL; END $$]])
+  a:exec("CREATE TRIGGER nap AFTER INSERT ON slow FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.nap()")
+  local big = db.buffer()
+  local row = string.rep("x", 200)
+  for _ = 1, 40000 do big:put(row) end           -- 8 MB: far more than a socket takes
+  local waits = {
+    {"a query", function() a:exec("SELECT pg_sleep(0.4)") end},
+    {"a rows() iteration", function() for _ in a:rows("SELECT pg_sleep(0.4)") do end end},
+    {"a COPY's finish", function()
+      local wa = a:copy("COPY slow FROM STDIN"); wa:put(1); wa:end_data(); wa:finish() end},
+  }
+  for _, case in ipairs(waits) do
+    local w = b:copy("COPY sink FROM STDIN")
+    w:put_buffer(big)
+    w:end_data()
+    T.is(b:flush(), false, case[1] .. ": before, libpq holds most of B's COPY data")
+    case[2]()
+    T.is(b:flush(), true, case[1] .. ": B's data went out while the client waited on A")
+    T.is(w:finish(), 40000, case[1] .. ": B's COPY stores every row")
+  end
+  T.is(b:one("SELECT count(*) AS n FROM sink").n, 3 * 40000, "every row arrived")
+  a:close(); b:close()
+end
+
 return T.done()
