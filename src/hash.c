@@ -83,15 +83,20 @@ static void sha1_block(uint32_t *h, const uint8_t block[64])
     for (i = 16; i < 80; i++)
         w[i] = rotl32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
 
-    a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4];
-    for (i = 0; i < 80; i++) {
-        if (i < 20)      { f = (b & c) | (~b & d);          k = 0x5A827999; }
-        else if (i < 40) { f = b ^ c ^ d;                   k = 0x6ED9EBA1; }
-        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
-        else             { f = b ^ c ^ d;                   k = 0xCA62C1D6; }
-        t = rotl32(a, 5) + f + e + k + w[i];
-        e = d; d = c; c = rotl32(b, 30); b = a; a = t;
+    /* four rounds of 20, each a loop of its own: no branch per step (a
+     * uuid v5 per message makes this the hot path of a backfill) */
+#define SHA1_ROUND(from, to, F, K)                                  \
+    for (i = (from); i < (to); i++) {                               \
+        f = (F); k = (K);                                           \
+        t = rotl32(a, 5) + f + e + k + w[i];                        \
+        e = d; d = c; c = rotl32(b, 30); b = a; a = t;              \
     }
+    a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4];
+    SHA1_ROUND(0, 20, (b & c) | (~b & d), 0x5A827999)
+    SHA1_ROUND(20, 40, b ^ c ^ d, 0x6ED9EBA1)
+    SHA1_ROUND(40, 60, (b & c) | (b & d) | (c & d), 0x8F1BBCDC)
+    SHA1_ROUND(60, 80, b ^ c ^ d, 0xCA62C1D6)
+#undef SHA1_ROUND
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
 }
 

@@ -51,14 +51,19 @@ local AFTER_RESUME = "a.lead_id > $2::uuid"
 -- needs no text, a lead with a conversation needs no lead details.  They
 -- are computed below an optimisation fence (OFFSET 0) so that the sort
 -- carries only what is needed: a re-run then sorts and sends little more
--- than ids.
-local NEEDS_TEXT = "done.aid IS NULL AND l.id IS NOT NULL"
+-- than ids.  Without `done` (no message has an auditId: see below) the
+-- lookup of done audits is left out, a text key per audit saved.
 local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
-local function stream_sql(range) return [[
+local DONE_JOIN = [[
+      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
+             ON done.aid = a.id::text]]
+local function stream_sql(range, done)
+  local NEEDS_TEXT = done and "done.aid IS NULL AND l.id IS NOT NULL" or "l.id IS NOT NULL"
+  return [[
   SELECT id, lead_id, done, lead_exists, conversation_id, actor, action, created_at, payload,
          customer_id, channel, messenger_psid, phone, stage, lead_created_at FROM (
-    SELECT a.id, a.lead_id, a.created_at AS ts, done.aid IS NOT NULL AS done, l.id IS NOT NULL AS lead_exists,
-           c.id AS conversation_id,
+    SELECT a.id, a.lead_id, a.created_at AS ts, ]] .. (done and "done.aid IS NOT NULL" or "false") .. [[ AS done,
+           l.id IS NOT NULL AS lead_exists, c.id AS conversation_id,
            CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
            CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.action END AS action,
            CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.created_at::text END AS created_at,
@@ -72,9 +77,8 @@ local function stream_sql(range) return [[
       FROM "Audit" a
       LEFT JOIN "Lead" l ON l.id = a.lead_id
       LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
-                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
-      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
-             ON done.aid = a.id::text
+                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id]]
+      .. (done and DONE_JOIN or "") .. [[
      WHERE ]] .. processed(range) .. [[
     OFFSET 0) s
    ORDER BY lead_id, ts, id]]
@@ -92,9 +96,8 @@ end
 -- them means a scan of every message, which the head would only repeat,
 -- taking a core from the reader.
 local BOUNDARY = [[SELECT lead_id FROM "Audit" WHERE lead_id > $1::uuid ORDER BY lead_id OFFSET $2 LIMIT 1]]
-local HEAD = stream_sql("a.lead_id > $2::uuid AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)")
-local REST = stream_sql("a.lead_id >= $2::uuid")
-local ALL = stream_sql(AFTER_RESUME)
+local HEAD_RANGE = "a.lead_id > $2::uuid AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)"
+local REST_RANGE = "a.lead_id >= $2::uuid"
 
 -- One snapshot for the counts and the streams (db.reader: REPEATABLE READ,
 -- read-only, tuned for one long streaming read), read by up to three
@@ -108,10 +111,15 @@ log.info("")
 log.info("[1/4] Fetching audit records...")
 -- Some audit done already?  Only the first 100,000 messages are looked at,
 -- a bounded cost on a big live table: a wrong "no" only costs a re-run a
--- second scan of the messages (the head's), never a wrong row.
-local any_done = read:one([[
-  SELECT EXISTS (SELECT 1 FROM (SELECT metadata FROM "Message" LIMIT 100000) m
-                  WHERE m.metadata ? 'auditId') AS x]]).x
+-- second scan of the messages (the head's), never a wrong row.  When
+-- those are all the messages and none has an auditId, no audit is done
+-- (in this snapshot, which the streams share): they skip the lookup.
+local probe = read:one([[
+  SELECT p.any_done, NOT p.any_done AND (SELECT count(*) FROM (SELECT FROM "Message" LIMIT 100000) m) < 100000
+           AS none_done
+    FROM (SELECT EXISTS (SELECT 1 FROM (SELECT metadata FROM "Message" LIMIT 100000) m
+                          WHERE m.metadata ? 'auditId') AS any_done) p]])
+local any_done, done = probe.any_done, not probe.none_done
 local next_head, head_stream, boundary
 if any_done then
   head_conn:close()
@@ -121,15 +129,15 @@ else
   boundary = read:one(BOUNDARY, resume_key, head_audits)
   boundary = boundary and boundary.lead_id        -- nil: the head holds every lead
   read:share_snapshot(head_conn)
-  next_head, _, _, head_stream = head_conn:rows(HEAD, actors, resume_key, boundary or db.NULL)
+  next_head, _, _, head_stream = head_conn:rows(stream_sql(HEAD_RANGE, done), actors, resume_key, boundary or db.NULL)
 end
 local head <close> = head_stream
 read:share_snapshot(main)
 local next_rest, rest_stream
 if any_done then
-  next_rest, _, _, rest_stream = read:rows(ALL, actors, resume_key)
+  next_rest, _, _, rest_stream = read:rows(stream_sql(AFTER_RESUME, true), actors, resume_key)
 elseif boundary then
-  next_rest, _, _, rest_stream = read:rows(REST, actors, boundary)
+  next_rest, _, _, rest_stream = read:rows(stream_sql(REST_RANGE, done), actors, boundary)
 end
 local rest <close> = rest_stream
 -- Leaving on an error, the sessions close before their streams: a stream

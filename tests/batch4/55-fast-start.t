@@ -75,6 +75,27 @@ is "$(q "$URI" "$DIGEST")" "$(q "$REF" "$DIGEST")" "... the rows of the SQL yard
 is "$(q "$URI" "SELECT max(n) <= 110 FROM (SELECT count(*) AS n FROM \"Message\" GROUP BY xmin::text) b")" "t" \
    "... no batch over about 100 audits, the head's included (a head of one batch would hold some 280 messages)"
 
+# A first run where some audit has its message already, but beyond the
+# first 100,000 messages (the done-audit probe looks no further): the head
+# and the rest still find it.  (When the probe sees the whole table and no
+# message with an auditId, the streams leave that lookup out.)
+URI=$(b4_db b4_55_far "$SEED") || bail_out "cannot build the database"
+q "$URI" "INSERT INTO \"Conversation\" (id, channel) VALUES ('c0ffee00-0000-4000-8000-000000000001', 'web');
+          INSERT INTO \"Message\" (conversation_id, role, content)
+          SELECT 'c0ffee00-0000-4000-8000-000000000001', 'user', 'live' FROM generate_series(1, 100000);
+          INSERT INTO \"Message\" (conversation_id, role, content, metadata)
+          VALUES ('c0ffee00-0000-4000-8000-000000000001', 'user', 'Hi, I need help with my order',
+                  '{\"auditId\": \"5eeda000-0000-4000-8000-000000000001\", \"source\": \"audit_backfill\"}')" >/dev/null \
+    || bail_out "cannot add the messages"
+b4_run
+is "$RC" 0 "an audit done beyond the first 100,000 messages: exits 0"
+[ "$RC" = 0 ] || diag "$ERR"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = '5eeda000-0000-4000-8000-000000000001'")" 1 \
+   "... its message is not written again"
+is "$(stats_of "$OUT" | sed -n 's/^   Messages created: *//p;s/^   Messages skipped: *//p' | tr '\n' ' ')" \
+   "$(stats_of "$REF_STATS" | awk '/Messages created/ {c=$3-1} /Messages skipped/ {s=$3+1} END {print c " " s " "}')" \
+   "... it is counted as skipped, not created"
+
 # A resumed run reads in one stream, without a head: some audits have
 # their message already, and finding them means a scan of every message,
 # which a head would only repeat.  Stopped by a failing row in lead 3 once
