@@ -50,37 +50,53 @@ local AFTER_RESUME = "a.lead_id > $2::uuid"
 -- Columns a row does not need stay NULL: an audit that is done or orphaned
 -- needs no text, a lead with a conversation needs no lead details.  They
 -- are computed below an optimisation fence (OFFSET 0) so that the sort
--- carries only what is needed: a re-run then sorts and sends little more
--- than ids.  Without `done` (no message has an auditId: see below) the
--- lookup of done audits is left out, a text key per audit saved.
-local NEEDS_LEAD = "c.id IS NULL AND l.id IS NOT NULL"
-local DONE_JOIN = [[
-      LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message" WHERE metadata ? 'auditId') done
-             ON done.aid = a.id::text]]
+-- carries only what is needed.
+-- With `done` the audits that have their message are looked up (a hashed
+-- set of the auditIds in Message) and a lead's done audits come as one
+-- row, at the place of the first, with their number in `n` (other rows:
+-- n = 1): a re-run sends one row per lead, not one per audit.  Without
+-- `done` (no message has an auditId: see below) the lookup is left out.
+local DONE = [[coalesce(a.id::text IN (SELECT metadata->>'auditId' FROM "Message"
+                                        WHERE metadata->>'auditId' IS NOT NULL), false)]]
+local NEEDS_TEXT = "NOT b.done AND b.lead_exists"
+local NEEDS_LEAD = "b.conversation_id IS NULL AND b.lead_exists"
+local COLUMNS = [[id, lead_id, done, n, lead_exists, conversation_id, actor, action, created_at, payload,
+         customer_id, channel, messenger_psid, phone, stage, lead_created_at]]
 local function stream_sql(range, done)
-  local NEEDS_TEXT = done and "done.aid IS NULL AND l.id IS NOT NULL" or "l.id IS NOT NULL"
+  local per_audit = [[
+    SELECT b.id, b.lead_id, b.ts, b.done, b.lead_exists, b.conversation_id,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN b.actor END AS actor,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN b.action END AS action,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN b.ts::text END AS created_at,
+           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN b.payload::text END AS payload,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.customer_id END AS customer_id,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.channel END AS channel,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.messenger_psid END AS messenger_psid,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.phone END AS phone,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.stage END AS stage,
+           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.lead_created::text END AS lead_created_at
+      FROM (SELECT a.id, a.lead_id, a.created_at AS ts, ]] .. (done and DONE or "false") .. [[ AS done,
+                   l.id IS NOT NULL AS lead_exists, c.id AS conversation_id, a.actor, a.action, a.payload,
+                   l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage, l.created_at AS lead_created
+              FROM "Audit" a
+              LEFT JOIN "Lead" l ON l.id = a.lead_id
+              LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
+                          WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+             WHERE ]] .. processed(range) .. [[
+            OFFSET 0) b
+    OFFSET 0]]
+  if not done then
+    return "SELECT " .. COLUMNS .. " FROM (SELECT s.*, 1 AS n FROM (" .. per_audit .. ") s) t ORDER BY lead_id, ts, id"
+  end
   return [[
-  SELECT id, lead_id, done, lead_exists, conversation_id, actor, action, created_at, payload,
-         customer_id, channel, messenger_psid, phone, stage, lead_created_at FROM (
-    SELECT a.id, a.lead_id, a.created_at AS ts, ]] .. (done and "done.aid IS NOT NULL" or "false") .. [[ AS done,
-           l.id IS NOT NULL AS lead_exists, c.id AS conversation_id,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.actor END AS actor,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.action END AS action,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.created_at::text END AS created_at,
-           CASE WHEN ]] .. NEEDS_TEXT .. [[ THEN a.payload::text END AS payload,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.customer_id END AS customer_id,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.channel END AS channel,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.messenger_psid END AS messenger_psid,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.phone END AS phone,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.stage END AS stage,
-           CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN l.created_at::text END AS lead_created_at
-      FROM "Audit" a
-      LEFT JOIN "Lead" l ON l.id = a.lead_id
-      LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
-                  WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id]]
-      .. (done and DONE_JOIN or "") .. [[
-     WHERE ]] .. processed(range) .. [[
-    OFFSET 0) s
+  SELECT ]] .. COLUMNS .. [[ FROM (
+    SELECT s.id, s.lead_id, s.ts, s.done, CASE WHEN s.done THEN count(*) FILTER (WHERE s.done) OVER whole ELSE 1 END AS n,
+           s.lead_exists, s.conversation_id, s.actor, s.action, s.created_at, s.payload,
+           s.customer_id, s.channel, s.messenger_psid, s.phone, s.stage, s.lead_created_at,
+           count(*) FILTER (WHERE s.done) OVER upto AS done_upto
+      FROM (]] .. per_audit .. [[) s
+    WINDOW whole AS (PARTITION BY s.lead_id), upto AS (PARTITION BY s.lead_id ORDER BY s.ts, s.id)) t
+   WHERE NOT t.done OR t.done_upto = 1
    ORDER BY lead_id, ts, id]]
 end
 
@@ -260,6 +276,8 @@ end
 
 local pending = 0        -- audits mapped into the current batch
 local seen = 0
+local next_pump = 256
+-- One row: an audit, or a lead's done audits (a.n of them).
 local function process(a)
   if a.lead_id ~= lead_id then
     finish_lead()
@@ -267,10 +285,11 @@ local function process(a)
     if pending >= ctx.batch_size_for(todo, todo - seen + pending) then flush(lead_id); pending = 0 end
     start_lead(a)
   end
+  local n = a.n
   if not conv_id then
-    stats.inc("audits_skipped")
+    stats.inc("audits_skipped", n)
   elseif a.done then
-    stats.inc("messages_skipped")          -- it already has its message (rule 5)
+    stats.inc("messages_skipped", n)       -- they already have their message (rule 5)
   else
     local ok, err = pcall(map_audit, a)
     if not ok then
@@ -279,10 +298,10 @@ local function process(a)
     end
     pending = pending + 1
   end
-  stats.inc("audits_processed")
-  seen = seen + 1
-  if seen % 256 == 0 then pipe:pump() end
-  bar:add(1)
+  stats.inc("audits_processed", n)
+  seen = seen + n
+  if seen >= next_pump then pipe:pump(); next_pump = seen + 256 end
+  bar:add(n)
 end
 
 if next_head then
