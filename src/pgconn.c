@@ -153,7 +153,7 @@ int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
             if (errno == EINTR) continue;
             return -1;
         }
-        if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(pg)) return -1;
+        if ((p[0].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) && !PQconsumeInput(pg)) return -1;
         /* the others are sent to at the top of the loop */
     }
 }
