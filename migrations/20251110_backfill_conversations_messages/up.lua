@@ -51,13 +51,17 @@ local AFTER_RESUME = "a.lead_id > $2::uuid"
 -- needs no text, a lead with a conversation needs no lead details.  They
 -- are computed below an optimisation fence (OFFSET 0) so that the sort
 -- carries only what is needed.
--- With `done` the audits that have their message are looked up (a hashed
--- set of the auditIds in Message) and a lead's done audits come as one
--- row, at the place of the first, with their number in `n` (other rows:
--- n = 1): a re-run sends one row per lead, not one per audit.  Without
--- `done` (no message has an auditId: see below) the lookup is left out.
-local DONE = [[coalesce(a.id::text IN (SELECT metadata->>'auditId' FROM "Message"
-                                        WHERE metadata->>'auditId' IS NOT NULL), false)]]
+-- With `done` the audits that have their message are looked up (a join
+-- with the distinct auditIds in Message: a join whatever their number; an
+-- IN (subquery) would be hashed only while the set fits in work_mem, and
+-- beyond that rescan Message for every audit) and a lead's done audits
+-- come as one row, at the place of the first, with their number in `n`
+-- (other rows: n = 1): a re-run sends one row per lead, not one per audit.
+-- Without `done` (no message has an auditId: see below) the lookup is
+-- left out.
+local DONE_JOIN = [[
+              LEFT JOIN (SELECT DISTINCT metadata->>'auditId' AS aid FROM "Message"
+                          WHERE metadata ? 'auditId') done ON done.aid = a.id::text]]
 local NEEDS_TEXT = "NOT b.done AND b.lead_exists"
 local NEEDS_LEAD = "b.conversation_id IS NULL AND b.lead_exists"
 local COLUMNS = [[id, lead_id, done, n, lead_exists, conversation_id, actor, action, created_at, payload,
@@ -75,13 +79,14 @@ local function stream_sql(range, done)
            CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.phone END AS phone,
            CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.stage END AS stage,
            CASE WHEN ]] .. NEEDS_LEAD .. [[ THEN b.lead_created::text END AS lead_created_at
-      FROM (SELECT a.id, a.lead_id, a.created_at AS ts, ]] .. (done and DONE or "false") .. [[ AS done,
+      FROM (SELECT a.id, a.lead_id, a.created_at AS ts, ]] .. (done and "done.aid IS NOT NULL" or "false") .. [[ AS done,
                    l.id IS NOT NULL AS lead_exists, c.id AS conversation_id, a.actor, a.action, a.payload,
                    l.customer_id, l.channel, l.messenger_psid, l.phone, l.stage, l.created_at AS lead_created
               FROM "Audit" a
               LEFT JOIN "Lead" l ON l.id = a.lead_id
               LEFT JOIN (SELECT DISTINCT ON (lead_id) lead_id, id FROM "Conversation"
-                          WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id
+                          WHERE lead_id IS NOT NULL ORDER BY lead_id, created_at, id) c ON c.lead_id = a.lead_id]]
+              .. (done and DONE_JOIN or "") .. [[
              WHERE ]] .. processed(range) .. [[
             OFFSET 0) b
     OFFSET 0]]

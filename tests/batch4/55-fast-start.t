@@ -96,6 +96,35 @@ is "$(stats_of "$OUT" | sed -n 's/^   Messages created: *//p;s/^   Messages skip
    "$(stats_of "$REF_STATS" | awk '/Messages created/ {c=$3-1} /Messages skipped/ {s=$3+1} END {print c " " s " "}')" \
    "... it is counted as skipped, not created"
 
+# The same with many done audits past the probe's reach and a small
+# work_mem: the lookup of done audits must stay a join (an IN (subquery)
+# that no longer fits in work_mem rescans Message for every audit: hours).
+# 3,000 audits; 100,000 live messages first, then the backfill's, a tenth
+# of them deleted again; the next run restores exactly those.
+URI=$(crm_db b4_55_far_many) || bail_out "cannot build the database"
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -v leads=300 -v audits_per_lead=10 -d "$URI" \
+    -f "$REPO_ROOT/bench/generate.sql" >/dev/null || bail_out "cannot generate data"
+q "$URI" "INSERT INTO \"Conversation\" (id, channel) VALUES ('c0ffee00-0000-4000-8000-000000000002', 'web');
+          INSERT INTO \"Message\" (conversation_id, role, content)
+          SELECT 'c0ffee00-0000-4000-8000-000000000002', 'user', 'live' FROM generate_series(1, 100000)" >/dev/null \
+    || bail_out "cannot add the messages"
+b4_run
+is "$RC" 0 "many done audits past the probe: the first run exits 0"
+q "$URI" "DELETE FROM \"Message\" WHERE metadata->>'auditId' IS NOT NULL AND right(metadata->>'auditId', 1) = '0'" >/dev/null
+DELETED=$(q "$URI" "SELECT count(*) FROM \"Audit\" a WHERE right(a.id::text, 1) = '0'
+                     AND NOT EXISTS (SELECT 1 FROM \"Message\" m WHERE m.metadata->>'auditId' = a.id::text)
+                     AND EXISTS (SELECT 1 FROM \"Lead\" l WHERE l.id = a.lead_id)")
+RC=0
+PGOPTIONS="-c work_mem=64kB" timeout 120 "$FERRY" --dir "$REPO_ROOT" --db "$URI" run "$B4" \
+    >"$TAP_TMPDIR/run.out" 2>"$TAP_TMPDIR/run.err" || RC=$?
+OUT=$(cat "$TAP_TMPDIR/run.out")
+is "$RC" 0 "... the next run, work_mem 64kB: exits 0 (124: it did not finish in 2 minutes)"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' IS NOT NULL
+                 GROUP BY metadata->>'auditId' HAVING count(*) > 1")" "" "... no audit has two messages"
+like "$OUT" "Messages created: +$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' IS NOT NULL
+                                              AND right(metadata->>'auditId', 1) = '0'")
+" "... it restores the messages deleted"
+
 # A resumed run reads in one stream, without a head: some audits have
 # their message already, and finding them means a scan of every message,
 # which a head would only repeat.  Stopped by a failing row in lead 3 once
