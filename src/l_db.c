@@ -794,7 +794,21 @@ static int copy_finish(lua_State *L) {
     int failed = 0;
     long long stored = 0;
     while (b->res != NULL) {
-        if (!failed && PQresultStatus(b->res) != PGRES_COMMAND_OK) {
+        ExecStatusType s = PQresultStatus(b->res);
+        if (pgconn_is_copy(s)) {
+            /* another COPY after this one ("COPY t FROM STDIN; COPY ..."):
+             * PQgetResult would return it for ever; end it, and fail */
+            PQclear(b->res);
+            b->res = NULL;
+            pgconn_end_unexpected_copy(w->c->pg, s);
+            if (!failed) {
+                lua_pushliteral(L, "one COPY statement per conn:copy(), with nothing after it");
+                lua_replace(L, -2);
+                b = new_result_box(L);
+                failed = 1;
+            }
+            if (s == PGRES_COPY_BOTH) break;
+        } else if (!failed && s != PGRES_COMMAND_OK) {
             push_result_error(L, b->res);
             lua_replace(L, -2);          /* the message takes the box's slot */
             b = new_result_box(L);

@@ -25,6 +25,15 @@ T.raises(function() db.copy("COPY rf_t TO STDOUT; COPY rf_t FROM STDIN") end, "m
          "copy() of COPY TO then COPY FROM: a clear error, no hang")
 T.is(db.one("SELECT 5 AS x").x, 5, "...and the connection works after it")
 
+-- a second COPY FROM STDIN after the first, in one copy() string, used to
+-- make finish() loop for ever on it
+do
+  local w = db.copy("COPY rf_t FROM STDIN; COPY rf_t FROM STDIN")
+  w:put(1)
+  T.raises(function() w:finish() end, "one COPY statement", "copy() of two COPY FROM STDIN: finish raises, no hang")
+  T.is(db.one("SELECT 6 AS x").x, 6, "...and the connection works after it")
+end
+
 -- an empty statement: no rows, as exec() has no error for it
 local n = 0
 for _ in db.rows("") do n = n + 1 end
