@@ -14,8 +14,9 @@
 --
 -- Idempotency: Message.id = uuid.v5(NS, audit id) and Conversation.id =
 -- uuid.v5(NS, "conversation:" .. lead id); audits that already have a
--- message (metadata->>'auditId') are dropped by the reader's anti-join and
--- only counted.  A dry run takes the same path without the writes.
+-- message (metadata->>'auditId') are found by the reader's lookup and only
+-- counted (a lead's come as one row).  A dry run takes the same path
+-- without the writes.
 db.prestart(1)          -- the head's session (the fast start below), set up while the rules load
 local roles = require "rules.roles"
 local text = require "rules.text"
