@@ -135,13 +135,18 @@ void pgconn_drain(PGconn *pg) {
     }
 }
 
-int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
+/* Sends what libpq holds for pg, reading what the server sends meanwhile
+ * (so that neither side waits on the other's full buffer), and with
+ * until_result goes on until pg's next result can be read without
+ * blocking.  Meanwhile the data the connections in others still hold goes
+ * out as their sockets take it.  Returns 0, or -1 when pg failed. */
+static int pump(PGconn *pg, PGconn *const *others, int nothers, int until_result) {
     struct pollfd p[1 + PGCONN_MAX_OTHERS];
     if (nothers > PGCONN_MAX_OTHERS) nothers = PGCONN_MAX_OTHERS;
     for (;;) {
         int out = PQisnonblocking(pg) ? PQflush(pg) : 0;
         if (out < 0) return -1;
-        if (out == 0 && !PQisBusy(pg)) return 0;
+        if (out == 0 && !(until_result && PQisBusy(pg))) return 0;
         int n = 0;
         p[n++] = (struct pollfd){PQsocket(pg), (short)(POLLIN | (out ? POLLOUT : 0)), 0};
         if (p[0].fd < 0) return -1;
@@ -154,20 +159,16 @@ int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
             return -1;
         }
         if ((p[0].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) && !PQconsumeInput(pg)) return -1;
-        /* the others are sent to at the top of the loop */
+        /* pg and the others are sent to at the top of the loop */
     }
 }
 
+int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
+    return pump(pg, others, nothers, 1);
+}
+
 int pgconn_flush_and_block(PGconn *pg) {
-    int r;
-    while ((r = PQflush(pg)) == 1) {
-        struct pollfd p = {PQsocket(pg), POLLOUT | POLLIN, 0};
-        if (poll(&p, 1, -1) < 0 && errno != EINTR) return -1;
-        /* read what the server sends meanwhile, so neither side waits on
-         * the other's full buffer */
-        if ((p.revents & POLLIN) && !PQconsumeInput(pg)) return -1;
-    }
-    if (r < 0) return -1;
+    if (pump(pg, NULL, 0, 0) != 0) return -1;
     return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;
 }
 
