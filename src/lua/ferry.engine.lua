@@ -471,6 +471,24 @@ local function make_ctx(m, dry_run, operation)
   return ctx
 end
 
+-- An error raised inside ferry's own embedded Lua on a script's behalf (a
+-- session's error inside db.pipeline, a checkpoint save) names the line of
+-- the script that was running -- the one a user can read and edit -- not a
+-- line of "[ferry]/...".  Called from the message handler, while the stack
+-- that raised is still there; the traceback keeps every frame.
+local function at_script_line(e)
+  local prefix = e:match("^%[ferry%]/[%w%._%-]+%.lua:%d+: ")
+  if not prefix then return e end
+  for level = 3, 1000 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
+      return info.short_src .. ":" .. info.currentline .. ": " .. e:sub(#prefix + 1)
+    end
+  end
+  return e:sub(#prefix + 1)
+end
+
 -- Runs a Lua script of migration m with ctx; returns the rule files loaded.
 local function run_lua(m, file, ctx)
   forget_rules()
@@ -481,6 +499,7 @@ local function run_lua(m, file, ctx)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
   local ok, err = xpcall(chunk, function(e)
     if type(e) == "table" then return e end
+    if type(e) == "string" then e = at_script_line(e) end
     return debug.traceback(tostring(e), 2)
   end)
   if allow then os.execute, io.popen = nil, nil end
@@ -1163,6 +1182,7 @@ end
 return function(cli)
   local ok, res = xpcall(main, function(e)
     if type(e) == "table" then return e end
+    if type(e) == "string" then e = at_script_line(e) end
     return debug.traceback(tostring(e), 2)
   end, cli)
   release_lock()

@@ -42,6 +42,10 @@ for victim in writer reader; do
     err=$(grep '^ferry:' "$TAP_TMPDIR/err")
     is "$(printf '%s\n' "$err" | wc -l)" 1 "$victim: one error line"
     like "$err" "connection lost" "$victim: it says the connection was lost"
+    # the place is the script's line that was running (its pipe:send or its
+    # rows loop), never a line of ferry's own embedded Lua
+    like "$err" "migrations/$M4/up\.lua:[0-9]+: connection lost" "$victim: it names the script's line"
+    unlike "$err" "\[ferry\]" "$victim: no internal file of ferry in the line"
     like "$err" "audits_processed=[0-9]+" "$victim: it says how far it got"
     like "$err" "re-run to resume" "$victim: it says to re-run"
     unlike "$(cat "$TAP_TMPDIR/err")" "stack traceback" "$victim: no traceback without --verbose"
