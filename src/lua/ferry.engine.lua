@@ -475,7 +475,8 @@ end
 -- session's error inside db.pipeline, a checkpoint save) names the line of
 -- the script that was running -- the one a user can read and edit -- not a
 -- line of "[ferry]/...".  Called from the message handler, while the stack
--- that raised is still there; the traceback keeps every frame.
+-- that raised is still there; the traceback keeps every frame.  With no
+-- script line on the stack (the engine's own work) the position goes.
 local function at_script_line(e)
   local prefix = e:match("^%[ferry%]/[%w%._%-]+%.lua:%d+: ")
   if not prefix then return e end
@@ -489,6 +490,15 @@ local function at_script_line(e)
   return e:sub(#prefix + 1)
 end
 
+-- The message handler of a script's run and of the whole command: the
+-- engine's error tables pass untouched; a string gets its script line (see
+-- above) and a traceback (shown with --verbose).
+local function on_error(e)
+  if type(e) == "table" then return e end
+  if type(e) == "string" then e = at_script_line(e) end
+  return debug.traceback(tostring(e), 2)
+end
+
 -- Runs a Lua script of migration m with ctx; returns the rule files loaded.
 local function run_lua(m, file, ctx)
   forget_rules()
@@ -497,11 +507,7 @@ local function run_lua(m, file, ctx)
   local chunk, src = load_script(m.rel .. "/" .. file, env)
   local allow = wants_shell(src)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
-  local ok, err = xpcall(chunk, function(e)
-    if type(e) == "table" then return e end
-    if type(e) == "string" then e = at_script_line(e) end
-    return debug.traceback(tostring(e), 2)
-  end)
+  local ok, err = xpcall(chunk, on_error)
   if allow then os.execute, io.popen = nil, nil end
   local rules = loaded_rules
   loaded_rules = nil
@@ -1180,11 +1186,7 @@ local function main(cli)
 end
 
 return function(cli)
-  local ok, res = xpcall(main, function(e)
-    if type(e) == "table" then return e end
-    if type(e) == "string" then e = at_script_line(e) end
-    return debug.traceback(tostring(e), 2)
-  end, cli)
+  local ok, res = xpcall(main, on_error, cli)
   release_lock()
   if ok then db.close() return res end
   local code, msg = EXIT_FAIL, error_text(res)
