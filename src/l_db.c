@@ -91,19 +91,32 @@ static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const
     return luaL_error(L, "%s: %s", what, buf);
 }
 
-/* Copies the error of a result onto the stack as a message, clears it. */
-static const char *push_result_error(lua_State *L, PGresult *res) {
+/* An error message kept in C memory while the results still to come are
+ * read and cleared: nothing is allocated on the Lua side until every
+ * resource is released, so not even a memory error can raise in between
+ * and leave a connection with results unread ("clean up, then raise"). */
+#define ERRMSG_MAX 2048
+typedef struct errmsg {
+    char text[ERRMSG_MAX];
+} errmsg;
+
+/* The error of a result: its message, detail and SQLSTATE. */
+static const char *result_error_text(const PGresult *res, errmsg *m) {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-    if (primary) {
-        lua_pushfstring(L, "%s%s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "", detail ? ")" : "",
-                        state ? " [SQLSTATE " : "", state ? state : "");
-        if (state) { lua_pushliteral(L, "]"); lua_concat(L, 2); }
-    } else {
-        lua_pushstring(L, PQresultErrorMessage(res));
-    }
-    return lua_tostring(L, -1);
+    if (primary)
+        snprintf(m->text, sizeof m->text, "%s%s%s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "",
+                 detail ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "", state ? "]" : "");
+    else
+        snprintf(m->text, sizeof m->text, "%s", PQresultErrorMessage(res));
+    return m->text;
+}
+
+/* Any text (libpq's connection error, a message of ours). */
+static const char *errmsg_set(errmsg *m, const char *text) {
+    snprintf(m->text, sizeof m->text, "%s", text ? text : "");
+    return m->text;
 }
 
 /* ---------- connections ---------- */
@@ -202,7 +215,8 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         /* A value the server cannot read (--lock-timeout banana): a
          * configuration error, raised without a script position, the
          * session closed first rather than left to the collector. */
-        const char *msg = push_result_error(L, b->res);
+        errmsg m;
+        const char *msg = result_error_text(b->res, &m);
         PQclear(b->res);
         b->res = NULL;
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg);
@@ -417,7 +431,8 @@ static result_box *run_query(lua_State *L, conn *c) {
         luaL_error(L, "query failed: COPY FROM STDIN / TO STDOUT goes through conn:copy(), not exec/query");
     }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
-        const char *msg = push_result_error(L, b->res);
+        errmsg m;
+        const char *msg = result_error_text(b->res, &m);
         PQclear(b->res);
         b->res = NULL;
         raise_pg(L, st, c, "query failed", msg);
@@ -482,11 +497,12 @@ static int conn_exec_script(lua_State *L) {
     result_box *b = new_result_box(L);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
     /* Read every result; keep the first error, drain the rest. */
+    errmsg m;
     int failed = 0;
     while ((b->res = next_result(c)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
         if (pgconn_is_copy(s)) {
-            if (!failed) lua_pushliteral(L, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
+            if (!failed) errmsg_set(&m, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
             failed = 1;
             PQclear(b->res);
             b->res = NULL;
@@ -495,13 +511,13 @@ static int conn_exec_script(lua_State *L) {
             continue;
         }
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
-            push_result_error(L, b->res);
+            result_error_text(b->res, &m);
             failed = 1;
         }
         PQclear(b->res);
         b->res = NULL;
     }
-    if (failed) return raise_pg(L, st, c, "script failed", lua_tostring(L, -1));
+    if (failed) return raise_pg(L, st, c, "script failed", m.text);
     if (PQstatus(c->pg) == CONNECTION_BAD) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
     return 0;
 }
@@ -563,8 +579,9 @@ static int rows_next(lua_State *L) {
         r->c->busy = NULL;
         return 0;
     }
-    const char *msg = pgconn_is_copy(s) ? lua_pushliteral(L, "COPY goes through conn:copy(), not rows()")
-                    : r->res ? push_result_error(L, r->res) : lua_pushstring(L, PQerrorMessage(r->c->pg));
+    errmsg m;
+    const char *msg = pgconn_is_copy(s) ? errmsg_set(&m, "COPY goes through conn:copy(), not rows()")
+                    : r->res ? result_error_text(r->res, &m) : errmsg_set(&m, PQerrorMessage(r->c->pg));
     if (r->res) { PQclear(r->res); r->res = NULL; }
     pgconn_end_unexpected_copy(r->c->pg, s);
     pgconn_drain(r->c->pg);
@@ -718,10 +735,10 @@ static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t le
             retried = 1;
             continue;
         }
-        if (r == 0) lua_pushliteral(L, "out of memory for the COPY data");
-        else lua_pushstring(L, PQerrorMessage(w->c->pg));
+        errmsg m;
+        errmsg_set(&m, r == 0 ? "out of memory for the COPY data" : PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: write failed");
-        raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
+        raise_pg(L, STATE(L), w->c, "COPY failed", m.text);
     }
 }
 
@@ -756,9 +773,10 @@ static int copy_put_buffer(lua_State *L) {
 static void copy_send_end(lua_State *L, copy_writer *w) {
     copy_flush(L, w);
     if (PQputCopyEnd(w->c->pg, NULL) != 1) {
-        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        errmsg m;
+        errmsg_set(&m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
-        raise_pg(L, STATE(L), w->c, "COPY failed", lua_tostring(L, -1));
+        raise_pg(L, STATE(L), w->c, "COPY failed", m.text);
     }
     w->ended = 1;
     buf_free(&w->b);
@@ -782,12 +800,13 @@ static int copy_finish(lua_State *L) {
      * COPYs are fed meanwhile), then back to blocking */
     b->res = next_result(w->c);
     sender_remove(w->c);
+    errmsg m;
     if (pgconn_flush_and_block(w->c->pg) != 0) {
         PQclear(b->res);
         b->res = NULL;
-        lua_pushstring(L, PQerrorMessage(w->c->pg));
+        errmsg_set(&m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
-        return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
+        return raise_pg(L, st, w->c, "COPY failed", m.text);
     }
     w->active = 0;
     w->c->busy = NULL;
@@ -801,27 +820,20 @@ static int copy_finish(lua_State *L) {
             PQclear(b->res);
             b->res = NULL;
             pgconn_end_unexpected_copy(w->c->pg, s);
-            if (!failed) {
-                lua_pushliteral(L, "one COPY statement per conn:copy(), with nothing after it");
-                lua_replace(L, -2);
-                b = new_result_box(L);
-                failed = 1;
-            }
+            if (!failed) errmsg_set(&m, "one COPY statement per conn:copy(), with nothing after it");
+            failed = 1;
             if (s == PGRES_COPY_BOTH) break;
         } else if (!failed && s != PGRES_COMMAND_OK) {
-            push_result_error(L, b->res);
-            lua_replace(L, -2);          /* the message takes the box's slot */
-            b = new_result_box(L);
+            result_error_text(b->res, &m);
             failed = 1;
         } else if (!failed) {
             stored = atoll(PQcmdTuples(b->res));
         }
         PQclear(b->res);
-        b->res = NULL;
         b->res = next_result(w->c);
     }
     lua_pop(L, 1);                       /* the (empty) box */
-    if (failed) return raise_pg(L, st, w->c, "COPY failed", lua_tostring(L, -1));
+    if (failed) return raise_pg(L, st, w->c, "COPY failed", m.text);
     lua_pushinteger(L, (lua_Integer)stored);
     return 1;
 }
@@ -853,9 +865,10 @@ static int conn_copy(lua_State *L) {
     b->res = exec_result(c, PQsendQuery(c->pg, sql));
     ExecStatusType s = PQresultStatus(b->res);
     if (s != PGRES_COPY_IN) {
+        errmsg m;
         const char *msg = (s == PGRES_COPY_OUT || s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
-            ? lua_pushliteral(L, "not a COPY ... FROM STDIN statement")
-            : (b->res ? push_result_error(L, b->res) : lua_pushstring(L, PQerrorMessage(c->pg)));
+            ? errmsg_set(&m, "not a COPY ... FROM STDIN statement")
+            : (b->res ? result_error_text(b->res, &m) : errmsg_set(&m, PQerrorMessage(c->pg)));
         PQclear(b->res);
         b->res = NULL;
         /* consume unwanted output, and end a COPY FROM the statements

@@ -209,6 +209,17 @@ T.like(msg, "script failed: division by zero %[SQLSTATE 22012%]$", "exec_script 
 T.is(db.one("SELECT count(*) AS n FROM s").n, 4, "a failing script without BEGIN/COMMIT is one implicit transaction: nothing kept")
 T.like(err_of(db.exec_script, "SELECT 1; SELEC 2"), "script failed: syntax error", "exec_script: syntax error")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a failed script")
+T.is(err_of(db.exec_script, "CREATE TEMP TABLE sc (a int); COPY sc FROM STDIN; SELECT 1"),
+     "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
+     "exec_script: a COPY FROM STDIN in a script raises, saying why")
+T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY was ended")
+T.is(err_of(db.exec_script, "COPY (SELECT 1) TO STDOUT"),
+     "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
+     "exec_script: COPY TO STDOUT raises the same")
+T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY output was read")
+T.is(err_of(db.exec_script, "CREATE TEMP TABLE sd (a int PRIMARY KEY); INSERT INTO sd VALUES (1), (1)"),
+     'script failed: duplicate key value violates unique constraint "sd_pkey" (Key (a)=(1) already exists.) '
+     .. "[SQLSTATE 23505]", "exec_script: the server's message, detail and SQLSTATE")
 db.exec_script("SET client_min_messages = warning; DO $$ BEGIN RAISE NOTICE 'hi'; END $$; RESET client_min_messages")
 T.ok(true, "exec_script: DO blocks and NOTICEs are fine")
 

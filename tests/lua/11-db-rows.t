@@ -34,6 +34,10 @@ T.like(err_of(db.rows, "SELECT $1", {}), "parameter %$1: a table is not a SQL va
 usable("usable after a bad parameter")
 T.like(err_of(function() for _ in db.rows("SELEC 1") do end end), "syntax error at or near \"SELEC\" %[SQLSTATE 42601%]",
        "rows: SQL error raised with SQLSTATE")
+T.like(err_of(function() for _ in db.rows("COPY (SELECT 1) TO STDOUT") do end end),
+       "^tests/lua/11%-db%-rows%.t:%d+: query failed while reading rows: COPY goes through conn:copy%(%), not rows%(%)$",
+       "rows() of a COPY raises, saying why")
+T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a COPY was refused by rows()")
 usable("usable after an SQL error in rows")
 
 ---------------------------------------------------------------- bounded memory

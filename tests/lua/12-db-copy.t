@@ -105,6 +105,23 @@ w:put(1, "a", "extra")
 T.like(err_of(w.finish, w), "extra data after last expected column %[SQLSTATE 22P04%]", "too many columns: server error")
 usable("usable after that")
 
+-- Two COPYs in one statement string: the second is ended, and finish
+-- says why; the first one's rows are not kept (one implicit transaction).
+w = db.copy("COPY c (id, t) FROM STDIN; COPY c (id, t) FROM STDIN")
+w:put(40, "first")
+T.is(err_of(w.finish, w), "COPY failed: one COPY statement per conn:copy(), with nothing after it",
+     "a second COPY after the first: finish raises, naming the rule")
+usable("usable after a second COPY was ended")
+T.is(count("c"), 5, "nothing of the two COPYs is stored")
+
+-- A constraint's error keeps the server's detail and SQLSTATE.
+db.exec("CREATE TEMP TABLE u (id int PRIMARY KEY)")
+w = db.copy("COPY u (id) FROM STDIN")
+w:put(1); w:put(1)
+T.is(err_of(w.finish, w), 'COPY failed: duplicate key value violates unique constraint "u_pkey" '
+     .. "(Key (id)=(1) already exists.) [SQLSTATE 23505]", "finish: the server's message, detail and SQLSTATE")
+usable("usable after a constraint error")
+
 w = db.copy("COPY c (id, t) FROM STDIN")
 T.like(err_of(w.put, w, 10, {}), "^COPY column 2: a table is not a SQL value$", "put of a table raises, naming the column")
 T.like(err_of(w.put, w, print), "^COPY column 1: a function is not a SQL value$", "put of a function raises")
