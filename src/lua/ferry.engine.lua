@@ -645,9 +645,11 @@ local function apply(m, operation, dry_run)
   local row_errors = stats.get("errors")
   local good = ok and row_errors == 0
   if not dry_run then
-    -- applied and no resume point left, or neither: one transaction
+    -- applied and no resume point left, or neither: one transaction (the
+    -- files are read and hashed before it begins)
+    local sum = ok and checksum(root_dir, m, rules) or nil
     local failure = close_history(hid, lost, errtext, function()
-      history_finish(hid, good and "applied" or "failed", ok and checksum(root_dir, m, rules) or nil, rules,
+      history_finish(hid, good and "applied" or "failed", sum, rules,
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
     end)
