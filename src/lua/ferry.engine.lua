@@ -717,13 +717,25 @@ local function preflight(list)
   end
 end
 
+-- The place in list (sorted) of the last migration up to target: a
+-- migration id, or a version (then the last of the migrations of that
+-- version).  Positions, not a comparison of version strings, which would
+-- put 10 before 2.  nil when no migration has it.
+local function last_up_to(list, target)
+  local last
+  for i, m in ipairs(list) do
+    if m.id == target or m.version == target then last = i end
+  end
+  return last
+end
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list = discover(root_dir)
+  local last = #list
   if opts.to then
-    local known = false
-    for _, m in ipairs(list) do if m.version == opts.to or m.id == opts.to then known = true end end
-    if not known then usage_error("--to %s: no migration has that version", opts.to) end
+    last = last_up_to(list, opts.to)
+    if not last then usage_error("--to %s: no migration has that version", opts.to) end
   end
   preflight(list)
   db.open()
@@ -732,8 +744,8 @@ function commands.up(args)
   local states = load_states()
   local results, code = array(), EXIT_OK
   local pending = 0
-  for _, m in ipairs(list) do
-    if opts.to and m.version > opts.to and m.id ~= opts.to then break end
+  for i, m in ipairs(list) do
+    if i > last then break end
     local st = states[m.id]
     if not (st and st.status == "applied") then
       pending = pending + 1
@@ -867,17 +879,16 @@ function commands.baseline(args)
   if #args ~= 1 then usage_error("usage: ferry baseline VERSION") end
   local version = args[1]
   local list = discover(root_dir)
-  local known = false
-  for _, m in ipairs(list) do if m.version == version or m.id == version then known = true end end
-  if not known then usage_error("baseline %s: no migration has that version", version) end
+  local last = last_up_to(list, version)
+  if not last then usage_error("baseline %s: no migration has that version", version) end
   if opts.dry_run then usage_error("baseline has no --dry-run") end
   db.open()
   take_lock()
   ensure_history()
   local states = load_states()
   local done = array()
-  for _, m in ipairs(list) do
-    if m.version > version and m.id ~= version then break end
+  for i, m in ipairs(list) do
+    if i > last then break end
     local st = states[m.id]
     if not (st and st.status == "applied") then
       stats.reset()

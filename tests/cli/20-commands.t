@@ -199,6 +199,33 @@ is "$(psql_val "$db2" "SELECT string_agg(x || ':' || src, ' ') FROM t")" "4:c" "
 run_ferry --db "$db2" --dir "$D" --json baseline 20250103_c
 is "$RC|$OUT" '0|{"baselined":[]}' "baseline --json"
 
+# --- --to and baseline stop where the migrations sort: by number, then by
+# name (a version of fewer digits is a smaller number), and at an id
+# exactly, not at the other migrations of its version.
+N=$TAP_TMPDIR/numeric
+for m in 1_one 2_two 2_zwei 10_ten; do
+    put "$N/migrations/$m/up.sql" "INSERT INTO seen VALUES ('$m');"
+done
+put "$N/migrations/0_setup/up.sql" 'CREATE TABLE seen (m text);'
+db3=$(fresh_db ferry_cli_commands_numeric)
+seen() { psql_val "$db3" "SELECT string_agg(m, ' ' ORDER BY m) FROM seen"; }
+run_ferry --db "$db3" --dir "$N" up --to 2_two
+is "$RC|$(grep '^==> ' <<<"$OUT" | tr '\n' ' ')" "0|==> 0_setup ==> 1_one ==> 2_two " \
+   "up --to an id: up to that migration, not the others of its version, not 10 (10 > 2)"
+run_ferry --db "$db3" --dir "$N" up --to 2
+is "$RC|$(grep '^==> ' <<<"$OUT" | tr '\n' ' ')" "0|==> 2_zwei " "up --to a version: the rest of that version, not 10"
+is "$(seen)" "1_one 2_two 2_zwei" "10_ten has not run"
+db4=$(fresh_db ferry_cli_commands_numeric_base)
+run_ferry --db "$db4" --dir "$N" baseline 2
+is "$RC|$OUT" "0|baselined 0_setup (recorded as applied, not run)
+baselined 1_one (recorded as applied, not run)
+baselined 2_two (recorded as applied, not run)
+baselined 2_zwei (recorded as applied, not run)" "baseline 2: never 10_ten, which has not run"
+is "$(history "$db4")" "0_setup|baseline|applied
+1_one|baseline|applied
+2_two|baseline|applied
+2_zwei|baseline|applied" "history: 10_ten is not recorded as applied"
+
 # --- exec
 put "$D/script.lua" 'print("args", ...)
 print("ctx.args", table.concat(ctx.args, ","))
