@@ -977,6 +977,15 @@ static int conn_tostring(lua_State *L) {
     return 1;
 }
 
+/* core.set_read_only(on): whether the sessions opened from now on get
+ * default_transaction_read_only (the engine's switch for validate.lua;
+ * --dry-run sets it from the start).  Sessions already open keep theirs. */
+static int db_set_read_only(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    STATE(L)->read_only = lua_toboolean(L, 1);
+    return 0;
+}
+
 static int db_state_gc(lua_State *L) {
     db_state *st = lua_touserdata(L, 1);
     free(st->conninfo);
@@ -1060,6 +1069,9 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "NULL");
     lua_pushboolean(L, opts->read_only);
     lua_setfield(L, -2, "read_only");
+    lua_pushvalue(L, sti);
+    lua_pushcclosure(L, db_set_read_only, 1);
+    lua_setfield(L, -2, "set_read_only");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);

@@ -8,6 +8,7 @@ local json = require "json"
 local uuid = require "uuid"
 local progress = require "progress"
 local db = require "db"
+local db_core = require "db.core"
 
 local LOCK_KEY = 7366291803        -- pg_try_advisory_lock key: "ferry" migrations
 local LOCK_CLASSID, LOCK_OBJID = LOCK_KEY >> 32, LOCK_KEY & 0xffffffff
@@ -833,8 +834,15 @@ function commands.validate(args)
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
   preflight({m})
   db.open()
-  -- checks only read: make the session read-only while they run
-  db.exec("SET default_transaction_read_only = on")
+  -- checks only read: the main session and every one they open are
+  -- read-only while they run
+  local was_read_only = db.read_only
+  local function set_read_only(on)
+    db_core.set_read_only(on)
+    db.read_only = on
+    db.exec("SET default_transaction_read_only = " .. (on and "on" or "off"))
+  end
+  set_read_only(true)
   local checks = array()
   local failed = 0
   local ctx = make_ctx(m, true, "validate")
@@ -861,7 +869,7 @@ function commands.validate(args)
   env.check = check
   local chunk = load_script(m.rel .. "/validate.lua", env)
   local ok, err = pcall(chunk)
-  db.exec("SET default_transaction_read_only = " .. (db.read_only and "on" or "off"))
+  set_read_only(was_read_only)
   if not ok then
     failed = failed + 1
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = "validate.lua", ok = false, detail = error_text(err)})

@@ -125,6 +125,20 @@ is "$RC" 1 "validate with failing checks: exit 1"
 like "$OUT" $'^==> validating 20250101_a\n\u2717 FAIL t has rows  \\(7 rows\\)\n\u2717 FAIL cannot write  \\(error: [^\n]*cannot execute DELETE in a read-only transaction \\[SQLSTATE 25006\\]\\)\n\u2713 PASS constant\n3 check\\(s\\), 2 failed$' \
      "validate prints FAIL lines; checks run read-only"
 is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "a check could not write"
+# every session a check opens is read-only, not only the main one
+put "$D/migrations/20250101_a/validate.lua" 'check("flags", function()
+  return db.read_only == true and ctx.dry_run == true, tostring(db.read_only) .. " " .. tostring(ctx.dry_run)
+end)
+check("other session cannot write", function()
+  local c <close> = db.connect()
+  c:exec("DELETE FROM t")
+  return true
+end)
+'
+run_ferry --dir "$D" validate 20250101_a
+like "$OUT" $'^==> validating 20250101_a\n\u2713 PASS flags  \\(true true\\)\n\u2717 FAIL other session cannot write  \\(error: [^\n]*cannot execute DELETE in a read-only transaction \\[SQLSTATE 25006\\]\\)\n2 check\\(s\\), 1 failed$' \
+     "validate: db.read_only and ctx.dry_run are true; a db.connect() session is read-only too"
+is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "a check could not write through another session"
 put "$D/migrations/20250101_a/validate.lua" 'check("first", true)
 error("validate script stops here")
 '
