@@ -40,6 +40,7 @@ options:
   --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
   --json                 one JSON object on stdout at the end, nothing else there
   -v, --verbose          per-row lines and tracebacks;  -q, --quiet: only errors
+  --version              print ferry's version;  -h, --help: this text
 
 exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error
 ]]

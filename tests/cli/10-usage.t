@@ -33,6 +33,7 @@ for c in status up run rollback validate baseline new check exec; do
     like "$OUT" $'\n  '"$c " "--help lists $c"
 done
 like "$OUT" 'exit codes: 0 success; 1 .*; 2 usage or configuration error' "--help states the exit codes"
+like "$OUT" $'\n  --version ' "--help lists --version"
 run_ferry -h
 is "$RC" 0 "-h: exit 0"
 
@@ -44,6 +45,8 @@ like "$OUT" '^ferry [0-9]+\.[0-9]+\.[0-9]+$' "--version prints 'ferry X.Y.Z'"
 expect_usage "unknown command bogus (see 'ferry --help')" --dir "$D" bogus
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" --bogus status
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" status --bogus
+# no flag is accepted and ignored: --force means nothing to ferry
+expect_usage "unknown option --force (see 'ferry --help')" --dir "$D" rollback 20250101 --force
 expect_usage "unknown option -x (see 'ferry --help')" --dir "$D" up -x
 expect_usage "option --json takes no value" --dir "$D" --json=yes status
 expect_usage "--verbose and --quiet exclude each other" --dir "$D" -v -q status
