@@ -67,7 +67,18 @@ function methods.share_snapshot(conn, other)
   if other:in_transaction() then
     error("share_snapshot: the other session is in a transaction already (end it first)", 2)
   end
-  local id = conn:one("SELECT pg_export_snapshot() AS id").id
+  -- outside a transaction the snapshot would be gone before its import; in
+  -- READ COMMITTED conn itself moves on at its next statement
+  if not conn:in_transaction() then
+    error("share_snapshot: this session is not in a transaction (use db.reader(), or "
+          .. "BEGIN ISOLATION LEVEL REPEATABLE READ first)", 2)
+  end
+  local snap = conn:one("SELECT pg_export_snapshot() AS id, current_setting('transaction_isolation') AS iso")
+  if snap.iso ~= "repeatable read" and snap.iso ~= "serializable" then
+    error("share_snapshot: this session's transaction is " .. snap.iso:upper()
+          .. ", which moves on at each statement (it must be REPEATABLE READ, as db.reader() is)", 2)
+  end
+  local id = snap.id
   -- SET TRANSACTION SNAPSHOT takes no parameter: the id, the server's own,
   -- is checked against its format before it goes into the statement
   if not id:match("^%x+%-%x+%-%d+$") then error("unexpected snapshot id from the server: " .. id, 2) end

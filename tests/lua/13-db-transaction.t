@@ -202,11 +202,25 @@ other:close()
 reader:close()
 other = db.connect()
 
--- A snapshot that is gone by the time it is imported (exported outside a
--- transaction): the error says so and the other session is left idle.
+-- The session sharing its snapshot must be in a REPEATABLE READ (or
+-- SERIALIZABLE) transaction: outside one the snapshot is gone before its
+-- import, in READ COMMITTED it moves on at each statement.  Refused, the
+-- other session left idle.
 ok, err = pcall(observer.share_snapshot, observer, other)
-T.like(err, "invalid snapshot identifier", "a snapshot that cannot be imported: the server's error")
+T.like(err, "share_snapshot: this session is not in a transaction %(use db%.reader%(%)",
+       "share_snapshot from a session outside a transaction: refused, saying why")
 T.is(other:in_transaction(), false, "and the other session is not left in a transaction")
+observer:exec("BEGIN")
+ok, err = pcall(observer.share_snapshot, observer, other)
+T.like(err, "share_snapshot: this session's transaction is READ COMMITTED, which moves on at each statement",
+       "share_snapshot from a READ COMMITTED transaction: refused")
+T.is(other:in_transaction(), false, "... the other session still idle")
+observer:exec("COMMIT")
+observer:exec("BEGIN ISOLATION LEVEL SERIALIZABLE")
+observer:share_snapshot(other)
+T.is(seen(other), seen(observer), "from a SERIALIZABLE transaction: shared")
+other:exec("COMMIT")
+observer:exec("COMMIT")
 other:close()
 
 observer:close()
