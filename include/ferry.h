@@ -11,6 +11,12 @@ enum {
     FERRY_EXIT_USAGE = 2    /* usage or configuration error */
 };
 
+/* The metatable (in the registry) of ferry's own error tables {code,
+ * message}: errors that end a command with their exit code (usage errors,
+ * the --max-errors stop).  A table without it is a script's error object,
+ * reported like any other error. */
+#define FERRY_ERROR_MT "ferry.error"
+
 /* Registry keys of the host's module states. */
 #define FERRY_STATS_KEY "ferry.stats"
 #define FERRY_LOG_KEY   "ferry.log"

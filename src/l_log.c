@@ -342,5 +342,8 @@ static const luaL_Reg sys_funcs[] = {
 
 int luaopen_ferry_sys(lua_State *L) {
     luaL_newlib(L, sys_funcs);
+    /* the engine marks its own errors with it (see FERRY_ERROR_MT) */
+    luaL_getmetatable(L, FERRY_ERROR_MT);
+    lua_setfield(L, -2, "error_meta");
     return 1;
 }

@@ -135,6 +135,7 @@ static int stats_error(lua_State *L) {
     }
     if (s->max_errors >= 0 && c->value > s->max_errors) {
         lua_createtable(L, 0, 3);
+        luaL_setmetatable(L, FERRY_ERROR_MT);
         lua_pushinteger(L, FERRY_EXIT_FAIL);
         lua_setfield(L, -2, "code");
         lua_pushfstring(L, "too many row errors (%I, more than --max-errors %I): stopped; "

@@ -40,6 +40,7 @@ static int in_list(const char *const *list, const char *s, size_t n) {
  * or raises a usage error (a table {code = 2, message = ...}). */
 static void push_usage_error(lua_State *L, const char *fmt, const char *arg) {
     lua_createtable(L, 0, 2);
+    luaL_setmetatable(L, FERRY_ERROR_MT);
     lua_pushinteger(L, FERRY_EXIT_USAGE);
     lua_setfield(L, -2, "code");
     lua_pushfstring(L, fmt, arg);
@@ -157,10 +158,20 @@ static void preload(lua_State *L, const char *name) {
     lua_pop(L, 2);
 }
 
+static int ferry_error_tostring(lua_State *L) {
+    lua_getfield(L, 1, "message");
+    luaL_tolstring(L, -1, NULL);
+    return 1;
+}
+
 /* Everything below runs inside the protected call. */
 static int pmain(lua_State *L) {
     cli *c = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    luaL_newmetatable(L, FERRY_ERROR_MT);
+    lua_pushcfunction(L, ferry_error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
     luaopen_ferry_stats(L);          preload(L, "stats");
     luaopen_ferry_log(L, &c->log);   preload(L, "log");
     luaopen_ferry_progress(L);       preload(L, "progress");
@@ -173,7 +184,16 @@ static int pmain(lua_State *L) {
     lua_getglobal(L, "require");
     lua_pushliteral(L, "ferry.engine");
     lua_call(L, 1, 1);
-    if (!push_cli(L, c->argc, c->argv)) return lua_error(L);
+    /* A command line ferry cannot read goes to the engine as {error = ...},
+     * which reports it as any other usage error (as JSON with --json). */
+    int top = lua_gettop(L);
+    if (!push_cli(L, c->argc, c->argv)) {
+        lua_replace(L, top + 1);     /* the error, over what push_cli left half built */
+        lua_settop(L, top + 1);
+        lua_createtable(L, 0, 1);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "error");
+    }
     lua_call(L, 1, 1);
     return 1;
 }

@@ -299,8 +299,7 @@ local function process(a)
   else
     local ok, err = pcall(map_audit, a)
     if not ok then
-      if type(err) == "table" then error(err, 0) end
-      stats.error(a.id, tostring(err))
+      stats.error(a.id, err)          -- (ferry's own errors that end the run are raised on)
     end
     pending = pending + 1
   end

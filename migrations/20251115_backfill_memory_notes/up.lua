@@ -175,8 +175,7 @@ for r in read:rows(STREAM, ctx.migration, rules.source, resume) do
   if r.state then
     local ok, err = pcall(map_lead, r)
     if not ok then
-      if type(err) == "table" then error(err, 0) end
-      stats.error(r.id, tostring(err))
+      stats.error(r.id, err)          -- (ferry's own errors that end the run are raised on)
     end
     stats.inc("leads_processed")
   else

@@ -47,13 +47,39 @@ exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 
 
 -- Errors the engine raises carry their exit code.
 local function fail(code, fmt, ...)
-  error({code = code, message = select("#", ...) > 0 and string.format(fmt, ...) or fmt}, 0)
+  error(setmetatable({code = code, message = select("#", ...) > 0 and string.format(fmt, ...) or fmt},
+                     sys.error_meta), 0)
 end
 local function usage_error(fmt, ...) fail(EXIT_USAGE, fmt, ...) end
 
+-- ferry's own error tables (usage errors, the --max-errors stop) end a
+-- command with their code; any other value raised is a script's error.
+local function is_ferry_error(e) return getmetatable(e) == sys.error_meta end
+
+-- An error value as text: a string as it is; ferry's own error by its
+-- message; a script's table by its __tostring, else its `message` field,
+-- else as JSON ("error object {...}"); anything else by tostring.
 local function error_text(e)
-  if type(e) == "table" then return tostring(e.message) end
+  if type(e) == "string" then return e end
+  if is_ferry_error(e) then return tostring(e.message) end
+  if type(e) == "table" then
+    local mt = getmetatable(e)
+    if type(mt) == "table" and mt.__tostring then return tostring(e) end
+    if type(e.message) == "string" then return e.message end
+    local ok, s = pcall(json.encode_ordered, e)    -- (keys sorted: the same text every time)
+    return "error object " .. (ok and s or tostring(e))
+  end
   return tostring(e)
+end
+
+-- stats.error(key, err) takes any error value, as pcall returned it (a
+-- rule may raise a table); ferry's own errors that end the run (the
+-- --max-errors stop, a usage error in a rule loaded late) are raised on,
+-- not counted as a row's.
+local record_row_error = stats.error
+function stats.error(key, err)
+  if is_ferry_error(err) then error(err, 0) end
+  return record_row_error(key, error_text(err))
 end
 
 ----------------------------------------------------------------------------
@@ -209,7 +235,7 @@ local function rules_searcher(modname)
   if not exists(path) then return "\n\tno file '" .. path .. "'" end
   local chunk, err = loadfile(path, "t")
   if not chunk then
-    error({code = EXIT_USAGE, message = err}, 0)
+    fail(EXIT_USAGE, "%s", err)
   end
   if loaded_rules then loaded_rules[#loaded_rules + 1] = rel end
   return chunk, path
@@ -479,26 +505,33 @@ end
 -- line of "[ferry]/...".  Called from the message handler, while the stack
 -- that raised is still there; the traceback keeps every frame.  With no
 -- script line on the stack (the engine's own work) the position goes.
+-- "file:line: " of the innermost frame of a script or rule on the stack,
+-- from the caller's `level` on (as debug.getinfo counts), or "".
+local function script_where(level)
+  for l = level + 1, 1000 do
+    local info = debug.getinfo(l, "Sl")
+    if not info then break end
+    if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
+      return info.short_src .. ":" .. info.currentline .. ": "
+    end
+  end
+  return ""
+end
+
 local function at_script_line(e)
   local prefix = e:match("^%[ferry%]/[%w%._%-]+%.lua:%d+: ")
   if not prefix then return e end
-  for level = 3, 1000 do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
-      return info.short_src .. ":" .. info.currentline .. ": " .. e:sub(#prefix + 1)
-    end
-  end
-  return e:sub(#prefix + 1)
+  return script_where(3) .. e:sub(#prefix + 1)
 end
 
 -- The message handler of a script's run and of the whole command: the
 -- engine's error tables pass untouched; a string gets its script line (see
--- above) and a traceback (shown with --verbose).
+-- above), any other value (a script's error object) the place it was
+-- raised and its text; both a traceback (shown with --verbose).
 local function on_error(e)
-  if type(e) == "table" then return e end
-  if type(e) == "string" then e = at_script_line(e) end
-  return debug.traceback(tostring(e), 2)
+  if is_ferry_error(e) then return e end
+  if type(e) == "string" then e = at_script_line(e) else e = script_where(2) .. error_text(e) end
+  return debug.traceback(e, 2)
 end
 
 -- Runs a Lua script of migration m with ctx; returns the rule files loaded.
@@ -665,7 +698,7 @@ local function apply(m, operation, dry_run)
   })
   print_summary()
   if not ok then
-    local code = type(err) == "table" and err.code or EXIT_FAIL
+    local code = is_ferry_error(err) and err.code or EXIT_FAIL
     local first = errtext:match("^[^\n]*")
     if lost then
       first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
@@ -822,7 +855,7 @@ function commands.rollback(args)
   if log.flags().json then emit_json(result) end
   if not ok then
     io.stderr:write("ferry: ", m.id, ": rollback failed: ", errtext:match("^[^\n]*"), "\n")
-    return type(err) == "table" and err.code or EXIT_FAIL
+    return is_ferry_error(err) and err.code or EXIT_FAIL
   end
   if not log.flags().json then log.info(string.format("\u{2713} %s rolled back", m.id)) end
   return EXIT_OK
@@ -1177,6 +1210,7 @@ local COMMANDS_WITH = {
 local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true}
 
 local function main(cli)
+  if cli.error then error(cli.error, 0) end     -- a command line the host could not read
   local flags = cli.flags
   if flags.version then io.write("ferry ", sys.version(), "\n") return EXIT_OK end
   if flags.help or flags.h then io.write(USAGE) return EXIT_OK end
@@ -1212,7 +1246,7 @@ return function(cli)
   release_lock()
   if ok then db.close() return res end
   local code, msg = EXIT_FAIL, error_text(res)
-  if type(res) == "table" and res.code then code = res.code end
+  if is_ferry_error(res) then code = res.code end
   -- a database that cannot be reached, or settings it cannot take, is a
   -- configuration error
   if msg:find("^cannot connect to the database") then code = EXIT_USAGE end

@@ -66,6 +66,25 @@ is "$(stats_of "$OUT")" "$(stats_block 5 1 21 10 35 2 2)" "... two per-row error
 like "$OUT" 'a0000000-0000-4000-8000-000000000010: .*rules\.roles maps "webhook" to "bot", which Message\.role does not allow' \
     "... each error names the audit and the reason"
 
+# A rule that raises an error object (a table, a common Lua idiom) fails
+# that row like any error: a per-row error naming the audit and showing the
+# object, the run goes on.
+D3=$TAP_TMPDIR/op3
+mkdir -p "$D3"
+cp -R "$REPO_ROOT/migrations" "$REPO_ROOT/rules" "$D3/"
+sed -i 's/^function M.extract(payload, action)$/&\n  if payload and payload:find("delivery status", 1, true) then error({reason = "unsupported"}) end/' \
+    "$D3/rules/text.lua"
+grep -q 'error({reason = "unsupported"})' "$D3/rules/text.lua"
+ok $? "rules/text.lua edited to raise a table for one audit"
+sed -i 's/^  tool      = "tool",$/  tool      = "tool",\n  webhook = "tool",/' "$D3/rules/roles.lua"
+URI=$(b4_db b4_45_ops6 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+run_ferry --dir "$D3" --db "$URI" run "$B4"
+is "$RC" 1 "a rule raising a table for one row: exit 1 (a row error), not a crash"
+is "$(stats_of "$OUT")" "$(stats_block 5 1 22 10 35 2 1)" "... one per-row error, the rest written"
+like "$OUT" 'a0000000-0000-4000-8000-000000000010: error object \{"reason":"unsupported"\}' \
+    "... the error names the audit and shows the object"
+like "$ERR" '1 row error\(s\) recorded' "... and stderr says so (no 'nil')"
+
 # A key not in normal form ("Webhook") can never match: actors are lower-
 # cased and trimmed before the lookup.  The SQL side must agree (the audit
 # is not processed, no row error), and `ferry check` says what is wrong.

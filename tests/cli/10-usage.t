@@ -103,6 +103,15 @@ v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass(
 is "$v" "t" "usage errors write nothing (no ferry.history, no tables)"
 
 # --- --json: a usage error is still one JSON object on stdout
+for bad in "status --bogus" "status --batch-size" "--json=1 status"; do
+    # shellcheck disable=SC2086
+    run_ferry --dir "$D" --json $bad
+    is "$RC|$(json_eval "$OUT" 'str(j["ok"]) + " " + j["error"]')" \
+       "2|False $(case $bad in *bogus) echo "unknown option --bogus (see 'ferry --help')";;
+                                *--batch-size) echo "option --batch-size needs a value";;
+                                *) echo "option --json takes no value";; esac)" \
+       "--json $bad: a command line ferry cannot read is one JSON object too"
+done
 run_ferry --dir "$D" --json run 20250102
 is "$RC" 2 "--json ambiguous: exit 2"
 is "$(json_eval "$OUT" 'j["ok"] is False and j["error"]')" \

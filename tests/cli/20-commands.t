@@ -256,6 +256,17 @@ put "$D/script.lua" 'print("half")
 error("exec fails")'
 run_ferry exec "$D/script.lua"
 is "$RC|$OUT|$ERR" "1|half|ferry: $D/script.lua:2: exec fails" "exec: a Lua error is exit 1 with file:line"
+put "$D/script.lua" 'local function rule() error({reason = "unsupported", n = 2}) end
+rule()'
+run_ferry exec "$D/script.lua"
+is "$RC|$ERR" '1|ferry: '"$D"'/script.lua:1: error object {"n":2,"reason":"unsupported"}' \
+   "exec: an error object (a table) is exit 1, shown as JSON at the line that raised it"
+put "$D/script.lua" 'error({code = 404, message = "not found"})'
+run_ferry exec "$D/script.lua"
+is "$RC|$ERR" "1|ferry: $D/script.lua:1: not found" "exec: a table's code is not an exit code; its message is shown"
+put "$D/script.lua" 'error(setmetatable({}, {__tostring = function() return "custom text" end}))'
+run_ferry exec "$D/script.lua"
+is "$RC|$ERR" "1|ferry: $D/script.lua:1: custom text" "exec: an error object with __tostring is shown by it"
 run_ferry exec "$D/nope.lua"
 is "$RC" 2 "exec: a missing file is exit 2"
 like "$ERR" "^ferry: cannot read $D/nope.lua: " "...said in one line"
