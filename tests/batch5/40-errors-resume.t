@@ -69,4 +69,19 @@ is "$(stats_of "$OUT")" "$(stats_block 5 2 9 0 3 0)" "the fixed lead's note crea
 is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"MemoryNote\"")" "12 12" \
    "every note once: L1 8, L3 1, L4 1, L5 1, L7 1"
 
+# --- a rule that raises an error object (a table) fails that lead, not the run
+B5_DIR=$(b5_scratch)
+sed -i 's/^function M.content(key, value, kind)$/&\n  if key == "budget" then error({reason = "no budgets"}) end/' "$B5_DIR/rules/memory_notes.lua"
+grep -q 'error({reason = "no budgets"})' "$B5_DIR/rules/memory_notes.lua"
+ok $? "rules/memory_notes.lua edited to raise a table for the key budget"
+URI=$(b5_db b5_40_table "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+b5_run
+is "$RC" 1 "a rule raising a table: exit 1 (row errors), not a crash"
+# lead 1 has a budget (lead 3's is null: no note, so the rule never sees it)
+like "$OUT" 'Errors \(1\):
+   '"${L}"'1: error object \{"reason":"no budgets"\}' "the lead with a budget is a row error showing the object"
+unlike "$ERR" 'ferry: .*: nil' "no 'nil' error"
+is "$(q "$URI" "SELECT count(DISTINCT lead_id) FROM \"MemoryNote\"")" 4 "the other four leads' notes are written"
+B5_DIR=$REPO_ROOT
+
 done_testing
