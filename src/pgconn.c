@@ -187,31 +187,83 @@ static void replace_all(char *buf, size_t bufsz, const char *needle) {
     }
 }
 
-/* Redacts a password as written in conninfo (not decoded): libpq's error for
- * a string it cannot parse (e.g. a '%' that is no URL escape) quotes the raw
- * token.  Covers a URI's user:password@ and any password=VALUE. */
-static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
+/* Redacts the n bytes at pw and, cut where libpq may cut a string it reads
+ * differently from its writer ('@', '/', '?', ':', '&', '#', a space), each
+ * piece of 3 bytes or more: its error may quote any one of them. */
+static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n) {
     char tok[1024];
-    size_t n;
-    if (strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0) {
-        const char *a = strstr(conninfo, "://") + 3, *e = a + strcspn(a, "@/");
-        const char *c = memchr(a, ':', (size_t)(e - a));
-        if (*e == '@' && c && (n = (size_t)(e - c - 1)) > 0 && n < sizeof tok) {
-            memcpy(tok, c + 1, n);
-            tok[n] = '\0';
-            replace_all(buf, bufsz, tok);
+    if (n == 0 || n >= sizeof tok) return;
+    memcpy(tok, pw, n);
+    tok[n] = '\0';
+    replace_all(buf, bufsz, tok);
+    for (const char *p = tok; *p;) {
+        size_t k = strcspn(p, "@/?#:& \t\n");
+        if (k >= 3) {
+            char piece[1024];
+            memcpy(piece, p, k);
+            piece[k] = '\0';
+            replace_all(buf, bufsz, piece);
         }
+        p += k;
+        if (*p) p++;
+    }
+}
+
+/* Where a URL's user info ends as its writer meant it (auth: the text after
+ * "://"): at the last '@' before the query; with no '@' there, at the last
+ * '@' after a '?' that starts no query parameter (no '=' up to that '@': a
+ * '?' inside the password); else it has none. */
+static const char *userinfo_end(const char *auth) {
+    const char *q = strchr(auth, '?');
+    const char *last = strrchr(auth, '@');
+    if (!last) return NULL;
+    if (!q || last < q) return last;
+    const char *before = NULL;
+    for (const char *p = auth; p < q; p++)
+        if (*p == '@') before = p;
+    if (before) return before;
+    return memchr(q, '=', (size_t)(last - q)) ? NULL : last;
+}
+
+/* The end of an unquoted password= value as its writer meant it: up to an
+ * '&' (a URL's query), or up to a blank followed by the next key=value; a
+ * word without '=' after a blank is taken for more of the password (libpq
+ * would take it for a keyword and quote it in its error). */
+static const char *keyword_value_end(const char *v) {
+    const char *end = v;
+    for (;;) {
+        end += strcspn(end, "& \t\n");
+        if (*end != ' ' && *end != '\t' && *end != '\n') return end;
+        const char *w = end;
+        while (*w == ' ' || *w == '\t' || *w == '\n') w++;
+        size_t wl = strcspn(w, " \t\n&");
+        if (wl == 0 || memchr(w, '=', wl)) return end;
+        end = w + wl;
+    }
+}
+
+/* Redacts a password as written in conninfo (not decoded): libpq's error for
+ * a string it cannot parse (e.g. a '%' that is no URL escape), or reads
+ * differently (an '@', '/' or '?' not percent-encoded in a URL's password, a
+ * blank in an unquoted password=), quotes the raw text or a piece of it.
+ * Covers a URI's user:password@ and any password=VALUE. */
+static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
+    if (strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0) {
+        const char *a = strstr(conninfo, "://") + 3, *e = userinfo_end(a);
+        const char *c = e ? memchr(a, ':', (size_t)(e - a)) : NULL;
+        if (c) replace_password_pieces(buf, bufsz, c + 1, (size_t)(e - c - 1));
     }
     for (const char *q = conninfo; (q = strstr(q, "password")) != NULL; q += 8) {
         const char *v = q + 8;
         while (*v == ' ') v++;
         if (*v++ != '=') continue;
-        while (*v == ' ' || *v == '\'') v++;
-        n = strcspn(v, "& \t\n'");
-        if (n > 0 && n < sizeof tok) {
-            memcpy(tok, v, n);
-            tok[n] = '\0';
-            replace_all(buf, bufsz, tok);
+        while (*v == ' ') v++;
+        if (*v == '\'') {
+            const char *close = strchr(v + 1, '\'');
+            v++;
+            replace_password_pieces(buf, bufsz, v, close ? (size_t)(close - v) : strlen(v));
+        } else {
+            replace_password_pieces(buf, bufsz, v, (size_t)(keyword_value_end(v) - v));
         }
     }
 }

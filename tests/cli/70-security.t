@@ -123,6 +123,26 @@ for u in "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
 done
 unlike "$all_out" "off-Secret" "a password libpq cannot parse is not echoed (not even in part)"
 
+# an '@' or '/' in a URL's password that is not percent-encoded, a space in
+# an unquoted password=: libpq reads the string differently and its error
+# quotes the rest of the password, which must not show either
+all_out=
+for u in "postgresql://app:Zq9@xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "postgresql://app:Ab12/xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "postgresql://app:Ab12?xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "host=127.0.0.1 port=$FERRY_PG_TCP_PORT user=app password=Zq9 xK7wSecret" \
+         "host=127.0.0.1 user=app password=Zq9 xK7wSecret port=$FERRY_PG_TCP_PORT"; do
+    for flags in "" "-v --json"; do
+        # shellcheck disable=SC2086
+        run_ferry --db "$u" --dir "$D" $flags status
+        is "$RC" 2 "a password libpq splits is exit 2 ($flags): ${u//xK7wSecret/***}"
+        collect
+    done
+done
+unlike "$all_out" "xK7wSecret" "a password libpq splits at an '@', '/', '?' or a space is not echoed, not even in part"
+unlike "$all_out" "Zq9" "...nor its first part"
+unlike "$all_out" "Ab12" "...nor the part libpq took for a port"
+
 unlike "$all_out" "$PW" "the password never appears in stdout or stderr (incl. --json, --verbose)"
 unlike "$all_out" "$WRONG" "a wrong password never appears in stdout or stderr"
 unlike "$all_out" "${WRONG/-/%2D}" "...nor its URL-encoded form"

@@ -1,0 +1,92 @@
+/* Unit tests for src/pgconn.c: pgconn_redact, which keeps a password out of
+ * every message ferry prints (libpq's errors may quote the connection
+ * string, or a piece of it when it reads the string differently from the
+ * user). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pgconn.h"
+
+static const char *redact(const char *conninfo, const char *msg)
+{
+    static char out[2048];
+    pgconn_redact(conninfo, msg, out, sizeof out);
+    return out;
+}
+
+static void test_plain_password(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("postgresql://app:s3cret-pw@db/x", "auth failed for s3cret-pw"), "auth failed for ***");
+    assert_string_equal(redact("host=db password=s3cret-pw", "bad: s3cret-pw"), "bad: ***");
+    assert_string_equal(redact("host=db password='s3cret pw'", "bad: s3cret pw"), "bad: ***");
+    assert_string_equal(redact("postgresql://app@db/x", "nothing to hide"), "nothing to hide");
+    assert_string_equal(redact(NULL, "no conninfo\n"), "no conninfo");
+}
+
+/* An '@' in a URL's password that is not percent-encoded: libpq ends the
+ * user info at the first '@' and takes the rest for the host. */
+static void test_url_password_with_at(void **state)
+{
+    (void)state;
+    const char *ci = "postgresql://app:Zq9@xK7wSecret@127.0.0.1:5432/ferry";
+    assert_string_equal(redact(ci, "could not translate host name \"xK7wSecret@127.0.0.1\" to address"),
+                        "could not translate host name \"***@127.0.0.1\" to address");
+    assert_string_equal(redact(ci, "password for Zq9 failed"), "password for *** failed");
+}
+
+/* A '/' or '?' in it: libpq ends the authority there and reads
+ * "app:Ab12" as host and port. */
+static void test_url_password_with_slash_or_question_mark(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("postgresql://app:Ab12/xK7wSecret@127.0.0.1:5432/ferry",
+                               "invalid integer value \"Ab12\" for connection option \"port\""),
+                        "invalid integer value \"***\" for connection option \"port\"");
+    assert_string_equal(redact("postgresql://app:Ab12/xK7wSecret@127.0.0.1:5432/ferry",
+                               "database \"xK7wSecret@127.0.0.1:5432/ferry\" does not exist"),
+                        "database \"***@127.0.0.1:5432/ferry\" does not exist");
+    assert_string_equal(redact("postgresql://app:Ab12?xK7wSecret@127.0.0.1:5432/ferry",
+                               "invalid URI query parameter: \"xK7wSecret@127.0.0.1:5432/ferry\""),
+                        "invalid URI query parameter: \"***@127.0.0.1:5432/ferry\"");
+}
+
+/* An unquoted space in password=: libpq takes the next word for a keyword. */
+static void test_keyword_password_with_space(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("host=h user=app password=Zq9 xK7wSecret",
+                               "missing \"=\" after \"xK7wSecret\" in connection info string"),
+                        "missing \"=\" after \"***\" in connection info string");
+    assert_string_equal(redact("host=h password=Zq9 xK7wSecret port=5432 user=app",
+                               "missing \"=\" after \"xK7wSecret\"; Zq9"),
+                        "missing \"=\" after \"***\"; ***");
+}
+
+/* A query string with an '@' (user=me@corp.com) is not a password: the
+ * message keeps the port and the words it quotes. */
+static void test_query_with_at_is_not_a_password(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("postgresql://localhost:5432/mydb?user=me@corp.com",
+                               "port 5432 failed: password authentication failed for user \"me@corp.com\""),
+                        "port 5432 failed: password authentication failed for user \"me@corp.com\"");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_password),
+        cmocka_unit_test(test_url_password_with_at),
+        cmocka_unit_test(test_url_password_with_slash_or_question_mark),
+        cmocka_unit_test(test_keyword_password_with_space),
+        cmocka_unit_test(test_query_with_at_is_not_a_password),
+    };
+    return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
+}
