@@ -488,8 +488,22 @@ static int conn_one(lua_State *L) {
     return 1;
 }
 
+/* The line of sql (1-based) at the server's error position (characters,
+ * 1-based, in the whole script), or 0 when the error has none. */
+static long script_error_line(const PGresult *res, const char *sql) {
+    const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+    long chars = pos ? atol(pos) : 0, line = 1;
+    if (chars <= 0) return 0;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
+        if ((*p & 0xC0) != 0x80 && --chars == 0) break;   /* a character starts here */
+        if (*p == '\n') line++;
+    }
+    return line;
+}
+
 /* conn:exec_script(sql) -> runs several statements at once (simple query
- * protocol, no parameters): for up.sql and rollback.sql files. */
+ * protocol, no parameters): for up.sql and rollback.sql files.  An error
+ * the server places in the script ends with " (line N)". */
 static int conn_exec_script(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
@@ -512,6 +526,10 @@ static int conn_exec_script(lua_State *L) {
         }
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
             result_error_text(b->res, &m);
+            long line = script_error_line(b->res, sql);
+            size_t len = strlen(m.text);
+            if (line > 0 && len < sizeof m.text)
+                snprintf(m.text + len, sizeof m.text - len, " (line %ld)", line);
             failed = 1;
         }
         PQclear(b->res);

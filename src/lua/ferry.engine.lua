@@ -326,11 +326,16 @@ end
 
 -- The state of each migration: its latest row, ignoring failed rollbacks
 -- (a rollback that failed leaves the migration as it was).
+-- The state of each migration from its history, oldest row first: the
+-- latest row counts, except that a failed rollback changes nothing (the
+-- migration stays applied), and neither does a failed or abandoned run of
+-- a migration that is applied -- its transaction rolled back, or the rows
+-- it had written are still there -- which is only noted (failed_after).
 local function load_states()
   local states = {}
   if not history_exists() then return states end
   local rows = db.query([[
-    SELECT DISTINCT ON (h.migration) h.migration, h.status, h.operation, h.checksum, h.rules,
+    SELECT h.migration, h.status, h.operation, h.checksum, h.rules,
            to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
            to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
            h.host, h.pid, h.backend_pid,
@@ -338,8 +343,16 @@ local function load_states()
               SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS gone
       FROM ferry.history h
      WHERE NOT (h.operation = 'rollback' AND h.status <> 'rolled back')
-     ORDER BY h.migration, h.id DESC]])
-  for _, r in ipairs(rows) do states[r.migration] = r end
+     ORDER BY h.migration, h.id]])
+  for _, r in ipairs(rows) do
+    local st = states[r.migration]
+    local attempt_failed = r.status == "failed" or (r.status == "running" and r.gone)
+    if st and st.status == "applied" and r.operation ~= "rollback" and attempt_failed then
+      st.failed_after = true
+    else
+      states[r.migration] = r
+    end
+  end
   return states
 end
 
@@ -550,14 +563,24 @@ local function run_lua(m, file, ctx)
   return rules
 end
 
+-- An error of a SQL file is shown at its place: "migrations/<id>/up.sql:N:"
+-- (N from the server's error position, when it gives one).
 local function run_sql_file(m, file, in_transaction)
   local sql, err = read_file(m.path .. "/" .. file)
   if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
-  if in_transaction then
-    db.transaction(function() db.exec_script(sql) end)
-  else
-    db.exec_script(sql)
-  end
+  local ok, e = pcall(function()
+    if in_transaction then
+      db.transaction(function() db.exec_script(sql) end)
+    else
+      db.exec_script(sql)
+    end
+  end)
+  if ok then return end
+  if type(e) ~= "string" then error(e, 0) end
+  e = e:gsub("^%[ferry%]/[%w%._%-]+%.lua:%d+: ", "", 1)
+  local first, rest = e:match("^([^\n]*)(.*)$")
+  local msg, line = first:match("^(.-) %(line (%d+)%)$")
+  error(m.rel .. "/" .. file .. ":" .. (line and line .. ":" or "") .. " " .. (msg or first) .. rest, 0)
 end
 
 local function history_start(m, operation, run_id, sum)
@@ -965,9 +988,11 @@ function commands.status(args)
         end
       end
     end
-    rows[#rows + 1] = object({"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline"},
+    rows[#rows + 1] = object({"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
+                              "later_run_failed"},
       {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,
-       checksum_changed = drift, baseline = st and st.operation == "baseline" or nil})
+       checksum_changed = drift, baseline = st and st.operation == "baseline" or nil,
+       later_run_failed = st and st.failed_after or nil})
   end
   for id, st in pairs(states) do
     if not by_id[id] then
@@ -985,6 +1010,7 @@ function commands.status(args)
     if r.missing then note = "file missing from migrations/" end
     if r.baseline then note = "baseline" end
     if r.status == "interrupted" then note = "process gone; the next run resumes" end
+    if r.later_run_failed then note = note .. "; a later run failed" end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
   end
   return EXIT_OK

@@ -89,7 +89,8 @@ put "$D/migrations/20250104_bad/up.sql" 'INSERT INTO t VALUES (5, '"'bad'"');
 INSERT INTO nope VALUES (1);'
 run_ferry --dir "$D" up
 is "$RC" 1 "up with a failing SQL migration: exit 1"
-like "$ERR" '^ferry: 20250104_bad: .*relation "nope" does not exist \[SQLSTATE 42P01\]$' "one line naming the migration and PostgreSQL's error"
+is "$ERR" 'ferry: migrations/20250104_bad/up.sql:2: script failed: relation "nope" does not exist [SQLSTATE 42P01]' \
+   "one line naming the migration's file, the line and PostgreSQL's error"
 is "$(rows)" "1:a 2:b 2:b 3:b 3:b 4:c 4:c" "up.sql runs in one transaction: nothing of it stays"
 v=$(psql_val "$db" "SELECT status || '|' || (error LIKE '%relation \"nope\" does not exist%') || '|' || (finished_at IS NOT NULL) FROM ferry.history WHERE migration = '20250104_bad'")
 is "$v" "failed|true|true" "history: failed, with the error"
@@ -212,6 +213,29 @@ is "$(grep -c '^==> ' <<<"$OUT")|$(grep '^==> ' <<<"$OUT")" "1|==> 20250103_c" "
 is "$(psql_val "$db2" "SELECT string_agg(x || ':' || src, ' ') FROM t")" "4:c" "only c's data"
 run_ferry --db "$db2" --dir "$D" --json baseline 20250103_c
 is "$RC|$OUT" '0|{"baselined":[]}' "baseline --json"
+
+# --- a failed re-run of an applied migration leaves it applied: its
+# transaction rolled back (up.sql), or the data it had is still there; `up`
+# must not take it for pending and run it again and again
+F=$TAP_TMPDIR/rerun
+put "$F/migrations/1_schema/up.sql" 'CREATE TABLE r (x int);'
+put "$F/migrations/2_data/up.sql" 'INSERT INTO r VALUES (2);'
+db5=$(fresh_db ferry_cli_commands_rerun)
+run_ferry --db "$db5" --dir "$F" up --to 1
+is "$RC" 0 "rerun: 1_schema applied"
+run_ferry --db "$db5" --dir "$F" run 1_schema
+is "$RC" 1 "rerun: running an applied up.sql again fails (the table exists)"
+like "$ERR" '^ferry: migrations/1_schema/up\.sql: script failed: relation "r" already exists \[SQLSTATE 42P07\]$' \
+     "... and the error names up.sql, not an engine file"
+run_ferry --db "$db5" --dir "$F" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 1_schema applied "$TS" "ok; a later run failed")
+$(status_line 2_data pending - -)" "status: still applied, saying a later run failed"
+run_ferry --db "$db5" --dir "$F" up
+is "$RC|$(grep '^==> ' <<<"$OUT")" "0|==> 2_data" "up runs only what is pending, not the applied migration whose re-run failed"
+is "$(history "$db5")" "1_schema|up|applied
+1_schema|run|failed
+2_data|up|applied" "history keeps the failed run"
 
 # --- --to and baseline stop where the migrations sort: by number, then by
 # name (a version of fewer digits is a smaller number), and at an id
