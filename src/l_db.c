@@ -893,7 +893,7 @@ static int conn_copy(lua_State *L) {
          * after it may start: PQgetResult alone would return it for ever */
         pgconn_end_unexpected_copy(c->pg, s);
         pgconn_drain(c->pg);
-        return raise_pg(L, st, c, "COPY failed to start (it must be COPY ... FROM STDIN)", msg);
+        return raise_pg(L, st, c, "COPY failed to start", msg);
     }
     PQclear(b->res);
     b->res = NULL;

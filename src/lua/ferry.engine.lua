@@ -1222,7 +1222,7 @@ end
 local function number_flag(flags, name, default, min)
   local v = flags[name]
   if v == nil then return default end
-  local n = math.tointeger(tonumber(v))
+  local n = type(v) == "string" and v:match("^%d+$") and math.tointeger(tonumber(v))
   if not n or n < min then usage_error("--%s needs a whole number >= %d, not %s", name, min, tostring(v)) end
   return n
 end

@@ -92,6 +92,10 @@ mkdir -p "$TAP_TMPDIR/empty"
 expect_usage "no migrations folder at $TAP_TMPDIR/empty/migrations (use --dir)" --dir "$TAP_TMPDIR/empty" up
 expect_usage "--batch-size needs a whole number >= 1, not 0" --dir "$D" up --batch-size 0
 expect_usage "--max-errors needs a whole number >= 0, not lots" --dir "$D" up --max-errors lots
+# digits only: what tonumber() also reads (1e3, 0x10, +5, " 5") is refused
+for v in 1e3 0x10 +5 " 5" 5.0; do
+    expect_usage "--batch-size needs a whole number >= 1, not $v" --dir "$D" up --batch-size "$v"
+done
 # timeouts the server cannot read: a configuration error, said cleanly
 expect_usage "--lock-timeout / --statement-timeout: invalid value for parameter \"lock_timeout\": \"banana\" [SQLSTATE 22023]" \
     --dir "$D" --lock-timeout banana status
