@@ -11,6 +11,7 @@ typedef struct db_options {
     const char *lock_timeout;      /* e.g. "5s" */
     const char *statement_timeout; /* e.g. "0" */
     int read_only;                 /* --dry-run: every session read-only */
+    int quiet;                     /* --quiet: server notices below WARNING are not shown */
 } db_options;
 int luaopen_ferry_db(lua_State *L, const db_options *opts);
 

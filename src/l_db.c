@@ -33,6 +33,7 @@ typedef struct db_state {
     char *lock_timeout;
     char *statement_timeout;
     int read_only;
+    int quiet;                 /* --quiet: notices below WARNING are dropped */
     /* Connections with a COPY under way, whose data may still sit in
      * libpq's buffer (end_data returns without waiting): sent on while the
      * client waits on another connection. */
@@ -202,9 +203,20 @@ static result_box *new_result_box(lua_State *L) {
     return b;
 }
 
+/* The server's notices, printed as libpq prints them (on stderr), but with
+ * --quiet ("only errors") none below WARNING.  arg: the module state, which
+ * outlives every connection (it is finalized last). */
+static void notice_receiver(void *arg, const PGresult *res) {
+    const db_state *st = arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (st->quiet && severity && strcmp(severity, "WARNING") != 0) return;
+    fputs(PQresultErrorMessage(res), stderr);
+}
+
 /* Applies the session settings every ferry connection has, with values
  * bound as parameters. */
 static void apply_settings(lua_State *L, db_state *st, conn *c) {
+    PQsetNoticeReceiver(c->pg, notice_receiver, st);
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
     result_box *b = new_result_box(L);
     b->res = PQexecParams(c->pg,
@@ -1055,6 +1067,7 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     st->lock_timeout = dup_or_null(opts->lock_timeout);
     st->statement_timeout = dup_or_null(opts->statement_timeout);
     st->read_only = opts->read_only;
+    st->quiet = opts->quiet;
     int sti = lua_gettop(L);
 
     lua_pushvalue(L, sti); new_class(L, CONN_MT, conn_methods, conn_close); lua_pop(L, 1);

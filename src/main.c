@@ -124,6 +124,7 @@ static void read_cli(cli *c, int argc, char **argv) {
     c->db.read_only = has_flag(argc, argv, "--dry-run", NULL);
     c->log.verbose = has_flag(argc, argv, "--verbose", "-v");
     c->log.quiet = has_flag(argc, argv, "--quiet", "-q");
+    c->db.quiet = c->log.quiet;
     c->log.json = has_flag(argc, argv, "--json", NULL);
 }
 

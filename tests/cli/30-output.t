@@ -169,6 +169,13 @@ run_ferry --db "$(fresh_db ferry_cli_output_q)" --dir "$D" -q baseline 20250105
 is "$RC|$OUT|$ERR" "0||" "baseline --quiet: nothing printed"
 run_ferry --dir "$D" -q check
 is "$RC|$OUT|$ERR" "0||" "check --quiet: nothing printed"
+# the server's notices: shown as libpq prints them, but not with --quiet,
+# which keeps its warnings
+put "$D/notice.lua" 'db.exec([[DO $$ BEGIN RAISE NOTICE $m$a notice$m$; RAISE WARNING $m$a warning$m$; END $$]])'
+run_ferry --dir "$D" exec "$D/notice.lua"
+is "$RC|$OUT|$ERR" $'0||NOTICE:  a notice\nWARNING:  a warning' "a server NOTICE and WARNING are shown"
+run_ferry --dir "$D" -q exec "$D/notice.lua"
+is "$RC|$OUT|$ERR" "0||WARNING:  a warning" "--quiet: the WARNING only"
 put "$D/migrations/20250106_d/up.lua" 'error("quiet but failing")'
 run_ferry --dir "$D" -q up
 is "$RC|$OUT|$ERR" "1||ferry: migrations/20250106_d/up.lua:1: quiet but failing" "--quiet still prints the error line"
