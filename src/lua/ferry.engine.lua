@@ -414,10 +414,18 @@ local function new_checkpoint(ctx)
   ctx.resumed = saved ~= nil
   -- Restore the counters of the interrupted run so that the resumed run's
   -- totals equal those of an uninterrupted one.  (No row errors to restore:
-  -- a checkpoint is only saved while a run has none, see cp.save.)
+  -- a checkpoint is only saved while a run has none, see cp.save.)  Not
+  -- when that run had row errors and committed batches past its
+  -- checkpoint (after_errors): this run finds their rows done, and counts
+  -- its own work.
   if saved and saved.stats then
     local s = json.decode(saved.stats)
-    for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
+    if s.after_errors then
+      log.info("   (the interrupted run had row errors and committed batches past its resume point: "
+               .. "these statistics count this run's own work)")
+    else
+      for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
+    end
   end
 
   function cp.get() return position end
@@ -435,7 +443,23 @@ local function new_checkpoint(ctx)
   function cp.snapshot()
     local counters = array()
     for i, c in ipairs(stats.counters()) do counters[i] = array{c.name, c.value} end
-    return {errors = stats.get("errors"), payload = encode_value(object({"counters"}, {counters = counters}))}
+    return {errors = stats.get("errors"), counters = counters,
+            payload = encode_value(object({"counters"}, {counters = counters}))}
+  end
+
+  -- What the run has committed, for the statistics of a run that fails:
+  -- the batches it was mapping or had in flight are not in the database.
+  -- A writer (db.pipeline) says it tracks its commits, then reports each.
+  local at_start, committed = cp.snapshot(), nil
+  function cp.track_commits() committed = committed or at_start end
+  function cp.committed(snapshot) committed = snapshot end
+  --- cp.rewind_to_committed(): the counters (all but errors) back to the
+  -- last committed batch's, when a writer tracked its commits.
+  function cp.rewind_to_committed()
+    if not committed then return end
+    for _, c in ipairs(committed.counters) do
+      if c[1] ~= "errors" then stats.set(c[1], c[2]) end
+    end
   end
 
   --- cp.save(pos [, conn [, snapshot]]) -> true when saved: records pos
@@ -445,7 +469,15 @@ local function new_checkpoint(ctx)
   -- this run it saves nothing (see above).  A dry run keeps it in memory.
   function cp.save(pos, conn, snapshot)
     snapshot = snapshot or cp.snapshot()
-    if snapshot.errors > errors_at_start then return false end
+    if snapshot.errors > errors_at_start then
+      -- the batch commits without moving the checkpoint: mark it, so that
+      -- the next run does not restore counters these rows are not in
+      if not ctx.dry_run then
+        ;(conn or db.main()):exec([[UPDATE ferry.checkpoint SET stats = stats || '{"after_errors": true}'
+                                     WHERE migration = $1]], ctx.migration)
+      end
+      return false
+    end
     position = pos
     if ctx.dry_run then return true end
     ;(conn or db.main()):exec([[
@@ -697,6 +729,8 @@ local function apply(m, operation, dry_run)
   end)
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
+  -- a run that failed reports what it committed, not what it had mapped
+  if not ok and not dry_run then ctx.checkpoint.rewind_to_committed() end
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
   local lost = errtext and errtext:find("connection lost", 1, true)

@@ -30,6 +30,7 @@ function P.new(db, opts)
     for i = 1, math.max(1, opts.jobs or 1) do
       self.writers[i] = {conn = i == 1 and db.main() or db.connect(), own = i > 1}
     end
+    if opts.checkpoint and opts.checkpoint.track_commits then opts.checkpoint.track_commits() end
   end
   return self
 end
@@ -43,6 +44,7 @@ function P:commit(wr)
   if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
   wr.conn:exec("COMMIT")
   wr.pending = nil
+  if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
 end
 
 function P:send(batch)

@@ -195,6 +195,12 @@ like "$(q "$URI" "SELECT string_agg(right(c.lead_id::text, 1) || ':' || (SELECT 
                   FROM \"Conversation\" c")" '^1:7( 2:6)?$' "the batches committed before the stop are kept"
 is "$(q "$URI" "SELECT count(*) FROM ferry.checkpoint")" 0 "no resume point past the failed rows"
 is "$(q "$URI" "SELECT status FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1")" "failed" "history: failed"
+# The statistics of a stopped run are those of what it committed: the rows
+# of the batch it was mapping, never sent, are not counted as created.
+is "$(q "$URI" "SELECT (stats->'stats'->>'conversations_created') || ' ' || (stats->'stats'->>'messages_created')
+                  FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1")" \
+   "$(q "$URI" "SELECT (SELECT count(*) FROM \"Conversation\") || ' ' || (SELECT count(*) FROM \"Message\")")" \
+   "a stopped run's conversations_created and messages_created are the rows it committed"
 b4_run --batch-size 1
 is "$RC" 0 "re-run with the rule fixed exits 0"
 is "$(result "$URI")" "$clean" "final rows equal those of a clean run (the failed rows of committed batches included)"
@@ -218,6 +224,29 @@ like "$(q "$URI" "SELECT position #>> '{}' FROM ferry.checkpoint")" '^5eed0000-0
 b4_run --batch-size 1
 is "$RC" 0 "the resumed run exits 0"
 is "$(stats_of "$OUT")" "$(stats_block 3 0 20 5 26 1 0)" "resumed totals equal an uninterrupted run's (orphan counted once)"
+is "$(result "$URI")" "$clean" "final rows equal a clean run's"
+
+# A row error in lead 2, batches of one lead: lead 1 commits with its
+# checkpoint, the checkpoint stays there, leads 2 and 3 commit without it.
+# The re-run resumes after lead 1 and finds most of leads 2 and 3 done: its
+# statistics are its own work (the row it creates now), not lead 1's
+# counters plus its own, which would count the rows of leads 2 and 3 as
+# skipped on top of the restored ones.
+D6=$TAP_TMPDIR/middle
+broken_rules "$D6" "Three, white frames"
+URI=$(b4_db b4_50_err6 "$SEED") || bail_out "cannot build the database"
+run_ferry --dir "$D6" --db "$URI" run "$B4" --batch-size 1
+is "$RC" 1 "a failing row in lead 2: exit 1, the rest written"
+like "$(q "$URI" "SELECT position #>> '{}' FROM ferry.checkpoint")" '^5eed0000-0000-4000-8000-000000000001$' \
+    "the checkpoint stays after lead 1"
+m0=$(q "$URI" "SELECT count(*) FROM \"Message\"")
+run_ferry --db "$URI" --json run "$B4" --batch-size 1
+is "$RC" 0 "the re-run with the rule fixed exits 0"
+stat() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])["stats"][sys.argv[2]])' "$OUT" "$1"; }
+is "$(stat messages_created)" "$(( $(q "$URI" "SELECT count(*) FROM \"Message\"") - m0 ))" \
+   "its messages_created is the messages it created"
+is "$(stat conversations_created)" 0 "its conversations_created is 0: every conversation was there"
+like "$ERR" "the interrupted run had row errors" "it says why its statistics are its own"
 is "$(result "$URI")" "$clean" "final rows equal a clean run's"
 
 # A syntax error in a rule file stops before anything is written: exit 2.
