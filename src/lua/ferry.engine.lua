@@ -450,15 +450,20 @@ local function new_checkpoint(ctx)
   -- What the run has committed, for the statistics of a run that fails:
   -- the batches it was mapping or had in flight are not in the database.
   -- A writer (db.pipeline) says it tracks its commits, then reports each.
-  local at_start, committed = cp.snapshot(), nil
-  function cp.track_commits() committed = committed or at_start end
+  -- (The baseline is taken when the writer starts: after the script's
+  -- stats.declare, with the counters restored from a checkpoint.)
+  local committed
+  function cp.track_commits() committed = committed or cp.snapshot() end
   function cp.committed(snapshot) committed = snapshot end
   --- cp.rewind_to_committed(): the counters (all but errors) back to the
-  -- last committed batch's, when a writer tracked its commits.
+  -- last committed batch's, when a writer tracked its commits; a counter
+  -- that batch did not have yet goes back to 0.
   function cp.rewind_to_committed()
     if not committed then return end
-    for _, c in ipairs(committed.counters) do
-      if c[1] ~= "errors" then stats.set(c[1], c[2]) end
+    local at = {}
+    for _, c in ipairs(committed.counters) do at[c[1]] = c[2] end
+    for _, c in ipairs(stats.counters()) do
+      if c.name ~= "errors" then stats.set(c.name, at[c.name] or 0) end
     end
   end
 

@@ -254,4 +254,23 @@ is "$RC|$ERR" "1|ferry: migrations/20250101_pipe/up.lua:6: mapping failed" \
    "an error with a batch in flight on one writer of two: exactly one error line on stderr"
 is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and the batch in flight was rolled back"
 
+# A run that fails reports what it committed: rows of batches in flight or
+# being mapped are not counted, nor is a counter that only they touched.
+put "$P/migrations/20250102_count/up.lua" 'stats.declare{"rows_created"}
+local buf = db.buffer()
+local pipe <close> = db.pipeline{jobs = 1, checkpoint = ctx.checkpoint}
+local function put3(from) for i = from, from + 2 do buf:put(i) stats.inc("rows_created") end end
+put3(1)
+pipe:send{copies = {{sql = "COPY pt (x) FROM STDIN", buffer = buf}}, position = 3}
+buf:clear()
+stats.inc("late_counter")
+put3(4)
+error("boom")
+'
+run_ferry --db "$db3" --dir "$P" --json run 20250102_count
+is "$RC" 1 "a failure before the first commit: exit 1"
+is "$(json_eval "$OUT" 'j["stats"]')" '{"rows_created":0,"late_counter":0}' \
+   "...its statistics count nothing: nothing was committed"
+is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and nothing is in the table"
+
 done_testing
