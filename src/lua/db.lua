@@ -11,13 +11,16 @@ local M = {NULL = core.NULL, read_only = core.read_only, buffer = core.buffer}
 -- returns its results; on error it rolls back and re-raises the error.
 -- Nested calls use a savepoint, so an inner failure can be caught.
 local savepoints = setmetatable({}, {__mode = "k"})
+-- (errors.mark: an error object raised in fn keeps the place it was raised
+-- at, which the stack no longer shows once it is raised again here)
+local mark = require("ferry.errors").mark
 function methods.transaction(conn, fn, ...)
   local depth = savepoints[conn]
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
     conn:exec("SAVEPOINT " .. name)
     savepoints[conn] = depth + 1
-    local res = table.pack(pcall(fn, ...))
+    local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = depth
     if res[1] then
       conn:exec("RELEASE SAVEPOINT " .. name)
@@ -28,7 +31,7 @@ function methods.transaction(conn, fn, ...)
   end
   conn:exec("BEGIN")
   savepoints[conn] = 0
-  local res = table.pack(pcall(fn, ...))
+  local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
     -- a failed statement whose error fn caught: COMMIT would only roll back

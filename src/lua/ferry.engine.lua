@@ -52,25 +52,8 @@ local function fail(code, fmt, ...)
 end
 local function usage_error(fmt, ...) fail(EXIT_USAGE, fmt, ...) end
 
--- ferry's own error tables (usage errors, the --max-errors stop) end a
--- command with their code; any other value raised is a script's error.
-local function is_ferry_error(e) return getmetatable(e) == sys.error_meta end
-
--- An error value as text: a string as it is; ferry's own error by its
--- message; a script's table by its __tostring, else its `message` field,
--- else as JSON ("error object {...}"); anything else by tostring.
-local function error_text(e)
-  if type(e) == "string" then return e end
-  if is_ferry_error(e) then return tostring(e.message) end
-  if type(e) == "table" then
-    local mt = getmetatable(e)
-    if type(mt) == "table" and mt.__tostring then return tostring(e) end
-    if type(e.message) == "string" then return e.message end
-    local ok, s = pcall(json.encode_ordered, e)    -- (keys sorted: the same text every time)
-    return "error object " .. (ok and s or tostring(e))
-  end
-  return tostring(e)
-end
+local errors = require "ferry.errors"
+local is_ferry_error, error_text = errors.is_ferry, errors.text
 
 -- stats.error(key, err) takes any error value, as pcall returned it (a
 -- rule may raise a table); ferry's own errors that end the run (the
@@ -555,18 +538,7 @@ end
 -- line of "[ferry]/...".  Called from the message handler, while the stack
 -- that raised is still there; the traceback keeps every frame.  With no
 -- script line on the stack (the engine's own work) the position goes.
--- "file:line: " of the innermost frame of a script or rule on the stack,
--- from the caller's `level` on (as debug.getinfo counts), or "".
-local function script_where(level)
-  for l = level + 1, 1000 do
-    local info = debug.getinfo(l, "Sl")
-    if not info then break end
-    if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
-      return info.short_src .. ":" .. info.currentline .. ": "
-    end
-  end
-  return ""
-end
+local script_where = errors.where
 
 local function at_script_line(e)
   local prefix = e:match("^%[ferry%]/[%w%._%-]+%.lua:%d+: ")
@@ -580,7 +552,7 @@ end
 -- raised and its text; both a traceback (shown with --verbose).
 local function on_error(e)
   if is_ferry_error(e) then return e end
-  if type(e) == "string" then e = at_script_line(e) else e = script_where(2) .. error_text(e) end
+  if type(e) == "string" then e = at_script_line(e) else e = (errors.at(e) or script_where(2)) .. error_text(e) end
   return debug.traceback(e, 2)
 end
 
@@ -1231,7 +1203,7 @@ function commands.check(args)
       forget_rules()
       local ok, rule = pcall(require, "rules." .. mod)
       if not ok then
-        if type(rule) == "table" and rule.code == EXIT_USAGE then error(rule, 0) end
+        if is_ferry_error(rule) then error(rule, 0) end
         report("rules." .. mod, false, "does not load: " .. error_text(rule):match("^[^\n]*"))
       elseif type(rule) == "table" and type(rule.tests) == "table" then
         local tnames = {}

@@ -112,7 +112,7 @@ end
 -- extra writer sessions are closed in every case.
 P.__close = function(self, err)
   local committed, ferr = false, nil
-  if err == nil or (type(err) == "table" and err.max_errors) then
+  if err == nil or (require("ferry.errors").is_ferry(err) and err.max_errors) then
     committed, ferr = pcall(self.finish, self)
   end
   if not committed then self:abort() end

@@ -32,7 +32,7 @@ end
 function M.raises(fn, pattern)
   local ok, err = pcall(fn)
   if ok then error("expected an error", 2) end
-  local msg = type(err) == "table" and tostring(err.message) or tostring(err)   -- engine errors are tables
+  local msg = require("ferry.errors").text(err)
   if pattern and not msg:find(pattern) then
     error(string.format("error %q does not match %q", msg, pattern), 2)
   end
@@ -67,7 +67,7 @@ function M.tap()
   end
   function T.raises(fn, pattern, name)
     local ok, err = pcall(fn)
-    local msg = type(err) == "table" and tostring(err.message) or tostring(err)
+    local msg = require("ferry.errors").text(err)
     return result(not ok and (pattern == nil or msg:find(pattern) ~= nil), name,
                   ok and "no error was raised" or ("error: " .. msg .. "\ndoesn't match: " .. tostring(pattern)))
   end

@@ -72,6 +72,11 @@ put "$D/rules/calc.lua" 'error("rule blows up at load")'
 check_nodb --dir "$D" check
 is "$RC" 1 "a rule that fails to load: exit 1"
 like "$OUT" $'\nFAIL rules.calc  does not load: [^ ]*rules/calc\\.lua:1: rule blows up at load$' "...named as not loading"
+# an error object that happens to have code = 2 is the rule's error, not ferry's
+put "$D/rules/calc.lua" 'error({code = 2, message = "no config"})'
+check_nodb --dir "$D" check
+is "$RC" 1 "a rule raising {code = 2} at load: exit 1, the other rules checked"
+like "$OUT" $'\nFAIL rules.calc  does not load: no config$' "...named as not loading, with its message"
 
 # a syntax error in a rule -> exit 2 naming file:line
 put "$D/rules/calc.lua" 'local M = {}

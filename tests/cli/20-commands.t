@@ -285,6 +285,13 @@ rule()'
 run_ferry exec "$D/script.lua"
 is "$RC|$ERR" '1|ferry: '"$D"'/script.lua:1: error object {"n":2,"reason":"unsupported"}' \
    "exec: an error object (a table) is exit 1, shown as JSON at the line that raised it"
+put "$D/script.lua" 'local function f() error({reason = "x"}) end
+db.transaction(function()
+  f()
+end)'
+run_ferry --db "$db2" exec "$D/script.lua"
+is "$RC|$ERR" '1|ferry: '"$D"'/script.lua:1: error object {"reason":"x"}' \
+   "exec: an error object raised inside db.transaction is shown where it was raised, not at the transaction"
 put "$D/script.lua" 'error({code = 404, message = "not found"})'
 run_ferry exec "$D/script.lua"
 is "$RC|$ERR" "1|ferry: $D/script.lua:1: not found" "exec: a table's code is not an exit code; its message is shown"

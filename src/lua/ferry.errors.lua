@@ -1,0 +1,63 @@
+-- ferry.errors: telling ferry's own errors from a script's, and showing
+-- any error value as text.  Shared by the engine, db.transaction,
+-- db.pipeline and ferry.testing.
+--
+-- ferry's own errors are tables {code, message} with the registry's
+-- "ferry.error" metatable (sys.error_meta): a usage error, the --max-errors
+-- stop.  They end a command with their code.  Any other value raised --
+-- a string, or a table (an error object) -- is a script's error.
+local sys = require "ferry.sys"
+
+local M = {}
+
+--- is_ferry(e) -> true for ferry's own error tables
+function M.is_ferry(e) return getmetatable(e) == sys.error_meta end
+
+--- text(e) -> the error as text: a string as it is; ferry's own error by
+-- its message; a table by its __tostring, else its `message` field, else
+-- as JSON with sorted keys ("error object {...}"); anything else by
+-- tostring.
+function M.text(e)
+  if type(e) == "string" then return e end
+  if M.is_ferry(e) then return tostring(e.message) end
+  if type(e) == "table" then
+    local mt = getmetatable(e)
+    if type(mt) == "table" and mt.__tostring then return tostring(e) end
+    if type(e.message) == "string" then return e.message end
+    local json = require "json"
+    local ok, s = pcall(json.encode_ordered or json.encode, e)
+    return "error object " .. (ok and s or tostring(e))
+  end
+  return tostring(e)
+end
+
+--- where(level) -> "file:line: " of the innermost frame of a script or rule
+-- on the stack, from the caller's `level` on (as debug.getinfo counts), or
+-- "" when there is none (ferry's own Lua is "=[ferry]/...").
+function M.where(level)
+  for l = level + 1, 1000 do
+    local info = debug.getinfo(l, "Sl")
+    if not info then break end
+    if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
+      return info.short_src .. ":" .. info.currentline .. ": "
+    end
+  end
+  return ""
+end
+
+-- An error object has no position of its own; where it was raised is
+-- kept here (weak keys) by a handler that sees it first -- db.transaction
+-- catches and raises it again, after which the stack no longer shows it.
+M.places = setmetatable({}, {__mode = "k"})
+
+--- mark(e) -> e: as a message handler, keeps the place an error object
+-- was raised at (the first handler to see it wins).
+function M.mark(e)
+  if type(e) == "table" and not M.is_ferry(e) and M.places[e] == nil then M.places[e] = M.where(2) end
+  return e
+end
+
+--- at(e) -> the place kept for error object e, or nil
+function M.at(e) return type(e) == "table" and M.places[e] or nil end
+
+return M
