@@ -68,24 +68,49 @@ end
 ----------------------------------------------------------------------------
 -- ordered JSON output (cjson does not keep key order)
 
+-- A number as JSON text that reads back as the same number: an integer
+-- exactly, a float with the fewest digits that round-trip (cjson keeps 14
+-- significant digits, which turns 1234567890123456 into 1.2345678901235e+15).
+local function encode_number(n)
+  if math.type(n) == "integer" then return string.format("%d", n) end
+  if n ~= n or n == math.huge or n == -math.huge then return json.encode(n) end   -- raises, as cjson does
+  for digits = 14, 17 do
+    local s = string.format("%." .. digits .. "g", n)
+    if tonumber(s) == n then return s end
+  end
+  return string.format("%.17g", n)
+end
+
 local encode_ordered
 local function encode_value(v)
-  if type(v) == "table" and getmetatable(v) and getmetatable(v).__keys then return encode_ordered(v) end
-  if type(v) == "table" then
-    if next(v) == nil then return getmetatable(v) == "array" and "[]" or "{}" end
-    if v[1] ~= nil or rawequal(getmetatable(v), "array") then
-      local parts = {}
-      for i = 1, #v do parts[i] = encode_value(v[i]) end
-      return "[" .. table.concat(parts, ",") .. "]"
+  if type(v) == "number" then return encode_number(v) end
+  if type(v) ~= "table" then return json.encode(v) end
+  local mt = getmetatable(v)
+  if type(mt) == "table" and mt.__keys then return encode_ordered(v) end
+  local marked = rawequal(mt, "array")
+  if next(v) == nil then return marked and "[]" or "{}" end
+  -- positive integer keys, not too sparse (as cjson): an array, holes null;
+  -- any other keys: an object, keys sorted as text
+  local count, max, ints = 0, 0, true
+  for k in pairs(v) do
+    count = count + 1
+    if math.type(k) == "integer" and k > 0 then
+      if k > max then max = k end
+    else
+      ints = false
     end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    local parts = {}
-    for i, k in ipairs(keys) do parts[i] = json.encode(k) .. ":" .. encode_value(v[k]) end
-    return "{" .. table.concat(parts, ",") .. "}"
   end
-  return json.encode(v)
+  if ints and (marked or max <= 10 or max <= 2 * count) then
+    local parts = {}
+    for i = 1, max do parts[i] = v[i] == nil and "null" or encode_value(v[i]) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = json.encode(tostring(k)) .. ":" .. encode_value(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
 end
 encode_ordered = function(obj)
   local parts = {}
@@ -383,6 +408,23 @@ local function release_lock()
   end
 end
 
+-- A saved position as the script saved it: numbers are read back as
+-- integers when they are whole (cjson reads every number as a float, and
+-- "8000.0" is not what a script that saved 8000 expects), an integer
+-- literal exactly (past 2^53 a float would round it).
+local function decode_position(text)
+  local exact = text:match("^%-?%d+$") and math.tointeger(tonumber(text))
+  if exact then return exact end
+  local function whole(v)
+    if math.type(v) == "float" and v == math.floor(v) and math.abs(v) <= 2^53 then return math.tointeger(v) end
+    if type(v) == "table" then
+      for k, x in pairs(v) do v[k] = whole(x) end
+    end
+    return v
+  end
+  return whole(json.decode(text))
+end
+
 -- Checkpoints: a data migration saves its resume point in the same
 -- transaction as the batch it covers, through ctx.checkpoint.
 local function new_checkpoint(ctx)
@@ -393,7 +435,7 @@ local function new_checkpoint(ctx)
                      ctx.migration)
     if r then saved = r end
   end
-  local position = saved and saved.position and json.decode(saved.position) or nil
+  local position = saved and saved.position and decode_position(saved.position) or nil
   ctx.resumed = saved ~= nil
   -- Restore the counters of the interrupted run so that the resumed run's
   -- totals equal those of an uninterrupted one.  (No row errors to restore:
@@ -474,7 +516,7 @@ local function new_checkpoint(ctx)
       ON CONFLICT (migration) DO UPDATE
         SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
             stats = EXCLUDED.stats, updated_at = now()]],
-      ctx.migration, ctx.run_id, json.encode(pos), snapshot.payload)
+      ctx.migration, ctx.run_id, encode_value(pos), snapshot.payload)
     return true
   end
 

@@ -157,4 +157,28 @@ run_ferry --db "$dbt" --dir "$T" up
 is "$RC|$(history "$dbt")" "0|20250101_open|up|failed
 20250101_open|up|applied" "once the script commits, up applies it"
 
+# A checkpoint reads back exactly what was saved: a big integer id (past
+# cjson's 14 digits), a whole number as an integer, a table of them.
+B=$TAP_TMPDIR/bigpos
+dbb=$(fresh_db ferry_cli_history_bigpos)
+put "$B/migrations/20250101_pos/up.lua" 'local got = ctx.checkpoint.get()
+if got == nil then
+  db.transaction(function() ctx.checkpoint.save({id = 1234567890123456, n = 8000, big = 9007199254740993, f = 0.1}) end)
+  error("stop after the save")
+end
+print(string.format("%s %s %s %s %s", math.type(got.id), got.id, math.type(got.n), got.n, got.f))
+db.transaction(function() ctx.checkpoint.save(9223372036854775807) end)
+error("stop again")
+'
+run_ferry --db "$dbb" --dir "$B" run 20250101_pos
+is "$RC" 1 "a run stopped after saving its checkpoint"
+is "$(psql_val "$dbb" "SELECT position::text FROM ferry.checkpoint")" \
+   '{"f": 0.1, "n": 8000, "id": 1234567890123456, "big": 9007199254740993}' "the position is stored exactly"
+run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
+is "$OUT" "integer 1234567890123456 integer 8000 0.1" "get() gives back the ids exactly, whole numbers as integers"
+is "$(psql_val "$dbb" "SELECT position::text FROM ferry.checkpoint")" "9223372036854775807" "a 64-bit integer is stored exactly"
+put "$B/migrations/20250101_pos/up.lua" 'print(math.type(ctx.checkpoint.get()), ctx.checkpoint.get())'
+run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
+is "$OUT" "integer	9223372036854775807" "...and read back exactly"
+
 done_testing
