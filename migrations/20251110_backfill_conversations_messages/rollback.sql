@@ -18,6 +18,21 @@
 -- keeps its value.
 BEGIN;
 
+-- The backfill's conversations are locked first.  A live message being
+-- written into one of them (its foreign-key check holds the row) is
+-- committed or not before the lists below are made, so it is seen and its
+-- conversation kept; one written from now on waits for this rollback and
+-- then fails if its conversation is gone.  Without the lock a message that
+-- committed after the lists were made would be deleted with its
+-- conversation (ON DELETE CASCADE), and no one would know.
+DO $$
+BEGIN
+  PERFORM 1 FROM "Conversation" c
+   WHERE c.metadata->>'createdBy' = '20251110_backfill_conversations_messages'
+     AND c.metadata->>'source' = 'audit_backfill'
+     FOR UPDATE;
+END $$;
+
 -- Live conversations holding backfilled messages, with the newest of them.
 CREATE TEMP TABLE batch4_raised ON COMMIT DROP AS
 SELECT c.id, max(m.created_at) AS backfilled_max

@@ -133,4 +133,38 @@ q "$URI" "UPDATE \"Conversation\" SET last_message_at = '2025-10-25 08:00:00+00'
 b4 rollback "$B4"
 is "$(lma)" "2025-10-25 08:00:00+00" "a last_message_at the live system set after the backfill is left as it is"
 
+# ------------------------------------------------------------ a live write while the rollback runs
+# The rollback is held up (a transaction holds a backfilled message), and
+# meanwhile the live system writes a message into a backfilled
+# conversation.  That message must never be deleted with its conversation
+# (ON DELETE CASCADE) without its writer knowing: either it is kept, or
+# its INSERT fails.
+URI=$(b4_db b4_40_race "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
+b4_run -q
+conv=$(q "$URI" "SELECT id FROM \"Conversation\" WHERE lead_id = '${L}2'")
+msg=$(q "$URI" "SELECT id FROM \"Message\" WHERE conversation_id = '$conv' ORDER BY id LIMIT 1")
+"$PSQL" -X -q -d "$URI" -c BEGIN -c "UPDATE \"Message\" SET content = content WHERE id = '$msg'" \
+        -c "SELECT pg_sleep(3)" -c COMMIT >/dev/null 2>&1 &
+holder=$!
+sleep 0.5
+"$FERRY" --db "$URI" -q rollback "$B4" >"$TAP_TMPDIR/rb.out" 2>&1 &
+rb=$!
+sleep 1
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" \
+        -c "INSERT INTO \"Message\" (conversation_id, role, content) VALUES ('$conv', 'user', 'LIVE during rollback')" \
+        >"$TAP_TMPDIR/live.out" 2>&1
+live_rc=$?
+wait "$holder"
+wait "$rb"
+is "$?" 0 "the rollback completes"
+n=$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE content = 'LIVE during rollback'")
+if [ "$live_rc" = 0 ]; then
+    is "$n" 1 "a live message written during the rollback and committed is still there"
+else
+    like "$(cat "$TAP_TMPDIR/live.out")" "violates foreign key constraint" \
+         "a live message written into a conversation the rollback removes fails for its writer (not lost silently)"
+fi
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" m LEFT JOIN \"Conversation\" c ON c.id = m.conversation_id WHERE c.id IS NULL")" 0 \
+   "no message is left without its conversation"
+
 done_testing
