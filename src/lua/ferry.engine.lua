@@ -62,7 +62,7 @@ local is_ferry_error, error_text = errors.is_ferry, errors.text
 local record_row_error = stats.error
 function stats.error(key, err)
   if is_ferry_error(err) then error(err, 0) end
-  return record_row_error(key, error_text(err))
+  return record_row_error(errors.valid_utf8(tostring(key)), error_text(err))
 end
 
 ----------------------------------------------------------------------------

@@ -13,22 +13,39 @@ local M = {}
 --- is_ferry(e) -> true for ferry's own error tables
 function M.is_ferry(e) return getmetatable(e) == sys.error_meta end
 
---- text(e) -> the error as text: a string as it is; ferry's own error by
+--- valid_utf8(s) -> s with each byte that is not part of valid UTF-8, and
+-- each NUL, replaced by U+FFFD: an error's text goes into the history row,
+-- --json and the run record, which PostgreSQL and JSON readers refuse
+-- otherwise (a script cutting "héllo" with s:sub(1, 2) is enough).
+function M.valid_utf8(s)
+  if utf8.len(s) and not s:find("\0", 1, true) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local _, bad = utf8.len(s, i)
+    if not bad then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return (table.concat(out):gsub("%z", "\u{FFFD}"))
+end
+
+--- text(e) -> the error as text (valid UTF-8): a string as it is; ferry's own error by
 -- its message; a table by its __tostring, else its `message` field, else
 -- as JSON with sorted keys ("error object {...}"); anything else by
 -- tostring.
 function M.text(e)
-  if type(e) == "string" then return e end
-  if M.is_ferry(e) then return tostring(e.message) end
+  if type(e) == "string" then return M.valid_utf8(e) end
+  if M.is_ferry(e) then return M.valid_utf8(tostring(e.message)) end
   if type(e) == "table" then
     local mt = getmetatable(e)
-    if type(mt) == "table" and mt.__tostring then return tostring(e) end
-    if type(e.message) == "string" then return e.message end
+    if type(mt) == "table" and mt.__tostring then return M.valid_utf8(tostring(e)) end
+    if type(e.message) == "string" then return M.valid_utf8(e.message) end
     local json = require "json"
     local ok, s = pcall(json.encode_ordered or json.encode, e)
-    return "error object " .. (ok and s or tostring(e))
+    return M.valid_utf8("error object " .. (ok and s or tostring(e)))
   end
-  return tostring(e)
+  return M.valid_utf8(tostring(e))
 end
 
 --- where(level) -> "file:line: " of the innermost frame of a script or rule

@@ -181,4 +181,22 @@ put "$B/migrations/20250101_pos/up.lua" 'print(math.type(ctx.checkpoint.get()), 
 run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
 is "$OUT" "integer	9223372036854775807" "...and read back exactly"
 
+# Text that is not valid UTF-8 (a script cutting a character in half) in a
+# row error or in the error that ends a run: the run is still recorded,
+# the bad bytes shown as U+FFFD.
+U=$TAP_TMPDIR/utf8
+R=$'\xef\xbf\xbd'     # U+FFFD
+dbu=$(fresh_db ferry_cli_history_utf8)
+put "$U/migrations/20250101_rowerr/up.lua" 'stats.error("row-\xff", ("h\xc3\xa9llo"):sub(1, 2))'
+put "$U/migrations/20250102_err/up.lua" 'error("cut: " .. ("\xc3\xa9"):sub(1, 1))'
+run_ferry --db "$dbu" --dir "$U" --json run 20250101_rowerr
+is "$RC|$OUT" '1|{"migration":"20250101_rowerr","mode":"apply","ok":false,"stats":{"errors":1},"errors":[{"key":"row-'"$R"'","message":"h'"$R"'"}],"duration_ms":'"$(sed -n 's/.*"duration_ms":\([0-9]*\)}$/\1/p' <<<"$OUT")"'}' \
+   "a row error with bad bytes: --json is valid, U+FFFD in their place"
+is "$(psql_val "$dbu" "SELECT status || ' ' || (stats->'errors')::text FROM ferry.history WHERE migration = '20250101_rowerr'")" \
+   'failed [{"key": "row-'"$R"'", "message": "h'"$R"'"}]' "...and the run is recorded as failed"
+run_ferry --db "$dbu" --dir "$U" run 20250102_err
+is "$RC" 1 "an error with bad bytes ends the run: exit 1"
+is "$(psql_val "$dbu" "SELECT status || ' ' || split_part(error, E'\\n', 1) FROM ferry.history WHERE migration = '20250102_err'")" \
+   "failed migrations/20250102_err/up.lua:1: cut: $R" "...and it is recorded, the bad byte as U+FFFD"
+
 done_testing
