@@ -845,8 +845,9 @@ static int copy_finish(lua_State *L) {
     while (b->res != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
         if (pgconn_is_copy(s)) {
-            /* another COPY after this one ("COPY t FROM STDIN; COPY ..."):
-             * PQgetResult would return it for ever; end it, and fail */
+            /* another COPY after this one: PQgetResult would return it
+             * for ever; end it, and fail (a guard: conn:copy sends one
+             * statement, by the extended protocol) */
             PQclear(b->res);
             b->res = NULL;
             pgconn_end_unexpected_copy(w->c->pg, s);
@@ -879,11 +880,15 @@ static int copy_count(lua_State *L) {
     return 1;
 }
 
-/* conn:copy("COPY t (a, b) FROM STDIN") -> writer */
+/* conn:copy("COPY t (a, b) FROM STDIN") -> writer.  Only a COPY is sent,
+ * and as one statement (the extended protocol takes no more): a DELETE
+ * given by mistake, or one after the COPY, must not run. */
 static int conn_copy(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = luaL_checkstring(L, 2);
+    if (!pgconn_starts_with_copy(sql))
+        return luaL_error(L, "COPY failed to start: not a COPY ... FROM STDIN statement (nothing was sent)");
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);
     w->c = c;
@@ -892,7 +897,7 @@ static int conn_copy(lua_State *L) {
     lua_setiuservalue(L, -2, 1);
     result_box *b = new_result_box(L);
     c->busy_tx = PQtransactionStatus(c->pg);
-    b->res = exec_result(c, PQsendQuery(c->pg, sql));
+    b->res = exec_result(c, PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0));
     ExecStatusType s = PQresultStatus(b->res);
     if (s != PGRES_COPY_IN) {
         errmsg m;

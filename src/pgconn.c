@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "pgconn.h"
@@ -123,6 +124,27 @@ void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s) {
 
 int pgconn_is_copy(ExecStatusType s) {
     return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
+}
+
+int pgconn_starts_with_copy(const char *sql) {
+    const char *p = sql;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') p++;
+        if (p[0] == '-' && p[1] == '-') {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {     /* block comments nest in PostgreSQL */
+            int depth = 0;
+            do {
+                if (p[0] == '/' && p[1] == '*') { depth++; p += 2; }
+                else if (p[0] == '*' && p[1] == '/') { depth--; p += 2; }
+                else if (*p) p++;
+                else return 0;
+            } while (depth > 0);
+        } else {
+            break;
+        }
+    }
+    return strncasecmp(p, "copy", 4) == 0 && !(isalnum((unsigned char)p[4]) || p[4] == '_' || p[4] == '$');
 }
 
 void pgconn_drain(PGconn *pg) {

@@ -83,7 +83,7 @@ T.is(w:finish(), 1, "a float with an integral value goes into an int column")
 
 ---------------------------------------------------------------- errors
 T.like(err_of(db.copy, "SELECT 1"),
-       "^COPY failed to start: not a COPY %.%.%. FROM STDIN statement$",
+       "^COPY failed to start: not a COPY %.%.%. FROM STDIN statement %(nothing was sent%)$",
        "copy of a non-COPY statement raises")
 usable("usable after that")
 T.like(err_of(db.copy, "COPY (SELECT 1) TO STDOUT"), "not a COPY %.%.%. FROM STDIN statement", "COPY TO STDOUT raises")
@@ -105,14 +105,18 @@ w:put(1, "a", "extra")
 T.like(err_of(w.finish, w), "extra data after last expected column %[SQLSTATE 22P04%]", "too many columns: server error")
 usable("usable after that")
 
--- Two COPYs in one statement string: the second is ended, and finish
--- says why; the first one's rows are not kept (one implicit transaction).
-w = db.copy("COPY c (id, t) FROM STDIN; COPY c (id, t) FROM STDIN")
-w:put(40, "first")
-T.is(err_of(w.finish, w), "COPY failed: one COPY statement per conn:copy(), with nothing after it",
-     "a second COPY after the first: finish raises, naming the rule")
-usable("usable after a second COPY was ended")
-T.is(count("c"), 5, "nothing of the two COPYs is stored")
+-- One statement only: a second one (a COPY, a DELETE) is refused by the
+-- server before anything runs; a statement that is not a COPY is not even
+-- sent (a DELETE given by mistake would run).
+T.is(err_of(db.copy, "COPY c (id, t) FROM STDIN; COPY c (id, t) FROM STDIN"),
+     "COPY failed to start: cannot insert multiple commands into a prepared statement [SQLSTATE 42601]",
+     "two statements in one copy(): refused at once")
+usable("usable after that")
+T.like(err_of(db.copy, "COPY c (id) FROM STDIN; DELETE FROM c"), "cannot insert multiple commands",
+       "a DELETE after the COPY: refused")
+T.like(err_of(db.copy, "  /* load */ DELETE FROM c"), "^COPY failed to start: not a COPY .* %(nothing was sent%)$",
+       "a DELETE given to copy(): refused before it is sent")
+T.is(count("c"), 5, "nothing was deleted")
 
 -- A constraint's error keeps the server's detail and SQLSTATE.
 db.exec("CREATE TEMP TABLE u (id int PRIMARY KEY)")

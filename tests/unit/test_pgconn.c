@@ -79,6 +79,21 @@ static void test_query_with_at_is_not_a_password(void **state)
                         "port 5432 failed: password authentication failed for user \"me@corp.com\"");
 }
 
+static void test_starts_with_copy(void **state)
+{
+    (void)state;
+    assert_true(pgconn_starts_with_copy("COPY t FROM STDIN"));
+    assert_true(pgconn_starts_with_copy("  copy t (a) FROM STDIN"));
+    assert_true(pgconn_starts_with_copy("-- load\n/* a /* nested */ comment */\n\tCopy t FROM STDIN"));
+    assert_true(pgconn_starts_with_copy("COPY(SELECT 1) TO STDOUT"));
+    assert_false(pgconn_starts_with_copy("DELETE FROM d"));
+    assert_false(pgconn_starts_with_copy("copyx FROM STDIN"));
+    assert_false(pgconn_starts_with_copy("/* COPY */ DELETE FROM d"));
+    assert_false(pgconn_starts_with_copy("-- COPY t FROM STDIN"));
+    assert_false(pgconn_starts_with_copy("/* unterminated COPY"));
+    assert_false(pgconn_starts_with_copy(""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -87,6 +102,7 @@ int main(void)
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
         cmocka_unit_test(test_keyword_password_with_space),
         cmocka_unit_test(test_query_with_at_is_not_a_password),
+        cmocka_unit_test(test_starts_with_copy),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
