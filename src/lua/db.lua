@@ -14,6 +14,8 @@ local savepoints = setmetatable({}, {__mode = "k"})
 -- (errors.mark: an error object raised in fn keeps the place it was raised
 -- at, which the stack no longer shows once it is raised again here)
 local mark = require("ferry.errors").mark
+local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
+               .. "(to go on after an error, catch it with a nested transaction)"
 function methods.transaction(conn, fn, ...)
   local depth = savepoints[conn]
   if depth then
@@ -23,6 +25,12 @@ function methods.transaction(conn, fn, ...)
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = depth
     if res[1] then
+      -- a failed statement whose error fn caught: as below, at this level
+      local _, failed = conn:in_transaction()
+      if failed then
+        conn:exec("ROLLBACK TO SAVEPOINT " .. name)
+        error(CAUGHT, 2)
+      end
       conn:exec("RELEASE SAVEPOINT " .. name)
       return table.unpack(res, 2, res.n)
     end
@@ -38,8 +46,7 @@ function methods.transaction(conn, fn, ...)
     local _, failed = conn:in_transaction()
     if failed then
       pcall(conn.exec, conn, "ROLLBACK")
-      error("transaction rolled back: a statement in it failed and its error was caught "
-            .. "(to go on after an error, catch it with a nested transaction)", 2)
+      error(CAUGHT, 2)
     end
     conn:exec("COMMIT")
     return table.unpack(res, 2, res.n)

@@ -86,6 +86,24 @@ T.is(db.in_transaction(), false, "no transaction left open")
 local _, failed = db.in_transaction()
 T.is(failed, false, "in_transaction's second value: not failed")
 
+---------------------------------------------------------------- a caught error inside a nested transaction
+-- The inner transaction rolls back to its savepoint and raises, as the
+-- outer one does; the outer one, catching that, goes on.
+reset()
+local inner_err
+db.transaction(function()
+  db.exec(INSERT, 14)
+  inner_err = err_of(db.transaction, function()
+    db.exec(INSERT, 15)
+    pcall(db.exec, "SELECT 1/0")     -- caught: the savepoint's work is now failed
+  end)
+  db.exec(INSERT, 16)
+end)
+T.like(inner_err, "^.-transaction rolled back: a statement in it failed and its error was caught",
+       "a nested transaction with a caught failed statement: it raises, as the outer one would")
+T.is(inner_err:find("[ferry]", 1, true), nil, "...naming no internal file")
+T.is(values(), {14, 16}, "the outer transaction went on: the inner one's work rolled back to its savepoint")
+
 ---------------------------------------------------------------- nested: savepoints
 reset()
 db.transaction(function()
