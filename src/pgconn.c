@@ -194,37 +194,51 @@ int pgconn_flush_and_block(PGconn *pg) {
     return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;
 }
 
-/* Replaces every occurrence of needle in buf (capacity bufsz) by "***",
+/* Replaces every occurrence of needle in buf (capacity bufsz) by repl,
  * searching on after each replacement (so a needle of "***" ends). */
-static void replace_all(char *buf, size_t bufsz, const char *needle) {
-    size_t n = strlen(needle);
+static void replace_with(char *buf, size_t bufsz, const char *needle, const char *repl) {
+    size_t n = strlen(needle), r = strlen(repl);
     if (n == 0) return;
     char *from = buf, *p;
     while ((p = strstr(from, needle)) != NULL) {
         size_t tail = strlen(p + n);
-        if ((size_t)(p - buf) + 3 + tail + 1 > bufsz) { *p = '\0'; return; }
-        memmove(p + 3, p + n, tail + 1);
-        memcpy(p, "***", 3);
-        from = p + 3;
+        if ((size_t)(p - buf) + r + tail + 1 > bufsz) { *p = '\0'; return; }
+        memmove(p + r, p + n, tail + 1);
+        memcpy(p, repl, r);
+        from = p + r;
     }
 }
 
-/* Redacts the n bytes at pw and, cut where libpq may cut a string it reads
- * differently from its writer ('@', '/', '?', ':', '&', '#', a space), each
- * piece of 3 bytes or more: its error may quote any one of them. */
-static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n) {
+static void replace_all(char *buf, size_t bufsz, const char *needle) {
+    replace_with(buf, bufsz, needle, "***");
+}
+
+/* Redacts the n bytes at pw and, cut at any of seps (where libpq may cut a
+ * string it reads differently from its writer), each piece: its error may
+ * quote any one of them.  A piece of 3 bytes or more goes wherever it
+ * appears; a shorter one only as libpq quotes a value ("Ab"), since two
+ * letters appear in every message. */
+static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n, const char *seps) {
     char tok[1024];
     if (n == 0 || n >= sizeof tok) return;
     memcpy(tok, pw, n);
     tok[n] = '\0';
     replace_all(buf, bufsz, tok);
+    if (!seps) return;
     for (const char *p = tok; *p;) {
-        size_t k = strcspn(p, "@/?#:& \t\n");
-        if (k >= 3) {
-            char piece[1024];
-            memcpy(piece, p, k);
-            piece[k] = '\0';
-            replace_all(buf, bufsz, piece);
+        size_t k = strcspn(p, seps);
+        if (k > 0) {
+            char piece[1024 + 2];
+            if (k >= 3) {
+                memcpy(piece, p, k);
+                piece[k] = '\0';
+            } else {
+                piece[0] = '"';
+                memcpy(piece + 1, p, k);
+                piece[k + 1] = '"';
+                piece[k + 2] = '\0';
+            }
+            replace_with(buf, bufsz, piece, k >= 3 ? "***" : "\"***\"");
         }
         p += k;
         if (*p) p++;
@@ -247,10 +261,21 @@ static const char *userinfo_end(const char *auth) {
     return memchr(q, '=', (size_t)(last - q)) ? NULL : last;
 }
 
+/* 1 when the n bytes at w are one of libpq's connection keywords. */
+static int is_conninfo_keyword(const char *w, size_t n) {
+    PQconninfoOption *opts = PQconndefaults();
+    int found = 0;
+    for (PQconninfoOption *o = opts; o && o->keyword && !found; o++)
+        found = strlen(o->keyword) == n && strncmp(o->keyword, w, n) == 0;
+    PQconninfoFree(opts);
+    return found;
+}
+
 /* The end of an unquoted password= value as its writer meant it: up to an
- * '&' (a URL's query), or up to a blank followed by the next key=value; a
- * word without '=' after a blank is taken for more of the password (libpq
- * would take it for a keyword and quote it in its error). */
+ * '&' (a URL's query), or up to the blank before the next "keyword =" (a
+ * libpq keyword: libpq allows blanks around '='); any other word after a
+ * blank is taken for more of the password (libpq would take it for a
+ * keyword of its own and quote it in its error). */
 static const char *keyword_value_end(const char *v) {
     const char *end = v;
     for (;;) {
@@ -258,9 +283,13 @@ static const char *keyword_value_end(const char *v) {
         if (*end != ' ' && *end != '\t' && *end != '\n') return end;
         const char *w = end;
         while (*w == ' ' || *w == '\t' || *w == '\n') w++;
-        size_t wl = strcspn(w, " \t\n&");
-        if (wl == 0 || memchr(w, '=', wl)) return end;
+        size_t wl = strcspn(w, " \t\n&=");
+        if (wl == 0) return end;
+        const char *after = w + wl;
+        while (*after == ' ' || *after == '\t' || *after == '\n') after++;
+        if (*after == '=' && is_conninfo_keyword(w, wl)) return end;
         end = w + wl;
+        if (*end == '=') end++;
     }
 }
 
@@ -273,7 +302,7 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
     if (strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0) {
         const char *a = strstr(conninfo, "://") + 3, *e = userinfo_end(a);
         const char *c = e ? memchr(a, ':', (size_t)(e - a)) : NULL;
-        if (c) replace_password_pieces(buf, bufsz, c + 1, (size_t)(e - c - 1));
+        if (c) replace_password_pieces(buf, bufsz, c + 1, (size_t)(e - c - 1), "@/?#&");
     }
     for (const char *q = conninfo; (q = strstr(q, "password")) != NULL; q += 8) {
         const char *v = q + 8;
@@ -283,9 +312,10 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
         if (*v == '\'') {
             const char *close = strchr(v + 1, '\'');
             v++;
-            replace_password_pieces(buf, bufsz, v, close ? (size_t)(close - v) : strlen(v));
+            /* libpq reads a quoted value as it is: the whole of it only */
+            replace_password_pieces(buf, bufsz, v, close ? (size_t)(close - v) : strlen(v), NULL);
         } else {
-            replace_password_pieces(buf, bufsz, v, (size_t)(keyword_value_end(v) - v));
+            replace_password_pieces(buf, bufsz, v, (size_t)(keyword_value_end(v) - v), " \t\n=&");
         }
     }
 }

@@ -69,6 +69,31 @@ static void test_keyword_password_with_space(void **state)
                         "missing \"=\" after \"***\"; ***");
 }
 
+/* A piece shorter than 3 bytes only as libpq quotes it; a word with '='
+ * that is no libpq keyword is more of the password. */
+static void test_short_pieces_and_fake_keywords(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("postgresql://app:Ab/xK7wSecret@127.0.0.1:5432/ferry",
+                               "invalid integer value \"Ab\" for connection option \"port\": Abc"),
+                        "invalid integer value \"***\" for connection option \"port\": Abc");
+    assert_string_equal(redact("host=h password=Zq9 xK7w=Secret", "invalid connection option \"xK7w\""),
+                        "invalid connection option \"***\"");
+}
+
+/* A value libpq reads as it is (quoted), or one followed by "keyword =",
+ * is not cut: ordinary messages keep their words. */
+static void test_valid_passwords_are_not_cut(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("host=h password='the cat and dog'",
+                               "relation \"other_things\" does not exist; the cat and dog"),
+                        "relation \"other_things\" does not exist; ***");
+    assert_string_equal(redact("host=h password=pw1 user = postgres",
+                               "relation \"users\" does not exist for user \"postgres\""),
+                        "relation \"users\" does not exist for user \"postgres\"");
+}
+
 /* A query string with an '@' (user=me@corp.com) is not a password: the
  * message keeps the port and the words it quotes. */
 static void test_query_with_at_is_not_a_password(void **state)
@@ -103,6 +128,8 @@ int main(void)
         cmocka_unit_test(test_keyword_password_with_space),
         cmocka_unit_test(test_query_with_at_is_not_a_password),
         cmocka_unit_test(test_starts_with_copy),
+        cmocka_unit_test(test_short_pieces_and_fake_keywords),
+        cmocka_unit_test(test_valid_passwords_are_not_cut),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
