@@ -539,9 +539,12 @@ static int conn_exec_script(lua_State *L) {
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
             result_error_text(b->res, &m);
             long line = script_error_line(b->res, sql);
-            size_t len = strlen(m.text);
-            if (line > 0 && len < sizeof m.text)
-                snprintf(m.text + len, sizeof m.text - len, " (line %ld)", line);
+            if (line > 0) {      /* the suffix whole, over the message's end if it must */
+                char suffix[32];
+                int sl = snprintf(suffix, sizeof suffix, " (line %ld)", line);
+                size_t len = strlen(m.text), room = sizeof m.text - 1 - (size_t)sl;
+                memcpy(m.text + (len < room ? len : room), suffix, (size_t)sl + 1);
+            }
             failed = 1;
         }
         PQclear(b->res);

@@ -213,6 +213,10 @@ T.is(err_of(db.exec_script, "CREATE TEMP TABLE sc (a int); COPY sc FROM STDIN; S
      "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
      "exec_script: a COPY FROM STDIN in a script raises, saying why")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY was ended")
+T.like(err_of(db.exec_script, "SELECT 1;\n\nSELEC 2"), "^script failed: syntax error at or near \"SELEC\" .* %(line 3%)$",
+       "exec_script: an error the server places ends with the script's line")
+T.like(err_of(db.exec_script, "SELECT 1;\nSELECT '" .. string.rep("x", 3000) .. "'::int"), "xxx %(line 2%)$",
+       "...also after a message too long to keep whole")
 T.is(err_of(db.exec_script, "COPY (SELECT 1) TO STDOUT"),
      "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
      "exec_script: COPY TO STDOUT raises the same")
