@@ -1091,7 +1091,13 @@ function commands.exec(args)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
   local res = chunk(table.unpack(args))
   if allow then os.execute, io.popen = nil, nil end
-  return math.tointeger(res) or EXIT_OK
+  local code = math.tointeger(res)
+  if code and (code < 0 or code > 255) then
+    -- the system keeps 8 bits: 256 would read as success
+    log.warn(string.format("exec: %d is no exit code (0-255); exiting 1", code))
+    return EXIT_FAIL
+  end
+  return code or EXIT_OK
 end
 
 local function today()

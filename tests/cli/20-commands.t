@@ -273,6 +273,11 @@ return 3
 run_ferry --db "$db2" --dir "$D" exec "$D/script.lua" one two
 is "$RC|$ERR" "3|" "exec: the script's integer result is the exit code"
 is "$OUT" $'args\tone\ttwo\nctx.args\tone,two\nanswer\t42' "exec passes the arguments and the db API"
+for r in 256 -1 1000; do
+    put "$D/script.lua" "return $r"
+    run_ferry exec "$D/script.lua"
+    is "$RC|$ERR" "1|exec: $r is no exit code (0-255); exiting 1" "exec: return $r is exit 1, not what 8 bits make of it"
+done
 put "$D/script.lua" 'print("fine")'
 run_ferry --db "$db2" exec "$D/script.lua"
 is "$RC|$OUT" "0|fine" "exec: exit 0 without a result"
