@@ -103,6 +103,7 @@ end
 --- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
 -- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
 function M.array(t)
+  if type(t) ~= "table" then error("db.array: a table of values is needed, not a " .. type(t), 2) end
   local parts = {}
   for i = 1, (t.n or #t) do
     local v = t[i]
@@ -123,7 +124,11 @@ end
 --- db.pipeline{jobs=, dry_run=, checkpoint=} -> batches written by writer
 -- sessions in turn (see ferry.pipeline).
 function M.pipeline(opts)
-  return require("ferry.pipeline").new(M, opts or {})
+  opts = opts or {}
+  if opts.jobs ~= nil and not (math.tointeger(opts.jobs) and opts.jobs >= 1) then
+    error("db.pipeline: jobs must be a whole number >= 1, not " .. tostring(opts.jobs), 2)
+  end
+  return require("ferry.pipeline").new(M, opts)
 end
 
 -- Sessions started ahead of need (db.prestart): the server forks and sets
