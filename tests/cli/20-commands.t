@@ -236,6 +236,21 @@ is "$RC|$(grep '^==> ' <<<"$OUT")" "0|==> 2_data" "up runs only what is pending,
 is "$(history "$db5")" "1_schema|up|applied
 1_schema|run|failed
 2_data|up|applied" "history keeps the failed run"
+# an interrupted re-run (a running row whose process is gone) of an
+# applied migration: the same
+psql_val "$db5" "INSERT INTO ferry.history (migration, version, name, operation, status, backend_pid)
+                 VALUES ('1_schema', '1', 'schema', 'run', 'running', 0)" >/dev/null
+run_ferry --db "$db5" --dir "$F" status
+is "$(norm_times "$OUT" | sed -n 2p)" "$(status_line 1_schema applied "$TS" "ok; a later run failed")" \
+   "status: an interrupted re-run leaves it applied, noted"
+# a rollback after the failed re-run makes it pending; up applies it again
+put "$F/migrations/1_schema/rollback.sql" 'DROP TABLE r CASCADE;'
+run_ferry --db "$db5" --dir "$F" rollback 1_schema
+is "$RC" 0 "rollback after a failed re-run: exit 0"
+run_ferry --db "$db5" --dir "$F" status
+is "$(norm_times "$OUT" | sed -n 2p)" "$(status_line 1_schema "rolled back" - -)" "status: rolled back"
+run_ferry --db "$db5" --dir "$F" up
+is "$RC|$(grep '^==> ' <<<"$OUT")" "0|==> 1_schema" "up applies it again"
 
 # --- --to and baseline stop where the migrations sort: by number, then by
 # name (a version of fewer digits is a smaller number), and at an id

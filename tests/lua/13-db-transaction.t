@@ -234,6 +234,12 @@ T.like(err, "share_snapshot: this session's transaction is READ COMMITTED, which
        "share_snapshot from a READ COMMITTED transaction: refused")
 T.is(other:in_transaction(), false, "... the other session still idle")
 observer:exec("COMMIT")
+observer:exec("BEGIN ISOLATION LEVEL REPEATABLE READ")
+pcall(observer.exec, observer, "SELECT 1/0")       -- the transaction is now failed
+ok, err = pcall(observer.share_snapshot, observer, other)
+T.like(err, "current transaction is aborted", "share_snapshot from a failed transaction: the server's error")
+T.is(other:in_transaction(), false, "... the other session still idle")
+observer:exec("ROLLBACK")
 observer:exec("BEGIN ISOLATION LEVEL SERIALIZABLE")
 observer:share_snapshot(other)
 T.is(seen(other), seen(observer), "from a SERIALIZABLE transaction: shared")
