@@ -1120,6 +1120,8 @@ local batch, last = {}, ctx.checkpoint.get()
 
 local function flush()
   if #batch == 0 then return end
+  -- counted before the save, which keeps the counters with the batch
+  stats.inc("rows_written", #batch)
   if not ctx.dry_run then
     db.transaction(function()
       -- Write with COPY, e.g.:
@@ -1129,7 +1131,6 @@ local function flush()
       ctx.checkpoint.save(batch[#batch].key)   -- same transaction as the batch
     end)
   end
-  stats.inc("rows_written", #batch)
   batch = {}
 end
 
