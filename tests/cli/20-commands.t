@@ -238,8 +238,15 @@ is "$(history "$db5")" "1_schema|up|applied
 2_data|up|applied" "history keeps the failed run"
 # an interrupted re-run (a running row whose process is gone) of an
 # applied migration: the same
-psql_val "$db5" "INSERT INTO ferry.history (migration, version, name, operation, status, backend_pid)
-                 VALUES ('1_schema', '1', 'schema', 'run', 'running', 0)" >/dev/null
+# (the failed run's row taken out, so that only the interrupted one counts)
+psql_val "$db5" "DELETE FROM ferry.history WHERE migration = '1_schema' AND status = 'failed'" >/dev/null
+run_ferry --db "$db5" --dir "$F" status
+is "$(norm_times "$OUT" | sed -n 2p)" "$(status_line 1_schema applied "$TS" ok)" "(without it: applied, no note)"
+psql_val "$db5" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, backend_pid)
+                 VALUES ('1_schema', '1', 'schema', 'run', 'running', gen_random_uuid(), 0) RETURNING status" >"$TAP_TMPDIR/ins"
+is "$(cat "$TAP_TMPDIR/ins")" running "(a running row of a gone process is in the history)"
+is "$(history "$db5" "WHERE migration = '1_schema'")" "1_schema|up|applied
+1_schema|run|running" "...after the applied run"
 run_ferry --db "$db5" --dir "$F" status
 is "$(norm_times "$OUT" | sed -n 2p)" "$(status_line 1_schema applied "$TS" "ok; a later run failed")" \
    "status: an interrupted re-run leaves it applied, noted"
