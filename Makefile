@@ -98,7 +98,7 @@ fuzz: deps
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -o $(BUILD)/fuzz/fuzz_jsontext \
 	    fuzz/fuzz_jsontext.c src/jsontext.c
 	cp -n fuzz/corpus/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(BUILD)/fuzz/fuzz_jsontext -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_jsontext -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 
 # Timings only here, never in tests.  The benchmark server flushes commits
 # like a production one (FERRY_PG_DURABLE=1), in its own folder.
