@@ -37,7 +37,8 @@ p = u.urlsplit(url)
 print(p.scheme + "://" + p.netloc + "/" + name + ("?" + p.query if p.query else ""))
 PY
 }
-q() { "$PSQL" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+# (no NOTICE of a DROP ... IF EXISTS in the middle of the table)
+q() { PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" "$PSQL" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
 
 # Busy CPU seconds of the whole machine so far (every process: ferry or
