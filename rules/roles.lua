@@ -43,7 +43,8 @@ end
 
 --- PROCESSED_SQL: the SQL twin of role(a.actor) ~= nil for an "Audit" a
 -- with a lead, $1 being db.array(actors()).  The whitespace set is Lua's
--- %s, and lower() is ASCII-only (COLLATE "C", as Lua's string.lower), so
+-- %s (vertical tab as \x0b: PostgreSQL's E'' strings have no \v, which
+-- would be the letter v), and lower() is ASCII-only (COLLATE "C", as Lua's string.lower), so
 -- SQL and normalize agree whatever the database's locale (in a UTF-8
 -- locale lower('ASSİSTANT') would be 'assistant').  An actor already in
 -- normal form (most are) matches the plain equality first, which costs a
@@ -51,7 +52,7 @@ end
 M.PROCESSED_SQL = [[
   a.lead_id IS NOT NULL
   AND (a.actor = ANY($1::text[])
-       OR lower(btrim(a.actor, E' \t\n\r\f\v') COLLATE "C") = ANY($1::text[]))]]
+       OR lower(btrim(a.actor, E' \t\n\r\f\x0b') COLLATE "C") = ANY($1::text[]))]]
 
 --- actors() -> the mapped actor names, sorted (bound as a text[] filter).
 function M.actors()

@@ -53,7 +53,9 @@ FROM (VALUES
   ('124', E'\tSystem\n', 'm', '{"text": "tab-newline actor"}'),
   ('125', 'ASSİSTANT', 'm', '{"text": "dotted capital I: not an ASCII key"}'),
   ('126', E'customer\u00a0', 'm', '{"text": "no-break space is not trimmed"}'),
-  ('127', 'CUSTOMER', 'm', '{"message": "\u00a0\u2003"}')
+  ('127', 'CUSTOMER', 'm', '{"message": "\u00a0\u2003"}'),
+  ('128', E'agent\x0b', 'm', '{"text": "vertical tab trimmed, as Lua''s %s"}'),
+  ('129', 'vagent', 'm', '{"text": "a v is a letter, not a blank: no key"}')
 ) v(n, actor, action, payload);
 -- big ones: 10 MB of text, 10,000 levels of objects, 10,000 of arrays,
 -- a 4-byte character straddling the 1000-character cut (compact text
@@ -76,9 +78,10 @@ SQL
 b4_run
 is "$RC" 0 "the run over hostile payloads exits 0 (no crash, no error)"
 [ "$RC" = 0 ] || diag "$ERR"
-# processed: 101-124 and 127 (25) + 5 big ones = 30 (125 and 126 are not keys:
-# lower-casing is ASCII, whatever the database's locale); no text: 102-108, 113
-is "$(stats_of "$OUT")" "$(stats_block 1 0 22 8 30 0 0)" "statistics"
+# processed: 101-124, 127 and 128 (26) + 5 big ones = 31 (125 and 126 are
+# not keys: lower-casing is ASCII, whatever the database's locale; nor is
+# 129); no text: 102-108, 113
+is "$(stats_of "$OUT")" "$(stats_block 1 0 23 8 31 0 0)" "statistics"
 rows=$(q "$URI" "SELECT right(a.id::text, 3), coalesce(m.role, '-'), coalesce(m.metadata->>'textSource', '-'),
                         coalesce(CASE WHEN right(a.id::text, 3) >= '200' THEN char_length(m.content) || ' chars'
                                       ELSE replace(replace(replace(m.content, E'\n', '<NL>'), E'\t', '<TAB>'), E'\r', '<CR>') END, '-')
@@ -111,6 +114,8 @@ is "$rows" "101|user|payload|a JSON string, with 'quotes' and \"double quotes\"
 125|-|-|-
 126|-|-|-
 127|user|compact_json|{\"message\":\"$(printf '\xc2\xa0\xe2\x80\x83')\"}
+128|assistant|payload.text|vertical tab trimmed, as Lua's %s
+129|-|-|-
 201|assistant|payload.text|10485760 chars
 202|assistant|compact_json|1000 chars
 203|assistant|compact_json|1000 chars
@@ -141,7 +146,7 @@ b4 validate "$B4"
 is "$RC" 0 "validate passes on the hostile data"
 [ "$RC" = 0 ] || diag "$OUT"
 b4_run
-is "$(stats_of "$OUT")" "$(stats_block 0 1 0 30 30 0 0)" "a second run creates nothing"
+is "$(stats_of "$OUT")" "$(stats_block 0 1 0 31 31 0 0)" "a second run creates nothing"
 is "$RC" 0 "... and exits 0"
 
 # ------------------------------------------------------------ rule failures
