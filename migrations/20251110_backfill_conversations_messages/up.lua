@@ -32,7 +32,7 @@ local dry = ctx.dry_run
 local verbose = ctx.verbose and not ctx.quiet
 local actors = db.array(roles.actors())
 local resume = ctx.checkpoint.get()          -- last lead fully committed, or nil
-local resume_key = resume or "00000000-0000-0000-0000-000000000000"
+local resume_key = resume or db.NULL          -- NULL: from the first lead (any id, the all-zero one too)
 
 log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
 log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
@@ -41,7 +41,7 @@ if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of 
 -- The processed audits (lead set, actor mapped: rules.roles says how in
 -- SQL) of the leads after the resume point.
 local function processed(range) return roles.PROCESSED_SQL .. "\n  AND " .. range end
-local AFTER_RESUME = "a.lead_id > $2::uuid"
+local AFTER_RESUME = "($2::uuid IS NULL OR a.lead_id > $2::uuid)"
 
 -- Every processed audit of a range of leads, in lead order, with what the
 -- rules need: whether its lead exists, the lead's earliest conversation,
@@ -117,8 +117,9 @@ end
 -- audits already have their message (a re-run, a resumed run): finding
 -- them means a scan of every message, which the head would only repeat,
 -- taking a core from the reader.
-local BOUNDARY = [[SELECT lead_id FROM "Audit" WHERE lead_id > $1::uuid ORDER BY lead_id OFFSET $2 LIMIT 1]]
-local HEAD_RANGE = "a.lead_id > $2::uuid AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)"
+local BOUNDARY = [[SELECT lead_id FROM "Audit" WHERE lead_id IS NOT NULL AND ($1::uuid IS NULL OR lead_id > $1::uuid)
+                   ORDER BY lead_id OFFSET $2 LIMIT 1]]
+local HEAD_RANGE = "($2::uuid IS NULL OR a.lead_id > $2::uuid) AND ($3::uuid IS NULL OR a.lead_id < $3::uuid)"
 local REST_RANGE = "a.lead_id >= $2::uuid"
 
 -- One snapshot for the counts and the streams (db.reader: REPEATABLE READ,

@@ -254,6 +254,22 @@ is "$(stat conversations_created)" 0 "its conversations_created is 0: every conv
 like "$ERR" "the interrupted run had row errors" "it says why its statistics are its own"
 is "$(result "$URI")" "$clean" "final rows equal a clean run's"
 
+# A lead whose id is the all-zero UUID is a lead like any other (the start
+# of the stream is no id "before" it), on a first run and with a head.
+URI=$(b4_db b4_50_zero "$SEED") || bail_out "cannot build the database"
+q "$URI" "INSERT INTO \"Lead\" (id, channel, phone, stage) VALUES ('00000000-0000-0000-0000-000000000000', 'sms', '+0', 'new');
+          INSERT INTO \"Audit\" (lead_id, actor, action, payload)
+          VALUES ('00000000-0000-0000-0000-000000000000', 'customer', 'message_received', '{\"text\": \"hello from zero\"}')" >/dev/null
+for bs in "" "--batch-size 1"; do
+    # shellcheck disable=SC2086
+    b4_run -q $bs
+    is "$RC" 0 "the all-zero lead: exit 0 ${bs:+($bs)}"
+    is "$(q "$URI" "SELECT count(*) FROM \"Message\" m JOIN \"Conversation\" c ON c.id = m.conversation_id
+                     WHERE c.lead_id = '00000000-0000-0000-0000-000000000000' AND m.content = 'hello from zero'")" 1 \
+       "...its audit has its message in its conversation ${bs:+($bs)}"
+    q "$URI" "DELETE FROM \"Message\"; DELETE FROM \"Conversation\"" >/dev/null
+done
+
 # A syntax error in a rule file stops before anything is written: exit 2.
 D5=$TAP_TMPDIR/syntax
 mkdir -p "$D5"
