@@ -219,9 +219,13 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
     PQsetNoticeReceiver(c->pg, notice_receiver, st);
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
     result_box *b = new_result_box(L);
+    /* DateStyle ISO: times travel as text (a row read, a COPY written), and
+     * the other styles print zone abbreviations that do not read back as
+     * the same zone (China's CST is US Central to the parser).  ISO alone
+     * keeps the database's day/month order for input. */
     b->res = PQexecParams(c->pg,
         "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-        " set_config('default_transaction_read_only', $3, false)",
+        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)",
         3, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
         /* A value the server cannot read (--lock-timeout banana): a

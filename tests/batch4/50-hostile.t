@@ -270,6 +270,22 @@ for bs in "" "--batch-size 1"; do
     q "$URI" "DELETE FROM \"Message\"; DELETE FROM \"Conversation\"" >/dev/null
 done
 
+# A database whose sessions print dates the old way (DateStyle Postgres)
+# in a zone whose abbreviation means another zone when read back (China's
+# CST is US Central to PostgreSQL's parser): every time is kept exactly.
+URI=$(b4_db b4_50_datestyle "$SEED") || bail_out "cannot build the database"
+q "$URI" "ALTER DATABASE b4_50_datestyle SET timezone = 'Asia/Shanghai'" >/dev/null
+q "$URI" "ALTER DATABASE b4_50_datestyle SET datestyle = 'Postgres, MDY'" >/dev/null
+is "$(q "$URI" "SHOW datestyle")" "Postgres, MDY" "(the database's sessions print dates the old way)"
+b4_run -q
+is "$RC" 0 "DateStyle Postgres, Asia/Shanghai: exit 0"
+is "$(q "$URI" "SELECT count(*) FROM \"Message\" m JOIN \"Audit\" a ON m.metadata->>'auditId' = a.id::text
+                 WHERE m.created_at <> a.created_at")" 0 "every message has its audit's created_at"
+is "$(q "$URI" "SELECT count(*) FROM \"Conversation\" c JOIN \"Lead\" l ON l.id = c.lead_id
+                 WHERE c.started_at <> l.created_at
+                    OR c.last_message_at <> (SELECT max(m.created_at) FROM \"Message\" m WHERE m.conversation_id = c.id)")" 0 \
+   "every conversation starts at its lead's created_at and ends at its newest message"
+
 # A syntax error in a rule file stops before anything is written: exit 2.
 D5=$TAP_TMPDIR/syntax
 mkdir -p "$D5"
