@@ -123,7 +123,7 @@ created AS (
     SELECT l.id,
            l.customer_id,
            l.channel,
-           COALESCE(l.messenger_psid, l.phone),   -- PSID, else phone
+           COALESCE(NULLIF(l.messenger_psid, ''), l.phone),   -- PSID, else phone (an empty PSID is none)
            l.created_at,
            jsonb_build_object(
                'source',    'audit_backfill',

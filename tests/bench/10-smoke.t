@@ -8,7 +8,7 @@ out=$(BENCH_SIZES=10000 BENCH_MODES="sql ferry ferry-rerun ferry-dry-run" BENCH_
       bash "$REPO_ROOT/bench/run.sh" 2>&1)
 rc=$?
 is "$rc" 0 "bench/run.sh at 10000 audits succeeds" || diag "$out"
-like "$out" "rows equal to sql: 7529 " "ferry's (auditId, role, content) rows equal the SQL yardstick's"
+like "$out" "rows equal to sql: 7529 " "ferry's messages and conversations equal the SQL yardstick's"
 like "$out" "\(ferry: median of 3 runs: [0-9.]+ [0-9.]+ [0-9.]+ s\)" "small sizes: each mode runs three times, the median is reported"
 for mode in sql ferry ferry-rerun ferry-dry-run batch5-run batch5-rerun; do
     like "$out" "10000 +$mode +[0-9.]+ " "the table has a $mode row"
