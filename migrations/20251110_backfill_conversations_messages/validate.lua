@@ -31,16 +31,23 @@ check("backfilled messages exist", function()
                                           r.messages, r.backfilled, r.conversations)
 end)
 
--- 3. Conversation -> Lead mapping.
+-- 3. Conversation -> Lead mapping.  "Beside": a backfilled conversation
+-- whose lead has an older one -- what a live conversation opened while a
+-- run was writing leaves (the run read the lead without one); the lead's
+-- history is then split between the two.
 check("every backfilled conversation belongs to an existing lead, one per lead", function()
   local r = db.one([[
     SELECT count(*) FILTER (WHERE l.id IS NULL) AS dangling,
            count(*) - count(DISTINCT c.lead_id) AS duplicates,
+           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "Conversation" o
+                                           WHERE o.lead_id = c.lead_id AND o.id <> c.id
+                                             AND (o.created_at, o.id) < (c.created_at, c.id))) AS beside,
            count(*) AS total
       FROM "Conversation" c LEFT JOIN "Lead" l ON l.id = c.lead_id
      WHERE c.metadata->>'createdBy' = $1]], ME)
-  return r.dangling == 0 and r.duplicates == 0,
-         string.format("%d conversations, %d without lead, %d duplicate leads", r.total, r.dangling, r.duplicates)
+  return r.dangling == 0 and r.duplicates == 0 and r.beside == 0,
+         string.format("%d conversations, %d without lead, %d duplicate leads, %d beside an older conversation of its lead",
+                       r.total, r.dangling, r.duplicates, r.beside)
 end)
 
 -- 4. Roles distribution.

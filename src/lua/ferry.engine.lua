@@ -782,6 +782,13 @@ local function apply(m, operation, dry_run)
     elseif not first:find(m.id, 1, true) then
       first = m.id .. ": " .. first
     end
+    -- A row a batch refers to was deleted by the live system while the
+    -- run wrote it (a lead, a conversation): the next run reads it as it
+    -- is then.
+    if first:find("[SQLSTATE 23503]", 1, true) and m.files["up.lua"] then
+      first = first .. "; a row it refers to was deleted meanwhile: everything up to the last checkpoint "
+                   .. "is committed, re-run to resume"
+    end
     result.exit = code
     result.message = first
     result.traceback = errtext

@@ -146,4 +146,16 @@ is "$(stats_of "$OUT")" "$(stats_block 0 6 1 33 36 2 0)" "a re-run restores the 
 b4 validate "$B4"
 is "$RC" 0 "and validate passes again"
 
+# A backfilled conversation beside an older one of its lead (what a live
+# conversation opened while a run was writing leaves: the run read the lead
+# without one): validate says so.
+lead=$(q "$URI" "SELECT lead_id FROM \"Conversation\" WHERE metadata->>'createdBy' = '$B4' ORDER BY lead_id LIMIT 1")
+q "$URI" "INSERT INTO \"Conversation\" (lead_id, channel, metadata, created_at)
+          VALUES ('$lead', 'sms', '{\"app\": \"live\"}', '2000-01-01 00:00:00+00')" >/dev/null
+b4 validate "$B4"
+is "$RC" 1 "validate fails when a backfilled conversation has an older one beside it"
+like "$OUT" '✗ FAIL every backfilled conversation belongs to an existing lead, one per lead  \([0-9]+ conversations, 0 without lead, 0 duplicate leads, 1 beside an older conversation of its lead\)' \
+    "... naming it"
+q "$URI" "DELETE FROM \"Conversation\" WHERE metadata->>'app' = 'live'" >/dev/null
+
 done_testing

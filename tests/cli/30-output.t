@@ -254,6 +254,16 @@ is "$RC|$ERR" "1|ferry: migrations/20250101_pipe/up.lua:6: mapping failed" \
    "an error with a batch in flight on one writer of two: exactly one error line on stderr"
 is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and the batch in flight was rolled back"
 
+# A foreign key whose row is gone (the live system deleted a lead while a
+# backfill wrote it): the line says so, and that a re-run resumes.
+put "$P/migrations/20250103_fk/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS fk_parent (id int PRIMARY KEY)")
+db.exec("CREATE TABLE IF NOT EXISTS fk_child (parent int REFERENCES fk_parent)")
+db.exec("INSERT INTO fk_child VALUES (1)")
+'
+run_ferry --db "$db3" --dir "$P" run 20250103_fk
+like "$RC|$ERR" '^1\|ferry: migrations/20250103_fk/up\.lua:3: query failed: insert or update on table "fk_child" violates foreign key constraint .*\[SQLSTATE 23503\]; a row it refers to was deleted meanwhile: everything up to the last checkpoint is committed, re-run to resume$' \
+     "a foreign-key failure in a data migration: one line saying a row was deleted meanwhile and to re-run"
+
 # A run that fails reports what it committed: rows of batches in flight or
 # being mapped are not counted, nor is a counter that only they touched.
 put "$P/migrations/20250102_count/up.lua" 'stats.declare{"rows_created"}
