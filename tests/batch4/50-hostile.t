@@ -86,7 +86,7 @@ rows=$(q "$URI" "SELECT right(a.id::text, 3), coalesce(m.role, '-'), coalesce(m.
                         coalesce(CASE WHEN right(a.id::text, 3) >= '200' THEN char_length(m.content) || ' chars'
                                       ELSE replace(replace(replace(m.content, E'\n', '<NL>'), E'\t', '<TAB>'), E'\r', '<CR>') END, '-')
                    FROM \"Audit\" a LEFT JOIN \"Message\" m ON m.metadata->>'auditId' = a.id::text
-                  WHERE a.id::text LIKE 'ba%' ORDER BY a.id")
+                  WHERE a.id::text LIKE 'ba000000-%' ORDER BY a.id")
 is "$rows" "101|user|payload|a JSON string, with 'quotes' and \"double quotes\"
 102|-|-|-
 103|-|-|-
