@@ -127,7 +127,7 @@ is "$(stats_of "$OUT")" "$(stats_block 5 2 41 12 53 0 0)" "statistics"
 rows=$(q "$URI" "SELECT right(a.id::text, 3), coalesce(m.role, '-'), coalesce(m.metadata->>'textSource', '-'),
                         coalesce(replace(replace(m.content, E'\n', '<NL>'), E'\t', '<TAB>'), '-')
                    FROM \"Audit\" a LEFT JOIN \"Message\" m ON m.metadata->>'auditId' = a.id::text
-                  WHERE a.id::text LIKE 'ad%' AND right(a.id::text, 3) < '800' ORDER BY a.id")
+                  WHERE a.id::text LIKE 'ad000000-%' AND right(a.id::text, 3) < '800' ORDER BY a.id")
 is "$rows" '101|user|payload.text|spaced and capitalised
 102|assistant|payload.text|upper case agent
 103|system|payload.text|tab and newline around

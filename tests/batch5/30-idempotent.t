@@ -17,7 +17,7 @@ q "$URI" "INSERT INTO \"MemoryNote\" (id, lead_id, kind, key, content, metadata,
    '{\"createdBy\": \"agent\"}', '2025-11-01', '2025-11-01'),
   ('99000000-0000-4000-8000-000000000003', '${L}1', 'fact', 'mood', 'cheerful', '{}', '2025-11-01', '2025-11-01'),
   ('99000000-0000-4000-8000-000000000004', '${L}1', 'fact', NULL, 'no key at all', '{}', '2025-11-01', '2025-11-01')" >/dev/null
-live() { q "$URI" "SELECT md5(string_agg(n::text, ',' ORDER BY id)) FROM \"MemoryNote\" n WHERE id::text LIKE '99%'"; }
+live() { q "$URI" "SELECT md5(string_agg(n::text, ',' ORDER BY id)) FROM \"MemoryNote\" n WHERE id::text LIKE '99000000-%'"; }
 live_before=$(live)
 
 before=$(b5_tables "$URI")
