@@ -75,7 +75,7 @@ digest() {
                                   || '|' || created_at, E'\n' ORDER BY metadata->>'auditId'), '')
          FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill')
       || E'\n--\n' ||
-      (SELECT coalesce(string_agg(concat_ws('|', lead_id, customer_id, channel, external_id, started_at, last_message_at),
+      (SELECT coalesce(string_agg(ROW(lead_id, customer_id, channel, external_id, started_at, last_message_at)::text,
                                   E'\n' ORDER BY lead_id), '')
          FROM \"Conversation\" WHERE metadata->>'source' = 'audit_backfill'))"
 }

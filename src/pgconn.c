@@ -315,7 +315,11 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
             /* libpq reads a quoted value as it is: the whole of it only */
             replace_password_pieces(buf, bufsz, v, close ? (size_t)(close - v) : strlen(v), NULL);
         } else {
-            replace_password_pieces(buf, bufsz, v, (size_t)(keyword_value_end(v) - v), " \t\n=&");
+            /* libpq reads "my=pass" as one value: '=' cuts only the words
+             * after a blank, which it takes for keywords */
+            const char *end = keyword_value_end(v), *blank = v + strcspn(v, " \t\n");
+            replace_password_pieces(buf, bufsz, v, (size_t)(end - v), " \t\n&");
+            if (blank < end) replace_password_pieces(buf, bufsz, blank, (size_t)(end - blank), " \t\n&=");
         }
     }
 }

@@ -67,14 +67,15 @@ end)
 -- key has gone is left as it was by every run, customer included).
 check("backfilled notes match their lead, key and kind", function()
   local n, bad = 0, 0
-  local lead, keys                 -- the current leaves of the lead being read
+  local lead, keys = nil, {}       -- the current leaves of the lead being read
   for r in db.rows([[
       SELECT m.lead_id, m.key, m.kind, m.metadata->>'leadId' = m.lead_id::text AND m.metadata->>'key' = m.key AS meta_ok,
              l.id IS NOT NULL AS lead_ok, m.customer_id IS NOT DISTINCT FROM l.customer_id AS customer_ok,
-             l.state_metadata::text AS state
+             CASE WHEN row_number() OVER (PARTITION BY m.lead_id ORDER BY m.id) = 1
+                  THEN l.state_metadata::text END AS state      -- once per lead
         FROM "MemoryNote" m LEFT JOIN "Lead" l ON l.id = m.lead_id
        WHERE ]] .. MINE .. [[
-       ORDER BY m.lead_id]], ME, rules.source) do
+       ORDER BY m.lead_id, m.id]], ME, rules.source) do
     n = n + 1
     if r.lead_id ~= lead then
       lead, keys = r.lead_id, {}

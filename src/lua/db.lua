@@ -28,13 +28,14 @@ function methods.transaction(conn, fn, ...)
       -- a failed statement whose error fn caught: as below, at this level
       local _, failed = conn:in_transaction()
       if failed then
-        conn:exec("ROLLBACK TO SAVEPOINT " .. name)
+        conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
         error(CAUGHT, 2)
       end
       conn:exec("RELEASE SAVEPOINT " .. name)
       return table.unpack(res, 2, res.n)
     end
-    conn:exec("ROLLBACK TO SAVEPOINT " .. name)
+    -- (released too: the next savepoint must not nest inside this one)
+    conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
     error(res[2], 0)
   end
   conn:exec("BEGIN")
@@ -125,7 +126,7 @@ end
 -- sessions in turn (see ferry.pipeline).
 function M.pipeline(opts)
   opts = opts or {}
-  if opts.jobs ~= nil and not (math.tointeger(opts.jobs) and opts.jobs >= 1) then
+  if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1) then
     error("db.pipeline: jobs must be a whole number >= 1, not " .. tostring(opts.jobs), 2)
   end
   return require("ferry.pipeline").new(M, opts)

@@ -425,6 +425,24 @@ local function decode_position(text)
   return whole(json.decode(text))
 end
 
+-- A position must read back as it was saved: JSON has lists (keys 1..n,
+-- no hole) and objects (text keys), nothing in between -- a table keyed by
+-- ids would come back keyed by their text.
+local function check_position(v, depth)
+  depth = depth or 0
+  if type(v) ~= "table" or depth > 100 then return end
+  local n, count, texts, ints = #v, 0, 0, 0
+  for k, x in pairs(v) do
+    count = count + 1
+    if type(k) == "string" then texts = texts + 1 elseif math.type(k) == "integer" then ints = ints + 1 end
+    check_position(x, depth + 1)
+  end
+  if count > 0 and not (texts == count or (ints == count and n == count)) then
+    error("ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only "
+          .. "(JSON would give other keys back as text)", 3)
+  end
+end
+
 -- Checkpoints: a data migration saves its resume point in the same
 -- transaction as the batch it covers, through ctx.checkpoint.
 local function new_checkpoint(ctx)
@@ -498,6 +516,7 @@ local function new_checkpoint(ctx)
   -- be inside the transaction that wrote the batch.  After a row error in
   -- this run it saves nothing (see above).  A dry run keeps it in memory.
   function cp.save(pos, conn, snapshot)
+    check_position(pos)
     snapshot = snapshot or cp.snapshot()
     if snapshot.errors > errors_at_start then
       -- the batch commits without moving the checkpoint: mark it, so that
@@ -594,7 +613,7 @@ end
 -- raised and its text; both a traceback (shown with --verbose).
 local function on_error(e)
   if is_ferry_error(e) then return e end
-  if type(e) == "string" then e = at_script_line(e) else e = (errors.at(e) or script_where(2)) .. error_text(e) end
+  if type(e) == "string" then e = at_script_line(e) else e = (errors.at(e, 2) or script_where(2)) .. error_text(e) end
   return debug.traceback(e, 2)
 end
 
@@ -786,8 +805,8 @@ local function apply(m, operation, dry_run)
     -- run wrote it (a lead, a conversation): the next run reads it as it
     -- is then.
     if first:find("[SQLSTATE 23503]", 1, true) and m.files["up.lua"] then
-      first = first .. "; a row it refers to was deleted meanwhile: everything up to the last checkpoint "
-                   .. "is committed, re-run to resume"
+      first = first .. "; if the live system deleted that row meanwhile, re-run to resume (everything up to "
+                   .. "the last checkpoint is committed)"
     end
     result.exit = code
     result.message = first

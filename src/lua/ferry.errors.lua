@@ -67,14 +67,35 @@ end
 -- catches and raises it again, after which the stack no longer shows it.
 M.places = setmetatable({}, {__mode = "k"})
 
+-- Whether the error being handled was raised by ferry's own Lua (db.lua
+-- raising again what it caught) rather than by a script.  level: the
+-- handler's caller's level, as debug.getinfo counts.
+local function raised_by_ferry(level)
+  for l = level + 1, level + 3 do
+    local info = debug.getinfo(l, "S")
+    if not info then return false end
+    if info.what ~= "C" then return info.source:sub(1, 9) == "=[ferry]/" end
+  end
+  return false
+end
+
 --- mark(e) -> e: as a message handler, keeps the place an error object
--- was raised at (the first handler to see it wins).
+-- was raised at; when ferry raises it again (a transaction inside another)
+-- the first place stays, when a script raises the same table anew it is
+-- that place.
 function M.mark(e)
-  if type(e) == "table" and not M.is_ferry(e) and M.places[e] == nil then M.places[e] = M.where(2) end
+  if type(e) == "table" and not M.is_ferry(e) then
+    if M.places[e] == nil or not raised_by_ferry(2) then M.places[e] = M.where(2) end
+  end
   return e
 end
 
---- at(e) -> the place kept for error object e, or nil
-function M.at(e) return type(e) == "table" and M.places[e] or nil end
+--- at(e, level) -> the place kept for error object e when ferry raised it
+-- again (seen from a message handler at `level`), else nil: a script's own
+-- raise is placed where it happens.
+function M.at(e, level)
+  if type(e) ~= "table" or not raised_by_ferry((level or 1) + 1) then return nil end
+  return M.places[e]
+end
 
 return M

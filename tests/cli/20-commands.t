@@ -319,6 +319,17 @@ end)'
 run_ferry --db "$db2" exec "$D/script.lua"
 is "$RC|$ERR" '1|ferry: '"$D"'/script.lua:1: error object {"reason":"x"}' \
    "exec: an error object raised inside db.transaction is shown where it was raised, not at the transaction"
+put "$D/script.lua" 'local E = {reason = "shared"}
+pcall(db.transaction, function()
+  error(E)
+end)
+local function again()
+  error(E)
+end
+again()'
+run_ferry --db "$db2" exec "$D/script.lua"
+is "$RC|$ERR" '1|ferry: '"$D"'/script.lua:6: error object {"reason":"shared"}' \
+   "exec: the same error object raised again elsewhere is shown where it was raised last"
 put "$D/script.lua" 'error({code = 404, message = "not found"})'
 run_ferry exec "$D/script.lua"
 is "$RC|$ERR" "1|ferry: $D/script.lua:1: not found" "exec: a table's code is not an exit code; its message is shown"

@@ -261,8 +261,8 @@ db.exec("CREATE TABLE IF NOT EXISTS fk_child (parent int REFERENCES fk_parent)")
 db.exec("INSERT INTO fk_child VALUES (1)")
 '
 run_ferry --db "$db3" --dir "$P" run 20250103_fk
-like "$RC|$ERR" '^1\|ferry: migrations/20250103_fk/up\.lua:3: query failed: insert or update on table "fk_child" violates foreign key constraint .*\[SQLSTATE 23503\]; a row it refers to was deleted meanwhile: everything up to the last checkpoint is committed, re-run to resume$' \
-     "a foreign-key failure in a data migration: one line saying a row was deleted meanwhile and to re-run"
+like "$RC|$ERR" '^1\|ferry: migrations/20250103_fk/up\.lua:3: query failed: insert or update on table "fk_child" violates foreign key constraint .*\[SQLSTATE 23503\]; if the live system deleted that row meanwhile, re-run to resume \(everything up to the last checkpoint is committed\)$' \
+     "a foreign-key failure in a data migration: one line, saying what to do if a row was deleted meanwhile"
 
 # A run that fails reports what it committed: rows of batches in flight or
 # being mapped are not counted, nor is a counter that only they touched.

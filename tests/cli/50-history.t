@@ -180,6 +180,10 @@ is "$(psql_val "$dbb" "SELECT position::text FROM ferry.checkpoint")" "922337203
 put "$B/migrations/20250101_pos/up.lua" 'print(math.type(ctx.checkpoint.get()), ctx.checkpoint.get())'
 run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
 is "$OUT" "integer	9223372036854775807" "...and read back exactly"
+put "$B/migrations/20250101_pos/up.lua" 'db.transaction(function() ctx.checkpoint.save({[1001] = 5, [2002] = 7}) end)'
+run_ferry --db "$dbb" --dir "$B" run 20250101_pos
+like "$ERR" 'up\.lua:1: ctx\.checkpoint\.save: a position table must be a list \(keys 1\.\.n\) or have text keys only' \
+     "a position keyed by ids (which JSON would give back as text) is refused"
 
 # Text that is not valid UTF-8 (a script cutting a character in half) in a
 # row error or in the error that ends a run: the run is still recorded,

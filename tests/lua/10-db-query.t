@@ -216,6 +216,7 @@ T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY w
 T.is(err_of(db.array, "abc"), "db.array: a table of values is needed, not a string", "db.array of a string raises")
 T.is(err_of(db.array, nil), "db.array: a table of values is needed, not a nil", "db.array of nil raises")
 T.is(err_of(db.pipeline, {jobs = "x"}), "db.pipeline: jobs must be a whole number >= 1, not x", "db.pipeline with bad jobs raises")
+T.is(err_of(db.pipeline, {jobs = "4"}), "db.pipeline: jobs must be a whole number >= 1, not 4", "...also a number in a string")
 T.like(err_of(db.exec_script, "SELECT 1;\n\nSELEC 2"), "^script failed: syntax error at or near \"SELEC\" .* %(line 3%)$",
        "exec_script: an error the server places ends with the script's line")
 T.like(err_of(db.exec_script, "SELECT 1;\nSELECT '" .. string.rep("x", 3000) .. "'::int"), "xxx %(line 2%)$",

@@ -103,6 +103,18 @@ T.like(inner_err, "^.-transaction rolled back: a statement in it failed and its 
        "a nested transaction with a caught failed statement: it raises, as the outer one would")
 T.is(inner_err:find("[ferry]", 1, true), nil, "...naming no internal file")
 T.is(values(), {14, 16}, "the outer transaction went on: the inner one's work rolled back to its savepoint")
+-- and the failed inner savepoints are released: none is left to nest the
+-- next one in (ROLLBACK TO one of them finds none)
+reset()
+local probe
+err = err_of(db.transaction, function()
+  for _ = 1, 2 do
+    err_of(db.transaction, function() pcall(db.exec, "SELECT 1/0") end)
+    err_of(db.transaction, function() error("inner failure") end)
+  end
+  probe = err_of(db.exec, "ROLLBACK TO SAVEPOINT ferry_sp_1")
+end)
+T.like(probe, 'savepoint "ferry_sp_1" does not exist', "failed nested transactions leave no savepoint behind")
 
 ---------------------------------------------------------------- nested: savepoints
 reset()

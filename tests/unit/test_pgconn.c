@@ -94,6 +94,16 @@ static void test_valid_passwords_are_not_cut(void **state)
                         "relation \"users\" does not exist for user \"postgres\"");
 }
 
+/* An unquoted password with '=' is one value to libpq: its pieces at '='
+ * are not cut out of messages ("pass" in "password"). */
+static void test_password_with_equals_is_one_word(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("host=h password=my=pass user=app",
+                               "FATAL:  password authentication failed for user \"app\": my=pass"),
+                        "FATAL:  password authentication failed for user \"app\": ***");
+}
+
 /* A query string with an '@' (user=me@corp.com) is not a password: the
  * message keeps the port and the words it quotes. */
 static void test_query_with_at_is_not_a_password(void **state)
@@ -130,6 +140,7 @@ int main(void)
         cmocka_unit_test(test_starts_with_copy),
         cmocka_unit_test(test_short_pieces_and_fake_keywords),
         cmocka_unit_test(test_valid_passwords_are_not_cut),
+        cmocka_unit_test(test_password_with_equals_is_one_word),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
