@@ -250,6 +250,13 @@ end
 do
   local a, b = db.connect(), db.connect()
   b:exec("CREATE TEMP TABLE sink (x text)")
+  -- B's server reads nothing for the first 0.3 s of each COPY, so that its
+  -- data is surely still in the client's hands when end_data returns (on
+  -- an idle machine a server reading as fast as the client sends would
+  -- take all 16 MB at once, and the test would test nothing)
+  b:exec([[CREATE FUNCTION pg_temp.late() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$]])
+  b:exec("CREATE TRIGGER late BEFORE INSERT ON sink FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.late()")
   a:exec(string.format([[CREATE FUNCTION pg_temp.wait_copy() RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
       FOR i IN 1 .. 600 LOOP
