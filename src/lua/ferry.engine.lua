@@ -464,7 +464,7 @@ local function new_checkpoint(ctx)
   if saved and saved.stats then
     local s = json.decode(saved.stats)
     if s.after_errors then
-      log.info("   (the interrupted run had row errors and committed batches past its resume point: "
+      log.info("   (the previous run had row errors and committed batches past its resume point: "
                .. "these statistics count this run's own work)")
     else
       for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
@@ -806,6 +806,9 @@ local function apply(m, operation, dry_run)
     -- is then.
     if first:find("[SQLSTATE 23503]", 1, true) and m.files["up.lua"] then
       first = first .. "; if the live system deleted that row meanwhile, re-run to resume (everything up to "
+                   .. "the last checkpoint is committed)"
+    elseif first:find("[SQLSTATE 23505]", 1, true) and m.files["up.lua"] then
+      first = first .. "; if the live system wrote that row meanwhile, re-run to resume (everything up to "
                    .. "the last checkpoint is committed)"
     end
     result.exit = code
@@ -1265,6 +1268,14 @@ function commands.check(args)
   -- 1. every script compiles (a syntax error is a usage error: exit 2)
   for _, m in ipairs(list) do
     if not (m.files["up.lua"] or m.files["up.sql"]) then report(m.rel, false, "no up.lua or up.sql") end
+    -- both: only the .lua one runs (a scaffold's up.lua beside the up.sql
+    -- one meant to write would run in its place, unseen)
+    if m.files["up.lua"] and m.files["up.sql"] then
+      report(m.rel, false, "has both up.lua and up.sql: only up.lua runs (delete the one you do not mean)")
+    end
+    if m.files["down.lua"] and m.files["rollback.sql"] then
+      report(m.rel, false, "has both down.lua and rollback.sql: only down.lua runs (delete the one you do not mean)")
+    end
     for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
       if m.files[f] then load_script(m.rel .. "/" .. f); report(m.rel .. "/" .. f, true) end
     end

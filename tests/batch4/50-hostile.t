@@ -251,7 +251,7 @@ stat() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])["stats"][sy
 is "$(stat messages_created)" "$(( $(q "$URI" "SELECT count(*) FROM \"Message\"") - m0 ))" \
    "its messages_created is the messages it created"
 is "$(stat conversations_created)" 0 "its conversations_created is 0: every conversation was there"
-like "$ERR" "the interrupted run had row errors" "it says why its statistics are its own"
+like "$ERR" "the previous run had row errors" "it says why its statistics are its own"
 is "$(result "$URI")" "$clean" "final rows equal a clean run's"
 
 # A lead whose id is the all-zero UUID is a lead like any other (the start

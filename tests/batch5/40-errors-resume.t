@@ -69,7 +69,7 @@ like "$OUT" "Resuming after lead ${L}2" "it resumes before the failed lead"
 # them done, and counts its own work (not lead 1-2's restored counters plus
 # its own, which would count those leads' notes twice)
 is "$(stats_of "$OUT")" "$(stats_block 4 1 1 0 3 0)" "its own work: the fixed lead's note created, the later leads' notes found done"
-like "$OUT" "the interrupted run had row errors and committed batches past its resume point" "... saying why"
+like "$OUT" "the previous run had row errors and committed batches past its resume point" "... saying why"
 is "$(q "$URI" "SELECT count(*) || ' ' || count(DISTINCT (lead_id, key)) FROM \"MemoryNote\"")" "12 12" \
    "every note once: L1 8, L3 1, L4 1, L5 1, L7 1"
 

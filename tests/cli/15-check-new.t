@@ -67,6 +67,16 @@ is "$RC" 1 "check --json with a failing test: exit 1"
 is "$(json_eval "$OUT" '[j["ok"], [c["name"] for c in j["checks"] if not c["ok"]]]')" \
    '[false,["rules.calc test \"broken\""]]' "check --json lists the failing test"
 
+# a folder with both up.lua and up.sql (a scaffold's up.lua beside the
+# up.sql meant to run): check fails, saying which one runs
+mkdir -p "$D/migrations/20250109_both"
+put "$D/migrations/20250109_both/up.lua" 'stats.inc("x")'
+put "$D/migrations/20250109_both/up.sql" 'SELECT 1;'
+check_nodb --dir "$D" check
+is "$RC" 1 "up.lua and up.sql in one folder: check fails"
+like "$OUT" $'\nFAIL migrations/20250109_both  has both up.lua and up.sql: only up.lua runs' "...saying which runs"
+rm -rf "$D/migrations/20250109_both"
+
 # a rule that raises when loaded -> exit 1
 put "$D/rules/calc.lua" 'error("rule blows up at load")'
 check_nodb --dir "$D" check

@@ -264,6 +264,15 @@ run_ferry --db "$db3" --dir "$P" run 20250103_fk
 like "$RC|$ERR" '^1\|ferry: migrations/20250103_fk/up\.lua:3: query failed: insert or update on table "fk_child" violates foreign key constraint .*\[SQLSTATE 23503\]; if the live system deleted that row meanwhile, re-run to resume \(everything up to the last checkpoint is committed\)$' \
      "a foreign-key failure in a data migration: one line, saying what to do if a row was deleted meanwhile"
 
+# A unique key a live row took meanwhile: the same advice.
+put "$P/migrations/20250104_uniq/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS uq (id int PRIMARY KEY)")
+db.exec("INSERT INTO uq VALUES (1) ON CONFLICT DO NOTHING")
+db.exec("INSERT INTO uq VALUES (1)")
+'
+run_ferry --db "$db3" --dir "$P" run 20250104_uniq
+like "$ERR" '\[SQLSTATE 23505\]; if the live system wrote that row meanwhile, re-run to resume \(everything up to the last checkpoint is committed\)$' \
+     "a unique-key failure in a data migration: what to do if the live system wrote the row meanwhile"
+
 # A run that fails reports what it committed: rows of batches in flight or
 # being mapped are not counted, nor is a counter that only they touched.
 put "$P/migrations/20250102_count/up.lua" 'stats.declare{"rows_created"}
