@@ -596,21 +596,26 @@ static int rows_next(lua_State *L) {
         return luaL_error(L, "this rows() iteration's connection is closed");
     }
     if (r->res) { PQclear(r->res); r->res = NULL; }
-    r->res = next_result(r->c);
-    ExecStatusType s = r->res ? PQresultStatus(r->res) : PGRES_FATAL_ERROR;
+    /* This call's result is owned by a box of its own, not by r: building
+     * the row allocates, so a finalizer may run meanwhile and close this
+     * iteration (which releases what r holds), or a memory error unwind. */
+    result_box *b = new_result_box(L);
+    if (!r->active) return 0;            /* closed by a finalizer just now */
+    b->res = next_result(r->c);
+    ExecStatusType s = b->res ? PQresultStatus(b->res) : PGRES_FATAL_ERROR;
     if (s == PGRES_SINGLE_TUPLE) {
         if (lua_isnil(L, lua_upvalueindex(3))) {   /* names, once per query */
-            push_names(L, r->res);
+            push_names(L, b->res);
             lua_replace(L, lua_upvalueindex(3));
         }
-        push_row(L, r->res, 0, lua_upvalueindex(3));
-        PQclear(r->res);
-        r->res = NULL;
+        push_row(L, b->res, 0, lua_upvalueindex(3));
+        PQclear(b->res);
+        b->res = NULL;
         return 1;
     }
     if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK || s == PGRES_EMPTY_QUERY) {   /* the end */
-        PQclear(r->res);
-        r->res = NULL;
+        PQclear(b->res);
+        b->res = NULL;
         pgconn_drain(r->c->pg);
         r->active = 0;
         r->c->busy = NULL;
@@ -618,8 +623,8 @@ static int rows_next(lua_State *L) {
     }
     errmsg m;
     const char *msg = pgconn_is_copy(s) ? errmsg_set(&m, "COPY goes through conn:copy(), not rows()")
-                    : r->res ? result_error_text(r->res, &m) : errmsg_set(&m, PQerrorMessage(r->c->pg));
-    if (r->res) { PQclear(r->res); r->res = NULL; }
+                    : b->res ? result_error_text(b->res, &m) : errmsg_set(&m, PQerrorMessage(r->c->pg));
+    if (b->res) { PQclear(b->res); b->res = NULL; }
     pgconn_end_unexpected_copy(r->c->pg, s);
     pgconn_drain(r->c->pg);
     r->active = 0;

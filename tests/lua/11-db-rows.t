@@ -40,6 +40,24 @@ T.like(err_of(function() for _ in db.rows("COPY (SELECT 1) TO STDOUT") do end en
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a COPY was refused by rows()")
 usable("usable after an SQL error in rows")
 
+---------------------------------------------------------------- a finalizer closing the iteration mid-row
+-- Building a row allocates, so finalizers run meanwhile; one that closes
+-- the iteration must not free the result the row is being built from
+-- (it crashed, or read garbage).
+do
+  local cols = {}
+  for i = 1, 100 do cols[i] = "repeat('x', 50) AS c" .. i end
+  local it, _, _, closer = db.rows("SELECT " .. table.concat(cols, ", ") .. " FROM generate_series(1, 1000)")
+  local got = 0
+  repeat
+    for _ = 1, 10 do setmetatable({}, {__gc = function() closer:close() end}) end
+    local row = it()
+    if row then got = got + 1; assert(row.c100 == string.rep("x", 50)) end
+  until row == nil
+  T.ok(got >= 1 and got <= 1000, "rows closed by a finalizer while a row is built: no crash, whole rows (" .. got .. ")")
+  T.is(db.one("SELECT 1 AS x").x, 1, "...and the session works after it")
+end
+
 ---------------------------------------------------------------- bounded memory
 collectgarbage("collect")
 local base, peak, count, total = collectgarbage("count"), 0, 0, 0
