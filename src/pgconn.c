@@ -219,16 +219,21 @@ static void replace_all(char *buf, size_t bufsz, const char *needle) {
  * appears; a shorter one only as libpq quotes a value ("Ab"), since two
  * letters appear in every message. */
 static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n, const char *seps) {
-    char tok[1024];
-    if (n == 0 || n >= sizeof tok) return;
+    if (n == 0) return;
+    /* (on the heap: a password has no length limit) */
+    char *tok = malloc(n + 1), *piece = malloc(n + 3);
+    if (!tok || !piece) {           /* cannot redact: say nothing of the message */
+        snprintf(buf, bufsz, "(error message withheld: out of memory)");
+        free(tok);
+        free(piece);
+        return;
+    }
     memcpy(tok, pw, n);
     tok[n] = '\0';
     replace_all(buf, bufsz, tok);
-    if (!seps) return;
-    for (const char *p = tok; *p;) {
+    for (const char *p = tok; seps && *p;) {
         size_t k = strcspn(p, seps);
         if (k > 0) {
-            char piece[1024 + 2];
             if (k >= 3) {
                 memcpy(piece, p, k);
                 piece[k] = '\0';
@@ -243,6 +248,8 @@ static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, siz
         p += k;
         if (*p) p++;
     }
+    free(tok);
+    free(piece);
 }
 
 /* Where a URL's user info ends as its writer meant it (auth: the text after

@@ -129,6 +129,20 @@ static void test_starts_with_copy(void **state)
     assert_false(pgconn_starts_with_copy(""));
 }
 
+/* A password of any length (it was left whole from 1024 bytes on). */
+static void test_long_password(void **state)
+{
+    (void)state;
+    char ci[3000], msg[3000], want[200];
+    char pw[2001];
+    memset(pw, 'S', 2000);
+    pw[2000] = '\0';
+    snprintf(ci, sizeof ci, "postgresql://u:%s%%zz@127.0.0.1:1/x", pw);
+    snprintf(msg, sizeof msg, "invalid percent-encoded token: \"%s%%zz\"", pw);
+    snprintf(want, sizeof want, "invalid percent-encoded token: \"***\"");
+    assert_string_equal(redact(ci, msg), want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_short_pieces_and_fake_keywords),
         cmocka_unit_test(test_valid_passwords_are_not_cut),
         cmocka_unit_test(test_password_with_equals_is_one_word),
+        cmocka_unit_test(test_long_password),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
