@@ -34,9 +34,10 @@ void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s);
 /* 1 for the statuses of a COPY in progress. */
 int pgconn_is_copy(ExecStatusType s);
 
-/* 1 when sql's first word, after blanks and comments, is COPY: conn:copy()
- * sends nothing else (a DELETE given by mistake would run). */
-int pgconn_starts_with_copy(const char *sql);
+/* 1 when sql is "COPY table [(columns)] FROM STDIN ..." (blanks and
+ * comments anywhere between): conn:copy() sends nothing else -- a DELETE
+ * given by mistake, or a COPY FROM a file or PROGRAM, would run. */
+int pgconn_is_copy_from_stdin(const char *sql);
 
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);

@@ -899,7 +899,7 @@ static int conn_copy(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = luaL_checkstring(L, 2);
-    if (!pgconn_starts_with_copy(sql))
+    if (!pgconn_is_copy_from_stdin(sql))
         return luaL_error(L, "COPY failed to start: not a COPY ... FROM STDIN statement (nothing was sent)");
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);

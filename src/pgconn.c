@@ -126,25 +126,66 @@ int pgconn_is_copy(ExecStatusType s) {
     return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
 }
 
-int pgconn_starts_with_copy(const char *sql) {
-    const char *p = sql;
+/* p past blanks and SQL comments (block comments nest), or NULL inside an
+ * unterminated one. */
+static const char *skip_blank(const char *p) {
     for (;;) {
         while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') p++;
         if (p[0] == '-' && p[1] == '-') {
             p += strcspn(p, "\n");
-        } else if (p[0] == '/' && p[1] == '*') {     /* block comments nest in PostgreSQL */
+        } else if (p[0] == '/' && p[1] == '*') {
             int depth = 0;
             do {
                 if (p[0] == '/' && p[1] == '*') { depth++; p += 2; }
                 else if (p[0] == '*' && p[1] == '/') { depth--; p += 2; }
                 else if (*p) p++;
-                else return 0;
+                else return NULL;
             } while (depth > 0);
         } else {
-            break;
+            return p;
         }
     }
-    return strncasecmp(p, "copy", 4) == 0 && !(isalnum((unsigned char)p[4]) || p[4] == '_' || p[4] == '$');
+}
+
+static int ident_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '$'; }
+
+/* p past the keyword kw (case-insensitive, a whole word), or NULL. */
+static const char *keyword(const char *p, const char *kw) {
+    size_t n = strlen(kw);
+    if (!p || strncasecmp(p, kw, n) != 0 || ident_char(p[n]) || (unsigned char)p[n] >= 0x80) return NULL;
+    return p + n;
+}
+
+/* p past one name, plain or "quoted" (with "" inside), or NULL. */
+static const char *name(const char *p) {
+    if (*p == '"') {
+        for (p++; *p; p++)
+            if (*p == '"') { if (p[1] == '"') p++; else return p + 1; }
+        return NULL;
+    }
+    const char *q = p;
+    while (ident_char(*q) || (unsigned char)*q >= 0x80) q++;
+    return q > p ? q : NULL;
+}
+
+int pgconn_is_copy_from_stdin(const char *sql) {
+    const char *p = keyword(skip_blank(sql), "copy");
+    if (!p || !(p = skip_blank(p))) return 0;
+    /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
+    for (;;) {
+        if (!(p = name(p)) || !(p = skip_blank(p))) return 0;
+        if (*p != '.') break;
+        if (!(p = skip_blank(p + 1))) return 0;
+    }
+    if (*p == '(') {                     /* the column list */
+        for (p++; *p && *p != ')';) {
+            if (*p == '"') { if (!(p = name(p))) return 0; } else p++;
+        }
+        if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
+    }
+    p = keyword(p, "from");
+    if (!p || !(p = skip_blank(p))) return 0;
+    return keyword(p, "stdin") != NULL;
 }
 
 void pgconn_drain(PGconn *pg) {

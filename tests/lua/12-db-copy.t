@@ -117,6 +117,9 @@ T.like(err_of(db.copy, "COPY c (id) FROM STDIN; DELETE FROM c"), "cannot insert 
 T.like(err_of(db.copy, "  /* load */ DELETE FROM c"), "^COPY failed to start: not a COPY .* %(nothing was sent%)$",
        "a DELETE given to copy(): refused before it is sent")
 T.is(count("c"), 5, "nothing was deleted")
+T.like(err_of(db.copy, "COPY c (id) FROM PROGRAM 'seq 1 5'"), "^COPY failed to start: not a COPY .* %(nothing was sent%)$",
+       "a COPY FROM PROGRAM (or a file) given to copy(): refused before it is sent")
+T.is(count("c"), 5, "nothing was stored")
 
 -- A constraint's error keeps the server's detail and SQLSTATE.
 db.exec("CREATE TEMP TABLE u (id int PRIMARY KEY)")

@@ -114,19 +114,26 @@ static void test_query_with_at_is_not_a_password(void **state)
                         "port 5432 failed: password authentication failed for user \"me@corp.com\"");
 }
 
-static void test_starts_with_copy(void **state)
+static void test_is_copy_from_stdin(void **state)
 {
     (void)state;
-    assert_true(pgconn_starts_with_copy("COPY t FROM STDIN"));
-    assert_true(pgconn_starts_with_copy("  copy t (a) FROM STDIN"));
-    assert_true(pgconn_starts_with_copy("-- load\n/* a /* nested */ comment */\n\tCopy t FROM STDIN"));
-    assert_true(pgconn_starts_with_copy("COPY(SELECT 1) TO STDOUT"));
-    assert_false(pgconn_starts_with_copy("DELETE FROM d"));
-    assert_false(pgconn_starts_with_copy("copyx FROM STDIN"));
-    assert_false(pgconn_starts_with_copy("/* COPY */ DELETE FROM d"));
-    assert_false(pgconn_starts_with_copy("-- COPY t FROM STDIN"));
-    assert_false(pgconn_starts_with_copy("/* unterminated COPY"));
-    assert_false(pgconn_starts_with_copy(""));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN"));
+    assert_true(pgconn_is_copy_from_stdin("  copy public.t (a, \"b c\") from stdin with (format text)"));
+    assert_true(pgconn_is_copy_from_stdin("-- load\n/* a /* nested */ comment */\n\tCopy \"My\"\"T\" FROM STDIN"));
+    assert_true(pgconn_is_copy_from_stdin("COPY \"Message\" (id, conversation_id) FROM STDIN"));
+    assert_true(pgconn_is_copy_from_stdin("COPY t /* c */ FROM /* c */ STDIN;"));
+    assert_false(pgconn_is_copy_from_stdin("COPY(SELECT 1) TO STDOUT"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t TO STDOUT"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM PROGRAM 'seq 1 5'"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM '/tmp/x'"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDINX"));
+    assert_false(pgconn_is_copy_from_stdin("DELETE FROM d"));
+    assert_false(pgconn_is_copy_from_stdin("copyx FROM STDIN"));
+    assert_false(pgconn_is_copy_from_stdin("/* COPY t FROM STDIN */ DELETE FROM d"));
+    assert_false(pgconn_is_copy_from_stdin("-- COPY t FROM STDIN"));
+    assert_false(pgconn_is_copy_from_stdin("/* unterminated COPY"));
+    assert_false(pgconn_is_copy_from_stdin("COPY \"unterminated FROM STDIN"));
+    assert_false(pgconn_is_copy_from_stdin(""));
 }
 
 /* A password of any length (it was left whole from 1024 bytes on). */
@@ -151,7 +158,7 @@ int main(void)
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
         cmocka_unit_test(test_keyword_password_with_space),
         cmocka_unit_test(test_query_with_at_is_not_a_password),
-        cmocka_unit_test(test_starts_with_copy),
+        cmocka_unit_test(test_is_copy_from_stdin),
         cmocka_unit_test(test_short_pieces_and_fake_keywords),
         cmocka_unit_test(test_valid_passwords_are_not_cut),
         cmocka_unit_test(test_password_with_equals_is_one_word),
