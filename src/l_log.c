@@ -148,7 +148,10 @@ static void maybe_draw(progress *p) {
 /* p:add(n) */
 static int progress_add(lua_State *L) {
     progress *p = check_progress(L);
-    p->done += luaL_optinteger(L, 2, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 1);
+    long long v;
+    if (__builtin_add_overflow(p->done, n, &v)) return luaL_error(L, "progress: add would overflow");
+    p->done = v;
     maybe_draw(p);
     return 0;
 }

@@ -93,7 +93,11 @@ static int stats_declare(lua_State *L) {
 static int stats_inc(lua_State *L) {
     stats_state *s = STATE(L);
     counter *c = find_or_add(L, s, check_name(L, 1));
-    c->value += luaL_optinteger(L, 2, 1);
+    lua_Integer n = luaL_optinteger(L, 2, 1);
+    long long v;
+    if (__builtin_add_overflow(c->value, n, &v))       /* the counter is left as it was */
+        return luaL_error(L, "stats.inc: counter %s would overflow", c->name);
+    c->value = v;
     lua_pushinteger(L, c->value);
     return 1;
 }

@@ -97,4 +97,11 @@ for i = 1, 50 do stats.error(i, "m") end
 T.is(stats.get("errors"), 50, "max_errors -1: no limit")
 
 stats.reset()
+-- a counter never wraps round: past the largest integer it raises, unchanged
+stats.set("big", math.maxinteger)
+T.like(err_of(stats.inc, "big"), "stats.inc: counter big would overflow", "stats.inc past the largest integer raises")
+T.is(stats.get("big"), math.maxinteger, "...and leaves the counter as it was")
+local pr = progress.new("x")
+pr:add(math.maxinteger)
+T.like(err_of(pr.add, pr, 1), "progress: add would overflow", "progress:add past the largest integer raises")
 return T.done()
