@@ -110,6 +110,21 @@ end
 -- script that forgot it loses nothing); so does the controlled stop of
 -- --max-errors.  Any other error rolls the batches in flight back.  The
 -- extra writer sessions are closed in every case.
+-- Dropped without finish() or <close> (a script's bug): the batches in
+-- flight are rolled back -- the script never said it was done -- so that
+-- no session is left inside a transaction that later statements would
+-- silently join and lose.  Only the writers with a batch in flight: a
+-- session's own transaction, begun after finish(), is not this pipeline's.
+P.__gc = function(self)
+  for _, wr in ipairs(self.writers) do
+    if wr.pending then
+      if wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
+      wr.pending = nil
+      pcall(wr.conn.exec, wr.conn, "ROLLBACK")
+    end
+  end
+end
+
 P.__close = function(self, err)
   local committed, ferr = false, nil
   if err == nil or (require("ferry.errors").is_ferry(err) and err.max_errors) then

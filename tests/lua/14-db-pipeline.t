@@ -128,4 +128,19 @@ db.exec("DROP TABLE " .. parent)
 
 observer:close()
 db.exec("DROP TABLE " .. tbl)
+-- a pipeline dropped without finish() or <close>: its batch in flight is
+-- rolled back when it is collected, and the main session is not left
+-- inside a transaction that later statements would join and lose
+do
+  db.exec("CREATE TEMP TABLE IF NOT EXISTS dropped (x int)")
+  local buf = db.buffer()
+  buf:put(1)
+  local p = db.pipeline{jobs = 1}
+  p:send{copies = {{sql = "COPY dropped (x) FROM STDIN", buffer = buf}}}
+  p = nil    -- luacheck: ignore
+  collectgarbage(); collectgarbage()
+  T.is(db.in_transaction(), false, "a dropped pipeline: the main session is out of its transaction once it is collected")
+  db.exec("INSERT INTO dropped VALUES (2)")
+  T.is(db.one("SELECT string_agg(x::text, ',') AS s FROM dropped").s, "2", "...its batch rolled back, a later insert kept")
+end
 return T.done()
