@@ -14,6 +14,30 @@ local savepoints = setmetatable({}, {__mode = "k"})
 -- (errors.mark: an error object raised in fn keeps the place it was raised
 -- at, which the stack no longer shows once it is raised again here)
 local mark = require("ferry.errors").mark
+
+-- What holds each session (its last rows() or copy(); weak): a transaction
+-- that fails while one is still open ends it first, so that its ROLLBACK
+-- is not refused as "connection busy" -- which would leave the session
+-- inside a dead transaction that later statements join and are lost with.
+local holder = setmetatable({}, {__mode = "kv"})
+local raw_rows, raw_copy = methods.rows, methods.copy
+function methods.rows(conn, ...)
+  local it, s, c, closer = raw_rows(conn, ...)
+  holder[conn] = closer
+  return it, s, c, closer
+end
+function methods.copy(conn, ...)
+  local w = raw_copy(conn, ...)
+  holder[conn] = w
+  return w
+end
+local function release_holder(conn)
+  local h = holder[conn]
+  holder[conn] = nil
+  if h then
+    pcall(function() if h.abort then h:abort() else h:close() end end)
+  end
+end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
 function methods.transaction(conn, fn, ...)
@@ -35,6 +59,7 @@ function methods.transaction(conn, fn, ...)
       return table.unpack(res, 2, res.n)
     end
     -- (released too: the next savepoint must not nest inside this one)
+    release_holder(conn)
     conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
     error(res[2], 0)
   end
@@ -53,6 +78,7 @@ function methods.transaction(conn, fn, ...)
     return table.unpack(res, 2, res.n)
   end
   -- the connection may be gone: the original error is the one to report
+  release_holder(conn)
   pcall(conn.exec, conn, "ROLLBACK")
   error(res[2], 0)
 end

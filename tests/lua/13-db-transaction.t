@@ -116,6 +116,32 @@ err = err_of(db.transaction, function()
 end)
 T.like(probe, 'savepoint "ferry_sp_1" does not exist', "failed nested transactions leave no savepoint behind")
 
+---------------------------------------------------------------- an error with a rows() or COPY still open
+-- fn raises while a rows() it drives by hand, or a COPY writer, still holds
+-- the session: the transaction must still be rolled back (the ROLLBACK
+-- failed as "connection busy", unseen, and later statements joined the
+-- dead transaction and were lost).
+reset()
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 17)
+  local next_row = db.rows("SELECT generate_series(1, 100) AS i")
+  next_row()
+  error("failed mid-rows")
+end)
+T.like(err, "failed mid%-rows", "an error with a rows() open: raised")
+T.is(db.in_transaction(), false, "...and the transaction is rolled back, not left open")
+T.is(values(), {}, "...nothing of it kept")
+err = err_of(db.transaction, function()
+  db.exec(INSERT, 18)
+  local w = db.copy("COPY " .. tbl .. " (v) FROM STDIN")
+  w:put(19)
+  error("failed mid-COPY")
+end)
+T.like(err, "failed mid%-COPY", "an error with a COPY writer open: raised")
+T.is(db.in_transaction(), false, "...and the transaction is rolled back")
+db.exec(INSERT, 20)
+T.is(values(), {20}, "...a later statement is kept")
+
 ---------------------------------------------------------------- nested: savepoints
 reset()
 db.transaction(function()
