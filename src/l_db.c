@@ -120,6 +120,15 @@ static const char *errmsg_set(errmsg *m, const char *text) {
     return m->text;
 }
 
+/* Text for libpq, which reads up to the first NUL: one inside would cut
+ * the statement (or identifier) short without a word. */
+static const char *check_text(lua_State *L, int idx, const char *what) {
+    size_t n;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (strlen(s) != n) luaL_error(L, "%s contains a NUL byte", what);
+    return s;
+}
+
 /* ---------- connections ---------- */
 
 static void complete_connect(lua_State *L, conn *c);
@@ -432,7 +441,7 @@ static int result_gc(lua_State *L) {
  * (owner of the PGresult) on top of the stack.  Raises on failure. */
 static result_box *run_query(lua_State *L, conn *c) {
     db_state *st = STATE(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
@@ -523,7 +532,7 @@ static long script_error_line(const PGresult *res, const char *sql) {
 static int conn_exec_script(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     result_box *b = new_result_box(L);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
     /* Read every result; keep the first error, drain the rest. */
@@ -639,7 +648,7 @@ static int rows_next(lua_State *L) {
 static int conn_rows(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     int n;
     const char *const *values = collect_params(L, 3, &n);
     rows *r = lua_newuserdatauv(L, sizeof *r, 1);
@@ -898,7 +907,7 @@ static int copy_count(lua_State *L) {
 static int conn_copy(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     if (!pgconn_is_copy_from_stdin(sql))
         return luaL_error(L, "COPY failed to start: not a COPY ... FROM STDIN statement (nothing was sent)");
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
@@ -986,8 +995,8 @@ static int conn_flush(lua_State *L) {
 /* conn:quote_ident(s): libpq's identifier quoting. */
 static int conn_quote_ident(lua_State *L) {
     conn *c = check_conn(L, 1);
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
+    const char *s = check_text(L, 2, "an identifier");
+    size_t len = strlen(s);
     /* the libpq string lives in a box with a finalizer while it is copied */
     pqmem_box *m = lua_newuserdatauv(L, sizeof *m, 0);
     m->p = NULL;

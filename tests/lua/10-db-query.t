@@ -213,6 +213,11 @@ T.is(err_of(db.exec_script, "CREATE TEMP TABLE sc (a int); COPY sc FROM STDIN; S
      "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
      "exec_script: a COPY FROM STDIN in a script raises, saying why")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY was ended")
+T.like(err_of(db.exec, "SELECT 1\0; DROP TABLE x"), "SQL text contains a NUL byte", "a NUL in SQL text is refused, not cut")
+T.like(err_of(db.exec_script, "SELECT 1\0; SELECT 2"), "SQL text contains a NUL byte", "...in exec_script too")
+T.like(err_of(function() for _ in db.rows("SELECT 1\0") do end end), "SQL text contains a NUL byte", "...in rows")
+T.like(err_of(db.copy, "COPY t FROM STDIN\0"), "SQL text contains a NUL byte", "...in copy")
+T.like(err_of(db.quote_ident, "a\0b"), "an identifier contains a NUL byte", "...and in quote_ident")
 T.is(err_of(db.array, "abc"), "db.array: a table of values is needed, not a string", "db.array of a string raises")
 T.is(err_of(db.array, nil), "db.array: a table of values is needed, not a nil", "db.array of nil raises")
 T.is(err_of(db.pipeline, {jobs = "x"}), "db.pipeline: jobs must be a whole number >= 1, not x", "db.pipeline with bad jobs raises")
