@@ -56,8 +56,8 @@ typedef struct pqmem_box { char *p; } pqmem_box;   /* memory libpq allocated */
 
 typedef struct rows {
     conn *c;           /* kept alive through the uservalue */
-    PGresult *res;
     int active;
+    int building;      /* a row is being built from the iterator's result */
     int in_block;      /* started inside BEGIN ... COMMIT: never cancel */
 } rows;
 
@@ -570,9 +570,10 @@ static int conn_exec_script(lua_State *L) {
 
 /* ---------- streaming rows (single-row mode) ---------- */
 
+/* Ends the query (the result a row is built from is the iterator's, in its
+ * box: see rows_next). */
 static int rows_release(lua_State *L, rows *r) {
     (void)L;
-    if (r->res) { PQclear(r->res); r->res = NULL; }
     if (r->active) {
         r->active = 0;
         if (r->c->pg) {
@@ -604,20 +605,25 @@ static int rows_next(lua_State *L) {
         rows_release(L, r);
         return luaL_error(L, "this rows() iteration's connection is closed");
     }
-    if (r->res) { PQclear(r->res); r->res = NULL; }
-    /* This call's result is owned by a box of its own, not by r: building
-     * the row allocates, so a finalizer may run meanwhile and close this
-     * iteration (which releases what r holds), or a memory error unwind. */
-    result_box *b = new_result_box(L);
-    if (!r->active) return 0;            /* closed by a finalizer just now */
+    /* The result lives in the iterator's box (one per iteration, freed by
+     * its finalizer whatever unwinds), not in r: building the row
+     * allocates, so a finalizer may run meanwhile and close the iteration,
+     * which must not free the result the row is read from.  Nor may one
+     * call the iterator again then. */
+    result_box *b = lua_touserdata(L, lua_upvalueindex(4));
+    if (r->building)
+        return luaL_error(L, "this rows() iteration is building a row (called from a finalizer, or after a memory error)");
+    if (b->res) { PQclear(b->res); b->res = NULL; }
     b->res = next_result(r->c);
     ExecStatusType s = b->res ? PQresultStatus(b->res) : PGRES_FATAL_ERROR;
     if (s == PGRES_SINGLE_TUPLE) {
+        r->building = 1;
         if (lua_isnil(L, lua_upvalueindex(3))) {   /* names, once per query */
             push_names(L, b->res);
             lua_replace(L, lua_upvalueindex(3));
         }
         push_row(L, b->res, 0, lua_upvalueindex(3));
+        r->building = 0;
         PQclear(b->res);
         b->res = NULL;
         return 1;
@@ -653,8 +659,8 @@ static int conn_rows(lua_State *L) {
     const char *const *values = collect_params(L, 3, &n);
     rows *r = lua_newuserdatauv(L, sizeof *r, 1);
     r->c = c;
-    r->res = NULL;
     r->active = 0;
+    r->building = 0;
     c->busy_tx = PQtransactionStatus(c->pg);
     r->in_block = c->busy_tx == PQTRANS_INTRANS;
     luaL_setmetatable(L, ROWS_MT);
@@ -672,7 +678,8 @@ static int conn_rows(lua_State *L) {
     lua_pushvalue(L, ud);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushnil(L);
-    lua_pushcclosure(L, rows_next, 3);
+    new_result_box(L);
+    lua_pushcclosure(L, rows_next, 4);
     lua_pushnil(L);
     lua_pushnil(L);
     lua_pushvalue(L, ud);

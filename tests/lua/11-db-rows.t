@@ -56,6 +56,20 @@ do
   until row == nil
   T.ok(got >= 1 and got <= 1000, "rows closed by a finalizer while a row is built: no crash, whole rows (" .. got .. ")")
   T.is(db.one("SELECT 1 AS x").x, 1, "...and the session works after it")
+  -- one that calls the iterator again meanwhile is refused (inside the
+  -- finalizer), the row being built stays whole
+  local cols2 = {}
+  for i = 1, 100 do cols2[i] = "repeat('y', 50) AS c" .. i end
+  local it2 = db.rows("SELECT " .. table.concat(cols2, ", ") .. " FROM generate_series(1, 200)")
+  local got2, refused = 0, 0
+  repeat
+    for _ = 1, 10 do setmetatable({}, {__gc = function() if not pcall(it2) then refused = refused + 1 end end}) end
+    local row = it2()
+    if row then got2 = got2 + 1; assert(row.c100 == string.rep("y", 50)) end
+  until row == nil
+  T.ok(got2 >= 1, "rows called again by a finalizer while a row is built: no crash, whole rows (" .. got2 .. ", "
+       .. refused .. " refused)")
+  T.is(db.one("SELECT 2 AS x").x, 2, "...and the session works after it")
 end
 
 ---------------------------------------------------------------- bounded memory
