@@ -332,8 +332,6 @@ local function ensure_history()
   return true
 end
 
--- The state of each migration: its latest row, ignoring failed rollbacks
--- (a rollback that failed leaves the migration as it was).
 -- The state of each migration from its history, oldest row first: the
 -- latest row counts, except that a failed rollback changes nothing (the
 -- migration stays applied), and neither does a failed or abandoned run of
@@ -601,8 +599,10 @@ end
 -- script line on the stack (the engine's own work) the position goes.
 local script_where = errors.where
 
+local FERRY_POSITION = "^%[ferry%]/[%w%._%-]+%.lua:%d+: "   -- a position in ferry's own Lua
+
 local function at_script_line(e)
-  local prefix = e:match("^%[ferry%]/[%w%._%-]+%.lua:%d+: ")
+  local prefix = e:match(FERRY_POSITION)
   if not prefix then return e end
   return script_where(3) .. e:sub(#prefix + 1)
 end
@@ -647,7 +647,7 @@ local function run_sql_file(m, file, in_transaction)
   end)
   if ok then return end
   if type(e) ~= "string" then error(e, 0) end
-  e = e:gsub("^%[ferry%]/[%w%._%-]+%.lua:%d+: ", "", 1)
+  e = e:gsub(FERRY_POSITION, "", 1)
   local first, rest = e:match("^([^\n]*)(.*)$")
   local msg, line = first:match("^(.-) %(line (%d+)%)$")
   error(m.rel .. "/" .. file .. ":" .. (line and line .. ":" or "") .. " " .. (msg or first) .. rest, 0)
@@ -734,6 +734,10 @@ local function print_summary()
   io.flush()
 end
 
+-- SQLSTATEs a data migration can meet when the live system changes a row
+-- under it: foreign_key_violation, unique_violation.
+local LIVE_CHANGE = {["23503"] = "deleted", ["23505"] = "wrote"}
+
 --- Applies (or dry-runs) migration m.  Returns a result object.
 local function apply(m, operation, dry_run)
   stats.reset()
@@ -801,14 +805,12 @@ local function apply(m, operation, dry_run)
     elseif not first:find(m.id, 1, true) then
       first = m.id .. ": " .. first
     end
-    -- A row a batch refers to was deleted by the live system while the
-    -- run wrote it (a lead, a conversation): the next run reads it as it
-    -- is then.
-    if first:find("[SQLSTATE 23503]", 1, true) and m.files["up.lua"] then
-      first = first .. "; if the live system deleted that row meanwhile, re-run to resume (everything up to "
-                   .. "the last checkpoint is committed)"
-    elseif first:find("[SQLSTATE 23505]", 1, true) and m.files["up.lua"] then
-      first = first .. "; if the live system wrote that row meanwhile, re-run to resume (everything up to "
+    -- A row a batch refers to was deleted, or one it writes was written,
+    -- by the live system while the run wrote it: the next run reads them
+    -- as they are then.
+    local live = m.files["up.lua"] and LIVE_CHANGE[first:match("%[SQLSTATE (%w+)%]")]
+    if live then
+      first = first .. "; if the live system " .. live .. " that row meanwhile, re-run to resume (everything up to "
                    .. "the last checkpoint is committed)"
     end
     result.exit = code
@@ -1270,11 +1272,11 @@ function commands.check(args)
     if not (m.files["up.lua"] or m.files["up.sql"]) then report(m.rel, false, "no up.lua or up.sql") end
     -- both: only the .lua one runs (a scaffold's up.lua beside the up.sql
     -- one meant to write would run in its place, unseen)
-    if m.files["up.lua"] and m.files["up.sql"] then
-      report(m.rel, false, "has both up.lua and up.sql: only up.lua runs (delete the one you do not mean)")
-    end
-    if m.files["down.lua"] and m.files["rollback.sql"] then
-      report(m.rel, false, "has both down.lua and rollback.sql: only down.lua runs (delete the one you do not mean)")
+    for _, pair in ipairs{{"up.lua", "up.sql"}, {"down.lua", "rollback.sql"}} do
+      if m.files[pair[1]] and m.files[pair[2]] then
+        report(m.rel, false, string.format("has both %s and %s: only %s runs (delete the one you do not mean)",
+                                           pair[1], pair[2], pair[1]))
+      end
     end
     for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
       if m.files[f] then load_script(m.rel .. "/" .. f); report(m.rel .. "/" .. f, true) end

@@ -95,15 +95,18 @@ function P:finish()
   for i = 1, n do self:commit(self.writers[(self.turn + i - 1) % n + 1]) end
 end
 
+-- Rolls back what writer wr has in flight.
+local function abort_writer(wr)
+  if wr.pending and wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
+  wr.pending = nil
+  -- only where a transaction is open: a ROLLBACK outside one makes the
+  -- server warn on stderr, after the one error line the user should see
+  local ok, open = pcall(wr.conn.in_transaction, wr.conn)
+  if ok and open then pcall(wr.conn.exec, wr.conn, "ROLLBACK") end
+end
+
 function P:abort()
-  for _, wr in ipairs(self.writers) do
-    if wr.pending and wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
-    wr.pending = nil
-    -- only where a transaction is open: a ROLLBACK outside one makes the
-    -- server warn on stderr, after the one error line the user should see
-    local ok, open = pcall(wr.conn.in_transaction, wr.conn)
-    if ok and open then pcall(wr.conn.exec, wr.conn, "ROLLBACK") end
-  end
+  for _, wr in ipairs(self.writers) do abort_writer(wr) end
 end
 
 -- Closing: a normal exit commits what is in flight (as finish() would: a
@@ -117,11 +120,7 @@ end
 -- session's own transaction, begun after finish(), is not this pipeline's.
 P.__gc = function(self)
   for _, wr in ipairs(self.writers) do
-    if wr.pending then
-      if wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
-      wr.pending = nil
-      pcall(wr.conn.exec, wr.conn, "ROLLBACK")
-    end
+    if wr.pending then abort_writer(wr) end
   end
 end
 

@@ -255,23 +255,23 @@ is "$RC|$ERR" "1|ferry: migrations/20250101_pipe/up.lua:6: mapping failed" \
 is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and the batch in flight was rolled back"
 
 # A foreign key whose row is gone (the live system deleted a lead while a
-# backfill wrote it): the line says so, and that a re-run resumes.
+# backfill wrote it), a unique key a live row took meanwhile: the line says
+# what to do, and that a re-run resumes.
 put "$P/migrations/20250103_fk/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS fk_parent (id int PRIMARY KEY)")
 db.exec("CREATE TABLE IF NOT EXISTS fk_child (parent int REFERENCES fk_parent)")
 db.exec("INSERT INTO fk_child VALUES (1)")
 '
-run_ferry --db "$db3" --dir "$P" run 20250103_fk
-like "$RC|$ERR" '^1\|ferry: migrations/20250103_fk/up\.lua:3: query failed: insert or update on table "fk_child" violates foreign key constraint .*\[SQLSTATE 23503\]; if the live system deleted that row meanwhile, re-run to resume \(everything up to the last checkpoint is committed\)$' \
-     "a foreign-key failure in a data migration: one line, saying what to do if a row was deleted meanwhile"
-
-# A unique key a live row took meanwhile: the same advice.
 put "$P/migrations/20250104_uniq/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS uq (id int PRIMARY KEY)")
 db.exec("INSERT INTO uq VALUES (1) ON CONFLICT DO NOTHING")
 db.exec("INSERT INTO uq VALUES (1)")
 '
-run_ferry --db "$db3" --dir "$P" run 20250104_uniq
-like "$ERR" '\[SQLSTATE 23505\]; if the live system wrote that row meanwhile, re-run to resume \(everything up to the last checkpoint is committed\)$' \
-     "a unique-key failure in a data migration: what to do if the live system wrote the row meanwhile"
+for case in '20250103_fk|insert or update on table "fk_child" violates foreign key constraint .*|23503|deleted' \
+            '20250104_uniq|duplicate key value violates unique constraint .*|23505|wrote'; do
+    IFS='|' read -r mig what state verb <<<"$case"
+    run_ferry --db "$db3" --dir "$P" run "$mig"
+    like "$RC|$ERR" "^1\\|ferry: migrations/$mig/up\\.lua:3: query failed: $what\\[SQLSTATE $state\\]; if the live system $verb that row meanwhile, re-run to resume \\(everything up to the last checkpoint is committed\\)\$" \
+         "SQLSTATE $state in a data migration: one line, saying what to do if the live system $verb the row meanwhile"
+done
 
 # A run that fails reports what it committed: rows of batches in flight or
 # being mapped are not counted, nor is a counter that only they touched.
