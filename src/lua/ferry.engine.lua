@@ -738,6 +738,19 @@ end
 -- under it: foreign_key_violation, unique_violation.
 local LIVE_CHANGE = {["23503"] = "deleted", ["23505"] = "wrote"}
 
+-- A data migration reads through db.reader() and writes through --jobs
+-- sessions (the main one and jobs - 1 more).  They are started ahead, so
+-- that the server sets them up while ferry does other work (loading the
+-- rules, its own bookkeeping): `run` starts them as soon as it knows the
+-- migration, apply() otherwise.  Once per migration; the sessions nobody
+-- takes are dropped after it.
+local prestarted = {}
+local function prestart_sessions(m, dry_run)
+  if prestarted[m.id] or not m.files["up.lua"] then return end
+  prestarted[m.id] = true
+  db.prestart(dry_run and 1 or math.max(1, opts.jobs or 1))
+end
+
 --- Applies (or dry-runs) migration m.  Returns a result object.
 local function apply(m, operation, dry_run)
   stats.reset()
@@ -754,10 +767,7 @@ local function apply(m, operation, dry_run)
 
   local ok, err = pcall(function()
     if m.files["up.lua"] then
-      -- A data migration reads through db.reader() and writes through
-      -- --jobs sessions (the main one and jobs - 1 more): they are started
-      -- now, so that the server sets them up while the script loads its rules.
-      db.prestart(dry_run and 1 or math.max(1, ctx.jobs or 1))
+      prestart_sessions(m, dry_run)
       return run_lua(m, "up.lua", ctx)
     elseif m.files["up.sql"] then
       if dry_run then
@@ -909,6 +919,7 @@ function commands.run(args)
   if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
   local list = discover(root_dir)
   local m = find_migration(list, args[1])
+  prestart_sessions(m, opts.dry_run)
   preflight({m})
   db.open()
   take_lock()
