@@ -49,6 +49,7 @@ typedef struct conn {
     int pending;       /* started by connect_start, not ready yet: first use completes it */
     long started_ms;   /* when it was started (pgconn_now_ms) */
     PGTransactionStatusType busy_tx;   /* the transaction state when it became busy */
+    int keep_open;     /* the main connection: close() and <close> leave it open */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -191,7 +192,8 @@ static PGresult *exec_result(conn *c, int sent) {
     return last;
 }
 
-static int conn_close(lua_State *L) {
+/* The finalizer (__gc): ends the session, whatever it is; safe twice. */
+static int conn_release(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     c->pending = 0;
     sender_remove(c);
@@ -199,6 +201,28 @@ static int conn_close(lua_State *L) {
     c->busy = NULL;   /* a rows() or COPY still open finds pg gone and says so */
     free(c->info);
     c->info = NULL;
+    return 0;
+}
+
+/* conn:close() and <close>: as the finalizer, except on the main
+ * connection, which holds ferry's lock and records the run: that one is
+ * left open and close() returns nil and why, as io.stdout:close() does. */
+static int conn_close(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->keep_open) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot close the main connection: ferry closes it when the command ends "
+                           "(db.connect() opens a connection of your own)");
+        return 2;
+    }
+    return conn_release(L);
+}
+
+/* core.keep_open(conn, on): marks (or unmarks, before ferry closes it) the
+ * main connection. */
+static int db_keep_open(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    c->keep_open = lua_toboolean(L, 2);
     return 0;
 }
 
@@ -267,6 +291,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->pending = 0;
     c->started_ms = 0;
     c->busy_tx = PQTRANS_IDLE;
+    c->keep_open = 0;
     luaL_setmetatable(L, CONN_MT);
     return c;
 }
@@ -1084,6 +1109,9 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
         lua_pushcfunction(L, fin); lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, fin); lua_setfield(L, -2, "__close");
     }
+    if (strcmp(name, CONN_MT) == 0) {   /* the main connection survives <close>, not collection */
+        lua_pushcfunction(L, conn_release); lua_setfield(L, -2, "__gc");
+    }
     lua_pop(L, 1);
 }
 
@@ -1136,6 +1164,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_pushvalue(L, sti);
     lua_pushcclosure(L, db_set_read_only, 1);
     lua_setfield(L, -2, "set_read_only");
+    lua_pushcfunction(L, db_keep_open);
+    lua_setfield(L, -2, "keep_open");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);

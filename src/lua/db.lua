@@ -217,7 +217,7 @@ end
 local main
 --- Opens the main connection (the engine does this once per command).
 function M.open()
-  if not main then main = core.connect() end
+  if not main then main = core.connect(); core.keep_open(main, true) end
   main:ready()
   return main
 end
@@ -225,12 +225,18 @@ end
 -- calls it as soon as it knows the command needs the database, so that the
 -- server sets the session up while ferry reads the migrations.
 function M.open_ahead()
-  if not main then main = core.connect_start() end
+  if not main then main = core.connect_start(); core.keep_open(main, true) end
 end
 function M.main() return main end
+--- Closes the main connection (the engine, when the command ends: a
+-- script's main:close() is refused).
 function M.close()
   M.drop_spares()
-  if main then main:close(); main = nil end
+  if main then
+    core.keep_open(main, false)
+    main:close()
+    main = nil
+  end
 end
 
 -- Re-raises an error of a binding one level up, so that it names the

@@ -340,6 +340,22 @@ run_ferry exec "$D/nope.lua"
 is "$RC" 2 "exec: a missing file is exit 2"
 like "$ERR" "^ferry: cannot read $D/nope.lua: " "...said in one line"
 
+# --- a script that closes the main connection (db.open() returns it): the
+# connection stays open, and the run is recorded as applied
+D2=$TAP_TMPDIR/proj-close
+put "$D2/migrations/20250101_closer/up.lua" 'do
+  local c <close> = db.open()
+  c:exec("SELECT 1")
+end
+print(db.open():close())
+db.exec("SELECT 1")'
+dbc=$(fresh_db ferry_cli_commands_close)
+run_ferry --db "$dbc" --dir "$D2" run 20250101_closer
+is "$RC|$ERR" "0|" "a script closing the main connection: exit 0, no error"
+like "$OUT" "nil	cannot close the main connection: ferry closes it when the command ends" \
+     "...main:close() returned nil and why"
+is "$(history "$dbc")" "20250101_closer|run|applied" "...and the run is recorded as applied"
+
 # --- the repository's SQL migrations
 db3=$(fresh_db ferry_cli_commands_repo)
 run_ferry --db "$db3" --dir "$REPO_ROOT" up --to 20251108

@@ -349,4 +349,19 @@ local d = db.connect()
 d:close()
 T.is(select(2, pcall(d.exec, d, "SELECT 1")), "attempt to use a closed connection", "a started session closed is closed")
 
+-- The main connection is ferry's (its lock, its run record): closing it
+-- through its handle is refused, as io.stdout:close() is in Lua, and a
+-- <close> variable holding it leaves it open.
+local main_pid = db.backend_pid()
+local ok, why = db.open():close()
+T.is(ok, nil, "main:close() is refused (returns nil)")
+T.like(why, "^cannot close the main connection", "main:close() says why")
+T.is(db.backend_pid(), main_pid, "the main connection is still open after main:close()")
+do
+  local m <close> = db.open()
+  m:exec("SELECT 1")
+end
+T.is(db.one("SELECT 1 AS x").x, 1, "a <close> variable holding the main connection leaves it open")
+T.is(db.backend_pid(), main_pid, "... the same session")
+
 return T.done()
