@@ -310,7 +310,7 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
  * another session to the database ferry was pointed at. */
 static int db_connect(lua_State *L) {
     db_state *st = STATE(L);
-    const char *info = luaL_optstring(L, 1, st->conninfo);
+    const char *info = lua_isnoneornil(L, 1) ? st->conninfo : check_text(L, 1, "conninfo");
     conn *c = new_conn(L, st);
     if (info && info != st->conninfo && !(c->info = strdup(info))) return luaL_error(L, "cannot connect: out of memory");
     c->pg = pgconn_open(info);

@@ -50,7 +50,7 @@ static FILE *info_stream(log_state *s) { return s->json ? stderr : stdout; }
 
 /* Formats the arguments like print(): string.format when there are more
  * than one and the first has a '%', else tostring() joined by spaces. */
-static const char *format_args(lua_State *L) {
+static const char *format_args(lua_State *L, size_t *len) {
     int n = lua_gettop(L);
     if (n >= 2 && lua_type(L, 1) == LUA_TSTRING && strchr(lua_tostring(L, 1), '%')) {
         lua_getglobal(L, "string");
@@ -58,7 +58,7 @@ static const char *format_args(lua_State *L) {
         lua_remove(L, -2);
         lua_insert(L, 1);
         lua_call(L, n, 1);
-        return lua_tostring(L, -1);
+        return lua_tolstring(L, -1, len);
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -68,14 +68,18 @@ static const char *format_args(lua_State *L) {
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    return lua_tostring(L, -1);
+    return lua_tolstring(L, -1, len);
 }
 
 static int emit(lua_State *L, FILE *f, const char *prefix) {
     log_state *s = LOGSTATE(L);
-    const char *msg = format_args(L);
+    size_t len;
+    const char *msg = format_args(L, &len);
     clear_bar(s);
-    fprintf(f, "%s%s\n", prefix, msg);
+    /* every byte, as print() writes it: a NUL is not the end of the line */
+    fputs(prefix, f);
+    fwrite(msg, 1, len, f);
+    fputc('\n', f);
     fflush(f);
     return 0;
 }

@@ -67,8 +67,11 @@ static counter *find_or_add(lua_State *L, stats_state *s, const char *name) {
 }
 
 static const char *check_name(lua_State *L, int idx) {
-    const char *name = luaL_checkstring(L, idx);
-    luaL_argcheck(L, *name, idx, "empty counter name");
+    size_t len;
+    const char *name = luaL_checklstring(L, idx, &len);
+    luaL_argcheck(L, len > 0, idx, "empty counter name");
+    /* the name is kept as a C string: "a\0b" would be counter "a" */
+    luaL_argcheck(L, strlen(name) == len, idx, "counter name contains a NUL byte");
     return name;
 }
 

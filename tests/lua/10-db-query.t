@@ -349,6 +349,9 @@ local d = db.connect()
 d:close()
 T.is(select(2, pcall(d.exec, d, "SELECT 1")), "attempt to use a closed connection", "a started session closed is closed")
 
+T.like(err_of(db.connect, "dbname=postgres\0 host=elsewhere"), "conninfo contains a NUL byte",
+       "db.connect: a conninfo with a NUL byte raises (libpq would read it cut short)")
+
 -- The main connection is ferry's (its lock, its run record): closing it
 -- through its handle is refused, as io.stdout:close() is in Lua, and a
 -- <close> variable holding it leaves it open.

@@ -38,6 +38,10 @@ T.like(err_of(stats.inc, ""), "bad argument #1 to 'stats%.inc' %(empty counter n
 T.like(err_of(stats.inc, "a", 1.5), "number has no integer representation", "inc by a fraction raises")
 T.like(err_of(stats.set, "a"), "bad argument #2 to 'stats%.set'", "set needs a value")
 T.like(err_of(stats.declare, {"ok", ""}), "empty counter name", "declare: an empty name raises")
+-- a NUL byte would cut the name short in C: "a\0b" and "a\0c" were one counter "a"
+T.like(err_of(stats.inc, "a\0b"), "bad argument #1 to 'stats%.inc' %(counter name contains a NUL byte%)",
+       "a name with a NUL byte raises")
+T.like(err_of(stats.declare, {"ok", "x\0y"}), "counter name contains a NUL byte", "declare: a name with a NUL byte raises")
 
 ---------------------------------------------------------------- summary
 stats.reset()
