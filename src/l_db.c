@@ -39,6 +39,8 @@ typedef struct db_state {
      * client waits on another connection. */
     struct conn *senders[PGCONN_MAX_OTHERS];
     int nsenders;
+    int nconns;                /* connection objects not yet closed or collected */
+    int gc_at;                 /* collect garbage before opening one more than this */
 } db_state;
 
 typedef struct conn {
@@ -50,6 +52,7 @@ typedef struct conn {
     long started_ms;   /* when it was started (pgconn_now_ms) */
     PGTransactionStatusType busy_tx;   /* the transaction state when it became busy */
     int keep_open;     /* the main connection: close() and <close> leave it open */
+    int counted;       /* in st->nconns until closed or collected */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -195,6 +198,7 @@ static PGresult *exec_result(conn *c, int sent) {
 /* The finalizer (__gc): ends the session, whatever it is; safe twice. */
 static int conn_release(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->counted) { c->counted = 0; c->st->nconns--; }
     c->pending = 0;
     sender_remove(c);
     if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
@@ -281,8 +285,19 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
     lua_pop(L, 1);
 }
 
+/* A session costs the server a process but Lua only a small userdata, so
+ * the collector never hurries for it: a script that drops its connections
+ * unclosed would run out of max_connections long before a collection.
+ * So once GC_EVERY more connections are open than after the last full
+ * collection, one runs before the next is opened. */
+#define GC_EVERY 16
+
 /* A connection userdata with its metatable, before any resource exists. */
 static conn *new_conn(lua_State *L, db_state *st) {
+    if (st->nconns >= st->gc_at) {
+        lua_gc(L, LUA_GCCOLLECT);
+        st->gc_at = st->nconns + GC_EVERY;
+    }
     conn *c = lua_newuserdatauv(L, sizeof *c, 0);
     c->st = st;
     c->pg = NULL;
@@ -292,6 +307,8 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->started_ms = 0;
     c->busy_tx = PQTRANS_IDLE;
     c->keep_open = 0;
+    c->counted = 1;
+    st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;
 }
@@ -1129,6 +1146,7 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     st->statement_timeout = dup_or_null(opts->statement_timeout);
     st->read_only = opts->read_only;
     st->quiet = opts->quiet;
+    st->gc_at = GC_EVERY;
     int sti = lua_gettop(L);
 
     lua_pushvalue(L, sti); new_class(L, CONN_MT, conn_methods, conn_close); lua_pop(L, 1);

@@ -352,6 +352,17 @@ T.is(select(2, pcall(d.exec, d, "SELECT 1")), "attempt to use a closed connectio
 T.like(err_of(db.connect, "dbname=postgres\0 host=elsewhere"), "conninfo contains a NUL byte",
        "db.connect: a conninfo with a NUL byte raises (libpq would read it cut short)")
 
+-- Connections dropped unclosed are collected before they exhaust the
+-- server's max_connections (Lua sees only a small userdata for each).
+local max = tonumber(db.one("SHOW max_connections").max_connections)
+local opened = 0
+for _ = 1, max + 20 do
+  local dropped = db.connect()
+  dropped:one("SELECT 1 AS x")
+  opened = opened + 1
+end
+T.is(opened, max + 20, "max_connections + 20 connections opened and dropped unclosed, one after the other")
+
 -- The main connection is ferry's (its lock, its run record): closing it
 -- through its handle is refused, as io.stdout:close() is in Lua, and a
 -- <close> variable holding it leaves it open.
