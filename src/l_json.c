@@ -72,11 +72,49 @@ static void call_setting(lua_State *L, const char *name, lua_Integer v) {
     lua_call(L, 1, 0);
 }
 
+/* cjson's depth settings, bounded: its decoder and encoder recurse on the C
+ * stack, a frame or more per level, so a limit raised far past ours let a
+ * deep enough document overflow the stack -- a crash, not an error.
+ * Upvalue 1: cjson's setter. */
+static int bounded_depth(lua_State *L) {
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer d = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, d <= JSON_MAX_DEPTH, 1, "at most 20000 (deeper nesting would overflow the C stack)");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Puts bounded_depth in front of the depth setters of the cjson instance on
+ * top of the stack. */
+static void bound_depths(lua_State *L) {
+    static const char *const setters[] = {"decode_max_depth", "encode_max_depth"};
+    for (size_t i = 0; i < sizeof setters / sizeof *setters; i++) {
+        lua_getfield(L, -1, setters[i]);
+        lua_pushcclosure(L, bounded_depth, 1);
+        lua_setfield(L, -2, setters[i]);
+    }
+}
+
+/* json.new(): cjson's, with the depth setters bounded.  Upvalue 1: cjson.new */
+static int json_new(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 0, 1);
+    bound_depths(L);
+    return 1;
+}
+
 int luaopen_ferry_json(lua_State *L) {
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_getfield(L, -1, "new");      /* an instance of our own: its settings are ours */
     lua_call(L, 0, 1);
     lua_remove(L, -2);
+    bound_depths(L);
+    lua_getfield(L, -1, "new");
+    lua_pushcclosure(L, json_new, 1);
+    lua_setfield(L, -2, "new");
     call_setting(L, "decode_max_depth", JSON_MAX_DEPTH);
     call_setting(L, "encode_max_depth", JSON_MAX_DEPTH);
     call_setting(L, "encode_number_precision", 14);

@@ -50,6 +50,17 @@ local fresh = json.new()
 T.is(fresh.decode_max_depth(), 1000, "json.new(): a separate cjson instance with cjson's defaults")
 T.is(fresh.compact, nil, "json.new(): without ferry's helpers")
 T.is(json._NAME, "cjson", "_NAME")
+-- the depths cannot be raised past 20000: cjson recurses on the C stack,
+-- and a deep enough document then crashed ferry (a segmentation fault)
+T.like(err_of(json.decode_max_depth, 20001), "bad argument #1 to 'json%.decode_max_depth' %(at most 20000",
+       "decode_max_depth above 20000 raises")
+T.like(err_of(json.encode_max_depth, 2e6), "at most 20000", "encode_max_depth above 20000 raises")
+T.like(err_of(json.new().decode_max_depth, 1e6), "at most 20000", "... on an instance from json.new() too")
+T.is(json.decode_max_depth(100), 100, "a lower depth is taken")
+T.like(err_of(json.decode, string.rep("[", 101) .. string.rep("]", 101)), "too many nested data structures",
+       "and applies")
+T.is(json.decode_max_depth(20000), 20000, "20000 is taken")
+T.is(json.decode_max_depth(), 20000, "without an argument: the current value")
 
 -- deep nesting: 10000 levels decode (webhooks have sent such payloads)
 local deep = string.rep("[", 10000) .. "1" .. string.rep("]", 10000)
