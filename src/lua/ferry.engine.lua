@@ -410,17 +410,51 @@ end
 -- integers when they are whole (cjson reads every number as a float, and
 -- "8000.0" is not what a script that saved 8000 expects), an integer
 -- literal exactly (past 2^53 a float would round it).
+-- cjson reads every number as a double, so an integer past 2^53 inside a
+-- table (an id of 16 digits or more) would come back rounded: each integer
+-- literal of 16 digits or more outside the strings is swapped for a marker
+-- string before decoding, and the marker for the exact integer after.
+local BIG_MARK = "\0ferry-int:"
+local function mark_big_integers(text)
+  local bigs, out, pos = {}, {}, 1
+  while pos <= #text do
+    local q = text:find('"', pos, true)
+    local chunk = text:sub(pos, (q or #text + 1) - 1)
+    out[#out + 1] = chunk:gsub("%-?%d+%.?%d*[eE]?[%+%-]?%d*", function(num)
+      local int = num:match("^%-?%d+$") and #num:gsub("^%-", "") >= 16 and math.tointeger(tonumber(num))
+      if not int then return nil end     -- (past 64 bits it stays a float, as before)
+      local mark = BIG_MARK .. (#bigs + 1)
+      bigs[mark] = int
+      bigs[#bigs + 1] = mark
+      return '"\\u0000' .. mark:sub(2) .. '"'
+    end)
+    if not q then break end
+    -- the string from q to its closing quote, escapes included, as it is
+    local e = q + 1
+    while true do
+      local c = text:find('["\\]', e)
+      if not c then e = #text break end
+      if text:sub(c, c) == "\\" then e = c + 2 else e = c break end
+    end
+    out[#out + 1] = text:sub(q, e)
+    pos = e + 1
+  end
+  return table.concat(out), bigs
+end
+
 local function decode_position(text)
   local exact = text:match("^%-?%d+$") and math.tointeger(tonumber(text))
   if exact then return exact end
+  local marked, bigs = mark_big_integers(text)
   local function whole(v)
     if math.type(v) == "float" and v == math.floor(v) and math.abs(v) <= 2^53 then return math.tointeger(v) end
+    if type(v) == "string" and bigs[v] then return bigs[v] end
     if type(v) == "table" then
       for k, x in pairs(v) do v[k] = whole(x) end
     end
     return v
   end
-  return whole(json.decode(text))
+  return whole(json.decode(marked))
 end
 
 -- A position must read back as it was saved: JSON has lists (keys 1..n,
