@@ -78,7 +78,10 @@ static void call_setting(lua_State *L, const char *name, lua_Integer v) {
  * Upvalue 1: cjson's setter. */
 static int bounded_depth(lua_State *L) {
     if (!lua_isnoneornil(L, 1)) {
+        /* checked here, not by cjson: an error raised under lua_call could
+         * not name the function */
         lua_Integer d = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, d >= 1, 1, "expected integer between 1 and 20000");
         luaL_argcheck(L, d <= JSON_MAX_DEPTH, 1, "at most 20000 (deeper nesting would overflow the C stack)");
     }
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -87,8 +90,11 @@ static int bounded_depth(lua_State *L) {
     return lua_gettop(L);
 }
 
+static int json_new(lua_State *L);
+
 /* Puts bounded_depth in front of the depth setters of the cjson instance on
- * top of the stack. */
+ * top of the stack, and json_new in place of its new (which would make an
+ * instance without them). */
 static void bound_depths(lua_State *L) {
     static const char *const setters[] = {"decode_max_depth", "encode_max_depth"};
     for (size_t i = 0; i < sizeof setters / sizeof *setters; i++) {
@@ -96,9 +102,16 @@ static void bound_depths(lua_State *L) {
         lua_pushcclosure(L, bounded_depth, 1);
         lua_setfield(L, -2, setters[i]);
     }
+    lua_getfield(L, -1, "new");
+    if (lua_tocfunction(L, -1) == json_new) {        /* already ours: its upvalue is cjson's */
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, json_new, 1);
+    lua_setfield(L, -2, "new");
 }
 
-/* json.new(): cjson's, with the depth setters bounded.  Upvalue 1: cjson.new */
+/* new() of an instance: cjson's (upvalue 1), with the depths bounded. */
 static int json_new(lua_State *L) {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_call(L, 0, 1);
@@ -110,11 +123,10 @@ int luaopen_ferry_json(lua_State *L) {
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_getfield(L, -1, "new");      /* an instance of our own: its settings are ours */
     lua_call(L, 0, 1);
-    lua_remove(L, -2);
+    lua_insert(L, -2);
+    bound_depths(L);                 /* require "cjson" gives the bounded module too */
+    lua_pop(L, 1);
     bound_depths(L);
-    lua_getfield(L, -1, "new");
-    lua_pushcclosure(L, json_new, 1);
-    lua_setfield(L, -2, "new");
     call_setting(L, "decode_max_depth", JSON_MAX_DEPTH);
     call_setting(L, "encode_max_depth", JSON_MAX_DEPTH);
     call_setting(L, "encode_number_precision", 14);

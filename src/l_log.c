@@ -52,7 +52,9 @@ static FILE *info_stream(log_state *s) { return s->json ? stderr : stdout; }
  * than one and the first has a '%', else tostring() joined by spaces. */
 static const char *format_args(lua_State *L, size_t *len) {
     int n = lua_gettop(L);
-    if (n >= 2 && lua_type(L, 1) == LUA_TSTRING && strchr(lua_tostring(L, 1), '%')) {
+    size_t first_len = 0;
+    const char *first = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &first_len) : NULL;
+    if (n >= 2 && first && memchr(first, '%', first_len)) {
         lua_getglobal(L, "string");
         lua_getfield(L, -1, "format");
         lua_remove(L, -2);

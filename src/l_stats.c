@@ -113,7 +113,9 @@ static int stats_set(lua_State *L) {
 }
 
 static int stats_get(lua_State *L) {
-    counter *c = find(STATE(L), luaL_checkstring(L, 1));
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    counter *c = strlen(name) == len ? find(STATE(L), name) : NULL;   /* no counter has a NUL */
     lua_pushinteger(L, c ? c->value : 0);
     return 1;
 }

@@ -74,6 +74,10 @@ end
 local function encode_number(n)
   if math.type(n) == "integer" then return string.format("%d", n) end
   if n ~= n or n == math.huge or n == -math.huge then return json.encode(n) end   -- raises, as cjson does
+  -- a float past 2^53 (whole, as they all are) in the range of 64-bit
+  -- integers keeps a ".0": jsonb prints 1e16 as 10000000000000000, which
+  -- would read back as the integer
+  if math.abs(n) >= 2^53 and math.abs(n) <= 2^63 then return string.format("%.1f", n) end
   for digits = 14, 17 do
     local s = string.format("%." .. digits .. "g", n)
     if tonumber(s) == n then return s end
@@ -422,7 +426,8 @@ local function mark_big_integers(text)
     local chunk = text:sub(pos, (q or #text + 1) - 1)
     out[#out + 1] = chunk:gsub("%-?%d+%.?%d*[eE]?[%+%-]?%d*", function(num)
       local int = num:match("^%-?%d+$") and #num:gsub("^%-", "") >= 16 and math.tointeger(tonumber(num))
-      if not int then return nil end     -- (past 64 bits it stays a float, as before)
+      -- (past 64 bits it stays a float, as before)
+      if not int or string.format("%d", int) ~= num then return nil end
       local mark = BIG_MARK .. (#bigs + 1)
       bigs[mark] = int
       bigs[#bigs + 1] = mark

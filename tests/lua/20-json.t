@@ -56,6 +56,11 @@ T.like(err_of(json.decode_max_depth, 20001), "bad argument #1 to 'json%.decode_m
        "decode_max_depth above 20000 raises")
 T.like(err_of(json.encode_max_depth, 2e6), "at most 20000", "encode_max_depth above 20000 raises")
 T.like(err_of(json.new().decode_max_depth, 1e6), "at most 20000", "... on an instance from json.new() too")
+T.like(err_of(json.new().new().decode_max_depth, 1e6), "at most 20000", "... and from its own new()")
+T.like(err_of(require("cjson").decode_max_depth, 1e6), "at most 20000", "... and on require 'cjson'")
+T.like(err_of(require("cjson").new().encode_max_depth, 1e6), "at most 20000", "... and on its new()")
+T.like(err_of(json.decode_max_depth, 0), "bad argument #1 to 'json%.decode_max_depth' %(expected integer between 1 and 20000%)",
+       "a depth below 1 raises, naming the function")
 T.is(json.decode_max_depth(100), 100, "a lower depth is taken")
 T.like(err_of(json.decode, string.rep("[", 101) .. string.rep("]", 101)), "too many nested data structures",
        "and applies")

@@ -42,6 +42,8 @@ T.like(err_of(stats.declare, {"ok", ""}), "empty counter name", "declare: an emp
 T.like(err_of(stats.inc, "a\0b"), "bad argument #1 to 'stats%.inc' %(counter name contains a NUL byte%)",
        "a name with a NUL byte raises")
 T.like(err_of(stats.declare, {"ok", "x\0y"}), "counter name contains a NUL byte", "declare: a name with a NUL byte raises")
+stats.set("nul_prefix", 5)
+T.is(stats.get("nul_prefix\0b"), 0, "get: a name with a NUL byte is no counter (not the one before the NUL)")
 
 ---------------------------------------------------------------- summary
 stats.reset()

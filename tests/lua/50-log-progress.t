@@ -56,9 +56,9 @@ run_ferry exec "$d/fmt.lua"
 is "$OUT" $'100% literal\na 1 2.5 true nil\nn=3\ntrue\n\n50%' \
    "formatting: one argument as is; several joined by spaces; string.format when the first has a %"
 
-printf 'log.info("x\\0y")\nlog.warn("a\\0", 1)\n' >"$d/nul.lua"
+printf 'log.info("x\\0y")\nlog.warn("a\\0", 1)\nlog.info("b\\0%%d", 7)\n' >"$d/nul.lua"
 "$FERRY" exec "$d/nul.lua" >"$d/nul.out" 2>"$d/nul.err"   # (bytes in files: the shell drops NULs)
-is "$(od -An -c "$d/nul.out" | tr -s ' ')" " x \\0 y \\n" "a NUL byte in a log line is written, not the end of the line"
+is "$(od -An -c "$d/nul.out" | tr -s ' ')" " x \\0 y \\n b \\0 7 \\n" "a NUL byte in a log line is written, not the end of the line (nor of a format)"
 is "$(od -An -c "$d/nul.err" | tr -s ' ')" " a \\0 1 \\n" "... on stderr too"
 
 # ------------------------------------------------------------------ progress
