@@ -47,9 +47,19 @@ function P:commit(wr)
   if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
 end
 
+-- A copy of a position as it is now: the batch saves it when it commits,
+-- later, and a script may reuse and change one table for every batch.
+local function copy_position(v, depth)
+  if type(v) ~= "table" then return v end
+  if (depth or 0) > 100 then error("db.pipeline: position nested too deep", 3) end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy_position(x, (depth or 0) + 1) end
+  return setmetatable(t, getmetatable(v))
+end
+
 function P:send(batch)
   if self.dry_run then
-    if self.checkpoint and batch.position ~= nil then self.checkpoint.save(batch.position) end
+    if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
   end
   self.turn = self.turn % #self.writers + 1
@@ -58,7 +68,7 @@ function P:send(batch)
   local conn = wr.conn
   -- recorded before anything can fail, so that abort() finds what to undo
   -- (a COPY still open, which ROLLBACK alone cannot end)
-  local pending = {after = batch.after, position = batch.position,
+  local pending = {after = batch.after, position = copy_position(batch.position),
                    snapshot = self.checkpoint and self.checkpoint.snapshot()}
   wr.pending = pending
   -- One round trip.  A lost commit is redone from the checkpoint.  The

@@ -57,6 +57,28 @@ T.is(cp.saved[1].snap, 1, "with the snapshot taken when the batch was sent")
 T.is(afters, {true, true, true, true, true}, "after(conn) runs inside each batch's transaction")
 T.is(db.in_transaction(), false, "no transaction left open on the main connection")
 
+---------------------------------------------------------------- a position table reused between sends
+-- The position is saved when the batch commits, a turn or two later: a
+-- table the script goes on changing must be taken as it was at send (the
+-- checkpoint of batch 1 said "after batch 3" and a resume lost rows).
+db.exec("DELETE FROM " .. tbl)
+cp = fake_checkpoint()
+do
+  local pipe <close> = db.pipeline{jobs = 2, checkpoint = cp}
+  local pos = {last = {id = 0}}
+  for batch = 1, 3 do
+    buf:clear()
+    buf:put(batch, "reused")
+    pos.last.id = batch * 1000
+    pipe:send{copies = {{sql = COPY, buffer = buf}}, position = pos}
+  end
+  pos.last.id = -1
+  pipe:finish()
+end
+positions = {}
+for i, s in ipairs(cp.saved) do positions[i] = s.pos.last.id end
+T.is(positions, {1000, 2000, 3000}, "a position table changed after send: each batch saves it as it was at its send")
+
 ---------------------------------------------------------------- dry run
 db.exec("DELETE FROM " .. tbl)
 cp = fake_checkpoint()
