@@ -228,9 +228,16 @@ function M.open_ahead()
   if not main then main = core.connect_start(); core.keep_open(main, true) end
 end
 function M.main() return main end
+-- Why the main connection must stay open until the command ends (it holds
+-- ferry's migration lock), or nil: the engine sets it (M._hold).
+local held_for
+function M._hold(why) held_for = why end
+
 --- Closes the main connection (the engine, when the command ends: a
--- script's main:close() is refused).
+-- script's main:close() is refused, and so is db.close() while the
+-- connection holds ferry's lock).
 function M.close()
+  if held_for then error("db.close: " .. held_for, 2) end
   M.drop_spares()
   if main then
     core.keep_open(main, false)

@@ -379,7 +379,13 @@ local lock_conn = nil
 local function take_lock()
   if lock_conn and lock_conn == db.main() then return end
   local r = db.one("SELECT pg_try_advisory_lock($1::bigint) AS ok", LOCK_KEY)
-  if r.ok then lock_conn = db.main(); return end
+  if r.ok then
+    lock_conn = db.main()
+    -- a script closing the session would drop the lock: another ferry
+    -- could then run the same migration at once
+    db._hold("the main connection holds ferry's migration lock; it closes when the command ends")
+    return
+  end
   local h = db.one([[
     SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket') AS client,
            to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
@@ -403,6 +409,7 @@ end
 local function release_lock()
   local conn = lock_conn
   lock_conn = nil
+  db._hold(nil)
   -- only on the session that took it: after a lost connection db.main()
   -- is a new session (or none), where an unlock would only draw a warning
   if conn and conn == db.main() then
@@ -714,6 +721,7 @@ end
 -- new one if the server is back, and say how far the run got.
 local function record_lost(hid, err)
   pcall(function()
+    db._hold(nil)                  -- (the lock went with the lost session)
     db.close()
     db.open()
     history_finish(hid, "failed", nil, nil, err)

@@ -106,4 +106,18 @@ is "$RC" 0 "the key held in another database does not stop a run here"
 psql_val "$db4" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere'" >/dev/null
 wait "$other_pid" 2>/dev/null
 
+# --- a script that closes the main session would drop the lock with it
+# (another ferry then ran the same migration at once): db.close() is
+# refused while ferry holds the lock; ferry exec holds none
+C=$TAP_TMPDIR/closer
+put "$C/migrations/20250101_closer/up.lua" 'db.close()'
+dbl=$(fresh_db ferry_cli_lock_closer)
+run_ferry --db "$dbl" --dir "$C" run 20250101_closer
+is "$RC|$ERR" "1|ferry: migrations/20250101_closer/up.lua:1: db.close: the main connection holds ferry's migration lock; it closes when the command ends" \
+   "db.close() in a migration: refused, at the script's line"
+is "$(history "$dbl")" "20250101_closer|run|failed" "...and the run is recorded as failed, on the session that held the lock"
+put "$C/x.lua" 'local pid = db.backend_pid(); db.close(); print(db.backend_pid() ~= pid)'
+run_ferry --db "$dbl" exec "$C/x.lua"
+is "$RC|$OUT" "0|true" "ferry exec (no lock): db.close() ends the main session, the next call opens another"
+
 done_testing
