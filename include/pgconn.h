@@ -62,6 +62,13 @@ int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers);
  * removed.  A password must never reach output, logs or history rows. */
 void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz);
 
+/* The same for a message the server wrote (an error result of a query).
+ * The server never sees the password, so it is there only if the data put
+ * it there: a password value of 8 bytes or more is replaced, nothing else --
+ * a key, a SQLSTATE or a database name that happens to equal a short
+ * password or the connection string stays as the server wrote it. */
+void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size_t outsz);
+
 /* Converts a text value of a numeric column to a double when it can be
  * represented exactly enough (at most 15 significant digits), else returns 0. */
 int pgconn_numeric_fits_double(const char *s);

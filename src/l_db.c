@@ -88,9 +88,11 @@ typedef struct copy_writer {
 /* Raises "what: message" for a result or connection error, with the
  * password redacted.  The caller has already released its resources or left
  * them to a finalizer. */
-static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg) {
+static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg, int server) {
     char buf[2048];
-    pgconn_redact(c && c->info ? c->info : (st ? st->conninfo : NULL), msg ? msg : "", buf, sizeof buf);
+    const char *info = c && c->info ? c->info : (st ? st->conninfo : NULL);
+    if (server) pgconn_redact_server(info, msg ? msg : "", buf, sizeof buf);
+    else pgconn_redact(info, msg ? msg : "", buf, sizeof buf);
     if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
         return luaL_error(L, "connection lost: %s (%s)", buf, what);
     return luaL_error(L, "%s: %s", what, buf);
@@ -103,6 +105,7 @@ static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const
 #define ERRMSG_MAX 2048
 typedef struct errmsg {
     char text[ERRMSG_MAX];
+    int server;        /* the server's error (a result's fields), not libpq's */
 } errmsg;
 
 /* The error of a result: its message, detail and SQLSTATE. */
@@ -110,6 +113,7 @@ static const char *result_error_text(const PGresult *res, errmsg *m) {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    m->server = primary != NULL && state != NULL;
     if (primary)
         snprintf(m->text, sizeof m->text, "%s%s%s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "",
                  detail ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "", state ? "]" : "");
@@ -120,6 +124,7 @@ static const char *result_error_text(const PGresult *res, errmsg *m) {
 
 /* Any text (libpq's connection error, a message of ours). */
 static const char *errmsg_set(errmsg *m, const char *text) {
+    m->server = 0;
     snprintf(m->text, sizeof m->text, "%s", text ? text : "");
     return m->text;
 }
@@ -272,7 +277,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         const char *msg = result_error_text(b->res, &m);
         PQclear(b->res);
         b->res = NULL;
-        if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg);
+        if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
         pgconn_redact(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
         PQfinish(c->pg);
@@ -488,7 +493,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
     b->res = exec_result(c, PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0));
-    if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg)), NULL;
+    if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0), NULL;
     ExecStatusType s = PQresultStatus(b->res);
     if (pgconn_is_copy(s)) {
         PQclear(b->res);
@@ -502,7 +507,7 @@ static result_box *run_query(lua_State *L, conn *c) {
         const char *msg = result_error_text(b->res, &m);
         PQclear(b->res);
         b->res = NULL;
-        raise_pg(L, st, c, "query failed", msg);
+        raise_pg(L, st, c, "query failed", msg, m.server);
     }
     return b;
 }
@@ -576,7 +581,7 @@ static int conn_exec_script(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     result_box *b = new_result_box(L);
-    if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
+    if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
     /* Read every result; keep the first error, drain the rest. */
     errmsg m;
     int failed = 0;
@@ -605,8 +610,8 @@ static int conn_exec_script(lua_State *L) {
         PQclear(b->res);
         b->res = NULL;
     }
-    if (failed) return raise_pg(L, st, c, "script failed", m.text);
-    if (PQstatus(c->pg) == CONNECTION_BAD) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg));
+    if (failed) return raise_pg(L, st, c, "script failed", m.text, m.server);
+    if (PQstatus(c->pg) == CONNECTION_BAD) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
     return 0;
 }
 
@@ -686,7 +691,7 @@ static int rows_next(lua_State *L) {
     pgconn_drain(r->c->pg);
     r->active = 0;
     r->c->busy = NULL;
-    return raise_pg(L, st, r->c, "query failed while reading rows", msg);
+    return raise_pg(L, st, r->c, "query failed while reading rows", msg, m.server);
 }
 
 /* conn:rows(sql, ...) -> iterator, for use as
@@ -710,7 +715,7 @@ static int conn_rows(lua_State *L) {
     lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
     int ud = lua_gettop(L);
     if (!PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0))
-        return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg));
+        return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0);
     r->active = 1;
     c->busy = "a rows() iteration";
     if (!PQsetSingleRowMode(c->pg)) {
@@ -838,7 +843,7 @@ static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t le
         errmsg m;
         errmsg_set(&m, r == 0 ? "out of memory for the COPY data" : PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: write failed");
-        raise_pg(L, STATE(L), w->c, "COPY failed", m.text);
+        raise_pg(L, STATE(L), w->c, "COPY failed", m.text, m.server);
     }
 }
 
@@ -876,7 +881,7 @@ static void copy_send_end(lua_State *L, copy_writer *w) {
         errmsg m;
         errmsg_set(&m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
-        raise_pg(L, STATE(L), w->c, "COPY failed", m.text);
+        raise_pg(L, STATE(L), w->c, "COPY failed", m.text, m.server);
     }
     w->ended = 1;
     buf_free(&w->b);
@@ -906,7 +911,7 @@ static int copy_finish(lua_State *L) {
         b->res = NULL;
         errmsg_set(&m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
-        return raise_pg(L, st, w->c, "COPY failed", m.text);
+        return raise_pg(L, st, w->c, "COPY failed", m.text, m.server);
     }
     w->active = 0;
     w->c->busy = NULL;
@@ -934,7 +939,7 @@ static int copy_finish(lua_State *L) {
         b->res = next_result(w->c);
     }
     lua_pop(L, 1);                       /* the (empty) box */
-    if (failed) return raise_pg(L, st, w->c, "COPY failed", m.text);
+    if (failed) return raise_pg(L, st, w->c, "COPY failed", m.text, m.server);
     lua_pushinteger(L, (lua_Integer)stored);
     return 1;
 }
@@ -980,7 +985,7 @@ static int conn_copy(lua_State *L) {
          * after it may start: PQgetResult alone would return it for ever */
         pgconn_end_unexpected_copy(c->pg, s);
         pgconn_drain(c->pg);
-        return raise_pg(L, st, c, "COPY failed to start", msg);
+        return raise_pg(L, st, c, "COPY failed to start", msg, m.server);
     }
     PQclear(b->res);
     b->res = NULL;
@@ -1036,7 +1041,7 @@ static int db_buffer(lua_State *L) {
 static int conn_flush(lua_State *L) {
     conn *c = check_conn(L, 1);
     int r = PQflush(c->pg);
-    if (r < 0) return raise_pg(L, STATE(L), c, "send failed", PQerrorMessage(c->pg));
+    if (r < 0) return raise_pg(L, STATE(L), c, "send failed", PQerrorMessage(c->pg), 0);
     lua_pushboolean(L, r == 0);
     return 1;
 }

@@ -372,10 +372,21 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
     }
 }
 
+/* Whether conninfo can hold a password at all: in a URL's user info
+ * (after an '@'... before it) or as password=. */
+static int may_hold_password(const char *conninfo) {
+    if (strchr(conninfo, '@')) return 1;
+    for (const char *p = conninfo; *p; p++)
+        if (strncasecmp(p, "password", 8) == 0) return 1;
+    return 0;
+}
+
 static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
     if (conninfo) {
-        /* The whole string first: an unparsable one may echo back verbatim. */
-        replace_all(work, worksz, conninfo);
+        /* The whole string first: an unparsable one may echo back verbatim
+         * (not a bare database name, which the server's "database ... does
+         * not exist" must show). */
+        if (may_hold_password(conninfo)) replace_all(work, worksz, conninfo);
         PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
         if (opts) {
             for (PQconninfoOption *o = opts; o->keyword; o++)
@@ -388,7 +399,32 @@ static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
     if (env) replace_all(work, worksz, env);
 }
 
+/* The password values conninfo and PGPASSWORD hold, when they have at least
+ * SERVER_TEXT_MIN bytes, replaced in work. */
+#define SERVER_TEXT_MIN 8
+static void redact_long_passwords(const char *conninfo, char *work, size_t worksz) {
+    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+    if (opts) {
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN)
+                replace_all(work, worksz, o->val);
+        PQconninfoFree(opts);
+    }
+    const char *env = getenv("PGPASSWORD");
+    if (env && strlen(env) >= SERVER_TEXT_MIN) replace_all(work, worksz, env);
+}
+
+static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text);
+
 void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
+    redact_to(conninfo, msg, out, outsz, 0);
+}
+
+void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size_t outsz) {
+    redact_to(conninfo, msg, out, outsz, 1);
+}
+
+static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text) {
     if (outsz == 0) return;
     /* Redact the whole message first, then cut: a password straddling the
      * cut must not leave a visible part.  Short needles can grow the text
@@ -398,7 +434,8 @@ void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outs
     char *work = malloc(worksz);
     if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
     memcpy(work, msg, len + 1);
-    redact_in_place(conninfo, work, worksz);
+    if (server_text) redact_long_passwords(conninfo, work, worksz);
+    else redact_in_place(conninfo, work, worksz);
     size_t wl = strlen(work);
     while (wl > 0 && (work[wl - 1] == '\n' || work[wl - 1] == '\r')) work[--wl] = '\0';
     snprintf(out, outsz, "%s", work);

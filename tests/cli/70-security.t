@@ -205,4 +205,16 @@ run_ferry --db-url=postgresql://u:Ech0ed-Pw@127.0.0.1/x status
 is "$RC" 2 "unknown --db-url=...: exit 2"
 is "$ERR" "ferry: unknown option --db-url (see 'ferry --help')" "...named without its value"
 
+# --- redaction must not garble ordinary text: the server's errors are the
+# server's (it never sees the password), and a bare database name is no
+# secret.  (PGPASSWORD=5 turned "[SQLSTATE 23505]" into "[SQLSTATE 23***0***]"
+# and dropped the live-system hint; --db crm7 printed database "***".)
+put "$D/dup.lua" 'db.exec("CREATE TEMP TABLE d (id int PRIMARY KEY)")
+db.exec("INSERT INTO d VALUES (1234)")
+db.exec("INSERT INTO d VALUES (1234)")'
+PGPASSWORD=5 run_ferry --db "$kv password=$PW" exec "$D/dup.lua"
+like "$ERR" 'Key \(id\)=\(1234\) already exists.*\[SQLSTATE 23505\]' "a short PGPASSWORD does not garble the server's error"
+run_ferry --db "ferry_cli_no_such_db_5" status
+like "$ERR" 'database "ferry_cli_no_such_db_5" does not exist' "a bare database name is shown in the server's error"
+
 done_testing

@@ -150,10 +150,52 @@ static void test_long_password(void **state)
     assert_string_equal(redact(ci, msg), want);
 }
 
+static const char *redact_server(const char *conninfo, const char *msg)
+{
+    static char out[2048];
+    pgconn_redact_server(conninfo, msg, out, sizeof out);
+    return out;
+}
+
+/* A bare database name is no secret: the server's "does not exist" must
+ * name it (it was "***"). */
+static void test_bare_dbname_is_shown(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("crm7", "FATAL:  database \"crm7\" does not exist"),
+                        "FATAL:  database \"crm7\" does not exist");
+    assert_string_equal(redact("host=db dbname=crm7", "FATAL:  database \"crm7\" does not exist"),
+                        "FATAL:  database \"crm7\" does not exist");
+    /* a string that can hold a password is still replaced whole */
+    assert_string_equal(redact("postgresql://u:pw@db/x x", "bad: postgresql://u:pw@db/x x"), "bad: ***");
+}
+
+/* The server's own errors: it never sees the password, so a short one
+ * (PGPASSWORD=5, password=1234) must not garble keys and SQLSTATEs; a long
+ * one (that only data could have put there) is still replaced. */
+static void test_server_text(void **state)
+{
+    (void)state;
+    const char *dup = "duplicate key value violates unique constraint \"t_pkey\" (Key (id)=(1234) already exists.) [SQLSTATE 23505]";
+    assert_string_equal(redact_server("host=db password=1234", dup), dup);
+    assert_string_equal(redact_server("crm7", "relation \"crm7_archive\" does not exist [SQLSTATE 42P01]"),
+                        "relation \"crm7_archive\" does not exist [SQLSTATE 42P01]");
+    assert_string_equal(redact_server("postgresql://app:s3cret-pw@db/x", "value s3cret-pw too long [SQLSTATE 22001]"),
+                        "value *** too long [SQLSTATE 22001]");
+    setenv("PGPASSWORD", "5", 1);
+    assert_string_equal(redact_server("host=db", dup), dup);
+    assert_string_equal(redact("host=db", "password 5 rejected"), "password *** rejected");   /* libpq's text: all */
+    setenv("PGPASSWORD", "long-env-secret", 1);
+    assert_string_equal(redact_server("host=db", "saw long-env-secret [SQLSTATE 22001]"), "saw *** [SQLSTATE 22001]");
+    unsetenv("PGPASSWORD");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_password),
+        cmocka_unit_test(test_bare_dbname_is_shown),
+        cmocka_unit_test(test_server_text),
         cmocka_unit_test(test_url_password_with_at),
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
         cmocka_unit_test(test_keyword_password_with_space),
