@@ -120,12 +120,34 @@ static int stats_get(lua_State *L) {
     return 1;
 }
 
+/* A kept key or message is cut to this many bytes (at a character
+ * boundary), then its size is said: a rule failing on big payloads would
+ * otherwise keep megabytes per row, more than the run record can store. */
+#define KEPT_KEY_MAX 200
+#define KEPT_MESSAGE_MAX 2000
+
+/* A copy of s (len bytes), cut to at most max bytes as said above; NULL when
+ * out of memory. */
+static char *kept_copy(const char *s, size_t len, size_t max) {
+    if (len <= max) return strndup(s, len);
+    size_t cut = max;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;   /* not inside a character */
+    char tail[64];
+    int tl = snprintf(tail, sizeof tail, "... (%zu bytes in all)", len);
+    char *out = malloc(cut + (size_t)tl + 1);
+    if (!out) return NULL;
+    memcpy(out, s, cut);
+    memcpy(out + cut, tail, (size_t)tl + 1);
+    return out;
+}
+
 /* stats.error(key, message): records a failed row and counts it in
  * "errors"; raises once the count passes stats.max_errors(). */
 static int stats_error(lua_State *L) {
     stats_state *s = STATE(L);
-    const char *key = luaL_tolstring(L, 1, NULL);
-    const char *msg = luaL_tolstring(L, 2, NULL);
+    size_t klen, mlen;
+    const char *key = luaL_tolstring(L, 1, &klen);
+    const char *msg = luaL_tolstring(L, 2, &mlen);
     counter *c = find_or_add(L, s, "errors");
     c->value++;
     if (s->nerrors < MAX_KEPT_ERRORS) {
@@ -136,7 +158,7 @@ static int stats_error(lua_State *L) {
             s->errors = ne;
             s->ecap = cap;
         }
-        char *k = strdup(key), *m = strdup(msg);
+        char *k = kept_copy(key, klen, KEPT_KEY_MAX), *m = kept_copy(msg, mlen, KEPT_MESSAGE_MAX);
         if (!k || !m) { free(k); free(m); return luaL_error(L, "stats: out of memory"); }
         s->errors[s->nerrors].key = k;
         s->errors[s->nerrors].message = m;

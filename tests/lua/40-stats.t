@@ -45,6 +45,21 @@ T.like(err_of(stats.declare, {"ok", "x\0y"}), "counter name contains a NUL byte"
 stats.set("nul_prefix", 5)
 T.is(stats.get("nul_prefix\0b"), 0, "get: a name with a NUL byte is no counter (not the one before the NUL)")
 
+-- A kept error is cut: 300 rules raising the 2 MB payload they choked on
+-- took 6 GB and made the run record too big to store.
+stats.reset()
+stats.error(string.rep("k", 5000), string.rep("x", 100000))
+stats.error("utf8", string.rep("\u{e9}", 5000))
+local kept = stats.errors()
+T.is(#kept[1].key, 200 + #"... (5000 bytes in all)", "a key is kept up to 200 bytes")
+T.is(kept[1].message, string.rep("x", 2000) .. "... (100000 bytes in all)", "a message up to 2000 bytes, then its size")
+T.is(kept[2].message, string.rep("\u{e9}", 1000) .. "... (10000 bytes in all)", "cut after a whole character")
+stats.error("odd", "a" .. string.rep("\u{e9}", 5000))
+T.is(stats.errors()[3].message, "a" .. string.rep("\u{e9}", 999) .. "... (10001 bytes in all)",
+     "not inside one: the cut moves back to the character's start")
+T.is(stats.get("errors"), 3, "all counted")
+stats.reset()
+
 ---------------------------------------------------------------- summary
 stats.reset()
 stats.declare{"rows_seen", "conversations_created", "x"}
