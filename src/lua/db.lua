@@ -41,6 +41,7 @@ end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
 function methods.transaction(conn, fn, ...)
+  if type(fn) ~= "function" then error("transaction: fn must be a function, not " .. type(fn), 2) end
   local depth = savepoints[conn]
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
@@ -100,6 +101,9 @@ end
 -- then read one consistent state at the same time.  End it with
 -- other:exec("COMMIT").
 function methods.share_snapshot(conn, other)
+  if getmetatable(other) ~= getmetatable(conn) then
+    error("share_snapshot: the other session must be a connection (db.connect()), not " .. type(other), 2)
+  end
   -- its own transaction would be rolled back on the way
   if other:in_transaction() then
     error("share_snapshot: the other session is in a transaction already (end it first)", 2)
@@ -199,19 +203,29 @@ function M.reader()
   return conn
 end
 
+-- Re-raises an error of a binding one level up, so that it names the
+-- script line that called db.exec (...), not this file.
+local function relay(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" then error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2) end
+  error(e, 0)
+end
+
 --- db.plan(sql, ...) -> the EXPLAIN text of sql on the main connection,
 -- with sequential scans disabled, so that "can an index serve this query"
 -- does not depend on the table's size (validation checks of FTS indexes).
 function M.plan(sql, ...)
   local args = table.pack(...)
-  return M.transaction(function()
+  -- (a tail call: an error names the caller's line, not this file's)
+  return relay(pcall(M.transaction, function()
     M.exec("SET LOCAL enable_seqscan = off")
     local lines = {}
     for _, r in ipairs(M.query("EXPLAIN " .. sql, table.unpack(args, 1, args.n))) do
       lines[#lines + 1] = r["QUERY PLAN"]
     end
     return table.concat(lines, "\n")
-  end)
+  end))
 end
 
 local main
@@ -246,14 +260,6 @@ function M.close()
   end
 end
 
--- Re-raises an error of a binding one level up, so that it names the
--- script line that called db.exec (...), not this file.
-local function relay(ok, ...)
-  if ok then return ... end
-  local e = ...
-  if type(e) == "string" then error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2) end
-  error(e, 0)
-end
 
 -- db.exec(...), db.query(...), ... act on the main connection.
 for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script",

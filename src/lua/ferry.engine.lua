@@ -625,9 +625,15 @@ local function make_ctx(m, dry_run, operation)
   -- that the writers finish together instead of one writing the last big
   -- batch alone.  Not with --batch-size: then every batch has that size.
   function ctx.batch_size_for(total, left)
+    -- (a count read from the database may come as text: a bigint past 2^53)
+    local t, l = tonumber(total), left ~= nil and tonumber(left) or nil
+    if not t or (left ~= nil and not l) then
+      error("ctx.batch_size_for(total [, left]): numbers, not " .. type(total) .. (left ~= nil and ", " .. type(left) or ""), 2)
+    end
+    total, left = t, l
     if opts.batch_size_given then return ctx.batch_size end
     local jobs = math.max(1, ctx.jobs or 1)
-    local shaped = math.ceil((tonumber(total) or 0) / (4 * jobs))
+    local shaped = math.ceil(total / (4 * jobs))
     local size = math.max(1, math.min(ctx.batch_size, math.max(MIN_AUTO_BATCH, shaped)))
     if left and left < 2 * jobs * size then
       size = math.min(size, math.max(MIN_TAPER_BATCH, math.ceil(left / (2 * jobs))))

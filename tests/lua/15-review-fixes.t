@@ -86,4 +86,19 @@ end
 local ok, err = pcall(db.connect, "postgresql://nobody:Pa55-w0rd-x@127.0.0.1:1/none")
 T.ok(not ok and not tostring(err):find("Pa55-w0rd-x", 1, true), "a failed db.connect(url) never shows its password")
 db.exec("DROP TABLE rf_t")
+
+-- Errors of caught calls name the script's line or nothing, never ferry's
+-- own file (db.plan is what validate checks use), and a wrong argument
+-- says what it should be.
+local function caught(f) local _, e = pcall(f); return tostring(e) end
+local e = caught(function() local p = db.plan("SELEC 1"); return p end)
+T.like(e, "^[^%[]*15%-review%-fixes%.t:%d+: query failed: syntax error", "db.plan: an error names the calling line")
+T.ok(not e:find("[ferry]", 1, true), "... not [ferry]/db.lua")
+T.like(caught(function() db.transaction(nil) end), "15%-review%-fixes%.t:%d+: transaction: fn must be a function, not nil",
+       "db.transaction(nil) says what fn must be, at the calling line")
+local other = db.connect()
+T.like(caught(function() db.reader():share_snapshot(nil) end),
+       "15%-review%-fixes%.t:%d+: share_snapshot: the other session must be a connection %(db%.connect%(%)%), not nil",
+       "share_snapshot(nil) says what it needs")
+other:close()
 return T.done()

@@ -63,6 +63,7 @@ io.write("for=", ctx.batch_size_for(1000000), ",", ctx.batch_size_for(40000), ",
 io.write("taper=", ctx.batch_size_for(12000, 12000), ",", ctx.batch_size_for(12000, 4000), ",",
          ctx.batch_size_for(12000, 600), ",", ctx.batch_size_for(1000000, 30000), ",",
          ctx.batch_size_for(1000000, 8000), "\n")
+io.write("text=", ctx.batch_size_for("12000", "600"), " bad=", select(2, pcall(ctx.batch_size_for, 100, "x")), "\n")
 EOF
 run_ferry exec "$d/ctx.lua"
 is "$RC" 0 "ctx script runs"
@@ -78,7 +79,8 @@ jobs=2
 max_errors=100
 cp=nil
 for=5000,5000,1500,1000,1000
-taper=1500,1000,250,5000,2000" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000, and the last batches (left < 2 x writers x size) to left / (2 x writers), not below 250"
+taper=1500,1000,250,5000,2000
+text=250 bad=ctx.batch_size_for(total [, left]): numbers, not number, string" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000, and the last batches (left < 2 x writers x size) to left / (2 x writers), not below 250; counts as text are read, other values refused"
 like "$(sed -n 's/^run_id=//p' <<<"$OUT")" "$uuid_re" "ctx.run_id is a v4 UUID"
 like "$(sed -n 's/^started_at=//p' <<<"$OUT")" "$iso_re" "ctx.started_at is ISO-8601 UTC with milliseconds"
 first_id=$(sed -n 's/^run_id=//p' <<<"$OUT")
