@@ -113,10 +113,18 @@ static const char *result_error_text(const PGresult *res, errmsg *m) {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    /* a COPY's context is the row at fault ("COPY t, line 1234, column c:
+     * ...") -- without it nobody finds the bad row in a batch of 5000; its
+     * first line only (other contexts are call stacks, left out) */
+    const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+    int ctx_len = 0;
+    if (context && strncmp(context, "COPY ", 5) == 0) ctx_len = (int)strcspn(context, "\n");
+    else context = NULL;
     m->server = primary != NULL && state != NULL;
     if (primary)
-        snprintf(m->text, sizeof m->text, "%s%s%s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "",
-                 detail ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "", state ? "]" : "");
+        snprintf(m->text, sizeof m->text, "%s%s%s%s%s%.*s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "",
+                 detail ? ")" : "", context ? " (" : "", ctx_len, context ? context : "", context ? ")" : "",
+                 state ? " [SQLSTATE " : "", state ? state : "", state ? "]" : "");
     else
         snprintf(m->text, sizeof m->text, "%s", PQresultErrorMessage(res));
     return m->text;

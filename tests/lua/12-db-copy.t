@@ -95,14 +95,16 @@ usable("usable after that")
 
 w = db.copy("COPY c (id, t) FROM STDIN")
 w:put("not a number", "x")
-T.like(err_of(w.finish, w), "^COPY failed: invalid input syntax for type integer: \"not a number\" .*%[SQLSTATE 22P02%]$",
-       "bad data: finish raises the server's error with SQLSTATE")
+T.is(err_of(w.finish, w), 'COPY failed: invalid input syntax for type integer: "not a number" '
+     .. '(COPY c, line 1, column id: "not a number") [SQLSTATE 22P02]',
+     "bad data: finish raises the server's error, the row it is on (its line in the batch) and the SQLSTATE")
 T.is(count("c"), 5, "nothing of the failed COPY is stored")
 usable("usable after a failed finish")
 
 w = db.copy("COPY c (id, t) FROM STDIN")
 w:put(1, "a", "extra")
-T.like(err_of(w.finish, w), "extra data after last expected column %[SQLSTATE 22P04%]", "too many columns: server error")
+T.is(err_of(w.finish, w), 'COPY failed: extra data after last expected column (COPY c, line 1: "1\ta\textra") [SQLSTATE 22P04]',
+     "too many columns: server error, with the line")
 usable("usable after that")
 
 -- One statement only: a second one (a COPY, a DELETE) is refused by the
@@ -126,7 +128,8 @@ db.exec("CREATE TEMP TABLE u (id int PRIMARY KEY)")
 w = db.copy("COPY u (id) FROM STDIN")
 w:put(1); w:put(1)
 T.is(err_of(w.finish, w), 'COPY failed: duplicate key value violates unique constraint "u_pkey" '
-     .. "(Key (id)=(1) already exists.) [SQLSTATE 23505]", "finish: the server's message, detail and SQLSTATE")
+     .. "(Key (id)=(1) already exists.) (COPY u, line 2) [SQLSTATE 23505]",
+     "finish: the server's message, detail, line and SQLSTATE")
 usable("usable after a constraint error")
 
 w = db.copy("COPY c (id, t) FROM STDIN")
