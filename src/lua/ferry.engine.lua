@@ -771,6 +771,16 @@ local function progress_line()
   return #parts > 0 and table.concat(parts, ", ") or "nothing counted yet"
 end
 
+-- Text from a script (a row error, an error message) as the terminal may
+-- show it: control characters escaped (\x1b...), a tab kept -- an escape
+-- sequence in a message would otherwise clear or recolour the screen.
+local function shown(text)
+  return (tostring(text):gsub("[%c\127]", function(c)
+    if c == "\t" then return c end
+    return string.format("\\x%02x", c:byte())
+  end))
+end
+
 local function print_summary()
   if log.flags().json or log.flags().quiet then return end
   if #stats.counters() > 0 then
@@ -781,7 +791,7 @@ local function print_summary()
     io.write("\n\u{26A0} Errors (", stats.get("errors"), "):\n")
     for i, e in ipairs(errs) do
       if i > 20 then io.write("   ... (", #errs - 20, " more in --json and the history row)\n") break end
-      io.write("   ", e.key, ": ", e.message, "\n")
+      io.write("   ", shown(e.key), ": ", shown(e.message), "\n")
     end
   end
   io.flush()
@@ -902,7 +912,7 @@ local function emit_json(obj)
 end
 
 local function report_failure(result)
-  io.stderr:write("ferry: ", result.message, "\n")
+  io.stderr:write("ferry: ", shown(result.message), "\n")
   if log.flags().verbose and result.traceback and result.traceback:find("\n") then
     io.stderr:write(result.traceback, "\n")
   end
@@ -979,7 +989,7 @@ function commands.run(args)
   local r = apply(m, "run", opts.dry_run)
   if log.flags().json then emit_json(r) end
   if r.exit then
-    if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", r.message, "\n") end
+    if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", shown(r.message), "\n") end
     return r.exit
   end
   return EXIT_OK
@@ -1025,7 +1035,7 @@ function commands.rollback(args)
   })
   if log.flags().json then emit_json(result) end
   if not ok then
-    io.stderr:write("ferry: ", m.id, ": rollback failed: ", errtext:match("^[^\n]*"), "\n")
+    io.stderr:write("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
   if not log.flags().json then log.info(string.format("\u{2713} %s rolled back", m.id)) end
@@ -1117,6 +1127,11 @@ function commands.baseline(args)
   return EXIT_OK
 end
 
+-- The fields of a migration in `status --json` (a field with no value --
+-- a pending migration's applied_at, checksum_changed -- is left out).
+local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
+                     "later_run_failed", "missing"}
+
 function commands.status(args)
   if #args > 0 then usage_error("status takes no arguments") end
   local list, by_id = discover(root_dir)
@@ -1136,16 +1151,27 @@ function commands.status(args)
         end
       end
     end
-    rows[#rows + 1] = object({"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
-                              "later_run_failed"},
+    rows[#rows + 1] = object(STATUS_KEYS,
       {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,
-       checksum_changed = drift, baseline = st and st.operation == "baseline" or nil,
-       later_run_failed = st and st.failed_after or nil})
+       checksum_changed = drift, baseline = st ~= nil and st.operation == "baseline",
+       later_run_failed = st ~= nil and st.failed_after == true, missing = false})
   end
+  -- migrations the history knows and the folder no longer has, in order
+  local gone = {}
   for id, st in pairs(states) do
-    if not by_id[id] then
-      rows[#rows + 1] = object({"migration", "status", "missing"}, {migration = id, status = st.status, missing = true})
-    end
+    if not by_id[id] then gone[#gone + 1] = {id = id, st = st, version = id:match("^(%d+)_")} end
+  end
+  table.sort(gone, function(a, b)
+    local va, vb = tonumber(a.version) or math.huge, tonumber(b.version) or math.huge
+    if va ~= vb then return va < vb end
+    return a.id < b.id
+  end)
+  for _, g in ipairs(gone) do
+    local st = g.st
+    rows[#rows + 1] = object(STATUS_KEYS,
+      {migration = g.id, version = g.version, name = g.id:match("^%d+_(.+)$"), status = st.status,
+       applied_at = st.status == "applied" and st.finished_at or nil, baseline = st.operation == "baseline",
+       later_run_failed = st.failed_after == true, missing = true})
   end
   if log.flags().json then
     emit_json(object({"migrations"}, {migrations = rows}))
@@ -1441,7 +1467,7 @@ return function(cli)
   if msg:find("^cannot connect to the database") then code = EXIT_USAGE end
   local settings = msg:match("^cannot apply the session settings: (.*)")
   if settings then code, msg = EXIT_USAGE, settings end
-  io.stderr:write("ferry: ", msg:match("^[^\n]*"), "\n")
+  io.stderr:write("ferry: ", shown(msg:match("^[^\n]*")), "\n")
   if log.flags().verbose and msg:find("\n") then io.stderr:write(msg:match("\n(.*)$"), "\n") end
   if log.flags().json then emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")})) end
   pcall(db.close)

@@ -88,8 +88,11 @@ rm -rf "$D/migrations/20250103_rows"
 
 # --- the other commands in --json mode
 run_ferry --dir "$D" --json status
-is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["checksum_changed"], len(m["applied_at"])] for m in j["migrations"] if "version" in m]')" \
-   '[["20250101_a","applied",false,20],["20250102_b","applied",false,20]]' "status --json"
+is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["checksum_changed"], len(m["applied_at"]), m["baseline"], m["later_run_failed"]] for m in j["migrations"] if not m["missing"]]')" \
+   '[["20250101_a","applied",false,20,false,false],["20250102_b","applied",false,20,false,false]]' "status --json"
+is "$(json_eval "$OUT" '[m for m in j["migrations"] if m["missing"]]')" \
+   '[{"migration":"20250103_rows","version":"20250103","name":"rows","status":"failed","baseline":false,"later_run_failed":false,"missing":true}]' \
+   "status --json: a migration only the history knows has the same fields (missing: true)"
 run_ferry --dir "$D" --json validate 20250101
 is "$RC|$OUT" '0|{"migration":"20250101_a","mode":"validate","ok":true,"checks":[{"name":"t exists","ok":true}]}' "validate --json"
 
@@ -291,5 +294,17 @@ is "$RC" 1 "a failure before the first commit: exit 1"
 is "$(json_eval "$OUT" 'j["stats"]')" '{"rows_created":0,"late_counter":0}' \
    "...its statistics count nothing: nothing was committed"
 is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and nothing is in the table"
+
+# Control characters in what a row error or the final error says are shown
+# escaped, not sent to the terminal ("\27[2J" cleared the operator's screen)
+E=$TAP_TMPDIR/esc
+put "$E/migrations/20250101_esc/up.lua" 'stats.error("k\27[2J", "bad\27[31m red\nsecond line\ttab")
+error("stop\7\27[0m")'
+dbe=$(fresh_db ferry_cli_output_esc)
+run_ferry --db "$dbe" --dir "$E" run 20250101_esc
+is "$RC" 1 "a run with a row error and a final error: exit 1"
+like "$OUT" '   k\\x1b\[2J: bad\\x1b\[31m red\\x0asecond line'$'\t''tab' "the row error's control characters are escaped (a tab kept)"
+like "$ERR" 'up\.lua:2: stop\\x07\\x1b\[0m$' "...and the final error's"
+unlike "$OUT$ERR" $'\033' "no escape character reaches the terminal"
 
 done_testing
