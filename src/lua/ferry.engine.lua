@@ -265,6 +265,7 @@ end
 local function load_script(rel, env, path)
   local src, err = read_file(path or (root_dir .. "/" .. rel))
   if not src then usage_error("cannot read %s: %s", rel, err) end
+  if src:sub(1, 3) == "\239\187\191" then src = src:sub(4) end   -- a UTF-8 BOM, as lua and require skip it
   if src:sub(1, 2) == "#!" then src = "--" .. src end    -- a script may start with #! (keeps line numbers)
   local chunk, lerr = load(src, "@" .. rel, "t", env)
   if not chunk then usage_error("%s", lerr) end

@@ -356,6 +356,15 @@ like "$OUT" "nil	cannot close the main connection: ferry closes it when the comm
      "...main:close() returned nil and why"
 is "$(history "$dbc")" "20250101_closer|run|applied" "...and the run is recorded as applied"
 
+# --- a script saved with a UTF-8 byte order mark (some editors add one)
+# runs, as lua and require run such a file (it was a syntax error)
+B2=$TAP_TMPDIR/proj-bom
+put "$B2/migrations/20250101_bom/up.lua" $'\xef\xbb\xbfprint("bom ok")\nerror("line two")'
+dbb2=$(fresh_db ferry_cli_commands_bom)
+run_ferry --db "$dbb2" --dir "$B2" run 20250101_bom
+is "$RC|$(grep -c 'bom ok' <<<"$OUT")|$ERR" "1|1|ferry: migrations/20250101_bom/up.lua:2: line two" \
+   "a script starting with a BOM runs, its line numbers unchanged"
+
 # --- the repository's SQL migrations
 db3=$(fresh_db ferry_cli_commands_repo)
 run_ferry --db "$db3" --dir "$REPO_ROOT" up --to 20251108
