@@ -273,9 +273,15 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
      * the other styles print zone abbreviations that do not read back as
      * the same zone (China's CST is US Central to the parser).  ISO alone
      * keeps the database's day/month order for input. */
-    b->res = PQexecParams(c->pg,
-        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)",
+    /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
+     * killed while the server sorts a million audits would otherwise leave
+     * that query running for minutes, holding its snapshot and a core */
+    b->res = PQexecParams(c->pg, PQserverVersion(c->pg) >= 140000
+        ? "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
+          " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false),"
+          " set_config('client_connection_check_interval', '1s', false)"
+        : "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
+          " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)",
         3, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
         /* A value the server cannot read (--lock-timeout banana): a

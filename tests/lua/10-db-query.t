@@ -276,6 +276,10 @@ T.is(tostring(c), "ferry connection", "connect: a connection")
 T.isnt(c:backend_pid(), main_pid, "connect: another session")
 T.is(c:one("SELECT current_setting('lock_timeout') AS l, current_setting('statement_timeout') AS s, current_setting('default_transaction_read_only') AS r, current_setting('application_name') AS a"),
      {l = "5s", s = "0", r = "off", a = "ferry"}, "connect: the session settings of every ferry connection")
+-- a client killed while its query runs: the server notices within a second
+-- and stops (a million-row sort went on for minutes after a kill -9)
+T.is(c:one("SELECT current_setting('client_connection_check_interval') AS i").i, "1s",
+     "connect: client_connection_check_interval 1s (PostgreSQL 14 and later)")
 T.is(c:exec("SELECT 1"), 1, "conn:exec")
 T.is({c:query("SELECT 1 AS x")}, {{{x = 1}}, 1}, "conn:query")
 T.is(c:one("SELECT 2 AS x"), {x = 2}, "conn:one")
