@@ -109,7 +109,8 @@ typedef struct errmsg {
 } errmsg;
 
 /* The error of a result: its message, detail and SQLSTATE. */
-static const char *result_error_text(const PGresult *res, errmsg *m) {
+/* ... with `tail` (or nothing) after the SQLSTATE: exec_script's " (line N)". */
+static const char *result_error_text_with(const PGresult *res, errmsg *m, const char *tail) {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -121,13 +122,28 @@ static const char *result_error_text(const PGresult *res, errmsg *m) {
     if (context && strncmp(context, "COPY ", 5) == 0) ctx_len = (int)strcspn(context, "\n");
     else context = NULL;
     m->server = primary != NULL && state != NULL;
-    if (primary)
-        snprintf(m->text, sizeof m->text, "%s%s%s%s%s%.*s%s%s%s%s", primary, detail ? " (" : "", detail ? detail : "",
-                 detail ? ")" : "", context ? " (" : "", ctx_len, context ? context : "", context ? ")" : "",
-                 state ? " [SQLSTATE " : "", state ? state : "", state ? "]" : "");
-    else
-        snprintf(m->text, sizeof m->text, "%s", PQresultErrorMessage(res));
+    if (primary) {
+        /* the SQLSTATE always fits: what is cut for room is the text before
+         * it (the engine's advice for 23503/23505 reads it) */
+        char suffix[64] = "";
+        snprintf(suffix, sizeof suffix, "%s%.5s%s%s", state ? " [SQLSTATE " : "", state ? state : "",
+                 state ? "]" : "", tail ? tail : "");
+        size_t room = sizeof m->text - strlen(suffix);
+        int n = snprintf(m->text, room, "%s%s%s%s%s%.*s%s", primary, detail ? " (" : "", detail ? detail : "",
+                         detail ? ")" : "", context ? " (" : "", ctx_len, context ? context : "", context ? ")" : "");
+        if (n >= 0 && (size_t)n >= room) {      /* cut: end on a whole character, and say so */
+            size_t len = room - 1 > 3 ? room - 1 - 3 : 0;
+            while (len > 0 && ((unsigned char)m->text[len] & 0xC0) == 0x80) len--;
+            memcpy(m->text + len, "...", 4);
+        }
+        strcat(m->text, suffix);
+    } else
+        snprintf(m->text, sizeof m->text, "%s%s", PQresultErrorMessage(res), tail ? tail : "");
     return m->text;
+}
+
+static const char *result_error_text(const PGresult *res, errmsg *m) {
+    return result_error_text_with(res, m, NULL);
 }
 
 /* Any text (libpq's connection error, a message of ours). */
@@ -273,15 +289,9 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
      * the other styles print zone abbreviations that do not read back as
      * the same zone (China's CST is US Central to the parser).  ISO alone
      * keeps the database's day/month order for input. */
-    /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
-     * killed while the server sorts a million audits would otherwise leave
-     * that query running for minutes, holding its snapshot and a core */
-    b->res = PQexecParams(c->pg, PQserverVersion(c->pg) >= 140000
-        ? "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-          " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false),"
-          " set_config('client_connection_check_interval', '1s', false)"
-        : "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-          " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)",
+    b->res = PQexecParams(c->pg,
+        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
+        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)",
         3, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
         /* A value the server cannot read (--lock-timeout banana): a
@@ -299,6 +309,14 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);
         lua_error(L);
     }
+    PQclear(b->res);
+    /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
+     * killed while the server sorts a million audits would otherwise leave
+     * that query running for minutes, holding its snapshot and a core.  On
+     * its own, and a refusal ignored: a server that cannot watch its
+     * clients (Windows) takes only 0. */
+    b->res = PQserverVersion(c->pg) >= 140000
+        ? PQexec(c->pg, "SELECT set_config('client_connection_check_interval', '1s', false)") : NULL;
     PQclear(b->res);
     b->res = NULL;
     lua_pop(L, 1);
@@ -611,14 +629,10 @@ static int conn_exec_script(lua_State *L) {
             continue;
         }
         if (!failed && s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
-            result_error_text(b->res, &m);
             long line = script_error_line(b->res, sql);
-            if (line > 0) {      /* the suffix whole, over the message's end if it must */
-                char suffix[32];
-                int sl = snprintf(suffix, sizeof suffix, " (line %ld)", line);
-                size_t len = strlen(m.text), room = sizeof m.text - 1 - (size_t)sl;
-                memcpy(m.text + (len < room ? len : room), suffix, (size_t)sl + 1);
-            }
+            char at[32] = "";
+            if (line > 0) snprintf(at, sizeof at, " (line %ld)", line);
+            result_error_text_with(b->res, &m, at);     /* the SQLSTATE and line kept whole */
             failed = 1;
         }
         PQclear(b->res);

@@ -372,13 +372,23 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
     }
 }
 
-/* Whether conninfo can hold a password at all: in a URL's user info
- * (after an '@'... before it) or as password=. */
+/* Whether conninfo can hold a password at all.  A bare word is a database
+ * name (libpq reads it so); otherwise anything that may name one -- an '@'
+ * (a URL's user info), "password", a parsed password (percent-encoded
+ * keywords included: ?pass%77ord=), or a string libpq cannot parse (its
+ * error may quote it whole). */
 static int may_hold_password(const char *conninfo) {
+    if (!strpbrk(conninfo, "=:/@%?&'\\ ")) return 0;
     if (strchr(conninfo, '@')) return 1;
     for (const char *p = conninfo; *p; p++)
         if (strncasecmp(p, "password", 8) == 0) return 1;
-    return 0;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    if (!opts) return 1;
+    int has = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && *o->val && strcmp(o->keyword, "password") == 0) has = 1;
+    PQconninfoFree(opts);
+    return has;
 }
 
 static void redact_in_place(const char *conninfo, char *work, size_t worksz) {

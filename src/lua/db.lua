@@ -41,7 +41,9 @@ end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
 function methods.transaction(conn, fn, ...)
-  if type(fn) ~= "function" then error("transaction: fn must be a function, not " .. type(fn), 2) end
+  if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
+    error("transaction: fn must be a function, not " .. type(fn), 2)
+  end
   local depth = savepoints[conn]
   if depth then
     local name = "ferry_sp_" .. (depth + 1)

@@ -1073,8 +1073,8 @@ function commands.validate(args)
     if not ok then failed = failed + 1 end
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = name, ok = ok, detail = info and tostring(info) or nil})
     if not log.flags().json then
-      log.info(string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", name,
-                             info and ("  (" .. tostring(info) .. ")") or ""))
+      log.info(string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", shown(name),
+                             info and ("  (" .. shown(info) .. ")") or ""))
     end
     return ok
   end
@@ -1089,7 +1089,7 @@ function commands.validate(args)
   if not ok then
     failed = failed + 1
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = "validate.lua", ok = false, detail = error_text(err)})
-    if not log.flags().json then log.info("\u{2717} FAIL validate.lua stopped: " .. error_text(err):match("^[^\n]*")) end
+    if not log.flags().json then log.info("\u{2717} FAIL validate.lua stopped: " .. shown(error_text(err):match("^[^\n]*"))) end
   end
   if log.flags().json then
     emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}))
@@ -1182,8 +1182,8 @@ function commands.status(args)
   io.write(string.format(fmt, "MIGRATION", "STATUS", "APPLIED AT", "CHECKSUM"))
   for _, r in ipairs(rows) do
     local note = r.checksum_changed and "CHANGED since applied" or (r.checksum_changed == false and "ok" or "-")
-    if r.missing then note = "file missing from migrations/" end
     if r.baseline then note = "baseline" end
+    if r.missing then note = "file missing from migrations/" end
     if r.status == "interrupted" then note = "process gone; the next run resumes" end
     if r.later_run_failed then note = note .. "; a later run failed" end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))

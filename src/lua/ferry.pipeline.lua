@@ -49,12 +49,17 @@ end
 
 -- A copy of a position as it is now: the batch saves it when it commits,
 -- later, and a script may reuse and change one table for every batch.
-local function copy_position(v, depth)
+-- Metatables are kept as they are (json.array's is protected: its
+-- getmetatable() is the string "array").
+local function copy_position(v, seen)
   if type(v) ~= "table" then return v end
-  if (depth or 0) > 100 then error("db.pipeline: position nested too deep", 3) end
+  seen = seen or {}
+  if seen[v] then error("db.pipeline: a position cannot contain itself", 0) end
+  seen[v] = true
   local t = {}
-  for k, x in pairs(v) do t[k] = copy_position(x, (depth or 0) + 1) end
-  return setmetatable(t, getmetatable(v))
+  for k, x in pairs(v) do t[k] = copy_position(x, seen) end
+  seen[v] = nil
+  return setmetatable(t, debug.getmetatable(v))
 end
 
 function P:send(batch)

@@ -307,4 +307,21 @@ like "$OUT" '   k\\x1b\[2J: bad\\x1b\[31m red\\x0asecond line'$'\t''tab' "the ro
 like "$ERR" 'up\.lua:2: stop\\x07\\x1b\[0m$' "...and the final error's"
 unlike "$OUT$ERR" $'\033' "no escape character reaches the terminal"
 
+# validate's lines are escaped too; and status shows a baselined migration
+# whose folder is gone as missing (the "baseline" note hid it)
+V=$TAP_TMPDIR/val
+put "$V/migrations/20250101_v/up.sql" 'SELECT 1;'
+put "$V/migrations/20250101_v/validate.lua" 'check("c1", function() return false, "detail \27[2J here" end)
+error("stopped \27[2J")'
+dbv=$(fresh_db ferry_cli_output_val)
+run_ferry --db "$dbv" --dir "$V" validate 20250101
+like "$OUT" 'c1  \(detail \\x1b\[2J here\)' "validate: a check's detail is escaped"
+like "$OUT" 'validate\.lua stopped: .*stopped \\x1b\[2J' "validate: the error that stopped it too"
+unlike "$OUT$ERR" $'\033' "validate: no escape character reaches the terminal"
+run_ferry --db "$dbv" --dir "$V" baseline 20250101
+rm -rf "$V/migrations/20250101_v"
+run_ferry --db "$dbv" --dir "$V" status
+like "$OUT" '20250101_v +applied +[0-9TZ:-]+ +file missing from migrations/' \
+     "status: a baselined migration whose folder is gone shows as missing"
+
 done_testing

@@ -131,6 +131,15 @@ T.is(err_of(w.finish, w), 'COPY failed: duplicate key value violates unique cons
      .. "(Key (id)=(1) already exists.) (COPY u, line 2) [SQLSTATE 23505]",
      "finish: the server's message, detail, line and SQLSTATE")
 usable("usable after a constraint error")
+-- a message too long for ferry's buffer is cut before its SQLSTATE, which
+-- always stays (the engine's advice for 23505/23503 reads it)
+db.exec("CREATE TEMP TABLE cu (k text PRIMARY KEY)")
+w = db.copy("COPY cu (k) FROM STDIN")
+w:put(string.rep("k", 1940)); w:put(string.rep("k", 1940))
+local long = err_of(w.finish, w)
+T.like(long, "^COPY failed: duplicate key value violates unique constraint \"cu_pkey\" %(Key %(k%)=%(k+.*%.%.%. %[SQLSTATE 23505%]$",
+       "a long COPY error is cut before its SQLSTATE, which stays")
+usable("usable after that")
 
 w = db.copy("COPY c (id, t) FROM STDIN")
 T.like(err_of(w.put, w, 10, {}), "^COPY column 2: a table is not a SQL value$", "put of a table raises, naming the column")

@@ -78,6 +78,21 @@ end
 positions = {}
 for i, s in ipairs(cp.saved) do positions[i] = s.pos.last.id end
 T.is(positions, {1000, 2000, 3000}, "a position table changed after send: each batch saves it as it was at its send")
+cp = fake_checkpoint()
+do
+  local pipe <close> = db.pipeline{jobs = 2, checkpoint = cp}
+  buf:clear(); buf:put(1, "arr")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}, position = {ids = json.array{7, 8}, empty = json.array{}}}
+  pipe:finish()
+end
+T.is(getmetatable(cp.saved[1].pos.empty), "array", "a json.array in a position stays one (its metatable is protected)")
+T.is(cp.saved[1].pos.ids, {7, 8}, "... with its values")
+local cyclic = {}
+cyclic.self = cyclic
+T.like(select(2, pcall(function()
+  local pipe <close> = db.pipeline{jobs = 1, checkpoint = fake_checkpoint()}
+  pipe:send{copies = {{sql = COPY, buffer = buf}}, position = cyclic}
+end)), "a position cannot contain itself", "a position that contains itself is refused")
 
 ---------------------------------------------------------------- dry run
 db.exec("DELETE FROM " .. tbl)

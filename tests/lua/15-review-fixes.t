@@ -96,6 +96,8 @@ T.like(e, "^[^%[]*15%-review%-fixes%.t:%d+: query failed: syntax error", "db.pla
 T.ok(not e:find("[ferry]", 1, true), "... not [ferry]/db.lua")
 T.like(caught(function() db.transaction(nil) end), "15%-review%-fixes%.t:%d+: transaction: fn must be a function, not nil",
        "db.transaction(nil) says what fn must be, at the calling line")
+T.is(db.transaction(setmetatable({}, {__call = function(_, x) return x + 1 end}), 4), 5,
+     "db.transaction takes a callable table, as before")
 local other = db.connect()
 T.like(caught(function() db.reader():share_snapshot(nil) end),
        "15%-review%-fixes%.t:%d+: share_snapshot: the other session must be a connection %(db%.connect%(%)%), not nil",

@@ -166,6 +166,12 @@ static void test_bare_dbname_is_shown(void **state)
                         "FATAL:  database \"crm7\" does not exist");
     assert_string_equal(redact("host=db dbname=crm7", "FATAL:  database \"crm7\" does not exist"),
                         "FATAL:  database \"crm7\" does not exist");
+    /* a percent-encoded keyword (pass%77ord) in a URL libpq cannot parse:
+     * its error quotes the whole string */
+    assert_string_equal(redact("postgresql://[::1/ferry?pass%77ord=Sup3r-Secret-pw",
+                               "invalid URI: \"postgresql://[::1/ferry?pass%77ord=Sup3r-Secret-pw\""),
+                        "invalid URI: \"***\"");
+    assert_string_equal(redact("postgresql://h/db?user=u&pass%77ord=Sup3r-Secret-pw", "bad: Sup3r-Secret-pw"), "bad: ***");
     /* a string that can hold a password is still replaced whole */
     assert_string_equal(redact("postgresql://u:pw@db/x x", "bad: postgresql://u:pw@db/x x"), "bad: ***");
 }
