@@ -303,7 +303,8 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         b->res = NULL;
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
-        pgconn_redact(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
+        if (m.server) pgconn_redact_server(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
+        else pgconn_redact(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
         PQfinish(c->pg);
         c->pg = NULL;
         lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);

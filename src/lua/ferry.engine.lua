@@ -691,6 +691,7 @@ end
 local function run_sql_file(m, file, in_transaction)
   local sql, err = read_file(m.path .. "/" .. file)
   if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
+  if sql:sub(1, 3) == "\239\187\191" then sql = sql:sub(4) end   -- a UTF-8 BOM (the server would read it)
   local ok, e = pcall(function()
     if in_transaction then
       db.transaction(function() db.exec_script(sql) end)
@@ -779,6 +780,8 @@ local function shown(text)
   return (tostring(text):gsub("[%c\127]", function(c)
     if c == "\t" then return c end
     return string.format("\\x%02x", c:byte())
+  end):gsub("\194([\128-\159])", function(c)       -- C1 controls (U+0080-U+009F: CSI is U+009B)
+    return string.format("\\u%04x", c:byte())
   end))
 end
 

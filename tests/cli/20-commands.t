@@ -364,6 +364,9 @@ dbb2=$(fresh_db ferry_cli_commands_bom)
 run_ferry --db "$dbb2" --dir "$B2" run 20250101_bom
 is "$RC|$(grep -c 'bom ok' <<<"$OUT")|$ERR" "1|1|ferry: migrations/20250101_bom/up.lua:2: line two" \
    "a script starting with a BOM runs, its line numbers unchanged"
+put "$B2/migrations/20250102_bomsql/up.sql" $'\xef\xbb\xbfCREATE TABLE bom_t (x int);'
+run_ferry --db "$dbb2" --dir "$B2" run 20250102_bomsql
+is "$RC|$ERR|$(psql_val "$dbb2" "SELECT to_regclass('bom_t') IS NOT NULL")" "0||t" "an up.sql starting with a BOM runs too"
 
 # --- the repository's SQL migrations
 db3=$(fresh_db ferry_cli_commands_repo)

@@ -298,12 +298,13 @@ is "$(psql_val "$db3" 'SELECT count(*) FROM pt')" 0 "...and nothing is in the ta
 # Control characters in what a row error or the final error says are shown
 # escaped, not sent to the terminal ("\27[2J" cleared the operator's screen)
 E=$TAP_TMPDIR/esc
-put "$E/migrations/20250101_esc/up.lua" 'stats.error("k\27[2J", "bad\27[31m red\nsecond line\ttab")
+put "$E/migrations/20250101_esc/up.lua" 'stats.error("k\27[2J", "bad\27[31m red\nsecond line\ttab \u{9b}31m caf\u{e9}")
 error("stop\7\27[0m")'
 dbe=$(fresh_db ferry_cli_output_esc)
 run_ferry --db "$dbe" --dir "$E" run 20250101_esc
 is "$RC" 1 "a run with a row error and a final error: exit 1"
-like "$OUT" '   k\\x1b\[2J: bad\\x1b\[31m red\\x0asecond line'$'\t''tab' "the row error's control characters are escaped (a tab kept)"
+like "$OUT" '   k\\x1b\[2J: bad\\x1b\[31m red\\x0asecond line'$'\t''tab \\u009b31m café' \
+     "the row error's control characters are escaped, C1 ones too (a tab and other text kept)"
 like "$ERR" 'up\.lua:2: stop\\x07\\x1b\[0m$' "...and the final error's"
 unlike "$OUT$ERR" $'\033' "no escape character reaches the terminal"
 
