@@ -190,7 +190,14 @@ function M.connect(conninfo)
     conn:ready()
     return conn
   end
-  return core.connect(conninfo)
+  local ok, conn = pcall(core.connect, conninfo)
+  if ok then return conn end
+  -- a wrong argument names the calling line, not this file; "cannot
+  -- connect" has no position (ferry's exit code 2 reads it)
+  if type(conn) == "string" and not conn:find("^cannot connect") then
+    error((conn:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2)
+  end
+  error(conn, 0)
 end
 
 --- db.reader() -> a new session for streaming a big read: one consistent

@@ -98,6 +98,10 @@ T.like(caught(function() db.transaction(nil) end), "15%-review%-fixes%.t:%d+: tr
        "db.transaction(nil) says what fn must be, at the calling line")
 T.is(db.transaction(setmetatable({}, {__call = function(_, x) return x + 1 end}), 4), 5,
      "db.transaction takes a callable table, as before")
+T.like(caught(function() db.connect("dbname=x\0y") end), "^[^%[]*15%-review%-fixes%.t:%d+: conninfo contains a NUL byte$",
+       "db.connect: a bad conninfo names the calling line")
+T.like(caught(function() db.connect("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2") end), "^cannot connect to the database: ",
+       "db.connect: a connection that fails says so without a position")
 local other = db.connect()
 T.like(caught(function() db.reader():share_snapshot(nil) end),
        "15%-review%-fixes%.t:%d+: share_snapshot: the other session must be a connection %(db%.connect%(%)%), not nil",
