@@ -88,11 +88,17 @@ typedef struct copy_writer {
 /* Raises "what: message" for a result or connection error, with the
  * password redacted.  The caller has already released its resources or left
  * them to a finalizer. */
+/* msg with c's password (or the module's) redacted into buf: a server's
+ * error (server) or libpq's text (see pgconn.h). */
+static void redact_msg(db_state *st, conn *c, const char *msg, int server, char *buf, size_t n) {
+    const char *info = c && c->info ? c->info : (st ? st->conninfo : NULL);
+    if (server) pgconn_redact_server(info, msg ? msg : "", buf, n);
+    else pgconn_redact(info, msg ? msg : "", buf, n);
+}
+
 static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg, int server) {
     char buf[2048];
-    const char *info = c && c->info ? c->info : (st ? st->conninfo : NULL);
-    if (server) pgconn_redact_server(info, msg ? msg : "", buf, sizeof buf);
-    else pgconn_redact(info, msg ? msg : "", buf, sizeof buf);
+    redact_msg(st, c, msg, server, buf, sizeof buf);
     if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
         return luaL_error(L, "connection lost: %s (%s)", buf, what);
     return luaL_error(L, "%s: %s", what, buf);
@@ -303,8 +309,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         b->res = NULL;
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
-        if (m.server) pgconn_redact_server(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
-        else pgconn_redact(c->info ? c->info : st->conninfo, msg, buf, sizeof buf);
+        redact_msg(st, c, msg, m.server, buf, sizeof buf);
         PQfinish(c->pg);
         c->pg = NULL;
         lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);
@@ -1150,19 +1155,17 @@ static const luaL_Reg copy_methods[] = {
     {NULL, NULL}
 };
 
-/* Creates a metatable whose methods and finalizers share the module state. */
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction fin) {
+/* Creates a metatable whose methods share the module state (on the stack
+ * below it), gc as __gc and close as __close: one finalizer for both, but
+ * the connections' close leaves the main one open (conn_close). */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction close) {
     luaL_newmetatable(L, name);
     lua_newtable(L);
     if (methods) { lua_pushvalue(L, -3); luaL_setfuncs(L, methods, 1); }
     lua_setfield(L, -2, "__index");
-    if (fin) {
-        lua_pushcfunction(L, fin); lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, fin); lua_setfield(L, -2, "__close");
-    }
-    if (strcmp(name, CONN_MT) == 0) {   /* the main connection survives <close>, not collection */
-        lua_pushcfunction(L, conn_release); lua_setfield(L, -2, "__gc");
-    }
+    if (gc) { lua_pushcfunction(L, gc); lua_setfield(L, -2, "__gc"); }
+    if (close) { lua_pushcfunction(L, close); lua_setfield(L, -2, "__close"); }
     lua_pop(L, 1);
 }
 
@@ -1183,14 +1186,14 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     st->gc_at = GC_EVERY;
     int sti = lua_gettop(L);
 
-    lua_pushvalue(L, sti); new_class(L, CONN_MT, conn_methods, conn_close); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, CONN_MT, conn_methods, conn_release, conn_close); lua_pop(L, 1);
     luaL_getmetatable(L, CONN_MT);
     lua_pushcfunction(L, conn_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    lua_pushvalue(L, sti); new_class(L, COPY_MT, copy_methods, copy_gc); lua_pop(L, 1);
-    lua_pushvalue(L, sti); new_class(L, ROWS_MT, rows_methods, rows_close); lua_pop(L, 1);
-    lua_pushvalue(L, sti); new_class(L, BUF_MT, buf_methods, buf_gc); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, COPY_MT, copy_methods, copy_gc, copy_gc); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, ROWS_MT, rows_methods, rows_close, rows_close); lua_pop(L, 1);
+    lua_pushvalue(L, sti); new_class(L, BUF_MT, buf_methods, buf_gc, buf_gc); lua_pop(L, 1);
     luaL_newmetatable(L, RESULT_MT);
     lua_pushcfunction(L, result_gc);
     lua_setfield(L, -2, "__gc");

@@ -391,38 +391,35 @@ static int may_hold_password(const char *conninfo) {
     return has;
 }
 
-static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
+/* The password values conninfo (as libpq parses it) and PGPASSWORD hold,
+ * those of at least min bytes, replaced in work -- and with raw, the
+ * password as written in conninfo (and its pieces) too. */
+static void replace_passwords(const char *conninfo, char *work, size_t worksz, size_t min, int raw) {
     if (conninfo) {
-        /* The whole string first: an unparsable one may echo back verbatim
-         * (not a bare database name, which the server's "database ... does
-         * not exist" must show). */
-        if (may_hold_password(conninfo)) replace_all(work, worksz, conninfo);
         PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
         if (opts) {
             for (PQconninfoOption *o = opts; o->keyword; o++)
-                if (o->val && strcmp(o->keyword, "password") == 0) replace_all(work, worksz, o->val);
+                if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= min)
+                    replace_all(work, worksz, o->val);
             PQconninfoFree(opts);
         }
-        replace_raw_passwords(work, worksz, conninfo);
+        if (raw) replace_raw_passwords(work, worksz, conninfo);
     }
     const char *env = getenv("PGPASSWORD");
-    if (env) replace_all(work, worksz, env);
+    if (env && strlen(env) >= min) replace_all(work, worksz, env);
 }
 
-/* The password values conninfo and PGPASSWORD hold, when they have at least
- * SERVER_TEXT_MIN bytes, replaced in work. */
-#define SERVER_TEXT_MIN 8
-static void redact_long_passwords(const char *conninfo, char *work, size_t worksz) {
-    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
-    if (opts) {
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN)
-                replace_all(work, worksz, o->val);
-        PQconninfoFree(opts);
-    }
-    const char *env = getenv("PGPASSWORD");
-    if (env && strlen(env) >= SERVER_TEXT_MIN) replace_all(work, worksz, env);
+/* libpq's own text: the whole string first -- an unparsable one may echo
+ * back verbatim (not a bare database name, which the server's "database
+ * ... does not exist" must show) -- then every form of the password. */
+static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
+    if (conninfo && may_hold_password(conninfo)) replace_all(work, worksz, conninfo);
+    replace_passwords(conninfo, work, worksz, 1, 1);
 }
+
+/* The server's text: only a password long enough to be one (see
+ * pgconn_redact_server). */
+#define SERVER_TEXT_MIN 8
 
 static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text);
 
@@ -444,7 +441,7 @@ static void redact_to(const char *conninfo, const char *msg, char *out, size_t o
     char *work = malloc(worksz);
     if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
     memcpy(work, msg, len + 1);
-    if (server_text) redact_long_passwords(conninfo, work, worksz);
+    if (server_text) replace_passwords(conninfo, work, worksz, SERVER_TEXT_MIN, 0);
     else redact_in_place(conninfo, work, worksz);
     size_t wl = strlen(work);
     while (wl > 0 && (work[wl - 1] == '\n' || work[wl - 1] == '\r')) work[--wl] = '\0';

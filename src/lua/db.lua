@@ -164,6 +164,18 @@ function M.pipeline(opts)
   return require("ferry.pipeline").new(M, opts)
 end
 
+-- Re-raises an error of a binding one level up, so that it names the
+-- script line that called db.exec (...), not this file.
+-- ("cannot connect ..." has no position: ferry's exit code 2 reads it.)
+local function relay(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "string" and not e:find("^cannot connect") then
+    error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2)
+  end
+  error(e, 0)
+end
+
 -- Sessions started ahead of need (db.prestart): the server forks and sets
 -- up their backends while the script does other work.  db.connect() with
 -- no conninfo hands them out first.
@@ -190,14 +202,7 @@ function M.connect(conninfo)
     conn:ready()
     return conn
   end
-  local ok, conn = pcall(core.connect, conninfo)
-  if ok then return conn end
-  -- a wrong argument names the calling line, not this file; "cannot
-  -- connect" has no position (ferry's exit code 2 reads it)
-  if type(conn) == "string" and not conn:find("^cannot connect") then
-    error((conn:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2)
-  end
-  error(conn, 0)
+  return relay(pcall(core.connect, conninfo))
 end
 
 --- db.reader() -> a new session for streaming a big read: one consistent
@@ -212,14 +217,6 @@ function M.reader()
   return conn
 end
 
--- Re-raises an error of a binding one level up, so that it names the
--- script line that called db.exec (...), not this file.
-local function relay(ok, ...)
-  if ok then return ... end
-  local e = ...
-  if type(e) == "string" then error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2) end
-  error(e, 0)
-end
 
 --- db.plan(sql, ...) -> the EXPLAIN text of sql on the main connection,
 -- with sequential scans disabled, so that "can an index serve this query"

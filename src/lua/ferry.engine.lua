@@ -262,10 +262,16 @@ end
 
 -- Loads a Lua file with chunkname relative to --dir, so that errors read
 -- "migrations/x/up.lua:12: ...".  A syntax error is a usage error (exit 2).
+-- A script's text without a UTF-8 byte order mark some editors write (lua
+-- and require skip one too).
+local function without_bom(src)
+  return src:sub(1, 3) == "\239\187\191" and src:sub(4) or src
+end
+
 local function load_script(rel, env, path)
   local src, err = read_file(path or (root_dir .. "/" .. rel))
   if not src then usage_error("cannot read %s: %s", rel, err) end
-  if src:sub(1, 3) == "\239\187\191" then src = src:sub(4) end   -- a UTF-8 BOM, as lua and require skip it
+  src = without_bom(src)
   if src:sub(1, 2) == "#!" then src = "--" .. src end    -- a script may start with #! (keeps line numbers)
   local chunk, lerr = load(src, "@" .. rel, "t", env)
   if not chunk then usage_error("%s", lerr) end
@@ -428,7 +434,7 @@ end
 -- string before decoding, and the marker for the exact integer after.
 local BIG_MARK = "\0ferry-int:"
 local function mark_big_integers(text)
-  local bigs, out, pos = {}, {}, 1
+  local bigs, n, out, pos = {}, 0, {}, 1
   while pos <= #text do
     local q = text:find('"', pos, true)
     local chunk = text:sub(pos, (q or #text + 1) - 1)
@@ -436,9 +442,9 @@ local function mark_big_integers(text)
       local int = num:match("^%-?%d+$") and #num:gsub("^%-", "") >= 16 and math.tointeger(tonumber(num))
       -- (past 64 bits it stays a float, as before)
       if not int or string.format("%d", int) ~= num then return nil end
-      local mark = BIG_MARK .. (#bigs + 1)
+      n = n + 1
+      local mark = BIG_MARK .. n
       bigs[mark] = int
-      bigs[#bigs + 1] = mark
       return '"\\u0000' .. mark:sub(2) .. '"'
     end)
     if not q then break end
@@ -691,7 +697,7 @@ end
 local function run_sql_file(m, file, in_transaction)
   local sql, err = read_file(m.path .. "/" .. file)
   if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
-  if sql:sub(1, 3) == "\239\187\191" then sql = sql:sub(4) end   -- a UTF-8 BOM (the server would read it)
+  sql = without_bom(sql)                       -- (the server would read it as text)
   local ok, e = pcall(function()
     if in_transaction then
       db.transaction(function() db.exec_script(sql) end)

@@ -13,11 +13,19 @@
 
 #include "pgconn.h"
 
-static const char *redact(const char *conninfo, const char *msg)
+typedef void redactor(const char *, const char *, char *, size_t);
+
+static const char *redact_with(redactor *fn, const char *conninfo, const char *msg)
 {
     static char out[2048];
-    pgconn_redact(conninfo, msg, out, sizeof out);
+    fn(conninfo, msg, out, sizeof out);
     return out;
+}
+
+static const char *redact(const char *conninfo, const char *msg) { return redact_with(pgconn_redact, conninfo, msg); }
+static const char *redact_server(const char *conninfo, const char *msg)
+{
+    return redact_with(pgconn_redact_server, conninfo, msg);
 }
 
 static void test_plain_password(void **state)
@@ -148,13 +156,6 @@ static void test_long_password(void **state)
     snprintf(msg, sizeof msg, "invalid percent-encoded token: \"%s%%zz\"", pw);
     snprintf(want, sizeof want, "invalid percent-encoded token: \"***\"");
     assert_string_equal(redact(ci, msg), want);
-}
-
-static const char *redact_server(const char *conninfo, const char *msg)
-{
-    static char out[2048];
-    pgconn_redact_server(conninfo, msg, out, sizeof out);
-    return out;
 }
 
 /* A bare database name is no secret: the server's "does not exist" must
