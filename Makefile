@@ -18,7 +18,7 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
            -Wall -Wextra -Werror -Iinclude $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
-CORE_SRC := src/jsontext.c src/hash.c src/copytext.c src/pgconn.c
+CORE_SRC := src/jsontext.c src/hash.c src/copytext.c src/pgconn.c src/interrupt.c
 LUA_SRC  := src/l_db.c src/l_json.c src/l_uuid.c src/l_stats.c src/l_log.c
 SRC      := src/main.c $(LUA_SRC) $(CORE_SRC)
 PRELUDES := $(wildcard src/lua/*.lua)

@@ -9,7 +9,7 @@ enum {
     FERRY_EXIT_OK = 0,      /* success */
     FERRY_EXIT_FAIL = 1,    /* the run failed, recorded per-row errors, a check failed, lock held */
     FERRY_EXIT_USAGE = 2    /* usage or configuration error */
-};
+};                          /* and 128 + the signal's number: interrupted (interrupt.h) */
 
 /* The metatable (in the registry) of ferry's own error tables {code,
  * message}: errors that end a command with their exit code (usage errors,

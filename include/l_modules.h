@@ -30,8 +30,16 @@ void ferry_stats_print(lua_State *L, FILE *out);
 typedef struct log_options { int verbose, quiet, json; } log_options;
 int luaopen_ferry_log(lua_State *L, const log_options *opts);
 int luaopen_ferry_progress(lua_State *L);
-/* Lower-level functions the engine prelude needs (time, tty, host, sha256). */
+/* Lower-level functions the engine prelude needs (time, tty, host, sha256,
+ * whether ferry was interrupted). */
 int luaopen_ferry_sys(lua_State *L);
+/* Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
+ * number) for the signal interrupt.h received. */
+int ferry_raise_interrupted(lua_State *L);
+/* Called from the signal handler: sets a hook on L (the main thread) that
+ * raises that error at the next Lua instruction, once.  sys.interrupted()
+ * takes it off again (the engine stops the command itself). */
+void ferry_arm_interrupt(lua_State *L);
 
 /* preludes.c (generated): embedded Lua sources by module name. */
 const char *ferry_prelude(const char *name, size_t *len);

@@ -16,6 +16,7 @@
 
 #include "copytext.h"
 #include "l_modules.h"
+#include "interrupt.h"
 #include "pgconn.h"
 
 #define CONN_MT "ferry.conn"
@@ -53,6 +54,7 @@ typedef struct conn {
     PGTransactionStatusType busy_tx;   /* the transaction state when it became busy */
     int keep_open;     /* the main connection: close() and <close> leave it open */
     int counted;       /* in st->nconns until closed or collected */
+    int cancel_slot;   /* interrupt.c's slot: a signal cancels its running statement; -1 none */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -97,6 +99,8 @@ static void redact_msg(db_state *st, conn *c, const char *msg, int server, char 
 }
 
 static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg, int server) {
+    /* after Ctrl-C the statement's error is its cancellation: say why */
+    if (interrupt_received()) return ferry_raise_interrupted(L);
     char buf[2048];
     redact_msg(st, c, msg, server, buf, sizeof buf);
     if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
@@ -230,13 +234,20 @@ static PGresult *exec_result(conn *c, int sent) {
     return last;
 }
 
+/* Ends c's session (first out of interrupt.c's reach); safe twice. */
+static void finish_pg(conn *c) {
+    interrupt_unwatch(c->cancel_slot);
+    c->cancel_slot = -1;
+    if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
+}
+
 /* The finalizer (__gc): ends the session, whatever it is; safe twice. */
 static int conn_release(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     if (c->counted) { c->counted = 0; c->st->nconns--; }
     c->pending = 0;
     sender_remove(c);
-    if (c->pg) { PQfinish(c->pg); c->pg = NULL; }
+    finish_pg(c);
     c->busy = NULL;   /* a rows() or COPY still open finds pg gone and says so */
     free(c->info);
     c->info = NULL;
@@ -310,8 +321,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
         redact_msg(st, c, msg, m.server, buf, sizeof buf);
-        PQfinish(c->pg);
-        c->pg = NULL;
+        finish_pg(c);
         lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);
         lua_error(L);
     }
@@ -326,6 +336,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
     PQclear(b->res);
     b->res = NULL;
     lua_pop(L, 1);
+    c->cancel_slot = interrupt_watch(c->pg);
 }
 
 /* A session costs the server a process but Lua only a small userdata, so
@@ -351,6 +362,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->busy_tx = PQTRANS_IDLE;
     c->keep_open = 0;
     c->counted = 1;
+    c->cancel_slot = -1;
     st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;

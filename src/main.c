@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ferry.h"
+#include "interrupt.h"
 #include "l_modules.h"
 
 const char *ferry_prelude_name(int i);
@@ -199,6 +200,16 @@ static int pmain(lua_State *L) {
     return 1;
 }
 
+/* Ctrl-C and SIGTERM, as lua.c handles Ctrl-C: the signal handler only
+ * sets a hook that raises at the next Lua instruction (see l_log.c); a
+ * statement waited for returns at once (interrupt.c cancels it). */
+static lua_State *globalL;
+
+static void on_interrupt(int signo) {
+    (void)signo;
+    ferry_arm_interrupt(globalL);
+}
+
 /* Message handler: strings get a traceback (shown only with --verbose);
  * the engine's own error tables {code, message} pass through untouched. */
 static int msghandler(lua_State *L) {
@@ -237,6 +248,8 @@ int main(int argc, char **argv) {
     read_cli(&c, argc, argv);
     lua_State *L = luaL_newstate();
     if (!L) { fprintf(stderr, "ferry: cannot create Lua state: not enough memory\n"); return FERRY_EXIT_FAIL; }
+    globalL = L;
+    interrupt_install(on_interrupt);
     lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, pmain);
     lua_pushlightuserdata(L, &c);

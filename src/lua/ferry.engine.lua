@@ -42,7 +42,8 @@ options:
   -v, --verbose          per-row lines and tracebacks;  -q, --quiet: only errors
   --version              print ferry's version;  -h, --help: this text
 
-exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error
+exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error;
+            130 / 143 interrupted (Ctrl-C / SIGTERM)
 ]]
 
 -- Errors the engine raises carry their exit code.
@@ -852,6 +853,10 @@ local function apply(m, operation, dry_run)
     end
     usage_error("%s has neither up.lua nor up.sql", m.rel)
   end)
+  -- Ctrl-C / SIGTERM: whatever the script made of it (a statement's
+  -- cancellation, an error it caught), the run stops as interrupted
+  local stop = sys.interrupted()
+  if stop then ok, err = false, stop end
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   -- a run that failed reports what it committed, not what it had mapped
@@ -882,7 +887,17 @@ local function apply(m, operation, dry_run)
   if not ok then
     local code = is_ferry_error(err) and err.code or EXIT_FAIL
     local first = errtext:match("^[^\n]*")
-    if lost then
+    if is_ferry_error(err) and err.signal then
+      if dry_run then
+        first = string.format("%s: %s (a dry run: nothing was written)", m.id, err.message)
+      elseif m.files["up.lua"] then
+        first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); "
+                              .. "re-run to resume", m.id, err.message, progress_line())
+      else
+        first = string.format("%s: %s; nothing of it is committed (up.sql runs in one transaction); re-run to apply it",
+                              m.id, err.message)
+      end
+    elseif lost then
       first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
                             m.id, first, progress_line())
     elseif not first:find(m.id, 1, true) then
@@ -1032,6 +1047,8 @@ function commands.rollback(args)
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
     else run_sql_file(m, "rollback.sql", false) end
   end)
+  local stop = sys.interrupted()
+  if stop then ok, err = false, stop end
   ok, err = close_open_transaction(ok, err)
   local errtext = not ok and error_text(err) or nil
   local failure = close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
@@ -1045,7 +1062,12 @@ function commands.rollback(args)
   })
   if log.flags().json then emit_json(result) end
   if not ok then
-    io.stderr:write("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
+    if stop then
+      io.stderr:write("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
+                      m.id, "` again to finish it\n")
+    else
+      io.stderr:write("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
+    end
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
   if not log.flags().json then log.info(string.format("\u{2713} %s rolled back", m.id)) end
@@ -1075,6 +1097,8 @@ function commands.validate(args)
     local ok, info
     if type(fn) == "function" then
       local pok, a, b = pcall(fn)
+      local stop = sys.interrupted()
+      if stop then error(stop, 0) end          -- Ctrl-C: no more checks
       if pok then ok, info = a and true or false, b else ok, info = false, "error: " .. error_text(a) end
     else
       ok, info = fn and true or false, detail
@@ -1094,6 +1118,8 @@ function commands.validate(args)
   env.check = check
   local chunk = load_script(m.rel .. "/validate.lua", env)
   local ok, err = pcall(chunk)
+  local stop = sys.interrupted()
+  if stop then ok, err = false, stop end
   set_read_only(was_read_only)
   if not ok then
     failed = failed + 1
@@ -1105,6 +1131,7 @@ function commands.validate(args)
   else
     log.info(string.format("%d check(s), %d failed", #checks, failed))
   end
+  if stop then return stop.code end
   return failed == 0 and EXIT_OK or EXIT_FAIL
 end
 
@@ -1222,6 +1249,8 @@ function commands.exec(args)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
   local res = chunk(table.unpack(args))
   if allow then os.execute, io.popen = nil, nil end
+  local stop = sys.interrupted()
+  if stop then error(stop, 0) end            -- (the script caught it, or it came at the end)
   local code = math.tointeger(res)
   if code and (code < 0 or code > 255) then
     -- the system keeps 8 bits: 256 would read as success

@@ -1,0 +1,88 @@
+/* interrupt: Ctrl-C (SIGINT) and SIGTERM, apart from Lua (see interrupt.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include "interrupt.h"
+
+/* Slots written by the main program and read by the handler, which may
+ * run between any two of its instructions: a slot is filled cancel first,
+ * session last, and emptied session first, so the handler, which skips a
+ * slot without a session, never sees a half-made or freed one. */
+#define SLOTS 256
+static struct {
+    PGconn *volatile pg;
+    PGcancel *volatile cancel;
+} slots[SLOTS];
+
+static volatile sig_atomic_t received;
+static void (*on_signal)(int);
+
+/* PQcancel is safe in a signal handler (libpq's documentation says so);
+ * PQtransactionStatus only reads the connection.  Only a session with a
+ * statement in flight is cancelled: an idle server process ignores a
+ * cancel anyway, and one sent while it starts its next statement (ferry's
+ * own ROLLBACK, the history row) would cancel that. */
+static void cancel_running(void) {
+    char err[256];
+    for (int i = 0; i < SLOTS; i++) {
+        PGconn *pg = slots[i].pg;
+        PGcancel *cancel = slots[i].cancel;
+        if (pg && cancel && PQtransactionStatus(pg) == PQTRANS_ACTIVE) PQcancel(cancel, err, sizeof err);
+    }
+}
+
+static void handler(int signo) {
+    int saved = errno;
+    /* a second Ctrl-C (or TERM) ends ferry at once */
+    signal(signo, SIG_DFL);
+    if (!received) received = signo;
+    cancel_running();
+    if (on_signal) on_signal(signo);
+    errno = saved;
+}
+
+/* A signal ignored when ferry starts stays ignored: a shell starts its
+ * background jobs (ferry ... &) with SIGINT ignored, so that Ctrl-C at the
+ * terminal does not reach them, and nohup does the same for SIGHUP. */
+static void catch_unless_ignored(int signo, const struct sigaction *sa) {
+    struct sigaction old;
+    if (sigaction(signo, NULL, &old) == 0 && old.sa_handler == SIG_IGN) return;
+    sigaction(signo, sa, NULL);
+}
+
+void interrupt_install(void (*callback)(int signo)) {
+    struct sigaction sa;
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    on_signal = callback;
+    catch_unless_ignored(SIGINT, &sa);
+    catch_unless_ignored(SIGTERM, &sa);
+}
+
+int interrupt_received(void) { return received; }
+
+const char *interrupt_signal_name(int signo) {
+    return signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+int interrupt_watch(PGconn *pg) {
+    for (int i = 0; i < SLOTS; i++) {
+        if (slots[i].pg || slots[i].cancel) continue;
+        PGcancel *cancel = PQgetCancel(pg);
+        if (!cancel) return -1;
+        slots[i].cancel = cancel;
+        slots[i].pg = pg;
+        return i;
+    }
+    return -1;
+}
+
+void interrupt_unwatch(int slot) {
+    if (slot < 0 || slot >= SLOTS) return;
+    slots[slot].pg = NULL;
+    PGcancel *cancel = slots[slot].cancel;
+    slots[slot].cancel = NULL;
+    PQfreeCancel(cancel);
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Ctrl-C (SIGINT) and SIGTERM: ferry stops at once -- the statement running
+# on the server is cancelled, not left to finish -- rolls back what is not
+# committed, records the run as failed ("interrupted"), says so in one line
+# with what to do next, and exits 128 + the signal's number (130, 143).
+# The next run resumes from the last checkpoint.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../cli/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_robust_interrupt)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_slow_sql/up.sql" 'CREATE TABLE slow_t (x int);
+SELECT pg_sleep(60) /* ferry_interrupt_sql */;'
+# A data migration: 40 batches of 5 rows, each batch one transaction with
+# its checkpoint, each taking 50 ms on the server.
+put "$D/migrations/20250102_slow_lua/up.lua" 'local conn = db.open()
+conn:exec("CREATE TABLE IF NOT EXISTS items (n int PRIMARY KEY)")
+local last = ctx.checkpoint.get() or 0
+stats.declare{"items_created"}
+for b = last // 5, 39 do
+  db.transaction(function()
+    conn:exec("SELECT pg_sleep(0.05) /* ferry_interrupt_lua */")
+    for n = b * 5 + 1, b * 5 + 5 do
+      conn:exec("INSERT INTO items VALUES ($1)", n)
+      stats.inc("items_created")
+    end
+    ctx.checkpoint.save(b * 5 + 5)
+  end)
+end'
+put "$D/loop.lua" 'local n = 0
+while true do n = n + 1 end'
+
+sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_interrupt_$1 */%' AND pid <> pg_backend_pid()"; }
+wait_for() { # CONDITION-COMMAND EXPECTED
+    for _ in $(seq 1 200); do [ "$($1)" = "$2" ] && return 0; sleep 0.05; done
+    return 1
+}
+# start_ferry ARGS...: ferry itself in the background (so that a signal
+# reaches it, not a wrapper); its pid in $PID.  With job control on, as in
+# an interactive shell: otherwise bash starts background jobs with SIGINT
+# ignored (and ferry leaves an ignored signal ignored).
+set -m
+start_ferry() {
+    "$FERRY" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+    PID=$!
+}
+# stop_ferry SIGNAL: sends it, waits; $RC, $OUT, $ERR, $MS (from the signal to the exit)
+stop_ferry() {
+    local t0
+    t0=$(now_ms)
+    kill -"$1" "$PID"
+    RC=0
+    wait "$PID" || RC=$?
+    MS=$(( $(now_ms) - t0 ))
+    OUT=$(cat "$TAP_TMPDIR/bg.out")
+    ERR=$(cat "$TAP_TMPDIR/bg.err")
+}
+
+# --- an SQL migration interrupted in the middle of its statement
+start_ferry --dir "$D" run 20250101
+wait_for "sleeping sql" 1
+is "$(sleeping sql)" 1 "sql: the migration's statement is running"
+stop_ferry INT
+is "$RC" 130 "sql: Ctrl-C: exit 130"
+like "$ERR" "ferry: 20250101_slow_sql: interrupted \\(SIGINT\\); nothing of it is committed \\(up\\.sql runs in one transaction\\); re-run to apply it" \
+     "sql: one line says it was interrupted and what to do"
+ok $(( MS < 10000 ? 0 : 1 )) "sql: ferry stopped at once (${MS} ms; the statement sleeps 60 s)"
+wait_for "sleeping sql" 0
+is "$(sleeping sql)" 0 "sql: the statement was cancelled on the server"
+is "$(psql_val "$db" "SELECT to_regclass('slow_t') IS NULL")" t "sql: its transaction was rolled back"
+is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250101_slow_sql'")" \
+   "failed|interrupted (SIGINT)" "sql: the run is recorded as failed: interrupted"
+is "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" 0 \
+   "sql: no ferry session is left"
+
+# --- a data migration interrupted between checkpoints, then resumed
+start_ferry --dir "$D" run 20250102
+saved() { psql_val "$db" "SELECT coalesce((SELECT (position #>> '{}')::int >= 50 FROM ferry.checkpoint WHERE migration = '20250102_slow_lua'), false)"; }
+wait_for saved t
+is "$(saved)" t "lua: the run has committed batches"
+stop_ferry INT
+is "$RC" 130 "lua: Ctrl-C: exit 130"
+like "$ERR" "ferry: 20250102_slow_lua: interrupted \\(SIGINT\\); the run had got to: .*items_created=[0-9]+.*\\(everything up to the last checkpoint is committed\\); re-run to resume" \
+     "lua: one line says it was interrupted, how far it got and what to do"
+unlike "$ERR" "canceling statement|query failed" "lua: no cancelled-statement error shown in place of the interruption"
+ok $(( MS < 10000 ? 0 : 1 )) "lua: ferry stopped at once (${MS} ms)"
+done_rows=$(psql_val "$db" "SELECT count(*) FROM items")
+checkpoint=$(psql_val "$db" "SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '20250102_slow_lua'")
+is "$done_rows" "$checkpoint" "lua: the rows committed are exactly those up to the checkpoint ($checkpoint)"
+is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
+   "failed|interrupted (SIGINT)" "lua: the run is recorded as failed: interrupted"
+run_ferry --dir "$D" --json run 20250102
+is "$RC" 0 "lua: the next run succeeds"
+is "$(json_eval "$OUT" 'j["stats"]["items_created"]')" 200 "lua: ...with the totals of an uninterrupted run"
+is "$(psql_val "$db" "SELECT count(*) || ' ' || count(DISTINCT n) || ' ' || min(n) || ' ' || max(n) FROM items")" "200 200 1 200" \
+   "lua: every row once"
+
+# --- SIGTERM (a service manager stopping ferry): the same, exit 143
+psql_val "$db" "DROP TABLE items; DELETE FROM ferry.history; DELETE FROM ferry.checkpoint" >/dev/null
+start_ferry --dir "$D" --json run 20250102
+wait_for saved t
+stop_ferry TERM
+is "$RC" 143 "SIGTERM: exit 143"
+is "$(json_eval "$OUT" 'str(j["ok"]) + "|" + j["error"]')" "False|interrupted (SIGTERM)" "SIGTERM, --json: {ok: false, error: interrupted (SIGTERM)}"
+is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
+   "failed|interrupted (SIGTERM)" "SIGTERM: the run is recorded as failed: interrupted"
+
+# --- a script busy in Lua only (no statement to cancel)
+start_ferry --dir "$D" exec "$D/loop.lua"
+sleep 0.3
+stop_ferry INT
+is "$RC|$ERR" "130|ferry: interrupted (SIGINT)" "exec: a Lua loop stops on Ctrl-C: exit 130, one line"
+
+# --- a background job of a script (job control off): SIGINT ignored at
+# the start stays ignored, as a shell's Ctrl-C must not reach such a job
+set +m
+start_ferry --dir "$D" exec "$D/loop.lua"
+set -m
+sleep 0.3
+kill -INT "$PID"
+sleep 0.5
+ok "$(kill -0 "$PID" 2>/dev/null; echo $?)" "a job started with SIGINT ignored goes on after SIGINT"
+stop_ferry TERM
+is "$RC|$ERR" "143|ferry: interrupted (SIGTERM)" "...and stops on SIGTERM: exit 143"
+
+done_testing
