@@ -1002,8 +1002,11 @@ static int copy_count(lua_State *L) {
 }
 
 /* conn:copy("COPY t (a, b) FROM STDIN") -> writer.  Only a COPY is sent,
- * and as one statement (the extended protocol takes no more): a DELETE
- * given by mistake, or one after the COPY, must not run. */
+ * alone: a DELETE given by mistake, or one after the COPY, must not run.
+ * It goes out as a simple query, not with the extended protocol: there a
+ * COPY the server fails at its start (a view, a statement trigger) leaves
+ * a second Sync -- libpq's, after the end of the data -- whose
+ * ReadyForQuery the next query would take for its own. */
 static int conn_copy(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
@@ -1018,7 +1021,7 @@ static int conn_copy(lua_State *L) {
     lua_setiuservalue(L, -2, 1);
     result_box *b = new_result_box(L);
     c->busy_tx = PQtransactionStatus(c->pg);
-    b->res = exec_result(c, PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0));
+    b->res = exec_result(c, PQsendQuery(c->pg, sql));
     ExecStatusType s = PQresultStatus(b->res);
     if (s != PGRES_COPY_IN) {
         errmsg m;

@@ -168,6 +168,47 @@ static const char *name(const char *p) {
     return q > p ? q : NULL;
 }
 
+/* p past a string constant at p ('...' with '' inside; with backslash
+ * escapes when `escapes`: E'...'), or NULL when it does not end -- or when
+ * a plain one holds a backslash, which the server reads as an escape too
+ * under standard_conforming_strings = off: where such a string ends
+ * depends on a setting. */
+static const char *string_end(const char *p, int escapes) {
+    for (p++; *p; p++) {
+        if (*p == '\\') {
+            if (!escapes || !*++p) return NULL;
+            continue;
+        }
+        if (*p == '\'') { if (p[1] == '\'') p++; else return p + 1; }
+    }
+    return NULL;
+}
+
+/* 1 when nothing follows the statement's options at p but one optional
+ * ';' and blanks or comments: the statement goes out as a simple query,
+ * where a second statement would run.  Strings, quoted names and comments
+ * are skipped whole (a ';' option); a dollar quote is not read (refused). */
+static int nothing_after(const char *p) {
+    while (p && *p) {
+        if (*p == '\'') {
+            int escapes = p[-1] == 'E' || p[-1] == 'e';   /* (p is past "STDIN") */
+            p = string_end(p, escapes);
+        } else if (*p == '"') {
+            p = name(p);
+        } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+            p = skip_blank(p);
+        } else if (*p == ';') {
+            p = skip_blank(p + 1);
+            return p && *p == '\0';
+        } else if (*p == '$') {
+            return 0;
+        } else {
+            p++;
+        }
+    }
+    return p != NULL;
+}
+
 int pgconn_is_copy_from_stdin(const char *sql) {
     const char *p = keyword(skip_blank(sql), "copy");
     if (!p || !(p = skip_blank(p))) return 0;
@@ -185,7 +226,7 @@ int pgconn_is_copy_from_stdin(const char *sql) {
     }
     p = keyword(p, "from");
     if (!p || !(p = skip_blank(p))) return 0;
-    return keyword(p, "stdin") != NULL;
+    return nothing_after(keyword(p, "stdin"));
 }
 
 void pgconn_drain(PGconn *pg) {

@@ -107,15 +107,32 @@ T.is(err_of(w.finish, w), 'COPY failed: extra data after last expected column (C
      "too many columns: server error, with the line")
 usable("usable after that")
 
--- One statement only: a second one (a COPY, a DELETE) is refused by the
--- server before anything runs; a statement that is not a COPY is not even
--- sent (a DELETE given by mistake would run).
-T.is(err_of(db.copy, "COPY c (id, t) FROM STDIN; COPY c (id, t) FROM STDIN"),
-     "COPY failed to start: cannot insert multiple commands into a prepared statement [SQLSTATE 42601]",
-     "two statements in one copy(): refused at once")
+-- One statement only, and nothing after it: a COPY is sent as a simple
+-- query (with the extended protocol a COPY the server fails at its start,
+-- a view or a statement trigger, left one more ReadyForQuery behind: the
+-- next query failed with an empty message, and every one after it got the
+-- result of the one before); the rest is checked before anything is sent.
+T.like(err_of(db.copy, "COPY c (id, t) FROM STDIN; COPY c (id, t) FROM STDIN"),
+       "^COPY failed to start: not a COPY .* %(nothing was sent%)$", "two statements in one copy(): refused at once")
 usable("usable after that")
-T.like(err_of(db.copy, "COPY c (id) FROM STDIN; DELETE FROM c"), "cannot insert multiple commands",
-       "a DELETE after the COPY: refused")
+T.like(err_of(db.copy, "COPY c (id) FROM STDIN; DELETE FROM c"), "^COPY failed to start: not a COPY .* %(nothing was sent%)$",
+       "a DELETE after the COPY: refused before it is sent")
+T.like(err_of(db.copy, "COPY c (id) FROM STDIN WITH (DELIMITER ';'); DELETE FROM c"),
+       "^COPY failed to start: not a COPY .* %(nothing was sent%)$", "a DELETE after a COPY with a ';' option: refused")
+db.exec("CREATE TEMP VIEW c_view AS SELECT id FROM c")
+db.exec([[CREATE TEMP TABLE c_trig (id int)]])
+db.exec([[CREATE FUNCTION pg_temp.no_load() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN RAISE EXCEPTION 'no loading today'; END $$]])
+db.exec([[CREATE TRIGGER no_load BEFORE INSERT ON c_trig FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.no_load()]])
+for _, case in ipairs{{"COPY c_view (id) FROM STDIN", "cannot copy to view"},
+                      {"COPY c_trig (id) FROM STDIN", "no loading today"}} do
+  local ok, e = pcall(function() local w <close> = db.copy(case[1]); w:put(1); return w:finish() end)
+  T.like(not ok and tostring(e) or "", case[2], "a COPY the server fails at its start: " .. case[2])
+  for i = 1, 3 do T.is(db.one("SELECT $1::int AS x", i), {x = i}, "...then query " .. i .. " gets its own result") end
+  local w = db.copy(case[1]); w:put(1)
+  T.like(err_of(w.abort, w) or "aborted", "aborted", "...the same COPY aborted")
+  for i = 4, 5 do T.is(db.one("SELECT $1::int AS x", i), {x = i}, "...then query " .. i .. " gets its own result") end
+end
 T.like(err_of(db.copy, "  /* load */ DELETE FROM c"), "^COPY failed to start: not a COPY .* %(nothing was sent%)$",
        "a DELETE given to copy(): refused before it is sent")
 T.is(count("c"), 5, "nothing was deleted")

@@ -142,6 +142,20 @@ static void test_is_copy_from_stdin(void **state)
     assert_false(pgconn_is_copy_from_stdin("/* unterminated COPY"));
     assert_false(pgconn_is_copy_from_stdin("COPY \"unterminated FROM STDIN"));
     assert_false(pgconn_is_copy_from_stdin(""));
+    /* COPY goes out as a simple query: one statement, nothing after it */
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';', NULL '')  ; -- done\n"));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN (FORMAT csv, QUOTE '''', ESCAPE E'\\'')"));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER e'\\t')"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN; DELETE FROM d"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';'); DELETE FROM d"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\';'); DELETE FROM d"));
+    /* (one statement: the E string runs to the last quote) */
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\'); DELETE FROM d; --')"));
+    /* a backslash in a plain string reads two ways (standard_conforming_strings) */
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER '\\'); DELETE FROM d; --')"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER $$;$$); DELETE FROM d"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER 'unterminated"));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN /* unterminated"));
 }
 
 /* A password of any length (it was left whole from 1024 bytes on). */
