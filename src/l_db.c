@@ -276,6 +276,16 @@ static int db_keep_open(lua_State *L) {
     return 0;
 }
 
+/* core.busy_with(conn) -> what holds the connection ("a rows() iteration",
+ * "a COPY") or nil: db.transaction ends a transaction only when fn has let
+ * go of its connection. */
+static int db_busy_with(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->busy && c->pg) lua_pushstring(L, c->busy);
+    else lua_pushnil(L);
+    return 1;
+}
+
 /* A userdata owning a PGresult, created before the result exists: a Lua
  * error (even a memory error while a message is pushed) leaves the result
  * to its finalizer. */
@@ -1236,6 +1246,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "set_read_only");
     lua_pushcfunction(L, db_keep_open);
     lua_setfield(L, -2, "keep_open");
+    lua_pushcfunction(L, db_busy_with);
+    lua_setfield(L, -2, "busy_with");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);

@@ -52,6 +52,14 @@ function methods.transaction(conn, fn, ...)
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = depth
     if res[1] then
+      local held = core.busy_with(conn)         -- (as below)
+      if held then
+        release_holder(conn)
+        if held == "a COPY" then
+          conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+          error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 2)
+        end
+      end
       -- a failed statement whose error fn caught: as below, at this level
       local _, failed = conn:in_transaction()
       if failed then
@@ -71,6 +79,17 @@ function methods.transaction(conn, fn, ...)
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
+    -- fn returned holding the connection: a rows() it left open is ended
+    -- (read to its end, as inside a transaction it always is); a COPY
+    -- never finished is not fn's rows stored: refused
+    local held = core.busy_with(conn)
+    if held then
+      release_holder(conn)
+      if held == "a COPY" then
+        pcall(conn.exec, conn, "ROLLBACK")
+        error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 2)
+      end
+    end
     -- a failed statement whose error fn caught: COMMIT would only roll back
     local _, failed = conn:in_transaction()
     if failed then

@@ -287,4 +287,42 @@ other:close()
 
 observer:close()
 db.exec("DROP TABLE " .. tbl)
+
+-- fn returning while a rows() of it is still open (a first row taken):
+-- the iteration is ended and the transaction commits -- it used to fail
+-- at COMMIT ("connection busy") and leave the session inside the BEGIN,
+-- where later statements joined it and were lost with it.
+db.exec("CREATE TEMP TABLE tx_keep (v int)")
+local first = db.transaction(function()
+  db.exec("INSERT INTO tx_keep VALUES (1)")
+  return db.rows("SELECT g FROM generate_series(1, 100) g")().g
+end)
+T.is(first, 1, "fn returning with a rows() open: its result")
+T.is(db.in_transaction(), false, "...and the transaction ended")
+db.exec("INSERT INTO tx_keep VALUES (2)")
+T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {{v = 1}, {v = 2}}, "...committed, and later statements stand alone")
+-- the same with a COPY left open: that one is not finished for fn (its
+-- rows were never handed over): refused, rolled back
+db.exec("DELETE FROM tx_keep")
+ok, err = pcall(db.transaction, function()
+  db.exec("INSERT INTO tx_keep VALUES (3)")
+  local w = db.copy("COPY tx_keep (v) FROM STDIN")
+  w:put(4)
+end)
+T.like(tostring(err), "a COPY", "fn returning with a COPY open: raises")
+T.is(db.in_transaction(), false, "...the transaction ended")
+T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {}, "...rolled back")
+-- the same inside a nested transaction (a savepoint)
+db.transaction(function()
+  T.is(db.transaction(function() return db.rows("SELECT 7 AS x UNION ALL SELECT 8")().x end), 7,
+       "nested: fn returning with a rows() open: its result")
+  ok, err = pcall(db.transaction, function()
+    db.exec("INSERT INTO tx_keep VALUES (5)")
+    db.copy("COPY tx_keep (v) FROM STDIN"):put(6)
+  end)
+  T.like(tostring(err), "a COPY still open", "nested: fn returning with a COPY open: raises")
+  db.exec("INSERT INTO tx_keep VALUES (7)")
+end)
+T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {{v = 7}}, "...its savepoint rolled back, the outer transaction committed")
+db.exec("DROP TABLE tx_keep")
 return T.done()
