@@ -1251,6 +1251,8 @@ function commands.exec(args)
   if allow then os.execute, io.popen = nil, nil end
   local stop = sys.interrupted()
   if stop then error(stop, 0) end            -- (the script caught it, or it came at the end)
+  local _, left_open = close_open_transaction(true)
+  if left_open then error(file .. ": " .. left_open, 0) end
   local code = math.tointeger(res)
   if code and (code < 0 or code > 255) then
     -- the system keeps 8 bits: 256 would read as success

@@ -303,6 +303,20 @@ done
 put "$D/script.lua" 'print("fine")'
 run_ferry --db "$db2" exec "$D/script.lua"
 is "$RC|$OUT" "0|fine" "exec: exit 0 without a result"
+# a transaction the script leaves open: rolled back, and said (it was
+# rolled back silently, exit 0)
+psql_val "$db2" "CREATE TABLE IF NOT EXISTS exec_keep (v int)" >/dev/null
+put "$D/script.lua" 'db.exec("BEGIN")
+db.exec("INSERT INTO exec_keep VALUES (5)")'
+run_ferry --db "$db2" exec "$D/script.lua"
+is "$RC|$ERR" "1|ferry: $D/script.lua: the script left a transaction open on the main session; it was rolled back (end it with COMMIT, or use db.transaction)" \
+   "exec: a transaction left open is rolled back, exit 1, one line saying so"
+is "$(psql_val "$db2" "SELECT count(*) FROM exec_keep")" 0 "...nothing of it stored"
+put "$D/script.lua" 'db.exec("BEGIN")
+db.exec("INSERT INTO exec_keep VALUES (6)")
+db.exec("COMMIT")'
+run_ferry --db "$db2" exec "$D/script.lua"
+is "$RC|$ERR|$(psql_val "$db2" "SELECT string_agg(v::text, ',') FROM exec_keep")" "0||6" "exec: a transaction committed by the script: stored"
 put "$D/script.lua" 'print("half")
 error("exec fails")'
 run_ferry exec "$D/script.lua"
