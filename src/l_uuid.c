@@ -3,6 +3,10 @@
  * maps to the same primary key. */
 #include <lua.h>
 #include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <uuid/uuid.h>
 
 #include "hash.h"
@@ -29,11 +33,36 @@ static int uuid_v4(lua_State *L) {
     return 1;
 }
 
+/* The text of the number at idx, by its value and not its Lua subtype:
+ * json.decode gives 42.0 for a key a row gives as 42, and both must name
+ * the same id.  Whole numbers as integers (2^53 in full), other floats in
+ * the fewest digits that read back as the same double. */
+static const char *number_name(lua_State *L, int idx, char *buf, size_t n, size_t *len) {
+    lua_Number d = lua_tonumber(L, idx);
+    lua_Integer i;
+    if (lua_isinteger(L, idx)) {
+        snprintf(buf, n, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    } else if (!isfinite(d)) {
+        luaL_argerror(L, idx, "not a finite number");
+    } else if (d == floor(d) && lua_numbertointeger(d, &i)) {
+        snprintf(buf, n, LUA_INTEGER_FMT, (LUAI_UACINT)i);
+    } else {
+        for (int digits = 15; digits <= 17; digits++) {
+            snprintf(buf, n, "%.*g", digits, d);
+            if (strtod(buf, NULL) == d) break;
+        }
+    }
+    *len = strlen(buf);
+    return buf;
+}
+
 /* uuid.v5(namespace_uuid, name) -> UUID text (RFC 4122 section 4.3). */
 static int uuid_v5(lua_State *L) {
     luaL_checkstring(L, 1);
     size_t len;
-    const char *name = luaL_checklstring(L, 2, &len);
+    char num[64];
+    const char *name = lua_type(L, 2) == LUA_TNUMBER ? number_name(L, 2, num, sizeof num, &len)
+                                                     : luaL_checklstring(L, 2, &len);
     uuid_t nsu, out;
     if (!to_uuid(L, 1, nsu)) return luaL_argerror(L, 1, "not a UUID");
     uuid5_generate(nsu, name, len, out);

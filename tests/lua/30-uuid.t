@@ -45,6 +45,18 @@ T.like(v:sub(20, 20), "^[89ab]$", "v5: RFC 4122 variant")
 T.isnt(uuid.v5(uuid.NAMESPACE_DNS, "a\0b"), uuid.v5(uuid.NAMESPACE_DNS, "a"), "v5: the name may hold NUL bytes (all bytes count)")
 T.is(uuid.v5(uuid.NAMESPACE_DNS, "ünï"), uuid.v5(uuid.NAMESPACE_DNS, "ünï"), "v5: UTF-8 names")
 T.is(uuid.v5(uuid.NAMESPACE_DNS, 42), uuid.v5(uuid.NAMESPACE_DNS, "42"), "v5: a number name is its decimal text")
+-- a number by its value, not its Lua subtype: json.decode gives 42.0 for
+-- the key a database row gives as 42 (the ids differed: "42.0" vs "42")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, 42.0), uuid.v5(uuid.NAMESPACE_DNS, "42"), "v5: a whole float is its integer text")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, json.decode('{"id": 42}').id), uuid.v5(uuid.NAMESPACE_DNS, 42),
+     "v5: a key from json.decode gives the id the same key from a row gives")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, -0.0), uuid.v5(uuid.NAMESPACE_DNS, "0"), "v5: -0.0 is 0")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, 2^53), uuid.v5(uuid.NAMESPACE_DNS, "9007199254740992"), "v5: 2^53 in full, not 9.007199254741e+15")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, 0.1), uuid.v5(uuid.NAMESPACE_DNS, "0.1"), "v5: a fraction: its shortest exact text")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, 1/3), uuid.v5(uuid.NAMESPACE_DNS, "0.3333333333333333"), "v5: 1/3 to the digits that give it back")
+T.is(uuid.v5(uuid.NAMESPACE_DNS, 1e300), uuid.v5(uuid.NAMESPACE_DNS, "1e+300"), "v5: a float beyond the integers: exponent form")
+T.like(err_of(uuid.v5, uuid.NAMESPACE_DNS, 0/0), "bad argument #2 to 'uuid%.v5' %(not a finite number%)", "v5: NaN raises")
+T.like(err_of(uuid.v5, uuid.NAMESPACE_DNS, math.huge), "bad argument #2 to 'uuid%.v5' %(not a finite number%)", "v5: inf raises")
 -- the id a migration derives from a source row's key
 local ns = uuid.v5(uuid.NAMESPACE_URL, "ferry:conversation")
 T.is(uuid.v5(ns, "audit:1"), uuid.v5(ns, "audit:1"), "v5 over a derived namespace is stable")
