@@ -497,7 +497,32 @@ end
 
 -- Checkpoints: a data migration saves its resume point in the same
 -- transaction as the batch it covers, through ctx.checkpoint.
-local function new_checkpoint(ctx)
+-- The sha256 of a file under --dir (line ends as in checksum), or "missing".
+local function file_sum(rel)
+  local s = read_file(root_dir .. "/" .. rel)
+  return s and sys.sha256((s:gsub("\r\n", "\n"))) or "missing"
+end
+
+-- The sums of the files that make a data migration's rows: its up.lua and
+-- the rule files it has loaded so far ({rel = sum}).  Saved with each
+-- checkpoint, so that the run resuming it can tell what was edited since.
+local function code_sums(m, rules)
+  local sums = {[m.rel .. "/up.lua"] = file_sum(m.rel .. "/up.lua")}
+  for _, r in ipairs(rules or {}) do sums[r] = file_sum(r) end
+  return sums
+end
+
+-- The files of saved (a checkpoint's code_sums) that differ now, sorted.
+local function changed_since(saved)
+  local changed = {}
+  for rel, sum in pairs(saved) do
+    if type(rel) == "string" and file_sum(rel) ~= sum then changed[#changed + 1] = rel end
+  end
+  table.sort(changed)
+  return changed
+end
+
+local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
   if history_exists() then
@@ -515,6 +540,12 @@ local function new_checkpoint(ctx)
   -- its own work.
   if saved and saved.stats then
     local s = json.decode(saved.stats)
+    local changed = type(s.code) == "table" and changed_since(s.code) or {}
+    if #changed > 0 then
+      log.warn("note: changed since the interrupted run this one resumes: " .. table.concat(changed, ", ")
+               .. "; the rows it committed were made by the earlier version, the rest by this one "
+               .. "(to have every row made by this one, roll back the migration and run it again)")
+    end
     if s.after_errors then
       log.info("   (the previous run had row errors and committed batches past its resume point: "
                .. "these statistics count this run's own work)")
@@ -535,11 +566,14 @@ local function new_checkpoint(ctx)
 
   --- cp.snapshot() -> the counters so far, for a save() that happens
   -- later (a batch committed after the next one was mapped).
+  local sums, sums_of = nil, -1        -- code_sums, for that many rules loaded
   function cp.snapshot()
     local counters = array()
     for i, c in ipairs(stats.counters()) do counters[i] = array{c.name, c.value} end
+    local rules = loaded_rules or {}
+    if #rules ~= sums_of then sums, sums_of = code_sums(m, rules), #rules end
     return {errors = stats.get("errors"), counters = counters,
-            payload = encode_value(object({"counters"}, {counters = counters}))}
+            payload = encode_value(object({"counters", "code"}, {counters = counters, code = sums}))}
   end
 
   -- What the run has committed, for the statistics of a run that fails:
@@ -834,7 +868,7 @@ local function apply(m, operation, dry_run)
   ensure_history()
   local hid
   if not dry_run then hid = history_start(m, operation, ctx.run_id, checksum(root_dir, m, {})) end
-  ctx.checkpoint = new_checkpoint(ctx)
+  ctx.checkpoint = new_checkpoint(ctx, m)
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
