@@ -283,6 +283,24 @@ M.tests = {
   ["two leaves with one key are an error"] = function()
     t.raises(function() M.notes('{"a.b": 1, "a": {"b": 2}}') end, 'two leaves flatten to the key "a.b"')
   end,
+  -- notes() refuses a kind that is not text or is empty (the lead is a row
+  -- error): holds for any valid kind_by_key, kind_by_prefix, default_kind.
+  ["kinds are non-empty text"] = function()
+    local function valid(kind, where)
+      if type(kind) ~= "string" or kind == "" then
+        error(string.format("%s: kind %s is not a non-empty string (notes() refuses it)", where, t.show(kind)))
+      end
+    end
+    for key, kind in pairs(M.kind_by_key) do valid(kind, string.format("kind_by_key[%s]", t.show(key))) end
+    for i, p in ipairs(M.kind_by_prefix) do
+      local where = string.format("kind_by_prefix[%d]", i)
+      if type(p) ~= "table" or type(p[1]) ~= "string" then
+        error(string.format("%s: %s is not a {prefix, kind} pair with a string prefix", where, t.show(p)))
+      end
+      valid(p[2], string.format("%s (prefix %q)", where, p[1]))
+    end
+    valid(M.default_kind, "default_kind")
+  end,
   ["metadata"] = function()
     local ctx = {migration = "m5"}
     t.eq(M.metadata("l1", "preferences.color", ctx),

@@ -81,7 +81,7 @@ M.tests = {
     t.eq(M.role("AGENT"), "assistant")
     t.eq(M.role("\tSystem\n"), "system")
   end,
-  -- These two hold for any map, so adding an actor above keeps them green.
+  -- These three hold for any valid map, so adding an actor above keeps them green.
   ["unmapped actors"] = function()
     for _, a in ipairs{"webhook", "crm", "scheduler", "nobody at all"} do
       if M.map[a] == nil then t.eq(M.role(a), nil, a) end
@@ -93,6 +93,19 @@ M.tests = {
     for k in pairs(M.map) do
       t.eq(M.normalize(k), k, string.format("map key %q: actors are lower-cased and trimmed before the lookup, "
                                              .. "so write it as %q", k, M.normalize(k)))
+    end
+  end,
+  -- M.role refuses a mapped role the Message table does not allow: every
+  -- row of that actor would be an error.
+  ["mapped roles are valid"] = function()
+    local allowed = {}
+    for r in pairs(M.valid_roles) do allowed[#allowed + 1] = r end
+    table.sort(allowed)
+    for k, role in pairs(M.map) do
+      if not M.valid_roles[role] then
+        error(string.format("map key %s: role %s is not one Message.role allows (%s)",
+                            t.show(k), t.show(role), table.concat(allowed, ", ")))
+      end
     end
   end,
   ["actors sorted"] = function()

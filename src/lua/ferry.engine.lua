@@ -977,18 +977,41 @@ local function report_failure(result)
   end
 end
 
-local function preflight(list)
-  -- Compile every rule and the scripts first: a syntax error stops the run
-  -- before anything is written.
-  local names = sys.listdir(root_dir .. "/rules") or {}
-  for _, f in ipairs(names) do
-    if f:match("%.lua$") then load_script("rules/" .. f) end
+local LUA_SCRIPTS = {"up.lua", "down.lua", "validate.lua"}
+
+-- The rule files, rules/*.lua, by name.
+local function rule_files()
+  local files = {}
+  for _, f in ipairs(sys.listdir(root_dir .. "/rules") or {}) do
+    if f:match("%.lua$") then files[#files + 1] = f end
+  end
+  return files
+end
+
+-- Compiles the Lua scripts of the migrations in list and, when the command
+-- runs one of them (runs_lua), every rule: a syntax error stops the command
+-- (exit 2) before anything is written.  Every rule, because a script may
+-- require any of them, at any point of its run.  A command that runs only
+-- SQL files does not read rules/: a rule in the middle of an edit must not
+-- block a rollback.sql or an up.sql.
+local function preflight(list, runs_lua)
+  if runs_lua then
+    for _, f in ipairs(rule_files()) do load_script("rules/" .. f) end
   end
   for _, m in ipairs(list) do
-    for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
+    for _, f in ipairs(LUA_SCRIPTS) do
       if m.files[f] then load_script(m.rel .. "/" .. f) end
     end
   end
+end
+
+-- true when one of the migrations in list has an up.lua (which up and run
+-- run instead of an up.sql)
+local function any_up_lua(list)
+  for _, m in ipairs(list) do
+    if m.files["up.lua"] then return true end
+  end
+  return false
 end
 
 -- The place in list (sorted) of the last migration up to target: a
@@ -1003,6 +1026,16 @@ local function last_up_to(list, target)
   return last
 end
 
+-- The migrations of list up to its position last that are not applied, in order.
+local function pending_up_to(list, last, states)
+  local pending = {}
+  for i = 1, last do
+    local st = states[list[i].id]
+    if not (st and st.status == "applied") then pending[#pending + 1] = list[i] end
+  end
+  return pending
+end
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list = discover(root_dir)
@@ -1011,28 +1044,25 @@ function commands.up(args)
     last = last_up_to(list, opts.to)
     if not last then usage_error("--to %s: no migration has that version", opts.to) end
   end
-  preflight(list)
   db.open()
   take_lock()
+  -- the history first, read only: whether a pending migration is Lua decides
+  -- whether the preflight compiles the rules, and the preflight comes
+  -- before ensure_history, which may write (the history tables)
+  local pending = pending_up_to(list, last, load_states())
+  preflight(list, any_up_lua(pending))
   ensure_history()
-  local states = load_states()
   local results, code = array(), EXIT_OK
-  local pending = 0
-  for i, m in ipairs(list) do
-    if i > last then break end
-    local st = states[m.id]
-    if not (st and st.status == "applied") then
-      pending = pending + 1
-      local r = apply(m, "up", opts.dry_run)
-      results[#results + 1] = r
-      if r.exit then
-        code = r.exit
-        if not log.flags().json then report_failure(r) end
-        break
-      end
+  for _, m in ipairs(pending) do
+    local r = apply(m, "up", opts.dry_run)
+    results[#results + 1] = r
+    if r.exit then
+      code = r.exit
+      if not log.flags().json then report_failure(r) end
+      break
     end
   end
-  if pending == 0 and not log.flags().json then log.info("Nothing to do: every migration is applied.") end
+  if #pending == 0 and not log.flags().json then log.info("Nothing to do: every migration is applied.") end
   if log.flags().json then emit_json(object({"migrations"}, {migrations = results})) end
   return code
 end
@@ -1042,7 +1072,7 @@ function commands.run(args)
   local list = discover(root_dir)
   local m = find_migration(list, args[1])
   prestart_sessions(m, opts.dry_run)
-  preflight({m})
+  preflight({m}, m.files["up.lua"])
   db.open()
   take_lock()
   local r = apply(m, "run", opts.dry_run)
@@ -1062,7 +1092,7 @@ function commands.rollback(args)
   if not (m.files["rollback.sql"] or m.files["down.lua"]) then
     usage_error("%s has no rollback.sql or down.lua", m.id)
   end
-  preflight({m})
+  preflight({m}, m.files["down.lua"])
   db.open()
   take_lock()
   ensure_history()
@@ -1113,7 +1143,7 @@ function commands.validate(args)
   local list = discover(root_dir)
   local m = find_migration(list, args[1])
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
-  preflight({m})
+  preflight({m}, true)
   db.open()
   -- checks only read: the main session and every one they open are
   -- read-only while they run
@@ -1420,63 +1450,100 @@ function commands.new(args)
   return EXIT_OK
 end
 
+-- ferry check reports each script and each rule as an entry of its own,
+-- and goes on after one that fails: a rule with a syntax error is one
+-- failing entry naming its file:line, and the other rules are still loaded
+-- and tested.
+
+-- What a check caught, as an entry's detail and whether it is a usage
+-- error (a file that does not compile: exit 2).  A signal is no finding:
+-- it ends the check (a test that caught it does not hide it either).
+local function check_failure(err)
+  local stop = sys.interrupted()
+  if stop then error(stop, 0) end
+  local usage = is_ferry_error(err) and err.code == EXIT_USAGE
+  return error_text(err):match("^[^\n]*"), usage
+end
+
+-- compile_error(rel) -> nil when rel compiles, else load_script's error as
+-- text ("file:line: message" for a syntax error)
+local function compile_error(rel)
+  local ok, err = pcall(load_script, rel)
+  if ok then return nil end
+  return (check_failure(err))
+end
+
+-- The checks of one migration folder: an up script, not two, and each Lua
+-- script compiles.
+local function check_migration(m, report)
+  if not (m.files["up.lua"] or m.files["up.sql"]) then report(m.rel, false, "no up.lua or up.sql") end
+  -- both: only the .lua one runs (a scaffold's up.lua beside the up.sql
+  -- one meant to write would run in its place, unseen)
+  for _, pair in ipairs{{"up.lua", "up.sql"}, {"down.lua", "rollback.sql"}} do
+    if m.files[pair[1]] and m.files[pair[2]] then
+      report(m.rel, false, string.format("has both %s and %s: only %s runs (delete the one you do not mean)",
+                                         pair[1], pair[2], pair[1]))
+    end
+  end
+  for _, f in ipairs(LUA_SCRIPTS) do
+    if m.files[f] then
+      local rel = m.rel .. "/" .. f
+      local err = compile_error(rel)
+      report(rel, err == nil, err and ("does not compile: " .. err), err ~= nil)
+    end
+  end
+end
+
+-- The checks of one rule, rules/<mod>.lua: it compiles, loads (require
+-- runs it, and the rules it requires) and each of its M.tests passes.
+local function check_rule(mod, report)
+  local name = "rules." .. mod
+  local err = compile_error("rules/" .. mod .. ".lua")
+  if err then report(name, false, "does not compile: " .. err, true) return end
+  forget_rules()
+  local ok, rule = pcall(require, name)
+  if not ok then
+    local why, usage = check_failure(rule)      -- (usage: a rule it requires does not compile)
+    report(name, false, "does not load: " .. why, usage)
+    return
+  end
+  if not (type(rule) == "table" and type(rule.tests) == "table") then report(name, true, "no tests") return end
+  local tnames = {}
+  for tn in pairs(rule.tests) do tnames[#tnames + 1] = tn end
+  table.sort(tnames)
+  local bad = 0
+  for _, tn in ipairs(tnames) do
+    local tok, terr = pcall(rule.tests[tn])
+    if not tok then
+      bad = bad + 1
+      local why, usage = check_failure(terr)
+      report(string.format("%s test %q", name, tn), false, why, usage)
+    end
+  end
+  if bad == 0 then report(name, true, string.format("%d tests passed", #tnames)) end
+end
+
 function commands.check(args)
   if #args > 0 then usage_error("check takes no arguments") end
   local list = discover(root_dir)
   local results = array()
-  local failed = 0
-  local function report(what, ok, detail)
+  local failed, usage_errors = 0, 0
+  -- report(what, ok [, detail [, usage]]): one entry; usage marks a file
+  -- that does not compile
+  local function report(what, ok, detail, usage)
     results[#results + 1] = object({"name", "ok", "detail"}, {name = what, ok = ok, detail = detail})
     if not ok then failed = failed + 1 end
+    if usage then usage_errors = usage_errors + 1 end
     if not log.flags().json then
       log.info(string.format("%s %s%s", ok and "ok  " or "FAIL", what, detail and ("  " .. detail) or ""))
     end
   end
-  -- 1. every script compiles (a syntax error is a usage error: exit 2)
-  for _, m in ipairs(list) do
-    if not (m.files["up.lua"] or m.files["up.sql"]) then report(m.rel, false, "no up.lua or up.sql") end
-    -- both: only the .lua one runs (a scaffold's up.lua beside the up.sql
-    -- one meant to write would run in its place, unseen)
-    for _, pair in ipairs{{"up.lua", "up.sql"}, {"down.lua", "rollback.sql"}} do
-      if m.files[pair[1]] and m.files[pair[2]] then
-        report(m.rel, false, string.format("has both %s and %s: only %s runs (delete the one you do not mean)",
-                                           pair[1], pair[2], pair[1]))
-      end
-    end
-    for _, f in ipairs{"up.lua", "down.lua", "validate.lua"} do
-      if m.files[f] then load_script(m.rel .. "/" .. f); report(m.rel .. "/" .. f, true) end
-    end
-  end
-  -- 2. every rule loads and its tests pass
-  local names = sys.listdir(root_dir .. "/rules") or {}
-  for _, f in ipairs(names) do
-    local mod = f:match("^(.-)%.lua$")
-    if mod then
-      load_script("rules/" .. f)
-      forget_rules()
-      local ok, rule = pcall(require, "rules." .. mod)
-      if not ok then
-        if is_ferry_error(rule) then error(rule, 0) end
-        report("rules." .. mod, false, "does not load: " .. error_text(rule):match("^[^\n]*"))
-      elseif type(rule) == "table" and type(rule.tests) == "table" then
-        local tnames = {}
-        for tn in pairs(rule.tests) do tnames[#tnames + 1] = tn end
-        table.sort(tnames)
-        local bad = 0
-        for _, tn in ipairs(tnames) do
-          local tok, terr = pcall(rule.tests[tn])
-          if not tok then
-            bad = bad + 1
-            report(string.format("rules.%s test %q", mod, tn), false, error_text(terr):match("^[^\n]*"))
-          end
-        end
-        if bad == 0 then report("rules." .. mod, true, string.format("%d tests passed", #tnames)) end
-      else
-        report("rules." .. mod, true, "no tests")
-      end
-    end
-  end
+  for _, m in ipairs(list) do check_migration(m, report) end
+  for _, f in ipairs(rule_files()) do check_rule(f:match("^(.-)%.lua$"), report) end
   if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results})) end
+  -- the documented codes: a syntax error is a usage error (2), as in every
+  -- other command; a failed check is 1
+  if usage_errors > 0 then return EXIT_USAGE end
   return failed == 0 and EXIT_OK or EXIT_FAIL
 end
 

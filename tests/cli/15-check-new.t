@@ -88,25 +88,51 @@ check_nodb --dir "$D" check
 is "$RC" 1 "a rule raising {code = 2} at load: exit 1, the other rules checked"
 like "$OUT" $'\nFAIL rules.calc  does not load: no config$' "...named as not loading, with its message"
 
-# a syntax error in a rule -> exit 2 naming file:line
+# a syntax error in a rule -> a failing entry naming file:line; the other
+# rules are still loaded and tested; exit 2 (a syntax error is a usage error)
 put "$D/rules/calc.lua" 'local M = {}
 function M.double(x)
   return 2 *
 end
 return M
 '
+put "$D/rules/more.lua" 'return {tests = {["one"] = function() end}}'
 check_nodb --dir "$D" check
-is "$RC" 2 "a syntax error in a rule: exit 2"
-is "$ERR" "ferry: rules/calc.lua:4: unexpected symbol near 'end'" "...one line naming rules/calc.lua:4"
+is "$RC|$ERR" "2|" "a syntax error in a rule: exit 2"
+is "$OUT" "ok   migrations/20250102_b/up.lua
+ok   migrations/20250102_b/validate.lua
+FAIL rules.calc  does not compile: rules/calc.lua:4: unexpected symbol near 'end'
+ok   rules.more  1 tests passed" "...an entry naming rules/calc.lua:4, and the rule after it still tested"
+check_nodb --dir "$D" --json check
+is "$RC|$ERR" "2|" "check --json, a syntax error in a rule: exit 2"
+is "$(json_eval "$OUT" '[j["ok"], [[c["name"], c["ok"], c.get("detail")] for c in j["checks"]]]')" \
+   '[false,[["migrations/20250102_b/up.lua",true,null],["migrations/20250102_b/validate.lua",true,null],["rules.calc",false,"does not compile: rules/calc.lua:4: unexpected symbol near '"'end'"'"],["rules.more",true,"1 tests passed"]]]' \
+   "...{ok: false, checks: [...]}, one entry for each script and rule"
+# a failing test beside the syntax error: still exit 2
+put "$D/rules/more.lua" 'return {tests = {["one"] = function() error("no", 0) end}}'
+check_nodb --dir "$D" check
+is "$RC|$ERR" "2|" "a syntax error and a failing test: exit 2"
+like "$OUT" $'\nFAIL rules\\.more test "one"  no$' "...the failing test reported too"
+# a rule requiring the broken one does not load: exit 2 as well
+put "$D/rules/more.lua" 'return require "rules.calc"'
+check_nodb --dir "$D" check
+is "$RC|$ERR" "2|" "a rule requiring a rule with a syntax error: exit 2"
+like "$OUT" $'\nFAIL rules\\.more  does not load: [^ ]*rules/calc\\.lua:4: unexpected symbol near \'end\'$' \
+     "...reported as not loading, naming the syntax error"
+rm "$D/rules/more.lua"
 
-# a syntax error in a migration script -> exit 2
+# a syntax error in a migration script -> a failing entry, exit 2
 put "$D/rules/calc.lua" 'return {double = function(x) return 2 * x end}'
 put "$D/migrations/20250102_b/validate.lua" 'check("fine", true
 '
 check_nodb --dir "$D" check
-is "$RC" 2 "a syntax error in validate.lua: exit 2"
-is "$ERR" "ferry: migrations/20250102_b/validate.lua:2: ')' expected (to close '(' at line 1) near <eof>" \
-   "...one line naming migrations/20250102_b/validate.lua:2"
+is "$RC|$ERR" "2|" "a syntax error in validate.lua: exit 2"
+is "$OUT" "ok   migrations/20250102_b/up.lua
+FAIL migrations/20250102_b/validate.lua  does not compile: migrations/20250102_b/validate.lua:2: ')' expected (to close '(' at line 1) near <eof>
+ok   rules.calc  no tests" "...an entry naming migrations/20250102_b/validate.lua:2, the rules still checked"
+check_nodb --dir "$D" --json check
+is "$RC|$(json_eval "$OUT" '[j["ok"], [c["name"] for c in j["checks"] if not c["ok"]]]')" \
+   '2|[false,["migrations/20250102_b/validate.lua"]]' "check --json, a syntax error in validate.lua: exit 2, the entry failing"
 put "$D/migrations/20250102_b/validate.lua" 'check("fine", true)'
 
 # a migration without up.lua or up.sql -> exit 1

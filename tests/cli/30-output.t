@@ -225,9 +225,19 @@ run_ferry --db "$db2" --dir "$S" up
 is "$RC|$OUT|$ERR" "2||ferry: rules/broken.lua:6: 'end' expected (to close 'function' at line 2) near <eof>" \
    "syntax error in a rule: up exits 2 naming rules/broken.lua:6"
 nothing_written "syntax error in a rule"
-run_ferry --db "$db2" --dir "$S" run 20250101_first
-is "$RC" 2 "a syntax error in any rule stops even a migration that does not load it"
+# any Lua migration may require any rule: one that does not is stopped too
+put "$S/migrations/20250102_second/up.lua" 'db.exec("CREATE TABLE second (x int)")'
+run_ferry --db "$db2" --dir "$S" run 20250102_second
+is "$RC|$ERR" "2|ferry: rules/broken.lua:6: 'end' expected (to close 'function' at line 2) near <eof>" \
+   "a syntax error in any rule stops even a Lua migration that does not load it"
 nothing_written "syntax error in an unused rule"
+put "$S/migrations/20250102_second/up.lua" 'local r = require "rules.broken"
+db.exec("CREATE TABLE second (x int)")
+'
+# an up.sql reads no rule (tests/cli/16-rules-preflight.t has the real runs)
+run_ferry --db "$db2" --dir "$S" run 20250101_first --dry-run
+is "$RC|$ERR" "0|" "a syntax error in a rule does not stop an up.sql migration"
+nothing_written "a dry run of an up.sql beside a broken rule"
 put "$S/rules/broken.lua" 'return {}'
 put "$S/migrations/20250101_first/validate.lua" 'check("x" true)'
 run_ferry --db "$db2" --dir "$S" up
