@@ -360,12 +360,16 @@ local function load_states()
            (h.status = 'running' AND NOT EXISTS (
               SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid)) AS gone
       FROM ferry.history h
-     WHERE NOT (h.operation = 'rollback' AND h.status <> 'rolled back')
      ORDER BY h.migration, h.id]])
   for _, r in ipairs(rows) do
     local st = states[r.migration]
     local attempt_failed = r.status == "failed" or (r.status == "running" and r.gone)
-    if st and st.status == "applied" and r.operation ~= "rollback" and attempt_failed then
+    if r.operation == "rollback" and r.status ~= "rolled back" then
+      -- a rollback that failed or was cut short leaves the migration
+      -- applied -- but what it committed before (a rollback.sql's own
+      -- transactions, a down.lua's) stays: noted
+      if st and st.status == "applied" and attempt_failed then st.rollback_failed_after = true end
+    elseif st and st.status == "applied" and attempt_failed then
       st.failed_after = true
     else
       states[r.migration] = r
@@ -1231,7 +1235,7 @@ end
 -- The fields of a migration in `status --json` (a field with no value --
 -- a pending migration's applied_at, checksum_changed -- is left out).
 local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
-                     "later_run_failed", "missing"}
+                     "later_run_failed", "later_rollback_failed", "missing"}
 
 function commands.status(args)
   if #args > 0 then usage_error("status takes no arguments") end
@@ -1255,7 +1259,8 @@ function commands.status(args)
     rows[#rows + 1] = object(STATUS_KEYS,
       {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,
        checksum_changed = drift, baseline = st ~= nil and st.operation == "baseline",
-       later_run_failed = st ~= nil and st.failed_after == true, missing = false})
+       later_run_failed = st ~= nil and st.failed_after == true,
+       later_rollback_failed = st ~= nil and st.rollback_failed_after == true, missing = false})
   end
   -- migrations the history knows and the folder no longer has, in order
   local gone = {}
@@ -1272,7 +1277,8 @@ function commands.status(args)
     rows[#rows + 1] = object(STATUS_KEYS,
       {migration = g.id, version = g.version, name = g.id:match("^%d+_(.+)$"), status = st.status,
        applied_at = st.status == "applied" and st.finished_at or nil, baseline = st.operation == "baseline",
-       later_run_failed = st.failed_after == true, missing = true})
+       later_run_failed = st.failed_after == true, later_rollback_failed = st.rollback_failed_after == true,
+       missing = true})
   end
   if log.flags().json then
     emit_json(object({"migrations"}, {migrations = rows}))
@@ -1286,6 +1292,7 @@ function commands.status(args)
     if r.missing then note = "file missing from migrations/" end
     if r.status == "interrupted" then note = "process gone; the next run resumes" end
     if r.later_run_failed then note = note .. "; a later run failed" end
+    if r.later_rollback_failed then note = note .. "; a later rollback failed" end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
   end
   return EXIT_OK

@@ -91,10 +91,26 @@ run_ferry --dir "$D" --json status
 is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["checksum_changed"], len(m["applied_at"]), m["baseline"], m["later_run_failed"]] for m in j["migrations"] if not m["missing"]]')" \
    '[["20250101_a","applied",false,20,false,false],["20250102_b","applied",false,20,false,false]]' "status --json"
 is "$(json_eval "$OUT" '[m for m in j["migrations"] if m["missing"]]')" \
-   '[{"migration":"20250103_rows","version":"20250103","name":"rows","status":"failed","baseline":false,"later_run_failed":false,"missing":true}]' \
+   '[{"migration":"20250103_rows","version":"20250103","name":"rows","status":"failed","baseline":false,"later_run_failed":false,"later_rollback_failed":false,"missing":true}]' \
    "status --json: a migration only the history knows has the same fields (missing: true)"
 run_ferry --dir "$D" --json validate 20250101
 is "$RC|$OUT" '0|{"migration":"20250101_a","mode":"validate","ok":true,"checks":[{"name":"t exists","ok":true}]}' "validate --json"
+
+# --- a rollback that fails half-way leaves the migration applied, and says
+# so (what it committed before it failed stays: here its first transaction)
+put "$D/migrations/20250102_b/rollback.sql" 'BEGIN; CREATE TABLE half_rolled (x int); COMMIT;
+SELECT 1/0;'
+run_ferry --dir "$D" rollback 20250102
+is "$RC" 1 "a rollback.sql failing at its second statement: exit 1"
+is "$(psql_val "$db" "SELECT to_regclass('half_rolled') IS NOT NULL")" t "...its first statement stayed done"
+run_ferry --dir "$D" status
+like "$OUT" "20250102_b +applied +[0-9TZ:-]+ +CHANGED since applied; a later rollback failed"$'\n' \
+     "status: applied, and a later rollback failed"
+run_ferry --dir "$D" --json status
+is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["later_run_failed"], m["later_rollback_failed"]] for m in j["migrations"] if not m["missing"]]')" \
+   '[["20250101_a","applied",false,false],["20250102_b","applied",false,true]]' "status --json: later_rollback_failed"
+rm "$D/migrations/20250102_b/rollback.sql"
+psql_val "$db" "DROP TABLE half_rolled" >/dev/null
 
 # --- --json on a Lua error: the result carries the error line
 put "$D/migrations/20250104_boom/up.lua" 'stats.inc("before")
