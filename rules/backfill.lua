@@ -23,6 +23,17 @@ end
 
 local RULE = string.rep("\u{2550}", 59)
 
+--- banner(dry_run, errors) -> the closing line: a run with row errors is
+-- not "complete" (it exits 1, and those rows are still to do)
+function M.banner(dry_run, errors)
+  if errors > 0 then
+    return string.format("\u{26A0}\u{FE0F}  %s WITH %d ROW ERROR(S): fix the rule or the data and %s",
+                         dry_run and "DRY RUN FINISHED" or "BACKFILL FINISHED", errors,
+                         dry_run and "dry-run again" or "re-run")
+  end
+  return dry_run and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE"
+end
+
 --- finish(ctx, action, source): records the run in "Audit" with every
 -- counter and error so far (a dry run only says it would), then prints
 -- the closing banner.
@@ -39,7 +50,7 @@ function M.finish(ctx, action, source)
   end
   log.info("")
   log.info(RULE)
-  log.info(ctx.dry_run and "\u{1F50D} DRY RUN COMPLETE" or "\u{2705} BACKFILL COMPLETE")
+  log.info(M.banner(ctx.dry_run, stats.get("errors")))
   log.info(RULE)
 end
 
@@ -49,6 +60,12 @@ M.tests = {
     t.eq(M.preview("short", 40), "short")
     t.eq(M.preview("line one\nline two", 40), "line one line two")
     t.eq(M.preview("héllo wörld", 5), "héllo...")
+  end,
+  ["banner"] = function()
+    t.eq(M.banner(false, 0), "\u{2705} BACKFILL COMPLETE")
+    t.eq(M.banner(true, 0), "\u{1F50D} DRY RUN COMPLETE")
+    t.eq(M.banner(false, 2), "\u{26A0}\u{FE0F}  BACKFILL FINISHED WITH 2 ROW ERROR(S): fix the rule or the data and re-run")
+    t.eq(M.banner(true, 1), "\u{26A0}\u{FE0F}  DRY RUN FINISHED WITH 1 ROW ERROR(S): fix the rule or the data and dry-run again")
   end,
   ["run record"] = function()
     local r = M.run_record({migration = "m5"}, "src", {errors = 0}, json.array())

@@ -872,10 +872,10 @@ local function apply(m, operation, dry_run)
   ensure_history()
   local hid
   if not dry_run then hid = history_start(m, operation, ctx.run_id, checksum(root_dir, m, {})) end
-  ctx.checkpoint = new_checkpoint(ctx, m)
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
+  ctx.checkpoint = new_checkpoint(ctx, m)      -- (its notes come under the heading)
 
   local ok, err = pcall(function()
     if m.files["up.lua"] then
@@ -938,8 +938,19 @@ local function apply(m, operation, dry_run)
     elseif lost then
       first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
                             m.id, first, progress_line())
+    elseif dry_run and is_ferry_error(err) and err.max_errors then
+      first = string.format("%s: %s (a dry run: nothing was written); fix the rule or the data and dry-run again",
+                            m.id, (err.message:gsub(";.*", "")))
     elseif not first:find(m.id, 1, true) then
       first = m.id .. ": " .. first
+    end
+    -- Another session held a lock the run needed for longer than
+    -- --lock-timeout (a live transaction on the same rows or table).
+    if first:find("[SQLSTATE 55P03]", 1, true) then
+      first = first .. string.format("; another session held a lock it needed for more than --lock-timeout %s: "
+                                     .. "re-run to %s, or give --lock-timeout more", opts.lock_timeout,
+                                     m.files["up.lua"] and not dry_run
+                                       and "resume (everything up to the last checkpoint is committed)" or "try again")
     end
     -- A row a batch refers to was deleted, or one it writes was written,
     -- by the live system while the run wrote it: the next run reads them
@@ -1066,7 +1077,10 @@ function commands.up(args)
       break
     end
   end
-  if #pending == 0 and not log.flags().json then log.info("Nothing to do: every migration is applied.") end
+  if #pending == 0 and not log.flags().json then
+    log.info(opts.to and string.format("Nothing to do: every migration up to %s is applied.", opts.to)
+                      or "Nothing to do: every migration is applied.")
+  end
   if log.flags().json then emit_json(object({"migrations"}, {migrations = results})) end
   return code
 end
@@ -1598,6 +1612,7 @@ local function main(cli)
   opts.batch_size_given = flags["batch-size"] ~= nil
   opts.jobs = number_flag(flags, "jobs", 2, 1)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
+  opts.lock_timeout = type(flags["lock-timeout"]) == "string" and flags["lock-timeout"] or "5s"
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
   -- the server sets the session up while the migrations are read

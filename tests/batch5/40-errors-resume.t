@@ -61,6 +61,8 @@ b5_run --batch-size 2 --jobs 2
 is "$RC|$(stats_of "$OUT")" "1|$(stats_block 5 2 11 0 0 1)" "batches of 2 on 2 writers: everything but lead 3 written, 1 error"
 is "$(q "$URI" "SELECT position::text FROM ferry.checkpoint WHERE migration = '$B5'")" "\"${L}2\"" \
    "the checkpoint stays at the last batch before the failed lead"
+like "$OUT" "BACKFILL FINISHED WITH 1 ROW ERROR\\(S\\): fix the rule or the data and re-run" "the closing banner says it is not complete"
+unlike "$OUT" "BACKFILL COMPLETE" "...not BACKFILL COMPLETE"
 q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"windows\": 3}' WHERE id = '${L}3'" >/dev/null
 b5_run --batch-size 2 --jobs 2
 is "$RC" 0 "after the fix the re-run exits 0"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Messages that tell the operator what happened and what to do next, for
+# cases found by a user test: a dry run stopped by --max-errors (nothing
+# was committed), a lock held longer than --lock-timeout, `up --to` with
+# nothing to do, the notes of a resumed run under its heading.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_messages)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_t/up.sql" 'CREATE TABLE t (x int);'
+put "$D/migrations/20250102_rows/up.lua" 'stats.declare{"rows_seen"}
+for i = 1, 5 do
+  stats.inc("rows_seen")
+  if i % 2 == 0 then stats.error("row-" .. i, "even rows are bad") end
+end'
+put "$D/migrations/20250103_fill/up.lua" 'db.transaction(function()
+  db.exec("INSERT INTO t VALUES (1)")
+  ctx.checkpoint.save(1)
+end)'
+
+run_ferry --dir "$D" up --to 20250101
+is "$RC" 0 "up --to 20250101"
+run_ferry --dir "$D" up --to 20250101
+is "$RC|$OUT" "0|Nothing to do: every migration up to 20250101 is applied." \
+   "up --to with nothing to do says: up to that version"
+
+# a dry run stopped by --max-errors committed nothing: no "re-run to resume"
+run_ferry --dir "$D" run 20250102 --dry-run --max-errors 1
+is "$RC" 1 "dry run, --max-errors 1, two bad rows: exit 1"
+like "$ERR" "ferry: 20250102_rows: too many row errors \\(2, more than --max-errors 1\\): stopped \\(a dry run: nothing was written\\); fix the rule or the data and dry-run again" \
+     "...says a dry run wrote nothing, and what to do"
+unlike "$ERR" "committed so far" "...and not that something was committed"
+run_ferry --dir "$D" run 20250102 --max-errors 1
+like "$ERR" "too many row errors \\(2, more than --max-errors 1\\): stopped; everything committed so far is kept, fix the rule and re-run to resume" \
+     "a real run stopped the same way: everything committed is kept, re-run to resume"
+
+# a lock held by another session longer than --lock-timeout
+"$PSQL" -X -q -d "$db" -c "BEGIN" -c "LOCK TABLE t IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+locker=$!
+held() { psql_val "$db" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.mode = 'AccessExclusiveLock' AND l.granted"; }
+for _ in $(seq 1 100); do [ "$(held)" = 1 ] && break; sleep 0.05; done
+run_ferry --dir "$D" --lock-timeout 300ms run 20250103
+is "$RC" 1 "a table locked by another session: exit 1"
+like "$ERR" "canceling statement due to lock timeout \\[SQLSTATE 55P03\\]; another session held a lock it needed for more than --lock-timeout 300ms: re-run to resume \\(everything up to the last checkpoint is committed\\), or give --lock-timeout more" \
+     "...says another session held a lock longer than --lock-timeout, and what to do"
+kill "$locker" 2>/dev/null; wait "$locker" 2>/dev/null
+psql_val "$db" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+
+# the notes of a resumed run come under its heading
+psql_val "$db" "INSERT INTO ferry.checkpoint (migration, run_id, position, stats) VALUES ('20250102_rows', gen_random_uuid(), '3', '{\"counters\": [], \"after_errors\": true}')" >/dev/null
+run_ferry --dir "$D" run 20250102 --max-errors 10
+like "$OUT" $'^==> 20250102_rows\n   \\(the previous run had row errors' "a resumed run's note comes under the heading"
+
+done_testing
