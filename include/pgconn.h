@@ -39,6 +39,19 @@ int pgconn_is_copy(ExecStatusType s);
  * given by mistake, or a COPY FROM a file or PROGRAM, would run. */
 int pgconn_is_copy_from_stdin(const char *sql);
 
+/* The first top-level statement of the SQL script sql that begins or ends
+ * a transaction -- BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK (not
+ * ROLLBACK TO a savepoint), ABORT, COMMIT PREPARED, ROLLBACK PREPARED,
+ * PREPARE TRANSACTION -- or NULL when there is none.  Returns where the
+ * statement starts, with its 1-based line in *line and its command in word
+ * (upper case, e.g. "START TRANSACTION", cut to wordsz - 1 bytes); line and
+ * word may be NULL.  The script is read as the server splits it (strings,
+ * quoted names, dollar quotes and comments skipped; only the first words of
+ * each statement count, so a DO block's BEGIN does not), with
+ * standard_conforming_strings on.  Any bytes are safe: nothing past the
+ * terminating NUL is read, and nothing is allocated. */
+const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz);
+
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);
 

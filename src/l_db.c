@@ -1196,6 +1196,23 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+/* db.core.find_transaction_control(sql) -> line, command ("BEGIN",
+ * "COMMIT", ...) of the first statement of the script that begins or ends
+ * a transaction, or nil (see pgconn_find_transaction_control; the scan
+ * stops at a NUL byte, which exec_script refuses). */
+static int db_find_transaction_control(lua_State *L) {
+    const char *sql = luaL_checkstring(L, 1);
+    char word[32];
+    int line;
+    if (!pgconn_find_transaction_control(sql, &line, word, sizeof word)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, line);
+    lua_pushstring(L, word);
+    return 2;
+}
+
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     db_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
@@ -1248,6 +1265,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "keep_open");
     lua_pushcfunction(L, db_busy_with);
     lua_setfield(L, -2, "busy_with");
+    lua_pushcfunction(L, db_find_transaction_control);
+    lua_setfield(L, -2, "find_transaction_control");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);

@@ -132,7 +132,7 @@ static const char *skip_blank(const char *p) {
     for (;;) {
         while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') p++;
         if (p[0] == '-' && p[1] == '-') {
-            p += strcspn(p, "\n");
+            p += strcspn(p, "\n\r");              /* the server's newline is either */
         } else if (p[0] == '/' && p[1] == '*') {
             int depth = 0;
             do {
@@ -227,6 +227,216 @@ int pgconn_is_copy_from_stdin(const char *sql) {
     p = keyword(p, "from");
     if (!p || !(p = skip_blank(p))) return 0;
     return nothing_after(keyword(p, "stdin"));
+}
+
+/* ---- transaction control in a script ----------------------------------- */
+
+/* The tokens are read as PostgreSQL's lexer (scan.l) reads them, with
+ * standard_conforming_strings on (the default since 9.1): a backslash
+ * escapes only in E'...'.  Names are ASCII letters, '_' and any byte from
+ * 0x80, then digits and '$' too. */
+static int word_start(unsigned char c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' || c >= 0x80; }
+static int tag_char(unsigned char c) { return word_start(c) || (c >= '0' && c <= '9'); }
+static int word_char(unsigned char c) { return tag_char(c) || c == '$'; }
+
+/* The end of the word that starts at p. */
+static const char *word_end(const char *p) {
+    do p++; while (word_char((unsigned char)*p));
+    return p;
+}
+
+static int is_word(const char *w, const char *end, const char *kw) {
+    size_t n = strlen(kw);
+    return (size_t)(end - w) == n && strncasecmp(w, kw, n) == 0;
+}
+
+/* The word after p (past blanks and comments): its start in *w, its end
+ * returned; NULL when what comes next is no word. */
+static const char *next_word(const char *p, const char **w) {
+    p = skip_blank(p);
+    if (!p || !word_start((unsigned char)*p)) return NULL;
+    *w = p;
+    return word_end(p);
+}
+
+/* p at a quote q: past the quoted text ("" or '' inside it stands for the
+ * quote; with backslash, a backslash escapes the next byte), or at the NUL
+ * when it is not closed. */
+static const char *skip_quoted(const char *p, char q, int backslash) {
+    for (p++; *p; p++) {
+        if (backslash && *p == '\\') {
+            if (!p[1]) break;
+            p++;
+        } else if (*p == q) {
+            if (p[1] != q) return p + 1;
+            p++;
+        }
+    }
+    return p;
+}
+
+/* After a string constant that ended at p: the quote that continues it, or
+ * NULL.  'a' <newline> 'b' is 'ab' (blanks and -- comments around the
+ * newline), which matters for E'...': its continuation is an E string too. */
+static const char *continuation(const char *p) {
+    int newline = 0;
+    for (;;) {
+        if (*p == ' ' || *p == '\t' || *p == '\f' || (newline && *p == '\v')) p++;
+        else if (*p == '\n' || *p == '\r') { newline = 1; p++; }
+        else if (p[0] == '-' && p[1] == '-') p += strcspn(p, "\n\r");
+        else return newline && *p == '\'' ? p : NULL;
+    }
+}
+
+/* p at the quote of E'...': past the string and its continuations. */
+static const char *skip_e_string(const char *p) {
+    for (;;) {
+        p = skip_quoted(p, '\'', 1);
+        const char *q = continuation(p);
+        if (!q) return p;
+        p = q;
+    }
+}
+
+/* p at '$': past the dollar-quoted string that starts there ($$...$$ or
+ * $tag$...$tag$, a tag being a name without '$' that does not start with a
+ * digit), or at the NUL when it is not closed; past the '$' alone when
+ * none starts there ($1, or a '$' the server refuses). */
+static const char *skip_dollar(const char *p) {
+    const char *t = p + 1;
+    if (*t != '$') {
+        if (!word_start((unsigned char)*t)) return p + 1;
+        while (tag_char((unsigned char)*t)) t++;
+        if (*t != '$') return p + 1;
+    }
+    size_t n = (size_t)(t - p) + 1;              /* the delimiter, "$tag$" */
+    /* (each try stops by the next '$' at the latest: the tag has none) */
+    for (const char *q = t + 1; (q = strchr(q, '$')) != NULL; q++)
+        if (strncmp(q, p, n) == 0) return q + n;
+    return t + 1 + strlen(t + 1);
+}
+
+/* The command at the start of a statement, when it begins or ends a
+ * transaction ("BEGIN", "COMMIT PREPARED", ...), else NULL.  p is at the
+ * statement's first word. */
+static const char *transaction_command(const char *p) {
+    const char *e1 = word_end(p), *w2 = NULL, *e2 = next_word(e1, &w2), *w, *e;
+    int second_is_transaction = e2 && is_word(w2, e2, "transaction");
+    if (is_word(p, e1, "begin")) return "BEGIN";
+    if (is_word(p, e1, "end")) return "END";
+    if (is_word(p, e1, "abort")) return "ABORT";
+    if (is_word(p, e1, "start")) return second_is_transaction ? "START TRANSACTION" : NULL;
+    if (is_word(p, e1, "commit")) return e2 && is_word(w2, e2, "prepared") ? "COMMIT PREPARED" : "COMMIT";
+    if (is_word(p, e1, "rollback")) {
+        if (e2 && is_word(w2, e2, "prepared")) return "ROLLBACK PREPARED";
+        /* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name: the
+         * transaction goes on */
+        w = w2;
+        e = e2;
+        if (e2 && (is_word(w2, e2, "work") || second_is_transaction)) e = next_word(e2, &w);
+        return e && is_word(w, e, "to") ? NULL : "ROLLBACK";
+    }
+    if (is_word(p, e1, "prepare") && second_is_transaction) {
+        /* PREPARE transaction [(types)] AS ...: a statement of that name */
+        const char *q = skip_blank(e2);
+        if (q && *q == '(') return NULL;
+        w = NULL;
+        e = next_word(e2, &w);
+        return e && is_word(w, e, "as") ? NULL : "PREPARE TRANSACTION";
+    }
+    return NULL;
+}
+
+/* What the scan knows of the statement it is in.  A SQL-standard routine
+ * body, CREATE [OR REPLACE] FUNCTION|PROCEDURE ... BEGIN ATOMIC ... END,
+ * holds semicolons that do not end the statement (and its END would read
+ * as a statement of its own): as psql does, the scan counts BEGIN, and
+ * CASE inside it, against END, outside parentheses -- whose semicolons do
+ * not end a statement either: CREATE RULE ... DO (a; b).  Unlike psql it
+ * counts a BEGIN only before ATOMIC: elsewhere begin may be a name
+ * (RETURN begin), and a count that never comes back to 0 would hide the
+ * rest of the file. */
+enum head { HEAD_NONE, HEAD_CREATE, HEAD_OR, HEAD_REPLACE, HEAD_ROUTINE, HEAD_OTHER };
+typedef struct statement {
+    enum head head;    /* how far its first words go as CREATE [OR REPLACE] FUNCTION|PROCEDURE */
+    int parens;        /* open parentheses */
+    int atomic;        /* open BEGIN ATOMIC and CASE (in one) */
+} statement;
+
+static enum head next_head(enum head h, const char *w, const char *e) {
+    int routine = is_word(w, e, "function") || is_word(w, e, "procedure");
+    switch (h) {
+    case HEAD_NONE: return is_word(w, e, "create") ? HEAD_CREATE : HEAD_OTHER;
+    case HEAD_CREATE: return is_word(w, e, "or") ? HEAD_OR : routine ? HEAD_ROUTINE : HEAD_OTHER;
+    case HEAD_OR: return is_word(w, e, "replace") ? HEAD_REPLACE : HEAD_OTHER;
+    case HEAD_REPLACE: return routine ? HEAD_ROUTINE : HEAD_OTHER;
+    default: return h;
+    }
+}
+
+/* Takes note of the word from w to e in statement s. */
+static void see_word(statement *s, const char *w, const char *e) {
+    if (s->head != HEAD_ROUTINE) {
+        s->head = next_head(s->head, w, e);
+        return;
+    }
+    if (s->parens > 0) return;
+    const char *w2 = NULL, *e2;
+    if (is_word(w, e, "begin")) {
+        if ((e2 = next_word(e, &w2)) != NULL && is_word(w2, e2, "atomic")) s->atomic++;
+    } else if (is_word(w, e, "case")) {
+        if (s->atomic > 0) s->atomic++;
+    } else if (is_word(w, e, "end")) {
+        if (s->atomic > 0) s->atomic--;
+    }
+}
+
+/* p at a token outside any statement's first word: past it, with s
+ * updated; *ends set when it is the semicolon that ends the statement. */
+static const char *skip_token(const char *p, statement *s, int *ends) {
+    unsigned char c = (unsigned char)*p;
+    *ends = 0;
+    if (word_start(c)) {
+        const char *e = word_end(p);
+        /* E'...' (E a word of its own: xe'...' is a name and a string) */
+        if (e - p == 1 && (c | 0x20) == 'e' && *e == '\'') return skip_e_string(e);
+        see_word(s, p, e);
+        return e;
+    }
+    switch (c) {
+    case '\'': return skip_quoted(p, '\'', 0);   /* also B'', X'', N'', U&'' */
+    case '"': return skip_quoted(p, '"', 0);
+    case '$': return skip_dollar(p);
+    case '(': s->parens++; break;
+    case ')': if (s->parens > 0) s->parens--; break;
+    case ';': *ends = s->parens == 0 && s->atomic == 0; break;
+    default: break;
+    }
+    return p + 1;
+}
+
+const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz) {
+    statement s = {HEAD_NONE, 0, 0};
+    int at_start = 1;                 /* the next token starts a statement */
+    for (const char *p = sql;;) {
+        p = skip_blank(p);
+        if (!p || !*p) return NULL;   /* the end, or in a comment not closed */
+        if (at_start && word_start((unsigned char)*p)) {
+            const char *cmd = transaction_command(p);
+            if (cmd) {
+                if (line) {
+                    *line = 1;
+                    for (const char *q = sql; q < p; q++) *line += *q == '\n';
+                }
+                if (word && wordsz) snprintf(word, wordsz, "%s", cmd);
+                return p;
+            }
+        }
+        int ends;
+        p = skip_token(p, &s, &ends);
+        at_start = ends;
+        if (ends) s = (statement){HEAD_NONE, 0, 0};
+    }
 }
 
 void pgconn_drain(PGconn *pg) {

@@ -1029,6 +1029,23 @@ local function any_up_lua(list)
   return false
 end
 
+-- An up.sql runs in one transaction that ferry begins and commits (a
+-- rollback.sql does not: it may hold its own).  A BEGIN, COMMIT, END,
+-- ROLLBACK, ... of its own would commit part of it -- the server only warns
+-- -- and leave the rest to fail, to be re-run over what was committed: it
+-- is refused before anything runs, as a syntax error is (exit 2).  Only
+-- the up.sql that runs (none when up.lua is beside it) is read.
+local OWN_TRANSACTION = "up.sql runs in one transaction that ferry begins and commits; "
+                        .. "leave BEGIN/COMMIT out (an up.lua can commit in steps)"
+local function refuse_own_transaction(m)
+  if m.files["up.lua"] or not m.files["up.sql"] then return end
+  local rel = m.rel .. "/up.sql"
+  local sql, err = read_file(m.path .. "/up.sql")
+  if not sql then usage_error("cannot read %s: %s", rel, err) end
+  local line, command = db_core.find_transaction_control(without_bom(sql))
+  if line then usage_error("%s:%d: %s: %s", rel, line, command, OWN_TRANSACTION) end
+end
+
 -- The place in list (sorted) of the last migration up to target: a
 -- migration id, or a version (then the last of the migrations of that
 -- version).  Positions, not a comparison of version strings, which would
@@ -1066,6 +1083,7 @@ function commands.up(args)
   -- before ensure_history, which may write (the history tables)
   local pending = pending_up_to(list, last, load_states())
   preflight(list, any_up_lua(pending))
+  for _, m in ipairs(pending) do refuse_own_transaction(m) end
   ensure_history()
   local results, code = array(), EXIT_OK
   for _, m in ipairs(pending) do
@@ -1091,6 +1109,7 @@ function commands.run(args)
   local m = find_migration(list, args[1])
   prestart_sessions(m, opts.dry_run)
   preflight({m}, m.files["up.lua"])
+  refuse_own_transaction(m)
   db.open()
   take_lock()
   local r = apply(m, "run", opts.dry_run)
@@ -1512,6 +1531,13 @@ local function check_migration(m, report)
       local err = compile_error(rel)
       report(rel, err == nil, err and ("does not compile: " .. err), err ~= nil)
     end
+  end
+  -- an up.sql with its own BEGIN/COMMIT (no "ok" entry for an up.sql: it
+  -- could be read as the SQL being checked)
+  local ok, err = pcall(refuse_own_transaction, m)
+  if not ok then
+    local why, usage = check_failure(err)
+    report(m.rel .. "/up.sql", false, why, usage)
   end
 end
 
