@@ -52,7 +52,7 @@ $B3|run|applied" "...and recorded"
 
 # up with only SQL migrations to run, or none
 run_ferry --db "$db" --dir "$D" up --to 20251108
-is "$RC|$OUT|$ERR" "0|Nothing to do: every migration is applied.|" "up with nothing to run: exit 0"
+is "$RC|$OUT|$ERR" "0|Nothing to do: every migration up to 20251108 is applied.|" "up with nothing to run: exit 0"
 
 # Lua of a migration: refused, before anything is written -- also when the
 # script does not require the broken rule (Batch 4 does not): any script

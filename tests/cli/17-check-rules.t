@@ -81,7 +81,7 @@ is "$OUT" "ok   migrations/$B4/up.lua
 ok   migrations/$B4/validate.lua
 ok   migrations/$B5/up.lua
 ok   migrations/$B5/validate.lua
-ok   rules.backfill  2 tests passed
+ok   rules.backfill  3 tests passed
 ok   rules.memory_notes  12 tests passed
 ok   rules.metadata  3 tests passed
 FAIL rules.roles  does not compile: rules/roles.lua:$l: '}' expected (to close '{' at line 8) near 'webhook'

@@ -26,13 +26,16 @@ put "$D/migrations/$V/up.sql" 'BEGIN; ALTER TABLE "Lead" ADD COLUMN vip boolean;
 WHY="up.sql runs in one transaction that ferry begins and commits; leave BEGIN/COMMIT out (an up.lua can commit in steps)"
 REFUSED="ferry: migrations/$V/up.sql:1: BEGIN: $WHY"
 
-# --- check, without a database
+# --- check, without a database: a failing entry naming file and line
+# (check reports every entry and goes on), exit 2 as for a syntax error
 check_nodb --dir "$D" check
-is "$RC|$OUT|$ERR" "2||$REFUSED" "check: an up.sql with BEGIN/COMMIT is refused, exit 2, one line naming file and line"
+is "$RC|$(grep 'up.sql' <<<"$OUT")|$ERR" "2|FAIL migrations/$V/up.sql  migrations/$V/up.sql:1: BEGIN: $WHY|" \
+   "check: an up.sql with BEGIN/COMMIT is refused, exit 2, one entry naming file and line"
 check_nodb --dir "$D" --json check
-is "$RC|$ERR" "2|$REFUSED" "check --json: exit 2, the same line on stderr"
-is "$(json_eval "$OUT" '[j["ok"], j["error"]]')" "[false,\"migrations/$V/up.sql:1: BEGIN: $WHY\"]" \
-   "check --json: {ok: false, error} on stdout"
+is "$RC|$ERR" "2|" "check --json: exit 2"
+is "$(json_eval "$OUT" '[j["ok"]] + [c for c in j["checks"] if c["name"].endswith("up.sql")]')" \
+   "[false,{\"name\":\"migrations/$V/up.sql\",\"ok\":false,\"detail\":\"migrations/$V/up.sql:1: BEGIN: $WHY\"}]" \
+   "check --json: {ok: false, checks: [... the up.sql entry]}"
 
 # --- run and up, dry run or not: refused before anything runs or is recorded
 before=$(db_snapshot "$db")
@@ -83,7 +86,7 @@ BEGIN ATOMIC
 END;
 ABORT;' 5 ABORT "ABORT after a BEGIN ATOMIC function body"
 check_nodb --dir "$D" check
-is "$RC|$ERR" "2|ferry: migrations/$V/up.sql:5: ABORT: $WHY" "check: the same place"
+is "$RC|$(grep 'up.sql' <<<"$OUT")" "2|FAIL migrations/$V/up.sql  migrations/$V/up.sql:5: ABORT: $WHY" "check: the same place"
 is "$(history "$db")" "20261201_lead|up|applied" "none of them wrote a history row"
 
 # --- the fixed file: BEGIN and END inside a DO block, a function body, a
