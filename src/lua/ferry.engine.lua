@@ -1121,6 +1121,25 @@ function commands.run(args)
   return EXIT_OK
 end
 
+-- The migrations after m (in the folder's order, and those only the
+-- history knows, by version) that are applied, newest first.
+local function applied_after(list, states, m)
+  local later, after, seen = {}, false, {}
+  for _, x in ipairs(list) do
+    seen[x.id] = true
+    if after and states[x.id] and states[x.id].status == "applied" then later[#later + 1] = x.id end
+    if x.id == m.id then after = true end
+  end
+  local v = tonumber(m.version) or math.huge
+  for id, st in pairs(states) do
+    if not seen[id] and st.status == "applied" and (tonumber(id:match("^(%d+)_")) or -1) > v then
+      later[#later + 1] = id
+    end
+  end
+  table.sort(later, function(a, b) return a > b end)
+  return later
+end
+
 function commands.rollback(args)
   if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION") end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
@@ -1135,6 +1154,16 @@ function commands.rollback(args)
   ensure_history()
   local states = load_states()
   local st = states[m.id]
+  -- A later migration still applied may stand on this one (a schema's
+  -- rollback drops the tables every later batch wrote into) and would stay
+  -- recorded as applied over nothing; or not (two independent backfills):
+  -- said, not refused.
+  local later = applied_after(list, states, m)
+  if #later > 0 then
+    log.warn(string.format("note: applied after %s, and left applied: %s (if %s on it, roll %s back first, newest first)",
+                           m.id, table.concat(later, ", "), #later == 1 and "it stands" or "they stand",
+                           #later == 1 and "it" or "them"))
+  end
   if not (st and st.status == "applied") and not log.flags().json then
     log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
   end

@@ -33,8 +33,9 @@ run_ferry --db "$db" --dir "$D" rollback 20251110
 is "$RC" 0 "a syntax error in a rule: a rollback.sql still runs (exit 0)"
 is "$OUT" "==> rolling back $B4
 ✓ $B4 rolled back" "...with its usual output"
-is "$ERR" "NOTICE:  rollback of $B4 verified: no backfilled message, conversation or run record remains" \
-   "...and rollback.sql's own notice, no error"
+is "$ERR" "note: applied after $B4, and left applied: 20251115_backfill_memory_notes (if it stands on it, roll it back first, newest first)
+NOTICE:  rollback of $B4 verified: no backfilled message, conversation or run record remains" \
+   "...and rollback.sql's own notice, no error (the note: Batch 5 stays applied)"
 is "$(psql_val "$db" "SELECT count(*) FROM \"Message\" WHERE $B4_MINE")" 0 "...the backfilled messages are gone"
 is "$(history "$db" "WHERE migration = '$B4'")" "$B4|up|applied
 $B4|rollback|rolled back" "...and the history records the rollback"

@@ -156,7 +156,8 @@ like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" ok)" "...and
 
 # --- rollback (rollback.sql and down.lua)
 run_ferry --dir "$D" rollback 20250102
-is "$RC|$ERR" "0|" "rollback with down.lua: exit 0"
+is "$RC|$ERR" "0|note: applied after 20250102_b, and left applied: 20250103_c (if it stands on it, roll it back first, newest first)" \
+   "rollback with down.lua: exit 0, noting the later migration it leaves applied"
 is "$OUT" "==> rolling back 20250102_b
 ✓ 20250102_b rolled back" "rollback output"
 is "$(rows)" "1:a 4:c 4:c" "down.lua removed b's rows"
@@ -178,7 +179,8 @@ psql_val "$db" "ALTER TABLE t RENAME TO t_moved" >/dev/null
 put "$D/migrations/20250101_a/rollback.sql" 'DROP TABLE t;'
 run_ferry --dir "$D" rollback 20250101_a
 is "$RC" 1 "a failing rollback: exit 1"
-like "$ERR" '^ferry: 20250101_a: rollback failed: .*table "t" does not exist \[SQLSTATE 42P01\]$' "one line saying so"
+like "$ERR" $'^note: applied after 20250101_a, and left applied: 20250103_c, 20250102_b \\(if they stand on it, roll them back first, newest first\\)\nferry: 20250101_a: rollback failed: .*table "t" does not exist \\[SQLSTATE 42P01\\]$' \
+     "one line saying so (after the note of the later migrations, newest first)"
 v=$(psql_val "$db" "SELECT operation || '|' || status FROM ferry.history ORDER BY id DESC LIMIT 1")
 is "$v" "rollback|failed" "history: rollback failed"
 run_ferry --dir "$D" status
