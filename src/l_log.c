@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "ferry.h"
@@ -386,10 +387,66 @@ static int sys_interrupted(lua_State *L) {
     return 1;
 }
 
+/* --json: the real stdout is kept for ferry's JSON object, and fd 1 (C's
+ * stdout, hence print, io.write, io.stdout, io.output() and any program a
+ * script starts) goes to stderr, unbuffered as stderr is, so that the lines
+ * keep their order among ferry's own.  -1 while stdout is stdout. */
+static int json_fd = -1;
+
+/* sys.divert_stdout() -> true: from now on stdout writes go to stderr (to
+ * /dev/null when stderr is closed), and sys.write_stdout to the real one.
+ * nil and a message when the real stdout cannot be kept (it stays as it is). */
+static int sys_divert_stdout(lua_State *L) {
+    if (json_fd >= 0) { lua_pushboolean(L, 1); return 1; }
+    fflush(stdout);
+    int keep = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);   /* not inherited by a script's programs */
+    if (keep < 0) { luaL_pushfail(L); lua_pushstring(L, strerror(errno)); return 2; }
+    if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null < 0 || dup2(null, STDOUT_FILENO) < 0) {
+            int e = errno;
+            if (null >= 0) close(null);
+            close(keep);
+            luaL_pushfail(L); lua_pushstring(L, strerror(e)); return 2;
+        }
+        close(null);
+    }
+    setvbuf(stdout, NULL, _IONBF, 0);
+    json_fd = keep;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* sys.write_stdout(s) -> true, or nil and a message: s on the real stdout
+ * (the one sys.divert_stdout kept, else stdout), flushed. */
+static int sys_write_stdout(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (json_fd < 0) {
+        if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
+            luaL_pushfail(L); lua_pushstring(L, strerror(errno)); return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    while (len > 0) {
+        ssize_t n = write(json_fd, s, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            luaL_pushfail(L); lua_pushstring(L, strerror(errno)); return 2;
+        }
+        s += n;
+        len -= (size_t)n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
-    {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", sys_interrupted}, {NULL, NULL}
+    {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", sys_interrupted},
+    {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout}, {NULL, NULL}
 };
 
 int luaopen_ferry_sys(lua_State *L) {

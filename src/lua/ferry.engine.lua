@@ -980,9 +980,9 @@ end
 
 local commands = {}
 
+-- (on the real stdout: under --json a script's stdout is stderr, see main)
 local function emit_json(obj)
-  io.stdout:write(encode_value(obj), "\n")
-  io.stdout:flush()
+  sys.write_stdout(encode_value(obj) .. "\n")
 end
 
 local function report_failure(result)
@@ -1645,22 +1645,30 @@ local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, ba
 local function main(cli)
   if cli.error then error(cli.error, 0) end     -- a command line the host could not read
   local flags = cli.flags
-  if flags.version then io.write("ferry ", sys.version(), "\n") return EXIT_OK end
-  if flags.help or flags.h then io.write(USAGE) return EXIT_OK end
-  if #cli.args == 0 then io.stderr:write(USAGE) return EXIT_USAGE end
+  if flags.version then
+    if flags.json then emit_json(object({"version"}, {version = sys.version()}))
+    else io.write("ferry ", sys.version(), "\n") end
+    return EXIT_OK
+  end
+  if flags.help or flags.h then
+    if flags.json then emit_json(object({"usage"}, {usage = USAGE})) else io.write(USAGE) end
+    return EXIT_OK
+  end
+  if #cli.args == 0 then
+    io.stderr:write(USAGE)
+    if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"})) end
+    return EXIT_USAGE
+  end
   if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
   local cmd = table.remove(cli.args, 1)
   if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end
   for flag, allowed in pairs(COMMANDS_WITH) do
     if flags[flag] and not allowed[cmd] then usage_error("--%s does not apply to '%s'", flag, cmd) end
   end
-  if flags.json then    -- stdout holds the JSON document alone: a script's print() goes to stderr
-    print = function(...)
-      local t = table.pack(...)
-      for i = 1, t.n do t[i] = tostring(t[i]) end
-      io.stderr:write(table.concat(t, "\t", 1, t.n), "\n")
-    end
-  end
+  -- --json: stdout holds the JSON object alone; whatever the scripts and
+  -- rules write to stdout (print, io.write, a program they start) goes to
+  -- stderr.  Not under exec, whose stdout is the script's.
+  if flags.json and cmd ~= "exec" then sys.divert_stdout() end
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
