@@ -51,8 +51,12 @@ static void clear_bar(log_state *s) {
 static FILE *info_stream(log_state *s) { return s->json ? stderr : stdout; }
 
 /* Formats the arguments like print(): string.format when there are more
- * than one and the first has a '%', else tostring() joined by spaces. */
-static const char *format_args(lua_State *L, size_t *len) {
+ * than one and the first has a '%', else tostring() joined by spaces.  A
+ * format that fails raises at the script's line that called log.NAME
+ * ("x.lua:3: log.info: bad argument #2 to 'format' (number expected, got
+ * string)"): string.format, called from here, has neither a line nor a
+ * name of its own to give. */
+static const char *format_args(lua_State *L, const char *name, size_t *len) {
     int n = lua_gettop(L);
     size_t first_len = 0;
     const char *first = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &first_len) : NULL;
@@ -61,7 +65,16 @@ static const char *format_args(lua_State *L, size_t *len) {
         lua_getfield(L, -1, "format");
         lua_remove(L, -2);
         lua_insert(L, 1);
-        lua_call(L, n, 1);
+        int rc = lua_pcall(L, n, 1, 0);
+        if (rc != LUA_OK) {
+            /* an error object (a __tostring that raised one) or a memory
+             * error goes on as it is */
+            if (rc != LUA_ERRRUN || lua_type(L, -1) != LUA_TSTRING) return lua_error(L), NULL;
+            const char *msg = luaL_gsub(L, lua_tostring(L, -1), "'string.format'", "'format'");
+            luaL_where(L, 1);
+            lua_pushfstring(L, "%slog.%s: %s", lua_tostring(L, -1), name, msg);
+            return lua_error(L), NULL;
+        }
         return lua_tolstring(L, -1, len);
     }
     luaL_Buffer b;
@@ -75,10 +88,10 @@ static const char *format_args(lua_State *L, size_t *len) {
     return lua_tolstring(L, -1, len);
 }
 
-static int emit(lua_State *L, FILE *f, const char *prefix) {
+static int emit(lua_State *L, FILE *f, const char *name, const char *prefix) {
     log_state *s = LOGSTATE(L);
     size_t len;
-    const char *msg = format_args(L, &len);
+    const char *msg = format_args(L, name, &len);
     clear_bar(s);
     /* every byte, as print() writes it: a NUL is not the end of the line */
     fputs(prefix, f);
@@ -90,16 +103,16 @@ static int emit(lua_State *L, FILE *f, const char *prefix) {
 
 static int log_info(lua_State *L) {
     log_state *s = LOGSTATE(L);
-    return s->quiet ? 0 : emit(L, info_stream(s), "");
+    return s->quiet ? 0 : emit(L, info_stream(s), "info", "");
 }
 static int log_verbose(lua_State *L) {
     log_state *s = LOGSTATE(L);
-    return (s->quiet || !s->verbose) ? 0 : emit(L, info_stream(s), "");
+    return (s->quiet || !s->verbose) ? 0 : emit(L, info_stream(s), "verbose", "");
 }
 static int log_warn(lua_State *L) {
-    return LOGSTATE(L)->quiet ? 0 : emit(L, stderr, "");
+    return LOGSTATE(L)->quiet ? 0 : emit(L, stderr, "warn", "");
 }
-static int log_error(lua_State *L) { return emit(L, stderr, "error: "); }
+static int log_error(lua_State *L) { return emit(L, stderr, "error", "error: "); }
 
 static int log_flags(lua_State *L) {
     log_state *s = LOGSTATE(L);

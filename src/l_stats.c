@@ -75,6 +75,19 @@ static const char *check_name(lua_State *L, int idx) {
     return name;
 }
 
+/* A name of stats.declare{names}: what is wrong with it is said as an
+ * error of argument #1, naming the element (check_name, given the
+ * element's stack index, would say "bad argument #-1"). */
+static const char *check_listed_name(lua_State *L, lua_Integer i) {
+    size_t len;
+    const char *name = lua_isstring(L, -1) ? lua_tolstring(L, -1, &len) : NULL;   /* a number too, as check_name */
+    if (!name)
+        luaL_argerror(L, 1, lua_pushfstring(L, "name %I: string expected, got %s", i, luaL_typename(L, -1)));
+    if (len == 0) luaL_argerror(L, 1, lua_pushfstring(L, "name %I: empty counter name", i));
+    if (strlen(name) != len) luaL_argerror(L, 1, lua_pushfstring(L, "name %I: counter name contains a NUL byte", i));
+    return name;
+}
+
 /* stats.declare(name, ...) or stats.declare{names}: counters at 0, in the
  * order the summary prints them. */
 static int stats_declare(lua_State *L) {
@@ -83,7 +96,7 @@ static int stats_declare(lua_State *L) {
         lua_Integer n = luaL_len(L, 1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, 1, i);
-            find_or_add(L, s, check_name(L, -1));
+            find_or_add(L, s, check_listed_name(L, i));
             lua_pop(L, 1);
         }
         return 0;

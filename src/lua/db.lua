@@ -13,7 +13,25 @@ local M = {NULL = core.NULL, read_only = core.read_only, buffer = core.buffer}
 local savepoints = setmetatable({}, {__mode = "k"})
 -- (errors.mark: an error object raised in fn keeps the place it was raised
 -- at, which the stack no longer shows once it is raised again here)
-local mark = require("ferry.errors").mark
+local errors = require "ferry.errors"
+local mark = errors.mark
+
+-- The methods written here in Lua raise what goes wrong at the script's
+-- line that called them, as the C methods do: checked(api, pcall(f,
+-- conn, ...)), called (not tail-called) by the method, raises f's error
+-- at its caller's line.  A C method called through pcall cannot name
+-- itself and counts the connection as argument #1: "bad argument #2 to
+-- '?'" becomes "bad argument #1 to 'rows'", as conn:exec(nil) says it.
+local function argument(e, api, shift)
+  if type(e) ~= "string" then return e end
+  local n, rest = e:match("^bad argument #(%d+) to '%?'(.*)")
+  if not n then return e end
+  return string.format("bad argument #%d to '%s'%s", tonumber(n) - shift, api, rest)
+end
+local function checked(api, ok, ...)
+  if ok then return ... end
+  errors.reraise(argument((...), api, 1), 3, true)
+end
 
 -- What holds each session (its last rows() or copy(); weak): a transaction
 -- that fails while one is still open ends it first, so that its ROLLBACK
@@ -22,12 +40,12 @@ local mark = require("ferry.errors").mark
 local holder = setmetatable({}, {__mode = "kv"})
 local raw_rows, raw_copy = methods.rows, methods.copy
 function methods.rows(conn, ...)
-  local it, s, c, closer = raw_rows(conn, ...)
+  local it, s, c, closer = checked("rows", pcall(raw_rows, conn, ...))
   holder[conn] = closer
   return it, s, c, closer
 end
 function methods.copy(conn, ...)
-  local w = raw_copy(conn, ...)
+  local w = checked("copy", pcall(raw_copy, conn, ...))
   holder[conn] = w
   return w
 end
@@ -40,6 +58,12 @@ local function release_holder(conn)
 end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
+-- conn:method(...) for transaction's own statements (BEGIN, COMMIT, the
+-- savepoints): an error names the line that called transaction; fn's
+-- errors keep their place.  (A tail call: checked's caller is transaction.)
+local function own(conn, method, ...)
+  return checked("transaction", pcall(conn[method], conn, ...))
+end
 function methods.transaction(conn, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
@@ -47,7 +71,7 @@ function methods.transaction(conn, fn, ...)
   local depth = savepoints[conn]
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
-    conn:exec("SAVEPOINT " .. name)
+    own(conn, "exec", "SAVEPOINT " .. name)
     savepoints[conn] = depth + 1
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = depth
@@ -56,25 +80,25 @@ function methods.transaction(conn, fn, ...)
       if held then
         release_holder(conn)
         if held == "a COPY" then
-          conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+          own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
           error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 2)
         end
       end
       -- a failed statement whose error fn caught: as below, at this level
-      local _, failed = conn:in_transaction()
+      local _, failed = own(conn, "in_transaction")
       if failed then
-        conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+        own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
         error(CAUGHT, 2)
       end
-      conn:exec("RELEASE SAVEPOINT " .. name)
+      own(conn, "exec", "RELEASE SAVEPOINT " .. name)
       return table.unpack(res, 2, res.n)
     end
     -- (released too: the next savepoint must not nest inside this one)
     release_holder(conn)
-    conn:exec_script("ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+    own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
     error(res[2], 0)
   end
-  conn:exec("BEGIN")
+  own(conn, "exec", "BEGIN")
   savepoints[conn] = 0
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
@@ -91,12 +115,12 @@ function methods.transaction(conn, fn, ...)
       end
     end
     -- a failed statement whose error fn caught: COMMIT would only roll back
-    local _, failed = conn:in_transaction()
+    local _, failed = own(conn, "in_transaction")
     if failed then
       pcall(conn.exec, conn, "ROLLBACK")
       error(CAUGHT, 2)
     end
-    conn:exec("COMMIT")
+    own(conn, "exec", "COMMIT")
     return table.unpack(res, 2, res.n)
   end
   -- the connection may be gone: the original error is the one to report
@@ -107,7 +131,16 @@ end
 
 --- conn:copy_rows("COPY t (a, b) FROM STDIN", rows) writes an array of
 -- arrays with one COPY and returns the count stored.
-function methods.copy_rows(conn, sql, rows)
+-- (errors.api, as for share_snapshot below: what fails in it is raised at
+-- the line that called it)
+local function copy_rows(conn, sql, rows)
+  if type(sql) ~= "string" then error("bad argument #1 to 'copy_rows' (string expected, got " .. type(sql) .. ")", 0) end
+  if type(rows) ~= "table" then error("bad argument #2 to 'copy_rows' (table expected, got " .. type(rows) .. ")", 0) end
+  for i = 1, #rows do
+    if type(rows[i]) ~= "table" then
+      error(string.format("copy_rows: row %d is a %s, not a table of values", i, type(rows[i])), 0)
+    end
+  end
   local w <close> = conn:copy(sql)
   for i = 1, #rows do
     local r = rows[i]
@@ -115,13 +148,14 @@ function methods.copy_rows(conn, sql, rows)
   end
   return w:finish()
 end
+methods.copy_rows = errors.api(copy_rows, true)
 
 --- conn:share_snapshot(other) opens on session `other` a REPEATABLE READ
 -- READ ONLY transaction that sees exactly what conn sees (conn must be in a
 -- REPEATABLE READ transaction, as a db.reader() is, and idle): two sessions
 -- then read one consistent state at the same time.  End it with
 -- other:exec("COMMIT").
-function methods.share_snapshot(conn, other)
+local function share_snapshot(conn, other)
   if getmetatable(other) ~= getmetatable(conn) then
     error("share_snapshot: the other session must be a connection (db.connect()), not " .. type(other), 2)
   end
@@ -151,6 +185,7 @@ function methods.share_snapshot(conn, other)
     error(err, 0)
   end
 end
+methods.share_snapshot = errors.api(share_snapshot, true)
 
 --- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
 -- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
@@ -184,15 +219,20 @@ function M.pipeline(opts)
 end
 
 -- Re-raises an error of a binding one level up, so that it names the
--- script line that called db.exec (...), not this file.
+-- script line that called db.exec (...), not this file; an argument error
+-- names the db function and counts its arguments as the script wrote them
+-- ("bad argument #1 to 'db.exec'", not "#2 to '?'" -- the main connection
+-- is argument #1 of the method -- nor "#1 to 'rows'").  shift: 1 for a
+-- method of the main connection, else 0.  Called as a tail call.
 -- ("cannot connect ..." has no position: ferry's exit code 2 reads it.)
-local function relay(ok, ...)
+local function relay(api, shift, ok, ...)
   if ok then return ... end
-  local e = ...
-  if type(e) == "string" and not e:find("^cannot connect") then
-    error((e:gsub("^%[ferry%]/db%.lua:%d+: ", "")), 2)
+  local e = argument((...), "db." .. api, shift)
+  if type(e) == "string" then
+    local n, rest = e:match("^bad argument #(%d+) to '" .. api .. "'(.*)")
+    if n then e = "bad argument #" .. n .. " to 'db." .. api .. "'" .. rest end
   end
-  error(e, 0)
+  errors.reraise(e, 2, true)
 end
 
 -- Sessions started ahead of need (db.prestart): the server forks and sets
@@ -204,7 +244,12 @@ local spares = {}
 -- for them; the next db.connect() calls take them (and raise, as
 -- db.connect() would, if one could not be set up).
 function M.prestart(n)
-  for _ = 1, n do spares[#spares + 1] = core.connect_start() end
+  if math.type(n) ~= "integer" then error("bad argument #1 to 'db.prestart' (an integer expected, got " .. (math.type(n) or type(n)) .. ")", 2) end
+  for _ = 1, n do
+    local ok, conn = pcall(core.connect_start)
+    if not ok then errors.reraise(conn, 2, true) end
+    spares[#spares + 1] = conn
+  end
 end
 
 --- db.drop_spares(): closes the sessions db.prestart started that nobody took.
@@ -221,7 +266,7 @@ function M.connect(conninfo)
     conn:ready()
     return conn
   end
-  return relay(pcall(core.connect, conninfo))
+  return relay("connect", 0, pcall(core.connect, conninfo))
 end
 
 --- db.reader() -> a new session for streaming a big read: one consistent
@@ -229,21 +274,22 @@ end
 -- and no parallel workers or JIT (one client consumes the stream at its own
 -- pace: workers would each build the same hash tables for nothing).  Close
 -- it with read:close() when done.
-function M.reader()
+M.reader = errors.api(function()
   local conn = M.connect()
   conn:exec_script("SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; SET jit = off; "
                    .. "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
   return conn
-end
+end, true)
 
 
 --- db.plan(sql, ...) -> the EXPLAIN text of sql on the main connection,
 -- with sequential scans disabled, so that "can an index serve this query"
 -- does not depend on the table's size (validation checks of FTS indexes).
 function M.plan(sql, ...)
+  if type(sql) ~= "string" then error("bad argument #1 to 'db.plan' (string expected, got " .. type(sql) .. ")", 2) end
   local args = table.pack(...)
   -- (a tail call: an error names the caller's line, not this file's)
-  return relay(pcall(M.transaction, function()
+  return relay("plan", 0, pcall(M.transaction, function()
     M.exec("SET LOCAL enable_seqscan = off")
     local lines = {}
     for _, r in ipairs(M.query("EXPLAIN " .. sql, table.unpack(args, 1, args.n))) do
@@ -297,7 +343,7 @@ for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec
   else
     M[name] = function(...)
       if not main then M.open() end      -- connect on first use
-      return relay(pcall(main[name], main, ...))
+      return relay(name, 1, pcall(main[name], main, ...))
     end
   end
 end

@@ -74,7 +74,9 @@ end
 -- significant digits, which turns 1234567890123456 into 1.2345678901235e+15).
 local function encode_number(n)
   if math.type(n) == "integer" then return string.format("%d", n) end
-  if n ~= n or n == math.huge or n == -math.huge then return json.encode(n) end   -- raises, as cjson does
+  if n ~= n or n == math.huge or n == -math.huge then
+    error("json.encode_ordered: " .. (n ~= n and "NaN" or n > 0 and "inf" or "-inf") .. " is not a JSON number (NaN and infinities have no JSON form)")
+  end
   -- a float past 2^53 (whole, as they all are) in the range of 64-bit
   -- integers keeps a ".0": jsonb prints 1e16 as 10000000000000000, which
   -- would read back as the integer
@@ -86,12 +88,25 @@ local function encode_number(n)
   return string.format("%.17g", n)
 end
 
+-- (The errors raised here are placed in this file: json.encode_ordered, the
+-- scripts' entry, raises them again at the line that called it.)
+local MAX_DEPTH = 20000             -- as json.encode: deeper is a table that contains itself
 local encode_ordered
-local function encode_value(v)
-  if type(v) == "number" then return encode_number(v) end
-  if type(v) ~= "table" then return json.encode(v) end
+local function encode_value(v, depth)
+  local ty = type(v)
+  if ty == "number" then return encode_number(v) end
+  if ty ~= "table" then
+    if ty == "function" or ty == "thread" or (ty == "userdata" and v ~= json.null) then
+      error("json.encode_ordered: a " .. ty .. " is not a JSON value")
+    end
+    return json.encode(v)
+  end
+  depth = (depth or 0) + 1
+  if depth > MAX_DEPTH then
+    error("json.encode_ordered: tables nested more than " .. MAX_DEPTH .. " deep (a table that contains itself?)")
+  end
   local mt = getmetatable(v)
-  if type(mt) == "table" and mt.__keys then return encode_ordered(v) end
+  if type(mt) == "table" and mt.__keys then return encode_ordered(v, depth) end
   local marked = rawequal(mt, "array")
   if next(v) == nil then return marked and "[]" or "{}" end
   -- positive integer keys, not too sparse (as cjson): an array, holes null;
@@ -107,33 +122,64 @@ local function encode_value(v)
   end
   if ints and (marked or max <= 10 or max <= 2 * count) then
     local parts = {}
-    for i = 1, max do parts[i] = v[i] == nil and "null" or encode_value(v[i]) end
+    for i = 1, max do parts[i] = v[i] == nil and "null" or encode_value(v[i], depth) end
     return "[" .. table.concat(parts, ",") .. "]"
   end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   local parts = {}
-  for i, k in ipairs(keys) do parts[i] = json.encode(tostring(k)) .. ":" .. encode_value(v[k]) end
+  for i, k in ipairs(keys) do parts[i] = json.encode(tostring(k)) .. ":" .. encode_value(v[k], depth) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
-encode_ordered = function(obj)
+encode_ordered = function(obj, depth)
   local parts = {}
-  for _, k in ipairs(getmetatable(obj).__keys) do
-    if obj[k] ~= nil then parts[#parts + 1] = json.encode(k) .. ":" .. encode_value(obj[k]) end
+  for i, k in ipairs(getmetatable(obj).__keys) do
+    -- (checked by json.object too; the list may have changed since)
+    if type(k) ~= "string" then
+      error(string.format("json.encode_ordered: key %d of a json.object is a %s, not a string (JSON object keys are strings)", i, type(k)))
+    end
+    if obj[k] ~= nil then parts[#parts + 1] = json.encode(k) .. ":" .. encode_value(obj[k], depth) end
   end
   return "{" .. table.concat(parts, ",") .. "}"
 end
+-- A table whose metatable cannot be replaced (a json.array's is protected).
+local function protected(t) local mt = debug.getmetatable(t); return mt ~= nil and rawget(mt, "__metatable") ~= nil end
 -- object(keys...) -> a table whose JSON keeps the given key order
 local function object(keys, t)
+  if type(keys) ~= "table" then
+    error("bad argument #1 to 'json.object' (a list of key names expected, got " .. type(keys) .. ")", 2)
+  end
+  for i, k in ipairs(keys) do
+    if type(k) ~= "string" then
+      error(string.format("bad argument #1 to 'json.object' (key %d is a %s: JSON object keys are strings)", i, type(k)), 2)
+    end
+  end
+  if t ~= nil and type(t) ~= "table" then
+    error("bad argument #2 to 'json.object' (table expected, got " .. type(t) .. ")", 2)
+  end
+  if t ~= nil and protected(t) then
+    error("bad argument #2 to 'json.object' (its metatable is protected: a json.array, or a table like it)", 2)
+  end
   return setmetatable(t or {}, {__keys = keys})
 end
-local function array(t) return setmetatable(t or {}, {__metatable = "array"}) end
+local function array(t)
+  if t ~= nil and type(t) ~= "table" then
+    error("bad argument #1 to 'json.array' (table expected, got " .. type(t) .. ")", 2)
+  end
+  if t ~= nil and protected(t) then
+    if rawequal(getmetatable(t), "array") then return t end           -- one already
+    error("bad argument #1 to 'json.array' (its metatable is protected)", 2)
+  end
+  return setmetatable(t or {}, {__metatable = "array"})
+end
 
 -- Scripts get these too: json.array(t) encodes as [] even when empty,
 -- json.object(keys, t) keeps key order, json.encode_ordered encodes both
--- (other tables with sorted keys).
-json.array, json.object, json.encode_ordered = array, object, encode_value
+-- (other tables with sorted keys).  An error in encode_ordered names the
+-- script's line that called it (errors.api), not this file's.
+json.array, json.object = array, object
+json.encode_ordered = errors.api(function(v) return encode_value(v) end)
 
 local function stats_object()
   local keys, t = {}, {}

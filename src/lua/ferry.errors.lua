@@ -62,6 +62,39 @@ function M.where(level)
   return ""
 end
 
+-- A position in ferry's own Lua ("[ferry]/db.lua:30: "), which a script's
+-- reader cannot open or edit.
+local FERRY_POSITION = "^%[ferry%]/[%w%._%-]+%.lua:%d+: "
+M.FERRY_POSITION = FERRY_POSITION
+
+--- reraise(e, level [, bare]): raises the error e of a call that an API
+-- function written in Lua made on the script's behalf, so that it names the
+-- line that called that function (`level`, as error() counts from
+-- reraise's caller): a string positioned in ferry's own Lua gets that
+-- line in place of ferry's; with `bare`, so does a string with no position
+-- (a C function called through pcall: no script code ran in between).
+-- Anything else goes on untouched: a script's own error (its place is its
+-- own), an error object, ferry's error tables, and "cannot connect ..."
+-- (no position: ferry's exit code 2 reads it).
+function M.reraise(e, level, bare)
+  if type(e) == "string" and not e:find("^cannot connect") then
+    local p = e:match(FERRY_POSITION)
+    if p then error(e:sub(#p + 1), level + 1) end
+    if bare then error(e, level + 1) end
+  end
+  error(e, 0)
+end
+
+--- api(f [, bare]) -> a function that calls f and raises its errors at the
+-- line of its own caller (see reraise).
+function M.api(f, bare)
+  local function pass(ok, ...)
+    if ok then return ... end
+    M.reraise((...), 2, bare)      -- (pass took the wrapper's place: a tail call)
+  end
+  return function(...) return pass(pcall(f, ...)) end
+end
+
 -- An error object has no position of its own; where it was raised is
 -- kept here (weak keys) by a handler that sees it first -- db.transaction
 -- catches and raises it again, after which the stack no longer shows it.

@@ -20,6 +20,8 @@
 -- error, which rolls it back (the checkpoint stays at the last committed
 -- batch) -- but the controlled stop of --max-errors commits the good
 -- batches already sent.
+local errors = require "ferry.errors"
+
 local P = {}
 P.__index = P
 
@@ -54,7 +56,7 @@ end
 local function copy_position(v, seen)
   if type(v) ~= "table" then return v end
   seen = seen or {}
-  if seen[v] then error("db.pipeline: a position cannot contain itself", 0) end
+  if seen[v] then error("pipe:send: a position cannot contain itself") end
   seen[v] = true
   local t = {}
   for k, x in pairs(v) do t[k] = copy_position(x, seen) end
@@ -63,6 +65,17 @@ local function copy_position(v, seen)
 end
 
 function P:send(batch)
+  if type(batch) ~= "table" then
+    error("pipe:send: a batch is a table {copies = {{sql =, buffer =}, ...}, after =, position =}, not " .. type(batch))
+  end
+  if batch.copies ~= nil and type(batch.copies) ~= "table" then
+    error("pipe:send: copies is a list {{sql =, buffer =}, ...}, not a " .. type(batch.copies))
+  end
+  for i, c in ipairs(batch.copies or {}) do
+    if type(c) ~= "table" or type(c.sql) ~= "string" or c.buffer == nil then
+      error(string.format("pipe:send: copies[%d] must be {sql = \"COPY ... FROM STDIN\", buffer = db.buffer()}", i))
+    end
+  end
   if self.dry_run then
     if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
@@ -139,20 +152,30 @@ P.__gc = function(self)
   end
 end
 
+-- What a script calls: an error that ferry's own Lua meets in them (a
+-- writer session's, a checkpoint save's) names the script's line that
+-- called them, not this file's; an `after` function's errors keep their
+-- place.  (The methods above call each other unwrapped.)
+local finish = P.finish
+for _, name in ipairs{"new", "send", "pump", "finish"} do P[name] = errors.api(P[name]) end
+
 P.__close = function(self, err)
   local committed, ferr = false, nil
-  if err == nil or (require("ferry.errors").is_ferry(err) and err.max_errors) then
-    committed, ferr = pcall(self.finish, self)
+  if err == nil or (errors.is_ferry(err) and err.max_errors) then
+    committed, ferr = pcall(finish, self)
   end
   if not committed then self:abort() end
   for _, wr in ipairs(self.writers) do
     if wr.own then pcall(wr.conn.close, wr.conn) end
   end
   if ferr ~= nil then
-    if err == nil then error(ferr, 0) end
+    if err == nil then errors.reraise(ferr, 2) end
     -- the --max-errors stop goes on as the error; say why the batches in
     -- flight were not committed after all
-    require("log").warn("could not commit the batches in flight: " .. tostring(ferr))
+    local text = errors.text(ferr)
+    local p = text:match(errors.FERRY_POSITION)
+    if p then text = errors.where(1) .. text:sub(#p + 1) end
+    require("log").warn("could not commit the batches in flight: " .. text)
   end
 end
 

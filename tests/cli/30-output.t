@@ -351,4 +351,26 @@ run_ferry --db "$dbv" --dir "$V" status
 like "$OUT" '20250101_v +applied +[0-9TZ:-]+ +file missing from migrations/' \
      "status: a baselined migration whose folder is gone shows as missing"
 
+# a caught API error keeps the script's line -- in the row errors of the
+# summary and in validate's output -- never ferry's own file ("row 1:
+# [ferry]/db.lua:30: COPY failed to start")
+P=$TAP_TMPDIR/pos
+put "$P/migrations/20250101_p/up.lua" 'local c = db.connect()
+local ok, err = pcall(function() c:copy("COPY nonexistent_pos FROM STDIN") end)
+stats.error("row 1", err)
+c:close()'
+put "$P/migrations/20250101_p/validate.lua" 'check("copy", function()
+  local c <close> = db.connect()
+  c:copy("COPY nonexistent_pos FROM STDIN")
+end)'
+dbp=$(fresh_db ferry_cli_output_pos)
+run_ferry --db "$dbp" --dir "$P" run 20250101_p
+like "$OUT" '   row 1: migrations/20250101_p/up\.lua:2: COPY failed to start: relation "nonexistent_pos" does not exist' \
+     "a caught conn:copy error in the run summary names the script's line"
+unlike "$OUT$ERR" '\[ferry\]' "...not ferry's own file"
+run_ferry --db "$dbp" --dir "$P" validate 20250101_p
+like "$OUT" 'FAIL copy  \(error: migrations/20250101_p/validate\.lua:3: COPY failed to start' \
+     "validate: a check's error names the check's line"
+unlike "$OUT$ERR" '\[ferry\]' "...not ferry's own file"
+
 done_testing

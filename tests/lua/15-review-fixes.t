@@ -107,4 +107,188 @@ T.like(caught(function() db.reader():share_snapshot(nil) end),
        "15%-review%-fixes%.t:%d+: share_snapshot: the other session must be a connection %(db%.connect%(%)%), not nil",
        "share_snapshot(nil) says what it needs")
 other:close()
+
+---------------------------------------------------------------- errors name the caller's line
+-- An error raised by the API names the script's line that called it, also
+-- when the script catches it (pcall): it reaches stats.error, the run
+-- summary and validate's output as it is.  The Lua-written methods and the
+-- pipeline gave ferry's own positions ("[ferry]/db.lua:30: COPY failed to
+-- start"), json/log/stats ones none or an internal one, and the db.*
+-- argument errors counted the connection ("bad argument #2 to '?'") or
+-- named internal locals ('raw_rows', upvalue 'sql').
+local function line() return debug.getinfo(2, "l").currentline end
+-- at(n): the start of an error raised at line n of this file
+local function at(n) return "^[^%[\n]*15%-review%-fixes%.t:" .. n .. ": " end
+local function no_ferry(e) return not e:find("[ferry]", 1, true) end
+
+db.exec("DROP TABLE IF EXISTS rf_pos")
+db.exec("CREATE TABLE rf_pos (a int PRIMARY KEY)")
+local c = db.connect()
+local l, e
+l, e = line(), caught(function() c:copy("COPY rf_nonexistent FROM STDIN") end)
+T.like(e, at(l) .. "COPY failed to start: relation \"rf_nonexistent\" does not exist", "conn:copy: a caught error names the calling line")
+l, e = line(), caught(function() c:rows("SELECT $1", {}) end)
+T.like(e, at(l) .. "parameter %$1: a table is not a SQL value", "conn:rows: a call-time error names the calling line")
+l, e = line(), caught(function() c:rows(nil) end)
+T.like(e, at(l) .. "bad argument #1 to 'rows' %(string expected, got nil%)$", "conn:rows(nil): argument #1 of 'rows', as conn:exec(nil) says")
+l, e = line(), caught(function() c:copy(nil) end)
+T.like(e, at(l) .. "bad argument #1 to 'copy' %(string expected, got nil%)$", "conn:copy(nil): argument #1 of 'copy'")
+l, e = line(), caught(function() c:copy_rows("COPY rf_nonexistent FROM STDIN", {{1}}) end)
+T.like(e, at(l) .. "COPY failed to start", "conn:copy_rows: an error names the calling line")
+l, e = line(), caught(function() c:copy_rows("COPY rf_pos (a) FROM STDIN", {{1}, {{}}}) end)
+T.like(e, at(l) .. "COPY column 1: a table is not a SQL value", "conn:copy_rows: a bad value too")
+l, e = line(), caught(function() c:copy_rows("COPY rf_pos (a) FROM STDIN", {1}) end)
+T.like(e, at(l) .. "copy_rows: row 1 is a number, not a table of values$", "conn:copy_rows: a row that is not a table says so")
+l, e = line(), caught(function() db.copy_rows("COPY rf_pos (a) FROM STDIN") end)
+T.like(e, at(l) .. "bad argument #2 to 'db.copy_rows' %(table expected, got nil%)$", "db.copy_rows without rows says so")
+T.is(db.one("SELECT count(*) AS n FROM rf_pos").n, 0, "...and nothing was stored")
+do
+  local r = db.reader()
+  local gone = db.connect()
+  gone:close()
+  l, e = line(), caught(function() r:share_snapshot(gone) end)
+  T.like(e, at(l) .. "attempt to use a closed connection$", "share_snapshot: the other session's error names the calling line")
+  r:close()
+  l, e = line(), caught(function() r:share_snapshot(c) end)
+  T.like(e, at(l) .. "attempt to use a closed connection$", "share_snapshot: this session's too")
+  l, e = line(), caught(function() c:share_snapshot(db.connect()) end)
+  T.like(e, at(l) .. "share_snapshot: this session is not in a transaction", "share_snapshot: its own refusals too")
+end
+do  -- transaction's own statements (BEGIN, COMMIT): at the line that called it
+  local _, _, _, closer = c:rows("SELECT 1")
+  l, e = line(), caught(function() c:transaction(function() end) end)
+  T.like(e, at(l) .. "connection busy: a rows%(%) iteration", "conn:transaction: BEGIN's error names the calling line")
+  closer:close()
+  c:exec("CREATE TEMP TABLE rf_def (a int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+  l, e = line(), caught(function() c:transaction(function() c:exec("INSERT INTO rf_def VALUES (1), (1)") end) end)
+  T.like(e, at(l) .. "query failed: duplicate key value", "conn:transaction: COMMIT's error names the calling line")
+  local obj = {why = "mine"}
+  local ok, got = pcall(c.transaction, c, function() error(obj) end)
+  T.ok(not ok and rawequal(got, obj), "conn:transaction: fn's error object goes on untouched")
+end
+-- stats.error keeps what pcall gave: the script's line
+do
+  local ok, err = pcall(function() c:copy("COPY rf_nonexistent FROM STDIN") end)
+  l = line() - 1
+  T.ok(not ok, "(the copy failed)")
+  stats.error("row 1", err)
+  local kept = stats.errors()
+  T.like(kept[#kept].message, at(l) .. "COPY failed to start", "stats.error keeps the script's line, not [ferry]/db.lua")
+  stats.reset()
+end
+c:close()
+
+-- db.* argument errors: the user's argument number, the API function's name
+l, e = line(), caught(function() db.exec() end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.exec' %(string expected, got no value%)$", "db.exec(): argument #1 of 'db.exec', not #2 of '?'")
+l, e = line(), caught(function() db.quote_ident(nil) end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.quote_ident' %(string expected, got nil%)$", "db.quote_ident(nil): argument #1 of 'db.quote_ident'")
+l, e = line(), caught(function() db.copy(nil) end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.copy' %(string expected, got nil%)$", "db.copy(nil): 'db.copy', not 'raw_copy'")
+l, e = line(), caught(function() db.rows() end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.rows' %(string expected, got no value%)$", "db.rows(): 'db.rows', not 'raw_rows'")
+l, e = line(), caught(function() db.plan(nil) end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.plan' %(string expected, got nil%)$", "db.plan(nil): says what sql must be, no upvalue 'sql'")
+l, e = line(), caught(function() db.prestart("two") end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.prestart'", "db.prestart: a count that is not an integer")
+l, e = line(), caught(function() db.exec("SELECT $1", {}) end)
+T.like(e, at(l) .. "parameter %$1: a table is not a SQL value", "db.exec: as before, at the calling line")
+l, e = line(), caught(function() stats.declare{"rf_x", {}} end)
+T.like(e, at(l) .. "bad argument #1 to 'declare' %(name 2: string expected, got table%)$", "stats.declare{...}: which name is wrong, not 'bad argument #-1'")
+l, e = line(), caught(function() stats.declare{"rf_x", ""} end)
+T.like(e, at(l) .. "bad argument #1 to 'declare' %(name 2: empty counter name%)$", "stats.declare{...}: an empty name")
+stats.reset()
+
+-- db.pipeline: a writer session's error at the line of send/finish
+do
+  local pipe <close> = db.pipeline{jobs = 2}
+  l, e = line(), caught(function() pipe:send{copies = {{sql = "COPY rf_nonexistent FROM STDIN", buffer = db.buffer()}}} end)
+  T.like(e, at(l) .. "COPY failed to start: relation \"rf_nonexistent\" does not exist", "pipe:send: a writer's error names the calling line")
+  pipe:abort()
+end
+do
+  local buf = db.buffer()
+  buf:put(1)
+  buf:put(1)
+  local pipe <close> = db.pipeline{jobs = 2}
+  pipe:send{copies = {{sql = "COPY rf_pos (a) FROM STDIN", buffer = buf}}}
+  l, e = line(), caught(function() pipe:finish() end)
+  T.like(e, at(l) .. "COPY failed: duplicate key value", "pipe:finish: a batch's error names the calling line")
+  pipe:abort()
+end
+do
+  local buf = db.buffer()
+  buf:put(2)
+  buf:put(2)
+  local ok, err = pcall(function()
+    local pipe <close> = db.pipeline{jobs = 1}
+    pipe:send{copies = {{sql = "COPY rf_pos (a) FROM STDIN", buffer = buf}}}
+  end)
+  l = line() - 1
+  T.like(not ok and err or "", at(l) .. "COPY failed: duplicate key value", "a pipeline closed by <close>: the commit's error at the end of its scope")
+end
+do
+  local pipe <close> = db.pipeline{jobs = 1}
+  l, e = line(), caught(function() pipe:send(nil) end)
+  T.like(e, at(l) .. "pipe:send: a batch is a table", "pipe:send(nil) says what a batch is")
+  l, e = line(), caught(function() pipe:send{copies = {{sql = "COPY rf_pos (a) FROM STDIN"}}} end)
+  T.like(e, at(l) .. "pipe:send: copies%[1%] must be {sql = ", "pipe:send without a buffer says so")
+  local obj = {}
+  pipe:send{after = function() error(obj) end}
+  local ok, got = pcall(pipe.finish, pipe)
+  T.ok(not ok and rawequal(got, obj), "pipe:finish: an after() error object goes on untouched")
+  pipe:abort()
+  pipe:send{after = function() error("mine", 0) end}
+  ok, got = pcall(pipe.finish, pipe)
+  T.is(got, "mine", "...and an after() string error keeps its place (none here)")
+  pipe:abort()
+  pipe:send{after = function() stats.max_errors(0); stats.error("k", "m") end}
+  ok, got = pcall(pipe.finish, pipe)
+  T.ok(not ok and require("ferry.errors").is_ferry(got) and got.max_errors, "...and ferry's own error table (the --max-errors stop) too")
+  pipe:abort()
+  stats.max_errors(-1)
+  stats.reset()
+end
+T.is(db.one("SELECT count(*) AS n FROM rf_pos").n, 0, "(no pipeline above stored a row)")
+db.exec("DROP TABLE rf_pos")
+
+-- json: the caller's line and what is wrong
+l, e = line(), caught(function() json.encode_ordered({x = 0 / 0}) end)
+T.like(e, at(l) .. "json%.encode_ordered: NaN is not a JSON number", "json.encode_ordered(NaN) names the calling line")
+l, e = line(), caught(function() json.encode_ordered({x = print}) end)
+T.like(e, at(l) .. "json%.encode_ordered: a function is not a JSON value$", "json.encode_ordered: a function")
+do
+  local loop = {}
+  loop.self = loop
+  l, e = line(), caught(function() json.encode_ordered(loop) end)
+  T.like(e, at(l) .. "json%.encode_ordered: tables nested more than 20000 deep", "json.encode_ordered: a table that contains itself (no stack overflow)")
+end
+l, e = line(), caught(function() json.array("x") end)
+T.like(e, at(l) .. "bad argument #1 to 'json%.array' %(table expected, got string%)$", "json.array('x'): says what it needs, not 'setmetatable'")
+T.is(json.encode_ordered(json.array(json.array{})), "[]", "json.array of a json.array is that array")
+l, e = line(), caught(function() json.object({1, 2}, {"x", "y"}) end)
+T.like(e, at(l) .. "bad argument #1 to 'json%.object' %(key 1 is a number: JSON object keys are strings%)$",
+       "json.object: a key that is not a string is refused (it gave {1:\"x\"}, not JSON)")
+l, e = line(), caught(function() json.object({"a"}, 5) end)
+T.like(e, at(l) .. "bad argument #2 to 'json%.object' %(table expected, got number%)$", "json.object: t must be a table")
+do
+  local keys = {"a"}
+  local o = json.object(keys, {a = 1})
+  keys[2] = 2
+  l, e = line(), caught(function() json.encode_ordered(o) end)
+  T.like(e, at(l) .. "json%.encode_ordered: key 2 of a json%.object is a number, not a string", "...and when the key list changed later, at encode")
+end
+
+-- log: a format that fails names the calling line and the log function
+l, e = line(), caught(function() log.info("copied %d rows", "many") end)
+T.like(e, at(l) .. "log%.info: bad argument #2 to 'format' %(number expected, got string%)$", "log.info: a bad format argument names the calling line")
+l, e = line(), caught(function() log.warn("100%", "x") end)
+T.like(e, at(l) .. "log%.warn: invalid conversion '%%' to 'format'$", "log.warn: a bad format too")
+l, e = line(), caught(function() log.error("%s %d", "a", {}) end)
+T.like(e, at(l) .. "log%.error: bad argument #3 to 'format'", "log.error too")
+do
+  local obj = {}
+  local ok, got = pcall(log.info, "%s", setmetatable({}, {__tostring = function() error(obj) end}))
+  T.ok(not ok and rawequal(got, obj), "log.info: an error object from a __tostring goes on untouched")
+end
 return T.done()
