@@ -39,6 +39,17 @@ run_ferry --dir "$D" check
 is "$RC" 0 "ferry check still passes after the operator's documented edit"
 [ "$RC" = 0 ] || diag "$OUT"
 
+# The mapping changed again after the messages exist: a re-run creates
+# nothing (the messages are there), and validate reports every message
+# whose role the rules now give differently -- not a sample of the ten
+# oldest audits, which missed them.
+sed -i 's/^  webhook = "tool",$/  webhook = "system",/' "$D/rules/roles.lua"
+run_ferry --dir "$D" --db "$URI" validate "$B4"
+is "$RC" 1 "validate after the map changed under existing messages: exit 1"
+like "$OUT" "FAIL every message has the role the rules give its audit's actor  \\([0-9]+ messages checked, 2 with another role: actor \"webhook\" has \"tool\" where the rules give \"system\" \\(2\\); roll back and run again to remap them\\)" \
+     "...naming the actor, the role it has, the role the rules give, and what to do"
+sed -i 's/^  webhook = "system",$/  webhook = "tool",/' "$D/rules/roles.lua"
+
 # A fresh database with the edited map from the start: the dry run and the
 # run agree, with 35 processed audits.
 URI=$(b4_db b4_45_ops2 "$REPO_ROOT/demo/data.sql") || bail_out "cannot build the database"
