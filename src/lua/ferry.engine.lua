@@ -541,7 +541,7 @@ local function check_position(v, depth)
   end
   if count > 0 and not (texts == count or (ints == count and n == count)) then
     error("ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only "
-          .. "(JSON would give other keys back as text)", 3)
+          .. "(JSON would give other keys back as text)")      -- (raised at the script's line: see api below)
   end
 end
 
@@ -681,6 +681,8 @@ local function new_checkpoint(ctx, m)
       db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", ctx.migration)
     end
   end
+  -- errors at the script's line, caught or not
+  cp.save, cp.clear = errors.api(cp.save), errors.api(cp.clear)
   return cp
 end
 

@@ -54,4 +54,13 @@ psql_val "$db" "INSERT INTO ferry.checkpoint (migration, run_id, position, stats
 run_ferry --dir "$D" run 20250102 --max-errors 10
 like "$OUT" $'^==> 20250102_rows\n   \\(the previous run had row errors' "a resumed run's note comes under the heading"
 
+# a checkpoint error a script catches names the script's line, not ferry's
+put "$D/migrations/20250104_cp/up.lua" 'local ok, err = pcall(function()
+  ctx.checkpoint.save({at = {[1] = 1, [3] = 3}})   -- (nested: the check recurses)
+end)
+print(err)'
+run_ferry --dir "$D" run 20250104
+is "$(grep 'ctx.checkpoint.save' <<<"$OUT")" "migrations/20250104_cp/up.lua:2: ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)" \
+   "a caught ctx.checkpoint.save error names the script's line"
+
 done_testing
