@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -358,6 +359,14 @@ static int sys_mkdir(lua_State *L) {
 
 static int sys_version(lua_State *L) { lua_pushliteral(L, FERRY_VERSION); return 1; }
 
+/* sys.process_exists(pid) -> whether a process with that pid runs on this
+ * host (one of another user's counts: EPERM). */
+static int sys_process_exists(lua_State *L) {
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, pid > 0 && pid <= 0x7fffffff && (kill((pid_t)pid, 0) == 0 || errno == EPERM));
+    return 1;
+}
+
 /* ferry's own error for a signal received: {code = 128 + signo, message =
  * "interrupted (SIGINT)", signal = "SIGINT"}. */
 static void push_interrupted(lua_State *L, int signo) {
@@ -459,7 +468,8 @@ static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", sys_interrupted},
-    {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout}, {NULL, NULL}
+    {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout},
+    {"process_exists", sys_process_exists}, {NULL, NULL}
 };
 
 int luaopen_ferry_sys(lua_State *L) {

@@ -458,7 +458,15 @@ local function take_lock()
     if history_exists() then
       local run = db.one([[SELECT migration, host, pid FROM ferry.history
                            WHERE backend_pid = $1 AND status = 'running' ORDER BY id DESC LIMIT 1]], h.pid)
-      if run then who = who .. string.format(", running %s as pid %d on %s", run.migration, run.pid, run.host) end
+      if run then
+        who = who .. string.format(", running %s as pid %d on %s", run.migration, run.pid, run.host)
+        -- killed (kill -9): the server ends its session only once it
+        -- notices, a few seconds at most (client_connection_check_interval)
+        if run.host == sys.hostname() and not sys.process_exists(run.pid) then
+          fail(EXIT_FAIL, "another ferry holds the migration lock on this database: %s; that process is gone, and "
+                          .. "the server ends its session within a few seconds: try again then", who)
+        end
+      end
     end
   end
   fail(EXIT_FAIL, "another ferry holds the migration lock on this database: %s; try again when it has finished", who)

@@ -120,4 +120,24 @@ put "$C/x.lua" 'local pid = db.backend_pid(); db.close(); print(db.backend_pid()
 run_ferry --db "$dbl" exec "$C/x.lua"
 is "$RC|$OUT" "0|true" "ferry exec (no lock): db.close() ends the main session, the next call opens another"
 
+# --- the holder's ferry was killed (kill -9) and the server has not
+# noticed yet: the message says the process is gone and to try again in a
+# few seconds (a psql session stands in for the dead ferry's session)
+dbk=$(fresh_db ferry_cli_lock_killed)
+run_ferry --db "$dbk" --dir "$D" status >/dev/null          # (the history tables)
+run_ferry --db "$dbk" --dir "$D" up --to 20250101
+PGAPPNAME=ferry "$PSQL" -X -q -d "$dbk" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
+killed_psql=$!
+for _ in $(seq 1 100); do [ "$(db=$dbk holders)" = 1 ] && break; sleep 0.05; done
+kholder=$(psql_val "$dbk" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+sh -c 'exit 0' & dead=$!; wait "$dead"
+psql_val "$dbk" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, host, pid, backend_pid)
+                 VALUES ('20250102_slow', '20250102', 'slow', 'up', 'running', gen_random_uuid(), '$(hostname)', $dead, $kholder)" >/dev/null
+run_ferry --db "$dbk" --dir "$D" up
+is "$RC" 1 "lock held by a killed ferry's session: exit 1"
+like "$ERR" "running 20250102_slow as pid $dead on $(hostname); that process is gone, and the server ends its session within a few seconds: try again then\$" \
+     "...saying that process is gone and to try again in a few seconds"
+psql_val "$dbk" "SELECT pg_terminate_backend($kholder)" >/dev/null
+wait "$killed_psql" 2>/dev/null
+
 done_testing
