@@ -374,9 +374,32 @@ CREATE TABLE IF NOT EXISTS ferry.checkpoint (
 -- Once seen (or made), the history tables stay for the rest of the
 -- process: asked once, not before every history or checkpoint statement.
 local history_seen = false
+-- Runs f(...) on ferry's own tables; a permission the role lacks
+-- (SQLSTATE 42501) is a configuration error saying what the role needs:
+-- "create" the schema, or "read"/"write" its tables.
+local NEEDS = {
+  read = "this role needs USAGE on schema ferry and SELECT on its tables (INSERT, UPDATE, DELETE too to run migrations)",
+  write = "this role needs USAGE on schema ferry and SELECT, INSERT, UPDATE, DELETE on its tables",
+}
+local function on_history(doing, f, ...)
+  local res = table.pack(pcall(f, ...))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local e = res[2]
+  if type(e) ~= "string" or not e:find("[SQLSTATE 42501]", 1, true) then error(e, 0) end
+  local msg = e:match("^[^\n]*"):gsub("^.-: ", "", 1)      -- (without "script failed: ")
+  local needs = NEEDS[doing]
+  if doing == "create" then
+    local who = db.one("SELECT quote_ident(current_database()) AS d, quote_ident(current_user) AS u")
+    needs = string.format("this role needs CREATE on the database once (GRANT CREATE ON DATABASE %s TO %s), "
+                          .. "or have the database owner run ferry first", who.d, who.u)
+  end
+  fail(EXIT_USAGE, "cannot %s ferry's history (schema ferry): %s; %s", doing, msg, needs)
+end
+
 local function history_exists()
   if history_seen then return true end
-  local r = db.one("SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
+  local r = on_history("read", db.one,
+                       "SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
   history_seen = r.h and r.c
   return history_seen
 end
@@ -384,7 +407,7 @@ end
 local function ensure_history()
   if db.read_only then return history_exists() end
   if not history_exists() then
-    db.exec_script(HISTORY_DDL)
+    on_history("create", db.exec_script, HISTORY_DDL)
     history_seen = true
   end
   return true
@@ -398,7 +421,7 @@ end
 local function load_states()
   local states = {}
   if not history_exists() then return states end
-  local rows = db.query([[
+  local rows = on_history("read", db.query, [[
     SELECT h.migration, h.status, h.operation, h.checksum, h.rules,
            to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
            to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,

@@ -63,4 +63,24 @@ run_ferry --dir "$D" run 20250104
 is "$(grep 'ctx.checkpoint.save' <<<"$OUT")" "migrations/20250104_cp/up.lua:2: ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)" \
    "a caught ctx.checkpoint.save error names the script's line"
 
+# a role that may not create ferry's schema, or read it: the server's
+# error, then what the role needs
+if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_nopriv; CREATE ROLE ferry_t_nopriv LOGIN" >/dev/null 2>&1; then
+    npdb=$(fresh_db ferry_cli_nopriv)
+    np=$(sed 's/user=[^&]*/user=ferry_t_nopriv/' <<<"$npdb")
+    run_ferry --db "$np" --dir "$D" up --to 20250101
+    is "$RC" 2 "a role without CREATE on the database: exit 2 (configuration)"
+    like "$ERR" "^ferry: cannot create ferry's history \\(schema ferry\\): permission denied for database ferry_cli_nopriv \\[SQLSTATE 42501\\]; this role needs CREATE on the database once \\(GRANT CREATE ON DATABASE ferry_cli_nopriv TO ferry_t_nopriv\\), or have the database owner run ferry first\$" \
+         "...saying what the role needs"
+    run_ferry --db "$npdb" --dir "$D" up --to 20250101      # (as the owner: the history exists)
+    run_ferry --db "$np" --dir "$D" status
+    is "$RC" 2 "a role that cannot read ferry's history: status exit 2"
+    like "$ERR" "^ferry: cannot read ferry's history \\(schema ferry\\): permission denied for schema ferry \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT on its tables \\(INSERT, UPDATE, DELETE too to run migrations\\)\$" \
+         "...saying what the role needs"
+    psql_val "$db" "DROP DATABASE ferry_cli_nopriv" >/dev/null 2>&1
+    psql_val "$db" "DROP ROLE ferry_t_nopriv" >/dev/null
+else
+    skip "cannot create a role here" 4
+fi
+
 done_testing
