@@ -132,10 +132,10 @@ for _ in $(seq 1 100); do [ "$(db=$dbk holders)" = 1 ] && break; sleep 0.05; don
 kholder=$(psql_val "$dbk" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 sh -c 'exit 0' & dead=$!; wait "$dead"
 psql_val "$dbk" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, host, pid, backend_pid)
-                 VALUES ('20250102_slow', '20250102', 'slow', 'up', 'running', gen_random_uuid(), '$(hostname)', $dead, $kholder)" >/dev/null
+                 VALUES ('20250102_slow', '20250102', 'slow', 'up', 'running', gen_random_uuid(), '$(uname -n)', $dead, $kholder)" >/dev/null
 run_ferry --db "$dbk" --dir "$D" up
 is "$RC" 1 "lock held by a killed ferry's session: exit 1"
-like "$ERR" "running 20250102_slow as pid $dead on $(hostname); that process is gone, and the server ends its session within a few seconds: try again then\$" \
+like "$ERR" "running 20250102_slow as pid $dead on $(uname -n); that process is gone, and the server ends its session within a few seconds: try again then\$" \
      "...saying that process is gone and to try again in a few seconds"
 psql_val "$dbk" "SELECT pg_terminate_backend($kholder)" >/dev/null
 wait "$killed_psql" 2>/dev/null
