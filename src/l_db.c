@@ -641,6 +641,7 @@ static int conn_exec_script(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     result_box *b = new_result_box(L);
+    PGTransactionStatusType before = PQtransactionStatus(c->pg);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
     /* Read every result; keep the first error, drain the rest. */
     errmsg m;
@@ -666,7 +667,14 @@ static int conn_exec_script(lua_State *L) {
         PQclear(b->res);
         b->res = NULL;
     }
-    if (failed) return raise_pg(L, st, c, "script failed", m.text, m.server);
+    if (failed) {
+        /* A transaction the script began (BEGIN; ...; COMMIT) and failed
+         * in: the rest of it, its COMMIT too, never ran; left failed, it
+         * would refuse every later statement.  One the caller began is
+         * the caller's to end. */
+        if (before == PQTRANS_IDLE && PQtransactionStatus(c->pg) == PQTRANS_INERROR) PQclear(PQexec(c->pg, "ROLLBACK"));
+        return raise_pg(L, st, c, "script failed", m.text, m.server);
+    }
     if (PQstatus(c->pg) == CONNECTION_BAD) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
     return 0;
 }

@@ -382,4 +382,20 @@ end
 T.is(db.one("SELECT 1 AS x").x, 1, "a <close> variable holding the main connection leaves it open")
 T.is(db.backend_pid(), main_pid, "... the same session")
 
+-- exec_script of a script that begins a transaction and fails inside it:
+-- that transaction is rolled back (the rest of the script, its COMMIT
+-- included, never ran), not left failed for every later statement
+T.is(pcall(db.exec_script, "BEGIN; SELECT 1/0; COMMIT;"), false, "exec_script: BEGIN, a failing statement: raises")
+T.is({db.in_transaction()}, {false, false}, "...and the transaction it began is rolled back")
+T.is(db.one("SELECT 2 AS x").x, 2, "...the session is usable")
+-- one the caller began stays the caller's to end (db.transaction does)
+db.exec("BEGIN")
+T.is(pcall(db.exec_script, "SELECT 1/0"), false, "exec_script failing inside the caller's transaction: raises")
+T.is({db.in_transaction()}, {true, true}, "...that transaction is left to its owner (failed)")
+db.exec("ROLLBACK")
+-- a script that leaves a transaction open on purpose, without failing: open
+db.exec_script("BEGIN; SELECT 1;")
+T.is({db.in_transaction()}, {true, false}, "exec_script: a transaction the script opens and does not fail in stays open")
+db.exec("ROLLBACK")
+
 return T.done()
