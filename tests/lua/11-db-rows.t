@@ -242,4 +242,12 @@ do
   c:close()
 end
 
+-- a data-changing statement is run to its end before its first row: leaving
+-- its loop early does not undo it (as the docs say)
+db.exec("CREATE TEMP TABLE ret_k AS SELECT g AS a FROM generate_series(1, 5000) g")
+for _ in db.rows("UPDATE ret_k SET a = -a RETURNING a") do break end
+T.is(db.one("SELECT count(*) FILTER (WHERE a < 0) AS n FROM ret_k").n, 5000,
+     "UPDATE ... RETURNING left after one row: every row was updated")
+db.exec("DROP TABLE ret_k")
+
 return T.done()
