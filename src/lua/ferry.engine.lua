@@ -1219,11 +1219,32 @@ local function applied_after(list, states, m)
   return later
 end
 
+-- A migration to roll back that only the history knows (its folder was
+-- deleted or never checked out): "unknown migration" would send the
+-- operator looking in the wrong place.
+local function refuse_missing_folder(key)
+  db.open()
+  local states = load_states()
+  local ids = {}
+  for id in pairs(states) do
+    if id == key or id:sub(1, #key) == key or (id:match("^%d+_(.*)$") or ""):sub(1, #key) == key then
+      ids[#ids + 1] = id
+    end
+  end
+  if #ids ~= 1 then return end
+  usage_error("%s is in the history (%s) but its folder %s/migrations/%s is gone: restore it (from version control) "
+              .. "to roll it back", ids[1], states[ids[1]].status, root_dir, ids[1])
+end
+
 function commands.rollback(args)
   if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION") end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
   local list = discover(root_dir)
-  local m = find_migration(list, args[1])
+  local found, m = pcall(find_migration, list, args[1])
+  if not found then
+    if is_ferry_error(m) and m.message:find("^unknown migration") then refuse_missing_folder(args[1]) end
+    error(m, 0)
+  end
   if not (m.files["rollback.sql"] or m.files["down.lua"]) then
     usage_error("%s has no rollback.sql or down.lua", m.id)
   end

@@ -63,6 +63,15 @@ run_ferry --dir "$D" run 20250104
 is "$(grep 'ctx.checkpoint.save' <<<"$OUT")" "migrations/20250104_cp/up.lua:2: ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)" \
    "a caught ctx.checkpoint.save error names the script's line"
 
+# rolling back a migration whose folder is gone: said so, not "unknown"
+mv "$D/migrations/20250101_t" "$TAP_TMPDIR/20250101_t"
+run_ferry --dir "$D" rollback 20250101
+is "$RC|$ERR" "2|ferry: 20250101_t is in the history (applied) but its folder $D/migrations/20250101_t is gone: restore it (from version control) to roll it back" \
+   "rollback of a migration only the history knows: says its folder is gone"
+run_ferry --dir "$D" rollback 20990101
+is "$RC|$ERR" "2|ferry: unknown migration 20990101" "one neither has: unknown migration"
+mv "$TAP_TMPDIR/20250101_t" "$D/migrations/20250101_t"
+
 # a role that may not create ferry's schema, or read it: the server's
 # error, then what the role needs
 if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_nopriv; CREATE ROLE ferry_t_nopriv LOGIN" >/dev/null 2>&1; then
