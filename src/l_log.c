@@ -206,6 +206,20 @@ static int progress_done(lua_State *L) {
     return 1;
 }
 
+/* Copies label into out (size n), cut to n - 1 bytes at most, and never
+ * inside a UTF-8 character: a cut that would fall in one moves back to its
+ * first byte (at most 3 bytes back, so that bytes that are not UTF-8 are
+ * cut where they fall). */
+static void copy_label(char *out, size_t n, const char *label) {
+    size_t len = strlen(label);
+    if (len > n - 1) {
+        len = n - 1;
+        for (int back = 0; back < 3 && len > 0 && ((unsigned char)label[len] & 0xC0) == 0x80; back++) len--;
+    }
+    memcpy(out, label, len);
+    out[len] = '\0';
+}
+
 /* progress.new(label, total) -> p.  Total 0 or nil: unknown. */
 static int progress_new(lua_State *L) {
     log_state *s = LOGSTATE(L);
@@ -217,7 +231,7 @@ static int progress_new(lua_State *L) {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setiuservalue(L, -2, 1);   /* keeps the log state alive */
     p->log = s;
-    snprintf(p->label, sizeof p->label, "%s", label);
+    copy_label(p->label, sizeof p->label, label);
     p->total = total;
     p->started = p->last_draw = now_seconds();
     p->tty = isatty(STDERR_FILENO);

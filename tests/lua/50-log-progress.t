@@ -95,6 +95,22 @@ like "${lines[6]}" "^progress: unknown 5/10 \(50\.0%\) " "final line"
 like "${lines[7]}" "^progress: closed 2/2 \(100\.0%\) " "a to-be-closed progress"
 like "${lines[8]}" "^progress: closed 2/2 \(100\.0%\) " "finishes when it goes out of scope"
 
+# a long label is cut to 63 bytes, never inside a UTF-8 character
+cat >"$d/label.lua" <<'EOF'
+local p = progress.new(("é"):rep(40), 10)
+p:add()
+local q = progress.new(("a"):rep(62) .. "€z", 10)
+q:add()
+local r = progress.new(("b"):rep(70), 10)
+r:add()
+EOF
+FERRY_PROGRESS_INTERVAL=0 run_ferry exec "$d/label.lua"
+mapfile -t lines <<<"$ERR"
+is "${lines[0]}" "progress: $(printf 'é%.0s' {1..31}) 1/10 (10.0%)${lines[0]##*(10.0%)}" \
+   "a label of 2-byte characters is cut after the last whole one (62 bytes, not 63)"
+is "${lines[1]%% 1/10*}" "progress: $(printf 'a%.0s' {1..62})" "a 3-byte character that would end past byte 63 is left out whole"
+is "${lines[2]%% 1/10*}" "progress: $(printf 'b%.0s' {1..63})" "an ASCII label is cut at 63 bytes"
+
 FERRY_PROGRESS_INTERVAL=3600 run_ferry exec "$d/prog.lua"
 is "$ERR" "" "a long interval: no lines at all (and no final line for a series that printed none)"
 
