@@ -89,27 +89,35 @@ static const char *check_listed_name(lua_State *L, lua_Integer i) {
 }
 
 /* stats.declare(name, ...) or stats.declare{names}: counters at 0, in the
- * order the summary prints them. */
+ * order the summary prints them.  Every name is checked before any counter
+ * is created: a call that raises declares nothing. */
 static int stats_declare(lua_State *L) {
     stats_state *s = STATE(L);
     if (lua_istable(L, 1)) {
         lua_Integer n = luaL_len(L, 1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_geti(L, 1, i);
-            find_or_add(L, s, check_listed_name(L, i));
-            lua_pop(L, 1);
+        for (int pass = 0; pass < 2; pass++) {
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_geti(L, 1, i);
+                const char *name = check_listed_name(L, i);
+                if (pass == 1) find_or_add(L, s, name);
+                lua_pop(L, 1);
+            }
         }
         return 0;
     }
-    for (int i = 1; i <= lua_gettop(L); i++) find_or_add(L, s, check_name(L, i));
+    int top = lua_gettop(L);
+    for (int i = 1; i <= top; i++) check_name(L, i);
+    for (int i = 1; i <= top; i++) find_or_add(L, s, lua_tostring(L, i));
     return 0;
 }
 
-/* stats.inc(name [, n]) -> new value */
+/* stats.inc(name [, n]) -> new value.  The arguments are checked before
+ * the counter is created (a call that raises creates none). */
 static int stats_inc(lua_State *L) {
     stats_state *s = STATE(L);
-    counter *c = find_or_add(L, s, check_name(L, 1));
+    const char *name = check_name(L, 1);
     lua_Integer n = luaL_optinteger(L, 2, 1);
+    counter *c = find_or_add(L, s, name);
     long long v;
     if (__builtin_add_overflow(c->value, n, &v))       /* the counter is left as it was */
         return luaL_error(L, "stats.inc: counter %s would overflow", c->name);
@@ -120,8 +128,9 @@ static int stats_inc(lua_State *L) {
 
 static int stats_set(lua_State *L) {
     stats_state *s = STATE(L);
-    counter *c = find_or_add(L, s, check_name(L, 1));
-    c->value = luaL_checkinteger(L, 2);
+    const char *name = check_name(L, 1);
+    lua_Integer v = luaL_checkinteger(L, 2);      /* before the counter exists */
+    find_or_add(L, s, name)->value = v;
     return 0;
 }
 

@@ -38,6 +38,17 @@ T.like(err_of(stats.inc, ""), "bad argument #1 to 'stats%.inc' %(empty counter n
 T.like(err_of(stats.inc, "a", 1.5), "number has no integer representation", "inc by a fraction raises")
 T.like(err_of(stats.set, "a"), "bad argument #2 to 'stats%.set'", "set needs a value")
 T.like(err_of(stats.declare, {"ok", ""}), "empty counter name", "declare: an empty name raises")
+-- a call that raises creates no counter: its arguments are checked first
+local before = stats.counters()
+T.like(err_of(stats.set, "z"), "bad argument #2 to 'stats%.set' %(number expected, got no value%)", "set without a value raises")
+T.like(err_of(stats.set, "z2", "x"), "bad argument #2 to 'stats%.set' %(number expected, got string%)", "set to a non-number raises")
+T.like(err_of(stats.inc, "w", 1.5), "bad argument #2 to 'stats%.inc' %(number has no integer representation%)",
+       "inc by a fraction raises")
+T.like(err_of(stats.declare, "d1", ""), "bad argument #2 to 'stats%.declare' %(empty counter name%)",
+       "declare: a bad name after a good one raises")
+T.like(err_of(stats.declare, {"d2", "d3", {}}), "bad argument #1 to 'stats%.declare' %(name 3: string expected, got table%)",
+       "declare{}: a bad name after good ones raises")
+T.is(stats.counters(), before, "...and none of them created a counter (z, z2, w, d1, d2, d3)")
 -- a NUL byte would cut the name short in C: "a\0b" and "a\0c" were one counter "a"
 T.like(err_of(stats.inc, "a\0b"), "bad argument #1 to 'stats%.inc' %(counter name contains a NUL byte%)",
        "a name with a NUL byte raises")
