@@ -296,14 +296,40 @@ static result_box *new_result_box(lua_State *L) {
     return b;
 }
 
-/* The server's notices, printed as libpq prints them (on stderr), but with
- * --quiet ("only errors") none below WARNING.  arg: the module state, which
- * outlives every connection (it is finalized last). */
+/* Writes a server notice's text to f with its control characters escaped
+ * as the engine shows a script's text (`shown` in ferry.engine.lua): C0
+ * controls but tab and newline, and DEL, as \xNN; C1 controls (U+0080 to
+ * U+009F, CSI is U+009B) as \u00NN.  An escape sequence in a notice would
+ * otherwise clear or recolour the terminal.  Newlines stay: libpq puts
+ * each part of a notice (DETAIL, HINT) on a line of its own, and ends it
+ * with one. */
+static void write_escaped(FILE *f, const char *s) {
+    char buf[512];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (n > sizeof buf - 8) { fwrite(buf, 1, n, f); n = 0; }
+        if ((*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f) {
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", *p);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "\\u%04x", p[1]);
+            p++;
+        } else {
+            buf[n++] = (char)*p;
+        }
+    }
+    fwrite(buf, 1, n, f);
+}
+
+/* The server's notices, printed as libpq prints them (on stderr) but with
+ * control characters escaped (write_escaped), and with --quiet ("only
+ * errors") none below WARNING.  arg: the module state, which outlives
+ * every connection (it is finalized last). */
 static void notice_receiver(void *arg, const PGresult *res) {
     const db_state *st = arg;
     const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (st->quiet && severity && strcmp(severity, "WARNING") != 0) return;
-    fputs(PQresultErrorMessage(res), stderr);
+    write_escaped(stderr, PQresultErrorMessage(res));
+    fflush(stderr);
 }
 
 /* Applies the session settings every ferry connection has, with values

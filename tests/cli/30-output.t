@@ -195,6 +195,17 @@ run_ferry --dir "$D" exec "$D/notice.lua"
 is "$RC|$OUT|$ERR" $'0||NOTICE:  a notice\nWARNING:  a warning' "a server NOTICE and WARNING are shown"
 run_ferry --dir "$D" -q exec "$D/notice.lua"
 is "$RC|$OUT|$ERR" "0||WARNING:  a warning" "--quiet: the WARNING only"
+# control characters in a notice are escaped as ferry's own messages are
+# (an ESC sequence would clear or recolour the terminal): C0 controls but
+# tab and newline as \xNN, DEL too, C1 controls (U+0080-U+009F) as \u00NN;
+# the newlines that separate the notice's lines (DETAIL, HINT) stay
+put "$D/notice_ctl.lua" 'db.exec([[DO $$ BEGIN
+  RAISE NOTICE $m$%$m$, E'"'"'a\x1b[2Jb\tc\rd\x7fe'"'"' || U&'"'"'\009B'"'"' || E'"'"'f\ng'"'"';
+  RAISE WARNING $m$w$m$ USING HINT = E'"'"'h\x07\x01'"'"'; END $$]])'
+run_ferry --dir "$D" exec "$D/notice_ctl.lua"
+is "$RC|$OUT|$ERR" $'0||NOTICE:  a\\x1b[2Jb\tc\\x0dd\\x7fe\\u009bf\ng\nWARNING:  w\nHINT:  h\\x07\\x01' \
+   "a notice's control characters are escaped (ESC, CR, DEL, C1 CSI, BEL); tab and newlines stay"
+is "$(tail -c 5 "$TAP_TMPDIR/run.err" | od -An -c | tr -s ' ')" " \\ x 0 1 \\n" "...and the notice still ends with its newline"
 put "$D/migrations/20250106_d/up.lua" 'error("quiet but failing")'
 run_ferry --dir "$D" -q up
 is "$RC|$OUT|$ERR" "1||ferry: migrations/20250106_d/up.lua:1: quiet but failing" "--quiet still prints the error line"
