@@ -325,9 +325,35 @@ local function load_script(rel, env, path)
   return chunk, src
 end
 
+-- Whether a script asks for os.execute and io.popen: a line that is the
+-- comment "-- ferry: allow-shell" alone (spaces around and after "--" and
+-- ":" optional) among the comments and blank lines the file starts with
+-- (its header), before its first code.  A block comment (--[[ ... ]],
+-- --[==[ ... ]==]) may be part of the header, but the marker inside one
+-- does not count, nor does one after code or inside a string.  (A "#!"
+-- first line is a comment by now: see load_script.)
 local function wants_shell(src)
-  local head = src:sub(1, 2000)
-  return head:find("%-%-%s*ferry:%s*allow%-shell") ~= nil
+  local pos, line_start = 1, true
+  while true do
+    pos = src:match("^[ \t\f\v]*()", pos)
+    local c = src:sub(pos, pos)
+    if c == "\n" or c == "\r" then                -- (a CR alone ends a line for Lua too)
+      pos, line_start = pos + 1, true
+    elseif src:sub(pos, pos + 1) ~= "--" then
+      return false                                  -- code, or the end: the header is over
+    else
+      local level = src:match("^%[(=*)%[", pos + 2)
+      if level then                                 -- a block comment: skipped whole
+        local _, close = src:find("]" .. level .. "]", pos + 4 + #level, true)
+        if not close then return false end
+        pos, line_start = close + 1, false
+      else
+        local eol = src:find("[\r\n]", pos) or #src + 1
+        if line_start and src:sub(pos, eol - 1):find("^%-%-%s*ferry:%s*allow%-shell%s*$") then return true end
+        pos, line_start = eol + 1, true
+      end
+    end
+  end
 end
 
 local function script_env(ctx)

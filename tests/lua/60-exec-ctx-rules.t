@@ -126,6 +126,30 @@ printf -- '-- ferry: allow-shell\nlocal p = io.popen("echo hi")\nio.write(p:read
 run_ferry exec "$d/shell.lua"
 is "$RC|$OUT" $'0|hi\ntrue' "sandbox: '-- ferry: allow-shell' allows them"
 
+# The marker counts only as a comment line of the file's header: the
+# comments and blank lines before its first code, not inside a block
+# comment; a mention anywhere else (a string, a comment after code) is not it.
+shell_case() {   # NAME EXPECTED(function|nil) SCRIPT-TEXT
+  printf '%s\nio.write(type(os.execute), " ", type(io.popen), "\\n")\n' "$3" >"$d/marker.lua"
+  run_ferry exec "$d/marker.lua"
+  is "$RC|$OUT" "0|$2 $2" "allow-shell: $1"
+}
+shell_case "a comment line among the first lines" function $'-- a script\n\n  -- ferry: allow-shell  \n-- more'
+shell_case "after a #! line, a closed block comment and a blank line" function \
+  $'#!/bin/sh\n--[[ 2>/dev/null; exec ferry exec "$0"; ]]\n\n--ferry:allow-shell'
+shell_case "with CRLF line ends" function $'-- a script\r\n-- ferry: allow-shell\r\nlocal x = 1\r'
+shell_case "not inside a long string" nil $'local s = [[\n-- ferry: allow-shell\n]]'
+shell_case "not inside a long string opened on the first line" nil $'local s = [==[\n-- ferry: allow-shell\n]==] -- x'
+shell_case "not inside a long string opened after a CR line end" nil $'-- a script\rlocal s = [[\n-- ferry: allow-shell\n]]'
+shell_case "not inside a quoted string" nil $'local s = "-- ferry: allow-shell"'
+shell_case "not inside a quoted string continued on the next line" nil $'local s = "a\\\n-- ferry: allow-shell"'
+shell_case "not after code (on the next line)" nil $'local x = 1\n-- ferry: allow-shell'
+shell_case "not after code (on its line)" nil $'local x = 1 -- ferry: allow-shell'
+shell_case "not in a block comment" nil $'--[[\n-- ferry: allow-shell\n]]'
+shell_case "not in a block comment with level" nil $'--[==[ notes\n-- ferry: allow-shell ]]\n]==]'
+shell_case "not after a block comment on the same line" nil $'--[[ x ]] -- ferry: allow-shell'
+shell_case "not with other text on the line" nil $'-- ferry: allow-shell, please'
+
 # ------------------------------------------------------------------ rules
 proj=$d/proj
 mkdir -p "$proj/migrations/20250101_ctx" "$proj/rules"
