@@ -133,8 +133,14 @@ local function abort_writer(wr)
   if ok and open then pcall(wr.conn.exec, wr.conn, "ROLLBACK") end
 end
 
-function P:abort()
+local function abort_all(self)
   for _, wr in ipairs(self.writers) do abort_writer(wr) end
+end
+
+-- (nothing once the pipeline is closed: its sessions are no longer its
+-- own, and a transaction the script began since is not to be rolled back)
+function P:abort()
+  if not self.closed then abort_all(self) end
 end
 
 -- Closing: a normal exit commits what is in flight (as finish() would: a
@@ -156,15 +162,31 @@ end
 -- writer session's, a checkpoint save's) names the script's line that
 -- called them, not this file's; an `after` function's errors keep their
 -- place.  (The methods above call each other unwrapped.)
+-- After the pipeline is closed (<close>, or its __close called), send,
+-- pump and finish raise: a send would open a COPY and a transaction on
+-- the main session again, with nothing left to end them.  (abort, and
+-- closing again, do nothing then.)
+local function open_only(name, f)
+  return function(self, ...)
+    if type(self) == "table" and self.closed then
+      error("db.pipeline: used after it was closed (pipe:" .. name .. ")")
+    end
+    return f(self, ...)
+  end
+end
+
 local finish = P.finish
-for _, name in ipairs{"new", "send", "pump", "finish"} do P[name] = errors.api(P[name]) end
+P.new = errors.api(P.new)
+for _, name in ipairs{"send", "pump", "finish"} do P[name] = errors.api(open_only(name, P[name])) end
 
 P.__close = function(self, err)
+  if self.closed then return end
+  self.closed = true                 -- (an `after` that finish runs now cannot send either)
   local committed, ferr = false, nil
   if err == nil or (errors.is_ferry(err) and err.max_errors) then
     committed, ferr = pcall(finish, self)
   end
-  if not committed then self:abort() end
+  if not committed then abort_all(self) end
   for _, wr in ipairs(self.writers) do
     if wr.own then pcall(wr.conn.close, wr.conn) end
   end

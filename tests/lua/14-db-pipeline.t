@@ -121,6 +121,65 @@ T.is(count(), 0, "leaving the pipeline with an error rolls back every batch in f
 T.is(db.one("SELECT 1 AS x").x, 1, "the main connection is usable")
 T.is(db.in_transaction(), false, "and not in a transaction")
 
+---------------------------------------------------------------- used after it was closed
+-- A closed pipeline refuses to go on: send reopened a COPY and a
+-- transaction on the main session, which nothing would end.
+local function err_at(fn)
+  local ok, e = pcall(fn)
+  return not ok and tostring(e) or nil
+end
+local closed_msg = "14%-db%-pipeline%.t:(%d+): db%.pipeline: used after it was closed"
+db.exec("DELETE FROM " .. tbl)
+for _, jobs in ipairs{1, 2} do
+  local kept
+  do
+    local pipe <close> = db.pipeline{jobs = jobs}
+    kept = pipe
+    buf:clear(); buf:put(1, "before close")
+    pipe:send{copies = {{sql = COPY, buffer = buf}}}
+  end
+  T.is(count(), 1, "jobs " .. jobs .. ": leaving the scope committed the batch")
+  local line = debug.getinfo(1, "l").currentline + 1
+  local e = err_at(function() kept:send{copies = {{sql = COPY, buffer = buf}}} end)
+  T.is(e and e:match(closed_msg), tostring(line),
+       "jobs " .. jobs .. ": send after <close> raises 'used after it was closed' at the caller's line")
+  T.like(err_at(function() kept:pump() end), closed_msg, "jobs " .. jobs .. ": so does pump")
+  T.like(err_at(function() kept:finish() end), closed_msg, "jobs " .. jobs .. ": and finish")
+  T.is(db.in_transaction(), false, "jobs " .. jobs .. ": the main session is not left in a transaction")
+  T.is(count(), 1, "jobs " .. jobs .. ": nothing more written")
+  T.is(select("#", getmetatable(kept).__close(kept)), 0, "jobs " .. jobs .. ": closing again is safe")
+  db.exec("BEGIN")
+  kept:abort()
+  T.is(db.in_transaction(), true, "jobs " .. jobs .. ": abort after close does nothing (a transaction begun since stays)")
+  db.exec("COMMIT")
+  db.exec("DELETE FROM " .. tbl)
+end
+do
+  local pipe = db.pipeline{jobs = 1}
+  buf:clear(); buf:put(2, "x")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}}
+  pipe:__close()                      -- its __close called directly: commits, as <close> does
+  T.is(count(), 1, "a pipeline closed by a call to its __close commits what is in flight")
+  T.like(err_at(function() pipe:send{copies = {{sql = COPY, buffer = buf}}} end), closed_msg,
+         "...and refuses a send after it")
+  T.is(db.in_transaction(), false, "...which opens no transaction")
+  pipe:__close()
+  T.ok(true, "...and may be closed twice")
+  db.exec("DELETE FROM " .. tbl)
+end
+cp = fake_checkpoint()
+do
+  local kept
+  do
+    local pipe <close> = db.pipeline{jobs = 2, dry_run = true, checkpoint = cp}
+    kept = pipe
+    pipe:send{copies = {{sql = COPY, buffer = buf}}, position = "p1"}
+  end
+  T.like(err_at(function() kept:send{copies = {{sql = COPY, buffer = buf}}, position = "p2"} end), closed_msg,
+         "dry run: send after close raises too")
+  T.is(#cp.saved, 1, "dry run: ...without moving the checkpoint")
+end
+
 ---------------------------------------------------------------- foreign keys checked by index
 -- The server checks each row's foreign key with a plan it makes once per
 -- session.  Made while the referenced table is tiny (the first batch of a
