@@ -1,25 +1,40 @@
 -- ferry.testing: small assertions for the tests that rules carry.
 local M = {}
 
-local function show(v)
+-- (open: the tables being shown, outer ones; a table inside itself is
+-- "<cycle>")
+local function show(v, open)
   if type(v) == "string" then return string.format("%q", v) end
   if type(v) ~= "table" then return tostring(v) end
+  open = open or {}
+  if open[v] then return "<cycle>" end
+  open[v] = true
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. show(v[k]) end
+  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. show(v[k], open) end
+  open[v] = nil
   return "{" .. table.concat(parts, ", ") .. "}"
 end
-M.show = show
+M.show = function(v) return show(v) end
 
-local function same(a, b)
+-- Deep equality.  Tables that contain themselves: a pair of tables met
+-- again (assumed[a][b]) is taken as equal -- any difference below it is
+-- found where the pair was first compared, and makes the whole answer
+-- false -- so a cycle is compared once round, not without end.
+local function same(a, b, assumed)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  assumed = assumed or {}
+  local with_a = assumed[a]
+  if not with_a then with_a = {}; assumed[a] = with_a end
+  if with_a[b] then return true end
+  with_a[b] = true
+  for k, v in pairs(a) do if not same(v, b[k], assumed) then return false end end
   for k in pairs(b) do if a[k] == nil then return false end end
   return true
 end
-M.same = same
+M.same = function(a, b) return same(a, b) end
 
 --- eq(actual, expected [, what]): deep equality, or an error naming both.
 function M.eq(actual, expected, what)

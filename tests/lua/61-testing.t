@@ -19,6 +19,31 @@ T.is(t.same({}, {}), true, "same: empty tables")
 T.is(t.same(1, "1"), false, "same: no coercion")
 T.is(t.same(nil, false), false, "same: nil is not false")
 
+-- tables that contain themselves: compared without end, not a stack overflow
+local c1 = {n = 1}; c1.self = c1
+local c2 = {n = 1}; c2.self = c2
+local c3 = {n = 2}; c3.self = c3
+local ring_a, ring_b = {v = 1}, {v = 1}
+ring_a.next = {v = 2, next = ring_a}
+ring_b.next = {v = 2, next = ring_b}
+local ring_c = {v = 1}
+ring_c.next = {v = 2, next = {v = 1, next = ring_c}}
+local shared = {1}
+T.is(t.same(c1, c1), true, "same: a self-referencing table is itself")
+T.is(t.same(c1, c2), true, "same: two self-referencing tables alike")
+T.is(t.same(c1, c3), false, "same: two self-referencing tables that differ")
+T.is(t.same(ring_a, ring_b), true, "same: two cycles of two tables alike")
+T.is(t.same(ring_a, ring_c), false, "same: a cycle of two and one of three: a difference (next.next.next.v)")
+T.is(t.same({shared, shared}, {{1}, {1}}), true, "same: a table met twice (not a cycle)")
+T.is(t.same({shared, shared}, {{1}, {2}}), false, "same: ...and a difference at its second place")
+T.is(select("#", t.eq(c1, c1)), 0, "eq: a self-referencing table passes")
+T.is(select("#", t.eq(c1, c2)), 0, "eq: two alike pass")
+T.like(err_of(t.eq, c1, c3), "^expected {n=2, self=<cycle>}, got {n=1, self=<cycle>}$",
+       "eq: two that differ raise, naming both (the cycle shown as <cycle>)")
+T.is(t.show(c1), "{n=1, self=<cycle>}", "show: a table inside itself is <cycle>")
+T.is(t.show({shared, shared}), "{1={1=1}, 2={1=1}}", "show: a table met twice, not in a cycle, is shown twice")
+T.ok(T.is(c1, c2, "T.is: two self-referencing tables alike"), "T.is compares them too")
+
 T.is(t.show("a\t"), [["a\9"]], "show: strings quoted with %q")
 T.is(t.show({b = 1, a = {"x"}}), '{a={1="x"}, b=1}', "show: tables with sorted keys")
 T.is(t.show(nil), "nil", "show: nil")
