@@ -29,7 +29,8 @@ for b = last // 5, 39 do
     ctx.checkpoint.save(b * 5 + 5)
   end)
 end'
-put "$D/loop.lua" 'local n = 0
+put "$D/loop.lua" 'local f = assert(io.open(..., "w")); f:close()    -- (looping from now on)
+local n = 0
 while true do n = n + 1 end'
 
 sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_interrupt_$1 */%' AND pid <> pg_backend_pid()"; }
@@ -108,17 +109,21 @@ is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE mig
    "failed|interrupted (SIGTERM)" "SIGTERM: the run is recorded as failed: interrupted"
 
 # --- a script busy in Lua only (no statement to cancel)
-start_ferry --dir "$D" exec "$D/loop.lua"
-sleep 0.3
+looping() { rm -f "$TAP_TMPDIR/looping"; }
+wait_looping() { for _ in $(seq 1 400); do [ -e "$TAP_TMPDIR/looping" ] && return 0; sleep 0.05; done; }
+looping
+start_ferry --dir "$D" exec "$D/loop.lua" "$TAP_TMPDIR/looping"
+wait_looping
 stop_ferry INT
 is "$RC|$ERR" "130|ferry: interrupted (SIGINT)" "exec: a Lua loop stops on Ctrl-C: exit 130, one line"
 
 # --- a background job of a script (job control off): SIGINT ignored at
 # the start stays ignored, as a shell's Ctrl-C must not reach such a job
 set +m
-start_ferry --dir "$D" exec "$D/loop.lua"
+looping
+start_ferry --dir "$D" exec "$D/loop.lua" "$TAP_TMPDIR/looping"
 set -m
-sleep 0.3
+wait_looping
 kill -INT "$PID"
 sleep 0.5
 ok "$(kill -0 "$PID" 2>/dev/null; echo $?)" "a job started with SIGINT ignored goes on after SIGINT"
