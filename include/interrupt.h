@@ -9,6 +9,8 @@
 #include <libpq-fe.h>
 
 void interrupt_install(void (*callback)(int signo));
+/* Back to the default actions (before the Lua state the callback uses goes). */
+void interrupt_uninstall(void);
 int interrupt_received(void);                   /* 0, or the signal's number */
 const char *interrupt_signal_name(int signo);   /* "SIGINT", "SIGTERM" */
 

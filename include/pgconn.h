@@ -35,9 +35,11 @@ void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s);
 int pgconn_is_copy(ExecStatusType s);
 
 /* 1 when sql is "COPY table [(columns)] FROM STDIN ..." (blanks and
- * comments anywhere between): conn:copy() sends nothing else -- a DELETE
- * given by mistake, or a COPY FROM a file or PROGRAM, would run. */
-int pgconn_is_copy_from_stdin(const char *sql);
+ * comments anywhere between) and nothing after it: conn:copy() sends
+ * nothing else -- a DELETE given by mistake, or a COPY FROM a file or
+ * PROGRAM, would run.  plain_escapes: the session's
+ * standard_conforming_strings is off (a backslash escapes in '...' too). */
+int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes);
 
 /* The first top-level statement of the SQL script sql that begins or ends
  * a transaction -- BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK (not

@@ -32,10 +32,17 @@ static void cancel_running(void) {
     }
 }
 
+/* The signals this module caught (not ignored at start). */
+static volatile sig_atomic_t caught_int, caught_term;
+
 static void handler(int signo) {
     int saved = errno;
-    /* a second Ctrl-C (or TERM) ends ferry at once */
-    signal(signo, SIG_DFL);
+    /* A second Ctrl-C or a TERM ends ferry at once -- also while this one
+     * waits in PQcancel for a server that does not answer (no timeout
+     * there): both go back to the default action first, and the handler
+     * runs with the signal unblocked (SA_NODEFER). */
+    if (caught_int) signal(SIGINT, SIG_DFL);
+    if (caught_term) signal(SIGTERM, SIG_DFL);
     if (!received) received = signo;
     cancel_running();
     if (on_signal) on_signal(signo);
@@ -45,20 +52,27 @@ static void handler(int signo) {
 /* A signal ignored when ferry starts stays ignored: a shell starts its
  * background jobs (ferry ... &) with SIGINT ignored, so that Ctrl-C at the
  * terminal does not reach them, and nohup does the same for SIGHUP. */
-static void catch_unless_ignored(int signo, const struct sigaction *sa) {
+static int catch_unless_ignored(int signo, const struct sigaction *sa) {
     struct sigaction old;
-    if (sigaction(signo, NULL, &old) == 0 && old.sa_handler == SIG_IGN) return;
-    sigaction(signo, sa, NULL);
+    if (sigaction(signo, NULL, &old) == 0 && old.sa_handler == SIG_IGN) return 0;
+    return sigaction(signo, sa, NULL) == 0;
 }
 
 void interrupt_install(void (*callback)(int signo)) {
     struct sigaction sa;
     sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    sa.sa_flags = SA_RESTART | SA_NODEFER;
     on_signal = callback;
-    catch_unless_ignored(SIGINT, &sa);
-    catch_unless_ignored(SIGTERM, &sa);
+    caught_int = catch_unless_ignored(SIGINT, &sa);
+    caught_term = catch_unless_ignored(SIGTERM, &sa);
+}
+
+void interrupt_uninstall(void) {
+    if (caught_int) signal(SIGINT, SIG_DFL);
+    if (caught_term) signal(SIGTERM, SIG_DFL);
+    caught_int = caught_term = 0;
+    on_signal = NULL;
 }
 
 int interrupt_received(void) { return received; }

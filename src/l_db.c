@@ -1055,7 +1055,8 @@ static int conn_copy(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
-    if (!pgconn_is_copy_from_stdin(sql))
+    const char *scs = PQparameterStatus(c->pg, "standard_conforming_strings");
+    if (!pgconn_is_copy_from_stdin(sql, scs && strcmp(scs, "off") == 0))
         return luaL_error(L, "COPY failed to start: not a COPY ... FROM STDIN statement (nothing was sent)");
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);

@@ -4,9 +4,12 @@
 #include <lua.h>
 #include <lualib.h>
 #include <lauxlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ferry.h"
 #include "interrupt.h"
@@ -207,7 +210,18 @@ static lua_State *globalL;
 
 static void on_interrupt(int signo) {
     (void)signo;
-    ferry_arm_interrupt(globalL);
+    if (globalL) ferry_arm_interrupt(globalL);
+}
+
+/* A closed standard descriptor (ferry ... >&-) would be reused by the next
+ * file opened -- a database socket, where print() would then write. */
+static void open_std_descriptors(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (null >= 0 && null != fd) { dup2(null, fd); close(null); }
+        }
+    }
 }
 
 /* Message handler: strings get a traceback (shown only with --verbose);
@@ -244,6 +258,7 @@ static int report_error(lua_State *L, const cli *c) {
 }
 
 int main(int argc, char **argv) {
+    open_std_descriptors();
     cli c;
     read_cli(&c, argc, argv);
     lua_State *L = luaL_newstate();
@@ -263,6 +278,8 @@ int main(int argc, char **argv) {
         if (code == FERRY_EXIT_FAIL && !c.log.quiet && !c.log.json) ferry_stats_print(L, stderr);
     }
     fflush(stdout);
+    interrupt_uninstall();       /* no handler may touch the state being closed */
+    globalL = NULL;
     lua_close(L);
     return code;
 }

@@ -169,14 +169,12 @@ static const char *name(const char *p) {
 }
 
 /* p past a string constant at p ('...' with '' inside; with backslash
- * escapes when `escapes`: E'...'), or NULL when it does not end -- or when
- * a plain one holds a backslash, which the server reads as an escape too
- * under standard_conforming_strings = off: where such a string ends
- * depends on a setting. */
+ * escapes when `escapes`: an E'...' string, or a plain one under
+ * standard_conforming_strings = off), or NULL when it does not end. */
 static const char *string_end(const char *p, int escapes) {
     for (p++; *p; p++) {
-        if (*p == '\\') {
-            if (!escapes || !*++p) return NULL;
+        if (escapes && *p == '\\') {
+            if (!*++p) return NULL;
             continue;
         }
         if (*p == '\'') { if (p[1] == '\'') p++; else return p + 1; }
@@ -187,12 +185,15 @@ static const char *string_end(const char *p, int escapes) {
 /* 1 when nothing follows the statement's options at p but one optional
  * ';' and blanks or comments: the statement goes out as a simple query,
  * where a second statement would run.  Strings, quoted names and comments
- * are skipped whole (a ';' option); a dollar quote is not read (refused). */
-static int nothing_after(const char *p) {
+ * are skipped whole (a ';' option), read as the server reads them:
+ * `plain_escapes` when standard_conforming_strings is off; a dollar quote
+ * is not read (refused). */
+static int nothing_after(const char *p, int plain_escapes) {
     while (p && *p) {
         if (*p == '\'') {
-            int escapes = p[-1] == 'E' || p[-1] == 'e';   /* (p is past "STDIN") */
-            p = string_end(p, escapes);
+            /* E'...' -- an E of its own, not the end of a word (QUOTE'x') */
+            int e_string = (p[-1] == 'E' || p[-1] == 'e') && !ident_char(p[-2]);
+            p = string_end(p, e_string || plain_escapes);
         } else if (*p == '"') {
             p = name(p);
         } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
@@ -209,7 +210,7 @@ static int nothing_after(const char *p) {
     return p != NULL;
 }
 
-int pgconn_is_copy_from_stdin(const char *sql) {
+int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
     const char *p = keyword(skip_blank(sql), "copy");
     if (!p || !(p = skip_blank(p))) return 0;
     /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
@@ -226,7 +227,7 @@ int pgconn_is_copy_from_stdin(const char *sql) {
     }
     p = keyword(p, "from");
     if (!p || !(p = skip_blank(p))) return 0;
-    return nothing_after(keyword(p, "stdin"));
+    return nothing_after(keyword(p, "stdin"), plain_escapes);
 }
 
 /* ---- transaction control in a script ----------------------------------- */

@@ -412,7 +412,8 @@ local function on_history(doing, f, ...)
   if res[1] then return table.unpack(res, 2, res.n) end
   local e = res[2]
   if type(e) ~= "string" or not e:find("[SQLSTATE 42501]", 1, true) then error(e, 0) end
-  local msg = e:match("^[^\n]*"):gsub("^.-: ", "", 1)      -- (without "script failed: ")
+  -- the server's message, without a position or "query failed: "
+  local msg = e:match("^[^\n]*"):gsub("^[^%s:]+:%d+: ", "", 1):gsub("^%a+ failed: ", "", 1)
   local needs = NEEDS[doing]
   if doing == "create" then
     local who = db.one("SELECT quote_ident(current_database()) AS d, quote_ident(current_user) AS u")
@@ -976,7 +977,7 @@ local function apply(m, operation, dry_run)
   local ctx = make_ctx(m, dry_run, operation)
   ensure_history()
   local hid
-  if not dry_run then hid = history_start(m, operation, ctx.run_id, checksum(root_dir, m, {})) end
+  if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, checksum(root_dir, m, {})) end
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
@@ -996,10 +997,13 @@ local function apply(m, operation, dry_run)
     end
     usage_error("%s has neither up.lua nor up.sql", m.rel)
   end)
-  -- Ctrl-C / SIGTERM: whatever the script made of it (a statement's
-  -- cancellation, an error it caught), the run stops as interrupted
+  -- Ctrl-C / SIGTERM: a run that failed failed because of it, whatever
+  -- its error says (a statement's cancellation, an error the script caught
+  -- and turned into another); one that finished -- an up.sql whose COMMIT
+  -- went through, a script that caught it and went on -- is what it is,
+  -- and the command stops after it (see after_interrupt)
   local stop = sys.interrupted()
-  if stop then ok, err = false, stop end
+  if stop and not ok then err = stop end
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   -- a run that failed reports what it committed, not what it had mapped
@@ -1044,8 +1048,9 @@ local function apply(m, operation, dry_run)
       first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
                             m.id, first, progress_line())
     elseif dry_run and is_ferry_error(err) and err.max_errors then
-      first = string.format("%s: %s (a dry run: nothing was written); fix the rule or the data and dry-run again",
-                            m.id, (err.message:gsub(";.*", "")))
+      result.error = string.format("%s (a dry run: nothing was written); fix the rule or the data and dry-run again",
+                                   (err.message:gsub(";.*", "")))
+      first = m.id .. ": " .. result.error
     elseif not first:find(m.id, 1, true) then
       first = m.id .. ": " .. first
     end
@@ -1173,6 +1178,16 @@ local function pending_up_to(list, last, states)
   return pending
 end
 
+-- After a migration that finished although Ctrl-C came meanwhile: the
+-- command stops there; nil when no signal came.
+local function after_interrupt(m, dry_run)
+  local stop = sys.interrupted()
+  if not stop then return nil end
+  io.stderr:write(string.format("ferry: %s after %s had finished (%s); nothing after it was run\n", stop.message, m.id,
+                                dry_run and "a dry run" or "applied"))
+  return stop.code
+end
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list = discover(root_dir)
@@ -1199,6 +1214,8 @@ function commands.up(args)
       if not log.flags().json then report_failure(r) end
       break
     end
+    local stopped = after_interrupt(m, opts.dry_run)
+    if stopped then code = stopped break end
   end
   if #pending == 0 and not log.flags().json then
     log.info(opts.to and string.format("Nothing to do: every migration up to %s is applied.", opts.to)
@@ -1223,7 +1240,7 @@ function commands.run(args)
     if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", shown(r.message), "\n") end
     return r.exit
   end
-  return EXIT_OK
+  return after_interrupt(m, opts.dry_run) or EXIT_OK
 end
 
 -- The migrations after m (in the folder's order, and those only the
@@ -1297,7 +1314,7 @@ function commands.rollback(args)
   stats.max_errors(opts.max_errors)
   local t0 = sys.clock()
   local ctx = make_ctx(m, false, "rollback")
-  local hid = history_start(m, "rollback", ctx.run_id, checksum(root_dir, m, {}))
+  local hid = on_history("write", history_start, m, "rollback", ctx.run_id, checksum(root_dir, m, {}))
   if not log.flags().json then log.info("==> rolling back " .. m.id) end
   local ok, err = pcall(function()
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)

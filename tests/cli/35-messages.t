@@ -33,6 +33,9 @@ is "$RC" 1 "dry run, --max-errors 1, two bad rows: exit 1"
 like "$ERR" "ferry: 20250102_rows: too many row errors \\(2, more than --max-errors 1\\): stopped \\(a dry run: nothing was written\\); fix the rule or the data and dry-run again" \
      "...says a dry run wrote nothing, and what to do"
 unlike "$ERR" "committed so far" "...and not that something was committed"
+run_ferry --dir "$D" --json run 20250102 --dry-run --max-errors 1
+is "$(json_eval "$OUT" 'j["error"]')" "too many row errors (2, more than --max-errors 1): stopped (a dry run: nothing was written); fix the rule or the data and dry-run again" \
+   "...and --json's error says the same"
 run_ferry --dir "$D" run 20250102 --max-errors 1
 like "$ERR" "too many row errors \\(2, more than --max-errors 1\\): stopped; everything committed so far is kept, fix the rule and re-run to resume" \
      "a real run stopped the same way: everything committed is kept, re-run to resume"
@@ -63,6 +66,17 @@ run_ferry --dir "$D" run 20250104
 is "$(grep 'ctx.checkpoint.save' <<<"$OUT")" "migrations/20250104_cp/up.lua:2: ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)" \
    "a caught ctx.checkpoint.save error names the script's line"
 
+# stdout closed (ferry ... >&-): a script's print does not land in a
+# database connection that took descriptor 1
+put "$D/migrations/20250105_print/up.lua" 'print("hello from the script")
+db.one("SELECT 1 AS x")'
+"$FERRY" --dir "$D" --json run 20250105 --dry-run >&- 2>"$TAP_TMPDIR/closed.err"
+is "$?" 0 "--json with stdout closed: the run succeeds"
+like "$(cat "$TAP_TMPDIR/closed.err")" "hello from the script" "...the script's print on stderr"
+"$FERRY" --dir "$D" run 20250105 --dry-run >&- 2>"$TAP_TMPDIR/closed.err"
+is "$?" 0 "stdout closed, no --json: the run succeeds"
+rm -rf "$D/migrations/20250105_print"
+
 # rolling back a migration whose folder is gone: said so, not "unknown"
 mv "$D/migrations/20250101_t" "$TAP_TMPDIR/20250101_t"
 run_ferry --dir "$D" rollback 20250101
@@ -86,10 +100,17 @@ if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_nopriv; CREATE ROLE ferry_t_nopri
     is "$RC" 2 "a role that cannot read ferry's history: status exit 2"
     like "$ERR" "^ferry: cannot read ferry's history \\(schema ferry\\): permission denied for schema ferry \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT on its tables \\(INSERT, UPDATE, DELETE too to run migrations\\)\$" \
          "...saying what the role needs"
+    # may read ferry's history, not write it
+    psql_val "$npdb" "GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv; GRANT CREATE ON DATABASE ferry_cli_nopriv TO ferry_t_nopriv" >/dev/null
+    run_ferry --db "$np" --dir "$D" run 20250102
+    is "$RC" 2 "a role that may read but not write ferry's history: exit 2"
+    like "$ERR" "^ferry: cannot write ferry's history \\(schema ferry\\): permission denied for table history \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT, INSERT, UPDATE, DELETE on its tables\$" \
+         "...saying what the role needs"
+    psql_val "$npdb" "REVOKE ALL ON ALL TABLES IN SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON DATABASE ferry_cli_nopriv FROM ferry_t_nopriv" >/dev/null
     psql_val "$db" "DROP DATABASE ferry_cli_nopriv" >/dev/null 2>&1
     psql_val "$db" "DROP ROLE ferry_t_nopriv" >/dev/null
 else
-    skip "cannot create a role here" 4
+    skip "cannot create a role here" 6
 fi
 
 done_testing

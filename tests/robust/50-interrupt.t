@@ -108,6 +108,32 @@ is "$(json_eval "$OUT" 'str(j["ok"]) + "|" + j["error"]')" "False|interrupted (S
 is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
    "failed|interrupted (SIGTERM)" "SIGTERM: the run is recorded as failed: interrupted"
 
+# --- a migration that finished although Ctrl-C came meanwhile (its script
+# caught the interruption and went on; an up.sql whose COMMIT went through
+# is the same case): recorded applied -- it is -- and up stops after it
+put "$D/migrations/20250103_caught/up.lua" '-- ferry: allow-shell
+pcall(function()
+  -- (from a background shell: system() ignores SIGINT while its child runs)
+  os.execute("(sleep 0.3; kill -INT $PPID) &")
+  local t = os.clock()
+  while os.clock() - t < 20 do end      -- the interruption is raised in here, and caught
+end)
+db.exec("CREATE TABLE caught_t (x int)")'
+put "$D/migrations/20250104_after/up.sql" 'CREATE TABLE after_t (x int);'
+psql_val "$db" "DELETE FROM ferry.history WHERE migration = '20250101_slow_sql'" >/dev/null
+mv "$D/migrations/20250101_slow_sql" "$TAP_TMPDIR/slow_sql"
+start_ferry --dir "$D" up           # (in the background: a foreground job here may have SIGINT ignored)
+RC=0; wait "$PID" || RC=$?
+ERR=$(cat "$TAP_TMPDIR/bg.err")
+is "$RC" 130 "up: a migration that finished though interrupted: exit 130"
+like "$ERR" "ferry: interrupted \(SIGINT\) after 20250103_caught had finished \(applied\); nothing after it was run" \
+     "...saying it had finished and nothing after it ran"
+is "$(psql_val "$db" "SELECT string_agg(migration || ':' || status, ' ' ORDER BY id) FROM ferry.history WHERE migration > '20250103'")" \
+   "20250103_caught:applied" "...recorded applied; the next migration not run"
+is "$(psql_val "$db" "SELECT to_regclass('caught_t') IS NOT NULL AND to_regclass('after_t') IS NULL")" t "...as the tables show"
+mv "$TAP_TMPDIR/slow_sql" "$D/migrations/20250101_slow_sql"
+rm -rf "$D/migrations/20250103_caught" "$D/migrations/20250104_after"
+
 # --- a script busy in Lua only (no statement to cancel)
 looping() { rm -f "$TAP_TMPDIR/looping"; }
 wait_looping() { for _ in $(seq 1 400); do [ -e "$TAP_TMPDIR/looping" ] && return 0; sleep 0.05; done; }

@@ -125,37 +125,43 @@ static void test_query_with_at_is_not_a_password(void **state)
 static void test_is_copy_from_stdin(void **state)
 {
     (void)state;
-    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN"));
-    assert_true(pgconn_is_copy_from_stdin("  copy public.t (a, \"b c\") from stdin with (format text)"));
-    assert_true(pgconn_is_copy_from_stdin("-- load\n/* a /* nested */ comment */\n\tCopy \"My\"\"T\" FROM STDIN"));
-    assert_true(pgconn_is_copy_from_stdin("COPY \"Message\" (id, conversation_id) FROM STDIN"));
-    assert_true(pgconn_is_copy_from_stdin("COPY t /* c */ FROM /* c */ STDIN;"));
-    assert_false(pgconn_is_copy_from_stdin("COPY(SELECT 1) TO STDOUT"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t TO STDOUT"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM PROGRAM 'seq 1 5'"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM '/tmp/x'"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDINX"));
-    assert_false(pgconn_is_copy_from_stdin("DELETE FROM d"));
-    assert_false(pgconn_is_copy_from_stdin("copyx FROM STDIN"));
-    assert_false(pgconn_is_copy_from_stdin("/* COPY t FROM STDIN */ DELETE FROM d"));
-    assert_false(pgconn_is_copy_from_stdin("-- COPY t FROM STDIN"));
-    assert_false(pgconn_is_copy_from_stdin("/* unterminated COPY"));
-    assert_false(pgconn_is_copy_from_stdin("COPY \"unterminated FROM STDIN"));
-    assert_false(pgconn_is_copy_from_stdin(""));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN", 0));
+    assert_true(pgconn_is_copy_from_stdin("  copy public.t (a, \"b c\") from stdin with (format text)", 0));
+    assert_true(pgconn_is_copy_from_stdin("-- load\n/* a /* nested */ comment */\n\tCopy \"My\"\"T\" FROM STDIN", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY \"Message\" (id, conversation_id) FROM STDIN", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t /* c */ FROM /* c */ STDIN;", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY(SELECT 1) TO STDOUT", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t TO STDOUT", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM PROGRAM 'seq 1 5'", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM '/tmp/x'", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDINX", 0));
+    assert_false(pgconn_is_copy_from_stdin("DELETE FROM d", 0));
+    assert_false(pgconn_is_copy_from_stdin("copyx FROM STDIN", 0));
+    assert_false(pgconn_is_copy_from_stdin("/* COPY t FROM STDIN */ DELETE FROM d", 0));
+    assert_false(pgconn_is_copy_from_stdin("-- COPY t FROM STDIN", 0));
+    assert_false(pgconn_is_copy_from_stdin("/* unterminated COPY", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY \"unterminated FROM STDIN", 0));
+    assert_false(pgconn_is_copy_from_stdin("", 0));
     /* COPY goes out as a simple query: one statement, nothing after it */
-    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';', NULL '')  ; -- done\n"));
-    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN (FORMAT csv, QUOTE '''', ESCAPE E'\\'')"));
-    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER e'\\t')"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN; DELETE FROM d"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';'); DELETE FROM d"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\';'); DELETE FROM d"));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';', NULL '')  ; -- done\n", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN (FORMAT csv, QUOTE '''', ESCAPE E'\\'')", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER e'\\t')", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN; DELETE FROM d", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER ';'); DELETE FROM d", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\';'); DELETE FROM d", 0));
     /* (one statement: the E string runs to the last quote) */
-    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\'); DELETE FROM d; --')"));
-    /* a backslash in a plain string reads two ways (standard_conforming_strings) */
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER '\\'); DELETE FROM d; --')"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER $$;$$); DELETE FROM d"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER 'unterminated"));
-    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN /* unterminated"));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER E'\\'); DELETE FROM d; --')", 0));
+    /* a plain string read as the session reads it (standard_conforming_strings) */
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER '\\'); DELETE FROM d; --')", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER '\\'); DELETE FROM d; --')", 1));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (NULL '\\N')", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (FORMAT csv, ESCAPE '\\')", 0));
+    assert_true(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (NULL U&'\\0041')", 0));
+    /* an E prefix only as a word of its own: QUOTE'\' is a plain string */
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (FORMAT csv, DELIMITER E'\\t', QUOTE'\\'); DELETE FROM t; --')", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER $$;$$); DELETE FROM d", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN WITH (DELIMITER 'unterminated", 0));
+    assert_false(pgconn_is_copy_from_stdin("COPY t FROM STDIN /* unterminated", 0));
 }
 
 /* A password of any length (it was left whole from 1024 bytes on). */
