@@ -839,13 +839,16 @@ end
 
 -- An error of a SQL file is shown at its place: "migrations/<id>/up.sql:N:"
 -- (N from the server's error position, when it gives one).
-local function run_sql_file(m, file, in_transaction)
+local function run_sql_file(m, file, in_transaction, and_then)
   local sql, err = read_file(m.path .. "/" .. file)
   if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
   sql = without_bom(sql)                       -- (the server would read it as text)
   local ok, e = pcall(function()
     if in_transaction then
-      db.transaction(function() db.exec_script(sql) end)
+      db.transaction(function()
+        db.exec_script(sql)
+        if and_then then and_then() end
+      end)
     else
       db.exec_script(sql)
     end
@@ -873,7 +876,7 @@ local function history_finish(id, status, sum, rules, err)
     UPDATE ferry.history
        SET status = $2, finished_at = clock_timestamp(), checksum = coalesce($3, checksum),
            rules = coalesce($4::text[], rules), stats = $5::jsonb, error = $6
-     WHERE id = $1]], id, status, sum, rules and db.array(rules) or nil, payload, err)
+     WHERE id = $1 AND status = 'running']], id, status, sum, rules and db.array(rules) or nil, payload, err)
 end
 
 -- After a lost connection the main one is dead: record the failure on a
@@ -991,7 +994,11 @@ local function apply(m, operation, dry_run)
       if dry_run then
         log.info("   [DRY RUN] Would run " .. m.rel .. "/up.sql in one transaction")
       else
-        run_sql_file(m, "up.sql", true)
+        -- the history row says applied in the up.sql's own transaction: a
+        -- COMMIT that goes through is recorded, whatever comes after it
+        -- (Ctrl-C while it waited for a synchronous standby)
+        local sum = checksum(root_dir, m, {})
+        run_sql_file(m, "up.sql", true, function() history_finish(hid, "applied", sum, {}, nil) end)
       end
       return {}
     end
@@ -1004,6 +1011,12 @@ local function apply(m, operation, dry_run)
   -- and the command stops after it (see after_interrupt)
   local stop = sys.interrupted()
   if stop and not ok then err = stop end
+  -- an up.sql recorded applied inside its own transaction: committed, even
+  -- if what came after the COMMIT (the interruption) raised
+  if not ok and hid and m.files["up.sql"] and not m.files["up.lua"] then
+    local got, row = pcall(db.one, "SELECT status FROM ferry.history WHERE id = $1", hid)
+    if got and row and row.status == "applied" then ok, err = true, {} end
+  end
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   -- a run that failed reports what it committed, not what it had mapped

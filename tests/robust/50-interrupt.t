@@ -134,6 +134,33 @@ is "$(psql_val "$db" "SELECT to_regclass('caught_t') IS NOT NULL AND to_regclass
 mv "$TAP_TMPDIR/slow_sql" "$D/migrations/20250101_slow_sql"
 rm -rf "$D/migrations/20250103_caught" "$D/migrations/20250104_after"
 
+# --- an up.sql interrupted while its COMMIT waits (synchronous replication
+# to a standby that never answers): the server cancels the wait with the
+# transaction committed -- ferry records it applied (the history row is
+# written in that same transaction), not failed with "nothing of it is
+# committed", which sent the re-run into "already exists"
+if psql_val "$db" "ALTER SYSTEM SET synchronous_standby_names = 'ferry_ghost_standby'" >/dev/null 2>&1 &&
+   psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; then
+    put "$D/migrations/20250105_sync/up.sql" 'CREATE TABLE sync_t (x int);
+SET LOCAL synchronous_commit = on;'
+    waiting() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'"; }
+    start_ferry --dir "$D" run 20250105
+    wait_for waiting 1
+    is "$(waiting)" 1 "sync: the COMMIT waits for the standby"
+    stop_ferry INT
+    psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null    # (at once: other tests run on this server)
+    psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
+    is "$RC" 130 "sync: Ctrl-C: exit 130"
+    like "$ERR" "ferry: interrupted \\(SIGINT\\) after 20250105_sync had finished \\(applied\\); nothing after it was run" \
+         "sync: it says the migration had finished"
+    unlike "$ERR" "nothing of it is committed" "sync: not that nothing was committed"
+    is "$(psql_val "$db" "SELECT (SELECT status FROM ferry.history WHERE migration = '20250105_sync') || ' ' || (to_regclass('sync_t') IS NOT NULL)")" \
+       "applied true" "sync: recorded applied, as it is"
+    rm -rf "$D/migrations/20250105_sync"
+else
+    skip "cannot change synchronous_standby_names here" 5
+fi
+
 # --- a script busy in Lua only (no statement to cancel)
 looping() { rm -f "$TAP_TMPDIR/looping"; }
 wait_looping() { for _ in $(seq 1 400); do [ -e "$TAP_TMPDIR/looping" ] && return 0; sleep 0.05; done; }
