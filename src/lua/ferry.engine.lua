@@ -997,8 +997,13 @@ local function apply(m, operation, dry_run)
         -- the history row says applied in the up.sql's own transaction: a
         -- COMMIT that goes through is recorded, whatever comes after it
         -- (Ctrl-C while it waited for a synchronous standby)
+        -- (in a savepoint: a script that made its transaction read-only, or
+        -- another role's, cannot write it there -- then it is written after
+        -- the COMMIT, as for any migration)
         local sum = checksum(root_dir, m, {})
-        run_sql_file(m, "up.sql", true, function() history_finish(hid, "applied", sum, {}, nil) end)
+        run_sql_file(m, "up.sql", true, function()
+          pcall(db.transaction, function() history_finish(hid, "applied", sum, {}, nil) end)
+        end)
       end
       return {}
     end

@@ -77,6 +77,25 @@ like "$(cat "$TAP_TMPDIR/closed.err")" "hello from the script" "...the script's 
 is "$?" 0 "stdout closed, no --json: the run succeeds"
 rm -rf "$D/migrations/20250105_print"
 
+# an up.sql that sets its transaction's role or makes it read-only: ferry's
+# own history row (written in that transaction) does not make it fail
+put "$D/migrations/20250106_ro/up.sql" 'SET TRANSACTION READ ONLY;
+SELECT 1;'
+run_ferry --dir "$D" run 20250106
+is "$RC|$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '20250106_ro'")" "0|applied" \
+   "an up.sql making its transaction read-only: applied, recorded"
+if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_owner; CREATE ROLE ferry_t_owner; GRANT CREATE ON SCHEMA public TO ferry_t_owner" >/dev/null 2>&1; then
+    put "$D/migrations/20250107_owned/up.sql" 'SET LOCAL ROLE ferry_t_owner;
+CREATE TABLE owned_t (x int);'
+    run_ferry --dir "$D" run 20250107
+    is "$RC|$(psql_val "$db" "SELECT (SELECT status FROM ferry.history WHERE migration = '20250107_owned') || ' ' || tableowner FROM pg_tables WHERE tablename = 'owned_t'")" \
+       "0|applied ferry_t_owner" "an up.sql with SET LOCAL ROLE (a role without rights on ferry's tables): applied, recorded, the table its role's"
+    psql_val "$db" "DROP TABLE owned_t; REVOKE CREATE ON SCHEMA public FROM ferry_t_owner; DROP ROLE ferry_t_owner" >/dev/null
+else
+    skip "cannot create a role here" 1
+fi
+rm -rf "$D/migrations/20250106_ro" "$D/migrations/20250107_owned"
+
 # rolling back a migration whose folder is gone: said so, not "unknown"
 mv "$D/migrations/20250101_t" "$TAP_TMPDIR/20250101_t"
 run_ferry --dir "$D" rollback 20250101
