@@ -168,73 +168,11 @@ static const char *name(const char *p) {
     return q > p ? q : NULL;
 }
 
-/* p past a string constant at p ('...' with '' inside; with backslash
- * escapes when `escapes`: an E'...' string, or a plain one under
- * standard_conforming_strings = off), or NULL when it does not end. */
-static const char *string_end(const char *p, int escapes) {
-    for (p++; *p; p++) {
-        if (escapes && *p == '\\') {
-            if (!*++p) return NULL;
-            continue;
-        }
-        if (*p == '\'') { if (p[1] == '\'') p++; else return p + 1; }
-    }
-    return NULL;
-}
-
-/* 1 when nothing follows the statement's options at p but one optional
- * ';' and blanks or comments: the statement goes out as a simple query,
- * where a second statement would run.  Strings, quoted names and comments
- * are skipped whole (a ';' option), read as the server reads them:
- * `plain_escapes` when standard_conforming_strings is off; a dollar quote
- * is not read (refused). */
-static int nothing_after(const char *p, int plain_escapes) {
-    while (p && *p) {
-        if (*p == '\'') {
-            /* E'...' -- an E of its own, not the end of a word (QUOTE'x') */
-            int e_string = (p[-1] == 'E' || p[-1] == 'e') && !ident_char(p[-2]);
-            p = string_end(p, e_string || plain_escapes);
-        } else if (*p == '"') {
-            p = name(p);
-        } else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
-            p = skip_blank(p);
-        } else if (*p == ';') {
-            p = skip_blank(p + 1);
-            return p && *p == '\0';
-        } else if (*p == '$') {
-            return 0;
-        } else {
-            p++;
-        }
-    }
-    return p != NULL;
-}
-
-int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
-    const char *p = keyword(skip_blank(sql), "copy");
-    if (!p || !(p = skip_blank(p))) return 0;
-    /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
-    for (;;) {
-        if (!(p = name(p)) || !(p = skip_blank(p))) return 0;
-        if (*p != '.') break;
-        if (!(p = skip_blank(p + 1))) return 0;
-    }
-    if (*p == '(') {                     /* the column list */
-        for (p++; *p && *p != ')';) {
-            if (*p == '"') { if (!(p = name(p))) return 0; } else p++;
-        }
-        if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
-    }
-    p = keyword(p, "from");
-    if (!p || !(p = skip_blank(p))) return 0;
-    return nothing_after(keyword(p, "stdin"), plain_escapes);
-}
-
-/* ---- transaction control in a script ----------------------------------- */
+/* ---- SQL text --------------------------------------------------------- */
 
 /* The tokens are read as PostgreSQL's lexer (scan.l) reads them, with
- * standard_conforming_strings on (the default since 9.1): a backslash
- * escapes only in E'...'.  Names are ASCII letters, '_' and any byte from
+ * standard_conforming_strings on (the default since 9.1) unless said: a
+ * backslash escapes only in E'...'.  Names are ASCII letters, '_' and any byte from
  * 0x80, then digits and '$' too. */
 static int word_start(unsigned char c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' || c >= 0x80; }
 static int tag_char(unsigned char c) { return word_start(c) || (c >= '0' && c <= '9'); }
@@ -261,8 +199,8 @@ static const char *next_word(const char *p, const char **w) {
 }
 
 /* p at a quote q: past the quoted text ("" or '' inside it stands for the
- * quote; with backslash, a backslash escapes the next byte), or at the NUL
- * when it is not closed. */
+ * quote; with backslash, a backslash escapes the next byte), or NULL when
+ * it is not closed. */
 static const char *skip_quoted(const char *p, char q, int backslash) {
     for (p++; *p; p++) {
         if (backslash && *p == '\\') {
@@ -273,7 +211,7 @@ static const char *skip_quoted(const char *p, char q, int backslash) {
             p++;
         }
     }
-    return p;
+    return NULL;
 }
 
 /* After a string constant that ended at p: the quote that continues it, or
@@ -289,14 +227,24 @@ static const char *continuation(const char *p) {
     }
 }
 
-/* p at the quote of E'...': past the string and its continuations. */
+/* p at the quote of E'...': past the string and its continuations, or
+ * NULL when one is not closed. */
 static const char *skip_e_string(const char *p) {
     for (;;) {
-        p = skip_quoted(p, '\'', 1);
+        if (!(p = skip_quoted(p, '\'', 1))) return NULL;
         const char *q = continuation(p);
         if (!q) return p;
         p = q;
     }
+}
+
+/* p at a word: past it -- and past the string, when it is the E of
+ * E'...' (a word of its own: xe'...' is a name and a string); NULL when
+ * that string is not closed. */
+static const char *skip_word(const char *p) {
+    const char *e = word_end(p);
+    if (e - p == 1 && (*p | 0x20) == 'e' && *e == '\'') return skip_e_string(e);
+    return e;
 }
 
 /* p at '$': past the dollar-quoted string that starts there ($$...$$ or
@@ -316,6 +264,48 @@ static const char *skip_dollar(const char *p) {
         if (strncmp(q, p, n) == 0) return q + n;
     return t + 1 + strlen(t + 1);
 }
+
+/* 1 when nothing follows the statement's options at p but one optional
+ * ';' and blanks or comments: the statement goes out as a simple query,
+ * where a second statement would run.  Strings, quoted names and comments
+ * are skipped whole (a ';' option), read as the server reads them:
+ * `plain_escapes` when standard_conforming_strings is off; one not closed,
+ * and a dollar quote, are refused. */
+static int nothing_after(const char *p, int plain_escapes) {
+    while (p && *p) {
+        unsigned char c = (unsigned char)*p;
+        if (word_start(c)) p = skip_word(p);
+        else if (c == '\'') p = skip_quoted(p, '\'', plain_escapes);
+        else if (c == '"') p = skip_quoted(p, '"', 0);
+        else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) p = skip_blank(p);
+        else if (c == ';') return (p = skip_blank(p + 1)) != NULL && *p == '\0';
+        else if (c == '$') return 0;
+        else p++;
+    }
+    return p != NULL;
+}
+
+int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
+    const char *p = keyword(skip_blank(sql), "copy");
+    if (!p || !(p = skip_blank(p))) return 0;
+    /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
+    for (;;) {
+        if (!(p = name(p)) || !(p = skip_blank(p))) return 0;
+        if (*p != '.') break;
+        if (!(p = skip_blank(p + 1))) return 0;
+    }
+    if (*p == '(') {                     /* the column list */
+        for (p++; *p && *p != ')';) {
+            if (*p == '"') { if (!(p = name(p))) return 0; } else p++;
+        }
+        if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
+    }
+    p = keyword(p, "from");
+    if (!p || !(p = skip_blank(p))) return 0;
+    return nothing_after(keyword(p, "stdin"), plain_escapes);
+}
+
+/* ---- transaction control in a script ----------------------------------- */
 
 /* The command at the start of a statement, when it begins or ends a
  * transaction ("BEGIN", "COMMIT PREPARED", ...), else NULL.  p is at the
@@ -397,16 +387,16 @@ static void see_word(statement *s, const char *w, const char *e) {
 static const char *skip_token(const char *p, statement *s, int *ends) {
     unsigned char c = (unsigned char)*p;
     *ends = 0;
+    const char *past;
     if (word_start(c)) {
         const char *e = word_end(p);
-        /* E'...' (E a word of its own: xe'...' is a name and a string) */
-        if (e - p == 1 && (c | 0x20) == 'e' && *e == '\'') return skip_e_string(e);
+        if ((past = skip_word(p)) != e) return past ? past : p + strlen(p);   /* an E'...' */
         see_word(s, p, e);
         return e;
     }
     switch (c) {
-    case '\'': return skip_quoted(p, '\'', 0);   /* also B'', X'', N'', U&'' */
-    case '"': return skip_quoted(p, '"', 0);
+    case '\'':                                   /* also B'', X'', N'', U&'' */
+    case '"': return (past = skip_quoted(p, (char)c, 0)) ? past : p + strlen(p);
     case '$': return skip_dollar(p);
     case '(': s->parens++; break;
     case ')': if (s->parens > 0) s->parens--; break;
