@@ -64,6 +64,28 @@ local CAUGHT = "transaction rolled back: a statement in it failed and its error 
 local function own(conn, method, ...)
   return checked("transaction", pcall(conn[method], conn, ...))
 end
+-- fn returned: what would keep its transaction from ending as it should is
+-- undone (undo: the rollback at that level) and raised at the line that
+-- called transaction.  A rows() loop fn left open is ended (read to its
+-- end, as inside a transaction it always is) and does not; a COPY never
+-- finished is not fn's rows stored; a failed statement whose error fn
+-- caught leaves a transaction that COMMIT would only roll back.
+local function refuse_unfinished(conn, undo)
+  local held = core.busy_with(conn)
+  if held then
+    release_holder(conn)
+    if held == "a COPY" then
+      undo()
+      error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 3)
+    end
+  end
+  local _, failed = own(conn, "in_transaction")
+  if failed then
+    undo()
+    error(CAUGHT, 3)
+  end
+end
+
 function methods.transaction(conn, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
@@ -75,27 +97,15 @@ function methods.transaction(conn, fn, ...)
     savepoints[conn] = depth + 1
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = depth
+    -- (released too: the next savepoint must not nest inside this one)
+    local function undo() own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name) end
     if res[1] then
-      local held = core.busy_with(conn)         -- (as below)
-      if held then
-        release_holder(conn)
-        if held == "a COPY" then
-          own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
-          error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 2)
-        end
-      end
-      -- a failed statement whose error fn caught: as below, at this level
-      local _, failed = own(conn, "in_transaction")
-      if failed then
-        own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
-        error(CAUGHT, 2)
-      end
+      refuse_unfinished(conn, undo)       -- (as below, at this level)
       own(conn, "exec", "RELEASE SAVEPOINT " .. name)
       return table.unpack(res, 2, res.n)
     end
-    -- (released too: the next savepoint must not nest inside this one)
     release_holder(conn)
-    own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+    undo()
     error(res[2], 0)
   end
   own(conn, "exec", "BEGIN")
@@ -103,23 +113,7 @@ function methods.transaction(conn, fn, ...)
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
-    -- fn returned holding the connection: a rows() it left open is ended
-    -- (read to its end, as inside a transaction it always is); a COPY
-    -- never finished is not fn's rows stored: refused
-    local held = core.busy_with(conn)
-    if held then
-      release_holder(conn)
-      if held == "a COPY" then
-        pcall(conn.exec, conn, "ROLLBACK")
-        error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 2)
-      end
-    end
-    -- a failed statement whose error fn caught: COMMIT would only roll back
-    local _, failed = own(conn, "in_transaction")
-    if failed then
-      pcall(conn.exec, conn, "ROLLBACK")
-      error(CAUGHT, 2)
-    end
+    refuse_unfinished(conn, function() pcall(conn.exec, conn, "ROLLBACK") end)
     own(conn, "exec", "COMMIT")
     return table.unpack(res, 2, res.n)
   end
