@@ -257,8 +257,14 @@ local function find_migration(list, key)
   usage_error("ambiguous migration %s: %s", key, table.concat(ids, ", "))
 end
 
--- SHA-256 over the migration's scripts and the rule files it loaded, with
--- line endings normalised so a checkout with CRLF does not look changed.
+-- A file under root as checksums read it: line endings normalised, so a
+-- checkout with CRLF does not look changed; nil when it cannot be read.
+local function checksum_text(root, rel)
+  local s = read_file(root .. "/" .. rel)
+  return s and (s:gsub("\r\n", "\n"))
+end
+
+-- SHA-256 over the migration's scripts and the rule files it loaded.
 local function checksum(root, m, rules)
   local parts = {}
   local files = {}
@@ -270,9 +276,7 @@ local function checksum(root, m, rules)
   table.sort(sorted_rules)
   for _, r in ipairs(sorted_rules) do files[#files + 1] = r end
   for _, rel in ipairs(files) do
-    local s = read_file(root .. "/" .. rel) or ""
-    s = s:gsub("\r\n", "\n")
-    parts[#parts + 1] = rel .. "\0" .. s .. "\0"
+    parts[#parts + 1] = rel .. "\0" .. (checksum_text(root, rel) or "") .. "\0"
   end
   return sys.sha256(table.concat(parts))
 end
@@ -607,8 +611,8 @@ end
 -- transaction as the batch it covers, through ctx.checkpoint.
 -- The sha256 of a file under --dir (line ends as in checksum), or "missing".
 local function file_sum(rel)
-  local s = read_file(root_dir .. "/" .. rel)
-  return s and sys.sha256((s:gsub("\r\n", "\n"))) or "missing"
+  local s = checksum_text(root_dir, rel)
+  return s and sys.sha256(s) or "missing"
 end
 
 -- The sums of the files that make a data migration's rows: its up.lua and
@@ -1286,15 +1290,12 @@ end
 local function refuse_missing_folder(key)
   db.open()
   local states = load_states()
-  local ids = {}
-  for id in pairs(states) do
-    if id == key or id:sub(1, #key) == key or (id:match("^%d+_(.*)$") or ""):sub(1, #key) == key then
-      ids[#ids + 1] = id
-    end
-  end
-  if #ids ~= 1 then return end
+  local known = {}                   -- (as discover lists them, for find_migration)
+  for id in pairs(states) do known[#known + 1] = {id = id, name = id:match("^%d+_(.*)$") or ""} end
+  local found, m = pcall(find_migration, known, key)
+  if not found then return end
   usage_error("%s is in the history (%s) but its folder %s/migrations/%s is gone: restore it (from version control) "
-              .. "to roll it back", ids[1], states[ids[1]].status, root_dir, ids[1])
+              .. "to roll it back", m.id, states[m.id].status, root_dir, m.id)
 end
 
 function commands.rollback(args)
