@@ -3,8 +3,9 @@
 # side, each from the same fresh copy of generated data (CREATE DATABASE
 # ... TEMPLATE).  Prints a table and writes bench/results/<time>.json.
 #   BENCH_SIZES   audits per size (default "10000 100000 1000000"), ten per lead
-#   BENCH_MODES   default "sql ferry ferry-rerun ferry-dry-run naive" (naive only
-#                 at the smallest size)
+#   BENCH_MODES   default "sql ferry ferry-rerun ferry-dry-run naive copy copy-2"
+#                 (naive only at the smallest size; copy and copy-2 load the
+#                 rows the ferry run made, so they come after "ferry")
 #   BENCH_FERRY_ARGS  extra flags for ferry (e.g. "--jobs 2 --batch-size 20000")
 #   BENCH_REPEAT      runs of each mode but naive at sizes up to BENCH_REPEAT_UP_TO
 #                     (default 3 up to 100000): the median run is reported
@@ -16,7 +17,7 @@ PSQL=/usr/lib/postgresql/15/bin/psql
 [ -x "$PSQL" ] || PSQL=psql
 : "${DATABASE_URL:?DATABASE_URL is not set (run through make bench)}"
 SIZES=${BENCH_SIZES:-10000 100000 1000000}
-MODES=${BENCH_MODES:-sql ferry ferry-rerun ferry-dry-run naive}
+MODES=${BENCH_MODES:-sql ferry ferry-rerun ferry-dry-run naive copy copy-2}
 ARGS=${BENCH_FERRY_ARGS:-}
 REPEAT=${BENCH_REPEAT:-3}                 # runs per mode at sizes up to REPEAT_UP_TO (median reported)
 REPEAT_UP_TO=${BENCH_REPEAT_UP_TO:-100000}
@@ -103,6 +104,40 @@ warm() {
   "$PSQL" "$1" -X -q -c "SELECT 1" >/dev/null
 }
 
+# The rows the ferry run made, saved as COPY data in $rows_dir for the copy
+# modes, in two halves by lead: half k's conversations (conversations.k)
+# and their messages (messages.k).
+rows_dir=$(mktemp -d)
+trap 'rm -rf "$rows_dir"' EXIT
+save_rows() {
+  # (halves of every conversation: some messages go to conversations that
+  # were there before the run, which are not the run's to load)
+  local k halves="SELECT c.*, ntile(2) OVER (ORDER BY c.lead_id) AS half FROM \"Conversation\" c"
+  for k in 1 2; do
+    "$PSQL" "$1" -X -q -v ON_ERROR_STOP=1 \
+      -c "\\copy (SELECT id, lead_id, customer_id, channel, external_id, started_at, last_message_at, metadata, created_at, updated_at FROM ($halves) h WHERE half = $k AND metadata->>'source' = 'audit_backfill' ORDER BY lead_id) TO '$rows_dir/conversations.$k'" \
+      -c "\\copy (SELECT m.id, m.conversation_id, m.role, m.content, m.metadata, m.created_at FROM \"Message\" m JOIN ($halves) h ON h.id = m.conversation_id WHERE h.half = $k AND m.metadata->>'source' = 'audit_backfill' ORDER BY h.lead_id, m.created_at, m.id) TO '$rows_dir/messages.$k'"
+  done
+}
+
+# copy: the rows ferry made, loaded with plain COPY by one session in one
+# transaction (the conversations, then the messages): what any method that
+# writes these rows into the indexed tables pays at least, on one core.
+# copy-2: the same by two sessions at once, each loading half of the leads
+# (their conversations, then their messages, one transaction each): the
+# least on two cores.  Neither reads or maps anything.
+copy_rows() { # url sessions
+  local conv="\\copy \"Conversation\" FROM" msg="\\copy \"Message\" (id, conversation_id, role, content, metadata, created_at) FROM"
+  if [ "$2" = 1 ]; then
+    "$PSQL" "$1" -X -q -v ON_ERROR_STOP=1 -1 -c "$conv '$rows_dir/conversations.1'" -c "$conv '$rows_dir/conversations.2'" \
+      -c "$msg '$rows_dir/messages.1'" -c "$msg '$rows_dir/messages.2'"
+  else
+    "$PSQL" "$1" -X -q -v ON_ERROR_STOP=1 -1 -c "$conv '$rows_dir/conversations.1'" -c "$msg '$rows_dir/messages.1'" & local p1=$!
+    "$PSQL" "$1" -X -q -v ON_ERROR_STOP=1 -1 -c "$conv '$rows_dir/conversations.2'" -c "$msg '$rows_dir/messages.2'" & local p2=$!
+    wait "$p1" && wait "$p2"
+  fi
+}
+
 # Runs one mode on database $2; sets SECS, CPU_S, RSS_KB (and sql_digest).
 run_mode() {
   warm "$2"
@@ -113,6 +148,8 @@ run_mode() {
     ferry) timed "$FERRY" --db "$2" --quiet run $M4 $ARGS ;;
     ferry-dry-run) timed "$FERRY" --db "$2" --quiet run $M4 --dry-run $ARGS ;;
     naive) timed "$FERRY" --db "$2" --quiet exec bench/naive.lua ;;
+    copy)   timed bash -c "$(declare -p PSQL rows_dir; declare -f copy_rows); copy_rows '$2' 1"; RSS_KB="" ;;
+    copy-2) timed bash -c "$(declare -p PSQL rows_dir; declare -f copy_rows); copy_rows '$2' 2"; RSS_KB="" ;;
   esac
 }
 
@@ -153,6 +190,10 @@ for size in $SIZES; do
     # the per-row loop is quadratic (a scan of Message per audit): smallest size only, at most 20000
     [ "$mode" = naive ] && { [ "$size" != "$smallest" ] || [ "$size" -gt 20000 ]; } && continue
     [ "$mode" = ferry-rerun ] && continue          # runs right after "ferry"
+    if [[ "$mode" == copy* ]] && [ "${rows_saved:-}" != "$size" ]; then
+      echo "          ($mode: left out: it loads the rows of the ferry mode, which has not run at this size)"
+      continue
+    fi
     db=bench_${mode//-/_}_$size
     # A run of a few tenths of a second varies by +-10% on a shared machine:
     # small sizes run each mode (but naive) BENCH_REPEAT times, each on a
@@ -165,12 +206,13 @@ for size in $SIZES; do
       url=$(db_url "$db")
       run_mode "$mode" "$url"
       runs+=("$SECS $CPU_S ${RSS_KB:-none}")
-      if [ "$mode" = ferry ]; then
+      if [ "$mode" = ferry ] || [[ "$mode" == copy* ]]; then
         d=$(digest "$url")
         if [ -n "$sql_digest" ] && [ "$d" != "$sql_digest" ]; then
-          echo "bench: ferry's rows differ from the sql rows at size $size: $d vs $sql_digest" >&2
+          echo "bench: $mode's rows differ from the sql rows at size $size: $d vs $sql_digest" >&2
           exit 1
         fi
+        [ "$mode" = ferry ] && [ "$r" = 1 ] && save_rows "$url" && rows_saved=$size
       fi
     done
     read -r SECS CPU_S RSS_KB < <(printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(( (reps + 1) / 2 ))p")
@@ -238,4 +280,13 @@ if [ -n "$(v naive@$S)" ] && [ -n "$(v ferry@$S)" ]; then
     "$S" "${SEEN_CPU[ferry@$S]}" "$(echo "${SEEN_CPU[ferry@$S]} / $(nproc)" | bc -l)" "$(nproc)" \
     "$(echo "$(v naive@$S) / (${SEEN_CPU[ferry@$S]} / $(nproc))" | bc -l)"
 fi
+# How far any method could go: the naive loop against a plain COPY of the
+# finished rows (nothing read or mapped), and ferry against that.
+for m in copy copy-2; do
+  [ -n "$(v $m@$S)" ] || continue
+  line=$(printf '%s at %s: %.2f s' "$m" "$S" "$(v $m@$S)")
+  [ -n "$(v naive@$S)" ] && line+=$(printf ': naive / %s = %.1f' "$m" "$(echo "$(v naive@$S) / $(v $m@$S)" | bc -l)")
+  [ -n "$(v ferry@$S)" ] && line+=$(printf ', ferry / %s = %.2f' "$m" "$(echo "$(v ferry@$S) / $(v $m@$S)" | bc -l)")
+  echo "  ($line)"
+done
 echo "results: $out"
