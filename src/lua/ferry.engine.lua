@@ -1113,8 +1113,12 @@ end
 local commands = {}
 
 -- (on the real stdout: under --json a script's stdout is stderr, see main)
+-- cjson writes "/" as "\/" (valid JSON, but a path a person reads looks
+-- broken): written plain here.  Exact: in cjson's text a backslash before a
+-- slash is always that escape's -- a backslash of the data is "\\", and a
+-- slash of the data never follows one unescaped.
 local function emit_json(obj)
-  sys.write_stdout(encode_value(obj) .. "\n")
+  sys.write_stdout((encode_value(obj):gsub("\\/", "/")) .. "\n")
 end
 
 local function report_failure(result)

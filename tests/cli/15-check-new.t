@@ -168,7 +168,7 @@ check_nodb --dir "$N" new Bad-Name
 is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores: Bad-Name" \
    "new refuses a bad name (exit 2)"
 check_nodb --dir "$N" --json new other_thing
-is "$RC|$OUT" "0|{\"created\":\"migrations\\/${today}_other_thing\"}" "new --json"
+is "$RC|$OUT" "0|{\"created\":\"migrations/${today}_other_thing\"}" "new --json"
 rm -rf "$N/migrations/${today}_other_thing"
 
 check_nodb --dir "$N" check
