@@ -290,21 +290,6 @@ os.execute, io.popen = nil, nil    -- scripts ask for them with "-- ferry: allow
 local loaded_rules          -- rule files (relative paths) loaded by the current migration
 local root_dir = "."
 
--- Rules are plain Lua modules under --dir: require "rules.roles" loads
--- <dir>/rules/roles.lua.  The searcher records each file for the checksum.
-local function rules_searcher(modname)
-  local rel = modname:gsub("%.", "/") .. ".lua"
-  local path = root_dir .. "/" .. rel
-  if not exists(path) then return "\n\tno file '" .. path .. "'" end
-  local chunk, err = loadfile(path, "t")
-  if not chunk then
-    fail(EXIT_USAGE, "%s", err)
-  end
-  if loaded_rules then loaded_rules[#loaded_rules + 1] = rel end
-  return chunk, path
-end
-table.insert(package.searchers, 2, rules_searcher)
-
 local function forget_rules()
   for name in pairs(package.loaded) do
     if name:match("^rules%.") then package.loaded[name] = nil end
@@ -324,10 +309,27 @@ local function load_script(rel, env, path)
   if not src then usage_error("cannot read %s: %s", rel, err) end
   src = without_bom(src)
   if src:sub(1, 2) == "#!" then src = "--" .. src end    -- a script may start with #! (keeps line numbers)
-  local chunk, lerr = load(src, "@" .. rel, "t", env)
+  -- (without env, the global one: load's fourth argument given as nil
+  -- would leave the chunk no environment at all)
+  local chunk, lerr
+  if env ~= nil then chunk, lerr = load(src, "@" .. rel, "t", env) else chunk, lerr = load(src, "@" .. rel, "t") end
   if not chunk then usage_error("%s", lerr) end
   return chunk, src
 end
+
+-- Rules are plain Lua modules under --dir: require "rules.roles" loads
+-- <dir>/rules/roles.lua, named rules/roles.lua in errors and tracebacks as
+-- the scripts are, whatever --dir.  The searcher records each file for the
+-- checksum.
+local function rules_searcher(modname)
+  local rel = modname:gsub("%.", "/") .. ".lua"
+  local path = root_dir .. "/" .. rel
+  if not exists(path) then return "\n\tno file '" .. path .. "'" end
+  local chunk = load_script(rel)
+  if loaded_rules then loaded_rules[#loaded_rules + 1] = rel end
+  return chunk, path
+end
+table.insert(package.searchers, 2, rules_searcher)
 
 -- Whether a script asks for os.execute and io.popen: a line that is the
 -- comment "-- ferry: allow-shell" alone (spaces around and after "--" and

@@ -164,8 +164,10 @@ pick.field(nil)
 '
 run_ferry --dir "$D" run 20250104
 is "$RC" 1 "error in a rule: exit 1"
-like "$ERR" "^ferry: 20250104_boom: [^ ]*rules/pick\\.lua:3: attempt to index a nil value \\(local 'x'\\)$" \
-     "error in a rule: one line naming rules/pick.lua:3"
+is "$ERR" "ferry: 20250104_boom: rules/pick.lua:3: attempt to index a nil value (local 'x')" \
+   "error in a rule: one line naming rules/pick.lua:3, relative to --dir as the scripts are (--dir is absolute here)"
+run_ferry --dir "$D" -v run 20250104
+like "$ERR" $'\n\trules/pick\\.lua:3: in function \'rules\\.pick\\.field\'' "...and so in the traceback"
 rm -rf "$D/migrations/20250104_boom"
 
 # --- --quiet: nothing at all on success
