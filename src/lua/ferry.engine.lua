@@ -1086,6 +1086,20 @@ local function apply(m, operation, dry_run)
                                      m.files["up.lua"] and not dry_run
                                        and "resume (everything up to the last checkpoint is committed)" or "try again")
     end
+    -- A statement cancelled on the server (57014): by --statement-timeout,
+    -- or by another session (pg_cancel_backend: a DBA, a watchdog); ferry's
+    -- own Ctrl-C is the signal case above.
+    if first:find("[SQLSTATE 57014]", 1, true) then
+      local resume = m.files["up.lua"] and not dry_run
+        and "re-run to resume (everything up to the last checkpoint is committed)" or "re-run to try again"
+      if first:find("statement timeout", 1, true) then
+        first = first .. string.format("; a statement ran longer than --statement-timeout %s (a streaming read "
+                                       .. "is one statement that lasts as long as the run): give --statement-timeout "
+                                       .. "more, or 0 (off, the default), and %s", opts.statement_timeout, resume)
+      else
+        first = first .. "; another session cancelled the statement (pg_cancel_backend): " .. resume
+      end
+    end
     -- A row a batch refers to was deleted, or one it writes was written,
     -- by the live system while the run wrote it: the next run reads them
     -- as they are then.
@@ -1844,6 +1858,7 @@ local function main(cli)
   opts.jobs = number_flag(flags, "jobs", 2, 1)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   opts.lock_timeout = type(flags["lock-timeout"]) == "string" and flags["lock-timeout"] or "5s"
+  opts.statement_timeout = type(flags["statement-timeout"]) == "string" and flags["statement-timeout"] or "0"
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
   -- the server sets the session up while the migrations are read

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Failures the other robust tests do not inject: server settings that end
-# ferry's sessions (idle timeouts set on the database).
+# ferry's sessions (idle timeouts set on the database), a statement timeout
+# or a cancel from another session.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
 require_pg
@@ -40,5 +41,35 @@ LUA
 is "$RC/$OUT" "0/2" "idle_session_timeout of the database: an idle ferry session is kept ($ERR)"
 is "$(psql_val "$db" "SELECT current_setting('idle_session_timeout')")" "200ms" \
    "the database's setting is left as it is for other sessions"
+
+# --- a statement that runs into --statement-timeout, or that another
+# session cancels: one line says what happened and what to do.
+D=$TAP_TMPDIR/st
+mkdir -p "$D/migrations/20990101_slow" "$D/rules"
+cat >"$D/migrations/20990101_slow/up.lua" <<'LUA'
+db.one("SELECT pg_sleep(3)")
+LUA
+db=$(clone_db fi_tpl fi_st)
+run_ferry --db "$db" --dir "$D" --statement-timeout 200ms run 20990101
+is "$RC" 1 "statement timeout: exit 1"
+err=$(printf '%s\n' "$ERR" | grep '^ferry:')
+like "$err" "statement timeout \\[SQLSTATE 57014\\]; a statement ran longer than --statement-timeout 200ms" \
+     "statement timeout: it names the flag and its value ($err)"
+like "$err" "give --statement-timeout more, or 0 \\(off, the default\\)" "statement timeout: it says what to do"
+like "$err" "re-run to resume \\(everything up to the last checkpoint is committed\\)" "statement timeout: and that committed work is kept"
+
+"$FERRY" --db "$db" --dir "$D" run 20990101 >"$TAP_TMPDIR/c.out" 2>"$TAP_TMPDIR/c.err" &
+pid=$!
+for _ in $(seq 1 100); do
+    [ "$(psql_val "$db" "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+           WHERE application_name = 'ferry' AND query LIKE 'SELECT pg_sleep%' AND state = 'active'")" = t ] && break
+    sleep 0.05
+done
+rc=0; wait "$pid" || rc=$?
+is "$rc" 1 "cancelled by another session: exit 1"
+err=$(grep '^ferry:' "$TAP_TMPDIR/c.err")
+like "$err" "canceling statement due to user request \\[SQLSTATE 57014\\]; another session cancelled the statement \\(pg_cancel_backend\\)" \
+     "cancelled by another session: it says so ($err)"
+like "$err" "re-run to resume" "cancelled by another session: it says to re-run"
 
 done_testing
