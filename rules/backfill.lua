@@ -35,7 +35,8 @@ function M.banner(dry_run, errors)
 end
 
 --- finish(ctx, action, source): records the run in "Audit" with every
--- counter and error so far (a dry run only says it would), then prints
+-- counter and error so far (a dry run only says it would) -- without row
+-- errors, in one transaction with ctx.checkpoint.clear() -- then prints
 -- the closing banner.
 function M.finish(ctx, action, source)
   local counters = {}
@@ -44,8 +45,22 @@ function M.finish(ctx, action, source)
   if ctx.dry_run then
     log.info("   [DRY RUN] Would create audit log")
   else
-    db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
-            action, json.encode_ordered(M.run_record(ctx, source, counters, errors)))
+    local function record()
+      db.exec([[INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'system', $1, $2::jsonb)]],
+              action, json.encode_ordered(M.run_record(ctx, source, counters, errors)))
+    end
+    if stats.get("errors") == 0 and ctx.checkpoint then
+      -- The record and the end of the resume point in one transaction: a
+      -- run stopped after the record (killed, connection lost) before
+      -- ferry recorded it applied must not be resumed, or the resumed run,
+      -- with the same totals, would write a second record of the same
+      -- work.  The next run is a re-run instead (0 created, its own
+      -- record).  (After row errors the resume point stays before the
+      -- failed row: the record alone.)
+      db.transaction(function() record(); ctx.checkpoint.clear() end)
+    else
+      record()
+    end
     log.info("   \u{2713} Audit log recorded")
   end
   log.info("")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Failures the other robust tests do not inject: server settings that end
 # ferry's sessions (idle timeouts set on the database), a statement timeout
-# or a cancel from another session.
+# or a cancel from another session, and a process killed after the run
+# record of a backfill was written but before the run was recorded applied.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
 require_pg
@@ -72,4 +73,36 @@ like "$err" "canceling statement due to user request \\[SQLSTATE 57014\\]; anoth
      "cancelled by another session: it says so ($err)"
 like "$err" "re-run to resume" "cancelled by another session: it says to re-run"
 
+# --- killed after the run record (the Audit row of a backfill) was written,
+# before the run was recorded applied: the next run must not write a second
+# record of the same work (the records' totals would count it twice).
+db=$(clone_db fi_tpl fi_record)
+psql_val "$db" "
+  CREATE FUNCTION public.fi_slow_history() RETURNS trigger LANGUAGE plpgsql AS \$\$
+  BEGIN IF NEW.status = 'applied' AND NEW.migration = '$M4' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END \$\$;
+  CREATE TRIGGER fi_slow_history BEFORE UPDATE ON ferry.history FOR EACH ROW EXECUTE FUNCTION public.fi_slow_history()" >/dev/null
+"$FERRY" --db "$db" -q run $M4 --batch-size 200 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 400); do
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                          AND application_name = 'ferry' AND wait_event = 'PgSleep'")" = 1 ] && break
+    sleep 0.05
+done
+kill -9 "$pid"; wait "$pid" 2>/dev/null
+psql_val "$db" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'ferry'" >/dev/null
+for _ in $(seq 1 100); do
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" = 0 ] && break
+    sleep 0.05
+done
+psql_val "$db" "DROP TRIGGER fi_slow_history ON ferry.history" >/dev/null
+is "$(psql_val "$db" "SELECT count(*) FROM \"Audit\" WHERE action = 'backfill_conversations_messages'")" 1 \
+   "killed after the run record: it was written"
+run_ferry --db "$db" run $M4
+is "$RC" 0 "the next run succeeds" || diag "$ERR"
+is "$(rows_digest "$db")" "$clean_digest" "rows equal an uninterrupted run"
+is "$(psql_val "$db" "SELECT sum((payload->'stats'->>'messages_created')::int) FROM \"Audit\" WHERE action = 'backfill_conversations_messages'")" \
+   "$clean_msgs" "the run records count each message once (no second record of the same work)"
+run_ferry --db "$db" status
+like "$OUT" "$M4 +applied" "status: applied"
 done_testing
