@@ -342,18 +342,23 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
      * the other styles print zone abbreviations that do not read back as
      * the same zone (China's CST is US Central to the parser).  ISO alone
      * keeps the database's day/month order for input. */
+    /* A data migration's writer sits idle inside its transaction by design
+     * (a batch commits when its writer's turn comes again, while Lua maps
+     * the next one; at a million audits the head's writers wait seconds
+     * for the reader's sort), and a session waits idle while another works:
+     * a timeout set for the application on the database or role would end
+     * it, and every re-run the same way.  Both off for ferry's sessions, as
+     * statement_timeout is unless --statement-timeout says otherwise
+     * (idle_session_timeout exists from PostgreSQL 14 on). */
+#define SESSION_SETTINGS \
+        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
+        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)," \
+        " set_config('idle_in_transaction_session_timeout', '0', false)"
     b->res = PQexecParams(c->pg,
-        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false),"
-        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false),"
-        /* A data migration's writer sits idle inside its transaction by
-         * design (a batch commits when its writer's turn comes again,
-         * while Lua maps the next one; at a million audits the head's
-         * writers wait seconds for the reader's sort): a timeout set for
-         * the application on the database or role would end it, and every
-         * re-run the same way.  Off for ferry's sessions, as
-         * statement_timeout is unless --statement-timeout says otherwise. */
-        " set_config('idle_in_transaction_session_timeout', '0', false)",
+        PQserverVersion(c->pg) >= 140000 ? SESSION_SETTINGS ", set_config('idle_session_timeout', '0', false)"
+                                         : SESSION_SETTINGS,
         3, NULL, vals, NULL, NULL, 0);
+#undef SESSION_SETTINGS
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
         /* A value the server cannot read (--lock-timeout banana): a
          * configuration error, raised without a script position, the
@@ -377,13 +382,6 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
      * clients (Windows) takes only 0. */
     b->res = PQserverVersion(c->pg) >= 140000
         ? PQexec(c->pg, "SELECT set_config('client_connection_check_interval', '1s', false)") : NULL;
-    PQclear(b->res);
-    /* idle_session_timeout (PostgreSQL 14 and later) off, for the reason
-     * idle_in_transaction_session_timeout is: a session waits idle while
-     * another works (the main one while the reader sorts, a writer between
-     * batches). */
-    b->res = PQserverVersion(c->pg) >= 140000
-        ? PQexec(c->pg, "SELECT set_config('idle_session_timeout', '0', false)") : NULL;
     PQclear(b->res);
     b->res = NULL;
     lua_pop(L, 1);
