@@ -1069,7 +1069,12 @@ local function apply(m, operation, dry_run)
                               m.id, err.message)
       end
     elseif lost then
-      first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); re-run to resume",
+      -- (not "everything up to the last checkpoint": the batches commit
+      -- with synchronous_commit off, and a server that crashed can have
+      -- lost the last ones it said were committed -- with their
+      -- checkpoints, so the re-run redoes them)
+      first = string.format("%s: %s; the run had got to: %s (the batches the server had committed are kept: a crash "
+                            .. "of the server can lose the last few, which the re-run redoes); re-run to resume",
                             m.id, first, progress_line())
     elseif dry_run and is_ferry_error(err) and err.max_errors then
       result.error = string.format("%s (a dry run: nothing was written); fix the rule or the data and dry-run again",
