@@ -867,12 +867,26 @@ local function run_sql_file(m, file, in_transaction, and_then)
   error(m.rel .. "/" .. file .. ":" .. (line and line .. ":" or "") .. " " .. (msg or first) .. rest, 0)
 end
 
+-- A run of m's that ended without recording its outcome (ferry killed, its
+-- connection or the server lost) left its row 'running'.  With the lock
+-- held no other ferry runs here, so when m runs (or is rolled back) again
+-- such a row whose session has ended is closed as failed, saying why: the
+-- history shows no run as running that is not.  Its finish time stays
+-- unknown (NULL).  (Until then status shows it as interrupted.)
+local STALE_RUN = "interrupted: ferry ended before recording the outcome (killed, its connection lost, "
+                  .. "or the server crashed); closed when this migration was next run or rolled back"
+
 local function history_start(m, operation, run_id, sum)
   local r = db.one([[
+    WITH closed AS (
+      UPDATE ferry.history h SET status = 'failed', error = coalesce(h.error, $10)
+       WHERE h.migration = $1 AND h.status = 'running'
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid))
     INSERT INTO ferry.history (migration, version, name, operation, status, run_id, checksum,
                                host, pid, backend_pid, ferry_version)
     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, pg_backend_pid(), $9)
-    RETURNING id]], m.id, m.version, m.name, operation, run_id, sum, sys.hostname(), sys.pid(), sys.version())
+    RETURNING id]], m.id, m.version, m.name, operation, run_id, sum, sys.hostname(), sys.pid(), sys.version(),
+    STALE_RUN)
   return r.id
 end
 

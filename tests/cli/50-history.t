@@ -127,9 +127,12 @@ is "$(json_eval "$OUT" '[[m["migration"], m["ok"], m["stats"]] for m in j["migra
    '[["20250101_slow",true,{"rows":6}],["20250102_next",true,{}]]' "the next up resumes the interrupted migration, then the next"
 is "$(psql_val "$db2" "SELECT string_agg(i::text, ',' ORDER BY i) FROM k")" "1,2,3,4,5,6,100" \
    "every row exactly once: resumed from the checkpoint"
-is "$(history "$db2")" "20250101_slow|up|running
+is "$(history "$db2")" "20250101_slow|up|failed
 20250101_slow|up|applied
-20250102_next|up|applied" "history: the interrupted row stays, the resumed run is applied"
+20250102_next|up|applied" "history: the interrupted row is closed as failed when the migration runs again, the resumed run is applied"
+is "$(psql_val "$db2" "SELECT error || ' | ' || (finished_at IS NULL) FROM ferry.history WHERE id = (SELECT min(id) FROM ferry.history)")" \
+   "interrupted: ferry ended before recording the outcome (killed, its connection lost, or the server crashed); closed when this migration was next run or rolled back | true" \
+   "...saying why, its finish time left unknown"
 run_ferry --db "$db2" --dir "$K" status
 is "$(norm_times "$OUT")" "$STATUS_HEADER
 $(status_line 20250101_slow applied "$TS" ok)
