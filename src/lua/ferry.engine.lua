@@ -915,7 +915,13 @@ end
 -- at exit: roll it back, and a run that looked good fails.
 local LEFT_OPEN = "the script left a transaction open on the main session; it was rolled back "
                   .. "(end it with COMMIT, or use db.transaction)"
+-- A db.pipeline neither finished nor closed leaves batches in flight (on
+-- the main session too): they are rolled back, and the run is no success.
+local LEFT_PIPELINE = "a db.pipeline still had batches in flight when the script ended; they were rolled back "
+                      .. "(end it with pipe:finish(), or declare it `local pipe <close> = db.pipeline{...}`)"
 local function close_open_transaction(ok, err)
+  local pipeline = package.loaded["ferry.pipeline"]
+  if pipeline and pipeline.unfinished() and ok then ok, err = false, LEFT_PIPELINE end
   local main = db.main()
   if not main then return ok, err end
   local known, open = pcall(main.in_transaction, main)

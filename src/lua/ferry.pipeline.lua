@@ -25,6 +25,14 @@ local errors = require "ferry.errors"
 local P = {}
 P.__index = P
 
+-- The pipelines of this process that write (weak: a dropped one is still
+-- collected), and how many the garbage collector found with batches in
+-- flight: the engine asks unfinished() when a script returns, so that a
+-- pipeline the script never finished fails the run instead of its
+-- batches vanishing under a run recorded applied.
+local live = setmetatable({}, {__mode = "k"})
+local dropped = 0
+
 function P.new(db, opts)
   local self = setmetatable({writers = {}, turn = 0, dry_run = opts.dry_run, checkpoint = opts.checkpoint}, P)
   if not opts.dry_run then
@@ -33,6 +41,7 @@ function P.new(db, opts)
       self.writers[i] = {conn = i == 1 and db.main() or db.connect(), own = i > 1}
     end
     if opts.checkpoint and opts.checkpoint.track_commits then opts.checkpoint.track_commits() end
+    live[self] = true
   end
   return self
 end
@@ -153,9 +162,28 @@ end
 -- silently join and lose.  Only the writers with a batch in flight: a
 -- session's own transaction, begun after finish(), is not this pipeline's.
 P.__gc = function(self)
+  local had = false
   for _, wr in ipairs(self.writers) do
-    if wr.pending then abort_writer(wr) end
+    if wr.pending then abort_writer(wr); had = true end
   end
+  if had then dropped = dropped + 1 end
+end
+
+--- unfinished() -> true when a pipeline was left with batches in flight
+-- since the last call: one still open (its batches are rolled back now)
+-- or one the garbage collector dropped so (rolled back then).  The engine
+-- calls it when a script has returned.
+function P.unfinished()
+  local found = dropped > 0
+  dropped = 0
+  for pipe in pairs(live) do
+    if not pipe.closed then
+      for _, wr in ipairs(pipe.writers) do
+        if wr.pending then abort_writer(wr); found = true end
+      end
+    end
+  end
+  return found
 end
 
 -- What a script calls: an error that ferry's own Lua meets in them (a

@@ -238,5 +238,11 @@ do
   T.is(db.in_transaction(), false, "a dropped pipeline: the main session is out of its transaction once it is collected")
   db.exec("INSERT INTO dropped VALUES (2)")
   T.is(db.one("SELECT string_agg(x::text, ',') AS s FROM dropped").s, "2", "...its batch rolled back, a later insert kept")
+  -- the engine is told, so that the script fails at its end instead of
+  -- passing with that batch gone (tests/cli/52-pipeline-unfinished.t);
+  -- asking resets it, so this file still ends with its own exit code
+  local pipeline = require "ferry.pipeline"
+  T.is(pipeline.unfinished(), true, "...and reported as unfinished when the script ends")
+  T.is(pipeline.unfinished(), false, "...once")
 end
 return T.done()
