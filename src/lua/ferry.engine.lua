@@ -1504,13 +1504,23 @@ end
 -- The fields of a migration in `status --json` (a field with no value --
 -- a pending migration's applied_at, checksum_changed -- is left out).
 local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
-                     "later_run_failed", "later_rollback_failed", "missing"}
+                     "later_run_failed", "later_rollback_failed", "missing", "checkpoint"}
+
+-- The migrations with a saved resume point (a run that failed or was
+-- interrupted after a batch committed: the next run resumes from it).
+local function saved_checkpoints()
+  local saved = {}
+  if not history_exists() then return saved end
+  for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do saved[r.migration] = true end
+  return saved
+end
 
 function commands.status(args)
   if #args > 0 then usage_error("status takes no arguments") end
   local list, by_id = discover(root_dir)
   db.open()
   local states = load_states()
+  local saved = saved_checkpoints()
   local rows = array()
   for _, m in ipairs(list) do
     local st = states[m.id]
@@ -1529,7 +1539,8 @@ function commands.status(args)
       {migration = m.id, version = m.version, name = m.name, status = state, applied_at = applied,
        checksum_changed = drift, baseline = st ~= nil and st.operation == "baseline",
        later_run_failed = st ~= nil and st.failed_after == true,
-       later_rollback_failed = st ~= nil and st.rollback_failed_after == true, missing = false})
+       later_rollback_failed = st ~= nil and st.rollback_failed_after == true, missing = false,
+       checkpoint = saved[m.id] == true})
   end
   -- migrations the history knows and the folder no longer has, in order
   local gone = {}
@@ -1547,7 +1558,7 @@ function commands.status(args)
       {migration = g.id, version = g.version, name = g.id:match("^%d+_(.+)$"), status = st.status,
        applied_at = st.status == "applied" and st.finished_at or nil, baseline = st.operation == "baseline",
        later_run_failed = st.failed_after == true, later_rollback_failed = st.rollback_failed_after == true,
-       missing = true})
+       missing = true, checkpoint = saved[g.id] == true})
   end
   if log.flags().json then
     emit_json(object({"migrations"}, {migrations = rows}))
@@ -1559,7 +1570,9 @@ function commands.status(args)
     local note = r.checksum_changed and "CHANGED since applied" or (r.checksum_changed == false and "ok" or "-")
     if r.baseline then note = "baseline" end
     if r.missing then note = "file missing from migrations/" end
-    if r.status == "interrupted" then note = "process gone; the next run resumes" end
+    local next_run = r.checkpoint and "the next run resumes from its checkpoint" or "the next run starts it again"
+    if r.status == "interrupted" then note = "process gone; " .. next_run
+    elseif r.status == "failed" and r.checkpoint then note = next_run end
     if r.later_run_failed then note = note .. "; a later run failed" end
     if r.later_rollback_failed then note = note .. "; a later rollback failed" end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))

@@ -91,7 +91,7 @@ run_ferry --dir "$D" --json status
 is "$(json_eval "$OUT" '[[m["migration"], m["status"], m["checksum_changed"], len(m["applied_at"]), m["baseline"], m["later_run_failed"]] for m in j["migrations"] if not m["missing"]]')" \
    '[["20250101_a","applied",false,20,false,false],["20250102_b","applied",false,20,false,false]]' "status --json"
 is "$(json_eval "$OUT" '[m for m in j["migrations"] if m["missing"]]')" \
-   '[{"migration":"20250103_rows","version":"20250103","name":"rows","status":"failed","baseline":false,"later_run_failed":false,"later_rollback_failed":false,"missing":true}]' \
+   '[{"migration":"20250103_rows","version":"20250103","name":"rows","status":"failed","baseline":false,"later_run_failed":false,"later_rollback_failed":false,"missing":true,"checkpoint":false}]' \
    "status --json: a migration only the history knows has the same fields (missing: true)"
 run_ferry --dir "$D" --json validate 20250101
 is "$RC|$OUT" '0|{"migration":"20250101_a","mode":"validate","ok":true,"checks":[{"name":"t exists","ok":true}]}' "validate --json"

@@ -116,10 +116,11 @@ is "$(history "$db2")" "20250101_slow|up|running" "after kill -9 the history row
 run_ferry --db "$db2" --dir "$K" status
 is "$RC" 0 "status after the kill: exit 0"
 is "$OUT" "$STATUS_HEADER
-$(status_line 20250101_slow interrupted - "process gone; the next run resumes")
+$(status_line 20250101_slow interrupted - "process gone; the next run resumes from its checkpoint")
 $(status_line 20250102_next pending - -)" "status shows the run as interrupted"
 run_ferry --db "$db2" --dir "$K" --json status
-is "$(json_eval "$OUT" '[m["status"] for m in j["migrations"]]')" '["interrupted","pending"]' "status --json: interrupted"
+is "$(json_eval "$OUT" '[[m["status"], m["checkpoint"]] for m in j["migrations"]]')" '[["interrupted",true],["pending",false]]' \
+   "status --json: interrupted, with a checkpoint"
 rm -f "$hold"
 run_ferry --db "$db2" --dir "$K" --json up
 is "$RC" 0 "the next up: exit 0 (the lock died with the process)"
@@ -138,6 +139,16 @@ is "$(norm_times "$OUT")" "$STATUS_HEADER
 $(status_line 20250101_slow applied "$TS" ok)
 $(status_line 20250102_next applied "$TS" ok)" "status: both applied"
 is "$(psql_val "$db2" "SELECT count(*) FROM ferry.checkpoint")" 0 "the checkpoint is cleared once applied"
+# interrupted before its first checkpoint (or an up.sql): the next run starts it again
+put "$K/migrations/20250103_more/up.sql" 'INSERT INTO k VALUES (200);'
+psql_val "$db2" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, backend_pid)
+                 VALUES ('20250103_more', '20250103', 'more', 'up', 'running', gen_random_uuid(), 0)" >/dev/null
+run_ferry --db "$db2" --dir "$K" status
+is "$(sed -n 4p <<<"$OUT")" "$(status_line 20250103_more interrupted - "process gone; the next run starts it again")" \
+   "status: interrupted with no checkpoint: the next run starts it again"
+run_ferry --db "$db2" --dir "$K" up
+is "$RC|$(history "$db2" "WHERE migration = '20250103_more'")" "0|20250103_more|up|failed
+20250103_more|up|applied" "up applies it, the interrupted row closed as failed"
 
 # --- a script that leaves the main session inside a transaction (BEGIN
 #     without COMMIT): not "applied" with its writes silently lost, but a

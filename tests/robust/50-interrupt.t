@@ -92,6 +92,12 @@ checkpoint=$(psql_val "$db" "SELECT position #>> '{}' FROM ferry.checkpoint WHER
 is "$done_rows" "$checkpoint" "lua: the rows committed are exactly those up to the checkpoint ($checkpoint)"
 is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
    "failed|interrupted (SIGINT)" "lua: the run is recorded as failed: interrupted"
+run_ferry --dir "$D" status
+like "$OUT" "20250102_slow_lua +failed +- +the next run resumes from its checkpoint" \
+     "lua: status says the failed run left a checkpoint the next run resumes from"
+run_ferry --dir "$D" --json status
+is "$(json_eval "$OUT" '[[m["status"], m["checkpoint"]] for m in j["migrations"] if m["migration"] == "20250102_slow_lua"]')" \
+   '[["failed",true]]' "lua: status --json: checkpoint true"
 run_ferry --dir "$D" --json run 20250102
 is "$RC" 0 "lua: the next run succeeds"
 is "$(json_eval "$OUT" 'j["stats"]["items_created"]')" 200 "lua: ...with the totals of an uninterrupted run"
