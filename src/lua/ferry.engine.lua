@@ -1678,6 +1678,12 @@ BEGIN
   -- IF EXISTS (SELECT 1 FROM "MyTable" WHERE metadata->>'createdBy' = '%s') THEN
   --   RAISE EXCEPTION 'rollback incomplete';
   -- END IF;
+  -- The resume point of an interrupted run goes too (ferry rollback deletes
+  -- it itself; run on its own, the next run would resume past rows deleted
+  -- above).
+  IF to_regclass('ferry.checkpoint') IS NOT NULL THEN
+    DELETE FROM ferry.checkpoint WHERE migration = '%s';
+  END IF;
   RAISE NOTICE 'rollback of %s: nothing to undo in the example';
 END $$;
 COMMIT;
@@ -1731,7 +1737,7 @@ function commands.new(args)
     f:close()
   end
   write("up.lua", string.format(TEMPLATE_UP, id, id, id))
-  write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id))
+  write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id, id))
   write("validate.lua", string.format(TEMPLATE_VALIDATE, id, id))
   write("README.md", string.format(TEMPLATE_README, id, id, id, id, id))
   if log.flags().json then emit_json(object({"created"}, {created = "migrations/" .. id}))

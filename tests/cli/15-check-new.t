@@ -198,5 +198,15 @@ run_ferry --db "$db" --dir "$N" rollback "$id"
 is "$RC" 0 "the scaffold's rollback.sql runs"
 is "$(history "$db")" "$id|run|applied
 $id|rollback|rolled back" "history: rolled back"
+# run on its own (psql), as its header says it may be, it removes the
+# resume point of an interrupted run too: the next run would otherwise
+# resume past rows the rollback deleted
+psql_val "$db" "INSERT INTO ferry.checkpoint (migration, run_id, position) VALUES ('$id', gen_random_uuid(), '42')" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$N/migrations/$id/rollback.sql" >/dev/null 2>&1
+is "$?|$(psql_val "$db" "SELECT count(*) FROM ferry.checkpoint WHERE migration = '$id'")" "0|0" \
+   "the scaffold's rollback.sql run with psql deletes the migration's checkpoint"
+psql_val "$db" "DROP SCHEMA ferry CASCADE" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$N/migrations/$id/rollback.sql" >/dev/null 2>&1
+is "$?" 0 "...and runs on a database without ferry's schema"
 
 done_testing
