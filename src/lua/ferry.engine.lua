@@ -1268,12 +1268,26 @@ function commands.up(args)
   -- the history first, read only: whether a pending migration is Lua decides
   -- whether the preflight compiles the rules, and the preflight comes
   -- before ensure_history, which may write (the history tables)
-  local pending = pending_up_to(list, last, load_states())
+  local states = load_states()
+  local pending = pending_up_to(list, last, states)
   preflight(list, any_up_lua(pending))
   for _, m in ipairs(pending) do refuse_own_transaction(m) end
   ensure_history()
   local results, code = array(), EXIT_OK
+  -- the newest applied migration, by version: a pending one older than it
+  -- (a late arrival, from a branch merged after) runs out of version order
+  -- (positions in the sorted list, not version strings: 10 sorts after 9)
+  local newest_applied, newest_at, at = nil, 0, {}
+  for i, m in ipairs(list) do
+    at[m] = i
+    local st = states[m.id]
+    if st and st.status == "applied" then newest_applied, newest_at = m, i end
+  end
   for _, m in ipairs(pending) do
+    if at[m] < newest_at then
+      log.warn(string.format("note: %s is older than %s, which is applied: it runs after it, out of version order",
+                             m.id, newest_applied.id))
+    end
     local r = apply(m, "up", opts.dry_run)
     results[#results + 1] = r
     if r.exit then

@@ -412,4 +412,21 @@ is "$RC" 0 "repo migrations: rollback 20251101_schema"
 is "$(psql_val "$db3" "SELECT to_regclass('\"Customer\"') IS NULL AND to_regclass('\"Message\"') IS NULL")" "t" \
    "repo migrations: tables dropped"
 
+# --- a migration older than one already applied (it came in late, from a
+# branch merged after): up applies it, and says it runs out of version order
+dbo=$(fresh_db ferry_cli_out_of_order)
+O=$TAP_TMPDIR/ooo
+put "$O/migrations/20250101_a/up.sql" 'CREATE TABLE o (i int);'
+put "$O/migrations/20250103_c/up.sql" 'INSERT INTO o VALUES (3);'
+run_ferry --db "$dbo" --dir "$O" up
+is "$RC" 0 "out of order: the first up"
+put "$O/migrations/20250102_b/up.sql" 'INSERT INTO o VALUES (2);'
+run_ferry --db "$dbo" --dir "$O" up
+is "$RC|$(grep '^==> ' <<<"$OUT")" "0|==> 20250102_b" "out of order: up applies the late migration"
+is "$ERR" "note: 20250102_b is older than 20250103_c, which is applied: it runs after it, out of version order" \
+   "...saying it runs out of version order"
+is "$(history "$dbo")" "20250101_a|up|applied
+20250103_c|up|applied
+20250102_b|up|applied" "...and the history shows the order they ran in"
+
 done_testing
