@@ -332,10 +332,24 @@ static void notice_receiver(void *arg, const PGresult *res) {
     fflush(stderr);
 }
 
+/* The notices of a session started ahead, until its settings are applied:
+ * as notice_receiver, but the server's FATAL one that ends it while it
+ * waited ("terminating connection due to idle-session timeout") is left
+ * out -- such a session is connected again (complete_connect). */
+static void prestart_notice(void *arg, const PGresult *res) {
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity && strcmp(severity, "FATAL") == 0) return;
+    notice_receiver(arg, res);
+}
+
 /* Applies the session settings every ferry connection has, with values
- * bound as parameters. */
-static void apply_settings(lua_State *L, db_state *st, conn *c) {
-    PQsetNoticeReceiver(c->pg, notice_receiver, st);
+ * bound as parameters.  Returns 1; 0 (nothing raised, nothing printed)
+ * when `may_retry` and the server had closed the session: one started
+ * ahead (db.prestart) and first used after longer than the database's or
+ * role's idle_session_timeout, which these settings would have turned off
+ * -- the caller connects again. */
+static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
+    PQsetNoticeReceiver(c->pg, may_retry ? prestart_notice : notice_receiver, st);
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
     result_box *b = new_result_box(L);
     /* DateStyle ISO: times travel as text (a row read, a COPY written), and
@@ -367,6 +381,11 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         const char *msg = result_error_text(b->res, &m);
         PQclear(b->res);
         b->res = NULL;
+        if (PQstatus(c->pg) == CONNECTION_BAD && may_retry) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        PQsetNoticeReceiver(c->pg, notice_receiver, st);
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
         redact_msg(st, c, msg, m.server, buf, sizeof buf);
@@ -375,6 +394,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
         lua_error(L);
     }
     PQclear(b->res);
+    PQsetNoticeReceiver(c->pg, notice_receiver, st);
     /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
      * killed while the server sorts a million audits would otherwise leave
      * that query running for minutes, holding its snapshot and a core.  On
@@ -386,6 +406,7 @@ static void apply_settings(lua_State *L, db_state *st, conn *c) {
     b->res = NULL;
     lua_pop(L, 1);
     c->cancel_slot = interrupt_watch(c->pg);
+    return 1;
 }
 
 /* A session costs the server a process but Lua only a small userdata, so
@@ -437,7 +458,7 @@ static int db_connect(lua_State *L) {
     c->pg = pgconn_open(info);
     if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK) return raise_connect_failure(L, c, info);
-    apply_settings(L, st, c);
+    apply_settings(L, st, c, 0);
     return 1;
 }
 
@@ -457,10 +478,19 @@ static int db_connect_start(lua_State *L) {
 static void complete_connect(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     c->pending = 0;
+    if (c->pg) PQsetNoticeReceiver(c->pg, prestart_notice, st);
     c->pg = pgconn_complete(c->pg, st->conninfo, c->started_ms);
     if (!c->pg) luaL_error(L, "cannot connect: out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, st->conninfo);
-    apply_settings(L, st, c);
+    /* A session started ahead waits idle until its first use, before the
+     * settings turn idle_session_timeout off: the server may have ended it
+     * meanwhile.  Connected again then, once, the blocking way. */
+    if (apply_settings(L, st, c, 1)) return;
+    PQfinish(c->pg);
+    c->pg = pgconn_open(st->conninfo);
+    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, st->conninfo);
+    apply_settings(L, st, c, 0);
 }
 
 /* conn:ready(): waits until a connection from connect_start is set up. */

@@ -42,6 +42,19 @@ LUA
 is "$RC/$OUT" "0/2" "idle_session_timeout of the database: an idle ferry session is kept ($ERR)"
 is "$(psql_val "$db" "SELECT current_setting('idle_session_timeout')")" "200ms" \
    "the database's setting is left as it is for other sessions"
+# a session started ahead (db.prestart: run and up start --jobs of them
+# for an up.lua) and first used after longer than the timeout: the server
+# ended it before ferry could turn the timeout off; it is connected again
+Dp=$TAP_TMPDIR/prestart
+mkdir -p "$Dp/migrations/20990101_late" "$Dp/rules"
+cat >"$Dp/migrations/20990101_late/up.lua" <<'LUA'
+local t = os.clock() while os.clock() - t < 0.8 do end
+local c = db.connect()
+print(c:one("SELECT 1 AS one").one)
+LUA
+run_ferry --db "$db" --dir "$Dp" -q run 20990101_late
+is "$RC|$OUT" "0|1" "idle_session_timeout of the database: a prestarted session first used later is connected again ($ERR)"
+unlike "$ERR" "FATAL|connection lost" "idle_session_timeout: nothing about the session the server ended"
 
 # --- a statement that runs into --statement-timeout, or that another
 # session cancels: one line says what happened and what to do.
