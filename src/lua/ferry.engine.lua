@@ -1117,7 +1117,14 @@ local function apply(m, operation, dry_run)
     if first:find("[SQLSTATE 57014]", 1, true) then
       local resume = m.files["up.lua"] and not dry_run
         and "re-run to resume (everything up to the last checkpoint is committed)" or "re-run to try again"
-      if first:find("statement timeout", 1, true) then
+      -- (with the flag off, 0 in any unit, the timeout is one the script,
+      -- the up.sql or a function they call set: SET statement_timeout)
+      local amount = opts.statement_timeout:match("^%s*%+?([%d%.]+)%s*%a*%s*$")
+      if first:find("statement timeout", 1, true) and amount and tonumber(amount) == 0 then
+        first = first .. "; a statement ran longer than a statement_timeout the migration set itself (SET "
+                      .. "statement_timeout, in the script, the up.sql or a function they call; --statement-timeout "
+                      .. "is 0, off): raise or remove that setting, and " .. resume
+      elseif first:find("statement timeout", 1, true) then
         first = first .. string.format("; a statement ran longer than --statement-timeout %s (a streaming read "
                                        .. "is one statement that lasts as long as the run): give --statement-timeout "
                                        .. "more, or 0 (off, the default), and %s", opts.statement_timeout, resume)

@@ -71,6 +71,20 @@ like "$err" "statement timeout \\[SQLSTATE 57014\\]; a statement ran longer than
      "statement timeout: it names the flag and its value ($err)"
 like "$err" "give --statement-timeout more, or 0 \\(off, the default\\)" "statement timeout: it says what to do"
 like "$err" "re-run to resume \\(everything up to the last checkpoint is committed\\)" "statement timeout: and that committed work is kept"
+# the flag off (its default), a timeout the migration set itself: the line
+# does not blame the flag
+D2=$TAP_TMPDIR/st2
+mkdir -p "$D2/migrations/20990101_own" "$D2/rules"
+cat >"$D2/migrations/20990101_own/up.lua" <<'LUA'
+db.exec("SET statement_timeout = '100ms'")
+db.one("SELECT pg_sleep(3)")
+LUA
+run_ferry --db "$db" --dir "$D2" run 20990101
+err=$(printf '%s\n' "$ERR" | grep '^ferry:')
+is "$RC" 1 "a statement_timeout the script set: exit 1"
+like "$err" "a statement ran longer than a statement_timeout the migration set itself \\(SET statement_timeout" \
+     "a statement_timeout the script set: it says so ($err)"
+unlike "$err" "give --statement-timeout more" "...and does not tell to give --statement-timeout more (it is 0, off)"
 
 "$FERRY" --db "$db" --dir "$D" run 20990101 >"$TAP_TMPDIR/c.out" 2>"$TAP_TMPDIR/c.err" &
 pid=$!
