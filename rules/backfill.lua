@@ -57,7 +57,13 @@ function M.finish(ctx, action, source)
       -- work.  The next run is a re-run instead (0 created, its own
       -- record).  (After row errors the resume point stays before the
       -- failed row: the record alone.)
-      db.transaction(function() record(); ctx.checkpoint.clear() end)
+      -- (inside a transaction the script holds, in that one: they commit
+      -- or roll back with the script's own writes)
+      if db.in_transaction() then
+        record(); ctx.checkpoint.clear()
+      else
+        db.transaction(function() record(); ctx.checkpoint.clear() end)
+      end
     else
       record()
     end

@@ -132,4 +132,24 @@ is "$(psql_val "$db" "SELECT sum((payload->'stats'->>'messages_created')::int) F
    "$clean_msgs" "the run records count each message once (no second record of the same work)"
 run_ferry --db "$db" status
 like "$OUT" "$M4 +applied" "status: applied"
+
+# backfill.finish inside a transaction the script holds: the record (and
+# the end of the resume point) go with that transaction, not committed
+# early by a db.transaction of its own
+db=$(clone_db fi_tpl fi_finish_tx)
+R=$TAP_TMPDIR/ftx
+mkdir -p "$R/migrations/20990102_ftx"
+cp -R "$REPO_ROOT/rules" "$R/"
+cat >"$R/migrations/20990102_ftx/up.lua" <<'LUA'
+local backfill = require "rules.backfill"
+stats.declare{"n"}
+db.exec("BEGIN")
+db.exec("CREATE TABLE ftx_keep (i int)")
+backfill.finish(ctx, "ftx_action", "ftx")
+db.exec("ROLLBACK")
+LUA
+run_ferry --db "$db" --dir "$R" -q run 20990102_ftx
+is "$RC|$ERR" "0|" "backfill.finish inside the script's transaction: no warning about transactions"
+is "$(psql_val "$db" "SELECT count(*) FROM \"Audit\" WHERE action = 'ftx_action'")|$(psql_val "$db" "SELECT to_regclass('ftx_keep') IS NULL")" \
+   "0|t" "...its record rolled back with the script's transaction, as the script's own write"
 done_testing
