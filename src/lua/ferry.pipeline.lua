@@ -174,8 +174,7 @@ end
 -- or one the garbage collector dropped so (rolled back then).  The engine
 -- calls it when a script has returned.
 function P.unfinished()
-  local found = dropped > 0
-  dropped = 0
+  local found = false
   for pipe in pairs(live) do
     if not pipe.closed then
       for _, wr in ipairs(pipe.writers) do
@@ -183,6 +182,10 @@ function P.unfinished()
       end
     end
   end
+  -- (read after the loop: a finalizer may run during it, its pipeline
+  -- counted now rather than against the next script)
+  found = found or dropped > 0
+  dropped = 0
   return found
 end
 
