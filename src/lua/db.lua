@@ -90,13 +90,18 @@ function methods.transaction(conn, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
   end
-  local depth = savepoints[conn]
+  local outer = savepoints[conn]
+  local depth = outer
+  -- inside a transaction the script began itself (db.exec("BEGIN")) this
+  -- is a savepoint too: a BEGIN/COMMIT of its own would commit the
+  -- script's transaction early and leave its later ROLLBACK undoing nothing
+  if not depth and own(conn, "in_transaction") then depth = 0 end
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
     own(conn, "exec", "SAVEPOINT " .. name)
     savepoints[conn] = depth + 1
     local res = table.pack(xpcall(fn, mark, ...))
-    savepoints[conn] = depth
+    savepoints[conn] = outer
     -- (released too: the next savepoint must not nest inside this one)
     local function undo() own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name) end
     if res[1] then
