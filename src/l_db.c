@@ -587,14 +587,16 @@ static void push_names(lua_State *L, PGresult *res) {
 }
 
 /* Pushes row `row` as a table keyed by column name; SQL NULL is absent
- * (nil).  `names` is the stack index of push_names' table. */
+ * (nil).  `names` is the stack index of push_names' table.  Of two columns
+ * with one name the last wins, a NULL too: it removes what an earlier one
+ * set (setting nil where there is no key adds none). */
 static void push_row(lua_State *L, PGresult *res, int row, int names) {
     int nf = PQnfields(res);
     lua_createtable(L, 0, nf);
     for (int f = 0; f < nf; f++) {
-        if (PQgetisnull(res, row, f)) continue;
         lua_rawgeti(L, names, f + 1);
-        push_value(L, res, row, f);
+        if (PQgetisnull(res, row, f)) lua_pushnil(L);
+        else push_value(L, res, row, f);
         lua_rawset(L, -3);
     }
 }

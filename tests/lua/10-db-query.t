@@ -54,6 +54,13 @@ T.is(db.one("SELECT id FROM q ORDER BY id DESC"), {id = 3}, "one: the first row 
 T.is(db.one("SELECT id FROM q WHERE false"), nil, "one: nil without rows")
 T.is(select("#", db.one("SELECT id FROM q WHERE false")), 1, "one: exactly one value (nil)")
 T.is(db.one("SELECT 1 AS a, 2 AS a"), {a = 2}, "duplicate column names: the last one wins")
+-- ... a NULL too: `SELECT s.*, t.status` with no row in t read s's status
+T.is(db.one("SELECT 1 AS a, NULL::int AS a"), {}, "duplicate column names: a NULL last one wins (the key is absent)")
+T.is(db.query("SELECT 1 AS a, NULL::int AS a, 3 AS b"), {{b = 3}}, "...in query")
+local dup = {}
+for row in db.rows("SELECT 1 AS a, NULL::int AS a") do dup[#dup + 1] = row end
+T.is(dup, {{}}, "...and in rows")
+T.is(db.one("SELECT NULL::int AS a, 2 AS a"), {a = 2}, "...a value after a NULL wins")
 T.is(db.one("SELECT 1, 2 AS b"), {["?column?"] = 1, b = 2}, "unnamed columns are named as PostgreSQL names them")
 T.is(db.one(""), nil, "one: empty query string -> nil")
 T.is({db.query("")}, {{}, 0}, "query: empty query string -> {}, 0")
