@@ -93,6 +93,14 @@ function P:send(batch)
   local wr = self.writers[self.turn]
   self:commit(wr)                                  -- the oldest batch in flight
   local conn = wr.conn
+  -- each batch is a transaction of its own: inside the script's (a
+  -- db.transaction, a BEGIN on the main connection) its COMMIT would commit
+  -- the script's too, which a later error or ROLLBACK would then not undo
+  if conn:in_transaction() then
+    error("pipe:send: the main connection is inside a transaction (a db.transaction or the script's BEGIN): "
+          .. "each batch commits on its own, and would commit that transaction too; "
+          .. "use db.pipeline outside it")
+  end
   -- recorded before anything can fail, so that abort() finds what to undo
   -- (a COPY still open, which ROLLBACK alone cannot end)
   local pending = {after = batch.after, position = copy_position(batch.position),
@@ -134,8 +142,12 @@ end
 
 -- Rolls back what writer wr has in flight.
 local function abort_writer(wr)
-  if wr.pending and wr.pending.copy then pcall(wr.pending.copy.abort, wr.pending.copy) end
+  local had = wr.pending
+  if had and had.copy then pcall(had.copy.abort, had.copy) end
   wr.pending = nil
+  -- (a writer without a batch in flight: a transaction open on it is the
+  -- script's -- a db.transaction around the pipeline -- not this one's)
+  if not had then return end
   -- only where a transaction is open: a ROLLBACK outside one makes the
   -- server warn on stderr, after the one error line the user should see
   local ok, open = pcall(wr.conn.in_transaction, wr.conn)

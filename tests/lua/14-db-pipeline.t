@@ -245,4 +245,35 @@ do
   T.is(pipeline.unfinished(), true, "...and reported as unfinished when the script ends")
   T.is(pipeline.unfinished(), false, "...once")
 end
+-- a pipeline whose main-session writer is inside a transaction of the
+-- script's (a db.transaction, or its own BEGIN) refuses to send: its batch
+-- COMMIT committed the script's transaction, which a later error or
+-- ROLLBACK then did not undo
+do
+  db.exec("CREATE TEMP TABLE IF NOT EXISTS in_tx (x int)")
+  local buf = db.buffer()
+  buf:put(1)
+  local ok, e = pcall(db.transaction, function()
+    db.exec("INSERT INTO in_tx VALUES (0)")
+    local pipe <close> = db.pipeline{jobs = 1}
+    pipe:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}}
+    pipe:finish()
+    error("undo all")
+  end)
+  T.like(tostring(e), "14%-db%-pipeline%.t:%d+: pipe:send: the main connection is inside a transaction",
+         "a pipeline inside db.transaction: send raises at its line")
+  T.is(db.query("SELECT x FROM in_tx"), {}, "...nothing of the transaction committed")
+  db.exec("BEGIN")
+  db.exec("INSERT INTO in_tx VALUES (0)")
+  ok = pcall(function()
+    local pipe <close> = db.pipeline{jobs = 2}
+    pipe:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}}
+  end)
+  T.is({ok, (db.in_transaction())}, {false, true}, "inside the script's own BEGIN: refused, the script's transaction left open")
+  db.exec("ROLLBACK")
+  T.is(db.query("SELECT x FROM in_tx"), {}, "...and its ROLLBACK undoes its rows")
+  local pipe <close> = db.pipeline{jobs = 1, dry_run = true}
+  db.transaction(function() pipe:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}} end)
+  T.ok(true, "a dry-run pipeline sends nothing and does not mind")
+end
 return T.done()
