@@ -580,9 +580,18 @@ static void push_value(lua_State *L, PGresult *res, int row, int col) {
 static void push_names(lua_State *L, PGresult *res) {
     int nf = PQnfields(res);
     lua_createtable(L, nf, 0);
+    int dups = 0;
     for (int f = 0; f < nf; f++) {
         lua_pushstring(L, PQfname(res, f));
         lua_rawseti(L, -2, f + 1);
+        for (int g = 0; g < f && !dups; g++) dups = strcmp(PQfname(res, f), PQfname(res, g)) == 0;
+    }
+    /* [0] = true when two columns share a name: push_row then also clears
+     * a name for a NULL (once per query, so that rows without duplicate
+     * names skip their NULLs at no cost) */
+    if (dups) {
+        lua_pushboolean(L, 1);
+        lua_rawseti(L, -2, 0);
     }
 }
 
@@ -592,10 +601,14 @@ static void push_names(lua_State *L, PGresult *res) {
  * set (setting nil where there is no key adds none). */
 static void push_row(lua_State *L, PGresult *res, int row, int names) {
     int nf = PQnfields(res);
+    int dups = lua_rawgeti(L, names, 0) == LUA_TBOOLEAN;
+    lua_pop(L, 1);
     lua_createtable(L, 0, nf);
     for (int f = 0; f < nf; f++) {
+        int null = PQgetisnull(res, row, f);
+        if (null && !dups) continue;
         lua_rawgeti(L, names, f + 1);
-        if (PQgetisnull(res, row, f)) lua_pushnil(L);
+        if (null) lua_pushnil(L);
         else push_value(L, res, row, f);
         lua_rawset(L, -3);
     }
