@@ -259,13 +259,50 @@ function M.drop_spares()
   end
 end
 
+-- The sessions handed to the script (weak: one dropped is still
+-- collected), for M._end_open(): a transaction it left open on one of them
+-- is rolled back when its session closes, writes and all, without a word.
+local handed = setmetatable({}, {__mode = "k"})
+
+-- (marks the session of a pcall(core.connect) that succeeded, passing the
+-- results on, so that relay stays a tail call: its errors name the line
+-- that called db.connect)
+local function hand(ok, conn, ...)
+  if ok then handed[conn] = true end
+  return ok, conn, ...
+end
+
 function M.connect(conninfo)
   if conninfo == nil and #spares > 0 then
     local conn = table.remove(spares, 1)
     conn:ready()
+    handed[conn] = true
     return conn
   end
-  return relay("connect", 0, pcall(core.connect, conninfo))
+  return relay("connect", 0, hand(pcall(core.connect, conninfo)))
+end
+
+--- db._end_open() -> true when the script left, on a session it opened
+-- (db.connect(), db.reader()), a transaction that wrote something (or
+-- failed): each such transaction is rolled back now; one that only read
+-- (a reader's snapshot) is ended as well, without a word.  A session
+-- still busy (a rows() loop or a COPY not ended) is left to its close.
+-- The engine calls it when a script has returned.
+function M._end_open()
+  local wrote = false
+  for conn in pairs(handed) do
+    local ok, open, failed = pcall(conn.in_transaction, conn)
+    if ok and open then
+      local w = failed
+      if not w then
+        local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
+        w = not got or r.w
+      end
+      pcall(conn.exec, conn, "ROLLBACK")
+      wrote = wrote or w
+    end
+  end
+  return wrote
 end
 
 --- db.reader() -> a new session for streaming a big read: one consistent

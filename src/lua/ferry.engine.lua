@@ -919,9 +919,14 @@ local LEFT_OPEN = "the script left a transaction open on the main session; it wa
 -- the main session too): they are rolled back, and the run is no success.
 local LEFT_PIPELINE = "a db.pipeline still had batches in flight when the script ended; they were rolled back "
                       .. "(end it with pipe:finish(), or declare it `local pipe <close> = db.pipeline{...}`)"
+-- The same on a session the script opened itself (db.connect()): rolled
+-- back when it closes, writes and all.
+local LEFT_OPEN_CONN = "the script left a transaction with writes open on a session of its own (db.connect()); "
+                       .. "it was rolled back (end it with COMMIT, or use conn:transaction)"
 local function close_open_transaction(ok, err)
   local pipeline = package.loaded["ferry.pipeline"]
   if pipeline and pipeline.unfinished() and ok then ok, err = false, LEFT_PIPELINE end
+  if db._end_open() and ok then ok, err = false, LEFT_OPEN_CONN end
   local main = db.main()
   if not main then return ok, err end
   local known, open = pcall(main.in_transaction, main)

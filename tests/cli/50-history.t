@@ -170,6 +170,29 @@ db.exec("COMMIT")
 run_ferry --db "$dbt" --dir "$T" up
 is "$RC|$(history "$dbt")" "0|20250101_open|up|failed
 20250101_open|up|applied" "once the script commits, up applies it"
+# the same on a session of the script's own (db.connect()): its writes were
+# rolled back as silently when it was closed or collected
+put "$T/migrations/20250102_conn/up.lua" 'local c = db.connect()
+c:exec("BEGIN")
+c:exec("CREATE TABLE left_open_conn (a int)")
+'
+run_ferry --db "$dbt" --dir "$T" up
+is "$RC|$ERR" "1|ferry: 20250102_conn: the script left a transaction with writes open on a session of its own (db.connect()); it was rolled back (end it with COMMIT, or use conn:transaction)" \
+   "a transaction with writes left open on a db.connect() session: exit 1, one line saying so"
+is "$(psql_val "$dbt" "SELECT to_regclass('left_open_conn') IS NULL")|$(history "$dbt" "WHERE migration = '20250102_conn'")" \
+   "t|20250102_conn|up|failed" "...rolled back, the run recorded failed"
+# a read left open (a reader's snapshot, nothing written) is only ended
+put "$T/migrations/20250102_conn/up.lua" 'local c = db.connect()
+c:exec("BEGIN ISOLATION LEVEL REPEATABLE READ")
+c:one("SELECT 1 AS one")
+local w = db.connect()
+w:exec("BEGIN")
+w:exec("CREATE TABLE left_open_conn (a int)")
+w:exec("COMMIT")
+'
+run_ferry --db "$dbt" --dir "$T" up
+is "$RC|$ERR|$(psql_val "$dbt" "SELECT to_regclass('left_open_conn') IS NOT NULL")" "0||t" \
+   "a read-only transaction left open on a session of its own: no failure"
 
 # A checkpoint reads back exactly what was saved: a big integer id (past
 # cjson's 14 digits), a whole number as an integer, a table of them.
