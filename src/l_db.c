@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "copytext.h"
@@ -501,11 +502,34 @@ static int conn_ready(lua_State *L) {
 
 /* ---------- parameters ---------- */
 
+/* The SQL text of a float: NaN and the infinities as PostgreSQL spells
+ * them (C's "nan"/"inf" it refuses); a whole number in the 64-bit range as
+ * integer text, which a bigint or integer column reads too (%.17g writes
+ * 1e17 as "1e+17"); any other with %.17g, every bit of the double (unlike
+ * tostring's %.14g). */
+static const char *float_sql_text(double d, char *buf, size_t size) {
+    if (isnan(d)) return "NaN";
+    if (isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+    if (d == floor(d) && d > -9223372036854775808.0 && d < 9223372036854775808.0)
+        snprintf(buf, size, "%.0f", d);
+    else
+        snprintf(buf, size, "%.17g", d);
+    return buf;
+}
+
+/* core.float_text(x) -> the text a float is sent as (db.array's elements
+ * use it, so that an array element reads as a parameter does). */
+static int db_float_text(lua_State *L) {
+    char buf[64];
+    lua_pushstring(L, float_sql_text(luaL_checknumber(L, 1), buf, sizeof buf));
+    return 1;
+}
+
 /* The text of the Lua value at idx as a SQL value, for a parameter or a
  * COPY column: NULL for nil and db.NULL / json.null; t/f for booleans;
- * integers as Lua prints them; floats with %.17g (every bit of a double,
- * unlike tostring's %.14g; the text replaces the number on the stack, so it
- * lives as long as the value does); strings as they are.  Raises
+ * integers as Lua prints them; floats as float_sql_text writes them (the
+ * text replaces the number on the stack, so it lives as long as the value
+ * does); strings as they are.  Raises
  * "<what><n>: ..." (+ hint) for anything else, and for a NUL byte, which no
  * text value can hold (libpq would cut a parameter there, the server
  * refuses it in COPY data). */
@@ -523,8 +547,7 @@ static const char *sql_value_text(lua_State *L, int idx, const char *what, int n
     case LUA_TNUMBER:
         if (!lua_isinteger(L, idx)) {
             char tmp[64];
-            snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, idx));
-            lua_pushstring(L, tmp);
+            lua_pushstring(L, float_sql_text(lua_tonumber(L, idx), tmp, sizeof tmp));
             lua_replace(L, idx);
         }
         return lua_tolstring(L, idx, len);
@@ -1347,6 +1370,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "connect_start");
     lua_pushcfunction(L, db_buffer);
     lua_setfield(L, -2, "buffer");
+    lua_pushcfunction(L, db_float_text);
+    lua_setfield(L, -2, "float_text");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
     lua_pushboolean(L, opts->read_only);

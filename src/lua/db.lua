@@ -199,8 +199,9 @@ function M.array(t)
     elseif ty ~= "string" and ty ~= "number" and ty ~= "boolean" then
       error(string.format("db.array: element %d is a %s, not a SQL value", i, ty), 2)
     else
-      -- floats keep 17 digits, as parameters do (tostring keeps 14)
-      local s = math.type(v) == "float" and string.format("%.17g", v) or tostring(v)
+      -- floats as parameters are sent (every bit; NaN, Infinity; a whole
+      -- one as integer text): tostring keeps 14 digits
+      local s = math.type(v) == "float" and core.float_text(v) or tostring(v)
       parts[i] = '"' .. s:gsub('[\\"]', "\\%0") .. '"'
     end
   end

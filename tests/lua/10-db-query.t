@@ -405,4 +405,31 @@ db.exec_script("BEGIN; SELECT 1;")
 T.is({db.in_transaction()}, {true, false}, "exec_script: a transaction the script opens and does not fail in stays open")
 db.exec("ROLLBACK")
 
+-- floats as parameters, array elements and COPY columns: whole ones in
+-- the 64-bit range as integer text (1e17 is "100000000000000000", which a
+-- bigint reads; %.17g wrote "1e+17", which it refuses), NaN and the
+-- infinities as PostgreSQL spells them (C's "-nan" and "inf" it refuses)
+T.is(db.one("SELECT $1::bigint::text AS v", 1e17).v, "100000000000000000", "1e17 as a bigint parameter")
+T.is(db.one("SELECT $1::bigint::text AS v", -2.0^62).v, "-4611686018427387904", "-2^62 (a float) as a bigint parameter")
+T.is(db.one("SELECT $1::float8 = 'NaN' AS v", 0/0).v, true, "NaN as a float8 parameter")
+T.is(db.one("SELECT $1::numeric::text AS v", 0/0).v, "NaN", "NaN as a numeric parameter")
+T.is(db.one("SELECT $1::float8 = 'Infinity' AS a, $2::float8 = '-Infinity' AS b", math.huge, -math.huge),
+     {a = true, b = true}, "the infinities as float8 parameters")
+T.is(db.one("SELECT $1::float8 AS v", 0.1).v, 0.1, "a float with a fraction keeps every bit")
+T.is(db.one("SELECT $1::float8 AS v", 1e300).v, 1e300, "a whole float beyond 2^63 still reads as itself")
+T.is(db.array{1e17, 0/0, math.huge, -math.huge, 2.5}, '{"100000000000000000","NaN","Infinity","-Infinity","2.5"}',
+     "db.array: the same texts")
+T.is(db.one("SELECT ($1::bigint[])[1]::text AS v", db.array{1e17}).v, "100000000000000000", "...which a bigint[] reads")
+db.exec("DROP TABLE IF EXISTS fl_copy")
+db.exec("CREATE TABLE fl_copy (b bigint, f float8)")
+do
+  local w <close> = db.copy("COPY fl_copy (b, f) FROM STDIN")
+  w:put(1e17, 0/0)
+  w:put(-1e18, math.huge)
+  T.is(w:finish(), 2, "COPY: whole floats into bigint, NaN and Infinity into float8")
+end
+T.is(db.query("SELECT b::text AS b, f::text AS f FROM fl_copy ORDER BY b"), {{b = "-1000000000000000000", f = "Infinity"}, {b = "100000000000000000", f = "NaN"}},
+     "...stored as those values")
+db.exec("DROP TABLE fl_copy")
+
 return T.done()
