@@ -58,6 +58,9 @@ local function release_holder(conn)
 end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
+local ENDED_BY_FN = "transaction: fn ended the transaction itself (a COMMIT or ROLLBACK in it): what it wrote "
+                    .. "before that was committed or rolled back then, not as one with the rest; leave the ending "
+                    .. "to db.transaction"
 -- conn:method(...) for transaction's own statements (BEGIN, COMMIT, the
 -- savepoints): an error names the line that called transaction; fn's
 -- errors keep their place.  (A tail call: checked's caller is transaction.)
@@ -119,6 +122,9 @@ function methods.transaction(conn, fn, ...)
   savepoints[conn] = nil
   if res[1] then
     refuse_unfinished(conn, function() pcall(conn.exec, conn, "ROLLBACK") end)
+    -- fn ended the transaction itself: all of fn or none of it no longer
+    -- holds (a COMMIT here would only make the server warn)
+    if not own(conn, "in_transaction") then error(ENDED_BY_FN, 2) end
     own(conn, "exec", "COMMIT")
     return table.unpack(res, 2, res.n)
   end

@@ -347,4 +347,19 @@ T.is(c:in_transaction(), true, "conn: the same on another session")
 c:exec("ROLLBACK")
 c:close()
 db.exec("DROP TABLE tx_own")
+
+-- fn that ends the transaction itself (a COMMIT or ROLLBACK in it): what
+-- db.transaction promised (all of fn, or none) no longer holds; said, at
+-- the line that called it, instead of two server warnings and success
+db.exec("CREATE TABLE tx_end (v int)")
+local at = debug.getinfo(1, "l").currentline + 1
+ok, err = pcall(function() db.transaction(function() db.exec("INSERT INTO tx_end VALUES (1)"); db.exec("COMMIT") end) end)
+T.is(ok, false, "fn COMMITs itself: db.transaction raises")
+T.like(tostring(err), "13%-db%-transaction%.t:" .. at .. ": transaction: fn ended the transaction itself %(a COMMIT or ROLLBACK in it%)",
+       "...naming the line that called it")
+T.is({db.in_transaction()}, {false, false}, "...and leaves no transaction open")
+ok, err = pcall(db.transaction, function() db.exec("INSERT INTO tx_end VALUES (2)"); db.exec("ROLLBACK") end)
+T.like(tostring(err), "fn ended the transaction itself", "fn ROLLBACKs itself: the same")
+T.is(db.query("SELECT v FROM tx_end ORDER BY v"), {{v = 1}}, "...what fn committed stays, what it rolled back is gone")
+db.exec("DROP TABLE tx_end")
 return T.done()
