@@ -1137,8 +1137,17 @@ static int conn_copy(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     const char *scs = PQparameterStatus(c->pg, "standard_conforming_strings");
-    if (!pgconn_is_copy_from_stdin(sql, scs && strcmp(scs, "off") == 0))
+    int plain_escapes = scs && strcmp(scs, "off") == 0;
+    if (!pgconn_is_copy_from_stdin(sql, plain_escapes))
         return luaL_error(L, "COPY failed to start: not a COPY ... FROM STDIN statement (nothing was sent)");
+    /* put() and buffers write the text format with its defaults: an option
+     * that reads it otherwise would drop a row or store a value as another
+     * without an error */
+    char opt[64];
+    if (pgconn_copy_format_option(sql, plain_escapes, opt, sizeof opt))
+        return luaL_error(L, "COPY failed to start: the option %s changes how the rows are read; ferry writes them "
+                             "in the text format with its defaults (a tab between columns, \\N for NULL): leave it "
+                             "out (nothing was sent)", opt);
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);
     w->c = c;

@@ -285,7 +285,8 @@ static int nothing_after(const char *p, int plain_escapes) {
     return p != NULL;
 }
 
-int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
+/* p past "STDIN" of "COPY table [(columns)] FROM STDIN", or NULL. */
+static const char *copy_from_stdin_rest(const char *sql) {
     const char *p = keyword(skip_blank(sql), "copy");
     if (!p || !(p = skip_blank(p))) return 0;
     /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
@@ -302,7 +303,57 @@ int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
     }
     p = keyword(p, "from");
     if (!p || !(p = skip_blank(p))) return 0;
-    return nothing_after(keyword(p, "stdin"), plain_escapes);
+    return keyword(p, "stdin");
+}
+
+int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
+    return nothing_after(copy_from_stdin_rest(sql), plain_escapes);
+}
+
+/* The options that change how a row of COPY's text format is read. */
+static const char *const FORMAT_OPTIONS[] = {
+    "binary", "csv", "delimiter", "null", "header", "quote", "escape",
+    "force_quote", "force_not_null", "force_null", "force", "default", NULL
+};
+
+static void upper_word(const char *w, const char *e, const char *suffix, const char *suffix_end,
+                       char *word, size_t wordsz) {
+    size_t n = 0;
+    for (const char *q = w; q < e && n + 1 < wordsz; q++) word[n++] = (char)toupper((unsigned char)*q);
+    if (suffix && n + 1 < wordsz) word[n++] = ' ';
+    for (const char *q = suffix; q && q < suffix_end && n + 1 < wordsz; q++) word[n++] = *q;
+    word[n] = '\0';
+}
+
+int pgconn_copy_format_option(const char *sql, int plain_escapes, char *word, size_t wordsz) {
+    const char *p = copy_from_stdin_rest(sql);
+    while (p && *p) {
+        unsigned char c = (unsigned char)*p;
+        if (word_start(c)) {
+            const char *e = word_end(p);
+            if (is_word(p, e, "where")) return 0;             /* a condition, not options */
+            if (is_word(p, e, "format")) {
+                /* its value: a word, a 'string' or a "name" -- text only */
+                const char *v = skip_blank(e), *ve = NULL;
+                if (v && word_start((unsigned char)*v)) ve = word_end(v);
+                else if (v && (*v == '\'' || *v == '"')) { ve = skip_quoted(v, *v, 0); if (ve) { v++; ve--; } }
+                if (!ve || (size_t)(ve - v) != 4 || strncasecmp(v, "text", 4) != 0) {
+                    upper_word(p, e, v, ve, word, wordsz);
+                    return 1;
+                }
+                p = ve ? ve + (*ve == '\'' || *ve == '"') : e;
+                continue;
+            }
+            for (int i = 0; FORMAT_OPTIONS[i]; i++)
+                if (is_word(p, e, FORMAT_OPTIONS[i])) { upper_word(p, e, NULL, NULL, word, wordsz); return 1; }
+            p = skip_word(p);
+        }
+        else if (c == '\'') p = skip_quoted(p, '\'', plain_escapes);
+        else if (c == '"') p = skip_quoted(p, '"', 0);
+        else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) p = skip_blank(p);
+        else p++;
+    }
+    return 0;
 }
 
 /* ---- transaction control in a script ----------------------------------- */

@@ -325,4 +325,28 @@ do
   a:close(); b:close()
 end
 
+-- options that change how the rows are read (ferry writes the text format
+-- with its defaults) are refused before anything is sent: HEADER dropped
+-- the first row, NULL '' stored "" as NULL and nil as the text N
+db.exec("DROP TABLE IF EXISTS cp_opt")
+db.exec("CREATE TABLE cp_opt (n int, t text)")
+for _, case in ipairs{{"WITH (HEADER true)", "HEADER"}, {"(NULL '')", "NULL"}, {"WITH (FORMAT csv)", "FORMAT csv"},
+                      {"(DELIMITER ',')", "DELIMITER"}, {"CSV", "CSV"}} do
+  local ok, err = pcall(db.copy, "COPY cp_opt FROM STDIN " .. case[1])
+  T.is(ok, false, "COPY ... FROM STDIN " .. case[1] .. ": refused")
+  T.like(tostring(err), "COPY failed to start: the option " .. case[2]:gsub("%p", "%%%0")
+         .. " changes how the rows are read; ferry writes them in the text format with its defaults %(a tab "
+         .. "between columns, \\N for NULL%): leave it out %(nothing was sent%)$", "...naming " .. case[2])
+end
+T.is(db.one("SELECT 1 AS x").x, 1, "...and the connection is usable")
+do
+  local w <close> = db.copy("COPY cp_opt (n, t) FROM STDIN WITH (FORMAT text, FREEZE false) WHERE t IS NOT NULL OR n > 1")
+  w:put(1, "")
+  w:put(2, nil)
+  w:put(3, "x")
+  T.is(w:finish(), 3, "FORMAT text, FREEZE and a WHERE condition (with NULL in it) are taken")
+end
+T.is(db.query("SELECT n, t FROM cp_opt ORDER BY n"), {{n = 1, t = ""}, {n = 2}, {n = 3, t = "x"}}, "...and the rows read as written")
+db.exec("DROP TABLE cp_opt")
+
 return T.done()

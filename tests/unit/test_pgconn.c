@@ -122,6 +122,40 @@ static void test_query_with_at_is_not_a_password(void **state)
                         "port 5432 failed: password authentication failed for user \"me@corp.com\"");
 }
 
+/* the option of a COPY ... FROM STDIN that changes how ferry's text rows
+ * are read, as copy_format_option names it, or "" */
+static const char *format_option(const char *sql)
+{
+    static char word[64];
+    return pgconn_copy_format_option(sql, 0, word, sizeof word) ? word : "";
+}
+
+static void test_copy_format_option(void **state)
+{
+    (void)state;
+    /* what ferry writes as it writes it: accepted */
+    assert_string_equal(format_option("COPY t FROM STDIN"), "");
+    assert_string_equal(format_option("COPY t (a, b) FROM STDIN WITH (FORMAT text)"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN (FORMAT 'text', FREEZE)"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN WITH (FREEZE true, ENCODING 'UTF8')"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN WHERE a IS NOT NULL AND b <> 'header'"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN (FREEZE) WHERE delimiter IS NULL"), "");
+    assert_string_equal(format_option("COPY \"null\" (\"header\") FROM STDIN"), "");
+    /* what reads them otherwise: the option named */
+    assert_string_equal(format_option("COPY t FROM STDIN WITH (HEADER true)"), "HEADER");
+    assert_string_equal(format_option("COPY t FROM STDIN (NULL '')"), "NULL");
+    assert_string_equal(format_option("COPY t FROM STDIN WITH (FORMAT csv)"), "FORMAT csv");
+    assert_string_equal(format_option("copy t from stdin with (format \"binary\")"), "FORMAT binary");
+    assert_string_equal(format_option("COPY t FROM STDIN (DELIMITER ',')"), "DELIMITER");
+    assert_string_equal(format_option("COPY t FROM STDIN WITH CSV HEADER"), "CSV");
+    assert_string_equal(format_option("COPY t FROM STDIN BINARY"), "BINARY");
+    assert_string_equal(format_option("COPY t FROM STDIN (FORMAT text, ESCAPE '\\')"), "ESCAPE");
+    assert_string_equal(format_option("COPY t FROM STDIN (QUOTE '\"')"), "QUOTE");
+    assert_string_equal(format_option("COPY t FROM STDIN (FORCE_NULL (a))"), "FORCE_NULL");
+    assert_string_equal(format_option("COPY t FROM STDIN (DEFAULT 'd')"), "DEFAULT");
+    assert_string_equal(format_option("COPY t FROM STDIN /* null */ (Header)"), "HEADER");
+}
+
 static void test_is_copy_from_stdin(void **state)
 {
     (void)state;
@@ -228,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_keyword_password_with_space),
         cmocka_unit_test(test_query_with_at_is_not_a_password),
         cmocka_unit_test(test_is_copy_from_stdin),
+        cmocka_unit_test(test_copy_format_option),
         cmocka_unit_test(test_short_pieces_and_fake_keywords),
         cmocka_unit_test(test_valid_passwords_are_not_cut),
         cmocka_unit_test(test_password_with_equals_is_one_word),
