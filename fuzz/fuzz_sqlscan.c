@@ -1,0 +1,59 @@
+/* libFuzzer target for the SQL scanners of src/pgconn.c: the COPY ...
+ * FROM STDIN check, its option check and the up.sql transaction-control
+ * finder.  They walk untrusted SQL text byte by byte (strings, E-strings
+ * with continuations, dollar quotes, nested comments): what this checks is
+ * that no input makes them read out of bounds or loop for ever (ASan and
+ * libFuzzer's timeout), and a few invariants of their results.
+ *
+ * Build and run (make fuzz does both targets):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(pkg-config --cflags libpq) \
+ *         fuzz/fuzz_sqlscan.c src/pgconn.c $(pkg-config --libs libpq) -o /tmp/fuzz_sqlscan
+ *   /tmp/fuzz_sqlscan -max_total_time=60 CORPUS_DIR */
+#define _GNU_SOURCE                         /* strcasestr */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgconn.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond,         \
+                    __FILE__, __LINE__);                                     \
+            abort();                                                         \
+        }                                                                    \
+    } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char *sql = malloc(size + 1);
+    if (!sql) return 0;
+    memcpy(sql, data, size);
+    sql[size] = '\0';                       /* the scanners read C strings */
+    for (int plain = 0; plain <= 1; plain++) {
+        int is_copy = pgconn_is_copy_from_stdin(sql, plain);
+        char word[16];
+        memset(word, 'x', sizeof word);
+        int refused = pgconn_copy_format_option(sql, plain, word, sizeof word);
+        if (refused) {
+            CHECK(memchr(word, '\0', sizeof word) != NULL);   /* cut to the buffer, ended */
+            CHECK(word[0] != '\0');
+        }
+        /* a statement the COPY check takes starts with COPY */
+        if (is_copy) CHECK(strcasestr(sql, "copy") != NULL);
+    }
+    int line = 0;
+    char cmd[32];
+    const char *at = pgconn_find_transaction_control(sql, &line, cmd, sizeof cmd);
+    if (at) {
+        CHECK(at >= sql && at <= sql + size);
+        CHECK(line >= 1);
+        CHECK(memchr(cmd, '\0', sizeof cmd) != NULL && cmd[0] != '\0');
+    }
+    free(sql);
+    return 0;
+}
