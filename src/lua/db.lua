@@ -299,7 +299,8 @@ function M._end_open()
   local wrote = false
   for conn in pairs(handed) do
     local ok, open, failed = pcall(conn.in_transaction, conn)
-    if ok and open then
+    -- (busy: no statement can run on it, to ask or to roll back)
+    if ok and open and not core.busy_with(conn) then
       local w = failed
       if not w then
         local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")

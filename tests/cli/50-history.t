@@ -193,6 +193,14 @@ w:exec("COMMIT")
 run_ferry --db "$dbt" --dir "$T" up
 is "$RC|$ERR|$(psql_val "$dbt" "SELECT to_regclass('left_open_conn') IS NOT NULL")" "0||t" \
    "a read-only transaction left open on a session of its own: no failure"
+# a reader whose rows() loop was left open (the first rows read by hand):
+# the session is busy, nothing was written; it is left to its close
+put "$T/migrations/20250102_conn/up.lua" 'local r = db.reader()
+local it = r:rows("SELECT g FROM generate_series(1, 100000) g")
+assert(it().g == 1)
+'
+run_ferry --db "$dbt" --dir "$T" run 20250102_conn
+is "$RC|$ERR" "0|" "a reader with a rows() loop left open: no failure (nothing was written)"
 
 # A checkpoint reads back exactly what was saved: a big integer id (past
 # cjson's 14 digits), a whole number as an integer, a table of them.
