@@ -325,31 +325,49 @@ static void upper_word(const char *w, const char *e, const char *suffix, const c
     word[n] = '\0';
 }
 
+/* 1 when the option name w..e is kw: a word in any case, a "quoted" name
+ * as written (the server compares the names it reads with its own, in
+ * lower case: "header" is HEADER, "HEADER" no option). */
+static int is_option(const char *w, const char *e, int quoted, const char *kw) {
+    if (!quoted) return is_word(w, e, kw);
+    size_t n = strlen(kw);
+    return (size_t)(e - w) == n && strncmp(w, kw, n) == 0;
+}
+
 int pgconn_copy_format_option(const char *sql, int plain_escapes, char *word, size_t wordsz) {
     const char *p = copy_from_stdin_rest(sql);
     while (p && *p) {
         unsigned char c = (unsigned char)*p;
-        if (word_start(c)) {
-            const char *e = word_end(p);
-            if (is_word(p, e, "where")) return 0;             /* a condition, not options */
-            if (is_word(p, e, "format")) {
+        if (word_start(c) || c == '"') {
+            /* a name: a word, or a quoted one ("header" true is HEADER) */
+            int quoted = c == '"';
+            const char *w = p, *e, *next;
+            if (quoted) {
+                if (!(next = skip_quoted(p, '"', 0))) return 0;
+                w = p + 1;
+                e = next - 1;
+            } else {
+                e = word_end(p);
+                next = skip_word(p);
+                if (is_word(p, e, "where")) return 0;         /* a condition, not options */
+            }
+            if (is_option(w, e, quoted, "format")) {
                 /* its value: a word, a 'string' or a "name" -- text only */
-                const char *v = skip_blank(e), *ve = NULL;
+                const char *v = skip_blank(e + quoted), *ve = NULL;
                 if (v && word_start((unsigned char)*v)) ve = word_end(v);
                 else if (v && (*v == '\'' || *v == '"')) { ve = skip_quoted(v, *v, 0); if (ve) { v++; ve--; } }
                 if (!ve || (size_t)(ve - v) != 4 || strncasecmp(v, "text", 4) != 0) {
-                    upper_word(p, e, v, ve, word, wordsz);
+                    upper_word(w, e, v, ve, word, wordsz);
                     return 1;
                 }
-                p = ve ? ve + (*ve == '\'' || *ve == '"') : e;
+                p = ve + (*ve == '\'' || *ve == '"');
                 continue;
             }
             for (int i = 0; FORMAT_OPTIONS[i]; i++)
-                if (is_word(p, e, FORMAT_OPTIONS[i])) { upper_word(p, e, NULL, NULL, word, wordsz); return 1; }
-            p = skip_word(p);
+                if (is_option(w, e, quoted, FORMAT_OPTIONS[i])) { upper_word(w, e, NULL, NULL, word, wordsz); return 1; }
+            p = next;
         }
         else if (c == '\'') p = skip_quoted(p, '\'', plain_escapes);
-        else if (c == '"') p = skip_quoted(p, '"', 0);
         else if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) p = skip_blank(p);
         else p++;
     }

@@ -331,7 +331,8 @@ end
 db.exec("DROP TABLE IF EXISTS cp_opt")
 db.exec("CREATE TABLE cp_opt (n int, t text)")
 for _, case in ipairs{{"WITH (HEADER true)", "HEADER"}, {"(NULL '')", "NULL"}, {"WITH (FORMAT csv)", "FORMAT csv"},
-                      {"(DELIMITER ',')", "DELIMITER"}, {"CSV", "CSV"}} do
+                      {"(DELIMITER ',')", "DELIMITER"}, {"CSV", "CSV"},
+                      {'WITH ("header" true)', "HEADER"}, {[[("null" '')]], "NULL"}} do
   local ok, err = pcall(db.copy, "COPY cp_opt FROM STDIN " .. case[1])
   T.is(ok, false, "COPY ... FROM STDIN " .. case[1] .. ": refused")
   T.like(tostring(err), "COPY failed to start: the option " .. case[2]:gsub("%p", "%%%0")

@@ -154,6 +154,13 @@ static void test_copy_format_option(void **state)
     assert_string_equal(format_option("COPY t FROM STDIN (FORCE_NULL (a))"), "FORCE_NULL");
     assert_string_equal(format_option("COPY t FROM STDIN (DEFAULT 'd')"), "DEFAULT");
     assert_string_equal(format_option("COPY t FROM STDIN /* null */ (Header)"), "HEADER");
+    /* a quoted option name is the option as the server reads it */
+    assert_string_equal(format_option("COPY t FROM STDIN WITH (\"header\" true)"), "HEADER");
+    assert_string_equal(format_option("COPY t FROM STDIN (\"null\" '')"), "NULL");
+    assert_string_equal(format_option("COPY t FROM STDIN (\"format\" 'csv')"), "FORMAT csv");
+    assert_string_equal(format_option("COPY t FROM STDIN (\"format\" text, FREEZE)"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN (\"HEADER\" true)"), "");   /* no option: the server refuses it */
+    assert_string_equal(format_option("COPY t FROM STDIN (FREEZE) WHERE \"null\" > 1"), "");
 }
 
 static void test_is_copy_from_stdin(void **state)
