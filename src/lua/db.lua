@@ -270,6 +270,9 @@ end
 -- collected), for M._end_open(): a transaction it left open on one of them
 -- is rolled back when its session closes, writes and all, without a word.
 local handed = setmetatable({}, {__mode = "k"})
+-- The readers (db.reader()): their transaction, READ ONLY, writes nothing,
+-- even when a statement of it failed.
+local reading = setmetatable({}, {__mode = "k"})
 
 -- (marks the session of a pcall(core.connect) that succeeded, passing the
 -- results on, so that relay stays a tail call: its errors name the line
@@ -301,10 +304,13 @@ function M._end_open()
     local ok, open, failed = pcall(conn.in_transaction, conn)
     -- (busy: no statement can run on it, to ask or to roll back)
     if ok and open and not core.busy_with(conn) then
-      local w = failed
-      if not w then
-        local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
-        w = not got or r.w
+      local w = false
+      if not reading[conn] then
+        w = failed
+        if not w then
+          local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
+          w = not got or r.w
+        end
       end
       pcall(conn.exec, conn, "ROLLBACK")
       wrote = wrote or w
@@ -322,6 +328,7 @@ M.reader = errors.api(function()
   local conn = M.connect()
   conn:exec_script("SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; SET jit = off; "
                    .. "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+  reading[conn] = true
   return conn
 end, true)
 

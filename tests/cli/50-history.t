@@ -201,6 +201,13 @@ assert(it().g == 1)
 '
 run_ferry --db "$dbt" --dir "$T" run 20250102_conn
 is "$RC|$ERR" "0|" "a reader with a rows() loop left open: no failure (nothing was written)"
+# a reader whose statement failed and whose error the script caught: its
+# transaction is read-only, so nothing of the script's is lost with it
+put "$T/migrations/20250102_conn/up.lua" 'local r = db.reader()
+assert(not pcall(r.one, r, "SELECT 1/0"))
+'
+run_ferry --db "$dbt" --dir "$T" run 20250102_conn
+is "$RC|$ERR" "0|" "a reader left in a failed transaction (the error caught): no failure (a reader writes nothing)"
 
 # A checkpoint reads back exactly what was saved: a big integer id (past
 # cjson's 14 digits), a whole number as an integer, a table of them.
