@@ -341,11 +341,15 @@ function M.plan(sql, ...)
   local args = table.pack(...)
   -- (a tail call: an error names the caller's line, not this file's)
   return relay("plan", 0, pcall(M.transaction, function()
+    -- (set back after: inside a transaction of the script's this is a
+    -- savepoint, and a SET LOCAL outlives its release)
+    local was = M.one("SELECT current_setting('enable_seqscan') AS v").v
     M.exec("SET LOCAL enable_seqscan = off")
     local lines = {}
     for _, r in ipairs(M.query("EXPLAIN " .. sql, table.unpack(args, 1, args.n))) do
       lines[#lines + 1] = r["QUERY PLAN"]
     end
+    M.one("SELECT set_config('enable_seqscan', $1, true) AS v", was)
     return table.concat(lines, "\n")
   end))
 end

@@ -362,4 +362,11 @@ ok, err = pcall(db.transaction, function() db.exec("INSERT INTO tx_end VALUES (2
 T.like(tostring(err), "fn ended the transaction itself", "fn ROLLBACKs itself: the same")
 T.is(db.query("SELECT v FROM tx_end ORDER BY v"), {{v = 1}}, "...what fn committed stays, what it rolled back is gone")
 db.exec("DROP TABLE tx_end")
+
+-- db.plan inside the script's own transaction: its SET LOCAL of
+-- enable_seqscan (in a savepoint now) does not outlive the call
+db.exec("BEGIN")
+T.like(db.plan("SELECT 1"), "Result", "db.plan inside the script's BEGIN works")
+T.is(db.one("SHOW enable_seqscan").enable_seqscan, "on", "...and leaves sequential scans on for the rest of the transaction")
+db.exec("ROLLBACK")
 return T.done()
