@@ -56,14 +56,10 @@ function M.finish(ctx, action, source)
       -- with the same totals, would write a second record of the same
       -- work.  The next run is a re-run instead (0 created, its own
       -- record).  (After row errors the resume point stays before the
-      -- failed row: the record alone.)
-      -- (inside a transaction the script holds, in that one: they commit
-      -- or roll back with the script's own writes)
-      if db.in_transaction() then
-        record(); ctx.checkpoint.clear()
-      else
-        db.transaction(function() record(); ctx.checkpoint.clear() end)
-      end
+      -- failed row: the record alone.)  Inside a transaction the script
+      -- holds, db.transaction is a savepoint of it: they commit or roll
+      -- back with the script's own writes.
+      db.transaction(function() record(); ctx.checkpoint.clear() end)
     else
       record()
     end
