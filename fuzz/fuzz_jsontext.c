@@ -17,17 +17,8 @@
 #include <string.h>
 
 #include "jsontext.h"
+#include "fuzz_check.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond,         \
-                    __FILE__, __LINE__);                                     \
-            abort();                                                         \
-        }                                                                    \
-    } while (0)
 
 static int json_ws(uint8_t c)
 {
