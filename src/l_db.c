@@ -449,6 +449,20 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
     return lua_error(L);
 }
 
+/* Raises when c's session could not be set up (c->pg stays c's, for its
+ * finalizer). */
+static void check_opened(lua_State *L, conn *c, const char *info) {
+    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, info);
+}
+
+/* Connects c to info, waiting, and applies the session settings. */
+static void open_blocking(lua_State *L, db_state *st, conn *c, const char *info) {
+    c->pg = pgconn_open(info);
+    check_opened(L, c, info);
+    apply_settings(L, st, c, 0);
+}
+
 /* db.connect([conninfo]) -> connection.  Without an argument it opens
  * another session to the database ferry was pointed at. */
 static int db_connect(lua_State *L) {
@@ -456,10 +470,7 @@ static int db_connect(lua_State *L) {
     const char *info = lua_isnoneornil(L, 1) ? st->conninfo : check_text(L, 1, "conninfo");
     conn *c = new_conn(L, st);
     if (info && info != st->conninfo && !(c->info = strdup(info))) return luaL_error(L, "cannot connect: out of memory");
-    c->pg = pgconn_open(info);
-    if (!c->pg) return luaL_error(L, "cannot connect: out of memory");
-    if (PQstatus(c->pg) != CONNECTION_OK) return raise_connect_failure(L, c, info);
-    apply_settings(L, st, c, 0);
+    open_blocking(L, st, c, info);
     return 1;
 }
 
@@ -481,17 +492,14 @@ static void complete_connect(lua_State *L, conn *c) {
     c->pending = 0;
     if (c->pg) PQsetNoticeReceiver(c->pg, prestart_notice, st);
     c->pg = pgconn_complete(c->pg, st->conninfo, c->started_ms);
-    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
-    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, st->conninfo);
+    check_opened(L, c, st->conninfo);
     /* A session started ahead waits idle until its first use, before the
      * settings turn idle_session_timeout off: the server may have ended it
      * meanwhile.  Connected again then, once, the blocking way. */
     if (apply_settings(L, st, c, 1)) return;
     PQfinish(c->pg);
-    c->pg = pgconn_open(st->conninfo);
-    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
-    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, st->conninfo);
-    apply_settings(L, st, c, 0);
+    c->pg = NULL;
+    open_blocking(L, st, c, st->conninfo);
 }
 
 /* conn:ready(): waits until a connection from connect_start is set up. */
