@@ -1108,33 +1108,33 @@ local function apply(m, operation, dry_run)
     elseif not first:find(m.id, 1, true) then
       first = m.id .. ": " .. first
     end
+    -- what a re-run does: a data migration resumes, anything else runs again
+    local rerun = "re-run to " .. (m.files["up.lua"] and not dry_run
+                                   and "resume (everything up to the last checkpoint is committed)" or "try again")
     -- Another session held a lock the run needed for longer than
     -- --lock-timeout (a live transaction on the same rows or table).
     if first:find("[SQLSTATE 55P03]", 1, true) then
       first = first .. string.format("; another session held a lock it needed for more than --lock-timeout %s: "
-                                     .. "re-run to %s, or give --lock-timeout more", opts.lock_timeout,
-                                     m.files["up.lua"] and not dry_run
-                                       and "resume (everything up to the last checkpoint is committed)" or "try again")
+                                     .. "%s, or give --lock-timeout more", opts.lock_timeout, rerun)
     end
     -- A statement cancelled on the server (57014): by --statement-timeout,
     -- or by another session (pg_cancel_backend: a DBA, a watchdog); ferry's
     -- own Ctrl-C is the signal case above.
     if first:find("[SQLSTATE 57014]", 1, true) then
-      local resume = m.files["up.lua"] and not dry_run
-        and "re-run to resume (everything up to the last checkpoint is committed)" or "re-run to try again"
+      local timeout = first:find("statement timeout", 1, true)
       -- (with the flag off, 0 in any unit, the timeout is one the script,
       -- the up.sql or a function they call set: SET statement_timeout)
       local amount = opts.statement_timeout:match("^%s*%+?([%d%.]+)%s*%a*%s*$")
-      if first:find("statement timeout", 1, true) and amount and tonumber(amount) == 0 then
+      if timeout and amount and tonumber(amount) == 0 then
         first = first .. "; a statement ran longer than a statement_timeout the migration set itself (SET "
                       .. "statement_timeout, in the script, the up.sql or a function they call; --statement-timeout "
-                      .. "is 0, off): raise or remove that setting, and " .. resume
-      elseif first:find("statement timeout", 1, true) then
+                      .. "is 0, off): raise or remove that setting, and " .. rerun
+      elseif timeout then
         first = first .. string.format("; a statement ran longer than --statement-timeout %s (a streaming read "
                                        .. "is one statement that lasts as long as the run): give --statement-timeout "
-                                       .. "more, or 0 (off, the default), and %s", opts.statement_timeout, resume)
+                                       .. "more, or 0 (off, the default), and %s", opts.statement_timeout, rerun)
       else
-        first = first .. "; another session cancelled the statement (pg_cancel_backend): " .. resume
+        first = first .. "; another session cancelled the statement (pg_cancel_backend): " .. rerun
       end
     end
     -- A row a batch refers to was deleted, or one it writes was written,
