@@ -34,7 +34,7 @@ local live = setmetatable({}, {__mode = "k"})
 local dropped = 0
 
 function P.new(db, opts)
-  local self = setmetatable({writers = {}, turn = 0, dry_run = opts.dry_run, checkpoint = opts.checkpoint}, P)
+  local self = setmetatable({writers = {}, turn = 0, dry_run = opts.dry_run, checkpoint = opts.checkpoint, db = db}, P)
   if not opts.dry_run then
     db.open()
     for i = 1, math.max(1, opts.jobs or 1) do
@@ -73,6 +73,12 @@ local function copy_position(v, seen)
   return setmetatable(t, debug.getmetatable(v))
 end
 
+-- Each batch is a transaction of its own: inside the script's (a
+-- db.transaction, a BEGIN on the main connection) its COMMIT would commit
+-- the script's too, which a later error or ROLLBACK would then not undo.
+local IN_TRANSACTION = "pipe:send: the main connection is inside a transaction (a db.transaction or the script's BEGIN): "
+  .. "each batch commits on its own, and would commit that transaction too; use db.pipeline outside it"
+
 function P:send(batch)
   if type(batch) ~= "table" then
     error("pipe:send: a batch is a table {copies = {{sql =, buffer =}, ...}, after =, position =}, not " .. type(batch))
@@ -86,6 +92,10 @@ function P:send(batch)
     end
   end
   if self.dry_run then
+    -- (refused as in a real run, so that the dry run finds it; the main
+    -- session is only asked when the script has opened it)
+    local main = self.db.main()
+    if main and main:in_transaction() then error(IN_TRANSACTION) end
     if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
   end
@@ -93,14 +103,7 @@ function P:send(batch)
   local wr = self.writers[self.turn]
   self:commit(wr)                                  -- the oldest batch in flight
   local conn = wr.conn
-  -- each batch is a transaction of its own: inside the script's (a
-  -- db.transaction, a BEGIN on the main connection) its COMMIT would commit
-  -- the script's too, which a later error or ROLLBACK would then not undo
-  if conn:in_transaction() then
-    error("pipe:send: the main connection is inside a transaction (a db.transaction or the script's BEGIN): "
-          .. "each batch commits on its own, and would commit that transaction too; "
-          .. "use db.pipeline outside it")
-  end
+  if conn:in_transaction() then error(IN_TRANSACTION) end
   -- recorded before anything can fail, so that abort() finds what to undo
   -- (a COPY still open, which ROLLBACK alone cannot end)
   local pending = {after = batch.after, position = copy_position(batch.position),

@@ -272,8 +272,13 @@ do
   T.is({ok, (db.in_transaction())}, {false, true}, "inside the script's own BEGIN: refused, the script's transaction left open")
   db.exec("ROLLBACK")
   T.is(db.query("SELECT x FROM in_tx"), {}, "...and its ROLLBACK undoes its rows")
-  local pipe <close> = db.pipeline{jobs = 1, dry_run = true}
-  db.transaction(function() pipe:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}} end)
-  T.ok(true, "a dry-run pipeline sends nothing and does not mind")
+  -- a dry run refuses it too, so that it finds what the real run would
+  -- fail on (it sends nothing either way)
+  local dry <close> = db.pipeline{jobs = 1, dry_run = true}
+  ok, e = pcall(db.transaction, function() dry:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}} end)
+  T.like(tostring(e), "14%-db%-pipeline%.t:%d+: pipe:send: the main connection is inside a transaction",
+         "a dry-run pipeline inside db.transaction: refused as in a real run")
+  dry:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}}
+  T.is(db.query("SELECT x FROM in_tx"), {}, "...outside one it sends nothing")
 end
 return T.done()
