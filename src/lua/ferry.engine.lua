@@ -321,10 +321,19 @@ end
 -- <dir>/rules/roles.lua, named rules/roles.lua in errors and tracebacks as
 -- the scripts are, whatever --dir.  The searcher records each file for the
 -- checksum.
+-- A rules.* module is looked for there only: one missing from --dir is an
+-- error naming that file, not another tree's rules/x.lua that Lua's own
+-- searchers would find (package.path has ./?.lua: the current folder).
 local function rules_searcher(modname)
   local rel = modname:gsub("%.", "/") .. ".lua"
   local path = root_dir .. "/" .. rel
-  if not exists(path) then return "\n\tno file '" .. path .. "'" end
+  if not exists(path) then
+    if modname:match("^rules%.") then
+      -- level 3: the line that called require (1 is this loader, 2 require)
+      return function() error(string.format("module '%s' not found: no file '%s'", modname, path), 3) end
+    end
+    return "\n\tno file '" .. path .. "'"
+  end
   local chunk = load_script(rel)
   if loaded_rules then loaded_rules[#loaded_rules + 1] = rel end
   return chunk, path
