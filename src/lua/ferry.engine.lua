@@ -203,10 +203,14 @@ local function read_file(path)
   return s
 end
 
+-- Whether path is there: a file that cannot be read (chmod 000, another
+-- owner) is, and reading it is the error that names it -- not taken for a
+-- missing one (an up.sql would run in place of an unreadable up.lua).
+local ENOENT, ENOTDIR = 2, 20
 local function exists(path)
-  local f = io.open(path, "rb")
+  local f, _, code = io.open(path, "rb")
   if f then f:close() return true end
-  return false
+  return code ~= ENOENT and code ~= ENOTDIR
 end
 
 local SCRIPT_FILES = {"up.lua", "up.sql", "down.lua", "rollback.sql", "validate.lua"}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A script that is there but cannot be read (chmod 000, another owner) is
+# an error naming it (exit 2, before anything is written) -- not taken for
+# a missing file: then up.sql ran in place of the up.lua beside it,
+# validate said there was no validate.lua, and check left it out.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+# chmod 000 does not stop root: as root, ferry runs as the server's user
+# (who can reach its socket) and reads the files as that user
+F=$FERRY
+if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || skip_all "running as root, and no postgres user to run ferry as"
+    cp "$FERRY" "$TAP_TMPDIR/ferry" && chmod 755 "$TAP_TMPDIR" "$TAP_TMPDIR/ferry"
+    F="runuser -u postgres -- $TAP_TMPDIR/ferry"
+fi
+run_as() { RC=0; $F "$@" >"$TAP_TMPDIR/o" 2>"$TAP_TMPDIR/e" || RC=$?; OUT=$(cat "$TAP_TMPDIR/o"); ERR=$(cat "$TAP_TMPDIR/e"); }
+
+db=$(fresh_db ferry_cli_unreadable)
+P=$TAP_TMPDIR/p
+put "$P/migrations/20250101_both/up.lua" 'db.exec("CREATE TABLE from_lua (x int)")'
+put "$P/migrations/20250101_both/up.sql" 'CREATE TABLE from_sql (x int);'
+put "$P/migrations/20250102_lua/up.lua" 'db.exec("CREATE TABLE l (x int)")'
+put "$P/migrations/20250102_lua/validate.lua" 'check("l exists", true)'
+put "$P/rules/ok.lua" 'return {tests = {}}'
+chmod -R a+rX "$P"
+chmod 000 "$P/migrations/20250101_both/up.lua"
+if [ -r "$P/migrations/20250101_both/up.lua" ] && [ "$(id -u)" != 0 ]; then
+    skip_all "chmod 000 does not stop this user reading the file"
+fi
+DENIED=": Permission denied"
+BOTH=migrations/20250101_both
+
+run_as --db "$db" --dir "$P" run 20250101
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $BOTH/up.lua: $P/$BOTH/up.lua$DENIED" \
+   "run: an unreadable up.lua beside an up.sql is an error (exit 2), the up.sql does not run in its place"
+is "$(psql_val "$db" "SELECT concat_ws(',', to_regclass('ferry.history'), to_regclass('from_sql'), to_regclass('from_lua'))")" "" \
+   "...nothing written"
+run_as --db "$db" --dir "$P" up --dry-run
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $BOTH/up.lua: $P/$BOTH/up.lua$DENIED" "up --dry-run: the same"
+
+run_as --dir "$P" check
+is "$RC" 2 "check: exit 2"
+is "$OUT" "FAIL $BOTH  has both up.lua and up.sql: only up.lua runs (delete the one you do not mean)
+FAIL $BOTH/up.lua  does not compile: cannot read $BOTH/up.lua: $P/$BOTH/up.lua$DENIED
+ok   migrations/20250102_lua/up.lua
+ok   migrations/20250102_lua/validate.lua
+ok   rules.ok  0 tests passed" "...naming the unreadable up.lua"
+
+# the readable one applies; its validate.lua made unreadable
+chmod 644 "$P/migrations/20250101_both/up.lua"
+rm "$P/migrations/20250101_both/up.sql"
+run_as --db "$db" --dir "$P" -q up
+is "$RC|$OUT|$ERR" "0||" "readable again: up applies both"
+chmod 000 "$P/migrations/20250102_lua/validate.lua"
+run_as --db "$db" --dir "$P" validate 20250102
+is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250102_lua/validate.lua: $P/migrations/20250102_lua/validate.lua$DENIED" \
+   "validate: an unreadable validate.lua is named, not 'has no validate.lua'"
+run_as --db "$db" --dir "$P" --json validate 20250102
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"cannot read migrations/20250102_lua/validate.lua: $P/migrations/20250102_lua/validate.lua$DENIED\"}" \
+   "...and with --json, one object"
+
+# an unreadable up.lua alone: named, not "has neither up.lua nor up.sql"
+put "$P/migrations/20250103_alone/up.lua" 'db.exec("CREATE TABLE a (x int)")'
+chmod 000 "$P/migrations/20250103_alone/up.lua"
+run_as --db "$db" --dir "$P" run 20250103
+is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250103_alone/up.lua: $P/migrations/20250103_alone/up.lua$DENIED" \
+   "run: an unreadable up.lua alone is named"
+is "$(history "$db")" "20250101_both|up|applied
+20250102_lua|up|applied" "...no history row for it"
+
+done_testing
