@@ -215,9 +215,17 @@ end
 
 local SCRIPT_FILES = {"up.lua", "up.sql", "down.lua", "rollback.sql", "validate.lua"}
 
+-- The entries of folder dir, or nil when it is not there; one that is
+-- there but cannot be read is an error naming it (not taken for none).
+local function list_folder(dir)
+  local names, err = sys.listdir(dir)
+  if not names and sys.isdir(dir) then usage_error("cannot read %s", err) end
+  return names
+end
+
 local function discover(root)
   local dir = root .. "/migrations"
-  local names = sys.listdir(dir)
+  local names = list_folder(dir)
   if not names then usage_error("no migrations folder at %s (use --dir)", dir) end
   local list, by_id = {}, {}
   for _, entry in ipairs(names) do
@@ -1199,7 +1207,7 @@ local LUA_SCRIPTS = {"up.lua", "down.lua", "validate.lua"}
 -- The rule files, rules/*.lua, by name.
 local function rule_files()
   local files = {}
-  for _, f in ipairs(sys.listdir(root_dir .. "/rules") or {}) do
+  for _, f in ipairs(list_folder(root_dir .. "/rules") or {}) do
     if f:match("%.lua$") then files[#files + 1] = f end
   end
   return files

@@ -70,4 +70,23 @@ is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250103_alone/up.lua: $P/m
 is "$(history "$db")" "20250101_both|up|applied
 20250102_lua|up|applied" "...no history row for it"
 
+# folders: an unreadable migrations/ or rules/ is named, not taken for none
+chmod 644 "$P/migrations/20250103_alone/up.lua" "$P/migrations/20250102_lua/validate.lua"
+chmod 000 "$P/rules"
+run_as --dir "$P" check
+is "$RC|$ERR" "2|ferry: cannot read $P/rules: Permission denied" \
+   "check: an unreadable rules/ is an error (exit 2), not 'no rules' with exit 0"
+run_as --db "$db" --dir "$P" run 20250103 --dry-run
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $P/rules: Permission denied" "run of an up.lua: the same, before it runs"
+chmod 755 "$P/rules"
+chmod 000 "$P/migrations"
+run_as --db "$db" --dir "$P" status
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $P/migrations: Permission denied" \
+   "status: an unreadable migrations/ is named, not 'no migrations folder'"
+chmod 755 "$P/migrations"
+rm -rf "$TAP_TMPDIR/none"
+mkdir -p "$TAP_TMPDIR/none"
+run_as --dir "$TAP_TMPDIR/none" check
+is "$RC|$OUT|$ERR" "2||ferry: no migrations folder at $TAP_TMPDIR/none/migrations (use --dir)" "a folder that is not there: as before"
+
 done_testing
