@@ -1325,7 +1325,7 @@ function commands.up(args)
     results[#results + 1] = r
     if r.exit then
       code = r.exit
-      if not log.flags().json then report_failure(r) end
+      if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", shown(r.message), "\n") end
       break
     end
     local stopped = after_interrupt(m, opts.dry_run)

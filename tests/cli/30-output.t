@@ -124,6 +124,8 @@ is "$RC" 1 "up --json, Lua error: exit 1"
 is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["stats"], m["error"]] for m in j["migrations"]]')" \
    '[["20250104_boom","apply",false,{"before":1},"migrations/20250104_boom/up.lua:3: boom in helper"]]' \
    "up --json, Lua error: ok false and the error"
+is "$(tail -n 1 <<<"$ERR")" "ferry: migrations/20250104_boom/up.lua:3: boom in helper" \
+   "up --json, Lua error: the one-line error on stderr, as run --json writes it"
 
 # --- the one-line error, and the traceback with --verbose
 run_ferry --dir "$D" run 20250104
