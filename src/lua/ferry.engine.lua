@@ -849,6 +849,15 @@ local function on_error(e)
 end
 
 -- Runs a Lua script of migration m with ctx; returns the rule files loaded.
+-- os.exit in a migration's script (or a rule it calls) would end ferry
+-- there: the run left 'running', unrecorded, with the script's exit code
+-- (0 for os.exit(), the rest of `up` skipped).  While one runs it raises
+-- instead, and the run fails as for any error.  (exec keeps it.)
+local real_exit = os.exit
+local NO_EXIT = "os.exit is not available to a migration's script (it would end ferry before the run is "
+                .. "recorded or reported): return to end the script, or raise an error to fail it"
+local function no_exit() error(NO_EXIT, 2) end
+
 local function run_lua(m, file, ctx)
   forget_rules()
   loaded_rules = {}
@@ -856,7 +865,9 @@ local function run_lua(m, file, ctx)
   local chunk, src = load_script(m.rel .. "/" .. file, env)
   local allow = wants_shell(src)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
+  os.exit = no_exit
   local ok, err = xpcall(chunk, on_error)
+  os.exit = real_exit
   if allow then os.execute, io.popen = nil, nil end
   local rules = loaded_rules
   loaded_rules = nil
@@ -1501,7 +1512,9 @@ function commands.validate(args)
   local env = script_env(ctx)
   env.check = check
   local chunk = load_script(m.rel .. "/validate.lua", env)
+  os.exit = no_exit
   local ok, err = pcall(chunk)
+  os.exit = real_exit
   local stop = sys.interrupted()
   if stop then ok, err = false, stop end
   set_read_only(was_read_only)

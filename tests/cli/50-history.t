@@ -264,4 +264,32 @@ is "$RC" 1 "an error with bad bytes ends the run: exit 1"
 is "$(psql_val "$dbu" "SELECT status || ' ' || split_part(error, E'\\n', 1) FROM ferry.history WHERE migration = '20250102_err'")" \
    "failed migrations/20250102_err/up.lua:1: cut: $R" "...and it is recorded, the bad byte as U+FFFD"
 
+# --- os.exit in a migration's script would end ferry before the run is
+#     recorded (exit 0, the row left 'running', the rest of up skipped):
+#     it raises instead, and the run fails as for any error
+dbx=$(fresh_db ferry_cli_history_exit)
+X=$TAP_TMPDIR/osexit
+put "$X/migrations/20250101_exit/up.lua" 'db.exec("CREATE TABLE before_exit (a int)")
+os.exit(0)
+'
+put "$X/migrations/20250102_after/up.sql" 'CREATE TABLE after_exit (a int);'
+EXIT_MSG="os.exit is not available to a migration's script (it would end ferry before the run is recorded or reported): return to end the script, or raise an error to fail it"
+run_ferry --db "$dbx" --dir "$X" up
+is "$RC|$ERR" "1|ferry: migrations/20250101_exit/up.lua:2: $EXIT_MSG" "os.exit(0) in up.lua: exit 1, one line saying why"
+is "$(history "$dbx")" "20250101_exit|up|failed" "...recorded failed (not left running), up stops there"
+put "$X/migrations/20250101_exit/down.lua" 'os.exit(true)'
+run_ferry --db "$dbx" --dir "$X" rollback 20250101
+is "$RC|$ERR" "1|note: 20250101_exit is not recorded as applied; running its rollback anyway
+ferry: 20250101_exit: rollback failed: migrations/20250101_exit/down.lua:1: $EXIT_MSG" \
+   "os.exit in down.lua: the rollback fails and is recorded"
+is "$(history "$dbx" "WHERE operation = 'rollback'")" "20250101_exit|rollback|failed" "...as failed"
+put "$X/migrations/20250101_exit/validate.lua" 'check("first", true)
+os.exit(0)'
+run_ferry --db "$dbx" --dir "$X" validate 20250101
+is "$RC|$(tail -n 2 <<<"$OUT")" "1|✗ FAIL validate.lua stopped: migrations/20250101_exit/validate.lua:2: $EXIT_MSG
+2 check(s), 1 failed" "os.exit in validate.lua: validate fails (exit 1), not exit 0 with its checks unreported"
+put "$X/e.lua" 'os.exit(7)'
+run_ferry exec "$X/e.lua"
+is "$RC|$ERR" "7|" "exec: os.exit stays the script's own (no history to record)"
+
 done_testing
