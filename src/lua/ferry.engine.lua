@@ -1633,7 +1633,10 @@ function commands.status(args)
     local next_run = r.checkpoint and "the next run resumes from its checkpoint" or "the next run starts it again"
     if r.status == "interrupted" then note = "process gone; " .. next_run
     elseif r.status == "failed" and r.checkpoint then note = next_run end
-    if r.later_run_failed then note = note .. "; a later run failed" end
+    if r.later_run_failed then
+      -- (a data migration's re-run that committed batches: `ferry run` resumes it)
+      note = note .. "; a later run failed" .. (r.checkpoint and r.status == "applied" and "; " .. next_run or "")
+    end
     if r.later_rollback_failed then note = note .. "; a later rollback failed" end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
   end

@@ -252,6 +252,15 @@ is "$(history "$db5" "WHERE migration = '1_schema'")" "1_schema|up|applied
 run_ferry --db "$db5" --dir "$F" status
 is "$(norm_times "$OUT" | sed -n 2p)" "$(status_line 1_schema applied "$TS" "ok; a later run failed")" \
    "status: an interrupted re-run leaves it applied, noted"
+# a re-run of a data migration interrupted after a batch committed left a
+# resume point, which the next `ferry run` resumes from: said, as for a
+# pending migration's (status --json has checkpoint: true)
+psql_val "$db5" "INSERT INTO ferry.checkpoint (migration, run_id, position) VALUES ('1_schema', gen_random_uuid(), '1')" >/dev/null
+run_ferry --db "$db5" --dir "$F" status
+is "$(norm_times "$OUT" | sed -n 2p)" \
+   "$(status_line 1_schema applied "$TS" "ok; a later run failed; the next run resumes from its checkpoint")" \
+   "status: ...and, with a resume point saved, that the next run resumes from it"
+psql_val "$db5" "DELETE FROM ferry.checkpoint" >/dev/null
 # a rollback after the failed re-run makes it pending; up applies it again
 put "$F/migrations/1_schema/rollback.sql" 'DROP TABLE r CASCADE;'
 run_ferry --db "$db5" --dir "$F" rollback 1_schema
