@@ -93,17 +93,23 @@ static int push_cli(lua_State *L, int argc, char **argv) {
 }
 
 /* Looks up a command-line option before Lua runs: the C side needs the
- * connection options and verbosity to set up its modules. */
+ * connection options and verbosity to set up its modules.  The last one
+ * given counts, as in the Lua side's flags (an alias's --db A, then --db B
+ * on the command line: B). */
 static const char *find_option(int argc, char **argv, const char *opt) {
     size_t n = strlen(opt);
+    const char *found = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) break;
         if (strncmp(argv[i], opt, n) == 0) {
-            if (argv[i][n] == '=') return argv[i] + n + 1;
-            if (argv[i][n] == '\0') return (in_list(value_options, opt, n) && i + 1 < argc) ? argv[i + 1] : "";
+            if (argv[i][n] == '=') found = argv[i] + n + 1;
+            else if (argv[i][n] == '\0') {
+                found = (in_list(value_options, opt, n) && i + 1 < argc) ? argv[i + 1] : "";
+                if (i + 1 < argc) i++;          /* (its value is no option) */
+            }
         }
     }
-    return NULL;
+    return found;
 }
 
 static int has_flag(int argc, char **argv, const char *lng, const char *shrt) {

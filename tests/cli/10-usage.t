@@ -147,4 +147,18 @@ is "$(json_eval "$OUT" 'str(j["ok"]) + " " + j["error"][:30]')" "False cannot co
 run_ferry --db 'postgresql://nobody@127.0.0.1:1/x?bogus=1' --dir "$D" status
 is "$RC|$ERR" '2|ferry: cannot connect to the database: invalid URI query parameter: "bogus"' "malformed URL: exit 2"
 
+# --- an option given twice: the last one counts, for every option (an alias
+# or wrapper that adds --db A, then --db B on the command line: B)
+run_ferry --db "$unreach" --db "$DATABASE_URL" --dir "$D" status
+is "$RC|$ERR" "0|" "--db given twice: the last one is used"
+run_ferry --db "$DATABASE_URL" --db "$unreach" --dir "$D" status
+is "$RC|$ERR" '2|ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+   "...also when it is the one that cannot be reached"
+put "$TAP_TMPDIR/lt.lua" 'print(db.one("SHOW lock_timeout").lock_timeout)'
+run_ferry --lock-timeout bogus --lock-timeout 2s --dir "$D" exec "$TAP_TMPDIR/lt.lua"
+is "$RC|$OUT|$ERR" "0|2s|" "--lock-timeout given twice: the last one is the sessions'"
+put "$TAP_TMPDIR/st.lua" 'print(db.one("SHOW statement_timeout").statement_timeout)'
+run_ferry --statement-timeout 3s --statement-timeout=4s --dir "$D" exec "$TAP_TMPDIR/st.lua"
+is "$RC|$OUT|$ERR" "0|4s|" "--statement-timeout given twice (once with =): the last one"
+
 done_testing
