@@ -19,7 +19,7 @@ cat > "$testbin/ferry" <<WRAP
 exec ${FERRY_WRAPPER:-} "$real" "\$@"
 WRAP
 chmod +x "$testbin/ferry"
-export FERRY=$testbin/ferry REPO_ROOT=$root PATH="$testbin:$PATH"
+export FERRY=$testbin/ferry FERRY_BIN=$real REPO_ROOT=$root PATH="$testbin:$PATH"
 export FERRY_PROGRESS_INTERVAL=${FERRY_PROGRESS_INTERVAL:-3600}
 export UNIT_DIR=${UNIT_DIR:-build/unit}
 if [ -z "${TESTS:-}" ]; then

@@ -8,11 +8,15 @@
 require_pg
 
 # chmod 000 does not stop root: as root, ferry runs as the server's user
-# (who can reach its socket) and reads the files as that user
+# (who can reach its socket) and reads the files as that user -- a copy of
+# the binary under test (FERRY_BIN, run under FERRY_WRAPPER as tests/run.sh
+# does), since the checkout may be where that user cannot go (/root)
 F=$FERRY
 if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || skip_all "running as root, and no postgres user to run ferry as"
-    cp "$FERRY" "$TAP_TMPDIR/ferry" && chmod 755 "$TAP_TMPDIR" "$TAP_TMPDIR/ferry"
+    cp "${FERRY_BIN:?tests/run.sh sets it}" "$TAP_TMPDIR/ferry-bin"
+    printf '#!/bin/sh\nexec %s "%s" "$@"\n' "${FERRY_WRAPPER:-}" "$TAP_TMPDIR/ferry-bin" >"$TAP_TMPDIR/ferry"
+    chmod 755 "$TAP_TMPDIR" "$TAP_TMPDIR/ferry" "$TAP_TMPDIR/ferry-bin"
     F="runuser -u postgres -- $TAP_TMPDIR/ferry"
 fi
 run_as() { RC=0; $F "$@" >"$TAP_TMPDIR/o" 2>"$TAP_TMPDIR/e" || RC=$?; OUT=$(cat "$TAP_TMPDIR/o"); ERR=$(cat "$TAP_TMPDIR/e"); }
