@@ -1267,6 +1267,14 @@ local function refuse_own_transaction(m)
   if line then usage_error("%s:%d: %s: %s", rel, line, command, OWN_TRANSACTION) end
 end
 
+-- What up and run refuse before anything is written: that, and a
+-- migration with neither script (it would fail with a heading and a failed
+-- history row for a folder that is not finished).
+local function refuse_bad_up_script(m)
+  if not m.files["up.lua"] and not m.files["up.sql"] then usage_error("%s has neither up.lua nor up.sql", m.rel) end
+  refuse_own_transaction(m)
+end
+
 -- The place in list (sorted) of the last migration up to target: a
 -- migration id, or a version (then the last of the migrations of that
 -- version).  Positions, not a comparison of version strings, which would
@@ -1315,7 +1323,7 @@ function commands.up(args)
   local states = load_states()
   local pending = pending_up_to(list, last, states)
   preflight(list, any_up_lua(pending))
-  for _, m in ipairs(pending) do refuse_own_transaction(m) end
+  for _, m in ipairs(pending) do refuse_bad_up_script(m) end
   ensure_history()
   local results, code = array(), EXIT_OK
   -- the newest applied migration, by version: a pending one older than it
@@ -1356,7 +1364,7 @@ function commands.run(args)
   local m = find_migration(list, args[1])
   prestart_sessions(m, opts.dry_run)
   preflight({m}, m.files["up.lua"])
-  refuse_own_transaction(m)
+  refuse_bad_up_script(m)
   db.open()
   take_lock()
   local r = apply(m, "run", opts.dry_run)

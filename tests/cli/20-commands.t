@@ -438,4 +438,22 @@ is "$(history "$dbo")" "20250101_a|up|applied
 20250103_c|up|applied
 20250102_b|up|applied" "...and the history shows the order they ran in"
 
+# --- a migration folder with neither up.lua nor up.sql: a configuration
+# error (exit 2) before anything is written -- no heading, no failed
+# history row -- for run and for up, as a syntax error is
+dbn=$(fresh_db ferry_cli_noscript)
+N=$TAP_TMPDIR/noscript
+put "$N/migrations/20250101_a/README.md" 'notes, no script yet'
+put "$N/migrations/20250102_b/up.sql" 'CREATE TABLE b (x int);'
+DATABASE_URL=$dbn run_ferry --dir "$N" run 20250101_a
+is "$RC|$OUT|$ERR" "2||ferry: migrations/20250101_a has neither up.lua nor up.sql" \
+   "run of a folder with no up script: exit 2, one line, no heading"
+DATABASE_URL=$dbn run_ferry --dir "$N" up
+is "$RC|$OUT|$ERR" "2||ferry: migrations/20250101_a has neither up.lua nor up.sql" \
+   "up with such a folder pending: the same, before the first migration runs"
+is "$(psql_val "$dbn" "SELECT to_regclass('ferry.history') IS NULL")|$(psql_val "$dbn" "SELECT to_regclass('b') IS NULL")" "t|t" \
+   "...nothing written: no history row, the next migration not run"
+DATABASE_URL=$dbn run_ferry --dir "$N" up --to 20250101_a --dry-run
+is "$RC|$ERR" "2|ferry: migrations/20250101_a has neither up.lua nor up.sql" "a dry run says so too"
+
 done_testing
