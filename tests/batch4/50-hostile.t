@@ -149,6 +149,47 @@ b4_run
 is "$(stats_of "$OUT")" "$(stats_block 0 1 0 31 31 0 0)" "a second run creates nothing"
 is "$RC" 0 "... and exits 0"
 
+# ------------------------------------------------- deeper than json.decode
+# PostgreSQL stores payloads nested deeper than json.decode's 20,000 levels
+# when max_stack_depth is raised (4 MB is enough for 20,001): rule 4 still
+# applies to them -- a top-level field's text, else the compact JSON -- and
+# none is a row error.
+URI=$(b4_db b4_50_deep) || bail_out "cannot build the database"
+D=de000000-0000-4000-8000-000000000
+if q "$URI" "SET max_stack_depth = '6MB'" >/dev/null 2>&1; then
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" >/dev/null <<SQL || bail_out "cannot load the deep payloads"
+SET max_stack_depth = '6MB';
+INSERT INTO "Lead" (id, channel, phone, created_at) VALUES ('de1e0000-0000-4000-8000-000000000001', 'sms', '+1', '2025-01-01 00:00:00+00');
+INSERT INTO "Audit" (id, lead_id, actor, action, payload, created_at) VALUES
+  ('${D}001', 'de1e0000-0000-4000-8000-000000000001', 'customer', 'm',
+   ('{"x": ' || repeat('[', 25000) || repeat(']', 25000) || ', "text": "beside 25,000 arrays"}')::jsonb, '2025-02-01 00:00:01+00'),
+  ('${D}002', 'de1e0000-0000-4000-8000-000000000001', 'customer', 'm',
+   ('{"x": ' || repeat('{"a": ', 25000) || '"leaf"' || repeat('}', 25000) || '}')::jsonb, '2025-02-01 00:00:02+00'),
+  ('${D}003', 'de1e0000-0000-4000-8000-000000000001', 'agent', 'message_sent',
+   ('{"text": ' || repeat('{"a": ', 25000) || '"t"' || repeat('}', 25000) || ', "body": "the \\"body\\", escaped", "message": 7}')::jsonb,
+   '2025-02-01 00:00:03+00'),
+  ('${D}004', 'de1e0000-0000-4000-8000-000000000001', 'agent', 'm',
+   ('{"content": "c", "a\\"b": ' || repeat('[', 25000) || repeat(']', 25000) || '}')::jsonb, '2025-02-01 00:00:04+00');
+SQL
+    b4_run
+    is "$RC" 0 "payloads nested 25,000 deep: exit 0, no row error"
+    [ "$RC" = 0 ] || diag "$OUT"
+    is "$(stats_of "$OUT")" "$(stats_block 1 0 4 0 4 0 0)" "... statistics: four messages"
+    is "$(q "$URI" "SELECT right(a.id::text, 3), m.metadata->>'textSource',
+                           CASE WHEN m.metadata->>'textSource' = 'compact_json'
+                                THEN (m.content = left(b4test.compact(a.payload), 1000))::text ELSE m.content END
+                      FROM \"Audit\" a LEFT JOIN \"Message\" m ON m.metadata->>'auditId' = a.id::text
+                     WHERE a.lead_id IS NOT NULL ORDER BY a.id")" \
+       "001|payload.text|beside 25,000 arrays
+002|compact_json|true
+003|payload.body|the \"body\", escaped
+004|payload.content|c" "... each mapped by rule 4: a top-level field's text, else the compact JSON (PostgreSQL's, cut)"
+    b4 validate "$B4"
+    is "$RC" 0 "... validate passes"
+else
+    skip "max_stack_depth cannot be raised here" 4
+fi
+
 # ------------------------------------------------------------ rule failures
 SEED=$REPO_ROOT/tests/fixtures/seed_example.sql
 A=5eeda000-0000-4000-8000-0000000000

@@ -85,7 +85,7 @@ ok   rules.backfill  3 tests passed
 ok   rules.memory_notes  12 tests passed
 ok   rules.metadata  3 tests passed
 FAIL rules.roles  does not compile: rules/roles.lua:$l: '}' expected (to close '{' at line 8) near 'webhook'
-ok   rules.text  7 tests passed" "...one entry naming rules/roles.lua:$l; rules.text still tested"
+ok   rules.text  8 tests passed" "...one entry naming rules/roles.lua:$l; rules.text still tested"
 run_ferry --dir "$T" --json check
 is "$RC|$ERR" "2|" "check --json, a syntax error: exit 2"
 is "$(json_eval "$OUT" '[j["ok"], [c["name"] + ("" if c["ok"] else " FAIL") for c in j["checks"]]]')" \
