@@ -220,6 +220,12 @@ is "$(q "$URI" "SELECT payload->'errors'->0->>'key' || ' ' || (payload->'errors'
                   FROM \"Audit\" WHERE action = 'backfill_conversations_messages'")" "${A}03 true 1 1" \
    "the run record holds the error (key and message)"
 is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = '${A}03'")" 0 "the failed audit has no message"
+# validate with the same rules cannot judge that audit: check 8 fails and
+# says so (as Batch 5's check 1 does for a lead its rules cannot map)
+run_ferry --dir "$D1" --db "$URI" validate "$B4"
+is "$RC" 1 "validate with the failing rule: exit 1"
+like "$OUT" "✗ FAIL every processed audit with text and an existing lead has exactly one message  \\(19 audits with text: 0 without a message, 0 with more than one, 1 audits the rules cannot map\\)" \
+    "... check 8 counts the audit the rules cannot map"
 b4_run
 is "$RC" 0 "re-run with the rule fixed exits 0"
 [ "$RC" = 0 ] || diag "$OUT"
