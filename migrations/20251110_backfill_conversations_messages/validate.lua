@@ -38,7 +38,7 @@ end)
 check("every backfilled conversation belongs to an existing lead, one per lead", function()
   local r = db.one([[
     SELECT count(*) FILTER (WHERE l.id IS NULL) AS dangling,
-           count(*) - count(DISTINCT c.lead_id) AS duplicates,
+           count(c.lead_id) - count(DISTINCT c.lead_id) AS duplicates,
            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "Conversation" o
                                            WHERE o.lead_id = c.lead_id AND o.id <> c.id
                                              AND (o.created_at, o.id) < (c.created_at, c.id))) AS beside,

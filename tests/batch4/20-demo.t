@@ -158,4 +158,12 @@ like "$OUT" '✗ FAIL every backfilled conversation belongs to an existing lead,
     "... naming it"
 q "$URI" "DELETE FROM \"Conversation\" WHERE metadata->>'app' = 'live'" >/dev/null
 
+# A backfilled conversation whose lead_id was cleared: one without lead, and
+# no duplicate (a NULL lead_id is no lead shared with another conversation).
+q "$URI" "UPDATE \"Conversation\" SET lead_id = NULL WHERE lead_id = '$lead' AND metadata->>'createdBy' = '$B4'" >/dev/null
+b4 validate "$B4"
+is "$RC" 1 "validate fails when a backfilled conversation has no lead"
+like "$OUT" '✗ FAIL every backfilled conversation belongs to an existing lead, one per lead  \([0-9]+ conversations, 1 without lead, 0 duplicate leads, 0 beside an older conversation of its lead\)' \
+    "... counted without lead, not as a duplicate"
+
 done_testing
