@@ -11,11 +11,15 @@
 #include "pgconn.h"
 
 /* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
- * keywords after it override it, so application_name is always ours. */
+ * keywords after it override it, so application_name is always ours, and
+ * so is client_encoding: the rules read and write UTF-8 (character cuts,
+ * Unicode whitespace), whatever PGCLIENTENCODING, the URI or a non-UTF-8
+ * database's own encoding would make the session's text. */
 #define CONN_PARAMS(conninfo)                                                           \
-    const char *keys[] = {"dbname", "application_name", NULL};                          \
-    const char *vals[] = {(conninfo) ? (conninfo) : "", "ferry", NULL};                 \
-    if (!(conninfo)) { keys[0] = "application_name"; vals[0] = "ferry"; keys[1] = NULL; }
+    const char *keys[] = {"dbname", "application_name", "client_encoding", NULL};       \
+    const char *vals[] = {(conninfo) ? (conninfo) : "", "ferry", "UTF8", NULL};         \
+    if (!(conninfo)) { keys[0] = "application_name"; vals[0] = "ferry";                 \
+                       keys[1] = "client_encoding"; vals[1] = "UTF8"; keys[2] = NULL; }
 
 PGconn *pgconn_open(const char *conninfo) {
     CONN_PARAMS(conninfo);

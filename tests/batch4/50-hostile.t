@@ -333,6 +333,51 @@ is "$(q "$URI" "SELECT count(*) FROM \"Conversation\" c JOIN \"Lead\" l ON l.id 
                     OR c.last_message_at <> (SELECT max(m.created_at) FROM \"Message\" m WHERE m.conversation_id = c.id)")" 0 \
    "every conversation starts at its lead's created_at and ends at its newest message"
 
+# The rules read and write UTF-8 whatever the client encoding: one asked
+# for by the environment (PGCLIENTENCODING, which libpq honours) or a
+# database's own (a LATIN1 database's sessions default to LATIN1, whose
+# text the rules would read as UTF-8: 'Ã©' is the bytes of 'é').
+URI=$(b4_db b4_50_clientenc) || bail_out "cannot build the database"
+E=e0000000-0000-4000-8000-000000000
+q "$URI" "INSERT INTO \"Lead\" (id, channel, phone) VALUES ('e01e0000-0000-4000-8000-000000000001', 'sms', '+1');
+          INSERT INTO \"Audit\" (id, lead_id, actor, action, payload) VALUES
+            ('${E}001', 'e01e0000-0000-4000-8000-000000000001', 'customer', 'm', '{\"text\": \"d\u00e9j\u00e0 vu \ud83d\ude00\"}')" >/dev/null
+PGCLIENTENCODING=LATIN1 b4_run -q
+is "$RC" 0 "PGCLIENTENCODING=LATIN1 in the environment: exit 0 (an emoji is no LATIN1 character)"
+[ "$RC" = 0 ] || diag "$ERR"
+is "$(q "$URI" "SELECT content FROM \"Message\" WHERE metadata->>'auditId' = '${E}001'")" "déjà vu 😀" "... the text arrives unchanged"
+URI=$(db_uri b4_50_latin1)
+if "$PSQL" -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS b4_50_latin1 WITH (FORCE)" \
+    -c "CREATE DATABASE b4_50_latin1 TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'" >/dev/null 2>&1; then
+    "$FERRY" --dir "$REPO_ROOT" --db "$URI" -q up --to 20251108 >/dev/null || bail_out "ferry up failed"
+    "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" >/dev/null <<SQL || bail_out "cannot load the LATIN1 data"
+SET client_encoding = 'UTF8';
+CREATE SCHEMA b4test;
+CREATE FUNCTION b4test.compact(j jsonb) RETURNS text LANGUAGE sql IMMUTABLE
+  AS \$\$ SELECT regexp_replace(j::text, '("(?:[^"\\\\]|\\\\.)*")|([,:]) ', '\\1\\2', 'g') \$\$;
+INSERT INTO "Lead" (id, channel, phone) VALUES ('e01e0000-0000-4000-8000-000000000001', 'sms', '+1');
+INSERT INTO "Audit" (id, lead_id, actor, action, payload, created_at) VALUES
+  ('${E}001', 'e01e0000-0000-4000-8000-000000000001', 'customer', 'm', '{"text": "café"}', '2025-01-01 00:00:01+00'),
+  ('${E}002', 'e01e0000-0000-4000-8000-000000000001', 'customer', 'm', '{"text": "\u00a0"}', '2025-01-01 00:00:02+00'),
+  ('${E}003', 'e01e0000-0000-4000-8000-000000000001', 'customer', 'm', jsonb_build_object('k', repeat('é', 1200)), '2025-01-01 00:00:03+00'),
+  ('${E}004', 'e01e0000-0000-4000-8000-000000000001', 'customer', 'm', jsonb_build_object('k', repeat('Ã©', 600)), '2025-01-01 00:00:04+00');
+SQL
+    b4_run -q
+    is "$RC" 0 "a LATIN1 database: exit 0"
+    [ "$RC" = 0 ] || diag "$ERR"
+    is "$(q "$URI" "SET client_encoding = 'UTF8'; SELECT right(a.id::text, 3), m.metadata->>'textSource', char_length(m.content),
+                           m.content = CASE WHEN m.metadata->>'textSource' = 'compact_json' THEN left(b4test.compact(a.payload), 1000)
+                                            ELSE a.payload->>'text' END
+                      FROM \"Audit\" a JOIN \"Message\" m ON m.metadata->>'auditId' = a.id::text ORDER BY a.id")" \
+       "001|payload.text|4|t
+002|compact_json|12|t
+003|compact_json|1000|t
+004|compact_json|1000|t" "... a no-break space is whitespace and the cut is 1000 characters, as in a UTF-8 database"
+else
+    skip "no LATIN1 database here" 2
+fi
+
 # A syntax error in a rule file stops before anything is written: exit 2.
 D5=$TAP_TMPDIR/syntax
 mkdir -p "$D5"
