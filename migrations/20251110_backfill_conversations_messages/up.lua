@@ -36,7 +36,7 @@ local resume_key = resume or db.NULL          -- NULL: from the first lead (any 
 
 log.info("\u{1F680} Starting Batch 4: Conversation & Message Backfill")
 log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
-if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
+if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an earlier run that did not finish)") end
 
 -- The processed audits (lead set, actor mapped: rules.roles says how in
 -- SQL) of the leads after the resume point.

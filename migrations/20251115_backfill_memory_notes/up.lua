@@ -38,7 +38,7 @@ local resume = ctx.checkpoint.get()          -- last lead id fully committed, or
 
 log.info("\u{1F680} Starting Batch 5: MemoryNote Backfill")
 log.info("   Mode: " .. (dry and "\u{1F50D} DRY RUN" or "\u{270D}\u{FE0F}  APPLY"))
-if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an interrupted run)") end
+if resume then log.info("   Resuming after lead " .. resume .. " (checkpoint of an earlier run that did not finish)") end
 
 -- Processed leads, and this backfill's notes (rules.memory_notes).
 local HAS_STATE, MINE = rules.HAS_STATE_SQL, rules.MINE_SQL

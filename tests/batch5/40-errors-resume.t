@@ -66,7 +66,8 @@ unlike "$OUT" "BACKFILL COMPLETE" "...not BACKFILL COMPLETE"
 q "$URI" "UPDATE \"Lead\" SET state_metadata = '{\"windows\": 3}' WHERE id = '${L}3'" >/dev/null
 b5_run --batch-size 2 --jobs 2
 is "$RC" 0 "after the fix the re-run exits 0"
-like "$OUT" "Resuming after lead ${L}2" "it resumes before the failed lead"
+like "$OUT" "Resuming after lead ${L}2 \\(checkpoint of an earlier run that did not finish\\)" \
+     "it resumes before the failed lead (a run stopped by row errors is not called interrupted)"
 # the run before committed leads 4-7 past its checkpoint: this run finds
 # them done, and counts its own work (not lead 1-2's restored counters plus
 # its own, which would count those leads' notes twice)
