@@ -227,10 +227,12 @@ local function discover(root)
   local dir = root .. "/migrations"
   local names = list_folder(dir)
   if not names then usage_error("no migrations folder at %s (use --dir)", dir) end
-  local list, by_id = {}, {}
+  local list, by_id, ignored = {}, {}, {}
   for _, entry in ipairs(names) do
     local version, name = entry:match("^(%d+)_([%w_%-]+)$")
-    if version and sys.isdir(dir .. "/" .. entry) then
+    local is_dir = sys.isdir(dir .. "/" .. entry)
+    if is_dir and not version and entry:sub(1, 1) ~= "." then ignored[#ignored + 1] = entry end
+    if version and is_dir then
       local m = {id = entry, version = version, name = name, path = dir .. "/" .. entry,
                  rel = "migrations/" .. entry, files = {}}
       for _, f in ipairs(SCRIPT_FILES) do
@@ -247,7 +249,18 @@ local function discover(root)
     end
     return a.name < b.name
   end)
-  return list, by_id
+  table.sort(ignored)
+  return list, by_id, ignored
+end
+
+-- Folders under migrations/ that discover() passes over (not
+-- <version>_<name>; dotfolders aside): named on stderr by the commands
+-- that would otherwise leave one out without a word (status, up).
+local function note_ignored(ignored)
+  for _, entry in ipairs(ignored) do
+    log.warn(string.format("note: migrations/%s is not a migration folder (the name must be <version>_<name>): ignored",
+                           entry))
+  end
 end
 
 local function find_migration(list, key)
@@ -1309,7 +1322,8 @@ end
 
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
-  local list = discover(root_dir)
+  local list, _, ignored = discover(root_dir)
+  note_ignored(ignored)
   local last = #list
   if opts.to then
     last = last_up_to(list, opts.to)
@@ -1585,7 +1599,8 @@ end
 
 function commands.status(args)
   if #args > 0 then usage_error("status takes no arguments") end
-  local list, by_id = discover(root_dir)
+  local list, by_id, ignored = discover(root_dir)
+  note_ignored(ignored)
   db.open()
   local states = load_states()
   local saved = saved_checkpoints()
@@ -1898,7 +1913,7 @@ end
 
 function commands.check(args)
   if #args > 0 then usage_error("check takes no arguments") end
-  local list = discover(root_dir)
+  local list, _, ignored = discover(root_dir)
   local results = array()
   local failed, usage_errors = 0, 0
   -- report(what, ok [, detail [, usage]]): one entry; usage marks a file
@@ -1912,6 +1927,10 @@ function commands.check(args)
     end
   end
   for _, m in ipairs(list) do check_migration(m, report) end
+  for _, entry in ipairs(ignored) do
+    report("migrations/" .. entry, false, "not a migration folder: the name must be <version>_<name> (digits, '_', "
+           .. "then letters, digits, '_' or '-'); every command ignores it")
+  end
   for _, f in ipairs(rule_files()) do check_rule(f:match("^(.-)%.lua$"), report) end
   if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results})) end
   -- the documented codes: a syntax error is a usage error (2), as in every

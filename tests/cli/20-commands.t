@@ -456,4 +456,32 @@ is "$(psql_val "$dbn" "SELECT to_regclass('ferry.history') IS NULL")|$(psql_val 
 DATABASE_URL=$dbn run_ferry --dir "$N" up --to 20250101_a --dry-run
 is "$RC|$ERR" "2|ferry: migrations/20250101_a has neither up.lua nor up.sql" "a dry run says so too"
 
+# --- folders under migrations/ that are not <version>_<name>: every command
+# ignores them, so they are named rather than skipped without a word --
+# check fails on them, status and up note them on stderr (a dotfolder or a
+# file there is not a migration folder and is left alone)
+dbm=$(fresh_db ferry_cli_misnamed)
+M=$TAP_TMPDIR/misnamed
+put "$M/migrations/20250101_ok/up.sql" 'CREATE TABLE ok (x int);'
+put "$M/migrations/20250102-dash/up.sql" 'CREATE TABLE dash (x int);'
+put "$M/migrations/notaversion/up.sql" 'CREATE TABLE nv (x int);'
+put "$M/migrations/.git/up.sql" 'CREATE TABLE hidden (x int);'
+put "$M/migrations/README.md" 'about the migrations'
+NOTE1="note: migrations/20250102-dash is not a migration folder (the name must be <version>_<name>): ignored"
+NOTE2="note: migrations/notaversion is not a migration folder (the name must be <version>_<name>): ignored"
+DATABASE_URL=$dbm run_ferry --dir "$M" check
+is "$RC" 1 "check with misnamed migration folders: exit 1"
+is "$(grep -v '^ok ' <<<"$OUT")" "FAIL migrations/20250102-dash  not a migration folder: the name must be <version>_<name> (digits, '_', then letters, digits, '_' or '-'); every command ignores it
+FAIL migrations/notaversion  not a migration folder: the name must be <version>_<name> (digits, '_', then letters, digits, '_' or '-'); every command ignores it" \
+   "...each named, not the dotfolder or the file"
+DATABASE_URL=$dbm run_ferry --dir "$M" status
+is "$RC|$ERR" "0|$NOTE1
+$NOTE2" "status notes them on stderr"
+DATABASE_URL=$dbm run_ferry --dir "$M" up
+is "$RC|$ERR" "0|$NOTE1
+$NOTE2" "up notes them too, and applies the rest"
+is "$(grep -c '^==> ' <<<"$OUT")|$(head -1 <<<"$OUT")" "1|==> 20250101_ok" "...(only the migration folder has a heading)"
+is "$(psql_val "$dbm" "SELECT string_agg(c, ' ' ORDER BY c) FROM (VALUES (to_regclass('ok')::text), (to_regclass('dash')::text), (to_regclass('nv')::text)) v(c)")" "ok" \
+   "...only the migration folder ran"
+
 done_testing
