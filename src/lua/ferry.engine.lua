@@ -337,6 +337,7 @@ local function load_script(rel, env, path)
   -- (without env, the global one: load's fourth argument given as nil
   -- would leave the chunk no environment at all)
   local chunk, lerr
+  errors.known_chunk(rel)
   if env ~= nil then chunk, lerr = load(src, "@" .. rel, "t", env) else chunk, lerr = load(src, "@" .. rel, "t") end
   if not chunk then usage_error("%s", lerr) end
   return chunk, src

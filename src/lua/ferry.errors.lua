@@ -34,8 +34,35 @@ end
 -- its message; a table by its __tostring, else its `message` field, else
 -- as JSON with sorted keys ("error object {...}"); anything else by
 -- tostring.
+-- Lua cuts a chunk's name in a position to 60 characters (LUA_IDSIZE),
+-- keeping its end behind "...": a script of a long migration id reads
+-- "...ns/<id>/validate.lua:12:".  The scripts and rules ferry loads are
+-- registered here (known_chunk), and full_names gives such a cut name back
+-- whole when exactly one of them ends with it.
+local chunk_names = {}
+function M.known_chunk(name) chunk_names[name] = true end
+
+local function whole_name(cut)
+  local found
+  for name in pairs(chunk_names) do
+    if #name > #cut and name:sub(-#cut) == cut then
+      if found then return nil end        -- (two end so: leave it cut)
+      found = name
+    end
+  end
+  return found
+end
+
+function M.full_names(s)
+  if not s:find("...", 1, true) then return s end
+  return (s:gsub("%.%.%.([^%s:]+%.lua):", function(cut)
+    local name = whole_name(cut)
+    return name and name .. ":" or nil
+  end))
+end
+
 function M.text(e)
-  if type(e) == "string" then return M.valid_utf8(e) end
+  if type(e) == "string" then return M.full_names(M.valid_utf8(e)) end
   if M.is_ferry(e) then return M.valid_utf8(tostring(e.message)) end
   if type(e) == "table" then
     local mt = getmetatable(e)
@@ -56,7 +83,9 @@ function M.where(level)
     local info = debug.getinfo(l, "Sl")
     if not info then break end
     if info.currentline > 0 and info.source:sub(1, 9) ~= "=[ferry]/" then
-      return info.short_src .. ":" .. info.currentline .. ": "
+      -- (the name whole: short_src is cut to 60 characters)
+      local name = info.source:sub(1, 1) == "@" and info.source:sub(2) or info.short_src
+      return name .. ":" .. info.currentline .. ": "
     end
   end
   return ""

@@ -132,4 +132,24 @@ else
     skip "cannot create a role here" 6
 fi
 
+# --- a script of a long migration id: Lua cuts a file name in an error's
+# position to 60 characters ("...ns/<id>/validate.lua:1:"); ferry gives the
+# names it loaded back whole, in the message, the history and a traceback
+LD=$TAP_TMPDIR/longid
+LONG=20250101_a_rather_long_migration_name_that_overflows
+put "$LD/migrations/$LONG/up.lua" 'local x = nil
+return x.y'
+put "$LD/migrations/$LONG/validate.lua" 'check("c1", function() error("broken check") end)'
+dbl=$(fresh_db ferry_cli_longid)
+DATABASE_URL=$dbl run_ferry --dir "$LD" run "$LONG"
+is "$RC|$ERR" "1|ferry: migrations/$LONG/up.lua:2: attempt to index a nil value (local 'x')" \
+   "a long id: the error names migrations/<id>/up.lua whole"
+is "$(psql_val "$dbl" "SELECT split_part(error, E'\\n', 1) FROM ferry.history")" \
+   "migrations/$LONG/up.lua:2: attempt to index a nil value (local 'x')" "...so does the history"
+DATABASE_URL=$dbl run_ferry --dir "$LD" --verbose run "$LONG"
+like "$ERR" $'\n\tmigrations/'"$LONG"'/up\.lua:2: in main chunk' "...and the traceback"
+unlike "$ERR" '\.\.\.[^ ]*/up\.lua' "...which has no cut name left"
+DATABASE_URL=$dbl run_ferry --dir "$LD" validate "$LONG"
+like "$OUT" "FAIL c1  \\(error: migrations/$LONG/validate\\.lua:1: broken check\\)" "validate: the same"
+
 done_testing
