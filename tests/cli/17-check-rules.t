@@ -94,4 +94,17 @@ is "$(json_eval "$OUT" '[j["ok"], [c["name"] + ("" if c["ok"] else " FAIL") for 
 is "$(json_eval "$OUT" '[c["detail"] for c in j["checks"] if not c["ok"]][0]')" \
    "does not compile: rules/roles.lua:$l: '}' expected (to close '{' at line 8) near 'webhook'" "...the failing entry's detail"
 
+# os.exit in a rule's test would end check there, with that exit code and
+# the rules after it untested: it fails that test instead
+tree exits
+cat > "$T/rules/aaa_exits.lua" <<'LUA'
+local M = {}
+M.tests = {["leaves early"] = function() os.exit(0) end}
+return M
+LUA
+run_ferry --dir "$T" check
+is "$RC" 1 "a rule test calling os.exit: check exits 1"
+like "$OUT" $'\nFAIL rules\\.aaa_exits test "leaves early"  rules/aaa_exits\\.lua:2: os\\.exit is not available' "...that test fails"
+like "$OUT" $'\nok   rules\\.text ' "...and the rules after it are still tested"
+
 done_testing
