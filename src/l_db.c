@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "copytext.h"
@@ -30,6 +31,9 @@
 /* Module state: shared by every function as upvalue 1. */
 struct conn;
 
+#define NOTICE_KINDS 32        /* kinds of notice counted; later ones are all shown */
+#define NOTICE_SHOWN 3         /* times a kind is shown before it is only counted */
+
 typedef struct db_state {
     char *conninfo;            /* may hold a password: never given to Lua */
     char *lock_timeout;
@@ -43,6 +47,14 @@ typedef struct db_state {
     int nsenders;
     int nconns;                /* connection objects not yet closed or collected */
     int gc_at;                 /* collect garbage before opening one more than this */
+    /* The notices the server repeats (notice_receiver): each kind is shown
+     * NOTICE_SHOWN times, then only counted. */
+    struct notice_kind {
+        uint64_t key;          /* hash of its severity and message */
+        unsigned long seen;
+        char text[200];        /* "NOTICE:  word is too long to be indexed" */
+    } notices[NOTICE_KINDS];
+    int nnotices;
 } db_state;
 
 typedef struct conn {
@@ -325,12 +337,56 @@ static void write_escaped(FILE *f, const char *s) {
  * control characters escaped (write_escaped), and with --quiet ("only
  * errors") none below WARNING.  arg: the module state, which outlives
  * every connection (it is finalized last). */
+static uint64_t fnv1a(uint64_t h, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
+    return (h ^ 0xff) * 0x100000001b3ULL;        /* (a separator between strings) */
+}
+
+/* Whether this notice is one the server has sent NOTICE_SHOWN times
+ * already (the same severity and message, whatever its DETAIL): then it is
+ * only counted.  A backfill can make one per row ("word is too long to be
+ * indexed"), which would bury everything else ferry prints. */
+static int repeated_notice(db_state *st, const PGresult *res, const char *severity) {
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (!severity || !primary) return 0;
+    uint64_t key = fnv1a(fnv1a(0xcbf29ce484222325ULL, severity), primary);
+    for (int i = 0; i < st->nnotices; i++) {
+        if (st->notices[i].key == key) return ++st->notices[i].seen > NOTICE_SHOWN;
+    }
+    if (st->nnotices == NOTICE_KINDS) return 0;
+    struct notice_kind *k = &st->notices[st->nnotices++];
+    const char *shown = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    k->key = key;
+    k->seen = 1;
+    snprintf(k->text, sizeof k->text, "%s:  %s", shown ? shown : severity, primary);
+    return 0;
+}
+
 static void notice_receiver(void *arg, const PGresult *res) {
-    const db_state *st = arg;
+    db_state *st = arg;
     const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (st->quiet && severity && strcmp(severity, "WARNING") != 0) return;
+    if (repeated_notice(st, res, severity)) return;
     write_escaped(stderr, PQresultErrorMessage(res));
     fflush(stderr);
+}
+
+/* db.core.report_repeated_notices(): one line on stderr per notice the
+ * server sent more often than it was shown, with how many were not; then
+ * starts counting afresh.  The engine calls it when a command ends. */
+static int db_report_repeated_notices(lua_State *L) {
+    db_state *st = STATE(L);
+    for (int i = 0; i < st->nnotices; i++) {
+        const struct notice_kind *k = &st->notices[i];
+        if (k->seen <= NOTICE_SHOWN) continue;
+        unsigned long more = k->seen - NOTICE_SHOWN;
+        fprintf(stderr, "note: the server sent this notice %lu more time%s (not shown): ", more, more == 1 ? "" : "s");
+        write_escaped(stderr, k->text);
+        fputc('\n', stderr);
+    }
+    fflush(stderr);
+    st->nnotices = 0;
+    return 0;
 }
 
 /* The notices of a session started ahead, until its settings are applied:
@@ -1402,6 +1458,9 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "busy_with");
     lua_pushcfunction(L, db_find_transaction_control);
     lua_setfield(L, -2, "find_transaction_control");
+    lua_pushvalue(L, sti);
+    lua_pushcclosure(L, db_report_repeated_notices, 1);
+    lua_setfield(L, -2, "report_repeated_notices");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);

@@ -2007,6 +2007,7 @@ end
 
 return function(cli)
   local ok, res = xpcall(main, on_error, cli)
+  db_core.report_repeated_notices()
   release_lock()
   if ok then db.close() return res end
   local code, msg = EXIT_FAIL, error_text(res)

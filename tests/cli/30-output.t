@@ -199,6 +199,34 @@ run_ferry --dir "$D" exec "$D/notice.lua"
 is "$RC|$OUT|$ERR" $'0||NOTICE:  a notice\nWARNING:  a warning' "a server NOTICE and WARNING are shown"
 run_ferry --dir "$D" -q exec "$D/notice.lua"
 is "$RC|$OUT|$ERR" "0||WARNING:  a warning" "--quiet: the WARNING only"
+# a notice the server repeats (the same severity and message: one per row
+# of a backfill, "word is too long to be indexed") is shown three times,
+# then counted, and one line at the end of the command says how many more
+# there were; another notice is shown on its own
+put "$D/notice_rep.lua" 'for i = 1, 6 do
+  db.exec("DO $$ BEGIN RAISE NOTICE $m$same thing$m$ USING DETAIL = $m$row " .. i .. "$m$; END $$")
+end
+db.exec([[DO $$ BEGIN RAISE NOTICE $m$other$m$; END $$]])
+for _ = 1, 4 do db.exec([[DO $$ BEGIN RAISE WARNING $m$warned$m$; END $$]]) end'
+run_ferry --dir "$D" exec "$D/notice_rep.lua"
+is "$RC|$OUT|$ERR" "0||NOTICE:  same thing
+DETAIL:  row 1
+NOTICE:  same thing
+DETAIL:  row 2
+NOTICE:  same thing
+DETAIL:  row 3
+NOTICE:  other
+WARNING:  warned
+WARNING:  warned
+WARNING:  warned
+note: the server sent this notice 3 more times (not shown): NOTICE:  same thing
+note: the server sent this notice 1 more time (not shown): WARNING:  warned" \
+   "a repeated notice: three shown, the rest counted at the end"
+run_ferry --dir "$D" -q exec "$D/notice_rep.lua"
+is "$RC|$OUT|$ERR" "0||WARNING:  warned
+WARNING:  warned
+WARNING:  warned
+note: the server sent this notice 1 more time (not shown): WARNING:  warned" "--quiet: the same for its warnings"
 # control characters in a notice are escaped as ferry's own messages are
 # (an ESC sequence would clear or recolour the terminal): C0 controls but
 # tab and newline as \xNN, DEL too, C1 controls (U+0080-U+009F) as \u00NN;
