@@ -103,10 +103,16 @@ typedef struct copy_writer {
 /* Raises "what: message" for a result or connection error, with the
  * password redacted.  The caller has already released its resources or left
  * them to a finalizer. */
+/* The connection string c's password is redacted with: its own
+ * (db.connect(conninfo)), else the module's. */
+static const char *conn_info(const db_state *st, const conn *c) {
+    return c && c->info ? c->info : (st ? st->conninfo : NULL);
+}
+
 /* msg with c's password (or the module's) redacted into buf: a server's
  * error (server) or libpq's text (see pgconn.h). */
 static void redact_msg(db_state *st, conn *c, const char *msg, int server, char *buf, size_t n) {
-    const char *info = c && c->info ? c->info : (st ? st->conninfo : NULL);
+    const char *info = conn_info(st, c);
     if (server) pgconn_redact_server(info, msg ? msg : "", buf, n);
     else pgconn_redact(info, msg ? msg : "", buf, n);
 }
@@ -131,9 +137,33 @@ typedef struct errmsg {
     int server;        /* the server's error (a result's fields), not libpq's */
 } errmsg;
 
-/* The error of a result: its message, detail and SQLSTATE. */
+/* m's text: `text` with c's password redacted (as a server's error, or as
+ * libpq's text), then, when it does not fit, cut at a character boundary
+ * and marked "...", with `suffix` (the SQLSTATE, exec_script's line)
+ * always whole.  Redacted before the cut: a password the cut went through
+ * would leave its first bytes, which no later redaction finds. */
+static void errmsg_fill(const conn *c, errmsg *m, const char *text, const char *suffix, int server) {
+    size_t len = strlen(text), redsz = 3 * len + 4;   /* (redaction can grow the text: pgconn.c) */
+    char *red = malloc(redsz);
+    m->server = server;
+    if (!red) { snprintf(m->text, sizeof m->text, "(error message withheld: out of memory)%s", suffix); return; }
+    const char *info = c ? conn_info(c->st, c) : NULL;
+    if (server) pgconn_redact_server(info, text, red, redsz);
+    else pgconn_redact(info, text, red, redsz);
+    size_t room = sizeof m->text - strlen(suffix);
+    int n = snprintf(m->text, room, "%s", red);
+    free(red);
+    if (n >= 0 && (size_t)n >= room) {      /* cut: end on a whole character, and say so */
+        size_t keep = room - 1 > 3 ? room - 1 - 3 : 0;
+        while (keep > 0 && ((unsigned char)m->text[keep] & 0xC0) == 0x80) keep--;
+        memcpy(m->text + keep, "...", 4);
+    }
+    strcat(m->text, suffix);
+}
+
+/* The error of a result on c: its message, detail and SQLSTATE. */
 /* ... with `tail` (or nothing) after the SQLSTATE: exec_script's " (line N)". */
-static const char *result_error_text_with(const PGresult *res, errmsg *m, const char *tail) {
+static const char *result_error_text_with(const conn *c, const PGresult *res, errmsg *m, const char *tail) {
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -144,35 +174,39 @@ static const char *result_error_text_with(const PGresult *res, errmsg *m, const 
     int ctx_len = 0;
     if (context && strncmp(context, "COPY ", 5) == 0) ctx_len = (int)strcspn(context, "\n");
     else context = NULL;
-    m->server = primary != NULL && state != NULL;
-    if (primary) {
-        /* the SQLSTATE always fits: what is cut for room is the text before
-         * it (the engine's advice for 23503/23505 reads it) */
-        char suffix[64] = "";
-        snprintf(suffix, sizeof suffix, "%s%.5s%s%s", state ? " [SQLSTATE " : "", state ? state : "",
-                 state ? "]" : "", tail ? tail : "");
-        size_t room = sizeof m->text - strlen(suffix);
-        int n = snprintf(m->text, room, "%s%s%s%s%s%.*s%s", primary, detail ? " (" : "", detail ? detail : "",
-                         detail ? ")" : "", context ? " (" : "", ctx_len, context ? context : "", context ? ")" : "");
-        if (n >= 0 && (size_t)n >= room) {      /* cut: end on a whole character, and say so */
-            size_t len = room - 1 > 3 ? room - 1 - 3 : 0;
-            while (len > 0 && ((unsigned char)m->text[len] & 0xC0) == 0x80) len--;
-            memcpy(m->text + len, "...", 4);
-        }
-        strcat(m->text, suffix);
-    } else
-        snprintf(m->text, sizeof m->text, "%s%s", PQresultErrorMessage(res), tail ? tail : "");
+    if (!primary) {
+        errmsg_fill(c, m, PQresultErrorMessage(res), tail ? tail : "", 0);
+        return m->text;
+    }
+    /* the SQLSTATE always fits: what is cut for room is the text before
+     * it (the engine's advice for 23503/23505 reads it) */
+    char suffix[64] = "";
+    snprintf(suffix, sizeof suffix, "%s%.5s%s%s", state ? " [SQLSTATE " : "", state ? state : "",
+             state ? "]" : "", tail ? tail : "");
+    const char *fmt = "%s%s%s%s%s%.*s%s";
+#define PARTS primary, detail ? " (" : "", detail ? detail : "", detail ? ")" : "", \
+              context ? " (" : "", ctx_len, context ? context : "", context ? ")" : ""
+    int n = snprintf(NULL, 0, fmt, PARTS);
+    char *whole = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!whole) {
+        errmsg_fill(c, m, "(error message withheld: out of memory)", suffix, 0);
+        return m->text;
+    }
+    snprintf(whole, (size_t)n + 1, fmt, PARTS);
+#undef PARTS
+    errmsg_fill(c, m, whole, suffix, primary != NULL && state != NULL);
+    free(whole);
     return m->text;
 }
 
-static const char *result_error_text(const PGresult *res, errmsg *m) {
-    return result_error_text_with(res, m, NULL);
+static const char *result_error_text(const conn *c, const PGresult *res, errmsg *m) {
+    return result_error_text_with(c, res, m, NULL);
 }
 
-/* Any text (libpq's connection error, a message of ours). */
-static const char *errmsg_set(errmsg *m, const char *text) {
-    m->server = 0;
-    snprintf(m->text, sizeof m->text, "%s", text ? text : "");
+/* Any text (libpq's connection error, a message of ours), redacted for c
+ * before it is cut. */
+static const char *errmsg_set(const conn *c, errmsg *m, const char *text) {
+    errmsg_fill(c, m, text ? text : "", "", 0);
     return m->text;
 }
 
@@ -435,7 +469,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
          * configuration error, raised without a script position, the
          * session closed first rather than left to the collector. */
         errmsg m;
-        const char *msg = result_error_text(b->res, &m);
+        const char *msg = result_error_text(c, b->res, &m);
         PQclear(b->res);
         b->res = NULL;
         if (PQstatus(c->pg) == CONNECTION_BAD && may_retry) {
@@ -735,7 +769,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
         errmsg m;
-        const char *msg = result_error_text(b->res, &m);
+        const char *msg = result_error_text(c, b->res, &m);
         PQclear(b->res);
         b->res = NULL;
         raise_pg(L, st, c, "query failed", msg, m.server);
@@ -820,7 +854,7 @@ static int conn_exec_script(lua_State *L) {
     while ((b->res = next_result(c)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
         if (pgconn_is_copy(s)) {
-            if (!failed) errmsg_set(&m, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
+            if (!failed) errmsg_set(c, &m, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
             failed = 1;
             PQclear(b->res);
             b->res = NULL;
@@ -832,7 +866,7 @@ static int conn_exec_script(lua_State *L) {
             long line = script_error_line(b->res, sql);
             char at[32] = "";
             if (line > 0) snprintf(at, sizeof at, " (line %ld)", line);
-            result_error_text_with(b->res, &m, at);     /* the SQLSTATE and line kept whole */
+            result_error_text_with(c, b->res, &m, at);     /* the SQLSTATE and line kept whole */
             failed = 1;
         }
         PQclear(b->res);
@@ -919,8 +953,8 @@ static int rows_next(lua_State *L) {
         return 0;
     }
     errmsg m;
-    const char *msg = pgconn_is_copy(s) ? errmsg_set(&m, "COPY goes through conn:copy(), not rows()")
-                    : b->res ? result_error_text(b->res, &m) : errmsg_set(&m, PQerrorMessage(r->c->pg));
+    const char *msg = pgconn_is_copy(s) ? errmsg_set(r->c, &m, "COPY goes through conn:copy(), not rows()")
+                    : b->res ? result_error_text(r->c, b->res, &m) : errmsg_set(r->c, &m, PQerrorMessage(r->c->pg));
     if (b->res) { PQclear(b->res); b->res = NULL; }
     pgconn_end_unexpected_copy(r->c->pg, s);
     pgconn_drain(r->c->pg);
@@ -1076,7 +1110,7 @@ static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t le
             continue;
         }
         errmsg m;
-        errmsg_set(&m, r == 0 ? "out of memory for the COPY data" : PQerrorMessage(w->c->pg));
+        errmsg_set(w->c, &m, r == 0 ? "out of memory for the COPY data" : PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: write failed");
         raise_pg(L, STATE(L), w->c, "COPY failed", m.text, m.server);
     }
@@ -1114,7 +1148,7 @@ static void copy_send_end(lua_State *L, copy_writer *w) {
     copy_flush(L, w);
     if (PQputCopyEnd(w->c->pg, NULL) != 1) {
         errmsg m;
-        errmsg_set(&m, PQerrorMessage(w->c->pg));
+        errmsg_set(w->c, &m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
         raise_pg(L, STATE(L), w->c, "COPY failed", m.text, m.server);
     }
@@ -1144,7 +1178,7 @@ static int copy_finish(lua_State *L) {
     if (pgconn_flush_and_block(w->c->pg) != 0) {
         PQclear(b->res);
         b->res = NULL;
-        errmsg_set(&m, PQerrorMessage(w->c->pg));
+        errmsg_set(w->c, &m, PQerrorMessage(w->c->pg));
         copy_release(w, "ferry: COPY failed");
         return raise_pg(L, st, w->c, "COPY failed", m.text, m.server);
     }
@@ -1161,11 +1195,11 @@ static int copy_finish(lua_State *L) {
             PQclear(b->res);
             b->res = NULL;
             pgconn_end_unexpected_copy(w->c->pg, s);
-            if (!failed) errmsg_set(&m, "one COPY statement per conn:copy(), with nothing after it");
+            if (!failed) errmsg_set(w->c, &m, "one COPY statement per conn:copy(), with nothing after it");
             failed = 1;
             if (s == PGRES_COPY_BOTH) break;
         } else if (!failed && s != PGRES_COMMAND_OK) {
-            result_error_text(b->res, &m);
+            result_error_text(w->c, b->res, &m);
             failed = 1;
         } else if (!failed) {
             stored = atoll(PQcmdTuples(b->res));
@@ -1225,8 +1259,8 @@ static int conn_copy(lua_State *L) {
     if (s != PGRES_COPY_IN) {
         errmsg m;
         const char *msg = (s == PGRES_COPY_OUT || s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)
-            ? errmsg_set(&m, "not a COPY ... FROM STDIN statement")
-            : (b->res ? result_error_text(b->res, &m) : errmsg_set(&m, PQerrorMessage(c->pg)));
+            ? errmsg_set(c, &m, "not a COPY ... FROM STDIN statement")
+            : (b->res ? result_error_text(c, b->res, &m) : errmsg_set(c, &m, PQerrorMessage(c->pg)));
         PQclear(b->res);
         b->res = NULL;
         /* consume unwanted output, and end a COPY FROM the statements

@@ -217,4 +217,19 @@ like "$ERR" 'Key \(id\)=\(1234\) already exists.*\[SQLSTATE 23505\]' "a short PG
 run_ferry --db "ferry_cli_no_such_db_5" status
 like "$ERR" 'database "ferry_cli_no_such_db_5" does not exist' "a bare database name is shown in the server's error"
 
+# --- a server error longer than the 2 KB an error keeps, with the password
+# where it is cut: the password is redacted before the cut, so no part of
+# it is left in front of the "..." (it showed "Sup3r-Secret..." and every
+# shorter prefix)
+put "$D/long.lua" 'local pw = ...
+for n = 1960, 2000 do
+  local ok, err = pcall(db.exec, "SELECT $1::int", string.rep("#", n) .. pw)
+  print(n, (err:gsub("#+", "#*")))
+end'
+run_ferry --db "$url" exec "$D/long.lua" "$PW"
+is "$RC" 0 "a long error with the password at the cut (exec)"
+like "$OUT" $'\n1990\tquery failed: invalid input syntax for type integer: "#\\*\\.\\.\\. \\[SQLSTATE 22P02\\]' \
+   "...cut with the SQLSTATE kept"
+unlike "$OUT" "Sup|Su\\.|S\\.\\.\\." "...no part of the password before the cut"
+
 done_testing
