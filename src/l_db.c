@@ -367,10 +367,16 @@ static void write_escaped(FILE *f, const char *s) {
     fwrite(buf, 1, n, f);
 }
 
-/* The server's notices, printed as libpq prints them (on stderr) but with
- * control characters escaped (write_escaped), and with --quiet ("only
- * errors") none below WARNING.  arg: the module state, which outlives
- * every connection (it is finalized last). */
+/* A notice's text with c's password redacted (as in the server's errors:
+ * a value the data holds can show it), in memory the caller frees; NULL
+ * when out of memory.  Redacted whole, before anything cuts it. */
+static char *redacted_notice(const conn *c, const char *text) {
+    size_t redsz = 3 * strlen(text) + 4;   /* (redaction can grow the text: pgconn.c) */
+    char *red = malloc(redsz);
+    if (red) pgconn_redact_server(conn_info(c->st, c), text, red, redsz);
+    return red;
+}
+
 static uint64_t fnv1a(uint64_t h, const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
     return (h ^ 0xff) * 0x100000001b3ULL;        /* (a separator between strings) */
@@ -380,7 +386,8 @@ static uint64_t fnv1a(uint64_t h, const char *s) {
  * already (the same severity and message, whatever its DETAIL): then it is
  * only counted.  A backfill can make one per row ("word is too long to be
  * indexed"), which would bury everything else ferry prints. */
-static int repeated_notice(db_state *st, const PGresult *res, const char *severity) {
+static int repeated_notice(const conn *c, const PGresult *res, const char *severity) {
+    db_state *st = c->st;
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (!severity || !primary) return 0;
     uint64_t key = fnv1a(fnv1a(0xcbf29ce484222325ULL, severity), primary);
@@ -388,20 +395,43 @@ static int repeated_notice(db_state *st, const PGresult *res, const char *severi
         if (st->notices[i].key == key) return ++st->notices[i].seen > NOTICE_SHOWN;
     }
     if (st->nnotices == NOTICE_KINDS) return 0;
-    struct notice_kind *k = &st->notices[st->nnotices++];
     const char *shown = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    size_t n = strlen(shown ? shown : severity) + strlen(primary) + 4;
+    char *text = malloc(n);
+    char *red = text ? (snprintf(text, n, "%s:  %s", shown ? shown : severity, primary), redacted_notice(c, text)) : NULL;
+    free(text);
+    if (!red) return 0;                            /* (not counted: shown) */
+    struct notice_kind *k = &st->notices[st->nnotices++];
     k->key = key;
     k->seen = 1;
-    snprintf(k->text, sizeof k->text, "%s:  %s", shown ? shown : severity, primary);
+    snprintf(k->text, sizeof k->text, "%s", red);
+    free(red);
     return 0;
 }
 
+/* The server's notices, printed as libpq prints them (on stderr) but with
+ * control characters escaped (write_escaped), with the password redacted
+ * as in the server's errors, with --quiet ("only errors") none below
+ * WARNING, and one the server repeats shown NOTICE_SHOWN times, then only
+ * counted.  arg: the connection, which outlives its PGconn (its finalizer
+ * ends the session first). */
 static void notice_receiver(void *arg, const PGresult *res) {
-    db_state *st = arg;
+    const conn *c = arg;
+    const db_state *st = c->st;
     const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (st->quiet && severity && strcmp(severity, "WARNING") != 0) return;
-    if (repeated_notice(st, res, severity)) return;
-    write_escaped(stderr, PQresultErrorMessage(res));
+    if (repeated_notice(c, res, severity)) return;
+    const char *text = PQresultErrorMessage(res);
+    size_t len = strlen(text);
+    char *red = redacted_notice(c, text);
+    if (!red) {
+        fputs("(a notice withheld: out of memory)\n", stderr);
+    } else {
+        write_escaped(stderr, red);
+        /* (redaction drops the newline a notice ends with) */
+        if (len > 0 && text[len - 1] == '\n') fputc('\n', stderr);
+        free(red);
+    }
     fflush(stderr);
 }
 
@@ -440,7 +470,7 @@ static void prestart_notice(void *arg, const PGresult *res) {
  * role's idle_session_timeout, which these settings would have turned off
  * -- the caller connects again. */
 static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
-    PQsetNoticeReceiver(c->pg, may_retry ? prestart_notice : notice_receiver, st);
+    PQsetNoticeReceiver(c->pg, may_retry ? prestart_notice : notice_receiver, c);
     const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
     result_box *b = new_result_box(L);
     /* DateStyle ISO: times travel as text (a row read, a COPY written), and
@@ -476,7 +506,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
             lua_pop(L, 1);
             return 0;
         }
-        PQsetNoticeReceiver(c->pg, notice_receiver, st);
+        PQsetNoticeReceiver(c->pg, notice_receiver, c);
         if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, "cannot apply session settings", msg, m.server);
         char buf[2048];
         redact_msg(st, c, msg, m.server, buf, sizeof buf);
@@ -485,7 +515,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         lua_error(L);
     }
     PQclear(b->res);
-    PQsetNoticeReceiver(c->pg, notice_receiver, st);
+    PQsetNoticeReceiver(c->pg, notice_receiver, c);
     /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
      * killed while the server sorts a million audits would otherwise leave
      * that query running for minutes, holding its snapshot and a core.  On
@@ -580,7 +610,7 @@ static int db_connect_start(lua_State *L) {
 static void complete_connect(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     c->pending = 0;
-    if (c->pg) PQsetNoticeReceiver(c->pg, prestart_notice, st);
+    if (c->pg) PQsetNoticeReceiver(c->pg, prestart_notice, c);
     c->pg = pgconn_complete(c->pg, st->conninfo, c->started_ms);
     check_opened(L, c, st->conninfo);
     /* A session started ahead waits idle until its first use, before the

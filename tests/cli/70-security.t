@@ -232,4 +232,30 @@ like "$OUT" $'\n1990\tquery failed: invalid input syntax for type integer: "#\\*
    "...cut with the SQLSTATE kept"
 unlike "$OUT" "Sup|Su\\.|S\\.\\.\\." "...no part of the password before the cut"
 
+# --- the server's notices are redacted as its errors are: a NOTICE or
+# WARNING (and its DETAIL and HINT) that shows a value holding the password
+# (data put it there) shows *** instead, on the main session, a session of
+# the script's own and one opened with a conninfo of its own
+put "$D/notice.lua" 'local pw = ...
+db.exec([[SELECT set_config($$ferry.v$$, $1, false)]], pw)
+db.exec([[DO $d$BEGIN RAISE NOTICE $m$value: %$m$, current_setting($m$ferry.v$m$);
+  RAISE WARNING $m$w %$m$, current_setting($m$ferry.v$m$) USING DETAIL = current_setting($m$ferry.v$m$),
+    HINT = $m$h $m$ || current_setting($m$ferry.v$m$); END$d$]])
+local c = db.connect()
+c:exec([[SELECT set_config($$ferry.v$$, $1, false)]], pw)
+c:exec([[DO $d$BEGIN RAISE NOTICE $m$other session: %$m$, current_setting($m$ferry.v$m$); END$d$]])
+c:close()'
+run_ferry --db "$url" exec "$D/notice.lua" "$PW"
+is "$RC|$ERR" "0|NOTICE:  value: ***
+WARNING:  w ***
+DETAIL:  ***
+HINT:  h ***
+NOTICE:  other session: ***" "a notice that shows the password shows *** (main session, db.connect())"
+put "$D/notice2.lua" 'local pw, url = ...
+local c = db.connect(url)
+c:exec([[DO $d$BEGIN RAISE NOTICE $m$own conninfo: x]] .. pw .. [[$m$; END$d$]])
+c:close()'
+run_ferry exec "$D/notice2.lua" "$PW" "$url"
+is "$RC|$ERR" "0|NOTICE:  own conninfo: x***" "...also on a session opened with db.connect(conninfo)"
+
 done_testing
