@@ -94,6 +94,14 @@ void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outs
  * password or the connection string stays as the server wrote it. */
 void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size_t outsz);
 
+/* Copies msg into out (size outsz) with the password that arg holds, when
+ * it is a connection string with one (a postgres:// URL's user:password@
+ * or ?password=, a password= value), replaced by "***", as written and as
+ * libpq reads it; nothing else (not PGPASSWORD, not the rest of arg).  For
+ * a command-line argument a message echoes: a connection string put in
+ * place of a command, a migration, a file or another option's value. */
+void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz);
+
 /* Converts a text value of a numeric column to a double when it can be
  * represented exactly enough (at most 15 significant digits), else returns 0. */
 int pgconn_numeric_fits_double(const char *s);

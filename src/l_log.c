@@ -19,6 +19,7 @@
 #include "hash.h"
 #include "interrupt.h"
 #include "l_modules.h"
+#include "pgconn.h"
 
 typedef struct log_state {
     int verbose, quiet, json;
@@ -478,12 +479,35 @@ static int sys_write_stdout(lua_State *L) {
     return 1;
 }
 
+/* sys.redact_arg(msg, arg) -> msg with the password arg holds (when it is
+ * a connection string with one) as "***": a usage error echoes a
+ * command-line argument, and a connection string can be put where ferry
+ * takes a command, a migration or another option's value.  (Each piece
+ * between NUL bytes on its own: the C side reads up to the first.) */
+static int sys_redact_arg(lua_State *L) {
+    size_t len;
+    const char *msg = luaL_checklstring(L, 1, &len);
+    const char *arg = luaL_checkstring(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *p = msg, *end = msg + len; p <= end;) {
+        size_t n = strlen(p), room = 3 * n + 4;
+        char *out = luaL_prepbuffsize(&b, room);
+        pgconn_redact_arg(arg, p, out, room);
+        luaL_addsize(&b, strlen(out));
+        p += n + 1;
+        if (p <= end) luaL_addchar(&b, '\0');
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", sys_interrupted},
     {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout},
-    {"process_exists", sys_process_exists}, {NULL, NULL}
+    {"process_exists", sys_process_exists}, {"redact_arg", sys_redact_arg}, {NULL, NULL}
 };
 
 int luaopen_ferry_sys(lua_State *L) {

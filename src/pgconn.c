@@ -724,6 +724,42 @@ static void replace_passwords(const char *conninfo, char *work, size_t worksz, s
     if (env && strlen(env) >= min) replace_all(work, worksz, env);
 }
 
+/* Whether s, a command-line argument, is a connection string that holds a
+ * password: a postgres:// URL with user:password@, anything with a
+ * password= (?password=, key=value), or what libpq parses to one. */
+static int holds_password(const char *s) {
+    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
+        const char *a = strstr(s, "://") + 3, *e = userinfo_end(a);
+        if (e && memchr(a, ':', (size_t)(e - a))) return 1;
+    }
+    for (const char *p = s; *p; p++)
+        if (strncasecmp(p, "password", 8) == 0) return 1;
+    if (!strchr(s, '=')) return 0;
+    PQconninfoOption *opts = PQconninfoParse(s, NULL);
+    int has = 0;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val && *o->val && strcmp(o->keyword, "password") == 0) has = 1;
+    PQconninfoFree(opts);
+    return has;
+}
+
+void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
+    if (outsz == 0) return;
+    size_t len = strlen(msg), worksz = 3 * len + 4;
+    char *work = malloc(worksz);
+    if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
+    memcpy(work, msg, len + 1);
+    if (holds_password(arg)) {
+        PQconninfoOption *opts = PQconninfoParse(arg, NULL);
+        for (PQconninfoOption *o = opts; o && o->keyword; o++)
+            if (o->val && *o->val && strcmp(o->keyword, "password") == 0) replace_all(work, worksz, o->val);
+        PQconninfoFree(opts);
+        replace_raw_passwords(work, worksz, arg);
+    }
+    snprintf(out, outsz, "%s", work);
+    free(work);
+}
+
 /* libpq's own text: the whole string first -- an unparsable one may echo
  * back verbatim (not a bare database name, which the server's "database
  * ... does not exist" must show) -- then every form of the password. */

@@ -2005,12 +2005,26 @@ local function main(cli)
   return commands[cmd](cli.args)
 end
 
+-- The command line's words a message may echo (main takes the command off
+-- cli.args): a connection string put where ferry takes a command, a
+-- migration, a file or an option's value is shown without its password.
+local function echoed_words(cli)
+  local words = {}
+  for _, a in ipairs(cli.args or {}) do words[#words + 1] = a end
+  for _, v in pairs(cli.flags or {}) do
+    if type(v) == "string" then words[#words + 1] = v end
+  end
+  return words
+end
+
 return function(cli)
+  local words = echoed_words(cli)
   local ok, res = xpcall(main, on_error, cli)
   db_core.report_repeated_notices()
   release_lock()
   if ok then db.close() return res end
   local code, msg = EXIT_FAIL, error_text(res)
+  for _, w in ipairs(words) do msg = sys.redact_arg(msg, w) end
   if is_ferry_error(res) then code = res.code end
   -- a database that cannot be reached, or settings it cannot take, is a
   -- configuration error

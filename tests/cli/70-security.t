@@ -258,4 +258,33 @@ c:close()'
 run_ferry exec "$D/notice2.lua" "$PW" "$url"
 is "$RC|$ERR" "0|NOTICE:  own conninfo: x***" "...also on a session opened with db.connect(conninfo)"
 
+# --- a connection string put where ferry takes a command, a migration, a
+# file or another option's value (--db left out, or given to the wrong
+# option) is echoed in the usage error without its password
+M=Misplaced-Secret-pw
+mu="postgresql://app:$M@127.0.0.1:5/x"
+run_ferry "$mu" status
+is "$RC|$ERR" "2|ferry: unknown command postgresql://app:***@127.0.0.1:5/x (see 'ferry --help')" \
+   "a URL in place of the command: its password is not echoed"
+run_ferry --json "$mu" status
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"unknown command postgresql://app:***@127.0.0.1:5/x (see 'ferry --help')\"}" \
+   "...nor in the JSON"
+run_ferry --dir "$D" run "$mu"
+is "$RC|$ERR" "2|ferry: unknown migration postgresql://app:***@127.0.0.1:5/x" "...in place of a migration"
+run_ferry exec "host=127.0.0.1 password=$M"
+is "$RC|$ERR" "2|ferry: cannot read host=127.0.0.1 password=***: host=127.0.0.1 password=***: No such file or directory" \
+   "...a key=value string in place of exec's file"
+run_ferry --dir "postgresql://127.0.0.1/x?user=app&password=$M" status
+is "$RC|$ERR" "2|ferry: --dir postgresql://127.0.0.1/x?user=app&password=***: no such folder" "...as --dir's value"
+run_ferry --dir "$D" --batch-size "$mu" up
+is "$RC|$ERR" "2|ferry: --batch-size needs a whole number >= 1, not postgresql://app:***@127.0.0.1:5/x" "...as --batch-size's value"
+run_ferry --db "$url" --dir "$D" --lock-timeout "$mu" status
+is "$RC|$ERR" "2|ferry: --lock-timeout / --statement-timeout: invalid value for parameter \"lock_timeout\": \"postgresql://app:***@127.0.0.1:5/x\" [SQLSTATE 22023]" \
+   "...as --lock-timeout's value (the server's error echoes it)"
+run_ferry --dir "$D" new "$mu"
+is "$RC|$ERR" "2|ferry: migration names use lowercase letters, digits and underscores: postgresql://app:***@127.0.0.1:5/x" \
+   "...as the name of a new migration"
+run_ferry --dir "$D" run 20250199_nosuch
+is "$RC|$ERR" "2|ferry: unknown migration 20250199_nosuch" "(an argument that holds no password is shown whole)"
+
 done_testing
