@@ -257,6 +257,16 @@ c:exec([[DO $d$BEGIN RAISE NOTICE $m$own conninfo: x]] .. pw .. [[$m$; END$d$]])
 c:close()'
 run_ferry exec "$D/notice2.lua" "$PW" "$url"
 is "$RC|$ERR" "0|NOTICE:  own conninfo: x***" "...also on a session opened with db.connect(conninfo)"
+# a repeated one is counted, and the line that says so at the end redacts it too
+put "$D/notice3.lua" 'local pw = ...
+db.exec([[SELECT set_config($$ferry.v$$, $1, false)]], pw)
+for _ = 1, 5 do db.exec([[DO $d$BEGIN RAISE NOTICE $m$again: %$m$, current_setting($m$ferry.v$m$); END$d$]]) end'
+run_ferry --db "$url" exec "$D/notice3.lua" "$PW"
+is "$RC|$ERR" "0|NOTICE:  again: ***
+NOTICE:  again: ***
+NOTICE:  again: ***
+note: the server sent this notice 2 more times (not shown): NOTICE:  again: ***" \
+   "...and a repeated notice's closing count"
 
 # --- a connection string put where ferry takes a command, a migration, a
 # file or another option's value (--db left out, or given to the wrong
