@@ -21,6 +21,7 @@ typedef struct stats_state {
     row_error *errors;
     int nerrors, ecap;
     long long max_errors;      /* < 0: no limit */
+    unsigned long resets;      /* clear_all()s so far: the kept strings were freed */
 } stats_state;
 
 #define STATE(L) ((stats_state *)lua_touserdata(L, lua_upvalueindex(1)))
@@ -29,6 +30,7 @@ static void clear_all(stats_state *s) {
     for (int i = 0; i < s->ncounters; i++) free(s->counters[i].name);
     for (int i = 0; i < s->nerrors; i++) { free(s->errors[i].key); free(s->errors[i].message); }
     s->ncounters = s->nerrors = 0;
+    s->resets++;
 }
 
 static int stats_gc(lua_State *L) {
@@ -120,7 +122,7 @@ static int stats_inc(lua_State *L) {
     counter *c = find_or_add(L, s, name);
     long long v;
     if (__builtin_add_overflow(c->value, n, &v))       /* the counter is left as it was */
-        return luaL_error(L, "stats.inc: counter %s would overflow", c->name);
+        return luaL_error(L, "stats.inc: counter %s would overflow", name);   /* (c's may be freed meanwhile) */
     c->value = v;
     lua_pushinteger(L, c->value);
     return 1;
@@ -186,14 +188,17 @@ static int stats_error(lua_State *L) {
         s->errors[s->nerrors].message = m;
         s->nerrors++;
     }
-    if (s->max_errors >= 0 && c->value > s->max_errors) {
+    /* (read now: a finalizer run by an allocation below may move or free c) */
+    long long count = c->value;
+    if (s->max_errors >= 0 && count > s->max_errors) {
+        lua_Integer limit = (lua_Integer)s->max_errors;
         lua_createtable(L, 0, 3);
         luaL_setmetatable(L, FERRY_ERROR_MT);
         lua_pushinteger(L, FERRY_EXIT_FAIL);
         lua_setfield(L, -2, "code");
         lua_pushfstring(L, "too many row errors (%I, more than --max-errors %I): stopped; "
                         "everything committed so far is kept, fix the rule and re-run to resume",
-                        (lua_Integer)c->value, (lua_Integer)s->max_errors);
+                        (lua_Integer)count, limit);
         lua_setfield(L, -2, "message");
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "max_errors");
@@ -202,16 +207,27 @@ static int stats_error(lua_State *L) {
     return 0;
 }
 
+/* The lists below are built with Lua allocations, any of which may run a
+ * __gc finalizer that calls stats.reset() and frees the kept strings: each
+ * string is read only while no reset happened since the list began (its
+ * copy is made before the allocation's collector step), and the list stops
+ * where a reset came. */
+#define RESET_SINCE(s, at) ((s)->resets != (at))
+
 /* stats.errors() -> { {key=, message=}, ... } (the first 1000) */
 static int stats_errors(lua_State *L) {
     stats_state *s = STATE(L);
-    lua_createtable(L, s->nerrors, 0);
-    for (int i = 0; i < s->nerrors; i++) {
-        lua_createtable(L, 0, 2);
+    unsigned long at = s->resets;
+    int n = s->nerrors;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n && !RESET_SINCE(s, at); i++) {
         lua_pushstring(L, s->errors[i].key);
-        lua_setfield(L, -2, "key");
+        if (RESET_SINCE(s, at)) { lua_pop(L, 1); break; }
         lua_pushstring(L, s->errors[i].message);
-        lua_setfield(L, -2, "message");
+        lua_createtable(L, 0, 2);
+        lua_insert(L, -3);
+        lua_setfield(L, -3, "message");
+        lua_setfield(L, -2, "key");
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
@@ -220,12 +236,16 @@ static int stats_errors(lua_State *L) {
 /* stats.counters() -> { {name=, value=}, ... } in declaration order */
 static int stats_counters(lua_State *L) {
     stats_state *s = STATE(L);
-    lua_createtable(L, s->ncounters, 0);
-    for (int i = 0; i < s->ncounters; i++) {
-        lua_createtable(L, 0, 2);
+    unsigned long at = s->resets;
+    int n = s->ncounters;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n && !RESET_SINCE(s, at); i++) {
+        long long value = s->counters[i].value;
         lua_pushstring(L, s->counters[i].name);
+        lua_createtable(L, 0, 2);
+        lua_insert(L, -2);
         lua_setfield(L, -2, "name");
-        lua_pushinteger(L, s->counters[i].value);
+        lua_pushinteger(L, value);
         lua_setfield(L, -2, "value");
         lua_rawseti(L, -2, i + 1);
     }

@@ -136,4 +136,64 @@ T.is(stats.get("big"), math.maxinteger, "...and leaves the counter as it was")
 local pr = progress.new("x")
 pr:add(math.maxinteger)
 T.like(err_of(pr.add, pr, 1), "progress: add would overflow", "progress:add past the largest integer raises")
+
+---------------------------------------------------------------- finalizers
+-- A __gc finalizer may run at any allocation inside a stats function and
+-- call stats itself: stats.reset() freed the kept strings that
+-- stats.errors() / stats.counters() were copying (a use after free: junk
+-- keys, or an ASan report), and a declare() moved the counter stats.error
+-- was about to report.  (A finalizer that re-arms itself, with the
+-- collector made as eager as it goes, runs within those calls.)
+stats.reset()
+stats.max_errors(-1)
+local gc_action
+local rearm = {}
+rearm.__gc = function()
+  if gc_action then local a = gc_action; gc_action = nil; a() end
+  setmetatable({}, rearm)
+end
+setmetatable({}, rearm)
+collectgarbage("incremental", 0, 1000)
+local reset_hits, junk = 0, 0
+for _ = 1, 200 do
+  stats.reset()
+  for i = 1, 200 do stats.error("key" .. i, "message " .. i) end
+  gc_action = stats.reset
+  local got = stats.errors()
+  gc_action = nil
+  if #got < 200 then reset_hits = reset_hits + 1 end
+  for i, e in ipairs(got) do
+    if e.key ~= "key" .. i or e.message ~= "message " .. i then junk = junk + 1 end
+  end
+end
+T.ok(reset_hits > 0, "stats.reset() ran in a finalizer while stats.errors() built its list")
+T.is(junk, 0, "stats.errors(): what it returns is what was kept (up to the reset), never freed memory")
+reset_hits, junk = 0, 0
+for _ = 1, 200 do
+  stats.reset()
+  for i = 1, 200 do stats.set("counter_" .. i, i) end
+  gc_action = stats.reset
+  local got = stats.counters()
+  gc_action = nil
+  if #got < 200 then reset_hits = reset_hits + 1 end
+  for i, c in ipairs(got) do
+    if c.name ~= "counter_" .. i or c.value ~= i then junk = junk + 1 end
+  end
+end
+T.ok(reset_hits > 0, "stats.reset() ran in a finalizer while stats.counters() built its list")
+T.is(junk, 0, "stats.counters(): likewise")
+stats.max_errors(0)
+local wrong = 0
+for _ = 1, 20000 do
+  stats.reset()
+  gc_action = function() for i = 1, 64 do stats.declare("d" .. i) end end
+  local _, err = pcall(stats.error, "k", "m")
+  gc_action = nil
+  if not tostring(err.message):find("^too many row errors %(1, more than %-%-max%-errors 0%)") then wrong = wrong + 1 end
+end
+T.is(wrong, 0, "stats.error past --max-errors: the count it reports, with counters declared by a finalizer meanwhile")
+stats.max_errors(-1)
+gc_action = nil
+collectgarbage("incremental", 200, 100)
+stats.reset()
 return T.done()
