@@ -1013,6 +1013,15 @@ static int conn_rows(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
     int ud = lua_gettop(L);
+    /* The iterator is made before the query is sent: a memory error once
+     * the connection is busy would leave it so, held by an iterator nobody
+     * has to close, until the collector found it (and a transaction's
+     * ROLLBACK refused meanwhile).  From the send on nothing allocates. */
+    lua_pushvalue(L, ud);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushnil(L);
+    new_result_box(L);
+    lua_pushcclosure(L, rows_next, 4);
     if (!PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0))
         return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0);
     r->active = 1;
@@ -1021,11 +1030,6 @@ static int conn_rows(lua_State *L) {
         rows_release(L, r);
         return luaL_error(L, "cannot enter single-row mode");
     }
-    lua_pushvalue(L, ud);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushnil(L);
-    new_result_box(L);
-    lua_pushcclosure(L, rows_next, 4);
     lua_pushnil(L);
     lua_pushnil(L);
     lua_pushvalue(L, ud);

@@ -38,13 +38,18 @@ end
 -- is not refused as "connection busy" -- which would leave the session
 -- inside a dead transaction that later statements join and are lost with.
 local holder = setmetatable({}, {__mode = "kv"})
+-- (its slot is made before the call: recording what the call returns then
+-- allocates nothing, so that no memory error can come between the session
+-- becoming busy and its holder being known)
 local raw_rows, raw_copy = methods.rows, methods.copy
 function methods.rows(conn, ...)
+  holder[conn] = false
   local it, s, c, closer = checked("rows", pcall(raw_rows, conn, ...))
   holder[conn] = closer
   return it, s, c, closer
 end
 function methods.copy(conn, ...)
+  holder[conn] = false
   local w = checked("copy", pcall(raw_copy, conn, ...))
   holder[conn] = w
   return w

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A memory error inside a binding (an allocation Lua could not make even
+# after an emergency collection) must leave the connection as it found it:
+# idle, its transaction to the caller.  An LD_PRELOAD shim makes one chosen
+# allocation fail; a run where it cannot act (under valgrind, which
+# replaces the allocator first) skips.
+. "$(dirname "$0")/../lib/tap.sh"
+require_pg
+plan 3
+
+cat >"$TAP_TMPDIR/oom.c" <<'C'
+/* The script arms it by allocating a string of 1,000,000 + n bytes
+ * (string.rep("x", 1000000 + n), n from 1 to 999; n = 0 disarms): the
+ * n-th realloc after that fails, and so does Lua's retry of it after an
+ * emergency collection. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+
+#define STRING_BYTES(len) (24 + (len) + 1)   /* a Lua 5.4 string on 64-bit: header, text, NUL */
+
+void *realloc(void *p, size_t size) {
+    static void *(*real)(void *, size_t);
+    static long countdown;        /* > 0: reallocs left until the one to fail */
+    static size_t failed;         /* the size failed: its retry fails too, */
+    static int retry_within;      /* if it comes soon (the collection reallocs a few blocks first) */
+    if (!real) real = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    if (size >= STRING_BYTES(1000000) && size < STRING_BYTES(1001000)) {
+        countdown = (long)(size - STRING_BYTES(1000000));
+    } else if (failed && size == failed) {
+        failed = 0;
+        return NULL;
+    } else if (countdown > 0 && --countdown == 0 && size > 0) {
+        failed = size;
+        retry_within = 8;
+        return NULL;
+    } else if (failed && --retry_within == 0) {
+        failed = 0;
+    }
+    return real(p, size);
+}
+C
+if ! ${CC:-cc} -shared -fPIC -O1 -o "$TAP_TMPDIR/oom.so" "$TAP_TMPDIR/oom.c" -ldl 2>"$TAP_TMPDIR/cc.err"; then
+    skip "cannot build the allocation shim: $(head -1 "$TAP_TMPDIR/cc.err")" 3
+    exit 0
+fi
+
+db=$(fresh_db ferry_oom)
+# (the collector stopped: a rows() iterator nobody holds stays unfinalized,
+# so a connection it left busy shows at once, not when the collector finds it)
+LD_PRELOAD=$TAP_TMPDIR/oom.so ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+run_ferry --db "$db" exec /dev/stdin <<'LUA'
+local c = db.connect()
+local function arm(n) local _ = string.rep("x", 1000000 + n) end
+local function memory_error(e) return tostring(e):find("not enough memory", 1, true) ~= nil end
+local failed, busy, open = 0, {}, {}
+for n = 1, 12 do
+  collectgarbage("stop")
+  local ok, e = pcall(function() arm(n); for _ in c:rows("SELECT 1 AS x") do end end)
+  pcall(arm, 0)
+  if not ok and memory_error(e) then
+    failed = failed + 1
+    local idle, why = pcall(c.one, c, "SELECT 1 AS x")
+    if not idle then busy[#busy + 1] = n .. ": " .. tostring(why) end
+  end
+  collectgarbage("restart"); collectgarbage()
+  collectgarbage("stop")
+  -- (disarmed once rows() returned: the memory error is one of rows())
+  ok, e = pcall(c.transaction, c, function()
+    arm(n)
+    local it, s, ctl, closer = c:rows("SELECT 1 AS x")
+    pcall(arm, 0)
+    for _ in it, s, ctl, closer do end
+  end)
+  pcall(arm, 0)
+  if not ok and memory_error(e) and c:in_transaction() then open[#open + 1] = tostring(n) end
+  collectgarbage("restart"); collectgarbage()
+  if c:in_transaction() then c:exec("ROLLBACK") end
+end
+print(failed)
+print(#busy == 0 and "idle" or table.concat(busy, "; "))
+print(#open == 0 and "ended" or "left open at " .. table.concat(open, ", "))
+LUA
+first=$(printf '%s\n' "$OUT" | sed -n 1p)
+if [ "$RC" != 0 ] || [ -z "$first" ] || [ "$first" = 0 ]; then
+    skip "the allocation shim had no effect here (rc $RC: $(printf '%s' "$ERR" | head -1))" 3
+    exit 0
+fi
+pass "memory errors were raised inside conn:rows() ($first)"
+is "$(printf '%s\n' "$OUT" | sed -n 2p)" "idle" \
+   "a memory error in conn:rows() leaves the connection idle (not busy with an iterator nobody holds)"
+is "$(printf '%s\n' "$OUT" | sed -n 3p)" "ended" \
+   "...so db.transaction rolls back after one (its ROLLBACK was refused as 'connection busy': the transaction stayed open)"
