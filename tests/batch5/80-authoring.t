@@ -49,6 +49,8 @@ like "$log" "✓ PASS every lead past 'new' has exactly one stage note  \(4 lead
 # section 8
 like "$log" 'rollback of [0-9]{8}_lead_stage_notes verified' "section 8: the rollback verifies itself"
 like "$log" '"mode":"dry-run"' "section 8: --json"
+like "$log" 'note: 20251110_backfill_conversations_messages is older than 20251115_backfill_memory_notes, which is applied: it runs after it, out of version order' \
+    "section 8: up notes that Batch 4 runs out of version order, as shown"
 # section 9
 like "$(printf '%s\n' "$log" | grep -E '^(batch5|lead_stage_notes) ')" \
     $'^batch5 run [0-9.]+ [0-9]+\nbatch5 rerun [0-9.]+ [0-9]+\nlead_stage_notes run [0-9.]+ [0-9]+\nlead_stage_notes rerun [0-9.]+ [0-9]+$' \
