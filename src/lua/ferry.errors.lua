@@ -42,7 +42,13 @@ end
 local chunk_names = {}
 function M.known_chunk(name) chunk_names[name] = true end
 
+-- How many characters of a name Lua keeps behind "..." (LUA_IDSIZE - 4:
+-- 56): only a name of exactly that length is a cut one, not a script's own
+-- text that has "...x.lua:" in it.
+local CUT_LEN = #debug.getinfo(load("return", "@" .. string.rep("x", 200)), "S").short_src - 3
+
 local function whole_name(cut)
+  if #cut ~= CUT_LEN then return nil end
   local found
   for name in pairs(chunk_names) do
     if #name > #cut and name:sub(-#cut) == cut then

@@ -152,4 +152,15 @@ unlike "$ERR" '\.\.\.[^ ]*/up\.lua' "...which has no cut name left"
 DATABASE_URL=$dbl run_ferry --dir "$LD" validate "$LONG"
 like "$OUT" "FAIL c1  \\(error: migrations/$LONG/validate\\.lua:1: broken check\\)" "validate: the same"
 
+# ...only a name Lua cut (the last 56 characters behind "..."): a script's
+# own text that has "...<something>.lua:" in it is left as it wrote it
+SD=$TAP_TMPDIR/shortid
+put "$SD/migrations/20250101_a/up.lua" 'error("retrying...up.lua: gave up")'
+dbs=$(fresh_db ferry_cli_cutlike)
+DATABASE_URL=$dbs run_ferry --dir "$SD" run 20250101_a
+is "$RC|$ERR" "1|ferry: migrations/20250101_a/up.lua:1: retrying...up.lua: gave up" \
+   "a message of the script's own with '...up.lua:' in it: not rewritten"
+is "$(psql_val "$dbs" "SELECT split_part(error, E'\\n', 1) FROM ferry.history")" \
+   "migrations/20250101_a/up.lua:1: retrying...up.lua: gave up" "...nor in the history"
+
 done_testing
