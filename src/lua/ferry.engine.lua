@@ -235,6 +235,9 @@ local function discover(root)
     if version and is_dir then
       local m = {id = entry, version = version, name = name, path = dir .. "/" .. entry,
                  rel = "migrations/" .. entry, files = {}}
+      -- a folder that cannot be searched (chmod 000) would have every
+      -- script "there" (exists: each open fails with EACCES): named instead
+      if not sys.isdir(m.path .. "/.") then usage_error("cannot read %s: Permission denied", m.path) end
       for _, f in ipairs(SCRIPT_FILES) do
         if exists(m.path .. "/" .. f) then m.files[f] = true end
       end

@@ -93,4 +93,19 @@ mkdir -p "$TAP_TMPDIR/none"
 run_as --dir "$TAP_TMPDIR/none" check
 is "$RC|$OUT|$ERR" "2||ferry: no migrations folder at $TAP_TMPDIR/none/migrations (use --dir)" "a folder that is not there: as before"
 
+# a migration's folder that cannot be searched (chmod 000): named, not
+# taken for one that has every script (each open failed with "Permission
+# denied", which reads as "there"): check said 'has both up.lua and up.sql'
+# of a folder holding only an up.sql, run named an up.lua that is not there
+put "$P/migrations/20250104_shut/up.sql" 'CREATE TABLE shut (x int);'
+chmod 000 "$P/migrations/20250104_shut"
+SHUT="ferry: cannot read $P/migrations/20250104_shut: Permission denied"
+run_as --dir "$P" check
+is "$RC|$OUT|$ERR" "2||$SHUT" "check: a migration folder that cannot be searched is named (exit 2)"
+run_as --db "$db" --dir "$P" run 20250104
+is "$RC|$OUT|$ERR" "2||$SHUT" "run: the same, not 'cannot read .../up.lua'"
+run_as --db "$db" --dir "$P" status
+is "$RC|$OUT|$ERR" "2||$SHUT" "status: the same"
+chmod 755 "$P/migrations/20250104_shut"
+
 done_testing
