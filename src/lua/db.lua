@@ -40,16 +40,17 @@ end
 local holder = setmetatable({}, {__mode = "kv"})
 -- (its slot is made before the call: recording what the call returns then
 -- allocates nothing, so that no memory error can come between the session
--- becoming busy and its holder being known)
+-- becoming busy and its holder being known; a holder already there stays
+-- -- a call refused as "connection busy" must not forget the one open)
 local raw_rows, raw_copy = methods.rows, methods.copy
 function methods.rows(conn, ...)
-  holder[conn] = false
+  if holder[conn] == nil then holder[conn] = false end
   local it, s, c, closer = checked("rows", pcall(raw_rows, conn, ...))
   holder[conn] = closer
   return it, s, c, closer
 end
 function methods.copy(conn, ...)
-  holder[conn] = false
+  if holder[conn] == nil then holder[conn] = false end
   local w = checked("copy", pcall(raw_copy, conn, ...))
   holder[conn] = w
   return w
