@@ -404,7 +404,14 @@ static int repeated_notice(const conn *c, const PGresult *res, const char *sever
     struct notice_kind *k = &st->notices[st->nnotices++];
     k->key = key;
     k->seen = 1;
-    snprintf(k->text, sizeof k->text, "%s", red);
+    size_t len = strlen(red);
+    if (len < sizeof k->text) memcpy(k->text, red, len + 1);
+    else {                                         /* cut: end on a whole character, and say so */
+        size_t keep = sizeof k->text - 4;
+        while (keep > 0 && ((unsigned char)red[keep] & 0xC0) == 0x80) keep--;
+        memcpy(k->text, red, keep);
+        memcpy(k->text + keep, "...", 4);
+    }
     free(red);
     return 0;
 }

@@ -227,6 +227,14 @@ is "$RC|$OUT|$ERR" "0||WARNING:  warned
 WARNING:  warned
 WARNING:  warned
 note: the server sent this notice 1 more time (not shown): WARNING:  warned" "--quiet: the same for its warnings"
+# a long one is named in the closing line cut at a character boundary
+# (its first 200 bytes or so), marked "...": not in the middle of a
+# character, which left a byte that is no UTF-8
+put "$D/notice_long.lua" 'for _ = 1, 4 do db.exec([[DO $$ BEGIN RAISE NOTICE $m$x%$m$, repeat($m$é$m$, 150); END $$]]) end'
+run_ferry --dir "$D" exec "$D/notice_long.lua"
+E93=$(printf 'é%.0s' $(seq 93))
+is "$RC|$(tail -n 1 <<<"$ERR")" "0|note: the server sent this notice 1 more time (not shown): NOTICE:  x$E93..." \
+   "a long repeated notice: the closing line cuts it at a character boundary, marked ..."
 # control characters in a notice are escaped as ferry's own messages are
 # (an ESC sequence would clear or recolour the terminal): C0 controls but
 # tab and newline as \xNN, DEL too, C1 controls (U+0080-U+009F) as \u00NN;
