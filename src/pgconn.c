@@ -743,6 +743,37 @@ static int holds_password(const char *s) {
     return has;
 }
 
+/* The query values of URL s whose keyword libpq decodes to "password"
+ * (?pass%77ord=...), as written: replace_raw_passwords looks for the word
+ * as it is, and the value libpq reads (decoded) is not what was written. */
+static void replace_encoded_keyword_passwords(char *buf, size_t bufsz, const char *s) {
+    if (strncmp(s, "postgresql://", 13) != 0 && strncmp(s, "postgres://", 11) != 0) return;
+    const char *a = strstr(s, "://") + 3, *e = userinfo_end(a);
+    const char *q = strchr(e ? e : a, '?');
+    if (!q) return;
+    for (const char *p = q + 1; *p;) {
+        size_t klen = strcspn(p, "=&"), vlen = 0;
+        if (p[klen] == '=') {
+            char key[16];
+            size_t n = 0;
+            for (size_t i = 0; i < klen && n < sizeof key - 1; i++, n++) {
+                if (p[i] == '%' && i + 2 < klen && isxdigit((unsigned char)p[i + 1])
+                    && isxdigit((unsigned char)p[i + 2])) {
+                    char hex[3] = {p[i + 1], p[i + 2], '\0'};
+                    key[n] = (char)strtol(hex, NULL, 16);
+                    i += 2;
+                } else key[n] = p[i];
+            }
+            key[n] = '\0';
+            vlen = strcspn(p + klen + 1, "&");
+            if (strcmp(key, "password") == 0) replace_password_pieces(buf, bufsz, p + klen + 1, vlen, NULL);
+            vlen++;                                  /* (the '=') */
+        }
+        p += klen + vlen;
+        if (*p == '&') p++;
+    }
+}
+
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
     if (outsz == 0) return;
     size_t len = strlen(msg), worksz = 3 * len + 4;
@@ -755,6 +786,7 @@ void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz
             if (o->val && *o->val && strcmp(o->keyword, "password") == 0) replace_all(work, worksz, o->val);
         PQconninfoFree(opts);
         replace_raw_passwords(work, worksz, arg);
+        replace_encoded_keyword_passwords(work, worksz, arg);
     }
     snprintf(out, outsz, "%s", work);
     free(work);

@@ -294,6 +294,11 @@ is "$RC|$ERR" "2|ferry: --lock-timeout / --statement-timeout: invalid value for 
 run_ferry --dir "$D" new "$mu"
 is "$RC|$ERR" "2|ferry: migration names use lowercase letters, digits and underscores: postgresql://app:***@127.0.0.1:5/x" \
    "...as the name of a new migration"
+# ...a URL whose password keyword is percent-encoded (libpq decodes a
+# URL's keywords too): the value as written, which is not what libpq reads
+run_ferry "postgresql://127.0.0.1/x?user=app&pass%77ord=Misplaced%2DSecret-pw&sslmode=disable" status
+is "$RC|$ERR" "2|ferry: unknown command postgresql://127.0.0.1/x?user=app&pass%77ord=***&sslmode=disable (see 'ferry --help')" \
+   "...a ?pass%77ord= value as written"
 run_ferry --dir "$D" run 20250199_nosuch
 is "$RC|$ERR" "2|ferry: unknown migration 20250199_nosuch" "(an argument that holds no password is shown whole)"
 
