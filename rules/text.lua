@@ -86,7 +86,11 @@ function M.extract(payload, action)
   if first == "{" then
     if payload == "{}" then return nil end
     local ok, obj = pcall(json.decode, payload)
-    if not ok then obj = string_members(payload) end
+    if not ok then
+      -- only past json.decode's depth; any other refusal stays an error
+      if not tostring(obj):find("too many nested", 1, true) then error(obj, 0) end
+      obj = string_members(payload)
+    end
     for _, f in ipairs(M.fields) do
       local v = obj[f]
       if has_text(v) then return v, "payload." .. f end
@@ -143,6 +147,8 @@ M.tests = {
          {'say "hi"', "payload.body"})
     local s, src = M.extract('{"a": ' .. deep .. '}', "x")
     t.eq({s, src}, {'{"a":' .. string.rep("[", 995), "compact_json"})
+    -- (only for that: text json.decode refuses for another reason is an error)
+    t.eq((pcall(M.extract, '{"text": "hi", garbage', "x")), false)
   end,
   ["nothing to extract"] = function()
     for _, p in ipairs{"{}", "[]", "null", "42", "true", "false", "-1.5"} do t.eq(M.extract(p, "x"), nil, p) end
