@@ -79,8 +79,11 @@ static int push_cli(lua_State *L, int argc, char **argv) {
             lua_pushboolean(L, 1);
             lua_rawset(L, -4);
         } else {
-            /* only the option's name: "--db-url=postgres://u:pw@h" must not echo a password */
-            lua_pushlstring(L, a, n);
+            /* only the option's name: "--db-url=postgres://u:pw@h" must not echo a password,
+             * nor "--dbpostgres://u:pw@h" (a value glued on without '='): cut at the first
+             * character no option name has */
+            size_t shown = 1 + strspn(a + 1, "-_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+            lua_pushlstring(L, a, shown < n ? shown : n);
             push_usage_error(L, in_list(flag_options, a, n) ? "option %s takes no value"
                                                              : "unknown option %s (see 'ferry --help')",
                              lua_tostring(L, -1));

@@ -204,6 +204,12 @@ is "$OUT" $'function\tfunction' "ferry exec: allow-shell grants it"
 run_ferry --db-url=postgresql://u:Ech0ed-Pw@127.0.0.1/x status
 is "$RC" 2 "unknown --db-url=...: exit 2"
 is "$ERR" "ferry: unknown option --db-url (see 'ferry --help')" "...named without its value"
+# ... nor one glued to an option without '=' or a blank (--db"$URL", -q"$URL")
+run_ferry --dbpostgresql://u:Ech0ed-Pw@127.0.0.1/x status
+is "$ERR" "ferry: unknown option --dbpostgresql (see 'ferry --help')" "unknown --db<url>: named up to the URL"
+run_ferry --json -qpostgres://u:Ech0ed-Pw@127.0.0.1/x up
+is "$ERR" "ferry: unknown option -qpostgres (see 'ferry --help')" "unknown -q<url>: named up to the URL"
+is "$OUT" '{"ok":false,"error":"unknown option -qpostgres (see '"'"'ferry --help'"'"')"}' "...in the --json object too"
 
 # --- redaction must not garble ordinary text: the server's errors are the
 # server's (it never sees the password), and a bare database name is no
