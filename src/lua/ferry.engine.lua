@@ -1690,7 +1690,17 @@ function commands.exec(args)
   local chunk, src = load_script(file, env, file)     -- relative to the current folder
   local allow = wants_shell(src)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
+  -- os.exit stays the script's own (no history to record), but it ends
+  -- the command: the closing count of the notices not shown comes first
+  -- (only when it will exit: arguments it refuses raise as they did)
+  os.exit = function(code, close)
+    local n = tonumber(code)
+    if code == nil or type(code) == "boolean" or (n and math.tointeger(n)) then db_core.report_repeated_notices() end
+    local exit = real_exit
+    return exit(code, close)
+  end
   local res = chunk(table.unpack(args))
+  os.exit = real_exit
   if allow then os.execute, io.popen = nil, nil end
   local stop = sys.interrupted()
   if stop then error(stop, 0) end            -- (the script caught it, or it came at the end)

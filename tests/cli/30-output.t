@@ -235,6 +235,15 @@ run_ferry --dir "$D" exec "$D/notice_long.lua"
 E93=$(printf 'é%.0s' $(seq 93))
 is "$RC|$(tail -n 1 <<<"$ERR")" "0|note: the server sent this notice 1 more time (not shown): NOTICE:  x$E93..." \
    "a long repeated notice: the closing line cuts it at a character boundary, marked ..."
+# an exec script's os.exit (which stays its own) ends the command too: the
+# closing line is not lost with it
+put "$D/notice_exit.lua" 'for _ = 1, 5 do db.exec([[DO $$ BEGIN RAISE NOTICE $m$again$m$; END $$]]) end
+os.exit(4)'
+run_ferry --dir "$D" exec "$D/notice_exit.lua"
+is "$RC|$OUT|$ERR" "4||NOTICE:  again
+NOTICE:  again
+NOTICE:  again
+note: the server sent this notice 2 more times (not shown): NOTICE:  again" "exec's os.exit: the repeated notices are still counted at the end"
 # control characters in a notice are escaped as ferry's own messages are
 # (an ESC sequence would clear or recolour the terminal): C0 controls but
 # tab and newline as \xNN, DEL too, C1 controls (U+0080-U+009F) as \u00NN;
