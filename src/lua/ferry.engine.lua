@@ -256,15 +256,6 @@ local function discover(root)
   return list, by_id, ignored
 end
 
--- Folders under migrations/ that discover() passes over (not
--- <version>_<name>; dotfolders aside): named on stderr by the commands
--- that would otherwise leave one out without a word (status, up).
-local function note_ignored(ignored)
-  for _, entry in ipairs(ignored) do
-    log.warn(string.format("note: migrations/%s is not a migration folder (the name must be <version>_<name>): ignored",
-                           entry))
-  end
-end
 
 local function find_migration(list, key)
   if not key then usage_error("which migration? (give its id or a unique prefix)") end
@@ -1017,6 +1008,20 @@ local function shown(text)
   end):gsub("\194([\128-\159])", function(c)       -- C1 controls (U+0080-U+009F: CSI is U+009B)
     return string.format("\\u%04x", c:byte())
   end))
+end
+
+-- Folders under migrations/ that discover() passes over (not
+-- <version>_<name>; dotfolders aside): named on stderr by the commands
+-- that would otherwise leave one out without a word (status, up).  A name
+-- is any bytes: shown as a script's text is, and as UTF-8.
+local function ignored_name(entry)
+  return "migrations/" .. shown(errors.valid_utf8(entry))
+end
+local function note_ignored(ignored)
+  for _, entry in ipairs(ignored) do
+    log.warn(string.format("note: %s is not a migration folder (the name must be <version>_<name>): ignored",
+                           ignored_name(entry)))
+  end
 end
 
 local function print_summary()
@@ -1942,7 +1947,7 @@ function commands.check(args)
   end
   for _, m in ipairs(list) do check_migration(m, report) end
   for _, entry in ipairs(ignored) do
-    report("migrations/" .. entry, false, "not a migration folder: the name must be <version>_<name> (digits, '_', "
+    report(ignored_name(entry), false, "not a migration folder: the name must be <version>_<name> (digits, '_', "
            .. "then letters, digits, '_' or '-'); every command ignores it")
   end
   -- (a rule's test that calls os.exit fails, as in a run: it would end

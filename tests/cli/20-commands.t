@@ -483,5 +483,17 @@ $NOTE2" "up notes them too, and applies the rest"
 is "$(grep -c '^==> ' <<<"$OUT")|$(head -1 <<<"$OUT")" "1|==> 20250101_ok" "...(only the migration folder has a heading)"
 is "$(psql_val "$dbm" "SELECT string_agg(c, ' ' ORDER BY c) FROM (VALUES (to_regclass('ok')::text), (to_regclass('dash')::text), (to_regclass('nv')::text)) v(c)")" "ok" \
    "...only the migration folder ran"
+# a name with control characters or bytes that are no UTF-8 is shown as
+# ferry shows a script's text: escaped (an ESC would recolour the
+# terminal), U+FFFD for a bad byte (check --json stays UTF-8)
+W=$TAP_TMPDIR/weird
+put "$W/migrations/20250101_ok/up.sql" 'SELECT 1;'
+mkdir -p "$W/migrations/$(printf 'x\033[31my\377')"
+DATABASE_URL=$dbm run_ferry --dir "$W" status
+is "$ERR" "note: migrations/x\\x1b[31my� is not a migration folder (the name must be <version>_<name>): ignored" \
+   "status: a folder name's ESC is escaped, a bad byte replaced"
+DATABASE_URL=$dbm run_ferry --dir "$W" --json check
+is "$RC|$(grep -ao '"name":"migrations/x[^"]*"' <<<"$OUT")" '1|"name":"migrations/x\\x1b[31my�"' \
+   "check --json: the same name, valid UTF-8"
 
 done_testing
