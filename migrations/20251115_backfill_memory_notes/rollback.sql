@@ -14,6 +14,29 @@
 -- backfill also had; leads and their state_metadata are never touched.
 BEGIN;
 
+-- Not while a ferry command works on this database: ferry holds its
+-- migration lock (a session advisory lock, key 7366291803) while it runs or
+-- rolls back a migration.  Run under psql beside a ferry run, this rollback
+-- would delete the batches committed so far and the run would go on writing
+-- the rest and be recorded applied over half its rows.  Under `ferry
+-- rollback` the session already holds the lock and takes it again; under
+-- psql the lock is held until this transaction ends, so no ferry starts
+-- meanwhile.
+DO $$
+DECLARE
+  holder int;
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(7366291803) THEN
+    SELECT l.pid INTO holder FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) = 7366291803
+     LIMIT 1;
+    RAISE EXCEPTION 'another session holds ferry''s migration lock on this database (backend pid %): a ferry run or rollback is in progress there; nothing was rolled back: run this again when it has finished',
+      coalesce(holder::text, 'unknown');
+  END IF;
+END $$;
+
 DO $$
 DECLARE
   n_removed bigint;

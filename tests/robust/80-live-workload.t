@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# What the live-workload pass found: commands an operator may start while
+# a ferry run is in progress on the same database.
+#   - the rollback.sql of Batches 4 and 5 run with plain psql (their READMEs
+#     give that form) while a ferry command holds the migration lock: a
+#     rollback that committed between a run's batches would leave the run's
+#     later batches behind and the run recorded applied over half its rows;
+#     it must refuse, change nothing, and say why and what to do.
+# The lock holder here is a psql session that took ferry's lock, as a
+# running ferry does (tests/cli/60-lock.t does the same): no timing.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+require_pg
+
+LOCK_KEY=7366291803
+B4=20251110_backfill_conversations_messages
+B5=20251115_backfill_memory_notes
+URI=$(crm_db ferry_robust_live "$REPO_ROOT/demo/data.sql")
+q() { "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$URI" -c "$1"; }
+holders() { q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY"; }
+
+run_ferry --dir "$REPO_ROOT" --db "$URI" -q up
+is "$RC" 0 "Batches 4 and 5 applied on the demo data"
+before=$(db_snapshot "$URI")
+
+# --- a ferry command holds the lock (a run in progress)
+PGAPPNAME=ferry "$PSQL" -X -q -d "$URI" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
+holder_job=$!
+for _ in $(seq 1 200); do [ "$(holders)" = 1 ] && break; sleep 0.05; done
+is "$(holders)" 1 "a session holds ferry's migration lock"
+holder=$(q "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY")
+
+for id in $B4 $B5; do
+    out=$("$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" -f "$REPO_ROOT/migrations/$id/rollback.sql" 2>&1)
+    rc=$?
+    is "$rc" 3 "$id: psql -f rollback.sql while ferry's lock is held fails (psql exit 3)"
+    like "$out" "ERROR:  another session holds ferry's migration lock on this database \\(backend pid $holder\\): a ferry run or rollback is in progress there; nothing was rolled back: run this again when it has finished" \
+         "$id: ... saying who holds the lock, that nothing was rolled back, and to run it again when it has finished"
+    is "$(db_snapshot "$URI")" "$before" "$id: ... and changes nothing"
+done
+
+q "SELECT pg_terminate_backend($holder)" >/dev/null
+wait "$holder_job" 2>/dev/null
+for _ in $(seq 1 200); do [ "$(holders)" = 0 ] && break; sleep 0.05; done
+
+# --- the lock free: psql rollbacks work as before, and ferry rollback (which
+# holds the lock itself while it runs rollback.sql) too
+out=$("$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" -f "$REPO_ROOT/migrations/$B5/rollback.sql" 2>&1)
+is "$?" 0 "$B5: psql -f rollback.sql with the lock free succeeds"
+like "$out" "verified" "... and verifies"
+is "$(q "SELECT count(*) FROM \"MemoryNote\" WHERE metadata->>'createdBy' = '$B5'")" 0 "... no backfilled note remains"
+run_ferry --dir "$REPO_ROOT" --db "$URI" rollback $B4
+is "$RC" 0 "ferry rollback $B4 (holding the lock itself) succeeds"
+is "$(q "SELECT count(*) FROM \"Message\" WHERE metadata->>'createdBy' = '$B4'")" 0 "... no backfilled message remains"
+is "$(holders)" 0 "no lock is left behind"
+
+done_testing
