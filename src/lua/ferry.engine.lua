@@ -1507,6 +1507,25 @@ function commands.validate(args)
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
   preflight({m}, true)
   db.open()
+  -- A run (or rollback) of m in progress on this database: the checks see
+  -- the batches it has committed so far, each check at its own moment, so
+  -- their failures and counts say nothing yet.  Said, not refused.
+  if history_exists() then
+    local busy = on_history("read", db.one, [[
+      SELECT h.operation, h.host, h.pid,
+             to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
+        FROM ferry.history h
+       WHERE h.migration = $1 AND h.status = 'running'
+         AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid)
+       ORDER BY h.id DESC LIMIT 1]], m.id)
+    if busy then
+      log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
+                             .. "see only what it has committed so far, and its batches commit while they run; "
+                             .. "validate again when it has finished",
+                             busy.operation == "rollback" and "rollback" or "run", m.id, tostring(busy.pid),
+                             busy.host, busy.since))
+    end
+  end
   -- checks only read: the main session and every one they open are
   -- read-only while they run
   local was_read_only = db.read_only

@@ -5,7 +5,10 @@
 #     give that form) while a ferry command holds the migration lock: a
 #     rollback that committed between a run's batches would leave the run's
 #     later batches behind and the run recorded applied over half its rows;
-#     it must refuse, change nothing, and say why and what to do.
+#     it must refuse, change nothing, and say why and what to do;
+#   - ferry validate while a run of the same migration is in progress: its
+#     checks see the batches committed so far and fail; it must say that a
+#     run is in progress (not refuse: it only reads).
 # The lock holder here is a psql session that took ferry's lock, as a
 # running ferry does (tests/cli/60-lock.t does the same): no timing.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
@@ -52,5 +55,34 @@ run_ferry --dir "$REPO_ROOT" --db "$URI" rollback $B4
 is "$RC" 0 "ferry rollback $B4 (holding the lock itself) succeeds"
 is "$(q "SELECT count(*) FROM \"Message\" WHERE metadata->>'createdBy' = '$B4'")" 0 "... no backfilled message remains"
 is "$(holders)" 0 "no lock is left behind"
+
+# --- validate while a run of Batch 4 is in progress: the run is held on the
+# demo's live conversation, which the application holds FOR UPDATE (the
+# foreign-key check of the messages the batch writes into it waits for it);
+# --lock-timeout 0: the run waits as long as the application holds it.
+live_conv=cc000000-0000-4000-8000-000000000001
+"$PSQL" -X -q -d "$URI" -c "BEGIN" -c "SELECT 1 FROM \"Conversation\" WHERE id = '$live_conv' FOR UPDATE" \
+        -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
+app_job=$!
+for _ in $(seq 1 200); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+    sleep 0.05
+done
+app=$(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")
+"$FERRY" --dir "$REPO_ROOT" --db "$URI" --lock-timeout 0 run $B4 >"$TAP_TMPDIR/run.out" 2>&1 &
+run_job=$!
+waiting() { q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND $app = ANY(pg_blocking_pids(pid))"; }
+for _ in $(seq 1 400); do [ "$(waiting)" -ge 1 ] && break; sleep 0.05; done
+is "$(waiting)" 1 "a run of $B4 is in progress, waiting for the application's row lock"
+run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
+is "$RC" 1 "validate during the run: exit 1 (checks 1 and 8 fail on the half-done run)"
+like "$ERR" "note: a run of $B4 is in progress on this database \\(pid [0-9]+ on [^,]+, since [0-9-]+ [0-9:]+Z\\): the checks see only what it has committed so far, and its batches commit while they run; validate again when it has finished" \
+     "... and says that a run is in progress, that the checks see it half done, and to validate again when it has finished"
+q "SELECT pg_terminate_backend($app)" >/dev/null
+wait "$app_job" 2>/dev/null
+wait "$run_job"
+is "$?" 0 "the run finishes once the application lets go of the row"
+run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
+is "$RC|$ERR" "0|" "validate after the run: every check passes, no note"
 
 done_testing
