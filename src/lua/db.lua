@@ -95,6 +95,25 @@ local function refuse_unfinished(conn, undo)
   end
 end
 
+-- What a transaction left some other way than the ends written out below
+-- undoes: a memory error in transaction's own work (packing fn's results,
+-- its checks, the call that commits) would leave the transaction open and
+-- the session's savepoint depth set, and every later transaction on it a
+-- savepoint inside that one.  (A to-be-closed guard, not a pcall, so that
+-- the errors raised at the line that called transaction keep it.)
+local TX_GUARD = {__close = function(g)
+  if g.done then return end
+  savepoints[g.conn] = g.outer
+  release_holder(g.conn)
+  local ok, open = pcall(g.conn.in_transaction, g.conn)
+  if not (ok and open) then return end
+  if g.name then
+    pcall(g.conn.exec_script, g.conn, "ROLLBACK TO SAVEPOINT " .. g.name .. "; RELEASE SAVEPOINT " .. g.name)
+  else
+    pcall(g.conn.exec, g.conn, "ROLLBACK")
+  end
+end}
+
 function methods.transaction(conn, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
@@ -105,17 +124,25 @@ function methods.transaction(conn, fn, ...)
   -- is a savepoint too: a BEGIN/COMMIT of its own would commit the
   -- script's transaction early and leave its later ROLLBACK undoing nothing
   if not depth and own(conn, "in_transaction") then depth = 0 end
+  -- (done until the transaction or savepoint is there)
+  local guard <close> = setmetatable({conn = conn, outer = outer, done = true}, TX_GUARD)
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
+    guard.name = name
     own(conn, "exec", "SAVEPOINT " .. name)
+    guard.done = false
     savepoints[conn] = depth + 1
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = outer
     -- (released too: the next savepoint must not nest inside this one)
-    local function undo() own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name) end
+    local function undo()
+      own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+      guard.done = true
+    end
     if res[1] then
       refuse_unfinished(conn, undo)       -- (as below, at this level)
       own(conn, "exec", "RELEASE SAVEPOINT " .. name)
+      guard.done = true
       return table.unpack(res, 2, res.n)
     end
     release_holder(conn)
@@ -123,20 +150,23 @@ function methods.transaction(conn, fn, ...)
     error(res[2], 0)
   end
   own(conn, "exec", "BEGIN")
+  guard.done = false
   savepoints[conn] = 0
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
-    refuse_unfinished(conn, function() pcall(conn.exec, conn, "ROLLBACK") end)
+    refuse_unfinished(conn, function() pcall(conn.exec, conn, "ROLLBACK"); guard.done = true end)
     -- fn ended the transaction itself: all of fn or none of it no longer
     -- holds (a COMMIT here would only make the server warn)
-    if not own(conn, "in_transaction") then error(ENDED_BY_FN, 2) end
+    if not own(conn, "in_transaction") then guard.done = true; error(ENDED_BY_FN, 2) end
     own(conn, "exec", "COMMIT")
+    guard.done = true
     return table.unpack(res, 2, res.n)
   end
   -- the connection may be gone: the original error is the one to report
   release_holder(conn)
   pcall(conn.exec, conn, "ROLLBACK")
+  guard.done = true
   error(res[2], 0)
 end
 

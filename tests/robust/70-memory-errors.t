@@ -6,7 +6,7 @@
 # replaces the allocator first) skips.
 . "$(dirname "$0")/../lib/tap.sh"
 require_pg
-plan 3
+plan 4
 
 cat >"$TAP_TMPDIR/oom.c" <<'C'
 /* The script arms it by allocating a string of 1,000,000 + n bytes
@@ -41,7 +41,7 @@ void *realloc(void *p, size_t size) {
 }
 C
 if ! ${CC:-cc} -shared -fPIC -O1 -o "$TAP_TMPDIR/oom.so" "$TAP_TMPDIR/oom.c" -ldl 2>"$TAP_TMPDIR/cc.err"; then
-    skip "cannot build the allocation shim: $(head -1 "$TAP_TMPDIR/cc.err")" 3
+    skip "cannot build the allocation shim: $(head -1 "$TAP_TMPDIR/cc.err")" 4
     exit 0
 fi
 
@@ -77,13 +77,30 @@ for n = 1, 12 do
   collectgarbage("restart"); collectgarbage()
   if c:in_transaction() then c:exec("ROLLBACK") end
 end
+-- a memory error in db.transaction's own bookkeeping (after fn returned:
+-- packing its results, the checks, COMMIT): the transaction is ended and
+-- the session's savepoint depth reset, so the next db.transaction is a
+-- transaction of its own, not a savepoint inside one left open
+local broken = {}
+for n = 1, 40 do
+  collectgarbage("stop")
+  pcall(c.transaction, c, function() c:exec("SELECT 1"); arm(n) end)
+  pcall(arm, 0)
+  collectgarbage("restart"); collectgarbage()
+  local ok2, e2 = pcall(c.transaction, c, function() return c:one("SELECT 1 AS x").x end)
+  if not ok2 or c:in_transaction() then
+    broken[#broken + 1] = n .. ": " .. (ok2 and "left inside a transaction" or tostring(e2))
+    pcall(c.exec, c, "ROLLBACK")
+  end
+end
 print(failed)
 print(#busy == 0 and "idle" or table.concat(busy, "; "))
 print(#open == 0 and "ended" or "left open at " .. table.concat(open, ", "))
+print(#broken == 0 and "usable" or table.concat(broken, "; "))
 LUA
 first=$(printf '%s\n' "$OUT" | sed -n 1p)
 if [ "$RC" != 0 ] || [ -z "$first" ] || [ "$first" = 0 ]; then
-    skip "the allocation shim had no effect here (rc $RC: $(printf '%s' "$ERR" | head -1))" 3
+    skip "the allocation shim had no effect here (rc $RC: $(printf '%s' "$ERR" | head -1))" 4
     exit 0
 fi
 pass "memory errors were raised inside conn:rows() ($first)"
@@ -91,3 +108,5 @@ is "$(printf '%s\n' "$OUT" | sed -n 2p)" "idle" \
    "a memory error in conn:rows() leaves the connection idle (not busy with an iterator nobody holds)"
 is "$(printf '%s\n' "$OUT" | sed -n 3p)" "ended" \
    "...so db.transaction rolls back after one (its ROLLBACK was refused as 'connection busy': the transaction stayed open)"
+is "$(printf '%s\n' "$OUT" | sed -n 4p)" "usable" \
+   "a memory error in db.transaction's own work after fn returned: ended, and the next db.transaction is one of its own"
