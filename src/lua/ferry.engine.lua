@@ -1796,6 +1796,25 @@ local TEMPLATE_ROLLBACK = [=[
 -- metadata->>'createdBy' = '%s'), never rows the live system wrote, and
 -- verify inside the transaction that they are gone.
 BEGIN;
+-- Not while a ferry command works on this database (it holds its migration
+-- lock, key 7366291803, while it runs or rolls back a migration): beside a
+-- run, this would delete the batches committed so far while the run goes
+-- on.  Under `ferry rollback` the session holds the lock already; under
+-- psql it is held until this transaction ends, so no ferry starts meanwhile.
+DO $$
+DECLARE
+  holder int;
+BEGIN
+  IF NOT pg_try_advisory_xact_lock(7366291803) THEN
+    SELECT l.pid INTO holder FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) = 7366291803
+     LIMIT 1;
+    RAISE EXCEPTION 'another session holds ferry''s migration lock on this database (backend pid %%): a ferry run or rollback is in progress there; nothing was rolled back: run this again when it has finished',
+      coalesce(holder::text, 'unknown');
+  END IF;
+END $$;
 -- DELETE FROM "MyTable" WHERE metadata->>'createdBy' = '%s';
 DO $$
 BEGIN

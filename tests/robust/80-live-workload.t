@@ -41,6 +41,16 @@ for id in $B4 $B5; do
     is "$(db_snapshot "$URI")" "$before" "$id: ... and changes nothing"
 done
 
+# the rollback.sql `ferry new` writes for the next migration refuses the same way
+S=$TAP_TMPDIR/scaffold
+mkdir -p "$S/migrations"
+run_ferry --dir "$S" new next_batch
+sid=$(ls "$S/migrations")
+out=$("$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" -f "$S/migrations/$sid/rollback.sql" 2>&1)
+rc=$?
+is "$rc|$(grep -c 'ERROR:  another session holds ferry.s migration lock on this database (backend pid '"$holder"'): a ferry run or rollback is in progress there; nothing was rolled back: run this again when it has finished' <<<"$out")" "3|1" \
+   "the scaffold's rollback.sql (ferry new) refuses too"
+
 q "SELECT pg_terminate_backend($holder)" >/dev/null
 wait "$holder_job" 2>/dev/null
 for _ in $(seq 1 200); do [ "$(holders)" = 0 ] && break; sleep 0.05; done
