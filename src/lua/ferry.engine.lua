@@ -1509,15 +1509,21 @@ function commands.validate(args)
   db.open()
   -- A run (or rollback) of m in progress on this database: the checks see
   -- the batches it has committed so far, each check at its own moment, so
-  -- their failures and counts say nothing yet.  Said, not refused.
+  -- their failures and counts say nothing yet.  Said, not refused.  (Its
+  -- session still holds the migration lock: a row a killed ferry left
+  -- running whose backend pid the server has given to another session since
+  -- is no run.)
   if history_exists() then
     local busy = on_history("read", db.one, [[
       SELECT h.operation, h.host, h.pid,
              to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
         FROM ferry.history h
        WHERE h.migration = $1 AND h.status = 'running'
-         AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid)
-       ORDER BY h.id DESC LIMIT 1]], m.id)
+         AND EXISTS (SELECT 1 FROM pg_locks l
+                      WHERE l.pid = h.backend_pid AND l.locktype = 'advisory' AND l.granted
+                        AND l.classid = $2 AND l.objid = $3 AND l.objsubid = 1
+                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+       ORDER BY h.id DESC LIMIT 1]], m.id, LOCK_CLASSID, LOCK_OBJID)
     if busy then
       log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
                              .. "see only what it has committed so far, and its batches commit while they run; "

@@ -95,4 +95,22 @@ is "$?" 0 "the run finishes once the application lets go of the row"
 run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
 is "$RC|$ERR" "0|" "validate after the run: every check passes, no note"
 
+# a 'running' row a killed ferry left, whose backend pid the server has since
+# given to another session (not a ferry: it does not hold the lock) is no
+# run in progress: no note
+"$PSQL" -X -q -d "$URI" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
+other_job=$!
+for _ in $(seq 1 200); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+    sleep 0.05
+done
+other=$(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")
+q "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, checksum, host, pid, backend_pid, ferry_version)
+   SELECT migration, version, name, 'run', 'running', run_id, checksum, host, 999999, $other, ferry_version
+     FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1" >/dev/null
+run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
+is "$RC|$ERR" "0|" "validate beside a stale running row whose backend pid another session (not holding the lock) now has: no note"
+q "SELECT pg_terminate_backend($other)" >/dev/null
+wait "$other_job" 2>/dev/null
+
 done_testing
