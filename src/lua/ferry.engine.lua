@@ -554,6 +554,11 @@ local function take_lock()
       end
     end
   end
+  -- (a session that is not ferry's: a rollback.sql run with psql takes the lock too)
+  if h and h.application_name ~= "ferry" then
+    fail(EXIT_FAIL, "another session holds ferry's migration lock on this database: %s; try again when it has "
+                    .. "finished (a rollback.sql run with psql takes it too)", who)
+  end
   fail(EXIT_FAIL, "another ferry holds the migration lock on this database: %s; try again when it has finished", who)
 end
 

@@ -96,8 +96,8 @@ here_pid=$!
 for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 1 ] && break; sleep 0.05; done
 holder3=$(db=$db3; psql_val "$db3" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 run_ferry --db "$db3" --dir "$D" up
-like "$ERR" "^ferry: another ferry holds the migration lock on this database: here \\(backend pid $holder3, " \
-     "with the key held in two databases, the holder named is this database's"
+like "$ERR" "^ferry: another session holds ferry's migration lock on this database: here \\(backend pid $holder3, .*\\); try again when it has finished \\(a rollback.sql run with psql takes it too\\)$" \
+     "with the key held in two databases, the holder named is this database's (not called a ferry: its session is not one)"
 psql_val "$db3" "SELECT pg_terminate_backend($holder3)" >/dev/null
 wait "$here_pid" 2>/dev/null
 for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 0 ] && break; sleep 0.05; done
