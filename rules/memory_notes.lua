@@ -67,55 +67,13 @@ end
 ----------------------------------------------------------------------------
 -- the scanner over PostgreSQL's JSON text
 
-local find, sub, byte = string.find, string.sub, string.byte
+local jt = require "ferry.jsontext"
+local sub, byte = string.sub, string.byte
 local has_text = json.has_text
+local skip_ws, string_end, string_value, container_end, scalar =
+  jt.skip_ws, jt.string_end, jt.string_value, jt.container_end, jt.scalar
 local B_QUOTE, B_LBRACE, B_LBRACKET, B_RBRACKET = byte('"'), byte("{"), byte("["), byte("]")
 local B_RBRACE, B_COMMA = byte("}"), byte(",")
-
-local function skip_ws(s, i)
-  local _, e = find(s, "^[ \t\n\r]*", i)
-  return e + 1
-end
-
--- i at the opening quote -> index of the closing quote
-local function string_end(s, i)
-  local p = i + 1
-  while true do
-    local j = find(s, '["\\]', p)
-    if not j then error("unterminated string in JSON text", 0) end
-    if byte(s, j) == B_QUOTE then return j end
-    p = j + 2
-  end
-end
-
-local function string_value(s, i, j)
-  local raw = sub(s, i + 1, j - 1)
-  if not find(raw, "\\", 1, true) then return raw end
-  return json.decode(sub(s, i, j))
-end
-
--- i at a container's opening bracket -> index of its closing bracket
-local function container_end(s, i)
-  local depth, p = 0, i
-  while true do
-    local j = find(s, '["{}%[%]]', p)
-    if not j then error("unterminated container in JSON text", 0) end
-    local b = byte(s, j)
-    if b == B_QUOTE then
-      p = string_end(s, j) + 1
-    else
-      if b == B_LBRACE or b == B_LBRACKET then depth = depth + 1 else depth = depth - 1 end
-      if depth == 0 then return j end
-      p = j + 1
-    end
-  end
-end
-
--- i at a number, true, false or null -> its text, index after it
-local function scalar(s, i)
-  local j = find(s, "[,%]}%s]", i) or (#s + 1)
-  return sub(s, i, j - 1), j
-end
 
 local walk
 

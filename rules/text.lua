@@ -20,56 +20,11 @@ M.body_actions = {message_sent = true, message_received = true}
 M.max_compact_chars = 1000
 
 local has_text = json.has_text
-local find, sub, byte = string.find, string.sub, string.byte
-
--- An object's string members, for the rare payload json.decode refuses:
--- nested deeper than its 20,000 levels, which PostgreSQL stores when
--- max_stack_depth is raised.  The text is PostgreSQL's (valid JSON, no
--- duplicate keys); the members are found with a scan that skips nested
--- values by counting brackets (no recursion), and only strings are decoded.
-local B_QUOTE, B_LBRACE, B_LBRACKET, B_RBRACE = byte('"'), byte("{"), byte("["), byte("}")
-
-local function string_end(s, i)            -- i at the opening quote
-  local p = i + 1
-  while true do
-    local j = find(s, '["\\]', p)
-    if not j then error("unterminated string in JSON text", 0) end
-    if byte(s, j) == B_QUOTE then return j end
-    p = j + 2
-  end
-end
-
-local function value_end(s, i)             -- i at a value -> the index after it
-  local b = byte(s, i)
-  if b == B_QUOTE then return string_end(s, i) + 1 end
-  if b ~= B_LBRACE and b ~= B_LBRACKET then return find(s, "[,}%]%s]", i) or #s + 1 end
-  local depth, p = 0, i
-  while true do
-    local j = find(s, '["{}%[%]]', p)
-    if not j then error("unterminated container in JSON text", 0) end
-    local c = byte(s, j)
-    if c == B_QUOTE then
-      p = string_end(s, j) + 1
-    else
-      depth = depth + ((c == B_LBRACE or c == B_LBRACKET) and 1 or -1)
-      if depth == 0 then return j + 1 end
-      p = j + 1
-    end
-  end
-end
-
-local function string_members(s)
-  local obj, p = {}, 2
-  while true do
-    local k = find(s, '[}"]', p)             -- the next key, or the end
-    if not k or byte(s, k) == B_RBRACE then return obj end
-    local ke = string_end(s, k)
-    local v = find(s, "[^%s:]", ke + 1)
-    if not v then error("malformed object in JSON text", 0) end
-    p = value_end(s, v)
-    if byte(s, v) == B_QUOTE then obj[json.decode(sub(s, k, ke))] = json.decode(sub(s, v, p - 1)) end
-  end
-end
+-- An object json.decode refuses for its depth (nested deeper than its
+-- 20,000 levels, which PostgreSQL stores when max_stack_depth is raised)
+-- has its string members cut out of the text instead (ferry.jsontext: no
+-- recursion).
+local object_strings = require("ferry.jsontext").object_strings
 
 --- extract(payload, action) -> content, source | nil
 -- payload is the jsonb's text as PostgreSQL prints it (payload::text), or
@@ -89,7 +44,7 @@ function M.extract(payload, action)
     if not ok then
       -- only past json.decode's depth; any other refusal stays an error
       if not tostring(obj):find("too many nested", 1, true) then error(obj, 0) end
-      obj = string_members(payload)
+      obj = object_strings(payload)
     end
     for _, f in ipairs(M.fields) do
       local v = obj[f]

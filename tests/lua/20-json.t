@@ -164,4 +164,21 @@ local o = json.object({"k"})
 o.k = "v"
 T.is(json.encode_ordered(o), '{"k":"v"}', "object(keys) without a table starts empty")
 
+-- ferry.jsontext: the scanner the rules cut values out of PostgreSQL's
+-- JSON text with (no recursion, numbers as written)
+local jt = require "ferry.jsontext"
+T.is(jt.object_strings('{"a": "x", "b": 2.50, "c": {"d": "y"}, "e": ["z"], "f": null, "g\\"h": "q\\"r"}'),
+     {a = "x", ['g"h'] = 'q"r'}, "object_strings: the string members only, escapes resolved")
+T.is(jt.object_strings("{}"), {}, "object_strings of {}")
+local deep = string.rep("[", 30000) .. string.rep("]", 30000)
+T.is(jt.object_strings('{"x": ' .. deep .. ', "text": "beside"}'), {text = "beside"}, "...past any depth")
+T.is({jt.scalar("2.50, 1", 1)}, {"2.50", 5}, "scalar: the text as written and the index after it")
+local s = '{"k": [1, {"a": "]"}], "m": 1}'
+T.is(jt.container_end(s, 7), 21, "container_end: a ']' inside a string does not close it")
+for _, bad in ipairs{'{"a" 1}', '{"a": "x"', '["a"]', '{"a": 1 "b": 2}', '{"a": }'} do
+  local ok, e = pcall(jt.object_strings, bad)
+  T.like(tostring(e), "JSON text$", "object_strings refuses " .. bad)
+  T.is(ok, false, "...raising")
+end
+
 return T.done()

@@ -1,0 +1,97 @@
+-- ferry.jsontext: a scanner over JSON text as PostgreSQL prints it (a
+-- jsonb's ::text), for rules that cut values out of that text rather than
+-- decode it whole: numbers keep PostgreSQL's text, and no nesting depth
+-- limits it (it counts brackets; nothing recurses).  Positions are byte
+-- indexes into the text; malformed text raises "... in JSON text".
+--
+--   local jt = require "ferry.jsontext"
+--   jt.skip_ws(s, i)          -> the index of the first non-blank at or after i
+--   jt.string_end(s, i)       -> i at a string's opening quote: its closing quote
+--   jt.string_value(s, i, j)  -> the string from quote i to quote j, escapes resolved
+--   jt.container_end(s, i)    -> i at '{' or '[': its closing bracket
+--   jt.scalar(s, i)           -> i at a number, true, false or null: its text, the index after it
+--   jt.object_strings(s)      -> the members of the object s whose values are strings, {key = value}
+local json = require "json"
+
+local M = {}
+
+local find, sub, byte = string.find, string.sub, string.byte
+local B_QUOTE, B_LBRACE, B_LBRACKET = byte('"'), byte("{"), byte("[")
+local B_RBRACE, B_COMMA = byte("}"), byte(",")
+
+function M.skip_ws(s, i)
+  local _, e = find(s, "^[ \t\n\r]*", i)
+  return e + 1
+end
+
+function M.string_end(s, i)
+  local p = i + 1
+  while true do
+    local j = find(s, '["\\]', p)
+    if not j then error("unterminated string in JSON text", 0) end
+    if byte(s, j) == B_QUOTE then return j end
+    p = j + 2
+  end
+end
+
+function M.string_value(s, i, j)
+  local raw = sub(s, i + 1, j - 1)
+  if not find(raw, "\\", 1, true) then return raw end
+  return json.decode(sub(s, i, j))
+end
+
+function M.container_end(s, i)
+  local depth, p = 0, i
+  while true do
+    local j = find(s, '["{}%[%]]', p)
+    if not j then error("unterminated container in JSON text", 0) end
+    local b = byte(s, j)
+    if b == B_QUOTE then
+      p = M.string_end(s, j) + 1
+    else
+      if b == B_LBRACE or b == B_LBRACKET then depth = depth + 1 else depth = depth - 1 end
+      if depth == 0 then return j end
+      p = j + 1
+    end
+  end
+end
+
+function M.scalar(s, i)
+  local j = find(s, "[,%]}%s]", i) or (#s + 1)
+  return sub(s, i, j - 1), j
+end
+
+-- (the index after the value at i)
+local function value_end(s, i)
+  local b = byte(s, i)
+  if b == B_QUOTE then return M.string_end(s, i) + 1 end
+  if b == B_LBRACE or b == B_LBRACKET then return M.container_end(s, i) + 1 end
+  local v, j = M.scalar(s, i)
+  if v == "" then error("malformed JSON text", 0) end
+  return j
+end
+
+function M.object_strings(s)
+  local out = {}
+  local p = M.skip_ws(s, 1)
+  if byte(s, p) ~= B_LBRACE then error("malformed object in JSON text", 0) end
+  p = M.skip_ws(s, p + 1)
+  if byte(s, p) == B_RBRACE then return out end
+  while true do
+    if byte(s, p) ~= B_QUOTE then error("malformed object in JSON text", 0) end
+    local j = M.string_end(s, p)
+    local key = M.string_value(s, p, j)
+    p = M.skip_ws(s, j + 1)
+    if sub(s, p, p) ~= ":" then error("malformed object in JSON text", 0) end
+    local v = M.skip_ws(s, p + 1)
+    p = value_end(s, v)
+    if byte(s, v) == B_QUOTE then out[key] = M.string_value(s, v, p - 1) end
+    p = M.skip_ws(s, p)
+    local b = byte(s, p)
+    if b == B_RBRACE then return out end
+    if b ~= B_COMMA then error("malformed object in JSON text", 0) end
+    p = M.skip_ws(s, p + 1)
+  end
+end
+
+return M
