@@ -19,6 +19,13 @@ B4=20251110_backfill_conversations_messages
 B5=20251115_backfill_memory_notes
 URI=$(crm_db ferry_robust_live "$REPO_ROOT/demo/data.sql")
 q() { "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$URI" -c "$1"; }
+# the backend pid of the one session in pg_sleep(600) (started in the
+# background just before), once it is there
+sleeper_pid() {
+    local sql="FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()"
+    for _ in $(seq 1 200); do [ "$(q "SELECT count(*) $sql")" = 1 ] && break; sleep 0.05; done
+    q "SELECT pid $sql"
+}
 holders() { q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY"; }
 
 run_ferry --dir "$REPO_ROOT" --db "$URI" -q up
@@ -74,11 +81,7 @@ live_conv=cc000000-0000-4000-8000-000000000001
 "$PSQL" -X -q -d "$URI" -c "BEGIN" -c "SELECT 1 FROM \"Conversation\" WHERE id = '$live_conv' FOR UPDATE" \
         -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
 app_job=$!
-for _ in $(seq 1 200); do
-    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
-    sleep 0.05
-done
-app=$(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")
+app=$(sleeper_pid)
 "$FERRY" --dir "$REPO_ROOT" --db "$URI" --lock-timeout 0 run $B4 >"$TAP_TMPDIR/run.out" 2>&1 &
 run_job=$!
 waiting() { q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND $app = ANY(pg_blocking_pids(pid))"; }
@@ -100,11 +103,7 @@ is "$RC|$ERR" "0|" "validate after the run: every check passes, no note"
 # run in progress: no note
 "$PSQL" -X -q -d "$URI" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
 other_job=$!
-for _ in $(seq 1 200); do
-    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
-    sleep 0.05
-done
-other=$(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()")
+other=$(sleeper_pid)
 q "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, checksum, host, pid, backend_pid, ferry_version)
    SELECT migration, version, name, 'run', 'running', run_id, checksum, host, 999999, $other, ferry_version
      FROM ferry.history WHERE migration = '$B4' ORDER BY id DESC LIMIT 1" >/dev/null
