@@ -137,6 +137,17 @@ typedef struct errmsg {
     int server;        /* the server's error (a result's fields), not libpq's */
 } errmsg;
 
+/* src into dst (room bytes with its NUL); when it does not fit, cut at a
+ * character boundary and marked "...". */
+static void copy_cut(char *dst, size_t room, const char *src) {
+    size_t len = strlen(src);
+    if (len < room) { memcpy(dst, src, len + 1); return; }
+    size_t keep = room > 4 ? room - 4 : 0;
+    while (keep > 0 && ((unsigned char)src[keep] & 0xC0) == 0x80) keep--;
+    memcpy(dst, src, keep);
+    memcpy(dst + keep, "...", 4);
+}
+
 /* m's text: `text` with c's password redacted (as a server's error, or as
  * libpq's text), then, when it does not fit, cut at a character boundary
  * and marked "...", with `suffix` (the SQLSTATE, exec_script's line)
@@ -150,14 +161,8 @@ static void errmsg_fill(const conn *c, errmsg *m, const char *text, const char *
     const char *info = c ? conn_info(c->st, c) : NULL;
     if (server) pgconn_redact_server(info, text, red, redsz);
     else pgconn_redact(info, text, red, redsz);
-    size_t room = sizeof m->text - strlen(suffix);
-    int n = snprintf(m->text, room, "%s", red);
+    copy_cut(m->text, sizeof m->text - strlen(suffix), red);
     free(red);
-    if (n >= 0 && (size_t)n >= room) {      /* cut: end on a whole character, and say so */
-        size_t keep = room - 1 > 3 ? room - 1 - 3 : 0;
-        while (keep > 0 && ((unsigned char)m->text[keep] & 0xC0) == 0x80) keep--;
-        memcpy(m->text + keep, "...", 4);
-    }
     strcat(m->text, suffix);
 }
 
@@ -404,14 +409,7 @@ static int repeated_notice(const conn *c, const PGresult *res, const char *sever
     struct notice_kind *k = &st->notices[st->nnotices++];
     k->key = key;
     k->seen = 1;
-    size_t len = strlen(red);
-    if (len < sizeof k->text) memcpy(k->text, red, len + 1);
-    else {                                         /* cut: end on a whole character, and say so */
-        size_t keep = sizeof k->text - 4;
-        while (keep > 0 && ((unsigned char)red[keep] & 0xC0) == 0x80) keep--;
-        memcpy(k->text, red, keep);
-        memcpy(k->text + keep, "...", 4);
-    }
+    copy_cut(k->text, sizeof k->text, red);
     free(red);
     return 0;
 }
