@@ -781,11 +781,9 @@ void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz
     if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
     memcpy(work, msg, len + 1);
     if (holds_password(arg)) {
-        PQconninfoOption *opts = PQconninfoParse(arg, NULL);
-        for (PQconninfoOption *o = opts; o && o->keyword; o++)
-            if (o->val && *o->val && strcmp(o->keyword, "password") == 0) replace_all(work, worksz, o->val);
-        PQconninfoFree(opts);
-        replace_raw_passwords(work, worksz, arg);
+        /* as libpq's own text is redacted (the parsed value, the raw forms,
+         * PGPASSWORD), and the values of percent-encoded keywords */
+        replace_passwords(arg, work, worksz, 1, 1);
         replace_encoded_keyword_passwords(work, worksz, arg);
     }
     snprintf(out, outsz, "%s", work);
