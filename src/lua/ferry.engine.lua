@@ -12,6 +12,13 @@ local db_core = require "db.core"
 
 local LOCK_KEY = 7366291803        -- pg_try_advisory_lock key: "ferry" migrations
 local LOCK_CLASSID, LOCK_OBJID = LOCK_KEY >> 32, LOCK_KEY & 0xffffffff
+-- pg_locks l's rows of that lock granted in this database (a bigint key:
+-- its high half in classid, its low half in objid, objsubid 1); the two
+-- halves are the query's parameters $<cls> and $<obj>.
+local function holds_lock_sql(cls, obj)
+  return string.format("l.locktype = 'advisory' AND l.granted AND l.classid = $%d AND l.objid = $%d AND l.objsubid = 1 "
+                       .. "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())", cls, obj)
+end
 local EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 local USAGE = [[
@@ -533,9 +540,7 @@ local function take_lock()
     SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket') AS client,
            to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-     WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1
-       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-     LIMIT 1]], LOCK_CLASSID, LOCK_OBJID)
+     WHERE ]] .. holds_lock_sql(1, 2) .. [[ LIMIT 1]], LOCK_CLASSID, LOCK_OBJID)
   local who = "another session"
   if h then
     who = string.format("%s (backend pid %d, client %s, connected since %s)",
@@ -1524,10 +1529,7 @@ function commands.validate(args)
              to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
         FROM ferry.history h
        WHERE h.migration = $1 AND h.status = 'running'
-         AND EXISTS (SELECT 1 FROM pg_locks l
-                      WHERE l.pid = h.backend_pid AND l.locktype = 'advisory' AND l.granted
-                        AND l.classid = $2 AND l.objid = $3 AND l.objsubid = 1
-                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+         AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = h.backend_pid AND ]] .. holds_lock_sql(2, 3) .. [[)
        ORDER BY h.id DESC LIMIT 1]], m.id, LOCK_CLASSID, LOCK_OBJID)
     if busy then
       log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
