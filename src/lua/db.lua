@@ -74,33 +74,31 @@ local function own(conn, method, ...)
   return checked("transaction", pcall(conn[method], conn, ...))
 end
 -- fn returned: what would keep its transaction from ending as it should is
--- undone (undo: the rollback at that level) and raised at the line that
--- called transaction.  A rows() loop fn left open is ended (read to its
+-- raised at the line that called transaction (transaction's guard rolls
+-- back at that level as the error leaves it).  A rows() loop fn left open is ended (read to its
 -- end, as inside a transaction it always is) and does not; a COPY never
 -- finished is not fn's rows stored; a failed statement whose error fn
 -- caught leaves a transaction that COMMIT would only roll back.
-local function refuse_unfinished(conn, undo)
+local function refuse_unfinished(conn)
   local held = core.busy_with(conn)
   if held then
     release_holder(conn)
     if held == "a COPY" then
-      undo()
       error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 3)
     end
   end
   local _, failed = own(conn, "in_transaction")
-  if failed then
-    undo()
-    error(CAUGHT, 3)
-  end
+  if failed then error(CAUGHT, 3) end
 end
 
--- What a transaction left some other way than the ends written out below
--- undoes: a memory error in transaction's own work (packing fn's results,
--- its checks, the call that commits) would leave the transaction open and
--- the session's savepoint depth set, and every later transaction on it a
--- savepoint inside that one.  (A to-be-closed guard, not a pcall, so that
--- the errors raised at the line that called transaction keep it.)
+-- How a transaction ends when it does not commit: fn failed, fn returned
+-- with something unfinished (refuse_unfinished), or a memory error came in
+-- transaction's own work (packing fn's results, its checks, the call that
+-- commits).  A to-be-closed guard rolls back at its level (a ROLLBACK, or
+-- a ROLLBACK TO and RELEASE of its savepoint) and resets the session's
+-- savepoint depth as the error leaves transaction -- not a pcall, so that
+-- the errors keep the line that called transaction.  One fn ended itself
+-- is not rolled back again (no server warning), and fn's error goes on.
 local TX_GUARD = {__close = function(g)
   if g.done then return end
   savepoints[g.conn] = g.outer
@@ -134,20 +132,13 @@ function methods.transaction(conn, fn, ...)
     savepoints[conn] = depth + 1
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = outer
-    -- (released too: the next savepoint must not nest inside this one)
-    local function undo()
-      own(conn, "exec_script", "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
-      guard.done = true
-    end
     if res[1] then
-      refuse_unfinished(conn, undo)       -- (as below, at this level)
+      refuse_unfinished(conn)             -- (as below, at this level)
       own(conn, "exec", "RELEASE SAVEPOINT " .. name)
       guard.done = true
       return table.unpack(res, 2, res.n)
     end
-    release_holder(conn)
-    undo()
-    error(res[2], 0)
+    error(res[2], 0)          -- (the guard rolls the savepoint back, and releases it)
   end
   own(conn, "exec", "BEGIN")
   guard.done = false
@@ -155,7 +146,7 @@ function methods.transaction(conn, fn, ...)
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
-    refuse_unfinished(conn, function() pcall(conn.exec, conn, "ROLLBACK"); guard.done = true end)
+    refuse_unfinished(conn)
     -- fn ended the transaction itself: all of fn or none of it no longer
     -- holds (a COMMIT here would only make the server warn)
     if not own(conn, "in_transaction") then guard.done = true; error(ENDED_BY_FN, 2) end
@@ -163,10 +154,9 @@ function methods.transaction(conn, fn, ...)
     guard.done = true
     return table.unpack(res, 2, res.n)
   end
-  -- the connection may be gone: the original error is the one to report
-  release_holder(conn)
-  pcall(conn.exec, conn, "ROLLBACK")
-  guard.done = true
+  -- fn failed: the guard rolls back (unless fn ended the transaction
+  -- itself); the original error is the one to report, even when the
+  -- connection is gone
   error(res[2], 0)
 end
 

@@ -244,6 +244,13 @@ is "$RC|$OUT|$ERR" "4||NOTICE:  again
 NOTICE:  again
 NOTICE:  again
 note: the server sent this notice 2 more times (not shown): NOTICE:  again" "exec's os.exit: the repeated notices are still counted at the end"
+# db.transaction whose fn ended the transaction and then raised: nothing
+# left to roll back, so no server warning ("there is no transaction in
+# progress") on stderr
+put "$D/tx_rollback.lua" 'local ok, e = pcall(db.transaction, function() db.exec("ROLLBACK"); error("fn failed", 0) end)
+print(ok, e)'
+run_ferry --dir "$D" exec "$D/tx_rollback.lua"
+is "$RC|$OUT|$ERR" $'0|false\tfn failed|' "fn ROLLBACKs then raises: its error, no server warning"
 # control characters in a notice are escaped as ferry's own messages are
 # (an ESC sequence would clear or recolour the terminal): C0 controls but
 # tab and newline as \xNN, DEL too, C1 controls (U+0080-U+009F) as \u00NN;

@@ -391,6 +391,13 @@ ok, err = pcall(db.transaction, function() db.exec("INSERT INTO tx_end VALUES (2
 T.like(tostring(err), "fn ended the transaction itself", "fn ROLLBACKs itself: the same")
 T.is(db.query("SELECT v FROM tx_end ORDER BY v"), {{v = 1}}, "...what fn committed stays, what it rolled back is gone")
 db.exec("DROP TABLE tx_end")
+-- ...and then raises: fn's own error goes on, nothing is rolled back twice
+T.is(err_of(db.transaction, function() db.exec("ROLLBACK"); error("fn's own", 0) end), "fn's own",
+     "fn ROLLBACKs, then raises: fn's error")
+T.is(err_of(db.transaction, function()
+       db.transaction(function() db.exec("ROLLBACK"); error("inner", 0) end)
+     end), "inner", "a nested fn ROLLBACKs the whole transaction, then raises: its error (not ROLLBACK TO SAVEPOINT's)")
+T.is({db.in_transaction()}, {false, false}, "...and no transaction is left open")
 
 -- db.plan inside the script's own transaction: its SET LOCAL of
 -- enable_seqscan (in a savepoint now) does not outlive the call
