@@ -68,6 +68,7 @@ typedef struct conn {
     int keep_open;     /* the main connection: close() and <close> leave it open */
     int counted;       /* in st->nconns until closed or collected */
     int cancel_slot;   /* interrupt.c's slot: a signal cancels its running statement; -1 none */
+    int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -328,6 +329,26 @@ static int db_keep_open(lua_State *L) {
     return 0;
 }
 
+/* core.hold_transaction(conn, on): while on, a statement on conn that
+ * begins or ends a transaction (BEGIN, COMMIT, ROLLBACK, END, ...: see
+ * pgconn_find_transaction_control) is refused before it is sent.  ferry
+ * validate holds the main session's transaction so for its checks: one
+ * snapshot for all of them.  Savepoints (db.transaction) stay allowed. */
+static int db_hold_transaction(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    c->hold_tx = lua_toboolean(L, 2);
+    return 0;
+}
+
+/* Raises, before anything is sent, when sql would begin or end the
+ * transaction ferry holds on c (core.hold_transaction). */
+static void refuse_held(lua_State *L, const conn *c, const char *sql) {
+    char word[32];
+    if (c->hold_tx && pgconn_find_transaction_control(sql, NULL, word, sizeof word))
+        luaL_error(L, "%s refused: ferry validate runs every check in one transaction, on one snapshot, and ends "
+                      "it itself (db.transaction nests as a savepoint); nothing was sent", word);
+}
+
 /* core.busy_with(conn) -> what holds the connection ("a rows() iteration",
  * "a COPY") or nil: db.transaction ends a transaction only when fn has let
  * go of its connection. */
@@ -559,6 +580,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->keep_open = 0;
     c->counted = 1;
     c->cancel_slot = -1;
+    c->hold_tx = 0;
     st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;
@@ -789,6 +811,7 @@ static int result_gc(lua_State *L) {
 static result_box *run_query(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
+    refuse_held(L, c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
@@ -880,6 +903,7 @@ static int conn_exec_script(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
+    refuse_held(L, c, sql);
     result_box *b = new_result_box(L);
     PGTransactionStatusType before = PQtransactionStatus(c->pg);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
@@ -1006,6 +1030,7 @@ static int conn_rows(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
+    refuse_held(L, c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     rows *r = lua_newuserdatauv(L, sizeof *r, 1);
@@ -1529,6 +1554,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "keep_open");
     lua_pushcfunction(L, db_busy_with);
     lua_setfield(L, -2, "busy_with");
+    lua_pushcfunction(L, db_hold_transaction);
+    lua_setfield(L, -2, "hold_transaction");
     lua_pushcfunction(L, db_find_transaction_control);
     lua_setfield(L, -2, "find_transaction_control");
     lua_pushvalue(L, sti);

@@ -181,11 +181,19 @@ local function copy_rows(conn, sql, rows)
 end
 methods.copy_rows = errors.api(copy_rows, true)
 
+-- ferry validate's transaction on the main session, while it is open
+-- (M._snapshot_begin to M._snapshot_end): {conn =, id = the snapshot it
+-- exported, depth = checks running inside one another}.  db.reader() and
+-- the main session's share_snapshot give other sessions that snapshot.
+local validating = nil
+
 --- conn:share_snapshot(other) opens on session `other` a REPEATABLE READ
 -- READ ONLY transaction that sees exactly what conn sees (conn must be in a
 -- REPEATABLE READ transaction, as a db.reader() is, and idle): two sessions
 -- then read one consistent state at the same time.  End it with
--- other:exec("COMMIT").
+-- other:exec("COMMIT").  (In validate.lua the main session's is the
+-- snapshot every check sees, exported when it was taken: the checks run
+-- inside savepoints, where none can be exported.)
 local function share_snapshot(conn, other)
   if getmetatable(other) ~= getmetatable(conn) then
     error("share_snapshot: the other session must be a connection (db.connect()), not " .. type(other), 2)
@@ -194,18 +202,21 @@ local function share_snapshot(conn, other)
   if other:in_transaction() then
     error("share_snapshot: the other session is in a transaction already (end it first)", 2)
   end
-  -- outside a transaction the snapshot would be gone before its import; in
-  -- READ COMMITTED conn itself moves on at its next statement
-  if not conn:in_transaction() then
-    error("share_snapshot: this session is not in a transaction (use db.reader(), or "
-          .. "BEGIN ISOLATION LEVEL REPEATABLE READ first)", 2)
+  local id = validating and validating.conn == conn and validating.id
+  if not id then
+    -- outside a transaction the snapshot would be gone before its import; in
+    -- READ COMMITTED conn itself moves on at its next statement
+    if not conn:in_transaction() then
+      error("share_snapshot: this session is not in a transaction (use db.reader(), or "
+            .. "BEGIN ISOLATION LEVEL REPEATABLE READ first)", 2)
+    end
+    local snap = conn:one("SELECT pg_export_snapshot() AS id, current_setting('transaction_isolation') AS iso")
+    if snap.iso ~= "repeatable read" and snap.iso ~= "serializable" then
+      error("share_snapshot: this session's transaction is " .. snap.iso:upper()
+            .. ", which moves on at each statement (it must be REPEATABLE READ, as db.reader() is)", 2)
+    end
+    id = snap.id
   end
-  local snap = conn:one("SELECT pg_export_snapshot() AS id, current_setting('transaction_isolation') AS iso")
-  if snap.iso ~= "repeatable read" and snap.iso ~= "serializable" then
-    error("share_snapshot: this session's transaction is " .. snap.iso:upper()
-          .. ", which moves on at each statement (it must be REPEATABLE READ, as db.reader() is)", 2)
-  end
-  local id = snap.id
   -- SET TRANSACTION SNAPSHOT takes no parameter: the id, the server's own,
   -- is checked against its format before it goes into the statement
   if not id:match("^%x+%-%x+%-%d+$") then error("unexpected snapshot id from the server: " .. id, 2) end
@@ -349,11 +360,21 @@ end
 -- snapshot for all its queries (REPEATABLE READ READ ONLY), work_mem 64MB,
 -- and no parallel workers or JIT (one client consumes the stream at its own
 -- pace: workers would each build the same hash tables for nothing).  Close
--- it with read:close() when done.
+-- it with read:close() when done.  In validate.lua its snapshot is the one
+-- every check sees.
 M.reader = errors.api(function()
   local conn = M.connect()
-  conn:exec_script("SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; SET jit = off; "
-                   .. "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+  local join = ""
+  -- (the id is the server's, checked as share_snapshot checks it)
+  if validating and validating.id:match("^%x+%-%x+%-%d+$") then
+    join = "; SET TRANSACTION SNAPSHOT '" .. validating.id .. "'"
+  end
+  local ok, err = pcall(conn.exec_script, conn, "SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; "
+                        .. "SET jit = off; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" .. join)
+  if not ok then
+    pcall(conn.close, conn)
+    error(err, 0)
+  end
   reading[conn] = true
   return conn
 end, true)
@@ -401,7 +422,7 @@ function M._hold(why) held_for = why end
 
 --- Closes the main connection (the engine, when the command ends: a
 -- script's main:close() is refused, and so is db.close() while the
--- connection holds ferry's lock).
+-- connection holds ferry's lock or validate's transaction).
 function M.close()
   if held_for then error("db.close: " .. held_for, 2) end
   M.drop_spares()
@@ -412,10 +433,85 @@ function M.close()
   end
 end
 
+-- ferry validate: every check sees one snapshot.
+local VALIDATE_HOLD = "the main session holds the transaction of ferry validate's checks (one snapshot for all "
+                      .. "of them); it ends when the command ends"
+local VALIDATE_SP, CHECK_SP = "ferry_validate", "ferry_validate_check"
+
+--- db._snapshot_begin(): (the engine's, for ferry validate) opens on the
+-- main session a REPEATABLE READ READ ONLY transaction, takes its snapshot
+-- now and exports it (db.reader() and the main session's share_snapshot
+-- hand it to other sessions: only outside a savepoint can it be exported),
+-- and holds it until M._snapshot_end(): a statement that would begin or end
+-- a transaction on the main session is refused before it is sent
+-- (core.hold_transaction), and so is db.close().  A savepoint taken then
+-- is where M._snapshot_check rolls back a statement of the script that
+-- failed outside any check, its error caught.
+function M._snapshot_begin()
+  local conn = M.open()
+  conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+  local ok, err = pcall(function()
+    local id = conn:one("SELECT pg_export_snapshot() AS id").id
+    conn:exec("SAVEPOINT " .. VALIDATE_SP)
+    return id
+  end)
+  if not ok then
+    pcall(conn.exec, conn, "ROLLBACK")
+    error(err, 0)
+  end
+  validating = {conn = conn, id = err, depth = 0}
+  core.hold_transaction(conn, true)
+  held_for = held_for or VALIDATE_HOLD
+end
+
+--- db._snapshot_check(fn) -> what pcall(fn) returns.  fn (a check) runs
+-- under a savepoint that is rolled back when fn has ended, whichever way:
+-- what it did (a SET, a statement that failed) is undone and the locks it
+-- took are let go, so that every check starts from the same state; a rows()
+-- loop it left open on the main session is ended first.  A check at the top
+-- that finds the transaction failed (a statement of the script's outside
+-- the checks failed, its error caught) first rolls back to the savepoint of
+-- M._snapshot_begin.  With the main session busy (a check called inside a
+-- rows() loop on it) fn runs as it is: it cannot use that session either.
+-- Raises when the transaction cannot be restored (the connection lost).
+function M._snapshot_check(fn)
+  local v = validating
+  local conn = v and v.conn
+  if not conn or core.busy_with(conn) then return pcall(fn) end
+  if v.depth == 0 then
+    local _, failed = conn:in_transaction()
+    if failed then conn:exec("ROLLBACK TO SAVEPOINT " .. VALIDATE_SP) end
+  end
+  conn:exec("SAVEPOINT " .. CHECK_SP)
+  v.depth = v.depth + 1
+  local res = table.pack(pcall(fn))
+  v.depth = v.depth - 1
+  release_holder(conn)
+  local ok, err = pcall(conn.exec_script, conn, "ROLLBACK TO SAVEPOINT " .. CHECK_SP .. "; RELEASE SAVEPOINT " .. CHECK_SP)
+  if not ok then
+    error("the checks' transaction could not be restored after a check: " .. tostring(err), 0)
+  end
+  return table.unpack(res, 1, res.n)
+end
+
+--- db._snapshot_end(): rolls validate's transaction back (it only read),
+-- whatever state the script left the main session in.
+function M._snapshot_end()
+  local v = validating
+  if not v then return end
+  validating = nil
+  if held_for == VALIDATE_HOLD then held_for = nil end
+  core.hold_transaction(v.conn, false)
+  release_holder(v.conn)
+  local ok, open = pcall(v.conn.in_transaction, v.conn)
+  if ok and open then pcall(v.conn.exec, v.conn, "ROLLBACK") end
+end
+
 
 -- db.exec(...), db.query(...), ... act on the main connection.
 for _, name in ipairs{"exec", "query", "one", "rows", "copy", "copy_rows", "exec_script",
-                      "quote_ident", "transaction", "backend_pid", "in_transaction", "flush"} do
+                      "quote_ident", "transaction", "backend_pid", "in_transaction", "flush",
+                      "share_snapshot"} do
   if name == "transaction" then   -- fn's own errors keep their place
     M[name] = function(...)
       if not main then M.open() end      -- connect on first use

@@ -1518,11 +1518,10 @@ function commands.validate(args)
   preflight({m}, true)
   db.open()
   -- A run (or rollback) of m in progress on this database: the checks see
-  -- the batches it has committed so far, each check at its own moment, so
-  -- their failures and counts say nothing yet.  Said, not refused.  (Its
-  -- session still holds the migration lock: a row a killed ferry left
-  -- running whose backend pid the server has given to another session since
-  -- is no run.)
+  -- the batches it had committed when their snapshot was taken, so their
+  -- failures and counts say nothing yet.  Said, not refused.  (Its session
+  -- still holds the migration lock: a row a killed ferry left running whose
+  -- backend pid the server has given to another session since is no run.)
   if history_exists() then
     local busy = on_history("read", db.one, [[
       SELECT h.operation, h.host, h.pid,
@@ -1533,8 +1532,8 @@ function commands.validate(args)
        ORDER BY h.id DESC LIMIT 1]], m.id, LOCK_CLASSID, LOCK_OBJID)
     if busy then
       log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
-                             .. "see only what it has committed so far, and its batches commit while they run; "
-                             .. "validate again when it has finished",
+                             .. "see what it had committed when they began (one snapshot for all of them), not "
+                             .. "the batches it commits meanwhile; validate again when it has finished",
                              busy.operation == "rollback" and "rollback" or "run", m.id, tostring(busy.pid),
                              busy.host, busy.since))
     end
@@ -1554,7 +1553,8 @@ function commands.validate(args)
   local function check(name, fn, detail)
     local ok, info
     if type(fn) == "function" then
-      local pok, a, b = pcall(fn)
+      -- (under a savepoint of the checks' transaction, rolled back after it)
+      local pok, a, b = db._snapshot_check(fn)
       local stop = sys.interrupted()
       if stop then error(stop, 0) end          -- Ctrl-C: no more checks
       if pok then ok, info = a and true or false, b else ok, info = false, "error: " .. error_text(a) end
@@ -1575,9 +1575,18 @@ function commands.validate(args)
   local env = script_env(ctx)
   env.check = check
   local chunk = load_script(m.rel .. "/validate.lua", env)
-  os.exit = no_exit
-  local ok, err = pcall(chunk)
-  os.exit = real_exit
+  -- The whole script, every check, in one REPEATABLE READ READ ONLY
+  -- transaction on the main session: one snapshot for all the checks,
+  -- whatever the application commits meanwhile.  It only reads, so it is
+  -- rolled back, on every way out.
+  local ok, err
+  do
+    local snapshot <close> = setmetatable({}, {__close = function() db._snapshot_end() end})
+    db._snapshot_begin()
+    os.exit = no_exit
+    ok, err = pcall(chunk)
+    os.exit = real_exit
+  end
   local stop = sys.interrupted()
   if stop then ok, err = false, stop end
   set_read_only(was_read_only)
@@ -1847,7 +1856,8 @@ COMMIT;
 
 local TEMPLATE_VALIDATE = [=[
 -- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
--- 1 if any fails.  check(name, fn): fn returns ok [, detail].
+-- 1 if any fails.  check(name, fn): fn returns ok [, detail].  Every check
+-- reads one snapshot (the script runs in one read-only transaction).
 check("the database answers", function()
   local r = db.one("SELECT 1 AS one")
   return r.one == 1

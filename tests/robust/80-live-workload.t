@@ -7,8 +7,8 @@
 #     later batches behind and the run recorded applied over half its rows;
 #     it must refuse, change nothing, and say why and what to do;
 #   - ferry validate while a run of the same migration is in progress: its
-#     checks see the batches committed so far and fail; it must say that a
-#     run is in progress (not refuse: it only reads).
+#     checks see the batches committed when they began (one snapshot) and
+#     fail; it must say that a run is in progress (not refuse: it only reads).
 # The lock holder here is a psql session that took ferry's lock, as a
 # running ferry does (tests/cli/60-lock.t does the same): no timing.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
@@ -89,7 +89,7 @@ for _ in $(seq 1 400); do [ "$(waiting)" -ge 1 ] && break; sleep 0.05; done
 is "$(waiting)" 1 "a run of $B4 is in progress, waiting for the application's row lock"
 run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
 is "$RC" 1 "validate during the run: exit 1 (checks 1 and 8 fail on the half-done run)"
-like "$ERR" "note: a run of $B4 is in progress on this database \\(pid [0-9]+ on [^,]+, since [0-9-]+ [0-9:]+Z\\): the checks see only what it has committed so far, and its batches commit while they run; validate again when it has finished" \
+like "$ERR" "note: a run of $B4 is in progress on this database \\(pid [0-9]+ on [^,]+, since [0-9-]+ [0-9:]+Z\\): the checks see what it had committed when they began \\(one snapshot for all of them\\), not the batches it commits meanwhile; validate again when it has finished" \
      "... and says that a run is in progress, that the checks see it half done, and to validate again when it has finished"
 q "SELECT pg_terminate_backend($app)" >/dev/null
 wait "$app_job" 2>/dev/null
