@@ -656,35 +656,104 @@ static const char *keyword_value_end(const char *v) {
     }
 }
 
-/* Redacts a password as written in conninfo (not decoded): libpq's error for
- * a string it cannot parse (e.g. a '%' that is no URL escape), or reads
- * differently (an '@', '/' or '?' not percent-encoded in a URL's password, a
- * blank in an unquoted password=), quotes the raw text or a piece of it.
- * Covers a URI's user:password@ and any password=VALUE. */
-static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
-    if (strncmp(conninfo, "postgresql://", 13) == 0 || strncmp(conninfo, "postgres://", 11) == 0) {
-        const char *a = strstr(conninfo, "://") + 3, *e = userinfo_end(a);
-        const char *c = e ? memchr(a, ':', (size_t)(e - a)) : NULL;
-        if (c) replace_password_pieces(buf, bufsz, c + 1, (size_t)(e - c - 1), "@/?#&");
+/* How a password is written in a connection string, which says where
+ * libpq may cut it when it reads the string differently from its writer. */
+enum pw_form {
+    PW_USERINFO,        /* a URL's user:PASSWORD@ */
+    PW_QUOTED,          /* password='...' (read whole) */
+    PW_UNQUOTED,        /* password=... */
+    PW_ENCODED_KEYWORD  /* a URL's ?pass%77ord=... (read whole) */
+};
+
+typedef void pw_span_fn(const char *at, size_t n, enum pw_form form, void *ud);
+
+/* Calls fn with each password s holds as written (not decoded), as the n
+ * bytes at at: a postgres:// URL's user:password@; every password=VALUE,
+ * in a key=value string or a URL's query, quoted ('...', with backslash
+ * escapes, up to its closing quote or the end) or not (up to an '&', or
+ * the blank before the next keyword: see keyword_value_end); and a URL's
+ * query value whose keyword libpq decodes to "password" (?pass%77ord=).
+ * Spans may overlap.  s is only read. */
+static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
+    int url = strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+    const char *a = url ? strstr(s, "://") + 3 : NULL, *e = url ? userinfo_end(a) : NULL;
+    if (e) {
+        const char *c = memchr(a, ':', (size_t)(e - a));
+        if (c) fn(c + 1, (size_t)(e - c - 1), PW_USERINFO, ud);
     }
-    for (const char *q = conninfo; (q = strstr(q, "password")) != NULL; q += 8) {
+    for (const char *q = s; (q = strstr(q, "password")) != NULL; q += 8) {
         const char *v = q + 8;
         while (*v == ' ') v++;
         if (*v++ != '=') continue;
         while (*v == ' ') v++;
         if (*v == '\'') {
-            const char *close = strchr(v + 1, '\'');
-            v++;
-            /* libpq reads a quoted value as it is: the whole of it only */
-            replace_password_pieces(buf, bufsz, v, close ? (size_t)(close - v) : strlen(v), NULL);
+            /* libpq reads up to the first quote no backslash escapes */
+            const char *close = ++v;
+            while (*close && *close != '\'') close += (close[0] == '\\' && close[1]) ? 2 : 1;
+            fn(v, (size_t)(close - v), PW_QUOTED, ud);
         } else {
-            /* libpq reads "my=pass" as one value: '=' cuts only the words
-             * after a blank, which it takes for keywords */
-            const char *end = keyword_value_end(v), *blank = v + strcspn(v, " \t\n");
-            replace_password_pieces(buf, bufsz, v, (size_t)(end - v), " \t\n&");
-            if (blank < end) replace_password_pieces(buf, bufsz, blank, (size_t)(end - blank), " \t\n&=");
+            fn(v, (size_t)(keyword_value_end(v) - v), PW_UNQUOTED, ud);
         }
     }
+    const char *query = url ? strchr(e ? e : a, '?') : NULL;
+    if (!query) return;
+    for (const char *p = query + 1; *p;) {
+        size_t klen = strcspn(p, "=&"), vlen = 0;
+        if (p[klen] == '=') {
+            char key[16];
+            size_t n = 0;
+            for (size_t i = 0; i < klen && n < sizeof key - 1; i++, n++) {
+                if (p[i] == '%' && i + 2 < klen && isxdigit((unsigned char)p[i + 1])
+                    && isxdigit((unsigned char)p[i + 2])) {
+                    char hex[3] = {p[i + 1], p[i + 2], '\0'};
+                    key[n] = (char)strtol(hex, NULL, 16);
+                    i += 2;
+                } else key[n] = p[i];
+            }
+            key[n] = '\0';
+            vlen = strcspn(p + klen + 1, "&");
+            /* (a keyword written "password" the loop above has found) */
+            if (strcmp(key, "password") == 0 && memchr(p, '%', klen))
+                fn(p + klen + 1, vlen, PW_ENCODED_KEYWORD, ud);
+            vlen++;                                  /* (the '=') */
+        }
+        p += klen + vlen;
+        if (*p == '&') p++;
+    }
+}
+
+struct redact_buf { char *buf; size_t bufsz; };
+
+/* Redacts one password span and the pieces libpq may cut it into. */
+static void redact_span(const char *at, size_t n, enum pw_form form, void *ud) {
+    struct redact_buf *r = ud;
+    switch (form) {
+    case PW_USERINFO:
+        replace_password_pieces(r->buf, r->bufsz, at, n, "@/?#&");
+        break;
+    case PW_QUOTED:
+    case PW_ENCODED_KEYWORD:
+        replace_password_pieces(r->buf, r->bufsz, at, n, NULL);
+        break;
+    case PW_UNQUOTED: {
+        /* libpq reads "my=pass" as one value: '=' cuts only the words
+         * after a blank, which it takes for keywords */
+        size_t blank = strcspn(at, " \t\n");
+        replace_password_pieces(r->buf, r->bufsz, at, n, " \t\n&");
+        if (blank < n) replace_password_pieces(r->buf, r->bufsz, at + blank, n - blank, " \t\n&=");
+        break;
+    }
+    }
+}
+
+/* Redacts a password as written in conninfo (not decoded): libpq's error for
+ * a string it cannot parse (e.g. a '%' that is no URL escape), or reads
+ * differently (an '@', '/' or '?' not percent-encoded in a URL's password, a
+ * blank in an unquoted password=), quotes the raw text or a piece of it.
+ * Covers every span each_password_span finds. */
+static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
+    struct redact_buf r = {buf, bufsz};
+    each_password_span(conninfo, redact_span, &r);
 }
 
 /* Whether conninfo can hold a password at all.  A bare word is a database
@@ -743,37 +812,6 @@ static int holds_password(const char *s) {
     return has;
 }
 
-/* The query values of URL s whose keyword libpq decodes to "password"
- * (?pass%77ord=...), as written: replace_raw_passwords looks for the word
- * as it is, and the value libpq reads (decoded) is not what was written. */
-static void replace_encoded_keyword_passwords(char *buf, size_t bufsz, const char *s) {
-    if (strncmp(s, "postgresql://", 13) != 0 && strncmp(s, "postgres://", 11) != 0) return;
-    const char *a = strstr(s, "://") + 3, *e = userinfo_end(a);
-    const char *q = strchr(e ? e : a, '?');
-    if (!q) return;
-    for (const char *p = q + 1; *p;) {
-        size_t klen = strcspn(p, "=&"), vlen = 0;
-        if (p[klen] == '=') {
-            char key[16];
-            size_t n = 0;
-            for (size_t i = 0; i < klen && n < sizeof key - 1; i++, n++) {
-                if (p[i] == '%' && i + 2 < klen && isxdigit((unsigned char)p[i + 1])
-                    && isxdigit((unsigned char)p[i + 2])) {
-                    char hex[3] = {p[i + 1], p[i + 2], '\0'};
-                    key[n] = (char)strtol(hex, NULL, 16);
-                    i += 2;
-                } else key[n] = p[i];
-            }
-            key[n] = '\0';
-            vlen = strcspn(p + klen + 1, "&");
-            if (strcmp(key, "password") == 0) replace_password_pieces(buf, bufsz, p + klen + 1, vlen, NULL);
-            vlen++;                                  /* (the '=') */
-        }
-        p += klen + vlen;
-        if (*p == '&') p++;
-    }
-}
-
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
     if (outsz == 0) return;
     size_t len = strlen(msg), worksz = 3 * len + 4;
@@ -781,10 +819,9 @@ void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz
     if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
     memcpy(work, msg, len + 1);
     if (holds_password(arg)) {
-        /* as libpq's own text is redacted (the parsed value, the raw forms,
-         * PGPASSWORD), and the values of percent-encoded keywords */
+        /* as libpq's own text is redacted (the parsed value, the raw forms
+         * -- percent-encoded keywords' values included --, PGPASSWORD) */
         replace_passwords(arg, work, worksz, 1, 1);
-        replace_encoded_keyword_passwords(work, worksz, arg);
     }
     snprintf(out, outsz, "%s", work);
     free(work);

@@ -111,6 +111,7 @@ PCT='50%off-Secret-pw'
 for u in "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
          "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?sslmode=disable" \
          "postgresql://127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?user=ferry_pw&password=$PCT" \
+         "postgresql://127.0.0.1:$FERRY_PG_TCP_PORT/$dbname?user=ferry_pw&pass%77ord=$PCT" \
          "postgresql://ferry_pw:${WRONG}%00@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
          "postgresql://ferry_pw:$WRONG@[::1:$FERRY_PG_TCP_PORT/$dbname"; do
     for flags in "" "-v --json"; do

@@ -234,6 +234,11 @@ static void test_bare_dbname_is_shown(void **state)
                                "invalid URI: \"postgresql://[::1/ferry?pass%77ord=Sup3r-Secret-pw\""),
                         "invalid URI: \"***\"");
     assert_string_equal(redact("postgresql://h/db?user=u&pass%77ord=Sup3r-Secret-pw", "bad: Sup3r-Secret-pw"), "bad: ***");
+    /* ...whose value libpq cannot decode: its error quotes the value as
+     * written, not the whole string (the parsed value is none) */
+    assert_string_equal(redact("postgresql://h/db?user=u&pass%77ord=Ab%zzSecret-pw",
+                               "invalid percent-encoded token: \"Ab%zzSecret-pw\""),
+                        "invalid percent-encoded token: \"***\"");
     /* a string that can hold a password is still replaced whole */
     assert_string_equal(redact("postgresql://u:pw@db/x x", "bad: postgresql://u:pw@db/x x"), "bad: ***");
 }
