@@ -102,6 +102,16 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
  * place of a command, a migration, a file or another option's value. */
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz);
 
+/* Writes 'x' over out's bytes where s holds a password as written -- the
+ * spans pgconn_redact_arg redacts as written: a postgres:// URL's
+ * user:password@, every password= value (quoted: inside the quotes), a
+ * URL's query value whose keyword decodes to "password" (?pass%77ord=) --
+ * and nothing else: out keeps its length.  out holds the same text as s,
+ * in another buffer (s must stay as it is while its passwords are looked
+ * for: one written over could change where a later one is found).  For the process's argument list,
+ * which ps shows to every user: s a copy, out the original. */
+void pgconn_scrub_passwords(const char *s, char *out);
+
 /* Converts a text value of a numeric column to a double when it can be
  * represented exactly enough (at most 15 significant digits), else returns 0. */
 int pgconn_numeric_fits_double(const char *s);

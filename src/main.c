@@ -14,6 +14,7 @@
 #include "ferry.h"
 #include "interrupt.h"
 #include "l_modules.h"
+#include "pgconn.h"
 
 const char *ferry_prelude_name(int i);
 
@@ -21,7 +22,7 @@ typedef struct cli {
     db_options db;
     log_options log;
     int argc;
-    char **argv;
+    char **argv;        /* a copy of main's: that one is scrubbed (scrub_passwords) */
 } cli;
 
 /* Options that take a value; everything else starting with '-' is a flag. */
@@ -139,6 +140,43 @@ static void read_cli(cli *c, int argc, char **argv) {
     c->log.quiet = has_flag(argc, argv, "--quiet", "-q");
     c->db.quiet = c->log.quiet;
     c->log.json = has_flag(argc, argv, "--json", NULL);
+}
+
+/* A copy of argv (argc strings and a NULL), or NULL when out of memory. */
+static char **copy_args(int argc, char **argv) {
+    char **copy = calloc((size_t)argc + 1, sizeof *copy);
+    for (int i = 0; copy && i < argc; i++) {
+        if (!(copy[i] = strdup(argv[i]))) {
+            for (int j = 0; j < i; j++) free(copy[j]);
+            free(copy);
+            copy = NULL;
+        }
+    }
+    return copy;
+}
+
+static void free_args(char **args) {
+    for (int i = 0; args[i]; i++) free(args[i]);
+    free(args);
+}
+
+/* The process's argument list is what ps and /proc/PID/cmdline show every
+ * user: once the command line is read (from copy, its copy, which ferry
+ * goes on with), the passwords in argv are overwritten in place with x's
+ * of the same length -- those of every --db value (--db X, --db=X), and of
+ * any other argument that holds a connection string with one (one put
+ * where ferry takes something else, an argument of an exec script).  A URL
+ * is read from wherever it begins in an argument (--db=postgresql://...,
+ * a mistyped -qpostgres://...).  (Until then, a moment after start, the
+ * password shows, as with any program that takes one on its command
+ * line.) */
+static void scrub_passwords(int argc, char **argv, char *const *copy) {
+    for (int i = 1; i < argc; i++) {
+        pgconn_scrub_passwords(copy[i], argv[i]);
+        for (const char *u = copy[i]; (u = strstr(u, "postgres")) != NULL; u++)
+            if (u > copy[i] && (strncmp(u, "postgresql://", 13) == 0 || strncmp(u, "postgres://", 11) == 0))
+                pgconn_scrub_passwords(u, argv[i] + (u - copy[i]));
+    }
 }
 
 /* Makes every embedded prelude loadable with require(name). */
@@ -268,10 +306,17 @@ static int report_error(lua_State *L, const cli *c) {
 
 int main(int argc, char **argv) {
     open_std_descriptors();
+    char **args = copy_args(argc, argv);
+    if (!args) { fprintf(stderr, "ferry: cannot read the command line: not enough memory\n"); return FERRY_EXIT_FAIL; }
     cli c;
-    read_cli(&c, argc, argv);
+    read_cli(&c, argc, args);
+    scrub_passwords(argc, argv, args);
     lua_State *L = luaL_newstate();
-    if (!L) { fprintf(stderr, "ferry: cannot create Lua state: not enough memory\n"); return FERRY_EXIT_FAIL; }
+    if (!L) {
+        fprintf(stderr, "ferry: cannot create Lua state: not enough memory\n");
+        free_args(args);
+        return FERRY_EXIT_FAIL;
+    }
     globalL = L;
     interrupt_install(on_interrupt);
     lua_pushcfunction(L, msghandler);
@@ -290,5 +335,6 @@ int main(int argc, char **argv) {
     interrupt_uninstall();       /* no handler may touch the state being closed */
     globalL = NULL;
     lua_close(L);
+    free_args(args);
     return code;
 }

@@ -673,7 +673,8 @@ typedef void pw_span_fn(const char *at, size_t n, enum pw_form form, void *ud);
  * escapes, up to its closing quote or the end) or not (up to an '&', or
  * the blank before the next keyword: see keyword_value_end); and a URL's
  * query value whose keyword libpq decodes to "password" (?pass%77ord=).
- * Spans may overlap.  s is only read. */
+ * Spans may overlap.  s is only read.  The one reader of a password's
+ * place: redaction (replace_raw_passwords) and pgconn_scrub_passwords. */
 static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
     int url = strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
     const char *a = url ? strstr(s, "://") + 3 : NULL, *e = url ? userinfo_end(a) : NULL;
@@ -825,6 +826,19 @@ void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz
     }
     snprintf(out, outsz, "%s", work);
     free(work);
+}
+
+struct scrub_buf { const char *s; char *out; };
+
+static void scrub_span(const char *at, size_t n, enum pw_form form, void *ud) {
+    struct scrub_buf *b = ud;
+    (void)form;
+    memset(b->out + (at - b->s), 'x', n);
+}
+
+void pgconn_scrub_passwords(const char *s, char *out) {
+    struct scrub_buf b = {s, out};
+    each_password_span(s, scrub_span, &b);
 }
 
 /* libpq's own text: the whole string first -- an unparsable one may echo

@@ -263,6 +263,59 @@ static void test_server_text(void **state)
     unsetenv("PGPASSWORD");
 }
 
+/* pgconn_scrub_passwords: x's over the password as written, in a copy of
+ * the text it reads (as ferry scrubs its argument list); nothing else
+ * moves. */
+static const char *scrub(const char *s)
+{
+    static char out[512];
+    snprintf(out, sizeof out, "%s", s);
+    pgconn_scrub_passwords(s, out);
+    return out;
+}
+
+static void test_scrub(void **state)
+{
+    (void)state;
+    /* a URL's user info, percent-encoded or with an '@' left as it is */
+    assert_string_equal(scrub("postgresql://app:s3cret@db:5432/x"), "postgresql://app:xxxxxx@db:5432/x");
+    assert_string_equal(scrub("postgres://app:p%40ss@db/x?sslmode=require"), "postgres://app:xxxxxx@db/x?sslmode=require");
+    assert_string_equal(scrub("postgresql://app:Zq9@xK7wSecret@127.0.0.1/x"), "postgresql://app:xxxxxxxxxxxxxx@127.0.0.1/x");
+    /* a URL's query: password=, a percent-encoded keyword, and both with
+     * the user info */
+    assert_string_equal(scrub("postgresql://db/x?user=u&password=s3cret&sslmode=disable"),
+                        "postgresql://db/x?user=u&password=xxxxxx&sslmode=disable");
+    assert_string_equal(scrub("postgresql://db/x?pass%77ord=Se%2Dcret&user=u"),
+                        "postgresql://db/x?pass%77ord=xxxxxxxxx&user=u");
+    assert_string_equal(scrub("postgresql://db/x?%70assword=pw"), "postgresql://db/x?%70assword=xx");
+    assert_string_equal(scrub("postgresql://u:one@db/x?password=two"), "postgresql://u:xxx@db/x?password=xxx");
+    /* key=value: blanks around '=', a word with '=' in it, a blank inside
+     * an unquoted password (libpq would split it: all of it goes) */
+    assert_string_equal(scrub("host=db password=s3cret port=5432"), "host=db password=xxxxxx port=5432");
+    assert_string_equal(scrub("host=db password = s3cret"), "host=db password = xxxxxx");
+    assert_string_equal(scrub("password=my=pass host=db"), "password=xxxxxxx host=db");
+    assert_string_equal(scrub("password=Zq9 xK7wSecret port=5432"), "password=xxxxxxxxxxxxxx port=5432");
+    /* quoted: inside the quotes, backslash escapes included; unterminated:
+     * to the end; a backslash at the very end */
+    assert_string_equal(scrub("host=db password='p w\\'q' port=1"), "host=db password='xxxxxx' port=1");
+    assert_string_equal(scrub("password='a\\\\' user=u"), "password='xxx' user=u");
+    assert_string_equal(scrub("host=db password='abc"), "host=db password='xxx");
+    assert_string_equal(scrub("password='ab\\"), "password='xxx");
+    assert_string_equal(scrub("password=''"), "password=''");
+    /* every occurrence (sslpassword is a secret too) */
+    assert_string_equal(scrub("password=a password=bb sslpassword=ccc"), "password=x password=xx sslpassword=xxx");
+    /* nothing to scrub */
+    assert_string_equal(scrub(""), "");
+    assert_string_equal(scrub("crm7"), "crm7");
+    assert_string_equal(scrub("host=db dbname=x user=password"), "host=db dbname=x user=password");
+    assert_string_equal(scrub("postgresql://app@db/x"), "postgresql://app@db/x");
+    assert_string_equal(scrub("postgresql://app:@db/x"), "postgresql://app:@db/x");
+    assert_string_equal(scrub("postgresql:///x?host=/tmp&user=u"), "postgresql:///x?host=/tmp&user=u");
+    assert_string_equal(scrub("postgresql://db/x?user=u@corp"), "postgresql://db/x?user=u@corp");
+    /* a string that is no connection string at all */
+    assert_string_equal(scrub("migrations/20250101_x"), "migrations/20250101_x");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_valid_passwords_are_not_cut),
         cmocka_unit_test(test_password_with_equals_is_one_word),
         cmocka_unit_test(test_long_password),
+        cmocka_unit_test(test_scrub),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
