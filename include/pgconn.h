@@ -97,7 +97,8 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
 /* Copies msg into out (size outsz) with the password that arg holds, when
  * it is a connection string with one (a postgres:// URL's user:password@
  * or ?password=, a password= value), replaced by "***", as written and as
- * libpq reads it; nothing else (not PGPASSWORD, not the rest of arg).  For
+ * libpq reads it, and PGPASSWORD's as pgconn_redact does (redaction
+ * shared with libpq's own text); nothing else of arg.  For
  * a command-line argument a message echoes: a connection string put in
  * place of a command, a migration, a file or another option's value. */
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz);
