@@ -253,8 +253,18 @@ end
 
 --- db.pipeline{jobs=, dry_run=, checkpoint=} -> batches written by writer
 -- sessions in turn (see ferry.pipeline).
+local PIPELINE_OPTIONS = {jobs = true, dry_run = true, checkpoint = true}
 function M.pipeline(opts)
   opts = opts or {}
+  if type(opts) ~= "table" then
+    error("db.pipeline: its options are a table {jobs =, dry_run =, checkpoint =}, not a " .. type(opts), 2)
+  end
+  for k in pairs(opts) do
+    if not PIPELINE_OPTIONS[k] then
+      error(string.format("db.pipeline: unknown option %s (its options are jobs, dry_run, checkpoint)",
+                          type(k) == "string" and "'" .. k .. "'" or tostring(k)), 2)
+    end
+  end
   if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1) then
     error("db.pipeline: jobs must be a whole number >= 1, not " .. tostring(opts.jobs), 2)
   end

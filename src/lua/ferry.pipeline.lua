@@ -79,18 +79,52 @@ end
 local IN_TRANSACTION = "pipe:send: the main connection is inside a transaction (a db.transaction or the script's BEGIN): "
   .. "each batch commits on its own, and would commit that transaction too; use db.pipeline outside it"
 
-function P:send(batch)
+local BATCH_KEYS = {copies = true, after = true, position = true}
+
+local function is_buffer(v)
+  local mt = debug.getmetatable(v)
+  return type(v) == "userdata" and type(mt) == "table" and rawget(mt, "__name") == "ferry.copybuf"
+end
+
+-- A batch as documented, or an error before anything is sent (in a dry run
+-- too): a misspelt key (an after never run, a position never saved), one
+-- {sql =, buffer =} not in a list (no COPY at all), a buffer or an after
+-- of the wrong kind (met only at the batch's commit) would otherwise make a
+-- run that looks done and is not.
+local function check_batch(batch)
   if type(batch) ~= "table" then
     error("pipe:send: a batch is a table {copies = {{sql =, buffer =}, ...}, after =, position =}, not " .. type(batch))
   end
-  if batch.copies ~= nil and type(batch.copies) ~= "table" then
-    error("pipe:send: copies is a list {{sql =, buffer =}, ...}, not a " .. type(batch.copies))
+  for k in pairs(batch) do
+    if not BATCH_KEYS[k] then
+      error(string.format("pipe:send: unknown key %s in the batch (its keys are copies, after, position)",
+                          type(k) == "string" and "'" .. k .. "'" or tostring(k)))
+    end
   end
-  for i, c in ipairs(batch.copies or {}) do
+  local copies = batch.copies
+  if copies ~= nil and type(copies) ~= "table" then
+    error("pipe:send: copies is a list {{sql =, buffer =}, ...}, not a " .. type(copies))
+  end
+  for k in pairs(copies or {}) do
+    if math.type(k) ~= "integer" or k < 1 or k > #copies then
+      error("pipe:send: copies is a list of {sql =, buffer =} tables, one per COPY: write copies = {{sql = ..., buffer = ...}}")
+    end
+  end
+  for i, c in ipairs(copies or {}) do
     if type(c) ~= "table" or type(c.sql) ~= "string" or c.buffer == nil then
       error(string.format("pipe:send: copies[%d] must be {sql = \"COPY ... FROM STDIN\", buffer = db.buffer()}", i))
     end
+    if not is_buffer(c.buffer) then
+      error(string.format("pipe:send: copies[%d].buffer must be a db.buffer(), not a %s", i, type(c.buffer)))
+    end
   end
+  if batch.after ~= nil and type(batch.after) ~= "function" then
+    error("pipe:send: after must be a function (conn), not a " .. type(batch.after))
+  end
+end
+
+function P:send(batch)
+  check_batch(batch)
   if self.dry_run then
     -- (refused as in a real run, so that the dry run finds it; the main
     -- session is only asked when the script has opened it)

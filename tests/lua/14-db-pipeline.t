@@ -281,4 +281,55 @@ do
   dry:send{copies = {{sql = "COPY in_tx (x) FROM STDIN", buffer = buf}}}
   T.is(db.query("SELECT x FROM in_tx"), {}, "...outside one it sends nothing")
 end
+---------------------------------------------------------------- a batch's shape, checked at once
+-- A batch or options not as documented are refused at the send (or the
+-- db.pipeline call) that has them, before anything is sent, and in a dry
+-- run too: a mistake that a real run would only meet at a batch's commit,
+-- or not at all (a misspelt key, a single {sql =, buffer =} not in a list:
+-- nothing written, while the stats count every row), is a run that looks
+-- done and is not.
+do
+  db.exec("DROP TABLE IF EXISTS shape_t")
+  db.exec("CREATE TABLE shape_t (x int)")
+  local buf = db.buffer()
+  buf:put(1)
+  local SQL = "COPY shape_t (x) FROM STDIN"
+  local function refused(pipe, batch)
+    local ok, e = pcall(function() pipe:send(batch) end)
+    return not ok and tostring(e) or "sent"
+  end
+  for _, dry in ipairs{false, true} do
+    local mode = dry and "dry run" or "real run"
+    local pipe <close> = db.pipeline{jobs = 2, dry_run = dry}
+    T.like(refused(pipe, {copies = {sql = SQL, buffer = buf}}),
+           "14%-db%-pipeline%.t:%d+: pipe:send: copies is a list of {sql =, buffer =} tables, one per COPY: "
+           .. "write copies = {{sql = ..., buffer = ...}}$",
+           mode .. ": copies = {sql =, buffer =} (not in a list) is refused, not sent as no COPY at all")
+    T.like(refused(pipe, {copies = {{sql = SQL, buffer = "1\n"}}}),
+           "pipe:send: copies%[1%]%.buffer must be a db%.buffer%(%), not a string$",
+           mode .. ": a buffer that is not a db.buffer() is refused at send")
+    T.like(refused(pipe, {copies = {{sql = SQL, buffer = buf}}, after = "UPDATE shape_t SET x = 2"}),
+           "pipe:send: after must be a function %(conn%), not a string$",
+           mode .. ": an after that is not a function is refused at send, not at the batch's commit")
+    T.like(refused(pipe, {copies = {{sql = SQL, buffer = buf}}, positon = 7}),
+           "pipe:send: unknown key 'positon' in the batch %(its keys are copies, after, position%)$",
+           mode .. ": a misspelt key is refused (a position never saved, an after never run)")
+    pipe:finish()
+  end
+  T.is(db.one("SELECT count(*) AS n FROM shape_t").n, 0, "...and none of them wrote a row")
+  local ok, e = pcall(function() db.pipeline(2) end)
+  T.like(not ok and e or "", "^[^%[]*14%-db%-pipeline%.t:%d+: db%.pipeline: its options are a table "
+         .. "{jobs =, dry_run =, checkpoint =}, not a number$",
+         "db.pipeline(2): said at the calling line, not an index error in ferry's own db.lua")
+  ok, e = pcall(function() db.pipeline{job = 2} end)
+  T.like(not ok and e or "", "14%-db%-pipeline%.t:%d+: db%.pipeline: unknown option 'job' %(its options are jobs, dry_run, checkpoint%)$",
+         "db.pipeline{job = 2}: a misspelt option is refused")
+  ok, e = pcall(function() db.pipeline{dryrun = true} end)
+  T.like(not ok and e or "", "unknown option 'dryrun'", "db.pipeline{dryrun = true}: refused, not a real run")
+  local pipe <close> = db.pipeline()
+  pipe:send{copies = {{sql = SQL, buffer = buf}}}
+  pipe:finish()
+  T.is(db.one("SELECT count(*) AS n FROM shape_t").n, 1, "db.pipeline() with no options still works")
+  db.exec("DROP TABLE shape_t")
+end
 return T.done()
