@@ -1978,14 +1978,27 @@ local function check_rule(mod, report)
   if not (type(rule) == "table" and type(rule.tests) == "table") then report(name, true, "no tests") return end
   local tnames = {}
   for tn in pairs(rule.tests) do tnames[#tnames + 1] = tn end
-  table.sort(tnames)
+  -- (names of any type: a test written as a list entry has a number)
+  table.sort(tnames, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    if ta == "number" or ta == "string" then return a < b end
+    return tostring(a) < tostring(b)
+  end)
   local bad = 0
   for _, tn in ipairs(tnames) do
-    local tok, terr = pcall(rule.tests[tn])
+    local test = rule.tests[tn]
+    local tok, terr
+    if type(test) == "function" then
+      tok, terr = pcall(test)
+    else
+      tok, terr = false, string.format("not a function (a %s): M.tests maps each test's name to its function, "
+                                       .. 'M.tests = {["name"] = function() ... end}', type(test))
+    end
     if not tok then
       bad = bad + 1
       local why, usage = check_failure(terr)
-      report(string.format("%s test %q", name, tn), false, why, usage)
+      report(string.format("%s test %s", name, type(tn) == "string" and string.format("%q", tn) or tostring(tn)), false, why, usage)
     end
   end
   if bad == 0 then report(name, true, string.format("%d tests passed", #tnames)) end

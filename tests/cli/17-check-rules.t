@@ -107,4 +107,23 @@ is "$RC" 1 "a rule test calling os.exit: check exits 1"
 like "$OUT" $'\nFAIL rules\\.aaa_exits test "leaves early"  rules/aaa_exits\\.lua:2: os\\.exit is not available' "...that test fails"
 like "$OUT" $'\nok   rules\\.text ' "...and the rules after it are still tested"
 
+# M.tests written as a list, or with a value that is no function (a
+# newcomer's {"name", ...} or {name = true}): each such entry fails with
+# what a test is, the others still run; check used to stop at once with
+# 'ferry: attempt to compare string with number' (sorting the names) or
+# fail with 'attempt to call a number value'
+tree shapes
+cat > "$T/rules/aaa_shapes.lua" <<'LUA'
+local M = {}
+M.tests = {"forgot the name", ["runs"] = function() end, ["not yet"] = true}
+return M
+LUA
+run_ferry --dir "$T" check
+is "$RC|$ERR" "1|" "M.tests with a list entry and a non-function: check fails (exit 1), no crash"
+like "$OUT" $'\nFAIL rules\\.aaa_shapes test 1  not a function \\(a string\\): M\\.tests maps each test\'s name to its function, M\\.tests = \\{\\["name"\\] = function\\(\\) \\.\\.\\. end\\}\n' \
+     "...the list entry fails, saying what a test is"
+like "$OUT" $'\nFAIL rules\\.aaa_shapes test "not yet"  not a function \\(a boolean\\): ' "...and so does the non-function"
+is "$(grep -c '^FAIL' <<<"$OUT")" 2 "...the only failing entries (the function ran)"
+like "$OUT" $'\nok   rules\\.text ' "...and the rules after it are still tested"
+
 done_testing
