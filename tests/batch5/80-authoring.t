@@ -55,6 +55,19 @@ like "$log" 'note: 20251110_backfill_conversations_messages is older than 202511
 like "$(printf '%s\n' "$log" | grep -E '^(batch5|lead_stage_notes) ')" \
     $'^batch5 run [0-9.]+ [0-9]+\nbatch5 rerun [0-9.]+ [0-9]+\nlead_stage_notes run [0-9.]+ [0-9]+\nlead_stage_notes rerun [0-9.]+ [0-9]+$' \
     "section 9: the bench lines as shown"
+# section 10: a schema migration first
+like "$log" 'ferry: migrations/[0-9]{8}_stage_counts_2_fill/up\.lua:4: query failed: relation "stage_counts" does not exist \[SQLSTATE 42P01\]' \
+    "section 10: up --dry-run of both fails on the table, as shown"
+like "$log" $'\ndry run failed, as it should' "...and the guide's echo says so (the dry run exited non-zero)"
+like "$log" '✓ PASS stage_counts exists' "section 10: the schema step applied alone, and validated"
+like "$log" 'Stages created:  4
+   Stages updated:  0
+   Stages skipped:  0
+✓ [0-9]{8}_stage_counts_2_fill dry run finished' "section 10: then the data step's dry run passes"
+like "$log" 'Stages created:  0
+   Stages updated:  0
+   Stages skipped:  4
+✓ [0-9]{8}_stage_counts_2_fill applied' "section 10: its re-run writes nothing"
 # clean-up
 [ ! -e "$G" ]
 ok $? "the scratch tree is removed at the end"
