@@ -118,7 +118,8 @@ local function check_batch(batch)
       error(string.format("pipe:send: copies[%d].buffer must be a db.buffer(), not a %s", i, type(c.buffer)))
     end
   end
-  if batch.after ~= nil and type(batch.after) ~= "function" then
+  -- (false as nil: `after = #ups > 0 and update(ups)`)
+  if batch.after ~= nil and batch.after ~= false and type(batch.after) ~= "function" then
     error("pipe:send: after must be a function (conn), not a " .. type(batch.after))
   end
 end

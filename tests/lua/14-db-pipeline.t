@@ -314,6 +314,7 @@ do
     T.like(refused(pipe, {copies = {{sql = SQL, buffer = buf}}, positon = 7}),
            "pipe:send: unknown key 'positon' in the batch %(its keys are copies, after, position%)$",
            mode .. ": a misspelt key is refused (a position never saved, an after never run)")
+    T.is(refused(pipe, {copies = {}, after = false}), "sent", mode .. ": after = false is no after, as nil is")
     pipe:finish()
   end
   T.is(db.one("SELECT count(*) AS n FROM shape_t").n, 0, "...and none of them wrote a row")
