@@ -1975,6 +1975,10 @@ local function check_rule(mod, report)
     report(name, false, "does not load: " .. why, usage)
     return
   end
+  -- (require gives true for a module that returned nothing: a rule that
+  -- forgot its `return M`, whose tests cannot be found and whose functions
+  -- every run would fail to call)
+  if rule == true then report(name, false, "returns nothing: a rule module ends with `return M` (its tests were not run)") return end
   if not (type(rule) == "table" and type(rule.tests) == "table") then report(name, true, "no tests") return end
   local tnames = {}
   for tn in pairs(rule.tests) do tnames[#tnames + 1] = tn end

@@ -126,4 +126,19 @@ like "$OUT" $'\nFAIL rules\\.aaa_shapes test "not yet"  not a function \\(a bool
 is "$(grep -c '^FAIL' <<<"$OUT")" 2 "...the only failing entries (the function ran)"
 like "$OUT" $'\nok   rules\\.text ' "...and the rules after it are still tested"
 
+# a rule that forgot its 'return M': require gives true, so its tests
+# were never found -- check said "ok ... no tests" and the run then failed
+# on every row ("attempt to index a boolean value"); it fails check
+tree noreturn
+cat > "$T/rules/aaa_noreturn.lua" <<'LUA'
+local M = {}
+function M.double(x) return 2 * x end
+M.tests = {["doubles"] = function() assert(M.double(2) == 4) end}
+LUA
+run_ferry --dir "$T" check
+is "$RC|$ERR" "1|" "a rule without 'return M': check fails (exit 1)"
+like "$OUT" $'\nFAIL rules\\.aaa_noreturn  returns nothing: a rule module ends with `return M` \\(its tests were not run\\)\n' \
+     "...saying it returns nothing, and that its tests were not run"
+like "$OUT" $'\nok   rules\\.text ' "...and the rules after it are still tested"
+
 done_testing
