@@ -1876,7 +1876,7 @@ What this migration does, why, and what it changes.
 
 - Apply: `ferry run %s --dry-run`, then `ferry run %s` (or `ferry up`)
 - Validate: `ferry validate %s`
-- Roll back: `ferry rollback %s` (or `psql -f rollback.sql`)
+- Roll back: `ferry rollback %s` (or `psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql`)
 
 Statistics: rows_seen, rows_written, rows_skipped, errors.
 ]=]

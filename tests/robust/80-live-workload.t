@@ -57,6 +57,15 @@ out=$("$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$URI" -f "$S/migrations/$sid/rollback
 rc=$?
 is "$rc|$(grep -c 'ERROR:  another session holds ferry.s migration lock on this database (backend pid '"$holder"'): a ferry run or rollback is in progress there; nothing was rolled back: run this again when it has finished' <<<"$out")" "3|1" \
    "the scaffold's rollback.sql (ferry new) refuses too"
+# ...and the psql command its README gives exits non-zero then: without
+# ON_ERROR_STOP psql goes on past the error (the transaction ends rolled
+# back) and exits 0, so a script that runs it cannot tell
+cmd=$(sed -n 's/^- Roll back: .*(or `\(psql [^`]*\)`)$/\1/p' "$S/migrations/$sid/README.md")
+like "$cmd" '^psql ' "the scaffold's README gives a psql command for its rollback.sql"
+out=$(cd "$S/migrations/$sid" && DATABASE_URL=$URI PATH="$(dirname "$(command -v "$PSQL")"):$PATH" eval "$cmd" 2>&1)
+rc=$?
+is "$rc|$(grep -c "ERROR:  another session holds ferry.s migration lock" <<<"$out")" "3|1" \
+   "...which, run as written while the lock is held, fails (psql exit 3), not exit 0"
 
 q "SELECT pg_terminate_backend($holder)" >/dev/null
 wait "$holder_job" 2>/dev/null
