@@ -339,6 +339,25 @@ function M.connect(conninfo)
   return relay("connect", 0, hand(pcall(core.connect, conninfo)))
 end
 
+--- db._end_copies() -> where the script left a COPY open (a writer neither
+-- finished nor aborted): "the main session", "a session of its own
+-- (db.connect())", or nil.  Each such COPY is aborted now: its rows were
+-- not the script's to keep unfinished, and its session is free again (the
+-- run is recorded on the main one).  The engine calls it when a script
+-- has returned (after a pipeline's own are ended).
+function M._end_copies()
+  local where
+  local function look(conn, name)
+    if core.busy_with(conn) == "a COPY" then
+      release_holder(conn)
+      where = where or name
+    end
+  end
+  if M.main() then look(M.main(), "the main session") end
+  for conn in pairs(handed) do look(conn, "a session of its own (db.connect())") end
+  return where
+end
+
 --- db._end_open() -> true when the script left, on a session it opened
 -- (db.connect(), db.reader()), a transaction that wrote something (or
 -- failed): each such transaction is rolled back now; one that only read

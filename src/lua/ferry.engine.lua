@@ -973,9 +973,15 @@ local LEFT_PIPELINE = "a db.pipeline still had batches in flight when the script
 -- back when it closes, writes and all.
 local LEFT_OPEN_CONN = "the script left a transaction with writes open on a session of its own (db.connect()); "
                        .. "it was rolled back (end it with COMMIT, or use conn:transaction)"
+-- A COPY neither finished nor aborted: its rows are not stored (and its
+-- session stays busy, which the history row cannot be written through).
+local LEFT_COPY = "the script ended with a COPY still open on %s; it was aborted "
+                  .. "(end every COPY with w:finish(), which stores its rows)"
 local function close_open_transaction(ok, err)
   local pipeline = package.loaded["ferry.pipeline"]
   if pipeline and pipeline.unfinished() and ok then ok, err = false, LEFT_PIPELINE end
+  local copy = db._end_copies()
+  if copy and ok then ok, err = false, string.format(LEFT_COPY, copy) end
   if db._end_open() and ok then ok, err = false, LEFT_OPEN_CONN end
   local main = db.main()
   if not main then return ok, err end

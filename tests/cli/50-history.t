@@ -209,6 +209,42 @@ assert(not pcall(r.one, r, "SELECT 1/0"))
 run_ferry --db "$dbt" --dir "$T" run 20250102_conn
 is "$RC|$ERR" "0|" "a reader left in a failed transaction (the error caught): no failure (a reader writes nothing)"
 
+# a COPY left open (db.copy without w:finish()): its rows were never
+# stored, yet the run was recorded applied (on a session of the script's
+# own) or failed with 'cannot record the run: connection busy ... (use
+# another connection from db.connect())' (on the main one); now it is
+# aborted and the run fails with one line saying what was left open
+psql_val "$dbt" "CREATE TABLE copy_left (a int)" >/dev/null
+put "$T/migrations/20250103_copy/up.lua" 'local w = db.copy("COPY copy_left (a) FROM STDIN")
+for i = 1, 10 do w:put(i) end
+'
+run_ferry --db "$dbt" --dir "$T" run 20250103_copy
+is "$RC|$ERR" "1|ferry: 20250103_copy: the script ended with a COPY still open on the main session; it was aborted (end every COPY with w:finish(), which stores its rows)" \
+   "a COPY left open on the main session: exit 1, one line saying so"
+is "$(psql_val "$dbt" "SELECT count(*) FROM copy_left")|$(history "$dbt" "WHERE migration = '20250103_copy'")" \
+   "0|20250103_copy|run|failed" "...nothing stored, the run recorded failed"
+put "$T/migrations/20250103_copy/up.lua" 'local c = db.connect()
+local w = c:copy("COPY copy_left (a) FROM STDIN")
+for i = 1, 10 do w:put(i) end
+'
+run_ferry --db "$dbt" --dir "$T" run 20250103_copy
+is "$RC|$ERR" "1|ferry: 20250103_copy: the script ended with a COPY still open on a session of its own (db.connect()); it was aborted (end every COPY with w:finish(), which stores its rows)" \
+   "a COPY left open on a db.connect() session: exit 1, not applied with its rows lost"
+is "$(psql_val "$dbt" "SELECT count(*) FROM copy_left")|$(history "$dbt" "WHERE migration = '20250103_copy'" | tail -n 1)" \
+   "0|20250103_copy|run|failed" "...nothing stored, the run recorded failed"
+put "$T/migrations/20250103_copy/up.lua" 'local w = db.copy("COPY copy_left (a) FROM STDIN")
+for i = 1, 10 do w:put(i) end
+assert(w:finish() == 10)
+'
+run_ferry --db "$dbt" --dir "$T" run 20250103_copy
+is "$RC|$ERR|$(psql_val "$dbt" "SELECT count(*) FROM copy_left")" "0||10" "once finished, the run stores its rows"
+put "$TAP_TMPDIR/copy_left.lua" 'local w = db.copy("COPY copy_left (a) FROM STDIN")
+w:put(11)
+'
+run_ferry --db "$dbt" exec "$TAP_TMPDIR/copy_left.lua"
+is "$RC|$ERR" "1|ferry: $TAP_TMPDIR/copy_left.lua: the script ended with a COPY still open on the main session; it was aborted (end every COPY with w:finish(), which stores its rows)" \
+   "ferry exec: a COPY left open fails the script too (it exited 0)"
+
 # A checkpoint reads back exactly what was saved: a big integer id (past
 # cjson's 14 digits), a whole number as an integer, a table of them.
 B=$TAP_TMPDIR/bigpos
