@@ -343,8 +343,11 @@ end
 -- finished nor aborted): "the main session", "a session of its own
 -- (db.connect())", or nil.  Each such COPY is aborted now: its rows were
 -- not the script's to keep unfinished, and its session is free again (the
--- run is recorded on the main one).  The engine calls it when a script
--- has returned (after a pipeline's own are ended).
+-- run is recorded on the main one).  A rows() loop left open on the main
+-- session (a first row read by hand) is ended too, without a word: it
+-- wrote nothing, and the run's history row is written on that session.
+-- The engine calls it when a script has returned (after a pipeline's own
+-- are ended).
 function M._end_copies()
   local where
   local function look(conn, name)
@@ -353,7 +356,9 @@ function M._end_copies()
       where = where or name
     end
   end
-  if M.main() then look(M.main(), "the main session") end
+  local main = M.main()
+  if main and core.busy_with(main) == "a rows() iteration" then release_holder(main) end
+  if main then look(main, "the main session") end
   for conn in pairs(handed) do look(conn, "a session of its own (db.connect())") end
   return where
 end

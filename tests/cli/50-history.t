@@ -201,6 +201,16 @@ assert(it().g == 1)
 '
 run_ferry --db "$dbt" --dir "$T" run 20250102_conn
 is "$RC|$ERR" "0|" "a reader with a rows() loop left open: no failure (nothing was written)"
+# the same on the main session (a first row read by hand, db.rows(...)()):
+# nothing was written, yet the run failed 'cannot record the run:
+# connection busy: a rows() iteration is in progress on it'; the loop is
+# ended and the run recorded
+put "$T/migrations/20250102_conn/up.lua" 'local it = db.rows("SELECT g FROM generate_series(1, 100000) g")
+assert(it().g == 1)
+'
+run_ferry --db "$dbt" --dir "$T" run 20250102_conn
+is "$RC|$ERR|$(history "$dbt" "WHERE migration = '20250102_conn'" | tail -n 1)" "0||20250102_conn|run|applied" \
+   "a rows() loop left open on the main session: no failure, the run recorded applied"
 # a reader whose statement failed and whose error the script caught: its
 # transaction is read-only, so nothing of the script's is lost with it
 put "$T/migrations/20250102_conn/up.lua" 'local r = db.reader()
