@@ -1782,7 +1782,7 @@ local TEMPLATE_UP = [=[
 -- Replace the query, the mapping and the write with your own.
 stats.declare{"rows_seen", "rows_written", "rows_skipped", "errors"}
 
-local read = db.connect()          -- a second session, for streaming reads
+local read = db.reader()           -- a second session: one snapshot, tuned for streaming
 local batch, last = {}, ctx.checkpoint.get()
 
 local function flush()
