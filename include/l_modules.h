@@ -33,13 +33,24 @@ int luaopen_ferry_progress(lua_State *L);
 /* Lower-level functions the engine prelude needs (time, tty, host, sha256,
  * whether ferry was interrupted). */
 int luaopen_ferry_sys(lua_State *L);
-/* Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
+
+/* l_interrupt.c: Ctrl-C and SIGTERM on the Lua side.
+ * Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
  * number) for the signal interrupt.h received. */
 int ferry_raise_interrupted(lua_State *L);
-/* Called from the signal handler: sets a hook on L (the main thread) that
- * raises that error at the next Lua instruction, once.  sys.interrupted()
- * takes it off again (the engine stops the command itself). */
+/* Called from the signal handler: sets a hook on L (the main thread) and on
+ * the coroutine running, if one is, that raises that error at the next Lua
+ * instruction, once; from a coroutine it goes on up to the main thread.
+ * sys.interrupted() takes it off again (the engine stops the command
+ * itself). */
 void ferry_arm_interrupt(lua_State *L);
+/* sys.interrupted() -> that error when a signal came (taking the hooks
+ * off), or nil. */
+int ferry_sys_interrupted(lua_State *L);
+/* Records L's main thread and replaces coroutine.resume, .wrap and .close
+ * (after luaL_openlibs) by versions that keep track of the thread running,
+ * for ferry_arm_interrupt. */
+void ferry_track_coroutines(lua_State *L);
 
 /* preludes.c (generated): embedded Lua sources by module name. */
 const char *ferry_prelude(const char *name, size_t *len);

@@ -17,7 +17,6 @@
 
 #include "ferry.h"
 #include "hash.h"
-#include "interrupt.h"
 #include "l_modules.h"
 #include "pgconn.h"
 
@@ -382,48 +381,6 @@ static int sys_process_exists(lua_State *L) {
     return 1;
 }
 
-/* ferry's own error for a signal received: {code = 128 + signo, message =
- * "interrupted (SIGINT)", signal = "SIGINT"}. */
-static void push_interrupted(lua_State *L, int signo) {
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, 128 + signo);
-    lua_setfield(L, -2, "code");
-    lua_pushfstring(L, "interrupted (%s)", interrupt_signal_name(signo));
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, interrupt_signal_name(signo));
-    lua_setfield(L, -2, "signal");
-    luaL_setmetatable(L, FERRY_ERROR_MT);
-}
-
-int ferry_raise_interrupted(lua_State *L) {
-    push_interrupted(L, interrupt_received());
-    return lua_error(L);
-}
-
-static void raise_on_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    lua_sethook(L, NULL, 0, 0);   /* once: the cleanup that follows runs Lua */
-    ferry_raise_interrupted(L);
-}
-
-/* (lua_sethook is the one Lua call lua.c's own handler makes) */
-void ferry_arm_interrupt(lua_State *L) {
-    lua_sethook(L, raise_on_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-}
-
-/* sys.interrupted() -> ferry's interrupted error when a signal came, or
- * nil.  The caller now handles it: the hook is taken off. */
-static int sys_interrupted(lua_State *L) {
-    int signo = interrupt_received();
-    if (!signo) { lua_pushnil(L); return 1; }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    lua_State *main = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    if (main && lua_gethook(main) == raise_on_hook) lua_sethook(main, NULL, 0, 0);
-    push_interrupted(L, signo);
-    return 1;
-}
-
 /* --json: the real stdout is kept for ferry's JSON object, and fd 1 (C's
  * stdout, hence print, io.write, io.stdout, io.output() and any program a
  * script starts) goes to stderr, unbuffered as stderr is, so that the lines
@@ -505,7 +462,7 @@ static int sys_redact_arg(lua_State *L) {
 static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
-    {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", sys_interrupted},
+    {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", ferry_sys_interrupted},
     {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout},
     {"process_exists", sys_process_exists}, {"redact_arg", sys_redact_arg}, {NULL, NULL}
 };

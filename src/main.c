@@ -220,6 +220,7 @@ static int ferry_error_tostring(lua_State *L) {
 static int pmain(lua_State *L) {
     cli *c = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    ferry_track_coroutines(L);       /* (Ctrl-C: see l_interrupt.c) */
     luaL_newmetatable(L, FERRY_ERROR_MT);
     lua_pushcfunction(L, ferry_error_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -251,8 +252,9 @@ static int pmain(lua_State *L) {
 }
 
 /* Ctrl-C and SIGTERM, as lua.c handles Ctrl-C: the signal handler only
- * sets a hook that raises at the next Lua instruction (see l_log.c); a
- * statement waited for returns at once (interrupt.c cancels it). */
+ * sets a hook that raises at the next Lua instruction, on the main thread
+ * and on the coroutine running (see l_interrupt.c); a statement waited for
+ * returns at once (interrupt.c cancels it). */
 static lua_State *globalL;
 
 static void on_interrupt(int signo) {

@@ -1,0 +1,102 @@
+#!/bin/sh
+--[[ 2>/dev/null; exec "${FERRY:-ferry}" exec "$0" "$@"; ]]
+local T = require("ferry.testing").tap()
+-- coroutine.resume, .wrap and .close are ferry's (they keep track of the
+-- coroutine running, for Ctrl-C: tests/cli/65-interrupt-coroutine.t) and
+-- behave as Lua's own: values, errors, statuses, to-be-closed variables.
+
+local SRC = debug.getinfo(1, "S").short_src
+local function pack(...) return table.pack(...) end
+local function closer(log, name) return setmetatable({}, {__close = function(_, e) log[#log + 1] = name .. ":" .. tostring(e) end}) end
+
+-- resume: arguments in, yielded and returned values out
+local co = coroutine.create(function(a, b)
+  local c, d = coroutine.yield(a + b, "y")
+  return c .. d, nil, 3
+end)
+T.is(pack(coroutine.resume(co, 1, 2)), {n = 3, true, 3, "y"}, "resume: true and the values yielded")
+T.is(coroutine.status(co), "suspended", "...suspended")
+T.is(pack(coroutine.resume(co, "a", "b")), {n = 4, true, "ab", nil, 3}, "resume: true and the values returned, nils kept")
+T.is(coroutine.status(co), "dead", "...dead")
+T.is(pack(coroutine.resume(co)), {n = 2, false, "cannot resume dead coroutine"}, "resume of a dead one: false and why")
+
+-- resume: an error in the coroutine is returned, any value
+co = coroutine.create(function() error("boom") end)
+T.is(pack(coroutine.resume(co)), {n = 2, false, SRC .. ":24: boom"}, "resume: false and the error, with its place")
+T.is(coroutine.status(co), "dead", "...the coroutine is dead")
+local obj = {}
+T.is(select(2, coroutine.resume(coroutine.create(function() error(obj) end))) == obj, true, "resume: an error object as it is")
+T.raises(function() coroutine.resume(1) end, "bad argument #1 to 'resume' %(thread expected, got number%)",
+         "resume: not a coroutine: argument error")
+T.is(pack(coroutine.resume(coroutine.running())), {n = 2, false, "cannot resume non-suspended coroutine"},
+     "resume of the running one: false and why")
+
+-- nested: status and running as seen from inside
+local outer
+outer = coroutine.create(function()
+  local inner = coroutine.create(function()
+    return coroutine.status(outer), coroutine.status(coroutine.running()), coroutine.isyieldable()
+  end)
+  return coroutine.resume(inner)
+end)
+T.is(pack(coroutine.resume(outer)), {n = 5, true, true, "normal", "running", true}, "nested: the outer one is normal, the inner running")
+
+-- wrap: values; errors raised again, a string with the caller's place
+local gen = coroutine.wrap(function(n) for i = 1, n do coroutine.yield(i) end return "end" end)
+local got = {gen(3), gen(), gen(), gen()}
+T.is(got, {1, 2, 3, "end"}, "wrap: yields and returns")
+T.raises(function() gen() end, ": cannot resume dead coroutine$", "wrap: a dead one raises")
+local sum = 0
+for i in coroutine.wrap(function() for i = 1, 4 do coroutine.yield(i) end end) do sum = sum + i end
+T.is(sum, 10, "wrap: as an iterator")
+local ok, err = pcall(coroutine.wrap(function() error("in wrap") end))
+T.is({ok, err}, {false, SRC .. ":52: in wrap"}, "wrap: its error raised again")
+ok, err = pcall(coroutine.wrap(function() error(obj) end))
+T.is(err == obj, true, "wrap: an error object as it is")
+ok, err = pcall(function() coroutine.wrap(function() error("up", 0) end)() end)
+T.is(err, SRC .. ":56: up", "wrap: a string error gets the caller's place")
+T.raises(function() coroutine.wrap(1) end, "bad argument #1 to 'wrap' %(function expected, got number%)",
+         "wrap: not a function: argument error")
+
+-- wrap: the to-be-closed variables of a coroutine that dies run first
+local log = {}
+ok, err = pcall(coroutine.wrap(function()
+  local a <close> = closer(log, "a")
+  error("e", 0)
+end))
+T.is({ok, err, log}, {false, "e", {"a:e"}}, "wrap: a coroutine that dies closes its variables, then its error goes on")
+log = {}
+ok, err = pcall(coroutine.wrap(function()
+  local a <close> = setmetatable({}, {__close = function() error("in close", 0) end})
+  error("e", 0)
+end))
+T.is({ok, err}, {false, "in close"}, "wrap: an error in closing replaces it")
+
+-- close
+log = {}
+co = coroutine.create(function()
+  local a <close> = closer(log, "a")
+  local b <close> = closer(log, "b")
+  coroutine.yield()
+end)
+coroutine.resume(co)
+T.is({coroutine.close(co), coroutine.status(co), log}, {true, "dead", {"b:nil", "a:nil"}}, "close: a suspended one closes its variables")
+T.is(coroutine.close(co), true, "close: a dead one: true")
+T.is(coroutine.close(coroutine.create(print)), true, "close: one never started: true")
+co = coroutine.create(function()
+  local a <close> = setmetatable({}, {__close = function() error("closing", 0) end})
+  coroutine.yield()
+end)
+coroutine.resume(co)
+T.is(pack(coroutine.close(co)), {n = 2, false, "closing"}, "close: false and the error of a variable's closing")
+co = coroutine.create(function() error("died", 0) end)
+coroutine.resume(co)
+T.is(pack(coroutine.close(co)), {n = 2, false, "died"}, "close: one that died: false and its error")
+T.raises(function() coroutine.close(coroutine.running()) end, "cannot close a running coroutine", "close: the running one: error")
+outer = coroutine.create(function() return pcall(coroutine.wrap(function() coroutine.close(outer) end)) end)
+T.is(pack(coroutine.resume(outer)), {n = 3, true, false, SRC .. ":96: cannot close a normal coroutine"},
+     "close: a normal one: error")
+T.raises(function() coroutine.close({}) end, "bad argument #1 to 'close' %(thread expected, got table%)",
+         "close: not a coroutine: argument error")
+
+return T.done()
