@@ -503,18 +503,23 @@ end
 -- what it did (a SET, a statement that failed) is undone and the locks it
 -- took are let go, so that every check starts from the same state; a rows()
 -- loop it left open on the main session is ended first.  A check at the top
--- that finds the transaction failed (a statement of the script's outside
--- the checks failed, its error caught) first rolls back to the savepoint of
--- M._snapshot_begin.  With the main session busy (a check called inside a
--- rows() loop on it) fn runs as it is: it cannot use that session either.
+-- (in no other check, no db.transaction) that finds the transaction failed
+-- (a statement of the script's outside the checks failed, its error
+-- caught) first rolls back to the savepoint of M._snapshot_begin.  Found
+-- failed anywhere else, the failure is inside something of the script's
+-- that rolling back so far would undo too (a db.transaction's savepoint):
+-- fn runs as it is and fails at its first statement, as the script's own
+-- would there.  So does fn with the main session busy (a check called
+-- inside a rows() loop on it): it cannot use that session either.
 -- Raises when the transaction cannot be restored (the connection lost).
 function M._snapshot_check(fn)
   local v = validating
   local conn = v and v.conn
   if not conn or core.busy_with(conn) then return pcall(fn) end
-  if v.depth == 0 then
-    local _, failed = conn:in_transaction()
-    if failed then conn:exec("ROLLBACK TO SAVEPOINT " .. VALIDATE_SP) end
+  local _, failed = conn:in_transaction()
+  if failed then
+    if v.depth > 0 or savepoints[conn] then return pcall(fn) end
+    conn:exec("ROLLBACK TO SAVEPOINT " .. VALIDATE_SP)
   end
   conn:exec("SAVEPOINT " .. CHECK_SP)
   v.depth = v.depth + 1

@@ -225,6 +225,43 @@ is "$OUT" "==> validating $M
 7 check(s), 1 failed" "... each nests, rolls back only its own part, and sees the snapshot"
 psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
 
+# a check made where the transaction has failed inside something of the
+# script's -- a db.transaction that caught a statement's error, a check
+# that did -- cannot have a savepoint: it runs as it is, and fails at its
+# first statement, as any statement there would.  Rolling back to where
+# the script started would undo the db.transaction's savepoint too (its
+# end then failed 'savepoint "ferry_sp_1" does not exist', stopping
+# validate.lua), and a nested check raised out of ferry's db.lua in place
+# of its verdict.
+put "$V" "$PRELUDE"'local first = count()
+insert(108)
+local ok, err = pcall(db.transaction, function()
+  pcall(db.exec, "SELECT x FROM no_such_table")
+  check("in a failed db.transaction", function() return count() == first end)
+  check("no statement, in a failed db.transaction", true)
+end)
+check("the db.transaction ends as one whose error was caught", not ok, err)
+check("a check that caught a failure, with a check inside", function()
+  pcall(db.exec, "SELECT x FROM no_such_table")
+  local inner = check("inner", function() return count() == first end)
+  local inner_no_sql = check("inner without a statement", function() return true end)
+  return not inner and inner_no_sql, "inner failed"
+end)
+check("after them", function() return count() == first, count() .. " rows" end)
+'
+run_ferry --dir "$D" validate $M
+is "$RC|$ERR" "1|" "checks in a failed transaction of the script's: exit 1"
+is "$OUT" "==> validating $M
+✗ FAIL in a failed db.transaction  (error: migrations/$M/validate.lua:1: query failed: current transaction is aborted, commands ignored until end of transaction block [SQLSTATE 25P02])
+✓ PASS no statement, in a failed db.transaction
+✓ PASS the db.transaction ends as one whose error was caught  (transaction rolled back: a statement in it failed and its error was caught (to go on after an error, catch it with a nested transaction))
+✗ FAIL inner  (error: migrations/$M/validate.lua:1: query failed: current transaction is aborted, commands ignored until end of transaction block [SQLSTATE 25P02])
+✓ PASS inner without a statement
+✓ PASS a check that caught a failure, with a check inside  (inner failed)
+✓ PASS after them  (3 rows)
+7 check(s), 2 failed" "... each fails at its first statement, as the script's own would; the db.transaction ends as documented, the next check reads the snapshot"
+psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+
 # --- BEGIN, COMMIT, ROLLBACK, END of the script's own on the main session:
 # refused before they are sent, the checks' transaction and snapshot kept
 put "$V" "$PRELUDE"'local first = count()
