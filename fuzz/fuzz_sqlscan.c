@@ -1,7 +1,8 @@
 /* libFuzzer target for the SQL scanners of src/pgconn.c: the COPY ...
- * FROM STDIN check, its option check and the up.sql transaction-control
- * finder.  They walk untrusted SQL text byte by byte (strings, E-strings
- * with continuations, dollar quotes, nested comments): what this checks is
+ * FROM STDIN check, its option check, the up.sql transaction-control
+ * finder and the savepoint-name finder ferry validate refuses with.  They
+ * walk untrusted SQL text byte by byte (strings, E-strings with
+ * continuations, dollar quotes, nested comments): what this checks is
  * that no input makes them read out of bounds or loop for ever (ASan and
  * libFuzzer's timeout), and a few invariants of their results.
  *
@@ -44,6 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(at >= sql && at <= sql + size);
         CHECK(line >= 1);
         CHECK(memchr(cmd, '\0', sizeof cmd) != NULL && cmd[0] != '\0');
+    }
+    char sp[32];
+    const char *named = pgconn_find_savepoint(sql, "ferry_validate", sp, sizeof sp);
+    if (named) {
+        CHECK(named >= sql && named < sql + size);
+        CHECK(strcmp(sp, "SAVEPOINT") == 0 || strcmp(sp, "RELEASE SAVEPOINT") == 0
+              || strcmp(sp, "ROLLBACK TO SAVEPOINT") == 0);
+        CHECK(strcasestr(named, "ferry_validate") != NULL);
+        /* found again from its own start */
+        CHECK(pgconn_find_savepoint(named, "ferry_validate", NULL, 0) == named);
     }
     free(sql);
     return 0;

@@ -64,6 +64,16 @@ int pgconn_copy_format_option(const char *sql, int plain_escapes, char *word, si
  * terminating NUL is read, and nothing is allocated. */
 const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz);
 
+/* The first top-level statement of the SQL script sql that takes, releases
+ * or rolls back to a savepoint whose name begins with prefix -- SAVEPOINT
+ * name, RELEASE [SAVEPOINT] name, ROLLBACK [WORK | TRANSACTION] TO
+ * [SAVEPOINT] name; a plain name in any case (the server folds it), a
+ * "quoted" one as written -- or NULL.  Its command goes in word
+ * ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", cut to
+ * wordsz - 1 bytes; word may be NULL).  Read as
+ * pgconn_find_transaction_control reads a script, as safely. */
+const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz);
+
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);
 

@@ -329,11 +329,18 @@ static int db_keep_open(lua_State *L) {
     return 0;
 }
 
+/* The names of ferry validate's own savepoints on the held session begin
+ * so (db.lua's VALIDATE_SP, CHECK_SP). */
+#define HELD_SAVEPOINTS "ferry_validate"
+
 /* core.hold_transaction(conn, on): while on, a statement on conn that
  * begins or ends a transaction (BEGIN, COMMIT, ROLLBACK, END, ...: see
- * pgconn_find_transaction_control) is refused before it is sent.  ferry
- * validate holds the main session's transaction so for its checks: one
- * snapshot for all of them.  Savepoints (db.transaction) stay allowed. */
+ * pgconn_find_transaction_control) is refused before it is sent, and so is
+ * one that takes, releases or rolls back to a savepoint named as ferry
+ * validate's own (HELD_SAVEPOINTS...: db.lua lifts the hold for its own).
+ * ferry validate holds the main session's transaction so for its checks:
+ * one snapshot for all of them.  Other savepoints (db.transaction's, a
+ * script's) stay allowed. */
 static int db_hold_transaction(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
     c->hold_tx = lua_toboolean(L, 2);
@@ -344,9 +351,14 @@ static int db_hold_transaction(lua_State *L) {
  * transaction ferry holds on c (core.hold_transaction). */
 static void refuse_held(lua_State *L, const conn *c, const char *sql) {
     char word[32];
-    if (c->hold_tx && pgconn_find_transaction_control(sql, NULL, word, sizeof word))
+    if (!c->hold_tx) return;
+    if (pgconn_find_transaction_control(sql, NULL, word, sizeof word))
         luaL_error(L, "%s refused: ferry validate runs every check in one transaction, on one snapshot, and ends "
                       "it itself (db.transaction nests as a savepoint); nothing was sent", word);
+    if (pgconn_find_savepoint(sql, HELD_SAVEPOINTS, word, sizeof word))
+        luaL_error(L, "%s " HELD_SAVEPOINTS "... refused: the savepoints named " HELD_SAVEPOINTS "... are ferry "
+                      "validate's own (each check runs under one, rolled back when it ends); name yours otherwise, "
+                      "or nest with db.transaction; nothing was sent", word);
 }
 
 /* core.busy_with(conn) -> what holds the connection ("a rows() iteration",

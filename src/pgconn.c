@@ -479,14 +479,61 @@ static const char *skip_token(const char *p, statement *s, int *ends) {
     return p + 1;
 }
 
-const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz) {
+/* p at the name after SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK ... TO
+ * [SAVEPOINT] (or at blanks and comments before it): 1 when the name begins
+ * with prefix -- a plain one in any case (the server folds it to lower
+ * case), a "quoted" one as written. */
+static int names_prefix(const char *p, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (!(p = skip_blank(p))) return 0;
+    if (*p == '"') return strncmp(p + 1, prefix, n) == 0;
+    return word_start((unsigned char)*p) && (size_t)(word_end(p) - p) >= n && strncasecmp(p, prefix, n) == 0;
+}
+
+/* The command at the start of a statement, when it takes, releases or
+ * rolls back to a savepoint whose name begins with prefix (ud), else NULL.
+ * p is at the statement's first word. */
+static const char *savepoint_command(const char *p, const void *ud) {
+    const char *e = word_end(p), *w = NULL, *e2, *cmd;
+    if (is_word(p, e, "savepoint")) {
+        cmd = "SAVEPOINT";
+    } else if (is_word(p, e, "release")) {
+        cmd = "RELEASE SAVEPOINT";
+        if ((e2 = next_word(e, &w)) != NULL && is_word(w, e2, "savepoint")) e = e2;
+    } else if (is_word(p, e, "rollback")) {
+        /* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name */
+        cmd = "ROLLBACK TO SAVEPOINT";
+        if (!(e2 = next_word(e, &w))) return NULL;
+        if (is_word(w, e2, "work") || is_word(w, e2, "transaction")) {
+            e = e2;
+            if (!(e2 = next_word(e, &w))) return NULL;
+        }
+        if (!is_word(w, e2, "to")) return NULL;
+        e = e2;
+        if ((e2 = next_word(e, &w)) != NULL && is_word(w, e2, "savepoint")) e = e2;
+    } else {
+        return NULL;
+    }
+    return names_prefix(e, ud) ? cmd : NULL;
+}
+
+static const char *transaction_command_of(const char *p, const void *ud) {
+    (void)ud;
+    return transaction_command(p);
+}
+
+/* The first top-level statement of sql for which command(p, ud) -- p at
+ * its first word -- says a command, or NULL: see
+ * pgconn_find_transaction_control. */
+static const char *find_statement(const char *sql, const char *(*command)(const char *, const void *),
+                                  const void *ud, int *line, char *word, size_t wordsz) {
     statement s = {HEAD_NONE, 0, 0};
     int at_start = 1;                 /* the next token starts a statement */
     for (const char *p = sql;;) {
         p = skip_blank(p);
         if (!p || !*p) return NULL;   /* the end, or in a comment not closed */
         if (at_start && word_start((unsigned char)*p)) {
-            const char *cmd = transaction_command(p);
+            const char *cmd = command(p, ud);
             if (cmd) {
                 if (line) {
                     *line = 1;
@@ -501,6 +548,14 @@ const char *pgconn_find_transaction_control(const char *sql, int *line, char *wo
         at_start = ends;
         if (ends) s = (statement){HEAD_NONE, 0, 0};
     }
+}
+
+const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz) {
+    return find_statement(sql, transaction_command_of, NULL, line, word, wordsz);
+}
+
+const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz) {
+    return find_statement(sql, savepoint_command, prefix, NULL, word, wordsz);
 }
 
 void pgconn_drain(PGconn *pg) {

@@ -470,7 +470,19 @@ end
 -- ferry validate: every check sees one snapshot.
 local VALIDATE_HOLD = "the main session holds the transaction of ferry validate's checks (one snapshot for all "
                       .. "of them); it ends when the command ends"
+-- (their names begin as l_db.c's HELD_SAVEPOINTS: a script's statement
+-- naming one is refused on the held session, so ferry's own go through
+-- own_savepoint)
 local VALIDATE_SP, CHECK_SP = "ferry_validate", "ferry_validate_check"
+
+-- conn:method(sql) for validate's own savepoint statements, the hold lifted
+-- for them.
+local function own_savepoint(conn, method, sql)
+  core.hold_transaction(conn, false)
+  local ok, err = pcall(conn[method], conn, sql)
+  core.hold_transaction(conn, true)
+  if not ok then error(err, 0) end
+end
 
 --- db._snapshot_begin(): (the engine's, for ferry validate) opens on the
 -- main session a REPEATABLE READ READ ONLY transaction, takes its snapshot
@@ -519,16 +531,23 @@ function M._snapshot_check(fn)
   local _, failed = conn:in_transaction()
   if failed then
     if v.depth > 0 or savepoints[conn] then return pcall(fn) end
-    conn:exec("ROLLBACK TO SAVEPOINT " .. VALIDATE_SP)
+    own_savepoint(conn, "exec", "ROLLBACK TO SAVEPOINT " .. VALIDATE_SP)
   end
-  conn:exec("SAVEPOINT " .. CHECK_SP)
+  own_savepoint(conn, "exec", "SAVEPOINT " .. CHECK_SP)
   v.depth = v.depth + 1
   local res = table.pack(pcall(fn))
   v.depth = v.depth - 1
   release_holder(conn)
-  local ok, err = pcall(conn.exec_script, conn, "ROLLBACK TO SAVEPOINT " .. CHECK_SP .. "; RELEASE SAVEPOINT " .. CHECK_SP)
+  local ok, err = pcall(own_savepoint, conn, "exec_script",
+                        "ROLLBACK TO SAVEPOINT " .. CHECK_SP .. "; RELEASE SAVEPOINT " .. CHECK_SP)
   if not ok then
-    error("the checks' transaction could not be restored after a check: " .. tostring(err), 0)
+    err = tostring(err)
+    -- (the check's savepoint gone: the check released, or rolled back to,
+    -- one of the script's taken before it began)
+    local gone = err:find("[SQLSTATE 3B001]", 1, true)
+    error("the checks' transaction could not be restored after a check: "
+          .. (gone and "its savepoint is gone (the check released, or rolled back to, a savepoint taken before it "
+                       .. "began): " or "") .. err, 0)
   end
   return table.unpack(res, 1, res.n)
 end

@@ -313,6 +313,62 @@ is "$OUT" "==> validating $M
 ✗ FAIL validate.lua stopped: migrations/$M/validate.lua:8: COMMIT $REFUSED
 2 check(s), 1 failed" "... validate.lua stops there"
 
+# --- ferry validate's own savepoints (ferry_validate, ferry_validate_check)
+# named by the script's SAVEPOINT, RELEASE or ROLLBACK TO: refused before
+# they are sent.  Before, a SAVEPOINT ferry_validate_check of a check's own
+# became the one ferry rolled back to, keeping what the check did before it
+# (its SET) for the next check; a RELEASE of ferry's stopped validate.lua
+# with 'savepoint "ferry_validate_check" does not exist'.  The script's own
+# savepoints work as they did.
+SPREFUSED="ferry_validate... refused: the savepoints named ferry_validate... are ferry validate's own (each check runs under one, rolled back when it ends); name yours otherwise, or nest with db.transaction; nothing was sent"
+put "$V" "$PRELUDE"'local first = count()
+insert(109)
+check("SAVEPOINT ferry_validate_check", function()
+  db.exec("SET search_path = nowhere")
+  db.exec("SAVEPOINT ferry_validate_check")
+  return true
+end)
+check("the SET before it is gone", function() local p = db.one("SHOW search_path").search_path return p ~= "nowhere", p end)
+check("RELEASE SAVEPOINT ferry_validate", function() db.exec("RELEASE SAVEPOINT ferry_validate") return true end)
+check("RELEASE, upper case, no SAVEPOINT", function() db.exec("RELEASE FERRY_VALIDATE_CHECK") return true end)
+check("ROLLBACK WORK TO a quoted name, in a script", function()
+  db.exec_script("SELECT 1; /* c */ rollback work to savepoint \"ferry_validate\"")
+  return true
+end)
+check("savepoints of the script'"'"'s own", function()
+  db.exec("SAVEPOINT mine")
+  pcall(db.exec, "SELECT x FROM no_such_table")
+  db.exec("ROLLBACK TO SAVEPOINT mine")
+  db.exec("RELEASE mine")
+  db.exec("SAVEPOINT \"FERRY_VALIDATE\"")
+  return count() == first, count() .. " rows"
+end)
+check("still the snapshot", function() return count() == first, count() .. " rows" end)
+'
+run_ferry --dir "$D" validate $M
+is "$RC|$ERR" "1|" "ferry's savepoints named by the script: exit 1"
+is "$OUT" "==> validating $M
+✗ FAIL SAVEPOINT ferry_validate_check  (error: migrations/$M/validate.lua:11: SAVEPOINT $SPREFUSED)
+✓ PASS the SET before it is gone  (\"\$user\", public)
+✗ FAIL RELEASE SAVEPOINT ferry_validate  (error: migrations/$M/validate.lua:15: RELEASE SAVEPOINT $SPREFUSED)
+✗ FAIL RELEASE, upper case, no SAVEPOINT  (error: migrations/$M/validate.lua:16: RELEASE SAVEPOINT $SPREFUSED)
+✗ FAIL ROLLBACK WORK TO a quoted name, in a script  (error: migrations/$M/validate.lua:18: ROLLBACK TO SAVEPOINT $SPREFUSED)
+✓ PASS savepoints of the script's own  (3 rows)
+✓ PASS still the snapshot  (3 rows)
+7 check(s), 4 failed" "... each refused, nothing sent; the next check starts from the snapshot; the script's own savepoints work"
+psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+# a check that releases a savepoint the script took before it: ferry's is
+# released with it, and validate.lua stops saying so
+put "$V" 'db.exec("SAVEPOINT mine")
+check("releases mine", function() db.exec("RELEASE SAVEPOINT mine") return true end)
+check("never run", true)
+'
+run_ferry --dir "$D" validate $M
+is "$RC|$ERR" "1|" "a check that releases a savepoint taken before it: exit 1"
+is "$OUT" "==> validating $M
+✗ FAIL validate.lua stopped: the checks' transaction could not be restored after a check: its savepoint is gone (the check released, or rolled back to, a savepoint taken before it began): script failed: savepoint \"ferry_validate_check\" does not exist [SQLSTATE 3B001]
+1 check(s), 1 failed" "... validate.lua stops, saying why"
+
 # --- --statement-timeout and --lock-timeout: the check fails, the next one
 # runs in the same snapshot
 put "$V" "$PRELUDE"'local first = count()

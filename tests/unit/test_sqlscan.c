@@ -1,6 +1,7 @@
 /* Unit tests for pgconn_find_transaction_control (src/pgconn.c): the scan
  * that refuses an up.sql holding its own BEGIN/COMMIT, which would commit
- * part of a migration that ferry runs in one transaction.  Every input is
+ * part of a migration that ferry runs in one transaction -- and for
+ * pgconn_find_savepoint, which ferry validate's hold reads with it.  Every input is
  * placed right before an unreadable page, so that reading one byte past its
  * NUL crashes the test. */
 #include <setjmp.h>
@@ -420,6 +421,85 @@ static void test_one_megabyte(void **state)
     free(big);
 }
 
+/* pgconn_find_savepoint: "WORD|text at the statement, to 14 bytes", or
+ * "-": ferry validate refuses a statement naming one of its own
+ * savepoints (names beginning "ferry_validate"). */
+static const char *scan_sp(const char *sql)
+{
+    static char out[128];
+    guarded g = guard(sql, strlen(sql));
+    char word[32] = "";
+    const char *p = pgconn_find_savepoint(g.s, "ferry_validate", word, sizeof word);
+    if (!p) {
+        snprintf(out, sizeof out, "-");
+    } else {
+        assert_true(p >= g.s && p < g.s + strlen(g.s));
+        /* found again from there, with the same command */
+        char word2[32];
+        assert_ptr_equal(pgconn_find_savepoint(p, "ferry_validate", word2, sizeof word2), p);
+        assert_string_equal(word2, word);
+        snprintf(out, sizeof out, "%s|%.14s", word, p);
+    }
+    unguard(&g);
+    return out;
+}
+
+static void test_savepoint_names(void **state)
+{
+    (void)state;
+    /* each command, each form, the name plain (in any case) or quoted */
+    assert_string_equal(scan_sp("SAVEPOINT ferry_validate_check"), "SAVEPOINT|SAVEPOINT ferr");
+    assert_string_equal(scan_sp("savepoint FERRY_VALIDATE;"), "SAVEPOINT|savepoint FERR");
+    assert_string_equal(scan_sp("RELEASE SAVEPOINT ferry_validate"), "RELEASE SAVEPOINT|RELEASE SAVEPO");
+    assert_string_equal(scan_sp("release ferry_validate_check;"), "RELEASE SAVEPOINT|release ferry_");
+    assert_string_equal(scan_sp("ROLLBACK TO SAVEPOINT ferry_validate"), "ROLLBACK TO SAVEPOINT|ROLLBACK TO SA");
+    assert_string_equal(scan_sp("rollback to ferry_validate_check"), "ROLLBACK TO SAVEPOINT|rollback to fe");
+    assert_string_equal(scan_sp("ROLLBACK WORK TO ferry_validate"), "ROLLBACK TO SAVEPOINT|ROLLBACK WORK ");
+    assert_string_equal(scan_sp("rollback transaction to savepoint \"ferry_validate_check\""),
+                        "ROLLBACK TO SAVEPOINT|rollback trans");
+    /* comments between the words, a statement after another */
+    assert_string_equal(scan_sp("SELECT 1; /* a */ RELEASE -- b\n SAVEPOINT /* c */ ferry_validate;"),
+                        "RELEASE SAVEPOINT|RELEASE -- b\n ");
+    /* other names, other statements: none */
+    assert_string_equal(scan_sp("SAVEPOINT mine"), "-");
+    assert_string_equal(scan_sp("SAVEPOINT ferry_sp_1"), "-");
+    assert_string_equal(scan_sp("SAVEPOINT ferry_valid"), "-");
+    assert_string_equal(scan_sp("SAVEPOINT \"FERRY_VALIDATE\""), "-");    /* quoted: another name */
+    assert_string_equal(scan_sp("RELEASE SAVEPOINT mine; ROLLBACK TO s"), "-");
+    assert_string_equal(scan_sp("ROLLBACK"), "-");
+    assert_string_equal(scan_sp("ROLLBACK ferry_validate"), "-");
+    assert_string_equal(scan_sp("rollback work"), "-");
+    assert_string_equal(scan_sp("ROLLBACK TO"), "-");
+    assert_string_equal(scan_sp("RELEASE"), "-");
+    assert_string_equal(scan_sp("SAVEPOINT"), "-");
+    assert_string_equal(scan_sp("RELEASE SAVEPOINT /* not closed ferry_validate"), "-");
+    assert_string_equal(scan_sp("SELECT 'SAVEPOINT ferry_validate'"), "-");
+    assert_string_equal(scan_sp("SELECT 1 AS savepoint, 2 AS ferry_validate"), "-");
+    assert_string_equal(scan_sp("DO $$ BEGIN EXECUTE 'SAVEPOINT ferry_validate'; END $$"), "-");
+    assert_string_equal(scan_sp(""), "-");
+    /* a cut word buffer stays ended */
+    char word[8];
+    assert_non_null(pgconn_find_savepoint("ROLLBACK TO ferry_validate", "ferry_validate", word, sizeof word));
+    assert_string_equal(word, "ROLLBAC");
+    assert_non_null(pgconn_find_savepoint("SAVEPOINT ferry_validate", "ferry_validate", NULL, 0));
+}
+
+/* Every prefix of a script that names one in its last statement: found
+ * only once the name's prefix is whole, nothing read past the end. */
+static void test_savepoint_every_prefix(void **state)
+{
+    (void)state;
+    static const char script[] = "SAVEPOINT a; RELEASE a; ROLLBACK TO SAVEPOINT b; RELEASE \"ferry_validate_check\"";
+    size_t n = strlen(script), whole = (size_t)(strstr(script, "ferry_validate_check") - script) + strlen("ferry_validate");
+    for (size_t cut = 0; cut <= n; cut++) {
+        guarded g = guard(script, cut);
+        const char *p = pgconn_find_savepoint(g.s, "ferry_validate", NULL, 0);
+        if (cut < whole) assert_null(p);
+        else assert_ptr_equal(p, g.s + (strstr(script, "RELEASE \"") - script));
+        unguard(&g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +516,8 @@ int main(void)
         cmocka_unit_test(test_every_prefix),
         cmocka_unit_test(test_random_text),
         cmocka_unit_test(test_one_megabyte),
+        cmocka_unit_test(test_savepoint_names),
+        cmocka_unit_test(test_savepoint_every_prefix),
     };
     return cmocka_run_group_tests_name("sqlscan", tests, NULL, NULL);
 }
