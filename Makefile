@@ -105,6 +105,11 @@ fuzz: deps
 	    -o $(BUILD)/fuzz/fuzz_sqlscan fuzz/fuzz_sqlscan.c src/pgconn.c $(shell pkg-config --libs libpq)
 	cp -n fuzz/corpus-sql/* $(BUILD)/fuzz/corpus-sql/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_sqlscan -max_total_time=$(FUZZ_SECONDS) -timeout=5 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-sql
+	@mkdir -p $(BUILD)/fuzz/corpus-conninfo
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(shell pkg-config --cflags libpq) \
+	    -o $(BUILD)/fuzz/fuzz_conninfo fuzz/fuzz_conninfo.c src/pgconn.c $(shell pkg-config --libs libpq)
+	cp -n fuzz/corpus-conninfo/* $(BUILD)/fuzz/corpus-conninfo/ 2>/dev/null || true
+	$(BUILD)/fuzz/fuzz_conninfo -max_total_time=$(FUZZ_SECONDS) -timeout=5 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-conninfo
 
 # Timings only here, never in tests.  The benchmark server flushes commits
 # like a production one (FERRY_PG_DURABLE=1), in its own folder.

@@ -6,7 +6,7 @@
  * that no input makes them read out of bounds or loop for ever (ASan and
  * libFuzzer's timeout), and a few invariants of their results.
  *
- * Build and run (make fuzz does both targets):
+ * Build and run (make fuzz builds and runs it with the other targets):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(pkg-config --cflags libpq) \
  *         fuzz/fuzz_sqlscan.c src/pgconn.c $(pkg-config --libs libpq) -o /tmp/fuzz_sqlscan
  *   /tmp/fuzz_sqlscan -max_total_time=60 CORPUS_DIR */
