@@ -187,6 +187,15 @@ methods.copy_rows = errors.api(copy_rows, true)
 -- the main session's share_snapshot give other sessions that snapshot.
 local validating = nil
 
+-- The statements that open a REPEATABLE READ READ ONLY transaction
+-- reading the snapshot exported as id.  SET TRANSACTION SNAPSHOT takes no
+-- parameter: the id, the server's own, is checked against its format
+-- before it goes into the statement.
+local function begin_in_snapshot(id)
+  if not id:match("^%x+%-%x+%-%d+$") then error("unexpected snapshot id from the server: " .. id, 0) end
+  return "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '" .. id .. "'"
+end
+
 --- conn:share_snapshot(other) opens on session `other` a REPEATABLE READ
 -- READ ONLY transaction that sees exactly what conn sees (conn must be in a
 -- REPEATABLE READ transaction, as a db.reader() is, and idle): two sessions
@@ -217,11 +226,7 @@ local function share_snapshot(conn, other)
     end
     id = snap.id
   end
-  -- SET TRANSACTION SNAPSHOT takes no parameter: the id, the server's own,
-  -- is checked against its format before it goes into the statement
-  if not id:match("^%x+%-%x+%-%d+$") then error("unexpected snapshot id from the server: " .. id, 2) end
-  local ok, err = pcall(other.exec_script, other,
-                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '" .. id .. "'")
+  local ok, err = pcall(other.exec_script, other, begin_in_snapshot(id))
   if not ok then
     pcall(other.exec, other, "ROLLBACK")
     error(err, 0)
@@ -397,14 +402,10 @@ end
 -- it with read:close() when done.  In validate.lua its snapshot is the one
 -- every check sees.
 M.reader = errors.api(function()
+  local begin = validating and begin_in_snapshot(validating.id) or "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
   local conn = M.connect()
-  local join = ""
-  -- (the id is the server's, checked as share_snapshot checks it)
-  if validating and validating.id:match("^%x+%-%x+%-%d+$") then
-    join = "; SET TRANSACTION SNAPSHOT '" .. validating.id .. "'"
-  end
   local ok, err = pcall(conn.exec_script, conn, "SET work_mem = '64MB'; SET max_parallel_workers_per_gather = 0; "
-                        .. "SET jit = off; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" .. join)
+                        .. "SET jit = off; " .. begin)
   if not ok then
     pcall(conn.close, conn)
     error(err, 0)
