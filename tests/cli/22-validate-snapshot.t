@@ -28,6 +28,8 @@ local app = db.connect()
 app:exec("SET default_transaction_read_only = off")
 local function insert(x) app:exec("INSERT INTO t VALUES ($1)", x) end
 '
+# (the rows the other session inserted, x >= 100, gone before the next script)
+forget_inserted() { psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null; }
 REFUSED="refused: ferry validate runs every check in one transaction, on one snapshot, and ends it itself (db.transaction nests as a savepoint); nothing was sent"
 
 # --- one snapshot: a row committed by another session between two checks is
@@ -54,7 +56,7 @@ run_ferry --dir "$D" --json validate $M
 is "$RC|$ERR" "0|" "--json: exit 0"
 is "$OUT" "{\"migration\":\"$M\",\"mode\":\"validate\",\"ok\":true,\"checks\":[{\"name\":\"count before\",\"ok\":true,\"detail\":\"4 rows\"},{\"name\":\"count after\",\"ok\":true,\"detail\":\"4 rows\"}]}" \
    "--json: the same one object as before"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # --- the sessions a script opens: db.reader() and db.share_snapshot(conn)
 # read the checks' snapshot, a plain db.connect() what is committed now
@@ -65,20 +67,16 @@ check("db.reader()", function()
   local r <close> = db.reader()
   return count(r) == first, count(r) .. " rows"
 end)
-check("db.connect() with db.share_snapshot", function()
+-- (a db.connect() session given the snapshot by share(c))
+local function shared(share)
   local c <close> = db.connect()
-  db.share_snapshot(c)
+  share(c)
   local n = count(c)
   c:exec("COMMIT")
   return n == first, n .. " rows"
-end)
-check("db.open():share_snapshot", function()
-  local c <close> = db.connect()
-  db.open():share_snapshot(c)
-  local n = count(c)
-  c:exec("COMMIT")
-  return n == first, n .. " rows"
-end)
+end
+check("db.connect() with db.share_snapshot", function() return shared(db.share_snapshot) end)
+check("db.open():share_snapshot", function() return shared(function(c) db.open():share_snapshot(c) end) end)
 check("db.connect() alone", function()
   local c <close> = db.connect()
   return count(c) == first + 1, count(c) .. " rows"
@@ -93,7 +91,7 @@ is "$OUT" "==> validating $M
 ✓ PASS db.open():share_snapshot  (3 rows)
 ✓ PASS db.connect() alone  (4 rows)
 5 check(s), 0 failed" "... a reader and a shared session see the checks' snapshot, a plain db.connect() the row committed since"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # --- a check that raises, or whose statement fails, and the checks after it
 put "$V" "$PRELUDE"'local first = count()
@@ -139,7 +137,7 @@ like "$OUT" "^==> validating $M
 ✓ PASS its lock on u is let go  \\(0 locks\\)
 10 check\\(s\\), 3 failed$" \
      "... each check starts from the snapshot: after a raise, a failed statement, a SET, a lock taken, the next check works"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # a statement outside any check that fails, its error caught: the checks
 # after it still run
@@ -155,7 +153,7 @@ is "$OUT" "==> validating $M
 ✓ PASS the caught failure
 ✓ PASS the next check  (3 rows)
 2 check(s), 0 failed" "... and the next check reads the snapshot"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # a check that leaves a rows() loop open on the main session, and checks
 # made inside a rows() loop on it (which cannot use it while it streams)
@@ -181,7 +179,7 @@ is "$OUT" "==> validating $M
 ✓ PASS row 3
 ✓ PASS after the loop  (3 rows)
 6 check(s), 0 failed" "... a loop a check left open is ended after it; checks inside a loop run"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # --- db.transaction inside a check (and db.plan, which uses one) nests as a
 # savepoint of the checks' transaction
@@ -223,7 +221,7 @@ is "$OUT" "==> validating $M
 ✓ PASS inner
 ✓ PASS a check inside a check
 7 check(s), 1 failed" "... each nests, rolls back only its own part, and sees the snapshot"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # a check made where the transaction has failed inside something of the
 # script's -- a db.transaction that caught a statement's error, a check
@@ -260,7 +258,7 @@ is "$OUT" "==> validating $M
 ✓ PASS a check that caught a failure, with a check inside  (inner failed)
 ✓ PASS after them  (3 rows)
 7 check(s), 2 failed" "... each fails at its first statement, as the script's own would; the db.transaction ends as documented, the next check reads the snapshot"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # --- BEGIN, COMMIT, ROLLBACK, END of the script's own on the main session:
 # refused before they are sent, the checks' transaction and snapshot kept
@@ -300,7 +298,7 @@ is "$OUT" "==> validating $M
 ✗ FAIL db.close()  (error: migrations/$M/validate.lua:26: db.close: the main session holds the transaction of ferry validate's checks (one snapshot for all of them); it ends when the command ends)
 ✓ PASS still the snapshot  (3 rows)
 10 check(s), 8 failed" "... each refused, nothing sent; the checks after them see the same snapshot"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 # one outside any check stops validate.lua, as any error there does
 put "$V" "$PRELUDE"'check("first", true)
 db.exec("COMMIT")
@@ -356,7 +354,7 @@ is "$OUT" "==> validating $M
 ✓ PASS savepoints of the script's own  (3 rows)
 ✓ PASS still the snapshot  (3 rows)
 7 check(s), 4 failed" "... each refused, nothing sent; the next check starts from the snapshot; the script's own savepoints work"
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 # a check that releases a savepoint the script took before it: ferry's is
 # released with it, and validate.lua stops saying so
 put "$V" 'db.exec("SAVEPOINT mine")
@@ -392,7 +390,7 @@ is "$OUT" "==> validating $M
 3 check(s), 2 failed" "... the checks that ran out of time fail, the next one reads the snapshot"
 psql_val "$db" "SELECT pg_terminate_backend($locker_pid)" >/dev/null
 wait "$locker_job" 2>/dev/null
-psql_val "$db" "DELETE FROM t WHERE x >= 100" >/dev/null
+forget_inserted
 
 # --- Ctrl-C in a check: no more checks, exit 130, no session left behind
 set -m
