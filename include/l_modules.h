@@ -36,7 +36,8 @@ int luaopen_ferry_sys(lua_State *L);
 
 /* l_interrupt.c: Ctrl-C and SIGTERM on the Lua side.
  * Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
- * number) for the signal interrupt.h received. */
+ * number) for the signal interrupt.h received; the interruption has then
+ * come to L: the hook the signal set on L is taken off (see below). */
 int ferry_raise_interrupted(lua_State *L);
 /* Called from the signal handler: sets a hook on L (the main thread) and on
  * the coroutine running, if one is, that raises that error at the next Lua

@@ -15,7 +15,8 @@
  *     is interrupted in turn at once (its hook is set): a script that takes
  *     a failed resume for the end of its input stops all the same;
  *   - a coroutine that caught it and yields or returns: the same.
- * It is over once it is raised in the main thread, or sys.interrupted()
+ * It is over once it is raised in the main thread -- by the hook, or by
+ * C code that saw the signal (a statement cancelled) -- or sys.interrupted()
  * has taken it: a hook still left on some coroutine then does nothing, so
  * that cleanup code -- in coroutines too -- runs uninterrupted.
  *
@@ -48,18 +49,7 @@ static void push_interrupted(lua_State *L, int signo) {
     luaL_setmetatable(L, FERRY_ERROR_MT);
 }
 
-int ferry_raise_interrupted(lua_State *L) {
-    push_interrupted(L, interrupt_received());
-    return lua_error(L);
-}
-
-static void raise_on_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    lua_sethook(L, NULL, 0, 0);   /* once: the cleanup that follows runs Lua */
-    if (!pending) return;         /* left on a coroutine: the interruption is over */
-    if (L == main_thread) pending = 0;
-    ferry_raise_interrupted(L);
-}
+static void raise_on_hook(lua_State *L, lua_Debug *ar);
 
 /* (lua_sethook is the one Lua call lua.c's own handler makes) */
 static void arm(lua_State *L) {
@@ -70,19 +60,37 @@ static void disarm(lua_State *L) {
     if (L && lua_gethook(L) == raise_on_hook) lua_sethook(L, NULL, 0, 0);
 }
 
+/* The interruption has come to L (it is raised there, or handled): L's
+ * hook is taken off, and once L is the main thread it is over. */
+static void reached(lua_State *L) {
+    disarm(L);
+    if (L == main_thread) pending = 0;
+}
+
+/* Raises the interruption in L, from the hook or from C code that saw the
+ * signal (a statement it cancelled: l_db.c).  Either way it has come to L:
+ * the hook is taken off L, so that what runs next there -- a <close>
+ * variable's cleanup, the code after a pcall that caught it -- is not
+ * interrupted a second time. */
+int ferry_raise_interrupted(lua_State *L) {
+    reached(L);
+    push_interrupted(L, interrupt_received());
+    return lua_error(L);
+}
+
+static void raise_on_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);   /* once: the cleanup that follows runs Lua */
+    if (!pending) return;         /* left on a coroutine: the interruption is over */
+    ferry_raise_interrupted(L);
+}
+
 /* The signal handler's: L is the main thread. */
 void ferry_arm_interrupt(lua_State *L) {
     lua_State *now = running;
     pending = 1;
     arm(L);
     if (now && now != L) arm(now);
-}
-
-/* The interruption has come to L (it is raised there, or handled): L's
- * hook is taken off, and once L is the main thread it is over. */
-static void reached(lua_State *L) {
-    disarm(L);
-    if (L == main_thread) pending = 0;
 }
 
 /* sys.interrupted() -> ferry's interrupted error when a signal came, or

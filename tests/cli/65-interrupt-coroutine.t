@@ -130,6 +130,60 @@ stop_ferry INT
 is "$RC|$OUT|$ERR" "130|caught in the coroutine: interrupted (SIGINT)|ferry: interrupted (SIGINT)" \
    "exec caught_inner.lua: caught in the coroutine, the main thread is interrupted all the same"
 
+# --- a statement waited for when the signal comes: it is cancelled and
+# ferry raises the interruption from C, in the thread that waited.  That is
+# the interruption raised there, as the hook would have raised it: the
+# code that runs next in that thread -- a <close> variable's cleanup, the
+# code after a pcall that caught it -- is not interrupted a second time
+# (it was: the hook the signal had set was still there and raised again
+# at its first instruction).
+# shellcheck disable=SC2016
+STMT='local c = db.connect()
+local function sql() mark(); return c:exec("SELECT pg_sleep(60) /* ferry_co_stmt */") end
+local function closer(where) return setmetatable({}, {__close = function(_, e)
+  print(where .. " closing: " .. tostring(e))
+  local s = 0; for i = 1, 100 do s = s + i end
+  print(where .. " closed: " .. s)
+end}) end
+'
+script stmt_close_co   "${STMT}"'coroutine.wrap(function()
+  local g <close> = closer("coroutine")
+  sql()
+end)()'
+script stmt_close_main "${STMT}"'do
+  local g <close> = closer("main")
+  sql()
+end'
+script stmt_caught_co  "${STMT}"'coroutine.wrap(function()
+  local ok, err = pcall(sql)
+  print("caught in the coroutine: " .. tostring(err))
+end)()
+print("not reached")'
+# (c.exec straight from pcall: no Lua code of ferry's in between that the
+# second interruption could have spent itself in)
+script stmt_caught_main "${STMT}"'mark()
+local ok, err = pcall(c.exec, c, "SELECT pg_sleep(60) /* ferry_co_stmt */")'"$CLEANUP"
+stmt_running() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_co_stmt */%' AND pid <> pg_backend_pid()"; }
+wait_stmt() { for _ in $(seq 1 200); do [ "$(stmt_running)" = 1 ] && return 0; sleep 0.05; done; diag "the statement never ran"; }
+for s in stmt_close_co:coroutine stmt_close_main:main; do
+    start_ferry --dir "$D" exec "$D/${s%%:*}.lua" "$MARK"
+    wait_stmt
+    stop_ferry INT
+    is "$RC|$OUT|$ERR" "130|${s#*:} closing: interrupted (SIGINT)
+${s#*:} closed: 5050|ferry: interrupted (SIGINT)" \
+       "exec ${s%%:*}.lua: a statement cancelled in the ${s#*:} thread: its <close> variable's cleanup runs whole, once"
+done
+start_ferry --dir "$D" exec "$D/stmt_caught_co.lua" "$MARK"
+wait_stmt
+stop_ferry INT
+is "$RC|$OUT|$ERR" "130|caught in the coroutine: interrupted (SIGINT)|ferry: interrupted (SIGINT)" \
+   "exec stmt_caught_co.lua: a cancelled statement's interruption caught in the coroutine, the main thread interrupted"
+start_ferry --dir "$D" exec "$D/stmt_caught_main.lua" "$MARK"
+wait_stmt
+stop_ferry INT
+is "$RC|$OUT|$ERR" "130|caught: interrupted (SIGINT); cleaned up: 6|ferry: interrupted (SIGINT)" \
+   "exec stmt_caught_main.lua: a cancelled statement's interruption caught in the main thread, cleanup uninterrupted"
+
 # --- ferry run: the migration's history row as for a loop in the main
 # thread -- failed, interrupted -- and the rows up to its checkpoint kept
 # shellcheck disable=SC2016  # ($1 is the statement's parameter)
