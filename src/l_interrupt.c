@@ -20,7 +20,8 @@
  * has taken it: a hook still left on some coroutine then does nothing, so
  * that cleanup code -- in coroutines too -- runs uninterrupted.
  *
- * Per resume this costs two stores and a test (no allocation). */
+ * Per resume this costs two stores in the registry and a test (no
+ * allocation). */
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -33,6 +34,31 @@
 static lua_State *main_thread;
 /* the thread running Lua code; read by the signal handler */
 static lua_State *volatile running;
+
+/* A thread is made the running one (running_is) by storing it in the
+ * registry too (at &RUNNING_KEY), where it stays until the next one replaces
+ * it: a memory error that lua_resume or lua_resetthread raises itself,
+ * outside the coroutine's protected call (a message it cannot make:
+ * "cannot resume dead coroutine", "error in error handling"), is thrown
+ * straight to the main thread's innermost pcall, past the store that sets
+ * the running thread back -- and the coroutine `running` still names must
+ * not be freed while the handler may set its hook on it.  (The key is
+ * made at start and never emptied: these stores allocate nothing.) */
+static const char RUNNING_KEY = 0;
+
+static void running_is(lua_State *L, int idx, lua_State *th) {
+    lua_pushvalue(L, idx);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
+    running = th;
+}
+
+/* L, back from resuming or closing a coroutine, is the running thread again */
+static void running_again(lua_State *L) {
+    lua_pushthread(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
+    running = L;
+}
+
 /* a signal came that the main thread has not had yet */
 static volatile sig_atomic_t pending;
 
@@ -118,22 +144,23 @@ static int is_interruption(lua_State *L, int idx) {
     return has_signal;
 }
 
-/* Resumes co from L with the nargs values on top of L's stack; co is the
- * running thread meanwhile, and either is interrupted when it runs with a
- * signal pending (the test after each store covers a signal that came just
- * before it).  Returns how many values co yielded or returned, moved to L,
- * or -1 with co's error (or why it could not run) on L. */
-static int resume(lua_State *L, lua_State *co, int nargs) {
+/* Resumes co (at index idx of L) from L with the nargs values on top of
+ * L's stack; co is the running thread meanwhile, and either is interrupted
+ * when it runs with a signal pending (the test after each store covers a
+ * signal that came just before it).  Returns how many values co yielded or
+ * returned, moved to L, or -1 with co's error (or why it could not run) on
+ * L. */
+static int resume(lua_State *L, int idx, lua_State *co, int nargs) {
     if (!lua_checkstack(co, nargs)) {
         lua_pushliteral(L, "too many arguments to resume");
         return -1;
     }
     lua_xmove(L, co, nargs);
-    running = co;
+    running_is(L, idx, co);
     if (pending) arm(co);
     int nres = 0;
-    int status = lua_resume(co, L, nargs, &nres);   /* (raises nothing in L) */
-    running = L;
+    int status = lua_resume(co, L, nargs, &nres);   /* (raises nothing in L: see running_is) */
+    running_again(L);
     if (pending) arm(L);
     if (status != LUA_OK && status != LUA_YIELD) {
         lua_xmove(co, L, 1);
@@ -148,17 +175,18 @@ static int resume(lua_State *L, lua_State *co, int nargs) {
     return nres;
 }
 
-/* Runs the to-be-closed variables of co, a dead or suspended coroutine, co
- * being the running thread meanwhile (cleanup: it is not interrupted unless
- * a signal comes then).  Leaves their error on co when one fails. */
-static int close_coroutine(lua_State *L, lua_State *co) {
-    running = co;
+/* Runs the to-be-closed variables of co (at index idx of L), a dead or
+ * suspended coroutine, co being the running thread meanwhile (cleanup: it
+ * is not interrupted unless a signal comes then).  Leaves their error on co
+ * when one fails. */
+static int close_coroutine(lua_State *L, int idx, lua_State *co) {
+    running_is(L, idx, co);
 #if LUA_VERSION_RELEASE_NUM >= 50406
     int status = lua_closethread(co, L);
 #else
     int status = lua_resetthread(co);
 #endif
-    running = L;
+    running_again(L);
     if (pending) arm(L);
     return status;
 }
@@ -167,7 +195,7 @@ static int close_coroutine(lua_State *L, lua_State *co) {
 static int co_resume(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTHREAD);
     lua_State *co = lua_tothread(L, 1);
-    int n = resume(L, co, lua_gettop(L) - 1);
+    int n = resume(L, 1, co, lua_gettop(L) - 1);
     if (n < 0) {
         lua_pushboolean(L, 0);
         lua_insert(L, -2);
@@ -183,11 +211,11 @@ static int co_resume(lua_State *L) {
  * run (a string error with this caller's position, as Lua's own does). */
 static int co_wrapped(lua_State *L) {
     lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-    int n = resume(L, co, lua_gettop(L));
+    int n = resume(L, lua_upvalueindex(1), co, lua_gettop(L));
     if (n >= 0) return n;
     int status = lua_status(co);
     if (status != LUA_OK && status != LUA_YIELD) {   /* it died of that error */
-        status = close_coroutine(L, co);
+        status = close_coroutine(L, lua_upvalueindex(1), co);
         lua_xmove(co, L, 1);                         /* (the error, or one that closing raised) */
     }
     if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
@@ -233,7 +261,7 @@ static int co_close(lua_State *L) {
     lua_State *co = lua_tothread(L, 1);
     const char *state = co_state(L, co);
     if (state[0] != 'd' && state[0] != 's') return luaL_error(L, "cannot close a %s coroutine", state);
-    if (close_coroutine(L, co) == LUA_OK) {
+    if (close_coroutine(L, 1, co) == LUA_OK) {
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -246,6 +274,8 @@ void ferry_track_coroutines(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     main_thread = lua_tothread(L, -1);
     lua_pop(L, 1);
+    lua_pushthread(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
     running = main_thread;
     static const luaL_Reg funcs[] = {{"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

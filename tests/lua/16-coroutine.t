@@ -99,4 +99,24 @@ T.is(pack(coroutine.resume(outer)), {n = 3, true, false, SRC .. ":96: cannot clo
 T.raises(function() coroutine.close({}) end, "bad argument #1 to 'close' %(thread expected, got table%)",
          "close: not a coroutine: argument error")
 
+-- ferry keeps no coroutine alive once it is back from it (it records the
+-- thread running, for Ctrl-C): one dropped is collected
+local weak = setmetatable({}, {__mode = "k"})
+local function drop()
+  co = coroutine.create(function() coroutine.yield() end)
+  weak[co] = "resumed"
+  coroutine.resume(co)
+  co = nil
+  local w = coroutine.wrap(function() coroutine.yield() end)
+  w()
+  weak[w] = "wrapped"
+  local c = coroutine.create(function() local x <close> = closer({}, "x"); coroutine.yield() end)
+  coroutine.resume(c)
+  coroutine.close(c)
+  weak[c] = "closed"
+end
+drop()
+collectgarbage(); collectgarbage()
+T.is(next(weak), nil, "coroutines resumed, wrapped or closed, then dropped, are collected")
+
 return T.done()

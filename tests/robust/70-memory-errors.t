@@ -6,7 +6,7 @@
 # replaces the allocator first) skips.
 . "$(dirname "$0")/../lib/tap.sh"
 require_pg
-plan 4
+plan 6
 
 cat >"$TAP_TMPDIR/oom.c" <<'C'
 /* The script arms it by allocating a string of 1,000,000 + n bytes
@@ -41,7 +41,7 @@ void *realloc(void *p, size_t size) {
 }
 C
 if ! ${CC:-cc} -shared -fPIC -O1 -o "$TAP_TMPDIR/oom.so" "$TAP_TMPDIR/oom.c" -ldl 2>"$TAP_TMPDIR/cc.err"; then
-    skip "cannot build the allocation shim: $(head -1 "$TAP_TMPDIR/cc.err")" 4
+    skip "cannot build the allocation shim: $(head -1 "$TAP_TMPDIR/cc.err")" 6
     exit 0
 fi
 
@@ -100,7 +100,7 @@ print(#broken == 0 and "usable" or table.concat(broken, "; "))
 LUA
 first=$(printf '%s\n' "$OUT" | sed -n 1p)
 if [ "$RC" != 0 ] || [ -z "$first" ] || [ "$first" = 0 ]; then
-    skip "the allocation shim had no effect here (rc $RC: $(printf '%s' "$ERR" | head -1))" 4
+    skip "the allocation shim had no effect here (rc $RC: $(printf '%s' "$ERR" | head -1))" 6
     exit 0
 fi
 pass "memory errors were raised inside conn:rows() ($first)"
@@ -110,3 +110,42 @@ is "$(printf '%s\n' "$OUT" | sed -n 3p)" "ended" \
    "...so db.transaction rolls back after one (its ROLLBACK was refused as 'connection busy': the transaction stayed open)"
 is "$(printf '%s\n' "$OUT" | sed -n 4p)" "usable" \
    "a memory error in db.transaction's own work after fn returned: ended, and the next db.transaction is one of its own"
+
+# A memory error that lua_resume raises itself, outside the coroutine's own
+# protected call (the message for a dead coroutine, which it could not
+# make), goes straight to the main thread's pcall, past the end of ferry's
+# coroutine.resume that sets the thread running back (l_interrupt.c): the
+# coroutine still named running must not be freed, or Ctrl-C's handler
+# sets its hook in freed memory.  Here strings of a coroutine's size take
+# its place once it is collected (glibc's malloc gives the block freed
+# last): ferry crashed on Ctrl-C, exit 139.
+set -m      # (the job started with SIGINT not ignored)
+MARK=$TAP_TMPDIR/looping
+cat >"$TAP_TMPDIR/stale.lua" <<'LUA'
+local marker = ...
+local function arm(n) local _ = string.rep("x", 1000000 + n) end
+local co = coroutine.create(function() end)
+coroutine.resume(co)
+collectgarbage()
+arm(1)
+local ok, e = pcall(coroutine.resume, co)
+pcall(arm, 0)
+print(ok and "resumed" or tostring(e))
+co = nil
+collectgarbage(); collectgarbage()
+local fill = {}
+for i = 1, 8 do fill[i] = string.rep("\255", 184) .. i end
+local f = assert(io.open(marker, "w")); f:close()
+while true do end
+LUA
+LD_PRELOAD=$TAP_TMPDIR/oom.so ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+"$FERRY" exec "$TAP_TMPDIR/stale.lua" "$MARK" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+PID=$!
+for _ in $(seq 1 400); do [ -e "$MARK" ] && break; kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+kill -INT "$PID" 2>/dev/null
+for _ in $(seq 1 600); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$PID" 2>/dev/null; then kill -KILL "$PID"; fi
+RC=0; wait "$PID" 2>/dev/null || RC=$?
+is "$(cat "$TAP_TMPDIR/bg.out")" "not enough memory" "coroutine.resume: a memory error in lua_resume's own work goes to the main thread's pcall"
+is "$RC|$(head -1 "$TAP_TMPDIR/bg.err")" "130|ferry: interrupted (SIGINT)" \
+   "...and Ctrl-C afterwards, once that coroutine is collected: interrupted, exit 130 (no hook set in freed memory)"
