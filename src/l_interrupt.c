@@ -18,7 +18,8 @@
  * It is over once it is raised in the main thread -- by the hook, or by
  * C code that saw the signal (a statement cancelled) -- or sys.interrupted()
  * has taken it: a hook still left on some coroutine then does nothing, so
- * that cleanup code -- in coroutines too -- runs uninterrupted.
+ * that cleanup code -- in coroutines too -- runs uninterrupted.  (Raised in
+ * a finalizer, which Lua does not raise on, it is raised again after it.)
  *
  * Per resume this costs two stores in the registry and a test (no
  * allocation). */
@@ -26,6 +27,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
+#include <string.h>
 
 #include "ferry.h"
 #include "interrupt.h"
@@ -93,13 +95,32 @@ static void reached(lua_State *L) {
     if (L == main_thread) pending = 0;
 }
 
+/* Whether L runs a finalizer (a __gc metamethod, at any level) */
+static int in_finalizer(lua_State *L) {
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "n", &ar) && ar.name && strcmp(ar.namewhat, "metamethod") == 0
+            && strcmp(ar.name, "__gc") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The interruption is raised in L (or raised on, from a coroutine): it has
+ * come to L, so that what runs next there -- a <close> variable's cleanup,
+ * the code after a pcall that caught it -- is not interrupted a second
+ * time.  Unless L runs a finalizer: Lua only warns of an error there and
+ * goes on, so L keeps its hook, which fires once the finalizer has
+ * returned (hooks wait till then). */
+static void raised_in(lua_State *L) {
+    if (in_finalizer(L)) arm(L);
+    else reached(L);
+}
+
 /* Raises the interruption in L, from the hook or from C code that saw the
- * signal (a statement it cancelled: l_db.c).  Either way it has come to L:
- * the hook is taken off L, so that what runs next there -- a <close>
- * variable's cleanup, the code after a pcall that caught it -- is not
- * interrupted a second time. */
+ * signal (a statement it cancelled: l_db.c). */
 int ferry_raise_interrupted(lua_State *L) {
-    reached(L);
+    raised_in(L);
     push_interrupted(L, interrupt_received());
     return lua_error(L);
 }
@@ -224,7 +245,7 @@ static int co_wrapped(lua_State *L) {
         lua_concat(L, 2);
     }
     /* an interruption raised on here has come to this thread: not again */
-    if (pending && is_interruption(L, -1)) reached(L);
+    if (pending && is_interruption(L, -1)) raised_in(L);
     return lua_error(L);
 }
 

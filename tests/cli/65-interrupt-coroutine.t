@@ -60,6 +60,25 @@ script generator    'local gen = coroutine.wrap(function()
 end)
 mark()
 while true do gen() end'
+# resumed from C: a table.sort comparator, a string.gsub callback, a
+# <close> variable's __close
+script sort         'table.sort({3, 2, 1}, function(a, b)
+  coroutine.wrap(function() mark(); while true do end end)()
+  return a < b
+end)'
+script gsub         'string.gsub("abc", ".", function()
+  coroutine.resume(coroutine.create(function() mark(); while true do end end))
+end)'
+script close        'do
+  local z <close> = setmetatable({}, {__close = function() coroutine.wrap(function() mark(); while true do end end)() end})
+end'
+# resumed by a finalizer (__gc): Lua only warns of an error there and goes
+# on, so the interruption is raised again once the finalizer has returned
+# (it was lost: the script went on, uninterrupted)
+script finalizer    'do setmetatable({}, {__gc = function() coroutine.wrap(function() mark(); while true do end end)() end}) end
+collectgarbage()
+print("not reached")
+while true do end'
 # caught: the script catches the interruption, then cleans up -- in a
 # coroutine too -- without being interrupted again; the engine ends the
 # command afterwards all the same
@@ -110,13 +129,13 @@ stop_ferry() {
 }
 
 # --- ferry exec: a loop in a coroutine stops as one in the main thread
-for s in main wrap resume nested nested_resume fresh generator; do
+for s in main wrap resume nested nested_resume fresh generator sort gsub close finalizer; do
     start_ferry --dir "$D" exec "$D/$s.lua" "$MARK"
     stop_ferry INT
-    is "$RC|$ERR" "130|ferry: interrupted (SIGINT)" "exec $s.lua: Ctrl-C: exit 130, one line"
+    is "$RC|$OUT|$ERR" "130||ferry: interrupted (SIGINT)" "exec $s.lua: Ctrl-C: exit 130, one line"
     start_ferry --dir "$D" exec "$D/$s.lua" "$MARK"
     stop_ferry TERM
-    is "$RC|$ERR" "143|ferry: interrupted (SIGTERM)" "exec $s.lua: SIGTERM: exit 143, one line"
+    is "$RC|$OUT|$ERR" "143||ferry: interrupted (SIGTERM)" "exec $s.lua: SIGTERM: exit 143, one line"
 done
 
 for s in caught_main caught_wrap; do
@@ -159,6 +178,13 @@ script stmt_caught_co  "${STMT}"'coroutine.wrap(function()
   print("caught in the coroutine: " .. tostring(err))
 end)()
 print("not reached")'
+# a statement waited for in a finalizer: raised there, the interruption is
+# raised again once the finalizer has returned (Lua only warns of an error
+# in a finalizer and goes on)
+script stmt_finalizer  "${STMT}"'do setmetatable({}, {__gc = function() sql() end}) end
+collectgarbage()
+print("not reached")
+while true do end'
 # (c.exec straight from pcall: no Lua code of ferry's in between that the
 # second interruption could have spent itself in)
 script stmt_caught_main "${STMT}"'mark()
@@ -173,6 +199,11 @@ for s in stmt_close_co:coroutine stmt_close_main:main; do
 ${s#*:} closed: 5050|ferry: interrupted (SIGINT)" \
        "exec ${s%%:*}.lua: a statement cancelled in the ${s#*:} thread: its <close> variable's cleanup runs whole, once"
 done
+start_ferry --dir "$D" exec "$D/stmt_finalizer.lua" "$MARK"
+wait_stmt
+stop_ferry INT
+is "$RC|$OUT|$ERR" "130||ferry: interrupted (SIGINT)" \
+   "exec stmt_finalizer.lua: a statement cancelled in a finalizer: interrupted once the finalizer has returned"
 start_ferry --dir "$D" exec "$D/stmt_caught_co.lua" "$MARK"
 wait_stmt
 stop_ferry INT
