@@ -11,9 +11,10 @@
  * From the thread it is raised in, the interruption goes up to the main
  * thread, where the engine handles it:
  *   - coroutine.wrap raises it again in the thread that called it;
- *   - coroutine.resume returns false and it, and the thread that resumed
- *     is interrupted in turn at once (its hook is set): a script that takes
- *     a failed resume for the end of its input stops all the same;
+ *   - coroutine.resume returns false and it, but the thread that resumed
+ *     is interrupted in turn as resume returns (its hook is set): the
+ *     script never sees those values, and one that would take a failed
+ *     resume for the end of its input stops all the same;
  *   - a coroutine that caught it and yields or returns: the same.
  * It is over once it is raised in the main thread -- by the hook, or by
  * C code that saw the signal (a statement cancelled) -- or sys.interrupted()

@@ -31,8 +31,9 @@ script wrap         'coroutine.wrap(function()
   while true do end
 end)()'
 script resume       'local co = coroutine.create(function() mark(); while true do end end)
-local ok, err = coroutine.resume(co)       -- (its error ignored:)
-while true do end                          -- the main thread goes on'
+local ok, err = coroutine.resume(co)       -- (interrupted as it returns:)
+print("resume returned", ok, err)          -- not reached
+while true do end                          -- (nor the loop)'
 script nested       'coroutine.wrap(function()
   coroutine.wrap(function()
     mark()
@@ -41,8 +42,9 @@ script nested       'coroutine.wrap(function()
 end)()'
 script nested_resume 'coroutine.wrap(function()
   local inner = coroutine.create(function() mark(); while true do end end)
-  coroutine.resume(inner)                  -- (its error ignored:)
-  while true do end                        -- the outer coroutine goes on
+  local ok, err = coroutine.resume(inner)  -- (interrupted as it returns:)
+  print("resume returned", ok, err)        -- not reached
+  while true do end                        -- (nor the loop)
 end)()'
 # the coroutines that run when the signal comes are made after it
 script fresh        'coroutine.wrap(function()
