@@ -39,26 +39,27 @@ static lua_State *main_thread;
 static lua_State *volatile running;
 
 /* A thread is made the running one (running_is) by storing it in the
- * registry too (at &RUNNING_KEY), where it stays until the next one replaces
- * it: a memory error that lua_resume or lua_resetthread raises itself,
- * outside the coroutine's protected call (a message it cannot make:
- * "cannot resume dead coroutine", "error in error handling"), is thrown
- * straight to the main thread's innermost pcall, past the store that sets
- * the running thread back -- and the coroutine `running` still names must
- * not be freed while the handler may set its hook on it.  (The key is
- * made at start and never emptied: these stores allocate nothing.) */
-static const char RUNNING_KEY = 0;
+ * registry too (at running_ref), where it stays until the next one
+ * replaces it: a memory error that lua_resume or lua_resetthread raises
+ * itself, outside the coroutine's protected call (a message it cannot
+ * make: "cannot resume dead coroutine", "error in error handling"), is
+ * thrown straight to the main thread's innermost pcall, past the store
+ * that sets the running thread back -- and the coroutine `running` still
+ * names must not be freed while the handler may set its hook on it.  (The
+ * reference is made at start and never emptied: these stores allocate
+ * nothing.  An integer key: half the cost of a light userdata's.) */
+static int running_ref = LUA_NOREF;
 
 static void running_is(lua_State *L, int idx, lua_State *th) {
     lua_pushvalue(L, idx);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
+    lua_rawseti(L, LUA_REGISTRYINDEX, running_ref);
     running = th;
 }
 
 /* L, back from resuming or closing a coroutine, is the running thread again */
 static void running_again(lua_State *L) {
     lua_pushthread(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
+    lua_rawseti(L, LUA_REGISTRYINDEX, running_ref);
     running = L;
 }
 
@@ -297,7 +298,7 @@ void ferry_track_coroutines(lua_State *L) {
     main_thread = lua_tothread(L, -1);
     lua_pop(L, 1);
     lua_pushthread(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &RUNNING_KEY);
+    running_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     running = main_thread;
     static const luaL_Reg funcs[] = {{"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
