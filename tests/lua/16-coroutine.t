@@ -99,6 +99,57 @@ T.is(pack(coroutine.resume(outer)), {n = 3, true, false, SRC .. ":96: cannot clo
 T.raises(function() coroutine.close({}) end, "bad argument #1 to 'close' %(thread expected, got table%)",
          "close: not a coroutine: argument error")
 
+-- more of Lua's own answers (each checked against stock lua5.4 5.4.4)
+local main = coroutine.running()
+T.is(pack(coroutine.resume(coroutine.create(function() return coroutine.resume(main) end))),
+     {n = 3, true, false, "cannot resume non-suspended coroutine"}, "resume of the main thread from a coroutine: false and why")
+T.is({pcall(coroutine.wrap(function() error(42) end))}, {false, 42}, "wrap: a number error as it is, no place added")
+T.is(pack(pcall(coroutine.wrap(function() error() end))), {n = 2, false, nil}, "wrap: a nil error as it is")
+co = coroutine.create(function()
+  local a <close> = setmetatable({}, {__close = function(_, e) error("A:" .. tostring(e), 0) end})
+  local b <close> = setmetatable({}, {__close = function(_, e) error("B:" .. tostring(e), 0) end})
+  coroutine.yield()
+end)
+coroutine.resume(co)
+T.is(pack(coroutine.close(co)), {n = 2, false, "A:B:nil"}, "close: each variable's __close erring, the last error, each seeing the one before")
+-- yields across pcall, a metamethod and a for iterator
+co = coroutine.create(function()
+  local ok, v = pcall(function() return coroutine.yield("in pcall") end)
+  local t = setmetatable({}, {__index = function(_, k) return coroutine.yield("in __index " .. k) end})
+  local x = t.k
+  local s = 0
+  for i in function(_, i) i = (i or 0) + 1; if i <= 2 then coroutine.yield("in iterator"); return i end end do s = s + i end
+  return ok, v, x, s
+end)
+got = {}
+local res = pack(coroutine.resume(co))
+while coroutine.status(co) == "suspended" do got[#got + 1] = res[2]; res = pack(coroutine.resume(co, #got)) end
+T.is({got, res}, {{"in pcall", "in __index k", "in iterator", "in iterator"}, {n = 5, true, true, 1, 2, 3}},
+     "yields across pcall, a metamethod, a for iterator")
+T.is(pack(coroutine.resume(coroutine.create(function() table.sort({2, 1}, function(a, b) coroutine.yield() return a < b end) end))),
+     {n = 2, false, "attempt to yield across a C-call boundary"}, "a yield across table.sort: Lua's error")
+-- resumed from C: a finalizer, a comparator, a callback
+local gco = coroutine.create(function(x) return x * 2 end)
+local from_gc
+do setmetatable({}, {__gc = function() from_gc = pack(coroutine.resume(gco, 21)) end}) end
+collectgarbage(); collectgarbage()
+T.is(from_gc, {n = 2, true, 42}, "resumed by a finalizer")
+local tick = coroutine.wrap(function() local n = 0; while true do n = n + 1; coroutine.yield(n) end end)
+local t = {3, 1, 2}
+table.sort(t, function(a, b) tick(); return a < b end)
+T.is({t, (string.gsub("ab", ".", function(c) return c .. tick() end)) ~= nil}, {{1, 2, 3}, true}, "resumed by a table.sort comparator, a gsub callback")
+-- nested 250 deep: past Lua's limit of C calls the innermost resume fails
+local depth, deepest = 0, nil
+local function nest(n)
+  depth = n
+  local r = pack(coroutine.resume(coroutine.create(function() return nest(n + 1) end)))
+  if not r[1] then deepest = r[2] end
+  return table.unpack(r, 1, r.n)
+end
+T.is({nest(0), deepest, depth > 150 and depth < 200}, {true, "C stack overflow", true}, "resume 200 coroutines deep: C stack overflow, as Lua")
+local function nestw(n) return coroutine.wrap(function() return nestw(n + 1) end)() end
+T.like(select(2, pcall(nestw, 0)), "C stack overflow$", "wrap 200 coroutines deep: C stack overflow, as Lua")
+
 -- ferry keeps no coroutine alive once it is back from it (it records the
 -- thread running, for Ctrl-C): one dropped is collected
 local weak = setmetatable({}, {__mode = "k"})
