@@ -264,11 +264,9 @@ function M.pipeline(opts)
   if type(opts) ~= "table" then
     error("db.pipeline: its options are a table {jobs =, dry_run =, checkpoint =}, not a " .. type(opts), 2)
   end
-  for k in pairs(opts) do
-    if not PIPELINE_OPTIONS[k] then
-      error(string.format("db.pipeline: unknown option %s (its options are jobs, dry_run, checkpoint)",
-                          type(k) == "string" and "'" .. k .. "'" or tostring(k)), 2)
-    end
+  local unknown = errors.unknown_key(opts, PIPELINE_OPTIONS)
+  if unknown then
+    error("db.pipeline: unknown option " .. unknown .. " (its options are jobs, dry_run, checkpoint)", 2)
   end
   if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1) then
     error("db.pipeline: jobs must be a whole number >= 1, not " .. tostring(opts.jobs), 2)

@@ -81,6 +81,17 @@ function M.text(e)
   return M.valid_utf8(tostring(e))
 end
 
+--- unknown_key(t, known) -> a key of table t that is not in the set
+-- known, written for a message ('name', or a number as it is), or nil:
+-- an options table or a batch with a misspelt key is refused, not taken
+-- as if the key were left out.
+function M.unknown_key(t, known)
+  for k in pairs(t) do
+    if not known[k] then return type(k) == "string" and "'" .. k .. "'" or tostring(k) end
+  end
+  return nil
+end
+
 --- where(level) -> "file:line: " of the innermost frame of a script or rule
 -- on the stack, from the caller's `level` on (as debug.getinfo counts), or
 -- "" when there is none (ferry's own Lua is "=[ferry]/...").

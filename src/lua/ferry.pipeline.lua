@@ -95,11 +95,9 @@ local function check_batch(batch)
   if type(batch) ~= "table" then
     error("pipe:send: a batch is a table {copies = {{sql =, buffer =}, ...}, after =, position =}, not " .. type(batch))
   end
-  for k in pairs(batch) do
-    if not BATCH_KEYS[k] then
-      error(string.format("pipe:send: unknown key %s in the batch (its keys are copies, after, position)",
-                          type(k) == "string" and "'" .. k .. "'" or tostring(k)))
-    end
+  local unknown = errors.unknown_key(batch, BATCH_KEYS)
+  if unknown then
+    error("pipe:send: unknown key " .. unknown .. " in the batch (its keys are copies, after, position)")
   end
   local copies = batch.copies
   if copies ~= nil and type(copies) ~= "table" then
