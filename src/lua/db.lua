@@ -342,7 +342,7 @@ function M.connect(conninfo)
   return relay("connect", 0, hand(pcall(core.connect, conninfo)))
 end
 
---- db._end_copies() -> where the script left a COPY open (a writer neither
+--- db._end_busy() -> where the script left a COPY open (a writer neither
 -- finished nor aborted): "the main session", "a session of its own
 -- (db.connect())", or nil.  Each such COPY is aborted now: its rows were
 -- not the script's to keep unfinished, and its session is free again (the
@@ -351,7 +351,7 @@ end
 -- wrote nothing, and the run's history row is written on that session.
 -- The engine calls it when a script has returned (after a pipeline's own
 -- are ended).
-function M._end_copies()
+function M._end_busy()
   local where
   local function look(conn, name)
     if core.busy_with(conn) == "a COPY" then

@@ -980,7 +980,7 @@ local LEFT_COPY = "the script ended with a COPY still open on %s; it was aborted
 local function close_open_transaction(ok, err)
   local pipeline = package.loaded["ferry.pipeline"]
   if pipeline and pipeline.unfinished() and ok then ok, err = false, LEFT_PIPELINE end
-  local copy = db._end_copies()
+  local copy = db._end_busy()
   if copy and ok then ok, err = false, string.format(LEFT_COPY, copy) end
   if db._end_open() and ok then ok, err = false, LEFT_OPEN_CONN end
   local main = db.main()
