@@ -41,15 +41,20 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h)
 
 $(BUILD)/embed: tools/embed.c
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -o $@ $<
+	$(CC) -O1 -Wall -Wextra -Werror $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) -lm
 
-# Lua preludes are compiled into the binary: bin/ferry needs no files.
+# Lua preludes are compiled into the binary, as source and as bytecode
+# (tools/embed.c): bin/ferry needs no files and compiles none at start.
 $(BUILD)/gen/preludes.c: $(PRELUDES) $(BUILD)/embed
 	@mkdir -p $(dir $@)
 	$(BUILD)/embed $@ $(foreach f,$(PRELUDES),$(subst -,.,$(notdir $(basename $(f))))=$(f))
 
 $(BUILD)/obj/preludes.o: $(BUILD)/gen/preludes.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
+
+$(BUILD)/unit/test_preludes: tests/unit/test_preludes.c $(BUILD)/gen/preludes.c $(wildcard include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-overlength-strings -o $@ $< $(BUILD)/gen/preludes.c $(LDLIBS) -lcmocka
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(wildcard include/*.h)
 	@mkdir -p $(dir $@)
