@@ -31,7 +31,7 @@ commands:
   rollback MIGRATION            run its rollback and record that
   validate MIGRATION            run its checks; print each with pass/fail
   baseline VERSION              record every migration up to VERSION as applied, without running it
-  new NAME                      scaffold migrations/<today>_<name>/
+  new NAME [--sql]              scaffold migrations/<today>_<name>/: up.lua, or up.sql with --sql
   check                         load every script and rule, run the rules' tests (no database)
   exec FILE [ARG...]            run a Lua file with the ferry API (ad-hoc scripts, tests)
 
@@ -1817,16 +1817,17 @@ flush()
 read:close()
 ]=]
 
-local TEMPLATE_ROLLBACK = [=[
+-- The rollback.sql of both scaffolds: its header, a convention, then
+-- BEGIN, ferry's migration lock (ROLLBACK_LOCK), the body and COMMIT.
+local ROLLBACK_HEAD = [=[
 -- Rollback of %s.  Works with `ferry rollback %s` and on its own:
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql
--- Convention: delete only the rows this migration created (tag them, e.g.
--- metadata->>'createdBy' = '%s'), never rows the live system wrote, and
--- verify inside the transaction that they are gone.
+]=]
+local ROLLBACK_LOCK = [=[
 BEGIN;
 -- Not while a ferry command works on this database (it holds its migration
 -- lock, key 7366291803, while it runs or rolls back a migration): beside a
--- run, this would delete the batches committed so far while the run goes
+-- run, this would undo what the run has committed so far while it goes
 -- on.  Under `ferry rollback` the session holds the lock already; under
 -- psql it is held until this transaction ends, so no ferry starts meanwhile.
 DO $$
@@ -1843,6 +1844,16 @@ BEGIN
       coalesce(holder::text, 'unknown');
   END IF;
 END $$;
+]=]
+local function rollback_template(convention, body)
+  return ROLLBACK_HEAD .. convention .. ROLLBACK_LOCK .. body .. "COMMIT;\n"
+end
+
+local TEMPLATE_ROLLBACK = rollback_template([=[
+-- Convention: delete only the rows this migration created (tag them, e.g.
+-- metadata->>'createdBy' = '%s'), never rows the live system wrote, and
+-- verify inside the transaction that they are gone.
+]=], [=[
 -- DELETE FROM "MyTable" WHERE metadata->>'createdBy' = '%s';
 DO $$
 BEGIN
@@ -1857,10 +1868,46 @@ BEGIN
   END IF;
   RAISE NOTICE 'rollback of %s: nothing to undo in the example';
 END $$;
-COMMIT;
+]=])
+
+-- ferry new NAME --sql: a schema step's up.sql and rollback.sql.
+local TEMPLATE_UP_SQL = [=[
+-- %s: a schema migration (a table, a column, an index).  Run it with
+--   ferry run %s --dry-run     (says it would run this file; runs nothing)
+--   ferry run %s               (or ferry up)
+--
+-- ferry runs this whole file in one transaction that it begins and commits:
+-- leave BEGIN/COMMIT out (check, run and up refuse them), and with them
+-- CREATE INDEX CONCURRENTLY, which cannot run in a transaction.  When a
+-- statement fails, everything before it is rolled back too and the run is
+-- recorded failed: fix it and run again.  Each statement waits for a lock at
+-- most --lock-timeout (default 5s; ALTER TABLE waits for every query on
+-- its table to end): past that it fails, the whole file with it.
+--
+-- Write it so that running it again does no harm, e.g.:
+-- CREATE TABLE IF NOT EXISTS my_table (
+--   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+--   note text NOT NULL
+-- );
+-- ALTER TABLE my_table ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+-- CREATE INDEX IF NOT EXISTS my_table_created_at_idx ON my_table (created_at);
+--
+-- Until then it changes nothing, so that it runs as it is:
+DO $$ BEGIN RAISE NOTICE '%s: nothing to do yet'; END $$;
 ]=]
 
-local TEMPLATE_VALIDATE = [=[
+local TEMPLATE_ROLLBACK_SQL = rollback_template([=[
+-- Convention: drop only what this migration's up.sql made, with IF EXISTS
+-- (so that it runs whether up.sql ran or not), newest first.  A DROP takes
+-- the rows in it along: keep what you need before you run this.
+]=], [=[
+-- DROP INDEX IF EXISTS my_table_created_at_idx;
+-- ALTER TABLE IF EXISTS my_table DROP COLUMN IF EXISTS created_at;
+-- DROP TABLE IF EXISTS my_table;
+DO $$ BEGIN RAISE NOTICE 'rollback of %s: nothing to undo yet'; END $$;
+]=])
+
+local VALIDATE_HEAD = [=[
 -- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
 -- 1 if any fails.  check(name, fn): fn returns ok [, detail].  Every check
 -- reads one snapshot (the script runs in one read-only transaction).
@@ -1868,6 +1915,9 @@ check("the database answers", function()
   local r = db.one("SELECT 1 AS one")
   return r.one == 1
 end)
+]=]
+
+local TEMPLATE_VALIDATE = VALIDATE_HEAD .. [=[
 
 check("pg_namespace has rows", function()
   local r = db.one("SELECT count(*) AS n FROM pg_catalog.pg_namespace")
@@ -1875,7 +1925,18 @@ check("pg_namespace has rows", function()
 end)
 ]=]
 
-local TEMPLATE_README = [=[
+local TEMPLATE_VALIDATE_SQL = VALIDATE_HEAD .. [=[
+
+-- What up.sql made is there, e.g.:
+-- check("my_table has created_at", function()
+--   local r = db.one([[SELECT count(*) AS n FROM information_schema.columns
+--                       WHERE table_name = 'my_table' AND column_name = 'created_at']])
+--   return r.n == 1, r.n .. " column(s)"
+-- end)
+]=]
+
+-- (a schema step's README has no statistics line: it counts nothing)
+local TEMPLATE_README_SQL = [=[
 # %s
 
 What this migration does, why, and what it changes.
@@ -1883,12 +1944,14 @@ What this migration does, why, and what it changes.
 - Apply: `ferry run %s --dry-run`, then `ferry run %s` (or `ferry up`)
 - Validate: `ferry validate %s`
 - Roll back: `ferry rollback %s` (or `psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql`)
+]=]
+local TEMPLATE_README = TEMPLATE_README_SQL .. [=[
 
 Statistics: rows_seen, rows_written, rows_skipped, errors.
 ]=]
 
 function commands.new(args)
-  if #args ~= 1 then usage_error("usage: ferry new NAME") end
+  if #args ~= 1 then usage_error("usage: ferry new NAME [--sql]") end
   local name = args[1]
   if not name:match("^[a-z0-9][a-z0-9_]*$") then
     usage_error("migration names use lowercase letters, digits and underscores: %s", name)
@@ -1908,12 +1971,20 @@ function commands.new(args)
     f:write(text)
     f:close()
   end
-  write("up.lua", string.format(TEMPLATE_UP, id, id, id))
-  write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id, id))
-  write("validate.lua", string.format(TEMPLATE_VALIDATE, id, id))
-  write("README.md", string.format(TEMPLATE_README, id, id, id, id, id))
+  local up = opts.sql and "up.sql" or "up.lua"
+  if opts.sql then
+    write(up, string.format(TEMPLATE_UP_SQL, id, id, id, id))
+    write("rollback.sql", string.format(TEMPLATE_ROLLBACK_SQL, id, id, id))
+    write("validate.lua", string.format(TEMPLATE_VALIDATE_SQL, id, id))
+    write("README.md", string.format(TEMPLATE_README_SQL, id, id, id, id, id))
+  else
+    write(up, string.format(TEMPLATE_UP, id, id, id))
+    write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id, id))
+    write("validate.lua", string.format(TEMPLATE_VALIDATE, id, id))
+    write("README.md", string.format(TEMPLATE_README, id, id, id, id, id))
+  end
   if log.flags().json then emit_json(object({"created"}, {created = "migrations/" .. id}))
-  else log.info("created migrations/" .. id .. "/ (up.lua, rollback.sql, validate.lua, README.md)") end
+  else log.info("created migrations/" .. id .. "/ (" .. up .. ", rollback.sql, validate.lua, README.md)") end
   return EXIT_OK
 end
 
@@ -2060,6 +2131,7 @@ end
 local COMMANDS_WITH = {
   ["dry-run"] = {up = true, run = true, exec = true},
   to = {up = true},
+  sql = {new = true},
 }
 
 -- The commands that always work on the database.
@@ -2094,6 +2166,7 @@ local function main(cli)
   if flags.json and cmd ~= "exec" then sys.divert_stdout() end
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
+  opts.sql = flags.sql == true
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
   opts.batch_size_given = flags["batch-size"] ~= nil
   opts.jobs = number_flag(flags, "jobs", 2, 1)

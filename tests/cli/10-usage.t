@@ -32,6 +32,11 @@ is "$RC|$ERR" "0|" "--help: exit 0, no stderr"
 for c in status up run rollback validate baseline new check exec; do
     like "$OUT" $'\n  '"$c " "--help lists $c"
 done
+like "$OUT" $'\n  new NAME \\[--sql\\] +scaffold migrations/<today>_<name>/: up\\.lua, or up\\.sql with --sql\n' "--help: new takes --sql"
+# README.md's usage block shows the same command lines as --help
+help_cmds=$(sed -n '/^commands:$/,/^$/{/^  /p}' <<<"$OUT")
+readme_cmds=$(sed -n '/^## Usage$/,/^## /p' "$REPO_ROOT/README.md" | sed -n '/^ferry \[--db/,/^ferry --version/{/^  /p}')
+is "$readme_cmds" "$help_cmds" "README.md's usage block lists the commands as --help does"
 like "$OUT" 'exit codes: 0 success; 1 .*; 2 usage or configuration error' "--help states the exit codes"
 like "$OUT" $'\n  --version ' "--help lists --version"
 run_ferry -h
@@ -57,7 +62,7 @@ expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run 20250101 20
 expect_usage "usage: ferry rollback MIGRATION" --dir "$D" rollback
 expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
 expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
-expect_usage "usage: ferry new NAME" --dir "$D" new
+expect_usage "usage: ferry new NAME [--sql]" --dir "$D" new
 expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
 expect_usage "option --db needs a value" --dir "$D" status --db
 expect_usage "option --to needs a value" --dir "$D" up --to
@@ -73,6 +78,11 @@ for c in status "rollback 20250101" "validate 20250102_bravo" "baseline 20250101
 done
 expect_usage "--to does not apply to 'run'" --dir "$D" run 20250101 --to 20250101
 expect_usage "--to does not apply to 'status'" --dir "$D" status --to 20250101
+# --sql is new's alone
+for c in status up "run 20250101" "rollback 20250101" "validate 20250102_bravo" "baseline 20250101" check "exec x.lua"; do
+    # shellcheck disable=SC2086
+    expect_usage "--sql does not apply to '${c%% *}'" --dir "$D" $c --sql
+done
 
 # --- unknown and ambiguous migrations
 expect_usage "unknown migration 20259999" --dir "$D" run 20259999
