@@ -56,6 +56,9 @@ like "$(printf '%s\n' "$log" | grep -E '^(batch5|lead_stage_notes) ')" \
     $'^batch5 run [0-9.]+ [0-9]+\nbatch5 rerun [0-9.]+ [0-9]+\nlead_stage_notes run [0-9.]+ [0-9]+\nlead_stage_notes rerun [0-9.]+ [0-9]+$' \
     "section 9: the bench lines as shown"
 # section 10: a schema migration first
+like "$log" $'\ncreated migrations/[0-9]{8}_stage_counts_1_table/ \\(up\\.sql, rollback\\.sql, validate\\.lua, README\\.md\\)\n' \
+    "section 10: new --sql scaffolds the schema step with an up.sql"
+like "$log" $'\nDROP TABLE IF EXISTS stage_counts;\nCOMMIT;\n' "section 10: the scaffold's rollback.sql ends with our DROP TABLE"
 like "$log" 'ferry: migrations/[0-9]{8}_stage_counts_2_fill/up\.lua:4: query failed: relation "stage_counts" does not exist \[SQLSTATE 42P01\]' \
     "section 10: up --dry-run of both fails on the table, as shown"
 like "$log" $'\ndry run failed, as it should' "...and the guide's echo says so (the dry run exited non-zero)"
