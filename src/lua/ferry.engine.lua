@@ -290,19 +290,23 @@ local function checksum_text(root, rel)
   return s and (s:gsub("\r\n", "\n"))
 end
 
--- SHA-256 over the migration's scripts and the rule files it loaded.
-local function checksum(root, m, rules)
+-- SHA-256 over the migration's scripts and the rule files it loaded.  The
+-- scripts are hashed with their paths (migrations/<id>/up.sql): as_rel, when
+-- given, is the folder they are hashed as being in (migrations/<other id>),
+-- their text still read from m's -- what the checksum of another id's
+-- folder holding these very files would be.
+local function checksum(root, m, rules, as_rel)
   local parts = {}
   local files = {}
   for _, f in ipairs(SCRIPT_FILES) do
-    if m.files[f] then files[#files + 1] = m.rel .. "/" .. f end
+    if m.files[f] then files[#files + 1] = {m.rel .. "/" .. f, (as_rel or m.rel) .. "/" .. f} end
   end
   local sorted_rules = {}
   for i, r in ipairs(rules or {}) do sorted_rules[i] = r end
   table.sort(sorted_rules)
-  for _, r in ipairs(sorted_rules) do files[#files + 1] = r end
-  for _, rel in ipairs(files) do
-    parts[#parts + 1] = rel .. "\0" .. (checksum_text(root, rel) or "") .. "\0"
+  for _, r in ipairs(sorted_rules) do files[#files + 1] = {r, r} end
+  for _, f in ipairs(files) do
+    parts[#parts + 1] = f[2] .. "\0" .. (checksum_text(root, f[1]) or "") .. "\0"
   end
   return sys.sha256(table.concat(parts))
 end
@@ -491,7 +495,7 @@ local function load_states()
   local states = {}
   if not history_exists() then return states end
   local rows = on_history("read", db.query, [[
-    SELECT h.migration, h.status, h.operation, h.checksum, h.rules,
+    SELECT h.migration, h.version, h.status, h.operation, h.checksum, h.rules,
            to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
            to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
            h.host, h.pid, h.backend_pid,
@@ -521,6 +525,38 @@ local function parse_pg_array(s)
   if not s or s == "{}" then return out end
   for item in s:sub(2, -2):gmatch('[^,]+') do out[#out + 1] = (item:gsub('^"(.*)"$', "%1")) end
   return out
+end
+
+-- The migrations of list that look renamed: one the history has never seen
+-- with the version, or the scripts, of a migration recorded applied (or
+-- baselined) whose folder is gone.  The scripts compare exactly: the
+-- checksum that history row holds (the scripts, and the rule files its run
+-- loaded, as they were then) against the one of this folder's scripts
+-- hashed under the old folder's name with those rule files as they are now
+-- (a rule changed since is other scripts).  {[id] = {id =, st =, version =
+-- true|false, scripts = true|false}}: for each, the best match (version
+-- and scripts, then scripts, then version; then the first id).  Nothing is
+-- hashed when no applied migration's folder is gone.
+local function renamed_from(list, by_id, states)
+  local found, gone = {}, {}
+  for id, st in pairs(states) do
+    if st.status == "applied" and not by_id[id] then gone[#gone + 1] = {id = id, st = st} end
+  end
+  if #gone == 0 then return found end
+  table.sort(gone, function(a, b) return a.id < b.id end)
+  for _, m in ipairs(list) do
+    if not states[m.id] then
+      local score = 0
+      for _, g in ipairs(gone) do
+        local version = g.st.version == m.version
+        local scripts = g.st.checksum ~= nil
+                        and checksum(root_dir, m, parse_pg_array(g.st.rules), "migrations/" .. g.id) == g.st.checksum
+        local s = (scripts and 2 or 0) + (version and 1 or 0)
+        if s > score then found[m.id], score = {id = g.id, st = g.st, version = version, scripts = scripts}, s end
+      end
+    end
+  end
+  return found
 end
 
 -- The session holding the lock (a session lock goes with its session: once
@@ -1335,6 +1371,36 @@ local function pending_up_to(list, last, states)
   return pending
 end
 
+-- The last migration before m in list that is not applied (nil when none):
+-- what `ferry baseline ID_OF_M` would record as applied along with m.
+local function pending_before(list, states, m)
+  local last
+  for _, x in ipairs(list) do
+    if x == m then break end
+    local st = states[x.id]
+    if not (st and st.status == "applied") then last = x end
+  end
+  return last
+end
+
+-- up and run do not run a migration that looks renamed (renamed_from: r):
+-- it would run a second time what was applied under its old name (a schema
+-- step run twice fails or does damage).  A configuration error, exit 2,
+-- before anything is written, naming the ways out.
+local function refuse_renamed(list, states, m, r)
+  local why = r.version and r.scripts and "same version and scripts" or (r.version and "same version" or "same scripts")
+  local before = pending_before(list, states, m)
+  local record = before and string.format("'ferry up --to %s' (what is pending before it), then 'ferry baseline %s'",
+                                          before.id, m.id)
+                        or string.format("'ferry baseline %s'", m.id)
+  local other = r.version and "if it is a different migration, give it a new version"
+                or string.format("to run its scripts a second time, rename the folder back and 'ferry run %s'", r.id)
+  usage_error("%s looks like %s renamed (%s; %s was %s at %s and its folder is gone): not run a second time. "
+              .. "Rename the folder back to %s; or, if it is %s under a new name, record it as applied without "
+              .. "running it: %s; or, %s", m.id, r.id, why, r.id,
+              r.st.operation == "baseline" and "baselined" or "applied", r.st.finished_at, r.id, r.id, record, other)
+end
+
 -- After a migration that finished although Ctrl-C came meanwhile: the
 -- command stops there; nil when no signal came.
 local function after_interrupt(m, dry_run)
@@ -1347,7 +1413,7 @@ end
 
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
-  local list, _, ignored = discover(root_dir)
+  local list, by_id, ignored = discover(root_dir)
   note_ignored(ignored)
   local last = #list
   if opts.to then
@@ -1361,6 +1427,10 @@ function commands.up(args)
   -- before ensure_history, which may write (the history tables)
   local states = load_states()
   local pending = pending_up_to(list, last, states)
+  local renamed = renamed_from(pending, by_id, states)
+  for _, m in ipairs(pending) do
+    if renamed[m.id] then refuse_renamed(list, states, m, renamed[m.id]) end
+  end
   preflight(list, any_up_lua(pending))
   for _, m in ipairs(pending) do refuse_bad_up_script(m) end
   ensure_history()
@@ -1399,13 +1469,16 @@ end
 
 function commands.run(args)
   if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
-  local list = discover(root_dir)
+  local list, by_id = discover(root_dir)
   local m = find_migration(list, args[1])
   prestart_sessions(m, opts.dry_run)
   preflight({m}, m.files["up.lua"])
   refuse_bad_up_script(m)
   db.open()
   take_lock()
+  local states = load_states()
+  local renamed = renamed_from({m}, by_id, states)[m.id]
+  if renamed then refuse_renamed(list, states, m, renamed) end
   local r = apply(m, "run", opts.dry_run)
   if log.flags().json then emit_json(r) end
   if r.exit then
@@ -1642,7 +1715,8 @@ end
 -- The fields of a migration in `status --json` (a field with no value --
 -- a pending migration's applied_at, checksum_changed -- is left out).
 local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
-                     "later_run_failed", "later_rollback_failed", "missing", "checkpoint"}
+                     "later_run_failed", "later_rollback_failed", "missing", "renamed_from", "renamed_to",
+                     "checkpoint"}
 
 -- The migrations with a saved resume point (a run that failed or was
 -- interrupted after a batch committed: the next run resumes from it).
@@ -1660,6 +1734,12 @@ function commands.status(args)
   db.open()
   local states = load_states()
   local saved = saved_checkpoints()
+  local renamed = renamed_from(list, by_id, states)
+  local renamed_to = {}              -- the missing migration's id -> the first that looks like it renamed
+  for _, m in ipairs(list) do
+    local r = renamed[m.id]
+    if r and not renamed_to[r.id] then renamed_to[r.id] = m.id end
+  end
   local rows = array()
   for _, m in ipairs(list) do
     local st = states[m.id]
@@ -1679,7 +1759,7 @@ function commands.status(args)
        checksum_changed = drift, baseline = st ~= nil and st.operation == "baseline",
        later_run_failed = st ~= nil and st.failed_after == true,
        later_rollback_failed = st ~= nil and st.rollback_failed_after == true, missing = false,
-       checkpoint = saved[m.id] == true})
+       renamed_from = renamed[m.id] and renamed[m.id].id, checkpoint = saved[m.id] == true})
   end
   -- migrations the history knows and the folder no longer has, in order
   local gone = {}
@@ -1697,7 +1777,7 @@ function commands.status(args)
       {migration = g.id, version = g.version, name = g.id:match("^%d+_(.+)$"), status = st.status,
        applied_at = st.status == "applied" and st.finished_at or nil, baseline = st.operation == "baseline",
        later_run_failed = st.failed_after == true, later_rollback_failed = st.rollback_failed_after == true,
-       missing = true, checkpoint = saved[g.id] == true})
+       missing = true, renamed_to = renamed_to[g.id], checkpoint = saved[g.id] == true})
   end
   if log.flags().json then
     emit_json(object({"migrations"}, {migrations = rows}))
@@ -1708,7 +1788,14 @@ function commands.status(args)
   for _, r in ipairs(rows) do
     local note = r.checksum_changed and "CHANGED since applied" or (r.checksum_changed == false and "ok" or "-")
     if r.baseline then note = "baseline" end
-    if r.missing then note = "file missing from migrations/" end
+    if r.missing then
+      note = "file missing from migrations/" .. (r.renamed_to and "; renamed to " .. r.renamed_to .. "?" or "")
+    end
+    if r.renamed_from then
+      local st = renamed[r.migration].st
+      note = string.format("renamed from %s? (%s %s)", r.renamed_from,
+                           st.operation == "baseline" and "baselined" or "applied", st.finished_at)
+    end
     local next_run = r.checkpoint and "the next run resumes from its checkpoint" or "the next run starts it again"
     if r.status == "interrupted" then note = "process gone; " .. next_run
     elseif r.status == "failed" and r.checkpoint then note = next_run end
