@@ -533,14 +533,21 @@ end
 -- checksum that history row holds (the scripts, and the rule files its run
 -- loaded, as they were then) against the one of this folder's scripts
 -- hashed under the old folder's name with those rule files as they are now
--- (a rule changed since is other scripts).  {[id] = {id =, st =, version =
--- true|false, scripts = true|false}}: for each, the best match (version
--- and scripts, then scripts, then version; then the first id).  Nothing is
--- hashed when no applied migration's folder is gone.
+-- (a rule changed since is other scripts).  The version alone does not
+-- count once a migration of the folder with that version is recorded
+-- applied: two made the same day share it (a sibling applied, or the
+-- renamed one baselined: the other migrations of that day are no rename).
+-- {[id] = {id =, st =, version = true|false, scripts = true|false}}: for
+-- each, the best match (version and scripts, then scripts, then version;
+-- then the first id).  Nothing is hashed when no applied migration's folder
+-- is gone.
 local function renamed_from(list, by_id, states)
-  local found, gone = {}, {}
+  local found, gone, applied_versions = {}, {}, {}
   for id, st in pairs(states) do
-    if st.status == "applied" and not by_id[id] then gone[#gone + 1] = {id = id, st = st} end
+    if st.status == "applied" then
+      if by_id[id] then applied_versions[by_id[id].version] = true
+      else gone[#gone + 1] = {id = id, st = st} end
+    end
   end
   if #gone == 0 then return found end
   table.sort(gone, function(a, b) return a.id < b.id end)
@@ -551,7 +558,7 @@ local function renamed_from(list, by_id, states)
         local version = g.st.version == m.version
         local scripts = g.st.checksum ~= nil
                         and checksum(root_dir, m, parse_pg_array(g.st.rules), "migrations/" .. g.id) == g.st.checksum
-        local s = (scripts and 2 or 0) + (version and 1 or 0)
+        local s = (scripts and 2 or 0) + (version and not applied_versions[m.version] and 1 or 0)
         if s > score then found[m.id], score = {id = g.id, st = g.st, version = version, scripts = scripts}, s end
       end
     end

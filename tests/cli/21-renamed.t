@@ -194,4 +194,44 @@ is "$(norm_times "$OUT" | grep '_d')" "$(status_line 20250109_d2 pending - -)
 $(status_line 20250104_d applied "$TS" "file missing from migrations/")" \
    "status: a rule the run loaded changed since: the scripts differ, no rename noted"
 
+# ------------------------------------------------------------ the version alone, with a sibling of it applied
+# Two migrations made the same day share a version.  Once a migration of
+# the folder with that version is recorded applied -- the renamed one
+# baselined (the way out), or a sibling -- the version alone no longer says
+# "renamed": the other migrations of that day run.  (Before, the way out
+# left every other migration of the day refused for good.)
+rm -r "$D/migrations/20250109_d2"
+db5=$(fresh_db ferry_cli_renamed_sibling)
+export DATABASE_URL=$db5
+run_ferry --dir "$D" -q up --to 20250102
+is "$RC|$ERR" "0|" "db5: a and idx applied"
+mv "$D/migrations/20250102_idx" "$D/migrations/20250102_index"
+put "$D/migrations/20250102_more/up.sql" 'INSERT INTO t VALUES (2);
+'
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT" | grep 20250102)" "$(status_line 20250102_index pending - "renamed from 20250102_idx? (applied $TS)")
+$(status_line 20250102_more pending - "renamed from 20250102_idx? (applied $TS)")
+$(status_line 20250102_idx applied "$TS" "file missing from migrations/; renamed to 20250102_index?")" \
+   "status: both migrations of the day are noted while none of them is applied"
+run_ferry --dir "$D" baseline 20250102_index
+is "$RC|$ERR" "0|" "the way out: baseline 20250102_index"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT" | grep -c renamed)" 0 "status: with 20250102_index applied, the version alone notes nothing"
+run_ferry --dir "$D" -q up --to 20250102
+is "$RC|$ERR" "0|" "up runs 20250102_more, the other migration of that day"
+is "$(rows "$db5")" "1 2" "its row is there; the index ran once"
+# a migration of that day deleted on purpose, a new one of the same day
+rm -r "$D/migrations/20250102_more"
+put "$D/migrations/20250102_new/up.sql" 'INSERT INTO t VALUES (22);
+'
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT" | grep 20250102)" "$(status_line 20250102_index applied "$TS" baseline)
+$(status_line 20250102_new pending - -)
+$(status_line 20250102_idx applied "$TS" "file missing from migrations/")
+$(status_line 20250102_more applied "$TS" "file missing from migrations/")" \
+   "status: a new migration of a day with one applied is no rename of the deleted ones"
+run_ferry --dir "$D" -q up --to 20250102
+is "$RC|$ERR" "0|" "up runs it"
+is "$(rows "$db5")" "1 2 22" "its row is there"
+
 done_testing
