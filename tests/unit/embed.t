@@ -13,11 +13,22 @@ CC=${CC:-cc}
 LUA_CFLAGS=($(pkg-config --cflags lua5.4)) LUA_LIBS=($(pkg-config --libs lua5.4))
 T=$TAP_TMPDIR
 
-# The tool built here with LeakSanitizer, so that a leak on any path fails.
-"$CC" -O1 -g -fsanitize=address -fno-omit-frame-pointer -Wall -Wextra -Werror "${LUA_CFLAGS[@]}" \
-    -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm
-ok $? "tools/embed.c builds with ASan/LeakSanitizer"
+# The tool built here with LeakSanitizer, so that a leak on any path fails
+# (stderr must be empty where it succeeds, one line where it fails).  Where
+# the sanitizer cannot run at all (no libasan, or a kernel or container it
+# does not support: a program with nothing to leak fails), it is built
+# plainly and every check below but the leak check still holds.
 export ASAN_OPTIONS=detect_leaks=1
+printf 'int main(void) { return 0; }\n' > "$T/probe.c"
+if "$CC" -fsanitize=address -o "$T/probe" "$T/probe.c" 2>/dev/null && "$T/probe" 2>/dev/null; then
+  "$CC" -O1 -g -fsanitize=address -fno-omit-frame-pointer -Wall -Wextra -Werror "${LUA_CFLAGS[@]}" \
+      -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm
+  ok $? "tools/embed.c builds with ASan/LeakSanitizer"
+else
+  skip "AddressSanitizer/LeakSanitizer do not run on this machine: embed is checked without the leak check"
+  "$CC" -O1 -g -Wall -Wextra -Werror "${LUA_CFLAGS[@]}" -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm \
+    || bail_out "tools/embed.c does not build"
+fi
 
 # ------------------------------------------------------------ every byte
 # A prelude whose long string holds every byte from 0 to 255 (no "]]" in
