@@ -39,9 +39,9 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/embed: tools/embed.c
+$(BUILD)/embed: tools/embed.c include/l_modules.h
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -Wall -Wextra -Werror $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) -lm
+	$(CC) -O1 -Wall -Wextra -Werror -Iinclude $(PKG_CFLAGS) -o $@ $< $(PKG_LIBS) -lm
 
 # Lua preludes are compiled into the binary, as source and as bytecode
 # (tools/embed.c): bin/ferry needs no files and compiles none at start.

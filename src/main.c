@@ -16,8 +16,6 @@
 #include "l_modules.h"
 #include "pgconn.h"
 
-const char *ferry_prelude_name(int i);
-
 typedef struct cli {
     db_options db;
     log_options log;
@@ -188,7 +186,7 @@ static int load_prelude(lua_State *L) {
     const char *src = ferry_prelude(name, &len);
     const char *bc = ferry_prelude_bytecode(name, &bc_len);
     if (!src) return luaL_error(L, "no embedded prelude %s", name);
-    const char *chunkname = lua_pushfstring(L, "=[ferry]/%s.lua", name);
+    const char *chunkname = lua_pushfstring(L, FERRY_PRELUDE_CHUNKNAME, name);
     int loaded = bc && luaL_loadbufferx(L, bc, bc_len, chunkname, "b") == LUA_OK;
     if (!loaded) {
         if (bc) lua_pop(L, 1);                       /* the refusal */

@@ -21,12 +21,12 @@ T=$TAP_TMPDIR
 export ASAN_OPTIONS=detect_leaks=1
 printf 'int main(void) { return 0; }\n' > "$T/probe.c"
 if "$CC" -fsanitize=address -o "$T/probe" "$T/probe.c" 2>/dev/null && "$T/probe" 2>/dev/null; then
-  "$CC" -O1 -g -fsanitize=address -fno-omit-frame-pointer -Wall -Wextra -Werror "${LUA_CFLAGS[@]}" \
+  "$CC" -O1 -g -fsanitize=address -fno-omit-frame-pointer -Wall -Wextra -Werror -Iinclude "${LUA_CFLAGS[@]}" \
       -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm
   ok $? "tools/embed.c builds with ASan/LeakSanitizer"
 else
   skip "AddressSanitizer/LeakSanitizer do not run on this machine: embed is checked without the leak check"
-  "$CC" -O1 -g -Wall -Wextra -Werror "${LUA_CFLAGS[@]}" -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm \
+  "$CC" -O1 -g -Wall -Wextra -Werror -Iinclude "${LUA_CFLAGS[@]}" -o "$T/embed" tools/embed.c "${LUA_LIBS[@]}" -lm \
     || bail_out "tools/embed.c does not build"
 fi
 
@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
 }
 C
 for sign in -fsigned-char -funsigned-char; do
-  "$CC" -std=c11 -Wall -Wextra -Werror -Wno-overlength-strings "$sign" "${LUA_CFLAGS[@]}" \
+  "$CC" -std=c11 -Wall -Wextra -Werror -Wno-overlength-strings "$sign" -Iinclude "${LUA_CFLAGS[@]}" \
       -o "$T/check$sign" "$T/check.c" "$T/gen.c" "${LUA_LIBS[@]}" -lm
   ok $? "the generated C compiles with -Werror and $sign"
   is "$("$T/check$sign" all "$T/all.lua" one "$T/one.lua" empty "$T/empty.lua")" "all: 403 bytes, returns 385 bytes

@@ -18,8 +18,6 @@
 
 #include "l_modules.h"
 
-const char *ferry_prelude_name(int i);
-
 /* Loads `name`'s bytecode (binary chunks only), leaving its function on
  * the stack; fails the test when there is none or it does not load. */
 static void load_bytecode(lua_State *L, const char *name)
