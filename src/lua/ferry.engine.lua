@@ -2044,6 +2044,18 @@ local TEMPLATE_README = TEMPLATE_README_SQL .. [=[
 Statistics: rows_seen, rows_written, rows_skipped, errors.
 ]=]
 
+-- The files of each scaffold, in the order they are listed.
+local SCAFFOLD_LUA = {{"up.lua", TEMPLATE_UP}, {"rollback.sql", TEMPLATE_ROLLBACK},
+                      {"validate.lua", TEMPLATE_VALIDATE}, {"README.md", TEMPLATE_README}}
+local SCAFFOLD_SQL = {{"up.sql", TEMPLATE_UP_SQL}, {"rollback.sql", TEMPLATE_ROLLBACK_SQL},
+                      {"validate.lua", TEMPLATE_VALIDATE_SQL}, {"README.md", TEMPLATE_README_SQL}}
+
+-- A template filled in: every %s is the migration's id, %% a percent sign
+-- (no count of ids to keep in step with the text).
+local function scaffold_text(template, id)
+  return (template:gsub("%%([%%s])", function(c) return c == "s" and id or "%" end))
+end
+
 function commands.new(args)
   if #args ~= 1 then usage_error("usage: ferry new NAME [--sql]") end
   local name = args[1]
@@ -2060,25 +2072,16 @@ function commands.new(args)
   if sys.isdir(path) then usage_error("%s already exists", "migrations/" .. id) end
   local ok, err = sys.mkdir(path)
   if not ok then usage_error("cannot create %s", err) end
-  local function write(file, text)
-    local f = assert(io.open(path .. "/" .. file, "wb"))
-    f:write(text)
-    f:close()
-  end
-  local up = opts.sql and "up.sql" or "up.lua"
-  if opts.sql then
-    write(up, string.format(TEMPLATE_UP_SQL, id, id, id, id))
-    write("rollback.sql", string.format(TEMPLATE_ROLLBACK_SQL, id, id, id))
-    write("validate.lua", string.format(TEMPLATE_VALIDATE_SQL, id, id))
-    write("README.md", string.format(TEMPLATE_README_SQL, id, id, id, id, id))
-  else
-    write(up, string.format(TEMPLATE_UP, id, id, id))
-    write("rollback.sql", string.format(TEMPLATE_ROLLBACK, id, id, id, id, id, id, id))
-    write("validate.lua", string.format(TEMPLATE_VALIDATE, id, id))
-    write("README.md", string.format(TEMPLATE_README, id, id, id, id, id))
+  local files = opts.sql and SCAFFOLD_SQL or SCAFFOLD_LUA
+  local names = {}
+  for i, f in ipairs(files) do
+    local out = assert(io.open(path .. "/" .. f[1], "wb"))
+    out:write(scaffold_text(f[2], id))
+    out:close()
+    names[i] = f[1]
   end
   if log.flags().json then emit_json(object({"created"}, {created = "migrations/" .. id}))
-  else log.info("created migrations/" .. id .. "/ (" .. up .. ", rollback.sql, validate.lua, README.md)") end
+  else log.info("created migrations/" .. id .. "/ (" .. table.concat(names, ", ") .. ")") end
   return EXIT_OK
 end
 
