@@ -1124,7 +1124,8 @@ local function apply(m, operation, dry_run)
   local ctx = make_ctx(m, dry_run, operation)
   ensure_history()
   local hid
-  if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, checksum(root_dir, m, {})) end
+  local scripts_sum = not dry_run and checksum(root_dir, m, {}) or nil   -- (the scripts alone: an up.sql's whole checksum)
+  if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, scripts_sum) end
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
@@ -1144,9 +1145,8 @@ local function apply(m, operation, dry_run)
         -- (in a savepoint: a script that made its transaction read-only, or
         -- another role's, cannot write it there -- then it is written after
         -- the COMMIT, as for any migration)
-        local sum = checksum(root_dir, m, {})
         run_sql_file(m, "up.sql", true, function()
-          pcall(db.transaction, function() history_finish(hid, "applied", sum, {}, nil) end)
+          pcall(db.transaction, function() history_finish(hid, "applied", scripts_sum, {}, nil) end)
         end)
       end
       return {}
