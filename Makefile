@@ -21,7 +21,7 @@ LDLIBS  += $(PKG_LIBS) -lm
 CORE_SRC := src/jsontext.c src/hash.c src/copytext.c src/pgconn.c src/interrupt.c
 LUA_SRC  := src/l_db.c src/l_json.c src/l_uuid.c src/l_stats.c src/l_log.c \
             src/l_interrupt.c
-SRC      := src/main.c $(LUA_SRC) $(CORE_SRC)
+SRC      := src/main.c src/prelude.c $(LUA_SRC) $(CORE_SRC)
 PRELUDES := $(wildcard src/lua/*.lua)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/preludes.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -52,9 +52,9 @@ $(BUILD)/gen/preludes.c: $(PRELUDES) $(BUILD)/embed
 $(BUILD)/obj/preludes.o: $(BUILD)/gen/preludes.c
 	$(CC) $(CFLAGS) -Wno-overlength-strings -c -o $@ $<
 
-$(BUILD)/unit/test_preludes: tests/unit/test_preludes.c $(BUILD)/gen/preludes.c $(wildcard include/*.h)
+$(BUILD)/unit/test_preludes: tests/unit/test_preludes.c $(BUILD)/gen/preludes.c src/prelude.c $(wildcard include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-overlength-strings -o $@ $< $(BUILD)/gen/preludes.c $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Wno-overlength-strings -o $@ $< $(BUILD)/gen/preludes.c src/prelude.c $(LDLIBS) -lcmocka
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_SRC) $(wildcard include/*.h)
 	@mkdir -p $(dir $@)

@@ -63,5 +63,10 @@ void ferry_track_coroutines(lua_State *L);
 const char *ferry_prelude(const char *name, size_t *len);
 const char *ferry_prelude_bytecode(const char *name, size_t *len);
 const char *ferry_prelude_name(int i);
+/* prelude.c: pushes the chunk of prelude `name`, loaded from its bytecode
+ * (bc, may be NULL) or, when this Lua refuses that, from its source;
+ * returns LUA_OK, or the source's load error (its message pushed). */
+int ferry_load_prelude(lua_State *L, const char *name, const char *bc, size_t bc_len,
+                       const char *src, size_t src_len);
 
 #endif

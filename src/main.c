@@ -177,21 +177,15 @@ static void scrub_passwords(int argc, char **argv, char *const *copy) {
     }
 }
 
-/* package.preload's loader of an embedded prelude: its bytecode, compiled
- * at build time (tools/embed.c), or its source if this Lua refuses that
- * bytecode (a Lua other than the one ferry was built with). */
+/* package.preload's loader of an embedded prelude (ferry_load_prelude:
+ * its bytecode, or its source if this Lua refuses that bytecode). */
 static int load_prelude(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     size_t len, bc_len;
     const char *src = ferry_prelude(name, &len);
     const char *bc = ferry_prelude_bytecode(name, &bc_len);
     if (!src) return luaL_error(L, "no embedded prelude %s", name);
-    const char *chunkname = lua_pushfstring(L, FERRY_PRELUDE_CHUNKNAME, name);
-    int loaded = bc && luaL_loadbufferx(L, bc, bc_len, chunkname, "b") == LUA_OK;
-    if (!loaded) {
-        if (bc) lua_pop(L, 1);                       /* the refusal */
-        if (luaL_loadbufferx(L, src, len, chunkname, "t") != LUA_OK) return lua_error(L);
-    }
+    if (ferry_load_prelude(L, name, bc, bc_len, src, len) != LUA_OK) return lua_error(L);
     lua_pushstring(L, name);
     lua_call(L, 1, 1);
     return 1;
