@@ -1105,6 +1105,22 @@ end
 -- under it: foreign_key_violation, unique_violation.
 local LIVE_CHANGE = {["23503"] = "deleted", ["23505"] = "wrote"}
 
+-- "Already exists" (duplicate_table, _column, _object, _schema, _function)
+-- met by a schema step (up.sql) not applied yet: the database was most likely set up
+-- without ferry (a schema dump, the contract schema), and baseline is the way.
+local ALREADY_EXISTS = {["42P07"] = true, ["42701"] = true, ["42710"] = true, ["42P06"] = true, ["42723"] = true}
+local ALREADY_EXISTS_HINT = "; the database already has what this migration creates: if it was set up without ferry "
+  .. "(from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' "
+  .. "(the last version it has; see 'ferry status'), then run 'ferry up' again"
+
+-- m has no applied run in the history (nil when the history cannot be read).
+local function never_applied(m)
+  local got, states = pcall(load_states)
+  if not got then return nil end
+  local st = states[m.id]
+  return not st or st.status ~= "applied"
+end
+
 -- A data migration reads through db.reader() and writes through --jobs
 -- sessions (the main one and jobs - 1 more).  They are started ahead, so
 -- that the server sets them up while ferry does other work (loading the
@@ -1259,6 +1275,11 @@ local function apply(m, operation, dry_run)
     if live then
       first = first .. "; if the live system " .. live .. " that row meanwhile, re-run to resume (everything up to "
                    .. "the last checkpoint is committed)"
+    end
+    -- (a schema step only: baselining a data migration would skip its rows)
+    if m.files["up.sql"] and not m.files["up.lua"] and ALREADY_EXISTS[first:match("%[SQLSTATE (%w+)%]$") or ""]
+       and never_applied(m) then
+      first = first .. ALREADY_EXISTS_HINT
     end
     result.exit = code
     result.message = first
