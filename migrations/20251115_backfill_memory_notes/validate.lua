@@ -5,11 +5,17 @@ local rules = require "rules.memory_notes"
 local ME = ctx.migration
 local HAS_STATE, MINE = rules.HAS_STATE_SQL, rules.MINE_SQL
 
--- 1. Completeness.  A leaf's note is this backfill's note for (lead, key);
--- when there is none, a live note for (lead, key) stands for it (the
--- backfill leaves those alone).  Each leaf must have exactly one.
-check("every leaf of state_metadata has exactly one note", function()
-  local leaves, missing, extra, live, bad_leads = 0, 0, 0, 0, 0
+-- Every leaf of state_metadata (the rules say what the leaves are) and its
+-- notes: a leaf's note is this backfill's note for (lead, key); when there
+-- is none, a live note for (lead, key) stands for it (the backfill leaves
+-- those alone).  How many leaves, how many have no note or more than one,
+-- how many a live note covers, and how many leads the rules fail on.  One
+-- pass, shared by checks 1 and 6 (every check reads the same snapshot),
+-- made by the first that asks.
+local leaf_counts
+local function leaves()
+  if leaf_counts then return leaf_counts end
+  local c = {leaves = 0, missing = 0, extra = 0, live = 0, bad_leads = 0}
   for l in db.rows([[
       SELECT l.id, l.state_metadata::text AS state, n.mine::text AS mine, n.live::text AS live
         FROM "Lead" l
@@ -24,22 +30,29 @@ check("every leaf of state_metadata has exactly one note", function()
        WHERE ]] .. HAS_STATE, ME, rules.source) do
     local ok, notes = pcall(rules.notes, l.state)
     if not ok then
-      bad_leads = bad_leads + 1
+      c.bad_leads = c.bad_leads + 1
     else
       local mine = l.mine and json.decode(l.mine) or {}
       local lv = l.live and json.decode(l.live) or {}
       for _, n in ipairs(notes) do
-        leaves = leaves + 1
+        c.leaves = c.leaves + 1
         local count = mine[n.key] or lv[n.key] or 0
-        if not mine[n.key] and lv[n.key] then live = live + 1 end
-        if count == 0 then missing = missing + 1 elseif count > 1 then extra = extra + 1 end
+        if not mine[n.key] and lv[n.key] then c.live = c.live + 1 end
+        if count == 0 then c.missing = c.missing + 1 elseif count > 1 then c.extra = c.extra + 1 end
       end
     end
   end
-  return missing == 0 and extra == 0 and bad_leads == 0,
+  leaf_counts = c
+  return c
+end
+
+-- 1. Completeness: each leaf has exactly one note.
+check("every leaf of state_metadata has exactly one note", function()
+  local c = leaves()
+  return c.missing == 0 and c.extra == 0 and c.bad_leads == 0,
          string.format("%d leaves: %d without a note, %d with more than one, %d covered by a live note%s",
-                       leaves, missing, extra, live,
-                       bad_leads > 0 and string.format(", %d leads the rules cannot map", bad_leads) or "")
+                       c.leaves, c.missing, c.extra, c.live,
+                       c.bad_leads > 0 and string.format(", %d leads the rules cannot map", c.bad_leads) or "")
 end)
 
 -- 2. Idempotency key.
@@ -148,8 +161,9 @@ check("backfilled notes have the content the rules give", function()
 end)
 
 -- 6. The backfill ran: its notes exist, counted by kind -- or there is
--- nothing to backfill: no leaf of state_metadata without a live note (the
--- first one found ends the look; a lead the rules fail on counts).
+-- nothing to backfill: every leaf of state_metadata has a live note (with
+-- no backfilled note, those the live notes cover are all that have one; a
+-- lead the rules fail on counts as one to backfill).
 check("backfilled notes exist", function()
   local parts = {}
   for _, r in ipairs(db.query([[
@@ -158,19 +172,7 @@ check("backfilled notes exist", function()
     parts[#parts + 1] = string.format("%s %d", r.kind, r.n)
   end
   if #parts > 0 then return true, table.concat(parts, ", ") end
-  for l in db.rows([[
-      SELECT l.state_metadata::text AS state, n.live::text AS live
-        FROM "Lead" l
-        LEFT JOIN (SELECT m.lead_id, jsonb_object_agg(m.key, true) AS live FROM "MemoryNote" m
-                    WHERE m.lead_id IS NOT NULL AND m.key IS NOT NULL AND NOT ]] .. MINE .. [[
-                    GROUP BY m.lead_id) n ON n.lead_id = l.id
-       WHERE ]] .. HAS_STATE, ME, rules.source) do
-    local ok, notes = pcall(rules.notes, l.state)
-    if not ok then return false, "no backfilled notes" end
-    local live = l.live and json.decode(l.live) or {}
-    for _, n in ipairs(notes) do
-      if not live[n.key] then return false, "no backfilled notes" end
-    end
-  end
+  local c = leaves()
+  if c.leaves > c.live or c.bad_leads > 0 then return false, "no backfilled notes" end
   return true, "no backfilled notes; nothing to backfill: every leaf of state_metadata has a live note, or there is none"
 end)
