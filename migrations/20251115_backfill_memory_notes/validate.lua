@@ -74,35 +74,16 @@ check("full-text search uses MemoryNote_content_fts_idx", function()
   return line ~= nil, line and line:match("^%s*(.-)%s*$") or plan:match("^[^\n]*")
 end)
 
+-- Checks 4 and 5 read the backfilled notes in one pass (they read the same
+-- snapshot), made by the first that asks: by lead, and in each lead by key.
+-- The lead's state_metadata comes with its first note only.
+--
 -- 4. Shape: each backfilled note names its lead and key in metadata, belongs
 -- to an existing lead and -- while its key is still in the lead's
 -- state_metadata -- has the kind the rules give and the lead's customer (a
 -- note whose key has gone is left as it was by every run, kind and
 -- customer included: a re-run would not "update" it).
-check("backfilled notes match their lead, key and kind", function()
-  local n, bad = 0, 0
-  local lead, keys = nil, {}       -- the current leaves of the lead being read
-  for r in db.rows([[
-      SELECT m.lead_id, m.key, m.kind, m.metadata->>'leadId' = m.lead_id::text AND m.metadata->>'key' = m.key AS meta_ok,
-             l.id IS NOT NULL AS lead_ok, m.customer_id IS NOT DISTINCT FROM l.customer_id AS customer_ok,
-             CASE WHEN row_number() OVER (PARTITION BY m.lead_id ORDER BY m.id) = 1
-                  THEN l.state_metadata::text END AS state      -- once per lead
-        FROM "MemoryNote" m LEFT JOIN "Lead" l ON l.id = m.lead_id
-       WHERE ]] .. MINE .. [[
-       ORDER BY m.lead_id, m.id]], ME, rules.source) do
-    n = n + 1
-    if r.lead_id ~= lead then
-      lead, keys = r.lead_id, {}
-      for _, leaf in ipairs(rules.leaves(r.state)) do keys[leaf.key] = true end
-    end
-    local gone = not keys[r.key]
-    local customer_ok = r.customer_ok or gone
-    local kind_ok = r.key and (gone or rules.kind(r.key) == r.kind)
-    if not (r.meta_ok and r.lead_ok and customer_ok and kind_ok) then bad = bad + 1 end
-  end
-  return bad == 0, string.format("%d backfilled notes, %d that do not match (a re-run updates them)", n, bad)
-end)
-
+--
 -- 5. Content: while its key is still a leaf of the lead's state_metadata,
 -- each backfilled note's content is the one rules.notes() gives now -- a
 -- note edited by hand, or written before the content rule changed, is
@@ -111,53 +92,84 @@ end)
 -- that has gone (kept as it was), and the notes of a lead the rules cannot
 -- map (a run reports the lead and writes none of its notes; check 1 fails
 -- for it).  (The metadata holds no content: check 4 covers it.)
-local SHOW = 3                     -- (lead, key) pairs named in the detail
+local SHOW = 3                     -- (lead, key) pairs named in check 5's detail
 
 -- a key on one line: Lua's %q, with a newline as \n
 local function quoted(s)
   return (string.format("%q", s):gsub("\\\n", "\\n"))
 end
 
-check("backfilled notes have the content the rules give", function()
-  local n, differ, gone, unmapped, shown = 0, 0, 0, 0, {}
-  local lead, want = false, nil     -- the lead being read: its key -> content, nil when the rules cannot map it
+local notes_pass
+local function backfilled_notes()
+  if notes_pass then return notes_pass end
+  local p = {n = 0, mismatched = 0, differ = 0, gone = 0, unmapped = 0, shown = {}, leaves_error = nil}
+  local lead = false               -- the lead being read, with
+  local keys, want                 -- its leaves' keys (check 4) and key -> content (check 5; nil: unmappable)
   for r in db.rows([[
-      SELECT m.lead_id, m.key, m.content,
+      SELECT m.lead_id, m.key, m.kind, m.content,
+             m.metadata->>'leadId' = m.lead_id::text AND m.metadata->>'key' = m.key AS meta_ok,
+             l.id IS NOT NULL AS lead_ok, m.customer_id IS NOT DISTINCT FROM l.customer_id AS customer_ok,
              CASE WHEN row_number() OVER (PARTITION BY m.lead_id ORDER BY m.key COLLATE "C", m.id) = 1
                   THEN l.state_metadata::text END AS state      -- once per lead
         FROM "MemoryNote" m LEFT JOIN "Lead" l ON l.id = m.lead_id
        WHERE ]] .. MINE .. [[
        ORDER BY m.lead_id, m.key COLLATE "C", m.id]], ME, rules.source) do
-    n = n + 1
+    p.n = p.n + 1
     if r.lead_id ~= lead then
-      lead, want = r.lead_id, {}
-      local ok, notes = pcall(rules.notes, r.state)
+      lead, keys = r.lead_id, {}
+      -- (rules.leaves failing is check 4's error, as if it read alone)
+      local ok, leaves = pcall(rules.leaves, r.state)
       if ok then
+        for _, leaf in ipairs(leaves) do keys[leaf.key] = true end
+      elseif p.leaves_error == nil then
+        p.leaves_error = leaves
+      end
+      local mapped, notes = pcall(rules.notes, r.state)
+      want = nil
+      if mapped then
+        want = {}
         for _, note in ipairs(notes) do want[note.key] = note.content end
-      else
-        want = nil
       end
     end
+    -- check 4
+    local gone = not keys[r.key]
+    local customer_ok = r.customer_ok or gone
+    local kind_ok = r.key and (gone or rules.kind(r.key) == r.kind)
+    if not (r.meta_ok and r.lead_ok and customer_ok and kind_ok) then p.mismatched = p.mismatched + 1 end
+    -- check 5
     if want == nil then
-      unmapped = unmapped + 1
+      p.unmapped = p.unmapped + 1
     elseif r.key == nil or want[r.key] == nil then
-      gone = gone + 1
+      p.gone = p.gone + 1
     elseif r.content ~= want[r.key] then
-      differ = differ + 1
-      if #shown < SHOW then shown[#shown + 1] = string.format("lead %s key %s", r.lead_id, quoted(r.key)) end
+      p.differ = p.differ + 1
+      if #p.shown < SHOW then p.shown[#p.shown + 1] = string.format("lead %s key %s", r.lead_id, quoted(r.key)) end
     end
   end
-  local detail = string.format("%d backfilled notes, %d whose content differs from what the rules give", n, differ)
-  if differ > 0 then
-    detail = detail .. ": " .. table.concat(shown, ", ")
-             .. (differ > #shown and string.format(" and %d more", differ - #shown) or "")
+  notes_pass = p
+  return p
+end
+
+check("backfilled notes match their lead, key and kind", function()
+  local p = backfilled_notes()
+  if p.leaves_error ~= nil then error(p.leaves_error, 0) end
+  return p.mismatched == 0, string.format("%d backfilled notes, %d that do not match (a re-run updates them)",
+                                          p.n, p.mismatched)
+end)
+
+check("backfilled notes have the content the rules give", function()
+  local p = backfilled_notes()
+  local detail = string.format("%d backfilled notes, %d whose content differs from what the rules give", p.n, p.differ)
+  if p.differ > 0 then
+    detail = detail .. ": " .. table.concat(p.shown, ", ")
+             .. (p.differ > #p.shown and string.format(" and %d more", p.differ - #p.shown) or "")
              .. " (a re-run updates them)"
   end
   local skipped = {}
-  if gone > 0 then skipped[#skipped + 1] = string.format("%d of keys gone from state_metadata (no run touches them)", gone) end
-  if unmapped > 0 then skipped[#skipped + 1] = string.format("%d of leads the rules cannot map", unmapped) end
+  if p.gone > 0 then skipped[#skipped + 1] = string.format("%d of keys gone from state_metadata (no run touches them)", p.gone) end
+  if p.unmapped > 0 then skipped[#skipped + 1] = string.format("%d of leads the rules cannot map", p.unmapped) end
   if #skipped > 0 then detail = detail .. "; not compared: " .. table.concat(skipped, ", ") end
-  return differ == 0, detail
+  return p.differ == 0, detail
 end)
 
 -- 6. The backfill ran: its notes exist, counted by kind -- or there is
