@@ -74,6 +74,27 @@ const char *pgconn_find_transaction_control(const char *sql, int *line, char *wo
  * pgconn_find_transaction_control reads a script, as safely. */
 const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz);
 
+/* Calls visit(p, line, ud) at the first word of each top-level statement
+ * of the SQL script sql (line: its 1-based line), read as
+ * pgconn_find_transaction_control reads a script, as safely, until visit
+ * returns non-zero: returns where that statement starts, or NULL when
+ * visit never did.  (A statement that starts with no word -- a
+ * parenthesis -- is not visited.) */
+const char *pgconn_each_statement(const char *sql, int (*visit)(const char *p, int line, void *ud), void *ud);
+
+/* One token of SQL text: n bytes at s. */
+typedef struct pgconn_token {
+    const char *s;
+    size_t n;
+} pgconn_token;
+
+/* The first tokens of SQL text from p, up to max of them, in tok: each a
+ * word (a keyword or a plain name) or a "quoted name" as written, or one
+ * of . , ( ) -- past blanks and comments.  It stops at anything else (a
+ * string, a number, an operator, the semicolon), at the end, or at a
+ * quoted name not closed.  Returns how many. */
+int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max);
+
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);
 

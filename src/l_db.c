@@ -7,6 +7,7 @@
  * point leaves the resource to a finalizer.  One finalizer serves close,
  * __gc and __close, and is safe to run twice.  Errors copy the message onto
  * the Lua stack and release the libpq resource before they raise. */
+#include <ctype.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <libpq-fe.h>
@@ -1531,6 +1532,52 @@ static int db_find_transaction_control(lua_State *L) {
     return 2;
 }
 
+/* statement_heads' walk: the Lua stack indexes of its arguments and result. */
+typedef struct heads_walk {
+    lua_State *L;
+    int firsts, out, max;
+} heads_walk;
+
+#define HEAD_TOKENS_MAX 64
+
+static int visit_head(const char *p, int line, void *ud) {
+    heads_walk *w = ud;
+    lua_State *L = w->L;
+    pgconn_token tok[HEAD_TOKENS_MAX];
+    int n = pgconn_statement_tokens(p, tok, w->max);
+    char first[32];
+    if (n == 0 || tok[0].n >= sizeof first) return 0;
+    for (size_t i = 0; i < tok[0].n; i++) first[i] = (char)tolower((unsigned char)tok[0].s[i]);
+    first[tok[0].n] = '\0';
+    int wanted = lua_getfield(L, w->firsts, first) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!wanted) return 0;
+    lua_createtable(L, n, 1);
+    for (int i = 0; i < n; i++) {
+        lua_pushlstring(L, tok[i].s, tok[i].n);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushinteger(L, line);
+    lua_setfield(L, -2, "line");
+    lua_rawseti(L, w->out, (lua_Integer)lua_rawlen(L, w->out) + 1);
+    return 0;
+}
+
+/* db.core.statement_heads(sql, firsts[, max]) -> { {line = n, token, ...},
+ * ... }: the first tokens (up to max, default and at most 64; see
+ * pgconn_statement_tokens) of each top-level statement of the script whose
+ * first word, in lower case, is a key of firsts ({create = true, ...}). */
+static int db_statement_heads(lua_State *L) {
+    const char *sql = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer max = luaL_optinteger(L, 3, HEAD_TOKENS_MAX);
+    luaL_argcheck(L, max >= 1 && max <= HEAD_TOKENS_MAX, 3, "between 1 and 64");
+    lua_newtable(L);
+    heads_walk w = {L, 2, lua_gettop(L), (int)max};
+    pgconn_each_statement(sql, visit_head, &w);
+    return 1;
+}
+
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     db_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
@@ -1589,6 +1636,8 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "hold_transaction");
     lua_pushcfunction(L, db_find_transaction_control);
     lua_setfield(L, -2, "find_transaction_control");
+    lua_pushcfunction(L, db_statement_heads);
+    lua_setfield(L, -2, "statement_heads");
     lua_pushvalue(L, sti);
     lua_pushcclosure(L, db_report_repeated_notices, 1);
     lua_setfield(L, -2, "report_repeated_notices");

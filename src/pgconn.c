@@ -522,26 +522,17 @@ static const char *transaction_command_of(const char *p, const void *ud) {
     return transaction_command(p);
 }
 
-/* The first top-level statement of sql for which command(p, ud) -- p at
- * its first word -- says a command, or NULL: see
- * pgconn_find_transaction_control. */
-static const char *find_statement(const char *sql, const char *(*command)(const char *, const void *),
-                                  const void *ud, int *line, char *word, size_t wordsz) {
+const char *pgconn_each_statement(const char *sql, int (*visit)(const char *p, int line, void *ud), void *ud) {
     statement s = {HEAD_NONE, 0, 0};
     int at_start = 1;                 /* the next token starts a statement */
+    int line = 1;
+    const char *counted = sql;        /* newlines counted up to here */
     for (const char *p = sql;;) {
         p = skip_blank(p);
         if (!p || !*p) return NULL;   /* the end, or in a comment not closed */
         if (at_start && word_start((unsigned char)*p)) {
-            const char *cmd = command(p, ud);
-            if (cmd) {
-                if (line) {
-                    *line = 1;
-                    for (const char *q = sql; q < p; q++) *line += *q == '\n';
-                }
-                if (word && wordsz) snprintf(word, wordsz, "%s", cmd);
-                return p;
-            }
+            for (; counted < p; counted++) line += *counted == '\n';
+            if (visit(p, line, ud)) return p;
         }
         int ends;
         p = skip_token(p, &s, &ends);
@@ -550,12 +541,60 @@ static const char *find_statement(const char *sql, const char *(*command)(const 
     }
 }
 
+/* find_statement's search: the command its callback says, and the line. */
+typedef struct command_search {
+    const char *(*command)(const char *, const void *);
+    const void *ud;
+    const char *found;
+    int line;
+} command_search;
+
+static int visit_for_command(const char *p, int line, void *ud) {
+    command_search *cs = ud;
+    cs->found = cs->command(p, cs->ud);
+    cs->line = line;
+    return cs->found != NULL;
+}
+
+/* The first top-level statement of sql for which command(p, ud) -- p at
+ * its first word -- says a command, or NULL: see
+ * pgconn_find_transaction_control. */
+static const char *find_statement(const char *sql, const char *(*command)(const char *, const void *),
+                                  const void *ud, int *line, char *word, size_t wordsz) {
+    command_search cs = {command, ud, NULL, 0};
+    const char *p = pgconn_each_statement(sql, visit_for_command, &cs);
+    if (!p) return NULL;
+    if (line) *line = cs.line;
+    if (word && wordsz) snprintf(word, wordsz, "%s", cs.found);
+    return p;
+}
+
 const char *pgconn_find_transaction_control(const char *sql, int *line, char *word, size_t wordsz) {
     return find_statement(sql, transaction_command_of, NULL, line, word, wordsz);
 }
 
 const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz) {
     return find_statement(sql, savepoint_command, prefix, NULL, word, wordsz);
+}
+
+int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max) {
+    int n = 0;
+    while (n < max && (p = skip_blank(p)) != NULL && *p) {
+        const char *end;
+        if (word_start((unsigned char)*p)) {
+            end = word_end(p);
+            if (skip_word(p) != end) break;                 /* E'...': a string */
+        } else if (*p == '"') {
+            if (!(end = skip_quoted(p, '"', 0))) break;
+        } else if (*p == '.' || *p == ',' || *p == '(' || *p == ')') {
+            end = p + 1;
+        } else {
+            break;
+        }
+        tok[n++] = (pgconn_token){p, (size_t)(end - p)};
+        p = end;
+    }
+    return n;
 }
 
 void pgconn_drain(PGconn *pg) {

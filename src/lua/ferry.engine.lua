@@ -1121,6 +1121,120 @@ local function never_applied(m)
   return not st or st.status ~= "applied"
 end
 
+-- What a dry run of a schema step (up.sql) can tell without running it:
+-- whether the database has already what the script creates, which makes
+-- the real run fail with "already exists" (on a database set up without
+-- ferry: a schema dump, the contract schema).  The script's statements are
+-- read as the server splits them (comments, strings and dollar-quoted
+-- bodies skipped), and of each CREATE its first words: a table, index,
+-- sequence, view, schema, type or extension with a name, not IF NOT
+-- EXISTS, OR REPLACE or TEMP.  What the script -- or a step before it in
+-- the same `up --dry-run` -- drops, renames or moves away first does not
+-- count (by its last name alone: better a check missed than a dry run
+-- that fails a script that would pass).  A name the lookups cannot take
+-- (more than schema.name) is left to the real run.
+local CREATES = {table = "relation", index = "relation", sequence = "relation", view = "relation",
+                 schema = "schema", type = "type", extension = "extension"}
+local CREATE_MODIFIERS = {global = true, ["local"] = true, unlogged = true, unique = true, recursive = true,
+                          materialized = true}
+local dry_run_gone = {}              -- last names dropped or renamed away by the scripts read so far
+
+local function lower_at(t, i) return t[i] and t[i]:lower() end
+
+-- The name written from token i on (a.b, "A"."b"): {written =, last =
+-- (as the server stores it: folded to lower case unless quoted), parts =},
+-- and the index after it; nil when there is none there.
+local function name_at(t, i)
+  local written, last, parts = {}, nil, 0
+  while true do
+    local tok = t[i]
+    if not tok or tok:find("^[.,()]") then return nil end
+    written[#written + 1] = tok
+    last = tok:sub(1, 1) == '"' and tok:sub(2, -2):gsub('""', '"') or tok:lower()
+    parts = parts + 1
+    i = i + 1
+    if t[i] ~= "." then break end
+    i = i + 1
+  end
+  return {written = table.concat(written, "."), last = last, parts = parts}, i
+end
+
+-- The object a CREATE statement's tokens t name, as {kind =, written =,
+-- last =}, or nil (see above).
+local function created_object(t)
+  local i, w, temp = 2, lower_at(t, 2), false
+  if w == "or" then return nil end
+  while w and (CREATE_MODIFIERS[w] or w == "temp" or w == "temporary") do
+    temp = temp or w == "temp" or w == "temporary"
+    i = i + 1
+    w = lower_at(t, i)
+  end
+  local kind = CREATES[w or ""]
+  if temp or not kind then return nil end
+  i = i + 1
+  if w == "index" and lower_at(t, i) == "concurrently" then i = i + 1 end
+  local after = lower_at(t, i)
+  if after == "if" or (w == "index" and after == "on") or (w == "schema" and after == "authorization") then
+    return nil
+  end
+  local name = name_at(t, i)
+  if not name or name.parts > ((kind == "relation" or kind == "type") and 2 or 1) then return nil end
+  return {kind = kind, written = name.written, last = name.last}
+end
+
+-- DROP ... name[, ...], ALTER ... name RENAME TO / SET SCHEMA: the last
+-- names they take away, into gone.
+local function note_gone(t, gone)
+  local drop, i = t[1]:lower() == "drop", 2
+  if lower_at(t, i) == "materialized" then i = i + 1 end
+  if not CREATES[lower_at(t, i) or ""] then return end
+  i = i + 1
+  if drop and lower_at(t, i) == "concurrently" then i = i + 1 end
+  if lower_at(t, i) == "if" then i = i + 2 end               -- IF EXISTS
+  if not drop and lower_at(t, i) == "only" then i = i + 1 end
+  while true do
+    local name, j = name_at(t, i)
+    if not name then return end
+    if drop then
+      gone[name.last] = true
+      if t[j] ~= "," then return end
+      i = j + 1
+    else
+      local a, b = lower_at(t, j), lower_at(t, j + 1)
+      if (a == "rename" and b == "to") or (a == "set" and b == "schema") then gone[name.last] = true end
+      return
+    end
+  end
+end
+
+-- What the up.sql text sql creates that the database has: a list of
+-- {kind =, last =} in the script's order (empty when the lookup fails).
+local function existing_creations(sql)
+  local wanted = {}
+  for _, t in ipairs(db_core.statement_heads(sql, {create = true, drop = true, alter = true})) do
+    if t[1]:lower() == "create" then
+      local o = created_object(t)
+      if o and not dry_run_gone[o.last] then wanted[#wanted + 1] = o end
+    else
+      note_gone(t, dry_run_gone)
+    end
+  end
+  if #wanted == 0 then return {} end
+  local kinds, names, lasts = {}, {}, {}
+  for i, o in ipairs(wanted) do kinds[i], names[i], lasts[i] = o.kind, o.written, o.last end
+  local ok, rows = pcall(db.query, [[
+    SELECT x.i FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(kind, name, last, i)
+     WHERE CASE x.kind WHEN 'relation' THEN to_regclass(x.name) IS NOT NULL
+                       WHEN 'schema' THEN to_regnamespace(x.name) IS NOT NULL
+                       WHEN 'type' THEN to_regtype(x.name) IS NOT NULL
+                       ELSE EXISTS (SELECT FROM pg_extension e WHERE e.extname = x.last) END
+     ORDER BY x.i]], db.array(kinds), db.array(names), db.array(lasts))
+  if not ok then return {} end
+  local found = {}
+  for k, r in ipairs(rows) do found[k] = wanted[r.i] end
+  return found
+end
+
 -- A data migration reads through db.reader() and writes through --jobs
 -- sessions (the main one and jobs - 1 more).  They are started ahead, so
 -- that the server sets them up while ferry does other work (loading the
@@ -1144,6 +1258,7 @@ local function apply(m, operation, dry_run)
   local hid
   local scripts_sum = not dry_run and checksum(root_dir, m, {}) or nil   -- (the scripts alone: an up.sql's whole checksum)
   if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, scripts_sum) end
+  local would_exist = false     -- a dry run found what the up.sql creates in the database already
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
@@ -1156,6 +1271,13 @@ local function apply(m, operation, dry_run)
     elseif m.files["up.sql"] then
       if dry_run then
         log.info("   [DRY RUN] Would run " .. m.rel .. "/up.sql in one transaction")
+        local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""))
+        if #found > 0 then
+          would_exist = true
+          error(string.format("%s/up.sql: a dry run: the script would fail: %s \"%s\" already exists%s", m.rel,
+                              found[1].kind, found[1].last,
+                              #found > 1 and string.format(" (and %d more of what it creates)", #found - 1) or ""), 0)
+        end
       else
         -- the history row says applied in the up.sql's own transaction: a
         -- COMMIT that goes through is recorded, whatever comes after it
@@ -1277,8 +1399,8 @@ local function apply(m, operation, dry_run)
                    .. "the last checkpoint is committed)"
     end
     -- (a schema step only: baselining a data migration would skip its rows)
-    if m.files["up.sql"] and not m.files["up.lua"] and ALREADY_EXISTS[first:match("%[SQLSTATE (%w+)%]$") or ""]
-       and never_applied(m) then
+    if m.files["up.sql"] and not m.files["up.lua"]
+       and (would_exist or ALREADY_EXISTS[first:match("%[SQLSTATE (%w+)%]$") or ""]) and never_applied(m) then
       first = first .. ALREADY_EXISTS_HINT
     end
     result.exit = code

@@ -7,7 +7,7 @@
 # the repo); otherwise these assertions are skipped.
 . "$(dirname "$0")/lib.sh"
 
-N=24
+N=26
 plan_with_contract $N
 
 # What Batch 4 wrote, without the ids and times that differ between runs.
@@ -37,6 +37,11 @@ want=$(result "$URI")
 # ------------------------------------------------------------ baseline + up
 URI=$(contract_db b4_60_baseline) || bail_out "cannot build a database from the contract"
 is "$(q "$URI" "SELECT to_regnamespace('ferry') IS NULL")" t "contract database: no ferry history"
+# a dry run of up tells in advance that Batch 1 would fail, and what to do
+b4 up --dry-run
+is "$RC" 1 "ferry up --dry-run on the contract database: exit 1 ..."
+like "$ERR" "migrations/20251101_schema/up.sql: a dry run: the script would fail: relation \"Customer\" already exists \\(and [0-9]+ more of what it creates\\); .*'ferry baseline VERSION'" \
+     "... Batch 1 would fail on what the database has: baseline"
 b4 baseline 20251108
 is "$RC" 0 "ferry baseline 20251108 exits 0"
 is "$(printf '%s\n' "$OUT" | grep -c '^baselined ')" 3 "Batches 1-3 baselined"

@@ -1,7 +1,9 @@
 /* Unit tests for pgconn_find_transaction_control (src/pgconn.c): the scan
  * that refuses an up.sql holding its own BEGIN/COMMIT, which would commit
  * part of a migration that ferry runs in one transaction -- and for
- * pgconn_find_savepoint, which ferry validate's hold reads with it.  Every input is
+ * pgconn_find_savepoint, which ferry validate's hold reads with it, and for
+ * pgconn_each_statement and pgconn_statement_tokens, which a dry run of an
+ * up.sql reads its CREATEs with.  Every input is
  * placed right before an unreadable page, so that reading one byte past its
  * NUL crashes the test. */
 #include <setjmp.h>
@@ -500,6 +502,118 @@ static void test_savepoint_every_prefix(void **state)
     }
 }
 
+/* ---- pgconn_each_statement and pgconn_statement_tokens ------------------ */
+
+/* Every statement's line and first tokens, "line:tok tok ...|...". */
+typedef struct heads { char out[1024]; size_t len; int stop_at; int seen; } heads;
+
+static int collect_head(const char *p, int line, void *ud)
+{
+    heads *h = ud;
+    pgconn_token tok[8];
+    int n = pgconn_statement_tokens(p, tok, 8);
+    h->len += (size_t)snprintf(h->out + h->len, sizeof h->out - h->len, "%s%d:", h->len ? "|" : "", line);
+    for (int i = 0; i < n; i++)
+        h->len += (size_t)snprintf(h->out + h->len, sizeof h->out - h->len, "%s%.*s", i ? " " : "", (int)tok[i].n,
+                                   tok[i].s);
+    return ++h->seen == h->stop_at;
+}
+
+static const char *each(const char *sql, int stop_at, heads *h)
+{
+    memset(h, 0, sizeof *h);
+    h->stop_at = stop_at;
+    guarded g = guard(sql, strlen(sql));
+    const char *p = pgconn_each_statement(g.s, collect_head, h);
+    const char *r = p ? sql + (p - g.s) : NULL;
+    unguard(&g);
+    return r;
+}
+
+static void test_each_statement(void **state)
+{
+    (void)state;
+    heads h;
+    const char *sql = "-- a comment; CREATE x\n"
+                      "CREATE TABLE public.\"T\"(x int);\n"
+                      "/* ; */ create unique index concurrently if not exists i on t (x);\n"
+                      "DO $$ BEGIN CREATE TABLE y (a int); END $$;\n"
+                      "SELECT 'a;b', E'\\';', \"q;\" FROM z;\n"
+                      "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END;\n"
+                      "  drop table if exists a, \"B\"\"c\";\n"
+                      "(SELECT 1); ;\n"
+                      "alter table t rename to e'x';";
+    assert_null(each(sql, 0, &h));
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int )"
+                               "|3:create unique index concurrently if not exists i"
+                               "|4:DO"
+                               "|5:SELECT"
+                               "|6:CREATE FUNCTION f ( ) RETURNS int BEGIN"
+                               "|7:drop table if exists a , \"B\"\"c\""
+                               "|9:alter table t rename to");
+    /* stopping at the third: where it starts */
+    const char *p = each(sql, 3, &h);
+    assert_non_null(p);
+    assert_true(strncmp(p, "DO $$", 5) == 0);
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int )|3:create unique index concurrently if not exists i|4:DO");
+    /* nothing, blanks, an unterminated comment or quoted name */
+    assert_null(each("", 0, &h));
+    assert_string_equal(h.out, "");
+    assert_null(each("  \n/* x", 0, &h));
+    assert_string_equal(h.out, "");
+    assert_null(each("CREATE TABLE \"t", 0, &h));
+    assert_string_equal(h.out, "1:CREATE TABLE");
+    /* the token limit */
+    pgconn_token tok[3];
+    assert_int_equal(pgconn_statement_tokens("a b c d", tok, 3), 3);
+    assert_int_equal(pgconn_statement_tokens("a b c d", tok, 0), 0);
+    assert_int_equal(pgconn_statement_tokens("  ", tok, 3), 0);
+    assert_int_equal(pgconn_statement_tokens("a -- x", tok, 3), 1);
+    assert_int_equal(pgconn_statement_tokens("a /* x", tok, 3), 1);
+}
+
+/* Random text: never a read past the end; each statement visited once, in
+ * order, on the line it starts, with tokens inside the text. */
+static int check_head(const char *p, int line, void *ud)
+{
+    const char **last = ud;            /* [0]: the text, [1]: the last statement */
+    assert_true(p > last[1] || (last[1] == NULL && p >= last[0]));
+    assert_int_equal(line, lines_before(last[0], p));
+    pgconn_token tok[64];
+    int n = pgconn_statement_tokens(p, tok, 64);
+    assert_true(n >= 1);
+    for (int i = 0; i < n; i++) assert_true(tok[i].s >= p && tok[i].s + tok[i].n <= last[0] + strlen(last[0]));
+    last[1] = p;
+    return 0;
+}
+
+static void test_each_statement_random(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {
+        "'", "''", "\"", "$", "$$", "$a$", "E'", "\\", "--", "/*", "*/", "\n", ";", "(", ")", ".", ",", " ",
+        "CREATE", "TABLE", "x", "\"Q\"", "BEGIN", "ATOMIC", "END", "FUNCTION", "1", "\xc3\xa9",
+    };
+    size_t np = sizeof pieces / sizeof *pieces;
+    srand(20261208);
+    char buf[512];
+    for (int iter = 0; iter < 30000; iter++) {
+        size_t len = 0;
+        int count = rand() % 24;
+        for (int i = 0; i < count; i++) {
+            const char *piece = pieces[(size_t)rand() % np];
+            size_t pl = strlen(piece);
+            if (len + pl >= sizeof buf) break;
+            memcpy(buf + len, piece, pl);
+            len += pl;
+        }
+        guarded g = guard(buf, len);
+        const char *last[2] = {g.s, NULL};
+        assert_null(pgconn_each_statement(g.s, check_head, last));
+        unguard(&g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_one_megabyte),
         cmocka_unit_test(test_savepoint_names),
         cmocka_unit_test(test_savepoint_every_prefix),
+        cmocka_unit_test(test_each_statement),
+        cmocka_unit_test(test_each_statement_random),
     };
     return cmocka_run_group_tests_name("sqlscan", tests, NULL, NULL);
 }
