@@ -21,6 +21,17 @@ local function holds_lock_sql(cls, obj)
 end
 local EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
+-- A check's line (validate, check): a failed one is shown with --quiet too,
+-- where it goes without it -- it is what the exit code is about.
+local function log_check(ok, line)
+  if ok or not log.flags().quiet then
+    log.info(line)
+  else
+    io.stdout:write(line, "\n")
+    io.stdout:flush()
+  end
+end
+
 local USAGE = [[
 usage: ferry [--db URL] [--dir PATH] [--verbose|-v] [--quiet|-q] [--json] COMMAND ...
 
@@ -1795,8 +1806,8 @@ function commands.validate(args)
     if not ok then failed = failed + 1 end
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = name, ok = ok, detail = info and tostring(info) or nil})
     if not log.flags().json then
-      log.info(string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", shown(name),
-                             info and ("  (" .. shown(info) .. ")") or ""))
+      log_check(ok, string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", shown(name),
+                                  info and ("  (" .. shown(info) .. ")") or ""))
     end
     return ok
   end
@@ -1824,7 +1835,7 @@ function commands.validate(args)
   if not ok then
     failed = failed + 1
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = "validate.lua", ok = false, detail = error_text(err)})
-    if not log.flags().json then log.info("\u{2717} FAIL validate.lua stopped: " .. shown(error_text(err):match("^[^\n]*"))) end
+    if not log.flags().json then log_check(false, "\u{2717} FAIL validate.lua stopped: " .. shown(error_text(err):match("^[^\n]*"))) end
   end
   if log.flags().json then
     emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}))
@@ -2339,7 +2350,7 @@ function commands.check(args)
     if not ok then failed = failed + 1 end
     if usage then usage_errors = usage_errors + 1 end
     if not log.flags().json then
-      log.info(string.format("%s %s%s", ok and "ok  " or "FAIL", what, detail and ("  " .. detail) or ""))
+      log_check(ok, string.format("%s %s%s", ok and "ok  " or "FAIL", what, detail and ("  " .. detail) or ""))
     end
   end
   for _, m in ipairs(list) do check_migration(m, report) end

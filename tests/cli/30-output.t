@@ -192,6 +192,24 @@ run_ferry --db "$(fresh_db ferry_cli_output_q)" --dir "$D" -q baseline 20250105
 is "$RC|$OUT|$ERR" "0||" "baseline --quiet: nothing printed"
 run_ferry --dir "$D" -q check
 is "$RC|$OUT|$ERR" "0||" "check --quiet: nothing printed"
+# ... but what fails is shown: a failed check's line (validate, check), and
+# a validate.lua that stops -- an exit 1 with nothing said is no answer
+put "$D/migrations/20250101_a/validate.lua" 'check("t exists", function() return db.one("SELECT to_regclass($1) IS NOT NULL AS ok", "t").ok end)
+check("t has rows", function() return false, "0 rows" end)
+check("always", true)'
+run_ferry --dir "$D" -q validate 20250101
+is "$RC|$OUT|$ERR" "1|✗ FAIL t has rows  (0 rows)|" "validate --quiet with a failed check: its FAIL line only"
+put "$D/migrations/20250101_a/validate.lua" 'check("t exists", true)
+error("boom", 0)'
+run_ferry --dir "$D" -q validate 20250101
+is "$RC|$OUT|$ERR" "1|✗ FAIL validate.lua stopped: boom|" "validate --quiet, validate.lua stopped: that line only"
+put "$D/migrations/20250101_a/validate.lua" 'check("t exists", function() return db.one("SELECT to_regclass($1) IS NOT NULL AS ok", "t").ok end)'
+put "$D/rules/quiet_r.lua" 'local M = {}
+M.tests = {["passes"] = function() end, ["fails"] = function() error("no", 0) end}
+return M'
+run_ferry --dir "$D" -q check
+is "$RC|$OUT|$ERR" "1|FAIL rules.quiet_r test \"fails\"  no|" "check --quiet with a failing rule test: its FAIL line only"
+rm -f "$D/rules/quiet_r.lua"
 # the server's notices: shown as libpq prints them, but not with --quiet,
 # which keeps its warnings
 put "$D/notice.lua" 'db.exec([[DO $$ BEGIN RAISE NOTICE $m$a notice$m$; RAISE WARNING $m$a warning$m$; END $$]])'
