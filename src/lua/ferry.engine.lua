@@ -39,7 +39,7 @@ commands:
   status                        every migration with its state, applied time, checksum drift
   up [--to VERSION] [--dry-run] apply pending migrations in order
   run MIGRATION [--dry-run]     run one migration (full id or unique prefix), applied or not
-  rollback MIGRATION            run its rollback and record that
+  rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
   validate MIGRATION            run its checks; print each with pass/fail
   baseline VERSION              record every migration up to VERSION as applied, without running it
   new NAME [--sql]              scaffold migrations/<today>_<name>/: up.lua, or up.sql with --sql
@@ -1546,22 +1546,50 @@ local function pending_before(list, states, m)
   return last
 end
 
+local function renamed_why(r)
+  return r.version and r.scripts and "same version and scripts" or (r.version and "same version" or "same scripts")
+end
+
+-- "NEW looks like OLD renamed (why; OLD was applied at TIME and its folder is gone)"
+local function looks_renamed(m, r)
+  return string.format("%s looks like %s renamed (%s; %s was %s at %s and its folder is gone)", m.id, r.id,
+                       renamed_why(r), r.id, r.st.operation == "baseline" and "baselined" or "applied",
+                       r.st.finished_at)
+end
+
 -- up and run do not run a migration that looks renamed (renamed_from: r):
 -- it would run a second time what was applied under its old name (a schema
 -- step run twice fails or does damage).  A configuration error, exit 2,
 -- before anything is written, naming the ways out.
 local function refuse_renamed(list, states, m, r)
-  local why = r.version and r.scripts and "same version and scripts" or (r.version and "same version" or "same scripts")
+  local why = renamed_why(r)
   local before = pending_before(list, states, m)
   local record = before and string.format("'ferry up --to %s' (what is pending before it), then 'ferry baseline %s'",
                                           before.id, m.id)
                         or string.format("'ferry baseline %s'", m.id)
   local other = r.version and "if it is a different migration, give it a new version"
                 or string.format("to run its scripts a second time, rename the folder back and 'ferry run %s'", r.id)
-  usage_error("%s looks like %s renamed (%s; %s was %s at %s and its folder is gone): not run a second time. "
-              .. "Rename the folder back to %s; or, if it is %s under a new name, record it as applied without "
-              .. "running it: %s; or, %s", m.id, r.id, why, r.id,
-              r.st.operation == "baseline" and "baselined" or "applied", r.st.finished_at, r.id, r.id, record, other)
+  -- A data migration is not baselined under a new name: what it wrote may
+  -- be tagged with its old id (ctx.migration), which its rollback and
+  -- checks look for, and its resume point is kept under that id.
+  if m.files["up.lua"] then
+    usage_error("%s: not run a second time. Rename the folder back to %s (a data migration is known by its id: its "
+                .. "runs, resume point and checks go by it, and so may the rows it wrote, through ctx.migration); "
+                .. "or, %s", looks_renamed(m, r), r.id, other)
+  end
+  usage_error("%s: not run a second time. Rename the folder back to %s; or, if it is %s under a new name, record it "
+              .. "as applied without running it: %s; or, %s", looks_renamed(m, r), r.id, r.id, record, other)
+end
+
+-- What rollback and validate, which go by the recorded id, refuse: a
+-- folder that looks like r renamed (see renamed_from).
+local function refuse_renamed_for(command, m, r)
+  local what = command == "rollback" and "its rollback belongs to it" or "its checks look for it"
+  local force = command == "rollback"
+                and string.format("; or, to run this folder's rollback all the same: ferry rollback %s --force", m.id)
+                or ""
+  usage_error("%s: what %s did is recorded under that id, and %s. Rename the folder back to %s and 'ferry %s %s'%s",
+              looks_renamed(m, r), r.id, what, r.id, command, r.id, force)
 end
 
 -- After a migration that finished although Ctrl-C came meanwhile: the
@@ -1684,10 +1712,31 @@ local function refuse_missing_folder(key)
               .. "to roll it back", m.id, states[m.id].status, root_dir, m.id)
 end
 
+-- A rollback undoes what ferry did on this database; without --force it
+-- refuses, before anything is written, what ferry did not do: a migration
+-- recorded applied by baseline (the database had it before ferry: a
+-- schema step's rollback.sql would drop a live schema), one ferry has no
+-- record of here, and a folder that looks like an applied one renamed
+-- (what that one did is recorded under its old id).  One ferry ran --
+-- applied, failed, interrupted, rolled back -- is rolled back as asked.
+local function refuse_foreign_rollback(list, by_id, states, m)
+  local st = states[m.id]
+  local force = string.format("To roll it back all the same: ferry rollback %s --force", m.id)
+  if st and st.status == "applied" and st.operation == "baseline" then
+    usage_error("%s was recorded as applied by 'ferry baseline' at %s, not run by ferry here: its rollback would undo "
+                .. "what the database had before ferry. %s", m.id, st.finished_at, force)
+  end
+  if st then return end
+  local r = renamed_from({m}, by_id, states)[m.id]
+  if r then refuse_renamed_for("rollback", m, r) end
+  usage_error("ferry has no record of %s on this database (never run or baselined here): its rollback would undo "
+              .. "what ferry did not do. %s", m.id, force)
+end
+
 function commands.rollback(args)
   if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION") end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
-  local list = discover(root_dir)
+  local list, by_id = discover(root_dir)
   local found, m = pcall(find_migration, list, args[1])
   if not found then
     if is_ferry_error(m) and m.message:find("^unknown migration") then refuse_missing_folder(args[1]) end
@@ -1702,6 +1751,7 @@ function commands.rollback(args)
   ensure_history()
   local states = load_states()
   local st = states[m.id]
+  if not opts.force then refuse_foreign_rollback(list, by_id, states, m) end
   -- A later migration still applied may stand on this one (a schema's
   -- rollback drops the tables every later batch wrote into) and would stay
   -- recorded as applied over nothing; or not (two independent backfills):
@@ -1754,11 +1804,17 @@ end
 
 function commands.validate(args)
   if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
-  local list = discover(root_dir)
+  local list, by_id = discover(root_dir)
   local m = find_migration(list, args[1])
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
   preflight({m}, true)
   db.open()
+  -- (checks that look for what the old id wrote would pass over nothing)
+  if history_exists() then
+    local states = load_states()
+    local r = not states[m.id] and renamed_from({m}, by_id, states)[m.id]
+    if r then refuse_renamed_for("validate", m, r) end
+  end
   -- A run (or rollback) of m in progress on this database: the checks see
   -- the batches it had committed when their snapshot was taken, so their
   -- failures and counts say nothing yet.  Said, not refused.  (Its session
@@ -2385,6 +2441,7 @@ local COMMANDS_WITH = {
   ["dry-run"] = {up = true, run = true, exec = true},
   to = {up = true},
   sql = {new = true},
+  force = {rollback = true},
 }
 
 -- The commands that always work on the database.
@@ -2420,6 +2477,7 @@ local function main(cli)
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.sql = flags.sql == true
+  opts.force = flags.force == true
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
   opts.batch_size_given = flags["batch-size"] ~= nil
   opts.jobs = number_flag(flags, "jobs", 2, 1)

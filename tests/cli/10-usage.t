@@ -50,8 +50,8 @@ like "$OUT" '^ferry [0-9]+\.[0-9]+\.[0-9]+$' "--version prints 'ferry X.Y.Z'"
 expect_usage "unknown command bogus (see 'ferry --help')" --dir "$D" bogus
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" --bogus status
 expect_usage "unknown option --bogus (see 'ferry --help')" --dir "$D" status --bogus
-# no flag is accepted and ignored: --force means nothing to ferry
-expect_usage "unknown option --force (see 'ferry --help')" --dir "$D" rollback 20250101 --force
+# no flag is accepted and ignored: --yes means nothing to ferry
+expect_usage "unknown option --yes (see 'ferry --help')" --dir "$D" rollback 20250101 --yes
 expect_usage "unknown option -x (see 'ferry --help')" --dir "$D" up -x
 expect_usage "option --json takes no value" --dir "$D" --json=yes status
 expect_usage "--verbose and --quiet exclude each other" --dir "$D" -v -q status

@@ -153,8 +153,8 @@ $(status_line 20250104_d applied "$TS" "file missing from migrations/; renamed t
    "status: a new version with the scripts (and loaded rules) of a missing applied one is noted"
 before=$(db_snapshot "$db3")
 run_ferry --dir "$D" up
-is "$RC|$OUT|$ERR" "2||ferry: 20250109_d2 looks like 20250104_d renamed (same scripts; 20250104_d was applied at $applied_d and its folder is gone): not run a second time. Rename the folder back to 20250104_d; or, if it is 20250104_d under a new name, record it as applied without running it: 'ferry up --to 20250105_e' (what is pending before it), then 'ferry baseline 20250109_d2'; or, to run its scripts a second time, rename the folder back and 'ferry run 20250104_d'" \
-   "up refuses it: same scripts; the baseline way out runs what is pending before it first"
+is "$RC|$OUT|$ERR" "2||ferry: 20250109_d2 looks like 20250104_d renamed (same scripts; 20250104_d was applied at $applied_d and its folder is gone): not run a second time. Rename the folder back to 20250104_d (a data migration is known by its id: its runs, resume point and checks go by it, and so may the rows it wrote, through ctx.migration); or, to run its scripts a second time, rename the folder back and 'ferry run 20250104_d'" \
+   "up refuses it: same scripts; a data migration's way out is its old name (not baselined under the new one)"
 is "$(db_snapshot "$db3")" "$before" "up refused before e, pending before it, ran"
 run_ferry --dir "$D" -q up --to 20250105_e
 is "$RC|$ERR" "0|" "up --to 20250105_e"
@@ -174,7 +174,7 @@ $(status_line 20250104_d applied "$TS" "file missing from migrations/")
 $(status_line 20250109_d2 applied "$TS" "file missing from migrations/; renamed to 20250109_d3?")" \
    "status: renamed from a baselined migration"
 run_ferry --dir "$D" run 20250109_d3
-is "$RC|$OUT|$ERR" "2||ferry: 20250109_d3 looks like 20250109_d2 renamed (same version and scripts; 20250109_d2 was baselined at $based and its folder is gone): not run a second time. Rename the folder back to 20250109_d2; or, if it is 20250109_d2 under a new name, record it as applied without running it: 'ferry baseline 20250109_d3'; or, if it is a different migration, give it a new version" \
+is "$RC|$OUT|$ERR" "2||ferry: 20250109_d3 looks like 20250109_d2 renamed (same version and scripts; 20250109_d2 was baselined at $based and its folder is gone): not run a second time. Rename the folder back to 20250109_d2 (a data migration is known by its id: its runs, resume point and checks go by it, and so may the rows it wrote, through ctx.migration); or, if it is a different migration, give it a new version" \
    "run refuses it, saying baselined"
 mv "$D/migrations/20250109_d3" "$D/migrations/20250109_d2"
 
@@ -233,5 +233,25 @@ $(status_line 20250102_more applied "$TS" "file missing from migrations/")" \
 run_ferry --dir "$D" -q up --to 20250102
 is "$RC|$ERR" "0|" "up runs it"
 is "$(rows "$db5")" "1 2 22" "its row is there"
+
+# a schema step renamed, another pending before it: the baseline way out
+# runs that one first
+db6=$(fresh_db ferry_cli_renamed_before)
+P=$TAP_TMPDIR/before
+put "$P/migrations/20250101_s/up.sql" 'CREATE TABLE s1 (x int);'
+put "$P/migrations/20250103_u/up.sql" 'CREATE TABLE s3 (x int);'
+run_ferry --db "$db6" --dir "$P" -q up
+is "$RC|$ERR" "0|" "db6: s and u applied"
+mv "$P/migrations/20250103_u" "$P/migrations/20250104_u2"
+put "$P/migrations/20250102_n/up.sql" 'CREATE TABLE s2 (x int);'
+applied_u=$(psql_val "$db6" "SELECT to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                              FROM ferry.history WHERE migration = '20250103_u'")
+run_ferry --db "$db6" --dir "$P" up
+is "$RC|$OUT|$ERR" "2||ferry: 20250104_u2 looks like 20250103_u renamed (same scripts; 20250103_u was applied at $applied_u and its folder is gone): not run a second time. Rename the folder back to 20250103_u; or, if it is 20250103_u under a new name, record it as applied without running it: 'ferry up --to 20250102_n' (what is pending before it), then 'ferry baseline 20250104_u2'; or, to run its scripts a second time, rename the folder back and 'ferry run 20250103_u'" \
+   "a schema step: the baseline way out, after what is pending before it"
+run_ferry --db "$db6" --dir "$P" -q up --to 20250102_n
+run_ferry --db "$db6" --dir "$P" -q baseline 20250104_u2
+run_ferry --db "$db6" --dir "$P" up
+is "$RC|$OUT" "0|Nothing to do: every migration is applied." "...which works"
 
 done_testing
