@@ -137,8 +137,6 @@ install: bin/ferry
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/ferry
 	install -m 755 bin/ferry $(DESTDIR)$(PREFIX)/bin/ferry
 	cp -R rules migrations $(DESTDIR)$(PREFIX)/share/ferry/
-	install -d $(DESTDIR)$(PREFIX)/share/ferry/lua
-	install -m 644 $(PRELUDES) $(DESTDIR)$(PREFIX)/share/ferry/lua/
 
 clean:
 	rm -rf bin $(BUILD)/obj $(BUILD)/gen $(BUILD)/unit $(BUILD)/embed build/asan

@@ -444,7 +444,7 @@ end
 --- Starts opening the main connection without waiting for it: the engine
 -- calls it as soon as it knows the command needs the database, so that the
 -- server sets the session up while ferry reads the migrations.
-function M.open_ahead()
+function M._open_ahead()
   if not main then main = core.connect_start(); core.keep_open(main, true) end
 end
 function M.main() return main end

@@ -38,7 +38,7 @@ usage: ferry [--db URL] [--dir PATH] [--verbose|-v] [--quiet|-q] [--json] COMMAN
 commands:
   status                        every migration with its state, applied time, checksum drift
   up [--to VERSION] [--dry-run] apply pending migrations in order
-  run MIGRATION [--dry-run]     run one migration (full id or unique prefix), applied or not
+  run MIGRATION [--dry-run]     run one migration (id, or a unique prefix of its id or name), applied or not
   rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
   validate MIGRATION            run its checks; print each with pass/fail
   baseline VERSION              record every migration up to VERSION as applied, without running it
@@ -676,7 +676,7 @@ local function decode_position(text)
   if exact then return exact end
   local marked, bigs = mark_big_integers(text)
   local function whole(v)
-    if math.type(v) == "float" and v == math.floor(v) and math.abs(v) <= 2^53 then return math.tointeger(v) end
+    if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return math.tointeger(v) end
     if type(v) == "string" and bigs[v] then return bigs[v] end
     if type(v) == "table" then
       for k, x in pairs(v) do v[k] = whole(x) end
@@ -2487,7 +2487,7 @@ local function main(cli)
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
   -- the server sets the session up while the migrations are read
-  if DB_COMMANDS[cmd] then db.open_ahead() end
+  if DB_COMMANDS[cmd] then db._open_ahead() end
   return commands[cmd](cli.args)
 end
 

@@ -263,26 +263,27 @@ put "$B/migrations/20250101_pos/up.lua" 'local got = ctx.checkpoint.get()
 if got == nil then
   db.transaction(function() ctx.checkpoint.save({id = 1234567890123456, n = 8000, big = 9007199254740993, f = 0.1,
                                                   list = {-9007199254740995, 1.2345678901234567, "12345678901234567890"},
-                                                  floats = {2.0^60, 1e16, -2.0^63}}) end)
+                                                  floats = {2.0^60, 1e16, -2.0^63, 2.0^53, 2.0^53 - 2}}) end)
   error("stop after the save")
 end
 print(string.format("%s %s %s %s %s", math.type(got.id), got.id, math.type(got.n), got.n, got.f))
 print(string.format("%s %d %s %d %s %s", math.type(got.big), got.big, math.type(got.list[1]), got.list[1],
                     got.list[2] == 1.2345678901234567, got.list[3]))
-print(string.format("%s %s %s %s %s %s", math.type(got.floats[1]), got.floats[1] == 2.0^60, math.type(got.floats[2]),
-                    got.floats[2] == 1e16, math.type(got.floats[3]), got.floats[3] == -2.0^63))
+print(string.format("%s %s %s %s %s %s %s %s %s", math.type(got.floats[1]), got.floats[1] == 2.0^60,
+                    math.type(got.floats[2]), got.floats[2] == 1e16, math.type(got.floats[3]), got.floats[3] == -2.0^63,
+                    math.type(got.floats[4]), got.floats[4] == 2.0^53, math.type(got.floats[5])))
 db.transaction(function() ctx.checkpoint.save(9223372036854775807) end)
 error("stop again")
 '
 run_ferry --db "$dbb" --dir "$B" run 20250101_pos
 is "$RC" 1 "a run stopped after saving its checkpoint"
 is "$(psql_val "$dbb" "SELECT position::text FROM ferry.checkpoint")" \
-   '{"f": 0.1, "n": 8000, "id": 1234567890123456, "big": 9007199254740993, "list": [-9007199254740995, 1.2345678901234567, "12345678901234567890"], "floats": [1152921504606846976.0, 10000000000000000.0, -9223372036854775808.0]}' "the position is stored exactly"
+   '{"f": 0.1, "n": 8000, "id": 1234567890123456, "big": 9007199254740993, "list": [-9007199254740995, 1.2345678901234567, "12345678901234567890"], "floats": [1152921504606846976.0, 10000000000000000.0, -9223372036854775808.0, 9007199254740992.0, 9007199254740990]}' "the position is stored exactly"
 run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
 is "$OUT" "integer 1234567890123456 integer 8000 0.1
 integer 9007199254740993 integer -9007199254740995 true 12345678901234567890
-float true float true float true" \
-   "get() gives back the ids exactly (past 2^53 too, in lists too), whole numbers as integers, text as text, big floats as floats"
+float true float true float true float true integer" \
+   "get() gives back the ids exactly (past 2^53 too, in lists too), whole numbers as integers, text as text, big floats as floats (2^53 too; a whole float below it as an integer)"
 is "$(psql_val "$dbb" "SELECT position::text FROM ferry.checkpoint")" "9223372036854775807" "a 64-bit integer is stored exactly"
 put "$B/migrations/20250101_pos/up.lua" 'print(math.type(ctx.checkpoint.get()), ctx.checkpoint.get())'
 run_ferry --db "$dbb" --dir "$B" -q run 20250101_pos
