@@ -1122,7 +1122,7 @@ local LIVE_CHANGE = {["23503"] = "deleted", ["23505"] = "wrote"}
 local ALREADY_EXISTS = {["42P07"] = true, ["42701"] = true, ["42710"] = true, ["42P06"] = true, ["42723"] = true}
 local ALREADY_EXISTS_HINT = "; the database already has what this migration creates: if it was set up without ferry "
   .. "(from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' "
-  .. "(the last version it has; see 'ferry status'), then run 'ferry up' again"
+  .. "(the version of the last migration it has: 'ferry status' lists them), then run 'ferry up' again"
 
 -- m has no applied run in the history (nil when the history cannot be read).
 local function never_applied(m)

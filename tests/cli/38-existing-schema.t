@@ -16,7 +16,7 @@ put "$D/migrations/20250102_col/up.sql" 'ALTER TABLE t ADD COLUMN y int;'
 put "$D/migrations/20250103_u/up.sql" 'CREATE TABLE u (z int);'
 psql_val "$db" "CREATE TABLE t (x int, y int)" >/dev/null
 
-HINT="; the database already has what this migration creates: if it was set up without ferry (from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' (the last version it has; see 'ferry status'), then run 'ferry up' again"
+HINT="; the database already has what this migration creates: if it was set up without ferry (from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' (the version of the last migration it has: 'ferry status' lists them), then run 'ferry up' again"
 
 run_ferry --dir "$D" up
 is "$RC" 1 "up on a database that has the table already: exit 1"

@@ -22,7 +22,7 @@ CREATE SCHEMA s;'
 put "$D/migrations/20250102_u/up.sql" 'CREATE TABLE u (z int);'
 psql_val "$db" "CREATE TABLE t (x int); CREATE INDEX t_x_idx ON t (x); CREATE SCHEMA s" >/dev/null
 
-HINT="; the database already has what this migration creates: if it was set up without ferry (from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' (the last version it has; see 'ferry status'), then run 'ferry up' again"
+HINT="; the database already has what this migration creates: if it was set up without ferry (from a schema dump), record the migrations it already has as applied with 'ferry baseline VERSION' (the version of the last migration it has: 'ferry status' lists them), then run 'ferry up' again"
 WOULD="ferry: migrations/20250101_t/up.sql: a dry run: the script would fail: relation \"t\" already exists (and 2 more of what it creates)"
 
 run_ferry --dir "$D" up --dry-run
