@@ -1220,14 +1220,15 @@ end
 
 -- What the up.sql text sql creates that the database has: a list of
 -- {kind =, last =} in the script's order (empty when the lookup fails).
-local function existing_creations(sql)
+-- gone: the last names taken away by the scripts read before it (added to).
+local function existing_creations(sql, gone)
   local wanted = {}
   for _, t in ipairs(db_core.statement_heads(sql, {create = true, drop = true, alter = true})) do
     if t[1]:lower() == "create" then
       local o = created_object(t)
-      if o and not dry_run_gone[o.last] then wanted[#wanted + 1] = o end
+      if o and not gone[o.last] then wanted[#wanted + 1] = o end
     else
-      note_gone(t, dry_run_gone)
+      note_gone(t, gone)
     end
   end
   if #wanted == 0 then return {} end
@@ -1282,7 +1283,7 @@ local function apply(m, operation, dry_run)
     elseif m.files["up.sql"] then
       if dry_run then
         log.info("   [DRY RUN] Would run " .. m.rel .. "/up.sql in one transaction")
-        local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""))
+        local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), dry_run_gone)
         if #found > 0 then
           would_exist = true
           error(string.format("%s/up.sql: a dry run: the script would fail: %s \"%s\" already exists%s", m.rel,
@@ -1935,7 +1936,7 @@ end
 -- a pending migration's applied_at, checksum_changed -- is left out).
 local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
                      "later_run_failed", "later_rollback_failed", "missing", "renamed_from", "renamed_to",
-                     "checkpoint"}
+                     "checkpoint", "exists_already"}
 
 -- The migrations with a saved resume point (a run that failed or was
 -- interrupted after a batch committed: the next run resumes from it).
@@ -1960,6 +1961,8 @@ function commands.status(args)
     if r and not renamed_to[r.id] then renamed_to[r.id] = m.id end
   end
   local rows = array()
+  local gone_before = {}             -- (see existing_creations)
+  local exists_already = {}          -- id -> what its up.sql creates that the database has
   for _, m in ipairs(list) do
     local st = states[m.id]
     local state, applied, drift = "pending", nil, nil
@@ -1979,6 +1982,18 @@ function commands.status(args)
        later_run_failed = st ~= nil and st.failed_after == true,
        later_rollback_failed = st ~= nil and st.rollback_failed_after == true, missing = false,
        renamed_from = renamed[m.id] and renamed[m.id].id, checkpoint = saved[m.id] == true})
+    -- A schema step to run whose objects the database has already (set up
+    -- without ferry): its run would fail with "already exists".
+    -- (a folder that looks renamed says that instead: its objects are the
+    -- old id's)
+    if m.files["up.sql"] and not m.files["up.lua"] and not renamed[m.id]
+       and (state == "pending" or state == "failed" or state == "rolled back") then
+      local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), gone_before)
+      if #found > 0 then
+        exists_already[m.id] = found
+        rows[#rows].exists_already = true
+      end
+    end
   end
   -- migrations the history knows and the folder no longer has, in order
   local gone = {}
@@ -2023,6 +2038,11 @@ function commands.status(args)
       note = note .. "; a later run failed" .. (r.checkpoint and r.status == "applied" and "; " .. next_run or "")
     end
     if r.later_rollback_failed then note = note .. "; a later rollback failed" end
+    local found = exists_already[r.migration]
+    if found then
+      note = string.format("%s \"%s\"%s exists already: set up without ferry? (see 'ferry baseline')",
+                           found[1].kind, found[1].last, #found > 1 and string.format(" (and %d more it creates)", #found - 1) or "")
+    end
     io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
   end
   return EXIT_OK

@@ -40,6 +40,15 @@ is "$(printf '%s\n' "$ERR" | tail -n 1)" "$WOULD$HINT" "...stderr ends with it, 
 run_ferry --dir "$D" run 20250101 --dry-run
 is "$RC|$ERR" "1|$WOULD$HINT" "run --dry-run of the step: the same"
 
+# status says so beforehand, on the step's line (and "exists_already" in --json)
+run_ferry --dir "$D" status
+is "$RC|$OUT" "0|$STATUS_HEADER
+$(status_line 20250101_t pending - "relation \"t\" (and 2 more it creates) exists already: set up without ferry? (see 'ferry baseline')")
+$(status_line 20250102_u pending - -)" "status: the step whose objects exist is noted"
+run_ferry --dir "$D" --json status
+is "$(json_eval "$OUT" '[m.get("exists_already") for m in j["migrations"]]')" "[true,null]" \
+   "...--json: exists_already on it, left out on the other"
+
 # what does not count
 put "$D/migrations/20250101_t/up.sql" "CREATE TABLE IF NOT EXISTS t (x int);
 /* CREATE TABLE t (x int); */ -- CREATE TABLE t (y int);
