@@ -336,6 +336,21 @@ static void test_every_prefix(void **state)
     }
 }
 
+/* Up to 23 random pieces, end to end, in buf: their length. */
+static size_t random_script(char *buf, size_t bufsz, const char *const *pieces, size_t np)
+{
+    size_t len = 0;
+    int count = rand() % 24;
+    for (int i = 0; i < count; i++) {
+        const char *piece = pieces[(size_t)rand() % np];
+        size_t pl = strlen(piece);
+        if (len + pl >= bufsz) break;
+        memcpy(buf + len, piece, pl);
+        len += pl;
+    }
+    return len;
+}
+
 /* Random text made of the pieces that matter: never a crash or a read past
  * the end, and every answer agrees with the invariants. */
 static void test_random_text(void **state)
@@ -351,15 +366,7 @@ static void test_random_text(void **state)
     srand(20261207);
     char buf[512];
     for (int iter = 0; iter < 30000; iter++) {
-        size_t len = 0;
-        int count = rand() % 24;
-        for (int i = 0; i < count; i++) {
-            const char *piece = pieces[(size_t)rand() % np];
-            size_t pl = strlen(piece);
-            if (len + pl >= sizeof buf) break;
-            memcpy(buf + len, piece, pl);
-            len += pl;
-        }
+        size_t len = random_script(buf, sizeof buf, pieces, np);
         guarded g = guard(buf, len);
         int line = 0;
         char word[32] = "";
@@ -598,15 +605,7 @@ static void test_each_statement_random(void **state)
     srand(20261208);
     char buf[512];
     for (int iter = 0; iter < 30000; iter++) {
-        size_t len = 0;
-        int count = rand() % 24;
-        for (int i = 0; i < count; i++) {
-            const char *piece = pieces[(size_t)rand() % np];
-            size_t pl = strlen(piece);
-            if (len + pl >= sizeof buf) break;
-            memcpy(buf + len, piece, pl);
-            len += pl;
-        }
+        size_t len = random_script(buf, sizeof buf, pieces, np);
         guarded g = guard(buf, len);
         const char *last[2] = {g.s, NULL};
         assert_null(pgconn_each_statement(g.s, check_head, last));
