@@ -551,7 +551,8 @@ static void test_each_statement(void **state)
                       "(SELECT 1); ;\n"
                       "alter table t rename to e'x';";
     assert_null(each(sql, 0, &h));
-    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int )"
+    /* (8 tokens at most: the ")" after "int" is the 9th) */
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int"
                                "|3:create unique index concurrently if not exists i"
                                "|4:DO"
                                "|5:SELECT"
@@ -562,7 +563,7 @@ static void test_each_statement(void **state)
     const char *p = each(sql, 3, &h);
     assert_non_null(p);
     assert_true(strncmp(p, "DO $$", 5) == 0);
-    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int )|3:create unique index concurrently if not exists i|4:DO");
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int|3:create unique index concurrently if not exists i|4:DO");
     /* nothing, blanks, an unterminated comment or quoted name */
     assert_null(each("", 0, &h));
     assert_string_equal(h.out, "");
@@ -588,7 +589,9 @@ static int check_head(const char *p, int line, void *ud)
     assert_int_equal(line, lines_before(last[0], p));
     pgconn_token tok[64];
     int n = pgconn_statement_tokens(p, tok, 64);
-    assert_true(n >= 1);
+    /* a statement starts with a word: its first token, unless it is the E
+     * of an E'...' string */
+    assert_true(n >= 1 || ((p[0] | 0x20) == 'e' && p[1] == '\''));
     for (int i = 0; i < n; i++) assert_true(tok[i].s >= p && tok[i].s + tok[i].n <= last[0] + strlen(last[0]));
     last[1] = p;
     return 0;
