@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Ctrl-C (SIGINT) and SIGTERM: ferry stops at once -- the statement running
+# Ctrl-C (SIGINT), SIGTERM and SIGHUP: ferry stops at once -- the statement running
 # on the server is cancelled, not left to finish -- rolls back what is not
 # committed, records the run as failed ("interrupted"), says so in one line
-# with what to do next, and exits 128 + the signal's number (130, 143).
+# with what to do next, and exits 128 + the signal's number (130, 143,
+# 129).
 # The next run resumes from the last checkpoint.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../cli/cli-lib.sh"
@@ -114,6 +115,43 @@ is "$(json_eval "$OUT" 'str(j["ok"]) + "|" + j["error"]')" "False|interrupted (S
 is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
    "failed|interrupted (SIGTERM)" "SIGTERM: the run is recorded as failed: interrupted"
 
+# --- SIGHUP (the terminal or the ssh session went away): the same, exit 129
+psql_val "$db" "DROP TABLE items; DELETE FROM ferry.history; DELETE FROM ferry.checkpoint" >/dev/null
+start_ferry --dir "$D" run 20250102
+wait_for saved t
+stop_ferry HUP
+is "$RC" 129 "SIGHUP: exit 129"
+like "$ERR" "ferry: 20250102_slow_lua: interrupted \\(SIGHUP: hung up\\); the run had got to: .*items_created=[0-9]+.*\\(everything up to the last checkpoint is committed\\); re-run to resume" \
+     "SIGHUP: one line says it hung up, how far it got and what to do"
+is "$(psql_val "$db" "SELECT status || '|' || error FROM ferry.history WHERE migration = '20250102_slow_lua'")" \
+   "failed|interrupted (SIGHUP: hung up)" "SIGHUP: the run is recorded as failed: interrupted"
+is "$(psql_val "$db" "SELECT count(*) = (SELECT (position #>> '{}')::int FROM ferry.checkpoint) FROM items")" t \
+   "SIGHUP: the rows committed are exactly those up to the checkpoint"
+run_ferry --dir "$D" -q run 20250102
+is "$RC|$(psql_val "$db" "SELECT count(*) FROM items")" "0|200" "SIGHUP: the next run resumes and completes"
+
+# --- a hang-up comes twice (the kernel's, then the shell's passing it on
+# to its jobs): the second does not end ferry at once, as a second Ctrl-C
+# does -- it would cut short the stop the first one began
+put "$D/migrations/20250103_hup_twice/up.lua" '-- ferry: allow-shell
+pcall(function()
+  os.execute("kill -HUP $PPID")   -- raised as os.execute returns, and caught
+  while true do end
+end)
+os.execute("kill -HUP $PPID")     -- handled before os.execute returns (ferry waits for the shell)
+db.exec("CREATE TABLE hup_twice_t (x int)")'
+put "$D/migrations/20250104_after/up.sql" 'CREATE TABLE after_t (x int);'
+mv "$D/migrations/20250101_slow_sql" "$TAP_TMPDIR/slow_sql"
+run_ferry --dir "$D" up
+is "$RC" 129 "SIGHUP twice: exit 129"
+is "$ERR" "ferry: interrupted (SIGHUP: hung up) after 20250103_hup_twice had finished (applied); nothing after it was run" \
+   "SIGHUP twice: ferry was not killed by the second: it says the migration had finished"
+is "$(psql_val "$db" "SELECT string_agg(migration || ':' || status, ' ' ORDER BY id) FROM ferry.history WHERE migration > '20250103'")" \
+   "20250103_hup_twice:applied" "SIGHUP twice: recorded applied; the next migration not run"
+mv "$TAP_TMPDIR/slow_sql" "$D/migrations/20250101_slow_sql"
+rm -rf "$D/migrations/20250103_hup_twice" "$D/migrations/20250104_after"
+psql_val "$db" "DELETE FROM ferry.history WHERE migration > '20250103'; DROP TABLE IF EXISTS hup_twice_t" >/dev/null
+
 # --- a migration that finished although Ctrl-C came meanwhile (its script
 # caught the interruption and went on; an up.sql whose COMMIT went through
 # is the same case): recorded applied -- it is -- and up stops after it
@@ -188,5 +226,16 @@ sleep 0.5
 ok "$(kill -0 "$PID" 2>/dev/null; echo $?)" "a job started with SIGINT ignored goes on after SIGINT"
 stop_ferry TERM
 is "$RC|$ERR" "143|ferry: interrupted (SIGTERM)" "...and stops on SIGTERM: exit 143"
+
+# --- started under nohup: SIGHUP ignored at the start stays ignored.  (A
+# HUP sent to a process that ignores it is dropped at once; one caught
+# would be delivered before the TERM sent after it, the lower number first.)
+looping
+nohup "$FERRY" --dir "$D" exec "$D/loop.lua" "$TAP_TMPDIR/looping" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+PID=$!
+wait_looping
+kill -HUP "$PID"
+stop_ferry TERM
+is "$RC|$ERR" "143|ferry: interrupted (SIGTERM)" "nohup: SIGHUP ignored, the run goes on until SIGTERM: exit 143"
 
 done_testing
