@@ -1,4 +1,5 @@
-/* interrupt: Ctrl-C (SIGINT) and SIGTERM, apart from Lua (see interrupt.h). */
+/* interrupt: Ctrl-C (SIGINT), SIGTERM and SIGHUP, apart from Lua (see
+ * interrupt.h). */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
@@ -33,10 +34,17 @@ static void cancel_running(void) {
 }
 
 /* The signals this module caught (not ignored at start). */
-static volatile sig_atomic_t caught_int, caught_term;
+static volatile sig_atomic_t caught_int, caught_term, caught_hup;
 
 static void handler(int signo) {
     int saved = errno;
+    /* A hang-up often comes twice -- the shell passes the one it got on to
+     * its jobs, the kernel sends its own to the terminal's foreground
+     * process group, logind follows its TERM with one -- and is no one's
+     * wish to stop harder: after the first signal, it does nothing (not
+     * even cancel again, which could hit ferry's own ROLLBACK or history
+     * row). */
+    if (signo == SIGHUP && received) { errno = saved; return; }
     /* A second Ctrl-C or a TERM ends ferry at once -- also while this one
      * waits in PQcancel for a server that does not answer (no timeout
      * there): both go back to the default action first, and the handler
@@ -66,19 +74,32 @@ void interrupt_install(void (*callback)(int signo)) {
     on_signal = callback;
     caught_int = catch_unless_ignored(SIGINT, &sa);
     caught_term = catch_unless_ignored(SIGTERM, &sa);
+    caught_hup = catch_unless_ignored(SIGHUP, &sa);
 }
 
 void interrupt_uninstall(void) {
     if (caught_int) signal(SIGINT, SIG_DFL);
     if (caught_term) signal(SIGTERM, SIG_DFL);
-    caught_int = caught_term = 0;
+    if (caught_hup) signal(SIGHUP, SIG_DFL);
+    caught_int = caught_term = caught_hup = 0;
     on_signal = NULL;
 }
 
 int interrupt_received(void) { return received; }
 
 const char *interrupt_signal_name(int signo) {
-    return signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "a signal";
+    switch (signo) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
+}
+
+/* What "interrupted (...)" says: the name, and what it means where the
+ * name alone does not tell an operator (SIGINT and SIGTERM are known) */
+const char *interrupt_signal_reason(int signo) {
+    return signo == SIGHUP ? "SIGHUP: hung up" : interrupt_signal_name(signo);
 }
 
 int interrupt_watch(PGconn *pg) {

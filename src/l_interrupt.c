@@ -1,4 +1,4 @@
-/* l_interrupt.c: Ctrl-C and SIGTERM on the Lua side.  As lua.c handles
+/* l_interrupt.c: Ctrl-C, SIGTERM and SIGHUP on the Lua side.  As lua.c handles
  * Ctrl-C, the signal handler (main.c's, through interrupt.c) only sets a
  * hook that raises ferry's "interrupted (SIGINT)" error at the next Lua
  * instruction.  Hooks are per thread, though: set on the main thread alone
@@ -67,12 +67,13 @@ static void running_again(lua_State *L) {
 static volatile sig_atomic_t pending;
 
 /* ferry's own error for a signal received: {code = 128 + signo, message =
- * "interrupted (SIGINT)", signal = "SIGINT"}. */
+ * "interrupted (SIGINT)", signal = "SIGINT"}; "interrupted (SIGHUP: hung
+ * up)" for a hang-up. */
 static void push_interrupted(lua_State *L, int signo) {
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, 128 + signo);
     lua_setfield(L, -2, "code");
-    lua_pushfstring(L, "interrupted (%s)", interrupt_signal_name(signo));
+    lua_pushfstring(L, "interrupted (%s)", interrupt_signal_reason(signo));
     lua_setfield(L, -2, "message");
     lua_pushstring(L, interrupt_signal_name(signo));
     lua_setfield(L, -2, "signal");

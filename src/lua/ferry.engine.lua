@@ -61,7 +61,7 @@ options:
   --version              print ferry's version;  -h, --help: this text
 
 exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error;
-            130 / 143 interrupted (Ctrl-C / SIGTERM)
+            130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP)
 ]]
 
 -- Errors the engine raises carry their exit code.
