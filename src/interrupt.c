@@ -1,8 +1,10 @@
-/* interrupt: Ctrl-C (SIGINT), SIGTERM and SIGHUP, apart from Lua (see
- * interrupt.h). */
+/* interrupt: Ctrl-C (SIGINT), SIGTERM, SIGHUP and SIGPIPE, apart from Lua
+ * (see interrupt.h). */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <unistd.h>
 
 #include "interrupt.h"
 
@@ -36,15 +38,35 @@ static void cancel_running(void) {
 /* The signals this module caught (not ignored at start). */
 static volatile sig_atomic_t caught_int, caught_term, caught_hup;
 
+/* Whether ferry's stdout or stderr is a pipe whose reader has gone (poll
+ * says POLLERR), or a socket whose peer has (POLLHUP).  (poll is safe in a
+ * signal handler.) */
+static int output_closed(void) {
+    struct pollfd p[2] = {{.fd = STDOUT_FILENO, .events = POLLOUT}, {.fd = STDERR_FILENO, .events = POLLOUT}};
+    if (poll(p, 2, 0) <= 0) return 0;
+    return ((p[0].revents | p[1].revents) & (POLLERR | POLLHUP)) != 0;
+}
+
 static void handler(int signo) {
     int saved = errno;
+    /* SIGPIPE comes from a write to a pipe nobody reads any more.  When
+     * that is ferry's stdout or stderr (ferry up | head -3, a log reader
+     * gone), the run stops as for any interruption: carrying on blind is no
+     * better -- its errors and outcome go nowhere, and it goes on changing
+     * the database while the operator, back at the prompt the pipeline
+     * returned to, thinks it over.  Stopped, it is recorded, and the next
+     * run resumes.  Any other pipe (one a script opened, PQcancel's socket)
+     * is that writer's business: the write fails with EPIPE, and that is
+     * all.  (libpq's own sockets never raise it: they are written with
+     * MSG_NOSIGNAL.) */
+    if (signo == SIGPIPE && !output_closed()) { errno = saved; return; }
     /* A hang-up often comes twice -- the shell passes the one it got on to
      * its jobs, the kernel sends its own to the terminal's foreground
      * process group, logind follows its TERM with one -- and is no one's
-     * wish to stop harder: after the first signal, it does nothing (not
-     * even cancel again, which could hit ferry's own ROLLBACK or history
-     * row). */
-    if (signo == SIGHUP && received) { errno = saved; return; }
+     * wish to stop harder; nor is each write to a closed output after the
+     * first: after the first signal, they do nothing (not even cancel
+     * again, which could hit ferry's own ROLLBACK or history row). */
+    if ((signo == SIGHUP || signo == SIGPIPE) && received) { errno = saved; return; }
     /* A second Ctrl-C or a TERM ends ferry at once -- also while this one
      * waits in PQcancel for a server that does not answer (no timeout
      * there): both go back to the default action first, and the handler
@@ -75,12 +97,20 @@ void interrupt_install(void (*callback)(int signo)) {
     caught_int = catch_unless_ignored(SIGINT, &sa);
     caught_term = catch_unless_ignored(SIGTERM, &sa);
     caught_hup = catch_unless_ignored(SIGHUP, &sa);
+    /* SIGPIPE is caught even when ignored at start: ignored, a closed
+     * output would go unnoticed, and caught it still never ends ferry.  (Not
+     * ignored here either: a program a script starts would inherit that,
+     * where a caught signal goes back to the default action at exec.) */
+    sigaction(SIGPIPE, &sa, NULL);
 }
 
 void interrupt_uninstall(void) {
     if (caught_int) signal(SIGINT, SIG_DFL);
     if (caught_term) signal(SIGTERM, SIG_DFL);
     if (caught_hup) signal(SIGHUP, SIG_DFL);
+    /* not the default: ferry never dies of SIGPIPE, and what it writes at
+     * the end (main flushes stdout) fails with EPIPE instead */
+    signal(SIGPIPE, SIG_IGN);
     caught_int = caught_term = caught_hup = 0;
     on_signal = NULL;
 }
@@ -92,6 +122,7 @@ const char *interrupt_signal_name(int signo) {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
     case SIGHUP: return "SIGHUP";
+    case SIGPIPE: return "SIGPIPE";
     default: return "a signal";
     }
 }
@@ -99,7 +130,11 @@ const char *interrupt_signal_name(int signo) {
 /* What "interrupted (...)" says: the name, and what it means where the
  * name alone does not tell an operator (SIGINT and SIGTERM are known) */
 const char *interrupt_signal_reason(int signo) {
-    return signo == SIGHUP ? "SIGHUP: hung up" : interrupt_signal_name(signo);
+    switch (signo) {
+    case SIGHUP: return "SIGHUP: hung up";
+    case SIGPIPE: return "SIGPIPE: output closed";
+    default: return interrupt_signal_name(signo);
+    }
 }
 
 int interrupt_watch(PGconn *pg) {

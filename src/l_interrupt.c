@@ -1,4 +1,4 @@
-/* l_interrupt.c: Ctrl-C, SIGTERM and SIGHUP on the Lua side.  As lua.c handles
+/* l_interrupt.c: Ctrl-C, SIGTERM, SIGHUP and SIGPIPE on the Lua side.  As lua.c handles
  * Ctrl-C, the signal handler (main.c's, through interrupt.c) only sets a
  * hook that raises ferry's "interrupted (SIGINT)" error at the next Lua
  * instruction.  Hooks are per thread, though: set on the main thread alone
@@ -68,7 +68,8 @@ static volatile sig_atomic_t pending;
 
 /* ferry's own error for a signal received: {code = 128 + signo, message =
  * "interrupted (SIGINT)", signal = "SIGINT"}; "interrupted (SIGHUP: hung
- * up)" for a hang-up. */
+ * up)" for a hang-up, "interrupted (SIGPIPE: output closed)" for stdout or
+ * stderr closed by its reader (141). */
 static void push_interrupted(lua_State *L, int signo) {
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, 128 + signo);

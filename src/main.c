@@ -251,7 +251,7 @@ static int pmain(lua_State *L) {
     return 1;
 }
 
-/* Ctrl-C, SIGTERM and SIGHUP, as lua.c handles Ctrl-C: the signal handler only
+/* Ctrl-C, SIGTERM, SIGHUP and SIGPIPE, as lua.c handles Ctrl-C: the signal handler only
  * sets a hook that raises at the next Lua instruction, on the main thread
  * and on the coroutine running (see l_interrupt.c); a statement waited for
  * returns at once (interrupt.c cancels it). */

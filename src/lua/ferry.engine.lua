@@ -61,7 +61,7 @@ options:
   --version              print ferry's version;  -h, --help: this text
 
 exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error;
-            130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP)
+            130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP); 141 its output closed by the reader
 ]]
 
 -- Errors the engine raises carry their exit code.
