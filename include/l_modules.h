@@ -33,8 +33,15 @@ int luaopen_ferry_progress(lua_State *L);
 /* Lower-level functions the engine prelude needs (time, tty, host, sha256,
  * whether ferry was interrupted). */
 int luaopen_ferry_sys(lua_State *L);
+/* At start, before any output: C's stdout is made to keep the errno of a
+ * write that failed (see ferry_close_stdout). */
+void ferry_watch_stdout(void);
+/* At exit, after lua_close: flushes and closes stdout (the real one, which
+ * --json kept, too).  0, or the errno of the first write to it that failed,
+ * before or now. */
+int ferry_close_stdout(void);
 
-/* l_interrupt.c: Ctrl-C and SIGTERM on the Lua side.
+/* l_interrupt.c: Ctrl-C, SIGTERM, SIGHUP and SIGPIPE on the Lua side.
  * Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
  * number) for the signal interrupt.h received; the interruption has then
  * come to L: the hook the signal set on L is taken off (see below). */

@@ -2,6 +2,7 @@
  * system calls the engine prelude needs).  log and progress share one state
  * (an upvalue) so that a log line first clears a progress bar drawn on a
  * terminal. */
+#define _GNU_SOURCE          /* fopencookie (ferry_watch_stdout) */
 #include <lua.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -387,6 +388,48 @@ static int sys_process_exists(lua_State *L) {
  * keep their order among ferry's own.  -1 while stdout is stdout. */
 static int json_fd = -1;
 
+/* The first write to the real stdout that failed (its errno), 0: none.  The
+ * engine does not stop for it -- the run is done by then -- but ferry must
+ * not exit 0 with its output lost: main says so (ferry_close_stdout). */
+static int stdout_errno;
+
+static void stdout_failed(int e) {
+    if (!stdout_errno) stdout_errno = e ? e : EIO;
+}
+
+/* The write function of the stream ferry_watch_stdout makes C's stdout: as
+ * the C library's own, but a failure is kept (at fd 1 while stdout is
+ * stdout: under --json fd 1 is stderr, not counted). */
+static ssize_t stdout_write(void *cookie, const char *buf, size_t size) {
+    (void)cookie;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write(STDOUT_FILENO, buf + done, size - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            if (json_fd < 0) stdout_failed(errno);
+            return done > 0 ? (ssize_t)done : -1;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+void ferry_watch_stdout(void) {
+    /* print and io.write ignore a write that failed, and the C library
+     * forgets why once it has dropped what it could not write (a flush
+     * that failed empties the buffer): only ferror is left at exit, not
+     * "No space left on device".  So C's stdout is made a stream of
+     * ferry's own over fd 1, buffered as the C library's is (by line on a
+     * terminal), whose writes keep their errno.  (In glibc stdout is a
+     * variable, made to be set.  Left as it was when that fails.) */
+    FILE *f = fopencookie(NULL, "w", (cookie_io_functions_t){.write = stdout_write});
+    if (!f) return;
+    setvbuf(f, NULL, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, BUFSIZ);
+    fflush(stdout);
+    stdout = f;
+}
+
 /* sys.divert_stdout() -> true: from now on stdout writes go to stderr (to
  * /dev/null when stderr is closed), and sys.write_stdout to the real one.
  * nil and a message when the real stdout cannot be kept (it stays as it is). */
@@ -418,6 +461,7 @@ static int sys_write_stdout(lua_State *L) {
     const char *s = luaL_checklstring(L, 1, &len);
     if (json_fd < 0) {
         if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
+            stdout_failed(errno);
             luaL_pushfail(L); lua_pushstring(L, strerror(errno)); return 2;
         }
         lua_pushboolean(L, 1);
@@ -427,6 +471,7 @@ static int sys_write_stdout(lua_State *L) {
         ssize_t n = write(json_fd, s, len);
         if (n < 0) {
             if (errno == EINTR) continue;
+            stdout_failed(errno);
             luaL_pushfail(L); lua_pushstring(L, strerror(errno)); return 2;
         }
         s += n;
@@ -434,6 +479,22 @@ static int sys_write_stdout(lua_State *L) {
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+int ferry_close_stdout(void) {
+    /* C's stdout: everything print, io.write and the engine's reports
+     * wrote, still buffered or not (ferror: a write that failed before).
+     * Under --json it is stderr (divert_stdout): not counted. */
+    errno = 0;
+    int failed = fflush(stdout) != 0 || ferror(stdout);
+    if (failed && json_fd < 0) stdout_failed(errno);
+    errno = 0;
+    if (fclose(stdout) != 0 && json_fd < 0) stdout_failed(errno);
+    /* (close can report what a file system kept back: NFS, a quota) */
+    int fd = json_fd >= 0 ? json_fd : STDOUT_FILENO;
+    if (close(fd) != 0 && errno != EINTR) stdout_failed(errno);
+    json_fd = -1;
+    return stdout_errno;
 }
 
 /* sys.redact_arg(msg, arg) -> msg with the password arg holds (when it is

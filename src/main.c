@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,17 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
+/* Output ferry could not write to stdout (a full disk, a reader gone) is
+ * said, and a command that would have succeeded fails: a JSON object or a
+ * report lost in silence is worse than an error.  Not after SIGPIPE stopped
+ * the run: "interrupted (SIGPIPE: output closed)" said why already. */
+static int check_stdout(int code) {
+    int err = ferry_close_stdout();
+    if (!err || (err == EPIPE && interrupt_received() == SIGPIPE)) return code;
+    fprintf(stderr, "ferry: cannot write to stdout: %s\n", strerror(err));
+    return code == FERRY_EXIT_OK ? FERRY_EXIT_FAIL : code;
+}
+
 /* Prints the first line of an error; the rest (the traceback) only when
  * verbose.  Returns the exit code the error stands for. */
 static int report_error(lua_State *L, const cli *c) {
@@ -308,6 +320,7 @@ static int report_error(lua_State *L, const cli *c) {
 
 int main(int argc, char **argv) {
     open_std_descriptors();
+    ferry_watch_stdout();
     char **args = copy_args(argc, argv);
     if (!args) { fprintf(stderr, "ferry: cannot read the command line: not enough memory\n"); return FERRY_EXIT_FAIL; }
     cli c;
@@ -333,10 +346,10 @@ int main(int argc, char **argv) {
         /* The counters live in C: a run that died still shows how far it got. */
         if (code == FERRY_EXIT_FAIL && !c.log.quiet && !c.log.json) ferry_stats_print(L, stderr);
     }
-    fflush(stdout);
     interrupt_uninstall();       /* no handler may touch the state being closed */
     globalL = NULL;
-    lua_close(L);
+    lua_close(L);                /* (a finalizer may still write) */
+    code = check_stdout(code);
     free_args(args);
     return code;
 }
