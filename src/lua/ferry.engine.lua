@@ -60,7 +60,7 @@ options:
   -v, --verbose          per-row lines and tracebacks;  -q, --quiet: only errors
   --version              print ferry's version;  -h, --help: this text
 
-exit codes: 0 success; 1 run failed, per-row errors, failed check or lock held; 2 usage or configuration error;
+exit codes: 0 success; 1 run failed, per-row errors, failed check, lock held or stdout not written; 2 usage or configuration error;
             130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP); 141 its output closed by the reader
 ]]
 
