@@ -108,4 +108,24 @@ run_as --db "$db" --dir "$P" status
 is "$RC|$OUT|$ERR" "2||$SHUT" "status: the same"
 chmod 755 "$P/migrations/20250104_shut"
 
+# a script that is a folder (up.lua/, exec's FILE): named with the reason,
+# not "nil" (read_file dropped the error of f:read)
+mkdir -p "$P/adir" "$P/migrations/20250105_dir/up.lua" "$P/migrations/20250106_sqldir/up.sql"
+chmod -R a+rX "$P"
+ISDIR=": Is a directory"
+run_as exec "$P/adir"
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $P/adir: $P/adir$ISDIR" "exec of a folder: says it is a directory"
+run_as --db "$db" --dir "$P" run 20250105
+is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250105_dir/up.lua: $P/migrations/20250105_dir/up.lua$ISDIR" \
+   "run: an up.lua that is a folder: says it is a directory"
+run_as --db "$db" --dir "$P" run 20250106
+is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250106_sqldir/up.sql: $P/migrations/20250106_sqldir/up.sql$ISDIR" \
+   "run: an up.sql that is a folder: the same"
+run_as --dir "$P" check
+like "$OUT" "(^|
+)FAIL migrations/20250105_dir/up.lua  does not compile: cannot read migrations/20250105_dir/up.lua: $P/migrations/20250105_dir/up.lua$ISDIR(
+|\$)" "check: names the folder up.lua with the reason"
+unlike "$OUT$ERR" ": nil" "...and never says nil"
+rm -rf "$P/adir" "$P/migrations/20250105_dir" "$P/migrations/20250106_sqldir"
+
 done_testing
