@@ -213,11 +213,14 @@ end
 ----------------------------------------------------------------------------
 -- files and migrations
 
+-- (nil and "path: reason" as io.open gives it, for a file that opens but
+-- cannot be read too: a folder, "Is a directory")
 local function read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local s = f:read("a")
+  local s, rerr = f:read("a")
   f:close()
+  if not s then return nil, path .. ": " .. tostring(rerr) end
   return s
 end
 
