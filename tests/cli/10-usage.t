@@ -107,10 +107,15 @@ for v in 1e3 0x10 +5 " 5" 5.0; do
     expect_usage "--batch-size needs a whole number >= 1, not $v" --dir "$D" up --batch-size "$v"
 done
 # timeouts the server cannot read: a configuration error, said cleanly
-expect_usage "--lock-timeout / --statement-timeout: invalid value for parameter \"lock_timeout\": \"banana\" [SQLSTATE 22023]" \
+# (the flag given is named, not both)
+expect_usage "--lock-timeout: invalid value for parameter \"lock_timeout\": \"banana\" [SQLSTATE 22023]" \
     --dir "$D" --lock-timeout banana status
-expect_usage "--lock-timeout / --statement-timeout: invalid value for parameter \"statement_timeout\": \"5 fortnights\" [SQLSTATE 22023]" \
+expect_usage "--statement-timeout: invalid value for parameter \"statement_timeout\": \"5 fortnights\" [SQLSTATE 22023]" \
     --dir "$D" --statement-timeout "5 fortnights" up
+expect_usage "--lock-timeout: -1 ms is outside the valid range for parameter \"lock_timeout\" (0 .. 2147483647) [SQLSTATE 22023]" \
+    --dir "$D" --lock-timeout -1 status
+expect_usage "--statement-timeout: -1 ms is outside the valid range for parameter \"statement_timeout\" (0 .. 2147483647) [SQLSTATE 22023]" \
+    --dir "$D" --lock-timeout 2s --statement-timeout=-1 status
 
 # nothing of the above touched the database
 v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('alpha') IS NULL")

@@ -296,7 +296,7 @@ is "$RC|$ERR" "2|ferry: --dir postgresql://127.0.0.1/x?user=app&password=***: no
 run_ferry --dir "$D" --batch-size "$mu" up
 is "$RC|$ERR" "2|ferry: --batch-size needs a whole number >= 1, not postgresql://app:***@127.0.0.1:5/x" "...as --batch-size's value"
 run_ferry --db "$url" --dir "$D" --lock-timeout "$mu" status
-is "$RC|$ERR" "2|ferry: --lock-timeout / --statement-timeout: invalid value for parameter \"lock_timeout\": \"postgresql://app:***@127.0.0.1:5/x\" [SQLSTATE 22023]" \
+is "$RC|$ERR" "2|ferry: --lock-timeout: invalid value for parameter \"lock_timeout\": \"postgresql://app:***@127.0.0.1:5/x\" [SQLSTATE 22023]" \
    "...as --lock-timeout's value (the server's error echoes it)"
 run_ferry --dir "$D" new "$mu"
 is "$RC|$ERR" "2|ferry: migration names use lowercase letters, digits and underscores: postgresql://app:***@127.0.0.1:5/x" \
