@@ -504,6 +504,17 @@ static void prestart_notice(void *arg, const PGresult *res) {
     notice_receiver(arg, res);
 }
 
+/* The flag whose value the server refused, from its message (which names
+ * the parameter: 'invalid value for parameter "lock_timeout": ...', '-1 ms
+ * is outside the valid range for parameter "statement_timeout" ...'); both
+ * when it names neither. */
+static const char *timeout_flag(const char *msg) {
+    const char *p = strstr(msg, "parameter \"");
+    if (p && strncmp(p + 11, "lock_timeout\"", 13) == 0) return "--lock-timeout";
+    if (p && strncmp(p + 11, "statement_timeout\"", 18) == 0) return "--statement-timeout";
+    return "--lock-timeout / --statement-timeout";
+}
+
 /* Applies the session settings every ferry connection has, with values
  * bound as parameters.  Returns 1; 0 (nothing raised, nothing printed)
  * when `may_retry` and the server had closed the session: one started
@@ -552,7 +563,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         char buf[2048];
         redact_msg(st, c, msg, m.server, buf, sizeof buf);
         finish_pg(c);
-        lua_pushfstring(L, "cannot apply the session settings: --lock-timeout / --statement-timeout: %s", buf);
+        lua_pushfstring(L, "cannot apply the session settings: %s: %s", timeout_flag(buf), buf);
         lua_error(L);
     }
     PQclear(b->res);
