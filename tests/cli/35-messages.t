@@ -163,4 +163,51 @@ is "$RC|$ERR" "1|ferry: migrations/20250101_a/up.lua:1: retrying...up.lua: gave 
 is "$(psql_val "$dbs" "SELECT split_part(error, E'\\n', 1) FROM ferry.history")" \
    "migrations/20250101_a/up.lua:1: retrying...up.lua: gave up" "...nor in the history"
 
+# --- ferry's own bookkeeping (its history, its checkpoints) that runs into
+# --statement-timeout gets the advice a migration's statement gets: the
+# flag's value and to re-run (it said only "query failed: canceling
+# statement due to statement timeout"); nothing is left half-done
+dbt=$(fresh_db ferry_cli_own_timeout)
+T=$TAP_TMPDIR/own-timeout
+put "$T/migrations/20250101_a/up.lua" 'stats.inc("rows")'
+run_ferry --db "$dbt" --dir "$T" run 20250101
+is "$RC" 0 "(a first run makes ferry's history)"
+put "$T/migrations/20250102_b/up.lua" 'stats.inc("rows")'
+# lock_held TABLE: another session holds TABLE (schema ferry) locked, until unlock
+lock_held() {
+    "$PSQL" -X -q -d "$dbt" -c "BEGIN" -c "LOCK TABLE ferry.$1 IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
+    locker=$!
+    for _ in $(seq 1 100); do
+        [ "$(psql_val "$dbt" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '$1' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
+        sleep 0.05
+    done
+}
+unlock() {
+    kill "$locker" 2>/dev/null; wait "$locker" 2>/dev/null
+    psql_val "$dbt" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()" >/dev/null
+}
+OWN_TIMEOUT="query failed: canceling statement due to statement timeout [SQLSTATE 57014]; ferry's own bookkeeping (its history and checkpoints) ran longer than --statement-timeout 300ms: give --statement-timeout more, or 0 (off, the default), and re-run"
+lock_held history
+run_ferry --db "$dbt" --dir "$T" --lock-timeout 0 --statement-timeout 300ms status
+is "$RC|$OUT|$ERR" "1||ferry: $OWN_TIMEOUT" "status: ferry's history query ran into --statement-timeout: the flag's value and to re-run"
+run_ferry --db "$dbt" --dir "$T" --lock-timeout 0 --statement-timeout 300ms --json status
+is "$RC|$OUT" "1|{\"ok\":false,\"error\":\"$OWN_TIMEOUT\"}" "...the same in --json's error"
+run_ferry --db "$dbt" --dir "$T" --lock-timeout 0 --statement-timeout 300ms run 20250102
+is "$RC|$OUT|$ERR" "1||ferry: $OWN_TIMEOUT" "run: the history row it writes first: the same"
+unlock
+is "$(history "$dbt")" "20250101_a|run|applied" "...and no history row of that run"
+lock_held checkpoint
+run_ferry --db "$dbt" --dir "$T" --lock-timeout 0 --statement-timeout 300ms run 20250102
+is "$RC|$ERR" "1|ferry: $OWN_TIMEOUT" "run: the checkpoint it reads before the script: the same"
+unlock
+is "$(history "$dbt")" "20250101_a|run|applied
+20250102_b|run|failed" "...and its history row is closed, failed (not left running)"
+run_ferry --db "$dbt" --dir "$T" run 20250102
+is "$RC|$(history "$dbt" "WHERE status = 'applied'")" "0|20250101_a|run|applied
+20250102_b|run|applied" "the re-run applies it"
+# a script's own statement under exec: the flag's value, not 'ferry's own'
+run_ferry --db "$dbt" --statement-timeout 300ms exec /dev/stdin <<<'db.exec("SELECT pg_sleep(2)")'
+is "$RC|$ERR" "1|ferry: /dev/stdin:1: query failed: canceling statement due to statement timeout [SQLSTATE 57014]; a statement ran longer than --statement-timeout 300ms: give --statement-timeout more, or 0 (off, the default), and re-run" \
+   "exec: a script's statement that ran into --statement-timeout: the same advice"
+
 done_testing
