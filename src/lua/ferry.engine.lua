@@ -1263,6 +1263,28 @@ local function prestart_sessions(m, dry_run)
   db.prestart(dry_run and 1 or math.max(1, opts.jobs or 1))
 end
 
+-- What to do after a statement cancelled on the server (57014), for the
+-- end of the error line first ("" for any other error): it ran longer than
+-- --statement-timeout (the flag's value), than a statement_timeout set
+-- otherwise (with the flag off, 0 in any unit: one set_by, SET
+-- statement_timeout), or another session cancelled it (pg_cancel_backend:
+-- a DBA, a watchdog); ferry's own Ctrl-C is no such error.  what names the
+-- statement ("a statement", "ferry's own bookkeeping (...)"), why says more
+-- of it ("" or " (...)"), rerun what a re-run does.
+local function cancelled_advice(first, what, why, set_by, rerun)
+  if not first:find("[SQLSTATE 57014]", 1, true) then return "" end
+  if not first:find("statement timeout", 1, true) then
+    return "; another session cancelled the statement (pg_cancel_backend): " .. rerun
+  end
+  local amount = opts.statement_timeout:match("^%s*%+?([%d%.]+)%s*%a*%s*$")
+  if amount and tonumber(amount) == 0 then
+    return string.format("; %s ran longer than a statement_timeout %s; --statement-timeout is 0, off): raise or "
+                         .. "remove that setting, and %s", what, set_by, rerun)
+  end
+  return string.format("; %s ran longer than --statement-timeout %s%s: give --statement-timeout more, or 0 (off, "
+                       .. "the default), and %s", what, opts.statement_timeout, why, rerun)
+end
+
 --- Applies (or dry-runs) migration m.  Returns a result object.
 local function apply(m, operation, dry_run)
   stats.reset()
@@ -1277,7 +1299,20 @@ local function apply(m, operation, dry_run)
   if not log.flags().json then
     log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
   end
-  ctx.checkpoint = new_checkpoint(ctx, m)      -- (its notes come under the heading)
+  -- (its notes come under the heading; a run that cannot read its
+  -- checkpoint -- a statement timeout -- closes its history row, failed,
+  -- rather than leave it "running")
+  local cp_ok, cp = pcall(new_checkpoint, ctx, m)
+  if not cp_ok then
+    if hid then
+      local why = error_text(cp)
+      close_history(hid, why:find("connection lost", 1, true), why, function()
+        history_finish(hid, "failed", nil, nil, why)
+      end)
+    end
+    error(cp, 0)
+  end
+  ctx.checkpoint = cp
 
   local ok, err = pcall(function()
     if m.files["up.lua"] then
@@ -1385,26 +1420,9 @@ local function apply(m, operation, dry_run)
       first = first .. string.format("; another session held a lock it needed for more than --lock-timeout %s: "
                                      .. "%s, or give --lock-timeout more", opts.lock_timeout, rerun)
     end
-    -- A statement cancelled on the server (57014): by --statement-timeout,
-    -- or by another session (pg_cancel_backend: a DBA, a watchdog); ferry's
-    -- own Ctrl-C is the signal case above.
-    if first:find("[SQLSTATE 57014]", 1, true) then
-      local timeout = first:find("statement timeout", 1, true)
-      -- (with the flag off, 0 in any unit, the timeout is one the script,
-      -- the up.sql or a function they call set: SET statement_timeout)
-      local amount = opts.statement_timeout:match("^%s*%+?([%d%.]+)%s*%a*%s*$")
-      if timeout and amount and tonumber(amount) == 0 then
-        first = first .. "; a statement ran longer than a statement_timeout the migration set itself (SET "
-                      .. "statement_timeout, in the script, the up.sql or a function they call; --statement-timeout "
-                      .. "is 0, off): raise or remove that setting, and " .. rerun
-      elseif timeout then
-        first = first .. string.format("; a statement ran longer than --statement-timeout %s (a streaming read "
-                                       .. "is one statement that lasts as long as the run): give --statement-timeout "
-                                       .. "more, or 0 (off, the default), and %s", opts.statement_timeout, rerun)
-      else
-        first = first .. "; another session cancelled the statement (pg_cancel_backend): " .. rerun
-      end
-    end
+    first = first .. cancelled_advice(first, "a statement", " (a streaming read is one statement that lasts as long "
+                                      .. "as the run)", "the migration set itself (SET statement_timeout, in the "
+                                      .. "script, the up.sql or a function they call", rerun)
     -- A row a batch refers to was deleted, or one it writes was written,
     -- by the live system while the run wrote it: the next run reads them
     -- as they are then.
@@ -2470,6 +2488,8 @@ local COMMANDS_WITH = {
 -- The commands that always work on the database.
 local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true}
 
+local command_run           -- the command main runs (for the closing error line)
+
 local function main(cli)
   if cli.error then error(cli.error, 0) end     -- a command line the host could not read
   local flags = cli.flags
@@ -2490,6 +2510,7 @@ local function main(cli)
   if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
   local cmd = table.remove(cli.args, 1)
   if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end
+  command_run = cmd
   for flag, allowed in pairs(COMMANDS_WITH) do
     if flags[flag] and not allowed[cmd] then usage_error("--%s does not apply to '%s'", flag, cmd) end
   end
@@ -2535,6 +2556,15 @@ return function(cli)
   local code, msg = EXIT_FAIL, error_text(res)
   for _, w in ipairs(words) do msg = sys.redact_arg(msg, w) end
   if is_ferry_error(res) then code = res.code end
+  -- a statement that ran into --statement-timeout here is ferry's own
+  -- bookkeeping (a migration's own statements are its run's), or under
+  -- exec the script's
+  local first = msg:match("^[^\n]*")
+  local advice = command_run == "exec"
+    and cancelled_advice(first, "a statement", "", "the script set itself (SET statement_timeout", "re-run")
+    or cancelled_advice(first, "ferry's own bookkeeping (its history and checkpoints)", "",
+                        "set on ferry's session (SET statement_timeout", "re-run")
+  msg = first .. advice .. msg:sub(#first + 1)
   -- a database that cannot be reached, or settings it cannot take, is a
   -- configuration error
   if msg:find("^cannot connect to the database") then code = EXIT_USAGE end
