@@ -1285,6 +1285,22 @@ local function cancelled_advice(first, what, why, set_by, rerun)
                        .. "the default), and %s", what, opts.statement_timeout, why, rerun)
 end
 
+-- Whether a connection error is the server's refusal for want of a
+-- connection slot, SQLSTATE 53300 (libpq gives no SQLSTATE for a session
+-- it could not open: the server's messages of that code, in English).
+local NO_CONNECTION_LEFT = {
+  "too many clients already",                       -- max_connections
+  "remaining connection slots are reserved",        -- the superusers' share of it
+  "too many connections for role",                  -- CONNECTION LIMIT of the role
+  "too many connections for database",              -- ... of the database
+}
+local function no_connection_left(msg)
+  for _, text in ipairs(NO_CONNECTION_LEFT) do
+    if msg:find(text, 1, true) then return true end
+  end
+  return false
+end
+
 --- Applies (or dry-runs) migration m.  Returns a result object.
 local function apply(m, operation, dry_run)
   stats.reset()
@@ -1419,6 +1435,14 @@ local function apply(m, operation, dry_run)
     if first:find("[SQLSTATE 55P03]", 1, true) then
       first = first .. string.format("; another session held a lock it needed for more than --lock-timeout %s: "
                                      .. "%s, or give --lock-timeout more", opts.lock_timeout, rerun)
+    end
+    -- A session the server refused for want of a connection slot (53300:
+    -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
+    if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
+      first = first .. string.format("; the server refused one more session (a data migration opens --jobs %d besides "
+                                     .. "the main one): lower --jobs, or ask the DBA for more connections "
+                                     .. "(max_connections, or the CONNECTION LIMIT of the role or the database), and %s",
+                                     opts.jobs, rerun)
     end
     first = first .. cancelled_advice(first, "a statement", " (a streaming read is one statement that lasts as long "
                                       .. "as the run)", "the migration set itself (SET statement_timeout, in the "
