@@ -309,4 +309,61 @@ is "$RC|$ERR" "2|ferry: unknown command postgresql://127.0.0.1/x?user=app&pass%7
 run_ferry --dir "$D" run 20250199_nosuch
 is "$RC|$ERR" "2|ferry: unknown migration 20250199_nosuch" "(an argument that holds no password is shown whole)"
 
+# --- ferry's own lines (usage errors, error lines, notes, the status
+# table, log lines, the --json object) never show the password of the
+# command's connection (--db, DATABASE_URL, PGPASSWORD) when it is given
+# where ferry takes something else: the same rule as the server's errors
+# (a password of 8 bytes or more reads ***).  They echoed it whole.
+own() {   # own EXPECTED-ERR ARGS...: as given with --db $url, and with --json
+    local want=$1
+    shift
+    run_ferry --db "$url" --dir "$D" "$@"
+    is "$RC|$OUT|$ERR" "2||ferry: $want" "ferry's own line, the password as an argument: $*"
+    run_ferry --db "$url" --dir "$D" --json "$@"
+    is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"$want\"}" "...with --json"
+}
+own "unknown migration ***" run "$PW"
+own "unknown migration ***" validate "$PW"
+own "unknown migration ***" rollback "$PW"
+own "migration names use lowercase letters, digits and underscores: ***" new "$PW"
+own "--to ***: no migration has that version" up --to "$PW"
+own "baseline ***: no migration has that version" baseline "$PW"
+own "cannot read ***: ***: No such file or directory" exec "$PW"
+own "--jobs needs a whole number >= 1, not ***" --jobs "$PW" up
+own "--max-errors needs a whole number >= 0, not ***" --max-errors "$PW" up
+own "unknown command *** (see 'ferry --help')" "$PW"
+own "up takes no arguments (did you mean 'ferry run ***'?)" up "$PW"
+run_ferry --db "$url" --dir "$D" --lock-timeout "$PW" status
+is "$RC|$ERR" "2|ferry: --lock-timeout: invalid value for parameter \"lock_timeout\": \"***\" [SQLSTATE 22023]" \
+   "...a timeout's value the server echoes"
+PGPASSWORD=$PW run_ferry --db "$kv" --dir "$D" run "$PW"
+is "$RC|$ERR" "2|ferry: unknown migration ***" "...the password in PGPASSWORD"
+DATABASE_URL=$url run_ferry --dir "$D" --json validate "$PW"
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"unknown migration ***\"}" "...the password in DATABASE_URL"
+# a folder's name in the notes, the status table and --json's object
+O=$TAP_TMPDIR/own
+put "$O/migrations/20250199_x$PW/up.lua" 'log.info("the script logs", (...) or ctx.migration)
+log.warn("warned " .. ctx.migration)'
+mkdir -p "$O/migrations/$PW"
+run_ferry --db "$url" --dir "$O" status
+is "$RC|$ERR" "0|note: migrations/*** is not a migration folder (the name must be <version>_<name>): ignored" "a note names the folder without the password"
+like "$OUT" $'\n20250199_x\\*\\*\\* +pending' "...the status table too"
+run_ferry --db "$url" --dir "$O" --json status
+is "$(json_eval "$OUT" '[m["migration"] for m in j["migrations"] if not m["missing"]]')" '["20250199_x***"]' "...and --json's object"
+run_ferry --db "$url" --dir "$O" run 20250199
+like "$OUT" "^==> 20250199_x\\*\\*\\*"$'\n'"the script logs 20250199_x\\*\\*\\*" "a run's heading and a script's log.info"
+like "$ERR" "^warned 20250199_x\\*\\*\\*" "...its log.warn"
+like "$OUT" $'\n\u2713 20250199_x\\*\\*\\* applied in' "...the closing line"
+put "$O/x.lua" 'log.info("exec logs", ...)
+print("print is the script\x27s own:", ...)'
+run_ferry --db "$url" exec "$O/x.lua" "$PW"
+is "$RC|$OUT" "0|exec logs ***"$'\n'"print is the script's own:	$PW" "exec: log.info redacts, the script's own print does not"
+# a password shorter than 8 bytes is not redacted in ferry's own lines, as
+# in the server's errors: it would garble ids, numbers and SQLSTATEs
+PGPASSWORD=abc run_ferry --dir "$D" run abc
+is "$RC|$ERR" "2|ferry: unknown migration abc" "a short password (PGPASSWORD=abc) is not redacted in ferry's own lines"
+PGPASSWORD=20250101 run_ferry --dir "$D" run 20250199
+is "$RC|$ERR" "2|ferry: unknown migration 20250199" "...nor is a longer one that is not there"
+rm -rf "$O/migrations/20250199_x$PW"
+
 done_testing
