@@ -27,7 +27,9 @@ int luaopen_ferry_stats(lua_State *L);
 void ferry_stats_print(lua_State *L, FILE *out);
 
 /* l_log.c: log and progress; verbosity flags from the command line. */
-typedef struct log_options { int verbose, quiet, json; } log_options;
+/* conninfo: the command's connection string (--db, else DATABASE_URL;
+ * NULL: libpq's defaults), whose password ferry's own output redacts. */
+typedef struct log_options { int verbose, quiet, json; const char *conninfo; } log_options;
 int luaopen_ferry_log(lua_State *L, const log_options *opts);
 int luaopen_ferry_progress(lua_State *L);
 /* Lower-level functions the engine prelude needs (time, tty, host, sha256,

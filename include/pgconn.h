@@ -125,6 +125,14 @@ void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outs
  * password or the connection string stays as the server wrote it. */
 void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size_t outsz);
 
+/* The same for ferry's own output (its messages, log lines, the status
+ * table, the --json object), which can echo the password only where it was
+ * given in place of something else (a migration, a file, a flag's value) or
+ * is in the data: the rule of the server's text, a password value of 8
+ * bytes or more, conninfo's or PGPASSWORD's, replaced by "***"; nothing
+ * else, and newlines kept. */
+void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz);
+
 /* Copies msg into out (size outsz) with the password that arg holds, when
  * it is a connection string with one (a postgres:// URL's user:password@
  * or ?password=, a password= value), replaced by "***", as written and as

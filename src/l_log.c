@@ -38,6 +38,63 @@ typedef struct progress {
 
 #define LOGSTATE(L) ((log_state *)lua_touserdata(L, lua_upvalueindex(1)))
 
+/* ---------- ferry's own output, redacted ---------- */
+
+/* The command's connection string (log_options.conninfo), and in the
+ * registry under ECHOED_KEY the command-line words the engine named
+ * (sys.echoed): what a line of ferry's own may echo a password from. */
+static const char *own_conninfo;
+#define ECHOED_KEY "ferry.echoed"
+
+/* Replaces the string on top of the stack by redact(info, it) (room for
+ * what redaction can grow it to: pgconn.c). */
+static void redact_top(lua_State *L, const char *info,
+                       void (*redact)(const char *, const char *, char *, size_t)) {
+    const char *cur = lua_tostring(L, -1);
+    size_t room = 3 * strlen(cur) + 4;
+    char *out = lua_newuserdatauv(L, room, 0);
+    redact(info, cur, out, room);
+    lua_pushstring(L, out);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+static void redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
+    pgconn_redact_arg(arg, msg, out, outsz);
+}
+
+/* Pushes the len bytes at s as ferry writes them -- every line of its own
+ * goes through here: log's lines, the --json object (sys.write_stdout),
+ * the engine's other lines (sys.redact) -- with "***" for the password of
+ * each command-line word (sys.echoed) that is a connection string holding
+ * one (pgconn_redact_arg: one put where ferry takes a migration, a file, a
+ * flag's value), then for that of the command's connection string and
+ * PGPASSWORD when it is 8 bytes or more (pgconn_redact_output: the rule of
+ * the server's errors; a shorter one would garble ids, numbers and
+ * SQLSTATEs).  Each piece between NUL bytes on its own (the C side reads
+ * up to the first). */
+static void push_redacted(lua_State *L, const char *s, size_t len) {
+    luaL_checkstack(L, 8, NULL);
+    lua_getfield(L, LUA_REGISTRYINDEX, ECHOED_KEY);
+    int words = lua_gettop(L), parts = 0;
+    for (const char *p = s, *end = s + len; p <= end; p += strlen(p) + 1) {
+        if (parts > 0) { lua_pushlstring(L, "", 1); lua_concat(L, 2); }
+        lua_pushstring(L, p);
+        if (lua_istable(L, words)) {
+            for (lua_Integer i = 1; lua_rawgeti(L, words, i) == LUA_TSTRING; i++) {
+                lua_insert(L, -2);                      /* (the word under the text) */
+                redact_top(L, lua_tostring(L, -2), redact_arg);
+                lua_remove(L, -2);
+            }
+            lua_pop(L, 1);
+        }
+        redact_top(L, own_conninfo, pgconn_redact_output);
+        if (parts > 0) lua_concat(L, 2);
+        parts++;
+    }
+    lua_remove(L, words);
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -93,7 +150,9 @@ static const char *format_args(lua_State *L, const char *name, size_t *len) {
 static int emit(lua_State *L, FILE *f, const char *name, const char *prefix) {
     log_state *s = LOGSTATE(L);
     size_t len;
-    const char *msg = format_args(L, name, &len);
+    format_args(L, name, &len);
+    push_redacted(L, lua_tostring(L, -1), len);
+    const char *msg = lua_tolstring(L, -1, &len);
     clear_bar(s);
     /* every byte, as print() writes it: a NUL is not the end of the line */
     fputs(prefix, f);
@@ -224,8 +283,11 @@ static void copy_label(char *out, size_t n, const char *label) {
 /* progress.new(label, total) -> p.  Total 0 or nil: unknown. */
 static int progress_new(lua_State *L) {
     log_state *s = LOGSTATE(L);
-    const char *label = luaL_checkstring(L, 1);
+    size_t label_len;
+    luaL_checklstring(L, 1, &label_len);
     lua_Integer total = luaL_optinteger(L, 2, 0);
+    push_redacted(L, lua_tostring(L, 1), label_len);
+    const char *label = lua_tostring(L, -1);
     progress *p = lua_newuserdatauv(L, sizeof *p, 1);
     memset(p, 0, sizeof *p);
     luaL_setmetatable(L, "ferry.progress");
@@ -254,6 +316,7 @@ int luaopen_ferry_log(lua_State *L, const log_options *opts) {
     s->verbose = opts->verbose;
     s->quiet = opts->quiet;
     s->json = opts->json;
+    own_conninfo = opts->conninfo;
     const char *iv = getenv("FERRY_PROGRESS_INTERVAL");
     s->interval = iv ? atof(iv) : 10.0;
     lua_pushvalue(L, -1);
@@ -458,7 +521,9 @@ static int sys_divert_stdout(lua_State *L) {
  * (the one sys.divert_stdout kept, else stdout), flushed. */
 static int sys_write_stdout(lua_State *L) {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_checklstring(L, 1, &len);
+    push_redacted(L, lua_tostring(L, 1), len);
+    const char *s = lua_tolstring(L, -1, &len);
     if (json_fd < 0) {
         if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
             stdout_failed(errno);
@@ -497,27 +562,22 @@ int ferry_close_stdout(void) {
     return stdout_errno;
 }
 
-/* sys.redact_arg(msg, arg) -> msg with the password arg holds (when it is
- * a connection string with one) as "***": a usage error echoes a
- * command-line argument, and a connection string can be put where ferry
- * takes a command, a migration or another option's value.  (Each piece
- * between NUL bytes on its own: the C side reads up to the first.) */
-static int sys_redact_arg(lua_State *L) {
+/* sys.redact(s) -> s as ferry writes it (push_redacted): for the engine's
+ * lines that do not go through log or sys.write_stdout. */
+static int sys_redact(lua_State *L) {
     size_t len;
-    const char *msg = luaL_checklstring(L, 1, &len);
-    const char *arg = luaL_checkstring(L, 2);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (const char *p = msg, *end = msg + len; p <= end;) {
-        size_t n = strlen(p), room = 3 * n + 4;
-        char *out = luaL_prepbuffsize(&b, room);
-        pgconn_redact_arg(arg, p, out, room);
-        luaL_addsize(&b, strlen(out));
-        p += n + 1;
-        if (p <= end) luaL_addchar(&b, '\0');
-    }
-    luaL_pushresult(&b);
+    luaL_checklstring(L, 1, &len);
+    push_redacted(L, lua_tostring(L, 1), len);
     return 1;
+}
+
+/* sys.echoed(words): the command-line words (strings) a line of ferry's
+ * may echo, for push_redacted. */
+static int sys_echoed(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ECHOED_KEY);
+    return 0;
 }
 
 static const luaL_Reg sys_funcs[] = {
@@ -525,7 +585,7 @@ static const luaL_Reg sys_funcs[] = {
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", ferry_sys_interrupted},
     {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout},
-    {"process_exists", sys_process_exists}, {"redact_arg", sys_redact_arg}, {NULL, NULL}
+    {"process_exists", sys_process_exists}, {"redact", sys_redact}, {"echoed", sys_echoed}, {NULL, NULL}
 };
 
 int luaopen_ferry_sys(lua_State *L) {

@@ -139,6 +139,7 @@ static void read_cli(cli *c, int argc, char **argv) {
     c->log.quiet = has_flag(argc, argv, "--quiet", "-q");
     c->db.quiet = c->log.quiet;
     c->log.json = has_flag(argc, argv, "--json", NULL);
+    c->log.conninfo = c->db.conninfo;
 }
 
 /* A copy of argv (argc strings and a NULL), or NULL when out of memory. */
@@ -312,9 +313,15 @@ static int report_error(lua_State *L, const cli *c) {
         msg = lua_tostring(L, -1);
     }
     if (!msg) msg = "unknown error";
+    /* (redacted as the engine's own lines are: pgconn_redact_output) */
+    size_t redsz = 3 * strlen(msg) + 4;
+    char *red = malloc(redsz);
+    if (red) { pgconn_redact_output(c->log.conninfo, msg, red, redsz); msg = red; }
+    else msg = "(error message withheld: out of memory)";
     const char *nl = strchr(msg, '\n');
     fprintf(stderr, "ferry: %.*s\n", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
     if (nl && c->log.verbose) fprintf(stderr, "%s\n", nl + 1);
+    free(red);
     return code;
 }
 

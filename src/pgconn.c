@@ -957,6 +957,17 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
     redact_to(conninfo, msg, out, outsz, 1);
 }
 
+void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz) {
+    if (outsz == 0) return;
+    size_t len = strlen(msg), worksz = 3 * len + 4;   /* (as in redact_to) */
+    char *work = malloc(worksz);
+    if (!work) { snprintf(out, outsz, "(message withheld: out of memory)"); return; }
+    memcpy(work, msg, len + 1);
+    replace_passwords(conninfo, work, worksz, SERVER_TEXT_MIN, 0);
+    snprintf(out, outsz, "%s", work);
+    free(work);
+}
+
 static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text) {
     if (outsz == 0) return;
     /* Redact the whole message first, then cut: a password straddling the

@@ -27,7 +27,7 @@ local function log_check(ok, line)
   if ok or not log.flags().quiet then
     log.info(line)
   else
-    io.stdout:write(line, "\n")
+    io.stdout:write(sys.redact(line .. "\n"))       -- (as log.info's lines are: see out below)
     io.stdout:flush()
   end
 end
@@ -1085,6 +1085,13 @@ local function shown(text)
   end))
 end
 
+-- ferry's own lines on stdout and stderr, as log's lines and the --json
+-- object are written: redacted (sys.redact: the password of the command's
+-- connection, 8 bytes or more, and of a connection string given as an
+-- argument read "***").  A script's own print and io.write stay its own.
+local function out(...) io.write(sys.redact(table.concat({...}))) end
+local function err_out(...) io.stderr:write(sys.redact(table.concat({...}))) end
+
 -- Folders under migrations/ that discover() passes over (not
 -- <version>_<name>; dotfolders aside): named on stderr by the commands
 -- that would otherwise leave one out without a word (status, up).  A name
@@ -1102,14 +1109,14 @@ end
 local function print_summary()
   if log.flags().json or log.flags().quiet then return end
   if #stats.counters() > 0 then
-    io.write("\n", stats.summary())
+    out("\n", stats.summary())
   end
   local errs = stats.errors()
   if #errs > 0 then
-    io.write("\n\u{26A0} Errors (", stats.get("errors"), "):\n")
+    out("\n\u{26A0} Errors (", stats.get("errors"), "):\n")
     for i, e in ipairs(errs) do
-      if i > 20 then io.write("   ... (", #errs - 20, " more in --json and the history row)\n") break end
-      io.write("   ", shown(e.key), ": ", shown(e.message), "\n")
+      if i > 20 then out("   ... (", #errs - 20, " more in --json and the history row)\n") break end
+      out("   ", shown(e.key), ": ", shown(e.message), "\n")
     end
   end
   io.flush()
@@ -1490,9 +1497,9 @@ local function emit_json(obj)
 end
 
 local function report_failure(result)
-  io.stderr:write("ferry: ", shown(result.message), "\n")
+  err_out("ferry: ", shown(result.message), "\n")
   if log.flags().verbose and result.traceback and result.traceback:find("\n") then
-    io.stderr:write(result.traceback, "\n")
+    err_out(result.traceback, "\n")
   end
 end
 
@@ -1643,8 +1650,8 @@ end
 local function after_interrupt(m, dry_run)
   local stop = sys.interrupted()
   if not stop then return nil end
-  io.stderr:write(string.format("ferry: %s after %s had finished (%s); nothing after it was run\n", stop.message, m.id,
-                                dry_run and "a dry run" or "applied"))
+  err_out(string.format("ferry: %s after %s had finished (%s); nothing after it was run\n", stop.message, m.id,
+                        dry_run and "a dry run" or "applied"))
   return stop.code
 end
 
@@ -1690,7 +1697,7 @@ function commands.up(args)
     results[#results + 1] = r
     if r.exit then
       code = r.exit
-      if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", shown(r.message), "\n") end
+      if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
       break
     end
     local stopped = after_interrupt(m, opts.dry_run)
@@ -1719,7 +1726,7 @@ function commands.run(args)
   local r = apply(m, "run", opts.dry_run)
   if log.flags().json then emit_json(r) end
   if r.exit then
-    if not log.flags().json then report_failure(r) else io.stderr:write("ferry: ", shown(r.message), "\n") end
+    if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
     return r.exit
   end
   return after_interrupt(m, opts.dry_run) or EXIT_OK
@@ -1837,10 +1844,10 @@ function commands.rollback(args)
   if log.flags().json then emit_json(result) end
   if not ok then
     if stop then
-      io.stderr:write("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
-                      m.id, "` again to finish it\n")
+      err_out("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
+              m.id, "` again to finish it\n")
     else
-      io.stderr:write("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
+      err_out("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
     end
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
@@ -2063,7 +2070,7 @@ function commands.status(args)
     return EXIT_OK
   end
   local fmt = "%-45s %-12s %-21s %s\n"
-  io.write(string.format(fmt, "MIGRATION", "STATUS", "APPLIED AT", "CHECKSUM"))
+  out(string.format(fmt, "MIGRATION", "STATUS", "APPLIED AT", "CHECKSUM"))
   for _, r in ipairs(rows) do
     local note = r.checksum_changed and "CHANGED since applied" or (r.checksum_changed == false and "ok" or "-")
     if r.baseline then note = "baseline" end
@@ -2088,7 +2095,7 @@ function commands.status(args)
       note = string.format("%s \"%s\"%s exists already: set up without ferry? (see 'ferry baseline')",
                            found[1].kind, found[1].last, #found > 1 and string.format(" (and %d more it creates)", #found - 1) or "")
     end
-    io.write(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
+    out(string.format(fmt, r.migration, r.status, r.applied_at or "-", note))
   end
   return EXIT_OK
 end
@@ -2519,15 +2526,15 @@ local function main(cli)
   local flags = cli.flags
   if flags.version then
     if flags.json then emit_json(object({"version"}, {version = sys.version()}))
-    else io.write("ferry ", sys.version(), "\n") end
+    else out("ferry ", sys.version(), "\n") end
     return EXIT_OK
   end
   if flags.help or flags.h then
-    if flags.json then emit_json(object({"usage"}, {usage = USAGE})) else io.write(USAGE) end
+    if flags.json then emit_json(object({"usage"}, {usage = USAGE})) else out(USAGE) end
     return EXIT_OK
   end
   if #cli.args == 0 then
-    io.stderr:write(USAGE)
+    err_out(USAGE)
     if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"})) end
     return EXIT_USAGE
   end
@@ -2572,13 +2579,12 @@ local function echoed_words(cli)
 end
 
 return function(cli)
-  local words = echoed_words(cli)
+  sys.echoed(echoed_words(cli))
   local ok, res = xpcall(main, on_error, cli)
   db_core.report_repeated_notices()
   release_lock()
   if ok then db.close() return res end
-  local code, msg = EXIT_FAIL, error_text(res)
-  for _, w in ipairs(words) do msg = sys.redact_arg(msg, w) end
+  local code, msg = EXIT_FAIL, sys.redact(error_text(res))
   if is_ferry_error(res) then code = res.code end
   -- a statement that ran into --statement-timeout here is ferry's own
   -- bookkeeping (a migration's own statements are its run's), or under
@@ -2594,8 +2600,8 @@ return function(cli)
   if msg:find("^cannot connect to the database") then code = EXIT_USAGE end
   local settings = msg:match("^cannot apply the session settings: (.*)")
   if settings then code, msg = EXIT_USAGE, settings end
-  io.stderr:write("ferry: ", shown(msg:match("^[^\n]*")), "\n")
-  if log.flags().verbose and msg:find("\n") then io.stderr:write(msg:match("\n(.*)$"), "\n") end
+  err_out("ferry: ", shown(msg:match("^[^\n]*")), "\n")
+  if log.flags().verbose and msg:find("\n") then err_out(msg:match("\n(.*)$"), "\n") end
   if log.flags().json then emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")})) end
   pcall(db.close)
   return code

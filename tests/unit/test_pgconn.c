@@ -263,6 +263,27 @@ static void test_server_text(void **state)
     unsetenv("PGPASSWORD");
 }
 
+/* ferry's own output: the server's rule (8 bytes or more, conninfo's or
+ * PGPASSWORD's), newlines kept (a status table, a usage text). */
+static void test_own_output(void **state)
+{
+    (void)state;
+    assert_string_equal(redact_with(pgconn_redact_output, "postgresql://app:s3cret-pw@db/x",
+                                    "unknown migration s3cret-pw\nnext s3cret-pw\n"),
+                        "unknown migration ***\nnext ***\n");
+    assert_string_equal(redact_with(pgconn_redact_output, "postgresql://app:abc@db/x", "unknown migration abc\n"),
+                        "unknown migration abc\n");
+    assert_string_equal(redact_with(pgconn_redact_output, "postgresql://app:s3cret-pw@db/x",
+                                    "the string postgresql://app:s3cret-pw@db/x"),
+                        "the string postgresql://app:***@db/x");
+    setenv("PGPASSWORD", "long-env-secret", 1);
+    assert_string_equal(redact_with(pgconn_redact_output, NULL, "--jobs needs a whole number >= 1, not long-env-secret"),
+                        "--jobs needs a whole number >= 1, not ***");
+    setenv("PGPASSWORD", "5", 1);
+    assert_string_equal(redact_with(pgconn_redact_output, NULL, "[SQLSTATE 23505]"), "[SQLSTATE 23505]");
+    unsetenv("PGPASSWORD");
+}
+
 /* pgconn_scrub_passwords: x's over the password as written, in a copy of
  * the text it reads (as ferry scrubs its argument list); nothing else
  * moves. */
@@ -322,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_plain_password),
         cmocka_unit_test(test_bare_dbname_is_shown),
         cmocka_unit_test(test_server_text),
+        cmocka_unit_test(test_own_output),
         cmocka_unit_test(test_url_password_with_at),
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
         cmocka_unit_test(test_keyword_password_with_space),
