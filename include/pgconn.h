@@ -74,12 +74,12 @@ const char *pgconn_find_transaction_control(const char *sql, int *line, char *wo
  * pgconn_find_transaction_control reads a script, as safely. */
 const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz);
 
-/* Calls visit(p, line, ud) at the first word of each top-level statement
- * of the SQL script sql (line: its 1-based line), read as
+/* Calls visit(p, line, ud) at the start of each top-level statement of the
+ * SQL script sql (its first word, or whatever else starts it: a
+ * parenthesis; line: its 1-based line), read as
  * pgconn_find_transaction_control reads a script, as safely, until visit
  * returns non-zero: returns where that statement starts, or NULL when
- * visit never did.  (A statement that starts with no word -- a
- * parenthesis -- is not visited.) */
+ * visit never did.  (An empty statement, a lone ';', is not visited.) */
 const char *pgconn_each_statement(const char *sql, int (*visit)(const char *p, int line, void *ud), void *ud);
 
 /* One token of SQL text: n bytes at s. */
@@ -92,8 +92,11 @@ typedef struct pgconn_token {
  * word (a keyword or a plain name) or a "quoted name" as written, or one
  * of . , ( ) -- past blanks and comments.  It stops at anything else (a
  * string, a number, an operator, the semicolon), at the end, or at a
- * quoted name not closed.  Returns how many. */
-int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max);
+ * quoted name not closed.  Returns how many; *stop (when stop is not NULL)
+ * is where it stopped short of the text's end (at a token past max, or at
+ * what is no token), NULL when the text, or a comment not closed, ended
+ * it. */
+int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop);
 
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);

@@ -1543,10 +1543,12 @@ static int db_find_transaction_control(lua_State *L) {
     return 2;
 }
 
-/* statement_heads' walk: the Lua stack indexes of its arguments and result. */
+/* statement_heads' walk: the Lua stack indexes of its arguments and result,
+ * and the first word of the statement that ended it. */
 typedef struct heads_walk {
     lua_State *L;
     int firsts, out, max;
+    char stopped[32];
 } heads_walk;
 
 #define HEAD_TOKENS_MAX 64
@@ -1555,37 +1557,51 @@ static int visit_head(const char *p, int line, void *ud) {
     heads_walk *w = ud;
     lua_State *L = w->L;
     pgconn_token tok[HEAD_TOKENS_MAX];
-    int n = pgconn_statement_tokens(p, tok, w->max);
-    char first[32];
-    if (n == 0 || tok[0].n >= sizeof first) return 0;
-    for (size_t i = 0; i < tok[0].n; i++) first[i] = (char)tolower((unsigned char)tok[0].s[i]);
-    first[tok[0].n] = '\0';
-    int wanted = lua_getfield(L, w->firsts, first) != LUA_TNIL;
-    lua_pop(L, 1);
-    if (!wanted) return 0;
-    lua_createtable(L, n, 1);
+    const char *stop;
+    int n = pgconn_statement_tokens(p, tok, w->max, &stop);
+    char first[sizeof w->stopped];
+    size_t len = n > 0 ? tok[0].n : 0;
+    if (len >= sizeof first) len = sizeof first - 1;  /* (no key is that long: a word cut short is none) */
+    for (size_t i = 0; i < len; i++) first[i] = (char)tolower((unsigned char)tok[0].s[i]);
+    first[len] = '\0';
+    int wanted = n > 0 && lua_getfield(L, w->firsts, first) != LUA_TNIL;
+    if (n > 0) lua_pop(L, 1);
+    if (!wanted) {
+        memcpy(w->stopped, n > 0 ? first : "?", n > 0 ? len + 1 : 2);
+        return 1;
+    }
+    lua_createtable(L, n, 2);
     for (int i = 0; i < n; i++) {
         lua_pushlstring(L, tok[i].s, tok[i].n);
         lua_rawseti(L, -2, i + 1);
     }
     lua_pushinteger(L, line);
     lua_setfield(L, -2, "line");
+    lua_pushlstring(L, stop ? stop : "", stop ? 1 : 0);
+    lua_setfield(L, -2, "stop");
     lua_rawseti(L, w->out, (lua_Integer)lua_rawlen(L, w->out) + 1);
     return 0;
 }
 
-/* db.core.statement_heads(sql, firsts[, max]) -> { {line = n, token, ...},
- * ... }: the first tokens (up to max, default and at most 64; see
- * pgconn_statement_tokens) of each top-level statement of the script whose
- * first word, in lower case, is a key of firsts ({create = true, ...}). */
+/* db.core.statement_heads(sql, firsts[, max]) -> { {line = n, stop = c,
+ * token, ...}, ... }, stopped: the first tokens (up to max, default and at
+ * most 64; see pgconn_statement_tokens) of the script's top-level
+ * statements, in order, as long as their first word, in lower case, is a
+ * key of firsts ({create = true, ...}); stop is the byte the tokens
+ * stopped at ("" at the end of the text).  stopped: the first word (lower
+ * case, "?" for none) of the statement the walk stopped at, or nil when
+ * it went to the end. */
 static int db_statement_heads(lua_State *L) {
     const char *sql = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer max = luaL_optinteger(L, 3, HEAD_TOKENS_MAX);
     luaL_argcheck(L, max >= 1 && max <= HEAD_TOKENS_MAX, 3, "between 1 and 64");
     lua_newtable(L);
-    heads_walk w = {L, 2, lua_gettop(L), (int)max};
-    pgconn_each_statement(sql, visit_head, &w);
+    heads_walk w = {L, 2, lua_gettop(L), (int)max, ""};
+    if (pgconn_each_statement(sql, visit_head, &w)) {
+        lua_pushstring(L, w.stopped);
+        return 2;
+    }
     return 1;
 }
 

@@ -530,7 +530,7 @@ const char *pgconn_each_statement(const char *sql, int (*visit)(const char *p, i
     for (const char *p = sql;;) {
         p = skip_blank(p);
         if (!p || !*p) return NULL;   /* the end, or in a comment not closed */
-        if (at_start && word_start((unsigned char)*p)) {
+        if (at_start && *p != ';') {
             for (; counted < p; counted++) line += *counted == '\n';
             if (visit(p, line, ud)) return p;
         }
@@ -551,6 +551,7 @@ typedef struct command_search {
 
 static int visit_for_command(const char *p, int line, void *ud) {
     command_search *cs = ud;
+    if (!word_start((unsigned char)*p)) return 0;     /* (SELECT ...): no command of ours */
     cs->found = cs->command(p, cs->ud);
     cs->line = line;
     return cs->found != NULL;
@@ -577,9 +578,12 @@ const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *wor
     return find_statement(sql, savepoint_command, prefix, NULL, word, wordsz);
 }
 
-int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max) {
+int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop) {
     int n = 0;
-    while (n < max && (p = skip_blank(p)) != NULL && *p) {
+    if (stop) *stop = NULL;
+    while ((p = skip_blank(p)) != NULL && *p) {
+        if (stop) *stop = p;
+        if (n == max) break;
         const char *end;
         if (word_start((unsigned char)*p)) {
             end = word_end(p);
@@ -593,6 +597,7 @@ int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max) {
         }
         tok[n++] = (pgconn_token){p, (size_t)(end - p)};
         p = end;
+        if (stop) *stop = NULL;
     }
     return n;
 }

@@ -1149,39 +1149,60 @@ end
 -- read as the server splits them (comments, strings and dollar-quoted
 -- bodies skipped), and of each CREATE its first words: a table, index,
 -- sequence, view, schema, type or extension with a name, not IF NOT
--- EXISTS, OR REPLACE or TEMP.  What the script -- or a step before it in
--- the same `up --dry-run` -- drops, renames or moves away first does not
--- count (by its last name alone: better a check missed than a dry run
--- that fails a script that would pass).  A name the lookups cannot take
--- (more than schema.name) is left to the real run.
-local CREATES = {table = "relation", index = "relation", sequence = "relation", view = "relation",
+-- EXISTS, OR REPLACE or TEMP, looked up where the CREATE would put it.
+-- Better a check missed than a dry run that fails a script that would
+-- pass, so only what comes before anything that could change what exists
+-- or where names go counts: the reading stops at the first statement that
+-- is no CREATE, COMMENT, GRANT, REVOKE or INSERT (a DROP, an ALTER, a DO
+-- block, a SET search_path, a SELECT of a function ...), and once a step
+-- of an `up --dry-run` has one, the steps after it are not read either
+-- (what it would have done is not there).  A name the tokens do not end
+-- cleanly (U&"...") or that has more parts than schema.name is left to the
+-- real run.
+local CREATES = {table = "relation", index = "index", sequence = "relation", view = "relation",
                  schema = "schema", type = "type", extension = "extension"}
 local CREATE_MODIFIERS = {global = true, ["local"] = true, unlogged = true, unique = true, recursive = true,
                           materialized = true}
-local dry_run_gone = {}              -- last names dropped or renamed away by the scripts read so far
+-- the statements that change nothing of what exists or where names go
+local HARMLESS = {create = true, comment = true, grant = true, revoke = true, insert = true}
+local NAMEDATALEN = 64
 
 local function lower_at(t, i) return t[i] and t[i]:lower() end
 
--- The name written from token i on (a.b, "A"."b"): {written =, last =
--- (as the server stores it: folded to lower case unless quoted), parts =},
--- and the index after it; nil when there is none there.
+-- A name as the server keeps it: folded to lower case unless quoted, cut
+-- to NAMEDATALEN - 1 bytes (at a character's start).
+local function stored_name(tok)
+  local name = tok:sub(1, 1) == '"' and tok:sub(2, -2):gsub('""', '"') or tok:lower()
+  if #name >= NAMEDATALEN then
+    local cut = NAMEDATALEN
+    repeat cut = cut - 1 until cut == 0 or (name:byte(cut + 1) or 0) & 0xC0 ~= 0x80
+    name = name:sub(1, cut)
+  end
+  return name
+end
+
+-- The name written from token i of t on (a.b, "A"."b"): {written =, parts
+-- = {stored names}}, and the index after it; nil when there is none there,
+-- or when the tokens stop right after it at something else than the
+-- statement's end (U&"x", a name the tokens do not take whole).
 local function name_at(t, i)
-  local written, last, parts = {}, nil, 0
+  local written, parts = {}, {}
   while true do
     local tok = t[i]
     if not tok or tok:find("^[.,()]") then return nil end
     written[#written + 1] = tok
-    last = tok:sub(1, 1) == '"' and tok:sub(2, -2):gsub('""', '"') or tok:lower()
-    parts = parts + 1
+    parts[#parts + 1] = stored_name(tok)
     i = i + 1
     if t[i] ~= "." then break end
     i = i + 1
   end
-  return {written = table.concat(written, "."), last = last, parts = parts}, i
+  if t[i] == nil and t.stop ~= "" and t.stop ~= ";" then return nil end
+  return {written = table.concat(written, "."), parts = parts}, i
 end
 
--- The object a CREATE statement's tokens t name, as {kind =, written =,
--- last =}, or nil (see above).
+-- The object a CREATE statement's tokens t name, as {kind =, name =,
+-- schema = (nil: the current one), on = (an index's table, as written),
+-- on_schema =}, or nil (see above).
 local function created_object(t)
   local i, w, temp = 2, lower_at(t, 2), false
   if w == "or" then return nil end
@@ -1198,64 +1219,68 @@ local function created_object(t)
   if after == "if" or (w == "index" and after == "on") or (w == "schema" and after == "authorization") then
     return nil
   end
-  local name = name_at(t, i)
-  if not name or name.parts > ((kind == "relation" or kind == "type") and 2 or 1) then return nil end
-  return {kind = kind, written = name.written, last = name.last}
-end
-
--- DROP ... name[, ...], ALTER ... name RENAME TO / SET SCHEMA: the last
--- names they take away, into gone.
-local function note_gone(t, gone)
-  local drop, i = t[1]:lower() == "drop", 2
-  if lower_at(t, i) == "materialized" then i = i + 1 end
-  if not CREATES[lower_at(t, i) or ""] then return end
-  i = i + 1
-  if drop and lower_at(t, i) == "concurrently" then i = i + 1 end
-  if lower_at(t, i) == "if" then i = i + 2 end               -- IF EXISTS
-  if not drop and lower_at(t, i) == "only" then i = i + 1 end
-  while true do
-    local name, j = name_at(t, i)
-    if not name then return end
-    if drop then
-      gone[name.last] = true
-      if t[j] ~= "," then return end
-      i = j + 1
-    else
-      local a, b = lower_at(t, j), lower_at(t, j + 1)
-      if (a == "rename" and b == "to") or (a == "set" and b == "schema") then gone[name.last] = true end
-      return
-    end
+  local name, j = name_at(t, i)
+  if not name or #name.parts > ((kind == "schema" or kind == "extension" or kind == "index") and 1 or 2) then
+    return nil
   end
+  local o = {kind = kind, name = name.parts[#name.parts], schema = #name.parts == 2 and name.parts[1] or nil}
+  if kind == "index" then
+    -- (an index goes in its table's schema)
+    if lower_at(t, j) ~= "on" then return nil end
+    j = j + 1
+    if lower_at(t, j) == "only" then j = j + 1 end
+    local on = name_at(t, j)
+    if not on or #on.parts > 2 then return nil end
+    o.on, o.on_schema = on.written, #on.parts == 2 and on.parts[1] or nil
+  end
+  return o
 end
 
 -- What the up.sql text sql creates that the database has: a list of
--- {kind =, last =} in the script's order (empty when the lookup fails).
--- gone: the last names taken away by the scripts read before it (added to).
-local function existing_creations(sql, gone)
+-- {kind =, name =} in the script's order (empty when the lookup fails).
+-- state: {unsure = true} once a script read (this one included) had a
+-- statement that could change what exists, after which nothing is read.
+local function existing_creations(sql, state)
+  if state.unsure then return {} end
+  local heads, stopped = db_core.statement_heads(sql, HARMLESS)
+  if stopped then state.unsure = true end
   local wanted = {}
-  for _, t in ipairs(db_core.statement_heads(sql, {create = true, drop = true, alter = true})) do
-    if t[1]:lower() == "create" then
-      local o = created_object(t)
-      if o and not gone[o.last] then wanted[#wanted + 1] = o end
-    else
-      note_gone(t, gone)
-    end
+  for _, t in ipairs(heads) do
+    local o = t[1]:lower() == "create" and created_object(t)
+    if o then wanted[#wanted + 1] = o end
   end
   if #wanted == 0 then return {} end
-  local kinds, names, lasts = {}, {}, {}
-  for i, o in ipairs(wanted) do kinds[i], names[i], lasts[i] = o.kind, o.written, o.last end
+  local cols = {{}, {}, {}, {}, {}}
+  for i, o in ipairs(wanted) do
+    cols[1][i], cols[2][i], cols[3][i] = o.kind, o.name, o.schema or db.NULL
+    cols[4][i], cols[5][i] = o.on or db.NULL, o.on_schema or db.NULL
+  end
   local ok, rows = pcall(db.query, [[
-    SELECT x.i FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(kind, name, last, i)
-     WHERE CASE x.kind WHEN 'relation' THEN to_regclass(x.name) IS NOT NULL
-                       WHEN 'schema' THEN to_regnamespace(x.name) IS NOT NULL
-                       WHEN 'type' THEN to_regtype(x.name) IS NOT NULL
-                       ELSE EXISTS (SELECT FROM pg_extension e WHERE e.extname = x.last) END
-     ORDER BY x.i]], db.array(kinds), db.array(names), db.array(lasts))
+    SELECT x.i FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                    WITH ORDINALITY AS x(kind, name, schema, on_table, on_schema, i)
+     CROSS JOIN LATERAL (SELECT CASE WHEN x.kind = 'index'
+                                     THEN coalesce((SELECT c.relnamespace FROM pg_class c
+                                                     WHERE c.oid = to_regclass(x.on_table)),
+                                                   (SELECT n.oid FROM pg_namespace n
+                                                     WHERE n.nspname = coalesce(x.on_schema, current_schema())))
+                                     ELSE (SELECT n.oid FROM pg_namespace n
+                                            WHERE n.nspname = coalesce(x.schema, current_schema())) END AS ns) w
+     WHERE CASE x.kind
+             WHEN 'schema' THEN EXISTS (SELECT FROM pg_namespace n WHERE n.nspname = x.name)
+             WHEN 'extension' THEN EXISTS (SELECT FROM pg_extension e WHERE e.extname = x.name)
+             WHEN 'type' THEN EXISTS (SELECT FROM pg_type y WHERE y.typname = x.name AND y.typnamespace = w.ns)
+             ELSE EXISTS (SELECT FROM pg_class c WHERE c.relname = x.name AND c.relnamespace = w.ns) END
+     ORDER BY x.i]], db.array(cols[1]), db.array(cols[2]), db.array(cols[3]), db.array(cols[4]), db.array(cols[5]))
   if not ok then return {} end
   local found = {}
-  for k, r in ipairs(rows) do found[k] = wanted[r.i] end
+  for k, r in ipairs(rows) do
+    local o = wanted[r.i]
+    found[k] = {kind = o.kind == "index" and "relation" or o.kind, last = o.name}
+  end
   return found
 end
+
+local dry_run_state = {}             -- (existing_creations, for the steps of one up --dry-run)
 
 -- A data migration reads through db.reader() and writes through --jobs
 -- sessions (the main one and jobs - 1 more).  They are started ahead, so
@@ -1344,7 +1369,7 @@ local function apply(m, operation, dry_run)
     elseif m.files["up.sql"] then
       if dry_run then
         log.info("   [DRY RUN] Would run " .. m.rel .. "/up.sql in one transaction")
-        local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), dry_run_gone)
+        local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), dry_run_state)
         if #found > 0 then
           would_exist = true
           error(string.format("%s/up.sql: a dry run: the script would fail: %s \"%s\" already exists%s", m.rel,
@@ -2013,7 +2038,7 @@ function commands.status(args)
     if r and not renamed_to[r.id] then renamed_to[r.id] = m.id end
   end
   local rows = array()
-  local gone_before = {}             -- (see existing_creations)
+  local read_state = {}              -- (see existing_creations)
   local exists_already = {}          -- id -> what its up.sql creates that the database has
   for _, m in ipairs(list) do
     local st = states[m.id]
@@ -2040,7 +2065,7 @@ function commands.status(args)
     -- old id's)
     if m.files["up.sql"] and not m.files["up.lua"] and not renamed[m.id]
        and (state == "pending" or state == "failed" or state == "rolled back") then
-      local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), gone_before)
+      local found = existing_creations(without_bom(read_file(m.path .. "/up.sql") or ""), read_state)
       if #found > 0 then
         exists_already[m.id] = found
         rows[#rows].exists_already = true

@@ -5,9 +5,12 @@
 # "already exists", so the dry run fails too, with the same advice as the
 # real run (ferry baseline).  It reads the names the script creates --
 # tables, indexes, sequences, views, schemas, types, extensions, not with
-# IF NOT EXISTS -- and looks them up; what the script drops or renames away
-# first, and what is in comments, strings or dollar-quoted bodies, does not
-# count.  Nothing is run or written.
+# IF NOT EXISTS -- and looks them up where the CREATE would put them; only
+# before the first statement that could change what exists or where names
+# go (anything but CREATE, COMMENT, GRANT, REVOKE, INSERT), and not in a
+# step after one that had such a statement: a dry run must never fail a
+# script that would pass.  What is in comments, strings or dollar-quoted
+# bodies does not count.  Nothing is run or written.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
 require_pg
@@ -91,6 +94,25 @@ is "$(try_step 'CREATE SCHEMA s2 CREATE TABLE z (a int);')" "$PFX schema \"s2\" 
 is "$(try_step 'DROP TABLE IF EXISTS x, "T2"; CREATE TABLE "T2" (x int); ALTER TABLE IF EXISTS q RENAME TO q2; CREATE SEQUENCE q;')" \
    "0|" "dropped (one of a list) or renamed first: no failure"
 is "$(try_step 'CREATE TABLE too.many.dots.here (a int);')" "0|" "a name the server cannot look up: left to the real run"
+is "$(try_step "COMMENT ON TABLE t IS 'x'; GRANT SELECT ON t TO PUBLIC; INSERT INTO t VALUES (1); CREATE TABLE t (x int);")" \
+   "$PFX relation \"t\" already exists$HINT" "after COMMENT, GRANT, INSERT: still read"
+# what could change what exists, or where names go, ends the reading: no
+# failure of a script that would pass
+is "$(try_step 'CREATE TYPE point AS (x int, y int);')" "0|" "a type named as one of pg_catalog's: looked up where it goes (public)"
+is "$(try_step 'CREATE SCHEMA app; CREATE TABLE app.t (x int); CREATE INDEX t_x_idx ON app.t (x);')" "0|" \
+   "an index goes in its table's schema (t_x_idx is public's)"
+is "$(try_step 'SET search_path = app; CREATE TABLE t (x int);')" "0|" "after SET: not read"
+is "$(try_step 'DROP TABLE t; CREATE TABLE t (x int); CREATE INDEX t_x_idx ON t (x);')" "0|" \
+   "after DROP (which takes the index with it): not read"
+is "$(try_step "DO \$\$ BEGIN EXECUTE 'DROP TABLE t'; END \$\$; CREATE TABLE t (x int);")" "0|" "after a DO block: not read"
+is "$(try_step '(SELECT 1); CREATE TABLE t (x int);')" "0|" "after a statement in parentheses: not read"
+is "$(try_step 'CREATE TABLE U&"t" (x int);')" "0|" "a name the tokens do not take whole (U&\"...\"): left to the real run"
+# ... nor in a step after one with such a statement (up --dry-run runs none of them)
+put "$D/migrations/20250103_w/up.sql" 'DROP TABLE "T2";'
+put "$D/migrations/20250104_x/up.sql" 'CREATE TABLE "T2" (x int);'
+run_ferry --dir "$D" up --dry-run
+is "$RC|$ERR" "0|" "a step that drops a table, then one that creates it: the second is not read"
+rm -r "$D/migrations/20250104_x"
 rm -r "$D/migrations/20250103_w"
 
 # an applied step run again as a dry run: it would fail, with no advice to

@@ -511,18 +511,21 @@ static void test_savepoint_every_prefix(void **state)
 
 /* ---- pgconn_each_statement and pgconn_statement_tokens ------------------ */
 
-/* Every statement's line and first tokens, "line:tok tok ...|...". */
+/* Every statement's line, first tokens and where they stopped,
+ * "line:tok tok ...@c|..." (@ alone: at the end of the text). */
 typedef struct heads { char out[1024]; size_t len; int stop_at; int seen; } heads;
 
 static int collect_head(const char *p, int line, void *ud)
 {
     heads *h = ud;
     pgconn_token tok[8];
-    int n = pgconn_statement_tokens(p, tok, 8);
+    const char *stop;
+    int n = pgconn_statement_tokens(p, tok, 8, &stop);
     h->len += (size_t)snprintf(h->out + h->len, sizeof h->out - h->len, "%s%d:", h->len ? "|" : "", line);
     for (int i = 0; i < n; i++)
         h->len += (size_t)snprintf(h->out + h->len, sizeof h->out - h->len, "%s%.*s", i ? " " : "", (int)tok[i].n,
                                    tok[i].s);
+    h->len += (size_t)snprintf(h->out + h->len, sizeof h->out - h->len, "@%.*s", stop ? 1 : 0, stop ? stop : "");
     return ++h->seen == h->stop_at;
 }
 
@@ -552,32 +555,44 @@ static void test_each_statement(void **state)
                       "alter table t rename to e'x';";
     assert_null(each(sql, 0, &h));
     /* (8 tokens at most: the ")" after "int" is the 9th) */
-    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int"
-                               "|3:create unique index concurrently if not exists i"
-                               "|4:DO"
-                               "|5:SELECT"
-                               "|6:CREATE FUNCTION f ( ) RETURNS int BEGIN"
-                               "|7:drop table if exists a , \"B\"\"c\""
-                               "|9:alter table t rename to");
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int@)"
+                               "|3:create unique index concurrently if not exists i@o"
+                               "|4:DO@$"
+                               "|5:SELECT@'"
+                               "|6:CREATE FUNCTION f ( ) RETURNS int BEGIN@A"
+                               "|7:drop table if exists a , \"B\"\"c\"@;"
+                               "|8:( SELECT@1"
+                               "|9:alter table t rename to@e");
     /* stopping at the third: where it starts */
     const char *p = each(sql, 3, &h);
     assert_non_null(p);
     assert_true(strncmp(p, "DO $$", 5) == 0);
-    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int|3:create unique index concurrently if not exists i|4:DO");
+    assert_string_equal(h.out, "2:CREATE TABLE public . \"T\" ( x int@)|3:create unique index concurrently if not exists i@o|4:DO@$");
     /* nothing, blanks, an unterminated comment or quoted name */
     assert_null(each("", 0, &h));
     assert_string_equal(h.out, "");
     assert_null(each("  \n/* x", 0, &h));
     assert_string_equal(h.out, "");
     assert_null(each("CREATE TABLE \"t", 0, &h));
-    assert_string_equal(h.out, "1:CREATE TABLE");
-    /* the token limit */
+    assert_string_equal(h.out, "1:CREATE TABLE@\"");
+    assert_null(each("CREATE TABLE t", 0, &h));
+    assert_string_equal(h.out, "1:CREATE TABLE t@");
+    assert_null(each("CREATE TABLE U&\"x\" (a int)", 0, &h));
+    assert_string_equal(h.out, "1:CREATE TABLE U@&");
+    /* the token limit, and where the tokens stop */
     pgconn_token tok[3];
-    assert_int_equal(pgconn_statement_tokens("a b c d", tok, 3), 3);
-    assert_int_equal(pgconn_statement_tokens("a b c d", tok, 0), 0);
-    assert_int_equal(pgconn_statement_tokens("  ", tok, 3), 0);
-    assert_int_equal(pgconn_statement_tokens("a -- x", tok, 3), 1);
-    assert_int_equal(pgconn_statement_tokens("a /* x", tok, 3), 1);
+    const char *stop, *text = "a b c d";
+    assert_int_equal(pgconn_statement_tokens(text, tok, 3, &stop), 3);
+    assert_ptr_equal(stop, text + 6);                 /* at the 4th, past max */
+    assert_int_equal(pgconn_statement_tokens(text, tok, 0, &stop), 0);
+    assert_ptr_equal(stop, text);
+    assert_int_equal(pgconn_statement_tokens("  ", tok, 3, &stop), 0);
+    assert_null(stop);
+    assert_int_equal(pgconn_statement_tokens("a -- x", tok, 3, &stop), 1);
+    assert_null(stop);
+    assert_int_equal(pgconn_statement_tokens("a /* x", tok, 3, &stop), 1);
+    assert_null(stop);
+    assert_int_equal(pgconn_statement_tokens("a b", tok, 3, NULL), 2);
 }
 
 /* Random text: never a read past the end; each statement visited once, in
@@ -588,11 +603,12 @@ static int check_head(const char *p, int line, void *ud)
     assert_true(p > last[1] || (last[1] == NULL && p >= last[0]));
     assert_int_equal(line, lines_before(last[0], p));
     pgconn_token tok[64];
-    int n = pgconn_statement_tokens(p, tok, 64);
-    /* a statement starts with a word: its first token, unless it is the E
-     * of an E'...' string */
-    assert_true(n >= 1 || ((p[0] | 0x20) == 'e' && p[1] == '\''));
-    for (int i = 0; i < n; i++) assert_true(tok[i].s >= p && tok[i].s + tok[i].n <= last[0] + strlen(last[0]));
+    const char *stop, *end = last[0] + strlen(last[0]);
+    int n = pgconn_statement_tokens(p, tok, 64, &stop);
+    assert_true(*p != ';' && *p != ' ' && *p != '\n');   /* at what starts it */
+    if (n == 0) assert_ptr_equal(stop, p);            /* (no token: stopped where it starts) */
+    for (int i = 0; i < n; i++) assert_true(tok[i].s >= p && tok[i].s + tok[i].n <= end);
+    if (stop) assert_true(stop >= (n ? tok[n - 1].s + tok[n - 1].n : p) && stop < end);
     last[1] = p;
     return 0;
 }
