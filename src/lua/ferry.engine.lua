@@ -1795,14 +1795,21 @@ end
 -- recorded applied by baseline (the database had it before ferry: a
 -- schema step's rollback.sql would drop a live schema), one ferry has no
 -- record of here, and a folder that looks like an applied one renamed
--- (what that one did is recorded under its old id).  One ferry ran --
--- applied, failed, interrupted, rolled back -- is rolled back as asked.
+-- (what that one did is recorded under its old id), and a schema step
+-- whose runs all failed (an up.sql commits nothing when it fails).  One
+-- ferry ran -- applied, rolled back, or a data migration that failed or
+-- was interrupted (its committed batches stay) -- is rolled back as asked.
 local function refuse_foreign_rollback(list, by_id, states, m)
   local st = states[m.id]
   local force = string.format("To roll it back all the same: ferry rollback %s --force", m.id)
   if st and st.status == "applied" and st.operation == "baseline" then
     usage_error("%s was recorded as applied by 'ferry baseline' at %s, not run by ferry here: its rollback would undo "
                 .. "what the database had before ferry. %s", m.id, st.finished_at, force)
+  end
+  -- (a schema step that failed committed nothing: one never applied did nothing)
+  if st and m.files["up.sql"] and not m.files["up.lua"] and st.status ~= "applied" and st.status ~= "rolled back" then
+    usage_error("ferry never applied %s on this database (its runs failed, and a schema step that fails commits "
+                .. "nothing): its rollback would undo what the database had before ferry. %s", m.id, force)
   end
   if st then return end
   local r = renamed_from({m}, by_id, states)[m.id]

@@ -4,12 +4,13 @@
 # told to with --force:
 # - a migration recorded applied by `ferry baseline` (the database had it
 #   before ferry: a schema step's rollback.sql would drop a live schema);
-# - a migration ferry has no record of on this database;
+# - a migration ferry has no record of on this database, or a schema step
+#   whose runs all failed (an up.sql that fails commits nothing);
 # - a folder that looks like an applied migration renamed: what that one
 #   wrote is recorded under its old id (a data migration's rows are tagged
 #   with it), so the rollback belongs to the old name.
-# A migration ferry ran -- applied, failed, interrupted, rolled back -- is
-# rolled back as before.  validate refuses a renamed folder too: its checks
+# A migration ferry applied or rolled back, or a data migration whose run
+# failed (its committed batches stay), is rolled back as before.  validate refuses a renamed folder too: its checks
 # would look for what the old id wrote and pass over nothing.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
@@ -55,6 +56,19 @@ is "$(tables "$db2")" "t" "...nothing dropped"
 run_ferry --dir "$D" rollback 20250101 --force
 is "$RC|$ERR" "0|note: 20250101_t is not recorded as applied; running its rollback anyway" "--force: it runs, with the note"
 is "$(tables "$db2")" "-" "...the table is dropped"
+
+# ------------------------------------------------------------ a schema step whose runs failed
+# (an up.sql commits nothing when it fails: what is there is the database's own)
+db4=$(fresh_db ferry_cli_rollback_guard4)
+export DATABASE_URL=$db4
+psql_val "$db4" "CREATE TABLE t (x int, tag text); INSERT INTO t VALUES (7, 'live')" >/dev/null
+run_ferry --dir "$D" -q up --to 20250101
+is "$RC" 1 "up of a step whose table exists: fails"
+run_ferry --dir "$D" rollback 20250101
+is "$RC|$OUT|$ERR" "2||ferry: ferry never applied 20250101_t on this database (its runs failed, and a schema step that fails commits nothing): its rollback would undo what the database had before ferry. To roll it back all the same: ferry rollback 20250101_t --force" \
+   "rollback of a schema step whose runs all failed: refused"
+is "$(tables "$db4")|$(rows "$db4")" "t|7:live" "...nothing dropped"
+export DATABASE_URL=$db
 
 # ------------------------------------------------------------ --force on the baselined one
 export DATABASE_URL=$db
