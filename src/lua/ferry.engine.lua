@@ -110,9 +110,16 @@ end
 -- scripts' entry, raises them again at the line that called it.)
 local MAX_DEPTH = 20000             -- as json.encode: deeper is a table that contains itself
 local encode_ordered
+-- While emit_json encodes ferry's own object: what each of its strings
+-- (keys too) is written as -- redacted, string by string, so that no
+-- number or piece of JSON syntax is ever touched.  nil otherwise.
+local text_filter = nil
+local function encode_text(s) return json.encode(text_filter and text_filter(s) or s) end
+
 local function encode_value(v, depth)
   local ty = type(v)
   if ty == "number" then return encode_number(v) end
+  if ty == "string" then return encode_text(v) end
   if ty ~= "table" then
     if ty == "function" or ty == "thread" or (ty == "userdata" and v ~= json.null) then
       error("json.encode_ordered: a " .. ty .. " is not a JSON value")
@@ -147,7 +154,7 @@ local function encode_value(v, depth)
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   local parts = {}
-  for i, k in ipairs(keys) do parts[i] = json.encode(tostring(k)) .. ":" .. encode_value(v[k], depth) end
+  for i, k in ipairs(keys) do parts[i] = encode_text(tostring(k)) .. ":" .. encode_value(v[k], depth) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
 encode_ordered = function(obj, depth)
@@ -157,7 +164,7 @@ encode_ordered = function(obj, depth)
     if type(k) ~= "string" then
       error(string.format("json.encode_ordered: key %d of a json.object is a %s, not a string (JSON object keys are strings)", i, type(k)))
     end
-    if obj[k] ~= nil then parts[#parts + 1] = json.encode(k) .. ":" .. encode_value(obj[k], depth) end
+    if obj[k] ~= nil then parts[#parts + 1] = encode_text(k) .. ":" .. encode_value(obj[k], depth) end
   end
   return "{" .. table.concat(parts, ",") .. "}"
 end
@@ -1518,7 +1525,11 @@ local commands = {}
 -- slash is always that escape's -- a backslash of the data is "\\", and a
 -- slash of the data never follows one unescaped.
 local function emit_json(obj)
-  sys.write_stdout((encode_value(obj):gsub("\\/", "/")) .. "\n")
+  text_filter = sys.redact
+  local ok, text = pcall(encode_value, obj)
+  text_filter = nil
+  if not ok then error(text, 0) end
+  sys.write_stdout((text:gsub("\\/", "/")) .. "\n")
 end
 
 local function report_failure(result)

@@ -365,5 +365,14 @@ is "$RC|$ERR" "2|ferry: unknown migration abc" "a short password (PGPASSWORD=abc
 PGPASSWORD=20250101 run_ferry --dir "$D" run 20250199
 is "$RC|$ERR" "2|ferry: unknown migration 20250199" "...nor is a longer one that is not there"
 rm -rf "$O/migrations/20250199_x$PW"
+# --json's object is redacted string by string, never in its numbers or its
+# syntax: a password of digits that a count holds leaves valid JSON
+N=$TAP_TMPDIR/numpw
+put "$N/migrations/20250101_n/up.lua" 'stats.inc("rows", 123456789); stats.inc("x12345678", 1); log.info("done")'
+dbn=$(fresh_db ferry_cli_security_numpw)
+PGPASSWORD=12345678 run_ferry --db "$dbn" --dir "$N" --json run 20250101_n
+is "$RC" 0 "a run with PGPASSWORD=12345678 (digits) and --json"
+is "$(json_eval "$OUT" 'j["stats"]')" '{"rows":123456789,"x***":1}' \
+   "...valid JSON: the count keeps its digits, a counter's name is redacted"
 
 done_testing
