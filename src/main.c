@@ -288,13 +288,15 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
-/* Output ferry could not write to stdout (a full disk, a reader gone) is
+/* Output ferry could not write to stdout (a full disk, an I/O error) is
  * said, and a command that would have succeeded fails: a JSON object or a
- * report lost in silence is worse than an error.  Not after SIGPIPE stopped
- * the run: "interrupted (SIGPIPE: output closed)" said why already. */
+ * report lost in silence is worse than an error.  Not a reader that went
+ * away (EPIPE: ferry status | grep -q ..., | head -1): that is the
+ * reader's choice, and during a run SIGPIPE stopped it and said so
+ * ("interrupted (SIGPIPE: output closed)"). */
 static int check_stdout(int code) {
     int err = ferry_close_stdout();
-    if (!err || (err == EPIPE && interrupt_received() == SIGPIPE)) return code;
+    if (!err || err == EPIPE) return code;
     fprintf(stderr, "ferry: cannot write to stdout: %s\n", strerror(err));
     return code == FERRY_EXIT_OK ? FERRY_EXIT_FAIL : code;
 }
