@@ -135,6 +135,10 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
  * bytes or more, conninfo's or PGPASSWORD's, replaced by "***"; nothing
  * else, and newlines kept. */
 void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz);
+/* Whether pgconn_redact_output can find anything to redact: conninfo's or
+ * PGPASSWORD's password is 8 bytes or more (ferry's output skips the work
+ * otherwise). */
+int pgconn_output_has_password(const char *conninfo);
 
 /* Copies msg into out (size outsz) with the password that arg holds, when
  * it is a connection string with one (a postgres:// URL's user:password@
@@ -144,6 +148,10 @@ void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size
  * a command-line argument a message echoes: a connection string put in
  * place of a command, a migration, a file or another option's value. */
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz);
+/* Whether arg, a command-line argument, is a connection string holding a
+ * password: what pgconn_redact_arg redacts for (a postgres:// URL with
+ * user:password@, a password= or ?password=, what libpq parses to one). */
+int pgconn_holds_password(const char *arg);
 
 /* Writes 'x' over out's bytes where s holds a password as written -- the
  * spans pgconn_redact_arg redacts as written: a postgres:// URL's

@@ -44,6 +44,7 @@ typedef struct progress {
  * registry under ECHOED_KEY the command-line words the engine named
  * (sys.echoed): what a line of ferry's own may echo a password from. */
 static const char *own_conninfo;
+static int own_password;     /* whether it, or PGPASSWORD, holds one to redact */
 #define ECHOED_KEY "ferry.echoed"
 
 /* Replaces the string on top of the stack by redact(info, it) (room for
@@ -72,10 +73,17 @@ static void redact_arg(const char *arg, const char *msg, char *out, size_t outsz
  * PGPASSWORD when it is 8 bytes or more (pgconn_redact_output: the rule of
  * the server's errors; a shorter one would garble ids, numbers and
  * SQLSTATEs).  Each piece between NUL bytes on its own (the C side reads
- * up to the first). */
+ * up to the first).  With no password anywhere (the common case: only
+ * echoed words holding one are kept), the text as it is, at no cost: this
+ * runs for every line, a --verbose run's line per row too. */
 static void push_redacted(lua_State *L, const char *s, size_t len) {
     luaL_checkstack(L, 8, NULL);
     lua_getfield(L, LUA_REGISTRYINDEX, ECHOED_KEY);
+    if (!own_password && !lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, s, len);
+        return;
+    }
     int words = lua_gettop(L), parts = 0;
     for (const char *p = s, *end = s + len; p <= end; p += strlen(p) + 1) {
         if (parts > 0) { lua_pushlstring(L, "", 1); lua_concat(L, 2); }
@@ -88,7 +96,7 @@ static void push_redacted(lua_State *L, const char *s, size_t len) {
             }
             lua_pop(L, 1);
         }
-        redact_top(L, own_conninfo, pgconn_redact_output);
+        if (own_password) redact_top(L, own_conninfo, pgconn_redact_output);
         if (parts > 0) lua_concat(L, 2);
         parts++;
     }
@@ -317,6 +325,7 @@ int luaopen_ferry_log(lua_State *L, const log_options *opts) {
     s->quiet = opts->quiet;
     s->json = opts->json;
     own_conninfo = opts->conninfo;
+    own_password = pgconn_output_has_password(own_conninfo);
     const char *iv = getenv("FERRY_PROGRESS_INTERVAL");
     s->interval = iv ? atof(iv) : 10.0;
     lua_pushvalue(L, -1);
@@ -572,10 +581,18 @@ static int sys_redact(lua_State *L) {
 }
 
 /* sys.echoed(words): the command-line words (strings) a line of ferry's
- * may echo, for push_redacted. */
+ * may echo, for push_redacted: those that hold a password are kept (none:
+ * nothing kept). */
 static int sys_echoed(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
+    lua_newtable(L);
+    lua_Integer kept = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) != LUA_TNIL; i++) {
+        if (lua_type(L, -1) == LUA_TSTRING && pgconn_holds_password(lua_tostring(L, -1))) lua_rawseti(L, -2, ++kept);
+        else lua_pop(L, 1);
+    }
+    lua_pop(L, 1);                                  /* (the nil that ended the list) */
+    if (kept == 0) { lua_pop(L, 1); lua_pushnil(L); }
     lua_setfield(L, LUA_REGISTRYINDEX, ECHOED_KEY);
     return 0;
 }

@@ -856,6 +856,9 @@ static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo)
     each_password_span(conninfo, redact_span, &r);
 }
 
+/* What redact_to does (see the pgconn_redact* functions). */
+enum redact_mode { REDACT_LIBPQ, REDACT_SERVER, REDACT_OUTPUT, REDACT_ARG };
+
 /* Whether conninfo can hold a password at all.  A bare word is a database
  * name (libpq reads it so); otherwise anything that may name one -- an '@'
  * (a URL's user info), "password", a parsed password (percent-encoded
@@ -912,19 +915,12 @@ static int holds_password(const char *s) {
     return has;
 }
 
+int pgconn_holds_password(const char *arg) { return holds_password(arg); }
+
+static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, enum redact_mode mode);
+
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
-    if (outsz == 0) return;
-    size_t len = strlen(msg), worksz = 3 * len + 4;
-    char *work = malloc(worksz);
-    if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
-    memcpy(work, msg, len + 1);
-    if (holds_password(arg)) {
-        /* as libpq's own text is redacted (the parsed value, the raw forms
-         * -- percent-encoded keywords' values included --, PGPASSWORD) */
-        replace_passwords(arg, work, worksz, 1, 1);
-    }
-    snprintf(out, outsz, "%s", work);
-    free(work);
+    redact_to(arg, msg, out, outsz, REDACT_ARG);
 }
 
 struct scrub_buf { const char *s; char *out; };
@@ -952,28 +948,30 @@ static void redact_in_place(const char *conninfo, char *work, size_t worksz) {
  * pgconn_redact_server). */
 #define SERVER_TEXT_MIN 8
 
-static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text);
-
 void pgconn_redact(const char *conninfo, const char *msg, char *out, size_t outsz) {
-    redact_to(conninfo, msg, out, outsz, 0);
+    redact_to(conninfo, msg, out, outsz, REDACT_LIBPQ);
 }
 
 void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size_t outsz) {
-    redact_to(conninfo, msg, out, outsz, 1);
+    redact_to(conninfo, msg, out, outsz, REDACT_SERVER);
 }
 
 void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz) {
-    if (outsz == 0) return;
-    size_t len = strlen(msg), worksz = 3 * len + 4;   /* (as in redact_to) */
-    char *work = malloc(worksz);
-    if (!work) { snprintf(out, outsz, "(message withheld: out of memory)"); return; }
-    memcpy(work, msg, len + 1);
-    replace_passwords(conninfo, work, worksz, SERVER_TEXT_MIN, 0);
-    snprintf(out, outsz, "%s", work);
-    free(work);
+    redact_to(conninfo, msg, out, outsz, REDACT_OUTPUT);
 }
 
-static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, int server_text) {
+int pgconn_output_has_password(const char *conninfo) {
+    const char *env = getenv("PGPASSWORD");
+    if (env && strlen(env) >= SERVER_TEXT_MIN) return 1;
+    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+    int has = 0;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN) has = 1;
+    PQconninfoFree(opts);
+    return has;
+}
+
+static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, enum redact_mode mode) {
     if (outsz == 0) return;
     /* Redact the whole message first, then cut: a password straddling the
      * cut must not leave a visible part.  Short needles can grow the text
@@ -983,10 +981,20 @@ static void redact_to(const char *conninfo, const char *msg, char *out, size_t o
     char *work = malloc(worksz);
     if (!work) { snprintf(out, outsz, "(error message withheld: out of memory)"); return; }
     memcpy(work, msg, len + 1);
-    if (server_text) replace_passwords(conninfo, work, worksz, SERVER_TEXT_MIN, 0);
-    else redact_in_place(conninfo, work, worksz);
+    switch (mode) {
+    case REDACT_LIBPQ: redact_in_place(conninfo, work, worksz); break;
+    case REDACT_SERVER:
+    case REDACT_OUTPUT: replace_passwords(conninfo, work, worksz, SERVER_TEXT_MIN, 0); break;
+    case REDACT_ARG:
+        /* as libpq's own text is redacted (the parsed value, the raw forms
+         * -- percent-encoded keywords' values included --, PGPASSWORD) */
+        if (holds_password(conninfo)) replace_passwords(conninfo, work, worksz, 1, 1);
+        break;
+    }
+    /* (an error message's trailing newline goes; ferry's own lines keep theirs) */
     size_t wl = strlen(work);
-    while (wl > 0 && (work[wl - 1] == '\n' || work[wl - 1] == '\r')) work[--wl] = '\0';
+    if (mode == REDACT_LIBPQ || mode == REDACT_SERVER)
+        while (wl > 0 && (work[wl - 1] == '\n' || work[wl - 1] == '\r')) work[--wl] = '\0';
     snprintf(out, outsz, "%s", work);
     free(work);
 }
