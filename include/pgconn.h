@@ -135,10 +135,11 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
  * bytes or more, conninfo's or PGPASSWORD's, replaced by "***"; nothing
  * else, and newlines kept. */
 void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz);
-/* Whether pgconn_redact_output can find anything to redact: conninfo's or
- * PGPASSWORD's password is 8 bytes or more (ferry's output skips the work
- * otherwise). */
-int pgconn_output_has_password(const char *conninfo);
+/* Calls fn with each value pgconn_redact_output replaces -- conninfo's and
+ * PGPASSWORD's password when 8 bytes or more -- and returns how many: text
+ * that holds none of them comes out of pgconn_redact_output as it went in
+ * (ferry's output looks for them, once parsed, before it redacts). */
+int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw, void *ud), void *ud);
 
 /* Copies msg into out (size outsz) with the password that arg holds, when
  * it is a connection string with one (a postgres:// URL's user:password@

@@ -960,15 +960,21 @@ void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size
     redact_to(conninfo, msg, out, outsz, REDACT_OUTPUT);
 }
 
-int pgconn_output_has_password(const char *conninfo) {
-    const char *env = getenv("PGPASSWORD");
-    if (env && strlen(env) >= SERVER_TEXT_MIN) return 1;
+int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw, void *ud), void *ud) {
+    int n = 0;
     PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
-    int has = 0;
     for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN) has = 1;
+        if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN) {
+            fn(o->val, ud);
+            n++;
+        }
     PQconninfoFree(opts);
-    return has;
+    const char *env = getenv("PGPASSWORD");
+    if (env && strlen(env) >= SERVER_TEXT_MIN) {
+        fn(env, ud);
+        n++;
+    }
+    return n;
 }
 
 static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, enum redact_mode mode) {

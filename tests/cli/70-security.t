@@ -358,6 +358,12 @@ put "$O/x.lua" 'log.info("exec logs", ...)
 print("print is the script\x27s own:", ...)'
 run_ferry --db "$url" exec "$O/x.lua" "$PW"
 is "$RC|$OUT" "0|exec logs ***"$'\n'"print is the script's own:	$PW" "exec: log.info redacts, the script's own print does not"
+# both passwords (the connection's and PGPASSWORD's) in one line, after a
+# NUL byte too (each piece between NULs is redacted on its own); the
+# passwords are parsed once per run, each line only searched for them
+put "$O/y.lua" 'log.info("both " .. arg[1] .. " and " .. arg[2] .. " \0after " .. arg[1])'
+got=$(PGPASSWORD=another-long-pw "$FERRY" --db "$url" exec "$O/y.lua" "$PW" another-long-pw | tr '\0' '@')
+is "$got" "both *** and *** @after ***" "exec: log.info redacts both passwords, a NUL byte before one too"
 # a password shorter than 8 bytes is not redacted in ferry's own lines, as
 # in the server's errors: it would garble ids, numbers and SQLSTATEs
 PGPASSWORD=abc run_ferry --dir "$D" run abc

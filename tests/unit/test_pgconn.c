@@ -284,6 +284,42 @@ static void test_own_output(void **state)
     unsetenv("PGPASSWORD");
 }
 
+/* pgconn_each_output_password: the values pgconn_redact_output replaces,
+ * each given once (ferry's output looks for them before it redacts). */
+static char seen[4][64];
+static int nseen;
+static void collect(const char *pw, void *ud)
+{
+    (void)ud;
+    if (nseen < 4) snprintf(seen[nseen++], sizeof seen[0], "%s", pw);
+}
+
+static void test_each_output_password(void **state)
+{
+    (void)state;
+    unsetenv("PGPASSWORD");
+    nseen = 0;
+    assert_int_equal(pgconn_each_output_password("postgresql://app:s3cret-pw@db/x", collect, NULL), 1);
+    assert_int_equal(nseen, 1);
+    assert_string_equal(seen[0], "s3cret-pw");
+    nseen = 0;
+    assert_int_equal(pgconn_each_output_password("host=db password=abc", collect, NULL), 0);   /* short: kept */
+    assert_int_equal(pgconn_each_output_password("not a conninfo '", collect, NULL), 0);
+    assert_int_equal(nseen, 0);
+    setenv("PGPASSWORD", "long-env-secret", 1);
+    assert_int_equal(pgconn_each_output_password("host=db password='s3cret pw!'", collect, NULL), 2);
+    assert_string_equal(seen[0], "s3cret pw!");
+    assert_string_equal(seen[1], "long-env-secret");
+    nseen = 0;
+    assert_int_equal(pgconn_each_output_password(NULL, collect, NULL), 1);
+    assert_string_equal(seen[0], "long-env-secret");
+    setenv("PGPASSWORD", "short", 1);
+    nseen = 0;
+    assert_int_equal(pgconn_each_output_password(NULL, collect, NULL), 0);
+    assert_int_equal(nseen, 0);
+    unsetenv("PGPASSWORD");
+}
+
 /* pgconn_scrub_passwords: x's over the password as written, in a copy of
  * the text it reads (as ferry scrubs its argument list); nothing else
  * moves. */
@@ -344,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_bare_dbname_is_shown),
         cmocka_unit_test(test_server_text),
         cmocka_unit_test(test_own_output),
+        cmocka_unit_test(test_each_output_password),
         cmocka_unit_test(test_url_password_with_at),
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
         cmocka_unit_test(test_keyword_password_with_space),
