@@ -1605,6 +1605,14 @@ static int db_statement_heads(lua_State *L) {
     return 1;
 }
 
+static const luaL_Reg core_funcs[] = {
+    {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
+    {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"keep_open", db_keep_open},
+    {"busy_with", db_busy_with}, {"hold_transaction", db_hold_transaction},
+    {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
+    {"report_repeated_notices", db_report_repeated_notices}, {NULL, NULL}
+};
+
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     db_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
@@ -1637,37 +1645,15 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
-    lua_newtable(L);
+    /* db.core: every function gets the state as its upvalue (those that
+     * need none ignore it), as lua-cjson passes its module state */
+    luaL_newlibtable(L, core_funcs);
     lua_pushvalue(L, sti);
-    lua_pushcclosure(L, db_connect, 1);
-    lua_setfield(L, -2, "connect");
-    lua_pushvalue(L, sti);
-    lua_pushcclosure(L, db_connect_start, 1);
-    lua_setfield(L, -2, "connect_start");
-    lua_pushcfunction(L, db_buffer);
-    lua_setfield(L, -2, "buffer");
-    lua_pushcfunction(L, db_float_text);
-    lua_setfield(L, -2, "float_text");
+    luaL_setfuncs(L, core_funcs, 1);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "NULL");
     lua_pushboolean(L, opts->read_only);
     lua_setfield(L, -2, "read_only");
-    lua_pushvalue(L, sti);
-    lua_pushcclosure(L, db_set_read_only, 1);
-    lua_setfield(L, -2, "set_read_only");
-    lua_pushcfunction(L, db_keep_open);
-    lua_setfield(L, -2, "keep_open");
-    lua_pushcfunction(L, db_busy_with);
-    lua_setfield(L, -2, "busy_with");
-    lua_pushcfunction(L, db_hold_transaction);
-    lua_setfield(L, -2, "hold_transaction");
-    lua_pushcfunction(L, db_find_transaction_control);
-    lua_setfield(L, -2, "find_transaction_control");
-    lua_pushcfunction(L, db_statement_heads);
-    lua_setfield(L, -2, "statement_heads");
-    lua_pushvalue(L, sti);
-    lua_pushcclosure(L, db_report_repeated_notices, 1);
-    lua_setfield(L, -2, "report_repeated_notices");
     /* The method table, so that the Lua prelude can add conveniences
      * (transaction, ...) written in Lua. */
     luaL_getmetatable(L, CONN_MT);
