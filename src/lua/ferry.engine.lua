@@ -714,6 +714,28 @@ local function check_position(v, depth)
   end
 end
 
+-- What ctx.checkpoint.save is given, checked the same way in a real run,
+-- a dry run and under ferry exec (which keep the position in memory), so
+-- that a dry run or a test under exec refuses what the real run would:
+-- pos must have a JSON form (the real run stores it as jsonb), conn be a
+-- connection or nil, snapshot a cp.snapshot() or nil.  Returns pos's JSON.
+local function check_save_args(pos, conn, snapshot)
+  check_position(pos)
+  local ok, text = pcall(encode_value, pos)
+  if not ok then
+    error("ctx.checkpoint.save: the position has no JSON form: "
+          .. (tostring(text):gsub("^%[ferry%][^:]*:%d+: ", ""):gsub("^json%.encode_ordered: ", "")))
+  end
+  if conn ~= nil and debug.getmetatable(conn) ~= debug.getregistry()["ferry.conn"] then
+    error("ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline "
+          .. "hands to after), or nil for the main one, not a " .. type(conn))
+  end
+  if snapshot ~= nil and type(snapshot) ~= "table" then
+    error("ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a " .. type(snapshot))
+  end
+  return text
+end
+
 -- Checkpoints: a data migration saves its resume point in the same
 -- transaction as the batch it covers, through ctx.checkpoint.
 -- The sha256 of a file under --dir (line ends as in checksum), or "missing".
@@ -821,7 +843,7 @@ local function new_checkpoint(ctx, m)
   -- be inside the transaction that wrote the batch.  After a row error in
   -- this run it saves nothing (see above).  A dry run keeps it in memory.
   function cp.save(pos, conn, snapshot)
-    check_position(pos)
+    local encoded = check_save_args(pos, conn, snapshot)
     snapshot = snapshot or cp.snapshot()
     if snapshot.errors > errors_at_start then
       -- the batch commits without moving the checkpoint: mark it, so that
@@ -840,7 +862,7 @@ local function new_checkpoint(ctx, m)
       ON CONFLICT (migration) DO UPDATE
         SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
             stats = EXCLUDED.stats, updated_at = now()]],
-      ctx.migration, ctx.run_id, encode_value(pos), snapshot.payload)
+      ctx.migration, ctx.run_id, encoded, snapshot.payload)
     return true
   end
 
@@ -2155,7 +2177,11 @@ function commands.exec(args)
   -- no history for ad-hoc scripts: a checkpoint that lives in memory only
   local position
   ctx.checkpoint = {get = function() return position end,
-                    save = function(pos) position = pos; return true end,
+                    save = errors.api(function(pos, conn, snapshot)
+                      check_save_args(pos, conn, snapshot)       -- refused as in up.lua
+                      position = pos
+                      return true
+                    end),
                     snapshot = function() return {errors = 0, payload = "{}"} end,
                     clear = function() position = nil end}
   local env = script_env(ctx)

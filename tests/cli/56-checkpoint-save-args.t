@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# ctx.checkpoint.save refuses in a dry run, and under `ferry exec`, what the
+# real run refuses: a position with no JSON form (NaN, a function) and a
+# second argument that is no connection.  Found by an author's test: a dry
+# run said "finished" and the real run then failed at its first batch, with
+# an error from ferry's internals ("attempt to call a nil value (method
+# 'exec')") for ctx.checkpoint.save(pos, "oops").
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_cp_args)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_cp/up.lua" 'local mode = os.getenv("CP_MODE")
+if mode == "nan" then ctx.checkpoint.save(0/0)
+elseif mode == "fn" then ctx.checkpoint.save(print)
+elseif mode == "conn" then db.transaction(function() ctx.checkpoint.save(5, "oops") end)
+elseif mode == "swapped" then local c = db.connect(); ctx.checkpoint.save(c, 5)
+elseif mode == "snapshot" then db.transaction(function() ctx.checkpoint.save(5, nil, "x") end)
+elseif mode == "good" then
+  local c = db.connect()
+  c:exec("BEGIN")
+  assert(ctx.checkpoint.save({at = 5}, c, ctx.checkpoint.snapshot()) == true)
+  c:exec("COMMIT")
+  c:close()
+end'
+
+NAN='migrations/20250101_cp/up.lua:2: ctx.checkpoint.save: the position has no JSON form: NaN is not a JSON number (NaN and infinities have no JSON form)'
+FN='migrations/20250101_cp/up.lua:3: ctx.checkpoint.save: the position has no JSON form: a function is not a JSON value'
+CONN='migrations/20250101_cp/up.lua:4: ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline hands to after), or nil for the main one, not a string'
+SWAP='migrations/20250101_cp/up.lua:5: ctx.checkpoint.save: the position has no JSON form: a userdata is not a JSON value'
+SNAP='migrations/20250101_cp/up.lua:6: ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a string'
+
+for dry in "" "--dry-run"; do
+    what=${dry:-real run}
+    CP_MODE=nan run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: $NAN" "$what: a NaN position is refused, named as the position's"
+    CP_MODE=fn run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: $FN" "$what: a function as the position is refused"
+    CP_MODE=conn run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: $CONN" "$what: a string where the connection goes says what goes there"
+    CP_MODE=swapped run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: $SWAP" "$what: (connection, position) swapped: the connection is no position"
+    CP_MODE=snapshot run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: $SNAP" "$what: a third argument that is no snapshot is refused"
+done
+CP_MODE=good run_ferry --dir "$D" run 20250101 --dry-run
+is "$RC" 0 "dry run: a position saved on a session of the script's own, with a snapshot, passes"
+CP_MODE=good run_ferry --dir "$D" run 20250101
+is "$RC" 0 "...and so does the real run"
+
+# ferry exec keeps the checkpoint in memory, and refuses the same
+put "$D/x.lua" 'local function try(...) local ok, e = pcall(ctx.checkpoint.save, ...); print(ok, e) end
+try(0/0)
+try({1, 2, x = 3})
+try(5, "oops")
+try({at = 5})
+print(ctx.checkpoint.get().at)'
+run_ferry --dir "$D" exec "$D/x.lua"
+is "$RC|$OUT" "0|false	ctx.checkpoint.save: the position has no JSON form: NaN is not a JSON number (NaN and infinities have no JSON form)
+false	ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)
+false	ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline hands to after), or nil for the main one, not a string
+true	true
+5" "exec: the in-memory checkpoint refuses what up.lua's refuses, and keeps a good position"
+
+done_testing
