@@ -1713,6 +1713,10 @@ local function after_interrupt(m, dry_run)
   return stop.code
 end
 
+-- What a statement meets when a table, column, function, type or schema
+-- it names is not there (an earlier migration not applied).
+local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list, by_id, ignored = discover(root_dir)
@@ -1746,6 +1750,7 @@ function commands.up(args)
     local st = states[m.id]
     if st and st.status == "applied" then newest_applied, newest_at = m, i end
   end
+  local dry_sql = {}          -- the schema steps this dry run ran nothing of, so far
   for _, m in ipairs(pending) do
     if at[m] < newest_at then
       log.warn(string.format("note: %s is older than %s, which is applied: it runs after it, out of version order",
@@ -1753,6 +1758,16 @@ function commands.up(args)
     end
     local r = apply(m, "up", opts.dry_run)
     results[#results + 1] = r
+    -- A data migration reading what a schema step before it creates: in a
+    -- dry run that step ran nothing, so say which and what to do.
+    if r.exit and opts.dry_run and #dry_sql > 0 and m.files["up.lua"] and r.message
+       and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""] then
+      r.message = r.message .. string.format("; this dry run applied nothing of %s before it (a dry run runs no "
+                                             .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
+                                             table.concat(dry_sql, ", "), #dry_sql == 1 and "it" or "them",
+                                             dry_sql[#dry_sql])
+    end
+    if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
       code = r.exit
       if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end

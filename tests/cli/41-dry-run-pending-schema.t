@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `ferry up --dry-run` with a schema step (up.sql) pending before a data
+# migration that reads what it creates: the dry run applies no up.sql, so
+# the data migration's dry run fails on a missing table or column.  Found
+# by an author's test: the error said only 'column c.message_count does
+# not exist'; it now says which pending schema step this dry run did not
+# apply and what to do.  Other failures, and a dry run with no schema step
+# before, get no such advice.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_dry_pending_schema)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+put "$D/migrations/20250101_base/up.sql" 'CREATE TABLE src (id int PRIMARY KEY);'
+put "$D/migrations/20250102_stats_1_table/up.sql" 'CREATE TABLE stats_t (id int PRIMARY KEY, n int);'
+put "$D/migrations/20250102_stats_2_col/up.sql" 'ALTER TABLE src ADD COLUMN n int;'
+put "$D/migrations/20250102_stats_3_fill/up.lua" 'local r = db.one("SELECT count(*) AS c FROM stats_t")
+local s = db.one("SELECT count(n) AS c FROM src")'
+
+run_ferry --dir "$D" up --to 20250101
+is "$RC" 0 "the base table"
+
+HINT='; this dry run applied nothing of 20250102_stats_1_table, 20250102_stats_2_col before it (a dry run runs no up.sql): apply them first (ferry up --to 20250102_stats_2_col), then dry-run this one'
+run_ferry --dir "$D" up --dry-run
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:1: query failed: relation \"stats_t\" does not exist [SQLSTATE 42P01]$HINT" \
+   "up --dry-run: a missing table of a schema step pending before it: names the steps and what to do"
+is "$(json_eval "$(cd "$D" && "$FERRY" --json up --dry-run 2>/dev/null)" 'j["migrations"][2]["error"]')" \
+   'migrations/20250102_stats_3_fill/up.lua:1: query failed: relation "stats_t" does not exist [SQLSTATE 42P01]' \
+   "...--json's error is the error itself"
+
+run_ferry --dir "$D" up --to 20250102_stats_1_table
+run_ferry --dir "$D" up --dry-run
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:2: query failed: column \"n\" does not exist [SQLSTATE 42703]; this dry run applied nothing of 20250102_stats_2_col before it (a dry run runs no up.sql): apply it first (ferry up --to 20250102_stats_2_col), then dry-run this one" \
+   "a missing column, one step pending: names that one"
+
+run_ferry --dir "$D" run 20250102_stats_3_fill --dry-run
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:2: query failed: column \"n\" does not exist [SQLSTATE 42703]" \
+   "run --dry-run of the data migration alone: the error as it is (nothing ran before it)"
+
+put "$D/migrations/20250102_stats_3_fill/up.lua" 'db.one("SELECT 1/0")'
+run_ferry --dir "$D" up --dry-run
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:1: query failed: division by zero [SQLSTATE 22012]" \
+   "another error after a pending schema step: no advice"
+
+done_testing
