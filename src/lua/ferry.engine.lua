@@ -78,10 +78,21 @@ local is_ferry_error, error_text = errors.is_ferry, errors.text
 -- rule may raise a table); ferry's own errors that end the run (the
 -- --max-errors stop, a usage error in a rule loaded late) are raised on,
 -- not counted as a row's.
+-- The key is shown as text: a table one (a composite key such as
+-- {lead_id, "budget"}) as JSON unless it has a __tostring, rather than
+-- "table: 0x...", which says nothing of the row.
 local record_row_error = stats.error
+local function key_text(key)
+  local mt = type(key) == "table" and getmetatable(key)
+  if mt ~= false and not (type(mt) == "table" and mt.__tostring) then
+    local ok, s = pcall(json.encode_ordered or json.encode, key)
+    if ok then return s end
+  end
+  return tostring(key)
+end
 function stats.error(key, err)
   if is_ferry_error(err) then error(err, 0) end
-  return record_row_error(errors.valid_utf8(tostring(key)), error_text(err))
+  return record_row_error(errors.valid_utf8(key_text(key)), error_text(err))
 end
 
 ----------------------------------------------------------------------------

@@ -93,6 +93,18 @@ stats.error(nil, nil)
 T.is(stats.errors(), {{key = "row-1", message = "bad value"}, {key = "42", message = "numeric key"},
                       {key = "nil", message = "nil"}}, "errors: {key, message} as text, in order")
 T.is(stats.get("errors"), 3, "error counts in the 'errors' counter")
+-- a composite key (a list or a record) reads as JSON, not "table: 0x..."
+stats.reset()
+stats.error({"1ead0000-0000-4000-8000-000000000001", "budget"}, "no value")
+stats.error({lead = 7, key = "stage"}, "unknown stage")
+stats.error(setmetatable({}, {__tostring = function() return "row seven" end}), "its own text")
+stats.error({1, 0/0}, "no JSON form")
+T.is(stats.errors()[1].key, '["1ead0000-0000-4000-8000-000000000001","budget"]', "a list key reads as JSON")
+T.is(stats.errors()[2].key, '{"key":"stage","lead":7}', "a record key as JSON, its keys sorted")
+T.is(stats.errors()[3].key, "row seven", "a key with __tostring as that gives it")
+T.like(stats.errors()[4].key, "^table: ", "a key with no JSON form as tostring gives it")
+stats.reset()
+stats.error("row-1", "bad value"); stats.error(42, "numeric key"); stats.error(nil, nil)
 T.is(stats.counters(), {{name = "errors", value = 3}}, "the 'errors' counter is created by the first error")
 for i = 4, 1001 do stats.error("k" .. i, "m") end
 T.is(stats.get("errors"), 1001, "all errors are counted")
