@@ -2208,7 +2208,7 @@ function commands.exec(args)
                       position = pos
                       return true
                     end),
-                    snapshot = function() return {errors = 0, payload = "{}"} end,
+                    snapshot = function() return {errors = 0, counters = array(), payload = "{}"} end,
                     clear = function() position = nil end}
   local env = script_env(ctx)
   env.arg = args
@@ -2281,7 +2281,7 @@ for row in read:rows([[SELECT oid::bigint AS key, nspname FROM pg_catalog.pg_nam
   local ok, err = pcall(function()
     if row.nspname:match("^pg_toast") then stats.inc("rows_skipped"); return end
     batch[#batch + 1] = {key = row.key, note = "schema " .. row.nspname}
-    log.verbose("would write", row.nspname)
+    log.verbose(ctx.dry_run and "would write" or "to write", row.nspname)
   end)
   if not ok then stats.error(row.key, err) end
   if #batch >= ctx.batch_size then flush() end
@@ -2346,7 +2346,7 @@ END $$;
 -- ferry new NAME --sql: a schema step's up.sql and rollback.sql.
 local TEMPLATE_UP_SQL = [=[
 -- %s: a schema migration (a table, a column, an index).  Run it with
---   ferry run %s --dry-run     (says it would run this file; runs nothing)
+--   ferry run %s --dry-run     (runs nothing; fails if what it creates exists already)
 --   ferry run %s               (or ferry up)
 --
 -- ferry runs this whole file in one transaction that it begins and commits:

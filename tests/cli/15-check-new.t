@@ -184,6 +184,9 @@ like "$dry" '^\["dry-run",true,\{"rows_seen":[1-9][0-9]*,"rows_written":[1-9][0-
 v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL")
 is "$v" "t" "the dry run wrote nothing (no ferry.history)"
 
+# its per-row line says what happens in each mode (a real run said "would write")
+run_ferry --db "$db" --dir "$N" -v run "$id" --dry-run
+like "$OUT" $'\nwould write public\n' "the scaffold's dry run, -v: 'would write' per row"
 run_ferry --db "$db" --dir "$N" --json run "${today}_add"
 is "$RC" 0 "the scaffold runs for real (by unique prefix)"
 real=$(json_eval "$OUT" '[j["mode"], j["ok"], j["stats"], j["errors"]]')
@@ -198,6 +201,10 @@ run_ferry --db "$db" --dir "$N" rollback "$id"
 is "$RC" 0 "the scaffold's rollback.sql runs"
 is "$(history "$db")" "$id|run|applied
 $id|rollback|rolled back" "history: rolled back"
+db_v=$(fresh_db ferry_cli_checknew_v)
+run_ferry --db "$db_v" --dir "$N" -v run "$id"
+like "$OUT" $'\nto write public\n' "the scaffold's real run, -v: 'to write' per row, not 'would write'"
+unlike "$OUT" "would write" "...nowhere"
 # run on its own (psql), as its header says it may be, it removes the
 # resume point of an interrupted run too: the next run would otherwise
 # resume past rows the rollback deleted

@@ -59,7 +59,7 @@ is "$(ls "$N/migrations" | tr '\n' ' ')" "$id " "...none of those made a folder"
 
 # --- the files
 is "$(cat "$N/migrations/$id/up.sql")" "-- $id: a schema migration (a table, a column, an index).  Run it with
---   ferry run $id --dry-run     (says it would run this file; runs nothing)
+--   ferry run $id --dry-run     (runs nothing; fails if what it creates exists already)
 --   ferry run $id               (or ferry up)
 --
 -- ferry runs this whole file in one transaction that it begins and commits:

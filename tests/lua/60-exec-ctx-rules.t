@@ -58,6 +58,8 @@ for _, k in ipairs{"migration", "version", "operation", "dry_run", "verbose", "q
 end
 io.write("run_id=", ctx.run_id, "\nstarted_at=", ctx.started_at, "\n")
 io.write("cp=", tostring(ctx.checkpoint.get()), "\n")
+local snap = ctx.checkpoint.snapshot()
+io.write("snapshot=", snap.errors, " ", type(snap.counters), " #", #snap.counters, " ", snap.payload, "\n")
 io.write("for=", ctx.batch_size_for(1000000), ",", ctx.batch_size_for(40000), ",", ctx.batch_size_for(12000), ",",
          ctx.batch_size_for(300), ",", ctx.batch_size_for(0), "\n")
 io.write("taper=", ctx.batch_size_for(12000, 12000), ",", ctx.batch_size_for(12000, 4000), ",",
@@ -78,6 +80,7 @@ batch_size=5000
 jobs=2
 max_errors=100
 cp=nil
+snapshot=0 table #0 {}
 for=5000,5000,1500,1000,1000
 taper=1500,1000,250,5000,2000
 text=250 bad=ctx.batch_size_for(total [, left]): numbers, not number, string" "exec: ctx fields (defaults); batch_size_for lowers the default for small runs, not below 1000, and the last batches (left < 2 x writers x size) to left / (2 x writers), not below 250; counts as text are read, other values refused"
