@@ -989,6 +989,13 @@ local function run_lua(m, file, ctx)
   local rules = loaded_rules
   loaded_rules = nil
   if not ok then error(err, 0) end
+  -- `return false` (or an exit code, as under exec) does not fail a run:
+  -- say so rather than take it for success in silence
+  if err ~= nil then
+    log.warn(string.format("note: %s/%s returned %s: ferry does not use what a script returns "
+                           .. "(to fail the run, raise an error: error(\"...\"))", m.rel, file,
+                           type(err) == "string" and string.format("%q", err) or tostring(err)))
+  end
   return rules
 end
 
