@@ -1350,18 +1350,27 @@ end
 -- a DBA, a watchdog); ferry's own Ctrl-C is no such error.  what names the
 -- statement ("a statement", "ferry's own bookkeeping (...)"), why says more
 -- of it ("" or " (...)"), rerun what a re-run does.
+-- Which of the two it was, only the message's text says (both are 57014),
+-- and only in English: a server with lc_messages in another language
+-- (initdb takes it from the machine's locale) says it in that language, and
+-- then both are named, not one guessed.
 local function cancelled_advice(first, what, why, set_by, rerun)
   if not first:find("[SQLSTATE 57014]", 1, true) then return "" end
-  if not first:find("statement timeout", 1, true) then
+  local timeout = first:find("statement timeout", 1, true)
+  if not timeout and first:find("user request", 1, true) then
     return "; another session cancelled the statement (pg_cancel_backend): " .. rerun
   end
+  -- (not English: "the server cancelled the statement: it ran longer than
+  -- ..., or another session cancelled it")
+  local either = not timeout and "the server cancelled the statement: it" or what
+  local or_cancel = not timeout and ", or another session cancelled it (pg_cancel_backend)" or ""
   local amount = opts.statement_timeout:match("^%s*%+?([%d%.]+)%s*%a*%s*$")
   if amount and tonumber(amount) == 0 then
-    return string.format("; %s ran longer than a statement_timeout %s; --statement-timeout is 0, off): raise or "
-                         .. "remove that setting, and %s", what, set_by, rerun)
+    return string.format("; %s ran longer than a statement_timeout %s; --statement-timeout is 0, off)%s: raise or "
+                         .. "remove that setting, and %s", either, set_by, or_cancel, rerun)
   end
-  return string.format("; %s ran longer than --statement-timeout %s%s: give --statement-timeout more, or 0 (off, "
-                       .. "the default), and %s", what, opts.statement_timeout, why, rerun)
+  return string.format("; %s ran longer than --statement-timeout %s%s%s: give --statement-timeout more, or 0 (off, "
+                       .. "the default), and %s", either, opts.statement_timeout, why, or_cancel, rerun)
 end
 
 -- Whether a connection error is the server's refusal for want of a
