@@ -523,7 +523,11 @@ static const char *timeout_flag(const char *msg) {
  * -- the caller connects again. */
 static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
     PQsetNoticeReceiver(c->pg, may_retry ? prestart_notice : notice_receiver, c);
-    const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : "off"};
+    /* default_transaction_read_only: on under --dry-run; otherwise what
+     * the server, database, role or PGOPTIONS set (NULL: kept) -- a
+     * database its DBA set read-only is not written by ferry behind the
+     * DBA's back. */
+    const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : NULL};
     result_box *b = new_result_box(L);
     /* DateStyle ISO: times travel as text (a row read, a COPY written), and
      * the other styles print zone abbreviations that do not read back as
@@ -539,7 +543,8 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      * (idle_session_timeout exists from PostgreSQL 14 on). */
 #define SESSION_SETTINGS \
         "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
-        " set_config('default_transaction_read_only', $3, false), set_config('datestyle', 'ISO', false)," \
+        " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
+        " set_config('datestyle', 'ISO', false)," \
         " set_config('idle_in_transaction_session_timeout', '0', false)"
     b->res = PQexecParams(c->pg,
         PQserverVersion(c->pg) >= 140000 ? SESSION_SETTINGS ", set_config('idle_session_timeout', '0', false)"

@@ -2705,6 +2705,17 @@ return function(cli)
     and cancelled_advice(first, "a statement", "", "the script set itself (SET statement_timeout", "re-run")
     or cancelled_advice(first, "ferry's own bookkeeping (its history and checkpoints)", "",
                         "set on ferry's session (SET statement_timeout", "re-run")
+  -- ferry's own write refused because the session is read-only: the
+  -- database, role or server (or PGOPTIONS) has default_transaction_read_only
+  -- on, which ferry keeps, or the server is a standby -- a configuration
+  -- error, said as one
+  if command_run ~= "exec" and first:find("[SQLSTATE 25006]", 1, true) then
+    code = EXIT_USAGE
+    advice = advice .. "; the session is read-only: default_transaction_read_only is on for this database, role or "
+             .. "server (or in PGOPTIONS), or the server is a standby; ferry writes only where the server lets it "
+             .. "(it sets that setting only for --dry-run): connect to the primary, or have the DBA turn it off "
+             .. "(ALTER DATABASE ... SET default_transaction_read_only = off), and re-run"
+  end
   msg = first .. advice .. msg:sub(#first + 1)
   -- a database that cannot be reached, or settings it cannot take, is a
   -- configuration error
