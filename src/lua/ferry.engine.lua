@@ -1527,10 +1527,13 @@ local function apply(m, operation, dry_run)
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
     if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
-      first = first .. string.format("; the server refused one more session (a data migration opens --jobs %d besides "
-                                     .. "the main one): lower --jobs, or ask the DBA for more connections "
-                                     .. "(max_connections, or the CONNECTION LIMIT of the role or the database), and %s",
-                                     opts.jobs, rerun)
+      -- (how many it opens is the script's: Batch 4 a reader, a second
+      -- reader for the first leads and --jobs - 1 writers besides the main)
+      first = first .. string.format("; the server refused one more session (a data migration opens its own: --jobs %d "
+                                     .. "writers, the main session one of them, and its readers): %sask the DBA for more "
+                                     .. "connections (max_connections, or the CONNECTION LIMIT of the role or the "
+                                     .. "database), and %s",
+                                     opts.jobs, opts.jobs > 1 and "lower --jobs, or " or "", rerun)
     end
     first = first .. cancelled_advice(first, "a statement", " (a streaming read is one statement that lasts as long "
                                       .. "as the run)", "the migration set itself (SET statement_timeout, in the "

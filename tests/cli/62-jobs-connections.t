@@ -21,7 +21,9 @@ for i = 1, 3 do
 end
 pipe:finish()'
 hint() {   # hint JOBS
-    echo "; the server refused one more session (a data migration opens --jobs $1 besides the main one): lower --jobs, or ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
+    local lower="lower --jobs, or "
+    [ "$1" -gt 1 ] || lower=""
+    echo "; the server refused one more session (a data migration opens its own: --jobs $1 writers, the main session one of them, and its readers): ${lower}ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
 }
 esc() { sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$1"; }
 left() { psql_val "$1" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ferry'"; }
@@ -42,11 +44,20 @@ if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_jobs; CREATE ROLE ferry_t_jobs LO
     is "$RC|$(psql_val "$db" "SELECT count(*) FROM pt")" "0|3" "a re-run with --jobs 2 applies it"
     is "$(history "$db")" "20250101_p|run|failed
 20250101_p|run|applied" "...recorded applied"
+    # --jobs 1 and still refused (its reader): no "lower --jobs", which
+    # cannot go lower
+    D1=$TAP_TMPDIR/proj1
+    put "$D1/migrations/20250201_r/up.lua" 'local r <close> = db.reader()
+stats.inc("rows", r:one("SELECT 1 AS n").n)'
+    psql_val "$db" "ALTER ROLE ferry_t_jobs CONNECTION LIMIT 1" >/dev/null
+    run_ferry --db "$dbj" --dir "$D1" --jobs 1 run 20250201
+    like "$ERR" "^ferry: 20250201_r: cannot connect to the database: .*FATAL:  too many connections for role \"ferry_t_jobs\"$(esc "$(hint 1)")\$" \
+         "--jobs 1 refused its reader: the hint asks for more connections only" || diag "RC=$RC ERR=$ERR"
     psql_val "$db" "ALTER DATABASE ferry_cli_jobs OWNER TO CURRENT_USER" >/dev/null
     psql_val "$(db_uri postgres)" "DROP DATABASE ferry_cli_jobs" >/dev/null 2>&1
     psql_val "$db" "DROP ROLE ferry_t_jobs" >/dev/null 2>&1
 else
-    skip "cannot create a role here" 7
+    skip "cannot create a role here" 8
 fi
 
 # the server's max_connections: "sorry, too many clients already"
