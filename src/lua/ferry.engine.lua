@@ -37,6 +37,7 @@ usage: ferry [--db URL] [--dir PATH] [--verbose|-v] [--quiet|-q] [--json] COMMAN
 
 commands:
   status                        every migration with its state, applied time, checksum drift
+  history [MIGRATION]           the runs recorded, oldest first: when, how each ended, its time, counters, error
   up [--to VERSION] [--dry-run] apply pending migrations in order
   run MIGRATION [--dry-run]     run one migration (id, or a unique prefix of its id or name), applied or not
   rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
@@ -2210,6 +2211,107 @@ function commands.status(args)
   return EXIT_OK
 end
 
+-- ferry history [MIGRATION]: the runs ferry.history records, oldest
+-- first, for every migration or one -- a folder's (id, or a unique prefix
+-- of its id or name) or one only the history knows (its folder gone).
+local HISTORY_KEYS = {"id", "migration", "operation", "status", "started_at", "finished_at", "duration_ms",
+                      "stats", "errors", "error", "traceback", "host", "pid", "ferry_version", "run_id"}
+
+-- The migration `key` names among the folder's and those only the
+-- history knows (find_migration's rules).
+local function history_migration(key, ids)
+  local list, by_id = discover(root_dir)
+  local all = {}
+  for _, m in ipairs(list) do all[#all + 1] = m end
+  for _, id in ipairs(ids) do
+    if not by_id[id] then all[#all + 1] = {id = id, name = id:match("^%d+_(.+)$") or id} end
+  end
+  return find_migration(all, key).id
+end
+
+-- "name value, ..." of a run's counters, by name.
+local function counters_line(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  table.sort(names)
+  for i, k in ipairs(names) do names[i] = k .. " " .. tostring(t[k]) end
+  return table.concat(names, ", ")
+end
+
+function commands.history(args)
+  if #args > 1 then usage_error("history takes at most one migration") end
+  db.open()
+  local rows = {}
+  if history_exists() then
+    rows = on_history("read", db.query, [[
+      SELECT h.id, h.migration, h.operation, h.status::text AS status,
+             to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
+             to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
+             round(extract(epoch FROM h.finished_at - h.started_at) * 1000)::bigint AS duration_ms,
+             coalesce(h.stats->'stats', '{}')::text AS stats, coalesce(h.stats->'errors', '[]')::text AS errors,
+             h.error, h.host, h.pid, h.ferry_version, h.run_id::text AS run_id,
+             (h.status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_stat_get_activity(h.backend_pid) a WHERE a.pid = h.backend_pid)) AS gone
+        FROM ferry.history h
+       ORDER BY h.id]])
+  end
+  if args[1] then
+    local ids, seen = {}, {}
+    for _, r in ipairs(rows) do
+      if not seen[r.migration] then seen[r.migration] = true; ids[#ids + 1] = r.migration end
+    end
+    local id = history_migration(args[1], ids)
+    local kept = {}
+    for _, r in ipairs(rows) do if r.migration == id then kept[#kept + 1] = r end end
+    rows = kept
+  end
+  local runs = array()
+  for _, r in ipairs(rows) do
+    if r.gone then r.status = "interrupted" end
+    r.gone = nil
+    -- (stats keep no order in jsonb: by name)
+    local counters = decode_position(r.stats)       -- (counters are integers)
+    local names = {}
+    for k in pairs(counters) do names[#names + 1] = k end
+    table.sort(names)
+    r.stats = object(names, counters)
+    local errs = array()
+    for i, e in ipairs(json.decode(r.errors)) do errs[i] = object({"key", "message"}, e) end
+    r.errors = errs
+    -- (a script's error is kept with its traceback: apart)
+    if r.error then
+      local msg, tb = r.error:match("^(.-)\n(stack traceback:\n.*)$")
+      if msg then r.error, r.traceback = msg, tb end
+    end
+    runs[#runs + 1] = object(HISTORY_KEYS, r)
+  end
+  if log.flags().json then
+    emit_json(object({"runs"}, {runs = runs}))
+    return EXIT_OK
+  end
+  if #runs == 0 then
+    out(args[1] and "no runs of this migration recorded on this database\n" or "no runs recorded on this database\n")
+    return EXIT_OK
+  end
+  local fmt = "%-21s %-45s %-9s %-12s %s\n"
+  out(string.format(fmt, "STARTED AT", "MIGRATION", "OPERATION", "STATUS", "TIME"))
+  local verbose = log.flags().verbose
+  for _, r in ipairs(runs) do
+    local took = r.duration_ms and string.format("%.2f s", r.duration_ms / 1000) or "-"
+    out(string.format(fmt, r.started_at, r.migration, r.operation, r.status, took))
+    if next(r.stats) then out("    ", counters_line(r.stats), "\n") end
+    -- (with -v the traceback the history keeps too)
+    if r.error then out("    error: ", (r.error:gsub("\n", "\n    ")), "\n") end
+    if r.traceback and verbose then out("    ", (r.traceback:gsub("\n", "\n    ")), "\n") end
+    if verbose then
+      for _, e in ipairs(r.errors) do out("    row ", tostring(e.key), ": ", tostring(e.message), "\n") end
+      out(string.format("    by %s pid %s, ferry %s, run %s\n", r.host or "?", tostring(r.pid or "?"),
+                        r.ferry_version or "?", r.run_id))
+    end
+  end
+  return EXIT_OK
+end
+
 -- ferry exec FILE [ARG...]: runs a Lua file with the whole API (the
 -- database is connected on first use).  For ad-hoc scripts and the Lua
 -- tests.  The file's integer return value is the exit code.
@@ -2631,7 +2733,8 @@ local COMMANDS_WITH = {
 }
 
 -- The commands that always work on the database.
-local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true}
+local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true,
+                     history = true}
 
 local command_run           -- the command main runs (for the closing error line)
 
