@@ -1108,7 +1108,9 @@ local function close_history(hid, lost, errtext, finish)
   if lost then record_lost(hid, errtext) return nil end
   local done, ferr = pcall(db.transaction, finish)
   if done then return nil end
-  local msg = "cannot record the run: " .. error_text(ferr):match("^[^\n]*")
+  -- (the server's words, without the place in ferry's own Lua that ran
+  -- the history update)
+  local msg = "cannot record the run: " .. (error_text(ferr):match("^[^\n]*"):gsub(FERRY_POSITION, "", 1))
   record_lost(hid, errtext or msg)
   return msg
 end
@@ -1470,6 +1472,7 @@ local function apply(m, operation, dry_run)
   local lost = errtext and errtext:find("connection lost", 1, true)
   local row_errors = stats.get("errors")
   local good = ok and row_errors == 0
+  local recorded_lost      -- the line to show when the run finished but its record was lost
   if not dry_run then
     -- applied and no resume point left, or neither: one transaction (the
     -- files are read and hashed before it begins)
@@ -1479,7 +1482,18 @@ local function apply(m, operation, dry_run)
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
     end)
-    if failure and ok then ok, err, errtext, good = false, failure, failure, false end
+    if failure and ok then
+      ok, err, errtext, good = false, failure, failure, false
+      -- the connection lost (the server crashed, or ended the session)
+      -- after the script's last commit, before the history update: its
+      -- work is done, or, with the commits the crash lost, resumable
+      if failure:find("connection lost", 1, true) then
+        recorded_lost = string.format("%s: the script finished, but the run could not be recorded: %s; "
+                                      .. "re-run it (it finds the rows committed done; a crash "
+                                      .. "of the server can have lost the last few commits, which the re-run redoes)",
+                                      m.id, failure:gsub("^cannot record the run: ", "", 1))
+      end
+    end
   end
   local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
     migration = m.id, mode = dry_run and "dry-run" or "apply", ok = good,
@@ -1501,6 +1515,8 @@ local function apply(m, operation, dry_run)
         first = string.format("%s: %s; nothing of it is committed (up.sql runs in one transaction); re-run to apply it",
                               m.id, err.message)
       end
+    elseif recorded_lost then
+      first = recorded_lost
     elseif lost then
       -- (not "everything up to the last checkpoint": the batches commit
       -- with synchronous_commit off, and a server that crashed can have
