@@ -1540,6 +1540,17 @@ local function apply(m, operation, dry_run)
     if first:find("[SQLSTATE 55P03]", 1, true) then
       first = first .. string.format("; another session held a lock it needed for more than --lock-timeout %s: "
                                      .. "%s, or give --lock-timeout more", opts.lock_timeout, rerun)
+      -- A data migration's reader keeps its snapshot, and the locks of
+      -- what it read, until the run ends: a LOCK TABLE or VACUUM FULL of
+      -- a table the run also writes waits for the run, and the writes
+      -- queue behind it -- a wait through ferry, which the server's
+      -- deadlock detector cannot see, and which no --lock-timeout ends
+      -- well (with 0, none ends it).
+      if m.files["up.lua"] and not dry_run then
+        first = first .. "; or another session asked for a lock on a table this run reads and writes (LOCK TABLE, "
+                      .. "VACUUM FULL, ALTER TABLE): that waits for the run to end, and the run's writes wait behind "
+                      .. "it, so a longer --lock-timeout does not help: re-run once that session is done"
+      end
     end
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
