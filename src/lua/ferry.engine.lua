@@ -1552,6 +1552,11 @@ local function apply(m, operation, dry_run)
                       .. "it, so a longer --lock-timeout does not help: re-run once that session is done"
       end
     end
+    -- The server out of disk space (53100: "could not extend file ...: No
+    -- space left on device"): nothing ferry can do, nothing lost.
+    if first:find("[SQLSTATE 53100]", 1, true) then
+      first = first .. "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
+    end
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
     if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
