@@ -2261,6 +2261,12 @@ local function history_migration(key, ids)
   return find_migration(all, key).id
 end
 
+-- A script's text of several lines (an error, its traceback) as shown():
+-- each line escaped, the lines after the first indented under it.
+local function shown_lines(text)
+  return (text:gsub("[^\n]+", shown):gsub("\n", "\n    "))
+end
+
 -- "name value, ..." of a run's counters, by name.
 local function counters_line(t)
   local names = {}
@@ -2332,11 +2338,12 @@ function commands.history(args)
     local took = r.duration_ms and string.format("%.2f s", r.duration_ms / 1000) or "-"
     out(string.format(fmt, r.started_at, r.migration, r.operation, r.status, took))
     if next(r.stats) then out("    ", counters_line(r.stats), "\n") end
-    -- (with -v the traceback the history keeps too)
-    if r.error then out("    error: ", (r.error:gsub("\n", "\n    ")), "\n") end
-    if r.traceback and verbose then out("    ", (r.traceback:gsub("\n", "\n    ")), "\n") end
+    -- (with -v the traceback the history keeps too; a script's text, as
+    -- the run's summary shows it: control characters escaped, line by line)
+    if r.error then out("    error: ", shown_lines(r.error), "\n") end
+    if r.traceback and verbose then out("    ", shown_lines(r.traceback), "\n") end
     if verbose then
-      for _, e in ipairs(r.errors) do out("    row ", tostring(e.key), ": ", tostring(e.message), "\n") end
+      for _, e in ipairs(r.errors) do out("    row ", shown(e.key), ": ", shown(e.message), "\n") end
       out(string.format("    by %s pid %s, ferry %s, run %s\n", r.host or "?", tostring(r.pid or "?"),
                         r.ferry_version or "?", r.run_id))
     end

@@ -114,4 +114,21 @@ is "$(json_eval "$OUT" '[sorted(r.keys()) for r in j["runs"] if r["status"] == "
 run_ferry --dir "$D" --json history fill
 is "$(json_eval "$OUT" 'all(isinstance(r["duration_ms"], int) and r["duration_ms"] >= 0 for r in j["runs"])')" "true" \
    "--json: duration_ms a whole number"
+# a row error's key and message, and a script's error, are a script's text:
+# shown as the run's own summary shows them (control characters escaped),
+# not written raw -- an escape sequence kept in the history would clear or
+# recolour the terminal of whoever reads it
+put "$D/migrations/20250104_esc/up.lua" 'stats.error("k\27[2J", "bad \27[31mred\27[0m value")
+error("the fill\27]0;owned\7 failed")'
+run_ferry --dir "$D" run 20250104_esc
+is "$RC" 1 "a run whose row error and error hold escape sequences"
+run_ferry --dir "$D" -v history 20250104_esc
+is "$(grep -c $'\x1b' <<<"$OUT")" 0 "-v history: no raw escape character written"
+like "$OUT" $'\n    row k\\\\x1b\\[2J: bad \\\\x1b\\[31mred\\\\x1b\\[0m value\n' "...the row error escaped, as the run's summary shows it"
+like "$OUT" $'\n    error: migrations/20250104_esc/up.lua:2: the fill\\\\x1b\\]0;owned\\\\x07 failed\n    stack traceback:\n' \
+     "...the error escaped, the traceback still on lines of its own"
+run_ferry --dir "$D" --json history 20250104_esc
+is "$(json_eval "$OUT" 'j["runs"][0]["errors"][0]["message"]')" $'bad \x1b[31mred\x1b[0m value' "--json: the text as recorded"
+rm -r "$D/migrations/20250104_esc"
+
 done_testing
