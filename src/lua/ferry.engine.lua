@@ -2252,7 +2252,10 @@ local HISTORY_KEYS = {"id", "migration", "operation", "status", "started_at", "f
 -- The migration `key` names among the folder's and those only the
 -- history knows (find_migration's rules).
 local function history_migration(key, ids)
-  local list, by_id = discover(root_dir)
+  -- (no migrations folder at all -- the history read from elsewhere --:
+  -- the migrations the history knows)
+  local list, by_id = {}, {}
+  if sys.isdir(root_dir .. "/migrations") then list, by_id = discover(root_dir) end
   local all = {}
   for _, m in ipairs(list) do all[#all + 1] = m end
   for _, id in ipairs(ids) do

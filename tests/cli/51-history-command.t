@@ -131,4 +131,13 @@ run_ferry --dir "$D" --json history 20250104_esc
 is "$(json_eval "$OUT" 'j["runs"][0]["errors"][0]["message"]')" $'bad \x1b[31mred\x1b[0m value' "--json: the text as recorded"
 rm -r "$D/migrations/20250104_esc"
 
+# no migrations folder at all (history read from elsewhere): a migration
+# only the history knows is still found, as with its folder alone gone
+mkdir -p "$TAP_TMPDIR/elsewhere"
+run_ferry --dir "$TAP_TMPDIR/elsewhere" history 20250103
+is "$RC|$ERR|$(norm "$OUT" | sed -n 2p)" "0||$(line 20250103_other baseline applied)" \
+   "history MIGRATION with no migrations folder: the history's runs of it"
+run_ferry --dir "$TAP_TMPDIR/elsewhere" history nosuch
+is "$RC|$ERR" "2|ferry: unknown migration nosuch" "...an unknown one: exit 2"
+
 done_testing
