@@ -10,7 +10,7 @@
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
 require_pg
-LEADS=300
+LEADS=1500   # (a run of about half a second: the window in which the history row is taken)
 
 gen_db lr_tpl "$LEADS" >/dev/null
 clean=$(clone_db lr_tpl lr_clean)
