@@ -880,20 +880,29 @@ static int may_hold_password(const char *conninfo) {
 
 /* The password values conninfo (as libpq parses it) and PGPASSWORD hold,
  * those of at least min bytes, replaced in work -- and with raw, the
- * password as written in conninfo (and its pieces) too. */
+ * password as written in conninfo (and its pieces) too.  PGPASSWORD goes
+ * first when it is the longer: one holding the other (s3cret-pw in
+ * xs3cret-pw-env) would otherwise leave the rest of it showing around
+ * the "***" of the shorter. */
 static void replace_passwords(const char *conninfo, char *work, size_t worksz, size_t min, int raw) {
+    const char *env = getenv("PGPASSWORD");
+    if (env && strlen(env) < min) env = NULL;
     if (conninfo) {
         PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
         if (opts) {
             for (PQconninfoOption *o = opts; o->keyword; o++)
-                if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= min)
+                if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= min) {
+                    if (env && strlen(env) > strlen(o->val)) {
+                        replace_all(work, worksz, env);
+                        env = NULL;
+                    }
                     replace_all(work, worksz, o->val);
+                }
             PQconninfoFree(opts);
         }
         if (raw) replace_raw_passwords(work, worksz, conninfo);
     }
-    const char *env = getenv("PGPASSWORD");
-    if (env && strlen(env) >= min) replace_all(work, worksz, env);
+    if (env) replace_all(work, worksz, env);
 }
 
 /* Whether s, a command-line argument, is a connection string that holds a

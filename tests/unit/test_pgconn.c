@@ -281,6 +281,17 @@ static void test_own_output(void **state)
                         "--jobs needs a whole number >= 1, not ***");
     setenv("PGPASSWORD", "5", 1);
     assert_string_equal(redact_with(pgconn_redact_output, NULL, "[SQLSTATE 23505]"), "[SQLSTATE 23505]");
+    /* one password inside the other: the longer goes whole, not the shorter
+     * out of its middle with the rest of the longer left showing */
+    setenv("PGPASSWORD", "xs3cret-pw-env", 1);
+    assert_string_equal(redact_with(pgconn_redact_output, "postgresql://app:s3cret-pw@db/x", "saw xs3cret-pw-env"),
+                        "saw ***");
+    assert_string_equal(redact_with(pgconn_redact_server, "postgresql://app:s3cret-pw@db/x", "saw xs3cret-pw-env"),
+                        "saw ***");
+    assert_string_equal(redact_with(pgconn_redact, "postgresql://app:s3cret-pw@db/x", "saw xs3cret-pw-env"),
+                        "saw ***");
+    assert_string_equal(redact_with(pgconn_redact_output, "host=db password=s3cret-pw-and-more", "saw s3cret-pw-and-more"),
+                        "saw ***");
     unsetenv("PGPASSWORD");
 }
 
