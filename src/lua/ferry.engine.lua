@@ -2038,7 +2038,9 @@ function commands.validate(args)
   local function set_read_only(on)
     db_core.set_read_only(on)
     db.read_only = on
-    db.exec("SET default_transaction_read_only = " .. (on and "on" or "off"))
+    -- (back: the session's own value, which a database its DBA set
+    -- read-only keeps -- RESET, not "off")
+    db.exec(on and "SET default_transaction_read_only = on" or "RESET default_transaction_read_only")
   end
   set_read_only(true)
   local checks = array()
@@ -2283,28 +2285,36 @@ function commands.history(args)
   if #args > 1 then usage_error("history takes at most one migration") end
   db.open()
   local rows = {}
+  local flags = log.flags()
   if history_exists() then
+    local id = db.NULL
+    if args[1] then
+      local ids = {}
+      for i, r in ipairs(on_history("read", db.query, "SELECT DISTINCT migration FROM ferry.history ORDER BY 1")) do
+        ids[i] = r.migration
+      end
+      id = history_migration(args[1], ids)
+    end
+    -- (stats of another shape -- a row edited by hand -- read as none; the
+    -- row errors, up to 1000 a run, only when they are shown)
     rows = on_history("read", db.query, [[
       SELECT h.id, h.migration, h.operation, h.status::text AS status,
              to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
              to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
              round(extract(epoch FROM h.finished_at - h.started_at) * 1000)::bigint AS duration_ms,
-             coalesce(h.stats->'stats', '{}')::text AS stats, coalesce(h.stats->'errors', '[]')::text AS errors,
+             CASE WHEN jsonb_typeof(h.stats->'stats') = 'object' THEN h.stats->'stats' ELSE '{}' END::text AS stats,
+             CASE WHEN $2 AND jsonb_typeof(h.stats->'errors') = 'array'
+                  THEN (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(h.stats->'errors') e
+                         WHERE jsonb_typeof(e) = 'object')
+                  ELSE '[]' END::text AS errors,
              h.error, h.host, h.pid, h.ferry_version, h.run_id::text AS run_id,
              (h.status = 'running' AND NOT EXISTS (
                 SELECT 1 FROM pg_stat_get_activity(h.backend_pid) a WHERE a.pid = h.backend_pid)) AS gone
         FROM ferry.history h
-       ORDER BY h.id]])
-  end
-  if args[1] then
-    local ids, seen = {}, {}
-    for _, r in ipairs(rows) do
-      if not seen[r.migration] then seen[r.migration] = true; ids[#ids + 1] = r.migration end
-    end
-    local id = history_migration(args[1], ids)
-    local kept = {}
-    for _, r in ipairs(rows) do if r.migration == id then kept[#kept + 1] = r end end
-    rows = kept
+       WHERE $1::text IS NULL OR h.migration = $1
+       ORDER BY h.id]], id, flags.json or flags.verbose or false)
+  elseif args[1] then
+    history_migration(args[1], {})     -- (unknown, ambiguous: said as for any other)
   end
   local runs = array()
   for _, r in ipairs(rows) do
@@ -2317,7 +2327,9 @@ function commands.history(args)
     table.sort(names)
     r.stats = object(names, counters)
     local errs = array()
-    for i, e in ipairs(json.decode(r.errors)) do errs[i] = object({"key", "message"}, e) end
+    for i, e in ipairs(json.decode(r.errors)) do
+      errs[i] = object({"key", "message"}, {key = tostring(e.key), message = tostring(e.message)})
+    end
     r.errors = errs
     -- (a script's error is kept with its traceback: apart)
     if r.error then

@@ -140,4 +140,18 @@ is "$RC|$ERR|$(norm "$OUT" | sed -n 2p)" "0||$(line 20250103_other baseline appl
 run_ferry --dir "$TAP_TMPDIR/elsewhere" history nosuch
 is "$RC|$ERR" "2|ferry: unknown migration nosuch" "...an unknown one: exit 2"
 
+# a row whose stats are not ferry's shape (edited by hand, or by another
+# tool): read as no counters and no row errors, never a Lua error
+psql_val "$db" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, stats, finished_at)
+                VALUES ('20250103_other', '20250103', 'other', 'run', 'failed', gen_random_uuid(),
+                        '{\"stats\": null, \"errors\": [\"x\", 3]}', now()),
+                       ('20250103_other', '20250103', 'other', 'run', 'failed', gen_random_uuid(), '[1, 2]', now()),
+                       ('20250103_other', '20250103', 'other', 'run', 'failed', gen_random_uuid(),
+                        '{\"stats\": {\"n\": \"many\"}, \"errors\": {\"key\": 1}}', now())" >/dev/null
+run_ferry --dir "$D" -v history other
+is "$RC|$ERR" "0|" "odd stats: history reads them, exit 0"
+is "$(norm "$OUT" | grep -c '^YYYY')|$(grep -c '^    n many$' <<<"$OUT")" "5|1" "...each run listed, a counter that is no number as it is"
+run_ferry --dir "$D" --json history other
+is "$(json_eval "$OUT" '[[r["stats"], r["errors"]] for r in j["runs"]][2:]')" '[[{},[]],[{},[]],[{"n":"many"},[]]]' \
+   "...--json: no counters and no row errors where the shape is not ferry's"
 done_testing
