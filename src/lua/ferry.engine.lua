@@ -976,6 +976,17 @@ local NO_EXIT = "os.exit is not available to a migration's script (it would end 
                 .. "recorded or reported): return to end the script, or raise an error to fail it"
 local function no_exit() error(NO_EXIT, 2) end
 
+-- A value a script returned, for the note: a string quoted on one line and
+-- cut at 60 bytes, a number or boolean as it is, anything else by its type.
+local function returned_text(v)
+  if type(v) == "string" then
+    local q = string.format("%q", v:sub(1, 60)):gsub("\\\n", "\\n")
+    return #v > 60 and q:sub(1, -2) .. '..."' or q
+  end
+  if type(v) == "number" or type(v) == "boolean" then return tostring(v) end
+  return "a " .. type(v)
+end
+
 local function run_lua(m, file, ctx)
   forget_rules()
   loaded_rules = {}
@@ -994,8 +1005,7 @@ local function run_lua(m, file, ctx)
   -- say so rather than take it for success in silence
   if err ~= nil then
     log.warn(string.format("note: %s/%s returned %s: ferry does not use what a script returns "
-                           .. "(to fail the run, raise an error: error(\"...\"))", m.rel, file,
-                           type(err) == "string" and string.format("%q", err) or tostring(err)))
+                           .. "(to fail the run, raise an error: error(\"...\"))", m.rel, file, returned_text(err)))
   end
   return rules
 end

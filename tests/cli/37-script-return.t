@@ -33,4 +33,14 @@ run_ferry --dir "$D" --json run 20250101
 is "$RC|$ERR" "0|note: migrations/20250101_false/up.lua returned false: ferry does not use what a script returns (to fail the run, raise an error: error(\"...\"))" \
    "--json: the note on stderr"
 is "$(json_eval "$OUT" 'j["ok"]')" "true" "...stdout's object unchanged"
+# what is shown of the value: a string on one line and cut, a table whose
+# __tostring raises by its type (the run stays a success)
+D2=$TAP_TMPDIR/proj2
+put "$D2/migrations/20250201_long/up.lua" 'return "line one\nline two " .. string.rep("x", 500)'
+put "$D2/migrations/20250202_table/up.lua" 'return setmetatable({}, {__tostring = function() error("no text") end})'
+run_ferry --dir "$D2" up
+is "$RC" 0 "up: exit 0"
+is "$ERR" 'note: migrations/20250201_long/up.lua returned "line one\nline two xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...": ferry does not use what a script returns (to fail the run, raise an error: error("..."))
+note: migrations/20250202_table/up.lua returned a table: ferry does not use what a script returns (to fail the run, raise an error: error("..."))' \
+   "...a long string on one line, cut; a table whose __tostring raises, by its type"
 done_testing
