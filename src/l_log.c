@@ -49,7 +49,7 @@ static const char *own_conninfo;
  * the registry keeps (OWN_PASSWORDS_KEY): parsed once, so that a line
  * pays a strstr per password, not a conninfo parse (about 2 us a line). */
 static const char *own_passwords;
-static int own_password_count;     /* how many */
+static int own_password_count;     /* how many (-1: not known, redact every line) */
 #define OWN_PASSWORDS_KEY "ferry.own_passwords"
 #define ECHOED_KEY "ferry.echoed"
 
@@ -73,29 +73,38 @@ static void redact_arg(const char *arg, const char *msg, char *out, size_t outsz
 /* Whether text holds any of own_passwords (else redaction leaves it as
  * it is). */
 static int shows_own_password(const char *text) {
+    if (own_password_count < 0) return 1;
     const char *pw = own_passwords;
     for (int i = 0; i < own_password_count; i++, pw += strlen(pw) + 1)
         if (strstr(text, pw)) return 1;
     return 0;
 }
 
-struct password_list { char *at; size_t size; };
+struct password_list { char *at; size_t size, cap; int n; };
 
 static void add_password(const char *pw, void *ud) {
     struct password_list *l = ud;
     size_t n = strlen(pw) + 1;
+    /* (the second pass parses again: never more than the first measured) */
+    if (l->at && l->size + n > l->cap) return;
     if (l->at) memcpy(l->at + l->size, pw, n);
     l->size += n;
+    l->n++;
 }
 
 /* Sets own_passwords for conninfo: a first pass measures, the userdata is
  * made (it may raise: nothing is held then), a second copies. */
 static void keep_own_passwords(lua_State *L, const char *conninfo) {
-    struct password_list l = {NULL, 0};
+    struct password_list l = {NULL, 0, 0, 0};
     pgconn_each_output_password(conninfo, add_password, &l);
-    l.at = lua_newuserdatauv(L, l.size + 1, 0);
+    l.cap = l.size;
+    l.at = lua_newuserdatauv(L, l.cap + 1, 0);
     l.size = 0;
-    own_password_count = pgconn_each_output_password(conninfo, add_password, &l);
+    l.n = 0;
+    int found = pgconn_each_output_password(conninfo, add_password, &l);
+    /* (a password the copy had no room for: every line gets the whole
+     * redaction, as before the list) */
+    own_password_count = found == l.n ? l.n : -1;
     own_passwords = l.at;
     lua_setfield(L, LUA_REGISTRYINDEX, OWN_PASSWORDS_KEY);
 }

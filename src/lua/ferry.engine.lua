@@ -742,8 +742,10 @@ local function check_save_args(pos, conn, snapshot)
     error("ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline "
           .. "hands to after), or nil for the main one, not a " .. type(conn))
   end
-  if snapshot ~= nil and type(snapshot) ~= "table" then
-    error("ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a " .. type(snapshot))
+  if snapshot ~= nil and (type(snapshot) ~= "table" or math.type(snapshot.errors) ~= "integer"
+                          or type(snapshot.payload) ~= "string") then
+    error("ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a "
+          .. (type(snapshot) == "table" and "table of another shape" or type(snapshot)))
   end
   return text
 end
@@ -1497,7 +1499,9 @@ local function apply(m, operation, dry_run)
       -- the connection lost (the server crashed, or ended the session)
       -- after the script's last commit, before the history update: its
       -- work is done, or, with the commits the crash lost, resumable
-      if failure:find("connection lost", 1, true) then
+      -- (a data migration: an up.sql records itself applied inside its own
+      -- transaction, so once it committed there is nothing to re-run)
+      if failure:find("connection lost", 1, true) and m.files["up.lua"] then
         recorded_lost = string.format("%s: the script finished, but the run could not be recorded: %s; "
                                       .. "re-run it (it finds the rows committed done; a crash "
                                       .. "of the server can have lost the last few commits, which the re-run redoes)",

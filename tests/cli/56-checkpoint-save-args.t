@@ -18,6 +18,7 @@ elseif mode == "fn" then ctx.checkpoint.save(print)
 elseif mode == "conn" then db.transaction(function() ctx.checkpoint.save(5, "oops") end)
 elseif mode == "swapped" then local c = db.connect(); ctx.checkpoint.save(c, 5)
 elseif mode == "snapshot" then db.transaction(function() ctx.checkpoint.save(5, nil, "x") end)
+elseif mode == "snaptable" then db.transaction(function() ctx.checkpoint.save(5, nil, {}) end)
 elseif mode == "good" then
   local c = db.connect()
   c:exec("BEGIN")
@@ -44,6 +45,9 @@ for dry in "" "--dry-run"; do
     is "$RC|$ERR" "1|ferry: $SWAP" "$what: (connection, position) swapped: the connection is no position"
     CP_MODE=snapshot run_ferry --dir "$D" run 20250101 $dry
     is "$RC|$ERR" "1|ferry: $SNAP" "$what: a third argument that is no snapshot is refused"
+    CP_MODE=snaptable run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:7: ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a table of another shape" \
+       "$what: a table that is no snapshot is refused too (it failed later: 'attempt to compare nil with number')"
 done
 CP_MODE=good run_ferry --dir "$D" run 20250101 --dry-run
 is "$RC" 0 "dry run: a position saved on a session of the script's own, with a snapshot, passes"
