@@ -1347,8 +1347,8 @@ local dry_run_state = {}             -- (existing_creations, for the steps of on
 -- A data migration reads through db.reader() and writes through --jobs
 -- sessions (the main one and jobs - 1 more).  They are started ahead, so
 -- that the server sets them up while ferry does other work (loading the
--- rules, its own bookkeeping): `run` starts them as soon as it knows the
--- migration, apply() otherwise.  Once per migration; the sessions nobody
+-- rules, its own bookkeeping): `run` starts them as soon as its main
+-- session is open, apply() otherwise.  Once per migration; the sessions nobody
 -- takes are dropped after it.
 local prestarted = {}
 local function prestart_sessions(m, dry_run)
@@ -1865,10 +1865,13 @@ function commands.run(args)
   if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
   local list, by_id = discover(root_dir)
   local m = find_migration(list, args[1])
-  prestart_sessions(m, opts.dry_run)
   preflight({m}, m.files["up.lua"])
   refuse_bad_up_script(m)
   db.open()
+  -- (once the main session has its slot: started beside it, the others
+  -- could take the last slots of a CONNECTION LIMIT first, and the
+  -- command fail at its start, exit 2, instead of the run with its hint)
+  prestart_sessions(m, opts.dry_run)
   take_lock()
   local states = load_states()
   local renamed = renamed_from({m}, by_id, states)[m.id]
