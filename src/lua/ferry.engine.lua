@@ -1571,6 +1571,20 @@ local function apply(m, operation, dry_run)
     if first:find("[SQLSTATE 53100]", 1, true) then
       first = first .. "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
     end
+    -- Text that is not UTF-8 (22021: "invalid byte sequence for encoding
+    -- \"UTF8\""): ferry's sessions read and write UTF-8, so either the
+    -- database holds other bytes (a SQL_ASCII one stores any, unchecked)
+    -- and the server refuses to send them, or the run wrote some (a COPY).
+    if first:find("[SQLSTATE 22021]", 1, true) then
+      if first:find("COPY failed", 1, true) then
+        first = first .. "; what the run wrote holds bytes that are not valid UTF-8 (a rule that cut a character in "
+                      .. "two, or built text from bytes): correct the rule, then " .. rerun
+      else
+        first = first .. "; the database holds text that is not valid UTF-8 (a SQL_ASCII database stores any bytes "
+                      .. "unchecked), and ferry reads it as UTF-8: correct those bytes (or convert the database to "
+                      .. "UTF8), then " .. rerun
+      end
+    end
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
     if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
