@@ -136,7 +136,8 @@ void pgconn_redact_server(const char *conninfo, const char *msg, char *out, size
  * else, and newlines kept. */
 void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size_t outsz);
 /* Calls fn with each value pgconn_redact_output replaces -- conninfo's and
- * PGPASSWORD's password when 8 bytes or more -- and returns how many: text
+ * PGPASSWORD's password when 8 bytes or more, the longer first, the order
+ * they are replaced in -- and returns how many: text
  * that holds none of them comes out of pgconn_redact_output as it went in
  * (ferry's output looks for them, once parsed, before it redacts). */
 int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw, void *ud), void *ud);

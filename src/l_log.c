@@ -66,10 +66,6 @@ static void redact_top(lua_State *L, const char *info,
     lua_pop(L, 1);
 }
 
-static void redact_arg(const char *arg, const char *msg, char *out, size_t outsz) {
-    pgconn_redact_arg(arg, msg, out, outsz);
-}
-
 /* Whether text holds any of own_passwords (else redaction leaves it as
  * it is). */
 static int shows_own_password(const char *text) {
@@ -136,7 +132,7 @@ static void push_redacted(lua_State *L, const char *s, size_t len) {
         if (lua_istable(L, words)) {
             for (lua_Integer i = 1; lua_rawgeti(L, words, i) == LUA_TSTRING; i++) {
                 lua_insert(L, -2);                      /* (the word under the text) */
-                redact_top(L, lua_tostring(L, -2), redact_arg);
+                redact_top(L, lua_tostring(L, -2), pgconn_redact_arg);
                 lua_remove(L, -2);
             }
             lua_pop(L, 1);

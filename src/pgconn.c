@@ -878,31 +878,47 @@ static int may_hold_password(const char *conninfo) {
     return has;
 }
 
-/* The password values conninfo (as libpq parses it) and PGPASSWORD hold,
- * those of at least min bytes, replaced in work -- and with raw, the
- * password as written in conninfo (and its pieces) too.  PGPASSWORD goes
- * first when it is the longer: one holding the other (s3cret-pw in
- * xs3cret-pw-env) would otherwise leave the rest of it showing around
- * the "***" of the shorter. */
-static void replace_passwords(const char *conninfo, char *work, size_t worksz, size_t min, int raw) {
+/* Calls fn with each password value conninfo (as libpq parses it) and
+ * PGPASSWORD hold, those of at least min bytes, the longer first: one
+ * holding the other (s3cret-pw in xs3cret-pw-env) replaced after it would
+ * leave the rest of it showing around the "***" of the shorter.  Returns
+ * how many. */
+static int each_password_value(const char *conninfo, size_t min, void (*fn)(const char *pw, void *ud), void *ud) {
     const char *env = getenv("PGPASSWORD");
     if (env && strlen(env) < min) env = NULL;
-    if (conninfo) {
-        PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
-        if (opts) {
-            for (PQconninfoOption *o = opts; o->keyword; o++)
-                if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= min) {
-                    if (env && strlen(env) > strlen(o->val)) {
-                        replace_all(work, worksz, env);
-                        env = NULL;
-                    }
-                    replace_all(work, worksz, o->val);
-                }
-            PQconninfoFree(opts);
+    int n = 0;
+    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!o->val || strcmp(o->keyword, "password") != 0 || strlen(o->val) < min) continue;
+        if (env && strlen(env) > strlen(o->val)) {
+            fn(env, ud);
+            n++;
+            env = NULL;
         }
-        if (raw) replace_raw_passwords(work, worksz, conninfo);
+        fn(o->val, ud);
+        n++;
     }
-    if (env) replace_all(work, worksz, env);
+    PQconninfoFree(opts);
+    if (env) {
+        fn(env, ud);
+        n++;
+    }
+    return n;
+}
+
+struct replace_buf { char *buf; size_t bufsz; };
+
+static void replace_value(const char *pw, void *ud) {
+    struct replace_buf *r = ud;
+    replace_all(r->buf, r->bufsz, pw);
+}
+
+/* The password values (each_password_value) replaced in work -- and with
+ * raw, the password as written in conninfo (and its pieces) too. */
+static void replace_passwords(const char *conninfo, char *work, size_t worksz, size_t min, int raw) {
+    struct replace_buf r = {work, worksz};
+    each_password_value(conninfo, min, replace_value, &r);
+    if (raw && conninfo) replace_raw_passwords(work, worksz, conninfo);
 }
 
 /* Whether s, a command-line argument, is a connection string that holds a
@@ -970,20 +986,7 @@ void pgconn_redact_output(const char *conninfo, const char *msg, char *out, size
 }
 
 int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw, void *ud), void *ud) {
-    int n = 0;
-    PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (o->val && strcmp(o->keyword, "password") == 0 && strlen(o->val) >= SERVER_TEXT_MIN) {
-            fn(o->val, ud);
-            n++;
-        }
-    PQconninfoFree(opts);
-    const char *env = getenv("PGPASSWORD");
-    if (env && strlen(env) >= SERVER_TEXT_MIN) {
-        fn(env, ud);
-        n++;
-    }
-    return n;
+    return each_password_value(conninfo, SERVER_TEXT_MIN, fn, ud);
 }
 
 static void redact_to(const char *conninfo, const char *msg, char *out, size_t outsz, enum redact_mode mode) {

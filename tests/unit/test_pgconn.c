@@ -319,7 +319,11 @@ static void test_each_output_password(void **state)
     assert_int_equal(nseen, 0);
     setenv("PGPASSWORD", "long-env-secret", 1);
     assert_int_equal(pgconn_each_output_password("host=db password='s3cret pw!'", collect, NULL), 2);
-    assert_string_equal(seen[0], "s3cret pw!");
+    assert_string_equal(seen[0], "long-env-secret");            /* the longer first */
+    assert_string_equal(seen[1], "s3cret pw!");
+    nseen = 0;
+    assert_int_equal(pgconn_each_output_password("host=db password='a-much-longer-s3cret'", collect, NULL), 2);
+    assert_string_equal(seen[0], "a-much-longer-s3cret");
     assert_string_equal(seen[1], "long-env-secret");
     nseen = 0;
     assert_int_equal(pgconn_each_output_password(NULL, collect, NULL), 1);
