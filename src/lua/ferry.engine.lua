@@ -1388,6 +1388,30 @@ local function cancelled_advice(first, what, why, set_by, rerun)
                        .. "the default), and %s", either, opts.statement_timeout, why, or_cancel, rerun)
 end
 
+-- What to do about a condition of the server or its data that an error
+-- line first names, whichever command met it, for the end of that line
+-- ("" for any other): rerun says how to go on ("re-run to resume ...").
+--   53100, the server out of disk space ("could not extend file ...: No
+--     space left on device"): nothing ferry can do, nothing lost;
+--   22021, text that is not UTF-8 ("invalid byte sequence for encoding
+--     \"UTF8\""): ferry's sessions read and write UTF-8, so either the
+--     database holds other bytes (a SQL_ASCII one stores any, unchecked)
+--     and the server refuses to send them, or a COPY wrote some.
+local function server_condition_advice(first, rerun)
+  if first:find("[SQLSTATE 53100]", 1, true) then
+    return "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
+  end
+  if first:find("[SQLSTATE 22021]", 1, true) then
+    if first:find("COPY failed", 1, true) then
+      return "; what the run wrote holds bytes that are not valid UTF-8 (a rule that cut a character in two, or "
+             .. "built text from bytes): correct the rule, then " .. rerun
+    end
+    return "; the database holds text that is not valid UTF-8 (a SQL_ASCII database stores any bytes unchecked), "
+           .. "and ferry reads it as UTF-8: correct those bytes (or convert the database to UTF8), then " .. rerun
+  end
+  return ""
+end
+
 -- Whether a connection error is the server's refusal for want of a
 -- connection slot, SQLSTATE 53300 (libpq gives no SQLSTATE for a session
 -- it could not open: the server's messages of that code, in English).
@@ -1566,25 +1590,7 @@ local function apply(m, operation, dry_run)
                       .. "it, so a longer --lock-timeout does not help: re-run once that session is done"
       end
     end
-    -- The server out of disk space (53100: "could not extend file ...: No
-    -- space left on device"): nothing ferry can do, nothing lost.
-    if first:find("[SQLSTATE 53100]", 1, true) then
-      first = first .. "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
-    end
-    -- Text that is not UTF-8 (22021: "invalid byte sequence for encoding
-    -- \"UTF8\""): ferry's sessions read and write UTF-8, so either the
-    -- database holds other bytes (a SQL_ASCII one stores any, unchecked)
-    -- and the server refuses to send them, or the run wrote some (a COPY).
-    if first:find("[SQLSTATE 22021]", 1, true) then
-      if first:find("COPY failed", 1, true) then
-        first = first .. "; what the run wrote holds bytes that are not valid UTF-8 (a rule that cut a character in "
-                      .. "two, or built text from bytes): correct the rule, then " .. rerun
-      else
-        first = first .. "; the database holds text that is not valid UTF-8 (a SQL_ASCII database stores any bytes "
-                      .. "unchecked), and ferry reads it as UTF-8: correct those bytes (or convert the database to "
-                      .. "UTF8), then " .. rerun
-      end
-    end
+    first = first .. server_condition_advice(first, rerun)
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
     if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
@@ -2021,7 +2027,9 @@ function commands.rollback(args)
       err_out("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
               m.id, "` again to finish it\n")
     else
-      err_out("ferry: ", m.id, ": rollback failed: ", shown(errtext:match("^[^\n]*")), "\n")
+      local first = errtext:match("^[^\n]*")
+      err_out("ferry: ", m.id, ": rollback failed: ", shown(first),
+              server_condition_advice(first, "run `ferry rollback " .. m.id .. "` again"), "\n")
     end
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
@@ -2896,6 +2904,7 @@ return function(cli)
     and cancelled_advice(first, "a statement", "", "the script set itself (SET statement_timeout", "re-run")
     or cancelled_advice(first, "ferry's own bookkeeping (its history and checkpoints)", "",
                         "set on ferry's session (SET statement_timeout", "re-run")
+  advice = advice .. server_condition_advice(first, "re-run")
   -- ferry's own write refused because the session is read-only: the
   -- database, role or server (or PGOPTIONS) has default_transaction_read_only
   -- on, which ferry keeps, or the server is a standby -- a configuration

@@ -28,4 +28,19 @@ run_ferry --db "$db" --dir "$D" run 20250102
 err=$(printf '%s\n' "$ERR" | grep '^ferry:')
 like "$err" "^ferry: migrations/20250102_schema/up.sql: .*No space left on device \\[SQLSTATE 53100\\].*$(sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$HINT"), then re-run to try again\$" \
      "a schema step: the same, and to re-run ($err)"
+# the same condition met by a rollback, and by a script under exec: the
+# advice belongs to the server's error, whatever command met it
+put "$D/migrations/20250103_undo/up.sql" 'CREATE TABLE undo_t (x int);'
+put "$D/migrations/20250103_undo/rollback.sql" "$FULL;"
+run_ferry --db "$db" --dir "$D" run 20250103
+is "$RC" 0 "a migration to roll back"
+run_ferry --db "$db" --dir "$D" rollback 20250103
+err=$(printf '%s\n' "$ERR" | grep '^ferry:')
+like "$err" "^ferry: 20250103_undo: rollback failed: .*No space left on device \\[SQLSTATE 53100\\]$(sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$HINT"), then run \`ferry rollback 20250103_undo\` again\$" \
+     "a rollback: the same advice, and to run the rollback again ($err)"
+is "$RC" 1 "...exit 1"
+put "$TAP_TMPDIR/full.lua" "db.exec([[$FULL]])"
+run_ferry --db "$db" exec "$TAP_TMPDIR/full.lua"
+like "$ERR" "No space left on device \\[SQLSTATE 53100\\]$(sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$HINT"), then re-run\$" \
+     "exec: the same advice ($ERR)"
 done_testing
