@@ -70,12 +70,16 @@ static char *active_lines(lua_State *L)
         lua_pop(L, 1);
     }
     for (int line = 1; line <= max; line++) {
-        if (lua_rawgeti(L, -2, line) != LUA_TNIL) {
+        /* (popped before the buffer is used: a luaL_Buffer wants its slot
+         * on top, and one grown past LUAL_BUFFERSIZE is a box there that a
+         * pop after it would free) */
+        int active = lua_rawgeti(L, -2, line) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (active) {
             char num[16];
             snprintf(num, sizeof num, "%d,", line);
             luaL_addstring(&b, num);
         }
-        lua_pop(L, 1);
     }
     luaL_pushresult(&b);
     char *s = strdup(lua_tostring(L, -1));
