@@ -1018,11 +1018,15 @@ local function run_sql_file(m, file, in_transaction, and_then)
   local sql, err = read_file(m.path .. "/" .. file)
   if not sql then usage_error("cannot read %s/%s: %s", m.rel, file, err) end
   sql = without_bom(sql)                       -- (the server would read it as text)
+  -- (whether an error came from the COMMIT: after a lost connection, what
+  -- the server kept is known then only from the server -- see sql_step_lost)
+  m.commit_sent = false
   local ok, e = pcall(function()
     if in_transaction then
       db.transaction(function()
         db.exec_script(sql)
         if and_then then and_then() end
+        m.commit_sent = true
       end)
     else
       db.exec_script(sql)
@@ -1069,14 +1073,19 @@ local function history_finish(id, status, sum, rules, err)
 end
 
 -- After a lost connection the main one is dead: record the failure on a
--- new one if the server is back, and say how far the run got.
+-- new one if the server is back, and say how far the run got.  Returns the
+-- row's status as the server has it then ("applied" when what was lost was
+-- the reply to an up.sql's COMMIT that went through: the row was written
+-- in that transaction), nil when the server cannot be reached.
 local function record_lost(hid, err)
-  pcall(function()
+  local got, status = pcall(function()
     db._hold(nil)                  -- (the lock went with the lost session)
     db.close()
     db.open()
     history_finish(hid, "failed", nil, nil, err)
+    return db.one("SELECT status FROM ferry.history WHERE id = $1", hid).status
   end)
+  return got and status or nil
 end
 
 -- A script that leaves the main session inside a transaction (a BEGIN
@@ -1117,7 +1126,7 @@ end
 -- session is lost or unusable (a script left it busy), the failure on a
 -- new one.  Returns an error message when the run could not be recorded.
 local function close_history(hid, lost, errtext, finish)
-  if lost then record_lost(hid, errtext) return nil end
+  if lost then return nil, record_lost(hid, errtext) end
   local done, ferr = pcall(db.transaction, finish)
   if done then return nil end
   -- (the server's words, without the place in ferry's own Lua that ran
@@ -1125,6 +1134,23 @@ local function close_history(hid, lost, errtext, finish)
   local msg = "cannot record the run: " .. (error_text(ferr):match("^[^\n]*"):gsub(FERRY_POSITION, "", 1))
   record_lost(hid, errtext or msg)
   return msg
+end
+
+-- The line for a schema step (up.sql, one transaction) whose connection
+-- was lost: what the server kept -- not the data migrations' batches and
+-- resume.  Lost before its COMMIT, nothing; lost in it, the history row
+-- written in the step's own transaction tells, if the server can be
+-- reached (status: that row's status then, nil if it cannot).
+local function sql_step_lost(m, first, status)
+  first = m.id .. ": " .. first
+  if status == "applied" then
+    return string.format("%s: the connection was lost as its COMMIT went through: it is applied (its history row, "
+                         .. "written in that transaction, says so); nothing after it was run", m.id)
+  elseif status or not m.commit_sent then
+    return first .. "; nothing of it is committed (up.sql runs in one transaction); re-run to apply it"
+  end
+  return first .. "; the server cannot be reached to tell whether its COMMIT went through: once it is back, "
+         .. "'ferry status' shows it applied, or not (then re-run to apply it)"
 end
 
 local function progress_line()
@@ -1509,11 +1535,13 @@ local function apply(m, operation, dry_run)
   local row_errors = stats.get("errors")
   local good = ok and row_errors == 0
   local recorded_lost      -- the line to show when the run finished but its record was lost
+  local lost_status        -- the history row's status once the connection was lost (nil: not known)
   if not dry_run then
     -- applied and no resume point left, or neither: one transaction (the
     -- files are read and hashed before it begins)
     local sum = ok and checksum(root_dir, m, rules) or nil
-    local failure = close_history(hid, lost, errtext, function()
+    local failure
+    failure, lost_status = close_history(hid, lost, errtext, function()
       history_finish(hid, good and "applied" or "failed", sum, rules,
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
@@ -1555,6 +1583,8 @@ local function apply(m, operation, dry_run)
       end
     elseif recorded_lost then
       first = recorded_lost
+    elseif lost and m.files["up.sql"] and not m.files["up.lua"] then
+      first = sql_step_lost(m, first, lost_status)
     elseif lost then
       -- (not "everything up to the last checkpoint": the batches commit
       -- with synchronous_commit off, and a server that crashed can have
