@@ -17,6 +17,24 @@ db=$(fresh_db ferry_robust_up_sql_lost)
 export DATABASE_URL=$db
 D=$TAP_TMPDIR/proj
 
+waiting() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'"; }
+sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ferry_down_sleep%' AND pid <> pg_backend_pid()"; }
+# up_until CONDITION: `ferry up` in the background, until CONDITION prints 1
+up_until() {
+    "$FERRY" --dir "$D" up >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+    pid=$!
+    for _ in $(seq 1 200); do [ "$($1)" = 1 ] && break; sleep 0.05; done
+}
+# up_after COMMAND...: runs it, then waits for that ferry: $rc, $err (its `ferry:` lines)
+up_after() {
+    "$@"
+    rc=0; wait "$pid" || rc=$?
+    err=$(grep '^ferry:' "$TAP_TMPDIR/bg.err")
+}
+terminate_waiting() { psql_val "$db" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'" >/dev/null; }
+stop_server() { bash "$REPO_ROOT/scripts/pg.sh" stop "$FERRY_PG_DIR" >/dev/null 2>&1; }
+start_server() { bash "$REPO_ROOT/scripts/pg.sh" start "$FERRY_PG_DIR" >/dev/null 2>&1; }
+
 # --- lost before the COMMIT: the session ends in the middle of the script
 put "$D/migrations/20250101_killed/up.sql" 'CREATE TABLE killed_t (x int);
 SELECT pg_terminate_backend(pg_backend_pid());
@@ -36,16 +54,11 @@ if psql_val "$db" "ALTER SYSTEM SET synchronous_standby_names = 'ferry_ghost_sta
    psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; then
     put "$D/migrations/20250102_sync/up.sql" 'CREATE TABLE sync_t (x int);
 SET LOCAL synchronous_commit = on;'
-    waiting() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'"; }
-    "$FERRY" --dir "$D" up >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-    pid=$!
-    for _ in $(seq 1 200); do [ "$(waiting)" = 1 ] && break; sleep 0.05; done
+    up_until waiting
     is "$(waiting)" 1 "sync: the COMMIT waits for the standby"
-    psql_val "$db" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'" >/dev/null
-    rc=0; wait "$pid" || rc=$?
+    up_after terminate_waiting
     psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null    # (at once: other tests run on this server)
     psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
-    err=$(grep '^ferry:' "$TAP_TMPDIR/bg.err")
     is "$rc" 1 "sync: lost as the COMMIT went through: exit 1"
     is "$(printf '%s\n' "$err" | wc -l)" 1 "sync: one error line"
     like "$err" "^ferry: 20250102_sync: the connection was lost as its COMMIT went through: it is applied \\(its history row, written in that transaction, says so\\); nothing after it was run$" \
@@ -66,14 +79,9 @@ fi
 if [ -n "${FERRY_PG_DIR:-}" ] && bash "$REPO_ROOT/scripts/pg.sh" status "$FERRY_PG_DIR" >/dev/null 2>&1; then
     put "$D/migrations/20250103_down/up.sql" 'CREATE TABLE down_t (x int);
 SELECT pg_sleep(60) /* ferry_down_sleep */;'
-    sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ferry_down_sleep%' AND pid <> pg_backend_pid()"; }
-    "$FERRY" --dir "$D" up >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-    pid=$!
-    for _ in $(seq 1 200); do [ "$(sleeping)" = 1 ] && break; sleep 0.05; done
-    bash "$REPO_ROOT/scripts/pg.sh" stop "$FERRY_PG_DIR" >/dev/null 2>&1
-    rc=0; wait "$pid" || rc=$?
-    bash "$REPO_ROOT/scripts/pg.sh" start "$FERRY_PG_DIR" >/dev/null 2>&1
-    err=$(grep '^ferry:' "$TAP_TMPDIR/bg.err")
+    up_until sleeping
+    up_after stop_server
+    start_server
     is "$rc|$(printf '%s\n' "$err" | wc -l)" "1|1" "server down mid-script: exit 1, one error line"
     like "$err" "^ferry: 20250103_down: migrations/20250103_down/up.sql: connection lost: .*; nothing of it is committed \(up.sql runs in one transaction\); re-run to apply it$" \
          "server down mid-script: nothing of it is committed (the COMMIT was not reached)"
@@ -83,15 +91,11 @@ SELECT pg_sleep(60) /* ferry_down_sleep */;'
        psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; then
         put "$D/migrations/20250104_down_sync/up.sql" 'CREATE TABLE down_sync_t (x int);
 SET LOCAL synchronous_commit = on;'
-        "$FERRY" --dir "$D" up >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-        pid=$!
-        for _ in $(seq 1 200); do [ "$(waiting)" = 1 ] && break; sleep 0.05; done
+        up_until waiting
         is "$(waiting)" 1 "server down in the COMMIT: it waits for the standby"
         psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null    # (applies at the restart)
-        bash "$REPO_ROOT/scripts/pg.sh" stop "$FERRY_PG_DIR" >/dev/null 2>&1
-        rc=0; wait "$pid" || rc=$?
-        bash "$REPO_ROOT/scripts/pg.sh" start "$FERRY_PG_DIR" >/dev/null 2>&1
-        err=$(grep '^ferry:' "$TAP_TMPDIR/bg.err")
+        up_after stop_server
+        start_server
         is "$rc|$(printf '%s\n' "$err" | wc -l)" "1|1" "server down in the COMMIT: exit 1, one error line"
         like "$err" "^ferry: 20250104_down_sync: migrations/20250104_down_sync/up.sql: connection lost: .*; the server cannot be reached to tell whether its COMMIT went through: once it is back, 'ferry status' shows it applied, or not \(then re-run to apply it\)$" \
              "server down in the COMMIT: it says it cannot tell, and how to find out"
