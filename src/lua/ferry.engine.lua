@@ -1180,6 +1180,18 @@ end
 local function out(...) io.write(sys.redact(table.concat({...}))) end
 local function err_out(...) io.stderr:write(sys.redact(table.concat({...}))) end
 
+-- What a command writes once the outcome of its migration is recorded
+-- (the statistics, "✓ ... applied"): an interruption that comes meanwhile
+-- -- typically the reader of stdout gone by then (ferry run X | head -3),
+-- whose SIGPIPE is the next write's -- must not cut it short as if the
+-- run had been interrupted, with a line that sends the operator to re-run
+-- what is done.  It is left to sys.interrupted(), which the caller asks
+-- (after_interrupt): "... after X had finished (applied)".
+local function write_after_record(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok and not (is_ferry_error(err) and err.signal) then error(err, 0) end
+end
+
 -- Folders under migrations/ that discover() passes over (not
 -- <version>_<name>; dotfolders aside): named on stderr by the commands
 -- that would otherwise leave one out without a word (status, up).  A name
@@ -1567,7 +1579,7 @@ local function apply(m, operation, dry_run)
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5),
     error = errtext and errtext:match("^[^\n]*") or nil,
   })
-  print_summary()
+  write_after_record(print_summary)
   if not ok then
     local code = is_ferry_error(err) and err.code or EXIT_FAIL
     local first = errtext:match("^[^\n]*")
@@ -1656,8 +1668,8 @@ local function apply(m, operation, dry_run)
     result.message = string.format("%s: %d row error(s) recorded; fix the rule or the data and re-run", m.id, row_errors)
   else
     if not log.flags().json then
-      log.info(string.format("\u{2713} %s %s in %.2f s", m.id, dry_run and "dry run finished" or "applied",
-                             result.duration_ms / 1000))
+      write_after_record(log.info, string.format("\u{2713} %s %s in %.2f s", m.id,
+                                                 dry_run and "dry run finished" or "applied", result.duration_ms / 1000))
     end
   end
   return result
@@ -2063,7 +2075,12 @@ function commands.rollback(args)
     end
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
-  if not log.flags().json then log.info(string.format("\u{2713} %s rolled back", m.id)) end
+  if not log.flags().json then write_after_record(log.info, string.format("\u{2713} %s rolled back", m.id)) end
+  stop = sys.interrupted()
+  if stop then
+    err_out("ferry: ", stop.message, " after the rollback of ", m.id, " had finished (rolled back)\n")
+    return stop.code
+  end
   return EXIT_OK
 end
 

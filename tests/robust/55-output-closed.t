@@ -116,4 +116,39 @@ is "$RC" 0 "a session the server ended: no SIGPIPE, exit 0"
 like "$OUT" "^false	.*(connection|server closed).*
 still running$" "...the script got libpq's error and went on"
 
+# --- the reader gone once the work is done and recorded: the lines ferry
+# writes after the record (the statistics, "✓ ... applied") meet the
+# closed pipe.  The migration is applied (or rolled back) and stays so;
+# ferry says that it stopped after it had finished (as after a Ctrl-C that
+# comes then), not that the run was interrupted -- which would send the
+# operator to re-run what is done.  (The scripts wait at their end until
+# head, which leaves after the heading and their own line, is surely
+# gone.)
+D2=$TAP_TMPDIR/proj2
+put "$D2/migrations/20250102_done/up.lua" 'stats.declare{"things_done"}
+stats.inc("things_done")
+print("working")
+db.exec("SELECT pg_sleep(0.5)")'
+put "$D2/migrations/20250102_done/down.lua" 'print("undoing")
+db.exec("SELECT pg_sleep(0.5)")'
+put "$D2/migrations/20250103_after/up.lua" 'print("the next one")'
+done_row() { psql_val "$db" "SELECT operation || '|' || status || '|' || coalesce(error, '') FROM ferry.history WHERE migration = '20250102_done' ORDER BY id DESC LIMIT 1"; }
+reset
+"$FERRY" --dir "$D2" up 2>"$TAP_TMPDIR/err" | head -n 2 >/dev/null
+RC=${PIPESTATUS[0]}
+is "$RC|$(done_row)|$(psql_val "$db" "SELECT count(*) FROM ferry.history WHERE migration = '20250103_after'")" \
+   "141|up|applied||0" "up, stdout closed after the record: applied, exit 141, nothing after it run"
+is "$(cat "$TAP_TMPDIR/err")" "ferry: interrupted (SIGPIPE: output closed) after 20250102_done had finished (applied); nothing after it was run" \
+   "up, stdout closed after the record: the line says the migration had finished, not that the run was interrupted"
+"$FERRY" --dir "$D2" rollback 20250102_done 2>"$TAP_TMPDIR/err" | head -n 2 >/dev/null
+RC=${PIPESTATUS[0]}
+is "$RC|$(done_row)" "141|rollback|rolled back|" "rollback, stdout closed after the record: recorded rolled back, exit 141"
+is "$(cat "$TAP_TMPDIR/err")" "ferry: interrupted (SIGPIPE: output closed) after the rollback of 20250102_done had finished (rolled back)" \
+   "rollback, stdout closed after the record: the line says the rollback had finished"
+"$FERRY" --dir "$D2" run 20250102_done 2>"$TAP_TMPDIR/err" | head -n 2 >/dev/null
+RC=${PIPESTATUS[0]}
+is "$RC|$(done_row)" "141|run|applied|" "run, stdout closed after the record: recorded applied, exit 141"
+is "$(cat "$TAP_TMPDIR/err")" "ferry: interrupted (SIGPIPE: output closed) after 20250102_done had finished (applied); nothing after it was run" \
+   "run, stdout closed after the record: the line says so"
+
 done_testing
