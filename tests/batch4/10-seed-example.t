@@ -25,6 +25,11 @@ is "$(printf '%s\n' "$OUT" | grep -c 'DRY RUN\] Would create')" 1 "without --ver
 is "$(printf '%s\n' "$OUT" | grep 'DRY RUN\] Would create')" "   [DRY RUN] Would create audit log" "... and it is the audit log one"
 unlike "$OUT" 'Skipping audit|Creating (conversation for|message from)' "without --verbose: no per-row lines"
 is "$(b4_tables "$URI")" "$before" "dry run wrote nothing (not even ferry's history tables)"
+# the migration's README shows this output: the block under "## Output",
+# line for line (the time aside)
+readme_out=$(awk '/^## Output$/ { on = 1; next } on && /^```$/ { if (inb) exit; inb = 1; next } inb { print }' "$B4_PATH/README.md")
+is "$(printf '%s\n' "$OUT" | sed -E 's/ in [0-9]+\.[0-9]+ s$/ in T s/')" "$(printf '%s\n' "$readme_out" | sed -E 's/ in [0-9]+\.[0-9]+ s$/ in T s/')" \
+   "dry run: the output the migration's README shows, line for line"
 
 b4_run --dry-run --verbose
 is "$RC" 0 "dry run --verbose exits 0"
