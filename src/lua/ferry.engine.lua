@@ -58,7 +58,8 @@ options:
   --lock-timeout T       PostgreSQL lock_timeout for every session (default 5s)
   --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
   --json                 one JSON object on stdout at the end, nothing else there
-  -v, --verbose          per-row lines and tracebacks;  -q, --quiet: only errors
+  -v, --verbose          per-row lines and tracebacks
+  -q, --quiet            only errors and failed checks (status and history still print their table)
   --version              print ferry's version;  -h, --help: this text
 
 exit codes: 0 success; 1 run failed, per-row errors, failed check, lock held or stdout not written; 2 usage or configuration error;

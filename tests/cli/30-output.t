@@ -192,6 +192,14 @@ run_ferry --db "$(fresh_db ferry_cli_output_q)" --dir "$D" -q baseline 20250105
 is "$RC|$OUT|$ERR" "0||" "baseline --quiet: nothing printed"
 run_ferry --dir "$D" -q check
 is "$RC|$OUT|$ERR" "0||" "check --quiet: nothing printed"
+# ... except the answer of a command that is asked for one: status's
+# table and history's runs (--quiet silences the rest, as elsewhere)
+run_ferry --dir "$D" -q status
+like "$RC|$OUT|$ERR" $'^0\\|MIGRATION +STATUS +APPLIED AT +CHECKSUM\n20250101_a +applied .*\n20250105_c +applied .*\\|$' \
+   "status --quiet: its table, nothing else"
+run_ferry --dir "$D" -q history 20250105
+like "$RC|$OUT|$ERR" $'^0\\|STARTED AT +MIGRATION +OPERATION +STATUS +TIME\n.* 20250105_c +up +applied .*\n.* 20250105_c +rollback +rolled back .*\\|$' \
+   "history --quiet: its runs, nothing else"
 # ... but what fails is shown: a failed check's line (validate, check), and
 # a validate.lua that stops -- an exit 1 with nothing said is no answer
 put "$D/migrations/20250101_a/validate.lua" 'check("t exists", function() return db.one("SELECT to_regclass($1) IS NOT NULL AS ok", "t").ok end)
