@@ -1703,12 +1703,25 @@ end
 
 local LUA_SCRIPTS = {"up.lua", "down.lua", "validate.lua"}
 
--- The rule files, rules/*.lua, by name.
+-- The rule files under rules/, by path from there: rules/*.lua and those
+-- in its folders (require "rules.crm.stage" loads rules/crm/stage.lua, a
+-- rule like any other), dotfolders left alone.  (Nested at most
+-- RULE_DEPTH deep: a folder linked into itself ends there.)
+local RULE_DEPTH = 8
 local function rule_files()
   local files = {}
-  for _, f in ipairs(list_folder(root_dir .. "/rules") or {}) do
-    if f:match("%.lua$") then files[#files + 1] = f end
+  local function walk(rel, depth)
+    local dir = root_dir .. "/rules" .. (rel == "" and "" or "/" .. rel)
+    for _, f in ipairs(list_folder(dir) or {}) do
+      local path = rel == "" and f or rel .. "/" .. f
+      if f:match("%.lua$") then
+        files[#files + 1] = path
+      elseif f:sub(1, 1) ~= "." and depth < RULE_DEPTH and sys.isdir(dir .. "/" .. f) then
+        walk(path, depth + 1)
+      end
+    end
   end
+  walk("", 1)
   return files
 end
 
@@ -2779,9 +2792,9 @@ end
 
 -- The checks of one rule, rules/<mod>.lua: it compiles, loads (require
 -- runs it, and the rules it requires) and each of its M.tests passes.
-local function check_rule(mod, report)
-  local name = "rules." .. mod
-  local err = compile_error("rules/" .. mod .. ".lua")
+local function check_rule(file, report)
+  local name = "rules." .. file:gsub("%.lua$", ""):gsub("/", ".")
+  local err = compile_error("rules/" .. file)
   if err then report(name, false, "does not compile: " .. err, true) return end
   forget_rules()
   local ok, rule = pcall(require, name)
@@ -2846,7 +2859,7 @@ function commands.check(args)
   -- (a rule's test that calls os.exit fails, as in a run: it would end
   -- check there, with its code, the rules after it untested)
   os.exit = no_exit
-  for _, f in ipairs(rule_files()) do check_rule(f:match("^(.-)%.lua$"), report) end
+  for _, f in ipairs(rule_files()) do check_rule(f, report) end
   os.exit = real_exit
   if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results})) end
   -- the documented codes: a syntax error is a usage error (2), as in every

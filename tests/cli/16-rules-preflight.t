@@ -103,4 +103,32 @@ is "$(history "$db2")" "20250101_sql|up|applied
 20250102_lua|up|applied
 20250101_sql|rollback|rolled back" "history: the two up.sql runs and the rollback.sql"
 
+# ------------------------------------------- a rule in a folder of rules/
+# require "rules.crm.stage" loads rules/crm/stage.lua: a rule there is a
+# rule like any other -- compiled before anything is written, and its
+# tests run by check
+db3=$(fresh_db ferry_cli_preflight_sub)
+S=$TAP_TMPDIR/sub
+put "$S/migrations/20250101_fill/up.lua" 'db.exec("CREATE TABLE IF NOT EXISTS filled (x int)")
+db.exec("INSERT INTO filled VALUES (1)")
+local stage = require "rules.crm.stage"
+assert(stage.ok())'
+put "$S/rules/crm/stage.lua" 'local M = {}
+function M.ok() return true end
+M.tests = {["ok is true"] = function() assert(M.ok() == true) end,
+           ["fails"] = function() error("no", 0) end}
+return M'
+put "$S/rules/.hidden/x.lua" 'this is no Lua'
+run_ferry --dir "$S" check
+is "$RC|$OUT|$ERR" '1|ok   migrations/20250101_fill/up.lua
+FAIL rules.crm.stage test "fails"  no|' "check: a rule in rules/crm/ has its tests run (a dotfolder is left alone)"
+put "$S/rules/crm/stage.lua" 'return {'
+run_ferry --db "$db3" --dir "$S" run 20250101_fill
+is "$RC|$OUT|$ERR" "2||ferry: rules/crm/stage.lua:1: unexpected symbol near <eof>" \
+   "run: a syntax error in rules/crm/stage.lua stops it before anything is written (exit 2)"
+is "$(psql_val "$db3" "SELECT concat_ws(',', to_regclass('ferry.history'), to_regclass('filled'))")" "" "...nothing written"
+run_ferry --dir "$S" check
+is "$RC|$OUT|$ERR" '2|ok   migrations/20250101_fill/up.lua
+FAIL rules.crm.stage  does not compile: rules/crm/stage.lua:1: unexpected symbol near <eof>|' "check: it does not compile (exit 2)"
+
 done_testing
