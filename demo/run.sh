@@ -13,6 +13,24 @@ PSQL=/usr/lib/postgresql/15/bin/psql
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { step "$*"; "$@"; }
 
+# The demo writes: Batches 1-3, its own leads and audits, Batches 4 and 5
+# for real.  So only on an empty database: DATABASE_URL may be what a shell
+# kept from other work, a CRM someone uses (the README's typical session
+# exports one), and make demo uses it as it is.
+holds=$("$PSQL" "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 -c "
+  SELECT concat_ws(', ', CASE count(*) WHEN 0 THEN NULL WHEN 1 THEN '1 table' ELSE count(*) || ' tables' END,
+                   CASE WHEN to_regnamespace('ferry') IS NOT NULL THEN 'the ferry schema' END)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')
+     AND n.nspname !~ '^pg_(toast|temp)'")
+if [ -n "$holds" ]; then
+  name=$("$PSQL" "$DATABASE_URL" -X -A -t -q -c "SELECT current_database()")
+  echo "demo/run.sh: the database of DATABASE_URL is not empty ($name: $holds): the demo applies Batches 1-3," \
+       "loads its own demo data and runs Batches 4 and 5 for real; unset DATABASE_URL to have make demo start a" \
+       "throwaway PostgreSQL of its own, or point it at an empty database" >&2
+  exit 2
+fi
+
 run "$FERRY" status
 run "$FERRY" up --to 20251108
 step "psql -f demo/data.sql        # leads on four channels, audits of every shape, an orphan, a live conversation"
