@@ -128,9 +128,9 @@ D2=$TAP_TMPDIR/proj2
 put "$D2/migrations/20250102_done/up.lua" 'stats.declare{"things_done"}
 stats.inc("things_done")
 print("working")
-db.exec("SELECT pg_sleep(0.5)")'
+db.exec("SELECT pg_sleep(1)")'
 put "$D2/migrations/20250102_done/down.lua" 'print("undoing")
-db.exec("SELECT pg_sleep(0.5)")'
+db.exec("SELECT pg_sleep(1)")'
 put "$D2/migrations/20250103_after/up.lua" 'print("the next one")'
 done_row() { psql_val "$db" "SELECT operation || '|' || status || '|' || coalesce(error, '') FROM ferry.history WHERE migration = '20250102_done' ORDER BY id DESC LIMIT 1"; }
 reset
