@@ -2714,7 +2714,7 @@ function commands.new(args)
   if #args ~= 1 then usage_error("usage: ferry new NAME [--sql]") end
   local name = args[1]
   if not name:match("^[a-z0-9][a-z0-9_]*$") then
-    usage_error("migration names use lowercase letters, digits and underscores: %s", name)
+    usage_error("migration names use lowercase letters, digits and underscores, and begin with a letter or digit: %s", name)
   end
   local mdir = root_dir .. "/migrations"
   if not sys.isdir(mdir) then

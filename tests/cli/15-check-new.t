@@ -165,8 +165,11 @@ like "$(cat "$N/migrations/$id/README.md")" "^# $id" "README.md is titled with t
 check_nodb --dir "$N" new add_things
 is "$RC|$OUT|$ERR" "2||ferry: migrations/$id already exists" "new refuses an existing migration (exit 2)"
 check_nodb --dir "$N" new Bad-Name
-is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores: Bad-Name" \
+is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: Bad-Name" \
    "new refuses a bad name (exit 2)"
+check_nodb --dir "$N" new _things
+is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: _things" \
+   "new refuses a name that begins with an underscore, and says why (exit 2)"
 check_nodb --dir "$N" --json new other_thing
 is "$RC|$OUT" "0|{\"created\":\"migrations/${today}_other_thing\"}" "new --json"
 rm -rf "$N/migrations/${today}_other_thing"

@@ -51,7 +51,7 @@ is "$RC|$OUT|$ERR" "2||ferry: option --sql takes no value" "--sql=yes: exit 2"
 nodb --dir "$N" new x --sqll
 is "$RC|$OUT|$ERR" "2||ferry: unknown option --sqll (see 'ferry --help')" "an unknown option beside new: still exit 2"
 nodb --dir "$N" new Bad-Name --sql
-is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores: Bad-Name" \
+is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: Bad-Name" \
    "a bad name with --sql: exit 2"
 nodb --dir "$N" new add_things --sql
 is "$RC|$OUT|$ERR" "2||ferry: migrations/$id already exists" "an existing migration with --sql: exit 2"

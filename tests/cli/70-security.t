@@ -299,7 +299,7 @@ run_ferry --db "$url" --dir "$D" --lock-timeout "$mu" status
 is "$RC|$ERR" "2|ferry: --lock-timeout: invalid value for parameter \"lock_timeout\": \"postgresql://app:***@127.0.0.1:5/x\" [SQLSTATE 22023]" \
    "...as --lock-timeout's value (the server's error echoes it)"
 run_ferry --dir "$D" new "$mu"
-is "$RC|$ERR" "2|ferry: migration names use lowercase letters, digits and underscores: postgresql://app:***@127.0.0.1:5/x" \
+is "$RC|$ERR" "2|ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: postgresql://app:***@127.0.0.1:5/x" \
    "...as the name of a new migration"
 # ...a URL whose password keyword is percent-encoded (libpq decodes a
 # URL's keywords too): the value as written, which is not what libpq reads
@@ -325,7 +325,7 @@ own() {   # own EXPECTED-ERR ARGS...: as given with --db $url, and with --json
 own "unknown migration ***" run "$PW"
 own "unknown migration ***" validate "$PW"
 own "unknown migration ***" rollback "$PW"
-own "migration names use lowercase letters, digits and underscores: ***" new "$PW"
+own "migration names use lowercase letters, digits and underscores, and begin with a letter or digit: ***" new "$PW"
 own "--to ***: no migration has that version" up --to "$PW"
 own "baseline ***: no migration has that version" baseline "$PW"
 own "cannot read ***: ***: No such file or directory" exec "$PW"
