@@ -1064,6 +1064,15 @@ local function history_start(m, operation, run_id, sum)
   return r.id
 end
 
+-- The id of the row history_start wrote for run_id, still running, or nil:
+-- for a command interrupted as that INSERT went through (the signal's
+-- cancel came too late for it), which raised before its id came back.
+-- (Asked once the interruption is taken: nothing interrupts this.)
+local function started_row(run_id)
+  local ok, r = pcall(db.one, "SELECT id FROM ferry.history WHERE run_id = $1 AND status = 'running'", run_id)
+  return ok and r and r.id or nil
+end
+
 local function history_finish(id, status, sum, rules, err)
   local payload = encode_value(object({"stats", "errors"}, {stats = stats_object(), errors = errors_array()}))
   db.exec([[
@@ -1476,27 +1485,20 @@ local function apply(m, operation, dry_run)
   ensure_history()
   local hid
   local scripts_sum = not dry_run and checksum(root_dir, m, {}) or nil   -- (the scripts alone: an up.sql's whole checksum)
-  if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, scripts_sum) end
   local would_exist = false     -- a dry run found what the up.sql creates in the database already
-  if not log.flags().json then
-    log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
-  end
-  -- (its notes come under the heading; a run that cannot read its
-  -- checkpoint -- a statement timeout -- closes its history row, failed,
-  -- rather than leave it "running")
-  local cp_ok, cp = pcall(new_checkpoint, ctx, m)
-  if not cp_ok then
-    if hid then
-      local why = error_text(cp)
-      close_history(hid, why:find("connection lost", 1, true), why, function()
-        history_finish(hid, "failed", nil, nil, why)
-      end)
-    end
-    error(cp, 0)
-  end
-  ctx.checkpoint = cp
-
+  local started = false         -- the history row written, the checkpoint read: the script's turn
+  -- From the history row on, in one protected call: Ctrl-C can come at
+  -- any instruction, also once the row's INSERT has gone through and
+  -- before the script starts, and that row must not be left "running"
+  -- (see started_row below).
   local ok, err = pcall(function()
+    if not dry_run then hid = on_history("write", history_start, m, operation, ctx.run_id, scripts_sum) end
+    if not log.flags().json then
+      log.info(string.format("==> %s%s", m.id, dry_run and " (dry run)" or ""))
+    end
+    -- (its notes come under the heading)
+    ctx.checkpoint = new_checkpoint(ctx, m)
+    started = true
     if m.files["up.lua"] then
       prestart_sessions(m, dry_run)
       return run_lua(m, "up.lua", ctx)
@@ -1532,6 +1534,21 @@ local function apply(m, operation, dry_run)
   -- and the command stops after it (see after_interrupt)
   local stop = sys.interrupted()
   if stop and not ok then err = stop end
+  -- Interrupted as its history row was written: the row is there, its id
+  -- maybe not yet known here.
+  if stop and not dry_run and not hid then hid = started_row(ctx.run_id) end
+  if not ok and not started and not stop then
+    -- Failed before the script started (the history not writable, the
+    -- checkpoint not readable -- a statement timeout): said as it is, the
+    -- row, if written, closed failed rather than left "running".
+    if hid then
+      local why = error_text(err)
+      close_history(hid, why:find("connection lost", 1, true), why, function()
+        history_finish(hid, "failed", nil, nil, why)
+      end)
+    end
+    error(err, 0)
+  end
   -- an up.sql recorded applied inside its own transaction: committed, even
   -- if what came after the COMMIT (the interruption) raised
   if not ok and hid and m.files["up.sql"] and not m.files["up.lua"] then
@@ -1541,7 +1558,7 @@ local function apply(m, operation, dry_run)
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   -- a run that failed reports what it committed, not what it had mapped
-  if not ok and not dry_run then ctx.checkpoint.rewind_to_committed() end
+  if not ok and not dry_run and ctx.checkpoint then ctx.checkpoint.rewind_to_committed() end
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
   local lost = errtext and errtext:find("connection lost", 1, true)
@@ -1549,7 +1566,7 @@ local function apply(m, operation, dry_run)
   local good = ok and row_errors == 0
   local recorded_lost      -- the line to show when the run finished but its record was lost
   local lost_status        -- the history row's status once the connection was lost (nil: not known)
-  if not dry_run then
+  if not dry_run and hid then
     -- applied and no resume point left, or neither: one transaction (the
     -- files are read and hashed before it begins)
     local sum = ok and checksum(root_dir, m, rules) or nil
@@ -2058,17 +2075,24 @@ function commands.rollback(args)
   stats.max_errors(opts.max_errors)
   local t0 = sys.clock()
   local ctx = make_ctx(m, false, "rollback")
-  local hid = on_history("write", history_start, m, "rollback", ctx.run_id, checksum(root_dir, m, {}))
-  if not log.flags().json then log.info("==> rolling back " .. m.id) end
+  local sum = checksum(root_dir, m, {})
+  local hid
+  -- (the history row in the protected call too: an interruption as its
+  -- INSERT went through must not leave it "running", see apply)
   local ok, err = pcall(function()
+    hid = on_history("write", history_start, m, "rollback", ctx.run_id, sum)
+    if not log.flags().json then log.info("==> rolling back " .. m.id) end
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
     else run_sql_file(m, "rollback.sql", false) end
   end)
   local stop = sys.interrupted()
   if stop then ok, err = false, stop end
+  if stop and not hid then hid = started_row(ctx.run_id) end
+  -- (the history not writable: said as it is, nothing was run)
+  if not ok and not hid and not stop then error(err, 0) end
   ok, err = close_open_transaction(ok, err)
   local errtext = not ok and error_text(err) or nil
-  local failure = close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
+  local failure = hid and close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
     history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext)
     if ok then db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end
   end)
@@ -2218,8 +2242,10 @@ function commands.baseline(args)
     if not (st and st.status == "applied") then
       stats.reset()
       local run_id = uuid.v4()
-      local hid = history_start(m, "baseline", run_id, checksum(root_dir, m, {}))
-      history_finish(hid, "applied", nil, nil, nil)
+      local sum = checksum(root_dir, m, {})
+      -- (one transaction: an interruption between the two leaves no row
+      -- "running" for a migration nothing ran of)
+      db.transaction(function() history_finish(history_start(m, "baseline", run_id, sum), "applied", nil, nil, nil) end)
       done[#done + 1] = m.id
       if not log.flags().json then log.info("baselined " .. m.id .. " (recorded as applied, not run)") end
     end
