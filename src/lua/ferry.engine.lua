@@ -1138,6 +1138,12 @@ end
 local function close_history(hid, lost, errtext, finish)
   if lost then return nil, record_lost(hid, errtext) end
   local done, ferr = pcall(db.transaction, finish)
+  -- Ctrl-C as the outcome was being written (after the command had looked
+  -- for one): the outcome is what it is all the same -- a run that had
+  -- finished stays applied -- so it is written again, the interruption
+  -- taken by now (nothing interrupts the second try; finish() does nothing
+  -- twice), and the command stops after it (after_interrupt).
+  if not done and is_ferry_error(ferr) and ferr.signal then done, ferr = pcall(db.transaction, finish) end
   if done then return nil end
   -- (the server's words, without the place in ferry's own Lua that ran
   -- the history update)

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Ctrl-C that comes as a run's history row is being written: the row is
+# Ctrl-C that comes as a run's history row is being written (at its start,
+# and as its outcome is recorded).
+#
+# At the start: the row is
 # there (the INSERT went through) but the run had not started.  Such a row
 # was left 'running' -- later closed as "ferry ended before recording the
 # outcome (killed, ...)", which it was not -- and ferry said only
@@ -93,6 +96,37 @@ is "$(psql_val "$db" "SELECT to_regclass('items') IS NOT NULL")" t "rollback: th
 interrupt baseline 20250103
 is "$RC" 130 "baseline: exit 130"
 is "$(rows_of 20250103_sql)" "up|failed|interrupted (SIGINT)" "baseline: no row of it is left, running or not"
+
+# --- Ctrl-C as the outcome of a run that finished is being recorded: the
+# history update it cancelled is written all the same, applied -- the
+# migration had finished -- and the command stops as after any migration
+# that finished though interrupted (exit 130, saying so).  Before, it was
+# recorded failed, 'cannot record the run: interrupted (SIGINT)', exit 1.
+put "$D/migrations/20250104_done/up.lua" 'db.exec("CREATE TABLE done_t (x int)")'
+psql_val "$db" "CREATE SEQUENCE hold_once; CREATE FUNCTION slow_finish() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+  IF NEW.status <> 'running' AND nextval('hold_once') = 1 THEN     -- (a sequence: once, whatever rolls back)
+    BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END;
+  END IF;
+  RETURN NEW;
+END \$\$;
+CREATE TRIGGER slow_finish BEFORE UPDATE ON ferry.history FOR EACH ROW EXECUTE FUNCTION slow_finish()" >/dev/null
+"$FERRY" --dir "$D" run 20250104 >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%UPDATE ferry.history%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+  sleep 0.05
+done
+kill -INT -- "-$pid"
+RC=0
+wait "$pid" || RC=$?
+ERR=$(cat "$TAP_TMPDIR/bg.err")
+psql_val "$db" "DROP TRIGGER slow_finish ON ferry.history" >/dev/null
+is "$RC" 130 "recording: exit 130"
+is "$ERR" "ferry: interrupted (SIGINT) after 20250104_done had finished (applied); nothing after it was run" \
+   "recording: the line says the migration had finished"
+is "$(rows_of 20250104_done)" "run|applied|" "recording: the run is recorded applied, as it is"
+is "$(psql_val "$db" "SELECT to_regclass('done_t') IS NOT NULL")" t "recording: its work is there"
 
 is "$(psql_val "$db" "SELECT count(*) FROM ferry.history WHERE status = 'running'")" 0 "no history row is left running"
 is "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" 0 \
