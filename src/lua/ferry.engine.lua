@@ -782,8 +782,8 @@ local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
   if history_exists() then
-    local r = db.one("SELECT position::text AS position, stats::text AS stats FROM ferry.checkpoint WHERE migration = $1",
-                     ctx.migration)
+    local r = db.one([[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
+                         FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
     if r then saved = r end
   end
   local position = saved and saved.position and decode_position(saved.position) or nil
@@ -807,6 +807,14 @@ local function new_checkpoint(ctx, m)
                .. "these statistics count this run's own work)")
     else
       for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
+      -- A run killed before it recorded its counters (its row closed just
+      -- now by history_start, with none): they are these, what it had
+      -- committed.
+      if not ctx.dry_run then
+        db.exec([[UPDATE ferry.history SET stats = jsonb_build_object('stats', $3::jsonb, 'errors', '[]'::jsonb)
+                   WHERE migration = $1 AND run_id = $2 AND stats IS NULL AND status = 'failed']],
+                ctx.migration, saved.run_id, encode_value(stats_object()))
+      end
     end
   end
 
@@ -1049,6 +1057,18 @@ end
 -- unknown (NULL).  (Until then status shows it as interrupted.)
 local STALE_RUN = "interrupted: ferry ended before recording the outcome (killed, its connection lost, "
                   .. "or the server crashed); closed when this migration was next run or rolled back"
+
+-- The counters a history row h's run had committed, as the checkpoint it
+-- saved holds them (jsonb {name: value}, or NULL): for a row still
+-- 'running' -- a run in progress, or one killed before it recorded its
+-- own.  (A checkpoint's counters are totals, as a resumed run's are.)
+local CHECKPOINT_COUNTERS = [[
+  (SELECT jsonb_object_agg(c->>0, c->1)
+     FROM ferry.checkpoint k
+     CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(k.stats->'counters') = 'array'
+                                                  THEN k.stats->'counters' ELSE '[]' END) c
+    WHERE k.migration = h.migration AND k.run_id = h.run_id
+      AND jsonb_typeof(c) = 'array' AND c->>0 IS NOT NULL AND jsonb_typeof(c->1) = 'number')]]
 
 local function history_start(m, operation, run_id, sum)
   local r = db.one([[
@@ -2434,7 +2454,9 @@ function commands.history(args)
              to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
              to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
              round(extract(epoch FROM h.finished_at - h.started_at) * 1000)::bigint AS duration_ms,
-             CASE WHEN jsonb_typeof(h.stats->'stats') = 'object' THEN h.stats->'stats' ELSE '{}' END::text AS stats,
+             CASE WHEN jsonb_typeof(h.stats->'stats') = 'object' THEN h.stats->'stats'
+                  WHEN h.status = 'running' THEN coalesce(]] .. CHECKPOINT_COUNTERS .. [[, '{}')
+                  ELSE '{}' END::text AS stats,
              CASE WHEN $2 AND jsonb_typeof(h.stats->'errors') = 'array'
                   THEN (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(h.stats->'errors') e
                          WHERE jsonb_typeof(e) = 'object')

@@ -4,6 +4,7 @@
 # KILL_LEADS / KILL_TIMES make it longer (make soak).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
+. "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 LEADS=${KILL_LEADS:-3000}
 KILLS=${KILL_TIMES:-5}
@@ -92,10 +93,26 @@ for attempt in 1 2 3 4 5; do
     mid=$(clone_db kr_tpl kr_mid)
 done
 before=$(psql_val "$mid" "SELECT count(*) FROM \"Message\"")
+# What the killed run had committed, as its checkpoint counts it: history
+# shows it for that run (it had nothing to show: the run never recorded
+# its counters), before the next run closes its row and after.
+committed=$(psql_val "$mid" "SELECT string_agg((c->>0) || ' ' || (c->>1), ', ' ORDER BY c->>0)
+                               FROM ferry.checkpoint k, jsonb_array_elements(k.stats->'counters') c")
+run_ferry --db "$mid" history $M4
+like "$OUT" "run +interrupted +-
+    $committed\$" "history: the killed run shows the counters of what it had committed"
+run_ferry --db "$mid" --json history $M4
+is "$(json_eval "$OUT" '", ".join(k + " " + str(v) for k, v in sorted(j["runs"][0]["stats"].items()))')" "$committed" \
+   "history --json: the same counters"
 run_ferry --db "$mid" --json run $M4 --batch-size "$BATCH"
 is "$RC" 0 "the resumed run succeeds"
 got_stats=$(printf '%s' "$OUT" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["stats"], sort_keys=True))')
 is "$got_stats" "$clean_stats" "the resumed run reports the totals of an uninterrupted one"
 ok "$([ "$before" -gt 0 ] && echo 0 || echo 1)" "the killed run had committed batches ($before messages) that were kept"
 is "$(rows_digest "$mid")" "$clean_digest" "and the final rows are the same"
+run_ferry --db "$mid" history $M4
+like "$OUT" "run +failed +-
+    $committed
+    error: interrupted: ferry ended before recording the outcome" \
+     "history: the killed run's row, closed by the next run, keeps those counters"
 done_testing
