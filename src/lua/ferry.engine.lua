@@ -2148,6 +2148,18 @@ function commands.rollback(args)
   return EXIT_OK
 end
 
+-- validate's note when m's last run stopped before its end (failed, or
+-- killed before it could say: 'running', its process gone): its checks
+-- then fail on what it did not write, which says nothing of the rules.
+local function unfinished_run_note(m, st)
+  local interrupted = st and st.status == "running" and st.gone
+  if not st or not (st.status == "failed" or interrupted) then return nil end
+  return string.format("note: the last run of %s %s (started %s; 'ferry history %s' says %s): the checks see what it "
+                       .. "committed and count what it did not write as missing; re-run it (ferry run %s), then "
+                       .. "validate again", m.id, interrupted and "was interrupted" or "failed", st.started_at, m.id,
+                       interrupted and "more" or "why", m.id)
+end
+
 function commands.validate(args)
   if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
   local list, by_id = discover(root_dir)
@@ -2156,11 +2168,9 @@ function commands.validate(args)
   preflight({m}, true)
   db.open()
   -- (checks that look for what the old id wrote would pass over nothing)
-  if history_exists() then
-    local states = load_states()
-    local r = not states[m.id] and renamed_from({m}, by_id, states)[m.id]
-    if r then refuse_renamed_for("validate", m, r) end
-  end
+  local states = history_exists() and load_states() or {}
+  local r = not states[m.id] and next(states) and renamed_from({m}, by_id, states)[m.id]
+  if r then refuse_renamed_for("validate", m, r) end
   -- A run (or rollback) of m in progress on this database: the checks see
   -- the batches it had committed when their snapshot was taken, so their
   -- failures and counts say nothing yet.  Said, not refused.  (Its session
@@ -2180,6 +2190,9 @@ function commands.validate(args)
                              .. "the batches it commits meanwhile; validate again when it has finished",
                              busy.operation == "rollback" and "rollback" or "run", m.id, tostring(busy.pid),
                              busy.host, busy.since))
+    else
+      local note = unfinished_run_note(m, states[m.id])
+      if note then log.warn(note) end
     end
   end
   -- checks only read: the main session and every one they open are

@@ -226,6 +226,14 @@ run_ferry --dir "$D1" --db "$URI" validate "$B4"
 is "$RC" 1 "validate with the failing rule: exit 1"
 like "$OUT" "✗ FAIL every processed audit with text and an existing lead has exactly one message  \\(19 audits with text: 0 without a message, 0 with more than one, 1 audits the rules cannot map\\)" \
     "... check 8 counts the audit the rules cannot map"
+started=$(q "$URI" "SELECT to_char(max(started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM ferry.history WHERE migration = '$B4'")
+is "$ERR" "note: the last run of $B4 failed (started $started; 'ferry history $B4' says why): the checks see what it committed and count what it did not write as missing; re-run it (ferry run $B4), then validate again" \
+   "... and stderr notes that the last run failed, and what to do"
+# the same run as a killed one leaves it: 'running', its process gone
+q "$URI" "UPDATE ferry.history SET status = 'running', finished_at = NULL, backend_pid = 0 WHERE migration = '$B4'" >/dev/null
+run_ferry --dir "$D1" --db "$URI" validate "$B4"
+is "$ERR" "note: the last run of $B4 was interrupted (started $started; 'ferry history $B4' says more): the checks see what it committed and count what it did not write as missing; re-run it (ferry run $B4), then validate again" \
+   "... a run killed before it recorded its outcome: noted as interrupted"
 b4_run
 is "$RC" 0 "re-run with the rule fixed exits 0"
 [ "$RC" = 0 ] || diag "$OUT"
