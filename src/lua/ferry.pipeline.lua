@@ -46,12 +46,20 @@ function P.new(db, opts)
   return self
 end
 
+-- While a batch's after runs, its pipeline is marked in_after (set back
+-- however after ends): send, finish and abort refuse to run from it.
+local IN_AFTER = {__close = function(mark) mark.pipe.in_after = nil end}
+
 -- Commits the batch in flight on writer wr, if any.
 function P:commit(wr)
   local p = wr.pending
   if not p then return end
   if p.copy then p.copy:finish() end
-  if p.after then p.after(wr.conn) end
+  if p.after then
+    self.in_after = true
+    local _ <close> = setmetatable({pipe = self}, IN_AFTER)
+    p.after(wr.conn)
+  end
   if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
   wr.conn:exec("COMMIT")
   wr.pending = nil
@@ -194,9 +202,23 @@ local function abort_all(self)
   for _, wr in ipairs(self.writers) do abort_writer(wr) end
 end
 
+-- A batch's after runs while that batch commits, between its COPY's end
+-- and its checkpoint: a send from it would commit the next writer's batch
+-- first (the checkpoint moving back), a finish would finish that COPY
+-- again, an abort would roll back the batch whose checkpoint is saved next
+-- (outside any transaction then).  Raised at the line that called them.
+local function refuse_in_after(self, name, level)
+  if type(self) == "table" and self.in_after then
+    error("db.pipeline: pipe:" .. name .. " called from a batch's after function, which runs while that batch "
+          .. "commits: after writes through the conn it is given, and leaves the pipeline to the code that sends",
+          level + 1)
+  end
+end
+
 -- (nothing once the pipeline is closed: its sessions are no longer its
 -- own, and a transaction the script began since is not to be rolled back)
 function P:abort()
+  refuse_in_after(self, "abort", 2)
   if not self.closed then abort_all(self) end
 end
 
@@ -250,6 +272,7 @@ local function open_only(name, f)
     if type(self) == "table" and self.closed then
       error("db.pipeline: used after it was closed (pipe:" .. name .. ")")
     end
+    if name ~= "pump" then refuse_in_after(self, name, 1) end
     return f(self, ...)
   end
 end

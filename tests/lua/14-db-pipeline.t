@@ -180,6 +180,52 @@ do
   T.is(#cp.saved, 1, "dry run: ...without moving the checkpoint")
 end
 
+---------------------------------------------------------------- an after that uses its own pipeline
+-- after runs while its batch commits.  A send from it committed the next
+-- writer's batch first (with jobs = 2 the checkpoint went back: batch 2's
+-- position saved, then batch 1's), a finish from it finished the batch's
+-- COPY twice ('COPY is finished or aborted', on every later send), and an
+-- abort from it rolled the batch back, whose checkpoint was then saved
+-- outside any transaction.  Refused at the line that calls it; the error
+-- rolls back what is in flight, as any other error.
+db.exec("DELETE FROM " .. tbl)
+local from_after = {
+  send = function(pipe) pipe:send{copies = {{sql = COPY, buffer = buf}}, position = 9} end,
+  finish = function(pipe) pipe:finish() end,
+  abort = function(pipe) pipe:abort() end,
+}
+for _, jobs in ipairs{1, 2} do
+  for _, method in ipairs{"send", "finish", "abort"} do
+    local what = "jobs " .. jobs .. ", pipe:" .. method .. " in after"
+    cp = fake_checkpoint()
+    local ok, e = pcall(function()
+      local pipe <close> = db.pipeline{jobs = jobs, checkpoint = cp}
+      for i = 1, 3 do
+        buf:clear(); buf:put(i, "reentrant")
+        pipe:send{copies = {{sql = COPY, buffer = buf}}, position = i,
+                  after = i == 1 and function() from_after[method](pipe) end or nil}
+      end
+      pipe:finish()
+    end)
+    T.like(not ok and tostring(e) or "", "^[^%[]*14%-db%-pipeline%.t:%d+: db%.pipeline: pipe:" .. method
+           .. " called from a batch's after function",
+           what .. ": refused at the calling line")
+    local saved = {}
+    for i, s in ipairs(cp.saved) do saved[i] = s.pos end
+    T.is(saved, {}, what .. ": no checkpoint saved (none out of order, none of a batch rolled back)")
+    T.is(count(), 0, what .. ": the batches in flight are rolled back")
+    T.is(db.in_transaction(), false, what .. ": the main session is left out of a transaction")
+  end
+end
+do
+  local pipe <close> = db.pipeline{jobs = 1}
+  buf:clear(); buf:put(1, "pump")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}, after = function() pipe:pump() end}
+  pipe:finish()
+  T.is(count(), 1, "pipe:pump in after is allowed (it only sends on what is in flight)")
+  db.exec("DELETE FROM " .. tbl)
+end
+
 ---------------------------------------------------------------- foreign keys checked by index
 -- The server checks each row's foreign key with a plan it makes once per
 -- session.  Made while the referenced table is tiny (the first batch of a
