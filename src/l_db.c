@@ -866,16 +866,19 @@ static result_box *run_query(lua_State *L, conn *c) {
     return b;
 }
 
-static int affected_rows(PGresult *res) {
+/* The rows a statement affected (its command tag's count) or returned:
+ * the server's count is 64-bit, and an UPDATE of a table of billions of
+ * rows goes past an int's. */
+static lua_Integer affected_rows(PGresult *res) {
     const char *t = PQcmdTuples(res);
-    return *t ? atoi(t) : PQntuples(res);
+    return *t ? (lua_Integer)strtoll(t, NULL, 10) : PQntuples(res);
 }
 
 /* conn:exec(sql, ...) -> number of rows affected (or returned). */
 static int conn_exec(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     result_box *b = run_query(L, c);
-    int n = affected_rows(b->res);
+    lua_Integer n = affected_rows(b->res);
     PQclear(b->res);
     b->res = NULL;
     lua_pushinteger(L, n);
