@@ -1631,6 +1631,11 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     st->conninfo = dup_or_null(opts->conninfo);
     st->lock_timeout = dup_or_null(opts->lock_timeout);
     st->statement_timeout = dup_or_null(opts->statement_timeout);
+    /* a copy that failed must not read as "not given": NULL is libpq's
+     * defaults (PGDATABASE's database) and the server's timeouts */
+    if ((opts->conninfo && !st->conninfo) || (opts->lock_timeout && !st->lock_timeout)
+        || (opts->statement_timeout && !st->statement_timeout))
+        return luaL_error(L, "not enough memory");
     st->read_only = opts->read_only;
     st->quiet = opts->quiet;
     st->gc_at = GC_EVERY;
