@@ -6,7 +6,7 @@
 # copy of --lock-timeout lost meant the server's (none: a lock waited for
 # without end).  An LD_PRELOAD shim makes the n-th malloc of one size fail
 # (the size of the string copied, made unusual); a run where it cannot act
-# (under valgrind, which replaces the allocator) skips.
+# (under valgrind or a sanitizer, which replace the allocator) skips.
 . "$(dirname "$0")/../lib/tap.sh"
 require_pg
 plan 2
@@ -48,7 +48,7 @@ MARK=$TAP_TMPDIR/failed
 # (the shim acts: a malloc of 24 bytes happens in any run)
 FAIL_SIZE=24 FAIL_NTH=1 FAIL_MARK=$MARK LD_PRELOAD=$TAP_TMPDIR/nth.so "$bin" --version >/dev/null 2>&1
 if [ ! -e "$MARK" ]; then
-    skip "the allocation shim has no effect here (valgrind?)" 2
+    skip "the allocation shim has no effect here (valgrind or a sanitizer replaces the allocator)" 2
     exit 0
 fi
 
