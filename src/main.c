@@ -70,6 +70,13 @@ static int push_cli(lua_State *L, int argc, char **argv) {
         if (in_list(value_options, a, n)) {
             const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) { push_usage_error(L, "option %s needs a value", a); return 0; }
+            /* --db "$UNSET": libpq would take the PG* variables' database --
+             * another than the one meant, and no error to say so */
+            if (strncmp(a, "--db", n) == 0 && !*v) {
+                push_usage_error(L, "option %s is empty: give a connection string, or leave --db out (then "
+                                    "DATABASE_URL, then libpq's PG* variables, are used)", "--db");
+                return 0;
+            }
             lua_pushlstring(L, name, name_len);
             /* the connection string may hold a password: it stays in C */
             if (strncmp(a, "--db", n) == 0) lua_pushboolean(L, 1); else lua_pushstring(L, v);

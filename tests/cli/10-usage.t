@@ -65,6 +65,9 @@ expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
 expect_usage "usage: ferry new NAME [--sql]" --dir "$D" new
 expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
 expect_usage "option --db needs a value" --dir "$D" status --db
+# an empty one (--db "$UNSET") must not fall back to the PG* variables' database
+expect_usage "option --db is empty: give a connection string, or leave --db out (then DATABASE_URL, then libpq's PG* variables, are used)" --dir "$D" status --db ""
+expect_usage "option --db is empty: give a connection string, or leave --db out (then DATABASE_URL, then libpq's PG* variables, are used)" --dir "$D" --db= up
 expect_usage "option --to needs a value" --dir "$D" up --to
 expect_usage "option --dir needs a value" --dir
 expect_usage "up takes no arguments (did you mean 'ferry run 20250101'?)" --dir "$D" up 20250101
