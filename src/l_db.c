@@ -1453,7 +1453,13 @@ static int conn_quote_ident(lua_State *L) {
     m->p = NULL;
     luaL_setmetatable(L, PQMEM_MT);
     m->p = PQescapeIdentifier(c->pg, s, len);
-    if (!m->p) return luaL_error(L, "quote_ident: %s", PQerrorMessage(c->pg));
+    if (!m->p) {
+        const char *why = PQerrorMessage(c->pg);      /* (libpq's text ends with a newline) */
+        size_t n = strlen(why);
+        while (n > 0 && why[n - 1] == '\n') n--;
+        lua_pushlstring(L, why, n);
+        return luaL_error(L, "quote_ident: %s", lua_tostring(L, -1));
+    }
     lua_pushstring(L, m->p);
     PQfreemem(m->p);
     m->p = NULL;

@@ -247,6 +247,8 @@ T.ok(true, "exec_script: DO blocks and NOTICEs are fine")
 T.is(db.quote_ident("simple"), '"simple"', "quote_ident always quotes")
 T.is(db.quote_ident('we"ird'), '"we""ird"', "quote_ident doubles quotes")
 T.is(db.quote_ident("Mixed Case"), '"Mixed Case"', "quote_ident keeps case and spaces")
+T.is(err_of(db.quote_ident, "caf\xc3"), "quote_ident: incomplete multibyte character",
+     "quote_ident of text that is not UTF-8: libpq's reason, one line (no newline at its end)")
 local weird = 'tbl "x"; DROP TABLE q; --'
 db.exec("CREATE TEMP TABLE " .. db.quote_ident(weird) .. " (v int)")
 db.exec("INSERT INTO " .. db.quote_ident(weird) .. " VALUES (1)")
