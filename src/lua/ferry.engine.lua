@@ -2274,20 +2274,37 @@ function commands.baseline(args)
   take_lock()
   ensure_history()
   local states = load_states()
-  local done = array()
+  local todo = {}
   for i, m in ipairs(list) do
     if i > last then break end
     local st = states[m.id]
-    if not (st and st.status == "applied") then
-      stats.reset()
-      local run_id = uuid.v4()
-      local sum = checksum(root_dir, m, {})
-      -- (one transaction: an interruption between the two leaves no row
-      -- "running" for a migration nothing ran of)
-      db.transaction(function() history_finish(history_start(m, "baseline", run_id, sum), "applied", nil, nil, nil) end)
-      done[#done + 1] = m.id
-      if not log.flags().json then log.info("baselined " .. m.id .. " (recorded as applied, not run)") end
+    if not (st and st.status == "applied") then todo[#todo + 1] = m end
+  end
+  local done = array()
+  -- Ctrl-C, or the reader of stdout gone: what is recorded stays; the line
+  -- says how far it got and to baseline again for the rest
+  local function stopped(stop)
+    err_out(string.format("ferry: %s after baselining %d of %d migrations%s; run 'ferry baseline %s' again for the rest\n",
+                          stop.message, #done, #todo, #done > 0 and " (the last: " .. done[#done] .. ")" or "", version))
+    return stop.code
+  end
+  for _, m in ipairs(todo) do
+    stats.reset()
+    local run_id = uuid.v4()
+    local sum = checksum(root_dir, m, {})
+    -- (one transaction: an interruption between the two leaves no row
+    -- "running" for a migration nothing ran of)
+    local ok, err = pcall(db.transaction, function()
+      history_finish(history_start(m, "baseline", run_id, sum), "applied", nil, nil, nil)
+    end)
+    if not ok then
+      if is_ferry_error(err) and err.signal then return stopped(err) end
+      error(err, 0)
     end
+    done[#done + 1] = m.id
+    if not log.flags().json then write_after_record(log.info, "baselined " .. m.id .. " (recorded as applied, not run)") end
+    local stop = sys.interrupted()
+    if stop then return stopped(stop) end
   end
   if log.flags().json then emit_json(object({"baselined"}, {baselined = done}))
   elseif #done == 0 then log.info("Nothing to baseline: every migration up to " .. version .. " is applied.") end

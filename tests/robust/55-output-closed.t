@@ -151,4 +151,25 @@ is "$RC|$(done_row)" "141|run|applied|" "run, stdout closed after the record: re
 is "$(cat "$TAP_TMPDIR/err")" "ferry: interrupted (SIGPIPE: output closed) after 20250102_done had finished (applied); nothing after it was run" \
    "run, stdout closed after the record: the line says so"
 
+# --- baseline: its reader gone after the first line.  The second
+# migration's record is held a second (a trigger), so that head is gone
+# when its line is written.  What was recorded stays; the line says how far
+# it got and to baseline again for the rest (it used to say only
+# "interrupted (SIGPIPE: output closed)").
+D3=$TAP_TMPDIR/proj3
+for m in 20250201_a 20250202_b 20250203_c; do put "$D3/migrations/$m/up.sql" "SELECT 1;"; done
+psql_val "$db" "CREATE FUNCTION public.slow_b() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN IF NEW.migration = '20250202_b' THEN PERFORM pg_sleep(1); END IF; RETURN NEW; END \$\$;
+CREATE TRIGGER slow_b BEFORE INSERT ON ferry.history FOR EACH ROW EXECUTE FUNCTION public.slow_b()" >/dev/null
+"$FERRY" --dir "$D3" baseline 20250203 2>"$TAP_TMPDIR/err" | head -n 1 >"$TAP_TMPDIR/out"
+RC=${PIPESTATUS[0]}
+psql_val "$db" "DROP TRIGGER slow_b ON ferry.history; DROP FUNCTION public.slow_b()" >/dev/null
+is "$RC|$(cat "$TAP_TMPDIR/out")" "141|baselined 20250201_a (recorded as applied, not run)" "baseline, stdout closed: exit 141"
+is "$(psql_val "$db" "SELECT string_agg(migration || ' ' || status, ',' ORDER BY migration) FROM ferry.history WHERE operation = 'baseline'")" \
+   "20250201_a applied,20250202_b applied" "baseline, stdout closed: what it recorded stays, nothing after it"
+is "$(cat "$TAP_TMPDIR/err")" "ferry: interrupted (SIGPIPE: output closed) after baselining 2 of 3 migrations (the last: 20250202_b); run 'ferry baseline 20250203' again for the rest" \
+   "baseline, stdout closed: the line says how far it got and what to do"
+"$FERRY" --dir "$D3" baseline 20250203 >"$TAP_TMPDIR/out" 2>&1
+is "$?|$(cat "$TAP_TMPDIR/out")" "0|baselined 20250203_c (recorded as applied, not run)" "baseline again: the rest"
+
 done_testing
