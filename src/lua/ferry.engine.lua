@@ -778,12 +778,39 @@ local function changed_since(saved)
   return changed
 end
 
+-- The counters a history row h's run had committed, as the checkpoint it
+-- saved holds them (jsonb {name: value}, or NULL): for a row still
+-- 'running' -- a run in progress, or one killed before it recorded its
+-- own.  (A checkpoint's counters are totals, as a resumed run's are.)
+local CHECKPOINT_COUNTERS = [[
+  (SELECT jsonb_object_agg(c->>0, c->1)
+     FROM ferry.checkpoint k
+     CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(k.stats->'counters') = 'array'
+                                                  THEN k.stats->'counters' ELSE '[]' END) c
+    WHERE k.migration = h.migration AND k.run_id = h.run_id
+      AND jsonb_typeof(c) = 'array' AND c->>0 IS NOT NULL AND jsonb_typeof(c->1) = 'number')]]
+
+-- A run killed before it recorded its counters (kill -9, the machine
+-- gone): once history_start has closed its row, failed with none, they
+-- are those of the checkpoint it saved -- what it had committed.  Written
+-- there before that checkpoint goes: replaced by the next run's, deleted
+-- by a rollback (its rollback.sql may do it itself).  Not when the run had
+-- row errors and committed batches past its checkpoint (after_errors).
+local function keep_killed_counters(migration)
+  db.exec([[UPDATE ferry.history h
+               SET stats = jsonb_build_object('stats', coalesce(]] .. CHECKPOINT_COUNTERS .. [[, '{}'), 'errors', '[]'::jsonb)
+             WHERE h.migration = $1 AND h.status = 'failed' AND h.stats IS NULL
+               AND EXISTS (SELECT 1 FROM ferry.checkpoint k
+                            WHERE k.migration = h.migration AND k.run_id = h.run_id AND k.stats->'after_errors' IS NULL)]],
+          migration)
+end
+
 local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
   if history_exists() then
-    local r = db.one([[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
-                         FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
+    local r = db.one("SELECT position::text AS position, stats::text AS stats FROM ferry.checkpoint WHERE migration = $1",
+                     ctx.migration)
     if r then saved = r end
   end
   local position = saved and saved.position and decode_position(saved.position) or nil
@@ -807,14 +834,7 @@ local function new_checkpoint(ctx, m)
                .. "these statistics count this run's own work)")
     else
       for _, c in ipairs(s.counters or {}) do stats.set(c[1], c[2]) end
-      -- A run killed before it recorded its counters (its row closed just
-      -- now by history_start, with none): they are these, what it had
-      -- committed.
-      if not ctx.dry_run then
-        db.exec([[UPDATE ferry.history SET stats = jsonb_build_object('stats', $3::jsonb, 'errors', '[]'::jsonb)
-                   WHERE migration = $1 AND run_id = $2 AND stats IS NULL AND status = 'failed']],
-                ctx.migration, saved.run_id, encode_value(stats_object()))
-      end
+      if not ctx.dry_run then keep_killed_counters(ctx.migration) end
     end
   end
 
@@ -1057,18 +1077,6 @@ end
 -- unknown (NULL).  (Until then status shows it as interrupted.)
 local STALE_RUN = "interrupted: ferry ended before recording the outcome (killed, its connection lost, "
                   .. "or the server crashed); closed when this migration was next run or rolled back"
-
--- The counters a history row h's run had committed, as the checkpoint it
--- saved holds them (jsonb {name: value}, or NULL): for a row still
--- 'running' -- a run in progress, or one killed before it recorded its
--- own.  (A checkpoint's counters are totals, as a resumed run's are.)
-local CHECKPOINT_COUNTERS = [[
-  (SELECT jsonb_object_agg(c->>0, c->1)
-     FROM ferry.checkpoint k
-     CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(k.stats->'counters') = 'array'
-                                                  THEN k.stats->'counters' ELSE '[]' END) c
-    WHERE k.migration = h.migration AND k.run_id = h.run_id
-      AND jsonb_typeof(c) = 'array' AND c->>0 IS NOT NULL AND jsonb_typeof(c->1) = 'number')]]
 
 local function history_start(m, operation, run_id, sum)
   local r = db.one([[
@@ -2107,6 +2115,7 @@ function commands.rollback(args)
   -- INSERT went through must not leave it "running", see apply)
   local ok, err = pcall(function()
     hid = on_history("write", history_start, m, "rollback", ctx.run_id, sum)
+    keep_killed_counters(m.id)
     if not log.flags().json then log.info("==> rolling back " .. m.id) end
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
     else run_sql_file(m, "rollback.sql", false) end

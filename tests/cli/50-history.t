@@ -149,6 +149,25 @@ is "$(sed -n 4p <<<"$OUT")" "$(status_line 20250103_more interrupted - "process 
 run_ferry --db "$db2" --dir "$K" up
 is "$RC|$(history "$db2" "WHERE migration = '20250103_more'")" "0|20250103_more|up|failed
 20250103_more|up|applied" "up applies it, the interrupted row closed as failed"
+# killed with a checkpoint, then rolled back rather than resumed: the
+# rollback closes the killed run's row, and its rollback.sql deletes the
+# checkpoint (as Batch 4's does) -- the row keeps the counters of what that
+# run had committed, as when the next run closes it (it had none: the
+# counters lived only in the checkpoint)
+put "$K/migrations/20250104_killed/up.lua" 'stats.inc("rows")'
+put "$K/migrations/20250104_killed/rollback.sql" "DELETE FROM ferry.checkpoint WHERE migration = '20250104_killed';"
+psql_val "$db2" "WITH h AS (INSERT INTO ferry.history (migration, version, name, operation, status, run_id, backend_pid)
+                            VALUES ('20250104_killed', '20250104', 'killed', 'up', 'running', gen_random_uuid(), 0)
+                            RETURNING run_id)
+                 INSERT INTO ferry.checkpoint (migration, run_id, position, stats)
+                 SELECT '20250104_killed', run_id, '2', '{\"counters\": [[\"rows\", 2]]}' FROM h" >/dev/null
+run_ferry --db "$db2" --dir "$K" history 20250104_killed
+like "$OUT" $'\n    rows 2$' "history: the killed run shows its checkpoint's counters"
+run_ferry --db "$db2" --dir "$K" rollback 20250104_killed
+is "$RC" 0 "the killed migration is rolled back"
+run_ferry --db "$db2" --dir "$K" history 20250104_killed
+like "$OUT" $'^STARTED AT .*\n.* 20250104_killed +up +failed +-\n    rows 2\n    error: interrupted: ferry ended before recording the outcome .*\n.* 20250104_killed +rollback +rolled back +' \
+     "history after the rollback: the killed run's row, closed by it, keeps those counters"
 
 # --- a script that leaves the main session inside a transaction (BEGIN
 #     without COMMIT): not "applied" with its writes silently lost, but a
