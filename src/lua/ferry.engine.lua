@@ -2188,7 +2188,7 @@ function commands.validate(args)
   if history_exists() then
     local busy = on_history("read", db.one, [[
       SELECT h.operation, h.host, h.pid,
-             to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"') AS since
+             to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since
         FROM ferry.history h
        WHERE h.migration = $1 AND h.status = 'running'
          AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = h.backend_pid AND ]] .. holds_lock_sql(2, 3) .. [[)

@@ -98,7 +98,7 @@ for _ in $(seq 1 400); do [ "$(waiting)" -ge 1 ] && break; sleep 0.05; done
 is "$(waiting)" 1 "a run of $B4 is in progress, waiting for the application's row lock"
 run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
 is "$RC" 1 "validate during the run: exit 1 (checks 1 and 8 fail on the half-done run)"
-like "$ERR" "note: a run of $B4 is in progress on this database \\(pid [0-9]+ on [^,]+, since [0-9-]+ [0-9:]+Z\\): the checks see what it had committed when they began \\(one snapshot for all of them\\), not the batches it commits meanwhile; validate again when it has finished" \
+like "$ERR" "note: a run of $B4 is in progress on this database \\(pid [0-9]+ on [^,]+, since [0-9-]+T[0-9:]+Z\\): the checks see what it had committed when they began \\(one snapshot for all of them\\), not the batches it commits meanwhile; validate again when it has finished" \
      "... and says that a run is in progress, that the checks see it half done, and to validate again when it has finished"
 q "SELECT pg_terminate_backend($app)" >/dev/null
 wait "$app_job" 2>/dev/null
