@@ -546,7 +546,7 @@ local function load_states()
       -- a rollback that failed or was cut short leaves the migration
       -- applied -- but what it committed before (a rollback.sql's own
       -- transactions, a down.lua's) stays: noted
-      if st and st.status == "applied" and attempt_failed then st.rollback_failed_after = true end
+      if st and st.status == "applied" and attempt_failed then st.rollback_failed_after, st.failed_rollback = true, r end
     elseif st and st.status == "applied" and attempt_failed then
       st.failed_after = true
     else
@@ -2157,16 +2157,30 @@ function commands.rollback(args)
   return EXIT_OK
 end
 
--- validate's note when m's last run stopped before its end (failed, or
--- killed before it could say: 'running', its process gone): its checks
--- then fail on what it did not write, which says nothing of the rules.
+-- validate's note when m's backfill is not whole because a run or a
+-- rollback of it stopped part way (failed, or killed before it could
+-- say: 'running', its process gone): its checks then fail on what that
+-- left out, which says nothing of the rules.
+local function stopped_note(operation, m, row, consequence, remedy)
+  local interrupted = row.status == "running"
+  return string.format("note: the last %s of %s %s (started %s; 'ferry history %s' says %s): %s; %s, then validate again",
+                       operation, m.id, interrupted and "was interrupted" or "failed", row.started_at, m.id,
+                       interrupted and "more" or "why", consequence, remedy)
+end
+
 local function unfinished_run_note(m, st)
-  local interrupted = st and st.status == "running" and st.gone
-  if not st or not (st.status == "failed" or interrupted) then return nil end
-  return string.format("note: the last run of %s %s (started %s; 'ferry history %s' says %s): the checks see what it "
-                       .. "committed and count what it did not write as missing; re-run it (ferry run %s), then "
-                       .. "validate again", m.id, interrupted and "was interrupted" or "failed", st.started_at, m.id,
-                       interrupted and "more" or "why", m.id)
+  if not st then return nil end
+  if st.status == "applied" and st.failed_rollback then        -- (applied still: the rollback stopped part way)
+    return stopped_note("rollback", m, st.failed_rollback,
+                        "it may have removed part of what the migration wrote, which the checks count as missing",
+                        string.format("finish it (ferry rollback %s), or run the migration again (ferry run %s) "
+                                      .. "to write that back", m.id, m.id))
+  end
+  if st.status == "failed" or (st.status == "running" and st.gone) then
+    return stopped_note("run", m, st, "the checks see what it committed and count what it did not write as missing",
+                        string.format("re-run it (ferry run %s)", m.id))
+  end
+  return nil
 end
 
 function commands.validate(args)

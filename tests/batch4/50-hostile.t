@@ -241,6 +241,15 @@ is "$(q "$URI" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditId' = '$
 is "$(result "$URI")" "$clean" "final rows equal those of a clean run"
 invariant_ok "$(record_stats "$URI")"
 ok $? "the re-run's record keeps the stats invariant"
+# a rollback of it that failed after that (as its history row says):
+# validate notes that it may have removed part of the backfill
+q "$URI" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, started_at, finished_at, error)
+          VALUES ('$B4', '20251110', 'backfill_conversations_messages', 'rollback', 'failed', gen_random_uuid(),
+                  '2026-01-02 03:04:05+00', '2026-01-02 03:04:06+00', 'canceling statement due to lock timeout')" >/dev/null
+b4 validate "$B4"
+is "$RC|$ERR" "0|note: the last rollback of $B4 failed (started 2026-01-02T03:04:05Z; 'ferry history $B4' says why): it may have removed part of what the migration wrote, which the checks count as missing; finish it (ferry rollback $B4), or run the migration again (ferry run $B4) to write that back, then validate again" \
+   "a rollback that failed after the run: validate notes it"
+q "$URI" "DELETE FROM ferry.history WHERE operation = 'rollback'" >/dev/null
 
 # --max-errors 2 with three failing rows, one per lead, a batch per lead
 D3=$TAP_TMPDIR/three
