@@ -51,10 +51,13 @@ ANALYZE role_map;   -- so the planner knows it is six rows, not a guess
 -- to say each rule once.
 
 -- ' Customer ' -> 'customer'. Trims ASCII whitespace (space, \t, \n, \v, \f,
--- \r), like Lua's %s, not just spaces as plain btrim() would.
+-- \r), like Lua's %s, not just spaces as plain btrim() would, and
+-- lower-cases ASCII only (COLLATE "C"), like Lua's string.lower: in a UTF-8
+-- locale plain lower('ASSİSTANT') would be 'assistant', an actor ferry does
+-- not take (rules/roles.lua's PROCESSED_SQL does the same).
 CREATE FUNCTION pg_temp.actor_key(actor text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT lower(btrim(actor, E' \t\n\r\f\x0b')) $$;
+AS $$ SELECT lower(btrim(actor, E' \t\n\r\f\x0b') COLLATE "C") $$;
 
 -- Rule 4: "a string counts when it has at least one non-whitespace
 -- character". Whitespace is ASCII space, \t \n \v \f \r and the Unicode

@@ -8,7 +8,7 @@ local meta = require "rules.metadata"
 local ctx = {migration = "20251110_backfill_conversations_messages", started_at = os.date("!%Y-%m-%dT%H:%M:%SZ")}
 
 local audits = db.query([[SELECT id FROM "Audit" WHERE lead_id IS NOT NULL
-                           AND lower(btrim(actor, E' \t\n\r\f\x0b')) = ANY($1::text[]) ORDER BY created_at, id]],
+                           AND lower(btrim(actor, E' \t\n\r\f\x0b') COLLATE "C") = ANY($1::text[]) ORDER BY created_at, id]],
                         db.array(roles.actors()))
 local created = 0
 for _, row in ipairs(audits) do
