@@ -82,7 +82,10 @@ end)
 -- to an existing lead and -- while its key is still in the lead's
 -- state_metadata -- has the kind the rules give and the lead's customer (a
 -- note whose key has gone is left as it was by every run, kind and
--- customer included: a re-run would not "update" it).
+-- customer included: a re-run would not "update" it).  A run updates a
+-- kind or a customer, never the metadata: a note the live system moved to
+-- another lead (a merge of two leads) keeps naming the first, and a note
+-- without a lead is no lead's -- those are named, with what to do.
 --
 -- 5. Content: while its key is still a leaf of the lead's state_metadata,
 -- each backfilled note's content is the one rules.notes() gives now -- a
@@ -102,7 +105,8 @@ end
 local notes_pass
 local function backfilled_notes()
   if notes_pass then return notes_pass end
-  local p = {n = 0, mismatched = 0, differ = 0, gone = 0, unmapped = 0, shown = {}, leaves_error = nil}
+  local p = {n = 0, mismatched = 0, stale = 0, differ = 0, gone = 0, unmapped = 0, shown = {}, shown_stale = {},
+             leaves_error = nil}
   local lead = false               -- the lead being read, with
   local keys, want                 -- its leaves' keys (check 4) and key -> content (check 5; nil: unmappable)
   for r in db.rows([[
@@ -131,11 +135,19 @@ local function backfilled_notes()
         for _, note in ipairs(notes) do want[note.key] = note.content end
       end
     end
-    -- check 4
+    -- check 4 (stale: what no run corrects)
     local gone = not keys[r.key]
     local customer_ok = r.customer_ok or gone
     local kind_ok = r.key and (gone or rules.kind(r.key) == r.kind)
-    if not (r.meta_ok and r.lead_ok and customer_ok and kind_ok) then p.mismatched = p.mismatched + 1 end
+    if not (r.meta_ok and r.lead_ok) then
+      p.mismatched, p.stale = p.mismatched + 1, p.stale + 1
+      if #p.shown_stale < SHOW then
+        p.shown_stale[#p.shown_stale + 1] = string.format("lead %s key %s", r.lead_id or "NULL",
+                                                          r.key and quoted(r.key) or "NULL")
+      end
+    elseif not (customer_ok and kind_ok) then
+      p.mismatched = p.mismatched + 1
+    end
     -- check 5
     if want == nil then
       p.unmapped = p.unmapped + 1
@@ -150,20 +162,32 @@ local function backfilled_notes()
   return p
 end
 
+-- "lead L key K, ... and N more" of the first SHOW of n notes
+local function named(shown, n)
+  return table.concat(shown, ", ") .. (n > #shown and string.format(" and %d more", n - #shown) or "")
+end
+
 check("backfilled notes match their lead, key and kind", function()
   local p = backfilled_notes()
   if p.leaves_error ~= nil then error(p.leaves_error, 0) end
-  return p.mismatched == 0, string.format("%d backfilled notes, %d that do not match (a re-run updates them)",
-                                          p.n, p.mismatched)
+  if p.stale == 0 then
+    return p.mismatched == 0, string.format("%d backfilled notes, %d that do not match (a re-run updates them)",
+                                            p.n, p.mismatched)
+  end
+  local fixable = p.mismatched - p.stale
+  return false, string.format("%d backfilled notes, %d that do not match: %s%d whose metadata does not name its "
+                              .. "lead and key, or that has no lead: %s (no run corrects these: set their "
+                              .. "metadata's leadId and key, or delete them and re-run)", p.n, p.mismatched,
+                              fixable > 0 and string.format("%d whose kind or customer is not what the rules give "
+                                                            .. "(a re-run updates them), ", fixable) or "",
+                              p.stale, named(p.shown_stale, p.stale))
 end)
 
 check("backfilled notes have the content the rules give", function()
   local p = backfilled_notes()
   local detail = string.format("%d backfilled notes, %d whose content differs from what the rules give", p.n, p.differ)
   if p.differ > 0 then
-    detail = detail .. ": " .. table.concat(p.shown, ", ")
-             .. (p.differ > #p.shown and string.format(" and %d more", p.differ - #p.shown) or "")
-             .. " (a re-run updates them)"
+    detail = detail .. ": " .. named(p.shown, p.differ) .. " (a re-run updates them)"
   end
   local skipped = {}
   if p.gone > 0 then skipped[#skipped + 1] = string.format("%d of keys gone from state_metadata (no run touches them)", p.gone) end

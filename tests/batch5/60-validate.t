@@ -203,6 +203,29 @@ b5_run -q
 b5 validate "$B5"
 is "$RC" 0 "a re-run repairs it"
 
+# --- the CRM merges lead 5 into lead 3 (lead 5's state into lead 3's, its
+# notes moved to lead 3, lead 5 deleted): the moved note's metadata still
+# names lead 5, which no run corrects -- validate said "(a re-run updates
+# them)" and named no note; it now tells those apart from a kind or a
+# customer a re-run does update, and names them
+q "$URI" "UPDATE \"Lead\" SET state_metadata = state_metadata || (SELECT state_metadata FROM \"Lead\" WHERE id = '${L}5') WHERE id = '${L}3';
+          UPDATE \"MemoryNote\" SET lead_id = '${L}3' WHERE lead_id = '${L}5';
+          DELETE FROM \"Lead\" WHERE id = '${L}5';
+          UPDATE \"MemoryNote\" SET kind = 'fact' WHERE lead_id = '${L}1' AND key = 'summary'" >/dev/null
+STALE="1 whose metadata does not name its lead and key, or that has no lead: lead ${L}3 key \"summary\" (no run corrects these: set their metadata's leadId and key, or delete them and re-run)"
+b5 validate "$B5"
+is "$(line 'match their lead')" "✗ FAIL backfilled notes match their lead, key and kind  (20 backfilled notes, 2 that do not match: 1 whose kind or customer is not what the rules give (a re-run updates them), $STALE)" \
+   "a note moved to another lead and a wrong kind: told apart, the moved note named"
+b5_run -q
+b5 validate "$B5"
+is "$(line 'match their lead')" "✗ FAIL backfilled notes match their lead, key and kind  (20 backfilled notes, 1 that do not match: $STALE)" \
+   "... a re-run updates the kind, and leaves the moved note's metadata as it is"
+q "$URI" "DELETE FROM \"MemoryNote\" WHERE lead_id = '${L}3' AND key = 'summary'" >/dev/null
+b5_run -q
+b5 validate "$B5"
+is "$RC" 0 "deleted and re-run: the lead's note is written afresh, and validate passes"
+[ "$RC" = 0 ] || diag "$OUT"
+
 # --- no full-text index
 q "$URI" "DROP INDEX \"MemoryNote_content_fts_idx\"" >/dev/null
 b5 validate "$B5"
