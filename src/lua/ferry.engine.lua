@@ -1478,10 +1478,20 @@ end
 --   22021, text that is not UTF-8 ("invalid byte sequence for encoding
 --     \"UTF8\""): ferry's sessions read and write UTF-8, so either the
 --     database holds other bytes (a SQL_ASCII one stores any, unchecked)
---     and the server refuses to send them, or a COPY wrote some.
+--     and the server refuses to send them, or a COPY wrote some;
+--   54000 from to_tsvector ("string is too long for tsvector (N bytes, max
+--     1048575 bytes)"): a text written into a table with a full-text index
+--     (the CRM's Message and MemoryNote) has more words and positions than
+--     a tsvector holds, and the same row stops every re-run.  (Only the
+--     English message tells it from the other limits of that code.)
 local function server_condition_advice(first, rerun)
   if first:find("[SQLSTATE 53100]", 1, true) then
     return "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
+  end
+  if first:find("[SQLSTATE 54000]", 1, true) and first:find("too long for tsvector", 1, true) then
+    return "; a text is too long for a full-text index (a tsvector holds at most 1 MB of words and their "
+           .. "positions: some megabytes of text with many different words), and the same row stops every run: "
+           .. "shorten that text in the data, or have the rule that makes it cut such text, then " .. rerun
   end
   if first:find("[SQLSTATE 22021]", 1, true) then
     if first:find("COPY failed", 1, true) then
