@@ -6,7 +6,8 @@
 # (where lower() is the locale's: lower('ASSİSTANT') is 'assistant').
 # Payloads of every JSON type, numbers past double precision, odd Unicode,
 # emoji at the 1000-character cut, timestamps at -infinity and infinity,
-# orphans, a lead with a thousand audits and a thousand leads with one.
+# NULL payloads and leads, orphans, a lead with a thousand audits and a
+# thousand leads with one.
 . "$(dirname "$0")/lib.sh"
 
 TPL=b4_57_tpl
@@ -53,8 +54,10 @@ FROM (VALUES
   (20, 'user', 'm', '{"a": [], "b": {}}', '2025-01-01 00:00:18+00'),
   (21, 'user', 'm', '[{}]', '2025-01-01 00:00:19+00'),
   (22, 'user', 'm', '{"content": "\u3000\u2028"}', '2025-01-01 00:00:20+00'),
-  (23, E' Customer\t', 'm', '{"text": "spaced"}', '2025-01-01 00:00:21+00')
+  (23, E' Customer\t', 'm', '{"text": "spaced"}', '2025-01-01 00:00:21+00'),
+  (24, 'agent', 'm', NULL, '2025-01-01 00:00:22+00')
 ) v(n, actor, action, payload, t);
+INSERT INTO "Audit" (lead_id, actor, action, payload) VALUES (NULL, 'customer', 'm', '{"text": "no lead"}');
 -- the 1000-character cut of compact JSON through a 4-byte emoji and a
 -- ZWJ sequence, at every offset around it; 1,000 levels of objects
 INSERT INTO "Audit" (id, lead_id, actor, action, payload, created_at)
@@ -122,6 +125,6 @@ is "$(record "$SQL_DB")" "$(record "$FERRY_DB")" "... and the statistics of the 
 is "$(q "$SQL_DB" "SELECT count(*) FROM \"Message\" WHERE metadata->>'auditActor' = 'ASSİSTANT'")" 0 \
    "the yardstick lower-cases ASCII only, as ferry does: 'ASSİSTANT' is no actor"
 is "$(digest "$FERRY_DB" | cut -d' ' -f1)" 2041 \
-   "2,041 messages: 19 of the 23 odd audits (2 actors not mapped, 2 without text), 21 + 1 big ones, 1,000 + 1,000"
+   "2,041 messages: 19 of the 24 odd audits (2 actors not mapped, 3 without text), 21 + 1 big ones, 1,000 + 1,000"
 
 done_testing
