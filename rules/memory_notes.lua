@@ -157,6 +157,14 @@ function M.leaves(text)
   return out
 end
 
+-- (a kind or content an edited rule made of something else than text)
+local function not_text(what, key, value)
+  if type(value) ~= "string" then
+    error(string.format("rules.memory_notes: %s of %s is %s, not text", what, key,
+                        value == nil and "nil" or "a " .. type(value)), 0)
+  end
+end
+
 --- notes(text) -> { {key=, kind=, content=}, ... }: the notes of one lead.
 -- Two leaves that flatten to the same key ({"a.b": 1, "a": {"b": 2}}) are
 -- an error: the lead is reported and none of its notes is written.
@@ -169,7 +177,9 @@ function M.notes(text)
     seen[leaf.key] = true
     local kind = M.kind(leaf.key)
     local content = M.content(leaf.key, leaf.value, kind)
-    if type(kind) ~= "string" or kind == "" then error("rules.memory_notes: kind of " .. leaf.key .. " is empty", 0) end
+    not_text("kind", leaf.key, kind)
+    if kind == "" then error("rules.memory_notes: kind of " .. leaf.key .. " is empty", 0) end
+    not_text("content", leaf.key, content)
     if not has_text(content) then error("rules.memory_notes: content of " .. leaf.key .. " is blank", 0) end
     notes[i] = {key = leaf.key, kind = kind, content = content}
   end
@@ -258,6 +268,17 @@ M.tests = {
       valid(p[2], string.format("%s (prefix %q)", where, p[1]))
     end
     valid(M.default_kind, "default_kind")
+  end,
+  ["a kind or content that is not text is named as such"] = function()
+    local content, kind = M.content, M.kind
+    M.content = function() return 500 end
+    local _, err = pcall(M.notes, '{"budget": 500}')
+    M.content = content
+    t.eq(err, "rules.memory_notes: content of budget is a number, not text")
+    M.kind = function() return 7 end
+    _, err = pcall(M.notes, '{"budget": 500}')
+    M.kind = kind
+    t.eq(err, "rules.memory_notes: kind of budget is a number, not text")
   end,
   ["metadata"] = function()
     local ctx = {migration = "m5"}

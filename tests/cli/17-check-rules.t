@@ -28,7 +28,7 @@ line_of() { grep -n -m1 -- "$2" "$1" | cut -d: -f1; }
 tree shipped
 run_ferry --dir "$T" check
 is "$RC|$ERR" "0|" "the shipped rules pass check"
-like "$OUT" $'\nok   rules\\.memory_notes  12 tests passed\n' "...rules.memory_notes' 12 tests"
+like "$OUT" $'\nok   rules\\.memory_notes  13 tests passed\n' "...rules.memory_notes' 13 tests"
 like "$OUT" $'\nok   rules\\.roles  6 tests passed\n' "...rules.roles' 6 tests"
 
 # --- rules/roles.lua: a mapped role Message.role does not allow
@@ -82,7 +82,7 @@ ok   migrations/$B4/validate.lua
 ok   migrations/$B5/up.lua
 ok   migrations/$B5/validate.lua
 ok   rules.backfill  3 tests passed
-ok   rules.memory_notes  12 tests passed
+ok   rules.memory_notes  13 tests passed
 ok   rules.metadata  3 tests passed
 FAIL rules.roles  does not compile: rules/roles.lua:$l: '}' expected (to close '{' at line 8) near 'webhook'
 ok   rules.text  8 tests passed" "...one entry naming rules/roles.lua:$l; rules.text still tested"
