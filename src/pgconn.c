@@ -668,19 +668,57 @@ static void replace_all(char *buf, size_t bufsz, const char *needle) {
     replace_with(buf, bufsz, needle, "***");
 }
 
+/* Redacts one piece of k bytes at p (piece: room for k + 3 bytes).  A
+ * piece of 3 bytes or more goes wherever it appears; a shorter one only
+ * as libpq quotes a value ("Ab"), since two letters appear in every
+ * message. */
+static void replace_piece(char *buf, size_t bufsz, const char *p, size_t k, char *piece) {
+    if (k == 0) return;
+    if (k >= 3) {
+        memcpy(piece, p, k);
+        piece[k] = '\0';
+    } else {
+        piece[0] = '"';
+        memcpy(piece + 1, p, k);
+        piece[k + 1] = '"';
+        piece[k + 2] = '\0';
+    }
+    replace_with(buf, bufsz, piece, k >= 3 ? "***" : "\"***\"");
+}
+
+/* The k bytes at p with their %XX escapes decoded, as libpq decodes a
+ * URL's parts, into out (room for k bytes); returns the length.  An
+ * escape libpq would refuse stays as written. */
+static size_t percent_decoded(const char *p, size_t k, char *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (p[i] == '%' && i + 2 < k && isxdigit((unsigned char)p[i + 1]) && isxdigit((unsigned char)p[i + 2])) {
+            char hex[3] = {p[i + 1], p[i + 2], '\0'};
+            out[n++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            out[n++] = p[i];
+        }
+    }
+    return n;
+}
+
 /* Redacts the n bytes at pw and, cut at any of seps (where libpq may cut a
  * string it reads differently from its writer), each piece: its error may
- * quote any one of them.  A piece of 3 bytes or more goes wherever it
- * appears; a shorter one only as libpq quotes a value ("Ab"), since two
- * letters appear in every message. */
-static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n, const char *seps) {
+ * quote any one of them -- with `decode`, also as libpq quotes a piece of
+ * a URL it has percent-decoded (a password with an unencoded '/' whose
+ * other characters were encoded: "Sec%40ret/..." read as the port
+ * "Sec@ret"). */
+static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, size_t n, const char *seps,
+                                    int decode) {
     if (n == 0) return;
     /* (on the heap: a password has no length limit) */
-    char *tok = malloc(n + 1), *piece = malloc(n + 3);
-    if (!tok || !piece) {           /* cannot redact: say nothing of the message */
+    char *tok = malloc(n + 1), *piece = malloc(n + 3), *plain = malloc(n + 1);
+    if (!tok || !piece || !plain) {     /* cannot redact: say nothing of the message */
         snprintf(buf, bufsz, "(error message withheld: out of memory)");
         free(tok);
         free(piece);
+        free(plain);
         return;
     }
     memcpy(tok, pw, n);
@@ -688,23 +726,14 @@ static void replace_password_pieces(char *buf, size_t bufsz, const char *pw, siz
     replace_all(buf, bufsz, tok);
     for (const char *p = tok; seps && *p;) {
         size_t k = strcspn(p, seps);
-        if (k > 0) {
-            if (k >= 3) {
-                memcpy(piece, p, k);
-                piece[k] = '\0';
-            } else {
-                piece[0] = '"';
-                memcpy(piece + 1, p, k);
-                piece[k + 1] = '"';
-                piece[k + 2] = '\0';
-            }
-            replace_with(buf, bufsz, piece, k >= 3 ? "***" : "\"***\"");
-        }
+        replace_piece(buf, bufsz, p, k, piece);
+        if (decode && memchr(p, '%', k)) replace_piece(buf, bufsz, plain, percent_decoded(p, k, plain), piece);
         p += k;
         if (*p) p++;
     }
     free(tok);
     free(piece);
+    free(plain);
 }
 
 /* Where a URL's user info ends as its writer meant it (auth: the text after
@@ -829,18 +858,18 @@ static void redact_span(const char *at, size_t n, enum pw_form form, void *ud) {
     struct redact_buf *r = ud;
     switch (form) {
     case PW_USERINFO:
-        replace_password_pieces(r->buf, r->bufsz, at, n, "@/?#&");
+        replace_password_pieces(r->buf, r->bufsz, at, n, "@/?#&", 1);
         break;
     case PW_QUOTED:
     case PW_ENCODED_KEYWORD:
-        replace_password_pieces(r->buf, r->bufsz, at, n, NULL);
+        replace_password_pieces(r->buf, r->bufsz, at, n, NULL, 0);
         break;
     case PW_UNQUOTED: {
         /* libpq reads "my=pass" as one value: '=' cuts only the words
          * after a blank, which it takes for keywords */
         size_t blank = strcspn(at, " \t\n");
-        replace_password_pieces(r->buf, r->bufsz, at, n, " \t\n&");
-        if (blank < n) replace_password_pieces(r->buf, r->bufsz, at + blank, n - blank, " \t\n&=");
+        replace_password_pieces(r->buf, r->bufsz, at, n, " \t\n&", 0);
+        if (blank < n) replace_password_pieces(r->buf, r->bufsz, at + blank, n - blank, " \t\n&=", 0);
         break;
     }
     }

@@ -132,7 +132,9 @@ for u in "postgresql://app:Zq9@xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" 
          "postgresql://app:Ab12/xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
          "postgresql://app:Ab12?xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
          "host=127.0.0.1 port=$FERRY_PG_TCP_PORT user=app password=Zq9 xK7wSecret" \
-         "host=127.0.0.1 user=app password=Zq9 xK7wSecret port=$FERRY_PG_TCP_PORT"; do
+         "host=127.0.0.1 user=app password=Zq9 xK7wSecret port=$FERRY_PG_TCP_PORT" \
+         "postgresql://app:Zq9%40Ab/xK7wSecret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
+         "postgresql://app:Ab12%2F@xK7w%23Secret@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname"; do
     for flags in "" "-v --json"; do
         # shellcheck disable=SC2086
         run_ferry --db "$u" --dir "$D" $flags status
@@ -143,6 +145,10 @@ done
 unlike "$all_out" "xK7wSecret" "a password libpq splits at an '@', '/', '?' or a space is not echoed, not even in part"
 unlike "$all_out" "Zq9" "...nor its first part"
 unlike "$all_out" "Ab12" "...nor the part libpq took for a port"
+# (a tool that encodes all but '/', as Python's urllib.parse.quote does:
+# libpq decodes the piece it takes for a port, host or database)
+unlike "$all_out" "Zq9@Ab" "...nor a piece libpq decoded (its '%40' an '@')"
+unlike "$all_out" "xK7w#Secret" "...nor the piece after an '@' left unencoded, decoded"
 
 unlike "$all_out" "$PW" "the password never appears in stdout or stderr (incl. --json, --verbose)"
 unlike "$all_out" "$WRONG" "a wrong password never appears in stdout or stderr"

@@ -65,6 +65,28 @@ static void test_url_password_with_slash_or_question_mark(void **state)
                         "invalid URI query parameter: \"***@127.0.0.1:5432/ferry\"");
 }
 
+/* Pieces of such a password that hold percent-encoded characters (encoded
+ * by a tool that leaves '/' alone, as Python's urllib.parse.quote does):
+ * libpq decodes each piece it reads as a port, host or database before
+ * quoting it, so the decoded piece is redacted too. */
+static void test_url_password_pieces_percent_decoded(void **state)
+{
+    (void)state;
+    assert_string_equal(redact("postgresql://app:Sec%40ret/Pa%3Fss%23w0rd@127.0.0.1:5432/ferry",
+                               "invalid integer value \"Sec@ret\" for connection option \"port\""),
+                        "invalid integer value \"***\" for connection option \"port\"");
+    assert_string_equal(redact("postgresql://app:1234/Pa%3Fss%23w0rd@127.0.0.1:5432/ferry",
+                               "FATAL:  database \"Pa?ss#w0rd@127.0.0.1:5432/ferry\" does not exist"),
+                        "FATAL:  database \"***@127.0.0.1:5432/ferry\" does not exist");
+    assert_string_equal(redact("postgresql://app:Sec%2Fret@Pa%23ss@127.0.0.1:5432/ferry",
+                               "could not translate host name \"Pa#ss@127.0.0.1\" to address"),
+                        "could not translate host name \"***@127.0.0.1\" to address");
+    /* a short decoded piece goes only as libpq quotes a value */
+    assert_string_equal(redact("postgresql://app:A%40/xK7wSecret@127.0.0.1:5432/ferry",
+                               "invalid integer value \"A@\" for connection option \"port\": A@b"),
+                        "invalid integer value \"***\" for connection option \"port\": A@b");
+}
+
 /* An unquoted space in password=: libpq takes the next word for a keyword. */
 static void test_keyword_password_with_space(void **state)
 {
@@ -398,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_each_output_password),
         cmocka_unit_test(test_url_password_with_at),
         cmocka_unit_test(test_url_password_with_slash_or_question_mark),
+        cmocka_unit_test(test_url_password_pieces_percent_decoded),
         cmocka_unit_test(test_keyword_password_with_space),
         cmocka_unit_test(test_query_with_at_is_not_a_password),
         cmocka_unit_test(test_is_copy_from_stdin),
