@@ -98,6 +98,15 @@ typedef struct pgconn_token {
  * it. */
 int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop);
 
+/* For a connection whose backend pid (PQbackendPID) is not its server
+ * session's (pg_backend_pid()): a connection pooler is in between.
+ * Whether it keeps one server session for pg (session pooling): 1 yes;
+ * 0 no (transaction or statement pooling: pg's statements may run on
+ * other clients' sessions); -1 it could not be told (libpq's message in
+ * err, not redacted).  Opens, and closes, a second connection to conninfo
+ * (NULL: libpq's defaults); runs only SELECT pg_backend_pid() on pg. */
+int pgconn_session_pinned(PGconn *pg, const char *conninfo, char *err, size_t errsz);
+
 /* Reads and discards every pending result, ending stray COPYs. */
 void pgconn_drain(PGconn *pg);
 

@@ -5,7 +5,8 @@
 #
 # Groups (default: test):
 #   build  compile dependencies
-#   test   build + PostgreSQL 15 server, pgTAP, pg_prove, cmocka, time
+#   test   build + PostgreSQL 15 server, pgTAP, pg_prove, cmocka, time,
+#          pgbouncer (tests/robust/32-pooler.t)
 #   tools  valgrind, clang (+ compiler-rt for ASan/UBSan/libFuzzer)
 #   all    everything above
 #
@@ -15,7 +16,8 @@
 #
 # Note: installing postgresql-15 may make Debian create and start a system
 # cluster "15/main" on port 5432.  ferry's tests never use it; they run a
-# private cluster (scripts/pg.sh).
+# private cluster (scripts/pg.sh).  Likewise pgbouncer's package may start
+# a system pgbouncer on port 6432; the tests start their own.
 set -euo pipefail
 
 # lua-cjson-dev ships the headers, liblua5.4-cjson.a and lua5.4-cjson.pc;
@@ -23,7 +25,7 @@ set -euo pipefail
 # Debian 12 has no package called liblua5.4-cjson.
 PKGS_build=(build-essential pkg-config liblua5.4-dev lua-cjson-dev lua-cjson libpq-dev uuid-dev)
 PKGS_test=(postgresql-15 postgresql-client-15 postgresql-15-pgtap
-           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3)
+           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer)
 # clang-14 only *recommends* the compiler-rt runtimes (ASan, UBSan, libFuzzer),
 # and we install without recommends, so name them explicitly.
 PKGS_tools=(valgrind clang libclang-rt-14-dev)

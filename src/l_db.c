@@ -57,6 +57,10 @@ typedef struct db_state {
         char text[200];        /* "NOTICE:  word is too long to be indexed" */
     } notices[NOTICE_KINDS];
     int nnotices;
+    /* conninfo leads to a connection pooler that keeps one server session
+     * for each client (pooled_session): its sessions' backend pids are the
+     * pooler's, not the server's */
+    int session_pooler;
 } db_state;
 
 typedef struct conn {
@@ -71,6 +75,7 @@ typedef struct conn {
     int counted;       /* in st->nconns until closed or collected */
     int cancel_slot;   /* interrupt.c's slot: a signal cancels its running statement; -1 none */
     int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
+    int server_pid;    /* pg_backend_pid() (PQbackendPID is a pooler's own, when one is in between) */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -515,6 +520,39 @@ static const char *timeout_flag(const char *msg) {
     return "--lock-timeout / --statement-timeout";
 }
 
+/* For c, connected through a connection pooler (apply_settings): returns
+ * when the pooler keeps one server session for c (session pooling);
+ * otherwise raises "cannot connect to the database: ..." with what to
+ * do, c closed, nothing set on the pool's sessions.  ferry keeps state in
+ * its sessions that a pool lending them per transaction or statement
+ * would lose or hand on: the migration lock (another ferry could take it
+ * on the session lent back), the settings (a dry run's read-only, left for
+ * the next client), a data migration's reader snapshot and writers.
+ * Once known for the module's connection string, its later sessions are
+ * not asked again. */
+static void pooled_session(lua_State *L, db_state *st, conn *c) {
+    char err[1024] = "", buf[2048];
+    int pinned = pgconn_session_pinned(c->pg, conn_info(st, c), err, sizeof err);
+    if (pinned == 1) {
+        if (!c->info) st->session_pooler = 1;
+        return;
+    }
+    PQsetNoticeReceiver(c->pg, notice_receiver, c);
+    finish_pg(c);
+    if (pinned == 0) {
+        lua_pushstring(L, "cannot connect to the database: a connection pooler between ferry and the server does not "
+                      "keep one server session for ferry's connection (PgBouncer with pool_mode = transaction or "
+                      "statement): ferry keeps its migration lock and its settings (a dry run's read-only) in its "
+                      "session; connect to the server directly, or through a pool in session mode");
+        lua_error(L);
+    }
+    redact_msg(st, c, err, 0, buf, sizeof buf);
+    lua_pushfstring(L, "cannot connect to the database: a connection pooler is between ferry and the server, and a "
+                  "second session to find out whether it keeps one server session for ferry's connection failed: "
+                  "%s; connect to the server directly, or let the pooler take one more client", buf);
+    lua_error(L);
+}
+
 /* Applies the session settings every ferry connection has, with values
  * bound as parameters.  Returns 1; 0 (nothing raised, nothing printed)
  * when `may_retry` and the server had closed the session: one started
@@ -527,7 +565,17 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      * the server, database, role or PGOPTIONS set (NULL: kept) -- a
      * database its DBA set read-only is not written by ferry behind the
      * DBA's back. */
-    const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : NULL};
+    const char *vals[4] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : NULL, NULL};
+    /* $4: the backend pid libpq was given at connection.  The settings
+     * apply only where it is the session's own: otherwise a connection
+     * pooler is in between (its pid is its own), which may lend this
+     * session to other clients -- the settings would stay there for them
+     * (a dry run's read-only for the application) -- see pooled_session. */
+    char pid[24];
+    if (!(st->session_pooler && !c->info)) {
+        snprintf(pid, sizeof pid, "%d", PQbackendPID(c->pg));
+        vals[3] = pid;
+    }
     result_box *b = new_result_box(L);
     /* DateStyle ISO: times travel as text (a row read, a COPY written), and
      * the other styles print zone abbreviations that do not read back as
@@ -542,15 +590,27 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      * statement_timeout is unless --statement-timeout says otherwise
      * (idle_session_timeout exists from PostgreSQL 14 on). */
 #define SESSION_SETTINGS \
-        "SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
+        "SELECT pg_backend_pid(), set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
         " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
         " set_config('datestyle', 'ISO', false)," \
         " set_config('idle_in_transaction_session_timeout', '0', false)"
+#define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int"
+  again:
     b->res = PQexecParams(c->pg,
-        PQserverVersion(c->pg) >= 140000 ? SESSION_SETTINGS ", set_config('idle_session_timeout', '0', false)"
-                                         : SESSION_SETTINGS,
-        3, NULL, vals, NULL, NULL, 0);
+        PQserverVersion(c->pg) >= 140000
+            ? SESSION_SETTINGS ", set_config('idle_session_timeout', '0', false)" OWN_SESSION
+            : SESSION_SETTINGS OWN_SESSION,
+        4, NULL, vals, NULL, NULL, 0);
 #undef SESSION_SETTINGS
+#undef OWN_SESSION
+    if (PQresultStatus(b->res) == PGRES_TUPLES_OK && PQntuples(b->res) == 0) {
+        /* nothing set: a pooler in between */
+        PQclear(b->res);
+        b->res = NULL;
+        pooled_session(L, st, c);
+        vals[3] = NULL;
+        goto again;
+    }
     if (PQresultStatus(b->res) != PGRES_TUPLES_OK) {
         /* A value the server cannot read (--lock-timeout banana): a
          * configuration error, raised without a script position, the
@@ -571,6 +631,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         lua_pushfstring(L, "cannot apply the session settings: %s: %s", timeout_flag(buf), buf);
         lua_error(L);
     }
+    c->server_pid = atoi(PQgetvalue(b->res, 0, 0));
     PQclear(b->res);
     PQsetNoticeReceiver(c->pg, notice_receiver, c);
     /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
@@ -612,6 +673,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->counted = 1;
     c->cancel_slot = -1;
     c->hold_tx = 0;
+    c->server_pid = 0;
     st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;
@@ -1469,7 +1531,7 @@ static int conn_quote_ident(lua_State *L) {
 /* conn:backend_pid() and conn:in_transaction() help the engine report. */
 static int conn_backend_pid(lua_State *L) {
     conn *c = check_conn(L, 1);
-    lua_pushinteger(L, PQbackendPID(c->pg));
+    lua_pushinteger(L, c->server_pid);
     return 1;
 }
 

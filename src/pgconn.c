@@ -115,6 +115,49 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
     return pg;
 }
 
+/* ---- a connection pooler in between ----------------------------------- */
+
+/* pg_backend_pid() of the server session pg's statement runs on, or -1. */
+static int server_pid(PGconn *pg) {
+    PGresult *r = PQexec(pg, "SELECT pg_backend_pid()");
+    int pid = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) pid = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return pid;
+}
+
+int pgconn_session_pinned(PGconn *pg, const char *conninfo, char *err, size_t errsz) {
+    int first = server_pid(pg);
+    if (first < 0) {
+        snprintf(err, errsz, "%s", PQerrorMessage(pg));
+        return -1;
+    }
+    /* A second client runs a transaction.  A pool that lends its server
+     * sessions per transaction (PgBouncer's transaction mode) lends by
+     * default the one used last: pg's own, idle between pg's statements --
+     * or, when it lends another, that one goes back first in line, and
+     * pg's next statement runs there.  A pool that lends them in turn
+     * (server_round_robin) lends pg's next two statements two different
+     * sessions when it has two idle.  A pool in session mode keeps each
+     * client's own throughout; one in statement mode refuses the BEGIN. */
+    PGconn *other = pgconn_open(conninfo);
+    if (!other || PQstatus(other) != CONNECTION_OK) {
+        snprintf(err, errsz, "%s", other ? PQerrorMessage(other) : "out of memory");
+        PQfinish(other);
+        return -1;
+    }
+    PGresult *r = PQexec(other, "BEGIN");
+    int began = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    int theirs = began ? server_pid(other) : -1;
+    PQclear(PQexec(other, "COMMIT"));
+    int again = server_pid(pg), then = again < 0 ? -1 : server_pid(pg);
+    if (then < 0) snprintf(err, errsz, "%s", PQerrorMessage(pg));
+    PQfinish(other);
+    if (then < 0) return -1;
+    return theirs >= 0 && theirs != first && again == first && then == first;
+}
+
 /* ---- draining and flushing --------------------------------------------- */
 
 void pgconn_end_unexpected_copy(PGconn *pg, ExecStatusType s) {
