@@ -125,6 +125,12 @@ int pgconn_flush_and_block(PGconn *pg);
 #define PGCONN_MAX_OTHERS 64
 int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers);
 
+/* Copies msg into out (size outsz) on one line: each line break, with the
+ * blanks around it, becomes "; " and trailing ones go.  For libpq's
+ * connection errors, one line per host tried and its advice on lines of
+ * its own, of which ferry's error line would show only the first. */
+void pgconn_one_line(const char *msg, char *out, size_t outsz);
+
 /* Copies msg into out (size outsz) with every occurrence of the password
  * that conninfo (or PGPASSWORD) holds replaced by "***", trailing newlines
  * removed.  A password must never reach output, logs or history rows. */

@@ -679,13 +679,16 @@ static conn *new_conn(lua_State *L, db_state *st) {
     return c;
 }
 
-/* Raises "cannot connect" for c (password redacted), closing it first. */
+/* Raises "cannot connect" for c (password redacted), closing it first:
+ * one line -- libpq writes a line for each host it tried, and its advice
+ * on a line of its own. */
 static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
-    char buf[2048];
+    char buf[2048], line[2048];
     pgconn_redact(info, PQerrorMessage(c->pg), buf, sizeof buf);
+    pgconn_one_line(buf, line, sizeof line);
     PQfinish(c->pg);
     c->pg = NULL;
-    lua_pushfstring(L, "cannot connect to the database: %s", buf);
+    lua_pushfstring(L, "cannot connect to the database: %s", line);
     return lua_error(L);
 }
 

@@ -115,6 +115,23 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
     return pg;
 }
 
+void pgconn_one_line(const char *msg, char *out, size_t outsz) {
+    if (outsz == 0) return;
+    size_t n = 0;
+    for (const char *p = msg; *p && n + 1 < outsz;) {
+        if (*p != '\n' && *p != '\r') {
+            out[n++] = *p++;
+            continue;
+        }
+        /* the break and the blanks around it: "; ", or nothing at the end */
+        while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t')) n--;
+        while (*p == '\n' || *p == '\r' || *p == ' ' || *p == '\t') p++;
+        if (!*p) break;
+        for (const char *sep = "; "; *sep && n + 1 < outsz; sep++) out[n++] = *sep;
+    }
+    out[n] = '\0';
+}
+
 /* ---- a connection pooler in between ----------------------------------- */
 
 /* pg_backend_pid() of the server session pg's statement runs on, or -1. */

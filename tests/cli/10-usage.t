@@ -141,15 +141,17 @@ is "$(json_eval "$OUT" 'j["ok"] is False and j["error"]')" \
 
 # --- unreachable database: exit 2, one line
 unreach='postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=5'
+# (libpq's advice, on a line of its own in its message, goes on ferry's one line)
+refused='ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?'
 for c in status up "run 20250101" "validate 20250102_bravo" "baseline 20250101"; do
     # shellcheck disable=SC2086
     run_ferry --db "$unreach" --dir "$D" $c
     is "$RC|$OUT" "2|" "unreachable database: ferry $c exits 2, stdout empty"
-    is "$ERR" 'ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+    is "$ERR" "$refused" \
        "unreachable database: ferry $c says so in one line"
 done
 DATABASE_URL=$unreach run_ferry --dir "$D" up
-is "$RC|$ERR" '2|ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+is "$RC|$ERR" "2|$refused" \
    "unreachable DATABASE_URL: exit 2"
 saved_url=$DATABASE_URL
 unset DATABASE_URL
@@ -170,7 +172,7 @@ is "$RC|$ERR" '2|ferry: cannot connect to the database: invalid URI query parame
 run_ferry --db "$unreach" --db "$DATABASE_URL" --dir "$D" status
 is "$RC|$ERR" "0|" "--db given twice: the last one is used"
 run_ferry --db "$DATABASE_URL" --db "$unreach" --dir "$D" status
-is "$RC|$ERR" '2|ferry: cannot connect to the database: connection to server at "127.0.0.1", port 1 failed: Connection refused' \
+is "$RC|$ERR" "2|$refused" \
    "...also when it is the one that cannot be reached"
 put "$TAP_TMPDIR/lt.lua" 'print(db.one("SHOW lock_timeout").lock_timeout)'
 run_ferry --lock-timeout bogus --lock-timeout 2s --dir "$D" exec "$TAP_TMPDIR/lt.lua"

@@ -68,4 +68,16 @@ psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
 run_ferry --db "postgresql://ferry_pw:Wr0ng-pw@127.0.0.1:$FERRY_PG_TCP_PORT/ferry_connect?sslmode=disable" --dir "$D" status
 is "$RC" 2 "a wrong password: exit 2"
 like "$ERR" 'password authentication failed' "... saying so"
+
+# A multi-host string's error is a line per host (and libpq's advice on
+# lines of its own): all of them, on one line -- the host that answered
+# says why (a wrong password; not a standby), and the first line alone
+# told only of the host that was down.
+PGPASSFILE=$TAP_TMPDIR/none run_ferry --dir "$D" \
+    --db "host=127.0.0.1,127.0.0.1 port=1,$FERRY_PG_TCP_PORT dbname=ferry_connect user=ferry_pw password=Wr0ng-pw sslmode=disable" status
+is "$RC|$OUT|$ERR" "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\"" \
+   "two hosts, the first down, a wrong password on the second: one line saying both"
+run_ferry --dir "$D" --db "host=127.0.0.1,$PGHOST port=1,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} target_session_attrs=standby sslmode=disable" status
+is "$RC|$OUT|$ERR" "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; connection to server on socket \"$PGHOST/.s.PGSQL.$PGPORT\" failed: server is not in hot standby mode" \
+   "target_session_attrs=standby and no standby: one line, each host's reason"
 done_testing

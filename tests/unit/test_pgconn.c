@@ -410,6 +410,42 @@ static void test_scrub(void **state)
     assert_string_equal(scrub("migrations/20250101_x"), "migrations/20250101_x");
 }
 
+static const char *one_line(const char *msg)
+{
+    static char out[512];
+    pgconn_one_line(msg, out, sizeof out);
+    return out;
+}
+
+/* libpq's connection errors, several lines -- one per host of a multi-host
+ * string, and its advice on a line of its own -- made one line: the
+ * reason is often on a later line (the host that answered), and so is what
+ * to do. */
+static void test_one_line(void **state)
+{
+    (void)state;
+    assert_string_equal(one_line("connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
+                                 "\tIs the server running on that host and accepting TCP/IP connections?\n"
+                                 "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password "
+                                 "authentication failed for user \"app\"\n"),
+                        "connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server "
+                        "running on that host and accepting TCP/IP connections?; connection to server at "
+                        "\"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"app\"");
+    assert_string_equal(one_line("connection to server at \"db\" (10.0.0.5), port 5432 failed: root certificate file "
+                                 "\"/home/u/.postgresql/root.crt\" does not exist\nEither provide the file or change "
+                                 "sslmode to disable server certificate verification.\n"),
+                        "connection to server at \"db\" (10.0.0.5), port 5432 failed: root certificate file "
+                        "\"/home/u/.postgresql/root.crt\" does not exist; Either provide the file or change sslmode "
+                        "to disable server certificate verification.");
+    assert_string_equal(one_line("one line\n"), "one line");
+    assert_string_equal(one_line("a\r\n\n  b\n\n"), "a; b");
+    assert_string_equal(one_line(""), "");
+    /* cut to the buffer, never past it */
+    char small[8];
+    pgconn_one_line("abc\ndefgh", small, sizeof small);
+    assert_string_equal(small, "abc; de");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_password_with_equals_is_one_word),
         cmocka_unit_test(test_long_password),
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_one_line),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
