@@ -20,7 +20,8 @@ PGconn *pgconn_start(const char *conninfo);
  * the connection to use: pg, or a new blocking connection when pg ran out
  * of time or, started a second or more ago, failed (a server drops a
  * session left waiting for its password); pg is finished then.  Check
- * PQstatus; NULL when out of memory. */
+ * PQstatus; NULL when out of memory.  A signal taken for an interruption
+ * (interrupt_received) ends the wait: pg comes back not connected. */
 PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms);
 
 /* A monotonic clock in milliseconds (for pgconn_complete). */

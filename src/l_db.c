@@ -699,10 +699,24 @@ static void check_opened(lua_State *L, conn *c, const char *info) {
     if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, info);
 }
 
-/* Connects c to info, waiting, and applies the session settings. */
-static void open_blocking(lua_State *L, db_state *st, conn *c, const char *info) {
-    c->pg = pgconn_open(info);
+/* c's connection from pgconn_start, driven until it is ready, then
+ * checked: a Ctrl-C while it waited raises the interruption (not
+ * connected), a failure "cannot connect". */
+static void complete_pg(lua_State *L, conn *c, const char *info) {
+    c->pg = pgconn_complete(c->pg, info, c->started_ms);
+    if (interrupt_received()) {
+        finish_pg(c);
+        ferry_raise_interrupted(L);
+    }
     check_opened(L, c, info);
+}
+
+/* Connects c to info, waiting (a Ctrl-C ends the wait), and applies the
+ * session settings. */
+static void open_blocking(lua_State *L, db_state *st, conn *c, const char *info) {
+    c->started_ms = pgconn_now_ms();
+    c->pg = pgconn_start(info);
+    complete_pg(L, c, info);
     apply_settings(L, st, c, 0);
 }
 
@@ -734,8 +748,7 @@ static void complete_connect(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     c->pending = 0;
     if (c->pg) PQsetNoticeReceiver(c->pg, prestart_notice, c);
-    c->pg = pgconn_complete(c->pg, st->conninfo, c->started_ms);
-    check_opened(L, c, st->conninfo);
+    complete_pg(L, c, st->conninfo);
     /* A session started ahead waits idle until its first use, before the
      * settings turn idle_session_timeout off: the server may have ended it
      * meanwhile.  Connected again then, once, the blocking way. */

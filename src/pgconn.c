@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "interrupt.h"
 #include "pgconn.h"
 
 /* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
@@ -75,7 +76,10 @@ static int connect_timeout_ms(PGconn *pg) {
  * or has used up its connect_timeout counted from its start (-1; also for
  * a poll error): on this path libpq leaves the timeout to us.  Sessions
  * started together run out together; one started long ago is still given
- * what its socket already holds. */
+ * what its socket already holds.  A signal ferry takes for an
+ * interruption (Ctrl-C) ends the wait too (-2): a server that never
+ * answers, with no connect_timeout, would keep ferry waiting for as long
+ * as the network does (minutes), the first Ctrl-C lost. */
 static int drive(PGconn *pg, long started_ms) {
     int timeout = connect_timeout_ms(pg);
     long deadline = started_ms + timeout;
@@ -91,8 +95,9 @@ static int drive(PGconn *pg, long started_ms) {
         int ready = wait_socket(pg, st, left);
         if (ready < 0) return -1;
         if (ready == 0) {
+            if (interrupt_received()) return -2;
             if (timeout >= 0 && deadline - pgconn_now_ms() <= 0) return -1;
-            continue;                       /* a signal: wait again */
+            continue;                       /* another signal: wait again */
         }
         st = PQconnectPoll(pg);
     }
@@ -101,7 +106,7 @@ static int drive(PGconn *pg, long started_ms) {
 PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
     if (!pg) return pgconn_open(conninfo);
     int r = drive(pg, started_ms);
-    if (r == 1) return pg;
+    if (r == 1 || r == -2) return pg;
     /* Connect again, the blocking way -- which applies connect_timeout to
      * each host and goes on to the next one -- when this attempt ran out of
      * time (a host that never answers), or when it was started a while ago

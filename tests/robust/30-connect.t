@@ -7,6 +7,7 @@
 # and a session started long before it is used still works when the server
 # has dropped it meanwhile for want of its password (authentication_timeout).
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 
 # A listener that accepts connections and never says a word.
@@ -41,6 +42,36 @@ timeout 60 "$FERRY" --dir "$D" \
     status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
 is "$RC" 0 "two hosts, the first never answers: the second one is used"
 like "$(cat "$TAP_TMPDIR/out")" "20250101_x" "... and status lists the migrations"
+
+# Ctrl-C while ferry waits for a server that never answers, with no
+# connect_timeout (libpq's default: wait until the network gives up, minutes
+# for a host that drops packets): ferry stops at once, exit 130, as an
+# interruption anywhere else -- it went on waiting, and the signal was lost.
+printf 'db.one("SELECT 1 AS x")\n' >"$TAP_TMPDIR/q.lua"
+# (ferry itself in the background, with job control on: otherwise bash
+# starts it with SIGINT ignored, which ferry keeps; see robust/50-interrupt.t)
+set -m
+for cmd in status "run 20250101_x" "exec $TAP_TMPDIR/q.lua"; do
+    # shellcheck disable=SC2086
+    "$FERRY" --dir "$D" --db "host=127.0.0.1 port=$port dbname=x user=x sslmode=disable" $cmd \
+        >"$TAP_TMPDIR/int.out" 2>"$TAP_TMPDIR/int.err" &
+    PID=$!
+    sleep 1
+    kill -INT "$PID"
+    t0=$(now_ms)
+    # (a watchdog: a ferry that does not stop is killed after 10 s)
+    ( sleep 10; kill -KILL "$PID" 2>/dev/null ) &
+    dog=$!
+    RC=0
+    wait "$PID" || RC=$?
+    MS=$(( $(now_ms) - t0 ))
+    kill "$dog" 2>/dev/null
+    wait "$dog" 2>/dev/null
+    is "$RC|$(cat "$TAP_TMPDIR/int.out")|$(cat "$TAP_TMPDIR/int.err")" "130||ferry: interrupted (SIGINT)" \
+       "Ctrl-C while connecting to a server that never answers ($cmd): exit 130, one line"
+    ok $(( MS < 5000 ? 0 : 1 )) "...at once (${MS} ms)"
+done
+set +m
 
 # authentication_timeout: a session started ahead over TCP with a password
 # waits for that password; used after the server gave up on it, it is
