@@ -688,7 +688,13 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
     pgconn_one_line(buf, line, sizeof line);
     PQfinish(c->pg);
     c->pg = NULL;
-    lua_pushfstring(L, "cannot connect to the database: %s", line);
+    /* (libpq's words for a server that wants a password none was given
+     * for say nothing of where one goes) */
+    const char *advice = strstr(line, "no password supplied")
+        ? "; the server asks for a password: give it in PGPASSWORD, in a password file (~/.pgpass, or the one "
+          "PGPASSFILE names: host:port:database:user:password) or in the connection string"
+        : "";
+    lua_pushfstring(L, "cannot connect to the database: %s%s", line, advice);
     return lua_error(L);
 }
 

@@ -87,6 +87,11 @@ done
 run_ferry --db "$wrong_url" --dir "$D" up
 is "$ERR" "ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\"" \
    "wrong password: one clear line"
+# no password at all (none in the string, no PGPASSWORD, no password file):
+# libpq's "fe_sendauth: no password supplied", and where one goes
+run_ferry --db "$kv" --dir "$D" status
+is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: fe_sendauth: no password supplied; the server asks for a password: give it in PGPASSWORD, in a password file (~/.pgpass, or the one PGPASSFILE names: host:port:database:user:password) or in the connection string" \
+   "no password given: one line saying where one goes"
 PGPASSWORD=$WRONG run_ferry --db "$kv" --dir "$D" -v --json up
 is "$RC" 2 "wrong PGPASSWORD: exit 2"
 collect
