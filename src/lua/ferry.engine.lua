@@ -19,6 +19,21 @@ local function holds_lock_sql(cls, obj)
   return string.format("l.locktype = 'advisory' AND l.granted AND l.classid = $%d AND l.objid = $%d AND l.objsubid = 1 "
                        .. "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())", cls, obj)
 end
+-- Whether ferry.history's row h, when 'running', is of a command that is
+-- gone (killed, its connection lost): its server session no longer holds
+-- the migration lock -- which a command holds from before it writes its
+-- first row to after it closes its last -- or that session has written a
+-- later row.  Not whether the session is there: a connection pooler lends a
+-- server session on once its client is gone (after DISCARD ALL, which
+-- drops the lock), and the server may give its pid to a new session.
+-- $<cls>, $<obj>: the lock's halves, as for holds_lock_sql.  (The
+-- function, not the pg_locks view: planning the view costs a millisecond.)
+local function run_gone_sql(cls, obj)
+  return string.format([[(h.status = 'running'
+     AND (NOT EXISTS (SELECT 1 FROM pg_lock_status() l WHERE l.pid = h.backend_pid AND %s)
+          OR EXISTS (SELECT 1 FROM ferry.history later WHERE later.backend_pid = h.backend_pid AND later.id > h.id)))]],
+    holds_lock_sql(cls, obj))
+end
 local EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 -- A check's line (validate, check): a failed one is shown with --quiet too,
@@ -532,13 +547,9 @@ local function load_states()
     SELECT h.migration, h.version, h.status, h.operation, h.checksum, h.rules,
            to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
            to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started_at,
-           h.host, h.pid, h.backend_pid,
-           -- (the function of one pid, not the view: planning the view
-           -- costs every command about a millisecond)
-           (h.status = 'running' AND NOT EXISTS (
-              SELECT 1 FROM pg_stat_get_activity(h.backend_pid) a WHERE a.pid = h.backend_pid)) AS gone
+           h.host, h.pid, h.backend_pid, ]] .. run_gone_sql(1, 2) .. [[ AS gone
       FROM ferry.history h
-     ORDER BY h.migration, h.id]])
+     ORDER BY h.migration, h.id]], LOCK_CLASSID, LOCK_OBJID)
   for _, r in ipairs(rows) do
     local st = states[r.migration]
     local attempt_failed = r.status == "failed" or (r.status == "running" and r.gone)
@@ -1083,12 +1094,14 @@ local function history_start(m, operation, run_id, sum)
     WITH closed AS (
       UPDATE ferry.history h SET status = 'failed', error = coalesce(h.error, $10)
        WHERE h.migration = $1 AND h.status = 'running'
-         AND NOT EXISTS (SELECT 1 FROM pg_stat_get_activity(h.backend_pid) a WHERE a.pid = h.backend_pid))
+         -- (a row of this very session is one a killed ferry left on it:
+         -- this command has closed its own)
+         AND (]] .. run_gone_sql(11, 12) .. [[ OR h.backend_pid = pg_backend_pid()))
     INSERT INTO ferry.history (migration, version, name, operation, status, run_id, checksum,
                                host, pid, backend_pid, ferry_version)
     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, pg_backend_pid(), $9)
     RETURNING id]], m.id, m.version, m.name, operation, run_id, sum, sys.hostname(), sys.pid(), sys.version(),
-    STALE_RUN)
+    STALE_RUN, LOCK_CLASSID, LOCK_OBJID)
   return r.id
 end
 
@@ -2524,12 +2537,10 @@ function commands.history(args)
                   THEN (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(h.stats->'errors') e
                          WHERE jsonb_typeof(e) = 'object')
                   ELSE '[]' END::text AS errors,
-             h.error, h.host, h.pid, h.ferry_version, h.run_id::text AS run_id,
-             (h.status = 'running' AND NOT EXISTS (
-                SELECT 1 FROM pg_stat_get_activity(h.backend_pid) a WHERE a.pid = h.backend_pid)) AS gone
+             h.error, h.host, h.pid, h.ferry_version, h.run_id::text AS run_id, ]] .. run_gone_sql(3, 4) .. [[ AS gone
         FROM ferry.history h
        WHERE $1::text IS NULL OR h.migration = $1
-       ORDER BY h.id]], id, flags.json or flags.verbose or false)
+       ORDER BY h.id]], id, flags.json or flags.verbose or false, LOCK_CLASSID, LOCK_OBJID)
   elseif args[1] then
     history_migration(args[1], {})     -- (unknown, ambiguous: said as for any other)
   end

@@ -114,6 +114,40 @@ print(db.backend_pid() == db.one("SELECT pg_backend_pid() AS p").p, c:backend_pi
 run_ferry --db "$S" exec "$TAP_TMPDIR/pid.lua"
 is "$RC|$OUT|$ERR" $'0|true\ttrue|' "session pooling: db.backend_pid() and conn:backend_pid() are the server's pids"
 
+# A ferry killed (kill -9, its machine gone) while its main session waited
+# idle -- here for a second session's statement: the pooler keeps that
+# server session and lends it on (after DISCARD ALL, which drops ferry's
+# lock), so it outlives ferry.  Its run is no longer running: status and
+# history say interrupted, and the next run closes its row.
+W=$TAP_TMPDIR/wait
+mark=$TAP_TMPDIR/wait.mark
+put "$W/migrations/20250101_wait/up.lua" "if io.open('$mark') then db.connect():exec('SELECT pg_sleep(60) /* ferry_pooler_wait */') end
+stats.inc('done')"
+touch "$mark"
+"$FERRY" --db "$S" --dir "$W" run 20250101 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ferry_pooler_wait%' AND pid <> pg_backend_pid()")" = 1 ] && break
+    sleep 0.1
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null
+rm -f "$mark"
+# (the session of its statement ends once the server sees ferry gone)
+for _ in $(seq 100); do
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ferry_pooler_wait%' AND pid <> pg_backend_pid()")" = 0 ] && break
+    sleep 0.1
+done
+run_ferry --db "$S" --dir "$W" status
+is "$RC|$(grep '^20250101_wait' <<<"$OUT")" "0|$(status_line 20250101_wait interrupted - "process gone; the next run starts it again")" \
+   "session pooling, ferry killed while its session was idle: status says interrupted"
+run_ferry --db "$S" --dir "$W" history
+like "$OUT" "20250101_wait +run +interrupted" "...and so does history"
+run_ferry --db "$S" --dir "$W" -q run 20250101
+is "$RC|$ERR" "0|" "...the next run applies it"
+is "$(history "$(db_uri ferry_pooler)" "WHERE migration = '20250101_wait'")" $'20250101_wait|run|failed\n20250101_wait|run|applied' \
+   "...and closes the killed run's row (failed)"
+
 # --- transaction and statement mode: refused at once, nothing set
 refusal="ferry: cannot connect to the database: a connection pooler between ferry and the server does not keep one server session for ferry's connection (PgBouncer with pool_mode = transaction or statement): ferry keeps its migration lock and its settings (a dry run's read-only) in its session; connect to the server directly, or through a pool in session mode"
 before=$(db_snapshot "$db")
