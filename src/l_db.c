@@ -126,13 +126,36 @@ static void redact_msg(db_state *st, conn *c, const char *msg, int server, char 
     else pgconn_redact(info, msg ? msg : "", buf, n);
 }
 
+/* The word the server (or a connection pooler) sent as it closed pg's
+ * session, e.g. "FATAL:  query_wait_timeout" (PgBouncer: no server session
+ * came free for it in time), when libpq kept it on the connection only
+ * and msg, the statement's error, lacks it: its first line, redacted, and
+ * "; " in out; else "". */
+static void closing_word(db_state *st, conn *c, const char *msg, char *out, size_t n) {
+    char said[1024];
+    const char *text = PQerrorMessage(c->pg);
+    size_t len = strcspn(text, "\n");
+    out[0] = '\0';
+    if ((strncmp(text, "FATAL:", 6) != 0 && strncmp(text, "ERROR:", 6) != 0) || len >= sizeof said) return;
+    memcpy(said, text, len);
+    said[len] = '\0';
+    /* (the result's text has the message without its severity) */
+    const char *words = said + 6 + strspn(said + 6, " ");
+    if (msg && strstr(msg, words)) return;
+    redact_msg(st, c, said, 0, out, n - 2);
+    strcat(out, "; ");
+}
+
 static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const char *msg, int server) {
     /* after Ctrl-C the statement's error is its cancellation: say why */
     if (interrupt_received()) return ferry_raise_interrupted(L);
     char buf[2048];
     redact_msg(st, c, msg, server, buf, sizeof buf);
-    if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD)
-        return luaL_error(L, "connection lost: %s (%s)", buf, what);
+    if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD) {
+        char said[1024];
+        closing_word(st, c, msg, said, sizeof said);
+        return luaL_error(L, "connection lost: %s%s (%s)", said, buf, what);
+    }
     return luaL_error(L, "%s: %s", what, buf);
 }
 
@@ -531,7 +554,7 @@ static const char *timeout_flag(const char *msg) {
  * Once known for the module's connection string, its later sessions are
  * not asked again. */
 static void pooled_session(lua_State *L, db_state *st, conn *c) {
-    char err[1024] = "", buf[2048];
+    char err[1024] = "", line[2048], buf[2048];
     int pinned = pgconn_session_pinned(c->pg, conn_info(st, c), err, sizeof err);
     if (pinned == 1) {
         if (!c->info) st->session_pooler = 1;
@@ -546,10 +569,11 @@ static void pooled_session(lua_State *L, db_state *st, conn *c) {
                       "session; connect to the server directly, or through a pool in session mode");
         lua_error(L);
     }
-    redact_msg(st, c, err, 0, buf, sizeof buf);
+    redact_msg(st, c, err, 0, line, sizeof line);
+    pgconn_one_line(line, buf, sizeof buf);
     lua_pushfstring(L, "cannot connect to the database: a connection pooler is between ferry and the server, and a "
                   "second session to find out whether it keeps one server session for ferry's connection failed: "
-                  "%s; connect to the server directly, or let the pooler take one more client", buf);
+                  "%s; connect to the server directly, or give the pool room for one more session", buf);
     lua_error(L);
 }
 

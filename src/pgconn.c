@@ -171,6 +171,18 @@ int pgconn_session_pinned(PGconn *pg, const char *conninfo, char *err, size_t er
     PGresult *r = PQexec(other, "BEGIN");
     int began = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
+    /* A BEGIN refused by a pool in statement mode ("transaction blocks not
+     * allowed in statement pooling mode", the session left open or not)
+     * is an answer; one that failed otherwise is none -- a pool with no
+     * server session free for the second client ("query_wait_timeout"). */
+    if (!began && PQstatus(other) == CONNECTION_BAD && !strstr(PQerrorMessage(other), "statement pooling")) {
+        /* the pooler's word, without libpq's guess at a server crash */
+        const char *why = PQerrorMessage(other);
+        int severity = strncmp(why, "FATAL:", 6) == 0 || strncmp(why, "ERROR:", 6) == 0;
+        snprintf(err, errsz, "%.*s", severity ? (int)strcspn(why, "\n") : (int)strlen(why), why);
+        PQfinish(other);
+        return -1;
+    }
     int theirs = began ? server_pid(other) : -1;
     PQclear(PQexec(other, "COMMIT"));
     int again = server_pid(pg), then = again < 0 ? -1 : server_pid(pg);

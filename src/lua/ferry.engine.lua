@@ -1719,6 +1719,16 @@ local function apply(m, operation, dry_run)
                                      .. "database), and %s",
                                      opts.jobs, opts.jobs > 1 and "lower --jobs, or " or "", rerun)
     end
+    -- A session a connection pooler found no server session for (its
+    -- pool full: the application's sessions and the run's own) within its
+    -- query_wait_timeout, after which it closes it.
+    if first:find("FATAL:  query_wait_timeout", 1, true) then
+      first = first .. string.format("; the connection pooler found no server session free for one of the run's "
+                                     .. "sessions in time (PgBouncer's query_wait_timeout; a data migration opens its "
+                                     .. "own: --jobs %d writers, the main session one of them, and its readers): %shave "
+                                     .. "its pool made larger (default_pool_size), or connect to the server directly",
+                                     opts.jobs, opts.jobs > 1 and "lower --jobs, or " or "")
+    end
     first = first .. cancelled_advice(first, "a statement", " (a streaming read is one statement that lasts as long "
                                       .. "as the run)", "the migration set itself (SET statement_timeout, in the "
                                       .. "script, the up.sql or a function they call", rerun)

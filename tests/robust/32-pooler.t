@@ -69,6 +69,9 @@ start_pgbouncer lifo
 start_pgbouncer rr "server_round_robin = 1"
 # (takes one client at a time)
 start_pgbouncer one "max_client_conn = 1"
+# (two server sessions, for as long as their clients keep them; a client
+# that waits for one more than 1 s is turned away)
+start_pgbouncer small "default_pool_size = 2" "query_wait_timeout = 1"
 url() { # DATABASE [PGBOUNCER]
     local port=PORT_${2:-lifo}
     printf 'postgresql://%s:%s@127.0.0.1:%s/%s?sslmode=disable' "$(urlencode "${PGUSER:-postgres}")" "$PW" "${!port}" "$1"
@@ -148,6 +151,16 @@ is "$RC|$ERR" "0|" "...the next run applies it"
 is "$(history "$(db_uri ferry_pooler)" "WHERE migration = '20250101_wait'")" $'20250101_wait|run|failed\n20250101_wait|run|applied' \
    "...and closes the killed run's row (failed)"
 
+# A run that opens one session more than the pool has room for: the pooler
+# turns it away after its query_wait_timeout -- said, with what to do (it
+# read "connection lost: server closed the connection unexpectedly", a
+# server crash)
+put "$W/migrations/20250102_three/up.lua" 'local a, b = db.connect(), db.connect()
+stats.inc("done")'
+run_ferry --db "$(url session small)" --dir "$W" run 20250102
+is "$RC|$ERR" "1|ferry: 20250102_three: migrations/20250102_three/up.lua:1: connection lost: FATAL:  query_wait_timeout; server closed the connection unexpectedly; the run had got to: nothing counted yet (the batches the server had committed are kept: a crash of the server can lose the last few, which the re-run redoes); re-run to resume; the connection pooler found no server session free for one of the run's sessions in time (PgBouncer's query_wait_timeout; a data migration opens its own: --jobs 2 writers, the main session one of them, and its readers): lower --jobs, or have its pool made larger (default_pool_size), or connect to the server directly" \
+   "a run's third session in a pool of two: exit 1, the pooler's word and what to do"
+
 # --- transaction and statement mode: refused at once, nothing set
 refusal="ferry: cannot connect to the database: a connection pooler between ferry and the server does not keep one server session for ferry's connection (PgBouncer with pool_mode = transaction or statement): ferry keeps its migration lock and its settings (a dry run's read-only) in its session; connect to the server directly, or through a pool in session mode"
 before=$(db_snapshot "$db")
@@ -173,8 +186,18 @@ done
 # a pooler that would not take the second session of the check
 run_ferry --db "$(url session one)" --dir "$REPO_ROOT" status
 is "$RC|$OUT" "2|" "a pooler that refuses the second session ferry asks it with: exit 2"
-is "$ERR" "ferry: cannot connect to the database: a connection pooler is between ferry and the server, and a second session to find out whether it keeps one server session for ferry's connection failed: connection to server at \"127.0.0.1\", port $PORT_one failed: FATAL:  no more connections allowed (max_client_conn); connect to the server directly, or let the pooler take one more client" \
+is "$ERR" "ferry: cannot connect to the database: a connection pooler is between ferry and the server, and a second session to find out whether it keeps one server session for ferry's connection failed: connection to server at \"127.0.0.1\", port $PORT_one failed: FATAL:  no more connections allowed (max_client_conn); connect to the server directly, or give the pool room for one more session" \
    "...saying so in one line"
+# a pool with no server session free for the second session of the check
+# (its pool full): said, not taken for transaction pooling
+"$PSQL" -X -q -d "$(url session small)" -c "SELECT pg_sleep(3)" >/dev/null &
+holder=$!
+sleep 0.5
+run_ferry --db "$(url session small)" --dir "$REPO_ROOT" status
+is "$RC|$OUT" "2|" "a full pool (no server session for the second session ferry asks it with): exit 2"
+is "$ERR" "ferry: cannot connect to the database: a connection pooler is between ferry and the server, and a second session to find out whether it keeps one server session for ferry's connection failed: FATAL:  query_wait_timeout; connect to the server directly, or give the pool room for one more session" \
+   "...saying so in one line, the pooler's word first"
+wait "$holder"
 is "$(db_snapshot "$db")" "$before" "nothing written (the history, the rows as they were)"
 is "$(pool_setting transaction default_transaction_read_only)|$(pool_setting transaction lock_timeout)" "off|0" \
    "no ferry setting left on the pool's sessions (the dry run's read-only, --lock-timeout)"
