@@ -6,7 +6,7 @@
 # Groups (default: test):
 #   build  compile dependencies
 #   test   build + PostgreSQL 15 server, pgTAP, pg_prove, cmocka, time,
-#          pgbouncer (tests/robust/32-pooler.t)
+#          pgbouncer and openssl (tests/robust/32-pooler.t, 33-tls.t)
 #   tools  valgrind, clang (+ compiler-rt for ASan/UBSan/libFuzzer)
 #   all    everything above
 #
@@ -25,7 +25,7 @@ set -euo pipefail
 # Debian 12 has no package called liblua5.4-cjson.
 PKGS_build=(build-essential pkg-config liblua5.4-dev lua-cjson-dev lua-cjson libpq-dev uuid-dev)
 PKGS_test=(postgresql-15 postgresql-client-15 postgresql-15-pgtap
-           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer)
+           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer openssl)
 # clang-14 only *recommends* the compiler-rt runtimes (ASan, UBSan, libFuzzer),
 # and we install without recommends, so name them explicitly.
 PKGS_tools=(valgrind clang libclang-rt-14-dev)
