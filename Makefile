@@ -107,12 +107,12 @@ fuzz: deps
 	$(BUILD)/fuzz/fuzz_jsontext -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
 	@mkdir -p $(BUILD)/fuzz/corpus-sql
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(shell pkg-config --cflags libpq) \
-	    -o $(BUILD)/fuzz/fuzz_sqlscan fuzz/fuzz_sqlscan.c src/pgconn.c $(shell pkg-config --libs libpq)
+	    -o $(BUILD)/fuzz/fuzz_sqlscan fuzz/fuzz_sqlscan.c src/pgconn.c src/interrupt.c $(shell pkg-config --libs libpq)
 	cp -n fuzz/corpus-sql/* $(BUILD)/fuzz/corpus-sql/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_sqlscan -max_total_time=$(FUZZ_SECONDS) -timeout=5 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-sql
 	@mkdir -p $(BUILD)/fuzz/corpus-conninfo
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(shell pkg-config --cflags libpq) \
-	    -o $(BUILD)/fuzz/fuzz_conninfo fuzz/fuzz_conninfo.c src/pgconn.c $(shell pkg-config --libs libpq)
+	    -o $(BUILD)/fuzz/fuzz_conninfo fuzz/fuzz_conninfo.c src/pgconn.c src/interrupt.c $(shell pkg-config --libs libpq)
 	cp -n fuzz/corpus-conninfo/* $(BUILD)/fuzz/corpus-conninfo/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_conninfo -max_total_time=$(FUZZ_SECONDS) -timeout=5 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-conninfo
 
