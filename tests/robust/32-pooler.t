@@ -190,10 +190,12 @@ is "$ERR" "ferry: cannot connect to the database: a connection pooler is between
    "...saying so in one line"
 # a pool with no server session free for the second session of the check
 # (its pool full): said, not taken for transaction pooling
-"$PSQL" -X -q -d "$(url session small)" -c "SELECT pg_sleep(3)" >/dev/null &
+# (the holder sleeps until ferry is done -- its start can take seconds, under valgrind)
+"$PSQL" -X -q -d "$(url session small)" -c "SELECT pg_sleep(60) /* ferry_pool_holder */" >/dev/null 2>&1 &
 holder=$!
 sleep 0.5
 run_ferry --db "$(url session small)" --dir "$REPO_ROOT" status
+psql_val "$db" "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%ferry_pool_holder%' AND pid <> pg_backend_pid()" >/dev/null
 is "$RC|$OUT" "2|" "a full pool (no server session for the second session ferry asks it with): exit 2"
 is "$ERR" "ferry: cannot connect to the database: a connection pooler is between ferry and the server, and a second session to find out whether it keeps one server session for ferry's connection failed: FATAL:  query_wait_timeout; connect to the server directly, or give the pool room for one more session" \
    "...saying so in one line, the pooler's word first"
