@@ -32,6 +32,20 @@ up_after() {
     err=$(grep '^ferry:' "$TAP_TMPDIR/bg.err")
 }
 terminate_waiting() { psql_val "$db" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'ferry'" >/dev/null; }
+# a synchronous standby that never answers: a COMMIT waits for it, committed
+# (off: at once; off-at-restart: the COMMIT waiting now goes on waiting)
+ghost_standby() { # on|off|off-at-restart
+    if [ "$1" = on ]; then
+        psql_val "$db" "ALTER SYSTEM SET synchronous_standby_names = 'ferry_ghost_standby'" >/dev/null 2>&1
+    else
+        psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null
+    fi && { [ "$1" = off-at-restart ] || psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; }
+}
+# put_sync_step ID: an up.sql whose COMMIT waits for the standby
+put_sync_step() {
+    put "$D/migrations/$1/up.sql" "CREATE TABLE ${1#*_}_t (x int);
+SET LOCAL synchronous_commit = on;"
+}
 stop_server() { bash "$REPO_ROOT/scripts/pg.sh" stop "$FERRY_PG_DIR" >/dev/null 2>&1; }
 start_server() { bash "$REPO_ROOT/scripts/pg.sh" start "$FERRY_PG_DIR" >/dev/null 2>&1; }
 
@@ -50,15 +64,12 @@ is "$(psql_val "$db" "SELECT status || ' ' || (to_regclass('killed_t') IS NOT NU
 rm -rf "$D/migrations/20250101_killed"
 
 # --- lost while the COMMIT went through
-if psql_val "$db" "ALTER SYSTEM SET synchronous_standby_names = 'ferry_ghost_standby'" >/dev/null 2>&1 &&
-   psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; then
-    put "$D/migrations/20250102_sync/up.sql" 'CREATE TABLE sync_t (x int);
-SET LOCAL synchronous_commit = on;'
+if ghost_standby on; then
+    put_sync_step 20250102_sync
     up_until waiting
     is "$(waiting)" 1 "sync: the COMMIT waits for the standby"
     up_after terminate_waiting
-    psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null    # (at once: other tests run on this server)
-    psql_val "$db" "SELECT pg_reload_conf()" >/dev/null
+    ghost_standby off    # (at once: other tests run on this server)
     is "$rc" 1 "sync: lost as the COMMIT went through: exit 1"
     is "$(printf '%s\n' "$err" | wc -l)" 1 "sync: one error line"
     like "$err" "^ferry: 20250102_sync: the connection was lost as its COMMIT went through: it is applied \\(its history row, written in that transaction, says so\\); nothing after it was run$" \
@@ -87,13 +98,11 @@ SELECT pg_sleep(60) /* ferry_down_sleep */;'
          "server down mid-script: nothing of it is committed (the COMMIT was not reached)"
     rm -rf "$D/migrations/20250103_down"
 
-    if psql_val "$db" "ALTER SYSTEM SET synchronous_standby_names = 'ferry_ghost_standby'" >/dev/null 2>&1 &&
-       psql_val "$db" "SELECT pg_reload_conf()" >/dev/null; then
-        put "$D/migrations/20250104_down_sync/up.sql" 'CREATE TABLE down_sync_t (x int);
-SET LOCAL synchronous_commit = on;'
+    if ghost_standby on; then
+        put_sync_step 20250104_down_sync
         up_until waiting
         is "$(waiting)" 1 "server down in the COMMIT: it waits for the standby"
-        psql_val "$db" "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null    # (applies at the restart)
+        ghost_standby off-at-restart
         up_after stop_server
         start_server
         is "$rc|$(printf '%s\n' "$err" | wc -l)" "1|1" "server down in the COMMIT: exit 1, one error line"
