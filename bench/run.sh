@@ -65,20 +65,10 @@ timed() {
   rm -f "$tf"
 }
 
-# The rows Batch 4 produced, as one digest: the messages' (auditId, role,
-# content, created_at) and, appended, the conversations' (lead, customer,
-# channel, external_id, started_at, last_message_at): the rows, not the ids
-# each side makes.  The count shown is the messages'.
+# The rows Batch 4 produced, as one digest (bench/digest.sql: the rows,
+# not the ids each side makes).
 digest() {
-  PGOPTIONS="${PGOPTIONS:-} -c timezone=UTC -c datestyle=ISO" "$PSQL" "$1" -X -A -t -q -c "
-    SELECT (SELECT count(*) FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill') || ' ' || md5(
-      (SELECT coalesce(string_agg((metadata->>'auditId') || '|' || role || '|' || coalesce(content, '<null>')
-                                  || '|' || created_at, E'\n' ORDER BY metadata->>'auditId'), '')
-         FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill')
-      || E'\n--\n' ||
-      (SELECT coalesce(string_agg(ROW(lead_id, customer_id, channel, external_id, started_at, last_message_at)::text,
-                                  E'\n' ORDER BY lead_id), '')
-         FROM \"Conversation\" WHERE metadata->>'source' = 'audit_backfill'))"
+  PGOPTIONS="${PGOPTIONS:-} -c timezone=UTC -c datestyle=ISO" "$PSQL" "$1" -X -A -t -q -f "$root/bench/digest.sql"
 }
 
 # Every timed run starts on a quiet server: a CHECKPOINT first (so that no

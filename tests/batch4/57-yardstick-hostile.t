@@ -88,19 +88,10 @@ SQL_DB=$(db_uri b4_57_sql)
     -c "CREATE DATABASE b4_57_ferry TEMPLATE $TPL" -c "CREATE DATABASE b4_57_sql TEMPLATE $TPL" >/dev/null \
     || bail_out "cannot copy the database"
 
-# bench/run.sh's digest: the messages' (auditId, role, content, created_at)
-# and the conversations' (lead, customer, channel, external_id, started_at,
-# last_message_at); and the metadata (without the run's time)
+# bench/run.sh's digest (bench/digest.sql); and the metadata (without the
+# run's time)
 digest() {
-    PGOPTIONS="-c timezone=UTC -c datestyle=ISO" q "$1" "
-    SELECT (SELECT count(*) FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill') || ' ' || md5(
-      (SELECT coalesce(string_agg((metadata->>'auditId') || '|' || role || '|' || coalesce(content, '<null>')
-                                  || '|' || created_at, E'\n' ORDER BY metadata->>'auditId'), '')
-         FROM \"Message\" WHERE metadata->>'source' = 'audit_backfill')
-      || E'\n--\n' ||
-      (SELECT coalesce(string_agg(ROW(lead_id, customer_id, channel, external_id, started_at, last_message_at)::text,
-                                  E'\n' ORDER BY lead_id), '')
-         FROM \"Conversation\" WHERE metadata->>'source' = 'audit_backfill'))"
+    PGOPTIONS="-c timezone=UTC -c datestyle=ISO" "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -f "$REPO_ROOT/bench/digest.sql"
 }
 metadata() {
     q "$1" "SELECT md5(string_agg(metadata::text, E'\n' ORDER BY metadata->>'auditId')) FROM \"Message\"
