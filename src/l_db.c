@@ -1562,11 +1562,9 @@ static int conn_quote_ident(lua_State *L) {
     luaL_setmetatable(L, PQMEM_MT);
     m->p = PQescapeIdentifier(c->pg, s, len);
     if (!m->p) {
-        const char *why = PQerrorMessage(c->pg);      /* (libpq's text ends with a newline) */
-        size_t n = strlen(why);
-        while (n > 0 && why[n - 1] == '\n') n--;
-        lua_pushlstring(L, why, n);
-        return luaL_error(L, "quote_ident: %s", lua_tostring(L, -1));
+        char why[512];                    /* (libpq's text ends with a newline) */
+        pgconn_one_line(PQerrorMessage(c->pg), why, sizeof why);
+        return luaL_error(L, "quote_ident: %s", why);
     }
     lua_pushstring(L, m->p);
     PQfreemem(m->p);
