@@ -2229,16 +2229,17 @@ function commands.validate(args)
   if r then refuse_renamed_for("validate", m, r) end
   -- A run (or rollback) of m in progress on this database: the checks see
   -- the batches it had committed when their snapshot was taken, so their
-  -- failures and counts say nothing yet.  Said, not refused.  (Its session
-  -- still holds the migration lock: a row a killed ferry left running whose
-  -- backend pid the server has given to another session since is no run.)
+  -- failures and counts say nothing yet.  Said, not refused.  (A running
+  -- row not gone, by the one test status and history use: its session
+  -- still holds the migration lock -- a row a killed ferry left running
+  -- whose backend pid the server has given to another session since is no
+  -- run.)
   if history_exists() then
     local busy = on_history("read", db.one, [[
       SELECT h.operation, h.host, h.pid,
              to_char(h.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since
         FROM ferry.history h
-       WHERE h.migration = $1 AND h.status = 'running'
-         AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = h.backend_pid AND ]] .. holds_lock_sql(2, 3) .. [[)
+       WHERE h.migration = $1 AND h.status = 'running' AND NOT ]] .. run_gone_sql(2, 3) .. [[
        ORDER BY h.id DESC LIMIT 1]], m.id, LOCK_CLASSID, LOCK_OBJID)
     if busy then
       log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
