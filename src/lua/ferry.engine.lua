@@ -2021,6 +2021,30 @@ function commands.up(args)
   return code
 end
 
+-- A data migration that failed on a missing table, column, function, type
+-- or schema while a schema step (up.sql) before it is not applied here:
+-- `run` runs only the migration it is given (an author runs the fill
+-- before its table's step), so say which step and what to do.
+local function pending_schema_hint(list, states, m, r, dry_run)
+  if not (r.exit and m.files["up.lua"] and r.message
+          and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""]) then return end
+  local before = {}
+  for _, x in ipairs(list) do
+    if x.id == m.id then break end
+    local st = states[x.id]
+    if x.files["up.sql"] and not x.files["up.lua"] and not (st and st.status == "applied") then
+      before[#before + 1] = x.id
+    end
+  end
+  if #before == 0 then return end
+  r.message = r.message .. string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
+                                         .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
+                                         table.concat(before, ", "),
+                                         #before == 1 and "a schema step" or "schema steps",
+                                         #before == 1 and "is" or "are", #before == 1 and "it" or "them",
+                                         before[#before], dry_run and "dry-run" or "run")
+end
+
 function commands.run(args)
   if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
   local list, by_id = discover(root_dir)
@@ -2037,6 +2061,7 @@ function commands.run(args)
   local renamed = renamed_from({m}, by_id, states)[m.id]
   if renamed then refuse_renamed(list, states, m, renamed) end
   local r = apply(m, "run", opts.dry_run)
+  pending_schema_hint(list, states, m, r, opts.dry_run)
   if log.flags().json then emit_json(r) end
   if r.exit then
     if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
