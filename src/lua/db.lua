@@ -256,6 +256,38 @@ function M.array(t)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
+--- db.arrays(rows, n) -> n array literals, one per column of rows (a list
+-- of rows, each a list of n values; nil or db.NULL is NULL): a batch's
+-- rows bound column by column, as UPDATE ... FROM unnest($1::uuid[],
+-- $2::text[], ...) takes them -- the transposition every batched UPDATE
+-- would otherwise write by hand, with each column's NULLs counted right.
+function M.arrays(rows, n)
+  if type(rows) ~= "table" then error("db.arrays: rows is a list of rows (tables), not a " .. type(rows), 2) end
+  if not (math.type(n) == "integer" and n >= 1) then
+    error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. tostring(n), 2)
+  end
+  local count = #rows
+  local cols = {}
+  for k = 1, n do cols[k] = {n = count} end
+  for i = 1, count do
+    local row = rows[i]
+    if type(row) ~= "table" then error(string.format("db.arrays: row %d is a %s, not a table", i, type(row)), 2) end
+    for k = 1, n do
+      local v = row[k]
+      local ty = type(v)
+      if v ~= nil and v ~= core.NULL and ty ~= "string" and ty ~= "number" and ty ~= "boolean" then
+        error(string.format("db.arrays: row %d, column %d is a %s, not a SQL value", i, k, ty), 2)
+      end
+      cols[k][i] = v
+    end
+    if row[n + 1] ~= nil then
+      error(string.format("db.arrays: row %d has a value in column %d, beyond the %d columns asked for", i, n + 1, n), 2)
+    end
+  end
+  for k = 1, n do cols[k] = M.array(cols[k]) end
+  return table.unpack(cols, 1, n)
+end
+
 --- db.pipeline{jobs=, dry_run=, checkpoint=} -> batches written by writer
 -- sessions in turn (see ferry.pipeline).
 local PIPELINE_OPTIONS = {jobs = true, dry_run = true, checkpoint = true}

@@ -439,4 +439,32 @@ T.is(db.query("SELECT b::text AS b, f::text AS f FROM fl_copy ORDER BY b"), {{b 
      "...stored as those values")
 db.exec("DROP TABLE fl_copy")
 
+-- db.arrays(rows, n): a batch of rows turned into one array literal per
+-- column, for UPDATE ... FROM unnest($1::uuid[], $2::text[], ...) -- the
+-- transposition every batched UPDATE wrote by hand (Batches 4 and 5's
+-- after functions, an author's Batch 6), NULLs (nil) included
+local a1, a2, a3 = db.arrays({{1, "x", true}, {2, nil, false}, {3, "q\"z", db.NULL}}, 3)
+T.is({a1, a2, a3}, {'{"1","2","3"}', '{"x",NULL,"q\\"z"}', '{"true","false",NULL}'},
+     "db.arrays: one array per column, nil and db.NULL as NULL")
+T.is(select("#", db.arrays({}, 2)), 2, "db.arrays of no rows: n arrays ...")
+T.is({db.arrays({}, 2)}, {"{}", "{}"}, "...each empty")
+T.is({db.arrays({{"a"}, {nil}}, 2)}, {'{"a",NULL}', "{NULL,NULL}"}, "db.arrays: a row shorter than n ends in NULLs")
+db.exec("CREATE TEMP TABLE arrs (id int PRIMARY KEY, v text, b bool)")
+db.exec("INSERT INTO arrs SELECT g, 'old', true FROM generate_series(1, 3) g")
+T.is(db.exec([[UPDATE arrs a SET v = u.v, b = u.b FROM unnest($1::int[], $2::text[], $3::bool[]) AS u(id, v, b)
+               WHERE a.id = u.id]], db.arrays({{1, "new", false}, {3, nil, nil}}, 3)), 2,
+     "db.arrays: bound as an UPDATE's unnest()")
+T.is(db.query("SELECT id, v, b FROM arrs ORDER BY id"), {{id = 1, v = "new", b = false}, {id = 2, v = "old", b = true}, {id = 3}},
+     "...which wrote each row's values, NULL where nil")
+T.is(err_of(db.arrays, "abc", 2), "db.arrays: rows is a list of rows (tables), not a string", "db.arrays of a string raises")
+T.is(err_of(db.arrays, {}, 0), "db.arrays: n, the number of columns, must be a whole number >= 1, not 0",
+     "db.arrays: n of 0 raises")
+T.is(err_of(db.arrays, {{1}}), "db.arrays: n, the number of columns, must be a whole number >= 1, not nil",
+     "db.arrays: n left out raises")
+T.is(err_of(db.arrays, {{1}, "x"}, 1), "db.arrays: row 2 is a string, not a table", "db.arrays: a row that is no table raises")
+T.is(err_of(db.arrays, {{1, {}}}, 2), "db.arrays: row 1, column 2 is a table, not a SQL value",
+     "db.arrays: a value that is no SQL value raises, naming row and column")
+T.is(err_of(db.arrays, {{1, 2}, {1, 2, 3}}, 2), "db.arrays: row 2 has a value in column 3, beyond the 2 columns asked for",
+     "db.arrays: a row longer than n raises (the SQL has fewer columns than the rows)")
+
 return T.done()
