@@ -76,6 +76,7 @@ typedef struct conn {
     int cancel_slot;   /* interrupt.c's slot: a signal cancels its running statement; -1 none */
     int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
     int server_pid;    /* pg_backend_pid() (PQbackendPID is a pooler's own, when one is in between) */
+    int copy_abandoned;   /* a writer closed or collected mid-COPY aborted it (core.take_abandoned_copy) */
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -698,6 +699,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->cancel_slot = -1;
     c->hold_tx = 0;
     c->server_pid = 0;
+    c->copy_abandoned = 0;
     st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;
@@ -1229,8 +1231,22 @@ static int copy_release(copy_writer *w, const char *abort_msg) {
     return 0;
 }
 
+/* __gc and __close: a COPY whose data was never ended is aborted, which
+ * fails the transaction it runs in; the connection remembers it, so that
+ * db.transaction says why rather than blame an error fn caught. */
 static int copy_gc(lua_State *L) {
-    return copy_release(luaL_checkudata(L, 1, COPY_MT), "ferry: COPY abandoned");
+    copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
+    if (w->active && !w->ended && w->c->pg) w->c->copy_abandoned = 1;
+    return copy_release(w, "ferry: COPY abandoned");
+}
+
+/* core.take_abandoned_copy(conn) -> whether a writer was closed or collected
+ * mid-COPY on conn since the last call (which forgets it). */
+static int db_take_abandoned_copy(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, c->copy_abandoned);
+    c->copy_abandoned = 0;
+    return 1;
 }
 
 static copy_writer *check_active_copy(lua_State *L) {
@@ -1729,6 +1745,7 @@ static const luaL_Reg core_funcs[] = {
     {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
     {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"keep_open", db_keep_open},
     {"busy_with", db_busy_with}, {"hold_transaction", db_hold_transaction},
+    {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
     {"report_repeated_notices", db_report_repeated_notices}, {NULL, NULL}
 };

@@ -79,6 +79,10 @@ end
 -- end, as inside a transaction it always is) and does not; a COPY never
 -- finished is not fn's rows stored; a failed statement whose error fn
 -- caught leaves a transaction that COMMIT would only roll back.
+-- A writer fn let go of before finish() (its <close> scope, or the
+-- collector) aborted its COPY, which failed the transaction: said as that.
+local ABANDONED = "transaction rolled back: fn left a COPY unfinished: its writer was closed or collected before "
+                  .. "w:finish(), which aborted the COPY (finish() it before fn returns, or abort() it)"
 local function refuse_unfinished(conn)
   local held = core.busy_with(conn)
   if held then
@@ -87,8 +91,9 @@ local function refuse_unfinished(conn)
       error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 3)
     end
   end
+  local abandoned = core.take_abandoned_copy(conn)
   local _, failed = own(conn, "in_transaction")
-  if failed then error(CAUGHT, 3) end
+  if failed then error(abandoned and ABANDONED or CAUGHT, 3) end
 end
 
 -- How a transaction ends when it does not commit: fn failed, fn returned
@@ -118,6 +123,7 @@ function methods.transaction(conn, fn, ...)
   end
   local outer = savepoints[conn]
   local depth = outer
+  core.take_abandoned_copy(conn)          -- (one before fn's is none of fn's)
   -- inside a transaction the script began itself (db.exec("BEGIN")) this
   -- is a savepoint too: a BEGIN/COMMIT of its own would commit the
   -- script's transaction early and leave its later ROLLBACK undoing nothing
