@@ -816,12 +816,39 @@ local function keep_killed_counters(migration)
           migration)
 end
 
+local RESUME_MIXED = "the rows it committed were made by the earlier version, the rest by this one "
+                     .. "(to have every row made by this one, roll back the migration and run it again)"
+
+-- A checkpoint saved by a ferry from before the sums (2026-12-06) holds
+-- none.  The checksum of m's scripts that its run's history row recorded
+-- when it started stands in: it tells whether they changed, not which, and
+-- nothing of the rule files (that row names none).  A note either way, so
+-- that the resumed run of an upgrade does not read as one checked.
+local function unsummed_checkpoint_note(m, run_id)
+  local r = db.one([[SELECT checksum FROM ferry.history
+                      WHERE migration = $1 AND run_id = $2::uuid AND operation IN ('up', 'run') AND checksum IS NOT NULL
+                      ORDER BY id DESC LIMIT 1]], m.id, run_id)
+  local older = "saved by an older ferry, which kept no sums of the files"
+  if not r then
+    log.warn(string.format("note: the checkpoint this run resumes was %s, and no history row of its run is left: "
+                           .. "whether the scripts of %s or a rule file they load were edited since cannot be told",
+                           older, m.rel))
+  elseif r.checksum ~= checksum(root_dir, m, {}) then
+    log.warn(string.format("note: changed since the interrupted run this one resumes: the scripts of %s (its checkpoint, "
+                           .. "saved by an older ferry, holds no sums of its files: which of them, and whether a rule "
+                           .. "file they load was edited too, cannot be told); %s", m.rel, RESUME_MIXED))
+  else
+    log.warn(string.format("note: the checkpoint this run resumes was %s: the scripts of %s are as its run started them; "
+                           .. "whether a rule file they load was edited since cannot be told", older, m.rel))
+  end
+end
+
 local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
   if history_exists() then
-    local r = db.one("SELECT position::text AS position, stats::text AS stats FROM ferry.checkpoint WHERE migration = $1",
-                     ctx.migration)
+    local r = db.one([[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
+                         FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
     if r then saved = r end
   end
   local position = saved and saved.position and decode_position(saved.position) or nil
@@ -837,8 +864,9 @@ local function new_checkpoint(ctx, m)
     local changed = type(s.code) == "table" and changed_since(s.code) or {}
     if #changed > 0 then
       log.warn("note: changed since the interrupted run this one resumes: " .. table.concat(changed, ", ")
-               .. "; the rows it committed were made by the earlier version, the rest by this one "
-               .. "(to have every row made by this one, roll back the migration and run it again)")
+               .. "; " .. RESUME_MIXED)
+    elseif s.code == nil then
+      unsummed_checkpoint_note(m, saved.run_id)
     end
     if s.after_errors then
       log.info("   (the previous run had row errors and committed batches past its resume point: "
