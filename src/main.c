@@ -31,7 +31,7 @@ static const char *const value_options[] = {
 };
 static const char *const flag_options[] = {
     "--verbose", "-v", "--quiet", "-q", "--json", "--dry-run", "--help", "-h",
-    "--version", "--sql", "--force", NULL
+    "--version", "--sql", "--pipeline", "--force", NULL
 };
 
 static int in_list(const char *const *list, const char *s, size_t n) {

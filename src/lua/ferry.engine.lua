@@ -58,7 +58,8 @@ commands:
   rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
   validate MIGRATION            run its checks; print each with pass/fail
   baseline VERSION              record every migration up to VERSION as applied, without running it
-  new NAME [--sql]              scaffold migrations/<today>_<name>/: up.lua, or up.sql with --sql
+  new NAME [--sql|--pipeline]   scaffold migrations/<today>_<name>/: up.lua, or up.sql with --sql,
+                                or a streamed, pipelined fill (up.lua and rules/<name>.lua) with --pipeline
   check                         load every script and rule, run the rules' tests (no database)
   exec FILE [ARG...]            run a Lua file with the ferry API (ad-hoc scripts, tests)
 
@@ -2890,44 +2891,266 @@ local TEMPLATE_README = TEMPLATE_README_SQL .. [=[
 Statistics: rows_seen, rows_written, rows_skipped, errors.
 ]=]
 
+-- ferry new NAME --pipeline: a fill of many rows as Batch 5 does it --
+-- streamed, mapped by a rule module of its own (rules/NAME.lua, %N below),
+-- written with COPY through db.pipeline, resumable, idempotent.  The places
+-- only the author can fill raise "TODO left in the scaffold" when reached,
+-- and the rule's test fails in `ferry check` until its map is written.
+local TEMPLATE_UP_PIPELINE = [=[
+-- %s: a streaming, pipelined, resumable fill.  Run it with
+--   ferry run %s --dry-run    (reads everything, writes nothing, reports the counts)
+--   ferry run %s              (--jobs N writer sessions; an interrupted run resumes)
+--
+-- Batch 5's flow (migrations/20251115_backfill_memory_notes/up.lua), in small:
+-- a reader session streams the source ordered by key, from the checkpoint on,
+-- in one snapshot and bounded memory; the rows of each key are mapped by
+-- rules/%N.lua into target rows, put into a COPY buffer; every
+-- ctx.batch_size_for() keys, between two keys, db.pipeline sends the batch:
+-- its COPY and its checkpoint (the batch's last key) commit together on one
+-- of --jobs writer sessions while the next batch is mapped.  Idempotent: the
+-- source says which keys the target has already (done), and a re-run skips
+-- them.  Fill in the three TODOs here (a run stops at the first one left)
+-- and the rule's map and test (`ferry check` runs it).
+local rule = require "rules.%N"
+local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
+
+-- TODO: the keys left, as n; $1 is the resume key (NULL on a fresh start), e.g.
+--   [[SELECT count(*) AS n FROM source s WHERE $1::bigint IS NULL OR s.id > $1]]
+local KEYS_SQL = TODO "KEYS_SQL, the count of the keys left"
+-- TODO: the source rows after key $1, ordered by key (then a tie-breaker when
+-- a key has many rows), as key, done (true when the target has the key's rows
+-- already; $2 is ctx.migration, the tag on them) and what rule.map reads, e.g.
+--   [[SELECT s.id AS key, s.name, EXISTS (SELECT 1 FROM target t
+--            WHERE t.source_id = s.id AND t.created_by = $2) AS done
+--       FROM source s WHERE $1::bigint IS NULL OR s.id > $1 ORDER BY s.id]]
+local SOURCE_SQL = TODO "SOURCE_SQL, the source rows ordered by key"
+-- TODO: the target, its columns in the order of rule.map's rows, e.g.
+--   [[COPY target (source_id, name, created_by) FROM STDIN]]
+local TARGET_COPY = TODO "TARGET_COPY, the COPY of the target rows"
+
+stats.declare{"keys_processed", "keys_skipped", "rows_created", "errors"}
+
+local resume = ctx.checkpoint.get()        -- the last key of the last committed batch, or nil
+if resume then log.info("resuming after key " .. tostring(resume)) end
+
+local read <close> = db.reader()           -- one snapshot for the count and the stream
+local total = read:one(KEYS_SQL, resume).n
+log.info(string.format("%%d keys to fill, up to %%d a batch", total, ctx.batch_size_for(total)))
+local bar <close> = progress.new("keys", total)
+local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
+local buf = db.buffer()                    -- the batch's target rows, as COPY text
+local in_batch, seen = 0, 0                -- keys in the batch, keys finished
+
+-- Sends the batch: its rows and its checkpoint `last` commit together (a dry
+-- run only remembers `last`).
+local function flush(last)
+  if in_batch == 0 then return end
+  pipe:send{copies = {{sql = TARGET_COPY, buffer = buf}}, position = last}
+  buf:clear()
+  in_batch = 0
+end
+
+-- A key whose rows are all read: mapped and counted here (a dry run counts
+-- the same), its rows buffered; the batch goes when full -- between keys.
+local function finish_key(key, rows)
+  if rows[1].done then
+    stats.inc("keys_skipped")
+  else
+    local ok, out = pcall(rule.map, key, rows, ctx)
+    if not ok then
+      stats.error(key, out)                -- counted in errors; the run goes on
+    elseif type(out) ~= "table" then
+      error("rules.%N.map returned " .. type(out) .. ", not a list of target rows", 0)
+    elseif #out == 0 then
+      stats.inc("keys_skipped")
+    else
+      for _, t in ipairs(out) do buf:put(table.unpack(t, 1, t.n or #t)) end
+      stats.inc("keys_processed")
+      stats.inc("rows_created", #out)
+      if ctx.verbose then
+        log.verbose(string.format("%%s %%d rows for key %%s", ctx.dry_run and "would create" or "creating",
+                                  #out, tostring(key)))
+      end
+    end
+  end
+  seen, in_batch = seen + 1, in_batch + 1
+  bar:add(1)
+  if in_batch >= ctx.batch_size_for(total, total - seen + in_batch) then flush(key) end
+end
+
+local key, rows, n = nil, {}, 0
+for r in read:rows(SOURCE_SQL, resume, ctx.migration) do
+  if r.key ~= key or n == 0 then           -- a new key: the one before is complete
+    if r.key == nil or r.done == nil then
+      error("SOURCE_SQL gave a row without a key or a done column (name them AS key, AS done; never NULL)", 0)
+    end
+    if n > 0 then finish_key(key, rows) end
+    key, rows = r.key, {}
+  end
+  rows[#rows + 1] = r
+  n = n + 1
+  if n %% 256 == 0 then pipe:pump() end     -- keeps the writers' data moving
+end
+if n > 0 then finish_key(key, rows) end
+flush(key)                                 -- the last, partial batch
+pipe:finish()                              -- commits every batch in flight
+bar:finish()
+read:close()
+]=]
+
+local TEMPLATE_RULE_PIPELINE = [=[
+-- rules.%N: the mapping of migrations/%s, the source rows
+-- of one key to target rows.  Loaded on every run (edit it and re-run: no
+-- rebuild); `ferry check` runs M.tests.
+local t = require "ferry.testing"
+local json = require "json"                -- json.null: a NULL in a target row
+local M = {}
+
+--- map(key, rows, ctx) -> the target rows of one key: a list of rows, each a
+-- list of values in the order of TARGET_COPY's columns (a NULL is json.null,
+-- as a nil would end the list); {} skips the key.  rows: the key's source
+-- rows, tables by column name (SQL NULL absent), in the stream's order.
+-- Raising rejects the key: the run records its key and message, goes on.
+function M.map(key, rows, ctx)
+  error("TODO left in the scaffold: write rules.%N's map, the target rows of one key")
+end
+
+M.tests = {
+  -- TODO: the rows of a key as the source gives them, and the target rows
+  -- they make; a test for each case that matters (a key skipped, a NULL)
+  ["maps the rows of a key"] = function()
+    t.eq(M.map(1, {{key = 1, name = "a"}}, {migration = "test"}), {{1, "a", "test"}})
+  end,
+}
+
+return M
+]=]
+
+local TEMPLATE_ROLLBACK_PIPELINE = rollback_template([=[
+-- Convention: delete only the rows this migration wrote (tagged, e.g.
+-- created_by = '%s'), never rows the live system wrote.
+]=], [=[
+-- TODO: delete the rows this migration wrote, e.g.
+--   DELETE FROM target WHERE created_by = '%s';
+-- and then the next line.
+DO $$ BEGIN RAISE EXCEPTION 'TODO left in the scaffold: rollback.sql of %s deletes nothing yet (nothing was rolled back)'; END $$;
+-- The resume point of an interrupted run goes too (ferry rollback deletes it
+-- itself; run on its own, the next run would resume past the rows deleted).
+DO $$ BEGIN
+  IF to_regclass('ferry.checkpoint') IS NOT NULL THEN
+    DELETE FROM ferry.checkpoint WHERE migration = '%s';
+  END IF;
+END $$;
+]=])
+
+local TEMPLATE_VALIDATE_PIPELINE = [=[
+-- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
+-- 1 if any fails.  Run it after the first real run.  check(name, fn): fn
+-- returns ok [, detail]; every check reads one snapshot.
+local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
+
+-- TODO: the source keys that have no target rows (and should), as n; $1 is
+-- ctx.migration, e.g.
+--   [[SELECT count(*) AS n FROM source s WHERE NOT EXISTS (SELECT 1 FROM target t
+--       WHERE t.source_id = s.id AND t.created_by = $1)]]
+local MISSING_SQL = TODO "MISSING_SQL, the count of the keys without their rows"
+-- TODO: the keys with their rows written twice, as n, e.g.
+--   [[SELECT count(*) AS n FROM (SELECT source_id FROM target WHERE created_by = $1
+--       GROUP BY source_id HAVING count(*) > 1) d]]
+local TWICE_SQL = TODO "TWICE_SQL, the count of the keys written twice"
+
+check("every source key has its target rows", function()
+  local n = db.one(MISSING_SQL, ctx.migration).n
+  return n == 0, n .. " keys without them"
+end)
+
+check("no key has its target rows twice", function()
+  local n = db.one(TWICE_SQL, ctx.migration).n
+  return n == 0, n .. " keys written twice"
+end)
+]=]
+
+local TEMPLATE_README_PIPELINE = TEMPLATE_README_SQL .. [=[
+
+How it runs: `up.lua` streams the source by key, maps each key's rows with
+`rules/%N.lua` and writes them with COPY in batches of whole keys through
+`db.pipeline` (`--jobs N` writers), each batch with its checkpoint; an
+interrupted run resumes after the last committed batch, and a re-run skips
+the keys the target has (see docs/authoring.md, section 5).
+
+Statistics: keys_processed, keys_skipped, rows_created, errors.
+]=]
+
 -- The files of each scaffold, in the order they are listed.
 local SCAFFOLD_LUA = {{"up.lua", TEMPLATE_UP}, {"rollback.sql", TEMPLATE_ROLLBACK},
                       {"validate.lua", TEMPLATE_VALIDATE}, {"README.md", TEMPLATE_README}}
 local SCAFFOLD_SQL = {{"up.sql", TEMPLATE_UP_SQL}, {"rollback.sql", TEMPLATE_ROLLBACK_SQL},
                       {"validate.lua", TEMPLATE_VALIDATE_SQL}, {"README.md", TEMPLATE_README_SQL}}
+local SCAFFOLD_PIPELINE = {{"up.lua", TEMPLATE_UP_PIPELINE}, {"rollback.sql", TEMPLATE_ROLLBACK_PIPELINE},
+                           {"validate.lua", TEMPLATE_VALIDATE_PIPELINE}, {"README.md", TEMPLATE_README_PIPELINE}}
 
--- A template filled in: every %s is the migration's id, %% a percent sign
--- (no count of ids to keep in step with the text).
-local function scaffold_text(template, id)
-  return (template:gsub("%%([%%s])", function(c) return c == "s" and id or "%" end))
+-- A template filled in: every %s is the migration's id, %N its name, %% a
+-- percent sign (no count of ids to keep in step with the text).
+local function scaffold_text(template, id, name)
+  local with = {s = id, N = name, ["%"] = "%"}
+  return (template:gsub("%%([%%sN])", with))
 end
 
+-- write_file(path, text): the whole file, or a usage error naming it.
+local function write_file(path, text)
+  local f, err = io.open(path, "wb")
+  if not f then usage_error("cannot create %s", err) end
+  local ok, werr = f:write(text)
+  f:close()
+  if not ok then usage_error("cannot write %s", werr) end
+end
+
+-- exists(path): something is there (a file we may not read counts).
+local function exists(path)
+  local f, err = io.open(path, "rb")
+  if f then f:close(); return true end
+  return not tostring(err):find("No such file or directory", 1, true)
+end
+
+-- ferry new NAME [--sql | --pipeline]: nothing is created when the folder,
+-- or with --pipeline the rule module rules/NAME.lua, is there already.
+local NEW_USAGE = "usage: ferry new NAME [--sql | --pipeline]"
 function commands.new(args)
-  if #args ~= 1 then usage_error("usage: ferry new NAME [--sql]") end
+  if #args ~= 1 then usage_error(NEW_USAGE) end
+  if opts.sql and opts.pipeline then usage_error("--sql and --pipeline exclude each other (%s)", NEW_USAGE) end
   local name = args[1]
   if not name:match("^[a-z0-9][a-z0-9_]*$") then
     usage_error("migration names use lowercase letters, digits and underscores, and begin with a letter or digit: %s", name)
   end
-  local mdir = root_dir .. "/migrations"
-  if not sys.isdir(mdir) then
-    local ok, err = sys.mkdir(mdir)
-    if not ok then usage_error("cannot create %s", err) end
-  end
   local id = today() .. "_" .. name
+  local mdir = root_dir .. "/migrations"
   local path = mdir .. "/" .. id
   if sys.isdir(path) then usage_error("%s already exists", "migrations/" .. id) end
-  local ok, err = sys.mkdir(path)
-  if not ok then usage_error("cannot create %s", err) end
-  local files = opts.sql and SCAFFOLD_SQL or SCAFFOLD_LUA
+  local rule = "rules/" .. name .. ".lua"
+  if opts.pipeline and exists(root_dir .. "/" .. rule) then
+    usage_error("%s already exists: --pipeline writes the rule module of migrations/%s there (give the migration "
+                .. "another name)", rule, id)
+  end
+  for _, dir in ipairs{mdir, path, opts.pipeline and root_dir .. "/rules" or nil} do
+    if not sys.isdir(dir) then
+      local ok, err = sys.mkdir(dir)
+      if not ok then usage_error("cannot create %s", err) end
+    end
+  end
+  local files = opts.sql and SCAFFOLD_SQL or opts.pipeline and SCAFFOLD_PIPELINE or SCAFFOLD_LUA
   local names = {}
   for i, f in ipairs(files) do
-    local out = assert(io.open(path .. "/" .. f[1], "wb"))
-    out:write(scaffold_text(f[2], id))
-    out:close()
+    write_file(path .. "/" .. f[1], scaffold_text(f[2], id, name))
     names[i] = f[1]
   end
-  if log.flags().json then emit_json(object({"created"}, {created = "migrations/" .. id}))
-  else log.info("created migrations/" .. id .. "/ (" .. table.concat(names, ", ") .. ")") end
+  if opts.pipeline then write_file(root_dir .. "/" .. rule, scaffold_text(TEMPLATE_RULE_PIPELINE, id, name)) end
+  local created = "migrations/" .. id
+  if log.flags().json then
+    emit_json(object({"created", "rule"}, {created = created, rule = opts.pipeline and rule or nil}))
+  else
+    log.info("created " .. created .. "/ (" .. table.concat(names, ", ") .. ")"
+             .. (opts.pipeline and " and " .. rule or ""))
+  end
   return EXIT_OK
 end
 
@@ -3075,6 +3298,7 @@ local COMMANDS_WITH = {
   ["dry-run"] = {up = true, run = true, exec = true},
   to = {up = true},
   sql = {new = true},
+  pipeline = {new = true},
   force = {rollback = true},
 }
 
@@ -3115,6 +3339,7 @@ local function main(cli)
   opts.dry_run = flags["dry-run"] == true
   opts.to = flags.to
   opts.sql = flags.sql == true
+  opts.pipeline = flags.pipeline == true
   opts.force = flags.force == true
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
   opts.batch_size_given = flags["batch-size"] ~= nil

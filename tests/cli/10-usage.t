@@ -32,7 +32,7 @@ is "$RC|$ERR" "0|" "--help: exit 0, no stderr"
 for c in status up run rollback validate baseline new check exec; do
     like "$OUT" $'\n  '"$c " "--help lists $c"
 done
-like "$OUT" $'\n  new NAME \\[--sql\\] +scaffold migrations/<today>_<name>/: up\\.lua, or up\\.sql with --sql\n' "--help: new takes --sql"
+like "$OUT" $'\n  new NAME \\[--sql\\|--pipeline\\] +scaffold migrations/<today>_<name>/: up\\.lua, or up\\.sql with --sql,\n +or a streamed, pipelined fill \\(up\\.lua and rules/<name>\\.lua\\) with --pipeline\n' "--help: new takes --sql and --pipeline"
 # README.md's usage block shows the same command lines as --help
 help_cmds=$(sed -n '/^commands:$/,/^$/{/^  /p}' <<<"$OUT")
 readme_cmds=$(sed -n '/^## Usage$/,/^## /p' "$REPO_ROOT/README.md" | sed -n '/^ferry \[--db/,/^ferry --version/{/^  /p}')
@@ -62,7 +62,7 @@ expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run 20250101 20
 expect_usage "usage: ferry rollback MIGRATION" --dir "$D" rollback
 expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
 expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
-expect_usage "usage: ferry new NAME [--sql]" --dir "$D" new
+expect_usage "usage: ferry new NAME [--sql | --pipeline]" --dir "$D" new
 expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
 expect_usage "option --db needs a value" --dir "$D" status --db
 # an empty one (--db "$UNSET") must not fall back to the PG* variables' database
