@@ -2896,7 +2896,9 @@ Statistics: rows_seen, rows_written, rows_skipped, errors.
 -- written with COPY through db.pipeline, resumable, idempotent.  The places
 -- only the author can fill raise "TODO left in the scaffold" when reached,
 -- and the rule's test fails in `ferry check` until its map is written.
-local TEMPLATE_UP_PIPELINE = [=[
+-- the --pipeline scaffold's files (one table: the main chunk is near Lua's 200 locals)
+local PIPELINE = {}
+PIPELINE.up = [=[
 -- %s: a streaming, pipelined, resumable fill.  Run it with
 --   ferry run %s --dry-run    (reads everything, writes nothing, reports the counts)
 --   ferry run %s              (--jobs N writer sessions; an interrupted run resumes)
@@ -2998,7 +3000,7 @@ bar:finish()
 read:close()
 ]=]
 
-local TEMPLATE_RULE_PIPELINE = [=[
+PIPELINE.rule = [=[
 -- rules.%N: the mapping of migrations/%s, the source rows
 -- of one key to target rows.  Loaded on every run (edit it and re-run: no
 -- rebuild); `ferry check` runs M.tests.
@@ -3026,7 +3028,7 @@ M.tests = {
 return M
 ]=]
 
-local TEMPLATE_ROLLBACK_PIPELINE = rollback_template([=[
+PIPELINE.rollback = rollback_template([=[
 -- Convention: delete only the rows this migration wrote (tagged, e.g.
 -- created_by = '%s'), never rows the live system wrote.
 ]=], [=[
@@ -3043,7 +3045,7 @@ DO $$ BEGIN
 END $$;
 ]=])
 
-local TEMPLATE_VALIDATE_PIPELINE = [=[
+PIPELINE.validate = [=[
 -- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
 -- 1 if any fails.  Run it after the first real run.  check(name, fn): fn
 -- returns ok [, detail]; every check reads one snapshot.
@@ -3070,7 +3072,7 @@ check("no key has its target rows twice", function()
 end)
 ]=]
 
-local TEMPLATE_README_PIPELINE = TEMPLATE_README_SQL .. [=[
+PIPELINE.readme = TEMPLATE_README_SQL .. [=[
 
 How it runs: `up.lua` streams the source by key, maps each key's rows with
 `rules/%N.lua` and writes them with COPY in batches of whole keys through
@@ -3086,8 +3088,8 @@ local SCAFFOLD_LUA = {{"up.lua", TEMPLATE_UP}, {"rollback.sql", TEMPLATE_ROLLBAC
                       {"validate.lua", TEMPLATE_VALIDATE}, {"README.md", TEMPLATE_README}}
 local SCAFFOLD_SQL = {{"up.sql", TEMPLATE_UP_SQL}, {"rollback.sql", TEMPLATE_ROLLBACK_SQL},
                       {"validate.lua", TEMPLATE_VALIDATE_SQL}, {"README.md", TEMPLATE_README_SQL}}
-local SCAFFOLD_PIPELINE = {{"up.lua", TEMPLATE_UP_PIPELINE}, {"rollback.sql", TEMPLATE_ROLLBACK_PIPELINE},
-                           {"validate.lua", TEMPLATE_VALIDATE_PIPELINE}, {"README.md", TEMPLATE_README_PIPELINE}}
+local SCAFFOLD_PIPELINE = {{"up.lua", PIPELINE.up}, {"rollback.sql", PIPELINE.rollback},
+                           {"validate.lua", PIPELINE.validate}, {"README.md", PIPELINE.readme}}
 
 -- A template filled in: every %s is the migration's id, %N its name, %% a
 -- percent sign (no count of ids to keep in step with the text).
@@ -3143,7 +3145,7 @@ function commands.new(args)
     write_file(path .. "/" .. f[1], scaffold_text(f[2], id, name))
     names[i] = f[1]
   end
-  if opts.pipeline then write_file(root_dir .. "/" .. rule, scaffold_text(TEMPLATE_RULE_PIPELINE, id, name)) end
+  if opts.pipeline then write_file(root_dir .. "/" .. rule, scaffold_text(PIPELINE.rule, id, name)) end
   local created = "migrations/" .. id
   if log.flags().json then
     emit_json(object({"created", "rule"}, {created = created, rule = opts.pipeline and rule or nil}))
