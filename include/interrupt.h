@@ -9,14 +9,13 @@
  * SIGHUP or SIGPIPE does nothing: see interrupt.c).  A SIGINT or SIGHUP
  * ignored when ferry starts (a background job, nohup) stays ignored.
  * SIGPIPE counts only when ferry's stdout or stderr is a pipe whose reader
- * has gone; otherwise, and after uninstall, it is as if ignored: ferry is
- * never killed by it. */
+ * has gone; otherwise it is as if ignored: ferry is never killed by it.
+ * The handlers stay to the end: once the command has ended, main calls
+ * nothing back (its callback sees no Lua state), so a signal then changes
+ * nothing -- the command's outcome and exit code are known by then. */
 #include <libpq-fe.h>
 
 void interrupt_install(void (*callback)(int signo));
-/* Back to the default actions, SIGPIPE ignored (before the Lua state the
- * callback uses goes). */
-void interrupt_uninstall(void);
 int interrupt_received(void);                   /* 0, or the signal's number */
 const char *interrupt_signal_name(int signo);   /* "SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE" */
 /* "SIGINT", "SIGTERM", "SIGHUP: hung up", "SIGPIPE: output closed" */

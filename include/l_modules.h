@@ -42,6 +42,13 @@ void ferry_watch_stdout(void);
  * --json kept, too).  0, or the errno of the first write to it that failed,
  * before or now. */
 int ferry_close_stdout(void);
+/* --json: whether the command's object was written, and then its exit code
+ * in *code (sys.write_stdout with a code). */
+int ferry_json_written(int *code);
+/* --json, a command that ended with no object of its own (an error main
+ * reports): {"ok": false, "error": line} on the real stdout, and code as
+ * its code.  Nothing when one was written. */
+void ferry_write_json_error(const char *line, int code);
 
 /* l_interrupt.c: Ctrl-C, SIGTERM, SIGHUP and SIGPIPE on the Lua side.
  * Raises ferry's "interrupted (SIGINT)" error (exit code 128 + the signal's
@@ -57,6 +64,8 @@ void ferry_arm_interrupt(lua_State *L);
 /* sys.interrupted() -> that error when a signal came (taking the hooks
  * off), or nil. */
 int ferry_sys_interrupted(lua_State *L);
+/* Once the command has ended: a signal pending is over, L's hook taken off. */
+void ferry_interrupt_over(lua_State *L);
 /* Records L's main thread and replaces coroutine.resume, .wrap and .close
  * (after luaL_openlibs) by versions that keep track of the thread running,
  * for ferry_arm_interrupt. */

@@ -104,17 +104,6 @@ void interrupt_install(void (*callback)(int signo)) {
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-void interrupt_uninstall(void) {
-    if (caught_int) signal(SIGINT, SIG_DFL);
-    if (caught_term) signal(SIGTERM, SIG_DFL);
-    if (caught_hup) signal(SIGHUP, SIG_DFL);
-    /* not the default: ferry never dies of SIGPIPE, and what it writes at
-     * the end (main flushes stdout) fails with EPIPE instead */
-    signal(SIGPIPE, SIG_IGN);
-    caught_int = caught_term = caught_hup = 0;
-    on_signal = NULL;
-}
-
 int interrupt_received(void) { return received; }
 
 const char *interrupt_signal_name(int signo) {

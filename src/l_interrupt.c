@@ -144,6 +144,14 @@ void ferry_arm_interrupt(lua_State *L) {
     if (now && now != L) arm(now);
 }
 
+/* main's, once the command has ended (its protected call returned): a
+ * signal that came meanwhile is over -- no hook is left to fire while the
+ * state is closed, where finalizers may run Lua. */
+void ferry_interrupt_over(lua_State *L) {
+    disarm(L);
+    pending = 0;
+}
+
 /* sys.interrupted() -> ferry's interrupted error when a signal came, or
  * nil.  The caller now handles it: the hooks are taken off. */
 int ferry_sys_interrupted(lua_State *L) {

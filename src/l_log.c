@@ -18,6 +18,7 @@
 
 #include "ferry.h"
 #include "hash.h"
+#include "jsontext.h"
 #include "l_modules.h"
 #include "pgconn.h"
 
@@ -568,13 +569,32 @@ static int sys_divert_stdout(lua_State *L) {
     return 1;
 }
 
-/* sys.write_stdout(s) -> true, or nil and a message: s on the real stdout
- * (the one sys.divert_stdout kept, else stdout), flushed. */
+/* The --json object: whether one was written (or its write tried), and
+ * the exit code that goes with it.  One object per command, and it stands:
+ * main exits with its code whatever comes after it (a signal, the write's
+ * own SIGPIPE), and writes no second one (ferry_json_written). */
+static int json_written;
+static int json_code;
+
+int ferry_json_written(int *code) {
+    if (json_written && code) *code = json_code;
+    return json_written;
+}
+
+/* sys.write_stdout(s[, code]) -> true, or nil and a message: s on the real
+ * stdout (the one sys.divert_stdout kept, else stdout), flushed.  With
+ * code, s is the command's --json object and code its exit code (noted
+ * here, in one C call with the write: the interruption hook fires only
+ * before or after it, never between the two). */
 static int sys_write_stdout(lua_State *L) {
     size_t len;
     /* (not redacted here: the engine's --json object is, string by
      * string, before it is encoded -- never in a number or its syntax) */
     const char *s = luaL_checklstring(L, 1, &len);
+    if (!lua_isnoneornil(L, 2)) {
+        json_code = (int)luaL_checkinteger(L, 2);
+        json_written = 1;
+    }
     if (json_fd < 0) {
         if (fwrite(s, 1, len, stdout) != len || fflush(stdout) != 0) {
             stdout_failed(errno);
@@ -595,6 +615,44 @@ static int sys_write_stdout(lua_State *L) {
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* The --json object of a command that ended before the engine could write
+ * one (an error or a signal that reached main, not the engine's handler):
+ * {"ok": false, "error": LINE} on the real stdout, LINE redacted by the
+ * caller.  JSON's escapes for '"', '\\' and control characters; the text
+ * that is not UTF-8 has its other bytes as U+FFFD (JSON is UTF-8).  Nothing
+ * when an object was written already. */
+void ferry_write_json_error(const char *line, int code) {
+    if (json_written) return;
+    json_written = 1;
+    json_code = code;
+    size_t n = strlen(line);
+    int valid = utf8_valid(line, n);
+    char *buf = malloc(6 * n + 32);
+    if (!buf) {
+        static const char withheld[] = "{\"ok\":false,\"error\":\"(error message withheld: out of memory)\"}\n";
+        if (write(json_fd >= 0 ? json_fd : STDOUT_FILENO, withheld, sizeof withheld - 1) < 0) stdout_failed(errno);
+        return;
+    }
+    size_t k = 0;
+    k += (size_t)sprintf(buf, "{\"ok\":false,\"error\":\"");
+    for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
+        if (*p == '"' || *p == '\\') { buf[k++] = '\\'; buf[k++] = (char)*p; }
+        else if (*p < 0x20 || *p == 0x7f) k += (size_t)sprintf(buf + k, "\\u%04x", *p);
+        else if (*p >= 0x80 && !valid) k += (size_t)sprintf(buf + k, "\\ufffd");
+        else buf[k++] = (char)*p;
+    }
+    k += (size_t)sprintf(buf + k, "\"}\n");
+    int fd = json_fd >= 0 ? json_fd : STDOUT_FILENO;
+    if (json_fd < 0) fflush(stdout);
+    for (size_t done = 0; done < k;) {
+        ssize_t w = write(fd, buf + done, k - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) { stdout_failed(errno); break; }
+        done += (size_t)w;
+    }
+    free(buf);
 }
 
 int ferry_close_stdout(void) {
@@ -639,11 +697,18 @@ static int sys_echoed(lua_State *L) {
     return 0;
 }
 
+/* sys.json_written() -> the exit code of the --json object written, or nil:
+ * none yet */
+static int sys_json_written(lua_State *L) {
+    if (json_written) lua_pushinteger(L, json_code); else lua_pushnil(L);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", ferry_sys_interrupted},
-    {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout},
+    {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout}, {"json_written", sys_json_written},
     {"process_exists", sys_process_exists}, {"redact", sys_redact}, {"echoed", sys_echoed}, {NULL, NULL}
 };
 

@@ -264,7 +264,7 @@ static int pmain(lua_State *L) {
  * sets a hook that raises at the next Lua instruction, on the main thread
  * and on the coroutine running (see l_interrupt.c); a statement waited for
  * returns at once (interrupt.c cancels it). */
-static lua_State *globalL;
+static lua_State *volatile globalL;
 
 static void on_interrupt(int signo) {
     (void)signo;
@@ -311,30 +311,45 @@ static int check_stdout(int code) {
 /* Prints the first line of an error; the rest (the traceback) only when
  * verbose.  Returns the exit code the error stands for. */
 static int report_error(lua_State *L, const cli *c) {
-    int code = FERRY_EXIT_FAIL;
+    int code = FERRY_EXIT_FAIL, signal = 0;
     const char *msg;
     if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "code");
+        signal = lua_getfield(L, -1, "signal") == LUA_TSTRING;
+        lua_getfield(L, -2, "code");
         if (lua_isinteger(L, -1)) code = (int)lua_tointeger(L, -1);
-        lua_getfield(L, -2, "message");
+        lua_getfield(L, -3, "message");
         msg = lua_tostring(L, -1);
     } else {
         msg = lua_tostring(L, -1);
     }
     if (!msg) msg = "unknown error";
+    /* an interruption that came after the --json object was written: the
+     * object and its code stand (main), and nothing is said of it */
+    if (signal && c->log.json && ferry_json_written(NULL)) return code;
     /* (redacted as the engine's own lines are: pgconn_redact_output) */
     size_t redsz = 3 * strlen(msg) + 4;
     char *red = malloc(redsz);
     if (red) { pgconn_redact_output(c->log.conninfo, msg, red, redsz); msg = red; }
     else msg = "(error message withheld: out of memory)";
     const char *nl = strchr(msg, '\n');
-    fprintf(stderr, "ferry: %.*s\n", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
+    int first = nl ? (int)(nl - msg) : (int)strlen(msg);
+    fprintf(stderr, "ferry: %.*s\n", first, msg);
     if (nl && c->log.verbose) fprintf(stderr, "%s\n", nl + 1);
+    /* --json: an error that reached here (a signal before the engine took
+     * over, or as it finished) has no object yet: this is it */
+    if (c->log.json) {
+        char *line = strndup(msg, (size_t)first);
+        ferry_write_json_error(line ? line : "(error message withheld: out of memory)", code);
+        free(line);
+    }
     free(red);
     return code;
 }
 
 int main(int argc, char **argv) {
+    /* (first: a signal from here on is noted, and raised once Lua runs --
+     * a command with --json then still prints its one object) */
+    interrupt_install(on_interrupt);
     open_std_descriptors();
     ferry_watch_stdout();
     char **args = copy_args(argc, argv);
@@ -349,11 +364,19 @@ int main(int argc, char **argv) {
         return FERRY_EXIT_FAIL;
     }
     globalL = L;
-    interrupt_install(on_interrupt);
+    if (interrupt_received()) ferry_arm_interrupt(L);     /* (one that came before there was a state) */
     lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, pmain);
     lua_pushlightuserdata(L, &c);
     int status = lua_pcall(L, 1, 1, 1);
+    /* The command has ended: a signal from now on changes nothing -- its
+     * outcome is said, its --json object written -- so the handler stays
+     * to the exit, and only notes it (no hook may touch the state being
+     * closed; a second Ctrl-C still ends ferry at once).  Before, the
+     * default actions were back here, and a SIGTERM as ferry closed killed
+     * it: exit 143 after an object that said "ok": true. */
+    globalL = NULL;
+    ferry_interrupt_over(L);
     int code;
     if (status == LUA_OK) {
         code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : FERRY_EXIT_OK;
@@ -362,8 +385,11 @@ int main(int argc, char **argv) {
         /* The counters live in C: a run that died still shows how far it got. */
         if (code == FERRY_EXIT_FAIL && !c.log.quiet && !c.log.json) ferry_stats_print(L, stderr);
     }
-    interrupt_uninstall();       /* no handler may touch the state being closed */
-    globalL = NULL;
+    /* --json: the object written and its exit code agree, whatever came
+     * after it (a signal, the SIGPIPE its own write raised: the reader's
+     * choice, as without --json) */
+    int json_code;
+    if (c.log.json && ferry_json_written(&json_code)) code = json_code;
     lua_close(L);                /* (a finalizer may still write) */
     code = check_stdout(code);
     free_args(args);

@@ -1799,12 +1799,15 @@ local commands = {}
 -- broken): written plain here.  Exact: in cjson's text a backslash before a
 -- slash is always that escape's -- a backslash of the data is "\\", and a
 -- slash of the data never follows one unescaped.
-local function emit_json(obj)
+-- One object per command, with the exit code that goes with it (code):
+-- once written, both stand (main exits with that code, and no second
+-- object follows), so a command writes it last, once its code is known.
+local function emit_json(obj, code)
   text_filter = sys.redact
   local ok, text = pcall(encode_value, obj)
   text_filter = nil
   if not ok then error(text, 0) end
-  sys.write_stdout((text:gsub("\\/", "/")) .. "\n")
+  sys.write_stdout((text:gsub("\\/", "/")) .. "\n", code)
 end
 
 local function report_failure(result)
@@ -1971,12 +1974,14 @@ end
 
 -- After a migration that finished although Ctrl-C came meanwhile: the
 -- command stops there; nil when no signal came.
+-- Returns the exit code and the line said (the --json object's error).
 local function after_interrupt(m, dry_run)
   local stop = sys.interrupted()
   if not stop then return nil end
-  err_out(string.format("ferry: %s after %s had finished (%s); nothing after it was run\n", stop.message, m.id,
-                        dry_run and "a dry run" or "applied"))
-  return stop.code
+  local line = string.format("%s after %s had finished (%s); nothing after it was run", stop.message, m.id,
+                             dry_run and "a dry run" or "applied")
+  err_out("ferry: ", line, "\n")
+  return stop.code, line
 end
 
 -- What a statement meets when a table, column, function, type or schema
@@ -2006,7 +2011,7 @@ function commands.up(args)
   preflight(list, any_up_lua(pending))
   for _, m in ipairs(pending) do refuse_bad_up_script(m) end
   ensure_history()
-  local results, code = array(), EXIT_OK
+  local results, code, stop_line = array(), EXIT_OK, nil
   -- the newest applied migration, by version: a pending one older than it
   -- (a late arrival, from a branch merged after) runs out of version order
   -- (positions in the sorted list, not version strings: 10 sorts after 9)
@@ -2035,18 +2040,22 @@ function commands.up(args)
     end
     if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
-      code = r.exit
+      code, stop_line = r.exit, r.message:match("^[^\n]*")
       if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
       break
     end
-    local stopped = after_interrupt(m, opts.dry_run)
-    if stopped then code = stopped break end
+    local stopped, line = after_interrupt(m, opts.dry_run)
+    if stopped then code, stop_line = stopped, line break end
   end
   if #pending == 0 and not log.flags().json then
     log.info(opts.to and string.format("Nothing to do: every migration up to %s is applied.", opts.to)
                       or "Nothing to do: every migration is applied.")
   end
-  if log.flags().json then emit_json(object({"migrations"}, {migrations = results})) end
+  -- ("ok" for the whole command: false also when it stopped after a
+  -- migration that went well, interrupted; "error": the line said)
+  if log.flags().json then
+    emit_json(object({"ok", "migrations", "error"}, {ok = code == EXIT_OK, migrations = results, error = stop_line}), code)
+  end
   return code
 end
 
@@ -2091,12 +2100,16 @@ function commands.run(args)
   if renamed then refuse_renamed(list, states, m, renamed) end
   local r = apply(m, "run", opts.dry_run)
   pending_schema_hint(list, states, m, r, opts.dry_run)
-  if log.flags().json then emit_json(r) end
   if r.exit then
+    if log.flags().json then emit_json(r, r.exit) end
     if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
     return r.exit
   end
-  return after_interrupt(m, opts.dry_run) or EXIT_OK
+  -- finished, though interrupted meanwhile: ok false, with the line
+  local code, line = after_interrupt(m, opts.dry_run)
+  if code then r.ok, r.error = false, line end
+  if log.flags().json then emit_json(r, code or EXIT_OK) end
+  return code or EXIT_OK
 end
 
 -- The migrations after m (in the folder's order, and those only the
@@ -2223,7 +2236,14 @@ function commands.rollback(args)
     migration = m.id, mode = "rollback", ok = ok, stats = stats_object(), errors = errors_array(),
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5), error = errtext and errtext:match("^[^\n]*"),
   })
-  if log.flags().json then emit_json(result) end
+  -- a rollback that finished though interrupted meanwhile (as its outcome
+  -- was recorded): ok false, with the line
+  local late = ok and sys.interrupted()
+  if late then
+    result.ok, result.error = false, string.format("%s after the rollback of %s had finished (rolled back)", late.message, m.id)
+  end
+  if log.flags().json then emit_json(result, not ok and (is_ferry_error(err) and err.code or EXIT_FAIL)
+                                             or late and late.code or EXIT_OK) end
   if not ok then
     if stop then
       err_out("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
@@ -2236,7 +2256,7 @@ function commands.rollback(args)
     return is_ferry_error(err) and err.code or EXIT_FAIL
   end
   if not log.flags().json then write_after_record(log.info, string.format("\u{2713} %s rolled back", m.id)) end
-  stop = sys.interrupted()
+  stop = late or sys.interrupted()
   if stop then
     err_out("ferry: ", stop.message, " after the rollback of ", m.id, " had finished (rolled back)\n")
     return stop.code
@@ -2365,13 +2385,14 @@ function commands.validate(args)
     checks[#checks + 1] = object({"name", "ok", "detail"}, {name = "validate.lua", ok = false, detail = error_text(err)})
     if not log.flags().json then log_check(false, "\u{2717} FAIL validate.lua stopped: " .. shown(error_text(err):match("^[^\n]*"))) end
   end
+  local code = stop and stop.code or failed == 0 and EXIT_OK or EXIT_FAIL
   if log.flags().json then
-    emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}))
+    emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}),
+              code)
   else
     log.info(string.format("%d check(s), %d failed", #checks, failed))
   end
-  if stop then return stop.code end
-  return failed == 0 and EXIT_OK or EXIT_FAIL
+  return code
 end
 
 function commands.baseline(args)
@@ -2395,8 +2416,12 @@ function commands.baseline(args)
   -- Ctrl-C, or the reader of stdout gone: what is recorded stays; the line
   -- says how far it got and to baseline again for the rest
   local function stopped(stop)
-    err_out(string.format("ferry: %s after baselining %d of %d migrations%s; run 'ferry baseline %s' again for the rest\n",
-                          stop.message, #done, #todo, #done > 0 and " (the last: " .. done[#done] .. ")" or "", version))
+    local line = string.format("%s after baselining %d of %d migrations%s; run 'ferry baseline %s' again for the rest",
+                               stop.message, #done, #todo, #done > 0 and " (the last: " .. done[#done] .. ")" or "", version)
+    err_out("ferry: ", line, "\n")
+    if log.flags().json then
+      emit_json(object({"ok", "baselined", "error"}, {ok = false, baselined = done, error = line}), stop.code)
+    end
     return stop.code
   end
   for _, m in ipairs(todo) do
@@ -2417,7 +2442,7 @@ function commands.baseline(args)
     local stop = sys.interrupted()
     if stop then return stopped(stop) end
   end
-  if log.flags().json then emit_json(object({"baselined"}, {baselined = done}))
+  if log.flags().json then emit_json(object({"ok", "baselined"}, {ok = true, baselined = done}), EXIT_OK)
   elseif #done == 0 then log.info("Nothing to baseline: every migration up to " .. version .. " is applied.") end
   return EXIT_OK
 end
@@ -2504,7 +2529,7 @@ function commands.status(args)
        missing = true, renamed_to = renamed_to[g.id], checkpoint = saved[g.id] == true})
   end
   if log.flags().json then
-    emit_json(object({"migrations"}, {migrations = rows}))
+    emit_json(object({"migrations"}, {migrations = rows}), EXIT_OK)
     return EXIT_OK
   end
   local fmt = "%-45s %-12s %-21s %s\n"
@@ -2632,7 +2657,7 @@ function commands.history(args)
     runs[#runs + 1] = object(HISTORY_KEYS, r)
   end
   if log.flags().json then
-    emit_json(object({"runs"}, {runs = runs}))
+    emit_json(object({"runs"}, {runs = runs}), EXIT_OK)
     return EXIT_OK
   end
   if #runs == 0 then
@@ -3148,7 +3173,7 @@ function commands.new(args)
   if opts.pipeline then write_file(root_dir .. "/" .. rule, scaffold_text(PIPELINE.rule, id, name)) end
   local created = "migrations/" .. id
   if log.flags().json then
-    emit_json(object({"created", "rule"}, {created = created, rule = opts.pipeline and rule or nil}))
+    emit_json(object({"created", "rule"}, {created = created, rule = opts.pipeline and rule or nil}), EXIT_OK)
   else
     log.info("created " .. created .. "/ (" .. table.concat(names, ", ") .. ")"
              .. (opts.pipeline and " and " .. rule or ""))
@@ -3278,11 +3303,11 @@ function commands.check(args)
   os.exit = no_exit
   for _, f in ipairs(rule_files()) do check_rule(f, report) end
   os.exit = real_exit
-  if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results})) end
   -- the documented codes: a syntax error is a usage error (2), as in every
   -- other command; a failed check is 1
-  if usage_errors > 0 then return EXIT_USAGE end
-  return failed == 0 and EXIT_OK or EXIT_FAIL
+  local code = usage_errors > 0 and EXIT_USAGE or failed == 0 and EXIT_OK or EXIT_FAIL
+  if log.flags().json then emit_json(object({"ok", "checks"}, {ok = failed == 0, checks = results}), code) end
+  return code
 end
 
 ----------------------------------------------------------------------------
@@ -3314,17 +3339,17 @@ local function main(cli)
   if cli.error then error(cli.error, 0) end     -- a command line the host could not read
   local flags = cli.flags
   if flags.version then
-    if flags.json then emit_json(object({"version"}, {version = sys.version()}))
+    if flags.json then emit_json(object({"version"}, {version = sys.version()}), EXIT_OK)
     else out("ferry ", sys.version(), "\n") end
     return EXIT_OK
   end
   if flags.help or flags.h then
-    if flags.json then emit_json(object({"usage"}, {usage = USAGE})) else out(USAGE) end
+    if flags.json then emit_json(object({"usage"}, {usage = USAGE}), EXIT_OK) else out(USAGE) end
     return EXIT_OK
   end
   if #cli.args == 0 then
     err_out(USAGE)
-    if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"})) end
+    if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"}), EXIT_USAGE) end
     return EXIT_USAGE
   end
   if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
@@ -3368,12 +3393,17 @@ local function echoed_words(cli)
   return words
 end
 
-return function(cli)
-  sys.echoed(echoed_words(cli))
-  local ok, res = xpcall(main, on_error, cli)
+-- How a command ends, once main has returned (ok, its exit code) or
+-- failed (res, its error): the lock released, the sessions closed, and an
+-- error said -- on stderr, and under --json as the object {ok: false,
+-- error}, unless the command wrote its object already: that one stands (a
+-- signal that came after it is not said; another error is, on stderr).
+local function conclude(ok, res)
   db_core.report_repeated_notices()
   release_lock()
   if ok then db.close() return res end
+  local written = sys.json_written()
+  if written and is_ferry_error(res) and res.signal then pcall(db.close) return written end
   local code, msg = EXIT_FAIL, sys.redact(error_text(res))
   if is_ferry_error(res) then code = res.code end
   -- a statement that ran into --statement-timeout here is ferry's own
@@ -3404,7 +3434,21 @@ return function(cli)
   if settings then code, msg = EXIT_USAGE, settings end
   err_out("ferry: ", shown(msg:match("^[^\n]*")), "\n")
   if log.flags().verbose and msg:find("\n") then err_out(msg:match("\n(.*)$"), "\n") end
-  if log.flags().json then emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")})) end
+  if log.flags().json and not written then
+    emit_json(object({"ok", "error"}, {ok = false, error = msg:match("^[^\n]*")}), code)
+  end
   pcall(db.close)
+  return written or code
+end
+
+return function(cli)
+  sys.echoed(echoed_words(cli))
+  local ok, res = xpcall(main, on_error, cli)
+  -- A signal that comes as ferry concludes (the first: a second Ctrl-C
+  -- ends it at once) is raised there, once: the command then concludes
+  -- with it -- said, and under --json its object, unless one is out.
+  local done, code = xpcall(conclude, on_error, ok, res)
+  if not done then done, code = xpcall(conclude, on_error, false, code) end
+  if not done then error(code, 0) end
   return code
 end

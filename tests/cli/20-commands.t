@@ -214,7 +214,7 @@ is "$RC" 0 "up after baseline: exit 0"
 is "$(grep -c '^==> ' <<<"$OUT")|$(grep '^==> ' <<<"$OUT")" "1|==> 20250103_c" "up after baseline runs only what was not baselined"
 is "$(psql_val "$db2" "SELECT string_agg(x || ':' || src, ' ') FROM t")" "4:c" "only c's data"
 run_ferry --db "$db2" --dir "$D" --json baseline 20250103_c
-is "$RC|$OUT" '0|{"baselined":[]}' "baseline --json"
+is "$RC|$OUT" '0|{"ok":true,"baselined":[]}' "baseline --json"
 
 # --- a failed re-run of an applied migration leaves it applied: its
 # transaction rolled back (up.sql), or the data it had is still there; `up`

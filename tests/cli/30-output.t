@@ -25,10 +25,10 @@ print("b: printed line")
 '
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 
-# --- up --json: {"migrations": [...]} and nothing else on stdout
+# --- up --json: {"ok": true, "migrations": [...]} and nothing else on stdout
 run_ferry --dir "$D" --json up
 is "$RC" 0 "up --json: exit 0"
-is "$(json_eval "$OUT" 'list(j.keys())')" '["migrations"]' "up --json: one object {\"migrations\": [...]}"
+is "$(json_eval "$OUT" 'list(j.keys())')" '["ok","migrations"]' "up --json: one object {\"ok\": true, \"migrations\": [...]}"
 is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["stats"], m["errors"]] for m in j["migrations"]]')" \
    '[["20250101_a","apply",true,{},[]],["20250102_b","apply",true,{"seen":3,"written":3},[]]]' \
    "up --json: each migration with mode, ok, stats, errors"
@@ -43,7 +43,7 @@ unlike "$ERR" 'b: verbose line' "--json: log.verbose stays quiet without --verbo
 like "$ERR" 'b: printed line' "--json: a script's print() goes to stderr"
 
 run_ferry --dir "$D" --json up
-is "$RC|$OUT" '0|{"migrations":[]}' "up --json with nothing to do: {\"migrations\":[]}"
+is "$RC|$OUT" '0|{"ok":true,"migrations":[]}' "up --json with nothing to do: {\"ok\":true,\"migrations\":[]}"
 
 # --- run --json: one result object
 run_ferry --dir "$D" --json run 20250102_b --dry-run

@@ -76,7 +76,7 @@ is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"rollback","ok":true
 is "$ERR" $'down: print\ndown: io.write' "rollback --json: down.lua's print and io.write on stderr"
 
 run_ferry --dir "$D" --json up
-is "$RC|$(norm "$OUT")" '0|{"migrations":[{"migration":"20250101_a","mode":"apply","ok":true,"stats":{"n":1},"errors":[],"duration_ms":N}]}' \
+is "$RC|$(norm "$OUT")" '0|{"ok":true,"migrations":[{"migration":"20250101_a","mode":"apply","ok":true,"stats":{"n":1},"errors":[],"duration_ms":N}]}' \
    "up --json: stdout is the JSON object alone"
 is "$ERR" "$UP_ERR" "up --json: the script's stdout is on stderr"
 
