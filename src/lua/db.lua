@@ -62,6 +62,17 @@ local function release_holder(conn)
     pcall(function() if h.abort then h:abort() else h:close() end end)
   end
 end
+--- db._release(conn) -> what held conn ("a rows() iteration", "a COPY")
+-- or nil; a rows() loop left open on it is ended, a COPY aborted, as
+-- db.transaction does when its fn is done.  ferry.pipeline calls it when
+-- a batch's after has returned and before it rolls a batch back: a ROLLBACK
+-- refused as "connection busy" would leave the writer inside the batch's
+-- transaction, and later statements on it would join it.
+function M._release(conn)
+  local held = core.busy_with(conn)
+  if held then release_holder(conn) end
+  return held
+end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
 local ENDED_BY_FN = "transaction: fn ended the transaction itself (a COMMIT or ROLLBACK in it): what it wrote "

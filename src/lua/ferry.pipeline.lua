@@ -50,15 +50,24 @@ end
 -- however after ends): send, finish and abort refuse to run from it.
 local IN_AFTER = {__close = function(mark) mark.pipe.in_after = nil end}
 
+local AFTER_LEFT_COPY = "db.pipeline: a batch's after function returned with a COPY still open on its conn "
+  .. "(finish() or abort() it first)"
+
 -- Commits the batch in flight on writer wr, if any.
 function P:commit(wr)
   local p = wr.pending
   if not p then return end
   if p.copy then p.copy:finish() end
   if p.after then
-    self.in_after = true
-    local _ <close> = setmetatable({pipe = self}, IN_AFTER)
-    p.after(wr.conn)
+    do
+      self.in_after = true
+      local _ <close> = setmetatable({pipe = self}, IN_AFTER)
+      p.after(wr.conn)
+    end
+    -- (as db.transaction does with its fn: a rows() loop after left open
+    -- is ended, read to its end, and the batch commits; a COPY left open
+    -- is not the batch's to store, and its COMMIT would be refused)
+    if self.db._release(wr.conn) == "a COPY" then error(AFTER_LEFT_COPY) end
   end
   if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
   wr.conn:exec("COMMIT")
@@ -184,14 +193,17 @@ function P:finish()
   for i = 1, n do self:commit(self.writers[(self.turn + i - 1) % n + 1]) end
 end
 
--- Rolls back what writer wr has in flight.
-local function abort_writer(wr)
+-- Rolls back what writer wr has in flight (db: the db module).
+local function abort_writer(wr, db)
   local had = wr.pending
   if had and had.copy then pcall(had.copy.abort, had.copy) end
   wr.pending = nil
   -- (a writer without a batch in flight: a transaction open on it is the
   -- script's -- a db.transaction around the pipeline -- not this one's)
   if not had then return end
+  -- a rows() loop or a COPY the batch's after left open on the writer
+  -- would make the ROLLBACK below "connection busy"
+  pcall(db._release, wr.conn)
   -- only where a transaction is open: a ROLLBACK outside one makes the
   -- server warn on stderr, after the one error line the user should see
   local ok, open = pcall(wr.conn.in_transaction, wr.conn)
@@ -199,7 +211,7 @@ local function abort_writer(wr)
 end
 
 local function abort_all(self)
-  for _, wr in ipairs(self.writers) do abort_writer(wr) end
+  for _, wr in ipairs(self.writers) do abort_writer(wr, self.db) end
 end
 
 -- A batch's after runs while that batch commits, between its COPY's end
@@ -234,7 +246,7 @@ end
 P.__gc = function(self)
   local had = false
   for _, wr in ipairs(self.writers) do
-    if wr.pending then abort_writer(wr); had = true end
+    if wr.pending then abort_writer(wr, self.db); had = true end
   end
   if had then dropped = dropped + 1 end
 end
@@ -248,7 +260,7 @@ function P.unfinished()
   for pipe in pairs(live) do
     if not pipe.closed then
       for _, wr in ipairs(pipe.writers) do
-        if wr.pending then abort_writer(wr); found = true end
+        if wr.pending then abort_writer(wr, pipe.db); found = true end
       end
     end
   end

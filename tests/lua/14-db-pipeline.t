@@ -226,6 +226,57 @@ do
   db.exec("DELETE FROM " .. tbl)
 end
 
+---------------------------------------------------------------- an after that leaves its conn busy
+-- An after that took a first row of conn:rows() and returned, or left a
+-- COPY open on conn, left the writer busy: its COMMIT was refused
+-- ("connection busy"), and so was the ROLLBACK of the error that followed,
+-- so the main session (writer 1) stayed inside the batch's transaction --
+-- later statements of the script joined it, and were lost with it.  As in
+-- db.transaction: a rows() loop left open is ended and the batch commits;
+-- a COPY left open is refused, and the batches in flight are rolled back.
+for _, jobs in ipairs{1, 2} do
+  db.exec("DELETE FROM " .. tbl)
+  local ok, e = pcall(function()
+    local pipe <close> = db.pipeline{jobs = jobs}
+    for i = 1, 2 do
+      buf:clear(); buf:put(i, "rows-left")
+      pipe:send{copies = {{sql = COPY, buffer = buf}}, after = function(conn)
+        local it = conn:rows("SELECT g FROM generate_series(1, 1000) g")
+        it()                                       -- a first row, then left
+      end}
+    end
+    pipe:finish()
+  end)
+  T.is({ok, e}, {true, nil}, "jobs " .. jobs .. ": an after that leaves a rows() loop open: the batch commits")
+  T.is(count(), 2, "jobs " .. jobs .. ": ...its rows stored")
+  T.is({db.in_transaction()}, {false, false}, "jobs " .. jobs .. ": ...the main session out of any transaction")
+  T.is(require("db.core").busy_with(db.main()), nil, "jobs " .. jobs .. ": ...and not busy")
+
+  db.exec("DELETE FROM " .. tbl)
+  local w
+  ok, e = pcall(function()
+    local pipe <close> = db.pipeline{jobs = jobs}
+    for i = 1, 2 do
+      buf:clear(); buf:put(i, "copy-left")
+      pipe:send{copies = {{sql = COPY, buffer = buf}}, after = function(conn)
+        w = conn:copy(COPY)
+        w:put(100 + i, "never finished")
+      end}
+    end
+    pipe:finish()
+  end)
+  T.like(not ok and tostring(e) or "", "^[^%[]*14%-db%-pipeline%.t:%d+: db%.pipeline: a batch's after function "
+         .. "returned with a COPY still open on its conn %(finish%(%) or abort%(%) it first%)$",
+         "jobs " .. jobs .. ": an after that leaves a COPY open: refused at the line that sent or finished")
+  T.is(count(), 0, "jobs " .. jobs .. ": ...the batches in flight rolled back, that COPY's rows too")
+  T.is({db.in_transaction()}, {false, false}, "jobs " .. jobs .. ": ...the main session out of any transaction")
+  T.is(require("db.core").busy_with(db.main()), nil, "jobs " .. jobs .. ": ...and not busy")
+  T.raises(function() w:put(1, "x") end, "COPY is finished or aborted", "jobs " .. jobs .. ": ...that COPY aborted")
+  db.exec("INSERT INTO " .. tbl .. " VALUES (7, 'later')")
+  T.is(count(), 1, "jobs " .. jobs .. ": a later statement on the main session commits on its own")
+end
+db.exec("DELETE FROM " .. tbl)
+
 ---------------------------------------------------------------- foreign keys checked by index
 -- The server checks each row's foreign key with a plan it makes once per
 -- session.  Made while the referenced table is tiny (the first batch of a
