@@ -103,7 +103,10 @@ local function refuse_unfinished(conn)
     end
   end
   local abandoned = core.take_abandoned_copy(conn)
-  local _, failed = own(conn, "in_transaction")
+  -- (own's errors name its caller's caller: here that is transaction, so
+  -- one level up by hand, to the line that called transaction)
+  local ok, open, failed = pcall(conn.in_transaction, conn)
+  if not ok then errors.reraise(open, 3, true) end
   if failed then error(abandoned and ABANDONED or CAUGHT, 3) end
 end
 
@@ -132,13 +135,18 @@ function methods.transaction(conn, fn, ...)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
   end
+  local open = own(conn, "in_transaction")
   local outer = savepoints[conn]
+  -- a depth recorded with no transaction open: that of a transaction
+  -- whose coroutine was dropped while fn had yielded (no to-be-closed
+  -- variable of it ever runs), ended since -- this one begins afresh
+  if outer and not open then outer = nil; savepoints[conn] = nil end
   local depth = outer
   core.take_abandoned_copy(conn)          -- (one before fn's is none of fn's)
   -- inside a transaction the script began itself (db.exec("BEGIN")) this
   -- is a savepoint too: a BEGIN/COMMIT of its own would commit the
   -- script's transaction early and leave its later ROLLBACK undoing nothing
-  if not depth and own(conn, "in_transaction") then depth = 0 end
+  if not depth and open then depth = 0 end
   -- (done until the transaction or savepoint is there)
   local guard <close> = setmetatable({conn = conn, outer = outer, done = true}, TX_GUARD)
   if depth then

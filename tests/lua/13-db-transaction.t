@@ -446,4 +446,41 @@ db.exec("BEGIN")
 T.like(db.plan("SELECT 1"), "Result", "db.plan inside the script's BEGIN works")
 T.is(db.one("SHOW enable_seqscan").enable_seqscan, "on", "...and leaves sequential scans on for the rest of the transaction")
 db.exec("ROLLBACK")
+
+-- A transaction suspended in a coroutine (fn yielded) that the script
+-- drops, never resumed nor closed: no to-be-closed variable of it runs,
+-- so its rollback never came, and its depth stayed recorded -- once that
+-- transaction was gone (a ROLLBACK of the script's), every later
+-- db.transaction on the session took a SAVEPOINT outside any transaction
+-- and failed ("SAVEPOINT can only be used in transaction blocks").
+db.exec("CREATE TEMP TABLE tx_co (v text)")
+do
+  local co = coroutine.create(function()
+    db.transaction(function()
+      db.exec("INSERT INTO tx_co VALUES ('dropped')")
+      coroutine.yield()
+    end)
+  end)
+  coroutine.resume(co)
+end
+collectgarbage(); collectgarbage()
+T.is({db.in_transaction()}, {true, false}, "a transaction in a dropped coroutine stays open (no Lua hook ends it)")
+db.exec("ROLLBACK")
+T.is(err_of(db.transaction, function() db.exec("INSERT INTO tx_co VALUES ('next')") end), nil,
+     "...once it is rolled back, the next db.transaction begins a transaction of its own")
+T.is({db.in_transaction()}, {false, false}, "...which it commits")
+T.is(db.query("SELECT v FROM tx_co"), {{v = "next"}}, "...with its row, and not the dropped one's")
+local obj = {}
+T.is(select(2, pcall(db.transaction, function() error(obj) end)) == obj, true,
+     "...and a later fn's error object comes back as it is")
+
+-- fn closed its connection and returned: the error is the closed
+-- connection's, said at the line that called transaction (not at a line
+-- of ferry's own db.lua)
+do
+  local c = db.connect()
+  local ok, e = pcall(function() c:transaction(function() c:close() end) end)
+  T.like(not ok and e or "", "^[^%[]*13%-db%-transaction%.t:%d+: attempt to use a closed connection$",
+         "fn closed its connection: 'attempt to use a closed connection' at the calling line")
+end
 return T.done()
