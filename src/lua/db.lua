@@ -259,12 +259,26 @@ local function share_snapshot(conn, other)
 end
 methods.share_snapshot = errors.api(share_snapshot, true)
 
+-- The most elements a PostgreSQL array holds (MaxArraySize).
+local MAX_ARRAY = 134217727
+
 --- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
 -- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
 function M.array(t)
   if type(t) ~= "table" then error("db.array: a table of values is needed, not a " .. type(t), 2) end
+  -- (checked before the loop: an n of 2^63 -- or a __len saying so --
+  -- built "NULL" parts until memory ran out, and the process was killed)
+  local n = t.n
+  if n == nil then n = #t end
+  local count = math.type(n) and math.tointeger(n)
+  if not count or count < 0 then
+    error("db.array: n must be a whole number >= 0, not " .. (math.type(n) and tostring(n) or "a " .. type(n)), 2)
+  end
+  if count > MAX_ARRAY then
+    error(string.format("db.array: %d elements, more than a PostgreSQL array holds (%d)", count, MAX_ARRAY), 2)
+  end
   local parts = {}
-  for i = 1, (t.n or #t) do
+  for i = 1, count do
     local v = t[i]
     local ty = type(v)
     if v == nil or v == core.NULL then

@@ -227,6 +227,16 @@ T.like(err_of(db.copy, "COPY t FROM STDIN\0"), "SQL text contains a NUL byte", "
 T.like(err_of(db.quote_ident, "a\0b"), "an identifier contains a NUL byte", "...and in quote_ident")
 T.is(err_of(db.array, "abc"), "db.array: a table of values is needed, not a string", "db.array of a string raises")
 T.is(err_of(db.array, nil), "db.array: a table of values is needed, not a nil", "db.array of nil raises")
+-- an n (or a __len) far past what an array holds built "NULL" parts
+-- until memory ran out: the process was killed, no error
+T.is(err_of(db.array, {n = math.maxinteger}), "db.array: 9223372036854775807 elements, more than a PostgreSQL "
+     .. "array holds (134217727)", "db.array with n = 2^63 - 1 raises at once")
+T.is(err_of(db.array, setmetatable({}, {__len = function() return 134217728 end})),
+     "db.array: 134217728 elements, more than a PostgreSQL array holds (134217727)", "...and so with a __len saying so")
+T.is(err_of(db.array, {n = -1}), "db.array: n must be a whole number >= 0, not -1", "db.array with n = -1 raises")
+T.is(err_of(db.array, {n = 2.5}), "db.array: n must be a whole number >= 0, not 2.5", "...n = 2.5 too")
+T.is(err_of(db.array, {n = "3"}), "db.array: n must be a whole number >= 0, not a string", "...n = '3' too")
+T.is(db.array{"a", n = 2.0}, '{"a",NULL}', "db.array: a float n with a whole value is taken")
 T.is(err_of(db.pipeline, {jobs = "x"}), "db.pipeline: jobs must be a whole number >= 1, not x", "db.pipeline with bad jobs raises")
 T.is(err_of(db.pipeline, {jobs = "4"}), "db.pipeline: jobs must be a whole number >= 1, not 4", "...also a number in a string")
 T.like(err_of(db.exec_script, "SELECT 1;\n\nSELEC 2"), "^script failed: syntax error at or near \"SELEC\" .* %(line 3%)$",
