@@ -170,4 +170,49 @@ drop()
 collectgarbage(); collectgarbage()
 T.is(next(weak), nil, "coroutines resumed, wrapped or closed, then dropped, are collected")
 
+-- A rows() loop or a COPY suspended in a coroutine holds its session until
+-- the coroutine is closed (its loop's closing value runs) or collected;
+-- then the session is free and out of any transaction.
+local core = require "db.core"
+local function free(conn)
+  local ok, r = pcall(conn.one, conn, "SELECT 1 AS x")
+  return {ok and r.x, core.busy_with(conn), (conn:in_transaction())}
+end
+co = coroutine.create(function()
+  for r in db.rows("SELECT g FROM generate_series(1, 5) g") do coroutine.yield(r.g) end
+end)
+T.is(pack(coroutine.resume(co)), {n = 2, true, 1}, "db.rows in a coroutine: yields its first row")
+T.like(select(2, pcall(db.one, "SELECT 1")), "connection busy: a rows%(%) iteration",
+       "...the main session is busy while the coroutine is suspended")
+T.is(pack(coroutine.close(co)), {n = 1, true}, "...coroutine.close closes it")
+T.is(free(db.main()), {1, nil, false}, "...and the main session is free again")
+do
+  local gen = coroutine.wrap(function()
+    for r in db.rows("SELECT g FROM generate_series(1, 5) g") do coroutine.yield(r.g) end
+  end)
+  gen()
+end
+collectgarbage(); collectgarbage()
+T.is(free(db.main()), {1, nil, false}, "a coroutine suspended in a rows() loop, dropped: collected, the session freed")
+local co_copy = "ferry_co_copy_" .. db.backend_pid()
+db.exec("SET client_min_messages = warning")
+db.exec("DROP TABLE IF EXISTS " .. co_copy)
+db.exec("CREATE TABLE " .. co_copy .. " (a int)")
+local other = db.connect()
+do
+  local c = coroutine.create(function()
+    local w <close> = other:copy("COPY " .. co_copy .. " FROM STDIN")
+    w:put(1)
+    coroutine.yield()
+    w:finish()
+  end)
+  T.is(pack(coroutine.resume(c)), {n = 1, true}, "a COPY in a coroutine: put, then yields")
+  T.is(core.busy_with(other), "a COPY", "...its session busy meanwhile")
+end
+collectgarbage(); collectgarbage()
+T.is(free(other), {1, nil, false}, "a coroutine suspended with a COPY open, dropped: the COPY aborted, the session freed")
+T.is(db.one("SELECT count(*) AS n FROM " .. co_copy).n, 0, "...and nothing of it stored")
+other:close()
+db.exec("DROP TABLE " .. co_copy)
+
 return T.done()
