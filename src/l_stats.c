@@ -96,7 +96,12 @@ static const char *check_listed_name(lua_State *L, lua_Integer i) {
 static int stats_declare(lua_State *L) {
     stats_state *s = STATE(L);
     if (lua_istable(L, 1)) {
-        lua_Integer n = luaL_len(L, 1);
+        /* (luaL_len's own "object length is not an integer" names nothing) */
+        lua_len(L, 1);
+        int is_int;
+        lua_Integer n = lua_tointegerx(L, -1, &is_int);
+        if (!is_int) return luaL_argerror(L, 1, "its length is not an integer");
+        lua_pop(L, 1);
         for (int pass = 0; pass < 2; pass++) {
             for (lua_Integer i = 1; i <= n; i++) {
                 lua_geti(L, 1, i);

@@ -193,8 +193,16 @@ local function copy_rows(conn, sql, rows)
   if type(sql) ~= "string" then error("bad argument #1 to 'copy_rows' (string expected, got " .. type(sql) .. ")", 0) end
   if type(rows) ~= "table" then error("bad argument #2 to 'copy_rows' (table expected, got " .. type(rows) .. ")", 0) end
   for i = 1, #rows do
-    if type(rows[i]) ~= "table" then
-      error(string.format("copy_rows: row %d is a %s, not a table of values", i, type(rows[i])), 0)
+    local r = rows[i]
+    if type(r) ~= "table" then
+      error(string.format("copy_rows: row %d is a %s, not a table of values", i, type(r)), 0)
+    end
+    -- (an n of 1e9 made Lua's "too many results to unpack", naming nothing;
+    -- a table has at most 1600 columns)
+    local n = r.n
+    if n ~= nil and not (math.type(n) and math.tointeger(n) and n >= 1 and n <= 1600) then
+      error(string.format("copy_rows: row %d has n = %s: a row's n is its number of values, a whole number from 1 "
+                          .. "to 1600", i, math.type(n) and tostring(n) or type(n) == "string" and n or type(n)), 0)
     end
   end
   local w <close> = conn:copy(sql)
@@ -356,7 +364,10 @@ local function relay(api, shift, ok, ...)
   if ok then return ... end
   local e = argument((...), "db." .. api, shift)
   if type(e) == "string" then
+    -- (a C function of db.core that Lua found by name in package.loaded:
+    -- db.connect's is 'db.core.connect')
     local n, rest = e:match("^bad argument #(%d+) to '" .. api .. "'(.*)")
+    if not n then n, rest = e:match("^bad argument #(%d+) to 'db%.core%." .. api .. "'(.*)") end
     if n then e = "bad argument #" .. n .. " to 'db." .. api .. "'" .. rest end
   end
   errors.reraise(e, 2, true)

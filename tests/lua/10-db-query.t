@@ -166,6 +166,9 @@ T.like(msg, "parameter %$1: a table is not a SQL value %(encode tables with json
 T.like(err_of(db.exec, "SELECT $1, $2", 1, {1}), "parameter %$2: a table is not a SQL value", "the error names the parameter")
 T.like(err_of(db.exec, "SELECT $1", print), "parameter %$1: a function is not a SQL value", "param function raises")
 T.like(err_of(db.exec, "SELECT $1", db.connect()), "parameter %$1: a userdata is not a SQL value", "param userdata raises")
+T.like(select(2, pcall(function() db.connect({}) end)),
+       "^[^%[]*10%-db%-query%.t:%d+: bad argument #1 to 'db%.connect' %(string expected, got table%)$",
+       "db.connect({}): named db.connect (not db.core.connect, the C function behind it)")
 T.like(err_of(db.exec, "SELECT $1", "a\0b"), "parameter %$1: .*NUL", "a string with a NUL byte raises (it would be cut)")
 T.like(err_of(db.exec, "SELECT $1::text, $2::text", 1),
        "query failed: bind message supplies 1 parameters, but prepared statement \"\" requires 2 %[SQLSTATE 08P01%]",

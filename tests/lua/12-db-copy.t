@@ -233,6 +233,16 @@ T.like(err_of(db.copy_rows, "COPY c (id, t) FROM STDIN", {{60, "ok"}, {61, {}}})
        "copy_rows: a bad value raises")
 T.is(count("c WHERE id >= 60"), 0, "and nothing of that COPY is stored")
 usable("usable after copy_rows failed")
+-- an n that is not a row's length: Lua's "too many results to unpack"
+-- (n = 1e9), named nothing; refused before the COPY starts
+T.like(err_of(db.copy_rows, "COPY c (id, t) FROM STDIN", {{60, "ok"}, {61, n = 1e9}}),
+       "copy_rows: row 2 has n = [%d.e+]+: a row's n is its number of values, a whole number from 1 to 1600$",
+       "copy_rows: an n of 1e9 raises, naming the row")
+T.like(err_of(db.copy_rows, "COPY c (id, t) FROM STDIN", {{61, n = "2"}}),
+       "copy_rows: row 1 has n = 2: a row's n is its number of values, a whole number from 1 to 1600$",
+       "copy_rows: an n that is a string raises")
+T.is(count("c WHERE id >= 60"), 0, "...nothing stored")
+usable("usable after those")
 T.like(err_of(db.copy_rows, "COPY c (id) FROM STDIN", {{"x"}}), "invalid input syntax for type integer", "copy_rows: server error")
 usable("usable after that")
 local c2 = db.connect()

@@ -180,5 +180,25 @@ for _, bad in ipairs{'{"a" 1}', '{"a": "x"', '["a"]', '{"a": 1 "b": 2}', '{"a": 
   T.like(tostring(e), "JSON text$", "object_strings refuses " .. bad)
   T.is(ok, false, "...raising")
 end
+-- a wrong argument: said as Lua says it, naming the function, at the
+-- calling line -- not an index error inside ferry's own ferry.jsontext.lua
+-- ("[ferry]/ferry.jsontext.lua:30: bad argument #1 to 'find'")
+local function jt_err(f) local ok, e = pcall(f); return not ok and tostring(e) or "no error" end
+local JT_HERE = "^[^%[]*20%-json%.t:%d+: bad argument "
+T.like(jt_err(function() jt.string_end(nil, 1) end),
+       JT_HERE .. "#1 to 'ferry%.jsontext%.string_end' %(string expected, got nil%)$", "jsontext: s not a string")
+T.like(jt_err(function() jt.skip_ws("abc") end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.skip_ws' %(an integer expected, got nil%)$", "jsontext: i missing")
+T.like(jt_err(function() jt.skip_ws("abc", 9) end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.skip_ws' %(9 is out of the text: 1 to 4%)$", "jsontext: i past the end")
+T.like(jt_err(function() jt.scalar("abc", 1.5) end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.scalar' %(an integer expected, got float%)$", "jsontext: i a fraction")
+T.like(jt_err(function() jt.string_value('"a"', 1, {}) end),
+       JT_HERE .. "#3 to 'ferry%.jsontext%.string_value' %(an integer expected, got table%)$", "jsontext: j not a number")
+T.like(jt_err(function() jt.container_end("[]", 0) end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.container_end' %(0 is out of the text: 1 to 3%)$", "jsontext: i = 0")
+T.like(jt_err(function() jt.object_strings(5) end),
+       JT_HERE .. "#1 to 'ferry%.jsontext%.object_strings' %(string expected, got number%)$", "jsontext: a number for s")
+T.is(jt.skip_ws("ab", 3), 3, "jsontext: i just past the end is the end")
 
 return T.done()

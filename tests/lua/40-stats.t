@@ -53,6 +53,9 @@ T.is(stats.counters(), before, "...and none of them created a counter (z, z2, w,
 T.like(err_of(stats.inc, "a\0b"), "bad argument #1 to 'stats%.inc' %(counter name contains a NUL byte%)",
        "a name with a NUL byte raises")
 T.like(err_of(stats.declare, {"ok", "x\0y"}), "counter name contains a NUL byte", "declare: a name with a NUL byte raises")
+T.is(err_of(stats.declare, setmetatable({}, {__len = function() return 2.5 end})),
+       "bad argument #1 to 'stats.declare' (its length is not an integer)",
+       "declare{}: a __len that is not an integer: an argument error (Lua's 'object length is not an integer' named nothing)")
 stats.set("nul_prefix", 5)
 T.is(stats.get("nul_prefix\0b"), 0, "get: a name with a NUL byte is no counter (not the one before the NUL)")
 
