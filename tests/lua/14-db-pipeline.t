@@ -277,6 +277,58 @@ for _, jobs in ipairs{1, 2} do
 end
 db.exec("DELETE FROM " .. tbl)
 
+---------------------------------------------------------------- an after that leaves the batch failed
+-- An after that let a COPY writer go before w:finish() (a <close> writer,
+-- or one collected), or that caught the error of a statement it ran on
+-- conn, leaves the batch's transaction failed: its COMMIT only rolled it
+-- back, without an error, so pipe:finish() returned and the run went on
+-- as if the batch were stored -- its rows and the after's work gone in
+-- silence.  It raises instead, saying which, and the batches roll back.
+for _, case in ipairs{
+  {"a <close> COPY writer left unfinished", function(conn, i)
+     local w <close> = conn:copy(COPY)
+     w:put(100 + i, "never finished")
+   end, "db%.pipeline: a batch's after function left a COPY unfinished: its writer was closed or collected "
+        .. "before w:finish%(%), which aborted the COPY and failed the batch's transaction %(finish%(%) it "
+        .. "before after returns%)$"},
+  {"a failed statement's error caught", function(conn)
+     pcall(conn.exec, conn, "SELECT 1/0")
+   end, "db%.pipeline: a batch's after function caught the error of a statement that failed on its conn: the "
+        .. "batch's transaction is failed, and its COMMIT would only roll it back %(let the error go on, or "
+        .. "catch it inside conn:transaction%)$"},
+} do
+  for _, jobs in ipairs{1, 2} do
+    db.exec("DELETE FROM " .. tbl)
+    local ok, e = pcall(function()
+      local pipe <close> = db.pipeline{jobs = jobs}
+      for i = 1, 2 do
+        buf:clear(); buf:put(i, "failed-after")
+        pipe:send{copies = {{sql = COPY, buffer = buf}}, after = function(conn) case[2](conn, i) end}
+      end
+      pipe:finish()
+    end)
+    T.like(not ok and tostring(e) or "", "^[^%[]*14%-db%-pipeline%.t:%d+: " .. case[3],
+           "jobs " .. jobs .. ": " .. case[1] .. " in after: raised at the line that sent or finished")
+    T.is(count(), 0, "jobs " .. jobs .. ": ...the batches in flight rolled back")
+    T.is({db.in_transaction()}, {false, false}, "jobs " .. jobs .. ": ...the main session out of any transaction")
+    db.exec("INSERT INTO " .. tbl .. " VALUES (7, 'later')")
+    T.is(count(), 1, "jobs " .. jobs .. ": ...and a later statement on it commits on its own")
+  end
+end
+-- the same after inside a nested conn:transaction: its savepoint rolls
+-- back, and the batch commits
+db.exec("DELETE FROM " .. tbl)
+do
+  local pipe <close> = db.pipeline{jobs = 1}
+  buf:clear(); buf:put(1, "caught-in-savepoint")
+  pipe:send{copies = {{sql = COPY, buffer = buf}}, after = function(conn)
+    pcall(conn.transaction, conn, function() conn:exec("SELECT 1/0") end)
+  end}
+  pipe:finish()
+end
+T.is(count(), 1, "an after that catches an error inside conn:transaction: the batch commits")
+db.exec("DELETE FROM " .. tbl)
+
 ---------------------------------------------------------------- foreign keys checked by index
 -- The server checks each row's foreign key with a plan it makes once per
 -- session.  Made while the referenced table is tiny (the first batch of a
