@@ -73,6 +73,21 @@ function M._release(conn)
   if held then release_holder(conn) end
   return held
 end
+--- db._failed_how(conn) -> nil while conn's transaction (if any) can
+-- commit; "abandoned" when it failed after a COPY writer was closed or
+-- collected before w:finish() (which aborted its COPY), "caught" when a
+-- statement in it failed and its error was caught; or nil and the error of
+-- asking.  Forgets the abandoned COPY (core.take_abandoned_copy): call it
+-- once before the code it judges, once after.  A COMMIT of a failed
+-- transaction only rolls it back, with no error: db.transaction and
+-- ferry.pipeline (a batch's after) raise instead.
+function M._failed_how(conn)
+  local abandoned = core.take_abandoned_copy(conn)
+  local ok, open, failed = pcall(conn.in_transaction, conn)
+  if not ok then return nil, open end
+  if failed then return abandoned and "abandoned" or "caught" end
+  return nil
+end
 local CAUGHT = "transaction rolled back: a statement in it failed and its error was caught "
                .. "(to go on after an error, catch it with a nested transaction)"
 local ENDED_BY_FN = "transaction: fn ended the transaction itself (a COMMIT or ROLLBACK in it): what it wrote "
@@ -102,12 +117,11 @@ local function refuse_unfinished(conn)
       error("transaction rolled back: fn returned with a COPY still open (finish() or abort() it first)", 3)
     end
   end
-  local abandoned = core.take_abandoned_copy(conn)
+  local how, err = M._failed_how(conn)
   -- (own's errors name its caller's caller: here that is transaction, so
   -- one level up by hand, to the line that called transaction)
-  local ok, open, failed = pcall(conn.in_transaction, conn)
-  if not ok then errors.reraise(open, 3, true) end
-  if failed then error(abandoned and ABANDONED or CAUGHT, 3) end
+  if err then errors.reraise(err, 3, true) end
+  if how then error(how == "abandoned" and ABANDONED or CAUGHT, 3) end
 end
 
 -- How a transaction ends when it does not commit: fn failed, fn returned

@@ -52,6 +52,13 @@ local IN_AFTER = {__close = function(mark) mark.pipe.in_after = nil end}
 
 local AFTER_LEFT_COPY = "db.pipeline: a batch's after function returned with a COPY still open on its conn "
   .. "(finish() or abort() it first)"
+local AFTER_FAILED = {
+  abandoned = "db.pipeline: a batch's after function left a COPY unfinished: its writer was closed or collected "
+    .. "before w:finish(), which aborted the COPY and failed the batch's transaction (finish() it before after returns)",
+  caught = "db.pipeline: a batch's after function caught the error of a statement that failed on its conn: the "
+    .. "batch's transaction is failed, and its COMMIT would only roll it back (let the error go on, or catch it "
+    .. "inside conn:transaction)",
+}
 
 -- Commits the batch in flight on writer wr, if any.
 function P:commit(wr)
@@ -59,6 +66,7 @@ function P:commit(wr)
   if not p then return end
   if p.copy then p.copy:finish() end
   if p.after then
+    self.db._failed_how(wr.conn)           -- (a COPY abandoned before after is none of after's)
     do
       self.in_after = true
       local _ <close> = setmetatable({pipe = self}, IN_AFTER)
@@ -68,6 +76,11 @@ function P:commit(wr)
     -- is ended, read to its end, and the batch commits; a COPY left open
     -- is not the batch's to store, and its COMMIT would be refused)
     if self.db._release(wr.conn) == "a COPY" then error(AFTER_LEFT_COPY) end
+    -- a transaction after left failed: its COMMIT would roll the batch
+    -- back without an error, and the run go on as if it were stored
+    local how, err = self.db._failed_how(wr.conn)
+    if err then error(err, 0) end
+    if how then error(AFTER_FAILED[how]) end
   end
   if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
   wr.conn:exec("COMMIT")
