@@ -479,5 +479,16 @@ T.is(err_of(db.arrays, {{1, {}}}, 2), "db.arrays: row 1, column 2 is a table, no
      "db.arrays: a value that is no SQL value raises, naming row and column")
 T.is(err_of(db.arrays, {{1, 2}, {1, 2, 3}}, 2), "db.arrays: row 2 has a value in column 3, beyond the 2 columns asked for",
      "db.arrays: a row longer than n raises (the SQL has fewer columns than the rows)")
+-- limits checked before anything is built, as db.array's: an n of 2^40
+-- made 2^40 column tables until memory ran out (the process was killed),
+-- and rows past what an array holds were all transposed before db.array
+-- refused them, in db.array's words
+T.is(err_of(db.arrays, {{1}}, 1 << 40), "db.arrays: n = 1099511627776 columns, more than a row has (1600)",
+     "db.arrays with n = 2^40 raises at once")
+T.is(err_of(db.arrays, {{1}}, 1601), "db.arrays: n = 1601 columns, more than a row has (1600)", "...and so with 1601")
+T.is(select("#", db.arrays({{1}}, 1600)), 1600, "...1600 columns are fine")
+T.is(err_of(db.arrays, setmetatable({}, {__len = function() return 134217728 end, __index = function() return {1} end}), 1),
+     "db.arrays: 134217728 rows, more than a PostgreSQL array holds (134217727)",
+     "db.arrays: rows past what an array holds raise at once")
 
 return T.done()
