@@ -327,7 +327,16 @@ function M.arrays(rows, n)
   if not (math.type(n) == "integer" and n >= 1) then
     error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. tostring(n), 2)
   end
+  -- (checked before anything is built, as db.array's n: an n of 2^40 made
+  -- column tables until memory ran out; a row has at most 1600 columns)
+  if n > 1600 then error(string.format("db.arrays: n = %d columns, more than a row has (1600)", n), 2) end
   local count = #rows
+  if math.type(count) ~= "integer" or count < 0 then
+    error("db.arrays: #rows must be a whole number >= 0, not " .. tostring(count), 2)
+  end
+  if count > MAX_ARRAY then
+    error(string.format("db.arrays: %d rows, more than a PostgreSQL array holds (%d)", count, MAX_ARRAY), 2)
+  end
   local cols = {}
   for k = 1, n do cols[k] = {n = count} end
   for i = 1, count do
