@@ -56,6 +56,15 @@ rm "$N/rules/taken.lua"
 nodb --dir "$N" new taken
 is "$RC" 0 "(without --pipeline new writes no rule module, so no clash)"
 rm -rf "$N/migrations/${today}_taken"
+# rules there but a file, not a folder: said so, and nothing made (it
+# was "rules/x.lua already exists", and a migrations/ folder was made
+# before the refusal had it been reached)
+F=$TAP_TMPDIR/rules-file
+mkdir -p "$F" && : >"$F/rules"
+nodb --dir "$F" new x --pipeline
+is "$RC|$OUT|$ERR" "2||ferry: rules is not a folder: --pipeline writes the rule module rules/x.lua in it" \
+   "rules is a file: exit 2, saying so"
+is "$(cd "$F" && find . | sort | tr '\n' ' ')" ". ./rules " "...nothing made"
 nodb --dir "$N" new x --sql --pipeline
 is "$RC|$OUT|$ERR" "2||ferry: --sql and --pipeline exclude each other (usage: ferry new NAME [--sql | --pipeline])" \
    "--sql with --pipeline: exit 2"
