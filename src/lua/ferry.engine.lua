@@ -3132,13 +3132,6 @@ local function write_file(path, text)
   if not ok then usage_error("cannot write %s", werr) end
 end
 
--- exists(path): something is there (a file we may not read counts).
-local function exists(path)
-  local f, err = io.open(path, "rb")
-  if f then f:close(); return true end
-  return not tostring(err):find("No such file or directory", 1, true)
-end
-
 -- ferry new NAME [--sql | --pipeline]: nothing is created when the folder,
 -- or with --pipeline the rule module rules/NAME.lua, is there already.
 local NEW_USAGE = "usage: ferry new NAME [--sql | --pipeline]"
@@ -3154,6 +3147,10 @@ function commands.new(args)
   local path = mdir .. "/" .. id
   if sys.isdir(path) then usage_error("%s already exists", "migrations/" .. id) end
   local rule = "rules/" .. name .. ".lua"
+  -- (the module-level exists: a path under a file named rules is not there)
+  if opts.pipeline and exists(root_dir .. "/rules") and not sys.isdir(root_dir .. "/rules") then
+    usage_error("rules is not a folder: --pipeline writes the rule module %s in it", rule)
+  end
   if opts.pipeline and exists(root_dir .. "/" .. rule) then
     usage_error("%s already exists: --pipeline writes the rule module of migrations/%s there (give the migration "
                 .. "another name)", rule, id)
