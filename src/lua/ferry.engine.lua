@@ -263,8 +263,8 @@ end
 -- Whether path is there: a file that cannot be read (chmod 000, another
 -- owner) is, and reading it is the error that names it -- not taken for a
 -- missing one (an up.sql would run in place of an unreadable up.lua).
-local ENOENT, ENOTDIR = 2, 20
 local function exists(path)
+  local ENOENT, ENOTDIR = 2, 20
   local f, _, code = io.open(path, "rb")
   if f then f:close() return true end
   return code ~= ENOENT and code ~= ENOTDIR
@@ -2736,8 +2736,11 @@ end
 local function today()
   return os.date("!%Y%m%d")
 end
+-- The scaffolds' templates (and the parts they share), fields of one table:
+-- the main chunk stays under Lua's 200 locals (PIPELINE, below, likewise).
+local TEMPLATE = {}
 
-local TEMPLATE_UP = [=[
+TEMPLATE.up = [=[
 -- %s: a data migration.  Run it with
 --   ferry run %s --dry-run     (read-only: counts only)
 --   ferry run %s
@@ -2784,12 +2787,12 @@ read:close()
 ]=]
 
 -- The rollback.sql of both scaffolds: its header, a convention, then
--- BEGIN, ferry's migration lock (ROLLBACK_LOCK), the body and COMMIT.
-local ROLLBACK_HEAD = [=[
+-- BEGIN, ferry's migration lock (TEMPLATE.rollback_lock), the body and COMMIT.
+TEMPLATE.rollback_head = [=[
 -- Rollback of %s.  Works with `ferry rollback %s` and on its own:
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql
 ]=]
-local ROLLBACK_LOCK = [=[
+TEMPLATE.rollback_lock = [=[
 BEGIN;
 -- Not while a ferry command works on this database (it holds its migration
 -- lock, key 7366291803, while it runs or rolls back a migration): beside a
@@ -2812,10 +2815,10 @@ BEGIN
 END $$;
 ]=]
 local function rollback_template(convention, body)
-  return ROLLBACK_HEAD .. convention .. ROLLBACK_LOCK .. body .. "COMMIT;\n"
+  return TEMPLATE.rollback_head .. convention .. TEMPLATE.rollback_lock .. body .. "COMMIT;\n"
 end
 
-local TEMPLATE_ROLLBACK = rollback_template([=[
+TEMPLATE.rollback = rollback_template([=[
 -- Convention: delete only the rows this migration created (tag them, e.g.
 -- metadata->>'createdBy' = '%s'), never rows the live system wrote, and
 -- verify inside the transaction that they are gone.
@@ -2837,7 +2840,7 @@ END $$;
 ]=])
 
 -- ferry new NAME --sql: a schema step's up.sql and rollback.sql.
-local TEMPLATE_UP_SQL = [=[
+TEMPLATE.up_sql = [=[
 -- %s: a schema migration (a table, a column, an index).  Run it with
 --   ferry run %s --dry-run     (runs nothing; fails if what it creates exists already)
 --   ferry run %s               (or ferry up)
@@ -2862,7 +2865,7 @@ local TEMPLATE_UP_SQL = [=[
 DO $$ BEGIN RAISE NOTICE '%s: nothing to do yet'; END $$;
 ]=]
 
-local TEMPLATE_ROLLBACK_SQL = rollback_template([=[
+TEMPLATE.rollback_sql = rollback_template([=[
 -- Convention: drop only what this migration's up.sql made, with IF EXISTS
 -- (so that it runs whether up.sql ran or not), newest first.  A DROP takes
 -- the rows in it along: keep what you need before you run this.
@@ -2873,7 +2876,7 @@ local TEMPLATE_ROLLBACK_SQL = rollback_template([=[
 DO $$ BEGIN RAISE NOTICE 'rollback of %s: nothing to undo yet'; END $$;
 ]=])
 
-local VALIDATE_HEAD = [=[
+TEMPLATE.validate_head = [=[
 -- Checks for %s: `ferry validate %s` prints each with PASS/FAIL and exits
 -- 1 if any fails.  check(name, fn): fn returns ok [, detail].  Every check
 -- reads one snapshot (the script runs in one read-only transaction).
@@ -2883,7 +2886,7 @@ check("the database answers", function()
 end)
 ]=]
 
-local TEMPLATE_VALIDATE = VALIDATE_HEAD .. [=[
+TEMPLATE.validate = TEMPLATE.validate_head .. [=[
 
 check("pg_namespace has rows", function()
   local r = db.one("SELECT count(*) AS n FROM pg_catalog.pg_namespace")
@@ -2891,7 +2894,7 @@ check("pg_namespace has rows", function()
 end)
 ]=]
 
-local TEMPLATE_VALIDATE_SQL = VALIDATE_HEAD .. [=[
+TEMPLATE.validate_sql = TEMPLATE.validate_head .. [=[
 
 -- What up.sql made is there, e.g.:
 -- check("my_table has created_at", function()
@@ -2902,7 +2905,7 @@ local TEMPLATE_VALIDATE_SQL = VALIDATE_HEAD .. [=[
 ]=]
 
 -- (a schema step's README has no statistics line: it counts nothing)
-local TEMPLATE_README_SQL = [=[
+TEMPLATE.readme_sql = [=[
 # %s
 
 What this migration does, why, and what it changes.
@@ -2911,7 +2914,7 @@ What this migration does, why, and what it changes.
 - Validate: `ferry validate %s`
 - Roll back: `ferry rollback %s` (or `psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f rollback.sql`)
 ]=]
-local TEMPLATE_README = TEMPLATE_README_SQL .. [=[
+TEMPLATE.readme = TEMPLATE.readme_sql .. [=[
 
 Statistics: rows_seen, rows_written, rows_skipped, errors.
 ]=]
@@ -3097,7 +3100,7 @@ check("no key has its target rows twice", function()
 end)
 ]=]
 
-PIPELINE.readme = TEMPLATE_README_SQL .. [=[
+PIPELINE.readme = TEMPLATE.readme_sql .. [=[
 
 How it runs: `up.lua` streams the source by key, maps each key's rows with
 `rules/%N.lua` and writes them with COPY in batches of whole keys through
@@ -3109,12 +3112,13 @@ Statistics: keys_processed, keys_skipped, rows_created, errors.
 ]=]
 
 -- The files of each scaffold, in the order they are listed.
-local SCAFFOLD_LUA = {{"up.lua", TEMPLATE_UP}, {"rollback.sql", TEMPLATE_ROLLBACK},
-                      {"validate.lua", TEMPLATE_VALIDATE}, {"README.md", TEMPLATE_README}}
-local SCAFFOLD_SQL = {{"up.sql", TEMPLATE_UP_SQL}, {"rollback.sql", TEMPLATE_ROLLBACK_SQL},
-                      {"validate.lua", TEMPLATE_VALIDATE_SQL}, {"README.md", TEMPLATE_README_SQL}}
-local SCAFFOLD_PIPELINE = {{"up.lua", PIPELINE.up}, {"rollback.sql", PIPELINE.rollback},
-                           {"validate.lua", PIPELINE.validate}, {"README.md", PIPELINE.readme}}
+local SCAFFOLD = {}
+SCAFFOLD.lua = {{"up.lua", TEMPLATE.up}, {"rollback.sql", TEMPLATE.rollback},
+               {"validate.lua", TEMPLATE.validate}, {"README.md", TEMPLATE.readme}}
+SCAFFOLD.sql = {{"up.sql", TEMPLATE.up_sql}, {"rollback.sql", TEMPLATE.rollback_sql},
+               {"validate.lua", TEMPLATE.validate_sql}, {"README.md", TEMPLATE.readme_sql}}
+SCAFFOLD.pipeline = {{"up.lua", PIPELINE.up}, {"rollback.sql", PIPELINE.rollback},
+                    {"validate.lua", PIPELINE.validate}, {"README.md", PIPELINE.readme}}
 
 -- A template filled in: every %s is the migration's id, %N its name, %% a
 -- percent sign (no count of ids to keep in step with the text).
@@ -3161,7 +3165,7 @@ function commands.new(args)
       if not ok then usage_error("cannot create %s", err) end
     end
   end
-  local files = opts.sql and SCAFFOLD_SQL or opts.pipeline and SCAFFOLD_PIPELINE or SCAFFOLD_LUA
+  local files = opts.sql and SCAFFOLD.sql or opts.pipeline and SCAFFOLD.pipeline or SCAFFOLD.lua
   local names = {}
   for i, f in ipairs(files) do
     write_file(path .. "/" .. f[1], scaffold_text(f[2], id, name))
