@@ -322,9 +322,12 @@ local function find_migration(list, key)
     if m.id:sub(1, #key) == key then found[#found + 1] = m end
   end
   if #found == 0 then      -- also a unique prefix of the name: "backfill_memory"
+    local exact = {}        -- or the name itself: "stats" beside "stats_table"
     for _, m in ipairs(list) do
       if m.name:sub(1, #key) == key then found[#found + 1] = m end
+      if m.name == key then exact[#exact + 1] = m end
     end
+    if #exact == 1 then return exact[1] end
   end
   if #found == 1 then return found[1] end
   if #found == 0 then usage_error("unknown migration %s", key) end
@@ -1988,6 +1991,34 @@ end
 -- it names is not there (an earlier migration not applied).
 local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
 
+-- A data migration that failed on a missing table, column, function, type
+-- or schema while a schema step of the same version that sorts after it
+-- (the same day's `ferry new X --sql` and `ferry new X_stats`, which sorts
+-- first) is not applied here: `up --to` that step would run this one first,
+-- so the way out is a name that sorts it first.
+local function later_schema_hint(list, states, m, r)
+  if not (r.exit and m.files["up.lua"] and r.message
+          and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""]) then return end
+  local after, past = {}, false
+  for _, x in ipairs(list) do
+    local st = states[x.id]
+    if past and x.version == m.version and x.files["up.sql"] and not x.files["up.lua"]
+       and not (st and st.status == "applied") then
+      after[#after + 1] = x.id
+    end
+    past = past or x.id == m.id
+  end
+  if #after == 0 then return end
+  r.message = r.message .. string.format("; %s, %s of the same version, sort%s after it (migrations of one version run "
+                                         .. "in name order) and %s not applied here: if %s what this one reads, rename "
+                                         .. "the folders so that %s first (e.g. %s_1_%s, %s_2_%s; the id in their "
+                                         .. "files with it), then run them in order",
+                                         table.concat(after, ", "), #after == 1 and "a schema step" or "schema steps",
+                                         #after == 1 and "s" or "", #after == 1 and "is" or "are",
+                                         #after == 1 and "it makes" or "they make", #after == 1 and "it sorts" or "they sort",
+                                         m.version, after[1]:sub(#m.version + 2), m.version, m.name)
+end
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list, by_id, ignored = discover(root_dir)
@@ -2038,6 +2069,7 @@ function commands.up(args)
                                              table.concat(dry_sql, ", "), #dry_sql == 1 and "it" or "them",
                                              dry_sql[#dry_sql])
     end
+    later_schema_hint(list, states, m, r)
     if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
       code, stop_line = r.exit, r.message:match("^[^\n]*")
@@ -2100,6 +2132,7 @@ function commands.run(args)
   if renamed then refuse_renamed(list, states, m, renamed) end
   local r = apply(m, "run", opts.dry_run)
   pending_schema_hint(list, states, m, r, opts.dry_run)
+  later_schema_hint(list, states, m, r)
   if r.exit then
     if log.flags().json then emit_json(r, r.exit) end
     if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
@@ -2944,15 +2977,24 @@ PIPELINE.up = [=[
 local rule = require "rules.%N"
 local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
 
--- TODO: the keys left, as n; $1 is the resume key (NULL on a fresh start), e.g.
---   [[SELECT count(*) AS n FROM source s WHERE $1::bigint IS NULL OR s.id > $1]]
+-- TODO: how many keys SOURCE_SQL gives, done or not, as n; $1 is the resume
+-- key, NULL on a fresh start (cast to the key's type: $1::uuid for uuid keys),
+-- e.g. (count(DISTINCT ...): a key has many source rows)
+--   [[SELECT count(DISTINCT s.source_id) AS n FROM source s
+--      WHERE $1::bigint IS NULL OR s.source_id > $1]]
 local KEYS_SQL = TODO "KEYS_SQL, the count of the keys left"
 -- TODO: the source rows after key $1, ordered by key (then a tie-breaker when
 -- a key has many rows), as key, done (true when the target has the key's rows
 -- already; $2 is ctx.migration, the tag on them) and what rule.map reads, e.g.
---   [[SELECT s.id AS key, s.name, EXISTS (SELECT 1 FROM target t
---            WHERE t.source_id = s.id AND t.created_by = $2) AS done
---       FROM source s WHERE $1::bigint IS NULL OR s.id > $1 ORDER BY s.id]]
+--   [[SELECT s.source_id AS key, s.name, EXISTS (SELECT 1 FROM target t
+--            WHERE t.source_id = s.source_id AND t.created_by = $2) AS done
+--       FROM source s WHERE $1::bigint IS NULL OR s.source_id > $1 ORDER BY s.source_id, s.id]]
+-- A key with no source rows is not in a plain join: LEFT JOIN its rows to
+-- the table of keys (the rule then gets one row without them).  A target
+-- with a unique key (one row per key) that the live system writes too:
+-- leave out `AND t.created_by = $2`, so that its row counts as done (else
+-- COPY stops at it: duplicate key).  $1 and $2 are passed only when the
+-- query uses them.
 local SOURCE_SQL = TODO "SOURCE_SQL, the source rows ordered by key"
 -- TODO: the target, its columns in the order of rule.map's rows, e.g.
 --   [[COPY target (source_id, name, created_by) FROM STDIN]]
@@ -2962,9 +3004,16 @@ stats.declare{"keys_processed", "keys_skipped", "rows_created", "errors"}
 
 local resume = ctx.checkpoint.get()        -- the last key of the last committed batch, or nil
 if resume then log.info("resuming after key " .. tostring(resume)) end
+-- $1 the resume key, $2 the tag: passed only when the query uses it
+local function args(sql)
+  if sql:find("$2", 1, true) then return resume, ctx.migration end
+  if sql:find("$1", 1, true) then return resume end
+end
+-- the target's columns: a row of rule.map is filled up to them (a nil is NULL)
+local ncols = select(2, (TARGET_COPY:match("%%((.-)%%)%%s*[Ff][Rr][Oo][Mm]") or ""):gsub("[^,]+", ""))
 
 local read <close> = db.reader()           -- one snapshot for the count and the stream
-local total = read:one(KEYS_SQL, resume).n
+local total = read:one(KEYS_SQL, args(KEYS_SQL)).n
 log.info(string.format("%%d keys to fill, up to %%d a batch", total, ctx.batch_size_for(total)))
 local bar <close> = progress.new("keys", total)
 local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
@@ -2994,7 +3043,7 @@ local function finish_key(key, rows)
     elseif #out == 0 then
       stats.inc("keys_skipped")
     else
-      for _, t in ipairs(out) do buf:put(table.unpack(t, 1, t.n or #t)) end
+      for _, t in ipairs(out) do buf:put(table.unpack(t, 1, math.max(t.n or #t, ncols))) end
       stats.inc("keys_processed")
       stats.inc("rows_created", #out)
       if ctx.verbose then
@@ -3009,7 +3058,7 @@ local function finish_key(key, rows)
 end
 
 local key, rows, n = nil, {}, 0
-for r in read:rows(SOURCE_SQL, resume, ctx.migration) do
+for r in read:rows(SOURCE_SQL, args(SOURCE_SQL)) do
   if r.key ~= key or n == 0 then           -- a new key: the one before is complete
     if r.key == nil or r.done == nil then
       error("SOURCE_SQL gave a row without a key or a done column (name them AS key, AS done; never NULL)", 0)
@@ -3037,8 +3086,8 @@ local json = require "json"                -- json.null: a NULL in a target row
 local M = {}
 
 --- map(key, rows, ctx) -> the target rows of one key: a list of rows, each a
--- list of values in the order of TARGET_COPY's columns (a NULL is json.null,
--- as a nil would end the list); {} skips the key.  rows: the key's source
+-- list of values in the order of TARGET_COPY's columns (a nil is NULL: up.lua
+-- fills each row up to them); {} skips the key.  rows: the key's source
 -- rows, tables by column name (SQL NULL absent), in the stream's order.
 -- Raising rejects the key: the run records its key and message, goes on.
 function M.map(key, rows, ctx)
@@ -3080,7 +3129,8 @@ PIPELINE.validate = [=[
 local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
 
 -- TODO: the source keys that have no target rows (and should), as n; $1 is
--- ctx.migration, e.g.
+-- ctx.migration (passed only when the query uses it; as up.lua's done,
+-- count a row the live system wrote when the target has a unique key), e.g.
 --   [[SELECT count(*) AS n FROM source s WHERE NOT EXISTS (SELECT 1 FROM target t
 --       WHERE t.source_id = s.id AND t.created_by = $1)]]
 local MISSING_SQL = TODO "MISSING_SQL, the count of the keys without their rows"
@@ -3088,14 +3138,15 @@ local MISSING_SQL = TODO "MISSING_SQL, the count of the keys without their rows"
 --   [[SELECT count(*) AS n FROM (SELECT source_id FROM target WHERE created_by = $1
 --       GROUP BY source_id HAVING count(*) > 1) d]]
 local TWICE_SQL = TODO "TWICE_SQL, the count of the keys written twice"
+local function tag(sql) if sql:find("$1", 1, true) then return ctx.migration end end
 
 check("every source key has its target rows", function()
-  local n = db.one(MISSING_SQL, ctx.migration).n
+  local n = db.one(MISSING_SQL, tag(MISSING_SQL)).n
   return n == 0, n .. " keys without them"
 end)
 
 check("no key has its target rows twice", function()
-  local n = db.one(TWICE_SQL, ctx.migration).n
+  local n = db.one(TWICE_SQL, tag(TWICE_SQL)).n
   return n == 0, n .. " keys written twice"
 end)
 ]=]

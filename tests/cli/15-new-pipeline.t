@@ -101,12 +101,12 @@ FAIL rules.order_summaries test \"maps the rows of a key\"  rules/order_summarie
    "...its rule's test naming the TODO left"
 run_ferry --dir "$N" validate "$id"
 like "$RC|$OUT" "^1\\|==> validating $id
-✗ FAIL validate.lua stopped: migrations/$id/validate.lua:10: TODO left in the scaffold: MISSING_SQL, the count of the keys without their rows" \
+✗ FAIL validate.lua stopped: migrations/$id/validate.lua:11: TODO left in the scaffold: MISSING_SQL, the count of the keys without their rows" \
      "validate of the untouched scaffold: its TODO named"
 for mode in --dry-run ""; do
     # shellcheck disable=SC2086
     run_ferry --dir "$N" run "$id" $mode
-    is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:20: TODO left in the scaffold: KEYS_SQL, the count of the keys left" \
+    is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:23: TODO left in the scaffold: KEYS_SQL, the count of the keys left" \
        "run ${mode:-(real)} of the untouched scaffold: exit 1, the first TODO named at its line"
 done
 is "$(psql_val "$db" "SELECT count(*) FROM order_summary")" 0 "...nothing written"
