@@ -490,5 +490,13 @@ T.is(select("#", db.arrays({{1}}, 1600)), 1600, "...1600 columns are fine")
 T.is(err_of(db.arrays, setmetatable({}, {__len = function() return 134217728 end, __index = function() return {1} end}), 1),
      "db.arrays: 134217728 rows, more than a PostgreSQL array holds (134217727)",
      "db.arrays: rows past what an array holds raise at once")
+-- a whole number that is a float (2^40, 6 / 2) is a whole number, as
+-- db.array's n and copy_rows' take it: it said 'must be a whole number
+-- >= 1, not 3.0'
+T.is({db.arrays({{1, "a", true}}, 6 / 2)}, {"{\"1\"}", "{\"a\"}", "{\"true\"}"}, "db.arrays: n = 3.0 is 3 columns")
+T.is(err_of(db.arrays, {{1}}, 2^40), "db.arrays: n = 1099511627776 columns, more than a row has (1600)",
+     "db.arrays: n = 2^40 (a float) raises as past the columns of a row")
+T.is(err_of(db.arrays, {{1}}, 1.5), "db.arrays: n, the number of columns, must be a whole number >= 1, not 1.5",
+     "db.arrays: n = 1.5 raises")
 
 return T.done()
