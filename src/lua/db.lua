@@ -324,9 +324,13 @@ end
 -- would otherwise write by hand, with each column's NULLs counted right.
 function M.arrays(rows, n)
   if type(rows) ~= "table" then error("db.arrays: rows is a list of rows (tables), not a " .. type(rows), 2) end
-  if not (math.type(n) == "integer" and n >= 1) then
+  -- (a float that is a whole number, 6 / 2, is that number, as db.array's n
+  -- and copy_rows' take it)
+  local whole = math.type(n) and math.tointeger(n)
+  if not (whole and whole >= 1) then
     error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. tostring(n), 2)
   end
+  n = whole
   -- (checked before anything is built, as db.array's n: an n of 2^40 made
   -- column tables until memory ran out; a row has at most 1600 columns)
   if n > 1600 then error(string.format("db.arrays: n = %d columns, more than a row has (1600)", n), 2) end
