@@ -1987,9 +1987,18 @@ local function after_interrupt(m, dry_run)
   return stop.code, line
 end
 
--- What a statement meets when a table, column, function, type or schema
--- it names is not there (an earlier migration not applied).
-local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
+-- missing_object(m, r) -> whether r, m's result, is a data migration's
+-- failure on a table, column, function, type or schema its statement names
+-- that is not there (a schema step before it not applied): what
+-- later_schema_hint and pending_schema_hint add their advice to.
+local missing_object
+do
+  local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
+  function missing_object(m, r)
+    return r.exit and m.files["up.lua"] and r.message
+           and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""] or false
+  end
+end
 
 -- A data migration that failed on a missing table, column, function, type
 -- or schema while a schema step of the same version that sorts after it
@@ -1997,8 +2006,7 @@ local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, 
 -- first) is not applied here: `up --to` that step would run this one first,
 -- so the way out is a name that sorts it first.
 local function later_schema_hint(list, states, m, r)
-  if not (r.exit and m.files["up.lua"] and r.message
-          and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""]) then return end
+  if not missing_object(m, r) then return end
   local after, past = {}, false
   for _, x in ipairs(list) do
     local st = states[x.id]
@@ -2017,6 +2025,39 @@ local function later_schema_hint(list, states, m, r)
                                          #after == 1 and "s" or "", #after == 1 and "is" or "are",
                                          #after == 1 and "it makes" or "they make", #after == 1 and "it sorts" or "they sort",
                                          m.version, after[1]:sub(#m.version + 2), m.version, m.name)
+end
+
+-- A data migration that failed on a missing table, column, function, type
+-- or schema (missing_object) while a schema step (up.sql) before it is not
+-- applied here: say which step and what to do.  ran_nothing_of: the steps
+-- `up --dry-run` ran nothing of before it (a dry run runs no up.sql); nil
+-- for `run`, which runs only the migration it is given (an author runs the
+-- fill before its table's step): then the history says which are not applied.
+local function pending_schema_hint(list, states, m, r, dry_run, ran_nothing_of)
+  if not missing_object(m, r) then return end
+  local before = ran_nothing_of or {}
+  if not ran_nothing_of then
+    for _, x in ipairs(list) do
+      if x.id == m.id then break end
+      local st = states[x.id]
+      if x.files["up.sql"] and not x.files["up.lua"] and not (st and st.status == "applied") then
+        before[#before + 1] = x.id
+      end
+    end
+  end
+  if #before == 0 then return end
+  local one = #before == 1
+  if ran_nothing_of then
+    r.message = r.message .. string.format("; this dry run applied nothing of %s before it (a dry run runs no "
+                                           .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
+                                           table.concat(before, ", "), one and "it" or "them", before[#before])
+  else
+    r.message = r.message .. string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
+                                           .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
+                                           table.concat(before, ", "), one and "a schema step" or "schema steps",
+                                           one and "is" or "are", one and "it" or "them",
+                                           before[#before], dry_run and "dry-run" or "run")
+  end
 end
 
 function commands.up(args)
@@ -2062,13 +2103,7 @@ function commands.up(args)
     results[#results + 1] = r
     -- A data migration reading what a schema step before it creates: in a
     -- dry run that step ran nothing, so say which and what to do.
-    if r.exit and opts.dry_run and #dry_sql > 0 and m.files["up.lua"] and r.message
-       and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""] then
-      r.message = r.message .. string.format("; this dry run applied nothing of %s before it (a dry run runs no "
-                                             .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
-                                             table.concat(dry_sql, ", "), #dry_sql == 1 and "it" or "them",
-                                             dry_sql[#dry_sql])
-    end
+    if opts.dry_run then pending_schema_hint(list, states, m, r, true, dry_sql) end
     later_schema_hint(list, states, m, r)
     if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
@@ -2089,30 +2124,6 @@ function commands.up(args)
     emit_json(object({"ok", "migrations", "error"}, {ok = code == EXIT_OK, migrations = results, error = stop_line}), code)
   end
   return code
-end
-
--- A data migration that failed on a missing table, column, function, type
--- or schema while a schema step (up.sql) before it is not applied here:
--- `run` runs only the migration it is given (an author runs the fill
--- before its table's step), so say which step and what to do.
-local function pending_schema_hint(list, states, m, r, dry_run)
-  if not (r.exit and m.files["up.lua"] and r.message
-          and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""]) then return end
-  local before = {}
-  for _, x in ipairs(list) do
-    if x.id == m.id then break end
-    local st = states[x.id]
-    if x.files["up.sql"] and not x.files["up.lua"] and not (st and st.status == "applied") then
-      before[#before + 1] = x.id
-    end
-  end
-  if #before == 0 then return end
-  r.message = r.message .. string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
-                                         .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
-                                         table.concat(before, ", "),
-                                         #before == 1 and "a schema step" or "schema steps",
-                                         #before == 1 and "is" or "are", #before == 1 and "it" or "them",
-                                         before[#before], dry_run and "dry-run" or "run")
 end
 
 function commands.run(args)
