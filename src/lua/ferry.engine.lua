@@ -1991,12 +1991,18 @@ end
 -- failure on a table, column, function, type or schema its statement names
 -- that is not there (a schema step before it not applied): what
 -- later_schema_hint and pending_schema_hint add their advice to.
-local missing_object
+local missing_object, add_advice
 do
   local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
   function missing_object(m, r)
     return r.exit and m.files["up.lua"] and r.message
            and UNDEFINED_OBJECT[r.message:match("%[SQLSTATE (%w+)%]") or ""] or false
+  end
+  -- add_advice(r, advice): added to the error line (r.message) and to the --json
+  -- "error" (r.error), which a program driving ferry shows its user
+  function add_advice(r, advice)
+    r.message = r.message .. advice
+    if r.error then r.error = r.error .. advice end
   end
 end
 
@@ -2017,14 +2023,14 @@ local function later_schema_hint(list, states, m, r)
     past = past or x.id == m.id
   end
   if #after == 0 then return end
-  r.message = r.message .. string.format("; %s, %s of the same version, sort%s after it (migrations of one version run "
-                                         .. "in name order) and %s not applied here: if %s what this one reads, rename "
-                                         .. "the folders so that %s first (e.g. %s_1_%s, %s_2_%s; the id in their "
-                                         .. "files with it), then run them in order",
-                                         table.concat(after, ", "), #after == 1 and "a schema step" or "schema steps",
-                                         #after == 1 and "s" or "", #after == 1 and "is" or "are",
-                                         #after == 1 and "it makes" or "they make", #after == 1 and "it sorts" or "they sort",
-                                         m.version, after[1]:sub(#m.version + 2), m.version, m.name)
+  add_advice(r, string.format("; %s, %s of the same version, sort%s after it (migrations of one version run "
+                              .. "in name order) and %s not applied here: if %s what this one reads, rename "
+                              .. "the folders so that %s first (e.g. %s_1_%s, %s_2_%s; the id in their "
+                              .. "files with it), then run them in order",
+                              table.concat(after, ", "), #after == 1 and "a schema step" or "schema steps",
+                              #after == 1 and "s" or "", #after == 1 and "is" or "are",
+                              #after == 1 and "it makes" or "they make", #after == 1 and "it sorts" or "they sort",
+                              m.version, after[1]:sub(#m.version + 2), m.version, m.name))
 end
 
 -- A data migration that failed on a missing table, column, function, type
@@ -2048,15 +2054,15 @@ local function pending_schema_hint(list, states, m, r, dry_run, ran_nothing_of)
   if #before == 0 then return end
   local one = #before == 1
   if ran_nothing_of then
-    r.message = r.message .. string.format("; this dry run applied nothing of %s before it (a dry run runs no "
-                                           .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
-                                           table.concat(before, ", "), one and "it" or "them", before[#before])
+    add_advice(r, string.format("; this dry run applied nothing of %s before it (a dry run runs no "
+                                .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
+                                table.concat(before, ", "), one and "it" or "them", before[#before]))
   else
-    r.message = r.message .. string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
-                                           .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
-                                           table.concat(before, ", "), one and "a schema step" or "schema steps",
-                                           one and "is" or "are", one and "it" or "them",
-                                           before[#before], dry_run and "dry-run" or "run")
+    add_advice(r, string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
+                                .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
+                                table.concat(before, ", "), one and "a schema step" or "schema steps",
+                                one and "is" or "are", one and "it" or "them",
+                                before[#before], dry_run and "dry-run" or "run"))
   end
 end
 

@@ -142,6 +142,9 @@ is "$RC|$ERR" "1|ferry: migrations/99990105_stats/up.lua:1: query failed: relati
 run_ferry --dir "$N" run stats --dry-run
 is "$RC|$ERR" "1|ferry: migrations/99990105_stats/up.lua:1: query failed: relation \"stats2\" does not exist [SQLSTATE 42P01]$hint" \
    "run: the same (its name, exactly, is no longer ambiguous with the prefix of stats_table's)"
+run_ferry --dir "$N" --json run stats --dry-run
+is "$RC|$(json_eval "$OUT" 'j["error"]')" "1|migrations/99990105_stats/up.lua:1: query failed: relation \"stats2\" does not exist [SQLSTATE 42P01]$hint" \
+   "...--json's error carries the same advice"
 run_ferry --dir "$N" run stat --dry-run
 is "$RC|$ERR" "2|ferry: ambiguous migration stat: 99990105_stats, 99990105_stats_table" "...a prefix of both still is"
 
