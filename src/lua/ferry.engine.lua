@@ -2055,11 +2055,13 @@ local function pending_schema_hint(list, states, m, r, dry_run, ran_nothing_of)
   local one = #before == 1
   if ran_nothing_of then
     add_advice(r, string.format("; this dry run applied nothing of %s before it (a dry run runs no "
-                                .. "up.sql): apply %s first (ferry up --to %s), then dry-run this one",
+                                .. "up.sql): apply %s first: ferry up --to %s (which also runs what is pending "
+                                .. "before it), then dry-run this one",
                                 table.concat(before, ", "), one and "it" or "them", before[#before]))
   else
     add_advice(r, string.format("; %s, %s before it, %s not applied here (ferry run runs only the migration "
-                                .. "it is given): apply %s first (ferry up --to %s), then %s this one again",
+                                .. "it is given): apply %s first: ferry up --to %s (which also runs what is "
+                                .. "pending before it), then %s this one again",
                                 table.concat(before, ", "), one and "a schema step" or "schema steps",
                                 one and "is" or "are", one and "it" or "them",
                                 before[#before], dry_run and "dry-run" or "run"))

@@ -59,7 +59,7 @@ like "$(printf '%s\n' "$log" | grep -E '^(batch5|lead_stage_notes) ')" \
 like "$log" $'\ncreated migrations/[0-9]{8}_stage_counts_1_table/ \\(up\\.sql, rollback\\.sql, validate\\.lua, README\\.md\\)\n' \
     "section 10: new --sql scaffolds the schema step with an up.sql"
 like "$log" $'\nDROP TABLE IF EXISTS stage_counts;\nCOMMIT;\n' "section 10: the scaffold's rollback.sql ends with our DROP TABLE"
-like "$log" 'ferry: migrations/[0-9]{8}_stage_counts_2_fill/up\.lua:4: query failed: relation "stage_counts" does not exist \[SQLSTATE 42P01\]; this dry run applied nothing of [0-9]{8}_stage_counts_1_table before it \(a dry run runs no up\.sql\): apply it first \(ferry up --to [0-9]{8}_stage_counts_1_table\), then dry-run this one' \
+like "$log" 'ferry: migrations/[0-9]{8}_stage_counts_2_fill/up\.lua:4: query failed: relation "stage_counts" does not exist \[SQLSTATE 42P01\]; this dry run applied nothing of [0-9]{8}_stage_counts_1_table before it \(a dry run runs no up\.sql\): apply it first: ferry up --to [0-9]{8}_stage_counts_1_table \(which also runs what is pending before it\), then dry-run this one' \
     "section 10: up --dry-run of both fails on the table, as shown"
 like "$log" $'\ndry run failed, as it should' "...and the guide's echo says so (the dry run exited non-zero)"
 like "$log" '✓ PASS stage_counts exists' "section 10: the schema step applied alone, and validated"

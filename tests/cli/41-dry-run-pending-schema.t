@@ -22,7 +22,7 @@ local s = db.one("SELECT count(n) AS c FROM src")'
 run_ferry --dir "$D" up --to 20250101
 is "$RC" 0 "the base table"
 
-HINT='; this dry run applied nothing of 20250102_stats_1_table, 20250102_stats_2_col before it (a dry run runs no up.sql): apply them first (ferry up --to 20250102_stats_2_col), then dry-run this one'
+HINT='; this dry run applied nothing of 20250102_stats_1_table, 20250102_stats_2_col before it (a dry run runs no up.sql): apply them first: ferry up --to 20250102_stats_2_col (which also runs what is pending before it), then dry-run this one'
 run_ferry --dir "$D" up --dry-run
 is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:1: query failed: relation \"stats_t\" does not exist [SQLSTATE 42P01]$HINT" \
    "up --dry-run: a missing table of a schema step pending before it: names the steps and what to do"
@@ -34,12 +34,12 @@ is "$(json_eval "$J" 'j["error"]')|$(json_eval "$J" 'j["migrations"][2]["error"]
    "...--json's error, the command's and the migration's, carries the same advice"
 
 run_ferry --dir "$D" run 20250102_stats_3_fill --dry-run
-is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:1: query failed: relation \"stats_t\" does not exist [SQLSTATE 42P01]; 20250102_stats_1_table, 20250102_stats_2_col, schema steps before it, are not applied here (ferry run runs only the migration it is given): apply them first (ferry up --to 20250102_stats_2_col), then dry-run this one again" \
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:1: query failed: relation \"stats_t\" does not exist [SQLSTATE 42P01]; 20250102_stats_1_table, 20250102_stats_2_col, schema steps before it, are not applied here (ferry run runs only the migration it is given): apply them first: ferry up --to 20250102_stats_2_col (which also runs what is pending before it), then dry-run this one again" \
    "run --dry-run, two schema steps pending before it: names both (see below)"
 
 run_ferry --dir "$D" up --to 20250102_stats_1_table
 run_ferry --dir "$D" up --dry-run
-is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:2: query failed: column \"n\" does not exist [SQLSTATE 42703]; this dry run applied nothing of 20250102_stats_2_col before it (a dry run runs no up.sql): apply it first (ferry up --to 20250102_stats_2_col), then dry-run this one" \
+is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:2: query failed: column \"n\" does not exist [SQLSTATE 42703]; this dry run applied nothing of 20250102_stats_2_col before it (a dry run runs no up.sql): apply it first: ferry up --to 20250102_stats_2_col (which also runs what is pending before it), then dry-run this one" \
    "a missing column, one step pending: names that one"
 
 put "$D/migrations/20250102_stats_3_fill/up.lua" 'db.one("SELECT 1/0")'
@@ -55,7 +55,7 @@ local s = db.one("SELECT count(n) AS c FROM src")'
 # `ferry run` runs only the migration it is given: an author who runs the
 # fill (dry or not) before its schema step is told which step is not
 # applied (found writing a Batch 6: the error named only the table)
-RUN_HINT='; 20250102_stats_2_col, a schema step before it, is not applied here (ferry run runs only the migration it is given): apply it first (ferry up --to 20250102_stats_2_col), then'
+RUN_HINT='; 20250102_stats_2_col, a schema step before it, is not applied here (ferry run runs only the migration it is given): apply it first: ferry up --to 20250102_stats_2_col (which also runs what is pending before it), then'
 run_ferry --dir "$D" run 20250102_stats_3_fill --dry-run
 is "$RC|$ERR" "1|ferry: migrations/20250102_stats_3_fill/up.lua:2: query failed: column \"n\" does not exist [SQLSTATE 42703]$RUN_HINT dry-run this one again" \
    "run --dry-run of the data migration alone, its schema step pending: names it and what to do"
