@@ -1240,12 +1240,15 @@ static int copy_gc(lua_State *L) {
     return copy_release(w, "ferry: COPY abandoned");
 }
 
-/* core.take_abandoned_copy(conn) -> whether a writer was closed or collected
- * mid-COPY on conn since the last call (which forgets it). */
+/* core.take_abandoned_copy(conn [, put]) -> whether a writer was closed or
+ * collected mid-COPY on conn since the last call (which forgets it, or, with
+ * put true, leaves it said: a nested db.transaction puts back the outer
+ * level's when it ends). */
 static int db_take_abandoned_copy(lua_State *L) {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
+    int put = lua_toboolean(L, 2);
     lua_pushboolean(L, c->copy_abandoned);
-    c->copy_abandoned = 0;
+    c->copy_abandoned = put;
     return 1;
 }
 

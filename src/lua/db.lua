@@ -133,6 +133,9 @@ end
 -- the errors keep the line that called transaction.  One fn ended itself
 -- is not rolled back again (no server warning), and fn's error goes on.
 local TX_GUARD = {__close = function(g)
+  -- a nested one, however it ends: a COPY its fn abandoned went with its
+  -- savepoint (or was said), and the outer level's is the outer's again
+  if g.nested then core.take_abandoned_copy(g.conn, g.carried) end
   if g.done then return end
   savepoints[g.conn] = g.outer
   release_holder(g.conn)
@@ -156,13 +159,16 @@ function methods.transaction(conn, fn, ...)
   -- variable of it ever runs), ended since -- this one begins afresh
   if outer and not open then outer = nil; savepoints[conn] = nil end
   local depth = outer
-  core.take_abandoned_copy(conn)          -- (one before fn's is none of fn's)
+  -- (one before fn's is none of fn's; nested, it is the outer level's,
+  -- which the guard puts back as this one ends)
+  local carried = core.take_abandoned_copy(conn)
   -- inside a transaction the script began itself (db.exec("BEGIN")) this
   -- is a savepoint too: a BEGIN/COMMIT of its own would commit the
   -- script's transaction early and leave its later ROLLBACK undoing nothing
   if not depth and open then depth = 0 end
   -- (done until the transaction or savepoint is there)
-  local guard <close> = setmetatable({conn = conn, outer = outer, done = true}, TX_GUARD)
+  local guard <close> = setmetatable({conn = conn, outer = outer, done = true, nested = depth ~= nil,
+                                      carried = carried}, TX_GUARD)
   if depth then
     local name = "ferry_sp_" .. (depth + 1)
     guard.name = name

@@ -394,6 +394,41 @@ db.transaction(function()
   db.exec("INSERT INTO tx_keep VALUES (7)")
 end)
 T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {{v = 7}}, "...its savepoint rolled back, the outer transaction committed")
+db.exec("DELETE FROM tx_keep")
+-- fn that let a writer go before finish() and then opened a nested
+-- transaction (refused: the COPY's abort failed the outer one): the nested
+-- call's start forgot the abandoned COPY, and the outer level read "a
+-- statement in it failed and its error was caught" (a reviewer's finding)
+ok, err = pcall(db.transaction, function()
+  db.exec("INSERT INTO tx_keep VALUES (1)")
+  do
+    local w <close> = db.copy("COPY tx_keep (v) FROM STDIN")
+    w:put(2)
+  end
+  local nested_ok, nested_err = pcall(db.transaction, function() end)
+  T.like(tostring(nested_ok) .. " " .. tostring(nested_err), "^false .*current transaction is aborted",
+         "nested transaction after an abandoned COPY: refused by the server")
+end)
+T.is(err_text(err), UNFINISHED, "...and the outer level still says the COPY was left unfinished")
+T.is({db.in_transaction()}, {false, false}, "...the transaction ended")
+T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {}, "...rolled back")
+-- a COPY a nested fn abandoned before it raised went with its savepoint: a
+-- caught error at the outer level later is said as that
+ok, err = pcall(db.transaction, function()
+  db.exec("INSERT INTO tx_keep VALUES (1)")
+  local nested_ok = pcall(db.transaction, function()
+    local w <close> = db.copy("COPY tx_keep (v) FROM STDIN")
+    w:put(2)
+    error("nested fails")
+  end)
+  T.is(nested_ok, false, "a nested fn that abandoned its COPY and raised: raises")
+  T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {{v = 1}}, "...its savepoint rolled back, the outer one goes on")
+  pcall(db.exec, "SELECT 1/0")
+end)
+T.is(err_text(err), "transaction rolled back: a statement in it failed and its error was caught "
+                    .. "(to go on after an error, catch it with a nested transaction)",
+     "...then a caught error at the outer level: said as that, not as the nested level's COPY")
+T.is(db.query("SELECT v FROM tx_keep ORDER BY v"), {}, "...rolled back")
 db.exec("DROP TABLE tx_keep")
 
 -- a db.transaction inside a transaction the script began itself (BEGIN)
