@@ -413,9 +413,16 @@ local spares = {}
 
 --- db.prestart(n): starts n more sessions to the database without waiting
 -- for them; the next db.connect() calls take them (and raise, as
--- db.connect() would, if one could not be set up).
+-- db.connect() would, if one could not be set up).  n is 0 to
+-- MAX_PRESTART: sessions past what the server allows would fail only when
+-- used, after the server had forked them all.
+local MAX_PRESTART = 100        -- (a server's default max_connections; --jobs's bound)
+M.MAX_PRESTART = MAX_PRESTART
 function M.prestart(n)
   if math.type(n) ~= "integer" then error("bad argument #1 to 'db.prestart' (an integer expected, got " .. (math.type(n) or type(n)) .. ")", 2) end
+  if n < 0 or n > MAX_PRESTART then
+    error(string.format("bad argument #1 to 'db.prestart' (0 to %d sessions expected, got %d)", MAX_PRESTART, n), 2)
+  end
   for _ = 1, n do
     local ok, conn = pcall(core.connect_start)
     if not ok then errors.reraise(conn, 2, true) end

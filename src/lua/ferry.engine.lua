@@ -3384,11 +3384,12 @@ end
 ----------------------------------------------------------------------------
 -- main
 
-local function number_flag(flags, name, default, min)
+local function number_flag(flags, name, default, min, max)
   local v = flags[name]
   if v == nil then return default end
   local n = type(v) == "string" and v:match("^%d+$") and math.tointeger(tonumber(v))
   if not n or n < min then usage_error("--%s needs a whole number >= %d, not %s", name, min, tostring(v)) end
+  if max and n > max then usage_error("--%s needs a whole number from %d to %d, not %s", name, min, max, v) end
   return n
 end
 
@@ -3441,7 +3442,8 @@ local function main(cli)
   opts.force = flags.force == true
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
   opts.batch_size_given = flags["batch-size"] ~= nil
-  opts.jobs = number_flag(flags, "jobs", 2, 1)
+  -- (the writers' sessions, which a run starts ahead with db.prestart)
+  opts.jobs = number_flag(flags, "jobs", 2, 1, db.MAX_PRESTART)
   opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   opts.lock_timeout = type(flags["lock-timeout"]) == "string" and flags["lock-timeout"] or "5s"
   opts.statement_timeout = type(flags["statement-timeout"]) == "string" and flags["statement-timeout"] or "0"

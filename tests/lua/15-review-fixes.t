@@ -191,6 +191,23 @@ l, e = line(), caught(function() db.plan(nil) end)
 T.like(e, at(l) .. "bad argument #1 to 'db%.plan' %(string expected, got nil%)$", "db.plan(nil): says what sql must be, no upvalue 'sql'")
 l, e = line(), caught(function() db.prestart("two") end)
 T.like(e, at(l) .. "bad argument #1 to 'db%.prestart'", "db.prestart: a count that is not an integer")
+-- no upper bound: 2,000 sessions started at once, each failing only when
+-- used (a reviewer's finding); bounded as --jobs is, nothing started
+-- (sessions started since: one of the file's earlier ones may still be
+-- closing, so not a count of all)
+local since = db.one("SELECT clock_timestamp()::text AS t").t
+local function sessions()
+  return db.one("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() "
+                .. "AND backend_start > $1::timestamptz", since).n
+end
+local before = 0
+l, e = line(), caught(function() db.prestart(2000) end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.prestart' %(0 to 100 sessions expected, got 2000%)$", "db.prestart(2000): refused")
+l, e = line(), caught(function() db.prestart(-1) end)
+T.like(e, at(l) .. "bad argument #1 to 'db%.prestart' %(0 to 100 sessions expected, got %-1%)$", "db.prestart(-1): refused")
+T.is(sessions(), before, "...and neither started a session")
+db.prestart(0)
+T.is(sessions(), before, "db.prestart(0): starts none")
 l, e = line(), caught(function() db.exec("SELECT $1", {}) end)
 T.like(e, at(l) .. "parameter %$1: a table is not a SQL value", "db.exec: as before, at the calling line")
 l, e = line(), caught(function() stats.declare{"rf_x", {}} end)
