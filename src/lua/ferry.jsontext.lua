@@ -106,15 +106,21 @@ end
 local function check_text(name, s)
   if type(s) ~= "string" then bad(name, 1, "string expected, got " .. type(s)) end
 end
+-- A float holding a whole number (2.0) is that position, as Lua's own
+-- string functions take it; 1.5 is refused in their words.  math.type
+-- first: math.tointeger would also turn the string "2" into 2.
+-- Returns the position as an integer.
 local function check_index(name, s, n, i)
-  if math.type(i) ~= "integer" then bad(name, n, "an integer expected, got " .. (math.type(i) or type(i))) end
-  if i < 1 or i > #s + 1 then bad(name, n, string.format("%d is out of the text: 1 to %d", i, #s + 1)) end
+  if not math.type(i) then bad(name, n, "an integer expected, got " .. type(i)) end
+  local int = math.tointeger(i)
+  if not int then bad(name, n, "number has no integer representation") end
+  if int < 1 or int > #s + 1 then bad(name, n, string.format("%d is out of the text: 1 to %d", int, #s + 1)) end
+  return int
 end
 local function at(name, f)
   return function(s, i)
     check_text(name, s)
-    check_index(name, s, 2, i)
-    return f(s, i)
+    return f(s, check_index(name, s, 2, i))
   end
 end
 M.skip_ws = at("skip_ws", skip_ws)
@@ -123,8 +129,8 @@ M.container_end = at("container_end", container_end)
 M.scalar = at("scalar", scalar)
 function M.string_value(s, i, j)
   check_text("string_value", s)
-  check_index("string_value", s, 2, i)
-  check_index("string_value", s, 3, j)
+  i = check_index("string_value", s, 2, i)
+  j = check_index("string_value", s, 3, j)
   return string_value(s, i, j)
 end
 function M.object_strings(s)

@@ -192,7 +192,22 @@ T.like(jt_err(function() jt.skip_ws("abc") end),
 T.like(jt_err(function() jt.skip_ws("abc", 9) end),
        JT_HERE .. "#2 to 'ferry%.jsontext%.skip_ws' %(9 is out of the text: 1 to 4%)$", "jsontext: i past the end")
 T.like(jt_err(function() jt.scalar("abc", 1.5) end),
-       JT_HERE .. "#2 to 'ferry%.jsontext%.scalar' %(an integer expected, got float%)$", "jsontext: i a fraction")
+       JT_HERE .. "#2 to 'ferry%.jsontext%.scalar' %(number has no integer representation%)$", "jsontext: i a fraction")
+T.like(jt_err(function() jt.string_value('"a"', 1, 3.5) end),
+       JT_HERE .. "#3 to 'ferry%.jsontext%.string_value' %(number has no integer representation%)$", "jsontext: j a fraction")
+T.like(jt_err(function() jt.skip_ws("abc", "2") end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.skip_ws' %(an integer expected, got string%)$", "jsontext: i a numeric string")
+-- a float holding a whole number is that position, as Lua's own string
+-- functions, db.array's n and copy_rows' n take it (2.0, what arithmetic
+-- on positions can give)
+T.is(jt.skip_ws("a  b", 2.0), 4, "jsontext: i = 2.0 is 2")
+T.is(math.type(jt.skip_ws("a  b", 2.0)), "integer", "...and the index it gives back is an integer")
+T.is({jt.scalar("[12, 3]", 2.0)}, {"12", 4}, "jsontext: scalar at 2.0")
+T.is(jt.string_value('x"a\\"b"', 2.0, 7.0), 'a"b', "jsontext: string_value from 2.0 to 7.0")
+T.is(jt.container_end("[[1]]", 2.0), 4, "jsontext: container_end at 2.0")
+T.is(jt.string_end('x"ab"', 2.0), 5, "jsontext: string_end at 2.0")
+T.like(jt_err(function() jt.skip_ws("abc", 9.0) end),
+       JT_HERE .. "#2 to 'ferry%.jsontext%.skip_ws' %(9 is out of the text: 1 to 4%)$", "jsontext: 9.0 past the end says 9")
 T.like(jt_err(function() jt.string_value('"a"', 1, {}) end),
        JT_HERE .. "#3 to 'ferry%.jsontext%.string_value' %(an integer expected, got table%)$", "jsontext: j not a number")
 T.like(jt_err(function() jt.container_end("[]", 0) end),
