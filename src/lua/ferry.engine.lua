@@ -54,7 +54,7 @@ commands:
   status                        every migration with its state, applied time, checksum drift
   history [MIGRATION]           the runs recorded, oldest first: when, how each ended, its time, counters, error
   up [--to VERSION] [--dry-run] apply pending migrations in order
-  run MIGRATION [--dry-run]     run one migration (id, or a unique prefix of its id or name), applied or not
+  run MIGRATION [--dry-run]     run one migration (its id or name, or a unique prefix of either), applied or not
   rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
   validate MIGRATION            run its checks; print each with pass/fail
   baseline VERSION              record every migration up to VERSION as applied, without running it
@@ -314,8 +314,11 @@ local function discover(root)
 end
 
 
+-- The migration `key` names on the command line (README's Usage says the
+-- rule): its id; else the one id it begins; else the one migration of that
+-- name, even when it begins another's; else the one name it begins.
 local function find_migration(list, key)
-  if not key then usage_error("which migration? (give its id or a unique prefix)") end
+  if not key then usage_error("which migration? (give its id or name, or a unique prefix of either)") end
   local found = {}
   for _, m in ipairs(list) do
     if m.id == key then return m end
@@ -2616,8 +2619,8 @@ function commands.status(args)
 end
 
 -- ferry history [MIGRATION]: the runs ferry.history records, oldest
--- first, for every migration or one -- a folder's (id, or a unique prefix
--- of its id or name) or one only the history knows (its folder gone).
+-- first, for every migration or one -- a folder's (its id or name, or a
+-- unique prefix of either) or one only the history knows (its folder gone).
 local HISTORY_KEYS = {"id", "migration", "operation", "status", "started_at", "finished_at", "duration_ms",
                       "stats", "errors", "error", "traceback", "host", "pid", "ferry_version", "run_id"}
 

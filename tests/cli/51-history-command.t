@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ferry history [MIGRATION]: the runs ferry.history records, oldest first --
 # when, what, how it ended, how long, the counters, the error -- as a table
-# or --json, for every migration or one (an id, a unique prefix of its id or
-# name, also one whose folder is gone).  Before, the record could only be
+# or --json, for every migration or one (its id or name, a unique prefix of
+# either, also one whose folder is gone).  Before, the record could only be
 # read with SQL.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
