@@ -3209,9 +3209,9 @@ local function write_file(path, text)
   if not ok then usage_error("cannot write %s", werr) end
 end
 
--- ferry new NAME [--sql | --pipeline]: nothing is created when the folder,
+-- ferry new NAME [--sql|--pipeline]: nothing is created when the folder,
 -- or with --pipeline the rule module rules/NAME.lua, is there already.
-local NEW_USAGE = "usage: ferry new NAME [--sql | --pipeline]"
+local NEW_USAGE = "usage: ferry new NAME [--sql|--pipeline]"
 function commands.new(args)
   if #args ~= 1 then usage_error(NEW_USAGE) end
   if opts.sql and opts.pipeline then usage_error("--sql and --pipeline exclude each other (%s)", NEW_USAGE) end

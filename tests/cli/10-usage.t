@@ -62,7 +62,7 @@ expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run 20250101 20
 expect_usage "usage: ferry rollback MIGRATION" --dir "$D" rollback
 expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
 expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
-expect_usage "usage: ferry new NAME [--sql | --pipeline]" --dir "$D" new
+expect_usage "usage: ferry new NAME [--sql|--pipeline]" --dir "$D" new
 expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
 expect_usage "option --db needs a value" --dir "$D" status --db
 # an empty one (--db "$UNSET") must not fall back to the PG* variables' database

@@ -66,12 +66,12 @@ is "$RC|$OUT|$ERR" "2||ferry: rules is not a folder: --pipeline writes the rule 
    "rules is a file: exit 2, saying so"
 is "$(cd "$F" && find . | sort | tr '\n' ' ')" ". ./rules " "...nothing made"
 nodb --dir "$N" new x --sql --pipeline
-is "$RC|$OUT|$ERR" "2||ferry: --sql and --pipeline exclude each other (usage: ferry new NAME [--sql | --pipeline])" \
+is "$RC|$OUT|$ERR" "2||ferry: --sql and --pipeline exclude each other (usage: ferry new NAME [--sql|--pipeline])" \
    "--sql with --pipeline: exit 2"
 nodb --dir "$N" new x --pipeline=yes
 is "$RC|$OUT|$ERR" "2||ferry: option --pipeline takes no value" "--pipeline=yes: exit 2"
 nodb --dir "$N" new --pipeline
-is "$RC|$OUT|$ERR" "2||ferry: usage: ferry new NAME [--sql | --pipeline]" "no NAME: the usage line"
+is "$RC|$OUT|$ERR" "2||ferry: usage: ferry new NAME [--sql|--pipeline]" "no NAME: the usage line"
 nodb --dir "$N" new Bad-Name --pipeline
 is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: Bad-Name" \
    "a bad name: exit 2"

@@ -44,7 +44,7 @@ rm -rf "$N/migrations/${today}_third_thing"
 for args in "new --sql" "new a b --sql" "new --sql a b"; do
     # shellcheck disable=SC2086
     nodb --dir "$N" $args
-    is "$RC|$OUT|$ERR" "2||ferry: usage: ferry new NAME [--sql | --pipeline]" "ferry $args: exit 2, the usage line"
+    is "$RC|$OUT|$ERR" "2||ferry: usage: ferry new NAME [--sql|--pipeline]" "ferry $args: exit 2, the usage line"
 done
 nodb --dir "$N" new x --sql=yes
 is "$RC|$OUT|$ERR" "2||ferry: option --sql takes no value" "--sql=yes: exit 2"
