@@ -380,8 +380,10 @@ function M.pipeline(opts)
   if unknown then
     error("db.pipeline: unknown option " .. unknown .. " (its options are jobs, dry_run, checkpoint)", 2)
   end
-  if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1) then
-    error("db.pipeline: jobs must be a whole number >= 1, not " .. tostring(opts.jobs), 2)
+  -- (at most MAX_PRESTART, --jobs's bound: writers past what the server
+  -- allows would fail one by one as they connect, after it forked them)
+  if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1 and opts.jobs <= M.MAX_PRESTART) then
+    error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. tostring(opts.jobs), 2)
   end
   return require("ferry.pipeline").new(M, opts)
 end

@@ -482,4 +482,22 @@ do
   T.is(db.one("SELECT count(*) AS n FROM shape_t").n, 1, "db.pipeline() with no options still works")
   db.exec("DROP TABLE shape_t")
 end
+
+---------------------------------------------------------------- jobs is 1 to 100
+-- jobs had no upper bound, while --jobs and db.prestart(n) stop at 100
+-- (db.MAX_PRESTART, a server's default max_connections): db.pipeline{jobs
+-- = 2000} went on to open sessions past what the server allows.  It is
+-- refused at the call, naming it, before any session is opened.
+do
+  local before = db.one("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'").n
+  for _, bad in ipairs{101, 2000, 0, -1, math.maxinteger} do
+    T.like(err_at(function() db.pipeline{jobs = bad} end),
+           "^[^%[]*14%-db%-pipeline%.t:%d+: db%.pipeline: jobs must be a whole number from 1 to 100, not "
+           .. tostring(bad):gsub("%-", "%%-") .. "$", "db.pipeline{jobs = " .. bad .. "} raises at the calling line")
+  end
+  T.is(db.one("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend'").n, before,
+       "...with no session opened")
+  local pipe <close> = db.pipeline{jobs = 100, dry_run = true}
+  T.is(db.MAX_PRESTART, 100, "100 writers (db.MAX_PRESTART, --jobs's bound) are taken")
+end
 return T.done()
