@@ -382,9 +382,13 @@ function M.pipeline(opts)
   end
   -- (at most MAX_PRESTART, --jobs's bound: writers past what the server
   -- allows would fail one by one as they connect, after it forked them)
-  if opts.jobs ~= nil and not (math.type(opts.jobs) == "integer" and opts.jobs >= 1 and opts.jobs <= M.MAX_PRESTART) then
+  -- (a float holding a whole number is that number, as db.array's n; the
+  -- caller's table is left as it was)
+  local jobs = math.type(opts.jobs) == "float" and math.tointeger(opts.jobs) or opts.jobs
+  if jobs ~= nil and not (math.type(jobs) == "integer" and jobs >= 1 and jobs <= M.MAX_PRESTART) then
     error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. tostring(opts.jobs), 2)
   end
+  if jobs ~= opts.jobs then opts = {jobs = jobs, dry_run = opts.dry_run, checkpoint = opts.checkpoint} end
   return require("ferry.pipeline").new(M, opts)
 end
 

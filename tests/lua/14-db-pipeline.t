@@ -499,5 +499,13 @@ do
        "...with no session opened")
   local pipe <close> = db.pipeline{jobs = 100, dry_run = true}
   T.is(db.MAX_PRESTART, 100, "100 writers (db.MAX_PRESTART, --jobs's bound) are taken")
+  -- a float holding a whole number is that number, as db.array's n and
+  -- copy_rows' n take it; 1.5 is not
+  local opts = {jobs = 2.0, dry_run = true}
+  local two <close> = db.pipeline(opts)
+  T.is(math.type(opts.jobs), "float", "db.pipeline{jobs = 2.0} is taken, the caller's table left as it was")
+  T.like(err_at(function() db.pipeline{jobs = 1.5} end),
+         "14%-db%-pipeline%.t:%d+: db%.pipeline: jobs must be a whole number from 1 to 100, not 1%.5$",
+         "db.pipeline{jobs = 1.5} is refused")
 end
 return T.done()
