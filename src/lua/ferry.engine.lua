@@ -3031,8 +3031,8 @@ local function args(sql)
   if sql:find("$2", 1, true) then return resume, ctx.migration end
   if sql:find("$1", 1, true) then return resume end
 end
--- the target's columns: a row of rule.map is filled up to them (a nil is NULL)
-local ncols = select(2, (TARGET_COPY:match("%%((.-)%%)%%s*[Ff][Rr][Oo][Mm]") or ""):gsub("[^,]+", ""))
+-- the target's columns (a "quoted name" one, whatever it holds): a row of rule.map is filled up to them (nil: NULL)
+local ncols = select(2, ((TARGET_COPY:gsub('"[^"]*"', "x")):match("%%((.-)%%)%%s*[Ff][Rr][Oo][Mm]") or ""):gsub("[^,]+", ""))
 
 local read <close> = db.reader()           -- one snapshot for the count and the stream
 local total = read:one(KEYS_SQL, args(KEYS_SQL)).n

@@ -148,4 +148,19 @@ is "$RC|$(json_eval "$OUT" 'j["error"]')" "1|migrations/99990105_stats/up.lua:1:
 run_ferry --dir "$N" run stat --dry-run
 is "$RC|$ERR" "2|ferry: ambiguous migration stat: 99990105_stats, 99990105_stats_table" "...a prefix of both still is"
 
+# --- TARGET_COPY's columns counted as the server reads them: a quoted
+# name holds a comma or a parenthesis (the fill was 7 columns for 6, and
+# every row's padding an 'extra data after last expected column')
+Q=$N/migrations/99990106_quoted
+mkdir -p "$Q"
+sed -e 's/EXISTS (SELECT 1 FROM conv_stats s WHERE s.conv_id = c.id)/EXISTS (SELECT 1 FROM "q, stats" s WHERE s."conv,id" = c.id)/' \
+    -e 's/^local TARGET_COPY = .*/local TARGET_COPY = [[COPY public."q, stats" ("conv,id", messages, first_at, last_at, "created (by)", "note") FROM STDIN WITH (FORMAT text)]]/' \
+    "$M/up.lua" >"$Q/up.lua"
+psql_val "$db" 'CREATE TABLE "q, stats" ("conv,id" uuid PRIMARY KEY, messages int, first_at timestamptz, last_at timestamptz,
+                                        "created (by)" text, "note" text)' >/dev/null
+run_ferry --dir "$N" --json run 99990106_quoted
+is "$RC|$ERR" "0|30 keys to fill, up to 1000 a batch" "a TARGET_COPY with quoted names holding a comma and a parenthesis runs"
+is "$(psql_val "$db" "SELECT count(*) || '|' || count(note) FROM \"q, stats\"")" "30|12" \
+   "...every key's row (the live row's key too: not in this table), a nil note NULL (12 busy)"
+
 done_testing
