@@ -3015,10 +3015,10 @@ local KEYS_SQL = TODO "KEYS_SQL, the count of the keys left"
 -- the table of keys (the rule then gets one row without them).  A target
 -- with a unique key (one row per key) that the live system writes too:
 -- leave out `AND t.created_by = $2`, so that its row counts as done (else
--- COPY stops at it: duplicate key).  $1 and $2 are passed only when the
--- query uses them.
+-- COPY stops at it: duplicate key).  $1, $2: passed when the query uses
+-- them (a query with $2 uses $1 too, as resuming needs: $1 has no type else).
 local SOURCE_SQL = TODO "SOURCE_SQL, the source rows ordered by key"
--- TODO: the target, its columns in the order of rule.map's rows, e.g.
+-- TODO: the target with its column list (trailing nils need it), in rule.map's order, e.g.
 --   [[COPY target (source_id, name, created_by) FROM STDIN]]
 local TARGET_COPY = TODO "TARGET_COPY, the COPY of the target rows"
 
@@ -3109,7 +3109,7 @@ local M = {}
 
 --- map(key, rows, ctx) -> the target rows of one key: a list of rows, each a
 -- list of values in the order of TARGET_COPY's columns (a nil is NULL: up.lua
--- fills each row up to them); {} skips the key.  rows: the key's source
+-- fills each row up to those listed); {} skips the key.  rows: the key's source
 -- rows, tables by column name (SQL NULL absent), in the stream's order.
 -- Raising rejects the key: the run records its key and message, goes on.
 function M.map(key, rows, ctx)
