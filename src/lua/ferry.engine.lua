@@ -3391,8 +3391,11 @@ local function number_flag(flags, name, default, min, max)
   local v = flags[name]
   if v == nil then return default end
   local n = type(v) == "string" and v:match("^%d+$") and math.tointeger(tonumber(v))
+  -- (a flag with a top says its whole range, whatever is wrong)
+  if max and not (n and n >= min and n <= max) then
+    usage_error("--%s needs a whole number from %d to %d, not %s", name, min, max, tostring(v))
+  end
   if not n or n < min then usage_error("--%s needs a whole number >= %d, not %s", name, min, tostring(v)) end
-  if max and n > max then usage_error("--%s needs a whole number from %d to %d, not %s", name, min, max, v) end
   return n
 end
 

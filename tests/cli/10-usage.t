@@ -109,6 +109,9 @@ expect_usage "--max-errors needs a whole number >= 0, not lots" --dir "$D" up --
 # bounded as it is): more than a server's default max_connections is refused
 expect_usage "--jobs needs a whole number from 1 to 100, not 101" --dir "$D" up --jobs 101
 expect_usage "--jobs needs a whole number from 1 to 100, not 2000" --dir "$D" run 20250101 --jobs 2000
+# (a flag with a top says its whole range, whatever is wrong)
+expect_usage "--jobs needs a whole number from 1 to 100, not 0" --dir "$D" up --jobs 0
+expect_usage "--jobs needs a whole number from 1 to 100, not x" --dir "$D" up --jobs x
 # digits only: what tonumber() also reads (1e3, 0x10, +5, " 5") is refused
 for v in 1e3 0x10 +5 " 5" 5.0; do
     expect_usage "--batch-size needs a whole number >= 1, not $v" --dir "$D" up --batch-size "$v"

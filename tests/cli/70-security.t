@@ -340,7 +340,7 @@ own "migration names use lowercase letters, digits and underscores, and begin wi
 own "--to ***: no migration has that version" up --to "$PW"
 own "baseline ***: no migration has that version" baseline "$PW"
 own "cannot read ***: ***: No such file or directory" exec "$PW"
-own "--jobs needs a whole number >= 1, not ***" --jobs "$PW" up
+own "--jobs needs a whole number from 1 to 100, not ***" --jobs "$PW" up
 own "--max-errors needs a whole number >= 0, not ***" --max-errors "$PW" up
 own "unknown command *** (see 'ferry --help')" "$PW"
 own "up takes no arguments (did you mean 'ferry run ***'?)" up "$PW"
