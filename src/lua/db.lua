@@ -7,6 +7,15 @@ local methods = core.methods
 
 local M = {NULL = core.NULL, read_only = core.read_only, buffer = core.buffer}
 
+-- n as an integer when it is a whole number -- an integer, or a float
+-- holding one (6 / 2) -- else nil: the counts the API takes (a row's n,
+-- db.array's, db.arrays', db.pipeline's jobs), as Lua's own string
+-- functions take them.  (math.type first: math.tointeger reads "2" too.)
+local function whole(n) return math.type(n) and math.tointeger(n) or nil end
+-- The most columns a row has (MaxHeapAttributeNumber) and elements an
+-- array holds (MaxArraySize): bounds checked before anything is built.
+local MAX_COLUMNS, MAX_ARRAY = 1600, 134217727
+
 --- conn:transaction(fn, ...) runs fn(...) between BEGIN and COMMIT and
 -- returns its results; on error it rolls back and re-raises the error.
 -- Nested calls use a savepoint, so an inner failure can be caught.
@@ -220,9 +229,9 @@ local function copy_rows(conn, sql, rows)
     -- (an n of 1e9 made Lua's "too many results to unpack", naming nothing;
     -- a table has at most 1600 columns)
     local n = r.n
-    if n ~= nil and not (math.type(n) and math.tointeger(n) and n >= 1 and n <= 1600) then
+    if n ~= nil and not (whole(n) and n >= 1 and n <= MAX_COLUMNS) then
       error(string.format("copy_rows: row %d has n = %s: a row's n is its number of values, a whole number from 1 "
-                          .. "to 1600", i, math.type(n) and tostring(n) or type(n) == "string" and n or type(n)), 0)
+                          .. "to " .. MAX_COLUMNS, i, math.type(n) and tostring(n) or type(n) == "string" and n or type(n)), 0)
     end
   end
   local w <close> = conn:copy(sql)
@@ -287,9 +296,6 @@ local function share_snapshot(conn, other)
 end
 methods.share_snapshot = errors.api(share_snapshot, true)
 
--- The most elements a PostgreSQL array holds (MaxArraySize).
-local MAX_ARRAY = 134217727
-
 --- db.array(t) -> PostgreSQL array literal text for a Lua array, bound as
 -- a parameter: db.exec("... = ANY($1::text[])", db.array{"a", "b"}).
 function M.array(t)
@@ -298,7 +304,7 @@ function M.array(t)
   -- built "NULL" parts until memory ran out, and the process was killed)
   local n = t.n
   if n == nil then n = #t end
-  local count = math.type(n) and math.tointeger(n)
+  local count = whole(n)
   if not count or count < 0 then
     error("db.array: n must be a whole number >= 0, not " .. (math.type(n) and tostring(n) or "a " .. type(n)), 2)
   end
@@ -332,14 +338,14 @@ function M.arrays(rows, n)
   if type(rows) ~= "table" then error("db.arrays: rows is a list of rows (tables), not a " .. type(rows), 2) end
   -- (a float that is a whole number, 6 / 2, is that number, as db.array's n
   -- and copy_rows' take it)
-  local whole = math.type(n) and math.tointeger(n)
-  if not (whole and whole >= 1) then
+  local columns = whole(n)
+  if not (columns and columns >= 1) then
     error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. tostring(n), 2)
   end
-  n = whole
+  n = columns
   -- (checked before anything is built, as db.array's n: an n of 2^40 made
   -- column tables until memory ran out; a row has at most 1600 columns)
-  if n > 1600 then error(string.format("db.arrays: n = %d columns, more than a row has (1600)", n), 2) end
+  if n > MAX_COLUMNS then error(string.format("db.arrays: n = %d columns, more than a row has (%d)", n, MAX_COLUMNS), 2) end
   local count = #rows
   if math.type(count) ~= "integer" or count < 0 then
     error("db.arrays: #rows must be a whole number >= 0, not " .. tostring(count), 2)
@@ -384,11 +390,11 @@ function M.pipeline(opts)
   -- allows would fail one by one as they connect, after it forked them)
   -- (a float holding a whole number is that number, as db.array's n; the
   -- caller's table is left as it was)
-  local jobs = math.type(opts.jobs) == "float" and math.tointeger(opts.jobs) or opts.jobs
-  if jobs ~= nil and not (math.type(jobs) == "integer" and jobs >= 1 and jobs <= M.MAX_PRESTART) then
+  local jobs = whole(opts.jobs)
+  if opts.jobs ~= nil and not (jobs and jobs >= 1 and jobs <= M.MAX_PRESTART) then
     error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. tostring(opts.jobs), 2)
   end
-  if jobs ~= opts.jobs then opts = {jobs = jobs, dry_run = opts.dry_run, checkpoint = opts.checkpoint} end
+  if math.type(opts.jobs) == "float" then opts = {jobs = jobs, dry_run = opts.dry_run, checkpoint = opts.checkpoint} end
   return require("ferry.pipeline").new(M, opts)
 end
 
