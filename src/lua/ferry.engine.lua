@@ -1994,7 +1994,7 @@ end
 -- failure on a table, column, function, type or schema its statement names
 -- that is not there (a schema step before it not applied): what
 -- later_schema_hint and pending_schema_hint add their advice to.
-local missing_object, add_advice
+local missing_object, add_advice, pending_schema_step
 do
   local UNDEFINED_OBJECT = {["42P01"] = true, ["42703"] = true, ["42883"] = true, ["42704"] = true, ["3F000"] = true}
   function missing_object(m, r)
@@ -2007,6 +2007,11 @@ do
     r.message = r.message .. advice
     if r.error then r.error = r.error .. advice end
   end
+  -- whether x is a schema step (up.sql, no up.lua) not applied here
+  function pending_schema_step(x, states)
+    local st = states[x.id]
+    return x.files["up.sql"] and not x.files["up.lua"] and not (st and st.status == "applied")
+  end
 end
 
 -- A data migration that failed on a missing table, column, function, type
@@ -2018,11 +2023,7 @@ local function later_schema_hint(list, states, m, r)
   if not missing_object(m, r) then return end
   local after, past = {}, false
   for _, x in ipairs(list) do
-    local st = states[x.id]
-    if past and x.version == m.version and x.files["up.sql"] and not x.files["up.lua"]
-       and not (st and st.status == "applied") then
-      after[#after + 1] = x.id
-    end
+    if past and x.version == m.version and pending_schema_step(x, states) then after[#after + 1] = x.id end
     past = past or x.id == m.id
   end
   if #after == 0 then return end
@@ -2048,10 +2049,7 @@ local function pending_schema_hint(list, states, m, r, dry_run, ran_nothing_of)
   if not ran_nothing_of then
     for _, x in ipairs(list) do
       if x.id == m.id then break end
-      local st = states[x.id]
-      if x.files["up.sql"] and not x.files["up.lua"] and not (st and st.status == "applied") then
-        before[#before + 1] = x.id
-      end
+      if pending_schema_step(x, states) then before[#before + 1] = x.id end
     end
   end
   if #before == 0 then return end
