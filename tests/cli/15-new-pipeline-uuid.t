@@ -110,17 +110,8 @@ is "$RC|$(psql_val "$db" "SELECT count(*) FROM conv_stats")" "0|1" "rollback rem
 psql_val "$db" "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(0.1); RETURN NULL; END \$\$;
 CREATE TRIGGER slow AFTER INSERT ON conv_stats FOR EACH STATEMENT EXECUTE FUNCTION slow()" >/dev/null
 checkpoint() { psql_val "$db" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$id'), 'none')"; }
-set -m
-"$FERRY" --dir "$N" run "$id" --batch-size 4 >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-pid=$!
-for _ in $(seq 1 300); do
-    [ "$(checkpoint)" != none ] && break
-    sleep 0.02
-done
-kill -INT "$pid"
-rc=0
-wait "$pid" || rc=$?
-set +m
+sigint_after_checkpoint "$db" "$id" --dir "$N" run "$id" --batch-size 4
+rc=$RC
 cp=$(checkpoint)
 written=$(psql_val "$db" "SELECT count(*) FROM conv_stats WHERE created_by = '$id'")
 ok "$([ "$rc" = 130 ] && [ "$written" -gt 0 ] && [ "$written" -lt 29 ] && echo 0 || echo 1)" \

@@ -203,17 +203,8 @@ like "$OUT" $'\n✗ FAIL every source key has its target rows  \\(38 keys withou
 psql_val "$db" "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(0.1); RETURN NULL; END \$\$;
 CREATE TRIGGER slow AFTER INSERT ON order_summary FOR EACH STATEMENT EXECUTE FUNCTION slow()" >/dev/null
 checkpoint() { psql_val "$db" "SELECT coalesce((SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '$id'), 'none')"; }
-set -m      # (so that the background ferry gets SIGINT: see robust/50-interrupt.t)
-"$FERRY" --dir "$N" run "$id" --batch-size 4 >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-pid=$!
-for _ in $(seq 1 300); do
-    [ "$(checkpoint)" != none ] && break
-    sleep 0.02
-done
-kill -INT "$pid"
-rc=0
-wait "$pid" || rc=$?
-set +m
+sigint_after_checkpoint "$db" "$id" --dir "$N" run "$id" --batch-size 4
+rc=$RC
 cp=$(checkpoint)
 written=$(psql_val "$db" "SELECT count(*) FROM order_summary")
 is "$rc" 130 "the interrupted run exits 130"

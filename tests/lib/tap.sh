@@ -268,3 +268,26 @@ run_ferry() {
     ERR=$(cat "$tmp/run.err")
     return 0
 }
+
+# sigint_after_checkpoint DBURI MIGRATION ARGS...: runs ferry ARGS in the
+# background and sends it SIGINT once MIGRATION has a checkpoint in DBURI
+# (a batch committed; give it a slow target so that more remain): exit
+# code -> $RC, stdout and stderr in $TAP_TMPDIR/bg.out and bg.err.  (set
+# -m: a background job of a non-interactive shell ignores SIGINT otherwise,
+# see robust/50-interrupt.t)
+# shellcheck disable=SC2034  # RC is for the caller
+sigint_after_checkpoint() {
+    local db=$1 id=$2 pid
+    shift 2
+    set -m
+    "$FERRY" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+    pid=$!
+    for _ in $(seq 1 300); do
+        [ "$(psql_val "$db" "SELECT count(*) FROM ferry.checkpoint WHERE migration = '$id'" 2>/dev/null)" = 1 ] && break
+        sleep 0.02
+    done
+    kill -INT "$pid"
+    RC=0
+    wait "$pid" || RC=$?
+    set +m
+}
