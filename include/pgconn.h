@@ -16,13 +16,19 @@ PGconn *pgconn_open(const char *conninfo);
 PGconn *pgconn_start(const char *conninfo);
 
 /* Drives a connection from pgconn_start (begun at started_ms, from
- * pgconn_now_ms) until it is ready, within its connect_timeout.  Returns
- * the connection to use: pg, or a new blocking connection when pg ran out
- * of time or, started a second or more ago, failed (a server drops a
- * session left waiting for its password); pg is finished then.  Check
- * PQstatus; NULL when out of memory.  A signal taken for an interruption
- * (interrupt_received) ends the wait: pg comes back not connected. */
-PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms);
+ * pgconn_now_ms) until it is ready, giving each host connect_timeout as
+ * libpq's blocking connect does, and going on to the hosts after one that
+ * ran out of it.  Returns the connection to use: pg, or another one (pg is
+ * finished then) -- over the hosts after the one that ran out of time, or
+ * over all of them again when pg, started a second or more ago, failed (a
+ * server drops a session left waiting for its password).  Check PQstatus;
+ * NULL when out of memory.  When it is not connected and a host ran out
+ * of time on the way, *why is the whole error to report, each host's
+ * (malloc'd: the caller frees it; PQerrorMessage tells only of the last
+ * connection); otherwise *why is NULL.  A signal taken for an
+ * interruption (interrupt_received) ends the wait: the connection comes
+ * back not connected. */
+PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char **why);
 
 /* A monotonic clock in milliseconds (for pgconn_complete). */
 long pgconn_now_ms(void);

@@ -708,9 +708,10 @@ static conn *new_conn(lua_State *L, db_state *st) {
 /* Raises "cannot connect" for c (password redacted), closing it first:
  * one line -- libpq writes a line for each host it tried, and its advice
  * on a line of its own. */
-static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
+static int raise_connect_failure(lua_State *L, conn *c, const char *info, char *why) {
     char buf[2048], line[2048];
-    pgconn_redact(info, PQerrorMessage(c->pg), buf, sizeof buf);
+    pgconn_redact(info, why ? why : PQerrorMessage(c->pg), buf, sizeof buf);
+    free(why);
     pgconn_one_line(buf, line, sizeof line);
     PQfinish(c->pg);
     c->pg = NULL;
@@ -726,21 +727,27 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info) {
 
 /* Raises when c's session could not be set up (c->pg stays c's, for its
  * finalizer). */
-static void check_opened(lua_State *L, conn *c, const char *info) {
-    if (!c->pg) luaL_error(L, "cannot connect: out of memory");
-    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, info);
+static void check_opened(lua_State *L, conn *c, const char *info, char *why) {
+    if (!c->pg) {
+        free(why);
+        luaL_error(L, "cannot connect: out of memory");
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK) raise_connect_failure(L, c, info, why);   /* frees why */
+    else free(why);
 }
 
 /* c's connection from pgconn_start, driven until it is ready, then
  * checked: a Ctrl-C while it waited raises the interruption (not
  * connected), a failure "cannot connect". */
 static void complete_pg(lua_State *L, conn *c, const char *info) {
-    c->pg = pgconn_complete(c->pg, info, c->started_ms);
+    char *why;      /* each host's error, when one ran out of time */
+    c->pg = pgconn_complete(c->pg, info, c->started_ms, &why);
     if (interrupt_received()) {
+        free(why);
         finish_pg(c);
         ferry_raise_interrupted(L);
     }
-    check_opened(L, c, info);
+    check_opened(L, c, info, why);
 }
 
 /* Connects c to info, waiting (a Ctrl-C ends the wait), and applies the

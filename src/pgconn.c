@@ -38,9 +38,8 @@ static int wait_socket(PGconn *pg, PostgresPollingStatusType want, int timeout_m
     return r > 0;
 }
 
-PGconn *pgconn_start(const char *conninfo) {
-    CONN_PARAMS(conninfo);
-    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+static PGconn *start_params(const char *const *keys, const char *const *vals, int expand_dbname) {
+    PGconn *pg = PQconnectStartParams(keys, vals, expand_dbname);
     if (!pg || PQstatus(pg) == CONNECTION_BAD) return pg;
     /* Send the startup packet now if the socket takes it at once (a local
      * server does): the server then authenticates and sets the backend up
@@ -49,6 +48,11 @@ PGconn *pgconn_start(const char *conninfo) {
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (st == PGRES_POLLING_WRITING && wait_socket(pg, st, 0) == 1) st = PQconnectPoll(pg);
     return pg;
+}
+
+PGconn *pgconn_start(const char *conninfo) {
+    CONN_PARAMS(conninfo);
+    return start_params(keys, vals, 1);
 }
 
 long pgconn_now_ms(void) {
@@ -103,19 +107,174 @@ static int drive(PGconn *pg, long started_ms) {
     }
 }
 
-PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms) {
+/* ---- a host that never answers ----------------------------------------
+ * libpq's blocking connect gives each host connect_timeout and goes on to
+ * the next; on the non-blocking path that is the caller's to do, and libpq
+ * has no call to skip a host.  So a host that used up its time is dropped
+ * here and a new connection started over the hosts after it: each waited
+ * for the same interruptible way, and none tried twice. */
+
+/* The number of entries in a comma-separated list ("" and NULL: 0). */
+static int list_count(const char *list) {
+    if (!list || !*list) return 0;
+    int n = 1;
+    for (const char *p = list; *p; p++) n += *p == ',';
+    return n;
+}
+
+/* Entry i of a comma-separated list: its start, its length in *len. */
+static const char *list_entry(const char *list, int i, size_t *len) {
+    const char *p = list;
+    for (; i > 0; i--) p = strchr(p, ',') + 1;
+    *len = strcspn(p, ",");
+    return p;
+}
+
+static int entry_is(const char *list, int i, const char *what) {
+    size_t len;
+    const char *e = list_entry(list, i, &len);
+    return strlen(what) == len && strncmp(e, what, len) == 0;
+}
+
+/* Appends text to the malloc'd string *acc (NULL: empty); 0 when out of
+ * memory, *acc left as it was. */
+static int append(char **acc, const char *text) {
+    size_t had = *acc ? strlen(*acc) : 0, more = strlen(text);
+    char *grown = realloc(*acc, had + more + 1);
+    if (!grown) return 0;
+    memcpy(grown + had, text, more + 1);
+    *acc = grown;
+    return 1;
+}
+
+/* What libpq's blocking connect says of a host that ran out of time, after
+ * what pg holds already: the hosts and addresses before it that failed,
+ * and (libpq 15) this one's 'connection to server at "h", port p failed: '
+ * -- a line begun, which "timeout expired" ends. */
+static int append_timeout(PGconn *pg, char **why) {
+    char line[1024];
+    const char *held = PQerrorMessage(pg), *host = PQhost(pg), *port = PQport(pg), *addr = PQhostaddr(pg);
+    size_t n = strlen(held);
+    if (n > 0 && held[n - 1] != '\n') return append(why, held) && append(why, "timeout expired\n");
+    if (!host) host = "";
+    if (!port) port = "";
+    if (host[0] == '/' || host[0] == '@')
+        snprintf(line, sizeof line, "connection to server on socket \"%s/.s.PGSQL.%s\" failed: timeout expired\n", host, port);
+    else if (addr && *addr && strcmp(addr, host) != 0)
+        snprintf(line, sizeof line, "connection to server at \"%s\" (%s), port %s failed: timeout expired\n", host, addr, port);
+    else
+        snprintf(line, sizeof line, "connection to server at \"%s\", port %s failed: timeout expired\n", host, port);
+    return append(why, held) && append(why, line);
+}
+
+/* Where the host pg is trying stands in its host list (host, or hostaddr
+ * when host is not given), or -1 when that cannot be told.  A port list of
+ * one entry per host must agree too; an entry listed twice is taken at its
+ * first place. */
+static int current_host(PGconn *pg, const char *hosts, const char *ports) {
+    const char *host = PQhost(pg), *port = PQport(pg);
+    int n = list_count(hosts), per_host_ports = list_count(ports) == n;
+    for (int i = 0; host && i < n; i++) {
+        size_t len;
+        if (!entry_is(hosts, i, host)) continue;
+        if (per_host_ports && port && list_entry(ports, i, &len) && len > 0 && !entry_is(ports, i, port)) continue;
+        return i;
+    }
+    return -1;
+}
+
+/* The entries after the first `skip` of a list of n (a list of one entry,
+ * a port for every host, is kept whole). */
+static const char *list_after(const char *list, int n, int skip) {
+    if (list_count(list) != n) return list;
+    size_t len;
+    return list_entry(list, skip, &len);
+}
+
+/* A new connection over the hosts after the one pg is trying, with pg's
+ * other settings, started as pgconn_start starts one: *started then.
+ * NULL, *started 0, when pg's host was the last; NULL, *started -1, when
+ * out of memory or when the next host cannot be told (libpq 16's
+ * load_balance_hosts, which tries them in a random order). */
+static PGconn *start_next_hosts(PGconn *pg, int *started) {
+    PQconninfoOption *opts = PQconninfo(pg);
+    *started = -1;
+    if (!opts) return NULL;
+    const char *host = NULL, *hostaddr = NULL, *port = NULL, *balance = NULL;
+    int nopts = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++, nopts++) {
+        if (strcmp(o->keyword, "host") == 0) host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0) port = o->val;
+        else if (strcmp(o->keyword, "load_balance_hosts") == 0) balance = o->val;
+    }
+    const char *hosts = list_count(host) ? host : hostaddr;
+    int n = list_count(hosts), k = n > 1 ? current_host(pg, hosts, port) : 0;
+    PGconn *next = NULL;
+    const char **keys = NULL, **vals = NULL;
+    if (k < 0 || (n > 1 && balance && strcmp(balance, "disable") != 0)) goto done;
+    if (k + 1 >= n) {           /* the last host (or the only one, or the default) */
+        *started = 0;
+        goto done;
+    }
+    keys = calloc((size_t)nopts + 1, sizeof *keys);
+    vals = calloc((size_t)nopts + 1, sizeof *vals);
+    if (!keys || !vals) goto done;
+    int m = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val) continue;
+        keys[m] = o->keyword;
+        vals[m] = o->val;
+        if (o->val == host || o->val == hostaddr || o->val == port) vals[m] = list_after(o->val, n, k + 1);
+        m++;
+    }
+    /* (dbname is a plain name now: a connection string in it was expanded
+     * into these options the first time) */
+    next = start_params(keys, vals, 0);
+    *started = next ? 1 : -1;
+done:
+    free(keys);
+    free(vals);
+    PQconninfoFree(opts);
+    return next;
+}
+
+PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char **why) {
+    *why = NULL;
     if (!pg) return pgconn_open(conninfo);
+    /* A session started a second or more ago may have been dropped by the
+     * server meanwhile, for want of its password (authentication_timeout):
+     * one that fails then is started over, once.  A quick failure of a
+     * fresh one (a wrong password, nobody listening) is reported as it is,
+     * not tried twice. */
+    int stale = pgconn_now_ms() - started_ms >= 1000;
     int r = drive(pg, started_ms);
-    if (r == 1 || r == -2) return pg;
-    /* Connect again, the blocking way -- which applies connect_timeout to
-     * each host and goes on to the next one -- when this attempt ran out of
-     * time (a host that never answers), or when it was started a while ago
-     * (the server drops a session that waited too long for its password:
-     * authentication_timeout).  A quick failure (a wrong password, nobody
-     * listening) is reported as it is, not tried twice. */
-    if (r < 0 || pgconn_now_ms() - started_ms >= 1000) {
+    if ((r == 0 || r == -1) && stale) {
         PQfinish(pg);
-        return pgconn_open(conninfo);
+        started_ms = pgconn_now_ms();
+        if (!(pg = pgconn_start(conninfo))) return NULL;
+        r = drive(pg, started_ms);
+    }
+    while (r == -1) {
+        int started;
+        PGconn *next = append_timeout(pg, why) ? start_next_hosts(pg, &started) : (started = -1, NULL);
+        if (started == 0) return pg;        /* the last host: *why tells it all */
+        PQfinish(pg);
+        if (started < 0) {                  /* connect again the blocking way, as libpq would */
+            free(*why);
+            *why = NULL;
+            return pgconn_open(conninfo);
+        }
+        pg = next;
+        r = drive(pg, pgconn_now_ms());
+    }
+    if (r == 0 && *why && !append(why, PQerrorMessage(pg))) {
+        free(*why);
+        *why = NULL;
+    }
+    if (r != 0) {                           /* connected, or interrupted */
+        free(*why);
+        *why = NULL;
     }
     return pg;
 }

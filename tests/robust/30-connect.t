@@ -12,17 +12,21 @@ require_pg
 
 # A listener that accepts connections and never says a word.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 - "$port" <<'PY' &
+accepts=$TAP_TMPDIR/accepts
+python3 - "$port" "$accepts" <<'PY' &
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
 held = []
 while True:
     c, _ = s.accept(); held.append(c)
+    with open(sys.argv[2], "a") as log: log.write("accepted\n")
 PY
 silent=$!
 trap 'kill $silent 2>/dev/null' EXIT
 for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
+# How many connections the silent listener took since the last call.
+accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }
 
 db=$(fresh_db ferry_connect)
 D=$TAP_TMPDIR/proj
@@ -30,11 +34,16 @@ mkdir -p "$D/migrations/20250101_x"
 printf 'SELECT 1;\n' >"$D/migrations/20250101_x/up.sql"
 
 # (timeout 60 only stops a hang from stopping the suite: 124 would mean one)
+accepted >/dev/null    # (the readiness probe's)
 RC=0
 timeout 60 "$FERRY" --dir "$D" --db "host=127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable" status \
     >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
-is "$RC" 2 "a server that never answers, connect_timeout=2: exit 2 (a configuration error), no hang"
-like "$(cat "$TAP_TMPDIR/err")" "^ferry: cannot connect to the database: .*timeout expired" "... saying the time ran out"
+is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" \
+   "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $port failed: timeout expired" \
+   "a server that never answers, connect_timeout=2: exit 2 (a configuration error), no hang, saying the time ran out"
+# (it was tried twice, the second time the blocking way: connect_timeout=2
+# took 4 s, the last 2 of them deaf to Ctrl-C)
+is "$(accepted)" 1 "... after one attempt, not two: connect_timeout is the time it waits"
 
 RC=0
 timeout 60 "$FERRY" --dir "$D" \
@@ -42,6 +51,44 @@ timeout 60 "$FERRY" --dir "$D" \
     status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
 is "$RC" 0 "two hosts, the first never answers: the second one is used"
 like "$(cat "$TAP_TMPDIR/out")" "20250101_x" "... and status lists the migrations"
+is "$(accepted)" 1 "... the silent one tried once"
+
+# Every host silent: each is given connect_timeout in turn, and the error
+# says so of each, on one line.
+RC=0
+timeout 60 "$FERRY" --dir "$D" --db "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable" status \
+    >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" \
+   "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $port failed: timeout expired; connection to server at \"127.0.0.1\", port $port failed: timeout expired" \
+   "two hosts, both silent: exit 2, one line saying each ran out of time"
+is "$(accepted)" 2 "... each tried once"
+
+# A host that refuses, then a silent one, then the server: the refusal and
+# the timeout are both in what is kept, and the server is used.
+RC=0
+timeout 60 "$FERRY" --dir "$D" \
+    --db "host=127.0.0.1,127.0.0.1,$PGHOST port=1,$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable" \
+    status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC|$(accepted)" "0|1" "refused, silent, then the server: the server is used, the silent one tried once"
+
+# Ctrl-C while the second of two silent hosts is waited for: ferry stops at
+# once (it was deaf to the first Ctrl-C from the first host's timeout on,
+# connecting again the blocking way).
+set -m
+"$FERRY" --dir "$D" --db "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=4 sslmode=disable" status \
+    >"$TAP_TMPDIR/int.out" 2>"$TAP_TMPDIR/int.err" &
+PID=$!
+for _ in $(seq 200); do [ "$(wc -l <"$accepts" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.05; done
+kill -INT "$PID"
+( sleep 10; kill -KILL "$PID" 2>/dev/null ) &
+dog=$!
+RC=0
+wait "$PID" || RC=$?
+kill "$dog" 2>/dev/null
+wait "$dog" 2>/dev/null
+set +m
+is "$RC|$(cat "$TAP_TMPDIR/int.out")|$(cat "$TAP_TMPDIR/int.err")|$(accepted)" "130||ferry: interrupted (SIGINT)|2" \
+   "Ctrl-C while the second silent host is waited for: exit 130, one line, no host tried again"
 
 # Ctrl-C while ferry waits for a server that never answers, with no
 # connect_timeout (libpq's default: wait until the network gives up, minutes
