@@ -132,6 +132,16 @@ int pgconn_flush_and_block(PGconn *pg);
 #define PGCONN_MAX_OTHERS 64
 int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers);
 
+/* Copies msg, a connection's error (PQerrorMessage) from pgconn_start /
+ * pgconn_complete, into out (size outsz) as libpq writes it by default,
+ * with each server message's SQLSTATE after it as ferry shows it for any
+ * other error: "FATAL:  53300: sorry, too many clients already" (libpq's
+ * PQERRORS_VERBOSE, there the only place the SQLSTATE is told) becomes
+ * "FATAL:  sorry, too many clients already [SQLSTATE 53300]", and the
+ * lines only that verbosity adds (LOCATION: ...) go.  Text with no
+ * SQLSTATE in it is copied as it is; cut to outsz. */
+void pgconn_connect_error(const char *msg, char *out, size_t outsz);
+
 /* Copies msg into out (size outsz) on one line: each line break, with the
  * blanks around it, becomes "; " and trailing ones go.  For libpq's
  * connection errors, one line per host tried and its advice on lines of

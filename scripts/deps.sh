@@ -6,7 +6,10 @@
 # Groups (default: test):
 #   build  compile dependencies
 #   test   build + PostgreSQL 15 server, pgTAP, pg_prove, cmocka, time,
-#          pgbouncer and openssl (tests/robust/32-pooler.t, 33-tls.t)
+#          pgbouncer and openssl (tests/robust/32-pooler.t, 33-tls.t), and
+#          the de_DE.UTF-8 locale (package locales; enabled in
+#          /etc/locale.gen and generated) for a server speaking German
+#          (tests/cli/78-german-server.t)
 #   tools  valgrind, clang (+ compiler-rt for ASan/UBSan/libFuzzer)
 #   all    everything above
 #
@@ -25,7 +28,7 @@ set -euo pipefail
 # Debian 12 has no package called liblua5.4-cjson.
 PKGS_build=(build-essential pkg-config liblua5.4-dev lua-cjson-dev lua-cjson libpq-dev uuid-dev)
 PKGS_test=(postgresql-15 postgresql-client-15 postgresql-15-pgtap
-           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer openssl)
+           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer openssl locales)
 # clang-14 only *recommends* the compiler-rt runtimes (ASan, UBSan, libFuzzer),
 # and we install without recommends, so name them explicitly.
 PKGS_tools=(valgrind clang libclang-rt-14-dev)
@@ -38,12 +41,13 @@ usage() {
 [ $# -gt 0 ] || set -- test
 
 wanted=()
+locale_wanted=0
 for group in "$@"; do
     case "$group" in
         build) wanted+=("${PKGS_build[@]}") ;;
-        test)  wanted+=("${PKGS_build[@]}" "${PKGS_test[@]}") ;;
+        test)  wanted+=("${PKGS_build[@]}" "${PKGS_test[@]}"); locale_wanted=1 ;;
         tools) wanted+=("${PKGS_tools[@]}") ;;
-        all)   wanted+=("${PKGS_build[@]}" "${PKGS_test[@]}" "${PKGS_tools[@]}") ;;
+        all)   wanted+=("${PKGS_build[@]}" "${PKGS_test[@]}" "${PKGS_tools[@]}"); locale_wanted=1 ;;
         -h|--help) usage ;;
         *) echo "deps.sh: unknown group '$group'" >&2; usage ;;
     esac
@@ -60,18 +64,38 @@ for pkg in "${wanted[@]}"; do
     fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
+# The locale a test server speaks German with (lc_messages 'de_DE.UTF-8':
+# the server takes only a locale the machine has).  Not fatal without
+# root: that test then skips, saying why.
+ensure_locale() {
+    local want=de_DE.UTF-8
+    # (grep reads it all: no SIGPIPE for locale under pipefail)
+    locale -a 2>/dev/null | grep -ix 'de_DE\.utf-\?8' >/dev/null && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "deps.sh: the locale $want is missing (tests/cli/78-german-server.t skips); as root:" >&2
+        echo "  sed -i 's/^# *$want UTF-8/$want UTF-8/' /etc/locale.gen && locale-gen" >&2
+        return 0
+    fi
+    echo "deps.sh: generating the locale $want" >&2
+    if grep -q "^# *$want UTF-8" /etc/locale.gen 2>/dev/null; then
+        sed -i "s/^# *$want UTF-8/$want UTF-8/" /etc/locale.gen
+    elif ! grep -q "^$want UTF-8" /etc/locale.gen 2>/dev/null; then
+        echo "$want UTF-8" >>/etc/locale.gen
+    fi
+    locale-gen >/dev/null
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "deps.sh: missing Debian packages: ${missing[*]}" >&2
+        echo "deps.sh: install them as root with:" >&2
+        echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "deps.sh: installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "deps.sh: missing Debian packages: ${missing[*]}" >&2
-    echo "deps.sh: install them as root with:" >&2
-    echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    exit 1
-fi
-
-echo "deps.sh: installing: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
+if [ "$locale_wanted" = 1 ]; then ensure_locale; fi

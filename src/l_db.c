@@ -35,6 +35,8 @@ struct conn;
 
 #define NOTICE_KINDS 32        /* kinds of notice counted; later ones are all shown */
 #define NOTICE_SHOWN 3         /* times a kind is shown before it is only counted */
+#define RECENT_ERRORS 4        /* server errors whose routine core.error_routine tells */
+#define ERRMSG_MAX 2048        /* an error's text, kept in C memory (errmsg) */
 
 typedef struct db_state {
     char *conninfo;            /* may hold a password: never given to Lua */
@@ -61,6 +63,14 @@ typedef struct db_state {
      * for each client (pooled_session): its sessions' backend pids are the
      * pooler's, not the server's */
     int session_pooler;
+    /* The last server errors raised: the first line of each one's text
+     * and the routine of the server that raised it, which no lc_messages
+     * translates (core.error_routine). */
+    struct recent_error {
+        char text[ERRMSG_MAX];
+        char routine[64];
+    } recent[RECENT_ERRORS];
+    int next_recent;
 } db_state;
 
 typedef struct conn {
@@ -164,7 +174,6 @@ static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const
  * read and cleared: nothing is allocated on the Lua side until every
  * resource is released, so not even a memory error can raise in between
  * and leave a connection with results unread ("clean up, then raise"). */
-#define ERRMSG_MAX 2048
 typedef struct errmsg {
     char text[ERRMSG_MAX];
     int server;        /* the server's error (a result's fields), not libpq's */
@@ -197,6 +206,16 @@ static void errmsg_fill(const conn *c, errmsg *m, const char *text, const char *
     copy_cut(m->text, sizeof m->text - strlen(suffix), red);
     free(red);
     strcat(m->text, suffix);
+}
+
+/* Keeps the first line of text, a server's error as raised, with the
+ * routine of the server that raised it (PG_DIAG_SOURCE_FUNCTION; "" when
+ * the server does not say), for core.error_routine. */
+static void remember_routine(db_state *st, const char *text, const char *routine) {
+    struct recent_error *e = &st->recent[st->next_recent];
+    st->next_recent = (st->next_recent + 1) % RECENT_ERRORS;
+    snprintf(e->text, sizeof e->text, "%.*s", (int)strcspn(text, "\n"), text);
+    snprintf(e->routine, sizeof e->routine, "%s", routine ? routine : "");
 }
 
 /* The error of a result on c: its message, detail and SQLSTATE. */
@@ -234,6 +253,7 @@ static const char *result_error_text_with(const conn *c, const PGresult *res, er
 #undef PARTS
     errmsg_fill(c, m, whole, suffix, primary != NULL && state != NULL);
     free(whole);
+    if (c) remember_routine(c->st, m->text, PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION));
     return m->text;
 }
 
@@ -533,14 +553,28 @@ static void prestart_notice(void *arg, const PGresult *res) {
     notice_receiver(arg, res);
 }
 
-/* The flag whose value the server refused, from its message (which names
- * the parameter: 'invalid value for parameter "lock_timeout": ...', '-1 ms
- * is outside the valid range for parameter "statement_timeout" ...'); both
- * when it names neither. */
+/* Where msg first holds name as a word of its own (no letter, digit or
+ * '_' either side), or NULL. */
+static const char *word_at(const char *msg, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = msg; (p = strstr(p, name)) != NULL; p++) {
+        int before = p > msg && (isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        int after = isalnum((unsigned char)p[n]) || p[n] == '_';
+        if (!before && !after) return p;
+    }
+    return NULL;
+}
+
+/* The flag whose value the server refused, from its message, which names
+ * the parameter in whatever language it speaks ('invalid value for
+ * parameter "lock_timeout": ...', German 'ungültiger Wert für Parameter
+ * »lock_timeout«: ...'; '-1 ms is outside the valid range for parameter
+ * "statement_timeout" ...'): the one named first; both when it names
+ * neither. */
 static const char *timeout_flag(const char *msg) {
-    const char *p = strstr(msg, "parameter \"");
-    if (p && strncmp(p + 11, "lock_timeout\"", 13) == 0) return "--lock-timeout";
-    if (p && strncmp(p + 11, "statement_timeout\"", 18) == 0) return "--statement-timeout";
+    const char *lock = word_at(msg, "lock_timeout"), *statement = word_at(msg, "statement_timeout");
+    if (lock && (!statement || lock < statement)) return "--lock-timeout";
+    if (statement) return "--statement-timeout";
     return "--lock-timeout / --statement-timeout";
 }
 
@@ -707,10 +741,14 @@ static conn *new_conn(lua_State *L, db_state *st) {
 
 /* Raises "cannot connect" for c (password redacted), closing it first:
  * one line -- libpq writes a line for each host it tried, and its advice
- * on a line of its own. */
+ * on a line of its own -- with a server's SQLSTATE after its message
+ * ("FATAL:  ... [SQLSTATE 53300]"), as ferry shows any other error. */
 static int raise_connect_failure(lua_State *L, conn *c, const char *info, char *why) {
-    char buf[2048], line[2048];
-    pgconn_redact(info, why ? why : PQerrorMessage(c->pg), buf, sizeof buf);
+    char plain[2048], buf[2048], line[2048];
+    /* each server's message with its SQLSTATE after it (what the engine's
+     * advice keys on: the words are in the server's language) */
+    pgconn_connect_error(why ? why : PQerrorMessage(c->pg), plain, sizeof plain);
+    pgconn_redact(info, plain, buf, sizeof buf);
     free(why);
     pgconn_one_line(buf, line, sizeof line);
     PQfinish(c->pg);
@@ -1751,13 +1789,32 @@ static int db_statement_heads(lua_State *L) {
     return 1;
 }
 
+/* core.error_routine(text) -> the routine of the server that raised the
+ * error text tells (PG_DIAG_SOURCE_FUNCTION: "make_tsvector"), or nil:
+ * of the last few server errors raised, the newest whose first line text
+ * holds.  The words of an error are in the server's language (its
+ * lc_messages); its routine is the same in every one. */
+static int db_error_routine(lua_State *L) {
+    db_state *st = STATE(L);
+    const char *text = luaL_checkstring(L, 1);
+    for (int k = 1; k <= RECENT_ERRORS; k++) {
+        const struct recent_error *e = &st->recent[(st->next_recent + RECENT_ERRORS - k) % RECENT_ERRORS];
+        if (e->text[0] && e->routine[0] && strstr(text, e->text)) {
+            lua_pushstring(L, e->routine);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
     {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"keep_open", db_keep_open},
     {"busy_with", db_busy_with}, {"hold_transaction", db_hold_transaction},
     {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
-    {"report_repeated_notices", db_report_repeated_notices}, {NULL, NULL}
+    {"report_repeated_notices", db_report_repeated_notices}, {"error_routine", db_error_routine}, {NULL, NULL}
 };
 
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {

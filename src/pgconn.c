@@ -40,7 +40,14 @@ static int wait_socket(PGconn *pg, PostgresPollingStatusType want, int timeout_m
 
 static PGconn *start_params(const char *const *keys, const char *const *vals, int expand_dbname) {
     PGconn *pg = PQconnectStartParams(keys, vals, expand_dbname);
-    if (!pg || PQstatus(pg) == CONNECTION_BAD) return pg;
+    if (!pg) return pg;
+    /* A session the server refuses has no result to ask its SQLSTATE of:
+     * only the error text, in the server's language (53300's "too many
+     * clients already" is German on a German server).  At this verbosity
+     * libpq writes the SQLSTATE into that text (pgconn_connect_error reads
+     * it out); pgconn_complete puts the default back once connected. */
+    PQsetErrorVerbosity(pg, PQERRORS_VERBOSE);
+    if (PQstatus(pg) == CONNECTION_BAD) return pg;
     /* Send the startup packet now if the socket takes it at once (a local
      * server does): the server then authenticates and sets the backend up
      * while we do other work.  Anything that would wait is left to
@@ -276,7 +283,69 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char 
         free(*why);
         *why = NULL;
     }
+    if (PQstatus(pg) == CONNECTION_OK) PQsetErrorVerbosity(pg, PQERRORS_DEFAULT);
     return pg;
+}
+
+/* The lines only PQERRORS_VERBOSE writes, after a server's message. */
+static const char *const VERBOSE_ONLY[] = {"LOCATION:  ", "SCHEMA NAME:  ", "TABLE NAME:  ", "COLUMN NAME:  ",
+                                           "DATATYPE NAME:  ", "CONSTRAINT NAME:  ", NULL};
+
+static int verbose_only(const char *line) {
+    for (const char *const *v = VERBOSE_ONLY; *v; v++)
+        if (strncmp(line, *v, strlen(*v)) == 0) return 1;
+    return 0;
+}
+
+static int sqlstate_char(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); }
+
+/* Where line (len bytes) holds a SQLSTATE as libpq writes it at
+ * PQERRORS_VERBOSE, after the severity: "FATAL:  53300: ..." -- the
+ * ":  " before it (the code at +3), or NULL. */
+static const char *verbose_sqlstate(const char *line, size_t len) {
+    for (const char *p = line; p + 10 <= line + len; p++) {
+        if (p[0] != ':' || p[1] != ' ' || p[2] != ' ') continue;
+        int code = 1;
+        for (int i = 3; i < 8; i++) code = code && sqlstate_char(p[i]);
+        if (code && p[8] == ':' && p[9] == ' ') return p;
+    }
+    return NULL;
+}
+
+/* Appends n bytes of s to out (size outsz, *at used), as many as fit,
+ * and no part of a character. */
+static void put(char *out, size_t outsz, size_t *at, const char *s, size_t n) {
+    if (*at + 1 >= outsz) return;
+    if (n > outsz - 1 - *at) {              /* cut at a character's start */
+        n = outsz - 1 - *at;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    memcpy(out + *at, s, n);
+    *at += n;
+    out[*at] = '\0';
+}
+
+void pgconn_connect_error(const char *msg, char *out, size_t outsz) {
+    size_t at = 0;
+    if (outsz == 0) return;
+    out[0] = '\0';
+    for (const char *line = msg; *line;) {
+        size_t len = strcspn(line, "\n");
+        int nl = line[len] == '\n';
+        const char *code = verbose_only(line) ? line + len : verbose_sqlstate(line, len);
+        if (!code) {
+            put(out, outsz, &at, line, len + nl);
+        } else if (code < line + len) {
+            /* "...failed: FATAL:  53300: words" -> "...: FATAL:  words [SQLSTATE 53300]" */
+            put(out, outsz, &at, line, (size_t)(code + 3 - line));
+            put(out, outsz, &at, code + 10, (size_t)(line + len - (code + 10)));
+            put(out, outsz, &at, " [SQLSTATE ", 11);
+            put(out, outsz, &at, code + 3, 5);
+            put(out, outsz, &at, "]", 1);
+            put(out, outsz, &at, "\n", (size_t)nl);
+        }
+        line += len + nl;
+    }
 }
 
 void pgconn_one_line(const char *msg, char *out, size_t outsz) {

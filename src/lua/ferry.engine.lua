@@ -1495,8 +1495,9 @@ end
 -- a DBA, a watchdog); ferry's own Ctrl-C is no such error.  what names the
 -- statement ("a statement", "ferry's own bookkeeping (...)"), why says more
 -- of it ("" or " (...)"), rerun what a re-run does.
--- Which of the two it was, only the message's text says (both are 57014),
--- and only in English: a server with lc_messages in another language
+-- Which of the two it was, only the message's text says (both are 57014,
+-- raised by the same routine of the server, ProcessInterrupts: no field of
+-- the error tells them apart), and only in English: a server with lc_messages in another language
 -- (initdb takes it from the machine's locale) says it in that language, and
 -- then both are named, not one guessed.
 local function cancelled_advice(first, what, why, set_by, rerun)
@@ -1518,6 +1519,21 @@ local function cancelled_advice(first, what, why, set_by, rerun)
                        .. "the default), and %s", either, opts.statement_timeout, why, or_cancel, rerun)
 end
 
+-- Whether a 54000 error (a limit of the server) is a tsvector over its
+-- 1 MB.  Its words are in the server's language ("string is too long for
+-- tsvector", German "Zeichenkette ist zu lang für tsvector"): the routine
+-- of the server that raised it tells it in any -- to_tsvector's
+-- make_tsvector, tsvector_concat (||), and tsvectorin (a text cast to
+-- tsvector), which raises 54000 for a word over 2 KB too: that one is
+-- told apart by the limit its message gives, 1048575 bytes (MAXSTRPOS),
+-- in digits in every language, where a word's is 2046.
+local TSVECTOR_ROUTINES = {make_tsvector = true, tsvector_concat = true, tsvectorin = "1048575"}
+local function tsvector_too_long(first)
+  local routine = TSVECTOR_ROUTINES[db_core.error_routine(first) or ""]
+  if type(routine) == "string" then return first:find(routine, 1, true) ~= nil end
+  return routine == true
+end
+
 -- What to do about a condition of the server or its data that an error
 -- line first names, whichever command met it, for the end of that line
 -- ("" for any other): rerun says how to go on ("re-run to resume ...").
@@ -1530,13 +1546,12 @@ end
 --   54000 from to_tsvector ("string is too long for tsvector (N bytes, max
 --     1048575 bytes)"): a text written into a table with a full-text index
 --     (the CRM's Message and MemoryNote) has more words and positions than
---     a tsvector holds, and the same row stops every re-run.  (Only the
---     English message tells it from the other limits of that code.)
+--     a tsvector holds, and the same row stops every re-run (tsvector_too_long).
 local function server_condition_advice(first, rerun)
   if first:find("[SQLSTATE 53100]", 1, true) then
     return "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
   end
-  if first:find("[SQLSTATE 54000]", 1, true) and first:find("too long for tsvector", 1, true) then
+  if first:find("[SQLSTATE 54000]", 1, true) and tsvector_too_long(first) then
     return "; a text is too long for a full-text index (a tsvector holds at most 1 MB of words and their "
            .. "positions: some megabytes of text with many different words), and the same row stops every run: "
            .. "shorten that text in the data, or have the rule that makes it cut such text, then " .. rerun
@@ -1553,19 +1568,13 @@ local function server_condition_advice(first, rerun)
 end
 
 -- Whether a connection error is the server's refusal for want of a
--- connection slot, SQLSTATE 53300 (libpq gives no SQLSTATE for a session
--- it could not open: the server's messages of that code, in English).
-local NO_CONNECTION_LEFT = {
-  "too many clients already",                       -- max_connections
-  "remaining connection slots are reserved",        -- the superusers' share of it
-  "too many connections for role",                  -- CONNECTION LIMIT of the role
-  "too many connections for database",              -- ... of the database
-}
+-- connection slot, SQLSTATE 53300 (max_connections, the superusers' share
+-- of it, the CONNECTION LIMIT of the role or the database).  libpq gives no
+-- SQLSTATE for a session it could not open; db.core writes it after the
+-- server's words, as for any error ("FATAL:  sorry, too many clients
+-- already [SQLSTATE 53300]"), and those words are in the server's language.
 local function no_connection_left(msg)
-  for _, text in ipairs(NO_CONNECTION_LEFT) do
-    if msg:find(text, 1, true) then return true end
-  end
-  return false
+  return msg:find("cannot connect to the database", 1, true) ~= nil and msg:find("[SQLSTATE 53300]", 1, true) ~= nil
 end
 
 --- Applies (or dry-runs) migration m.  Returns a result object.
@@ -1745,7 +1754,7 @@ local function apply(m, operation, dry_run)
     first = first .. server_condition_advice(first, rerun)
     -- A session the server refused for want of a connection slot (53300:
     -- --jobs more than max_connections or a CONNECTION LIMIT leaves).
-    if first:find("cannot connect to the database", 1, true) and no_connection_left(first) then
+    if no_connection_left(first) then
       -- (how many it opens is the script's: Batch 4 a reader, a second
       -- reader for the first leads and --jobs - 1 writers besides the main)
       first = first .. string.format("; the server refused one more session (a data migration opens its own: --jobs %d "

@@ -85,7 +85,7 @@ for u in "$wrong_url" "$kv password=$WRONG"; do
     done
 done
 run_ferry --db "$wrong_url" --dir "$D" up
-is "$ERR" "ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\"" \
+is "$ERR" "ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]" \
    "wrong password: one clear line"
 # no password at all (none in the string, no PGPASSWORD, no password file):
 # libpq's "fe_sendauth: no password supplied", and where one goes

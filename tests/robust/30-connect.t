@@ -153,7 +153,7 @@ like "$ERR" 'password authentication failed' "... saying so"
 # told only of the host that was down.
 PGPASSFILE=$TAP_TMPDIR/none run_ferry --dir "$D" \
     --db "host=127.0.0.1,127.0.0.1 port=1,$FERRY_PG_TCP_PORT dbname=ferry_connect user=ferry_pw password=Wr0ng-pw sslmode=disable" status
-is "$RC|$OUT|$ERR" "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\"" \
+is "$RC|$OUT|$ERR" "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]" \
    "two hosts, the first down, a wrong password on the second: one line saying both"
 run_ferry --dir "$D" --db "host=127.0.0.1,$PGHOST port=1,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} target_session_attrs=standby sslmode=disable" status
 is "$RC|$OUT|$ERR" "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; connection to server on socket \"$PGHOST/.s.PGSQL.$PGPORT\" failed: server is not in hot standby mode" \

@@ -118,7 +118,7 @@ is "$(ssl_of "$cert&sslcert=$C/client.crt&sslkey=$C/client.key")" "0|true|" "a c
 run_ferry --db "$cert&sslcert=$C/client.crt&sslkey=$C/client.key" --dir "$D" -q up --to 20250101
 is "$RC|$ERR" "0|" "...and applies a migration"
 run_ferry --db "$cert" status
-is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  connection requires a valid client certificate" \
+is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  connection requires a valid client certificate [SQLSTATE 28000]" \
    "without it: exit 2, one line"
 unlike "$all_out" "$PW" "the password is never printed"
 done_testing

@@ -446,6 +446,52 @@ static void test_one_line(void **state)
     assert_string_equal(small, "abc; de");
 }
 
+static const char *connect_error(const char *msg)
+{
+    static char out[512];
+    pgconn_connect_error(msg, out, sizeof out);
+    return out;
+}
+
+/* A connection's error at PQERRORS_VERBOSE made libpq's default text, each
+ * server message's SQLSTATE after it: the one place libpq tells the code of
+ * a session the server refused, whose words are in the server's language. */
+static void test_connect_error(void **state)
+{
+    (void)state;
+    assert_string_equal(connect_error("connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: FATAL:  53300: "
+                                      "sorry, too many clients already\nLOCATION:  InitProcess, proc.c:363\n"),
+                        "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: FATAL:  sorry, too many "
+                        "clients already [SQLSTATE 53300]\n");
+    /* German, several hosts, one without a server's word, a DETAIL kept */
+    assert_string_equal(connect_error("connection to server at \"a\", port 1 failed: Connection refused\n"
+                                      "\tIs the server running on that host and accepting TCP/IP connections?\n"
+                                      "connection to server at \"b\", port 5432 failed: FATAL:  53300: zu viele "
+                                      "Verbindungen von Rolle \xc2\xbb" "app\xc2\xab\nDETAIL:  d\n"
+                                      "LOCATION:  InitializeSessionUserId, miscinit.c:742\n"),
+                        "connection to server at \"a\", port 1 failed: Connection refused\n"
+                        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+                        "connection to server at \"b\", port 5432 failed: FATAL:  zu viele Verbindungen von Rolle "
+                        "\xc2\xbb" "app\xc2\xab [SQLSTATE 53300]\nDETAIL:  d\n");
+    /* the other lines only that verbosity writes go too */
+    assert_string_equal(connect_error("x failed: ERROR:  42P01: no\nSCHEMA NAME:  s\nTABLE NAME:  t\n"
+                                      "COLUMN NAME:  c\nDATATYPE NAME:  d\nCONSTRAINT NAME:  k\nLOCATION:  f, g.c:1"),
+                        "x failed: ERROR:  no [SQLSTATE 42P01]\n");
+    /* text with no SQLSTATE: as it is (libpq's own, a timeout) */
+    assert_string_equal(connect_error("connection to server at \"h\", port 5 failed: timeout expired\n"),
+                        "connection to server at \"h\", port 5 failed: timeout expired\n");
+    assert_string_equal(connect_error("fe_sendauth: no password supplied\n"), "fe_sendauth: no password supplied\n");
+    assert_string_equal(connect_error("FATAL:  5330: short\n"), "FATAL:  5330: short\n");
+    assert_string_equal(connect_error("FATAL:  53300 no colon\n"), "FATAL:  53300 no colon\n");
+    assert_string_equal(connect_error(""), "");
+    /* cut to the buffer, never inside a character */
+    char small[12];
+    pgconn_connect_error("F:  53300: \xc3\xa4\xc3\xa4\xc3\xa4\n", small, sizeof small);
+    assert_string_equal(small, "F:  \xc3\xa4\xc3\xa4\xc3\xa4 ");
+    pgconn_connect_error("ab\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4", small, sizeof small);
+    assert_string_equal(small, "ab\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_long_password),
         cmocka_unit_test(test_scrub),
         cmocka_unit_test(test_one_line),
+        cmocka_unit_test(test_connect_error),
     };
     return cmocka_run_group_tests_name("pgconn", tests, NULL, NULL);
 }
