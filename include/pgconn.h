@@ -16,12 +16,15 @@ PGconn *pgconn_open(const char *conninfo);
 PGconn *pgconn_start(const char *conninfo);
 
 /* Drives a connection from pgconn_start (begun at started_ms, from
- * pgconn_now_ms) until it is ready, giving each host connect_timeout as
- * libpq's blocking connect does, and going on to the hosts after one that
- * ran out of it.  Returns the connection to use: pg, or another one (pg is
- * finished then) -- over the hosts after the one that ran out of time, or
- * over all of them again when pg, started a second or more ago, failed (a
- * server drops a session left waiting for its password).  Check PQstatus;
+ * pgconn_now_ms) until it is ready, giving each address of each host
+ * connect_timeout as libpq's blocking connect does, and going on to what
+ * comes after one that ran out of it (its host name's other addresses,
+ * then the next hosts).  Returns the connection to use: pg, or another one
+ * (pg is finished then) -- over what comes after the address that ran out
+ * of time, or over all of the hosts again when pg, started a second or
+ * more ago, failed (a server drops a session left waiting for its
+ * password); or, for a connect_timeout libpq refuses (not a whole number),
+ * libpq's blocking connect, which says so.  Check PQstatus;
  * NULL when out of memory.  When it is not connected and a host ran out
  * of time on the way, *why is the whole error to report, each host's
  * (malloc'd: the caller frees it; PQerrorMessage tells only of the last

@@ -1,12 +1,16 @@
 /* pgconn: libpq helpers that never touch Lua. */
 #include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <pg_config.h>          /* DEF_PGPORT_STR */
+#include <pg_config_manual.h>   /* DEFAULT_PGSOCKET_DIR */
 
 #include "interrupt.h"
 #include "pgconn.h"
@@ -69,15 +73,20 @@ long pgconn_now_ms(void) {
 }
 
 /* pg's connect_timeout (the option, or PGCONNECT_TIMEOUT) in milliseconds,
- * read as libpq reads it (a value below 2 s counts as 2 s), or -1: none. */
+ * read as libpq's blocking connect reads it (a value below 2 s counts as
+ * 2 s; blanks around it go), or -1: none, or -2: not a whole number, which
+ * libpq refuses ("invalid integer value"). */
 static int connect_timeout_ms(PGconn *pg) {
     PQconninfoOption *opts = PQconninfo(pg);
     int ms = -1;
     for (PQconninfoOption *o = opts; o && o->keyword; o++) {
         if (strcmp(o->keyword, "connect_timeout") != 0 || !o->val) continue;
         char *end;
+        errno = 0;
         long s = strtol(o->val, &end, 10);
-        if (end != o->val && s > 0) ms = (int)((s < 2 ? 2 : (s > 86400 ? 86400 : s)) * 1000);
+        while (isspace((unsigned char)*end)) end++;
+        if (end == o->val || errno || s != (int)s || *end) ms = -2;
+        else if (s > 0) ms = (int)((s < 2 ? 2 : (s > 86400 ? 86400 : s)) * 1000);
     }
     PQconninfoFree(opts);
     return ms;
@@ -91,6 +100,7 @@ static int connect_timeout_ms(PGconn *pg) {
  * interruption (Ctrl-C) ends the wait too (-2): a server that never
  * answers, with no connect_timeout, would keep ferry waiting for as long
  * as the network does (minutes), the first Ctrl-C lost. */
+#define WAIT_SLICE_MS 1000
 static int drive(PGconn *pg, long started_ms) {
     int timeout = connect_timeout_ms(pg);
     long deadline = started_ms + timeout;
@@ -98,28 +108,33 @@ static int drive(PGconn *pg, long started_ms) {
     for (;;) {
         if (PQstatus(pg) == CONNECTION_OK || st == PGRES_POLLING_OK) return 1;
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
-        int left = -1;
+        /* A signal taken before the wait would not end it: it is looked
+         * for first, and the wait comes back each second to look again
+         * (one taken between the look and the wait). */
+        if (interrupt_received()) return -2;
+        int left = WAIT_SLICE_MS;
         if (timeout >= 0) {
             long l = deadline - pgconn_now_ms();
-            left = l > 0 ? (int)l : 0;
+            if (l < left) left = l > 0 ? (int)l : 0;
         }
         int ready = wait_socket(pg, st, left);
         if (ready < 0) return -1;
         if (ready == 0) {
             if (interrupt_received()) return -2;
             if (timeout >= 0 && deadline - pgconn_now_ms() <= 0) return -1;
-            continue;                       /* another signal: wait again */
+            continue;                       /* another signal, or a second gone: wait again */
         }
         st = PQconnectPoll(pg);
     }
 }
 
 /* ---- a host that never answers ----------------------------------------
- * libpq's blocking connect gives each host connect_timeout and goes on to
- * the next; on the non-blocking path that is the caller's to do, and libpq
- * has no call to skip a host.  So a host that used up its time is dropped
- * here and a new connection started over the hosts after it: each waited
- * for the same interruptible way, and none tried twice. */
+ * libpq's blocking connect gives each address of each host connect_timeout
+ * and goes on to the next; on the non-blocking path that is the caller's
+ * to do, and libpq has no call to skip an address.  So an address that
+ * used up its time is dropped here and a new connection started over what
+ * comes after it -- the other addresses of its host name, then the hosts
+ * after it: each waited for the same interruptible way, none tried twice. */
 
 /* The number of entries in a comma-separated list ("" and NULL: 0). */
 static int list_count(const char *list) {
@@ -129,18 +144,19 @@ static int list_count(const char *list) {
     return n;
 }
 
-/* Entry i of a comma-separated list: its start, its length in *len. */
-static const char *list_entry(const char *list, int i, size_t *len) {
+/* Entry i of list when list holds n entries (its start, its length in
+ * *len), else "" (not given, or one entry for all: no entry of its own). */
+static const char *entry(const char *list, int n, int i, size_t *len) {
+    *len = 0;
+    if (list_count(list) != n || i >= n) return "";
     const char *p = list;
     for (; i > 0; i--) p = strchr(p, ',') + 1;
     *len = strcspn(p, ",");
     return p;
 }
 
-static int entry_is(const char *list, int i, const char *what) {
-    size_t len;
-    const char *e = list_entry(list, i, &len);
-    return strlen(what) == len && strncmp(e, what, len) == 0;
+static int same(const char *e, size_t len, const char *what) {
+    return what && strlen(what) == len && strncmp(e, what, len) == 0;
 }
 
 /* Appends text to the malloc'd string *acc (NULL: empty); 0 when out of
@@ -151,6 +167,20 @@ static int append(char **acc, const char *text) {
     if (!grown) return 0;
     memcpy(grown + had, text, more + 1);
     *acc = grown;
+    return 1;
+}
+
+/* Adds the len bytes at e as an entry of the malloc'd comma-separated list
+ * *list (NULL: no entry yet); 0 when out of memory, *list left as it was. */
+static int add_entry(char **list, const char *e, size_t len) {
+    int first = !*list;
+    size_t had = first ? 0 : strlen(*list);
+    char *grown = realloc(*list, had + len + 2);
+    if (!grown) return 0;
+    if (!first) grown[had++] = ',';
+    memcpy(grown + had, e, len);
+    grown[had + len] = '\0';
+    *list = grown;
     return 1;
 }
 
@@ -174,66 +204,153 @@ static int append_timeout(PGconn *pg, char **why) {
     return append(why, held) && append(why, line);
 }
 
-/* Where the host pg is trying stands in its host list (host, or hostaddr
- * when host is not given), or -1 when that cannot be told.  A port list of
- * one entry per host must agree too; an entry listed twice is taken at its
- * first place. */
-static int current_host(PGconn *pg, const char *hosts, const char *ports) {
-    const char *host = PQhost(pg), *port = PQport(pg);
-    int n = list_count(hosts), per_host_ports = list_count(ports) == n;
-    for (int i = 0; host && i < n; i++) {
+/* A connection's host lists as PQconninfo gives them (NULL: not given),
+ * and the number of hosts: of host, or of hostaddr when host is not given.
+ * port holds one entry per host, or one for all. */
+typedef struct {
+    const char *host, *hostaddr, *port;
+    int n;
+} host_lists;
+
+/* Which entry of h the address pg is trying belongs to, or -1 when that
+ * cannot be told: the first whose host (or, with none, hostaddr) is
+ * PQhost, whose hostaddr, when it has one, is PQhostaddr, and whose port,
+ * when it has one of its own, is PQport -- the same name listed twice with
+ * two addresses, or two ports, is two entries. */
+static int current_host(PGconn *pg, const host_lists *h) {
+    for (int i = 0; i < h->n; i++) {
         size_t len;
-        if (!entry_is(hosts, i, host)) continue;
-        if (per_host_ports && port && list_entry(ports, i, &len) && len > 0 && !entry_is(ports, i, port)) continue;
+        const char *name = entry(h->host, h->n, i, &len);
+        if (len == 0) name = entry(h->hostaddr, h->n, i, &len);
+        if (!same(name, len, PQhost(pg))) continue;
+        const char *addr = entry(h->hostaddr, h->n, i, &len);
+        if (len > 0 && !same(addr, len, PQhostaddr(pg))) continue;
+        const char *port = entry(h->port, h->n, i, &len);
+        if (len > 0 && !same(port, len, PQport(pg))) continue;
         return i;
     }
     return -1;
 }
 
-/* The entries after the first `skip` of a list of n (a list of one entry,
- * a port for every host, is kept whole). */
-static const char *list_after(const char *list, int n, int skip) {
-    if (list_count(list) != n) return list;
-    size_t len;
-    return list_entry(list, skip, &len);
+/* The addresses after addr that the host name `name` resolves to, resolved
+ * as libpq resolves it, each added to the list *addrs; how many (0: none,
+ * or addr is not among them; -1: out of memory).  (A name that DNS serves
+ * in turn may come back in another order: those after addr are then not
+ * the ones libpq would go on to, yet still the name's.) */
+static int next_addresses(const char *name, const char *port, const char *addr, char **addrs) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    if (!addr || !*addr || getaddrinfo(name, port, &hints, &res) != 0) return 0;
+    int m = 0, after = 0;
+    for (struct addrinfo *a = res; a && m >= 0; a = a->ai_next) {
+        char text[NI_MAXHOST];
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof text, NULL, 0, NI_NUMERICHOST) != 0) continue;
+        if (after) m = add_entry(addrs, text, strlen(text)) ? m + 1 : -1;
+        else after = strcmp(text, addr) == 0;
+    }
+    freeaddrinfo(res);
+    return m;
 }
 
-/* A new connection over the hosts after the one pg is trying, with pg's
- * other settings, started as pgconn_start starts one: *started then.
- * NULL, *started 0, when pg's host was the last; NULL, *started -1, when
- * out of memory or when the next host cannot be told (libpq 16's
- * load_balance_hosts, which tries them in a random order). */
+/* The host lists of what comes after the address pg is trying, entry k of
+ * h: the other addresses of k's host name (a name: not an address, not a
+ * socket directory) -- as hostaddr entries under that name -- then the
+ * entries after k.  A list stays NULL where h's was not given and is not
+ * needed, the port list too when it has one port for all.  Returns how
+ * many entries, -1 when out of memory. */
+static int next_lists(PGconn *pg, const host_lists *h, int k, char **host, char **hostaddr, char **port) {
+    size_t hlen, alen, plen, len;
+    const char *hk = entry(h->host, h->n, k, &hlen), *pk = entry(h->port, h->n, k, &plen);
+    int m = 0, ok = 1, per_host_ports = h->n > 1 && list_count(h->port) == h->n;
+    entry(h->hostaddr, h->n, k, &alen);
+    if (hlen > 0 && alen == 0 && hk[0] != '/' && hk[0] != '@') {
+        char *name = strndup(hk, hlen);
+        m = name ? next_addresses(name, PQport(pg), PQhostaddr(pg), hostaddr) : -1;
+        free(name);
+        if (m < 0) return -1;
+    }
+    for (int j = 0; j < m; j++) {
+        ok = ok && add_entry(host, hk, hlen);
+        if (per_host_ports) ok = ok && add_entry(port, pk, plen);
+    }
+    for (int i = k + 1; i < h->n; i++) {
+        const char *e;
+        if (list_count(h->host) == h->n) {
+            e = entry(h->host, h->n, i, &len);
+            ok = ok && add_entry(host, e, len);
+        }
+        if (list_count(h->hostaddr) == h->n || m > 0) {
+            e = entry(h->hostaddr, h->n, i, &len);
+            ok = ok && add_entry(hostaddr, e, len);
+        }
+        if (per_host_ports) {
+            e = entry(h->port, h->n, i, &len);
+            ok = ok && add_entry(port, e, len);
+        }
+    }
+    return ok ? m + h->n - k - 1 : -1;
+}
+
+/* A list of one empty entry is no list to libpq (the option not given:
+ * PGHOST's or PGPORT's value then); the entry's own meaning, libpq's
+ * default, is written in its place.  (An empty hostaddr entry is dropped:
+ * PGHOSTADDR, when set, would then be used -- a case left as it is.) */
+static void empty_entry_as_default(char **host, char **hostaddr, char **port) {
+    static const char socket_dir[] = DEFAULT_PGSOCKET_DIR;
+    if (*hostaddr && !**hostaddr) {
+        free(*hostaddr);
+        *hostaddr = NULL;
+    }
+    if (*host && !**host && !*hostaddr) {
+        free(*host);
+        *host = strdup(socket_dir[0] ? socket_dir : "localhost");
+    }
+    if (*port && !**port) {
+        free(*port);
+        *port = strdup(DEF_PGPORT_STR);
+    }
+}
+
+/* A new connection over what comes after the address pg is trying
+ * (next_lists), with pg's other settings, started as pgconn_start starts
+ * one: *started 1 then.  NULL, *started 0, when nothing comes after it;
+ * NULL, *started -1, when out of memory or when pg's address cannot be
+ * told (current_host; libpq 16's load_balance_hosts, which tries the hosts
+ * in a random order). */
 static PGconn *start_next_hosts(PGconn *pg, int *started) {
     PQconninfoOption *opts = PQconninfo(pg);
     *started = -1;
     if (!opts) return NULL;
-    const char *host = NULL, *hostaddr = NULL, *port = NULL, *balance = NULL;
+    host_lists h = {0};
+    const char *balance = NULL;
     int nopts = 0;
     for (PQconninfoOption *o = opts; o->keyword; o++, nopts++) {
-        if (strcmp(o->keyword, "host") == 0) host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
-        else if (strcmp(o->keyword, "port") == 0) port = o->val;
+        if (strcmp(o->keyword, "host") == 0) h.host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0) h.hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0) h.port = o->val;
         else if (strcmp(o->keyword, "load_balance_hosts") == 0) balance = o->val;
     }
-    const char *hosts = list_count(host) ? host : hostaddr;
-    int n = list_count(hosts), k = n > 1 ? current_host(pg, hosts, port) : 0;
-    PGconn *next = NULL;
+    h.n = list_count(h.host) ? list_count(h.host) : list_count(h.hostaddr);
+    char *host = NULL, *hostaddr = NULL, *port = NULL;
     const char **keys = NULL, **vals = NULL;
-    if (k < 0 || (n > 1 && balance && strcmp(balance, "disable") != 0)) goto done;
-    if (k + 1 >= n) {           /* the last host (or the only one, or the default) */
-        *started = 0;
-        goto done;
-    }
+    PGconn *next = NULL;
+    int k = h.n > 1 ? current_host(pg, &h) : 0;
+    if (k < 0 || (h.n > 1 && balance && strcmp(balance, "disable") != 0)) goto done;
+    int more = next_lists(pg, &h, k, &host, &hostaddr, &port);
+    if (more == 0) *started = 0;
+    if (more <= 0) goto done;
+    empty_entry_as_default(&host, &hostaddr, &port);
     keys = calloc((size_t)nopts + 1, sizeof *keys);
     vals = calloc((size_t)nopts + 1, sizeof *vals);
     if (!keys || !vals) goto done;
     int m = 0;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val) continue;
+        const char *val = o->val;
+        if (strcmp(o->keyword, "host") == 0) val = host;
+        else if (strcmp(o->keyword, "hostaddr") == 0) val = hostaddr;
+        else if (strcmp(o->keyword, "port") == 0 && port) val = port;
+        if (!val) continue;
         keys[m] = o->keyword;
-        vals[m] = o->val;
-        if (o->val == host || o->val == hostaddr || o->val == port) vals[m] = list_after(o->val, n, k + 1);
-        m++;
+        vals[m++] = val;
     }
     /* (dbname is a plain name now: a connection string in it was expanded
      * into these options the first time) */
@@ -242,6 +359,9 @@ static PGconn *start_next_hosts(PGconn *pg, int *started) {
 done:
     free(keys);
     free(vals);
+    free(host);
+    free(hostaddr);
+    free(port);
     PQconninfoFree(opts);
     return next;
 }
@@ -249,6 +369,10 @@ done:
 PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char **why) {
     *why = NULL;
     if (!pg) return pgconn_open(conninfo);
+    if (connect_timeout_ms(pg) == -2) {     /* libpq's blocking connect says what is wrong */
+        PQfinish(pg);
+        return pgconn_open(conninfo);
+    }
     /* A session started a second or more ago may have been dropped by the
      * server meanwhile, for want of its password (authentication_timeout):
      * one that fails then is started over, once.  A quick failure of a

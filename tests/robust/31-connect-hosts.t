@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Connecting past a host that never answers (see robust/30-connect.t): ferry
+# goes on to the hosts after it with a new connection built from libpq's
+# view of the options, the host lists cut after the silent one.  Every form
+# of host list libpq takes must come out as libpq's blocking connect would
+# have it -- the next host tried, none twice, none skipped -- with the
+# password never shown.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../cli/cli-lib.sh"
+require_pg
+
+PW='Sup3r-Secret-pw'
+TCP=$FERRY_PG_TCP_PORT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+sockdir=$(mktemp -d /tmp/ferry-silent.XXXXXX)
+accepts=$TAP_TMPDIR/accepts
+# Listeners that accept connections and never say a word: on 127.0.0.1:port,
+# on [::1] at the server's own TCP port (the server listens on 127.0.0.1
+# only), and on a unix socket in sockdir; each connection logged.
+python3 - "$accepts" "tcp4:127.0.0.1:$port" "tcp6:::1:$TCP" "unix:$sockdir/.s.PGSQL.$port" <<'PY' &
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+for spec in sys.argv[2:]:
+    kind, rest = spec.split(":", 1)
+    if kind == "unix":
+        s = socket.socket(socket.AF_UNIX); s.bind(rest)
+    else:
+        host, port = rest.rsplit(":", 1)
+        s = socket.socket(socket.AF_INET6 if kind == "tcp6" else socket.AF_INET)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, int(port)))
+    s.listen(16); sel.register(s, selectors.EVENT_READ, spec)
+held = []
+while True:
+    for key, _ in sel.select():
+        c, _ = key.fileobj.accept(); held.append(c)
+        with open(sys.argv[1], "a") as log: log.write(key.data + "\n")
+PY
+silent=$!
+trap 'kill $silent 2>/dev/null; rm -rf "$sockdir"' EXIT
+for _ in $(seq 50); do [ -S "$sockdir/.s.PGSQL.$port" ] && python3 -c "import socket; socket.create_connection(('::1', $TCP), 1)" 2>/dev/null && break; sleep 0.1; done
+: >"$accepts"
+# The connections the silent listeners took since the last call, one word.
+accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }
+
+fresh_db ferry_hosts >/dev/null
+psql_val "$(db_uri ferry_hosts)" "ALTER DATABASE ferry_hosts OWNER TO ferry_pw" >/dev/null
+D=$TAP_TMPDIR/proj
+mkdir -p "$D/migrations/20250101_x"
+printf 'SELECT 1;\n' >"$D/migrations/20250101_x/up.sql"
+printf 'print(db.one("SELECT current_user AS u, inet_server_port() AS p").u)\n' >"$TAP_TMPDIR/who.lua"
+
+# try NAME CONNINFO EXPECTED [ferry args]: runs `exec who.lua` (a session of
+# ferry_pw over TCP, no password file) and checks "exit|out|err|accepts";
+# (timeout 60 only stops a hang from stopping the suite)
+try() {
+    local name=$1 info=$2 want=$3
+    shift 3
+    RC=0
+    PGPASSFILE=$TAP_TMPDIR/none timeout 60 "$FERRY" --dir "$D" --db "$info" "$@" exec "$TAP_TMPDIR/who.lua" \
+        >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+    cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
+    is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" "$want" "$name"
+}
+CANNOT="ferry: cannot connect to the database:"
+TIMEOUT="connection to server at \"127.0.0.1\", port $port failed: timeout expired"
+
+try "a URI of two hosts, the first silent: the second used, the first tried once" \
+    "postgresql://ferry_pw:$PW@127.0.0.1:$port,127.0.0.1:$TCP/ferry_hosts?connect_timeout=2&sslmode=disable" \
+    "0|ferry_pw||1"
+# (PGHOST would be a host list of one entry, against two hostaddr entries)
+save=$PGHOST
+unset PGHOST
+try "hostaddr list, no host: the second used" \
+    "hostaddr=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+export PGHOST=$save
+try "host and hostaddr lists: the second used" \
+    "host=a.invalid,b.invalid hostaddr=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+try "an empty host entry (the default socket directory) after the silent one: tried, then the third host" \
+    "host=127.0.0.1,,127.0.0.1 port=$port,$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+# An empty entry is libpq's default (5432, /var/run/postgresql), not
+# PGPORT's or PGHOST's: cut to that one entry, the list was "", which libpq
+# reads as no list at all -- and the test server's port or socket.
+try "an empty port entry (5432) after the silent one" \
+    "host=127.0.0.1,127.0.0.2 port=$port, dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.2\", port 5432 failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?|1"
+try "an empty host entry (the default socket directory) last, after the silent one" \
+    "host=127.0.0.1, port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server on socket \"/var/run/postgresql/.s.PGSQL.$TCP\" failed: No such file or directory; Is the server running locally and accepting connections on that socket?|1"
+try "one port for all hosts: the same silent host listed twice is tried twice, as libpq does" \
+    "host=127.0.0.1,127.0.0.1 port=$port dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; $TIMEOUT|2"
+try "a silent unix socket, then the server over TCP" \
+    "host=$sockdir,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+try "a silent host, then the server's unix socket" \
+    "host=127.0.0.1,$PGHOST port=$port,$PGPORT dbname=ferry_hosts user=ferry_pw connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+# The same name twice, one address refusing and one silent: the silent one
+# is the second entry, and must not be tried again as if it were the first.
+try "the same host name twice with two addresses, the second silent: tried once" \
+    "host=db.example,db.example hostaddr=127.0.0.2,127.0.0.1 port=$port dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT connection to server at \"127.0.0.2\", port $port failed: Connection refused; Is the server running on that host and accepting TCP/IP connections?; $TIMEOUT|1"
+
+# ---- the password: never shown, whichever way it was given
+try "a wrong password in the string on the host after a silent one: each host's words, no password" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+try "a wrong password in a URI" \
+    "postgresql://ferry_pw:Wr0ng-pw@127.0.0.1:$port,127.0.0.1:$TCP/ferry_hosts?connect_timeout=2&sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+PGPASSWORD=Wr0ng-pw try "a wrong PGPASSWORD" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+PGPASSWORD=$PW try "PGPASSWORD, right, after a silent host" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+# (a password that is the name of a host: shown as ***, wherever it is)
+try "a password that is also the silent host's address: the address is redacted, as libpq's own text is" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=127.0.0.1 connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT connection to server at \"***\", port $port failed: timeout expired; connection to server at \"***\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+
+# ---- target_session_attrs across a silent host
+try "target_session_attrs=read-write: a silent host, then the primary" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW target_session_attrs=read-write connect_timeout=2 sslmode=disable" \
+    "0|ferry_pw||1"
+try "target_session_attrs=standby: a silent host, then no standby" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW target_session_attrs=standby connect_timeout=2 sslmode=disable" \
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: server is not in hot standby mode|1"
+
+# ---- connect_timeout from the environment, and its odd values
+PGCONNECT_TIMEOUT=2 try "PGCONNECT_TIMEOUT=2: a silent host, then the server" \
+    "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW sslmode=disable" \
+    "0|ferry_pw||1"
+t0=$(now_ms)
+try "connect_timeout=1 in a URI counts as 2 s (libpq's floor): one attempt" \
+    "postgresql://ferry_pw:$PW@127.0.0.1:$port/ferry_hosts?connect_timeout=1&sslmode=disable" \
+    "2||$CANNOT $TIMEOUT|1"
+MS=$(( $(now_ms) - t0 ))
+ok $(( MS >= 1900 ? 0 : 1 )) "... after 2 s, not 1 (${MS} ms)"
+# (libpq's blocking connect refuses these; its non-blocking one does not
+# read connect_timeout at all: ferry waited for ever)
+for v in x 2s 99999999999; do
+    try "connect_timeout=$v: refused as libpq refuses it" \
+        "host=127.0.0.1 port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=$v sslmode=disable" \
+        "2||$CANNOT connection to server at \"127.0.0.1\", port $TCP failed: invalid integer value \"$v\" for connection option \"connect_timeout\"|0"
+done
+try "connect_timeout=' 3 ' (blanks around it): read as 3, as libpq does" \
+    "host=127.0.0.1 port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=' 3 ' sslmode=disable" \
+    "0|ferry_pw||0"
+
+# ---- a host name with several addresses, the first silent: libpq gives
+# each address connect_timeout and goes on to the next; so must ferry.
+# (a name that resolves so needs a hosts file of our own: a mount namespace)
+cp /etc/hosts "$TAP_TMPDIR/hosts"
+printf '::1 ferry-multi.test\n127.0.0.1 ferry-multi.test\n' >>"$TAP_TMPDIR/hosts"
+in_ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TAP_TMPDIR/hosts" "$@"; }
+if [ "$(in_ns getent ahosts ferry-multi.test 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,)" != "::1,127.0.0.1" ]; then
+    skip "no mount namespace here (unshare -m, as root) for a name of two addresses" 3
+else
+    multi="host=ferry-multi.test port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable"
+    is "$(PGPASSFILE=$TAP_TMPDIR/none in_ns "$PSQL" -X -A -t -d "$multi" -c 'SELECT current_user' 2>&1)|$(accepted)" "ferry_pw|1" \
+       "(psql, libpq's blocking connect: the silent address, then the next)"
+    RC=0
+    PGPASSFILE=$TAP_TMPDIR/none in_ns timeout 60 "$FERRY" --dir "$D" --db "$multi" exec "$TAP_TMPDIR/who.lua" \
+        >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+    is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" "0|ferry_pw||1" \
+       "a name of two addresses, the first silent: ferry goes on to the second"
+    # (a FATAL from a server ends libpq's connect: the third host is not
+    # tried.  libpq names the second address '"ferry-multi.test"
+    # (127.0.0.1)'; ferry, which gives it to libpq as a hostaddr under
+    # that name, gets '"127.0.0.1"')
+    RC=0
+    PGPASSFILE=$TAP_TMPDIR/none in_ns timeout 60 "$FERRY" --dir "$D" \
+        --db "host=ferry-multi.test,127.0.0.1 port=$TCP,$port dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
+        exec "$TAP_TMPDIR/who.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+    cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
+    is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" \
+       "2||$CANNOT connection to server at \"ferry-multi.test\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1" \
+       "... a wrong password at its second address: each address's words, no password"
+fi
+
+# ---- a session started ahead (db.prestart), the first host silent: used
+# long after it was started, it still reaches the second host.
+cat >"$TAP_TMPDIR/late.lua" <<'LUA'
+db.prestart(1)
+db.exec("SELECT pg_sleep(3)")            -- longer than connect_timeout
+local other = db.connect()
+print("late session: " .. other:one("SELECT current_user AS u").u)
+other:close()
+LUA
+RC=0
+PGPASSFILE=$TAP_TMPDIR/none timeout 60 "$FERRY" --dir "$D" \
+    --db "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
+    exec "$TAP_TMPDIR/late.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" "0|late session: ferry_pw|" \
+   "a session started ahead, the first host silent: the main one and the late one both reach the second host"
+accepted >/dev/null
+
+unlike "$(cat "$TAP_TMPDIR/all")" "$PW|Wr0ng" "(no password in any of the output above)"
+done_testing
