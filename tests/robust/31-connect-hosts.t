@@ -109,20 +109,20 @@ try "the same host name twice with two addresses, the second silent: tried once"
 # ---- the password: never shown, whichever way it was given
 try "a wrong password in the string on the host after a silent one: each host's words, no password" \
     "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
-    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1"
 try "a wrong password in a URI" \
     "postgresql://ferry_pw:Wr0ng-pw@127.0.0.1:$port,127.0.0.1:$TCP/ferry_hosts?connect_timeout=2&sslmode=disable" \
-    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1"
 PGPASSWORD=Wr0ng-pw try "a wrong PGPASSWORD" \
     "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw connect_timeout=2 sslmode=disable" \
-    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+    "2||$CANNOT $TIMEOUT; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1"
 PGPASSWORD=$PW try "PGPASSWORD, right, after a silent host" \
     "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw connect_timeout=2 sslmode=disable" \
     "0|ferry_pw||1"
 # (a password that is the name of a host: shown as ***, wherever it is)
 try "a password that is also the silent host's address: the address is redacted, as libpq's own text is" \
     "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=127.0.0.1 connect_timeout=2 sslmode=disable" \
-    "2||$CANNOT connection to server at \"***\", port $port failed: timeout expired; connection to server at \"***\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1"
+    "2||$CANNOT connection to server at \"***\", port $port failed: timeout expired; connection to server at \"***\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1"
 
 # ---- target_session_attrs across a silent host
 try "target_session_attrs=read-write: a silent host, then the primary" \
@@ -180,7 +180,7 @@ else
         exec "$TAP_TMPDIR/who.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
     cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
     is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" \
-       "2||$CANNOT connection to server at \"ferry-multi.test\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\"|1" \
+       "2||$CANNOT connection to server at \"ferry-multi.test\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1" \
        "... a wrong password at its second address: each address's words, no password"
 fi
 
