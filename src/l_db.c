@@ -648,11 +648,31 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      * it, and every re-run the same way.  Both off for ferry's sessions, as
      * statement_timeout is unless --statement-timeout says otherwise
      * (idle_session_timeout exists from PostgreSQL 14 on). */
+    /* What a DBA may set on the database or role for the application
+     * that the engine is built the other way round for:
+     * - READ COMMITTED: a data migration's writers take batches in turn,
+     *   each moving the same resume point; a SERIALIZABLE or REPEATABLE
+     *   READ default refuses the second writer's update of it ("could not
+     *   serialize access due to concurrent update"), on every re-run.  The
+     *   reader and validate ask for their snapshot with BEGIN ISOLATION
+     *   LEVEL, and so may a script.
+     * - jit off: with low jit_*_above_cost every statement is compiled,
+     *   down to the foreign-key check of each row a writer COPYs (a run
+     *   hundreds of times slower); the readers turned it off already.
+     * - row_security off: a policy that applies to ferry's role on a
+     *   table fails the statement (an error the engine explains) instead
+     *   of hiding rows -- from the run, its checks, its rollback.
+     * - client_min_messages notice, PostgreSQL's default: debug1 would
+     *   show the server's DEBUG lines about ferry's own statements,
+     *   warning would hide the NOTICE a rollback verifies itself with. */
 #define SESSION_SETTINGS \
         "SELECT pg_backend_pid(), set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
         " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
         " set_config('datestyle', 'ISO', false)," \
-        " set_config('idle_in_transaction_session_timeout', '0', false)"
+        " set_config('idle_in_transaction_session_timeout', '0', false)," \
+        " set_config('default_transaction_isolation', 'read committed', false)," \
+        " set_config('jit', 'off', false), set_config('row_security', 'off', false)," \
+        " set_config('client_min_messages', 'notice', false)"
 #define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int"
   again:
     b->res = PQexecParams(c->pg,

@@ -468,8 +468,11 @@ end
 ----------------------------------------------------------------------------
 -- history, lock, checkpoints
 
+-- (the schema apart: CREATE SCHEMA, IF NOT EXISTS too, asks for CREATE on
+-- the database before it looks whether the schema is there, and a DBA may
+-- have made it for a role that has no such right)
+local SCHEMA_DDL = "CREATE SCHEMA IF NOT EXISTS ferry;\n"
 local HISTORY_DDL = [[
-CREATE SCHEMA IF NOT EXISTS ferry;
 CREATE TABLE IF NOT EXISTS ferry.history (
   id            bigserial PRIMARY KEY,
   migration     text NOT NULL,
@@ -505,9 +508,21 @@ local history_seen = false
 -- Runs f(...) on ferry's own tables; a permission the role lacks
 -- (SQLSTATE 42501) is a configuration error saying what the role needs:
 -- "create" the schema, or "read"/"write" its tables.
+-- (each with the GRANTs that give it; the history's id is a bigserial, so
+-- writing it takes USAGE on its sequence too)
 local NEEDS = {
-  read = "this role needs USAGE on schema ferry and SELECT on its tables (INSERT, UPDATE, DELETE too to run migrations)",
-  write = "this role needs USAGE on schema ferry and SELECT, INSERT, UPDATE, DELETE on its tables",
+  read = "this role needs USAGE on schema ferry and SELECT on its tables (to run migrations, also INSERT, UPDATE, "
+         .. "DELETE on them and USAGE on its sequence): GRANT USAGE ON SCHEMA ferry TO %s; GRANT SELECT ON ALL "
+         .. "TABLES IN SCHEMA ferry TO %s",
+  write = "this role needs USAGE on schema ferry, SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on its "
+          .. "sequence: GRANT USAGE ON SCHEMA ferry TO %s; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
+          .. "SCHEMA ferry TO %s; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ferry TO %s",
+  -- the schema not there yet
+  create = "this role needs CREATE on the database once (GRANT CREATE ON DATABASE %s TO %s), or have the DBA "
+           .. "create the schema for it (CREATE SCHEMA ferry AUTHORIZATION %s), or the database owner run ferry first",
+  -- the schema there (made by the DBA), its tables not
+  tables = "this role needs CREATE on schema ferry once, to make its tables there (GRANT CREATE ON SCHEMA ferry "
+           .. "TO %s), or have the schema's owner run ferry first",
 }
 local function on_history(doing, f, ...)
   local res = table.pack(pcall(f, ...))
@@ -515,12 +530,17 @@ local function on_history(doing, f, ...)
   local e = res[2]
   if type(e) ~= "string" or not e:find("[SQLSTATE 42501]", 1, true) then error(e, 0) end
   -- the server's message, without a position or "query failed: "
-  local msg = e:match("^[^\n]*"):gsub("^[^%s:]+:%d+: ", "", 1):gsub("^%a+ failed: ", "", 1)
-  local needs = NEEDS[doing]
-  if doing == "create" then
-    local who = db.one("SELECT quote_ident(current_database()) AS d, quote_ident(current_user) AS u")
-    needs = string.format("this role needs CREATE on the database once (GRANT CREATE ON DATABASE %s TO %s), "
-                          .. "or have the database owner run ferry first", who.d, who.u)
+  -- (and the " (line N)" of ferry's own script's statement)
+  local msg = e:match("^[^\n]*"):gsub("^[^%s:]+:%d+: ", "", 1):gsub("^%a+ failed: ", "", 1):gsub(" %(line %d+%)$", "")
+  local who = db.one("SELECT quote_ident(current_database()) AS d, quote_ident(current_user) AS u, "
+                     .. "to_regnamespace('ferry') IS NOT NULL AS schema")
+  local needs
+  if doing ~= "create" then
+    needs = NEEDS[doing]:gsub("%%s", function() return who.u end)
+  elseif who.schema then
+    needs = string.format(NEEDS.tables, who.u)
+  else
+    needs = string.format(NEEDS.create, who.d, who.u, who.u)
   end
   fail(EXIT_USAGE, "cannot %s ferry's history (schema ferry): %s; %s", doing, msg, needs)
 end
@@ -536,7 +556,8 @@ end
 local function ensure_history()
   if db.read_only then return history_exists() end
   if not history_exists() then
-    on_history("create", db.exec_script, HISTORY_DDL)
+    local schema = db.one("SELECT to_regnamespace('ferry') IS NOT NULL AS s").s
+    on_history("create", db.exec_script, schema and HISTORY_DDL or SCHEMA_DDL .. HISTORY_DDL)
     history_seen = true
   end
   return true
@@ -1547,7 +1568,27 @@ end
 --     1048575 bytes)"): a text written into a table with a full-text index
 --     (the CRM's Message and MemoryNote) has more words and positions than
 --     a tsvector holds, and the same row stops every re-run (tsvector_too_long).
+--   row-level security ("query would be affected by row-level security
+--     policy for table ...", 42501, from check_enable_rls; "COPY FROM not
+--     supported with row-level security", 0A000, from DoCopy): a policy
+--     applies to ferry's role on a table it reads or writes.  Its sessions
+--     turn row_security off, so such a statement fails rather than see
+--     part of the table: a run that skipped rows it cannot see, a check
+--     that passed on them, a rollback verified on them would each be wrong
+--     without a word.  (Told by the routine, which no lc_messages
+--     translates.)
+local ROW_SECURITY_ROUTINES = {check_enable_rls = "[SQLSTATE 42501]", DoCopy = "[SQLSTATE 0A000]"}
+local function row_security_refused(first)
+  local code = ROW_SECURITY_ROUTINES[db_core.error_routine(first) or ""]
+  return code ~= nil and first:find(code, 1, true) ~= nil
+end
 local function server_condition_advice(first, rerun)
+  if row_security_refused(first) then
+    return "; a row-level security policy on that table applies to this role, and ferry reads and writes whole "
+           .. "tables (row_security is off on its sessions: a policy fails the statement rather than hide rows from "
+           .. "the run, its checks or its rollback): run ferry as a role the policies do not apply to (the table's "
+           .. "owner, or a role with BYPASSRLS), then " .. rerun
+  end
   if first:find("[SQLSTATE 53100]", 1, true) then
     return "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
   end
@@ -2078,6 +2119,25 @@ local function pending_schema_hint(list, states, m, r, dry_run, ran_nothing_of)
   end
 end
 
+-- A data migration that failed on a missing table, function or type while
+-- the session's search_path names no schema that exists (a DBA's
+-- search_path = '' on the role or database, or one naming only "$user"):
+-- the script's unqualified names were looked up nowhere.  (ferry leaves
+-- search_path as the server, database, role or connection sets it: the
+-- application's tables are where its own sessions find them.)
+local function search_path_hint(m, r)
+  if not missing_object(m, r) then return end
+  local ok, p = pcall(db.one, "SELECT current_setting('search_path') AS path, "
+                      .. "cardinality(current_schemas(false)) AS schemas")
+  if not ok or p.schemas > 0 then return end
+  add_advice(r, string.format("; the session's search_path (%s, as the database, the role or PGOPTIONS set it) names "
+                              .. "no schema that exists, so the names the script does not qualify are looked up "
+                              .. "nowhere: give ferry the application's search_path (in the connection string, "
+                              .. "options=-csearch_path%%3Dpublic; or PGOPTIONS='-c search_path=public'), or have the "
+                              .. "DBA set it (ALTER ROLE ... SET search_path = ...), then re-run",
+                              p.path))
+end
+
 function commands.up(args)
   if #args > 0 then usage_error("up takes no arguments (did you mean 'ferry run %s'?)", args[1]) end
   local list, by_id, ignored = discover(root_dir)
@@ -2123,6 +2183,7 @@ function commands.up(args)
     -- dry run that step ran nothing, so say which and what to do.
     if opts.dry_run then pending_schema_hint(list, states, m, r, true, dry_sql) end
     later_schema_hint(list, states, m, r)
+    search_path_hint(m, r)
     if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
       code, stop_line = r.exit, r.message:match("^[^\n]*")
@@ -2162,6 +2223,7 @@ function commands.run(args)
   local r = apply(m, "run", opts.dry_run)
   pending_schema_hint(list, states, m, r, opts.dry_run)
   later_schema_hint(list, states, m, r)
+  search_path_hint(m, r)
   if r.exit then
     if log.flags().json then emit_json(r, r.exit) end
     if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end

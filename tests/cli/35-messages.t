@@ -112,18 +112,18 @@ if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_nopriv; CREATE ROLE ferry_t_nopri
     np=$(sed 's/user=[^&]*/user=ferry_t_nopriv/' <<<"$npdb")
     run_ferry --db "$np" --dir "$D" up --to 20250101
     is "$RC" 2 "a role without CREATE on the database: exit 2 (configuration)"
-    like "$ERR" "^ferry: cannot create ferry's history \\(schema ferry\\): permission denied for database ferry_cli_nopriv \\[SQLSTATE 42501\\]; this role needs CREATE on the database once \\(GRANT CREATE ON DATABASE ferry_cli_nopriv TO ferry_t_nopriv\\), or have the database owner run ferry first\$" \
+    like "$ERR" "^ferry: cannot create ferry's history \\(schema ferry\\): permission denied for database ferry_cli_nopriv \\[SQLSTATE 42501\\]; this role needs CREATE on the database once \\(GRANT CREATE ON DATABASE ferry_cli_nopriv TO ferry_t_nopriv\\), or have the DBA create the schema for it \\(CREATE SCHEMA ferry AUTHORIZATION ferry_t_nopriv\\), or the database owner run ferry first\$" \
          "...saying what the role needs"
     run_ferry --db "$npdb" --dir "$D" up --to 20250101      # (as the owner: the history exists)
     run_ferry --db "$np" --dir "$D" status
     is "$RC" 2 "a role that cannot read ferry's history: status exit 2"
-    like "$ERR" "^ferry: cannot read ferry's history \\(schema ferry\\): permission denied for schema ferry \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT on its tables \\(INSERT, UPDATE, DELETE too to run migrations\\)\$" \
+    like "$ERR" "^ferry: cannot read ferry's history \\(schema ferry\\): permission denied for schema ferry \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT on its tables \\(to run migrations, also INSERT, UPDATE, DELETE on them and USAGE on its sequence\\): GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv\$" \
          "...saying what the role needs"
     # may read ferry's history, not write it
     psql_val "$npdb" "GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv; GRANT CREATE ON DATABASE ferry_cli_nopriv TO ferry_t_nopriv" >/dev/null
     run_ferry --db "$np" --dir "$D" run 20250102
     is "$RC" 2 "a role that may read but not write ferry's history: exit 2"
-    like "$ERR" "^ferry: cannot write ferry's history \\(schema ferry\\): permission denied for table history \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry and SELECT, INSERT, UPDATE, DELETE on its tables\$" \
+    like "$ERR" "^ferry: cannot write ferry's history \\(schema ferry\\): permission denied for table history \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry, SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on its sequence: GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ferry TO ferry_t_nopriv\$" \
          "...saying what the role needs"
     psql_val "$npdb" "REVOKE ALL ON ALL TABLES IN SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON DATABASE ferry_cli_nopriv FROM ferry_t_nopriv" >/dev/null
     psql_val "$db" "DROP DATABASE ferry_cli_nopriv" >/dev/null 2>&1

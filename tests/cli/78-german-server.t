@@ -11,7 +11,9 @@
 #     it as for any other error, " [SQLSTATE 53300]";
 #   - a tsvector over its 1 MB (54000, like other limits): the server's
 #     routine (make_tsvector, tsvector_concat, tsvectorin) tells it;
-#   - --lock-timeout with a value the server cannot read: the flag named.
+#   - --lock-timeout with a value the server cannot read: the flag named;
+#   - a row-level security policy that applies to ferry's role: the
+#     routine (check_enable_rls) tells it.
 # A statement the server cancelled (57014) is a statement timeout or
 # another session's pg_cancel_backend, and only the message's words say
 # which: here both are named (cli/74-localized-cancel.t).
@@ -134,6 +136,18 @@ is "$RC|$ERR" "2|ferry: --lock-timeout: ungültiger Wert für Parameter »lock_t
 run_ferry --db "$db" --dir "$D" --statement-timeout banana status
 is "$RC|$ERR" "2|ferry: --statement-timeout: ungültiger Wert für Parameter »statement_timeout«: »banana« [SQLSTATE 22023]" \
    "--statement-timeout banana: the flag named"
+
+# A row-level security policy that applies to ferry's role: ferry's
+# sessions turn row_security off, so the read fails (42501, from
+# check_enable_rls) rather than see part of the table -- and the advice is
+# told by that routine, not the words
+psql_val "$db" "CREATE TABLE rt (i int); INSERT INTO rt VALUES (1), (2); ALTER TABLE rt ENABLE ROW LEVEL SECURITY;
+                CREATE POLICY rt_some ON rt USING (i > 1); GRANT SELECT ON rt TO ferry_t_de" >/dev/null
+run_ferry --db "$dbr" exec /dev/stdin <<'LUA'
+db.query("SELECT i FROM rt")
+LUA
+is "$RC|$ERR" "1|ferry: /dev/stdin:1: query failed: Policy für Sicherheit auf Zeilenebene für Tabelle »rt« würde Auswirkung auf die Anfrage haben [SQLSTATE 42501]; a row-level security policy on that table applies to this role, and ferry reads and writes whole tables (row_security is off on its sessions: a policy fails the statement rather than hide rows from the run, its checks or its rollback): run ferry as a role the policies do not apply to (the table's owner, or a role with BYPASSRLS), then re-run" \
+   "a row-level security policy on a table read: the advice"
 
 psql_val "$(db_uri postgres)" "DROP DATABASE ferry_de" >/dev/null
 done_testing
