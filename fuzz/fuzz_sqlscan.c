@@ -1,5 +1,5 @@
 /* libFuzzer target for the SQL scanners of src/pgconn.c: the COPY ...
- * FROM STDIN check, its option check, the up.sql transaction-control
+ * FROM STDIN check, its option check, its table and column reader, the up.sql transaction-control
  * finder and the savepoint-name finder ferry validate refuses with.  They
  * walk untrusted SQL text byte by byte (strings, E-strings with
  * continuations, dollar quotes, nested comments): what this checks is
@@ -21,6 +21,14 @@
 #include "fuzz_check.h"
 
 
+/* pgconn_copy_target's names: inside the statement, never empty */
+struct span { const char *sql; size_t size; };
+static void in_bounds(int column, const char *name, size_t len, void *ud) {
+    const struct span *s = ud;
+    (void)column;
+    CHECK(len > 0 && name >= s->sql && name + len <= s->sql + s->size);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *sql = malloc(size + 1);
     if (!sql) return 0;
@@ -38,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* a statement the COPY check takes starts with COPY */
         if (is_copy) CHECK(strcasestr(sql, "copy") != NULL);
     }
+    struct span span = {sql, size};
+    if (pgconn_copy_target(sql, in_bounds, &span)) CHECK(strcasestr(sql, "stdin") != NULL);
     int line = 0;
     char cmd[32];
     const char *at = pgconn_find_transaction_control(sql, &line, cmd, sizeof cmd);

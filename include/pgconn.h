@@ -51,6 +51,15 @@ int pgconn_is_copy(ExecStatusType s);
  * standard_conforming_strings is off (a backslash escapes in '...' too). */
 int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes);
 
+/* What "COPY table [(columns)] FROM STDIN" names: fn(0, name, len, ud) for
+ * each part of the table's name (schema, table), then fn(1, name, len, ud)
+ * for each column of its list, each as written ("Quoted" with its quotes,
+ * which the server reads: parse_ident, to_regclass).  Returns 1 when sql
+ * starts so, 0 otherwise (fn may have been called for the parts read
+ * before: drop them); what follows STDIN is not read. */
+typedef void pgconn_name_fn(int column, const char *name, size_t len, void *ud);
+int pgconn_copy_target(const char *sql, pgconn_name_fn *fn, void *ud);
+
 /* 1 when the options of sql, a COPY ... FROM STDIN statement
  * (pgconn_is_copy_from_stdin), change how its rows are read from the text
  * format with its defaults that conn:copy() writes (tab, \N, backslash

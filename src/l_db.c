@@ -1809,6 +1809,42 @@ static int db_statement_heads(lua_State *L) {
     return 1;
 }
 
+/* Appends each name pgconn_copy_target reads to the list on the stack at
+ * parts (the table's) or parts + 1 (the columns'). */
+static void add_copy_name(int column, const char *name, size_t len, void *ud) {
+    lua_State *L = ud;
+    int list = lua_gettop(L) - 1 + column;
+    lua_pushlstring(L, name, len);
+    lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+/* core.copy_target(sql) -> the table of "COPY table [(columns)] FROM
+ * STDIN" as written, its parts joined by '.' without what was between them
+ * (to_regclass reads it), and the list of its columns as written ({} for
+ * none); nil when sql does not start so.  A dry run's pipeline asks the
+ * server for the rights these need (ferry.pipeline). */
+static int db_copy_target(lua_State *L) {
+    const char *sql = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    lua_newtable(L);                            /* 2: the table's parts */
+    lua_newtable(L);                            /* 3: the columns */
+    if (!pgconn_copy_target(sql, add_copy_name, L)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, '.');
+        lua_rawgeti(L, 2, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_pushvalue(L, 3);
+    return 2;
+}
+
 /* core.error_routine(text) -> the routine of the server that raised the
  * error text tells (PG_DIAG_SOURCE_FUNCTION: "make_tsvector"), or nil:
  * of the last few server errors raised, the newest whose first line text
@@ -1834,7 +1870,8 @@ static const luaL_Reg core_funcs[] = {
     {"busy_with", db_busy_with}, {"hold_transaction", db_hold_transaction},
     {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
-    {"report_repeated_notices", db_report_repeated_notices}, {"error_routine", db_error_routine}, {NULL, NULL}
+    {"report_repeated_notices", db_report_repeated_notices}, {"error_routine", db_error_routine},
+    {"copy_target", db_copy_target}, {NULL, NULL}
 };
 
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {

@@ -743,6 +743,28 @@ int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
     return nothing_after(copy_from_stdin_rest(sql), plain_escapes);
 }
 
+int pgconn_copy_target(const char *sql, pgconn_name_fn *fn, void *ud) {
+    const char *p = keyword(skip_blank(sql), "copy"), *e;
+    if (!p || !(p = skip_blank(p))) return 0;
+    for (;;) {                                  /* name[.name[.name]] */
+        if (!(e = name(p))) return 0;
+        fn(0, p, (size_t)(e - p), ud);
+        if (!(p = skip_blank(e))) return 0;
+        if (*p != '.') break;
+        if (!(p = skip_blank(p + 1))) return 0;
+    }
+    if (*p == '(') {                            /* name [, name ...] ) */
+        do {
+            if (!(p = skip_blank(p + 1)) || !(e = name(p))) return 0;
+            fn(1, p, (size_t)(e - p), ud);
+            if (!(p = skip_blank(e))) return 0;
+        } while (*p == ',');
+        if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
+    }
+    p = keyword(p, "from");
+    return p && (p = skip_blank(p)) && keyword(p, "stdin");
+}
+
 /* The options that change how a row of COPY's text format is read. */
 static const char *const FORMAT_OPTIONS[] = {
     "binary", "csv", "delimiter", "null", "header", "quote", "escape",

@@ -6,6 +6,8 @@ local core = require "db.core"
 local methods = core.methods
 
 local M = {NULL = core.NULL, read_only = core.read_only, buffer = core.buffer}
+-- (ferry.pipeline's, for a dry run's check of the rights its COPYs need)
+M._copy_target, M._busy_with = core.copy_target, core.busy_with
 
 -- n as an integer when it is a whole number -- an integer, or a float
 -- holding one (6 / 2) -- else nil: the counts the API takes (a row's n,

@@ -152,6 +152,92 @@ local function check_batch(batch)
   end
 end
 
+-- A dry run writes nothing, so the server never sees the COPYs of the real
+-- run, nor refuses them for want of a right.  It is asked instead, once per
+-- COPY statement a dry run's batches name (one round trip for the new ones
+-- of a batch), whether this role could run them: INSERT on the columns the
+-- COPY names (all it can write, without a list); USAGE (or UPDATE) on the
+-- sequence of a default it leaves to the server (a serial column: nextval
+-- checks it, an identity column's does not); no row-level security policy
+-- that applies to it (row_security is off on ferry's sessions: the COPY
+-- would fail).  A table the database does not have (yet: the real run may
+-- make it first), a column it does not have, or a statement that is no
+-- COPY ... FROM STDIN, is not asked about: a dry run must not fail a run
+-- that would pass.  A batch's after is not run in a dry run, and what its
+-- statements need cannot be told without them: not checked.  Nor are a
+-- trigger's statements, or what the script writes outside the pipeline.
+local RIGHTS_SQL = [[
+WITH target AS (
+  SELECT i, to_regclass(t) AS rel FROM unnest($1::text[]) WITH ORDINALITY AS x(t, i)
+), listed AS (
+  SELECT i, (parse_ident(c))[1] AS col FROM unnest($2::int[], $3::text[]) AS l(i, c)
+), written AS (
+  SELECT t.i, a.attnum, a.attname FROM target t JOIN pg_attribute a ON a.attrelid = t.rel
+   WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+     AND (a.attname IN (SELECT col FROM listed l WHERE l.i = t.i) OR NOT EXISTS (SELECT FROM listed l WHERE l.i = t.i))
+)
+SELECT t.i, 1 AS o, 'insert' AS kind, t.rel::text AS rel, quote_ident(current_user) AS role,
+       CASE WHEN has_any_column_privilege(t.rel, 'INSERT')
+            THEN string_agg(quote_ident(w.attname), ', ' ORDER BY w.attnum) END AS what, NULL AS col
+  FROM target t JOIN written w ON w.i = t.i
+ WHERE NOT has_column_privilege(t.rel, w.attnum, 'INSERT')
+ GROUP BY t.i, t.rel
+UNION ALL
+SELECT t.i, 2, 'sequence', t.rel::text, quote_ident(current_user), s.oid::regclass::text, quote_ident(a.attname)
+  FROM target t JOIN pg_attrdef ad ON ad.adrelid = t.rel
+  JOIN pg_attribute a ON a.attrelid = t.rel AND a.attnum = ad.adnum AND NOT a.attisdropped
+  JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+  JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'   -- (the CASE below: not asked before this)
+ WHERE NOT EXISTS (SELECT FROM written w WHERE w.i = t.i AND w.attnum = ad.adnum)
+   AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'USAGE, UPDATE') END
+UNION ALL
+SELECT t.i, 3, 'rls', t.rel::text, quote_ident(current_user), NULL, NULL FROM target t WHERE row_security_active(t.rel)
+ORDER BY 1, 2, 6, 7]]
+
+local function missing_right(r)
+  if r.kind == "insert" and r.what == nil then
+    return string.format("role %s has no INSERT on %s (GRANT INSERT ON %s TO %s)", r.role, r.rel, r.rel, r.role)
+  elseif r.kind == "insert" then
+    return string.format("role %s has no INSERT on columns %s of %s (GRANT INSERT (%s) ON %s TO %s)",
+                         r.role, r.what, r.rel, r.what, r.rel, r.role)
+  elseif r.kind == "sequence" then
+    return string.format("role %s has no USAGE on sequence %s, which fills %s.%s (GRANT USAGE ON SEQUENCE %s TO %s)",
+                         r.role, r.what, r.rel, r.col, r.what, r.role)
+  end
+  return string.format("a row-level security policy on %s applies to role %s: run ferry as a role the policies "
+                       .. "do not apply to (the table's owner, or a role with BYPASSRLS)", r.rel, r.role)
+end
+
+-- Raises, naming every right missing, when the real run's COPYs of this
+-- batch would be refused (see RIGHTS_SQL).
+function P:check_rights(copies)
+  self.asked = self.asked or {}
+  local tables, idx, cols = {}, {}, {}
+  for _, c in ipairs(copies or {}) do
+    if not self.asked[c.sql] then
+      self.asked[c.sql] = true
+      local t, list = self.db._copy_target(c.sql)
+      if t then
+        tables[#tables + 1] = t
+        for _, col in ipairs(list) do idx[#idx + 1] = #tables; cols[#cols + 1] = col end
+      end
+    end
+  end
+  if #tables == 0 then return end
+  -- (on the main session, the first writer of a real run; busy there --
+  -- a rows() loop the script left open -- the real run fails anyway)
+  local main = self.db.open()
+  if self.db._busy_with(main) then return end
+  local missing, seen = {}, {}
+  for _, r in ipairs(main:query(RIGHTS_SQL, self.db.array(tables), self.db.array(idx), self.db.array(cols))) do
+    local line = missing_right(r)
+    if not seen[line] then seen[line] = true; missing[#missing + 1] = line end
+  end
+  if #missing > 0 then
+    error("a dry run: the real run's COPY would be refused: " .. table.concat(missing, "; "))
+  end
+end
+
 function P:send(batch)
   check_batch(batch)
   if self.dry_run then
@@ -159,6 +245,7 @@ function P:send(batch)
     -- session is only asked when the script has opened it)
     local main = self.db.main()
     if main and main:in_transaction() then error(IN_TRANSACTION) end
+    self:check_rights(batch.copies)
     if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
   end

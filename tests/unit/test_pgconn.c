@@ -185,6 +185,47 @@ static void test_copy_format_option(void **state)
     assert_string_equal(format_option("COPY t FROM STDIN (FREEZE) WHERE \"null\" > 1"), "");
 }
 
+/* what pgconn_copy_target reads of sql: "table.parts|col,col" ("-" when
+ * it takes it for no COPY ... FROM STDIN), each name as written */
+struct names { char table[128], cols[128]; };
+
+static void add_name(int column, const char *name, size_t len, void *ud)
+{
+    struct names *n = ud;
+    char *out = column ? n->cols : n->table;
+    size_t at = strlen(out);
+    snprintf(out + at, 128 - at, "%s%.*s", at ? (column ? "," : ".") : "", (int)len, name);
+}
+
+static const char *copy_target(const char *sql)
+{
+    static char out[260];
+    struct names n = {"", ""};
+    if (!pgconn_copy_target(sql, add_name, &n)) return "-";
+    snprintf(out, sizeof out, "%s|%s", n.table, n.cols);
+    return out;
+}
+
+static void test_copy_target(void **state)
+{
+    (void)state;
+    assert_string_equal(copy_target("COPY t FROM STDIN"), "t|");
+    assert_string_equal(copy_target("COPY \"Message\" (id, conversation_id) FROM STDIN"), "\"Message\"|id,conversation_id");
+    assert_string_equal(copy_target("copy /* x */ public . \"My\"\"T\"(\"a,b\" , c) -- y\n from stdin with (freeze)"),
+                        "public.\"My\"\"T\"|\"a,b\",c");
+    assert_string_equal(copy_target("COPY db.s.t (a) FROM STDIN; DELETE FROM d"), "db.s.t|a");
+    assert_string_equal(copy_target("COPY t (a,) FROM STDIN"), "-");
+    assert_string_equal(copy_target("COPY t () FROM STDIN"), "-");
+    assert_string_equal(copy_target("COPY t (a b) FROM STDIN"), "-");
+    assert_string_equal(copy_target("COPY t (a FROM STDIN"), "-");
+    assert_string_equal(copy_target("COPY t TO STDOUT"), "-");
+    assert_string_equal(copy_target("COPY (SELECT 1) TO STDOUT"), "-");
+    assert_string_equal(copy_target("COPY t FROM '/tmp/x'"), "-");
+    assert_string_equal(copy_target("DELETE FROM t"), "-");
+    assert_string_equal(copy_target("COPY \"unterminated FROM STDIN"), "-");
+    assert_string_equal(copy_target(""), "-");
+}
+
 static void test_is_copy_from_stdin(void **state)
 {
     (void)state;
@@ -507,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_query_with_at_is_not_a_password),
         cmocka_unit_test(test_is_copy_from_stdin),
         cmocka_unit_test(test_copy_format_option),
+        cmocka_unit_test(test_copy_target),
         cmocka_unit_test(test_short_pieces_and_fake_keywords),
         cmocka_unit_test(test_valid_passwords_are_not_cut),
         cmocka_unit_test(test_password_with_equals_is_one_word),
