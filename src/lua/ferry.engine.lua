@@ -1618,6 +1618,22 @@ local function no_connection_left(msg)
   return msg:find("cannot connect to the database", 1, true) ~= nil and msg:find("[SQLSTATE 53300]", 1, true) ~= nil
 end
 
+-- session_replication_role = replica, the DBA's (on the database or role,
+-- or in PGOPTIONS): the rows a migration writes or deletes fire none of the
+-- tables' ordinary triggers, and no foreign-key check or cascade.  A bulk
+-- load may want that, and only a superuser may change it: ferry leaves it,
+-- and says so once, before the first migration it runs or rolls back.
+local replica_role_noted = false
+local function note_replica_role()
+  if replica_role_noted then return end
+  replica_role_noted = true
+  if db.one("SELECT current_setting('session_replication_role') = 'replica' AS r").r then
+    log.warn("note: session_replication_role is replica on ferry's sessions (set for this database or role, or in "
+             .. "PGOPTIONS): the rows a migration writes or deletes fire none of the tables' ordinary triggers, and "
+             .. "no foreign-key check or cascade")
+  end
+end
+
 --- Applies (or dry-runs) migration m.  Returns a result object.
 local function apply(m, operation, dry_run)
   stats.reset()
@@ -1625,6 +1641,7 @@ local function apply(m, operation, dry_run)
   local t0 = sys.clock()
   local ctx = make_ctx(m, dry_run, operation)
   ensure_history()
+  note_replica_role()
   local hid
   local scripts_sum = not dry_run and checksum(root_dir, m, {}) or nil   -- (the scripts alone: an up.sql's whole checksum)
   local would_exist = false     -- a dry run found what the up.sql creates in the database already
@@ -2329,6 +2346,7 @@ function commands.rollback(args)
   if not (st and st.status == "applied") and not log.flags().json then
     log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
   end
+  note_replica_role()
   stats.reset()
   stats.max_errors(opts.max_errors)
   local t0 = sys.clock()
