@@ -764,12 +764,13 @@ static conn *new_conn(lua_State *L, db_state *st) {
  * on a line of its own -- with a server's SQLSTATE after its message
  * ("FATAL:  ... [SQLSTATE 53300]"), as ferry shows any other error. */
 static int raise_connect_failure(lua_State *L, conn *c, const char *info, char *why) {
-    char plain[2048], buf[2048], line[2048];
-    /* each server's message with its SQLSTATE after it (what the engine's
-     * advice keys on: the words are in the server's language) */
-    pgconn_connect_error(why ? why : PQerrorMessage(c->pg), plain, sizeof plain);
-    pgconn_redact(info, plain, buf, sizeof buf);
+    char red[2048], buf[2048], line[2048];
+    /* Redacted whole first, then cut (a password cut in two is no longer
+     * found); then each server's message with its SQLSTATE after it (what
+     * the engine's advice keys on: the words are in the server's language) */
+    pgconn_redact(info, why ? why : PQerrorMessage(c->pg), red, sizeof red);
     free(why);
+    pgconn_connect_error(red, buf, sizeof buf);
     pgconn_one_line(buf, line, sizeof line);
     PQfinish(c->pg);
     c->pg = NULL;

@@ -128,6 +128,14 @@ for u in "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
     done
 done
 unlike "$all_out" "off-Secret" "a password libpq cannot parse is not echoed (not even in part)"
+# ... nor when the echo is longer than an error line holds and the cut
+# falls inside the password: redacted first, then cut (a user name of 1945
+# bytes puts the cut 6 bytes into it; the SQLSTATE of a refusal was put in
+# before the redaction, cutting first, and "Cut-Se" showed)
+long_user=$(printf 'u%.0s' $(seq 1945))
+run_ferry --db "postgresql://$long_user:Cut-Secret-pw@[::1/$dbname" --dir "$D" status
+is "$RC|$ERR" "2|ferry: cannot connect to the database: end of string reached when looking for matching \"]\" in IPv6 host address in URI: \"***\"" \
+   "an unparsable URL longer than an error line, cut inside its password: the whole URL redacted"
 
 # an '@' or '/' in a URL's password that is not percent-encoded, a space in
 # an unquoted password=: libpq reads the string differently and its error
