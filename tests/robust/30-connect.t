@@ -78,7 +78,7 @@ set -m
 "$FERRY" --dir "$D" --db "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=4 sslmode=disable" status \
     >"$TAP_TMPDIR/int.out" 2>"$TAP_TMPDIR/int.err" &
 PID=$!
-for _ in $(seq 200); do [ "$(wc -l <"$accepts" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.05; done
+for _ in $(seq 600); do [ "$(wc -l <"$accepts" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.05; done
 kill -INT "$PID"
 ( sleep 10; kill -KILL "$PID" 2>/dev/null ) &
 dog=$!

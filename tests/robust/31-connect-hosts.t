@@ -27,9 +27,13 @@ for spec in sys.argv[2:]:
         s = socket.socket(socket.AF_UNIX); s.bind(rest)
     else:
         host, port = rest.rsplit(":", 1)
-        s = socket.socket(socket.AF_INET6 if kind == "tcp6" else socket.AF_INET)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, int(port)))
+        try:
+            s = socket.socket(socket.AF_INET6 if kind == "tcp6" else socket.AF_INET)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, int(port)))
+        except OSError:
+            if kind != "tcp6": raise
+            continue                    # no IPv6 here (a container's): those tests skip
     s.listen(16); sel.register(s, selectors.EVENT_READ, spec)
 held = []
 while True:
@@ -39,7 +43,11 @@ while True:
 PY
 silent=$!
 trap 'kill $silent 2>/dev/null; rm -rf "$sockdir"' EXIT
-for _ in $(seq 50); do [ -S "$sockdir/.s.PGSQL.$port" ] && python3 -c "import socket; socket.create_connection(('::1', $TCP), 1)" 2>/dev/null && break; sleep 0.1; done
+# (the unix socket is bound last: once it is there, ::1 is listened on or
+# cannot be)
+for _ in $(seq 100); do [ -S "$sockdir/.s.PGSQL.$port" ] && break; sleep 0.1; done
+have_v6=0
+python3 -c "import socket; socket.create_connection(('::1', $TCP), 1)" 2>/dev/null && have_v6=1
 : >"$accepts"
 # The connections the silent listeners took since the last call, one word.
 accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }
@@ -155,14 +163,21 @@ try "connect_timeout=' 3 ' (blanks around it): read as 3, as libpq does" \
 
 # ---- a host name with several addresses, the first silent: libpq gives
 # each address connect_timeout and goes on to the next; so must ferry.
-# (a name that resolves so needs a hosts file of our own: a mount namespace)
+# (a name that resolves so needs a hosts file of our own: a mount namespace;
+# without one -- a container without CAP_SYS_ADMIN -- localhost, where the
+# machine's hosts file gives it ::1 and then 127.0.0.1, as Debian's does)
 cp /etc/hosts "$TAP_TMPDIR/hosts"
 printf '::1 ferry-multi.test\n127.0.0.1 ferry-multi.test\n' >>"$TAP_TMPDIR/hosts"
-in_ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TAP_TMPDIR/hosts" "$@"; }
-if [ "$(in_ns getent ahosts ferry-multi.test 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,)" != "::1,127.0.0.1" ]; then
-    skip "no mount namespace here (unshare -m, as root) for a name of two addresses" 3
+addresses() { "$@" getent ahosts "$mname" 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,; }
+ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TAP_TMPDIR/hosts" "$@"; }
+plain() { "$@"; }
+mname=ferry-multi.test wrap=ns
+if [ "$(addresses ns)" != "::1,127.0.0.1" ]; then mname=localhost wrap=plain; fi
+if [ "$have_v6" = 0 ] || [ "$(addresses $wrap)" != "::1,127.0.0.1" ]; then
+    skip "no name of two addresses here, ::1 then 127.0.0.1 (a mount namespace: unshare -m, as root; or localhost so in /etc/hosts)" 3
 else
-    multi="host=ferry-multi.test port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable"
+    in_ns() { "$wrap" "$@"; }
+    multi="host=$mname port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable"
     is "$(PGPASSFILE=$TAP_TMPDIR/none in_ns "$PSQL" -X -A -t -d "$multi" -c 'SELECT current_user' 2>&1)|$(accepted)" "ferry_pw|1" \
        "(psql, libpq's blocking connect: the silent address, then the next)"
     RC=0
@@ -176,11 +191,11 @@ else
     # that name, gets '"127.0.0.1"')
     RC=0
     PGPASSFILE=$TAP_TMPDIR/none in_ns timeout 60 "$FERRY" --dir "$D" \
-        --db "host=ferry-multi.test,127.0.0.1 port=$TCP,$port dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
+        --db "host=$mname,127.0.0.1 port=$TCP,$port dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
         exec "$TAP_TMPDIR/who.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
     cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
     is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" \
-       "2||$CANNOT connection to server at \"ferry-multi.test\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1" \
+       "2||$CANNOT connection to server at \"$mname\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1" \
        "... a wrong password at its second address: each address's words, no password"
 fi
 
