@@ -101,13 +101,29 @@ static int connect_timeout_ms(PGconn *pg) {
  * answers, with no connect_timeout, would keep ferry waiting for as long
  * as the network does (minutes), the first Ctrl-C lost. */
 #define WAIT_SLICE_MS 1000
+/* Which host, address and port pg is trying, as one string (into out). */
+static void trying(PGconn *pg, char *out, size_t outsz) {
+    const char *host = PQhost(pg), *addr = PQhostaddr(pg), *port = PQport(pg);
+    snprintf(out, outsz, "%s|%s|%s", host ? host : "", addr ? addr : "", port ? port : "");
+}
+
 static int drive(PGconn *pg, long started_ms) {
     int timeout = connect_timeout_ms(pg);
     long deadline = started_ms + timeout;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    char was[1024], now[1024];
+    trying(pg, was, sizeof was);
     for (;;) {
         if (PQstatus(pg) == CONNECTION_OK || st == PGRES_POLLING_OK) return 1;
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
+        /* libpq went on to another host or address of its own (one that
+         * refused, or was no standby): that one has its own connect_timeout
+         * from now, as libpq's blocking connect gives it. */
+        trying(pg, now, sizeof now);
+        if (strcmp(now, was) != 0) {
+            memcpy(was, now, sizeof was);
+            deadline = pgconn_now_ms() + timeout;
+        }
         /* A signal taken before the wait would not end it: it is looked
          * for first, and the wait comes back each second to look again
          * (one taken between the look and the wait). */

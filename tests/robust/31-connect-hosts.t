@@ -217,4 +217,42 @@ is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" "0|late session: ferr
 accepted >/dev/null
 
 unlike "$(cat "$TAP_TMPDIR/all")" "$PW|Wr0ng" "(no password in any of the output above)"
+# Each host's connect_timeout is its own, counted from when it is tried, as
+# in libpq's blocking connect: a host libpq gives up on slowly itself (the
+# server reached through a slow link, then refused as no standby) leaves
+# the next host its whole time -- it was given what was left of the first
+# one's, and declared silent early.  A proxy in front of the server holds
+# each of the server's answers 0.8 s (SCRAM: three of them).
+slow=$(free_port)
+python3 - "$slow" "$TCP" <<'PY' &
+import socket, sys, threading, time
+def pump(a, b, delay):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data: break
+            time.sleep(delay); b.sendall(data)
+    except OSError: pass
+    for s in (a, b):
+        try: s.shutdown(socket.SHUT_RDWR)
+        except OSError: pass
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(8)
+while True:
+    c, _ = l.accept()
+    u = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    threading.Thread(target=pump, args=(c, u, 0), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c, 0.8), daemon=True).start()
+PY
+proxy=$!
+trap 'kill $silent $proxy 2>/dev/null; rm -rf "$sockdir"' EXIT
+for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $slow), 1)" 2>/dev/null && break; sleep 0.1; done
+t0=$(now_ms)
+try "a slow host refused (not a standby), then a silent one: each host's words" \
+    "host=127.0.0.1,127.0.0.1 port=$slow,$port dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=4 target_session_attrs=standby sslmode=disable" \
+    "2||$CANNOT connection to server at \"127.0.0.1\", port $slow failed: server is not in hot standby mode; $TIMEOUT|1"
+MS=$(( $(now_ms) - t0 ))
+# (a lower bound only: a loaded machine makes it longer, never shorter)
+ok $(( MS >= 5500 ? 0 : 1 )) "... the silent host given its whole 4 s after the slow one's 2.4 s (${MS} ms)"
+unlike "$(cat "$TAP_TMPDIR/all")" "$PW" "(no password in any output)"
 done_testing
