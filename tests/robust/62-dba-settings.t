@@ -8,6 +8,11 @@
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
 require_pg
+# (the test's own psql sessions, into databases set to debug1, take only
+# warnings: their DEBUG lines would fill the suite's output)
+REAL_PSQL=$PSQL
+psql_quiet() { PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c client_min_messages=warning" "$REAL_PSQL" "$@"; }
+PSQL=psql_quiet
 M5=20251115_backfill_memory_notes
 
 # Batch 5's notes, without the times a run stamps
