@@ -125,4 +125,29 @@ is "$RC|$(grep '^ferry:' <<<"$ERR")" "1|ferry: migrations/20990101_fill/up.lua:7
 run_ferry --db "$ar" --dir "$D" run 20990101_fill
 is "$RC" 1 "...as the real run is refused ($(grep '^ferry:' <<<"$ERR"))"
 
+# asked once per COPY statement, not once per batch: the main session's
+# queries counted (its query method wrapped) over five sends, the first
+# three of one statement, then a second statement beside it
+put "$TAP_TMPDIR/asked.lua" 'local methods = getmetatable(db.open()).__index
+local query, asked = methods.query, 0
+methods.query = function(self, sql, ...)
+  if type(sql) == "string" and sql:find("row_security_active", 1, true) then asked = asked + 1 end
+  return query(self, sql, ...)
+end
+local pipe <close> = db.pipeline{jobs = 1, dry_run = true}
+local b, counts = db.buffer(), {}
+for i = 1, 3 do
+  b:put(i)
+  pipe:send{copies = {{sql = "COPY made_here (x) FROM STDIN", buffer = b}}, position = i}
+  b:clear()
+  counts[#counts + 1] = asked
+end
+pipe:send{copies = {{sql = "COPY made_here (x) FROM STDIN", buffer = b}, {sql = "COPY made_here FROM STDIN", buffer = b}}, position = 4}
+pipe:send{copies = {{sql = "COPY made_here FROM STDIN", buffer = b}}, position = 5}
+counts[#counts + 1] = asked
+pipe:finish()
+print(table.concat(counts, " "))'
+run_ferry --db "$ar" exec "$TAP_TMPDIR/asked.lua"
+is "$RC|$OUT|$ERR" "0|1 1 1 2|" "the rights asked once per COPY statement: three sends of one, 1 query; a second statement, 1 more"
+
 done_testing

@@ -17,6 +17,7 @@ CREATE FUNCTION t_fired() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT IN
 CREATE TRIGGER t_fired AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_fired();'
 put "$D/migrations/20250102_d/up.lua" 'if not ctx.dry_run then db.exec("INSERT INTO t VALUES (1), (2)") end'
 put "$D/migrations/20250102_d/rollback.sql" 'DELETE FROM t;'
+put "$D/migrations/20250103_e/up.lua" 'db.exec("INSERT INTO t VALUES (3)")'
 mkdir -p "$D/rules"
 db=$(fresh_db ferry_cli_replica)
 note="note: session_replication_role is replica on ferry's sessions (set for this database or role, or in PGOPTIONS): the rows a migration writes or deletes fire none of the tables' ordinary triggers, and no foreign-key check or cascade"
@@ -30,15 +31,19 @@ notes() { grep -c '^note: session_replication_role' <<<"$ERR"; }
 run_ferry --db "$db" --dir "$D" run 20250102 --dry-run
 is "$RC|$(notes)|$(grep '^note: session' <<<"$ERR")" "0|1|$note" "replica, a dry run: the note, once"
 run_ferry --db "$db" --dir "$D" up
-is "$RC|$(notes)|$(grep '^note: session' <<<"$ERR")" "0|1|$note" "replica, up: the note, once"
-is "$(psql_val "$db" "SELECT (SELECT count(*) FROM t) || '/' || (SELECT count(*) FROM fired)")" "2/0" \
-   "...and it is so: two rows written, the trigger fired for none"
+is "$RC|$(notes)|$(grep '^note: session' <<<"$ERR")|$(grep -c '^==> ' <<<"$OUT")" "0|1|$note|2" \
+   "replica, up of two migrations: the note, once"
+is "$(psql_val "$db" "SELECT (SELECT count(*) FROM t) || '/' || (SELECT count(*) FROM fired)")" "3/0" \
+   "...and it is so: three rows written, the trigger fired for none"
 run_ferry --db "$db" --dir "$D" rollback 20250102
 is "$RC|$(notes)|$(grep '^note: session' <<<"$ERR")" "0|1|$note" "replica, rollback: the note"
+run_ferry --db "$db" --dir "$D" run 20250102
+is "$RC|$(notes)|$(grep '^note: session' <<<"$ERR")" "0|1|$note" "replica, run: the note"
 run_ferry --db "$db" --dir "$D" status
 is "$RC|$(notes)" "0|0" "status writes nothing: no note"
 
 psql_val "$(db_uri postgres)" "ALTER DATABASE ferry_cli_replica RESET session_replication_role" >/dev/null
+run_ferry --db "$db" --dir "$D" -q rollback 20250102
 run_ferry --db "$db" --dir "$D" up
 is "$RC|$(notes)|$(psql_val "$db" "SELECT count(*) FROM fired")" "0|0|2" "reset: no note, the trigger fires"
 done_testing
