@@ -44,8 +44,17 @@ BEGIN
 END \$\$" >/dev/null
 hold_on() { psql_val "$db" "CREATE TRIGGER slow BEFORE INSERT ON ferry.history FOR EACH ROW EXECUTE FUNCTION slow_history()" >/dev/null; }
 hold_off() { psql_val "$db" "DROP TRIGGER slow ON ferry.history" >/dev/null; }
-inserting() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%INSERT INTO ferry.history%' AND state = 'active' AND pid <> pg_backend_pid()"; }
-wait_inserting() { for _ in $(seq 1 200); do [ "$(inserting)" = 1 ] && return 0; sleep 0.05; done; return 1; }
+# (the statements below hold 30 s: waited for up to 25 s, which a loaded
+# machine may need to get there -- 10 s was not always enough)
+wait_for_statement() {   # LIKE-PATTERN
+  local t0; t0=$(date +%s)
+  while [ $(( $(date +%s) - t0 )) -lt 25 ]; do
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '$1' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+wait_inserting() { wait_for_statement '%INSERT INTO ferry.history%'; }
 rows_of() { psql_val "$db" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$1'"; }
 
 set -m
@@ -113,10 +122,7 @@ END \$\$;
 CREATE TRIGGER slow_finish BEFORE UPDATE ON ferry.history FOR EACH ROW EXECUTE FUNCTION slow_finish()" >/dev/null
 "$FERRY" --dir "$D" run 20250104 >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
 pid=$!
-for _ in $(seq 1 200); do
-  [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%UPDATE ferry.history%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
-  sleep 0.05
-done
+wait_for_statement '%UPDATE ferry.history%' || diag "the history UPDATE was not seen"
 kill -INT -- "-$pid"
 RC=0
 wait "$pid" || RC=$?
