@@ -664,7 +664,12 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      *   of hiding rows -- from the run, its checks, its rollback.
      * - client_min_messages notice, PostgreSQL's default: debug1 would
      *   show the server's DEBUG lines about ferry's own statements,
-     *   warning would hide the NOTICE a rollback verifies itself with. */
+     *   warning would hide the NOTICE a rollback verifies itself with.
+     * - standard_conforming_strings on, the default since 9.1: ferry reads
+     *   every SQL file that way (a backslash escapes only in E'...') to
+     *   find a BEGIN/COMMIT before it is sent; off, the server would read
+     *   a string on past where ferry saw it end, and store 'a\b' as 'a'
+     *   and a backspace. */
 #define SESSION_SETTINGS \
         "SELECT pg_backend_pid(), set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
         " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
@@ -672,7 +677,8 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         " set_config('idle_in_transaction_session_timeout', '0', false)," \
         " set_config('default_transaction_isolation', 'read committed', false)," \
         " set_config('jit', 'off', false), set_config('row_security', 'off', false)," \
-        " set_config('client_min_messages', 'notice', false)"
+        " set_config('client_min_messages', 'notice', false)," \
+        " set_config('standard_conforming_strings', 'on', false)"
 #define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int"
   again:
     b->res = PQexecParams(c->pg,
