@@ -66,7 +66,8 @@ commands:
 options:
   --db URL               libpq URI or key=value string (default: $DATABASE_URL, then PG* variables)
   --dir PATH             folder holding migrations/ and rules/ (default: .)
-  --dry-run              read-only session; report what a real run would do
+  --dry-run              read-only session; report what a real run would do, and
+                         whether its COPYs would be refused for want of a right
   --batch-size N         rows per committed batch in data migrations (default 5000,
                          lowered for small runs: about four batches per writer)
   --jobs N               writer sessions for data migrations that use them (default 2)

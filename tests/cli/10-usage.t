@@ -32,6 +32,7 @@ is "$RC|$ERR" "0|" "--help: exit 0, no stderr"
 for c in status up run rollback validate baseline new check exec; do
     like "$OUT" $'\n  '"$c " "--help lists $c"
 done
+like "$OUT" $'\n  --dry-run +read-only session; report what a real run would do, and\n +whether its COPYs would be refused for want of a right\n' "--help: --dry-run says it checks the COPYs' rights"
 like "$OUT" $'\n  new NAME \\[--sql\\|--pipeline\\] +scaffold migrations/<today>_<name>/: up\\.lua, or up\\.sql with --sql,\n +or a streamed, pipelined fill \\(up\\.lua and rules/<name>\\.lua\\) with --pipeline\n' "--help: new takes --sql and --pipeline"
 # README.md's usage block shows the same command lines as --help
 help_cmds=$(sed -n '/^commands:$/,/^$/{/^  /p}' <<<"$OUT")
