@@ -155,7 +155,8 @@ end
 -- A dry run writes nothing, so the server never sees the COPYs of the real
 -- run, nor refuses them for want of a right.  It is asked instead, once per
 -- COPY statement a dry run's batches name (one round trip for the new ones
--- of a batch), whether this role could run them: INSERT on the columns the
+-- of a batch), whether this role could run them: USAGE on the schema a
+-- qualified name names (to_regclass raises without it); INSERT on the columns the
 -- COPY names (all it can write, without a list); USAGE (or UPDATE) on the
 -- sequence of a default it leaves to the server (a serial column: nextval
 -- checks it, an identity column's does not); no row-level security policy
@@ -166,9 +167,17 @@ end
 -- that would pass.  A batch's after is not run in a dry run, and what its
 -- statements need cannot be told without them: not checked.  Nor are a
 -- trigger's statements, or what the script writes outside the pipeline.
+-- Every COPY a batch names is asked about, with rows or not: a script
+-- commonly fills no buffer in a dry run, so an empty one does not tell
+-- that the real run sends it none.
 local RIGHTS_SQL = [[
-WITH target AS (
-  SELECT i, to_regclass(t) AS rel FROM unnest($1::text[]) WITH ORDINALITY AS x(t, i)
+WITH named AS (
+  SELECT i, t, parse_ident(t) AS parts FROM unnest($1::text[]) WITH ORDINALITY AS x(t, i)
+), target AS (
+  SELECT x.i, n.nspname, n.oid IS NULL OR has_schema_privilege(n.oid, 'USAGE') AS usable,
+         CASE WHEN n.oid IS NULL OR has_schema_privilege(n.oid, 'USAGE') THEN to_regclass(x.t) END AS rel
+    FROM named x LEFT JOIN pg_namespace n
+      ON cardinality(x.parts) > 1 AND n.nspname = x.parts[cardinality(x.parts) - 1]
 ), listed AS (
   SELECT i, (parse_ident(c))[1] AS col FROM unnest($2::int[], $3::text[]) AS l(i, c)
 ), written AS (
@@ -176,9 +185,13 @@ WITH target AS (
    WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
      AND (a.attname IN (SELECT col FROM listed l WHERE l.i = t.i) OR NOT EXISTS (SELECT FROM listed l WHERE l.i = t.i))
 )
-SELECT t.i, 1 AS o, 'insert' AS kind, t.rel::text AS rel, quote_ident(current_user) AS role,
+SELECT t.i, 0 AS o, 'schema' AS kind, NULL AS rel, quote_ident(current_user) AS role,
+       quote_ident(t.nspname) AS what, NULL AS col
+  FROM target t WHERE NOT t.usable
+UNION ALL
+SELECT t.i, 1, 'insert', t.rel::text AS rel, quote_ident(current_user) AS role,
        CASE WHEN has_any_column_privilege(t.rel, 'INSERT')
-            THEN string_agg(quote_ident(w.attname), ', ' ORDER BY w.attnum) END AS what, NULL AS col
+            THEN string_agg(quote_ident(w.attname), ', ' ORDER BY w.attnum) END, NULL
   FROM target t JOIN written w ON w.i = t.i
  WHERE NOT has_column_privilege(t.rel, w.attnum, 'INSERT')
  GROUP BY t.i, t.rel
@@ -195,7 +208,9 @@ SELECT t.i, 3, 'rls', t.rel::text, quote_ident(current_user), NULL, NULL FROM ta
 ORDER BY 1, 2, 6, 7]]
 
 local function missing_right(r)
-  if r.kind == "insert" and r.what == nil then
+  if r.kind == "schema" then
+    return string.format("role %s has no USAGE on schema %s (GRANT USAGE ON SCHEMA %s TO %s)", r.role, r.what, r.what, r.role)
+  elseif r.kind == "insert" and r.what == nil then
     return string.format("role %s has no INSERT on %s (GRANT INSERT ON %s TO %s)", r.role, r.rel, r.rel, r.role)
   elseif r.kind == "insert" then
     return string.format("role %s has no INSERT on columns %s of %s (GRANT INSERT (%s) ON %s TO %s)",

@@ -150,4 +150,22 @@ print(table.concat(counts, " "))'
 run_ferry --db "$ar" exec "$TAP_TMPDIR/asked.lua"
 is "$RC|$OUT|$ERR" "0|1 1 1 2|" "the rights asked once per COPY statement: three sends of one, 1 query; a second statement, 1 more"
 
+# a qualified table in a schema the role may not use: to_regclass raised,
+# the dry run failed with the query's error; it names the USAGE missing
+psql_val "$adb" "CREATE SCHEMA hidden; CREATE TABLE hidden.t (x int); GRANT INSERT ON hidden.t TO $R" >/dev/null
+put "$D/migrations/20990103_hidden/up.lua" 'local pipe <close> = db.pipeline{jobs = 1, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
+local b = db.buffer()
+b:put(1)
+pipe:send{copies = {{sql = "COPY hidden.t (x) FROM STDIN", buffer = b}}, position = 1}
+pipe:finish()'
+run_ferry --db "$ar" --dir "$D" run 20990103_hidden --dry-run
+is "$RC|$(grep '^ferry:' <<<"$ERR")" "1|ferry: migrations/20990103_hidden/up.lua:4: $refused role $R has no USAGE on schema hidden (GRANT USAGE ON SCHEMA hidden TO $R)" \
+   "a schema without USAGE: the dry run names it"
+run_ferry --db "$ar" --dir "$D" run 20990103_hidden
+is "$RC|$(grep '^ferry:' <<<"$ERR")" "1|ferry: migrations/20990103_hidden/up.lua:4: COPY failed to start: permission denied for schema hidden [SQLSTATE 42501]" \
+   "...as the real run is refused"
+psql_val "$adb" "GRANT USAGE ON SCHEMA hidden TO $R" >/dev/null
+run_ferry --db "$ar" --dir "$D" -q run 20990103_hidden --dry-run
+is "$RC|$ERR" "0|" "...with it the dry run passes"
+
 done_testing
