@@ -44,12 +44,14 @@ BEGIN
 END \$\$" >/dev/null
 hold_on() { psql_val "$db" "CREATE TRIGGER slow BEFORE INSERT ON ferry.history FOR EACH ROW EXECUTE FUNCTION slow_history()" >/dev/null; }
 hold_off() { psql_val "$db" "DROP TRIGGER slow ON ferry.history" >/dev/null; }
-# (the statements below hold 30 s: waited for up to 25 s, which a loaded
-# machine may need to get there -- 10 s was not always enough)
+# (the statements below hold 30 s in pg_sleep: waited for until ferry's
+# statement sleeps there -- the one meant, not another of the same table
+# caught running: history_start's INSERT begins with an UPDATE of
+# ferry.history -- for up to 25 s, which a loaded machine may need)
 wait_for_statement() {   # LIKE-PATTERN
   local t0; t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt 25 ]; do
-    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '$1' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && return 0
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '$1' AND state = 'active' AND wait_event = 'PgSleep' AND application_name = 'ferry'")" = 1 ] && return 0
     sleep 0.05
   done
   return 1
@@ -122,7 +124,7 @@ END \$\$;
 CREATE TRIGGER slow_finish BEFORE UPDATE ON ferry.history FOR EACH ROW EXECUTE FUNCTION slow_finish()" >/dev/null
 "$FERRY" --dir "$D" run 20250104 >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
 pid=$!
-wait_for_statement '%UPDATE ferry.history%' || diag "the history UPDATE was not seen"
+wait_for_statement '%UPDATE ferry.history%SET status = $2, finished_at%' || diag "the history UPDATE was not seen"
 kill -INT -- "-$pid"
 RC=0
 wait "$pid" || RC=$?
