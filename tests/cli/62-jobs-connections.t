@@ -26,7 +26,18 @@ hint() {   # hint JOBS
     echo "; the server refused one more session (a data migration opens its own: --jobs $1 writers, the main session one of them, and its readers): ${lower}ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
 }
 esc() { sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$1"; }
-left() { psql_val "$1" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ferry'"; }
+# ferry's sessions on the server: none once their backends are gone (a
+# backend ends a moment after its client closed it -- dozens of them at
+# once, under make asan, took longer than the check: waited for, up to 10 s)
+left() {
+    local n
+    for _ in $(seq 1 100); do
+        n=$(psql_val "$1" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ferry'")
+        [ "$n" = 0 ] && break
+        sleep 0.1
+    done
+    echo "$n"
+}
 
 # a role's CONNECTION LIMIT: 3 sessions, --jobs 5 wants 6
 db=$(fresh_db ferry_cli_jobs)
