@@ -175,29 +175,25 @@ static int same(const char *e, size_t len, const char *what) {
     return what && strlen(what) == len && strncmp(e, what, len) == 0;
 }
 
-/* Appends text to the malloc'd string *acc (NULL: empty); 0 when out of
- * memory, *acc left as it was. */
-static int append(char **acc, const char *text) {
-    size_t had = *acc ? strlen(*acc) : 0, more = strlen(text);
-    char *grown = realloc(*acc, had + more + 1);
+/* Appends the n bytes at s to the malloc'd string *acc (NULL: empty); 0
+ * when out of memory, *acc left as it was. */
+static int append_n(char **acc, const char *s, size_t n) {
+    size_t had = *acc ? strlen(*acc) : 0;
+    char *grown = realloc(*acc, had + n + 1);
     if (!grown) return 0;
-    memcpy(grown + had, text, more + 1);
+    memcpy(grown + had, s, n);
+    grown[had + n] = '\0';
     *acc = grown;
     return 1;
 }
 
+static int append(char **acc, const char *text) { return append_n(acc, text, strlen(text)); }
+
 /* Adds the len bytes at e as an entry of the malloc'd comma-separated list
- * *list (NULL: no entry yet); 0 when out of memory, *list left as it was. */
+ * *list (NULL: no entry yet; an empty first entry makes it ""); 0 when out
+ * of memory. */
 static int add_entry(char **list, const char *e, size_t len) {
-    int first = !*list;
-    size_t had = first ? 0 : strlen(*list);
-    char *grown = realloc(*list, had + len + 2);
-    if (!grown) return 0;
-    if (!first) grown[had++] = ',';
-    memcpy(grown + had, e, len);
-    grown[had + len] = '\0';
-    *list = grown;
-    return 1;
+    return (!*list || append_n(list, ",", 1)) && append_n(list, e, len);
 }
 
 /* What libpq's blocking connect says of a host that ran out of time, after
@@ -735,18 +731,33 @@ static int nothing_after(const char *p, int plain_escapes) {
 }
 
 /* p past "STDIN" of "COPY table [(columns)] FROM STDIN", or NULL. */
-static const char *copy_from_stdin_rest(const char *sql) {
-    const char *p = keyword(skip_blank(sql), "copy");
+/* Reads "COPY table [(columns)] FROM STDIN" at the start of sql: where
+ * STDIN ends, or NULL.  With fn, each part of the table's name and each
+ * column is handed to it (pgconn_copy_target), and the column list must be
+ * names and commas; without, the list is only skipped to its ')' (a name
+ * written U&"..." is the server's to read). */
+static const char *copy_from_stdin_walk(const char *sql, pgconn_name_fn *fn, void *ud) {
+    const char *p = keyword(skip_blank(sql), "copy"), *e;
     if (!p || !(p = skip_blank(p))) return 0;
     /* the table: name[.name[.name]] -- not "(query)", which only goes TO */
     for (;;) {
-        if (!(p = name(p)) || !(p = skip_blank(p))) return 0;
+        if (!(e = name(p))) return 0;
+        if (fn) fn(0, p, (size_t)(e - p), ud);
+        if (!(p = skip_blank(e))) return 0;
         if (*p != '.') break;
         if (!(p = skip_blank(p + 1))) return 0;
     }
     if (*p == '(') {                     /* the column list */
-        for (p++; *p && *p != ')';) {
-            if (*p == '"') { if (!(p = name(p))) return 0; } else p++;
+        if (fn) {                        /* name [, name ...] */
+            do {
+                if (!(p = skip_blank(p + 1)) || !(e = name(p))) return 0;
+                fn(1, p, (size_t)(e - p), ud);
+                if (!(p = skip_blank(e))) return 0;
+            } while (*p == ',');
+        } else {
+            for (p++; *p && *p != ')';) {
+                if (*p == '"') { if (!(p = name(p))) return 0; } else p++;
+            }
         }
         if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
     }
@@ -755,30 +766,14 @@ static const char *copy_from_stdin_rest(const char *sql) {
     return keyword(p, "stdin");
 }
 
+static const char *copy_from_stdin_rest(const char *sql) { return copy_from_stdin_walk(sql, NULL, NULL); }
+
 int pgconn_is_copy_from_stdin(const char *sql, int plain_escapes) {
     return nothing_after(copy_from_stdin_rest(sql), plain_escapes);
 }
 
 int pgconn_copy_target(const char *sql, pgconn_name_fn *fn, void *ud) {
-    const char *p = keyword(skip_blank(sql), "copy"), *e;
-    if (!p || !(p = skip_blank(p))) return 0;
-    for (;;) {                                  /* name[.name[.name]] */
-        if (!(e = name(p))) return 0;
-        fn(0, p, (size_t)(e - p), ud);
-        if (!(p = skip_blank(e))) return 0;
-        if (*p != '.') break;
-        if (!(p = skip_blank(p + 1))) return 0;
-    }
-    if (*p == '(') {                            /* name [, name ...] ) */
-        do {
-            if (!(p = skip_blank(p + 1)) || !(e = name(p))) return 0;
-            fn(1, p, (size_t)(e - p), ud);
-            if (!(p = skip_blank(e))) return 0;
-        } while (*p == ',');
-        if (*p != ')' || !(p = skip_blank(p + 1))) return 0;
-    }
-    p = keyword(p, "from");
-    return p && (p = skip_blank(p)) && keyword(p, "stdin");
+    return copy_from_stdin_walk(sql, fn, ud) != NULL;
 }
 
 /* The options that change how a row of COPY's text format is read. */
