@@ -1550,10 +1550,12 @@ end
 -- told apart by the limit its message gives, 1048575 bytes (MAXSTRPOS),
 -- in digits in every language, where a word's is 2046.
 local TSVECTOR_ROUTINES = {make_tsvector = true, tsvector_concat = true, tsvectorin = "1048575"}
-local function tsvector_too_long(first)
-  local routine = TSVECTOR_ROUTINES[db_core.error_routine(first) or ""]
-  if type(routine) == "string" then return first:find(routine, 1, true) ~= nil end
-  return routine == true
+-- Whether the error line first names was raised by one of the server's
+-- routines in `routines` (core.error_routine: no lc_messages translates
+-- it), holding the text that routine's entry asks for too (true: none).
+local function raised_by(first, routines)
+  local want = routines[db_core.error_routine(first) or ""]
+  return want == true or (type(want) == "string" and first:find(want, 1, true) ~= nil)
 end
 
 -- What to do about a condition of the server or its data that an error
@@ -1568,7 +1570,8 @@ end
 --   54000 from to_tsvector ("string is too long for tsvector (N bytes, max
 --     1048575 bytes)"): a text written into a table with a full-text index
 --     (the CRM's Message and MemoryNote) has more words and positions than
---     a tsvector holds, and the same row stops every re-run (tsvector_too_long).
+--     a tsvector holds, and the same row stops every re-run (raised_by,
+--     TSVECTOR_ROUTINES).
 --   row-level security ("query would be affected by row-level security
 --     policy for table ...", 42501, from check_enable_rls; "COPY FROM not
 --     supported with row-level security", 0A000, from DoCopy): a policy
@@ -1579,12 +1582,8 @@ end
 --     without a word.  (Told by the routine, which no lc_messages
 --     translates.)
 local ROW_SECURITY_ROUTINES = {check_enable_rls = "[SQLSTATE 42501]", DoCopy = "[SQLSTATE 0A000]"}
-local function row_security_refused(first)
-  local code = ROW_SECURITY_ROUTINES[db_core.error_routine(first) or ""]
-  return code ~= nil and first:find(code, 1, true) ~= nil
-end
 local function server_condition_advice(first, rerun)
-  if row_security_refused(first) then
+  if raised_by(first, ROW_SECURITY_ROUTINES) then
     return "; a row-level security policy on that table applies to this role, and ferry reads and writes whole "
            .. "tables (row_security is off on its sessions: a policy fails the statement rather than hide rows from "
            .. "the run, its checks or its rollback): run ferry as a role the policies do not apply to (the table's "
@@ -1593,7 +1592,7 @@ local function server_condition_advice(first, rerun)
   if first:find("[SQLSTATE 53100]", 1, true) then
     return "; the server is out of disk space: free space on it (or have the DBA do so), then " .. rerun
   end
-  if first:find("[SQLSTATE 54000]", 1, true) and tsvector_too_long(first) then
+  if first:find("[SQLSTATE 54000]", 1, true) and raised_by(first, TSVECTOR_ROUTINES) then
     return "; a text is too long for a full-text index (a tsvector holds at most 1 MB of words and their "
            .. "positions: some megabytes of text with many different words), and the same row stops every run: "
            .. "shorten that text in the data, or have the rule that makes it cut such text, then " .. rerun
@@ -1624,14 +1623,17 @@ end
 -- tables' ordinary triggers, and no foreign-key check or cascade.  A bulk
 -- load may want that, and only a superuser may change it: ferry leaves it,
 -- and says so once, before the first migration it runs or rolls back.
-local replica_role_noted = false
-local function note_replica_role()
-  if replica_role_noted then return end
-  replica_role_noted = true
-  if db.one("SELECT current_setting('session_replication_role') = 'replica' AS r").r then
-    log.warn("note: session_replication_role is replica on ferry's sessions (set for this database or role, or in "
-             .. "PGOPTIONS): the rows a migration writes or deletes fire none of the tables' ordinary triggers, and "
-             .. "no foreign-key check or cascade")
+local note_replica_role
+do
+  local noted = false
+  function note_replica_role()
+    if noted then return end
+    noted = true
+    if db.one("SELECT current_setting('session_replication_role') = 'replica' AS r").r then
+      log.warn("note: session_replication_role is replica on ferry's sessions (set for this database or role, or "
+               .. "in PGOPTIONS): the rows a migration writes or deletes fire none of the tables' ordinary "
+               .. "triggers, and no foreign-key check or cascade")
+    end
   end
 end
 
