@@ -20,11 +20,6 @@ for i = 1, 3 do
   stats.inc("rows")
 end
 pipe:finish()'
-hint() {   # hint JOBS
-    local lower="lower --jobs, or "
-    [ "$1" -gt 1 ] || lower=""
-    echo "; the server refused one more session (a data migration opens its own: --jobs $1 writers, the main session one of them, and its readers): ${lower}ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
-}
 esc() { sed 's/[][\\.*^$()|+?{}]/\\&/g' <<<"$1"; }
 # ferry's sessions on the server: none once their backends are gone (a
 # backend ends a moment after its client closed it -- dozens of them at
@@ -45,7 +40,7 @@ if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_jobs; CREATE ROLE ferry_t_jobs LO
     dbj=$(sed 's/user=[^&]*/user=ferry_t_jobs/' <<<"$db")
     run_ferry --db "$dbj" --dir "$D" --jobs 5 run 20250101
     is "$RC|$OUT" "1|==> 20250101_p" "--jobs 5 beyond the role's CONNECTION LIMIT 3: exit 1"
-    like "$ERR" "^ferry: 20250101_p: cannot connect to the database: .*FATAL:  too many connections for role \"ferry_t_jobs\" \\[SQLSTATE 53300\\]$(esc "$(hint 5)")\$" \
+    like "$ERR" "^ferry: 20250101_p: cannot connect to the database: .*FATAL:  too many connections for role \"ferry_t_jobs\" \\[SQLSTATE 53300\\]$(esc "$(connection_slot_hint 5)")\$" \
          "...the server's refusal, then the hint: lower --jobs or ask for more connections"
     is "$(history "$db")" "20250101_p|run|failed" "...the run is recorded failed"
     is "$(psql_val "$db" "SELECT count(*) FROM pt")|$(psql_val "$db" "SELECT count(*) FROM ferry.checkpoint")" "0|0" \
@@ -70,7 +65,7 @@ stats.inc("rows", r:one("SELECT 1 AS n").n)'
         [ "$RC" = 2 ] && [[ "$ERR" == "ferry: cannot connect to the database: "* ]] || break
         sleep 0.05
     done
-    like "$ERR" "^ferry: 20250201_r: cannot connect to the database: .*FATAL:  too many connections for role \"ferry_t_jobs\" \\[SQLSTATE 53300\\]$(esc "$(hint 1)")\$" \
+    like "$ERR" "^ferry: 20250201_r: cannot connect to the database: .*FATAL:  too many connections for role \"ferry_t_jobs\" \\[SQLSTATE 53300\\]$(esc "$(connection_slot_hint 1)")\$" \
          "--jobs 1 refused its reader: the hint asks for more connections only" || diag "RC=$RC ERR=$ERR"
     psql_val "$db" "ALTER DATABASE ferry_cli_jobs OWNER TO CURRENT_USER" >/dev/null
     psql_val "$(db_uri postgres)" "DROP DATABASE ferry_cli_jobs" >/dev/null 2>&1
@@ -86,7 +81,7 @@ if [ "$max" -le 200 ]; then
     jobs=$((max + 10))
     run_ferry --db "$db" --dir "$D" --jobs "$jobs" up
     is "$RC" 1 "--jobs $jobs beyond max_connections $max: exit 1"
-    like "$ERR" "^ferry: 20250101_p: cannot connect to the database: .*FATAL:  sorry, too many clients already \\[SQLSTATE 53300\\]$(esc "$(hint "$jobs")")\$" \
+    like "$ERR" "^ferry: 20250101_p: cannot connect to the database: .*FATAL:  sorry, too many clients already \\[SQLSTATE 53300\\]$(esc "$(connection_slot_hint "$jobs")")\$" \
          "...the server's refusal, then the hint"
     is "$(history "$db")|$(psql_val "$db" "SELECT count(*) FROM pt")" "20250101_p|up|failed|0" \
        "...recorded failed, nothing committed"

@@ -53,9 +53,6 @@ for i = 1, 3 do
   stats.inc("rows")
 end
 pipe:finish()'
-hint() {   # hint JOBS
-    echo "; the server refused one more session (a data migration opens its own: --jobs $1 writers, the main session one of them, and its readers): lower --jobs, or ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
-}
 # the run before's sessions gone (a backend frees its slot a moment after
 # its client left)
 settle() {
@@ -72,14 +69,14 @@ dbr=$(sed 's/user=[^&]*/user=ferry_t_de/' <<<"$db")
 
 # a role's CONNECTION LIMIT
 run_ferry --db "$dbr" --dir "$D" --jobs 3 run 20250101
-is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  zu viele Verbindungen von Rolle »ferry_t_de« [SQLSTATE 53300]$(hint 3)" \
+is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  zu viele Verbindungen von Rolle »ferry_t_de« [SQLSTATE 53300]$(connection_slot_hint 3)" \
    "a role's CONNECTION LIMIT: the server's German words, the SQLSTATE, the advice"
 
 # a database's CONNECTION LIMIT
 settle
 psql_val "$db" "ALTER ROLE ferry_t_de CONNECTION LIMIT -1; ALTER DATABASE ferry_de CONNECTION LIMIT 1" >/dev/null
 run_ferry --db "$dbr" --dir "$D" --jobs 3 run 20250101
-is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  zu viele Verbindungen für Datenbank »ferry_de« [SQLSTATE 53300]$(hint 3)" \
+is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  zu viele Verbindungen für Datenbank »ferry_de« [SQLSTATE 53300]$(connection_slot_hint 3)" \
    "a database's CONNECTION LIMIT: the same"
 
 # max_connections 10, 3 of them reserved for superusers: a role without
@@ -87,13 +84,13 @@ is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL
 settle
 psql_val "$db" "ALTER DATABASE ferry_de CONNECTION LIMIT -1" >/dev/null
 run_ferry --db "$dbr" --dir "$D" --jobs 8 run 20250101
-is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  die verbleibenden Verbindungen sind für Superuser auf Nicht-Replikationsverbindungen reserviert [SQLSTATE 53300]$(hint 8)" \
+is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  die verbleibenden Verbindungen sind für Superuser auf Nicht-Replikationsverbindungen reserviert [SQLSTATE 53300]$(connection_slot_hint 8)" \
    "the superusers' share of max_connections: the same"
 
 # ... and a superuser the 11th
 settle
 run_ferry --db "$db" --dir "$D" --jobs 11 run 20250101
-is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  tut mir leid, schon zu viele Verbindungen [SQLSTATE 53300]$(hint 11)" \
+is "$RC|$ERR" "1|ferry: 20250101_p: cannot connect to the database: $SOCK: FATAL:  tut mir leid, schon zu viele Verbindungen [SQLSTATE 53300]$(connection_slot_hint 11)" \
    "max_connections: the same"
 settle
 

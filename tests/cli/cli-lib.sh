@@ -76,3 +76,11 @@ norm_times() {
 
 STATUS_HEADER=$(status_line MIGRATION STATUS "APPLIED AT" CHECKSUM)
 TS=YYYY-MM-DDTHH:MM:SSZ
+
+# The advice after a session the server refused for want of a connection
+# slot (53300), for --jobs JOBS: lower --jobs only when there is more than one.
+connection_slot_hint() {   # JOBS
+    local lower="lower --jobs, or "
+    [ "$1" -gt 1 ] || lower=""
+    echo "; the server refused one more session (a data migration opens its own: --jobs $1 writers, the main session one of them, and its readers): ${lower}ask the DBA for more connections (max_connections, or the CONNECTION LIMIT of the role or the database), and re-run to resume (everything up to the last checkpoint is committed)"
+}

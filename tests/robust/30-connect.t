@@ -33,42 +33,39 @@ D=$TAP_TMPDIR/proj
 mkdir -p "$D/migrations/20250101_x"
 printf 'SELECT 1;\n' >"$D/migrations/20250101_x/up.sql"
 
+# status_of CONNINFO: `ferry status` with it; $RC, $OUT, $ERR.
 # (timeout 60 only stops a hang from stopping the suite: 124 would mean one)
+status_of() {
+    RC=0
+    timeout 60 "$FERRY" --dir "$D" --db "$1" status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+    OUT=$(cat "$TAP_TMPDIR/out")
+    ERR=$(cat "$TAP_TMPDIR/err")
+}
 accepted >/dev/null    # (the readiness probe's)
-RC=0
-timeout 60 "$FERRY" --dir "$D" --db "host=127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable" status \
-    >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
-is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" \
+status_of "host=127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable"
+is "$RC|$OUT|$ERR" \
    "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $port failed: timeout expired" \
    "a server that never answers, connect_timeout=2: exit 2 (a configuration error), no hang, saying the time ran out"
 # (it was tried twice, the second time the blocking way: connect_timeout=2
 # took 4 s, the last 2 of them deaf to Ctrl-C)
 is "$(accepted)" 1 "... after one attempt, not two: connect_timeout is the time it waits"
 
-RC=0
-timeout 60 "$FERRY" --dir "$D" \
-    --db "host=127.0.0.1,$PGHOST port=$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable" \
-    status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+status_of "host=127.0.0.1,$PGHOST port=$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable"
 is "$RC" 0 "two hosts, the first never answers: the second one is used"
-like "$(cat "$TAP_TMPDIR/out")" "20250101_x" "... and status lists the migrations"
+like "$OUT" "20250101_x" "... and status lists the migrations"
 is "$(accepted)" 1 "... the silent one tried once"
 
 # Every host silent: each is given connect_timeout in turn, and the error
 # says so of each, on one line.
-RC=0
-timeout 60 "$FERRY" --dir "$D" --db "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable" status \
-    >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
-is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" \
+status_of "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=2 sslmode=disable"
+is "$RC|$OUT|$ERR" \
    "2||ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $port failed: timeout expired; connection to server at \"127.0.0.1\", port $port failed: timeout expired" \
    "two hosts, both silent: exit 2, one line saying each ran out of time"
 is "$(accepted)" 2 "... each tried once"
 
 # A host that refuses, then a silent one, then the server: the refusal and
 # the timeout are both in what is kept, and the server is used.
-RC=0
-timeout 60 "$FERRY" --dir "$D" \
-    --db "host=127.0.0.1,127.0.0.1,$PGHOST port=1,$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable" \
-    status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+status_of "host=127.0.0.1,127.0.0.1,$PGHOST port=1,$port,$PGPORT dbname=ferry_connect user=${PGUSER:-postgres} connect_timeout=2 sslmode=disable"
 is "$RC|$(accepted)" "0|1" "refused, silent, then the server: the server is used, the silent one tried once"
 
 # Ctrl-C while the second of two silent hosts is waited for: ferry stops at
