@@ -77,6 +77,13 @@ static int push_cli(lua_State *L, int argc, char **argv) {
                                     "DATABASE_URL, then libpq's PG* variables, are used)", "--db");
                 return 0;
             }
+            /* "ferry --db status": the value taken is the command itself,
+             * which Lua then says; only a word of lowercase letters, which
+             * is no connection string with a password */
+            if (strncmp(a, "--db", n) == 0 && !eq && strspn(v, "abcdefghijklmnopqrstuvwxyz") == strlen(v)) {
+                lua_pushstring(L, v);
+                lua_setfield(L, -4, "db_word");
+            }
             lua_pushlstring(L, name, name_len);
             /* the connection string may hold a password: it stays in C */
             if (strncmp(a, "--db", n) == 0) lua_pushboolean(L, 1); else lua_pushstring(L, v);

@@ -3503,6 +3503,17 @@ local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, ba
 
 local command_run           -- the command main runs (for the closing error line)
 
+-- An option given no value of its own takes the next word: "ferry --db
+-- status" leaves no command, "ferry --to up 2025" the unknown command
+-- 2025.  The option and the command it took, if one did (--db's value
+-- stays in C; the host passes it on only as a bare word, db_word).
+local function swallowed_command(cli)
+  for _, name in ipairs({"db", "dir", "to", "lock-timeout", "statement-timeout"}) do
+    local word = name == "db" and cli.db_word or cli.flags[name]
+    if type(word) == "string" and commands[word] then return name, word end
+  end
+end
+
 local function main(cli)
   if cli.error then error(cli.error, 0) end     -- a command line the host could not read
   local flags = cli.flags
@@ -3515,13 +3526,26 @@ local function main(cli)
     if flags.json then emit_json(object({"usage"}, {usage = USAGE}), EXIT_OK) else out(USAGE) end
     return EXIT_OK
   end
+  if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
+  -- the numbers first: "ferry --jobs run X" took the command as --jobs's value
+  opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
+  opts.batch_size_given = flags["batch-size"] ~= nil
+  -- (the writers' sessions, which a run starts ahead with db.prestart)
+  opts.jobs = number_flag(flags, "jobs", 2, 1, db.MAX_PRESTART)
+  opts.max_errors = number_flag(flags, "max-errors", 100, 0)
+  local swallowed, word = swallowed_command(cli)
+  if #cli.args == 0 and swallowed then
+    usage_error("no command given: --%s took '%s' as its value (see 'ferry --help')", swallowed, word)
+  end
   if #cli.args == 0 then
     err_out(USAGE)
     if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"}), EXIT_USAGE) end
     return EXIT_USAGE
   end
-  if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
   local cmd = table.remove(cli.args, 1)
+  if not commands[cmd] and swallowed then
+    usage_error("unknown command %s: --%s took '%s' as its value (see 'ferry --help')", cmd, swallowed, word)
+  end
   if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end
   command_run = cmd
   for flag, allowed in pairs(COMMANDS_WITH) do
@@ -3536,11 +3560,6 @@ local function main(cli)
   opts.sql = flags.sql == true
   opts.pipeline = flags.pipeline == true
   opts.force = flags.force == true
-  opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
-  opts.batch_size_given = flags["batch-size"] ~= nil
-  -- (the writers' sessions, which a run starts ahead with db.prestart)
-  opts.jobs = number_flag(flags, "jobs", 2, 1, db.MAX_PRESTART)
-  opts.max_errors = number_flag(flags, "max-errors", 100, 0)
   opts.lock_timeout = type(flags["lock-timeout"]) == "string" and flags["lock-timeout"] or "5s"
   opts.statement_timeout = type(flags["statement-timeout"]) == "string" and flags["statement-timeout"] or "0"
   root_dir = flags.dir or "."

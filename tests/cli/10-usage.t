@@ -71,6 +71,16 @@ expect_usage "option --db is empty: give a connection string, or leave --db out 
 expect_usage "option --db is empty: give a connection string, or leave --db out (then DATABASE_URL, then libpq's PG* variables, are used)" --dir "$D" --db= up
 expect_usage "option --to needs a value" --dir "$D" up --to
 expect_usage "option --dir needs a value" --dir
+# an option given no value takes the next word, the command itself: said so,
+# not "no command given" or "unknown command" of the word after it
+expect_usage "--jobs needs a whole number from 1 to 100, not run" --dir "$D" --jobs run 20250101
+expect_usage "--batch-size needs a whole number >= 1, not up" --dir "$D" --batch-size up
+expect_usage "no command given: --db took 'status' as its value (see 'ferry --help')" --dir "$D" --db status
+expect_usage "unknown command 20250101: --to took 'up' as its value (see 'ferry --help')" --dir "$D" --to up 20250101
+expect_usage "no command given: --dir took 'status' as its value (see 'ferry --help')" --dir status
+run_ferry --json --dir "$D" --db status
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"no command given: --db took 'status' as its value (see 'ferry --help')\"}" \
+   "--json --db status: the object says so too"
 expect_usage "up takes no arguments (did you mean 'ferry run 20250101'?)" --dir "$D" up 20250101
 expect_usage "status takes no arguments" --dir "$D" status now
 expect_usage "check takes no arguments" --dir "$D" check all
