@@ -196,8 +196,19 @@ function methods.transaction(conn, fn, ...)
     end
     error(res[2], 0)          -- (the guard rolls the savepoint back, and releases it)
   end
-  own(conn, "exec", "BEGIN")
+  -- The guard is armed before the BEGIN, not after it: Ctrl-C while the
+  -- BEGIN waits for its reply lets it go through (a cancel between
+  -- statements does nothing) and raises at the next Lua instruction --
+  -- had that been before `guard.done = false`, the transaction would stay
+  -- open, unseen, and what came next on the session (close_history's
+  -- second try at the outcome) would run inside it as a savepoint, its
+  -- "commit" a RELEASE, rolled back as ferry exits.  The guard goes by the
+  -- session (in_transaction): a BEGIN that never ran leaves nothing to
+  -- roll back.  (robust/53-held-record-reply.t)  Not so for a SAVEPOINT,
+  -- which the session does not tell: one left by such a raise holds
+  -- nothing (fn never ran) and goes with the level around it.
   guard.done = false
+  own(conn, "exec", "BEGIN")
   savepoints[conn] = 0
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil

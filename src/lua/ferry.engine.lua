@@ -1232,7 +1232,11 @@ end
 -- Ends a run's history row: finish() (the history update and whatever
 -- goes with it) in one transaction on the main session, or, when that
 -- session is lost or unusable (a script left it busy), the failure on a
--- new one.  Returns an error message when the run could not be recorded.
+-- new one.  Returns an error message when the run could not be recorded,
+-- and then the row's status as the server has it, read on a new session
+-- (nil: not known): "applied" or "rolled back" when the connection was
+-- lost as the COMMIT that wrote it went through, its reply never read --
+-- the outcome is recorded, and the caller says so.
 local function close_history(hid, lost, errtext, finish)
   if lost then return nil, record_lost(hid, errtext) end
   local done, ferr = pcall(db.transaction, finish)
@@ -1246,8 +1250,7 @@ local function close_history(hid, lost, errtext, finish)
   -- (the server's words, without the place in ferry's own Lua that ran
   -- the history update)
   local msg = "cannot record the run: " .. (error_text(ferr):match("^[^\n]*"):gsub(FERRY_POSITION, "", 1))
-  record_lost(hid, errtext or msg)
-  return msg
+  return msg, record_lost(hid, errtext or msg)
 end
 
 -- The line for a schema step (up.sql, one transaction) whose connection
@@ -1740,12 +1743,21 @@ local function apply(m, operation, dry_run)
     end)
     if failure and ok then
       ok, err, errtext, good = false, failure, failure, false
+      -- the connection lost as the COMMIT that recorded the run went
+      -- through (its reply lost with it): applied, as the row says -- the
+      -- command stops all the same, its session and lock gone
+      -- (robust/53-held-record-reply.t)
+      if lost_status == "applied" then
+        recorded_lost = string.format("%s: the connection was lost as the COMMIT recording its run went through: it "
+                                      .. "is applied (its history row, read on a new session, says so); nothing after "
+                                      .. "it was run", m.id)
+        errtext = recorded_lost:sub(#m.id + 3)           -- (the --json "error": the line, without the id)
       -- the connection lost (the server crashed, or ended the session)
       -- after the script's last commit, before the history update: its
       -- work is done, or, with the commits the crash lost, resumable
       -- (a data migration: an up.sql records itself applied inside its own
       -- transaction, so once it committed there is nothing to re-run)
-      if failure:find("connection lost", 1, true) and m.files["up.lua"] then
+      elseif failure:find("connection lost", 1, true) and m.files["up.lua"] then
         recorded_lost = string.format("%s: the script finished, but the run could not be recorded: %s; "
                                       .. "re-run it (it finds the rows committed done; a crash "
                                       .. "of the server can have lost the last few commits, which the re-run redoes)",
@@ -2372,10 +2384,20 @@ function commands.rollback(args)
   if not ok and not hid and not stop then error(err, 0) end
   ok, err = close_open_transaction(ok, err)
   local errtext = not ok and error_text(err) or nil
-  local failure = hid and close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
-    history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext)
-    if ok then db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end
-  end)
+  local failure, recorded
+  if hid then
+    failure, recorded = close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
+      history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext)
+      if ok then db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end
+    end)
+  end
+  -- (the connection lost as the COMMIT that recorded it went through: it
+  -- is recorded rolled back, and said so -- see apply)
+  local lost_at_commit = failure and ok and recorded == "rolled back"
+  if lost_at_commit then
+    failure = "the connection was lost as the COMMIT recording it went through: it is rolled back (its history row, "
+              .. "read on a new session, says so)"
+  end
   if failure and ok then ok, err, errtext = false, failure, failure end
   local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
     migration = m.id, mode = "rollback", ok = ok, stats = stats_object(), errors = errors_array(),
@@ -2393,6 +2415,8 @@ function commands.rollback(args)
     if stop then
       err_out("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",
               m.id, "` again to finish it\n")
+    elseif lost_at_commit then
+      err_out("ferry: ", m.id, ": ", errtext, "\n")
     else
       local first = errtext:match("^[^\n]*")
       err_out("ferry: ", m.id, ": rollback failed: ", shown(first),
@@ -2578,6 +2602,14 @@ function commands.baseline(args)
     local ok, err = pcall(db.transaction, function()
       history_finish(history_start(m, "baseline", run_id, sum), "applied", nil, nil, nil)
     end)
+    -- Ctrl-C as the COMMIT's reply came is raised after it: the row may be
+    -- committed all the same, and is then counted as baselined, as the
+    -- history has it (asked once the interruption is taken: nothing
+    -- interrupts this).  (robust/53-held-record-reply.t)
+    if not ok and is_ferry_error(err) and err.signal then
+      local got, row = pcall(db.one, "SELECT 1 AS one FROM ferry.history WHERE run_id = $1 AND status = 'applied'", run_id)
+      if got and row then ok = true end
+    end
     if not ok then
       if is_ferry_error(err) and err.signal then return stopped(err) end
       error(err, 0)
