@@ -6,7 +6,8 @@
 # Groups (default: test):
 #   build  compile dependencies
 #   test   build + PostgreSQL 15 server, pgTAP, pg_prove, cmocka, time,
-#          pgbouncer and openssl (tests/robust/32-pooler.t, 33-tls.t), and
+#          pgbouncer, pgpool2 and openssl (tests/robust/32-pooler.t,
+#          34-pgpool.t, 33-tls.t), and
 #          the de_DE.UTF-8 locale (package locales; enabled in
 #          /etc/locale.gen and generated) for a server speaking German
 #          (tests/cli/78-german-server.t)
@@ -19,8 +20,9 @@
 #
 # Note: installing postgresql-15 may make Debian create and start a system
 # cluster "15/main" on port 5432.  ferry's tests never use it; they run a
-# private cluster (scripts/pg.sh).  Likewise pgbouncer's package may start
-# a system pgbouncer on port 6432; the tests start their own.
+# private cluster (scripts/pg.sh).  Likewise pgbouncer's and pgpool2's
+# packages may start a system pgbouncer (port 6432) or pgpool (port 9999);
+# the tests start their own, with their own config and ports.
 set -euo pipefail
 
 # lua-cjson-dev ships the headers, liblua5.4-cjson.a and lua5.4-cjson.pc;
@@ -28,7 +30,7 @@ set -euo pipefail
 # Debian 12 has no package called liblua5.4-cjson.
 PKGS_build=(build-essential pkg-config liblua5.4-dev lua-cjson-dev lua-cjson libpq-dev uuid-dev)
 PKGS_test=(postgresql-15 postgresql-client-15 postgresql-15-pgtap
-           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer openssl locales)
+           libtap-parser-sourcehandler-pgtap-perl libcmocka-dev perl time bc python3 pgbouncer pgpool2 openssl locales)
 # clang-14 only *recommends* the compiler-rt runtimes (ASan, UBSan, libFuzzer),
 # and we install without recommends, so name them explicitly.
 PKGS_tools=(valgrind clang libclang-rt-14-dev)

@@ -612,6 +612,30 @@ static void pooled_session(lua_State *L, db_state *st, conn *c) {
     lua_error(L);
 }
 
+/* c is inside a transaction after its settings, a statement that begins
+ * none: one a connection pooler opened around it.  pgpool-II in raw mode
+ * (backend_clustering_mode = 'raw') does so before the first statement
+ * it takes for a write (the settings' FOR UPDATE) on a server session it
+ * has just opened, and never ends it: ferry's writes would never be
+ * committed (rolled back with the session), and the engine would take it
+ * for a transaction a script left open.  Ended here with COMMIT (the
+ * settings are kept), after which pgpool opens none of its own on this
+ * session: it then works as on the server.  Should it not end, raises
+ * "cannot connect to the database: ..." with what to do, c closed (the
+ * pooler rolls its transaction back, the settings with it). */
+static void end_foreign_transaction(lua_State *L, conn *c) {
+    PGresult *r = PQexec(c->pg, "COMMIT");
+    int ended = PQresultStatus(r) == PGRES_COMMAND_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    PQclear(r);
+    if (ended) return;
+    finish_pg(c);
+    lua_pushstring(L, "cannot connect to the database: a connection pooler between ferry and the server opens a "
+                      "transaction of its own before a statement that writes and leaves it open (pgpool-II with "
+                      "backend_clustering_mode = 'raw'): ferry's writes would never be committed; connect to the "
+                      "server directly, or through pgpool-II in streaming_replication mode");
+    lua_error(L);
+}
+
 /* Applies the session settings every ferry connection has, with values
  * bound as parameters.  Returns 1; 0 (nothing raised, nothing printed)
  * when `may_retry` and the server had closed the session: one started
@@ -679,7 +703,16 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         " set_config('jit', 'off', false), set_config('row_security', 'off', false)," \
         " set_config('client_min_messages', 'notice', false)," \
         " set_config('standard_conforming_strings', 'on', false)"
-#define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int"
+    /* FOR UPDATE locks nothing here (there is no table), and the server
+     * takes it in a read-only transaction too; but pgpool-II in raw mode
+     * (backend_clustering_mode = 'raw') takes the statement for a write,
+     * as it does every INSERT, UPDATE and DELETE ferry sends (all with
+     * the extended protocol), and opens a transaction of its own before
+     * it that it never ends: the writes would never be committed (rolled
+     * back when the session ends).  So its transaction shows here, on
+     * this first statement, before anything is written, and is ended: see
+     * end_foreign_transaction. */
+#define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int FOR UPDATE"
   again:
     b->res = PQexecParams(c->pg,
         PQserverVersion(c->pg) >= 140000
@@ -718,7 +751,9 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
     }
     c->server_pid = atoi(PQgetvalue(b->res, 0, 0));
     PQclear(b->res);
+    b->res = NULL;
     PQsetNoticeReceiver(c->pg, notice_receiver, c);
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) end_foreign_transaction(L, c);
     /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
      * killed while the server sorts a million audits would otherwise leave
      * that query running for minutes, holding its snapshot and a core.  On
