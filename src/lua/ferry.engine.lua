@@ -2459,6 +2459,27 @@ local function unfinished_run_note(m, st)
   return nil
 end
 
+-- not_applied_note(m, st) -> state, note when m is not applied on this
+-- database (nil when it is): "pending" (ferry has no record of it here)
+-- or "rolled back".  Its checks
+-- look for what it leaves behind, so a failed one -- often a raw query
+-- error, a table not there yet -- says nothing of the migration: said
+-- first, and as the --json object's "not_applied".  (A run that failed or
+-- is in progress has notes of its own, above.)
+local function not_applied_note(m, st)
+  local state, why
+  if not st then
+    state, why = "pending", "pending: ferry has no record of it here"
+  elseif st.status == "rolled back" then
+    state, why = "rolled back", "rolled back at " .. st.finished_at
+  else
+    return nil
+  end
+  return state, string.format("note: %s is not applied on this database (%s): its checks look for what it leaves "
+                              .. "behind, and fail where they do not find it; apply it first: ferry up --to %s "
+                              .. "(which also runs what is pending before it), then validate again", m.id, why, m.id)
+end
+
 function commands.validate(args)
   if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
   local list, by_id = discover(root_dir)
@@ -2495,6 +2516,8 @@ function commands.validate(args)
       if note then log.warn(note) end
     end
   end
+  local not_applied, note = not_applied_note(m, states[m.id])
+  if note then log.warn(note) end
   -- checks only read: the main session and every one they open are
   -- read-only while they run
   local was_read_only = db.read_only
@@ -2556,7 +2579,8 @@ function commands.validate(args)
   end
   local code = stop and stop.code or failed == 0 and EXIT_OK or EXIT_FAIL
   if log.flags().json then
-    emit_json(object({"migration", "mode", "ok", "checks"}, {migration = m.id, mode = "validate", ok = failed == 0, checks = checks}),
+    emit_json(object({"migration", "mode", "not_applied", "ok", "checks"},
+                     {migration = m.id, mode = "validate", not_applied = not_applied, ok = failed == 0, checks = checks}),
               code)
   else
     log.info(string.format("%d check(s), %d failed", #checks, failed))
