@@ -109,6 +109,15 @@ expect_usage "--to 20250199: no migration has that version" --dir "$D" up --to 2
 expect_usage "baseline 20250199: no migration has that version" --dir "$D" baseline 20250199
 expect_usage "20250101_alpha has no rollback.sql or down.lua" --dir "$D" rollback 20250101
 expect_usage "20250101_alpha has no validate.lua" --dir "$D" validate 20250101
+# ...as the operator meets it: Batch 3 has neither (its README says why)
+expect_usage "20251108_link_customers has no rollback.sql or down.lua" --dir "$REPO_ROOT" rollback 20251108
+expect_usage "20251108_link_customers has no validate.lua" --dir "$REPO_ROOT" validate 20251108
+for c in "rollback 20251108|20251108_link_customers has no rollback.sql or down.lua" \
+         "validate 20251108|20251108_link_customers has no validate.lua"; do
+    # shellcheck disable=SC2086
+    run_ferry --dir "$REPO_ROOT" --json ${c%%|*}
+    is "$RC|$OUT|$ERR" "2|{\"ok\":false,\"error\":\"${c#*|}\"}|ferry: ${c#*|}" "--json ${c%%|*}: exit 2, the line in the object"
+done
 
 # --- bad folders and numbers
 expect_usage "--dir $TAP_TMPDIR/nowhere: no such folder" --dir "$TAP_TMPDIR/nowhere" status
