@@ -2461,11 +2461,11 @@ end
 
 -- not_applied_note(m, st) -> state, note when m is not applied on this
 -- database (nil when it is): "pending" (ferry has no record of it here)
--- or "rolled back".  Its checks
--- look for what it leaves behind, so a failed one -- often a raw query
--- error, a table not there yet -- says nothing of the migration: said
--- first, and as the --json object's "not_applied".  (A run that failed or
--- is in progress has notes of its own, above.)
+-- or "rolled back".  Its checks look for what it leaves behind, so a
+-- failed one -- often a raw query error, a table not there yet -- says
+-- nothing of the migration: said first, and as the --json object's
+-- "not_applied".  (A run that failed or is in progress has notes of its
+-- own, above.)
 local function not_applied_note(m, st)
   local state, why
   if not st then

@@ -33,6 +33,7 @@ PY
 
 is "$(readme_part count)" 1 "README.md has one \`\`\`sh block that loads demo/data.sql"
 CMD=$(readme_part cmd)
+# shellcheck disable=SC2016  # (a literal $DATABASE_URL)
 like "$CMD" '^psql "\$DATABASE_URL" ' "...a psql line on \"\$DATABASE_URL\" (the only thing the test supplies)"
 NEXT=$(readme_part next)
 is "$(head -n 2 <<<"$NEXT")" '```text
