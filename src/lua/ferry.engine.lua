@@ -1731,6 +1731,7 @@ local function apply(m, operation, dry_run)
   local good = ok and row_errors == 0
   local recorded_lost      -- the line to show when the run finished but its record was lost
   local lost_status        -- the history row's status once the connection was lost (nil: not known)
+  local row_status         -- what its history row holds once recorded (--json "status"; nil: not known)
   if not dry_run and hid then
     -- applied and no resume point left, or neither: one transaction (the
     -- files are read and hashed before it begins)
@@ -1741,6 +1742,8 @@ local function apply(m, operation, dry_run)
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
     end)
+    -- (the outcome written, or, the connection lost, as read on a new session)
+    if lost or failure then row_status = lost_status else row_status = good and "applied" or "failed" end
     if failure and ok then
       ok, err, errtext, good = false, failure, failure, false
       -- the connection lost as the COMMIT that recorded the run went
@@ -1765,8 +1768,8 @@ local function apply(m, operation, dry_run)
       end
     end
   end
-  local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
-    migration = m.id, mode = dry_run and "dry-run" or "apply", ok = good,
+  local result = object({"migration", "mode", "ok", "status", "stats", "errors", "duration_ms", "error"}, {
+    migration = m.id, mode = dry_run and "dry-run" or "apply", ok = good, status = row_status,
     stats = stats_object(), errors = errors_array(),
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5),
     error = errtext and errtext:match("^[^\n]*") or nil,
@@ -2219,6 +2222,11 @@ function commands.up(args)
     if opts.dry_run and m.files["up.sql"] and not m.files["up.lua"] then dry_sql[#dry_sql + 1] = m.id end
     if r.exit then
       code, stop_line = r.exit, r.message:match("^[^\n]*")
+      -- applied all the same, as its history row says (the connection
+      -- lost as the COMMIT recording it went through): its entry says so
+      -- as that of one a Ctrl-C stopped the command after; the command's
+      -- "ok" and "error" say that it stopped
+      if r.status == "applied" then r.ok, r.error = true, nil end
       if not log.flags().json then report_failure(r) else err_out("ferry: ", shown(r.message), "\n") end
       break
     end
@@ -2398,9 +2406,15 @@ function commands.rollback(args)
     failure = "the connection was lost as the COMMIT recording it went through: it is rolled back (its history row, "
               .. "read on a new session, says so)"
   end
+  -- what its history row holds (--json "status"), nil when not known
+  local row_status
+  if hid then
+    local lost = errtext and errtext:find("connection lost", 1, true)
+    if lost or failure then row_status = recorded else row_status = ok and "rolled back" or "failed" end
+  end
   if failure and ok then ok, err, errtext = false, failure, failure end
-  local result = object({"migration", "mode", "ok", "stats", "errors", "duration_ms", "error"}, {
-    migration = m.id, mode = "rollback", ok = ok, stats = stats_object(), errors = errors_array(),
+  local result = object({"migration", "mode", "ok", "status", "stats", "errors", "duration_ms", "error"}, {
+    migration = m.id, mode = "rollback", ok = ok, status = row_status, stats = stats_object(), errors = errors_array(),
     duration_ms = math.floor((sys.clock() - t0) * 1000 + 0.5), error = errtext and errtext:match("^[^\n]*"),
   })
   -- a rollback that finished though interrupted meanwhile (as its outcome

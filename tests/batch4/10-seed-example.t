@@ -137,7 +137,7 @@ conv=$(q "$URI" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"Co
 b4_run --json
 is "$RC" 0 "second run exits 0"
 is "$(printf '%s\n' "$OUT" | sed -E 's/"duration_ms":[0-9]+/"duration_ms":N/')" \
-   "{\"migration\":\"$B4\",\"mode\":\"apply\",\"ok\":true,\"stats\":$(json_stats 0 3 0 25 25 0 0),\"errors\":[],\"duration_ms\":N}" \
+   "{\"migration\":\"$B4\",\"mode\":\"apply\",\"ok\":true,\"status\":\"applied\",\"stats\":$(json_stats 0 3 0 25 25 0 0),\"errors\":[],\"duration_ms\":N}" \
    "second run --json: 0 created; 3 conversations and 25 audits skipped"
 is "$(q "$URI" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"Message\" t")" "$msgs" "second run: messages unchanged"
 is "$(q "$URI" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"Conversation\" t")" "$conv" "second run: conversations unchanged"

@@ -29,11 +29,11 @@ is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 run_ferry --dir "$D" --json up
 is "$RC" 0 "up --json: exit 0"
 is "$(json_eval "$OUT" 'list(j.keys())')" '["ok","migrations"]' "up --json: one object {\"ok\": true, \"migrations\": [...]}"
-is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["stats"], m["errors"]] for m in j["migrations"]]')" \
-   '[["20250101_a","apply",true,{},[]],["20250102_b","apply",true,{"seen":3,"written":3},[]]]' \
-   "up --json: each migration with mode, ok, stats, errors"
+is "$(json_eval "$OUT" '[[m["migration"], m["mode"], m["ok"], m["status"], m["stats"], m["errors"]] for m in j["migrations"]]')" \
+   '[["20250101_a","apply",true,"applied",{},[]],["20250102_b","apply",true,"applied",{"seen":3,"written":3},[]]]' \
+   "up --json: each migration with mode, ok, status, stats, errors"
 is "$(json_eval "$OUT" '[list(m.keys()) for m in j["migrations"]][1]')" \
-   '["migration","mode","ok","stats","errors","duration_ms"]' "up --json: the fields of a result"
+   '["migration","mode","ok","status","stats","errors","duration_ms"]' "up --json: the fields of a result"
 is "$(json_eval "$OUT" 'all(isinstance(m["duration_ms"], int) and m["duration_ms"] >= 0 for m in j["migrations"])')" \
    true "up --json: duration_ms is a whole number"
 is "$(wc -l <"$TAP_TMPDIR/run.out")" 1 "up --json: stdout is one line"

@@ -61,7 +61,7 @@ is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"dry-run","ok":true,
 is "$ERR" "$UP_ERR" "run --json --dry-run: what up.lua and its rule write to stdout (print, io.write, io.stdout, io.output(), a shell command) is on stderr, in order"
 
 run_ferry --dir "$D" --json run 20250101
-is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"apply","ok":true,"stats":{"n":1},"errors":[],"duration_ms":N}' \
+is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"apply","ok":true,"status":"applied","stats":{"n":1},"errors":[],"duration_ms":N}' \
    "run --json: stdout is the JSON object alone"
 is "$ERR" "$UP_ERR" "run --json: the script's stdout is on stderr"
 
@@ -71,12 +71,12 @@ is "$RC|$OUT" '0|{"migration":"20250101_a","mode":"validate","ok":true,"checks":
 is "$ERR" $'validate: print\nin check' "validate --json: validate.lua's print and io.write on stderr"
 
 run_ferry --dir "$D" --json rollback 20250101
-is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"rollback","ok":true,"stats":{"undone":1},"errors":[],"duration_ms":N}' \
+is "$RC|$(norm "$OUT")" '0|{"migration":"20250101_a","mode":"rollback","ok":true,"status":"rolled back","stats":{"undone":1},"errors":[],"duration_ms":N}' \
    "rollback --json: stdout is the JSON object alone"
 is "$ERR" $'down: print\ndown: io.write' "rollback --json: down.lua's print and io.write on stderr"
 
 run_ferry --dir "$D" --json up
-is "$RC|$(norm "$OUT")" '0|{"ok":true,"migrations":[{"migration":"20250101_a","mode":"apply","ok":true,"stats":{"n":1},"errors":[],"duration_ms":N}]}' \
+is "$RC|$(norm "$OUT")" '0|{"ok":true,"migrations":[{"migration":"20250101_a","mode":"apply","ok":true,"status":"applied","stats":{"n":1},"errors":[],"duration_ms":N}]}' \
    "up --json: stdout is the JSON object alone"
 is "$ERR" "$UP_ERR" "up --json: the script's stdout is on stderr"
 
@@ -88,7 +88,7 @@ is "$ERR" $'rule: loaded\nrule test: io.write\nrule test: print\nrule: f\t1' "ch
 # a script that prints and then fails: the object still stands alone
 put "$D/migrations/20250102_b/up.lua" 'print("before the error") error("boom")'
 run_ferry --dir "$D" --json run 20250102
-is "$RC|$(norm "$OUT")" '1|{"migration":"20250102_b","mode":"apply","ok":false,"stats":{},"errors":[],"duration_ms":N,"error":"migrations/20250102_b/up.lua:1: boom"}' \
+is "$RC|$(norm "$OUT")" '1|{"migration":"20250102_b","mode":"apply","ok":false,"status":"failed","stats":{},"errors":[],"duration_ms":N,"error":"migrations/20250102_b/up.lua:1: boom"}' \
    "a failing run --json: stdout is the JSON object alone"
 is "$ERR" $'before the error\nferry: migrations/20250102_b/up.lua:1: boom' "...what it printed and the error line on stderr"
 rm -rf "$D/migrations/20250102_b"

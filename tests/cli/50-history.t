@@ -321,7 +321,7 @@ dbu=$(fresh_db ferry_cli_history_utf8)
 put "$U/migrations/20250101_rowerr/up.lua" 'stats.error("row-\xff", ("h\xc3\xa9llo"):sub(1, 2))'
 put "$U/migrations/20250102_err/up.lua" 'error("cut: " .. ("\xc3\xa9"):sub(1, 1))'
 run_ferry --db "$dbu" --dir "$U" --json run 20250101_rowerr
-is "$RC|$OUT" '1|{"migration":"20250101_rowerr","mode":"apply","ok":false,"stats":{"errors":1},"errors":[{"key":"row-'"$R"'","message":"h'"$R"'"}],"duration_ms":'"$(sed -n 's/.*"duration_ms":\([0-9]*\)}$/\1/p' <<<"$OUT")"'}' \
+is "$RC|$OUT" '1|{"migration":"20250101_rowerr","mode":"apply","ok":false,"status":"failed","stats":{"errors":1},"errors":[{"key":"row-'"$R"'","message":"h'"$R"'"}],"duration_ms":'"$(sed -n 's/.*"duration_ms":\([0-9]*\)}$/\1/p' <<<"$OUT")"'}' \
    "a row error with bad bytes: --json is valid, U+FFFD in their place"
 is "$(psql_val "$dbu" "SELECT status || ' ' || (stats->'errors')::text FROM ferry.history WHERE migration = '20250101_rowerr'")" \
    'failed [{"key": "row-'"$R"'", "message": "h'"$R"'"}]' "...and the run is recorded as failed"

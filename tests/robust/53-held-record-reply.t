@@ -29,94 +29,9 @@ put "$D/migrations/20250101_first/up.sql" 'CREATE TABLE first_t (x int);'
 run_ferry --db "$db" --dir "$D" up
 is "$RC" 0 "set-up: the history exists"
 
-# held MARK STATEMENT ARGS...: ferry ARGS through a proxy that holds the
-# server's reply to the first STATEMENT (its text, as sent) that follows
-# MARK in what ferry sends, until the Ctrl-C sent meanwhile (to ferry's
-# process group, as a terminal sends it) has sent its cancel -- through
-# the proxy too, whose end releases the reply; $RC, $ERR.  (A Unix
-# socket's path has at most 107 bytes: a short folder of its own.)
-sockdir=$(mktemp -d /tmp/ferry-begin.XXXXXX)
-trap 'rm -rf "$sockdir"' EXIT
-case_n=0
-held() {
-  local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl proxy pid
-  shift 2
-  case_n=$((case_n + 1))
-  ctl=$TAP_TMPDIR/ctl$case_n
-  mkdir -p "$ctl"
-  python3 - "$sockdir/.s.PGSQL.$case_n" "$PGHOST/.s.PGSQL.$PGPORT" "$ctl" "$mark" "$statement" "$mode" <<'PY' &
-import os, socket, sys, threading, time
-listen_path, upstream_path, ctl = sys.argv[1:4]
-MARK, HOLD, MODE = sys.argv[4].encode(), sys.argv[5].encode() + b"\x00", sys.argv[6]
-state = {"marked": False, "held": False}
-lock = threading.Lock()
-def touch(name):
-    open(os.path.join(ctl, name), "w").close()
-def close(*socks):
-    for s in socks:
-        try: s.shutdown(socket.SHUT_RDWR)
-        except OSError: pass
-def client_to_server(c, u, conn):
-    seen = b""
-    try:
-        while True:
-            data = c.recv(65536)
-            if not data: break
-            if "cancel" not in conn:   # a CancelRequest: length 16, code 80877102
-                conn["cancel"] = len(data) >= 8 and data[4:8] == b"\x04\xd2\x16\x2e"
-            seen = (seen + data)[-65536:]
-            with lock:
-                if not state["marked"] and MARK in seen:
-                    state["marked"] = True
-                    seen = seen[seen.index(MARK) + len(MARK):]
-                if state["marked"] and not state["held"] and HOLD in seen:
-                    state["held"] = conn["hold"] = True
-                    touch("held")
-            u.sendall(data)
-    except OSError: pass
-    close(c, u)
-def server_to_client(u, c, conn):
-    try:
-        while True:
-            data = u.recv(65536)
-            if not data: break
-            if conn.get("hold"):
-                conn["hold"] = False
-                if MODE == "cut": break      # the reply lost with the connection
-                t0 = time.time()
-                while time.time() - t0 < 20 and not os.path.exists(os.path.join(ctl, "cancelled")):
-                    time.sleep(0.01)
-            c.sendall(data)
-    except OSError: pass
-    if conn.get("cancel"): touch("cancelled")
-    close(c, u)
-l = socket.socket(socket.AF_UNIX)
-l.bind(listen_path); l.listen(16)
-touch("listening")
-while True:
-    c, _ = l.accept()
-    u = socket.socket(socket.AF_UNIX); u.connect(upstream_path)
-    conn = {}
-    threading.Thread(target=client_to_server, args=(c, u, conn), daemon=True).start()
-    threading.Thread(target=server_to_client, args=(u, c, conn), daemon=True).start()
-PY
-  proxy=$!
-  for _ in $(seq 100); do [ -e "$ctl/listening" ] && break; sleep 0.1; done
-  set -m
-  "$FERRY" --db "host=$sockdir port=$case_n dbname=ferry_robust_interrupt_begin user=${PGUSER:-postgres}" \
-           --dir "$D" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
-  pid=$!
-  for _ in $(seq 250); do [ -e "$ctl/held" ] && break; sleep 0.1; done
-  [ -e "$ctl/held" ] || diag "the $statement was not seen"
-  [ "$mode" = interrupt ] && kill -INT -- "-$pid"
-  RC=0
-  wait "$pid" || RC=$?
-  set +m
-  ERR=$(cat "$TAP_TMPDIR/bg.err")
-  [ "$mode" != interrupt ] || [ -e "$ctl/cancelled" ] || diag "the Ctrl-C's cancel did not come while the $statement waited"
-  kill "$proxy"
-  wait "$proxy" 2>/dev/null
-}
+HELD_DB=ferry_robust_interrupt_begin
+. "$(dirname "$0")/held-lib.sh"
+norm_json() { sed -E 's/"duration_ms":[0-9]+/"duration_ms":N/g' <<<"$1"; }
 rows_of() { psql_val "$db" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$1'"; }
 
 # --- the BEGIN of the transaction that records a run that had finished
@@ -162,9 +77,11 @@ is "$RC" 1 "lost at the record's COMMIT: exit 1"
 is "$ERR" "ferry: 20250105_lost: the connection was lost as the COMMIT recording its run went through: it is applied (its history row, read on a new session, says so); nothing after it was run" \
    "lost at the record's COMMIT: the line says it is applied"
 is "$(rows_of 20250105_lost)" "run|applied|" "lost at the record's COMMIT: the row says applied"
-is "$(json_eval "$(cat "$TAP_TMPDIR/bg.out")" '[j["ok"], j["error"]]')" \
-   '[false,"the connection was lost as the COMMIT recording its run went through: it is applied (its history row, read on a new session, says so); nothing after it was run"]' \
-   "lost at the record's COMMIT: --json's error says it is applied"
+# (--json: "ok" false, the command stopped -- its session and lock gone;
+# "status" what the row holds, which a program reads to know it applied)
+is "$(norm_json "$(cat "$TAP_TMPDIR/bg.out")")" \
+   '{"migration":"20250105_lost","mode":"apply","ok":false,"status":"applied","stats":{},"errors":[],"duration_ms":N,"error":"the connection was lost as the COMMIT recording its run went through: it is applied (its history row, read on a new session, says so); nothing after it was run"}' \
+   "lost at the record's COMMIT: --json says it is applied (status), ok false, the error line"
 
 # --- the same for a rollback
 put "$D/migrations/20250105_lost/rollback.sql" 'DROP TABLE lost_marker_t;'
@@ -173,6 +90,39 @@ is "$RC" 1 "lost at a rollback's record's COMMIT: exit 1"
 is "$ERR" "ferry: 20250105_lost: the connection was lost as the COMMIT recording it went through: it is rolled back (its history row, read on a new session, says so)" \
    "lost at a rollback's record's COMMIT: the line says it is rolled back"
 is "$(rows_of 20250105_lost)" "run|applied| / rollback|rolled back|" "lost at a rollback's record's COMMIT: the row says rolled back"
+
+# --- the same in 'up --json': the migration's entry is that of one applied
+# (as when a Ctrl-C stops the command after it); the command's "ok" is
+# false and its "error" the line
+run_ferry --db "$db" --dir "$D" run 20250105
+is "$RC" 0 "set-up: 20250105 applied again"
+put "$D/migrations/20250106_lostup/up.lua" 'db.exec("CREATE TABLE lostup_marker_t (x int)")'
+HELD_MODE=cut held lostup_marker_t COMMIT --json up
+is "$RC" 1 "up, lost at the record's COMMIT: exit 1"
+is "$(rows_of 20250106_lostup)" "up|applied|" "up, lost at the record's COMMIT: the row says applied"
+is "$(norm_json "$(cat "$TAP_TMPDIR/bg.out")")" \
+   '{"ok":false,"migrations":[{"migration":"20250106_lostup","mode":"apply","ok":true,"status":"applied","stats":{},"errors":[],"duration_ms":N}],"error":"20250106_lostup: the connection was lost as the COMMIT recording its run went through: it is applied (its history row, read on a new session, says so); nothing after it was run"}' \
+   "up, lost at the record's COMMIT: its entry says applied, the command ok false with the line"
+
+# --- a schema step (up.sql) lost as its own COMMIT went through: its row,
+# written in that transaction, says applied
+put "$D/migrations/20250107_lostsql/up.sql" 'CREATE TABLE lostsql_marker_t (x int);'
+put "$D/migrations/20250108_after/up.sql" 'CREATE TABLE after_t (x int);'
+HELD_MODE=cut held lostsql_marker_t COMMIT --json up
+is "$RC" 1 "up, lost at an up.sql's COMMIT: exit 1"
+is "$(rows_of 20250107_lostsql)|$(rows_of 20250108_after)" "up|applied||" \
+   "up, lost at an up.sql's COMMIT: the row says applied, nothing after it ran"
+is "$(norm_json "$(cat "$TAP_TMPDIR/bg.out")")" \
+   '{"ok":false,"migrations":[{"migration":"20250107_lostsql","mode":"apply","ok":true,"status":"applied","stats":{},"errors":[],"duration_ms":N}],"error":"20250107_lostsql: the connection was lost as its COMMIT went through: it is applied (its history row, written in that transaction, says so); nothing after it was run"}' \
+   "up, lost at an up.sql's COMMIT: its entry says applied, the command ok false with the line"
+
+# --- a rollback's --json: "status" what its row holds
+put "$D/migrations/20250107_lostsql/rollback.sql" 'DROP TABLE lostsql_marker_t;'
+HELD_MODE=cut held "DROP TABLE lostsql_marker_t" COMMIT --json rollback 20250107
+is "$RC" 1 "rollback --json, lost at its record's COMMIT: exit 1"
+is "$(norm_json "$(cat "$TAP_TMPDIR/bg.out")")" \
+   '{"migration":"20250107_lostsql","mode":"rollback","ok":false,"status":"rolled back","stats":{},"errors":[],"duration_ms":N,"error":"the connection was lost as the COMMIT recording it went through: it is rolled back (its history row, read on a new session, says so)"}' \
+   "rollback --json, lost at its record's COMMIT: status rolled back, ok false, the line"
 
 is "$(psql_val "$db" "SELECT count(*) FROM ferry.history WHERE status = 'running'")" 0 "no history row is left running"
 done_testing

@@ -78,21 +78,21 @@ end)
 stats.inc("n")'
 start_ferry --dir "$D" --json run 20250104
 finish
-is "$RC|$(norm "$OUT")" '130|{"migration":"20250104_caught","mode":"apply","ok":false,"stats":{"n":1},"errors":[],"duration_ms":N,"error":"interrupted (SIGINT) after 20250104_caught had finished (applied); nothing after it was run"}' \
+is "$RC|$(norm "$OUT")" '130|{"migration":"20250104_caught","mode":"apply","ok":false,"status":"applied","stats":{"n":1},"errors":[],"duration_ms":N,"error":"interrupted (SIGINT) after 20250104_caught had finished (applied); nothing after it was run"}' \
    "run --json, finished though interrupted: exit 130, ok false, the line as its error"
 is "$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '20250104_caught'")" applied "...recorded applied, as it is"
 psql_val "$db" "DELETE FROM ferry.history WHERE migration = '20250104_caught'" >/dev/null
 start_ferry --dir "$D" --json up
 finish
-is "$RC|$(norm "$OUT")" '130|{"ok":false,"migrations":[{"migration":"20250103_c","mode":"apply","ok":true,"stats":{},"errors":[],"duration_ms":N},{"migration":"20250104_caught","mode":"apply","ok":true,"stats":{"n":1},"errors":[],"duration_ms":N}],"error":"interrupted (SIGINT) after 20250104_caught had finished (applied); nothing after it was run"}' \
+is "$RC|$(norm "$OUT")" '130|{"ok":false,"migrations":[{"migration":"20250103_c","mode":"apply","ok":true,"status":"applied","stats":{},"errors":[],"duration_ms":N},{"migration":"20250104_caught","mode":"apply","ok":true,"status":"applied","stats":{"n":1},"errors":[],"duration_ms":N}],"error":"interrupted (SIGINT) after 20250104_caught had finished (applied); nothing after it was run"}' \
    "up --json, finished though interrupted: exit 130, each migration as it went, ok false and the line at the top"
 put "$D/migrations/20250105_e/up.sql" 'CREATE TABLE e_t (x int);'
 run_ferry --dir "$D" --json up
-is "$RC|$(norm "$OUT")" '0|{"ok":true,"migrations":[{"migration":"20250105_e","mode":"apply","ok":true,"stats":{},"errors":[],"duration_ms":N}]}' \
+is "$RC|$(norm "$OUT")" '0|{"ok":true,"migrations":[{"migration":"20250105_e","mode":"apply","ok":true,"status":"applied","stats":{},"errors":[],"duration_ms":N}]}' \
    "up --json: ok true when every migration went well"
 put "$D/migrations/20250106_f/up.sql" 'SELECT 1/0;'
 run_ferry --dir "$D" --json up
-is "$RC|$(norm "$OUT")" '1|{"ok":false,"migrations":[{"migration":"20250106_f","mode":"apply","ok":false,"stats":{},"errors":[],"duration_ms":N,"error":"migrations/20250106_f/up.sql: script failed: division by zero [SQLSTATE 22012]"}],"error":"migrations/20250106_f/up.sql: script failed: division by zero [SQLSTATE 22012]"}' \
+is "$RC|$(norm "$OUT")" '1|{"ok":false,"migrations":[{"migration":"20250106_f","mode":"apply","ok":false,"status":"failed","stats":{},"errors":[],"duration_ms":N,"error":"migrations/20250106_f/up.sql: script failed: division by zero [SQLSTATE 22012]"}],"error":"migrations/20250106_f/up.sql: script failed: division by zero [SQLSTATE 22012]"}' \
    "up --json, a migration failed: ok false, its error at the top too"
 rm -rf "$D/migrations/20250106_f"
 
@@ -112,7 +112,7 @@ sleeping
 kill -INT "$PID"
 finish
 psql_val "$db" "DROP TRIGGER slow_finish ON ferry.history" >/dev/null
-is "$RC|$(norm "$OUT")" '130|{"migration":"20250104_caught","mode":"rollback","ok":false,"stats":{"undone":1},"errors":[],"duration_ms":N,"error":"interrupted (SIGINT) after the rollback of 20250104_caught had finished (rolled back)"}' \
+is "$RC|$(norm "$OUT")" '130|{"migration":"20250104_caught","mode":"rollback","ok":false,"status":"rolled back","stats":{"undone":1},"errors":[],"duration_ms":N,"error":"interrupted (SIGINT) after the rollback of 20250104_caught had finished (rolled back)"}' \
    "rollback --json, finished though interrupted: exit 130, ok false, the line as its error"
 is "$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '20250104_caught' ORDER BY id DESC LIMIT 1")" "rolled back" \
    "...recorded rolled back, as it is"
