@@ -64,6 +64,9 @@ void ferry_arm_interrupt(lua_State *L);
 /* sys.interrupted() -> that error when a signal came (taking the hooks
  * off), or nil. */
 int ferry_sys_interrupted(lua_State *L);
+/* sys.uninterrupted(f, ...) -> f's results, a signal that comes while f
+ * runs raised only once it has returned (a statement it cancels aside). */
+int ferry_sys_uninterrupted(lua_State *L);
 /* Once the command has ended: a signal pending is over, L's hook taken off. */
 void ferry_interrupt_over(lua_State *L);
 /* Records L's main thread and replaces coroutine.resume, .wrap and .close

@@ -65,6 +65,9 @@ static void running_again(lua_State *L) {
 
 /* a signal came that the main thread has not had yet */
 static volatile sig_atomic_t pending;
+/* sys.uninterrupted's depth: a signal that comes meanwhile sets no hook
+ * (read by the signal handler) */
+static volatile sig_atomic_t held;
 
 /* ferry's own error for a signal received: {code = 128 + signo, message =
  * "interrupted (SIGINT)", signal = "SIGINT"}; "interrupted (SIGHUP: hung
@@ -140,6 +143,7 @@ static void raise_on_hook(lua_State *L, lua_Debug *ar) {
 void ferry_arm_interrupt(lua_State *L) {
     lua_State *now = running;
     pending = 1;
+    if (held) return;             /* set when sys.uninterrupted's function returns */
     arm(L);
     if (now && now != L) arm(now);
 }
@@ -161,6 +165,27 @@ int ferry_sys_interrupted(lua_State *L) {
     reached(main_thread);
     push_interrupted(L, signo);
     return 1;
+}
+
+/* sys.uninterrupted(f, ...) -> f's results: runs f with the hook a signal
+ * sets held back until f has returned (or raised), so that what f does
+ * after a statement that went through -- counting what it committed --
+ * is done before the interruption is raised.  A statement f runs is still
+ * cancelled at once, and its error, the interruption, raised from C; a
+ * signal that came before f began has its hook set already and is raised
+ * in f.  Keep f short: nothing else stops it but a second Ctrl-C. */
+int ferry_sys_uninterrupted(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    held++;
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    held--;
+    if (pending && !held) {       /* a signal came meanwhile, not yet raised */
+        lua_State *now = running;
+        arm(main_thread);
+        if (now && now != main_thread) arm(now);
+    }
+    if (status != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
 }
 
 /* Whether the value at idx is an interruption: a ferry error with a signal. */
@@ -190,11 +215,11 @@ static int resume(lua_State *L, int idx, lua_State *co, int nargs) {
     }
     lua_xmove(L, co, nargs);
     running_is(L, idx, co);
-    if (pending) arm(co);
+    if (pending && !held) arm(co);
     int nres = 0;
     int status = lua_resume(co, L, nargs, &nres);   /* (raises nothing in L: see running_is) */
     running_again(L);
-    if (pending) arm(L);
+    if (pending && !held) arm(L);
     if (status != LUA_OK && status != LUA_YIELD) {
         lua_xmove(co, L, 1);
         return -1;
@@ -220,7 +245,7 @@ static int close_coroutine(lua_State *L, int idx, lua_State *co) {
     int status = lua_resetthread(co);
 #endif
     running_again(L);
-    if (pending) arm(L);
+    if (pending && !held) arm(L);
     return status;
 }
 

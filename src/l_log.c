@@ -708,6 +708,7 @@ static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
     {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", ferry_sys_interrupted},
+    {"uninterrupted", ferry_sys_uninterrupted},
     {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout}, {"json_written", sys_json_written},
     {"process_exists", sys_process_exists}, {"redact", sys_redact}, {"echoed", sys_echoed}, {NULL, NULL}
 };

@@ -21,6 +21,7 @@
 -- batch) -- but the controlled stop of --max-errors commits the good
 -- batches already sent.
 local errors = require "ferry.errors"
+local sys = require "ferry.sys"
 
 local P = {}
 P.__index = P
@@ -60,6 +61,12 @@ local AFTER_FAILED = {
     .. "inside conn:transaction)",
 }
 
+local function commit_counted(self, wr, p)
+  wr.conn:exec("COMMIT")
+  wr.pending = nil
+  if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
+end
+
 -- Commits the batch in flight on writer wr, if any.
 function P:commit(wr)
   local p = wr.pending
@@ -83,9 +90,12 @@ function P:commit(wr)
     if how then error(AFTER_FAILED[how]) end
   end
   if self.checkpoint and p.position ~= nil then self.checkpoint.save(p.position, wr.conn, p.snapshot) end
-  wr.conn:exec("COMMIT")
-  wr.pending = nil
-  if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
+  -- The batch is counted committed as soon as its COMMIT's result is read:
+  -- a Ctrl-C as the COMMIT waited for its reply, which went through all
+  -- the same, is raised only after that, so that the failed run's line and
+  -- history row count what the table and the checkpoint hold.  (A COMMIT
+  -- that failed, cancelled, raises in exec, before the count.)
+  sys.uninterrupted(commit_counted, self, wr, p)
 end
 
 -- A copy of a position as it is now: the batch saves it when it commits,
