@@ -1253,6 +1253,24 @@ local function close_history(hid, lost, errtext, finish)
   return msg, record_lost(hid, errtext or msg)
 end
 
+-- Whether the transaction xid of an up.sql whose history row it could not
+-- write (a script that made it read-only, or switched to a role that
+-- cannot write ferry's history) committed: its COMMIT's reply lost to an
+-- interruption (asked on the session) or with the connection (lost: on a
+-- new one -- the lock went with the old).  False when the server cannot
+-- tell.  (txid_status: PostgreSQL 10 on.)
+local function step_committed(xid, lost)
+  local got, committed = pcall(function()
+    if lost then
+      db._hold(nil)
+      db.close()
+      db.open()
+    end
+    return db.one("SELECT txid_status($1) = 'committed' AS c", xid).c
+  end)
+  return got and committed == true
+end
+
 -- The line for a schema step (up.sql, one transaction) whose connection
 -- was lost: what the server kept -- not the data migrations' batches and
 -- resume.  Lost before its COMMIT, nothing; lost in it, the history row
@@ -1684,8 +1702,14 @@ local function apply(m, operation, dry_run)
         -- (in a savepoint: a script that made its transaction read-only, or
         -- another role's, cannot write it there -- then it is written after
         -- the COMMIT, as for any migration)
+        -- (not written there: the transaction's id, by which the server
+        -- tells whether its COMMIT went through when its reply is lost to
+        -- an interruption or with the connection -- see step_committed)
+        m.xid = nil
         run_sql_file(m, "up.sql", true, function()
-          pcall(db.transaction, function() history_finish(hid, "applied", scripts_sum, {}, nil) end)
+          if not pcall(db.transaction, function() history_finish(hid, "applied", scripts_sum, {}, nil) end) then
+            m.xid = db.one("SELECT txid_current() AS x").x
+          end
         end)
       end
       return {}
@@ -1716,9 +1740,15 @@ local function apply(m, operation, dry_run)
   end
   -- an up.sql recorded applied inside its own transaction: committed, even
   -- if what came after the COMMIT (the interruption) raised
+  local committed_lost     -- an up.sql's COMMIT went through, its reply lost with the connection (see step_committed)
   if not ok and hid and m.files["up.sql"] and not m.files["up.lua"] then
     local got, row = pcall(db.one, "SELECT status FROM ferry.history WHERE id = $1", hid)
-    if got and row and row.status == "applied" then ok, err = true, {} end
+    if got and row and row.status == "applied" then
+      ok, err = true, {}
+    elseif m.xid and m.commit_sent then
+      local lost_now = error_text(err):find("connection lost", 1, true) ~= nil
+      if step_committed(m.xid, lost_now) then ok, err, committed_lost = true, {}, lost_now end
+    end
   end
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
@@ -1744,6 +1774,15 @@ local function apply(m, operation, dry_run)
     end)
     -- (the outcome written, or, the connection lost, as read on a new session)
     if lost or failure then row_status = lost_status else row_status = good and "applied" or "failed" end
+    -- the step applied, its row written now on a new session: the command
+    -- stops all the same, its session and lock gone
+    if committed_lost and not failure then
+      recorded_lost = string.format("%s: the connection was lost as its COMMIT went through: it is applied (the "
+                                    .. "server, asked on a new session, says its transaction committed; its history "
+                                    .. "row is written now); nothing after it was run", m.id)
+      ok, err, good = false, recorded_lost, false
+      errtext = recorded_lost:sub(#m.id + 3)
+    end
     if failure and ok then
       ok, err, errtext, good = false, failure, failure, false
       -- the connection lost as the COMMIT that recorded the run went
