@@ -19,7 +19,11 @@ PGconn *pgconn_start(const char *conninfo);
  * pgconn_now_ms) until it is ready, giving each address of each host
  * connect_timeout as libpq's blocking connect does, and going on to what
  * comes after one that ran out of it (its host name's other addresses,
- * then the next hosts).  Returns the connection to use: pg, or another one
+ * then the next hosts; a name's addresses called in the error as libpq
+ * calls them, '"name" (addr)').  One started so long ago that its time
+ * ran out before this call goes on if its host answered meanwhile, its
+ * time counted from now, and is out of time if it did not.  Returns the
+ * connection to use: pg, or another one
  * (pg is finished then) -- over what comes after the address that ran out
  * of time, or over all of the hosts again when pg, started a second or
  * more ago, failed (a server drops a session left waiting for its

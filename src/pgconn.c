@@ -113,6 +113,20 @@ static int drive(PGconn *pg, long started_ms) {
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     char was[1024], now[1024];
     trying(pg, was, sizeof was);
+    /* A session started long before it is used (db.prestart) may have run
+     * out of its time meanwhile, while ferry did other work.  If the host
+     * answered what it was last sent (its socket has the server's answer,
+     * or the connection it was waiting for was made), the rest of the
+     * exchange -- a password's round trips, TLS -- is given the time from
+     * now, not none; if it did not, it had its whole time to answer and is
+     * out of time. */
+    ConnStatusType cs = PQstatus(pg);
+    if (timeout >= 0 && cs != CONNECTION_BAD && cs != CONNECTION_OK && deadline - pgconn_now_ms() <= 0) {
+        int ready = wait_socket(pg, cs == CONNECTION_STARTED || cs == CONNECTION_MADE
+                                    ? PGRES_POLLING_WRITING : PGRES_POLLING_READING, 0);
+        if (ready != 1) return -1;
+        deadline = pgconn_now_ms() + timeout;
+    }
     for (;;) {
         if (PQstatus(pg) == CONNECTION_OK || st == PGRES_POLLING_OK) return 1;
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
@@ -196,15 +210,112 @@ static int add_entry(char **list, const char *e, size_t len) {
     return (!*list || append_n(list, ",", 1)) && append_n(list, e, len);
 }
 
+/* The "connection to server at" line libpq begins for each address it
+ * tries (libpq 14 and later; the client's messages are not translated:
+ * ferry sets no locale). */
+#define SERVER_AT "connection to server at \""
+
+/* pg's host lists (PQconninfo's), for append_named. */
+typedef struct {
+    const char *host, *hostaddr, *port;
+    int n;
+} named_lists;
+
+/* The port of entry i as libpq names it: its own, or the one for all, or
+ * libpq's default. */
+static const char *port_of(const named_lists *l, int i, size_t *len) {
+    const char *p = l->port ? l->port : "";
+    if (list_count(p) == l->n) p = entry(p, l->n, i, len);
+    else *len = strlen(p);
+    if (*len == 0) {
+        *len = strlen(DEF_PGPORT_STR);
+        return DEF_PGPORT_STR;
+    }
+    return p;
+}
+
+/* 1 when an entry after the first `named` is called as named entry j is:
+ * its hostaddr, or with none its host, is j's address, and its port j's
+ * (host=name,127.0.0.1: the name's address 127.0.0.1 and the host after). */
+static int shadowed(const named_lists *l, int named, int j) {
+    size_t alen, plen, len, qlen;
+    const char *a = entry(l->hostaddr, l->n, j, &alen), *p = port_of(l, j, &plen);
+    for (int i = named; i < l->n; i++) {
+        const char *e = entry(l->hostaddr, l->n, i, &len);
+        if (len == 0) e = entry(l->host, l->n, i, &len);
+        const char *q = port_of(l, i, &qlen);
+        if (len == alen && strncmp(e, a, len) == 0 && qlen == plen && strncmp(q, p, plen) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Whether line is libpq's 'connection to server at "addr", port ' of
+ * named entry j of l. */
+static int line_of(const char *line, const named_lists *l, int j) {
+    size_t alen, at = strlen(SERVER_AT);
+    const char *a = entry(l->hostaddr, l->n, j, &alen);
+    return alen > 0 && strncmp(line, SERVER_AT, at) == 0 && strncmp(line + at, a, alen) == 0 &&
+           strncmp(line + at + alen, "\", port ", 8) == 0;
+}
+
+/* Appends msg, pg's error text, to *why.  pg's first `named` entries are
+ * a host name's addresses that ferry gave libpq as hostaddr entries under
+ * that name (next_lists), which libpq calls by the address alone, where
+ * its blocking connect, resolving the name itself, says 'connection to
+ * server at "name" (addr), port p failed: '; each line libpq begins for
+ * one of them says so too.  Taken in the order they were tried: a line is
+ * of the entry after the last one's, or of the last one again (libpq tries
+ * an address twice with sslmode=prefer or allow) unless a host after them
+ * is called the same; from a line of any other host on, none is.  0 when
+ * out of memory, *why as it was. */
+static int append_named(char **why, const char *msg, PGconn *pg, int named) {
+    PQconninfoOption *opts = named > 0 ? PQconninfo(pg) : NULL;
+    if (named > 0 && !opts) return 0;
+    named_lists l = {0};
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0) l.host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0) l.hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0) l.port = o->val;
+    }
+    l.n = list_count(l.host);
+    const size_t at = strlen(SERVER_AT);
+    int last = -1, ok = 1;
+    char *out = NULL;
+    for (const char *line = msg; *line && ok;) {
+        size_t len = strcspn(line, "\n");
+        len += line[len] == '\n';
+        int j = -1;
+        if (last + 1 < named && line_of(line, &l, last + 1)) j = last + 1;
+        else if (last >= 0 && last < named && line_of(line, &l, last) && !shadowed(&l, named, last)) j = last;
+        if (j >= 0) {
+            size_t alen, hlen;
+            const char *a = entry(l.hostaddr, l.n, j, &alen), *h = entry(l.host, l.n, j, &hlen);
+            ok = append_n(&out, line, at) && append_n(&out, h, hlen) && append(&out, "\" (") &&
+                 append_n(&out, a, alen) && append(&out, ")") &&
+                 append_n(&out, line + at + alen + 1, len - at - alen - 1);
+            last = j;
+        } else {
+            if (strncmp(line, "connection to server ", 21) == 0) last = named;   /* another host's */
+            ok = append_n(&out, line, len);
+        }
+        line += len;
+    }
+    ok = ok && (!out || append(why, out));
+    free(out);
+    PQconninfoFree(opts);
+    return ok;
+}
+
 /* What libpq's blocking connect says of a host that ran out of time, after
- * what pg holds already: the hosts and addresses before it that failed,
- * and (libpq 15) this one's 'connection to server at "h", port p failed: '
- * -- a line begun, which "timeout expired" ends. */
-static int append_timeout(PGconn *pg, char **why) {
+ * what pg holds already (its first `named` entries: see append_named): the
+ * hosts and addresses before it that failed, and (libpq 15) this one's
+ * 'connection to server at "h", port p failed: ' -- a line begun, which
+ * "timeout expired" ends. */
+static int append_timeout(PGconn *pg, int named, char **why) {
     char line[1024];
     const char *held = PQerrorMessage(pg), *host = PQhost(pg), *port = PQport(pg), *addr = PQhostaddr(pg);
     size_t n = strlen(held);
-    if (n > 0 && held[n - 1] != '\n') return append(why, held) && append(why, "timeout expired\n");
+    if (n > 0 && held[n - 1] != '\n') return append_named(why, held, pg, named) && append(why, "timeout expired\n");
     if (!host) host = "";
     if (!port) port = "";
     if (host[0] == '/' || host[0] == '@')
@@ -213,7 +324,7 @@ static int append_timeout(PGconn *pg, char **why) {
         snprintf(line, sizeof line, "connection to server at \"%s\" (%s), port %s failed: timeout expired\n", host, addr, port);
     else
         snprintf(line, sizeof line, "connection to server at \"%s\", port %s failed: timeout expired\n", host, port);
-    return append(why, held) && append(why, line);
+    return append_named(why, held, pg, named) && append(why, line);
 }
 
 /* A connection's host lists as PQconninfo gives them (NULL: not given),
@@ -265,14 +376,15 @@ static int next_addresses(const char *name, const char *port, const char *addr, 
 
 /* The host lists of what comes after the address pg is trying, entry k of
  * h: the other addresses of k's host name (a name: not an address, not a
- * socket directory) -- as hostaddr entries under that name -- then the
- * entries after k.  A list stays NULL where h's was not given and is not
- * needed, the port list too when it has one port for all.  Returns how
- * many entries, -1 when out of memory. */
-static int next_lists(PGconn *pg, const host_lists *h, int k, char **host, char **hostaddr, char **port) {
+ * socket directory) -- as hostaddr entries under that name, *named of
+ * them -- then the entries after k.  A list stays NULL where h's was not
+ * given and is not needed, the port list too when it has one port for
+ * all.  Returns how many entries, -1 when out of memory. */
+static int next_lists(PGconn *pg, const host_lists *h, int k, char **host, char **hostaddr, char **port, int *named) {
     size_t hlen, alen, plen, len;
     const char *hk = entry(h->host, h->n, k, &hlen), *pk = entry(h->port, h->n, k, &plen);
     int m = 0, ok = 1, per_host_ports = h->n > 1 && list_count(h->port) == h->n;
+    *named = 0;
     entry(h->hostaddr, h->n, k, &alen);
     if (hlen > 0 && alen == 0 && hk[0] != '/' && hk[0] != '@') {
         char *name = strndup(hk, hlen);
@@ -299,6 +411,7 @@ static int next_lists(PGconn *pg, const host_lists *h, int k, char **host, char 
             ok = ok && add_entry(port, e, len);
         }
     }
+    *named = m;
     return ok ? m + h->n - k - 1 : -1;
 }
 
@@ -324,11 +437,12 @@ static void empty_entry_as_default(char **host, char **hostaddr, char **port) {
 
 /* A new connection over what comes after the address pg is trying
  * (next_lists), with pg's other settings, started as pgconn_start starts
- * one: *started 1 then.  NULL, *started 0, when nothing comes after it;
- * NULL, *started -1, when out of memory or when pg's address cannot be
- * told (current_host; libpq 16's load_balance_hosts, which tries the hosts
- * in a random order). */
-static PGconn *start_next_hosts(PGconn *pg, int *started) {
+ * one: *started 1 then, and *named the number of its first entries that
+ * are a host name's addresses (append_named), given pg's.  NULL, *started
+ * 0, when nothing comes after it; NULL, *started -1, when out of memory
+ * or when pg's address cannot be told (current_host; libpq 16's
+ * load_balance_hosts, which tries the hosts in a random order). */
+static PGconn *start_next_hosts(PGconn *pg, int *named, int *started) {
     PQconninfoOption *opts = PQconninfo(pg);
     *started = -1;
     if (!opts) return NULL;
@@ -347,7 +461,10 @@ static PGconn *start_next_hosts(PGconn *pg, int *started) {
     PGconn *next = NULL;
     int k = h.n > 1 ? current_host(pg, &h) : 0;
     if (k < 0 || (h.n > 1 && balance && strcmp(balance, "disable") != 0)) goto done;
-    int more = next_lists(pg, &h, k, &host, &hostaddr, &port);
+    int resolved, more = next_lists(pg, &h, k, &host, &hostaddr, &port, &resolved);
+    /* (pg's own named entries after k come first, and k's name was not
+     * resolved again: they are its other addresses) */
+    *named = k < *named ? *named - k - 1 : resolved;
     if (more == 0) *started = 0;
     if (more <= 0) goto done;
     empty_entry_as_default(&host, &hostaddr, &port);
@@ -389,18 +506,20 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char 
      * server meanwhile, for want of its password (authentication_timeout):
      * one that fails then is started over, once.  A quick failure of a
      * fresh one (a wrong password, nobody listening) is reported as it is,
-     * not tried twice. */
+     * not tried twice; and so is a host that ran out of time (drive: it
+     * never answered in all that time), which is gone on from. */
     int stale = pgconn_now_ms() - started_ms >= 1000;
     int r = drive(pg, started_ms);
-    if ((r == 0 || r == -1) && stale) {
+    if (r == 0 && stale) {
         PQfinish(pg);
         started_ms = pgconn_now_ms();
         if (!(pg = pgconn_start(conninfo))) return NULL;
         r = drive(pg, started_ms);
     }
+    int named = 0;                          /* pg's first entries that are a name's addresses */
     while (r == -1) {
         int started;
-        PGconn *next = append_timeout(pg, why) ? start_next_hosts(pg, &started) : (started = -1, NULL);
+        PGconn *next = append_timeout(pg, named, why) ? start_next_hosts(pg, &named, &started) : (started = -1, NULL);
         if (started == 0) return pg;        /* the last host: *why tells it all */
         PQfinish(pg);
         if (started < 0) {                  /* connect again the blocking way, as libpq would */
@@ -411,7 +530,7 @@ PGconn *pgconn_complete(PGconn *pg, const char *conninfo, long started_ms, char 
         pg = next;
         r = drive(pg, pgconn_now_ms());
     }
-    if (r == 0 && *why && !append(why, PQerrorMessage(pg))) {
+    if (r == 0 && *why && !append_named(why, PQerrorMessage(pg), pg, named)) {
         free(*why);
         *why = NULL;
     }

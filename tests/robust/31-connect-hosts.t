@@ -13,12 +13,15 @@ PW='Sup3r-Secret-pw'
 TCP=$FERRY_PG_TCP_PORT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
+port6=$(free_port)
 sockdir=$(mktemp -d /tmp/ferry-silent.XXXXXX)
 accepts=$TAP_TMPDIR/accepts
 # Listeners that accept connections and never say a word: on 127.0.0.1:port,
 # on [::1] at the server's own TCP port (the server listens on 127.0.0.1
-# only), and on a unix socket in sockdir; each connection logged.
-python3 - "$accepts" "tcp4:127.0.0.1:$port" "tcp6:::1:$TCP" "unix:$sockdir/.s.PGSQL.$port" <<'PY' &
+# only), at port and at port6 (nothing on 127.0.0.1:port6: refused), and on
+# a unix socket in sockdir; each connection logged.
+python3 - "$accepts" "tcp4:127.0.0.1:$port" "tcp6:::1:$TCP" "tcp6:::1:$port" "tcp6:::1:$port6" \
+    "unix:$sockdir/.s.PGSQL.$port" <<'PY' &
 import selectors, socket, sys
 sel = selectors.DefaultSelector()
 for spec in sys.argv[2:]:
@@ -168,13 +171,14 @@ try "connect_timeout=' 3 ' (blanks around it): read as 3, as libpq does" \
 # machine's hosts file gives it ::1 and then 127.0.0.1, as Debian's does)
 cp /etc/hosts "$TAP_TMPDIR/hosts"
 printf '::1 ferry-multi.test\n127.0.0.1 ferry-multi.test\n' >>"$TAP_TMPDIR/hosts"
-addresses() { "$@" getent ahosts "$mname" 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,; }
+printf '::1 ferry-three.test\n127.0.0.1 ferry-three.test\n127.0.0.2 ferry-three.test\n' >>"$TAP_TMPDIR/hosts"
+addresses() { local n=$1; shift; "$@" getent ahosts "$n" 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,; }
 ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TAP_TMPDIR/hosts" "$@"; }
 plain() { "$@"; }
 mname=ferry-multi.test wrap=ns
-if [ "$(addresses ns)" != "::1,127.0.0.1" ]; then mname=localhost wrap=plain; fi
-if [ "$have_v6" = 0 ] || [ "$(addresses $wrap)" != "::1,127.0.0.1" ]; then
-    skip "no name of two addresses here, ::1 then 127.0.0.1 (a mount namespace: unshare -m, as root; or localhost so in /etc/hosts)" 3
+if [ "$(addresses $mname ns)" != "::1,127.0.0.1" ]; then mname=localhost wrap=plain; fi
+if [ "$have_v6" = 0 ] || [ "$(addresses $mname $wrap)" != "::1,127.0.0.1" ]; then
+    skip "no name of two addresses here, ::1 then 127.0.0.1 (a mount namespace: unshare -m, as root; or localhost so in /etc/hosts)" 10
 else
     in_ns() { "$wrap" "$@"; }
     multi="host=$mname port=$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable"
@@ -185,36 +189,69 @@ else
         >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
     is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" "0|ferry_pw||1" \
        "a name of two addresses, the first silent: ferry goes on to the second"
+    # ferry_in_ns CONNINFO: `exec who.lua` with it in the namespace; $RC,
+    # out and err in TAP_TMPDIR
+    ferry_in_ns() {
+        RC=0
+        PGPASSFILE=$TAP_TMPDIR/none in_ns timeout 60 "$FERRY" --dir "$D" --db "$1" exec "$TAP_TMPDIR/who.lua" \
+            >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+        cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
+    }
     # (a FATAL from a server ends libpq's connect: the third host is not
-    # tried.  libpq names the second address '"ferry-multi.test"
-    # (127.0.0.1)'; ferry, which gives it to libpq as a hostaddr under
-    # that name, gets '"127.0.0.1"')
-    RC=0
-    PGPASSFILE=$TAP_TMPDIR/none in_ns timeout 60 "$FERRY" --dir "$D" \
-        --db "host=$mname,127.0.0.1 port=$TCP,$port dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable" \
-        exec "$TAP_TMPDIR/who.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
-    cat "$TAP_TMPDIR/out" "$TAP_TMPDIR/err" >>"$TAP_TMPDIR/all"
+    # tried.  ferry gives the name's second address to libpq as a hostaddr
+    # under that name, which libpq calls '"127.0.0.1"': ferry names it as
+    # libpq does an address it resolved the name to)
+    ferry_in_ns "host=$mname,127.0.0.1 port=$TCP,$port dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable"
     is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" \
-       "2||$CANNOT connection to server at \"$mname\" (::1), port $TCP failed: timeout expired; connection to server at \"127.0.0.1\", port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1" \
-       "... a wrong password at its second address: each address's words, no password"
+       "2||$CANNOT connection to server at \"$mname\" (::1), port $TCP failed: timeout expired; connection to server at \"$mname\" (127.0.0.1), port $TCP failed: FATAL:  password authentication failed for user \"ferry_pw\" [SQLSTATE 28P01]|1" \
+       "... a wrong password at its second address: each address's words, as libpq's, no password"
+    # as_libpq NAME CONNINFO: ferry fails to connect with psql's words (its
+    # lines joined by '; ', a server's message with its SQLSTATE after it),
+    # the silent listeners taking as many connections
+    as_libpq() {
+        local want n
+        want=$(PGPASSFILE=$TAP_TMPDIR/none in_ns "$PSQL" -X -A -t -d "$2" -c 'SELECT 1' 2>&1 |
+               sed 's/^psql: error: //' | awk 'NR > 1 {printf "; "} {gsub(/^[ \t]+|[ \t]+$/, ""); printf "%s", $0}')
+        n=$(accepted)
+        ferry_in_ns "$2"
+        is "$RC|$(sed 's/ \[SQLSTATE [0-9A-Z]\{5\}\]//g' "$TAP_TMPDIR/err")|$(accepted)" "2|$CANNOT $want|$n" "$1"
+    }
+    base="dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable"
+    as_libpq "as libpq: a name's second address refuses" "host=$mname port=$port6 $base"
+    as_libpq "as libpq: a name's two addresses both silent" "host=$mname port=$port $base"
+    as_libpq "as libpq: a name's second address is no standby" "host=$mname port=$TCP $base target_session_attrs=standby"
+    as_libpq "as libpq: a name's second address, then the same address given as a host" \
+        "host=$mname,127.0.0.1 port=$port6 $base"
+    as_libpq "as libpq: a name twice, each address of each in turn" \
+        "host=$mname,$mname port=$port6,$TCP dbname=ferry_hosts user=ferry_pw password=Wr0ng-pw connect_timeout=2 sslmode=disable"
+    as_libpq "as libpq: a name's second address, a wrong password, as a URI" \
+        "postgresql://ferry_pw:Wr0ng-pw@$mname:$TCP/ferry_hosts?connect_timeout=2&sslmode=disable"
+    if [ "$wrap" = ns ] && [ "$(addresses ferry-three.test ns)" = "::1,127.0.0.1,127.0.0.2" ]; then
+        as_libpq "as libpq: a name of three addresses, two silent" "host=ferry-three.test port=$port $base"
+    else
+        skip "no name of three addresses here (a mount namespace)" 1
+    fi
 fi
 
 # ---- a session started ahead (db.prestart), the first host silent: used
-# long after it was started, it still reaches the second host.
+# long after it was started, it still reaches the second host -- without
+# trying the silent one again (its time ran out while ferry did other
+# work: it had as long as libpq would have given it), and at once.
 cat >"$TAP_TMPDIR/late.lua" <<'LUA'
 db.prestart(1)
 db.exec("SELECT pg_sleep(3)")            -- longer than connect_timeout
+local t0 = os.time()
 local other = db.connect()
 print("late session: " .. other:one("SELECT current_user AS u").u)
+print("waited: " .. (os.time() - t0 <= 1 and "no" or (os.time() - t0) .. " s"))
 other:close()
 LUA
 RC=0
 PGPASSFILE=$TAP_TMPDIR/none timeout 60 "$FERRY" --dir "$D" \
     --db "host=127.0.0.1,127.0.0.1 port=$port,$TCP dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=2 sslmode=disable" \
     exec "$TAP_TMPDIR/late.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
-is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")" "0|late session: ferry_pw|" \
-   "a session started ahead, the first host silent: the main one and the late one both reach the second host"
-accepted >/dev/null
+is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(accepted)" "0|late session: ferry_pw"$'\n'"waited: no||2" \
+   "a session started ahead, the first host silent: the main one and the late one both reach the second host, each trying the silent one once"
 
 unlike "$(cat "$TAP_TMPDIR/all")" "$PW|Wr0ng" "(no password in any of the output above)"
 # Each host's connect_timeout is its own, counted from when it is tried, as
@@ -224,7 +261,7 @@ unlike "$(cat "$TAP_TMPDIR/all")" "$PW|Wr0ng" "(no password in any of the output
 # one's, and declared silent early.  A proxy in front of the server holds
 # each of the server's answers 0.8 s (SCRAM: three of them).
 slow=$(free_port)
-python3 - "$slow" "$TCP" <<'PY' &
+python3 - "$slow" "$TCP" "$TAP_TMPDIR/proxied" <<'PY' &
 import socket, sys, threading, time
 def pump(a, b, delay):
     try:
@@ -240,6 +277,7 @@ l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(8)
 while True:
     c, _ = l.accept()
+    with open(sys.argv[3], "a") as log: log.write("accepted\n")
     u = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
     threading.Thread(target=pump, args=(c, u, 0), daemon=True).start()
     threading.Thread(target=pump, args=(u, c, 0.8), daemon=True).start()
@@ -254,5 +292,25 @@ try "a slow host refused (not a standby), then a silent one: each host's words" 
 MS=$(( $(now_ms) - t0 ))
 # (a lower bound only: a loaded machine makes it longer, never shorter)
 ok $(( MS >= 5500 ? 0 : 1 )) "... the silent host given its whole 4 s after the slow one's 2.4 s (${MS} ms)"
+# A session started ahead through the slow link, used after its
+# connect_timeout ran out: the server's first answer waits in its socket,
+# and it goes on from there, its time counted from then.  (It was given
+# no time for the password exchange's next answer, and ferry connected
+# again: a session the server set up for nothing, through the pooler or
+# firewall in between, and the whole exchange again.)
+cat >"$TAP_TMPDIR/late1.lua" <<'LUA'
+db.prestart(1)
+db.exec("SELECT pg_sleep(5)")           -- longer than connect_timeout
+local other = db.connect()
+print(other:one("SELECT current_user AS u").u)
+other:close()
+LUA
+: >"$TAP_TMPDIR/proxied"
+RC=0
+PGPASSFILE=$TAP_TMPDIR/none timeout 60 "$FERRY" --dir "$D" \
+    --db "host=127.0.0.1 port=$slow dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=4 sslmode=disable" \
+    exec "$TAP_TMPDIR/late1.lua" >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+is "$RC|$(cat "$TAP_TMPDIR/out")|$(cat "$TAP_TMPDIR/err")|$(wc -l <"$TAP_TMPDIR/proxied")" "0|ferry_pw||2" \
+   "a session started ahead, used after its connect_timeout ran out: it goes on (two connections: the main one and it)"
 unlike "$(cat "$TAP_TMPDIR/all")" "$PW" "(no password in any output)"
 done_testing

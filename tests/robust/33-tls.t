@@ -113,6 +113,14 @@ is "$RC" 2 "verify-full with another CA: exit 2"
 like "$ERR" "^ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: SSL error: certificate verify failed" \
      "...saying the certificate does not verify"
 collect
+# a session started ahead and used after its connect_timeout ran out: its
+# TLS handshake is given the time from then (robust/31-connect-hosts.t)
+put "$TAP_TMPDIR/late.lua" 'db.prestart(1)
+db.exec("SELECT pg_sleep(3)")
+print(db.connect():one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").ssl)'
+run_ferry --db "$base?sslmode=require&connect_timeout=2" exec "$TAP_TMPDIR/late.lua"
+is "$RC|$OUT|$ERR" "0|true|" "sslmode=require, a session started ahead and used after its connect_timeout: encrypted"
+collect
 cert="postgresql://ferry_pw@127.0.0.1:$FERRY_PG_TCP_PORT/ferry_tls_cert?sslmode=verify-full&sslrootcert=$C/ca.crt"
 is "$(ssl_of "$cert&sslcert=$C/client.crt&sslkey=$C/client.key")" "0|true|" "a client certificate, no password: connects"
 run_ferry --db "$cert&sslcert=$C/client.crt&sslkey=$C/client.key" --dir "$D" -q up --to 20250101
@@ -120,5 +128,49 @@ is "$RC|$ERR" "0|" "...and applies a migration"
 run_ferry --db "$cert" status
 is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server at \"127.0.0.1\", port $FERRY_PG_TCP_PORT failed: FATAL:  connection requires a valid client certificate [SQLSTATE 28000]" \
    "without it: exit 2, one line"
+
+# A host name of two addresses, the first silent: ferry goes on to the
+# second itself, a hostaddr under that name, and says what libpq says of
+# it -- here twice, as sslmode=prefer tries it twice (with TLS, refused
+# for want of a client certificate; then without, refused by pg_hba.conf).
+# (the name as robust/31-connect-hosts.t makes it: a hosts file of our own
+# in a mount namespace, or else localhost; a listener that never answers
+# on [::1] at the server's port)
+cp /etc/hosts "$TAP_TMPDIR/hosts"
+printf '::1 ferry-multi.test\n127.0.0.1 ferry-multi.test\n' >>"$TAP_TMPDIR/hosts"
+addresses() { "$@" getent ahosts "$mname" 2>/dev/null | awk '$2 == "STREAM" {print $1}' | paste -sd,; }
+ns() { unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$TAP_TMPDIR/hosts" "$@"; }
+plain() { "$@"; }
+mname=ferry-multi.test wrap=ns
+if [ "$(addresses ns)" != "::1,127.0.0.1" ]; then mname=localhost wrap=plain; fi
+python3 - "$FERRY_PG_TCP_PORT" <<'PY' &
+import socket, sys
+try:
+    s = socket.socket(socket.AF_INET6); s.bind(("::1", int(sys.argv[1]))); s.listen(8)
+except OSError:
+    sys.exit(0)                         # no IPv6 here: the test skips
+held = []
+while True: held.append(s.accept()[0])
+PY
+silent=$!
+for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('::1', $FERRY_PG_TCP_PORT), 1)" 2>/dev/null && break; sleep 0.1; done
+if ! python3 -c "import socket; socket.create_connection(('::1', $FERRY_PG_TCP_PORT), 1)" 2>/dev/null ||
+   [ "$(addresses $wrap)" != "::1,127.0.0.1" ]; then
+    skip "no name of two addresses here, ::1 then 127.0.0.1 (a mount namespace: unshare -m, as root; or localhost so in /etc/hosts)" 1
+else
+    { head -n 1 "$hba"; printf 'hostnossl ferry_tls_cert all 127.0.0.1/32 reject\n'; cat "$TAP_TMPDIR/pg_hba.conf.saved"; } >"$hba.new"
+    mv "$hba.new" "$hba"
+    psql_val "$admin" "SELECT pg_reload_conf()" >/dev/null
+    twice="host=$mname port=$FERRY_PG_TCP_PORT dbname=ferry_tls_cert user=ferry_pw password=$PW sslmode=prefer connect_timeout=2"
+    want=$("$wrap" "$PSQL" -X -A -t -d "$twice" -c 'SELECT 1' 2>&1 |
+           sed 's/^psql: error: //' | awk 'NR > 1 {printf "; "} {gsub(/^[ \t]+|[ \t]+$/, ""); printf "%s", $0}')
+    RC=0
+    "$wrap" timeout 60 "$FERRY" --db "$twice" status >"$TAP_TMPDIR/out" 2>"$TAP_TMPDIR/err" || RC=$?
+    OUT=$(cat "$TAP_TMPDIR/out") ERR=$(cat "$TAP_TMPDIR/err")
+    collect
+    is "$RC|$(sed 's/ \[SQLSTATE [0-9A-Z]\{5\}\]//g' "$TAP_TMPDIR/err")" "2|ferry: cannot connect to the database: $want" \
+       "a name's silent address, then its second tried twice (sslmode=prefer): libpq's words" || diag "psql: $want"
+fi
+kill "$silent" 2>/dev/null
 unlike "$all_out" "$PW" "the password is never printed"
 done_testing
