@@ -149,7 +149,10 @@ local TX_GUARD = {__close = function(g)
   if g.nested then core.take_abandoned_copy(g.conn, g.carried) end
   if g.done then return end
   savepoints[g.conn] = g.outer
-  release_holder(g.conn)
+  -- (not while its BEGIN is not known to have returned: one refused as
+  -- "connection busy" leaves the holder the caller has open -- a rows()
+  -- loop it reads on -- and one that went through leaves none)
+  if not g.beginning then release_holder(g.conn) end
   local ok, open = pcall(g.conn.in_transaction, g.conn)
   if not (ok and open) then return end
   if g.name then
@@ -207,8 +210,9 @@ function methods.transaction(conn, fn, ...)
   -- roll back.  (robust/53-held-record-reply.t)  Not so for a SAVEPOINT,
   -- which the session does not tell: one left by such a raise holds
   -- nothing (fn never ran) and goes with the level around it.
-  guard.done = false
+  guard.done, guard.beginning = false, true
   own(conn, "exec", "BEGIN")
+  guard.beginning = nil
   savepoints[conn] = 0
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil

@@ -170,6 +170,20 @@ T.like(busy_rows, "connection busy", "a rows() while a COPY is open: refused")
 T.is(db.in_transaction(), false, "...fn raises: the transaction is rolled back, the COPY ended first")
 db.exec(INSERT, 27)
 T.is(values(), {27}, "...a later statement is kept")
+-- db.transaction itself refused as "connection busy" (its BEGIN, outside
+-- any transaction, while the script reads a rows() loop): the error is
+-- the script's to catch, and the loop it has open is still its own -- it
+-- reads on to its end (the guard, armed before the BEGIN, ended it, and
+-- the loop stopped after its first row with no error)
+do
+  local next_row = db.rows("SELECT generate_series(1, 4) AS i")
+  local read = {next_row().i}
+  T.like(err_of(db.transaction, function() end), "connection busy: a rows%(%) iteration is in progress",
+         "db.transaction while a rows() loop is open outside a transaction: refused")
+  for r in next_row do read[#read + 1] = r.i end
+  T.is(read, {1, 2, 3, 4}, "...and the loop reads on to its end")
+  T.is(db.in_transaction(), false, "...with no transaction left open")
+end
 
 ---------------------------------------------------------------- nested: savepoints
 reset()
