@@ -23,7 +23,7 @@ while True:
     with open(sys.argv[2], "a") as log: log.write("accepted\n")
 PY
 silent=$!
-trap 'kill $silent 2>/dev/null' EXIT
+trap 'kill $silent 2>/dev/null; _tap_at_exit' EXIT
 for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
 # How many connections the silent listener took since the last call.
 accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }

@@ -45,7 +45,7 @@ while True:
         with open(sys.argv[1], "a") as log: log.write(key.data + "\n")
 PY
 silent=$!
-trap 'kill $silent 2>/dev/null; rm -rf "$sockdir"' EXIT
+trap 'kill $silent 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
 # (the unix socket is bound last: once it is there, ::1 is listened on or
 # cannot be)
 for _ in $(seq 100); do [ -S "$sockdir/.s.PGSQL.$port" ] && break; sleep 0.1; done
@@ -283,7 +283,7 @@ while True:
     threading.Thread(target=pump, args=(u, c, 0.8), daemon=True).start()
 PY
 proxy=$!
-trap 'kill $silent $proxy 2>/dev/null; rm -rf "$sockdir"' EXIT
+trap 'kill $silent $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
 for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $slow), 1)" 2>/dev/null && break; sleep 0.1; done
 t0=$(now_ms)
 try "a slow host refused (not a standby), then a silent one: each host's words" \

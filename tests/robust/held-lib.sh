@@ -10,10 +10,13 @@
 # the proxy too, whose end releases the reply; $RC, $ERR.  (A Unix
 # socket's path has at most 107 bytes: a short folder of its own.)
 sockdir=$(mktemp -d /tmp/ferry-begin.XXXXXX)
-trap 'rm -rf "$sockdir"' EXIT
+# (tap.sh's own exit work too: its folder removed; and a proxy a case
+# left behind stopped)
+proxy=
+trap 'kill $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
 case_n=0
 held() {
-  local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl proxy pid
+  local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl pid
   shift 2
   case_n=$((case_n + 1))
   ctl=$TAP_TMPDIR/ctl$case_n
