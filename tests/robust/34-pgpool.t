@@ -35,29 +35,41 @@ stop_pgpools() {
 }
 trap stop_pgpools EXIT
 # A pgpool (NAME) in front of the test's server, through its socket, no
-# password (the server trusts its socket).  Sets PORT_<NAME>.
+# password (the server trusts its socket).  Sets PORT_<NAME>.  (A port
+# free_port found free can be taken before pgpool binds it: pgpool then
+# exits, and is started again on other ports; one that never answers
+# stops the test, with its log's last lines.)
 start_pgpool() { # NAME [SETTING...]
-    local name=$1 dir=$TAP_TMPDIR/pgpool-$1 port
+    local name=$1 dir=$TAP_TMPDIR/pgpool-$1 port pid
     shift
     mkdir -p "$dir"
-    port=$(free_port)
-    {
-        printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$port"
-        printf "pcp_listen_addresses = ''\npcp_port = %s\npcp_socket_dir = '%s'\n" "$(free_port)" "$dir"
-        printf "backend_hostname0 = '%s'\nbackend_port0 = %s\nbackend_flag0 = 'DISALLOW_TO_FAILOVER'\n" "$PGHOST" "$PGPORT"
-        printf "pid_file_name = '%s/pgpool.pid'\nlogdir = '%s'\n" "$dir" "$dir"
-        printf "enable_pool_hba = off\nhealth_check_period = 0\nnum_init_children = 8\n"
-        printf "sr_check_user = '%s'\nsr_check_period = 0\n" "${PGUSER:-postgres}"
-        printf '%s\n' "$@"
-    } >"$dir/pgpool.conf"
-    : >"$dir/pcp.conf"
-    "$PGPOOL" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1 && break
-        sleep 0.1
+    for _ in 1 2 3; do
+        port=$(free_port)
+        {
+            printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$port"
+            printf "pcp_listen_addresses = ''\npcp_port = %s\npcp_socket_dir = '%s'\n" "$(free_port)" "$dir"
+            printf "backend_hostname0 = '%s'\nbackend_port0 = %s\nbackend_flag0 = 'DISALLOW_TO_FAILOVER'\n" "$PGHOST" "$PGPORT"
+            printf "pid_file_name = '%s/pgpool.pid'\nlogdir = '%s'\n" "$dir" "$dir"
+            printf "enable_pool_hba = off\nhealth_check_period = 0\nnum_init_children = 8\n"
+            printf "sr_check_user = '%s'\nsr_check_period = 0\n" "${PGUSER:-postgres}"
+            printf '%s\n' "$@"
+        } >"$dir/pgpool.conf"
+        : >"$dir/pcp.conf"
+        "$PGPOOL" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 100); do
+            if "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1; then
+                PIDS+=("$pid")
+                printf -v "PORT_$name" '%s' "$port"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
     done
-    printf -v "PORT_$name" '%s' "$port"
+    bail_out "pgpool ($name) does not answer: $(tail -n 3 "$dir/pgpool.log" | tr '\n' ' ')"
 }
 url() { # POOL DATABASE
     local port=PORT_$1
