@@ -1790,10 +1790,9 @@ local function apply(m, operation, dry_run)
       -- command stops all the same, its session and lock gone
       -- (robust/53-held-record-reply.t)
       if lost_status == "applied" then
-        recorded_lost = string.format("%s: the connection was lost as the COMMIT recording its run went through: it "
-                                      .. "is applied (its history row, read on a new session, says so); nothing after "
-                                      .. "it was run", m.id)
-        errtext = recorded_lost:sub(#m.id + 3)           -- (the --json "error": the line, without the id)
+        errtext = "the connection was lost as the COMMIT recording its run went through: it is applied (its history "
+                  .. "row, read on a new session, says so); nothing after it was run"
+        recorded_lost = m.id .. ": " .. errtext          -- (the --json "error" is the line without the id)
       -- the connection lost (the server crashed, or ended the session)
       -- after the script's last commit, before the history update: its
       -- work is done, or, with the commits the crash lost, resumable
