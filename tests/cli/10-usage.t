@@ -81,6 +81,15 @@ expect_usage "no command given: --dir took 'status' as its value (see 'ferry --h
 run_ferry --json --dir "$D" --db status
 is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"no command given: --db took 'status' as its value (see 'ferry --help')\"}" \
    "--json --db status: the object says so too"
+expect_usage "unknown command 20250101: --db took 'up' as its value (see 'ferry --help')" --dir "$D" --db up 20250101
+# only --db's value taken from the next word, and only a bare word is ever
+# shown: --db=status is meant as given, and a connection string (which may
+# hold a password) is never echoed, whatever it holds
+run_ferry --dir "$D" --db=status
+like "$RC|$OUT|$ERR" '^2\|\|usage: ferry ' "--db=status (given with '='): no command, the usage, nothing of the value"
+run_ferry --dir "$D" --db "postgresql://u:Sekr3tPw@h/status"
+like "$RC|$OUT|$ERR" '^2\|\|usage: ferry ' "--db a connection string, no command: the usage, nothing of the value"
+is "$(grep -c Sekr3tPw <<<"$ERR")" 0 "...nor its password"
 expect_usage "up takes no arguments (did you mean 'ferry run 20250101'?)" --dir "$D" up 20250101
 expect_usage "status takes no arguments" --dir "$D" status now
 expect_usage "check takes no arguments" --dir "$D" check all
