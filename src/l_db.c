@@ -620,14 +620,42 @@ static void pooled_session(lua_State *L, db_state *st, conn *c) {
  * committed (rolled back with the session), and the engine would take it
  * for a transaction a script left open.  Ended here with COMMIT (the
  * settings are kept), after which pgpool opens none of its own on this
- * session: it then works as on the server.  Should it not end, raises
- * "cannot connect to the database: ..." with what to do, c closed (the
- * pooler rolls its transaction back, the settings with it). */
-static void end_foreign_transaction(lua_State *L, conn *c) {
-    PGresult *r = PQexec(c->pg, "COMMIT");
-    int ended = PQresultStatus(r) == PGRES_COMMAND_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-    PQclear(r);
-    if (ended) return;
+ * session: it then works as on the server.  written: that transaction
+ * has an xid -- it has written, so it is not such a one but another
+ * client's, in the middle of which a pooler handed ferry its server
+ * session: neither committed (its writes would be ferry's doing) nor
+ * rolled back (its client's work), but c closed and refused.  Raises
+ * "cannot connect to the database: ..." with what to do, c closed; a
+ * COMMIT that fails, with its own error ("connection lost: ..." when the
+ * connection went in it).  b: the caller's box for the COMMIT's result. */
+static void end_foreign_transaction(lua_State *L, db_state *st, conn *c, result_box *b, int written) {
+    if (written) {
+        finish_pg(c);
+        lua_pushstring(L, "cannot connect to the database: a connection pooler between ferry and the server handed "
+                          "ferry a server session inside another client's transaction, one that has written: ferry "
+                          "neither commits nor rolls back another client's work; connect to the server directly, or "
+                          "through a pool in session mode");
+        lua_error(L);
+    }
+    b->res = PQexec(c->pg, "COMMIT");
+    if (PQresultStatus(b->res) != PGRES_COMMAND_OK) {
+        errmsg m;
+        const char *msg = result_error_text(c, b->res, &m);
+        PQclear(b->res);
+        b->res = NULL;
+#define WHAT "cannot commit the transaction that was open around the session settings"
+        if (PQstatus(c->pg) == CONNECTION_BAD) raise_pg(L, st, c, WHAT, msg, m.server);
+        char buf[2048];
+        redact_msg(st, c, msg, m.server, buf, sizeof buf);
+        finish_pg(c);
+        lua_pushfstring(L, "cannot connect to the database: " WHAT ": %s", buf);
+#undef WHAT
+        lua_error(L);
+    }
+    PQclear(b->res);
+    b->res = NULL;
+    if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) return;
+    /* COMMIT went through, and a transaction is open again */
     finish_pg(c);
     lua_pushstring(L, "cannot connect to the database: a connection pooler between ferry and the server opens a "
                       "transaction of its own before a statement that writes and leaves it open (pgpool-II with "
@@ -694,8 +722,11 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      *   find a BEGIN/COMMIT before it is sent; off, the server would read
      *   a string on past where ferry saw it end, and store 'a\b' as 'a'
      *   and a backspace. */
-#define SESSION_SETTINGS \
-        "SELECT pg_backend_pid(), set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
+    /* The second column: whether the transaction the statement ran in
+     * has an xid (see end_foreign_transaction); pg_current_xact_id_if_assigned
+     * from PostgreSQL 13 on, txid_current_if_assigned (10 on) before. */
+#define SESSION_SETTINGS(xid) \
+        "SELECT pg_backend_pid(), " xid "_if_assigned() IS NOT NULL, set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
         " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
         " set_config('datestyle', 'ISO', false)," \
         " set_config('idle_in_transaction_session_timeout', '0', false)," \
@@ -713,11 +744,13 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
      * this first statement, before anything is written, and is ended: see
      * end_foreign_transaction. */
 #define OWN_SESSION " WHERE $4::int IS NULL OR pg_backend_pid() = $4::int FOR UPDATE"
+    int version = PQserverVersion(c->pg);
   again:
     b->res = PQexecParams(c->pg,
-        PQserverVersion(c->pg) >= 140000
-            ? SESSION_SETTINGS ", set_config('idle_session_timeout', '0', false)" OWN_SESSION
-            : SESSION_SETTINGS OWN_SESSION,
+        version >= 140000
+            ? SESSION_SETTINGS("pg_current_xact_id") ", set_config('idle_session_timeout', '0', false)" OWN_SESSION
+            : version >= 130000 ? SESSION_SETTINGS("pg_current_xact_id") OWN_SESSION
+            : SESSION_SETTINGS("txid_current") OWN_SESSION,
         4, NULL, vals, NULL, NULL, 0);
 #undef SESSION_SETTINGS
 #undef OWN_SESSION
@@ -750,10 +783,11 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         lua_error(L);
     }
     c->server_pid = atoi(PQgetvalue(b->res, 0, 0));
+    int written = strcmp(PQgetvalue(b->res, 0, 1), "t") == 0;
     PQclear(b->res);
     b->res = NULL;
     PQsetNoticeReceiver(c->pg, notice_receiver, c);
-    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) end_foreign_transaction(L, c);
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) end_foreign_transaction(L, st, c, b, written);
     /* client_connection_check_interval (PostgreSQL 14 and later): a ferry
      * killed while the server sorts a million audits would otherwise leave
      * that query running for minutes, holding its snapshot and a core.  On
