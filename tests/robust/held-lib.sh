@@ -5,18 +5,27 @@
 #
 # held MARK STATEMENT ARGS...: ferry ARGS through a proxy that holds the
 # server's reply to the first STATEMENT (its text, as sent) that follows
-# MARK in what ferry sends, until the Ctrl-C sent meanwhile (to ferry's
+# MARK in what ferry sends on one session (the one MARK came on: another
+# session's traffic, which the proxy may pass on in any order with it, is
+# not looked at), until the Ctrl-C sent meanwhile (to ferry's
 # process group, as a terminal sends it) has sent its cancel -- through
 # the proxy too, whose end releases the reply; $RC, $ERR.  (A Unix
 # socket's path has at most 107 bytes: a short folder of its own.)
 sockdir=$(mktemp -d /tmp/ferry-begin.XXXXXX)
-# (tap.sh's own exit work too: its folder removed; and a proxy a case
-# left behind stopped)
-proxy=
-trap 'kill $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
+# At exit, also a test that stops part way: no proxy or ferry left
+# behind, and tap.sh's own clean-up (its folder) still done.
+held_pids=()
+held_at_exit() {
+  local rc=$? p
+  for p in "${held_pids[@]}"; do kill "$p" 2>/dev/null; done
+  rm -rf "$sockdir"
+  _tap_at_exit
+  return "$rc"
+}
+trap held_at_exit EXIT
 case_n=0
 held() {
-  local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl pid
+  local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl proxy pid
   shift 2
   case_n=$((case_n + 1))
   ctl=$TAP_TMPDIR/ctl$case_n
@@ -25,7 +34,7 @@ held() {
 import os, socket, sys, threading, time
 listen_path, upstream_path, ctl = sys.argv[1:4]
 MARK, HOLD, MODE = sys.argv[4].encode(), sys.argv[5].encode() + b"\x00", sys.argv[6]
-state = {"marked": False, "held": False}
+state = {"marked": None, "held": False}     # marked: the session MARK came on
 lock = threading.Lock()
 def touch(name):
     open(os.path.join(ctl, name), "w").close()
@@ -43,13 +52,15 @@ def client_to_server(c, u, conn):
                 conn["cancel"] = len(data) >= 8 and data[4:8] == b"\x04\xd2\x16\x2e"
             seen = (seen + data)[-65536:]
             with lock:
-                if not state["marked"] and MARK in seen:
-                    state["marked"] = True
+                if state["marked"] is None and MARK in seen:
+                    state["marked"] = conn
                     seen = seen[seen.index(MARK) + len(MARK):]
-                if state["marked"] and not state["held"] and HOLD in seen:
+                now_held = state["marked"] is conn and not state["held"] and HOLD in seen
+                if now_held:
                     state["held"] = conn["hold"] = True
-                    touch("held")
             u.sendall(data)
+            if now_held:
+                touch("held")      # (once the statement is on its way to the server: the Ctrl-C comes after)
     except OSError: pass
     close(c, u)
 def server_to_client(u, c, conn):
@@ -78,11 +89,14 @@ while True:
     threading.Thread(target=server_to_client, args=(u, c, conn), daemon=True).start()
 PY
   proxy=$!
-  for _ in $(seq 100); do [ -e "$ctl/listening" ] && break; sleep 0.1; done
+  held_pids=("$proxy")
+  for _ in $(seq 300); do [ -e "$ctl/listening" ] && break; sleep 0.1; done
+  [ -e "$ctl/listening" ] || diag "the proxy did not start listening"
   set -m
   "$FERRY" --db "host=$sockdir port=$case_n dbname=$HELD_DB user=${PGUSER:-postgres}" \
            --dir "$D" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
   pid=$!
+  held_pids+=("$pid")
   for _ in $(seq 250); do [ -e "$ctl/held" ] && break; sleep 0.1; done
   [ -e "$ctl/held" ] || diag "the $statement was not seen"
   [ "$mode" = interrupt ] && kill -INT -- "-$pid"
@@ -93,4 +107,5 @@ PY
   [ "$mode" != interrupt ] || [ -e "$ctl/cancelled" ] || diag "the Ctrl-C's cancel did not come while the $statement waited"
   kill "$proxy"
   wait "$proxy" 2>/dev/null
+  held_pids=()
 }
