@@ -29,21 +29,24 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 PIDS=()
 stop_pgpools() {
     local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    # (SIGINT: pgpool's fast shutdown, which does not wait for its clients
+    # to leave -- a test stopped part way may leave a ferry connected)
+    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     _tap_at_exit
 }
 trap stop_pgpools EXIT
 # A pgpool (NAME) in front of the test's server, through its socket, no
-# password (the server trusts its socket).  Sets PORT_<NAME>.  (A port
-# free_port found free can be taken before pgpool binds it: pgpool then
-# exits, and is started again on other ports; one that never answers
-# stops the test, with its log's last lines.)
+# password (the server trusts its socket).  Sets PORT_<NAME>.  The port is
+# one free a moment before, which something else (another suite's pooler)
+# may take first: a pgpool that cannot bind it exits, and another port is
+# tried.  Ready once its log says it started (its port is its own: a
+# client that connects before is not known to reach it) and it answers.
 start_pgpool() { # NAME [SETTING...]
-    local name=$1 dir=$TAP_TMPDIR/pgpool-$1 port pid
+    local name=$1 dir=$TAP_TMPDIR/pgpool-$1 port pid try
     shift
     mkdir -p "$dir"
-    for _ in 1 2 3; do
+    for try in 1 2 3 4 5; do
         port=$(free_port)
         {
             printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$port"
@@ -57,19 +60,21 @@ start_pgpool() { # NAME [SETTING...]
         : >"$dir/pcp.conf"
         "$PGPOOL" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
         pid=$!
-        for _ in $(seq 100); do
-            if "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1; then
-                PIDS+=("$pid")
+        PIDS+=("$pid")
+        for _ in $(seq 600); do
+            kill -0 "$pid" 2>/dev/null || break
+            if grep -q "pgpool-II successfully started" "$dir/pgpool.log" &&
+               "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1; then
                 printf -v "PORT_$name" '%s' "$port"
                 return 0
             fi
-            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+        diag "pgpool $name (port $port, try $try) did not start: $(grep -m1 -E 'FATAL|ERROR' "$dir/pgpool.log")"
     done
-    bail_out "pgpool ($name) does not answer: $(tail -n 3 "$dir/pgpool.log" | tr '\n' ' ')"
+    bail_out "pgpool $name did not start"
 }
 url() { # POOL DATABASE
     local port=PORT_$1
