@@ -216,7 +216,13 @@ done
 is "$bad" 0 "a signal at any moment ($seen of 150 runs got to say something): one object each time, ok agreeing with the exit code"
 # (the runs signalled at once once ferry runs, i = 50, 100, 150, are
 # stopped by it: ferry does not get through check in the time bash takes
-# from one command to the next)
-ok "$([ "$stopped" -gt 0 ]; echo $?)" "...the signal came while ferry ran ($stopped of 150 runs stopped by it, exit 143)"
+# from one command to the next.  Under FERRY_WRAPPER -- make valgrind --
+# the process is valgrind's, never the binary: the loop then waits for
+# each run to end, and signals none.)
+if [ -n "${FERRY_WRAPPER:-}" ]; then
+    skip "FERRY_WRAPPER: the process is not ferry's binary"
+else
+    ok "$([ "$stopped" -gt 0 ]; echo $?)" "...the signal came while ferry ran ($stopped of 150 runs stopped by it, exit 143)"
+fi
 
 done_testing
