@@ -10,6 +10,9 @@
 #                          Exits non-zero (and prints the reason) otherwise.
 #   history DBURI [WHERE]  "migration|operation|status" of ferry.history rows,
 #                          one a line, in id order
+#   history_errors DBURI MIGRATION
+#                          "operation|status|error" of MIGRATION's rows, in
+#                          id order, joined by ' / '
 #   ferry_bg OUTPREFIX ARGS...
 #                          run ferry in the background; OUTPREFIX.out/.err/.rc
 #                          get its stdout, stderr, exit code; OUTPREFIX.ms
@@ -47,6 +50,10 @@ PY
 
 history() {
     psql_val "$1" "SELECT migration || '|' || operation || '|' || status FROM ferry.history ${2:-} ORDER BY id"
+}
+
+history_errors() {
+    psql_val "$1" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$2'"
 }
 
 now_ms() { date +%s%3N; }

@@ -57,7 +57,7 @@ wait_for_statement() {   # LIKE-PATTERN
   return 1
 }
 wait_inserting() { wait_for_statement '%INSERT INTO ferry.history%'; }
-rows_of() { psql_val "$db" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$1'"; }
+rows_of() { history_errors "$db" "$1"; }
 
 set -m
 # interrupt ARGS...: ferry ARGS in the background, Ctrl-C (SIGINT to its

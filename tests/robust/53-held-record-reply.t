@@ -32,7 +32,7 @@ is "$RC" 0 "set-up: the history exists"
 HELD_DB=ferry_robust_interrupt_begin
 . "$(dirname "$0")/held-lib.sh"
 norm_json() { sed -E 's/"duration_ms":[0-9]+/"duration_ms":N/g' <<<"$1"; }
-rows_of() { psql_val "$db" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$1'"; }
+rows_of() { history_errors "$db" "$1"; }
 
 # --- the BEGIN of the transaction that records a run that had finished
 put "$D/migrations/20250102_done/up.lua" 'db.exec("CREATE TABLE begin_marker_t (x int)")'

@@ -25,7 +25,7 @@ run_ferry --db "$db" --dir "$D" up
 is "$RC" 0 "set-up: the history exists"
 HELD_DB=ferry_robust_held_sql_step
 . "$(dirname "$0")/held-lib.sh"
-rows_of() { psql_val "$db" "SELECT string_agg(operation || '|' || status || '|' || coalesce(error, ''), ' / ' ORDER BY id) FROM ferry.history WHERE migration = '$1'"; }
+rows_of() { history_errors "$db" "$1"; }
 has_table() { psql_val "$db" "SELECT to_regclass('$1') IS NOT NULL"; }
 
 # --- made read-only: Ctrl-C as its COMMIT went through
