@@ -773,6 +773,14 @@ end
 -- pos must have a JSON form (the real run stores it as jsonb), conn be a
 -- connection or nil, snapshot a cp.snapshot() or nil.  Returns pos's JSON.
 local function check_save_args(pos, conn, snapshot)
+  -- nil (a key read from a misspelt column) would be stored as JSON null,
+  -- which the resumed run's get() gives back as json.null: truthy, so
+  -- `get() or 0` binds NULL and the run reads nothing, then says applied
+  if pos == nil or pos == json.null then
+    error("ctx.checkpoint.save: the position is " .. (pos == nil and "nil" or "json.null")
+          .. ": save where the batch ends (the key of its last row); a run resuming from a nil or "
+          .. "json.null position could not tell it from none, and would start over or read nothing")
+  end
   check_position(pos)
   local ok, text = pcall(encode_value, pos)
   if not ok then
@@ -881,6 +889,7 @@ local function new_checkpoint(ctx, m)
     if r then saved = r end
   end
   local position = saved and saved.position and decode_position(saved.position) or nil
+  if position == json.null then position = nil end     -- (saved as nil by a ferry that took it)
   ctx.resumed = saved ~= nil
   -- Restore the counters of the interrupted run so that the resumed run's
   -- totals equal those of an uninterrupted one.  (No row errors to restore:

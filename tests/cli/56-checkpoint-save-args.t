@@ -19,6 +19,9 @@ elseif mode == "conn" then db.transaction(function() ctx.checkpoint.save(5, "oop
 elseif mode == "swapped" then local c = db.connect(); ctx.checkpoint.save(c, 5)
 elseif mode == "snapshot" then db.transaction(function() ctx.checkpoint.save(5, nil, "x") end)
 elseif mode == "snaptable" then db.transaction(function() ctx.checkpoint.save(5, nil, {}) end)
+elseif mode == "nil" then local row = {ID = 7}; db.transaction(function() ctx.checkpoint.save(row.id) end)
+elseif mode == "null" then db.transaction(function() ctx.checkpoint.save(json.null) end)
+elseif mode == "show" then log.info("resumed " .. tostring(ctx.resumed) .. ", get() " .. tostring(ctx.checkpoint.get()))
 elseif mode == "good" then
   local c = db.connect()
   c:exec("BEGIN")
@@ -31,6 +34,7 @@ NAN='migrations/20250101_cp/up.lua:2: ctx.checkpoint.save: the position has no J
 FN='migrations/20250101_cp/up.lua:3: ctx.checkpoint.save: the position has no JSON form: a function is not a JSON value'
 CONN='migrations/20250101_cp/up.lua:4: ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline hands to after), or nil for the main one, not a string'
 SWAP='migrations/20250101_cp/up.lua:5: ctx.checkpoint.save: the position has no JSON form: a userdata is not a JSON value'
+NIL='ctx.checkpoint.save: the position is nil: save where the batch ends (the key of its last row); a run resuming from a nil or json.null position could not tell it from none, and would start over or read nothing'
 SNAP='migrations/20250101_cp/up.lua:6: ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a string'
 
 for dry in "" "--dry-run"; do
@@ -48,7 +52,20 @@ for dry in "" "--dry-run"; do
     CP_MODE=snaptable run_ferry --dir "$D" run 20250101 $dry
     is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:7: ctx.checkpoint.save: argument #3 is a ctx.checkpoint.snapshot() or nil, not a table of another shape" \
        "$what: a table that is no snapshot is refused too (it failed later: 'attempt to compare nil with number')"
+    # a nil position (row.id of a row whose key is row.ID) was stored as
+    # JSON null, which the resumed run's get() gave back as json.null: a
+    # truthy value, so `get() or 0` bound NULL and the run read nothing
+    CP_MODE=nil run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:8: $NIL" "$what: a nil position is refused"
+    CP_MODE=null run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:9: ${NIL/is nil/is json.null}" "$what: a json.null position is refused"
 done
+is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM ferry.checkpoint")" 0 "no checkpoint row was written for either"
+# a null position a ferry before this one stored reads as no position
+psql -X -q -d "$db" -c "INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
+                        VALUES ('20250101_cp', gen_random_uuid(), 'null', '{}', now())"
+CP_MODE=show run_ferry --dir "$D" run 20250101
+is "$RC|$(grep resumed <<<"$OUT")" "0|resumed true, get() nil" "a stored null position: get() is nil, not json.null"
 CP_MODE=good run_ferry --dir "$D" run 20250101 --dry-run
 is "$RC" 0 "dry run: a position saved on a session of the script's own, with a snapshot, passes"
 CP_MODE=good run_ferry --dir "$D" run 20250101
@@ -60,12 +77,14 @@ try(0/0)
 try({1, 2, x = 3})
 try(5, "oops")
 try({at = 5})
+try(nil)
 print(ctx.checkpoint.get().at)'
 run_ferry --dir "$D" exec "$D/x.lua"
 is "$RC|$OUT" "0|false	ctx.checkpoint.save: the position has no JSON form: NaN is not a JSON number (NaN and infinities have no JSON form)
 false	ctx.checkpoint.save: a position table must be a list (keys 1..n) or have text keys only (JSON would give other keys back as text)
 false	ctx.checkpoint.save: argument #2 is the session to save on (db.connect(), or the conn a pipeline hands to after), or nil for the main one, not a string
 true	true
+false	ctx.checkpoint.save: the position is nil: save where the batch ends (the key of its last row); a run resuming from a nil or json.null position could not tell it from none, and would start over or read nothing
 5" "exec: the in-memory checkpoint refuses what up.lua's refuses, and keeps a good position"
 
 done_testing
