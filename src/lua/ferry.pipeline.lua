@@ -263,8 +263,15 @@ function P:check_rights(copies)
   end
 end
 
+-- A position is saved by the pipeline's checkpoint; without one (the
+-- checkpoint = ctx.checkpoint option forgotten) it would be dropped
+-- without a word, and an interrupted run start over.
+local NO_CHECKPOINT = "pipe:send: the batch has a position, but this db.pipeline has no checkpoint to save it in "
+  .. "(db.pipeline{checkpoint = ctx.checkpoint, ...}): it would never be saved, and an interrupted run would start over"
+
 function P:send(batch)
   check_batch(batch)
+  if batch.position ~= nil and not self.checkpoint then error(NO_CHECKPOINT) end
   if self.dry_run then
     -- (refused as in a real run, so that the dry run finds it; the main
     -- session is only asked when the script has opened it)

@@ -134,7 +134,7 @@ methods.query = function(self, sql, ...)
   if type(sql) == "string" and sql:find("row_security_active", 1, true) then asked = asked + 1 end
   return query(self, sql, ...)
 end
-local pipe <close> = db.pipeline{jobs = 1, dry_run = true}
+local pipe <close> = db.pipeline{jobs = 1, dry_run = true, checkpoint = ctx.checkpoint}
 local b, counts = db.buffer(), {}
 for i = 1, 3 do
   b:put(i)

@@ -512,4 +512,29 @@ do
          "14%-db%-pipeline%.t:%d+: db%.pipeline: jobs must be a whole number from 1 to 100, not 1%.5$",
          "db.pipeline{jobs = 1.5} is refused")
 end
+---------------------------------------------------------------- a position needs a checkpoint
+-- A batch's position is saved by the pipeline's checkpoint; given to a
+-- pipeline without one (checkpoint = ctx.checkpoint left out) it was
+-- dropped without a word: the run looked resumable and an interrupted one
+-- started over.  Refused at the send, in a dry run too, before anything is
+-- sent; a pipeline without a checkpoint and batches without a position
+-- still work.
+do
+  db.exec("CREATE TABLE nocp_t (x int)")
+  local b = db.buffer()
+  b:put(1)
+  for _, dry in ipairs{false, true} do
+    local mode = dry and "dry run" or "real run"
+    local pipe <close> = db.pipeline{jobs = 2, dry_run = dry}
+    T.like(err_at(function() pipe:send{copies = {{sql = "COPY nocp_t (x) FROM STDIN", buffer = b}}, position = 1} end),
+           "^[^%[]*14%-db%-pipeline%.t:%d+: pipe:send: the batch has a position, but this db%.pipeline has no "
+           .. "checkpoint to save it in %(db%.pipeline{checkpoint = ctx%.checkpoint, %.%.%.}%): it would never be "
+           .. "saved, and an interrupted run would start over$",
+           mode .. ": a position without a checkpoint is refused at the calling line")
+    pipe:send{copies = {{sql = "COPY nocp_t (x) FROM STDIN", buffer = b}}}
+    pipe:finish()
+  end
+  T.is(db.one("SELECT count(*) AS n FROM nocp_t").n, 1, "...nothing of the refused batch was written, the next one was")
+  db.exec("DROP TABLE nocp_t")
+end
 return T.done()
