@@ -6,6 +6,7 @@
 #include <lua-cjson.h>
 #include <stdlib.h>
 
+#include "argcheck.h"
 #include "jsontext.h"
 #include "l_modules.h"
 
@@ -18,8 +19,8 @@
  * other byte stays, so key order, escapes and number text are PostgreSQL's. */
 static int json_compact(lua_State *L) {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    lua_Integer max = luaL_optinteger(L, 2, -1);
+    const char *s = ferry_checklstring(L, 1, "json.compact", &len);
+    lua_Integer max = ferry_optinteger(L, 2, "json.compact", -1);
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, len ? len : 1);
     size_t n = jsontext_compact(s, len, out);
@@ -31,9 +32,9 @@ static int json_compact(lua_State *L) {
 /* json.truncate(s, n) -> the first n UTF-8 characters of s. */
 static int json_truncate(lua_State *L) {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    lua_Integer max = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, max >= 0, 2, "must be >= 0");
+    const char *s = ferry_checklstring(L, 1, "json.truncate", &len);
+    lua_Integer max = ferry_checkinteger(L, 2, "json.truncate");
+    if (max < 0) ferry_argerror(L, 2, "json.truncate", "must be >= 0");
     lua_pushlstring(L, s, utf8_prefix_bytes(s, len, (size_t)max));
     return 1;
 }
@@ -49,14 +50,14 @@ static int json_has_text(lua_State *L) {
 
 static int json_utf8_len(lua_State *L) {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = ferry_checklstring(L, 1, "json.utf8_len", &len);
     lua_pushinteger(L, (lua_Integer)utf8_char_count(s, len));
     return 1;
 }
 
 static int json_utf8_valid(lua_State *L) {
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = ferry_checklstring(L, 1, "json.utf8_valid", &len);
     lua_pushboolean(L, utf8_valid(s, len));
     return 1;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "argcheck.h"
 #include "ferry.h"
 #include "l_modules.h"
 
@@ -68,12 +69,12 @@ static counter *find_or_add(lua_State *L, stats_state *s, const char *name) {
     return c;
 }
 
-static const char *check_name(lua_State *L, int idx) {
+static const char *check_name(lua_State *L, int idx, const char *fn) {
     size_t len;
-    const char *name = luaL_checklstring(L, idx, &len);
-    luaL_argcheck(L, len > 0, idx, "empty counter name");
+    const char *name = ferry_checklstring(L, idx, fn, &len);
+    if (len == 0) ferry_argerror(L, idx, fn, "empty counter name");
     /* the name is kept as a C string: "a\0b" would be counter "a" */
-    luaL_argcheck(L, strlen(name) == len, idx, "counter name contains a NUL byte");
+    if (strlen(name) != len) ferry_argerror(L, idx, fn, "counter name contains a NUL byte");
     return name;
 }
 
@@ -84,9 +85,10 @@ static const char *check_listed_name(lua_State *L, lua_Integer i) {
     size_t len;
     const char *name = lua_isstring(L, -1) ? lua_tolstring(L, -1, &len) : NULL;   /* a number too, as check_name */
     if (!name)
-        luaL_argerror(L, 1, lua_pushfstring(L, "name %I: string expected, got %s", i, luaL_typename(L, -1)));
-    if (len == 0) luaL_argerror(L, 1, lua_pushfstring(L, "name %I: empty counter name", i));
-    if (strlen(name) != len) luaL_argerror(L, 1, lua_pushfstring(L, "name %I: counter name contains a NUL byte", i));
+        ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: string expected, got %s", i, luaL_typename(L, -1)));
+    if (len == 0) ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: empty counter name", i));
+    if (strlen(name) != len)
+        ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: counter name contains a NUL byte", i));
     return name;
 }
 
@@ -100,7 +102,7 @@ static int stats_declare(lua_State *L) {
         lua_len(L, 1);
         int is_int;
         lua_Integer n = lua_tointegerx(L, -1, &is_int);
-        if (!is_int) return luaL_argerror(L, 1, "its length is not an integer");
+        if (!is_int) return ferry_argerror(L, 1, "stats.declare", "its length is not an integer");
         lua_pop(L, 1);
         for (int pass = 0; pass < 2; pass++) {
             for (lua_Integer i = 1; i <= n; i++) {
@@ -113,7 +115,7 @@ static int stats_declare(lua_State *L) {
         return 0;
     }
     int top = lua_gettop(L);
-    for (int i = 1; i <= top; i++) check_name(L, i);
+    for (int i = 1; i <= top; i++) check_name(L, i, "stats.declare");
     for (int i = 1; i <= top; i++) find_or_add(L, s, lua_tostring(L, i));
     return 0;
 }
@@ -122,8 +124,8 @@ static int stats_declare(lua_State *L) {
  * the counter is created (a call that raises creates none). */
 static int stats_inc(lua_State *L) {
     stats_state *s = STATE(L);
-    const char *name = check_name(L, 1);
-    lua_Integer n = luaL_optinteger(L, 2, 1);
+    const char *name = check_name(L, 1, "stats.inc");
+    lua_Integer n = ferry_optinteger(L, 2, "stats.inc", 1);
     counter *c = find_or_add(L, s, name);
     long long v;
     if (__builtin_add_overflow(c->value, n, &v))       /* the counter is left as it was */
@@ -135,15 +137,15 @@ static int stats_inc(lua_State *L) {
 
 static int stats_set(lua_State *L) {
     stats_state *s = STATE(L);
-    const char *name = check_name(L, 1);
-    lua_Integer v = luaL_checkinteger(L, 2);      /* before the counter exists */
+    const char *name = check_name(L, 1, "stats.set");
+    lua_Integer v = ferry_checkinteger(L, 2, "stats.set");      /* before the counter exists */
     find_or_add(L, s, name)->value = v;
     return 0;
 }
 
 static int stats_get(lua_State *L) {
     size_t len;
-    const char *name = luaL_checklstring(L, 1, &len);
+    const char *name = ferry_checklstring(L, 1, "stats.get", &len);
     counter *c = strlen(name) == len ? find(STATE(L), name) : NULL;   /* no counter has a NUL */
     lua_pushinteger(L, c ? c->value : 0);
     return 1;
@@ -266,7 +268,7 @@ static int stats_reset(lua_State *L) {
 static int stats_max_errors(lua_State *L) {
     stats_state *s = STATE(L);
     lua_Integer old = s->max_errors;
-    if (!lua_isnone(L, 1)) s->max_errors = luaL_checkinteger(L, 1);
+    if (!lua_isnone(L, 1)) s->max_errors = ferry_checkinteger(L, 1, "stats.max_errors");
     lua_pushinteger(L, old);
     return 1;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
+#include "argcheck.h"
 #include "hash.h"
 #include "l_modules.h"
 
@@ -43,7 +44,7 @@ static const char *number_name(lua_State *L, int idx, char *buf, size_t n, size_
     if (lua_isinteger(L, idx)) {
         snprintf(buf, n, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
     } else if (!isfinite(d)) {
-        luaL_argerror(L, idx, "not a finite number");
+        ferry_argerror(L, idx, "uuid.v5", "not a finite number");
     } else if (d == floor(d) && lua_numbertointeger(d, &i)) {
         snprintf(buf, n, LUA_INTEGER_FMT, (LUAI_UACINT)i);
     } else {
@@ -58,13 +59,13 @@ static const char *number_name(lua_State *L, int idx, char *buf, size_t n, size_
 
 /* uuid.v5(namespace_uuid, name) -> UUID text (RFC 4122 section 4.3). */
 static int uuid_v5(lua_State *L) {
-    luaL_checkstring(L, 1);
     size_t len;
+    ferry_checklstring(L, 1, "uuid.v5", &len);
     char num[64];
     const char *name = lua_type(L, 2) == LUA_TNUMBER ? number_name(L, 2, num, sizeof num, &len)
-                                                     : luaL_checklstring(L, 2, &len);
+                                                     : ferry_checklstring(L, 2, "uuid.v5", &len);
     uuid_t nsu, out;
-    if (!to_uuid(L, 1, nsu)) return luaL_argerror(L, 1, "not a UUID");
+    if (!to_uuid(L, 1, nsu)) return ferry_argerror(L, 1, "uuid.v5", "not a UUID");
     uuid5_generate(nsu, name, len, out);
     push_uuid(L, out);
     return 1;
