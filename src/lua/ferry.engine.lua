@@ -1070,7 +1070,9 @@ end
 -- raised and its text; both a traceback (shown with --verbose).
 local function on_error(e)
   if is_ferry_error(e) then return e end
-  if type(e) == "string" then e = at_script_line(e) else e = (errors.at(e, 2) or script_where(2)) .. error_text(e) end
+  -- (valid_utf8: a NUL reads U+FFFD, as an invalid byte does -- the
+  -- traceback is built from a C string, which would end the message there)
+  if type(e) == "string" then e = errors.valid_utf8(at_script_line(e)) else e = (errors.at(e, 2) or script_where(2)) .. error_text(e) end
   return debug.traceback(e, 2)
 end
 
