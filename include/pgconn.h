@@ -67,11 +67,12 @@ int pgconn_copy_target(const char *sql, pgconn_name_fn *fn, void *ud);
 /* 1 when the options of sql, a COPY ... FROM STDIN statement
  * (pgconn_is_copy_from_stdin), change how its rows are read from the text
  * format with its defaults that conn:copy() writes (tab, \N, backslash
- * escapes): FORMAT other than text, BINARY, CSV, DELIMITER, NULL, HEADER,
- * QUOTE, ESCAPE, FORCE_*, DEFAULT -- a row dropped (HEADER) or a value
- * stored as another (NULL '') without an error.  The option goes to word
- * (upper case, "FORMAT csv" with its value).  A WHERE condition is not
- * read: its words are no options. */
+ * escapes): FORMAT other than text, BINARY, CSV, DELIMITER(S), NULL,
+ * HEADER, QUOTE, ESCAPE, FORCE_*, DEFAULT, ENCODING other than UTF8 -- a
+ * row dropped (HEADER) or a value stored as another (NULL '', ENCODING
+ * 'LATIN1') without an error.  The option goes to word (upper case,
+ * "FORMAT csv" with its value).  A WHERE condition is not read: its words
+ * are no options. */
 int pgconn_copy_format_option(const char *sql, int plain_escapes, char *word, size_t wordsz);
 
 /* The first top-level statement of the SQL script sql that begins or ends

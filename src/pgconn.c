@@ -895,11 +895,37 @@ int pgconn_copy_target(const char *sql, pgconn_name_fn *fn, void *ud) {
     return copy_from_stdin_walk(sql, fn, ud) != NULL;
 }
 
-/* The options that change how a row of COPY's text format is read. */
+/* The options that change how a row of COPY's text format is read
+ * (DELIMITERS: the old syntax's [USING] DELIMITERS 'c', DELIMITER's
+ * twin).  FORMAT and ENCODING are read by their values, below. */
 static const char *const FORMAT_OPTIONS[] = {
-    "binary", "csv", "delimiter", "null", "header", "quote", "escape",
+    "binary", "csv", "delimiter", "delimiters", "null", "header", "quote", "escape",
     "force_quote", "force_not_null", "force_null", "force", "default", NULL
 };
+
+/* The value after the option name that ends at e: a word, a 'string' or a
+ * "name", its text in *v..*ve (NULL, NULL when there is none). */
+static void option_value(const char *e, const char **v, const char **ve) {
+    const char *a = skip_blank(e), *b = NULL;
+    if (a && word_start((unsigned char)*a)) b = word_end(a);
+    else if (a && (*a == '\'' || *a == '"')) { b = skip_quoted(a, *a, 0); if (b) { a++; b--; } }
+    *v = b ? a : NULL;
+    *ve = b;
+}
+
+/* 1 when v..ve names UTF8, as the server reads an encoding's name: its
+ * letters and digits only, in any case (UTF8, utf-8, UTF_8, Unicode). */
+static int names_utf8(const char *v, const char *ve) {
+    char name[16];
+    size_t n = 0;
+    for (const char *q = v; q && q < ve; q++) {
+        if (!isalnum((unsigned char)*q)) continue;
+        if (n + 1 >= sizeof name) return 0;
+        name[n++] = (char)tolower((unsigned char)*q);
+    }
+    name[n] = '\0';
+    return strcmp(name, "utf8") == 0 || strcmp(name, "unicode") == 0;
+}
 
 static void upper_word(const char *w, const char *e, const char *suffix, const char *suffix_end,
                        char *word, size_t wordsz) {
@@ -936,12 +962,15 @@ int pgconn_copy_format_option(const char *sql, int plain_escapes, char *word, si
                 next = skip_word(p);
                 if (is_word(p, e, "where")) return 0;         /* a condition, not options */
             }
-            if (is_option(w, e, quoted, "format")) {
-                /* its value: a word, a 'string' or a "name" -- text only */
-                const char *v = skip_blank(e + quoted), *ve = NULL;
-                if (v && word_start((unsigned char)*v)) ve = word_end(v);
-                else if (v && (*v == '\'' || *v == '"')) { ve = skip_quoted(v, *v, 0); if (ve) { v++; ve--; } }
-                if (!ve || (size_t)(ve - v) != 4 || strncasecmp(v, "text", 4) != 0) {
+            int format = is_option(w, e, quoted, "format"), encoding = is_option(w, e, quoted, "encoding");
+            if (format || encoding) {
+                /* by its value: FORMAT text only; ENCODING UTF8 only, what
+                 * ferry sends (another would read é as Ã©, without an error) */
+                const char *v, *ve;
+                option_value(e + quoted, &v, &ve);
+                int ok = ve && (format ? (size_t)(ve - v) == 4 && strncasecmp(v, "text", 4) == 0
+                                       : names_utf8(v, ve));
+                if (!ok) {
                     upper_word(w, e, v, ve, word, wordsz);
                     return 1;
                 }

@@ -373,7 +373,10 @@ db.exec("DROP TABLE IF EXISTS cp_opt")
 db.exec("CREATE TABLE cp_opt (n int, t text)")
 for _, case in ipairs{{"WITH (HEADER true)", "HEADER"}, {"(NULL '')", "NULL"}, {"WITH (FORMAT csv)", "FORMAT csv"},
                       {"(DELIMITER ',')", "DELIMITER"}, {"CSV", "CSV"},
-                      {'WITH ("header" true)', "HEADER"}, {[[("null" '')]], "NULL"}} do
+                      {'WITH ("header" true)', "HEADER"}, {[[("null" '')]], "NULL"},
+                      -- taken before: the old syntax's DELIMITERS read "a,b" as two columns; an
+                      -- ENCODING other than UTF8 read ferry's UTF-8 as that one, é stored as Ã©
+                      {"USING DELIMITERS ','", "DELIMITERS"}, {"(ENCODING 'LATIN1')", "ENCODING LATIN1"}} do
   local ok, err = pcall(db.copy, "COPY cp_opt FROM STDIN " .. case[1])
   T.is(ok, false, "COPY ... FROM STDIN " .. case[1] .. ": refused")
   T.like(tostring(err), "COPY failed to start: the option " .. case[2]:gsub("%p", "%%%0")
@@ -387,6 +390,13 @@ do
   w:put(2, nil)
   w:put(3, "x")
   T.is(w:finish(), 3, "FORMAT text, FREEZE and a WHERE condition (with NULL in it) are taken")
+end
+do
+  local w <close> = db.copy("COPY cp_opt (n, t) FROM STDIN (ENCODING 'utf-8')")
+  w:put(4, "é")
+  T.is(w:finish(), 1, "ENCODING UTF8, by any of its names, is taken")
+  T.is(db.one("SELECT t FROM cp_opt WHERE n = 4").t, "é", "...and the text reads as written")
+  db.exec("DELETE FROM cp_opt WHERE n = 4")
 end
 T.is(db.query("SELECT n, t FROM cp_opt ORDER BY n"), {{n = 1, t = ""}, {n = 2}, {n = 3, t = "x"}}, "...and the rows read as written")
 db.exec("DROP TABLE cp_opt")

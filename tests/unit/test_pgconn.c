@@ -183,6 +183,20 @@ static void test_copy_format_option(void **state)
     assert_string_equal(format_option("COPY t FROM STDIN (\"format\" text, FREEZE)"), "");
     assert_string_equal(format_option("COPY t FROM STDIN (\"HEADER\" true)"), "");   /* no option: the server refuses it */
     assert_string_equal(format_option("COPY t FROM STDIN (FREEZE) WHERE \"null\" > 1"), "");
+    /* the old syntax's DELIMITERS (plural, USING optional) is DELIMITER:
+     * it was taken, and the rows read with ',' between columns */
+    assert_string_equal(format_option("COPY t FROM STDIN USING DELIMITERS ','"), "DELIMITERS");
+    assert_string_equal(format_option("COPY t FROM STDIN DELIMITERS '|'"), "DELIMITERS");
+    /* ferry sends UTF-8: another ENCODING read it as that one, é as Ã©,
+     * without an error; UTF8 by any of its names is taken */
+    assert_string_equal(format_option("COPY t FROM STDIN (ENCODING 'LATIN1')"), "ENCODING LATIN1");
+    assert_string_equal(format_option("COPY t FROM STDIN WITH ENCODING 'win1252'"), "ENCODING win1252");
+    assert_string_equal(format_option("COPY t FROM STDIN (FREEZE, encoding sql_ascii)"), "ENCODING sql_ascii");
+    assert_string_equal(format_option("COPY t FROM STDIN (ENCODING)"), "ENCODING");
+    assert_string_equal(format_option("COPY t FROM STDIN (ENCODING 'utf-8')"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN (ENCODING \"Unicode\", FREEZE)"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN WITH ENCODING 'UTF_8'"), "");
+    assert_string_equal(format_option("COPY t FROM STDIN (encoding utf8)"), "");
 }
 
 /* what pgconn_copy_target reads of sql: "table.parts|col,col" ("-" when
