@@ -2596,6 +2596,12 @@ function commands.validate(args)
   local failed = 0
   local ctx = make_ctx(m, true, "validate")
   local function check(name, fn, detail)
+    -- (a name left out, check(fn), was a FAIL named "function: 0x55...",
+    -- and no JSON object at all under --json)
+    if math.type(name) then name = tostring(name) end
+    if type(name) ~= "string" then
+      error(string.format('check(name, fn): the name is a string, not a %s (check("what it checks", fn))', type(name)), 2)
+    end
     local ok, info
     if type(fn) == "function" then
       -- (under a savepoint of the checks' transaction, rolled back after it)

@@ -147,6 +147,19 @@ run_ferry --dir "$D" validate 20250101_a
 is "$RC" 1 "validate.lua raising: exit 1"
 like "$OUT" $'\u2717 FAIL validate.lua stopped: migrations/20250101_a/validate.lua:2: validate script stops here\n2 check\\(s\\), 1 failed$' \
      "validate.lua raising is reported as a failed check"
+# a check without its name (check(fn)) was a FAIL named "function:
+# 0x55...", and under --json it stopped validate with "json.encode_ordered:
+# a function is not a JSON value"; it is refused at its line, as a script
+# error.  A number is a name, as its text.
+put "$D/migrations/20250101_a/validate.lua" 'check(7, true)
+check(function() return true end)
+'
+run_ferry --dir "$D" validate 20250101_a
+is "$RC|$OUT" $'1|==> validating 20250101_a\n\u2713 PASS 7\n\u2717 FAIL validate.lua stopped: migrations/20250101_a/validate.lua:2: check(name, fn): the name is a string, not a function (check("what it checks", fn))\n2 check(s), 1 failed' \
+   "check(fn), its name left out: refused at its line"
+run_ferry --dir "$D" --json validate 20250101_a
+is "$RC|$(json_eval "$OUT" '[c["name"] for c in j["checks"]]')" '1|["7","validate.lua"]' \
+   "...and under --json the object is written, every name a string"
 is "$(psql_val "$db" "SELECT count(*) FROM ferry.history")" "$n_hist" "validate writes no history"
 run_ferry --dir "$D" status
 like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" 'CHANGED since applied')" "editing validate.lua changes the checksum"
