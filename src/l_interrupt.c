@@ -328,6 +328,17 @@ static int co_close(lua_State *L) {
     return 2;
 }
 
+/* coroutine.yield(...): Lua's, except from the main thread, outside any
+ * coroutine: Lua raises "attempt to yield from outside a coroutine" there
+ * with no position (the yield is a C function), and ferry's error line
+ * named no file:line; here luaL_error puts the caller's line first. */
+static int co_yield(lua_State *L) {
+    int is_main = lua_pushthread(L);
+    lua_pop(L, 1);
+    if (is_main) return luaL_error(L, "attempt to yield from outside a coroutine");
+    return lua_yield(L, lua_gettop(L));
+}
+
 void ferry_track_coroutines(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     main_thread = lua_tothread(L, -1);
@@ -335,7 +346,8 @@ void ferry_track_coroutines(lua_State *L) {
     lua_pushthread(L);
     running_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     running = main_thread;
-    static const luaL_Reg funcs[] = {{"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close},
+                                        {"yield", co_yield}, {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE) luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 2);

@@ -215,4 +215,19 @@ T.is(db.one("SELECT count(*) AS n FROM " .. co_copy).n, 0, "...and nothing of it
 other:close()
 db.exec("DROP TABLE " .. co_copy)
 
+-- coroutine.yield outside any coroutine (a loop body pasted from a
+-- coroutine to the top of a script) raised Lua's "attempt to yield from
+-- outside a coroutine" with no position: ferry's error line named no
+-- file:line.  It is raised at the calling line now; inside a coroutine,
+-- yield is Lua's.
+do
+  local l = debug.getinfo(1, "l").currentline + 1
+  local ok, e = pcall(function() coroutine.yield(1) end)
+  T.is(ok, false, "yield outside a coroutine raises")
+  T.like(tostring(e), "^[^%[\n]*16%-coroutine%.t:" .. l .. ": attempt to yield from outside a coroutine$", "...at the calling line")
+  local c = coroutine.wrap(function(a) local b = coroutine.yield(a + 1); return b * 2 end)
+  T.is({c(1), c(5)}, {2, 10}, "...and inside one it yields and resumes as Lua's")
+  T.is(pack(coroutine.isyieldable()), {n = 1, false}, "coroutine.isyieldable() is untouched")
+end
+
 return T.done()
