@@ -328,6 +328,15 @@ static PGresult *next_result(conn *c) {
 /* What PQexec / PQexecParams return for the query just sent (sent: the
  * PQsend* call's result): the last result, or a COPY's start at once;
  * NULL when sending failed.  Waits as next_result does. */
+/* What to use instead of a COPY sent where no COPY goes (exec, query,
+ * rows): a COPY ... FROM STDIN is db.copy()'s; a COPY ... TO STDOUT
+ * nothing of ferry's reads -- conn:copy() takes only FROM STDIN, so
+ * pointing there led to another refusal. */
+static const char *copy_refusal(ExecStatusType s) {
+    return s == PGRES_COPY_IN ? "COPY ... FROM STDIN goes through db.copy() (conn:copy())"
+                              : "COPY ... TO STDOUT is not supported: read the rows with a SELECT (db.rows, db.query)";
+}
+
 static PGresult *exec_result(conn *c, int sent) {
     if (!sent) return NULL;
     PGresult *last = NULL, *r;
@@ -1105,7 +1114,7 @@ static result_box *run_query(lua_State *L, conn *c) {
         b->res = NULL;
         pgconn_end_unexpected_copy(c->pg, s);
         pgconn_drain(c->pg);
-        luaL_error(L, "query failed: COPY FROM STDIN / TO STDOUT goes through conn:copy(), not exec/query");
+        luaL_error(L, "query failed: %s%s", copy_refusal(s), s == PGRES_COPY_IN ? ", not exec/query" : "");
     }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
         errmsg m;
@@ -1198,7 +1207,11 @@ static int conn_exec_script(lua_State *L) {
     while ((b->res = next_result(c)) != NULL) {
         ExecStatusType s = PQresultStatus(b->res);
         if (pgconn_is_copy(s)) {
-            if (!failed) errmsg_set(c, &m, "COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())");
+            if (!failed)
+                errmsg_set(c, &m, s == PGRES_COPY_IN
+                                  ? "COPY ... FROM STDIN in a script is not supported (load data with db.copy())"
+                                  : "COPY ... TO STDOUT in a script is not supported (read the rows with a SELECT: "
+                                    "db.rows, db.query)");
             failed = 1;
             PQclear(b->res);
             b->res = NULL;
@@ -1297,7 +1310,10 @@ static int rows_next(lua_State *L) {
         return 0;
     }
     errmsg m;
-    const char *msg = pgconn_is_copy(s) ? errmsg_set(r->c, &m, "COPY goes through conn:copy(), not rows()")
+    char copy_msg[160];
+    if (pgconn_is_copy(s))
+        snprintf(copy_msg, sizeof copy_msg, "%s%s", copy_refusal(s), s == PGRES_COPY_IN ? ", not rows()" : "");
+    const char *msg = pgconn_is_copy(s) ? errmsg_set(r->c, &m, copy_msg)
                     : b->res ? result_error_text(r->c, b->res, &m) : errmsg_set(r->c, &m, PQerrorMessage(r->c->pg));
     if (b->res) { PQclear(b->res); b->res = NULL; }
     pgconn_end_unexpected_copy(r->c->pg, s);

@@ -220,7 +220,7 @@ T.is(db.one("SELECT count(*) AS n FROM s").n, 4, "a failing script without BEGIN
 T.like(err_of(db.exec_script, "SELECT 1; SELEC 2"), "script failed: syntax error", "exec_script: syntax error")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a failed script")
 T.is(err_of(db.exec_script, "CREATE TEMP TABLE sc (a int); COPY sc FROM STDIN; SELECT 1"),
-     "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
+     "script failed: COPY ... FROM STDIN in a script is not supported (load data with db.copy())",
      "exec_script: a COPY FROM STDIN in a script raises, saying why")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY was ended")
 T.like(err_of(db.exec, "SELECT 1\0; DROP TABLE x"), "SQL text contains a NUL byte", "a NUL in SQL text is refused, not cut")
@@ -247,8 +247,8 @@ T.like(err_of(db.exec_script, "SELECT 1;\n\nSELEC 2"), "^script failed: syntax e
 T.like(err_of(db.exec_script, "SELECT 1;\nSELECT '" .. string.rep("x", 3000) .. "'::int"), "xxx%.%.%. %[SQLSTATE 22P02%] %(line 2%)$",
        "...also after a message too long to keep whole (cut before its SQLSTATE, which stays)")
 T.is(err_of(db.exec_script, "COPY (SELECT 1) TO STDOUT"),
-     "script failed: COPY FROM stdin / TO stdout in a script is not supported (load data with conn:copy())",
-     "exec_script: COPY TO STDOUT raises the same")
+     "script failed: COPY ... TO STDOUT in a script is not supported (read the rows with a SELECT: db.rows, db.query)",
+     "exec_script: COPY TO STDOUT raises, saying what to do instead")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a script's COPY output was read")
 T.is(err_of(db.exec_script, "CREATE TEMP TABLE sd (a int PRIMARY KEY); INSERT INTO sd VALUES (1), (1)"),
      'script failed: duplicate key value violates unique constraint "sd_pkey" (Key (a)=(1) already exists.) '

@@ -34,9 +34,24 @@ T.like(err_of(db.rows, "SELECT $1", {}), "parameter %$1: a table is not a SQL va
 usable("usable after a bad parameter")
 T.like(err_of(function() for _ in db.rows("SELEC 1") do end end), "syntax error at or near \"SELEC\" %[SQLSTATE 42601%]",
        "rows: SQL error raised with SQLSTATE")
+-- (COPY ... TO STDOUT was told to go "through conn:copy()", which
+-- takes only COPY ... FROM STDIN: the advice led to another refusal)
 T.like(err_of(function() for _ in db.rows("COPY (SELECT 1) TO STDOUT") do end end),
-       "^tests/lua/11%-db%-rows%.t:%d+: query failed while reading rows: COPY goes through conn:copy%(%), not rows%(%)$",
-       "rows() of a COPY raises, saying why")
+       "^tests/lua/11%-db%-rows%.t:%d+: query failed while reading rows: COPY %.%.%. TO STDOUT is not supported: "
+       .. "read the rows with a SELECT %(db%.rows, db%.query%)$",
+       "rows() of a COPY TO STDOUT raises, saying what to do instead")
+db.exec("CREATE TEMP TABLE rows_cp (a int)")
+T.like(err_of(function() for _ in db.rows("COPY rows_cp FROM STDIN") do end end),
+       "^tests/lua/11%-db%-rows%.t:%d+: query failed while reading rows: COPY %.%.%. FROM STDIN goes through db%.copy%(%) "
+       .. "%(conn:copy%(%)%), not rows%(%)$",
+       "rows() of a COPY FROM STDIN raises, naming db.copy()")
+T.like(err_of(db.exec, "COPY rows_cp FROM STDIN"),
+       "^query failed: COPY %.%.%. FROM STDIN goes through db%.copy%(%) %(conn:copy%(%)%), not exec/query$",
+       "exec of a COPY FROM STDIN: the same")
+T.like(err_of(db.query, "COPY rows_cp TO STDOUT"),
+       "^query failed: COPY %.%.%. TO STDOUT is not supported: read the rows with a SELECT %(db%.rows, db%.query%)$",
+       "query of a COPY TO STDOUT: the same")
+T.is(db.one("SELECT count(*) AS n FROM rows_cp").n, 0, "...and the connection works after them")
 T.is(db.one("SELECT 1 AS x").x, 1, "the connection works after a COPY was refused by rows()")
 usable("usable after an SQL error in rows")
 
