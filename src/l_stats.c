@@ -273,26 +273,35 @@ static int stats_max_errors(lua_State *L) {
     return 1;
 }
 
-/* "conversations_created" -> "Conversations created" */
-static void humanize(const char *name, char *out, size_t outsz) {
-    size_t i = 0;
-    for (; name[i] && i + 1 < outsz; i++)
-        out[i] = name[i] == '_' ? ' ' : (i == 0 ? (char)toupper((unsigned char)name[i]) : name[i]);
-    out[i] = '\0';
+/* The summary goes to a Lua buffer or a FILE (a run that died). */
+static void emit(luaL_Buffer *b, FILE *f, const char *s, size_t n) {
+    if (b) luaL_addlstring(b, s, n); else fwrite(s, 1, n, f);
 }
 
+/* Each name humanized ("conversations_created" -> "Conversations
+ * created"), values aligned two columns after the longest name.  Written
+ * piece by piece: a name of any length stays whole (fixed buffers cut a
+ * long one, and the padding after it overran the line, losing its value
+ * and every line after it). */
 static void print_summary(stats_state *s, luaL_Buffer *b, FILE *f) {
     size_t width = 0;
     for (int i = 0; i < s->ncounters; i++)
         if (strlen(s->counters[i].name) > width) width = strlen(s->counters[i].name);
-    char line[512], label[256];
-    snprintf(line, sizeof line, "\xF0\x9F\x93\x8A Statistics:\n");
-    if (b) luaL_addstring(b, line); else fputs(line, f);
+    static const char title[] = "\xF0\x9F\x93\x8A Statistics:\n";
+    emit(b, f, title, sizeof title - 1);
     for (int i = 0; i < s->ncounters; i++) {
-        humanize(s->counters[i].name, label, sizeof label);
-        snprintf(line, sizeof line, "   %s:%*s%lld\n", label,
-                 (int)(width + 2 - strlen(label)), "", s->counters[i].value);
-        if (b) luaL_addstring(b, line); else fputs(line, f);
+        const char *name = s->counters[i].name;
+        size_t len = strlen(name);
+        emit(b, f, "   ", 3);
+        for (size_t j = 0; j < len; j++) {
+            char c = name[j] == '_' ? ' ' : (j == 0 ? (char)toupper((unsigned char)name[j]) : name[j]);
+            emit(b, f, &c, 1);
+        }
+        emit(b, f, ":", 1);
+        for (size_t j = len; j < width + 2; j++) emit(b, f, " ", 1);
+        char value[32];
+        int n = snprintf(value, sizeof value, "%lld\n", s->counters[i].value);
+        emit(b, f, value, (size_t)n);
     }
 }
 

@@ -87,6 +87,20 @@ T.is(stats.summary(),
      "summary: humanized names, values aligned two spaces after the longest name")
 stats.reset()
 T.is(stats.summary(), "📊 Statistics:\n", "summary with no counters: the title only")
+-- a name of more than 255 bytes (a counter named from data, "action_" ..
+-- r.action) was cut to 255 in the summary, and the padding after it
+-- overran a 512-byte line: its value, its newline and every line after it
+-- were lost, merged into one line
+stats.reset()
+local long = "action_" .. string.rep("x", 600)
+stats.set(long, 5)
+stats.set("rows", 7)
+T.is(stats.summary(),
+     "📊 Statistics:\n" ..
+     "   Action " .. string.rep("x", 600) .. ":  5\n" ..
+     "   Rows:" .. string.rep(" ", #long - 2) .. "7\n",
+     "summary: a name of 607 bytes whole, every value on its own line")
+stats.reset()
 
 ---------------------------------------------------------------- errors
 stats.reset()
