@@ -9,6 +9,7 @@
 
 #include "argcheck.h"
 #include "ferry.h"
+#include "jsontext.h"
 #include "l_modules.h"
 
 #define MAX_KEPT_ERRORS 1000   /* all are counted; the first ones are kept */
@@ -75,6 +76,9 @@ static const char *check_name(lua_State *L, int idx, const char *fn) {
     if (len == 0) ferry_argerror(L, idx, fn, "empty counter name");
     /* the name is kept as a C string: "a\0b" would be counter "a" */
     if (strlen(name) != len) ferry_argerror(L, idx, fn, "counter name contains a NUL byte");
+    /* (the names are keys of the history row's jsonb, which the server
+     * refuses otherwise: the run could not be recorded) */
+    if (!utf8_valid(name, len)) ferry_argerror(L, idx, fn, "counter name is not valid UTF-8");
     return name;
 }
 
@@ -89,6 +93,8 @@ static const char *check_listed_name(lua_State *L, lua_Integer i) {
     if (len == 0) ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: empty counter name", i));
     if (strlen(name) != len)
         ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: counter name contains a NUL byte", i));
+    if (!utf8_valid(name, len))
+        ferry_argerror(L, 1, "stats.declare", lua_pushfstring(L, "name %I: counter name is not valid UTF-8", i));
     return name;
 }
 

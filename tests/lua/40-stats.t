@@ -53,6 +53,18 @@ T.is(stats.counters(), before, "...and none of them created a counter (z, z2, w,
 T.like(err_of(stats.inc, "a\0b"), "bad argument #1 to 'stats%.inc' %(counter name contains a NUL byte%)",
        "a name with a NUL byte raises")
 T.like(err_of(stats.declare, {"ok", "x\0y"}), "counter name contains a NUL byte", "declare: a name with a NUL byte raises")
+-- a name that is not UTF-8 ("source_" .. s:sub(1, 2) of "héllo") went
+-- into the run's history row as a jsonb key, which the server refused:
+-- the run could not be recorded (left 'running', with advice about a
+-- SQL_ASCII database), and --json wrote bytes no JSON reader takes
+T.is(err_of(stats.inc, "source_h\xc3"), "bad argument #1 to 'stats.inc' (counter name is not valid UTF-8)",
+     "inc: a name that is not UTF-8 raises")
+T.is(err_of(stats.set, "\xff", 1), "bad argument #1 to 'stats.set' (counter name is not valid UTF-8)", "...set too")
+T.is(err_of(stats.declare, {"ok2", "b\xffd"}), "bad argument #1 to 'stats.declare' (name 2: counter name is not valid UTF-8)",
+     "...and declare{}, naming the element")
+T.is(stats.get("source_h\xc3"), 0, "...none of them created a counter")
+T.is(stats.get("ok2"), 0, "...not even the valid name before the bad one")
+T.is(stats.inc("caf\u{e9}_\u{1F600}"), 1, "a UTF-8 name beyond ASCII is a name")
 T.is(err_of(stats.declare, setmetatable({}, {__len = function() return 2.5 end})),
        "bad argument #1 to 'stats.declare' (its length is not an integer)",
        "declare{}: a __len that is not an integer: an argument error (Lua's 'object length is not an integer' named nothing)")
