@@ -754,9 +754,16 @@ end
 -- ids would come back keyed by their text.
 local function check_position(v, depth)
   depth = depth or 0
+  -- (a string cut inside a character: the dry run took it, and the real
+  -- run's jsonb refused it at its first save, SQLSTATE 22021)
+  if (type(v) == "string" and not json.utf8_valid(v)) then
+    error("ctx.checkpoint.save: the position has no JSON form: a string in it is not valid UTF-8 "
+          .. "(a key cut inside a character?)")
+  end
   if type(v) ~= "table" or depth > 100 then return end
   local n, count, texts, ints = #v, 0, 0, 0
   for k, x in pairs(v) do
+    check_position(type(k) == "string" and k or nil, depth + 1)
     count = count + 1
     if type(k) == "string" then texts = texts + 1 elseif math.type(k) == "integer" then ints = ints + 1 end
     check_position(x, depth + 1)

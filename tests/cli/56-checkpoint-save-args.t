@@ -21,6 +21,7 @@ elseif mode == "snapshot" then db.transaction(function() ctx.checkpoint.save(5, 
 elseif mode == "snaptable" then db.transaction(function() ctx.checkpoint.save(5, nil, {}) end)
 elseif mode == "nil" then local row = {ID = 7}; db.transaction(function() ctx.checkpoint.save(row.id) end)
 elseif mode == "null" then db.transaction(function() ctx.checkpoint.save(json.null) end)
+elseif mode == "utf8" then db.transaction(function() ctx.checkpoint.save({last = ("h\u{e9}llo"):sub(1, 2)}) end)
 elseif mode == "show" then log.info("resumed " .. tostring(ctx.resumed) .. ", get() " .. tostring(ctx.checkpoint.get()))
 elseif mode == "good" then
   local c = db.connect()
@@ -59,8 +60,14 @@ for dry in "" "--dry-run"; do
     is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:8: $NIL" "$what: a nil position is refused"
     CP_MODE=null run_ferry --dir "$D" run 20250101 $dry
     is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:9: ${NIL/is nil/is json.null}" "$what: a json.null position is refused"
+    # a string cut inside a character: the dry run passed, the real run
+    # failed at its save with the server's 22021 and advice about a
+    # SQL_ASCII database
+    CP_MODE=utf8 run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:10: ctx.checkpoint.save: the position has no JSON form: a string in it is not valid UTF-8 (a key cut inside a character?)" \
+       "$what: a position with a string that is not UTF-8 is refused"
 done
-is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM ferry.checkpoint")" 0 "no checkpoint row was written for either"
+is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM ferry.checkpoint")" 0 "no checkpoint row was written for any"
 # a null position a ferry before this one stored reads as no position
 psql -X -q -d "$db" -c "INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
                         VALUES ('20250101_cp', gen_random_uuid(), 'null', '{}', now())"
