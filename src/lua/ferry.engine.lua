@@ -2620,7 +2620,10 @@ function commands.validate(args)
       ok, info = fn and true or false, detail
     end
     if not ok then failed = failed + 1 end
-    checks[#checks + 1] = object({"name", "ok", "detail"}, {name = name, ok = ok, detail = info and tostring(info) or nil})
+    -- (valid UTF-8, as an error's text: a name or detail cut from data
+    -- inside a character would make the --json object no JSON)
+    name, info = errors.valid_utf8(name), info and errors.valid_utf8(tostring(info)) or nil
+    checks[#checks + 1] = object({"name", "ok", "detail"}, {name = name, ok = ok, detail = info})
     if not log.flags().json then
       log_check(ok, string.format("%s %s%s", ok and "\u{2713} PASS" or "\u{2717} FAIL", shown(name),
                                   info and ("  (" .. shown(info) .. ")") or ""))

@@ -160,6 +160,19 @@ is "$RC|$OUT" $'1|==> validating 20250101_a\n\u2713 PASS 7\n\u2717 FAIL validate
 run_ferry --dir "$D" --json validate 20250101_a
 is "$RC|$(json_eval "$OUT" '[c["name"] for c in j["checks"]]')" '1|["7","validate.lua"]' \
    "...and under --json the object is written, every name a string"
+# a check's name or detail made from data, cut inside a character
+# (r.name:sub(1, 4)), went into the --json object as it was: bytes that
+# are not UTF-8, which no JSON reader takes.  They read U+FFFD, as in an
+# error's text.
+put "$D/migrations/20250101_a/validate.lua" 'check(("caf\u{e9}"):sub(1, 4), true, "det\xff")
+check("nul", function() return false, "a\0b" end)
+'
+run_ferry --dir "$D" --json validate 20250101_a
+is "$RC|$(json_eval "$OUT" '"/".join(c["name"] + "=" + c["detail"] for c in j["checks"])')" $'1|caf\ufffd=det\ufffd/nul=a\ufffdb' \
+   "--json validate: a name or detail that is not UTF-8 reads U+FFFD, the object valid JSON"
+run_ferry --dir "$D" validate 20250101_a
+is "$OUT" $'==> validating 20250101_a\n\u2713 PASS caf\ufffd  (det\ufffd)\n\u2717 FAIL nul  (a\ufffdb)\n2 check(s), 1 failed' \
+   "...and so in the text lines"
 is "$(psql_val "$db" "SELECT count(*) FROM ferry.history")" "$n_hist" "validate writes no history"
 run_ferry --dir "$D" status
 like "$(norm_times "$OUT")" "$(status_line 20250101_a applied "$TS" 'CHANGED since applied')" "editing validate.lua changes the checksum"
