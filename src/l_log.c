@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -361,6 +362,17 @@ static const luaL_Reg progress_methods[] = {
     {NULL, NULL}
 };
 
+/* FERRY_PROGRESS_INTERVAL: seconds between plain progress lines, a number
+ * >= 0 (decimals allowed); unset, or anything else, the default 10 (atof
+ * read "abc" and "" as 0 and "-5" as less: a line for every update of a
+ * big run). */
+static double progress_interval(const char *v) {
+    char *end;
+    double d = v ? strtod(v, &end) : -1;
+    if (!v || end == v || *end != '\0' || !isfinite(d) || d < 0) return 10.0;
+    return d;
+}
+
 int luaopen_ferry_log(lua_State *L, const log_options *opts) {
     log_state *s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
@@ -369,8 +381,7 @@ int luaopen_ferry_log(lua_State *L, const log_options *opts) {
     s->json = opts->json;
     own_conninfo = opts->conninfo;
     keep_own_passwords(L, own_conninfo);
-    const char *iv = getenv("FERRY_PROGRESS_INTERVAL");
-    s->interval = iv ? atof(iv) : 10.0;
+    s->interval = progress_interval(getenv("FERRY_PROGRESS_INTERVAL"));
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, FERRY_LOG_KEY);
     luaL_newlibtable(L, log_funcs);

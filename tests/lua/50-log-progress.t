@@ -114,6 +114,17 @@ is "${lines[2]%% 1/10*}" "progress: $(printf 'b%.0s' {1..63})" "an ASCII label i
 FERRY_PROGRESS_INTERVAL=3600 run_ferry exec "$d/prog.lua"
 is "$ERR" "" "a long interval: no lines at all (and no final line for a series that printed none)"
 
+# a value that is not a number >= 0 was read by atof: "abc", "" or "10s"
+# as 0 (or 10), "-5" as every update -- a line per row of a big run; it is
+# the default, 10 s, now
+for bad in abc "" 10s -5 nan; do
+    FERRY_PROGRESS_INTERVAL=$bad run_ferry exec "$d/prog.lua"
+    is "$RC|$ERR" "0|" "FERRY_PROGRESS_INTERVAL='$bad': the default interval (no line in a short run)"
+done
+FERRY_PROGRESS_INTERVAL=0.0 run_ferry exec "$d/prog.lua"
+mapfile -t lines <<<"$ERR"
+is "${#lines[@]}" 9 "FERRY_PROGRESS_INTERVAL=0.0: a decimal 0 is every update"
+
 FERRY_PROGRESS_INTERVAL=0 run_ferry -q exec "$d/prog.lua"
 is "$ERR" "" "--quiet: no progress output"
 
