@@ -193,7 +193,8 @@ int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw,
 
 /* Copies msg into out (size outsz) with the password that arg holds, when
  * it is a connection string with one (a postgres:// URL's user:password@
- * or ?password=, a password= value), replaced by "***", as written and as
+ * or ?password=, wherever the URL begins in arg -- "dbname=postgresql://...",
+ * "x postgres://..." --, a password= value), replaced by "***", as written and as
  * libpq reads it, and PGPASSWORD's as pgconn_redact does (redaction
  * shared with libpq's own text); nothing else of arg.  For
  * a command-line argument a message echoes: a connection string put in
@@ -201,12 +202,13 @@ int pgconn_each_output_password(const char *conninfo, void (*fn)(const char *pw,
 void pgconn_redact_arg(const char *arg, const char *msg, char *out, size_t outsz);
 /* Whether arg, a command-line argument, is a connection string holding a
  * password: what pgconn_redact_arg redacts for (a postgres:// URL with
- * user:password@, a password= or ?password=, what libpq parses to one). */
+ * user:password@ wherever it begins in arg, a password= or ?password=,
+ * what libpq parses to one). */
 int pgconn_holds_password(const char *arg);
 
 /* Writes 'x' over out's bytes where s holds a password as written -- the
  * spans pgconn_redact_arg redacts as written: a postgres:// URL's
- * user:password@, every password= value (quoted: inside the quotes), a
+ * user:password@ (of every URL in s), every password= value (quoted: inside the quotes), a
  * URL's query value whose keyword decodes to "password" (?pass%77ord=) --
  * and nothing else: out keeps its length.  out holds the same text as s,
  * in another buffer (s must stay as it is while its passwords are looked

@@ -181,16 +181,12 @@ static void free_args(char **args) {
  * any other argument that holds a connection string with one (one put
  * where ferry takes something else, an argument of an exec script).  A URL
  * is read from wherever it begins in an argument (--db=postgresql://...,
- * a mistyped -qpostgres://...).  (Until then, a moment after start, the
+ * a mistyped -qpostgres://..., a dbname=postgresql://...), as every
+ * message is redacted for one.  (Until then, a moment after start, the
  * password shows, as with any program that takes one on its command
  * line.) */
 static void scrub_passwords(int argc, char **argv, char *const *copy) {
-    for (int i = 1; i < argc; i++) {
-        pgconn_scrub_passwords(copy[i], argv[i]);
-        for (const char *u = copy[i]; (u = strstr(u, "postgres")) != NULL; u++)
-            if (u > copy[i] && (strncmp(u, "postgresql://", 13) == 0 || strncmp(u, "postgres://", 11) == 0))
-                pgconn_scrub_passwords(u, argv[i] + (u - copy[i]));
-    }
+    for (int i = 1; i < argc; i++) pgconn_scrub_passwords(copy[i], argv[i]);
 }
 
 /* package.preload's loader of an embedded prelude (ferry_load_prelude:

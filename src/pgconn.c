@@ -1405,8 +1405,25 @@ enum pw_form {
 
 typedef void pw_span_fn(const char *at, size_t n, enum pw_form form, void *ud);
 
+/* Where the first postgres:// or postgresql:// URL at or after p begins,
+ * or NULL.  A URL is a connection string wherever it begins: at the start
+ * of one, as a dbname= value ("dbname=postgresql://u:pw@h/db", which
+ * libpq reads as a database's name -- it expands a connection string in
+ * dbname one level only -- and the server's "database ... does not exist"
+ * quotes whole), or after other words of a command-line argument ("x
+ * postgres://...", "-qpostgres://..."): the rest of the string is read as
+ * the URL, as libpq reads one. */
+static const char *next_url(const char *p) {
+    for (; (p = strstr(p, "postgres")) != NULL; p++)
+        if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0) return p;
+    return NULL;
+}
+
+static void url_query_spans(const char *u, pw_span_fn *fn, void *ud);
+
 /* Calls fn with each password s holds as written (not decoded), as the n
- * bytes at at: a postgres:// URL's user:password@; every password=VALUE,
+ * bytes at at: a postgres:// URL's user:password@ (of every URL in s:
+ * next_url); every password=VALUE,
  * in a key=value string or a URL's query, quoted ('...', with backslash
  * escapes, up to its closing quote or the end) or not (up to an '&', or
  * the blank before the next keyword: see keyword_value_end); and a URL's
@@ -1414,10 +1431,9 @@ typedef void pw_span_fn(const char *at, size_t n, enum pw_form form, void *ud);
  * Spans may overlap.  s is only read.  The one reader of a password's
  * place: redaction (replace_raw_passwords) and pgconn_scrub_passwords. */
 static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
-    int url = strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
-    const char *a = url ? strstr(s, "://") + 3 : NULL, *e = url ? userinfo_end(a) : NULL;
-    if (e) {
-        const char *c = memchr(a, ':', (size_t)(e - a));
+    for (const char *u = s; (u = next_url(u)) != NULL; u++) {
+        const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
+        const char *c = e ? memchr(a, ':', (size_t)(e - a)) : NULL;
         if (c) fn(c + 1, (size_t)(e - c - 1), PW_USERINFO, ud);
     }
     for (const char *q = s; (q = strstr(q, "password")) != NULL; q += 8) {
@@ -1434,7 +1450,15 @@ static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
             fn(v, (size_t)(keyword_value_end(v) - v), PW_UNQUOTED, ud);
         }
     }
-    const char *query = url ? strchr(e ? e : a, '?') : NULL;
+    for (const char *u = s; (u = next_url(u)) != NULL; u++) url_query_spans(u, fn, ud);
+}
+
+/* Calls fn with each value of the query of the URL at u whose keyword
+ * libpq decodes to "password" while it is written otherwise (?pass%77ord=:
+ * one written "password" each_password_span finds as any password=). */
+static void url_query_spans(const char *u, pw_span_fn *fn, void *ud) {
+    const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
+    const char *query = strchr(e ? e : a, '?');
     if (!query) return;
     for (const char *p = query + 1; *p;) {
         size_t klen = strcspn(p, "=&"), vlen = 0;
@@ -1451,7 +1475,7 @@ static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
             }
             key[n] = '\0';
             vlen = strcspn(p + klen + 1, "&");
-            /* (a keyword written "password" the loop above has found) */
+            /* (a keyword written "password" each_password_span has found) */
             if (strcmp(key, "password") == 0 && memchr(p, '%', klen))
                 fn(p + klen + 1, vlen, PW_ENCODED_KEYWORD, ud);
             vlen++;                                  /* (the '=') */
@@ -1561,11 +1585,12 @@ static void replace_passwords(const char *conninfo, char *work, size_t worksz, s
 }
 
 /* Whether s, a command-line argument, is a connection string that holds a
- * password: a postgres:// URL with user:password@, anything with a
- * password= (?password=, key=value), or what libpq parses to one. */
+ * password: a postgres:// URL with user:password@ (wherever one begins in
+ * s: next_url), anything with a password= (?password=, key=value), or
+ * what libpq parses to one. */
 static int holds_password(const char *s) {
-    if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
-        const char *a = strstr(s, "://") + 3, *e = userinfo_end(a);
+    for (const char *u = s; (u = next_url(u)) != NULL; u++) {
+        const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
         if (e && memchr(a, ':', (size_t)(e - a))) return 1;
     }
     for (const char *p = s; *p; p++)

@@ -327,6 +327,18 @@ is "$RC|$ERR" "2|ferry: unknown command postgresql://127.0.0.1/x?user=app&pass%7
    "...a ?pass%77ord= value as written"
 run_ferry --dir "$D" run 20250199_nosuch
 is "$RC|$ERR" "2|ferry: unknown migration 20250199_nosuch" "(an argument that holds no password is shown whole)"
+# ...a URL inside a connection string (a dbname= value: libpq expands one
+# level only, and reads the URL as a database's name) or after other words
+run_ferry --dir "$D" run "dbname=$mu"
+is "$RC|$ERR" "2|ferry: unknown migration dbname=postgresql://app:***@127.0.0.1:5/x" "...a URL as a key=value string's dbname"
+run_ferry --dir "$D" run "x $mu"
+is "$RC|$ERR" "2|ferry: unknown migration x postgresql://app:***@127.0.0.1:5/x" "...a URL after another word"
+# ...and as --db: the server's error quotes the database name it was given
+# (its first 63 bytes, the password among them)
+named=${url:0:63}
+run_ferry --db "host=$PGHOST port=$PGPORT dbname=$url" --dir "$D" status
+is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server on socket \"$PGHOST/.s.PGSQL.$PGPORT\" failed: FATAL:  database \"${named/$PW/***}\" does not exist [SQLSTATE 3D000]" \
+   "--db with the URL as its dbname: the server's error, without the password"
 
 # --- ferry's own lines (usage errors, error lines, notes, the status
 # table, log lines, the --json object) never show the password of the

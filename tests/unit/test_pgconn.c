@@ -465,6 +465,34 @@ static void test_scrub(void **state)
     assert_string_equal(scrub("migrations/20250101_x"), "migrations/20250101_x");
 }
 
+/* A URL inside a connection string -- a dbname= value, which libpq reads
+ * as a database's name (it expands a connection string in dbname one
+ * level only), so the server's "database ... does not exist" quotes it
+ * whole -- or after other words of a command-line argument: its
+ * user:password@ is a password as one at the start is. */
+static void test_url_inside_a_string(void **state)
+{
+    (void)state;
+    const char *ci = "dbname=postgresql://ferry_pw:Sup3r-Secret-pw@127.0.0.1:5432/ferry";
+    assert_string_equal(redact(ci, "FATAL:  database \"postgresql://ferry_pw:Sup3r-Secret-pw@127.0.0.1:5432/ferry\" "
+                                   "does not exist"),
+                        "FATAL:  database \"postgresql://ferry_pw:***@127.0.0.1:5432/ferry\" does not exist");
+    assert_int_equal(pgconn_holds_password(ci), 1);
+    assert_int_equal(pgconn_holds_password("x postgres://app:s3cret@db/x"), 1);
+    assert_int_equal(pgconn_holds_password("dbname=postgresql://app@db/x"), 0);
+    char out[256];
+    pgconn_redact_arg(ci, "unknown migration dbname=postgresql://ferry_pw:Sup3r-Secret-pw@127.0.0.1:5432/ferry",
+                      out, sizeof out);
+    assert_string_equal(out, "unknown migration dbname=postgresql://ferry_pw:***@127.0.0.1:5432/ferry");
+    pgconn_redact_arg("x postgres://app:s3cret@db/x", "unknown migration x postgres://app:s3cret@db/x", out, sizeof out);
+    assert_string_equal(out, "unknown migration x postgres://app:***@db/x");
+    /* the argument list's scrub: the same spans */
+    assert_string_equal(scrub("dbname=postgresql://app:s3cret@db/x?pass%77ord=two"),
+                        "dbname=postgresql://app:xxxxxx@db/x?pass%77ord=xxx");
+    assert_string_equal(scrub("-qpostgres://app:s3cret@db/x"), "-qpostgres://app:xxxxxx@db/x");
+    assert_string_equal(scrub("host=db dbname=postgresql://app@db/x"), "host=db dbname=postgresql://app@db/x");
+}
+
 static const char *one_line(const char *msg)
 {
     static char out[512];
@@ -568,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_password_with_equals_is_one_word),
         cmocka_unit_test(test_long_password),
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_url_inside_a_string),
         cmocka_unit_test(test_one_line),
         cmocka_unit_test(test_connect_error),
     };
