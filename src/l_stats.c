@@ -4,6 +4,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,6 +187,13 @@ static int stats_error(lua_State *L) {
     const char *key = luaL_tolstring(L, 1, &klen);
     const char *msg = luaL_tolstring(L, 2, &mlen);
     counter *c = find_or_add(L, s, "errors");
+    /* (stats.set can put it at the largest integer: wrapped round, no
+     * --max-errors would ever stop the run.  No position: luaL_error's
+     * would be the engine's wrapper of stats.error, not the caller's.) */
+    if (c->value == LLONG_MAX) {
+        lua_pushliteral(L, "stats.error: counter errors would overflow");
+        return lua_error(L);
+    }
     c->value++;
     if (s->nerrors < MAX_KEPT_ERRORS) {
         if (s->nerrors == s->ecap) {
