@@ -239,6 +239,9 @@ static int log_flags(lua_State *L) {
 /* ---------- progress ---------- */
 
 static void format_duration(double secs, char *out, size_t n) {
+    /* a time a long cannot hold (a total near the largest integer, a rate
+     * below 1/s): the cast would be undefined, and printed a negative time */
+    if (!(secs + 0.5 < 9223372036854775807.0)) { snprintf(out, n, "-"); return; }
     long t = secs < 0 ? 0 : (long)(secs + 0.5);
     snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
 }

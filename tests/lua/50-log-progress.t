@@ -95,6 +95,19 @@ like "${lines[6]}" "^progress: unknown 5/10 \(50\.0%\) " "final line"
 like "${lines[7]}" "^progress: closed 2/2 \(100\.0%\) " "a to-be-closed progress"
 like "${lines[8]}" "^progress: closed 2/2 \(100\.0%\) " "finishes when it goes out of scope"
 
+# an ETA past what a C long holds in seconds (a total near the largest
+# integer, a rate below 1/s) is "-", not a negative time (the cast of a
+# double out of range was undefined: "ETA -2562047788015215:-30:-8")
+cat >"$d/far.lua" <<'EOF'
+local p = progress.new("far", math.maxinteger)
+local clock = require("ferry.sys").clock
+local t = clock()
+while clock() - t < 1.05 do end
+p:set(1)
+EOF
+FERRY_PROGRESS_INTERVAL=0 run_ferry exec "$d/far.lua"
+like "$ERR" "^progress: far 1/9223372036854775807 \(0\.0%\) [01]/s ETA -\$" "an ETA too far to count in seconds is -"
+
 # a long label is cut to 63 bytes, never inside a UTF-8 character
 cat >"$d/label.lua" <<'EOF'
 local p = progress.new(("é"):rep(40), 10)
