@@ -1485,11 +1485,44 @@ static void url_query_spans(const char *u, pw_span_fn *fn, void *ud) {
     }
 }
 
-struct redact_buf { char *buf; size_t bufsz; };
+struct redact_buf { char *buf; size_t bufsz; const char *s; };
 
-/* Redacts one password span and the pieces libpq may cut it into. */
+/* The bytes of a connection string just before a password ("//app:",
+ * "password="), at most this many, by which a beginning of it is told. */
+#define CUT_HEAD 12
+
+/* A password cut short: the server cuts a name to 63 bytes (NAMEDATALEN),
+ * and a URL given as dbname= is one to it (next_url): its "database
+ * \"postgresql://app:Sup3r-Se\" does not exist" holds a beginning of the
+ * password that no search for the whole of it finds.  Wherever buf holds
+ * head (the hn bytes before the password in the connection string), the
+ * bytes after it that begin the password (pw, n bytes) become "***". */
+static void replace_cut_password(char *buf, size_t bufsz, const char *head, size_t hn, const char *pw, size_t n) {
+    char h[CUT_HEAD + 1];
+    if (hn == 0 || hn > CUT_HEAD || n == 0) return;
+    memcpy(h, head, hn);
+    h[hn] = '\0';
+    for (char *p = buf; (p = strstr(p, h)) != NULL;) {
+        char *v = p + hn;
+        size_t k = 0;
+        while (k < n && v[k] == pw[k]) k++;        /* (a NUL in buf ends it: pw has none) */
+        if (k > 0) {
+            size_t tail = strlen(v + k);
+            if ((size_t)(v - buf) + 3 + tail + 1 > bufsz) { *v = '\0'; return; }
+            memmove(v + 3, v + k, tail + 1);
+            memcpy(v, "***", 3);
+            v += 3;
+        }
+        p = v;
+    }
+}
+
+/* Redacts one password span and the pieces libpq may cut it into, and a
+ * beginning of it that the server's cut of a name left (replace_cut_password). */
 static void redact_span(const char *at, size_t n, enum pw_form form, void *ud) {
     struct redact_buf *r = ud;
+    size_t hn = (size_t)(at - r->s) < CUT_HEAD ? (size_t)(at - r->s) : CUT_HEAD;
+    replace_cut_password(r->buf, r->bufsz, at - hn, hn, at, n);
     switch (form) {
     case PW_USERINFO:
         replace_password_pieces(r->buf, r->bufsz, at, n, "@/?#&", 1);
@@ -1515,7 +1548,7 @@ static void redact_span(const char *at, size_t n, enum pw_form form, void *ud) {
  * blank in an unquoted password=), quotes the raw text or a piece of it.
  * Covers every span each_password_span finds. */
 static void replace_raw_passwords(char *buf, size_t bufsz, const char *conninfo) {
-    struct redact_buf r = {buf, bufsz};
+    struct redact_buf r = {buf, bufsz, conninfo};
     each_password_span(conninfo, redact_span, &r);
 }
 

@@ -339,6 +339,10 @@ named=${url:0:63}
 run_ferry --db "host=$PGHOST port=$PGPORT dbname=$url" --dir "$D" status
 is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server on socket \"$PGHOST/.s.PGSQL.$PGPORT\" failed: FATAL:  database \"${named/$PW/***}\" does not exist [SQLSTATE 3D000]" \
    "--db with the URL as its dbname: the server's error, without the password"
+# ...also when the server's cut of the name falls inside the password
+run_ferry --db "host=$PGHOST port=$PGPORT dbname=postgresql://a_rather_long_application_user_name:$PW@127.0.0.1/x" --dir "$D" status
+is "$RC|$ERR" "2|ferry: cannot connect to the database: connection to server on socket \"$PGHOST/.s.PGSQL.$PGPORT\" failed: FATAL:  database \"postgresql://a_rather_long_application_user_name:***\" does not exist [SQLSTATE 3D000]" \
+   "...and without the beginning of it that a name cut at 63 bytes keeps"
 
 # --- ferry's own lines (usage errors, error lines, notes, the status
 # table, log lines, the --json object) never show the password of the

@@ -486,6 +486,17 @@ static void test_url_inside_a_string(void **state)
     assert_string_equal(out, "unknown migration dbname=postgresql://ferry_pw:***@127.0.0.1:5432/ferry");
     pgconn_redact_arg("x postgres://app:s3cret@db/x", "unknown migration x postgres://app:s3cret@db/x", out, sizeof out);
     assert_string_equal(out, "unknown migration x postgres://app:***@db/x");
+    /* the server cuts a name to 63 bytes: the URL taken for a database's
+     * name may end inside the password, whose beginning is no less secret */
+    assert_string_equal(redact("dbname=postgresql://a_rather_long_application_user_name:Sup3r-Secret-pw@127.0.0.1/ferry",
+                               "FATAL:  database \"postgresql://a_rather_long_application_user_name:Sup3r-Secret-p\" "
+                               "does not exist"),
+                        "FATAL:  database \"postgresql://a_rather_long_application_user_name:***\" does not exist");
+    assert_string_equal(redact("dbname='postgresql://127.0.0.1/a_long_database_name_26?password=Sup3r-Secret-pw'",
+                               "FATAL:  database \"postgresql://127.0.0.1/a_long_database_name_26?password=Sup3r-S\" "
+                               "does not exist"),
+                        "FATAL:  database \"postgresql://127.0.0.1/a_long_database_name_26?password=***\" "
+                        "does not exist");
     /* the argument list's scrub: the same spans */
     assert_string_equal(scrub("dbname=postgresql://app:s3cret@db/x?pass%77ord=two"),
                         "dbname=postgresql://app:xxxxxx@db/x?pass%77ord=xxx");
