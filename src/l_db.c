@@ -1524,6 +1524,10 @@ static int copy_flush(lua_State *L, copy_writer *w) {
 static int copy_put(lua_State *L) {
     copy_writer *w = check_open_copy(L);
     buf_put_row(L, &w->b, 2);
+    /* a value's text is an allocation, where a finalizer may have finished
+     * or aborted w: the row would sit in a buffer nobody sends */
+    if (!w->active) return luaL_error(L, "COPY is finished or aborted");
+    if (w->ended) return luaL_error(L, "COPY data is already ended (call finish)");
     w->rows++;
     if (w->b.len >= COPY_FLUSH_AT) copy_flush(L, w);
     return 0;
@@ -1563,10 +1567,13 @@ static int copy_end_data(lua_State *L) {
 
 /* w:finish() -> number of rows the server stored. */
 static int copy_finish(lua_State *L) {
+    /* The box first: its allocation may run a finalizer that finishes w
+     * itself (and has its error); w is looked at after that, and from
+     * there on nothing allocates until the result is read. */
+    result_box *b = new_result_box(L);
     copy_writer *w = check_active_copy(L);
     db_state *st = STATE(L);
     if (!w->ended) copy_send_end(L, w);
-    result_box *b = new_result_box(L);
     /* send whatever libpq still holds and wait for the result (the other
      * COPYs are fed meanwhile), then back to blocking */
     b->res = next_result(w->c);

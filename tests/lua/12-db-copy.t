@@ -223,6 +223,43 @@ collectgarbage("collect")
 usable("an abandoned writer is aborted when collected")
 T.is(count("c"), 5, "and stored nothing")
 
+---------------------------------------------------------------- a finalizer finishing the writer mid-call
+-- A finalizer may run at the allocation inside w:finish() (its result's
+-- box) or w:put() (a value's text) and finish the same writer: the outer
+-- finish found the COPY over and returned 0, no error -- a COPY that had
+-- failed read as one that stored nothing (the finalizer's pcall had its
+-- error); the outer put wrote its row to a buffer nobody sends, no error.
+-- (In generational mode the first allocation after collectgarbage
+-- "restart" collects, and every pending finalizer runs there.)
+do
+  local fc = db.connect()
+  fc:exec("CREATE TEMP TABLE fin (a int PRIMARY KEY)")
+  fc:exec("CREATE TEMP TABLE fin_t (t text)")
+  local inner
+  local function finish_when_collected(w)
+    setmetatable({}, {__gc = function() inner = {pcall(w.finish, w)} end})
+  end
+  collectgarbage("generational")
+  local w = fc:copy("COPY fin (a) FROM STDIN")
+  w:put(1); w:put(1)                               -- a duplicate key: the COPY fails
+  w:end_data()
+  finish_when_collected(w)
+  collectgarbage("stop"); collectgarbage("restart")
+  local outer = err_of(w.finish, w)
+  T.is({outer, inner and inner[1]}, {"COPY is finished or aborted", false},
+       "finish, while a finalizer finished the writer (its COPY failed): raises, not 0")
+  w = fc:copy("COPY fin_t (t) FROM STDIN")
+  w:put("x")
+  finish_when_collected(w)
+  collectgarbage("stop"); collectgarbage("restart")
+  outer = err_of(w.put, w, 0.123456789)            -- (the float's text is an allocation)
+  T.is({outer, inner and inner[1], inner and inner[2]}, {"COPY is finished or aborted", true, 1},
+       "put, while a finalizer finished the writer: raises, the row not taken for sent")
+  collectgarbage("incremental")
+  T.is(fc:query("SELECT t FROM fin_t"), {{t = "x"}}, "(what the finalizer's finish stored)")
+  fc:close()
+end
+
 ---------------------------------------------------------------- copy_rows
 T.is(db.copy_rows("COPY c (id, t) FROM STDIN", {{50, "a"}, {51, "tab\there"}, {52, nil, n = 2}}), 3,
      "copy_rows returns the count stored")
