@@ -295,6 +295,16 @@ static conn *check_idle_conn(lua_State *L, int idx) {
     return c;
 }
 
+/* The connection at index 1 checked again once a binding has made what it
+ * needs on the Lua side, just before it sends: those allocations may run
+ * a finalizer that closed the connection, or started a rows() iteration or
+ * a COPY on it -- libpq would then refuse the statement ("connection
+ * pointer is NULL", "another command is already in progress"), and the
+ * binding's cleanup drain the other's results, ending its COPY. */
+static void recheck_idle_conn(lua_State *L) {
+    check_idle_conn(L, 1);
+}
+
 /* ---------- waiting on one connection, feeding the others ---------- */
 
 static void sender_add(conn *c) {
@@ -1106,6 +1116,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
+    recheck_idle_conn(L);
     b->res = exec_result(c, PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0));
     if (!b->res) return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0), NULL;
     ExecStatusType s = PQresultStatus(b->res);
@@ -1199,6 +1210,7 @@ static int conn_exec_script(lua_State *L) {
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
     result_box *b = new_result_box(L);
+    recheck_idle_conn(L);
     PGTransactionStatusType before = PQtransactionStatus(c->pg);
     if (!PQsendQuery(c->pg, sql)) return raise_pg(L, st, c, "script failed", PQerrorMessage(c->pg), 0);
     /* Read every result; keep the first error, drain the rest. */
@@ -1338,8 +1350,7 @@ static int conn_rows(lua_State *L) {
     r->c = c;
     r->active = 0;
     r->building = 0;
-    c->busy_tx = PQtransactionStatus(c->pg);
-    r->in_block = c->busy_tx == PQTRANS_INTRANS;
+    r->in_block = 0;
     luaL_setmetatable(L, ROWS_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the connection outlives the iterator */
@@ -1353,6 +1364,9 @@ static int conn_rows(lua_State *L) {
     lua_pushnil(L);
     new_result_box(L);
     lua_pushcclosure(L, rows_next, 4);
+    recheck_idle_conn(L);
+    c->busy_tx = PQtransactionStatus(c->pg);
+    r->in_block = c->busy_tx == PQTRANS_INTRANS;
     if (!PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0))
         return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0);
     r->active = 1;
@@ -1657,6 +1671,7 @@ static int conn_copy(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     result_box *b = new_result_box(L);
+    recheck_idle_conn(L);
     c->busy_tx = PQtransactionStatus(c->pg);
     b->res = exec_result(c, PQsendQuery(c->pg, sql));
     ExecStatusType s = PQresultStatus(b->res);
@@ -1743,6 +1758,7 @@ static int conn_quote_ident(lua_State *L) {
     pqmem_box *m = lua_newuserdatauv(L, sizeof *m, 0);
     m->p = NULL;
     luaL_setmetatable(L, PQMEM_MT);
+    check_conn(L, 1);                     /* (closed by a finalizer the box's allocation ran?) */
     m->p = PQescapeIdentifier(c->pg, s, len);
     if (!m->p) {
         char why[512];                    /* (libpq's text ends with a newline) */

@@ -257,7 +257,24 @@ do
        "put, while a finalizer finished the writer: raises, the row not taken for sent")
   collectgarbage("incremental")
   T.is(fc:query("SELECT t FROM fin_t"), {{t = "x"}}, "(what the finalizer's finish stored)")
-  fc:close()
+  -- ...and one that starts a COPY on the connection, or closes it, while
+  -- copy() or exec() makes what it needs: they sent on regardless, libpq
+  -- refused ("another command is already in progress", "connection
+  -- pointer is NULL"), and copy()'s cleanup ended the other COPY
+  local other
+  collectgarbage("generational")
+  setmetatable({}, {__gc = function() other = fc:copy("COPY fin_t (t) FROM STDIN") end})
+  collectgarbage("stop"); collectgarbage("restart")
+  T.is(err_of(fc.copy, fc, "COPY fin_t (t) FROM STDIN"),
+       "connection busy: a COPY is in progress on it (use another connection from db.connect())",
+       "copy() while a finalizer started a COPY on its connection: busy, said as such")
+  other:put("y")
+  T.is(other:finish(), 1, "...and the finalizer's COPY goes on unharmed")
+  setmetatable({}, {__gc = function() fc:close() end})
+  collectgarbage("stop"); collectgarbage("restart")
+  T.is(err_of(fc.exec, fc, "SELECT 1"), "attempt to use a closed connection",
+       "exec() while a finalizer closed its connection: said as such")
+  collectgarbage("incremental")
 end
 
 ---------------------------------------------------------------- copy_rows
