@@ -7,24 +7,15 @@
 # and a session started long before it is used still works when the server
 # has dropped it meanwhile for want of its password (authentication_timeout).
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/ports.sh"
 . "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 
-# A listener that accepts connections and never says a word.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A listener that accepts connections and never says a word, on a port it
+# holds from the start.
 accepts=$TAP_TMPDIR/accepts
-python3 - "$port" "$accepts" <<'PY' &
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
-held = []
-while True:
-    c, _ = s.accept(); held.append(c)
-    with open(sys.argv[2], "a") as log: log.write("accepted\n")
-PY
-silent=$!
-trap 'kill $silent 2>/dev/null; _tap_at_exit' EXIT
-for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
+start_listeners "$accepts" "silent4:127.0.0.1:=port"
+trap 'stop_listeners; _tap_at_exit' EXIT
 # How many connections the silent listener took since the last call.
 accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }
 
@@ -75,7 +66,7 @@ set -m
 "$FERRY" --dir "$D" --db "host=127.0.0.1,127.0.0.1 port=$port dbname=x user=x connect_timeout=4 sslmode=disable" status \
     >"$TAP_TMPDIR/int.out" 2>"$TAP_TMPDIR/int.err" &
 PID=$!
-for _ in $(seq 600); do [ "$(wc -l <"$accepts" 2>/dev/null || echo 0)" -ge 2 ] && break; sleep 0.05; done
+wait_until 60 eval '[ "$(wc -l <"$accepts")" -ge 2 ]'
 kill -INT "$PID"
 ( sleep 10; kill -KILL "$PID" 2>/dev/null ) &
 dog=$!
@@ -96,11 +87,13 @@ printf 'db.one("SELECT 1 AS x")\n' >"$TAP_TMPDIR/q.lua"
 # starts it with SIGINT ignored, which ferry keeps; see robust/50-interrupt.t)
 set -m
 for cmd in status "run 20250101_x" "exec $TAP_TMPDIR/q.lua"; do
+    : >"$accepts"
     # shellcheck disable=SC2086
     "$FERRY" --dir "$D" --db "host=127.0.0.1 port=$port dbname=x user=x sslmode=disable" $cmd \
         >"$TAP_TMPDIR/int.out" 2>"$TAP_TMPDIR/int.err" &
     PID=$!
-    sleep 1
+    # (once the listener has ferry's connection, ferry waits for its answer)
+    wait_until 60 test -s "$accepts"
     kill -INT "$PID"
     t0=$(now_ms)
     # (a watchdog: a ferry that does not stop is killed after 10 s)

@@ -6,49 +6,21 @@
 # have it -- the next host tried, none twice, none skipped -- with the
 # password never shown.
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/ports.sh"
 . "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 
 PW='Sup3r-Secret-pw'
 TCP=$FERRY_PG_TCP_PORT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-port6=$(free_port)
 sockdir=$(mktemp -d /tmp/ferry-silent.XXXXXX)
 accepts=$TAP_TMPDIR/accepts
 # Listeners that accept connections and never say a word: on 127.0.0.1:port,
 # on [::1] at the server's own TCP port (the server listens on 127.0.0.1
-# only), at port and at port6 (nothing on 127.0.0.1:port6: refused), and on
-# a unix socket in sockdir; each connection logged.
-python3 - "$accepts" "tcp4:127.0.0.1:$port" "tcp6:::1:$TCP" "tcp6:::1:$port" "tcp6:::1:$port6" \
-    "unix:$sockdir/.s.PGSQL.$port" <<'PY' &
-import selectors, socket, sys
-sel = selectors.DefaultSelector()
-for spec in sys.argv[2:]:
-    kind, rest = spec.split(":", 1)
-    if kind == "unix":
-        s = socket.socket(socket.AF_UNIX); s.bind(rest)
-    else:
-        host, port = rest.rsplit(":", 1)
-        try:
-            s = socket.socket(socket.AF_INET6 if kind == "tcp6" else socket.AF_INET)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, int(port)))
-        except OSError:
-            if kind != "tcp6": raise
-            continue                    # no IPv6 here (a container's): those tests skip
-    s.listen(16); sel.register(s, selectors.EVENT_READ, spec)
-held = []
-while True:
-    for key, _ in sel.select():
-        c, _ = key.fileobj.accept(); held.append(c)
-        with open(sys.argv[1], "a") as log: log.write(key.data + "\n")
-PY
-silent=$!
-trap 'kill $silent 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
-# (the unix socket is bound last: once it is there, ::1 is listened on or
-# cannot be)
-for _ in $(seq 100); do [ -S "$sockdir/.s.PGSQL.$port" ] && break; sleep 0.1; done
+# only), at port and at port6 (127.0.0.1:port6 held, not listened on:
+# refused), and on a unix socket in sockdir; each connection logged.
+start_listeners "$accepts" "silent4:127.0.0.1:=port" "silent6:::1:$TCP" "silent6:::1:=port" \
+    "refuse4:127.0.0.1:=port6" "silent6:::1:=port6" "unix:$sockdir/.s.PGSQL.{port}"
+trap 'stop_listeners; rm -rf "$sockdir"; _tap_at_exit' EXIT
 have_v6=0
 python3 -c "import socket; socket.create_connection(('::1', $TCP), 1)" 2>/dev/null && have_v6=1
 : >"$accepts"
@@ -260,31 +232,7 @@ unlike "$(cat "$TAP_TMPDIR/all")" "$PW|Wr0ng" "(no password in any of the output
 # the next host its whole time -- it was given what was left of the first
 # one's, and declared silent early.  A proxy in front of the server holds
 # each of the server's answers 0.8 s (SCRAM: three of them).
-slow=$(free_port)
-python3 - "$slow" "$TCP" "$TAP_TMPDIR/proxied" <<'PY' &
-import socket, sys, threading, time
-def pump(a, b, delay):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data: break
-            time.sleep(delay); b.sendall(data)
-    except OSError: pass
-    for s in (a, b):
-        try: s.shutdown(socket.SHUT_RDWR)
-        except OSError: pass
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("127.0.0.1", int(sys.argv[1]))); l.listen(8)
-while True:
-    c, _ = l.accept()
-    with open(sys.argv[3], "a") as log: log.write("accepted\n")
-    u = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
-    threading.Thread(target=pump, args=(c, u, 0), daemon=True).start()
-    threading.Thread(target=pump, args=(u, c, 0.8), daemon=True).start()
-PY
-proxy=$!
-trap 'kill $silent $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
-for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $slow), 1)" 2>/dev/null && break; sleep 0.1; done
+start_listeners "$TAP_TMPDIR/proxied" "proxy4:127.0.0.1:=slow:$TCP:0.8"
 t0=$(now_ms)
 try "a slow host refused (not a standby), then a silent one: each host's words" \
     "host=127.0.0.1,127.0.0.1 port=$slow,$port dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=4 target_session_attrs=standby sslmode=disable" \

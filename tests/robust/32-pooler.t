@@ -14,6 +14,7 @@
 # pgbouncer is one of the test packages of scripts/deps.sh; without it (a
 # machine where deps.sh could not install it) the test is skipped.
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/ports.sh"
 . "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 
@@ -26,12 +27,17 @@ db=$(crm_db ferry_pooler "$REPO_ROOT/demo/data.sql") || bail_out "no CRM databas
 # A pgbouncer (NAME), one database name per pool mode, all to the same
 # database through the server's socket; its clients log in with a password
 # (pgbouncer refuses to run as root: as root it runs as the server's user,
-# which must read its folder).  Sets PORT_<NAME>.
+# which must read its folder).  Sets PORT_<NAME>.  Its port is one free a
+# moment before, which something else may take first: then it says
+# "nowhere to listen on" and exits, and another port is tried.
 start_pgbouncer() { # NAME [SETTING...]
-    local name=$1 dir=$TAP_TMPDIR/pgbouncer-$1 port target
-    shift
+    on_free_port pgbouncer_on "$@" || bail_out "pgbouncer $1 did not start"
+}
+pgbouncer_on() { # PORT NAME [SETTING...]: 0 once it listens on PORT
+    local port=$1 name=$2 dir=$TAP_TMPDIR/pgbouncer-$2 target log
+    shift 2
     mkdir -p "$dir"
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log=$dir/pgbouncer.log
     target="host=$PGHOST port=$PGPORT dbname=ferry_pooler"
     {
         printf '[databases]\n'
@@ -39,10 +45,11 @@ start_pgbouncer() { # NAME [SETTING...]
                                          statement "$target" statement
         printf '[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %s\nunix_socket_dir =\n' "$port"
         printf 'auth_type = scram-sha-256\nauth_file = %s/userlist.txt\n' "$dir"
-        printf 'logfile = %s/pgbouncer.log\npidfile = %s/pgbouncer.pid\n' "$dir" "$dir"
+        printf 'logfile = %s\npidfile = %s/pgbouncer.pid\n' "$log" "$dir"
         printf '%s\n' "$@"
     } >"$dir/pgbouncer.ini"
     printf '"%s" "%s"\n' "${PGUSER:-postgres}" "$PW" >"$dir/userlist.txt"
+    : >"$log"
     if [ "$(id -u)" -eq 0 ]; then
         chmod 711 "$TAP_TMPDIR"
         chown -R postgres "$dir"
@@ -50,10 +57,11 @@ start_pgbouncer() { # NAME [SETTING...]
     else
         "$PGBOUNCER" -d -q "$dir/pgbouncer.ini"
     fi
-    for _ in $(seq 50); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-        sleep 0.1
-    done
+    # (-d: it binds its port once in the background, and says which way
+    # that went in its log)
+    wait_until 60 grep -qE "listening on 127\.0\.0\.1:$port\b|FATAL" "$log"
+    grep -q "listening on 127\.0\.0\.1:$port\b" "$log" || return 1
+    wait_until 60 test -s "$dir/pgbouncer.pid"
     PIDFILES+=("$dir/pgbouncer.pid")
     printf -v "PORT_$name" '%s' "$port"
 }

@@ -19,13 +19,13 @@
 # config, ports and log in the test's folder, and is stopped at exit.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/backfill.sh"
+. "$(dirname "$0")/../lib/ports.sh"
 . "$(dirname "$0")/../cli/cli-lib.sh"
 require_pg
 
 PGPOOL=$(command -v pgpool || echo /usr/sbin/pgpool)
 [ -x "$PGPOOL" ] || skip_all "pgpool is not installed (bash scripts/deps.sh test installs it, as root)"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PIDS=()
 stop_pgpools() {
     local p
@@ -43,38 +43,37 @@ trap stop_pgpools EXIT
 # tried.  Ready once its log says it started (its port is its own: a
 # client that connects before is not known to reach it) and it answers.
 start_pgpool() { # NAME [SETTING...]
-    local name=$1 dir=$TAP_TMPDIR/pgpool-$1 port pid try
-    shift
+    on_free_port pgpool_on "$@" || bail_out "pgpool $1 did not start"
+}
+pgpool_on() { # PORT NAME [SETTING...]: 0 once it listens on PORT
+    local port=$1 name=$2 dir=$TAP_TMPDIR/pgpool-$2 pid
+    shift 2
     mkdir -p "$dir"
-    for try in 1 2 3 4 5; do
-        port=$(free_port)
-        {
-            printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$port"
-            printf "pcp_listen_addresses = ''\npcp_port = %s\npcp_socket_dir = '%s'\n" "$(free_port)" "$dir"
-            printf "backend_hostname0 = '%s'\nbackend_port0 = %s\nbackend_flag0 = 'DISALLOW_TO_FAILOVER'\n" "$PGHOST" "$PGPORT"
-            printf "pid_file_name = '%s/pgpool.pid'\nlogdir = '%s'\n" "$dir" "$dir"
-            printf "enable_pool_hba = off\nhealth_check_period = 0\nnum_init_children = 8\n"
-            printf "sr_check_user = '%s'\nsr_check_period = 0\n" "${PGUSER:-postgres}"
-            printf '%s\n' "$@"
-        } >"$dir/pgpool.conf"
-        : >"$dir/pcp.conf"
-        "$PGPOOL" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
-        pid=$!
-        PIDS+=("$pid")
-        for _ in $(seq 600); do
-            kill -0 "$pid" 2>/dev/null || break
-            if grep -q "pgpool-II successfully started" "$dir/pgpool.log" &&
-               "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1; then
-                printf -v "PORT_$name" '%s' "$port"
-                return 0
-            fi
-            sleep 0.1
-        done
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        diag "pgpool $name (port $port, try $try) did not start: $(grep -m1 -E 'FATAL|ERROR' "$dir/pgpool.log")"
-    done
-    bail_out "pgpool $name did not start"
+    {
+        printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$port"
+        printf "pcp_listen_addresses = ''\npcp_port = %s\npcp_socket_dir = '%s'\n" "$(free_port)" "$dir"
+        printf "backend_hostname0 = '%s'\nbackend_port0 = %s\nbackend_flag0 = 'DISALLOW_TO_FAILOVER'\n" "$PGHOST" "$PGPORT"
+        printf "pid_file_name = '%s/pgpool.pid'\nlogdir = '%s'\n" "$dir" "$dir"
+        printf "enable_pool_hba = off\nhealth_check_period = 0\nnum_init_children = 8\n"
+        printf "sr_check_user = '%s'\nsr_check_period = 0\n" "${PGUSER:-postgres}"
+        printf '%s\n' "$@"
+    } >"$dir/pgpool.conf"
+    : >"$dir/pcp.conf"
+    "$PGPOOL" -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    # shellcheck disable=SC2016  # (expanded by eval, in wait_until)
+    if wait_until 120 eval '! kill -0 "$pid" 2>/dev/null ||
+           { grep -q "pgpool-II successfully started" "$dir/pgpool.log" &&
+             "$PSQL" -X -q -A -t -d "postgresql://${PGUSER:-postgres}@127.0.0.1:$port/postgres" -c "SELECT 1" >/dev/null 2>&1; }' &&
+       kill -0 "$pid" 2>/dev/null; then
+        printf -v "PORT_$name" '%s' "$port"
+        return 0
+    fi
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    diag "pgpool $name (port $port) did not start: $(grep -m1 -E 'FATAL|ERROR' "$dir/pgpool.log")"
+    return 1
 }
 url() { # POOL DATABASE
     local port=PORT_$1
