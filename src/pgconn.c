@@ -101,10 +101,23 @@ static int connect_timeout_ms(PGconn *pg) {
  * answers, with no connect_timeout, would keep ferry waiting for as long
  * as the network does (minutes), the first Ctrl-C lost. */
 #define WAIT_SLICE_MS 1000
-/* Which host, address and port pg is trying, as one string (into out). */
-static void trying(PGconn *pg, char *out, size_t outsz) {
+/* Which entry of its host list, address and port pg is trying: as one
+ * string (into out), and the entry itself (*entry).  libpq has no call
+ * for the entry's index, and host=a,a with one port makes two entries
+ * that read the same; but PQhost and PQport return the strings of the
+ * entry being tried, each entry's its own copy, so where the strings are
+ * alike the pointers still tell the entries apart.  (An entry tried again
+ * -- sslmode=prefer without TLS -- keeps its pointers: libpq does not
+ * restart its time for that either.) */
+typedef struct {
+    const char *host, *port;
+} host_entry;
+
+static void trying(PGconn *pg, char *out, size_t outsz, host_entry *entry) {
     const char *host = PQhost(pg), *addr = PQhostaddr(pg), *port = PQport(pg);
     snprintf(out, outsz, "%s|%s|%s", host ? host : "", addr ? addr : "", port ? port : "");
+    entry->host = host;
+    entry->port = port;
 }
 
 static int drive(PGconn *pg, long started_ms) {
@@ -112,7 +125,8 @@ static int drive(PGconn *pg, long started_ms) {
     long deadline = started_ms + timeout;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     char was[1024], now[1024];
-    trying(pg, was, sizeof was);
+    host_entry was_entry, now_entry;
+    trying(pg, was, sizeof was, &was_entry);
     /* A session started long before it is used (db.prestart) may have run
      * out of its time meanwhile, while ferry did other work.  If the host
      * answered what it was last sent (its socket has the server's answer,
@@ -132,10 +146,12 @@ static int drive(PGconn *pg, long started_ms) {
         if (PQstatus(pg) == CONNECTION_BAD || st == PGRES_POLLING_FAILED) return 0;
         /* libpq went on to another host or address of its own (one that
          * refused, or was no standby): that one has its own connect_timeout
-         * from now, as libpq's blocking connect gives it. */
-        trying(pg, now, sizeof now);
-        if (strcmp(now, was) != 0) {
+         * from now, as libpq's blocking connect gives it -- the same host
+         * listed again too (robust/31). */
+        trying(pg, now, sizeof now, &now_entry);
+        if (strcmp(now, was) != 0 || now_entry.host != was_entry.host || now_entry.port != was_entry.port) {
             memcpy(was, now, sizeof was);
+            was_entry = now_entry;
             deadline = pgconn_now_ms() + timeout;
         }
         /* A signal taken before the wait would not end it: it is looked

@@ -240,6 +240,16 @@ try "a slow host refused (not a standby), then a silent one: each host's words" 
 MS=$(( $(now_ms) - t0 ))
 # (a lower bound only: a loaded machine makes it longer, never shorter)
 ok $(( MS >= 5500 ? 0 : 1 )) "... the silent host given its whole 4 s after the slow one's 2.4 s (${MS} ms)"
+# The same host listed twice, one port for both: two entries, each given
+# its own connect_timeout, as libpq's blocking connect gives them.  (ferry
+# told entries apart by host, address and port alone: the second, called
+# as the first, was left what the slow first one had not used -- declared
+# silent after 1.6 s, and then tried a third time.)
+: >"$TAP_TMPDIR/proxied"
+try "the same slow host listed twice, one port, no standby: each entry its whole connect_timeout, as libpq" \
+    "host=127.0.0.1,127.0.0.1 port=$slow dbname=ferry_hosts user=ferry_pw password=$PW connect_timeout=4 target_session_attrs=standby sslmode=disable" \
+    "2||$CANNOT connection to server at \"127.0.0.1\", port $slow failed: server is not in hot standby mode; connection to server at \"127.0.0.1\", port $slow failed: server is not in hot standby mode|0"
+is "$(wc -l <"$TAP_TMPDIR/proxied")" 2 "... each entry tried once"
 # A session started ahead through the slow link, used after its
 # connect_timeout ran out: the server's first answer waits in its socket,
 # and it goes on from there, its time counted from then.  (It was given
