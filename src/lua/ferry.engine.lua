@@ -320,6 +320,11 @@ end
 -- name, even when it begins another's; else the one name it begins.
 local function find_migration(list, key)
   if not key then usage_error("which migration? (give its id or name, or a unique prefix of either)") end
+  -- ("$UNSET" in a script: a prefix of every id, it would name the only
+  -- migration of a folder, which "ferry rollback ''" then rolled back)
+  if key == "" then
+    usage_error("the migration given is empty: give its id or name, or a unique prefix of either ('ferry status' lists them)")
+  end
   local found = {}
   for _, m in ipairs(list) do
     if m.id == key then return m end
@@ -2235,6 +2240,7 @@ function commands.up(args)
   note_ignored(ignored)
   local last = #list
   if opts.to then
+    if opts.to == "" then usage_error("--to is empty: give the version (or the id) of the last migration to apply") end
     last = last_up_to(list, opts.to)
     if not last then usage_error("--to %s: no migration has that version", opts.to) end
   end
@@ -2394,7 +2400,7 @@ local function refuse_foreign_rollback(list, by_id, states, m)
 end
 
 function commands.rollback(args)
-  if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION") end
+  if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION [--force]") end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
   local list, by_id = discover(root_dir)
   local found, m = pcall(find_migration, list, args[1])
@@ -2670,6 +2676,9 @@ end
 function commands.baseline(args)
   if #args ~= 1 then usage_error("usage: ferry baseline VERSION") end
   local version = args[1]
+  if version == "" then
+    usage_error("baseline: the version is empty: give the version (or the id) of the last migration to record")
+  end
   local list = discover(root_dir)
   local last = last_up_to(list, version)
   if not last then usage_error("baseline %s: no migration has that version", version) end
@@ -3697,6 +3706,9 @@ local function main(cli)
   opts.force = flags.force == true
   opts.lock_timeout = type(flags["lock-timeout"]) == "string" and flags["lock-timeout"] or "5s"
   opts.statement_timeout = type(flags["statement-timeout"]) == "string" and flags["statement-timeout"] or "0"
+  if flags.dir == "" then      -- (--dir "$UNSET": not the current folder, unasked)
+    usage_error("option --dir is empty: give a folder, or leave --dir out (then the current folder is used)")
+  end
   root_dir = flags.dir or "."
   if not sys.isdir(root_dir) then usage_error("--dir %s: no such folder", root_dir) end
   -- the server sets the session up while the migrations are read

@@ -60,7 +60,8 @@ expect_usage "--verbose and --quiet exclude each other" --dir "$D" -v -q status
 # --- missing arguments and values
 expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run
 expect_usage "usage: ferry run MIGRATION [--dry-run]" --dir "$D" run 20250101 20250102
-expect_usage "usage: ferry rollback MIGRATION" --dir "$D" rollback
+expect_usage "usage: ferry rollback MIGRATION [--force]" --dir "$D" rollback
+expect_usage "usage: ferry rollback MIGRATION [--force]" --dir "$D" rollback --force
 expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
 expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
 expect_usage "usage: ferry new NAME [--sql|--pipeline]" --dir "$D" new
@@ -114,6 +115,25 @@ expect_usage "unknown migration 2024" --dir "$D" validate 2024
 expect_usage "ambiguous migration 20250102: 20250102_beta, 20250102_bravo" --dir "$D" run 20250102
 expect_usage "ambiguous migration 2025: 20250101_alpha, 20250102_beta, 20250102_bravo" --dir "$D" run 2025 --dry-run
 expect_usage "ambiguous migration 20250102_b: 20250102_beta, 20250102_bravo" --dir "$D" validate 20250102_b
+# an empty one ("$UNSET" in a script) is a prefix of every id: it named the
+# only migration of a folder, which "ferry rollback ''" then rolled back
+ONE=$TAP_TMPDIR/one
+put "$ONE/migrations/20250101_only/up.sql" 'CREATE TABLE only_t (x int);'
+put "$ONE/migrations/20250101_only/rollback.sql" 'DROP TABLE only_t;'
+put "$ONE/migrations/20250101_only/validate.lua" 'check("ok", true)'
+empty_mig="the migration given is empty: give its id or name, or a unique prefix of either ('ferry status' lists them)"
+for c in run rollback validate history; do
+    expect_usage "$empty_mig" --dir "$ONE" $c ""
+    expect_usage "$empty_mig" --dir "$D" $c ""
+done
+expect_usage "$empty_mig" --dir "$ONE" rollback "" --force
+expect_usage "--to is empty: give the version (or the id) of the last migration to apply" --dir "$ONE" up --to ""
+expect_usage "--to is empty: give the version (or the id) of the last migration to apply" --dir "$D" up --to=
+expect_usage "baseline: the version is empty: give the version (or the id) of the last migration to record" \
+    --dir "$ONE" baseline ""
+expect_usage "option --dir is empty: give a folder, or leave --dir out (then the current folder is used)" --dir "" status
+run_ferry --dir "$ONE" --json run ""
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"$empty_mig\"}" "--json run '': exit 2, the line in the object"
 expect_usage "--to 20250199: no migration has that version" --dir "$D" up --to 20250199
 expect_usage "baseline 20250199: no migration has that version" --dir "$D" baseline 20250199
 expect_usage "20250101_alpha has no rollback.sql or down.lua" --dir "$D" rollback 20250101
@@ -157,7 +177,7 @@ expect_usage "--statement-timeout: -1 ms is outside the valid range for paramete
     --dir "$D" --lock-timeout 2s --statement-timeout=-1 status
 
 # nothing of the above touched the database
-v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('alpha') IS NULL")
+v=$(psql_val "$db" "SELECT to_regclass('ferry.history') IS NULL AND to_regclass('alpha') IS NULL AND to_regclass('only_t') IS NULL")
 is "$v" "t" "usage errors write nothing (no ferry.history, no tables)"
 
 # --- --json: a usage error is still one JSON object on stdout
