@@ -87,6 +87,12 @@ typedef struct conn {
     int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
     int server_pid;    /* pg_backend_pid() (PQbackendPID is a pooler's own, when one is in between) */
     int copy_abandoned;   /* a writer closed or collected mid-COPY aborted it (core.take_abandoned_copy) */
+    /* What made it busy, for core.release_busy: the Lua side may never see
+     * it (an interruption at the instruction after the call that started
+     * it).  Not references: each is cleared by its own release, which its
+     * finalizer runs, so neither outlives the object it names. */
+    struct rows *busy_rows;
+    struct copy_writer *busy_copy;
 } conn;
 
 typedef struct result_box { PGresult *res; } result_box;
@@ -430,6 +436,28 @@ static void refuse_held(lua_State *L, const conn *c, const char *sql) {
         luaL_error(L, "%s " HELD_SAVEPOINTS "... refused: the savepoints named " HELD_SAVEPOINTS "... are ferry "
                       "validate's own (each check runs under one, rolled back when it ends); name yours otherwise, "
                       "or nest with db.transaction; nothing was sent", word);
+}
+
+static int rows_release(lua_State *L, rows *r);
+static int copy_release(copy_writer *w, const char *abort_msg);
+
+/* core.release_busy(conn) -> what held the connection ("a rows() iteration",
+ * "a COPY") or nil: ends it as the holder's close would -- a rows() query
+ * stopped, a COPY aborted (which fails its transaction, remembered as a
+ * writer collected mid-COPY is) -- for a holder the Lua side never got
+ * (db.lua's release_holder). */
+static int db_release_busy(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    const char *held = c->pg ? c->busy : NULL;
+    if (c->busy_copy && c->busy_copy->active) {
+        if (!c->busy_copy->ended && c->pg) c->copy_abandoned = 1;
+        copy_release(c->busy_copy, "ferry: COPY abandoned");
+    } else if (c->busy_rows && c->busy_rows->active) {
+        rows_release(L, c->busy_rows);
+    }
+    if (held) lua_pushstring(L, held);
+    else lua_pushnil(L);
+    return 1;
 }
 
 /* core.busy_with(conn) -> what holds the connection ("a rows() iteration",
@@ -848,6 +876,8 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->hold_tx = 0;
     c->server_pid = 0;
     c->copy_abandoned = 0;
+    c->busy_rows = NULL;
+    c->busy_copy = NULL;
     st->nconns++;
     luaL_setmetatable(L, CONN_MT);
     return c;
@@ -1259,6 +1289,7 @@ static int conn_exec_script(lua_State *L) {
  * box: see rows_next). */
 static int rows_release(lua_State *L, rows *r) {
     (void)L;
+    if (r->c->busy_rows == r) r->c->busy_rows = NULL;
     if (r->active) {
         r->active = 0;
         if (r->c->pg) {
@@ -1371,6 +1402,7 @@ static int conn_rows(lua_State *L) {
         return raise_pg(L, st, c, "query failed", PQerrorMessage(c->pg), 0);
     r->active = 1;
     c->busy = "a rows() iteration";
+    c->busy_rows = r;
     if (!PQsetSingleRowMode(c->pg)) {
         rows_release(L, r);
         return luaL_error(L, "cannot enter single-row mode");
@@ -1388,6 +1420,7 @@ static int conn_rows(lua_State *L) {
 static void buf_free(copy_buf *b);
 
 static int copy_release(copy_writer *w, const char *abort_msg) {
+    if (w->c->busy_copy == w) w->c->busy_copy = NULL;
     if (w->active) {
         w->active = 0;
         sender_remove(w->c);
@@ -1692,6 +1725,7 @@ static int conn_copy(lua_State *L) {
     b->res = NULL;
     w->active = 1;
     c->busy = "a COPY";
+    c->busy_copy = w;
     PQsetnonblocking(c->pg, 1);
     sender_add(c);
     lua_pop(L, 1);
@@ -1982,7 +2016,7 @@ static int db_error_routine(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
     {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
     {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"keep_open", db_keep_open},
-    {"busy_with", db_busy_with}, {"hold_transaction", db_hold_transaction},
+    {"busy_with", db_busy_with}, {"release_busy", db_release_busy}, {"hold_transaction", db_hold_transaction},
     {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
     {"report_repeated_notices", db_report_repeated_notices}, {"error_routine", db_error_routine},

@@ -72,6 +72,10 @@ local function release_holder(conn)
   if h then
     pcall(function() if h.abort then h:abort() else h:close() end end)
   end
+  -- (one the Lua side never got: an interruption, which the hook raises at
+  -- the first instruction after the call, between the call that started
+  -- it and the line above that notes it -- the C side ends it)
+  if core.busy_with(conn) then core.release_busy(conn) end
 end
 --- db._release(conn) -> what held conn ("a rows() iteration", "a COPY")
 -- or nil; a rows() loop left open on it is ended, a COPY aborted, as

@@ -455,4 +455,47 @@ end
 T.is(db.query("SELECT n, t FROM cp_opt ORDER BY n"), {{n = 1, t = ""}, {n = 2}, {n = 3, t = "x"}}, "...and the rows read as written")
 db.exec("DROP TABLE cp_opt")
 
+
+-- Ctrl-C (any error) between conn:copy()/conn:rows() starting on the
+-- server and the Lua side noting what holds the session -- the interrupt
+-- hook fires at the first instruction after the C call returns -- left
+-- the session busy with a holder no one knew of: db._end_busy() and
+-- db.transaction could not end it, so an interrupted run's history row
+-- could not be written ("connection busy: a COPY is in progress on it")
+-- and stayed "running".  Simulated with a hook at that very instruction.
+local function interrupted_after(method_name, ...)
+  local wrapper = debug.getmetatable(db.main()).__index[method_name]
+  local raw
+  for i = 1, 10 do
+    local name, v = debug.getupvalue(wrapper, i)
+    if name == "raw_" .. method_name then raw = v end
+  end
+  debug.sethook(function()
+    if debug.getinfo(2, "f").func == raw then
+      debug.sethook(function() debug.sethook(); error("simulated interrupt", 0) end, "", 1)
+    end
+  end, "r")
+  local ok, err = pcall(function(...) return db.main()[method_name](db.main(), ...) end, ...)
+  debug.sethook()
+  return ok, err
+end
+db.exec("DROP TABLE IF EXISTS cp_lost")
+db.exec("CREATE TABLE cp_lost (n int)")
+local ok, err = interrupted_after("copy", "COPY cp_lost (n) FROM STDIN")
+T.is({ok, err}, {false, "simulated interrupt"}, "copy: the error comes after the COPY started")
+T.is(db._busy_with(db.main()), "a COPY", "...with the COPY in progress, its writer never handed back")
+T.is(db._end_busy(), "the main session", "db._end_busy() finds it")
+T.is(db._busy_with(db.main()), nil, "...and aborts it: the session is free")
+usable("...and usable")
+T.is(db.transaction(function() db.exec("INSERT INTO cp_lost VALUES (1)") return 7 end), 7,
+     "...a transaction on it commits")
+ok, err = interrupted_after("rows", "SELECT g FROM generate_series(1, 100000) g")
+T.is({ok, err}, {false, "simulated interrupt"}, "rows: the same, after the query was sent")
+T.is(db._busy_with(db.main()), "a rows() iteration", "...the iteration never handed back")
+T.is(db._end_busy(), nil, "db._end_busy() ends it (a rows() loop left open wrote nothing: not named)")
+T.is(db._busy_with(db.main()), nil, "...the session is free")
+usable("...and usable")
+T.is(db.query("SELECT n FROM cp_lost"), {{n = 1}}, "only the committed row is there")
+db.exec("DROP TABLE cp_lost")
+
 return T.done()
