@@ -93,6 +93,19 @@ is "$RC|$(norm "$OUT")" '1|{"migration":"20250102_b","mode":"apply","ok":false,"
 is "$ERR" $'before the error\nferry: migrations/20250102_b/up.lua:1: boom' "...what it printed and the error line on stderr"
 rm -rf "$D/migrations/20250102_b"
 
+# "status" is this run's row: a re-run of an applied migration that fails
+# says "failed", and the migration stays applied (README, --json)
+db_rerun=$(fresh_db ferry_cli_json_rerun)
+D2=$TAP_TMPDIR/rerun
+put "$D2/migrations/20250103_c/up.lua" 'if os.getenv("FAIL_C") then error("again") end stats.inc("n")'
+run_ferry --db "$db_rerun" --dir "$D2" -q run 20250103
+FAIL_C=1 run_ferry --db "$db_rerun" --dir "$D2" --json run 20250103
+is "$RC|$(norm "$OUT")" '1|{"migration":"20250103_c","mode":"apply","ok":false,"status":"failed","stats":{},"errors":[],"duration_ms":N,"error":"migrations/20250103_c/up.lua:1: again"}' \
+   "a failed re-run of an applied migration --json: \"status\": \"failed\" (this run's row)"
+run_ferry --db "$db_rerun" --dir "$D2" --json status
+is "$RC|$(json_eval "$OUT" 'j["migrations"][0]["status"] + " " + str(j["migrations"][0]["later_run_failed"])')" "0|applied True" \
+   "...while the migration stays applied (status --json: later_run_failed)"
+
 # without --json, nothing changes: the script's stdout is stdout
 run_ferry --dir "$D" -q run 20250101 --dry-run
 is "$RC|$ERR" '0|stderr' "run without --json (-q): only what the script wrote to stderr on stderr"
