@@ -398,7 +398,11 @@ end
 
 local function load_script(rel, env, path)
   local src, err = read_file(path or (root_dir .. "/" .. rel))
-  if not src then usage_error("cannot read %s: %s", rel, err) end
+  if not src then
+    -- (io.open's message begins with the path: exec's file, named as given, said once)
+    if err:sub(1, #rel + 2) == rel .. ": " then err = err:sub(#rel + 3) end
+    usage_error("cannot read %s: %s", rel, err)
+  end
   src = without_bom(src)
   if src:sub(1, 2) == "#!" then src = "--" .. src end    -- a script may start with #! (keeps line numbers)
   -- (without env, the global one: load's fourth argument given as nil
@@ -2978,7 +2982,7 @@ end
 -- tests.  The file's integer return value is the exit code.
 function commands.exec(args)
   local file = table.remove(args, 1)
-  if not file then usage_error("usage: ferry exec FILE.lua [ARG...]") end
+  if not file or file == "" then usage_error("usage: ferry exec FILE.lua [ARG...]") end
   local m = {id = "exec", version = "0", name = file, path = root_dir, rel = "."}
   local ctx = make_ctx(m, opts.dry_run, "exec")
   ctx.args = args

@@ -66,6 +66,9 @@ expect_usage "usage: ferry validate MIGRATION" --dir "$D" validate
 expect_usage "usage: ferry baseline VERSION" --dir "$D" baseline
 expect_usage "usage: ferry new NAME [--sql|--pipeline]" --dir "$D" new
 expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec
+expect_usage "usage: ferry exec FILE.lua [ARG...]" --dir "$D" exec ""
+# (the file named once: it is the path io.open's message begins with)
+expect_usage "cannot read $TAP_TMPDIR/nope.lua: No such file or directory" --dir "$D" exec "$TAP_TMPDIR/nope.lua"
 expect_usage "option --db needs a value" --dir "$D" status --db
 # an empty one (--db "$UNSET") must not fall back to the PG* variables' database
 expect_usage "option --db is empty: give a connection string, or leave --db out (then DATABASE_URL, then libpq's PG* variables, are used)" --dir "$D" status --db ""

@@ -114,7 +114,7 @@ mkdir -p "$P/adir" "$P/migrations/20250105_dir/up.lua" "$P/migrations/20250106_s
 chmod -R a+rX "$P"
 ISDIR=": Is a directory"
 run_as exec "$P/adir"
-is "$RC|$OUT|$ERR" "2||ferry: cannot read $P/adir: $P/adir$ISDIR" "exec of a folder: says it is a directory"
+is "$RC|$OUT|$ERR" "2||ferry: cannot read $P/adir$ISDIR" "exec of a folder: says it is a directory (the path said once)"
 run_as --db "$db" --dir "$P" run 20250105
 is "$RC|$OUT|$ERR" "2||ferry: cannot read migrations/20250105_dir/up.lua: $P/migrations/20250105_dir/up.lua$ISDIR" \
    "run: an up.lua that is a folder: says it is a directory"

@@ -308,7 +308,7 @@ is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"unknown command postgresql://app:***@
 run_ferry --dir "$D" run "$mu"
 is "$RC|$ERR" "2|ferry: unknown migration postgresql://app:***@127.0.0.1:5/x" "...in place of a migration"
 run_ferry exec "host=127.0.0.1 password=$M"
-is "$RC|$ERR" "2|ferry: cannot read host=127.0.0.1 password=***: host=127.0.0.1 password=***: No such file or directory" \
+is "$RC|$ERR" "2|ferry: cannot read host=127.0.0.1 password=***: No such file or directory" \
    "...a key=value string in place of exec's file"
 run_ferry --dir "postgresql://127.0.0.1/x?user=app&password=$M" status
 is "$RC|$ERR" "2|ferry: --dir postgresql://127.0.0.1/x?user=app&password=***: no such folder" "...as --dir's value"
@@ -363,7 +363,7 @@ own "unknown migration ***" rollback "$PW"
 own "migration names use lowercase letters, digits and underscores, and begin with a letter or digit: ***" new "$PW"
 own "--to ***: no migration has that version" up --to "$PW"
 own "baseline ***: no migration has that version" baseline "$PW"
-own "cannot read ***: ***: No such file or directory" exec "$PW"
+own "cannot read ***: No such file or directory" exec "$PW"
 own "--jobs needs a whole number from 1 to 100, not ***" --jobs "$PW" up
 own "--max-errors needs a whole number >= 0, not ***" --max-errors "$PW" up
 own "unknown command *** (see 'ferry --help')" "$PW"
