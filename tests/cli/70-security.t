@@ -33,6 +33,11 @@ stats.inc("rows")
 stats.error("row-1", "conninfo is not here")
 '
 put "$D/migrations/20250103_fail/up.lua" 'db.exec("SELECT * FROM no_such_table")'
+# a script's own error and row errors that hold the password (a message
+# built from a value that happens to be it): redacted in ferry.history too,
+# as in every line ferry writes
+put "$D/migrations/20250104_says/up.lua" "stats.error(\"row-$PW\", \"bad value $PW\")
+error(\"failing with $PW inside\")"
 
 all_out=''
 collect() { all_out+=$'\n'"$OUT"$'\n'"$ERR"; }
@@ -55,6 +60,13 @@ collect
 run_ferry --db "$url" --dir "$D" -v run 20250103
 is "$RC" 1 "a failing script: exit 1"
 collect
+run_ferry --db "$url" --dir "$D" run 20250104
+is "$RC|$ERR" "1|ferry: migrations/20250104_says/up.lua:2: failing with *** inside" "a script's error holding the password: redacted on stderr"
+collect
+is "$(psql_val "$(db_uri "$dbname")" "SELECT split_part(error, E'\\n', 1) || ' / ' || (stats->'errors')::text FROM ferry.history WHERE migration = '20250104_says'")" \
+   'migrations/20250104_says/up.lua:2: failing with *** inside / [{"key": "row-***", "message": "bad value ***"}]' \
+   "...and in its history row: the error and the row error's key and message"
+rm -rf "$D/migrations/20250104_says"
 run_ferry --db "$url" --dir "$D" --json -v up
 collect
 run_ferry --db "$url" --dir "$D" --json validate 20250101
