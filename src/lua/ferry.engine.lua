@@ -555,17 +555,23 @@ local function on_history(doing, f, ...)
   fail(EXIT_USAGE, "cannot %s ferry's history (schema ferry): %s; %s", doing, msg, needs)
 end
 
-local function history_exists()
+-- Whether ferry.history is there (its runs can be read); with
+-- checkpoints, whether ferry.checkpoint is there too.  The history without
+-- the checkpoint table (dropped by hand, or the history alone restored) is
+-- read as it is, with no resume point: taken for no bookkeeping at all, it
+-- had status show every migration pending.
+local function history_exists(checkpoints)
   if history_seen then return true end
   local r = on_history("read", db.one,
                        "SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
   history_seen = r.h and r.c
-  return history_seen
+  if checkpoints then return r.h and r.c end
+  return r.h
 end
 
 local function ensure_history()
   if db.read_only then return history_exists() end
-  if not history_exists() then
+  if not history_exists(true) then
     local schema = db.one("SELECT to_regnamespace('ferry') IS NOT NULL AS s").s
     on_history("create", db.exec_script, schema and HISTORY_DDL or SCHEMA_DDL .. HISTORY_DDL)
     history_seen = true
@@ -899,7 +905,7 @@ end
 local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
-  if history_exists() then
+  if history_exists(true) then
     local r = db.one([[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
                          FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
     if r then saved = r end
@@ -1004,7 +1010,7 @@ local function new_checkpoint(ctx, m)
 
   function cp.clear()
     position = nil
-    if not ctx.dry_run and history_exists() then
+    if not ctx.dry_run and history_exists(true) then
       db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", ctx.migration)
     end
   end
@@ -2761,7 +2767,7 @@ local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "ch
 -- interrupted after a batch committed: the next run resumes from it).
 local function saved_checkpoints()
   local saved = {}
-  if not history_exists() then return saved end
+  if not history_exists(true) then return saved end
   for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do saved[r.migration] = true end
   return saved
 end
@@ -2925,7 +2931,8 @@ function commands.history(args)
              to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS finished_at,
              round(extract(epoch FROM h.finished_at - h.started_at) * 1000)::bigint AS duration_ms,
              CASE WHEN jsonb_typeof(h.stats->'stats') = 'object' THEN h.stats->'stats'
-                  WHEN h.status = 'running' THEN coalesce(]] .. CHECKPOINT_COUNTERS .. [[, '{}')
+                  WHEN h.status = 'running' THEN coalesce(]] .. (history_exists(true) and CHECKPOINT_COUNTERS or "NULL::jsonb")
+                                                          .. [[, '{}')
                   ELSE '{}' END::text AS stats,
              CASE WHEN $2 AND jsonb_typeof(h.stats->'errors') = 'array'
                   THEN (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(h.stats->'errors') e
