@@ -538,10 +538,18 @@ local function on_history(doing, f, ...)
   local res = table.pack(pcall(f, ...))
   if res[1] then return table.unpack(res, 2, res.n) end
   local e = res[2]
-  if type(e) ~= "string" or not e:find("[SQLSTATE 42501]", 1, true) then error(e, 0) end
+  local foreign = type(e) == "string" and e:find("[SQLSTATE 42703]", 1, true)
+  if type(e) ~= "string" or not (foreign or e:find("[SQLSTATE 42501]", 1, true)) then error(e, 0) end
   -- the server's message, without a position or "query failed: "
   -- (and the " (line N)" of ferry's own script's statement)
   local msg = e:match("^[^\n]*"):gsub("^[^%s:]+:%d+: ", "", 1):gsub("^%a+ failed: ", "", 1):gsub(" %(line %d+%)$", "")
+  -- (a column of its own not there: the table is another's -- its columns
+  -- are the first version's, README "Upgrading ferry")
+  if foreign then
+    fail(EXIT_USAGE, "cannot %s ferry's history (schema ferry): %s; ferry.history is not the table ferry makes "
+                     .. "(another application's, in a schema of the same name?): ferry keeps its history and "
+                     .. "checkpoints in the schema ferry, which must be its own", doing, msg)
+  end
   local who = db.one("SELECT quote_ident(current_database()) AS d, quote_ident(current_user) AS u, "
                      .. "to_regnamespace('ferry') IS NOT NULL AS schema")
   local needs

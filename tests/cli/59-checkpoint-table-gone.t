@@ -6,6 +6,10 @@
 # it", and a dry run advised 'ferry baseline' over migrations it had
 # applied itself.  The history is read as it is, the resume points as
 # none; the first command that writes makes the checkpoint table again.
+# And a schema ferry whose history table is not ferry's (another
+# application's schema of that name): said so, exit 2 -- status showed
+# every migration pending, and up failed on "column migration does not
+# exist", exit 1.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
 require_pg
@@ -51,5 +55,18 @@ is "$(psql_val "$db" "SELECT to_regclass('ferry.checkpoint') IS NOT NULL")" "t" 
 is "$(history "$db")" "20250101_items|up|applied
 20250102_fill|up|applied
 20250102_fill|run|applied" "...and the run recorded"
+
+db2=$(fresh_db ferry_cli_foreign_history)
+psql_val "$db2" "CREATE SCHEMA ferry; CREATE TABLE ferry.history (trip int, port text)" >/dev/null
+foreign="ferry.history is not the table ferry makes (another application's, in a schema of the same name?): ferry keeps its history and checkpoints in the schema ferry, which must be its own"
+for c in status history up "up --dry-run" "run 20250101"; do
+    # shellcheck disable=SC2086
+    run_ferry --db "$db2" --dir "$D" $c
+    is "$RC|$OUT|${ERR#*"[SQLSTATE 42703]; "}" "2||$foreign" "a foreign ferry.history: $c says so, exit 2"
+    like "$ERR" "^ferry: cannot (read|create) ferry's history \(schema ferry\): column [a-z.]+ does not exist \[SQLSTATE 42703\]; " \
+         "...after the server's words"
+done
+is "$(psql_val "$db2" "SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry'")|$(psql_val "$db2" "SELECT to_regclass('items') IS NULL")" \
+   "1|t" "...and nothing was made or run"
 
 done_testing
