@@ -12,6 +12,7 @@ typedef struct db_options {
     const char *statement_timeout; /* e.g. "0" */
     int read_only;                 /* --dry-run: every session read-only */
     int quiet;                     /* --quiet: server notices below WARNING are not shown */
+    int empty_url;                 /* no --db, and DATABASE_URL set but empty: connecting refused */
 } db_options;
 int luaopen_ferry_db(lua_State *L, const db_options *opts);
 

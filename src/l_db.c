@@ -44,6 +44,7 @@ typedef struct db_state {
     char *statement_timeout;
     int read_only;
     int quiet;                 /* --quiet: notices below WARNING are dropped */
+    int empty_url;             /* DATABASE_URL set but empty, no --db: no session may open */
     /* Connections with a COPY under way, whose data may still sit in
      * libpq's buffer (end_data returns without waiting): sent on while the
      * client waits on another connection. */
@@ -919,11 +920,25 @@ static void check_opened(lua_State *L, conn *c, const char *info, char *why) {
     else free(why);
 }
 
+/* Raises, c closed, when info is the command's connection string and that
+ * is DATABASE_URL set but empty (no --db): libpq would take the PG*
+ * variables' database, another than the one meant, and nothing would say
+ * so (cf. --db "", a usage error). */
+static void refuse_empty_url(lua_State *L, conn *c, const char *info) {
+    if (info || !STATE(L)->empty_url) return;
+    finish_pg(c);
+    lua_pushstring(L, "cannot connect to the database: DATABASE_URL is set but empty (a variable or a secret not "
+                      "filled in?): give it a connection string, or give --db; unset it to connect where libpq's "
+                      "PG* variables say");
+    lua_error(L);
+}
+
 /* c's connection from pgconn_start, driven until it is ready, then
  * checked: a Ctrl-C while it waited raises the interruption (not
  * connected), a failure "cannot connect". */
 static void complete_pg(lua_State *L, conn *c, const char *info) {
     char *why;      /* each host's error, when one ran out of time */
+    refuse_empty_url(L, c, info);
     c->pg = pgconn_complete(c->pg, info, c->started_ms, &why);
     if (interrupt_received()) {
         free(why);
@@ -937,6 +952,7 @@ static void complete_pg(lua_State *L, conn *c, const char *info) {
  * session settings. */
 static void open_blocking(lua_State *L, db_state *st, conn *c, const char *info) {
     c->started_ms = pgconn_now_ms();
+    refuse_empty_url(L, c, info);
     c->pg = pgconn_start(info);
     complete_pg(L, c, info);
     apply_settings(L, st, c, 0);
@@ -961,7 +977,7 @@ static int db_connect_start(lua_State *L) {
     db_state *st = STATE(L);
     conn *c = new_conn(L, st);
     c->started_ms = pgconn_now_ms();
-    c->pg = pgconn_start(st->conninfo);
+    c->pg = st->empty_url ? NULL : pgconn_start(st->conninfo);   /* (refused at its first use) */
     c->pending = 1;
     return 1;
 }
@@ -2031,6 +2047,7 @@ int luaopen_ferry_db(lua_State *L, const db_options *opts) {
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     st->conninfo = dup_or_null(opts->conninfo);
+    st->empty_url = opts->empty_url;
     st->lock_timeout = dup_or_null(opts->lock_timeout);
     st->statement_timeout = dup_or_null(opts->statement_timeout);
     /* a copy that failed must not read as "not given": NULL is libpq's

@@ -143,7 +143,13 @@ static void read_cli(cli *c, int argc, char **argv) {
     c->argv = argv;
     c->db.conninfo = find_option(argc, argv, "--db");
     if (!c->db.conninfo) c->db.conninfo = getenv("DATABASE_URL");
-    if (c->db.conninfo && !*c->db.conninfo) c->db.conninfo = NULL;
+    /* DATABASE_URL="" (a secret not filled in) is no connection string:
+     * taken for unset, libpq would connect where PG* says, another
+     * database than the one meant (l_db.c refuses to connect) */
+    if (c->db.conninfo && !*c->db.conninfo) {
+        c->db.conninfo = NULL;
+        c->db.empty_url = 1;
+    }
     c->db.lock_timeout = find_option(argc, argv, "--lock-timeout");
     if (!c->db.lock_timeout) c->db.lock_timeout = "5s";
     c->db.statement_timeout = find_option(argc, argv, "--statement-timeout");
