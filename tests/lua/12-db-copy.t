@@ -274,6 +274,24 @@ do
   collectgarbage("stop"); collectgarbage("restart")
   T.is(err_of(fc.exec, fc, "SELECT 1"), "attempt to use a closed connection",
        "exec() while a finalizer closed its connection: said as such")
+  -- rows(), exec_script() and quote_ident() check again too
+  local rc = db.connect()
+  rc:exec("CREATE TEMP TABLE fin_r (t text)")
+  setmetatable({}, {__gc = function() other = rc:copy("COPY fin_r (t) FROM STDIN") end})
+  collectgarbage("stop"); collectgarbage("restart")
+  T.is(err_of(rc.rows, rc, "SELECT $1::int AS a", 1),
+       "connection busy: a COPY is in progress on it (use another connection from db.connect())",
+       "rows() while a finalizer started a COPY on its connection: busy, said as such")
+  other:put("z")
+  T.is(other:finish(), 1, "...and the finalizer's COPY goes on unharmed")
+  for _, call in ipairs({{"rows", "SELECT 1"}, {"exec_script", "SELECT 1; SELECT 2"}, {"quote_ident", "x"}}) do
+    local cc = db.connect()
+    setmetatable({}, {__gc = function() cc:close() end})
+    collectgarbage("stop"); collectgarbage("restart")
+    T.is(err_of(cc[call[1]], cc, call[2]), "attempt to use a closed connection",
+         call[1] .. "() while a finalizer closed its connection: said as such")
+  end
+  rc:close()
   collectgarbage("incremental")
 end
 
