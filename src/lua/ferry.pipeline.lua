@@ -272,6 +272,10 @@ local NO_CHECKPOINT = "pipe:send: the batch has a position, but this db.pipeline
 function P:send(batch)
   check_batch(batch)
   if batch.position ~= nil and not self.checkpoint then error(NO_CHECKPOINT) end
+  -- (what save would refuse -- json.null, a NaN, a string cut inside a
+  -- character -- refused here: a real run saves it only at the batch's
+  -- commit, after its COPY, and raised at the next send's line)
+  if batch.position ~= nil and self.checkpoint._check then self.checkpoint._check(batch.position) end
   if self.dry_run then
     -- (refused as in a real run, so that the dry run finds it; the main
     -- session is only asked when the script has opened it)

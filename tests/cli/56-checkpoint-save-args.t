@@ -11,6 +11,7 @@ require_pg
 
 db=$(fresh_db ferry_cli_cp_args)
 export DATABASE_URL=$db
+psql -X -q -d "$db" -c "CREATE TABLE cp_t (x int)"
 D=$TAP_TMPDIR/proj
 put "$D/migrations/20250101_cp/up.lua" 'local mode = os.getenv("CP_MODE")
 if mode == "nan" then ctx.checkpoint.save(0/0)
@@ -29,6 +30,13 @@ elseif mode == "good" then
   assert(ctx.checkpoint.save({at = 5}, c, ctx.checkpoint.snapshot()) == true)
   c:exec("COMMIT")
   c:close()
+elseif mode == "pipe" then
+  local b = db.buffer(); b:put(1)
+  local pipe <close> = db.pipeline{jobs = 2, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
+  pipe:send{copies = {{sql = "COPY cp_t (x) FROM STDIN", buffer = b}}, position = json.null}
+  pipe:send{copies = {{sql = "COPY cp_t (x) FROM STDIN", buffer = b}}, position = 2}
+  pipe:send{copies = {{sql = "COPY cp_t (x) FROM STDIN", buffer = b}}, position = 3}
+  pipe:finish()
 end'
 
 NAN='migrations/20250101_cp/up.lua:2: ctx.checkpoint.save: the position has no JSON form: NaN is not a JSON number (NaN and infinities have no JSON form)'
@@ -66,7 +74,13 @@ for dry in "" "--dry-run"; do
     CP_MODE=utf8 run_ferry --dir "$D" run 20250101 $dry
     is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:10: ctx.checkpoint.save: the position has no JSON form: a string in it is not valid UTF-8 (a key cut inside a character?)" \
        "$what: a position with a string that is not UTF-8 is refused"
+    # a db.pipeline batch's position: a real run saves it at the batch's
+    # commit, after its COPY -- it raised at the line of a later send
+    CP_MODE=pipe run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:21: ${NIL/is nil/is json.null}" \
+       "$what: a json.null position sent to a db.pipeline is refused at that send"
 done
+is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM cp_t")" 0 "nothing of the pipeline's batches was written"
 is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM ferry.checkpoint")" 0 "no checkpoint row was written for any"
 # a null position a ferry before this one stored reads as no position
 psql -X -q -d "$db" -c "INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)

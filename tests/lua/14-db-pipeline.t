@@ -537,4 +537,28 @@ do
   T.is(db.one("SELECT count(*) AS n FROM nocp_t").n, 1, "...nothing of the refused batch was written, the next one was")
   db.exec("DROP TABLE nocp_t")
 end
+---------------------------------------------------------------- a position no run could resume from
+-- json.null, a NaN, a string cut inside a character: ctx.checkpoint.save
+-- refuses them, but a real run's pipeline saves at the batch's commit --
+-- so it sent the batch's COPY and raised at the line of the next send or
+-- finish.  Refused at the send that gives it, as a dry run does, nothing
+-- of that batch sent.
+do
+  db.exec("CREATE TABLE badpos_t (x int)")
+  local b = db.buffer()
+  b:put(1)
+  local pipe <close> = db.pipeline{jobs = 2, checkpoint = ctx.checkpoint}
+  for _, bad in ipairs{{json.null, "the position is json%.null: ", "json.null"},
+                       {{a = 0/0}, "the position has no JSON form: ", "holding a NaN"},
+                       {"\xC3", "the position has no JSON form: a string in it is not valid UTF%-8 ", "cut inside a character"}} do
+    local line = debug.getinfo(1, "l").currentline + 1
+    local e = err_at(function() pipe:send{copies = {{sql = "COPY badpos_t (x) FROM STDIN", buffer = b}}, position = bad[1]} end)
+    T.like(e, "^[^%[]*14%-db%-pipeline%.t:" .. line .. ": ctx%.checkpoint%.save: " .. bad[2],
+           "real run: a position " .. bad[3] .. " is refused at the send that gives it")
+  end
+  pipe:send{copies = {{sql = "COPY badpos_t (x) FROM STDIN", buffer = b}}}
+  pipe:finish()
+  T.is(db.one("SELECT count(*) AS n FROM badpos_t").n, 1, "...nothing of the refused batches was written, the next one was")
+  db.exec("DROP TABLE badpos_t")
+end
 return T.done()
