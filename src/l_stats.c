@@ -71,15 +71,23 @@ static counter *find_or_add(lua_State *L, stats_state *s, const char *name) {
     return c;
 }
 
-static const char *check_name(lua_State *L, int idx, const char *fn) {
+/* The counter name at idx, checked.  With found, its counter goes there
+ * (NULL when there is none yet), and only a new name's UTF-8 is checked --
+ * an existing counter's was when it was made: stats.inc runs for every
+ * row, and needs no more than the lookup it does anyway.  (No allocation
+ * happens here after the lookup: the caller may use *found until it
+ * allocates.) */
+static const char *check_name(lua_State *L, int idx, const char *fn, stats_state *s, counter **found) {
     size_t len;
     const char *name = ferry_checklstring(L, idx, fn, &len);
     if (len == 0) ferry_argerror(L, idx, fn, "empty counter name");
     /* the name is kept as a C string: "a\0b" would be counter "a" */
     if (strlen(name) != len) ferry_argerror(L, idx, fn, "counter name contains a NUL byte");
+    counter *c = found ? find(s, name) : NULL;
     /* (the names are keys of the history row's jsonb, which the server
      * refuses otherwise: the run could not be recorded) */
-    if (!utf8_valid(name, len)) ferry_argerror(L, idx, fn, "counter name is not valid UTF-8");
+    if (!c && !utf8_valid(name, len)) ferry_argerror(L, idx, fn, "counter name is not valid UTF-8");
+    if (found) *found = c;
     return name;
 }
 
@@ -122,7 +130,7 @@ static int stats_declare(lua_State *L) {
         return 0;
     }
     int top = lua_gettop(L);
-    for (int i = 1; i <= top; i++) check_name(L, i, "stats.declare");
+    for (int i = 1; i <= top; i++) check_name(L, i, "stats.declare", s, NULL);
     for (int i = 1; i <= top; i++) find_or_add(L, s, lua_tostring(L, i));
     return 0;
 }
@@ -131,9 +139,10 @@ static int stats_declare(lua_State *L) {
  * the counter is created (a call that raises creates none). */
 static int stats_inc(lua_State *L) {
     stats_state *s = STATE(L);
-    const char *name = check_name(L, 1, "stats.inc");
+    counter *c;
+    const char *name = check_name(L, 1, "stats.inc", s, &c);
     lua_Integer n = ferry_optinteger(L, 2, "stats.inc", 1);
-    counter *c = find_or_add(L, s, name);
+    if (!c) c = find_or_add(L, s, name);
     long long v;
     if (__builtin_add_overflow(c->value, n, &v))       /* the counter is left as it was */
         return luaL_error(L, "stats.inc: counter %s would overflow", name);   /* (c's may be freed meanwhile) */
@@ -144,9 +153,11 @@ static int stats_inc(lua_State *L) {
 
 static int stats_set(lua_State *L) {
     stats_state *s = STATE(L);
-    const char *name = check_name(L, 1, "stats.set");
+    counter *c;
+    const char *name = check_name(L, 1, "stats.set", s, &c);
     lua_Integer v = ferry_checkinteger(L, 2, "stats.set");      /* before the counter exists */
-    find_or_add(L, s, name)->value = v;
+    if (!c) c = find_or_add(L, s, name);
+    c->value = v;
     return 0;
 }
 
