@@ -111,7 +111,9 @@ local function key_text(key)
 end
 function stats.error(key, err)
   if is_ferry_error(err) then error(err, 0) end
-  return record_row_error(errors.valid_utf8(key_text(key)), error_text(err))
+  -- (redacted here, before stats.error cuts a long key or message: a cut
+  -- inside a password leaves a beginning of it no later redaction finds)
+  return record_row_error(sys.redact(errors.valid_utf8(key_text(key))), sys.redact(error_text(err)))
 end
 
 ----------------------------------------------------------------------------

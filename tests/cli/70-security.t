@@ -38,6 +38,9 @@ put "$D/migrations/20250103_fail/up.lua" 'db.exec("SELECT * FROM no_such_table")
 # as in every line ferry writes
 put "$D/migrations/20250104_says/up.lua" "stats.error(\"row-$PW\", \"bad value $PW\")
 error(\"failing with $PW inside\")"
+# ...and a row error whose key and message are cut (200 and 2000 bytes)
+# inside the password: the cut came first, and left its beginning
+put "$D/migrations/20250105_cut/up.lua" "stats.error((\"k\"):rep(195) .. \"$PW\", (\"m\"):rep(1995) .. \"$PW\")"
 
 all_out=''
 collect() { all_out+=$'\n'"$OUT"$'\n'"$ERR"; }
@@ -67,6 +70,14 @@ is "$(psql_val "$(db_uri "$dbname")" "SELECT split_part(error, E'\\n', 1) || ' /
    'migrations/20250104_says/up.lua:2: failing with *** inside / [{"key": "row-***", "message": "bad value ***"}]' \
    "...and in its history row: the error and the row error's key and message"
 rm -rf "$D/migrations/20250104_says"
+run_ferry --db "$url" --dir "$D" run 20250105
+cut_out="$OUT$ERR"
+run_ferry --db "$url" --dir "$D" --json run 20250105
+cut_out+="$OUT$ERR"
+is "$RC|$(grep -c "${PW:0:5}" <<<"$cut_out")" "1|0" "a row error cut inside the password: no beginning of it on stdout, stderr or in --json"
+is "$(psql_val "$(db_uri "$dbname")" "SELECT string_agg(DISTINCT length(e->>'key') || ' ' || right(e->>'key', 4) || ' ' || length(e->>'message') || ' ' || right(e->>'message', 4), ',') FROM ferry.history, jsonb_array_elements(stats->'errors') e WHERE migration = '20250105_cut'")" \
+   '198 k*** 1998 m***' "...nor in its history row: redacted before the cut, the key and message whole"
+rm -rf "$D/migrations/20250105_cut"
 run_ferry --db "$url" --dir "$D" --json -v up
 collect
 run_ferry --db "$url" --dir "$D" --json validate 20250101
