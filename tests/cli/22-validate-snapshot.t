@@ -378,7 +378,7 @@ check("after them", function() return count() == first, count() .. " rows" end)
 "$PSQL" -X -q -d "$db" -c "BEGIN" -c "LOCK TABLE u IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
 locker_job=$!
 locker() { psql_val "$db" "SELECT pid FROM pg_locks WHERE relation = 'u'::regclass AND mode = 'AccessExclusiveLock' AND granted"; }
-for _ in $(seq 1 200); do [ -n "$(locker)" ] && break; sleep 0.05; done
+wait_until 60 eval '[ -n "$(locker)" ]'
 locker_pid=$(locker)
 isnt "$locker_pid" "" "another session holds an exclusive lock on u"
 run_ferry --dir "$D" --statement-timeout 1s --lock-timeout 100ms validate $M
@@ -401,7 +401,7 @@ check("never run", true)
 sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* ferry_validate_sleep */%' AND state = 'active' AND pid <> pg_backend_pid()"; }
 "$FERRY" --dir "$D" validate $M >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
 pid=$!
-for _ in $(seq 1 200); do [ "$(sleeping)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 sleeping
 is "$(sleeping)" 1 "a check is running"
 kill -INT "$pid"
 rc=0
@@ -411,7 +411,7 @@ is "$(cat "$TAP_TMPDIR/bg.out")" "==> validating $M
 ✓ PASS first
 ✗ FAIL validate.lua stopped: interrupted (SIGINT)
 2 check(s), 1 failed" "... validate stops in the check running, no check after it runs"
-for _ in $(seq 1 200); do [ "$(sleeping)" = 0 ] && break; sleep 0.05; done
+wait_until 60 output_is 0 sleeping
 is "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry'")" 0 \
    "... no ferry session is left"
 set +m

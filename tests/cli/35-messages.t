@@ -44,7 +44,7 @@ like "$ERR" "too many row errors \\(2, more than --max-errors 1\\): stopped; eve
 "$PSQL" -X -q -d "$db" -c "BEGIN" -c "LOCK TABLE t IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
 locker=$!
 held() { psql_val "$db" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 't' AND l.mode = 'AccessExclusiveLock' AND l.granted"; }
-for _ in $(seq 1 100); do [ "$(held)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 held
 run_ferry --dir "$D" --lock-timeout 300ms run 20250103
 is "$RC" 1 "a table locked by another session: exit 1"
 like "$ERR" "canceling statement due to lock timeout \\[SQLSTATE 55P03\\]; another session held a lock it needed for more than --lock-timeout 300ms: re-run to resume \\(everything up to the last checkpoint is committed\\), or give --lock-timeout more" \

@@ -19,7 +19,7 @@ holders() { psql_val "$db" "SELECT count(*) FROM pg_locks WHERE locktype = 'advi
 # --- the lock held by another session (psql, application_name ferry)
 PGAPPNAME=ferry "$PSQL" -X -q -d "$db" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 psql_pid=$!
-for _ in $(seq 1 100); do [ "$(holders)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 holders
 is "$(holders)" 1 "a psql session holds the lock"
 holder=$(psql_val "$db" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
@@ -51,7 +51,7 @@ is "$RC" 0 "lock held: check still works"
 # the lock goes with its session
 psql_val "$db" "SELECT pg_terminate_backend($holder)" >/dev/null
 wait "$psql_pid" 2>/dev/null
-for _ in $(seq 1 100); do [ "$(holders)" = 0 ] && break; sleep 0.05; done
+wait_until 60 output_is 0 holders
 run_ferry --dir "$D" up
 is "$RC" 0 "once the holder's session is gone, up runs (no stale lock)"
 is "$(history "$db")" "20250101_a|up|applied" "...and records the run"
@@ -89,18 +89,18 @@ db3=$(fresh_db ferry_cli_lock_here)
 db4=$(fresh_db ferry_cli_lock_elsewhere)
 PGAPPNAME=elsewhere "$PSQL" -X -q -d "$db4" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 other_pid=$!
-for _ in $(seq 1 100); do [ "$(db=$db4 holders)" = 1 ] && break; sleep 0.05; done
+db=$db4 wait_until 60 output_is 1 holders
 run_ferry --db "$db3" --dir "$D" status
 PGAPPNAME=here "$PSQL" -X -q -d "$db3" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 here_pid=$!
-for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 1 ] && break; sleep 0.05; done
+db=$db3 wait_until 60 output_is 1 holders
 holder3=$(db=$db3; psql_val "$db3" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 run_ferry --db "$db3" --dir "$D" up
 like "$ERR" "^ferry: another session holds ferry's migration lock on this database: here \\(backend pid $holder3, .*\\); try again when it has finished \\(a rollback.sql run with psql takes it too\\)$" \
      "with the key held in two databases, the holder named is this database's (not called a ferry: its session is not one)"
 psql_val "$db3" "SELECT pg_terminate_backend($holder3)" >/dev/null
 wait "$here_pid" 2>/dev/null
-for _ in $(seq 1 100); do [ "$(db=$db3 holders)" = 0 ] && break; sleep 0.05; done
+db=$db3 wait_until 60 output_is 0 holders
 run_ferry --db "$db3" --dir "$D" up
 is "$RC" 0 "the key held in another database does not stop a run here"
 psql_val "$db4" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'elsewhere'" >/dev/null
@@ -128,7 +128,7 @@ run_ferry --db "$dbk" --dir "$D" status >/dev/null          # (the history table
 run_ferry --db "$dbk" --dir "$D" up --to 20250101
 PGAPPNAME=ferry "$PSQL" -X -q -d "$dbk" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(60)" >/dev/null 2>&1 &
 killed_psql=$!
-for _ in $(seq 1 100); do [ "$(db=$dbk holders)" = 1 ] && break; sleep 0.05; done
+db=$dbk wait_until 60 output_is 1 holders
 kholder=$(psql_val "$dbk" "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 sh -c 'exit 0' & dead=$!; wait "$dead"
 psql_val "$dbk" "INSERT INTO ferry.history (migration, version, name, operation, status, run_id, host, pid, backend_pid)

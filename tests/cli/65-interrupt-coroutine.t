@@ -192,7 +192,7 @@ while true do end'
 script stmt_caught_main "${STMT}"'mark()
 local ok, err = pcall(c.exec, c, "SELECT pg_sleep(60) /* ferry_co_stmt */")'"$CLEANUP"
 stmt_running() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_co_stmt */%' AND pid <> pg_backend_pid()"; }
-wait_stmt() { for _ in $(seq 1 200); do [ "$(stmt_running)" = 1 ] && return 0; sleep 0.05; done; diag "the statement never ran"; }
+wait_stmt() { wait_until 60 output_is 1 stmt_running && return 0; diag "the statement never ran"; }
 for s in stmt_close_co:coroutine stmt_close_main:main; do
     start_ferry --dir "$D" exec "$D/${s%%:*}.lua" "$MARK"
     wait_stmt
@@ -297,7 +297,7 @@ put "$D/migrations/20250104_batches/up.lua" "coroutine.wrap(function()
 end)()"
 sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_co_sleep */%' AND pid <> pg_backend_pid()"; }
 start_ferry --dir "$D" run 20250104
-for _ in $(seq 1 200); do [ "$(sleeping)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 sleeping
 is "$(sleeping)" 1 "run, a statement waited for in a coroutine: it is running"
 stop_ferry INT
 is "$RC" 130 "...Ctrl-C: exit 130"
@@ -305,7 +305,7 @@ is "$RC" 130 "...Ctrl-C: exit 130"
 like "$ERR" "ferry: 20250104_batches: interrupted \\(SIGINT\\); the run had got to: items_created=15 \\(everything up to the last checkpoint is committed\\); re-run to resume" \
      "...one line says it was interrupted and how far it got"
 unlike "$ERR" "canceling statement|query failed" "...no cancelled-statement error shown in place of the interruption"
-for _ in $(seq 1 200); do [ "$(sleeping)" = 0 ] && break; sleep 0.05; done
+wait_until 60 output_is 0 sleeping
 is "$(sleeping)" 0 "...the statement was cancelled on the server"
 is "$(row 20250104_batches)" "failed|interrupted (SIGINT)" "...recorded failed: interrupted"
 is "$(psql_val "$db" "SELECT count(*) || ' ' || max(n) || ' ' || (SELECT position #>> '{}' FROM ferry.checkpoint WHERE migration = '20250104_batches') FROM batch_items")" \

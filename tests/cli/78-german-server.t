@@ -53,14 +53,17 @@ for i = 1, 3 do
   stats.inc("rows")
 end
 pipe:finish()'
-# the run before's sessions gone (a backend frees its slot a moment after
-# its client left)
+# the run before's sessions gone: out of pg_stat_activity, and then their
+# processes too -- a backend frees its connection slot after it leaves
+# pg_stat_activity, a moment that a loaded machine makes long; the
+# process's end is after it.  (A server whose processes are not ours to
+# see: a fixed while instead.)
+clients() { psql_val "$(db_uri postgres)" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"; }
+pm=$(head -n 1 "$(psql_val "$(db_uri postgres)" "SHOW data_directory")/postmaster.pid" 2>/dev/null)
+backends_gone() { ! ps --ppid "$pm" -o args= | grep -q ' ferry_de '; }
 settle() {
-    for _ in $(seq 1 100); do
-        [ "$(psql_val "$(db_uri postgres)" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")" = 1 ] && break
-        sleep 0.05
-    done
-    sleep 0.2
+    wait_until 60 eval '[ "$(clients)" = 1 ]'
+    if [ -n "$pm" ]; then wait_until 60 backends_gone; else sleep 0.2; fi
 }
 
 db=$(fresh_db ferry_de)

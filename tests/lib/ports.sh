@@ -17,24 +17,11 @@
 #                        0 once the daemon listens on it.  1 if none did.
 #   free_port            a port free now (for on_free_port's FN, which may
 #                        need more than one)
-#   wait_until SECONDS CMD...  runs CMD until it succeeds (0) or SECONDS
-#                        have passed (1); for waits on a real condition,
-#                        with a deadline no loaded machine comes near.
 
 LISTENER_PIDS=()
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_until() { # SECONDS CMD...
-    local end=$(( SECONDS + $1 ))
-    shift
-    while :; do
-        "$@" && return 0
-        [ "$SECONDS" -ge "$end" ] && return 1
-        sleep 0.05
-    done
 }
 
 start_listeners() { # LOG SPEC...

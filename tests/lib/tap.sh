@@ -23,6 +23,11 @@
 #   run_ferry ARGS...    run "$FERRY" ARGS; stdout -> $OUT, stderr -> $ERR,
 #                        exit code -> $RC (never aborts the script)
 #   require_pg           bail out unless DATABASE_URL is set
+#   wait_until SECONDS CMD...  run CMD until it succeeds (0) or SECONDS
+#                        have passed (1): a wait on the real condition (a
+#                        row of pg_stat_activity, a file), its deadline one
+#                        no loaded machine comes near
+#   output_is WANT CMD... 0 when CMD prints WANT (for wait_until)
 
 # ---------------------------------------------------------------- TAP core
 
@@ -177,6 +182,18 @@ trap _tap_at_exit EXIT
 
 # ---------------------------------------------------------------- ferry helpers
 
+output_is() { [ "$("${@:2}")" = "$1" ]; }
+
+wait_until() { # SECONDS CMD...
+    local end=$(( SECONDS + $1 ))
+    shift
+    while :; do
+        "$@" && return 0
+        [ "$SECONDS" -ge "$end" ] && return 1
+        sleep 0.05
+    done
+}
+
 # urlencode STRING (shared with scripts/pg.sh)
 . "$REPO_ROOT/scripts/urlencode.sh"
 
@@ -275,6 +292,9 @@ run_ferry() {
 # code -> $RC, stdout and stderr in $TAP_TMPDIR/bg.out and bg.err.  (set
 # -m: a background job of a non-interactive shell ignores SIGINT otherwise,
 # see robust/50-interrupt.t)
+_checkpointed() { # DBURI MIGRATION
+    [ "$(psql_val "$1" "SELECT count(*) FROM ferry.checkpoint WHERE migration = '$2'" 2>/dev/null)" = 1 ]
+}
 # shellcheck disable=SC2034  # RC is for the caller
 sigint_after_checkpoint() {
     local db=$1 id=$2 pid
@@ -282,10 +302,7 @@ sigint_after_checkpoint() {
     set -m
     "$FERRY" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
     pid=$!
-    for _ in $(seq 1 300); do
-        [ "$(psql_val "$db" "SELECT count(*) FROM ferry.checkpoint WHERE migration = '$id'" 2>/dev/null)" = 1 ] && break
-        sleep 0.02
-    done
+    wait_until 60 _checkpointed "$db" "$id"
     kill -INT "$pid"
     RC=0
     wait "$pid" || RC=$?

@@ -23,7 +23,7 @@ sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query L
 up_until() {
     "$FERRY" --dir "$D" up >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
     pid=$!
-    for _ in $(seq 1 200); do [ "$($1)" = 1 ] && break; sleep 0.05; done
+    wait_until 60 output_is 1 $1
 }
 # up_after COMMAND...: runs it, then waits for that ferry: $rc, $err (its `ferry:` lines)
 up_after() {

@@ -14,6 +14,7 @@ require_pg
 # A listener that accepts connections and never says a word, on a port it
 # holds from the start.
 accepts=$TAP_TMPDIR/accepts
+port=''    # (start_listeners sets them)
 start_listeners "$accepts" "silent4:127.0.0.1:=port"
 trap 'stop_listeners; _tap_at_exit' EXIT
 # How many connections the silent listener took since the last call.

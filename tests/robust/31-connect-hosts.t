@@ -14,6 +14,7 @@ PW='Sup3r-Secret-pw'
 TCP=$FERRY_PG_TCP_PORT
 sockdir=$(mktemp -d /tmp/ferry-silent.XXXXXX)
 accepts=$TAP_TMPDIR/accepts
+port='' port6='' slow=''    # (start_listeners sets them)
 # Listeners that accept connections and never say a word: on 127.0.0.1:port,
 # on [::1] at the server's own TCP port (the server listens on 127.0.0.1
 # only), at port and at port6 (127.0.0.1:port6 held, not listened on:

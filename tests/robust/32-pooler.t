@@ -201,7 +201,11 @@ is "$ERR" "ferry: cannot connect to the database: a connection pooler is between
 # (the holder sleeps until ferry is done -- its start can take seconds, under valgrind)
 "$PSQL" -X -q -d "$(url session small)" -c "SELECT pg_sleep(60) /* ferry_pool_holder */" >/dev/null 2>&1 &
 holder=$!
-sleep 0.5
+# (the pool is full once the holder's statement runs on the server)
+holding() {
+    [ "$(psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%ferry_pool_holder%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ]
+}
+wait_until 60 holding
 run_ferry --db "$(url session small)" --dir "$REPO_ROOT" status
 psql_val "$db" "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%ferry_pool_holder%' AND pid <> pg_backend_pid()" >/dev/null
 is "$RC|$OUT" "2|" "a full pool (no server session for the second session ferry asks it with): exit 2"

@@ -67,7 +67,7 @@ psql_val "$admin" "ALTER SYSTEM SET ssl_key_file = 'ferry_tls_server.key'" >/dev
 psql_val "$admin" "ALTER SYSTEM SET ssl_ca_file = 'ferry_tls_ca.crt'" >/dev/null
 psql_val "$admin" "ALTER SYSTEM SET ssl = on" >/dev/null
 psql_val "$admin" "SELECT pg_reload_conf()" >/dev/null
-for _ in $(seq 50); do [ "$(psql_val "$admin" "SHOW ssl")" = on ] && break; sleep 0.1; done
+wait_until 60 output_is on psql_val "$admin" "SHOW ssl"
 is "$(psql_val "$admin" "SHOW ssl")" on "(the server has ssl on)"
 
 # no password file, no root certificate of the user's own

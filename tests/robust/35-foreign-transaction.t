@@ -94,7 +94,7 @@ while True:
     threading.Thread(target=server_to_client, args=(u, c), daemon=True).start()
 PY
   proxy=$!
-  for _ in $(seq 100); do [ -S "$sockdir/.s.PGSQL.$case_n" ] && break; sleep 0.1; done
+  wait_until 60 eval '[ -S "$sockdir/.s.PGSQL.$case_n" ]'
   run_ferry --db "host=$sockdir port=$case_n dbname=$DB user=${PGUSER:-postgres} password=$PW" --dir "$D" "$@"
   kill "$proxy"
   wait "$proxy" 2>/dev/null

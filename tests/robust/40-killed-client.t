@@ -12,7 +12,7 @@ printf '%s\n' 'db.exec("SELECT pg_sleep(60) /* ferry_robust_killed */")' >"$scri
 "$FERRY" --db "$db" exec "$script" &
 pid=$!
 running() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60) /* ferry_robust_killed%' AND pid <> pg_backend_pid()"; }
-for _ in $(seq 1 100); do [ "$(running)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 running
 is "$(running)" 1 "ferry's query is running on the server"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null

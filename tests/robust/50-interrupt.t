@@ -36,7 +36,7 @@ while true do n = n + 1 end'
 
 sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%/* ferry_interrupt_$1 */%' AND pid <> pg_backend_pid()"; }
 wait_for() { # CONDITION-COMMAND EXPECTED
-    for _ in $(seq 1 200); do [ "$($1)" = "$2" ] && return 0; sleep 0.05; done
+    wait_until 60 output_is "$2" $1 && return 0
     return 1
 }
 # start_ferry ARGS...: ferry itself in the background (so that a signal
@@ -216,7 +216,7 @@ fi
 
 # --- a script busy in Lua only (no statement to cancel)
 looping() { rm -f "$TAP_TMPDIR/looping"; }
-wait_looping() { for _ in $(seq 1 400); do [ -e "$TAP_TMPDIR/looping" ] && return 0; sleep 0.05; done; }
+wait_looping() { wait_until 60 eval '[ -e "$TAP_TMPDIR/looping" ]' && return 0; }
 looping
 start_ferry --dir "$D" exec "$D/loop.lua" "$TAP_TMPDIR/looping"
 wait_looping

@@ -23,7 +23,7 @@ q() { "$PSQL" -X -A -t -q -v ON_ERROR_STOP=1 -d "$URI" -c "$1"; }
 # background just before), once it is there
 sleeper_pid() {
     local sql="FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND state = 'active' AND pid <> pg_backend_pid()"
-    for _ in $(seq 1 200); do [ "$(q "SELECT count(*) $sql")" = 1 ] && break; sleep 0.05; done
+    wait_until 60 eval '[ "$(q "SELECT count(*) $sql")" = 1 ]'
     q "SELECT pid $sql"
 }
 holders() { q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY"; }
@@ -35,7 +35,7 @@ before=$(db_snapshot "$URI")
 # --- a ferry command holds the lock (a run in progress)
 PGAPPNAME=ferry "$PSQL" -X -q -d "$URI" -c "SELECT pg_advisory_lock($LOCK_KEY)" -c "SELECT pg_sleep(600)" >/dev/null 2>&1 &
 holder_job=$!
-for _ in $(seq 1 200); do [ "$(holders)" = 1 ] && break; sleep 0.05; done
+wait_until 60 output_is 1 holders
 is "$(holders)" 1 "a session holds ferry's migration lock"
 holder=$(q "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = $LOCK_KEY")
 
@@ -69,7 +69,7 @@ is "$rc|$(grep -c "ERROR:  another session holds ferry.s migration lock" <<<"$ou
 
 q "SELECT pg_terminate_backend($holder)" >/dev/null
 wait "$holder_job" 2>/dev/null
-for _ in $(seq 1 200); do [ "$(holders)" = 0 ] && break; sleep 0.05; done
+wait_until 60 output_is 0 holders
 
 # --- the lock free: psql rollbacks work as before, and ferry rollback (which
 # holds the lock itself while it runs rollback.sql) too
@@ -94,7 +94,7 @@ app=$(sleeper_pid)
 "$FERRY" --dir "$REPO_ROOT" --db "$URI" --lock-timeout 0 run $B4 >"$TAP_TMPDIR/run.out" 2>&1 &
 run_job=$!
 waiting() { q "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND $app = ANY(pg_blocking_pids(pid))"; }
-for _ in $(seq 1 400); do [ "$(waiting)" -ge 1 ] && break; sleep 0.05; done
+wait_until 60 eval '[ "$(waiting)" -ge 1 ]'
 is "$(waiting)" 1 "a run of $B4 is in progress, waiting for the application's row lock"
 run_ferry --dir "$REPO_ROOT" --db "$URI" validate $B4
 is "$RC" 1 "validate during the run: exit 1 (checks 1 and 8 fail on the half-done run)"

@@ -90,14 +90,14 @@ while True:
 PY
   proxy=$!
   held_pids=("$proxy")
-  for _ in $(seq 300); do [ -e "$ctl/listening" ] && break; sleep 0.1; done
+  wait_until 60 eval '[ -e "$ctl/listening" ]'
   [ -e "$ctl/listening" ] || diag "the proxy did not start listening"
   set -m
   "$FERRY" --db "host=$sockdir port=$case_n dbname=$HELD_DB user=${PGUSER:-postgres}" \
            --dir "$D" "$@" >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
   pid=$!
   held_pids+=("$pid")
-  for _ in $(seq 250); do [ -e "$ctl/held" ] && break; sleep 0.1; done
+  wait_until 60 eval '[ -e "$ctl/held" ]'
   [ -e "$ctl/held" ] || diag "the $statement was not seen"
   [ "$mode" = interrupt ] && kill -INT -- "-$pid"
   RC=0
