@@ -32,7 +32,7 @@ fi
 PGDE=$TAP_TMPDIR/pg
 mkdir -p "$PGDE"
 stop_server() { bash "$REPO_ROOT/scripts/pg.sh" stop "$PGDE" --clean >/dev/null 2>&1; _tap_at_exit; }
-trap stop_server EXIT
+trap 'in_test_shell && stop_server' EXIT
 bash "$REPO_ROOT/scripts/pg.sh" start "$PGDE" 2>/dev/null || bail_out "cannot start a server of its own"
 eval "$(bash "$REPO_ROOT/scripts/pg.sh" env "$PGDE")"
 unset PGOPTIONS

@@ -23,7 +23,7 @@ cleanup_role() {
     done
     psql_val "$(db_uri postgres)" "DROP ROLE IF EXISTS $LP" >/dev/null 2>&1
 }
-trap cleanup_role EXIT
+trap 'in_test_shell && cleanup_role' EXIT
 
 as_lp() { sed "s/user=[^&]*/user=$LP/" <<<"$1"; }
 # Every row the two batches write, without the times a run stamps

@@ -25,7 +25,7 @@ cleanup_role() {
     done
     psql_val "$(db_uri postgres)" "DROP ROLE IF EXISTS $R" >/dev/null 2>&1
 }
-trap cleanup_role EXIT
+trap 'in_test_shell && cleanup_role' EXIT
 as_r() { sed "s/user=[^&]*/user=$R/" <<<"$1"; }
 
 # Batches 1-3 and ferry's bookkeeping made by the owner; the role has its

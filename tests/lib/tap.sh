@@ -169,7 +169,14 @@ done_testing() {
 # A per-script temp folder ($TAP_TMPDIR), removed at exit.
 TAP_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-tap.XXXXXX")
 
-# If a test script sets its own EXIT trap, it should call _tap_at_exit in it.
+# If a test script sets its own EXIT trap, it should call _tap_at_exit in it,
+# and run it only in the test's own shell: trap 'in_test_shell && ...' EXIT.
+# (A signal that reaches a child bash forked for a background command
+# before it has exec'd the command -- a slow machine's window -- runs the
+# EXIT trap in that child: it removed TAP_TMPDIR and stopped the test's
+# listeners in mid-test, and every later step failed.)
+_TAP_PID=$BASHPID
+in_test_shell() { [ "$BASHPID" = "$_TAP_PID" ]; }
 _tap_at_exit() {
     local rc=$?
     if [ -n "${TAP_TMPDIR:-}" ]; then rm -rf "$TAP_TMPDIR"; fi
@@ -178,7 +185,7 @@ _tap_at_exit() {
     fi
     return "$rc"
 }
-trap _tap_at_exit EXIT
+trap 'in_test_shell && _tap_at_exit' EXIT
 
 # ---------------------------------------------------------------- ferry helpers
 

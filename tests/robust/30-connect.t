@@ -16,7 +16,7 @@ require_pg
 accepts=$TAP_TMPDIR/accepts
 port=''    # (start_listeners sets them)
 start_listeners "$accepts" "silent4:127.0.0.1:=port"
-trap 'stop_listeners; _tap_at_exit' EXIT
+trap 'in_test_shell && { stop_listeners; _tap_at_exit; }' EXIT
 # How many connections the silent listener took since the last call.
 accepted() { local n; n=$(wc -l <"$accepts" 2>/dev/null || echo 0); : >"$accepts"; echo "$n"; }
 

@@ -21,7 +21,7 @@ port='' port6='' slow=''    # (start_listeners sets them)
 # refused), and on a unix socket in sockdir; each connection logged.
 start_listeners "$accepts" "silent4:127.0.0.1:=port" "silent6:::1:$TCP" "silent6:::1:=port" \
     "refuse4:127.0.0.1:=port6" "silent6:::1:=port6" "unix:$sockdir/.s.PGSQL.{port}"
-trap 'stop_listeners; rm -rf "$sockdir"; _tap_at_exit' EXIT
+trap 'in_test_shell && { stop_listeners; rm -rf "$sockdir"; _tap_at_exit; }' EXIT
 have_v6=0
 python3 -c "import socket; socket.create_connection(('::1', $TCP), 1)" 2>/dev/null && have_v6=1
 : >"$accepts"

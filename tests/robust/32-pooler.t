@@ -71,7 +71,7 @@ stop_pgbouncers() {
     for f in "${PIDFILES[@]}"; do kill "$(cat "$f" 2>/dev/null)" 2>/dev/null; done
     _tap_at_exit
 }
-trap stop_pgbouncers EXIT
+trap 'in_test_shell && stop_pgbouncers' EXIT
 start_pgbouncer lifo
 # (lends its idle sessions in turn, not the one used last)
 start_pgbouncer rr "server_round_robin = 1"

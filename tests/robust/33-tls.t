@@ -57,7 +57,7 @@ undo() {
     rm -f "$data"/ferry_tls_*
     _tap_at_exit
 }
-trap undo EXIT
+trap 'in_test_shell && undo' EXIT
 # (first: a client certificate, and nothing else, for one database)
 { printf 'hostssl ferry_tls_cert all 127.0.0.1/32 cert\n'; cat "$TAP_TMPDIR/pg_hba.conf.saved"; } >"$hba"
 fresh_db ferry_tls_cert >/dev/null

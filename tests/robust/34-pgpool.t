@@ -35,7 +35,7 @@ stop_pgpools() {
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     _tap_at_exit
 }
-trap stop_pgpools EXIT
+trap 'in_test_shell && stop_pgpools' EXIT
 # A pgpool (NAME) in front of the test's server, through its socket, no
 # password (the server trusts its socket).  Sets PORT_<NAME>.  The port is
 # one free a moment before, which something else (another suite's pooler)

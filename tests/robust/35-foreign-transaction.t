@@ -31,7 +31,7 @@ put "$D/migrations/20250101_first/up.sql" 'CREATE TABLE first_t (x int);'
 PW='Fo-reign-Secret-pw'
 sockdir=$(mktemp -d /tmp/ferry-foreign.XXXXXX)
 proxy=
-trap 'kill $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit' EXIT
+trap 'in_test_shell && { kill $proxy 2>/dev/null; rm -rf "$sockdir"; _tap_at_exit; }' EXIT
 case_n=0
 # through MODE [INJECT] -- ferry ARGS through the proxy; $RC, $OUT, $ERR
 through() {

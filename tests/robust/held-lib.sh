@@ -22,7 +22,7 @@ held_at_exit() {
   _tap_at_exit
   return "$rc"
 }
-trap held_at_exit EXIT
+trap 'in_test_shell && held_at_exit' EXIT
 case_n=0
 held() {
   local mark=$1 statement=$2 mode=${HELD_MODE:-interrupt} ctl proxy pid
