@@ -3050,9 +3050,10 @@ function commands.exec(args)
   local _, left_open = close_open_transaction(true)
   if left_open then error(file .. ": " .. left_open, 0) end
   local code = math.tointeger(res)
-  if code and (code < 0 or code > 255) then
-    -- the system keeps 8 bits: 256 would read as success
-    log.warn(string.format("exec: %d is no exit code (0-255); exiting 1", code))
+  if (code and (code < 0 or code > 255)) or (type(res) == "number" and not code) then
+    -- the system keeps 8 bits: 256 would read as success; 2.5 is a bug,
+    -- not the success a nil code would make of it
+    log.warn(string.format("exec: %s is no exit code (0-255); exiting 1", code or tostring(res)))
     return EXIT_FAIL
   end
   return code or EXIT_OK

@@ -337,6 +337,14 @@ for r in 256 -1 1000; do
     run_ferry exec "$D/script.lua"
     is "$RC|$ERR" "1|exec: $r is no exit code (0-255); exiting 1" "exec: return $r is exit 1, not what 8 bits make of it"
 done
+# a number with a fraction is no exit code either: it was exit 0, the
+# script's bug taken for success
+put "$D/script.lua" "return 2.5"
+run_ferry exec "$D/script.lua"
+is "$RC|$ERR" "1|exec: 2.5 is no exit code (0-255); exiting 1" "exec: return 2.5 is exit 1 (was exit 0)"
+put "$D/script.lua" "return 3.0"
+run_ferry exec "$D/script.lua"
+is "$RC|$ERR" "3|" "exec: return 3.0 is exit 3"
 put "$D/script.lua" 'print("fine")'
 run_ferry --db "$db2" exec "$D/script.lua"
 is "$RC|$OUT" "0|fine" "exec: exit 0 without a result"
