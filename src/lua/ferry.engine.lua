@@ -190,12 +190,16 @@ local function encode_value(v, depth)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 encode_ordered = function(obj, depth)
-  local parts = {}
+  local parts, seen = {}, {}
   for i, k in ipairs(getmetatable(obj).__keys) do
     -- (checked by json.object too; the list may have changed since)
     if type(k) ~= "string" then
       error(string.format("json.encode_ordered: key %d of a json.object is a %s, not a string (JSON object keys are strings)", i, type(k)))
     end
+    if seen[k] then
+      error(string.format("json.encode_ordered: key %d of a json.object, %q, is listed before: a JSON object has each key once", i, k))
+    end
+    seen[k] = true
     if obj[k] ~= nil then parts[#parts + 1] = encode_text(k) .. ":" .. encode_value(obj[k], depth) end
   end
   return "{" .. table.concat(parts, ",") .. "}"
@@ -207,10 +211,16 @@ local function object(keys, t)
   if type(keys) ~= "table" then
     error("bad argument #1 to 'json.object' (a list of key names expected, got " .. type(keys) .. ")", 2)
   end
+  local seen = {}
   for i, k in ipairs(keys) do
     if type(k) ~= "string" then
       error(string.format("bad argument #1 to 'json.object' (key %d is a %s: JSON object keys are strings)", i, type(k)), 2)
     end
+    -- (written twice, which one a reader keeps is its own choice)
+    if seen[k] then
+      error(string.format("bad argument #1 to 'json.object' (key %d, %q, is listed before: a JSON object has each key once)", i, k), 2)
+    end
+    seen[k] = true
   end
   if t ~= nil and type(t) ~= "table" then
     error("bad argument #2 to 'json.object' (table expected, got " .. type(t) .. ")", 2)

@@ -322,6 +322,18 @@ do
   l, e = line(), caught(function() json.encode_ordered(o) end)
   T.like(e, at(l) .. "json%.encode_ordered: key 2 of a json%.object is a number, not a string", "...and when the key list changed later, at encode")
 end
+-- a key listed twice wrote it twice ({"a":1,"a":1}: which one a reader
+-- keeps is its own choice)
+l, e = line(), caught(function() json.object({"a", "b", "a"}, {a = 1}) end)
+T.like(e, at(l) .. "bad argument #1 to 'json%.object' %(key 3, \"a\", is listed before: a JSON object has each key once%)$",
+       "json.object: a key listed twice is refused")
+do
+  local keys = {"a"}
+  local o = json.object(keys, {a = 1})
+  keys[2] = "a"
+  l, e = line(), caught(function() json.encode_ordered(o) end)
+  T.like(e, at(l) .. "json%.encode_ordered: key 2 of a json%.object, \"a\", is listed before: a JSON object has each key once", "...and when the key list changed later, at encode")
+end
 
 -- log: a format that fails names the calling line and the log function
 l, e = line(), caught(function() log.info("copied %d rows", "many") end)
