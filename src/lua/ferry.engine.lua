@@ -1227,19 +1227,14 @@ local function started_row(run_id)
   return ok and r and r.id or nil
 end
 
--- A password a script's own text holds (its error, a row error's key or
--- message: built from a value that happens to be it) reads "***" in the
--- history too, as in every line ferry writes (the server's errors are
--- redacted where they are raised).  The counters' names are kept: a
--- resumed run restores its counters by them.
-local function redacted(v) return type(v) == "string" and sys.redact(v) or v end
+-- A password the run's error holds (a script's own text, built from a
+-- value that happens to be it) reads "***" in the history too, as in every
+-- line ferry writes (the server's errors are redacted where they are
+-- raised; the row errors by stats.error, before it cuts them).  The
+-- counters' names are kept: a resumed run restores its counters by them.
 local function history_finish(id, status, sum, rules, err)
-  local errs = array()
-  for i, e in ipairs(errors_array()) do
-    errs[i] = object({"key", "message"}, {key = redacted(e.key), message = redacted(e.message)})
-  end
-  local payload = encode_value(object({"stats", "errors"}, {stats = stats_object(), errors = errs}))
-  err = redacted(err)
+  local payload = encode_value(object({"stats", "errors"}, {stats = stats_object(), errors = errors_array()}))
+  if type(err) == "string" then err = sys.redact(err) end
   db.exec([[
     UPDATE ferry.history
        SET status = $2, finished_at = clock_timestamp(), checksum = coalesce($3, checksum),
