@@ -1034,11 +1034,11 @@ local function new_checkpoint(ctx, m)
       db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", ctx.migration)
     end
   end
+  -- errors at the script's line, caught or not
+  cp.save, cp.clear = errors.api(cp.save), errors.api(cp.clear)
   -- (db.pipeline's: a real run saves a batch's position only at its
   -- commit, after its COPY went out; checked at the send that gives it)
-  function cp._check(pos) check_save_args(pos) end
-  -- errors at the script's line, caught or not
-  cp.save, cp.clear, cp._check = errors.api(cp.save), errors.api(cp.clear), errors.api(cp._check)
+  cp._check = errors.api(check_save_args)
   return cp
 end
 
@@ -3030,7 +3030,7 @@ function commands.exec(args)
                       position = pos
                       return true
                     end),
-                    _check = errors.api(function(pos) check_save_args(pos) end),   -- (see new_checkpoint)
+                    _check = errors.api(check_save_args),   -- (see new_checkpoint)
                     snapshot = function() return {errors = 0, counters = array(), payload = "{}"} end,
                     clear = function() position = nil end}
   local env = script_env(ctx)
