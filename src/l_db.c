@@ -342,18 +342,19 @@ static PGresult *next_result(conn *c) {
     return PQgetResult(c->pg);
 }
 
+/* What to use instead of a COPY sent where no COPY goes (where: "exec/
+ * query", "rows()"), into buf: a COPY ... FROM STDIN is db.copy()'s; a
+ * COPY ... TO STDOUT nothing of ferry's reads -- conn:copy() takes only
+ * FROM STDIN, so pointing there led to another refusal. */
+static const char *copy_refusal(ExecStatusType s, const char *where, char *buf, size_t bufsz) {
+    if (s == PGRES_COPY_IN) snprintf(buf, bufsz, "COPY ... FROM STDIN goes through db.copy() (conn:copy()), not %s", where);
+    else snprintf(buf, bufsz, "COPY ... TO STDOUT is not supported: read the rows with a SELECT (db.rows, db.query)");
+    return buf;
+}
+
 /* What PQexec / PQexecParams return for the query just sent (sent: the
  * PQsend* call's result): the last result, or a COPY's start at once;
  * NULL when sending failed.  Waits as next_result does. */
-/* What to use instead of a COPY sent where no COPY goes (exec, query,
- * rows): a COPY ... FROM STDIN is db.copy()'s; a COPY ... TO STDOUT
- * nothing of ferry's reads -- conn:copy() takes only FROM STDIN, so
- * pointing there led to another refusal. */
-static const char *copy_refusal(ExecStatusType s) {
-    return s == PGRES_COPY_IN ? "COPY ... FROM STDIN goes through db.copy() (conn:copy())"
-                              : "COPY ... TO STDOUT is not supported: read the rows with a SELECT (db.rows, db.query)";
-}
-
 static PGresult *exec_result(conn *c, int sent) {
     if (!sent) return NULL;
     PGresult *last = NULL, *r;
@@ -1171,7 +1172,8 @@ static result_box *run_query(lua_State *L, conn *c) {
         b->res = NULL;
         pgconn_end_unexpected_copy(c->pg, s);
         pgconn_drain(c->pg);
-        luaL_error(L, "query failed: %s%s", copy_refusal(s), s == PGRES_COPY_IN ? ", not exec/query" : "");
+        char why[160];
+        luaL_error(L, "query failed: %s", copy_refusal(s, "exec/query", why, sizeof why));
     }
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK && s != PGRES_EMPTY_QUERY) {
         errmsg m;
@@ -1369,10 +1371,8 @@ static int rows_next(lua_State *L) {
         return 0;
     }
     errmsg m;
-    char copy_msg[160];
-    if (pgconn_is_copy(s))
-        snprintf(copy_msg, sizeof copy_msg, "%s%s", copy_refusal(s), s == PGRES_COPY_IN ? ", not rows()" : "");
-    const char *msg = pgconn_is_copy(s) ? errmsg_set(r->c, &m, copy_msg)
+    char why[160];
+    const char *msg = pgconn_is_copy(s) ? errmsg_set(r->c, &m, copy_refusal(s, "rows()", why, sizeof why))
                     : b->res ? result_error_text(r->c, b->res, &m) : errmsg_set(r->c, &m, PQerrorMessage(r->c->pg));
     if (b->res) { PQclear(b->res); b->res = NULL; }
     pgconn_end_unexpected_copy(r->c->pg, s);
