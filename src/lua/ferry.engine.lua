@@ -798,7 +798,7 @@ local function check_position(v, depth)
   if type(v) ~= "table" or depth > 100 then return end
   local n, count, texts, ints = #v, 0, 0, 0
   for k, x in pairs(v) do
-    check_position(type(k) == "string" and k or nil, depth + 1)
+    if type(k) == "string" then check_position(k, depth + 1) end   -- (a key's UTF-8)
     count = count + 1
     if type(k) == "string" then texts = texts + 1 elseif math.type(k) == "integer" then ints = ints + 1 end
     check_position(x, depth + 1)
