@@ -515,6 +515,8 @@ CREATE TABLE IF NOT EXISTS ferry.history (
   ferry_version text
 );
 CREATE INDEX IF NOT EXISTS history_migration_idx ON ferry.history (migration, id);
+]]
+local CHECKPOINT_DDL = [[
 CREATE TABLE IF NOT EXISTS ferry.checkpoint (
   migration  text PRIMARY KEY,
   run_id     uuid NOT NULL,
@@ -580,20 +582,26 @@ end
 -- the checkpoint table (dropped by hand, or the history alone restored) is
 -- read as it is, with no resume point: taken for no bookkeeping at all, it
 -- had status show every migration pending.
+-- (the second result: the history table alone is there)
 local function history_exists(checkpoints)
   if history_seen then return true end
   local r = on_history("read", db.one,
                        "SELECT to_regclass('ferry.history') IS NOT NULL AS h, to_regclass('ferry.checkpoint') IS NOT NULL AS c")
   history_seen = r.h and r.c
-  if checkpoints then return r.h and r.c end
+  if checkpoints then return r.h and r.c, r.h end
   return r.h
 end
 
+-- Makes what is missing of ferry's tables, and only that: the IF NOT
+-- EXISTS of what is there would show the server's NOTICE ("relation
+-- history already exists, skipping") to the operator.
 local function ensure_history()
   if db.read_only then return history_exists() end
-  if not history_exists(true) then
+  local both, history_only = history_exists(true)
+  if not both then
     local schema = db.one("SELECT to_regnamespace('ferry') IS NOT NULL AS s").s
-    on_history("create", db.exec_script, schema and HISTORY_DDL or SCHEMA_DDL .. HISTORY_DDL)
+    local ddl = history_only and CHECKPOINT_DDL or HISTORY_DDL .. CHECKPOINT_DDL
+    on_history("create", db.exec_script, schema and ddl or SCHEMA_DDL .. ddl)
     history_seen = true
   end
   return true

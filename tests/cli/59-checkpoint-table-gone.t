@@ -50,7 +50,7 @@ is "$(psql_val "$db" "SELECT to_regclass('ferry.checkpoint') IS NULL")" "t" "...
 
 # the first command that writes makes it again, and runs as usual
 run_ferry --dir "$D" run 20250102
-is "$RC" 0 "run: exit 0"
+is "$RC|$ERR" "0|" "run: exit 0, nothing on stderr (no server NOTICE that the history table or its index already exists)"
 is "$(psql_val "$db" "SELECT to_regclass('ferry.checkpoint') IS NOT NULL")" "t" "...the checkpoint table is made again"
 is "$(history "$db")" "20250101_items|up|applied
 20250102_fill|up|applied
