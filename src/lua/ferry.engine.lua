@@ -3319,7 +3319,8 @@ end
 local ncols = select(2, ((TARGET_COPY:gsub('"[^"]*"', "x")):match("%%((.-)%%)%%s*[Ff][Rr][Oo][Mm]") or ""):gsub("[^,]+", ""))
 
 local read <close> = db.reader()           -- one snapshot for the count and the stream
-local total = read:one(KEYS_SQL, args(KEYS_SQL)).n
+local counted = read:one(KEYS_SQL, args(KEYS_SQL))
+local total = counted and tonumber(counted.n) or error("KEYS_SQL gave no count: its one row's column n (SELECT count(...) AS n ...)", 0)
 log.info(string.format("%%d keys to fill, up to %%d a batch", total, ctx.batch_size_for(total)))
 local bar <close> = progress.new("keys", total)
 local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
@@ -3379,6 +3380,8 @@ end
 if n > 0 then finish_key(key, rows) end
 flush(key)                                 -- the last, partial batch
 pipe:finish()                              -- commits every batch in flight
+-- (one snapshot for both: counts that differ are a query that is wrong, e.g. one that reads nothing on a fresh start)
+if seen ~= total then error(string.format("KEYS_SQL counted %%d keys, SOURCE_SQL gave %%d: read in one snapshot, they agree unless one is wrong (on a fresh start $1 is NULL: WHERE $1::type IS NULL OR key > $1; SOURCE_SQL ordered by key); what was written is kept", total, seen), 0) end
 bar:finish()
 read:close()
 ]=]

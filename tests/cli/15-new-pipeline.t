@@ -227,4 +227,25 @@ is "$RC|$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(psql_val "$db" 
 run_ferry --dir "$N" -q run "$id" --jobs 1 --batch-size 3
 is "$RC|$(rows)" "0|$expected" "--jobs 1, batches of 3: the same rows"
 
+# --- a KEYS_SQL or SOURCE_SQL that is wrong fails the run, not a run
+# recorded applied that wrote nothing: both read one snapshot, so their
+# counts agree unless one of them is wrong
+cp "$M/up.lua" "$TAP_TMPDIR/up.lua.good"
+run_ferry --dir "$N" -q rollback "$id"
+sed -i 's/ FROM order_items i WHERE $1::bigint IS NULL OR i.order_id > $1 ORDER BY/ FROM order_items i WHERE i.order_id > $1 ORDER BY/' "$M/up.lua"
+for mode in --dry-run ""; do
+    # shellcheck disable=SC2086
+    run_ferry --dir "$N" -q run "$id" $mode
+    is "$RC|$ERR" "1|ferry: $id: KEYS_SQL counted 40 keys, SOURCE_SQL gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; SOURCE_SQL ordered by key); what was written is kept" \
+       "SOURCE_SQL that gives nothing on a fresh start (${mode:-real run}): exit 1, both counts named"
+done
+is "$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '$id' ORDER BY id DESC LIMIT 1")" \
+   "0|failed" "...nothing written, the run recorded failed"
+cp "$TAP_TMPDIR/up.lua.good" "$M/up.lua"
+sed -i 's/^local KEYS_SQL = \[\[SELECT count(DISTINCT order_id) AS n /local KEYS_SQL = [[SELECT count(DISTINCT order_id) /' "$M/up.lua"
+run_ferry --dir "$N" -q run "$id" --dry-run
+is "$RC|$ERR" "1|ferry: $id: KEYS_SQL gave no count: its one row's column n (SELECT count(...) AS n ...)" \
+   "KEYS_SQL without its column n: exit 1, saying so"
+cp "$TAP_TMPDIR/up.lua.good" "$M/up.lua"
+
 done_testing
