@@ -3507,6 +3507,11 @@ function commands.new(args)
     usage_error("migration names use lowercase letters, digits and underscores, and begin with a letter or digit: %s", name)
   end
   local id = today() .. "_" .. name
+  -- (find_migration takes a key as an id's beginning before it takes it as a name)
+  if name:match("^%d+$") then
+    usage_error("a migration name of digits only reads as a version (ferry run %s would name the migration whose id "
+                .. "begins so, not %s): give it a word: %s", name, id, name)
+  end
   local mdir = root_dir .. "/migrations"
   local path = mdir .. "/" .. id
   if sys.isdir(path) then usage_error("%s already exists", "migrations/" .. id) end

@@ -170,6 +170,12 @@ is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and 
 check_nodb --dir "$N" new _things
 is "$RC|$OUT|$ERR" "2||ferry: migration names use lowercase letters, digits and underscores, and begin with a letter or digit: _things" \
    "new refuses a name that begins with an underscore, and says why (exit 2)"
+# a name of digits only reads as a version or an id's beginning: "ferry run
+# 20251110" would name the migration whose id begins so, not this one
+check_nodb --dir "$N" new 20251110
+is "$RC|$OUT|$ERR" "2||ferry: a migration name of digits only reads as a version (ferry run 20251110 would name the migration whose id begins so, not ${today}_20251110): give it a word: 20251110" \
+   "new refuses a name of digits only, and says why (exit 2)"
+is "$(ls "$N/migrations" | tr '\n' ' ')" "$id " "...nothing made"
 check_nodb --dir "$N" --json new other_thing
 is "$RC|$OUT" "0|{\"created\":\"migrations/${today}_other_thing\"}" "new --json"
 rm -rf "$N/migrations/${today}_other_thing"
