@@ -24,7 +24,6 @@ local errors = require "ferry.errors"
 local sys = require "ferry.sys"
 
 local P = {}
-P.__index = P
 
 -- The pipelines of this process that write (weak: a dropped one is still
 -- collected), and how many the garbage collector found with batches in
@@ -67,8 +66,9 @@ local function commit_counted(self, wr, p)
   if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
 end
 
--- Commits the batch in flight on writer wr, if any.
-function P:commit(wr)
+-- Commits the batch in flight on writer wr, if any.  (Not a method, as
+-- check_rights is not: a pipeline's methods are what lua-api.md documents.)
+local function commit(self, wr)
   local p = wr.pending
   if not p then return end
   if p.copy then p.copy:finish() end
@@ -235,7 +235,7 @@ end
 
 -- Raises, naming every right missing, when the real run's COPYs of this
 -- batch would be refused (see RIGHTS_SQL).
-function P:check_rights(copies)
+local function check_rights(self, copies)
   self.asked = self.asked or {}
   local tables, idx, cols = {}, {}, {}
   for _, c in ipairs(copies or {}) do
@@ -281,13 +281,13 @@ function P:send(batch)
     -- session is only asked when the script has opened it)
     local main = self.db.main()
     if main and main:in_transaction() then error(IN_TRANSACTION) end
-    self:check_rights(batch.copies)
+    check_rights(self, batch.copies)
     if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
   end
   self.turn = self.turn % #self.writers + 1
   local wr = self.writers[self.turn]
-  self:commit(wr)                                  -- the oldest batch in flight
+  commit(self, wr)                                 -- the oldest batch in flight
   local conn = wr.conn
   if conn:in_transaction() then error(IN_TRANSACTION) end
   -- recorded before anything can fail, so that abort() finds what to undo
@@ -326,7 +326,7 @@ end
 
 function P:finish()
   local n = #self.writers
-  for i = 1, n do self:commit(self.writers[(self.turn + i - 1) % n + 1]) end
+  for i = 1, n do commit(self, self.writers[(self.turn + i - 1) % n + 1]) end
 end
 
 -- Rolls back what writer wr has in flight (db: the db module).
@@ -450,5 +450,11 @@ P.__close = function(self, err)
     require("log").warn("could not commit the batches in flight: " .. text)
   end
 end
+
+-- A pipeline's methods are these alone (and __close, which lua-api.md
+-- says may be called): the module's new and unfinished (which rolls back
+-- and forgets the batches of pipelines left in flight, the engine's to
+-- ask) are no methods of it.
+P.__index = {send = P.send, pump = P.pump, finish = P.finish, abort = P.abort, __close = P.__close}
 
 return P

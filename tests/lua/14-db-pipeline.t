@@ -561,4 +561,21 @@ do
   T.is(db.one("SELECT count(*) AS n FROM badpos_t").n, 1, "...nothing of the refused batches was written, the next one was")
   db.exec("DROP TABLE badpos_t")
 end
+---------------------------------------------------------------- its methods
+-- a pipeline has the methods lua-api.md documents, no more: ferry's own
+-- helpers (commit, check_rights) and the module's functions (new,
+-- unfinished -- which would roll back and forget another pipeline's
+-- batches) are not methods a script can call by mistake
+do
+  local pipe <close> = db.pipeline{jobs = 1}
+  local names = {}
+  for _, name in ipairs{"send", "pump", "finish", "abort", "commit", "check_rights", "new", "unfinished"} do
+    if type(pipe[name]) == "function" then names[#names + 1] = name end
+  end
+  T.is(table.concat(names, " "), "send pump finish abort", "a pipeline's methods: send, pump, finish, abort")
+  local ok, err = pcall(function() pipe:commit() end)
+  T.like(tostring(err), "attempt to call a nil value %(method 'commit'%)$", "pipe:commit() is no method (a guess at finish)")
+  T.is(ok, false, "...it raises")
+end
+
 return T.done()
