@@ -993,12 +993,12 @@ local function new_checkpoint(ctx, m)
   -- (The baseline is taken when the writer starts: after the script's
   -- stats.declare, with the counters restored from a checkpoint.)
   local committed
-  function cp.track_commits() committed = committed or cp.snapshot() end
-  function cp.committed(snapshot) committed = snapshot end
-  --- cp.rewind_to_committed(): the counters (all but errors) back to the
+  function cp._track_commits() committed = committed or cp.snapshot() end
+  function cp._committed(snapshot) committed = snapshot end
+  --- cp._rewind_to_committed(): the counters (all but errors) back to the
   -- last committed batch's, when a writer tracked its commits; a counter
   -- that batch did not have yet goes back to 0.
-  function cp.rewind_to_committed()
+  function cp._rewind_to_committed()
     if not committed then return end
     local at = {}
     for _, c in ipairs(committed.counters) do at[c[1]] = c[2] end
@@ -1823,7 +1823,7 @@ local function apply(m, operation, dry_run)
   db.drop_spares()
   ok, err = close_open_transaction(ok, err)
   -- a run that failed reports what it committed, not what it had mapped
-  if not ok and not dry_run and ctx.checkpoint then ctx.checkpoint.rewind_to_committed() end
+  if not ok and not dry_run and ctx.checkpoint then ctx.checkpoint._rewind_to_committed() end
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
   local lost = errtext and errtext:find("connection lost", 1, true)

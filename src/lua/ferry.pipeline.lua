@@ -40,7 +40,7 @@ function P.new(db, opts)
     for i = 1, math.max(1, opts.jobs or 1) do
       self.writers[i] = {conn = i == 1 and db.main() or db.connect(), own = i > 1}
     end
-    if opts.checkpoint and opts.checkpoint.track_commits then opts.checkpoint.track_commits() end
+    if opts.checkpoint and opts.checkpoint._track_commits then opts.checkpoint._track_commits() end
     live[self] = true
   end
   return self
@@ -63,7 +63,7 @@ local AFTER_FAILED = {
 local function commit_counted(self, wr, p)
   wr.conn:exec("COMMIT")
   wr.pending = nil
-  if self.checkpoint and self.checkpoint.committed and p.snapshot then self.checkpoint.committed(p.snapshot) end
+  if self.checkpoint and self.checkpoint._committed and p.snapshot then self.checkpoint._committed(p.snapshot) end
 end
 
 -- Commits the batch in flight on writer wr, if any.  (Not a method, as

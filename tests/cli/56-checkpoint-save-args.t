@@ -37,6 +37,13 @@ elseif mode == "pipe" then
   pipe:send{copies = {{sql = "COPY cp_t (x) FROM STDIN", buffer = b}}, position = 2}
   pipe:send{copies = {{sql = "COPY cp_t (x) FROM STDIN", buffer = b}}, position = 3}
   pipe:finish()
+elseif mode == "api" then
+  local names = {}
+  for k, v in pairs(ctx.checkpoint) do
+    if type(v) == "function" and not k:find("^_") then names[#names + 1] = k end
+  end
+  table.sort(names)
+  log.info("api " .. table.concat(names, " "))
 end'
 
 NAN='migrations/20250101_cp/up.lua:2: ctx.checkpoint.save: the position has no JSON form: NaN is not a JSON number (NaN and infinities have no JSON form)'
@@ -91,6 +98,13 @@ CP_MODE=good run_ferry --dir "$D" run 20250101 --dry-run
 is "$RC" 0 "dry run: a position saved on a session of the script's own, with a snapshot, passes"
 CP_MODE=good run_ferry --dir "$D" run 20250101
 is "$RC" 0 "...and so does the real run"
+
+# ctx.checkpoint's functions are the four lua-api.md documents; ferry's own
+# (what db.pipeline reports of its commits) are marked _ as internal
+for dry in "" "--dry-run"; do
+    CP_MODE=api run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$(grep '^api ' <<<"$OUT")" "0|api clear get save snapshot" "ctx.checkpoint: get, save, snapshot, clear (${dry:-real run})"
+done
 
 # ferry exec keeps the checkpoint in memory, and refuses the same
 put "$D/x.lua" 'local function try(...) local ok, e = pcall(ctx.checkpoint.save, ...); print(ok, e) end
