@@ -2081,6 +2081,34 @@ local function refuse_own_transaction(m)
   if not sql then usage_error("cannot read %s: %s", rel, err) end
   local line, command = db_core.find_transaction_control(without_bom(sql))
   if line then usage_error("%s:%d: %s: %s", rel, line, command, OWN_TRANSACTION) end
+  -- A statement the server refuses inside any transaction block can never
+  -- run in up.sql's: check and the dry run passed it, the real run failed.
+  -- (Every top-level statement's first words; a name is no keyword here.)
+  local every = setmetatable({}, {__index = function() return true end})
+  for _, t in ipairs(db_core.statement_heads(without_bom(sql), every, 16)) do
+    local w = {}
+    for i = 1, #t do w[i] = t[i]:lower() end
+    local cmd
+    if w[1] == "vacuum" then cmd = "VACUUM"
+    elseif w[1] == "alter" and w[2] == "system" then cmd = "ALTER SYSTEM"
+    elseif (w[1] == "create" or w[1] == "drop") and (w[2] == "database" or w[2] == "tablespace") then
+      cmd = w[1]:upper() .. " " .. w[2]:upper()
+    elseif w[1] == "create" and w[2] == "index" and w[3] == "concurrently" then cmd = "CREATE INDEX CONCURRENTLY"
+    elseif w[1] == "create" and w[2] == "unique" and w[3] == "index" and w[4] == "concurrently" then
+      cmd = "CREATE UNIQUE INDEX CONCURRENTLY"
+    elseif w[1] == "drop" and w[2] == "index" and w[3] == "concurrently" then cmd = "DROP INDEX CONCURRENTLY"
+    elseif w[1] == "reindex" then
+      -- REINDEX [(options)] {INDEX | TABLE | SCHEMA | ...} CONCURRENTLY name
+      local i = 2
+      if w[2] == "(" then repeat i = i + 1 until w[i] == nil or w[i] == ")"; i = i + 1 end
+      if w[i + 1] == "concurrently" then cmd = "REINDEX CONCURRENTLY" end
+    end
+    if cmd then
+      usage_error("%s:%d: %s cannot run inside a transaction block, and up.sql runs in one that ferry begins and "
+                  .. "commits: run it from an up.lua with db.exec, outside the dry run (see docs/authoring.md, "
+                  .. "section 10)", rel, t.line, cmd)
+    end
+  end
 end
 
 -- What up and run refuse before anything is written: that, and a
@@ -3185,8 +3213,9 @@ TEMPLATE.up_sql = [=[
 --   ferry run %s               (or ferry up)
 --
 -- ferry runs this whole file in one transaction that it begins and commits:
--- leave BEGIN/COMMIT out (check, run and up refuse them), and with them
--- CREATE INDEX CONCURRENTLY, which cannot run in a transaction.  When a
+-- leave BEGIN/COMMIT out, and with them CREATE INDEX CONCURRENTLY, VACUUM
+-- and the rest that cannot run in a transaction (check, run and up refuse
+-- them all; an up.lua runs those: docs/authoring.md, section 10).  When a
 -- statement fails, everything before it is rolled back too and the run is
 -- recorded failed: fix it and run again.  Each statement waits for a lock at
 -- most --lock-timeout (default 5s; ALTER TABLE waits for every query on

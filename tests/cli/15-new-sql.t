@@ -63,8 +63,9 @@ is "$(cat "$N/migrations/$id/up.sql")" "-- $id: a schema migration (a table, a c
 --   ferry run $id               (or ferry up)
 --
 -- ferry runs this whole file in one transaction that it begins and commits:
--- leave BEGIN/COMMIT out (check, run and up refuse them), and with them
--- CREATE INDEX CONCURRENTLY, which cannot run in a transaction.  When a
+-- leave BEGIN/COMMIT out, and with them CREATE INDEX CONCURRENTLY, VACUUM
+-- and the rest that cannot run in a transaction (check, run and up refuse
+-- them all; an up.lua runs those: docs/authoring.md, section 10).  When a
 -- statement fails, everything before it is rolled back too and the run is
 -- recorded failed: fix it and run again.  Each statement waits for a lock at
 -- most --lock-timeout (default 5s; ALTER TABLE waits for every query on

@@ -156,4 +156,42 @@ check_nodb --dir "$D" check
 is "$RC" 1 "check: fails for the pair (exit 1), not for the up.sql"
 like "$OUT" 'FAIL migrations/20261209_both  has both up\.lua and up\.sql' "...saying so"
 
+# --- a statement the server refuses inside any transaction block (CREATE
+# INDEX CONCURRENTLY, VACUUM, ...) can never run in up.sql's: check and the
+# dry run passed it and the real run failed.  Refused as BEGIN is, naming
+# the way (an up.lua); the same words elsewhere are fine
+C=$TAP_TMPDIR/conc
+CI=20261210_idx
+put "$C/migrations/20261201_lead/up.sql" 'CREATE TABLE "Lead" (id int PRIMARY KEY);'
+put "$C/migrations/$CI/up.sql" '-- an index without blocking writes
+CREATE INDEX IF NOT EXISTS lead_id_idx ON "Lead" (id);
+DO $$ BEGIN PERFORM 1; END $$; -- VACUUM in a comment, '"'"'CREATE INDEX CONCURRENTLY'"'"' in a string
+create unique index
+  concurrently lead_id_uidx ON "Lead" (id);'
+HOW="cannot run inside a transaction block, and up.sql runs in one that ferry begins and commits: run it from an up.lua with db.exec, outside the dry run (see docs/authoring.md, section 10)"
+check_nodb --dir "$C" check
+is "$RC|$(grep 'up.sql' <<<"$OUT")|$ERR" "2|FAIL migrations/$CI/up.sql  migrations/$CI/up.sql:4: CREATE UNIQUE INDEX CONCURRENTLY $HOW|" \
+   "check: an up.sql with CREATE INDEX CONCURRENTLY is refused, exit 2, naming file and line"
+run_ferry --dir "$C" up --to 20261201
+before=$(db_snapshot "$db")
+for cmd in "run $CI" "run $CI --dry-run" "up" "up --dry-run"; do
+    # shellcheck disable=SC2086
+    run_ferry --dir "$C" $cmd
+    is "$RC|$OUT|$ERR" "2||ferry: migrations/$CI/up.sql:4: CREATE UNIQUE INDEX CONCURRENTLY $HOW" "$cmd: refused, exit 2, one line"
+    is "$(db_snapshot "$db")" "$before" "$cmd: nothing written"
+done
+for stmt in 'VACUUM "Lead"|VACUUM' 'vacuum|VACUUM' 'DROP INDEX CONCURRENTLY IF EXISTS lead_id_idx|DROP INDEX CONCURRENTLY' \
+            'REINDEX (VERBOSE) INDEX CONCURRENTLY lead_id_idx|REINDEX CONCURRENTLY' 'ALTER SYSTEM SET work_mem = 1|ALTER SYSTEM' \
+            'CREATE DATABASE other|CREATE DATABASE' 'DROP DATABASE IF EXISTS other|DROP DATABASE' \
+            'CREATE TABLESPACE t LOCATION '"'"'/x'"'"'|CREATE TABLESPACE' 'DROP TABLESPACE IF EXISTS t|DROP TABLESPACE'; do
+    put "$C/migrations/$CI/up.sql" "SELECT 1;
+${stmt%|*};"
+    check_nodb --dir "$C" check
+    is "$RC|$(grep 'up.sql' <<<"$OUT")" "2|FAIL migrations/$CI/up.sql  migrations/$CI/up.sql:2: ${stmt#*|} $HOW" "check: ${stmt%|*} refused"
+done
+put "$C/migrations/$CI/up.sql" 'CREATE INDEX IF NOT EXISTS lead_id_idx ON "Lead" (id);
+CREATE INDEX "concurrently" ON "Lead" (id); ALTER TABLE "Lead" ADD COLUMN system text; CREATE INDEX concurrently_idx ON "Lead" (system);'
+run_ferry --dir "$C" run "$CI"
+is "$RC|$ERR" "0|" "an index without CONCURRENTLY, and the words as names, run"
+
 done_testing

@@ -85,7 +85,7 @@ is "$(try_step 'CREATE TABLE "t2" (x int); CREATE TABLE T3 (x int);')" "0|" "\"t
 is "$(try_step 'CREATE TABLE Public.T (x int);')" "$PFX relation \"t\" already exists$HINT" "unquoted names fold to lower case"
 is "$(try_step 'CREATE UNLOGGED TABLE x (a int); CREATE SEQUENCE IF NOT EXISTS q; CREATE SEQUENCE q;')" \
    "$PFX relation \"q\" already exists$HINT" "a sequence (after what does not exist, or says IF NOT EXISTS)"
-is "$(try_step 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_x_idx ON t (x); CREATE MATERIALIZED VIEW mv AS SELECT 2;')" \
+is "$(try_step 'CREATE UNIQUE INDEX IF NOT EXISTS t_x_idx ON t (x); CREATE MATERIALIZED VIEW mv AS SELECT 2;')" \
    "$PFX relation \"mv\" already exists$HINT" "a materialized view"
 is "$(try_step 'CREATE TYPE "Mood" AS ENUM ('"'"'ok'"'"');')" "$PFX type \"Mood\" already exists$HINT" "a type"
 is "$(try_step 'CREATE TYPE t AS (a int);')" "$PFX type \"t\" already exists$HINT" "a type named as a table (its row type)"
