@@ -1378,6 +1378,23 @@ static const char *userinfo_end(const char *auth) {
     return memchr(q, '=', (size_t)(last - q)) ? NULL : last;
 }
 
+/* The user info of the postgres:// URL at u (where next_url found one):
+ * auth, the text after "://"; end, where the user info ends (its '@', see
+ * userinfo_end), or NULL when it has none; colon, the ':' before its
+ * password, or NULL when it names none.  The one reading of a URL's user
+ * info: each_password_span, url_query_spans and holds_password. */
+struct userinfo {
+    const char *auth, *end, *colon;
+};
+
+static struct userinfo url_userinfo(const char *u) {
+    struct userinfo ui;
+    ui.auth = strstr(u, "://") + 3;
+    ui.end = userinfo_end(ui.auth);
+    ui.colon = ui.end ? memchr(ui.auth, ':', (size_t)(ui.end - ui.auth)) : NULL;
+    return ui;
+}
+
 /* 1 when the n bytes at w are one of libpq's connection keywords. */
 static int is_conninfo_keyword(const char *w, size_t n) {
     PQconninfoOption *opts = PQconndefaults();
@@ -1448,9 +1465,8 @@ static void url_query_spans(const char *u, pw_span_fn *fn, void *ud);
  * place: redaction (replace_raw_passwords) and pgconn_scrub_passwords. */
 static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
     for (const char *u = s; (u = next_url(u)) != NULL; u++) {
-        const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
-        const char *c = e ? memchr(a, ':', (size_t)(e - a)) : NULL;
-        if (c) fn(c + 1, (size_t)(e - c - 1), PW_USERINFO, ud);
+        struct userinfo ui = url_userinfo(u);
+        if (ui.colon) fn(ui.colon + 1, (size_t)(ui.end - ui.colon - 1), PW_USERINFO, ud);
     }
     for (const char *q = s; (q = strstr(q, "password")) != NULL; q += 8) {
         const char *v = q + 8;
@@ -1473,8 +1489,8 @@ static void each_password_span(const char *s, pw_span_fn *fn, void *ud) {
  * libpq decodes to "password" while it is written otherwise (?pass%77ord=:
  * one written "password" each_password_span finds as any password=). */
 static void url_query_spans(const char *u, pw_span_fn *fn, void *ud) {
-    const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
-    const char *query = strchr(e ? e : a, '?');
+    struct userinfo ui = url_userinfo(u);
+    const char *query = strchr(ui.end ? ui.end : ui.auth, '?');
     if (!query) return;
     for (const char *p = query + 1; *p;) {
         size_t klen = strcspn(p, "=&"), vlen = 0;
@@ -1638,10 +1654,8 @@ static void replace_passwords(const char *conninfo, char *work, size_t worksz, s
  * s: next_url), anything with a password= (?password=, key=value), or
  * what libpq parses to one. */
 static int holds_password(const char *s) {
-    for (const char *u = s; (u = next_url(u)) != NULL; u++) {
-        const char *a = strstr(u, "://") + 3, *e = userinfo_end(a);
-        if (e && memchr(a, ':', (size_t)(e - a))) return 1;
-    }
+    for (const char *u = s; (u = next_url(u)) != NULL; u++)
+        if (url_userinfo(u).colon) return 1;
     for (const char *p = s; *p; p++)
         if (strncasecmp(p, "password", 8) == 0) return 1;
     if (!strchr(s, '=')) return 0;
