@@ -737,6 +737,11 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
         vals[3] = pid;
     }
     result_box *b = new_result_box(L);
+    /* The box's allocation may run a finalizer that closed c (a session
+     * started ahead, at its first use): its settings would fail as on a
+     * session the server ended, and complete_connect connect it again --
+     * a connection the script closed, open. */
+    if (!c->pg) luaL_error(L, "attempt to use a closed connection");
     /* DateStyle ISO: times travel as text (a row read, a COPY written), and
      * the other styles print zone abbreviations that do not read back as
      * the same zone (China's CST is US Central to the parser).  ISO alone

@@ -379,6 +379,22 @@ db.prestart(1)
 local d = db.connect()
 d:close()
 T.is(select(2, pcall(d.exec, d, "SELECT 1")), "attempt to use a closed connection", "a started session closed is closed")
+-- ...also when a finalizer closes it while its first use sets it up: the
+-- allocation of the settings' result box may run one, and the settings
+-- then failed on the closed session as on one the server had ended,
+-- whereupon ferry connected it again -- a session the script had closed
+-- came back, open.
+do
+  local core = require "db.core"
+  local started = core.connect_start()
+  collectgarbage("generational")
+  setmetatable({}, {__gc = function() started:close() end})
+  collectgarbage("stop"); collectgarbage("restart")   -- (the next allocation collects)
+  local e = err_of(started.ready, started)
+  collectgarbage("incremental")
+  T.is({e, tostring(started)}, {"attempt to use a closed connection", "ferry connection (closed)"},
+       "a started session closed by a finalizer during its first use: closed, and said so (not connected again)")
+end
 
 T.like(err_of(db.connect, "dbname=postgres\0 host=elsewhere"), "conninfo contains a NUL byte",
        "db.connect: a conninfo with a NUL byte raises (libpq would read it cut short)")
