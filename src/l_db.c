@@ -1593,9 +1593,9 @@ static int copy_put(lua_State *L) {
     copy_writer *w = check_open_copy(L);
     buf_put_row(L, &w->b, 2);
     /* a value's text is an allocation, where a finalizer may have finished
-     * or aborted w: the row would sit in a buffer nobody sends */
-    if (!w->active) return luaL_error(L, "COPY is finished or aborted");
-    if (w->ended) return luaL_error(L, "COPY data is already ended (call finish)");
+     * or aborted w, or closed its connection: the row would sit in a
+     * buffer nobody sends, counted as put */
+    check_open_copy(L);
     w->rows++;
     if (w->b.len >= COPY_FLUSH_AT) copy_flush(L, w);
     return 0;

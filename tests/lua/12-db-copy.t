@@ -291,6 +291,19 @@ do
     T.is(err_of(cc[call[1]], cc, call[2]), "attempt to use a closed connection",
          call[1] .. "() while a finalizer closed its connection: said as such")
   end
+  -- ...and put(), whose value's text runs a finalizer that closes the
+  -- writer's connection: the row was taken and counted as put, no error
+  -- (one row too many in count(); past COPY_FLUSH_AT, "connection pointer
+  -- is NULL", libpq's words for a closed one)
+  local pc = db.connect()
+  pc:exec("CREATE TEMP TABLE fin_p (f float8)")
+  local pw = pc:copy("COPY fin_p (f) FROM STDIN")
+  pw:put(1)
+  setmetatable({}, {__gc = function() pc:close() end})
+  collectgarbage("stop"); collectgarbage("restart")
+  local put_err = err_of(pw.put, pw, 0.123456789)     -- (not in a table constructor: that allocates first)
+  T.is({put_err, pw:count()}, {"COPY's connection is closed", 1},
+       "put, while a finalizer closed its connection: raises, the row not counted")
   rc:close()
   collectgarbage("incremental")
 end
