@@ -307,28 +307,35 @@ static void emit(luaL_Buffer *b, FILE *f, const char *s, size_t n) {
  * created"), values aligned two columns after the longest name.  Written
  * piece by piece: a name of any length stays whole (fixed buffers cut a
  * long one, and the padding after it overran the line, losing its value
- * and every line after it). */
+ * and every line after it).  Into a Lua buffer, each piece may grow it,
+ * and that allocation run a finalizer that calls stats.reset(), which
+ * frees the name being copied: the text ends where a reset came (as
+ * stats.counters()' list does), each byte read before the piece that may
+ * run it. */
+#define EMIT(p, n) do { emit(b, f, (p), (n)); if (RESET_SINCE(s, at)) return; } while (0)
 static void print_summary(stats_state *s, luaL_Buffer *b, FILE *f) {
+    unsigned long at = s->resets;
     size_t width = 0;
     for (int i = 0; i < s->ncounters; i++)
         if (strlen(s->counters[i].name) > width) width = strlen(s->counters[i].name);
     static const char title[] = "\xF0\x9F\x93\x8A Statistics:\n";
-    emit(b, f, title, sizeof title - 1);
+    EMIT(title, sizeof title - 1);
     for (int i = 0; i < s->ncounters; i++) {
         const char *name = s->counters[i].name;
         size_t len = strlen(name);
-        emit(b, f, "   ", 3);
+        EMIT("   ", 3);
         for (size_t j = 0; j < len; j++) {
             char c = name[j] == '_' ? ' ' : (j == 0 ? (char)toupper((unsigned char)name[j]) : name[j]);
-            emit(b, f, &c, 1);
+            EMIT(&c, 1);
         }
-        emit(b, f, ":", 1);
-        for (size_t j = len; j < width + 2; j++) emit(b, f, " ", 1);
+        EMIT(":", 1);
+        for (size_t j = len; j < width + 2; j++) EMIT(" ", 1);
         char value[32];
         int n = snprintf(value, sizeof value, "%lld\n", s->counters[i].value);
-        emit(b, f, value, (size_t)n);
+        EMIT(value, (size_t)n);
     }
 }
+#undef EMIT
 
 /* stats.summary() -> the statistics block as text */
 static int stats_summary(lua_State *L) {

@@ -239,6 +239,22 @@ for _ = 1, 20000 do
   if not tostring(err.message):find("^too many row errors %(1, more than %-%-max%-errors 0%)") then wrong = wrong + 1 end
 end
 T.is(wrong, 0, "stats.error past --max-errors: the count it reports, with counters declared by a finalizer meanwhile")
+-- stats.summary() writes into a Lua buffer, whose growth (at 1,024 bytes)
+-- may run a finalizer: a stats.reset() there freed the name being copied,
+-- and the rest of it was read from freed memory (junk bytes in the text,
+-- or an ASan report), then the line finished with its padding and value.
+-- Names of 92 bytes (lines of 100) put the growth 4 bytes into the 11th.
+gc_action = nil
+stats.reset()
+for i = 1, 12 do stats.set(string.format("s%02d", i) .. string.rep("n", 89), 1) end
+local whole = stats.summary()
+collectgarbage("generational")
+setmetatable({}, {__gc = function() stats.reset() end})
+collectgarbage("stop"); collectgarbage("restart")     -- (the next allocation collects)
+local cut = stats.summary()
+collectgarbage("incremental", 0, 1000)
+T.is({#whole, cut}, {1217, whole:sub(1, 1025)},
+     "stats.summary(): a reset by a finalizer as its text grows ends the text there, no freed name read")
 stats.max_errors(-1)
 gc_action = nil
 collectgarbage("incremental", 200, 100)
