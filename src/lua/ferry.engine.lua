@@ -2432,6 +2432,38 @@ local function applied_after(list, states, m)
   return later
 end
 
+-- The migrations after m (in the folder, or only in the history with a
+-- later version) that stopped part way: not applied, their last run failed
+-- or interrupted with a resume point saved.  Their next run resumes after
+-- the rows they committed without looking at them again, so a rollback of
+-- m that removes those rows (a schema step's DROP TABLE) would have that
+-- run skip them -- and record the migration applied.  {{id =, how =}}, in
+-- version order.
+local function part_way_after(list, states, m)
+  local saved = {}
+  if not history_exists(true) then return {} end
+  for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do
+    saved[r.migration] = true
+  end
+  local found, after, seen = {}, false, {}
+  local function add(id, st)
+    if st and saved[id] and (st.status == "failed" or (st.status == "running" and st.gone)) then
+      found[#found + 1] = {id = id, how = st.status == "failed" and "failed" or "was interrupted"}
+    end
+  end
+  for _, x in ipairs(list) do
+    seen[x.id] = true
+    if after then add(x.id, states[x.id]) end
+    if x.id == m.id then after = true end
+  end
+  local v = tonumber(m.version) or math.huge
+  for id, st in pairs(states) do
+    if not seen[id] and (tonumber(id:match("^(%d+)_")) or -1) > v then add(id, st) end
+  end
+  table.sort(found, function(a, b) return a.id < b.id end)
+  return found
+end
+
 -- A migration to roll back that only the history knows (its folder was
 -- deleted or never checked out): "unknown migration" would send the
 -- operator looking in the wrong place.
@@ -2505,6 +2537,12 @@ function commands.rollback(args)
   end
   if not (st and st.status == "applied") and not log.flags().json then
     log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
+  end
+  for _, p in ipairs(part_way_after(list, states, m)) do
+    log.warn(string.format("note: after %s, %s stopped part way (its last run %s; the rows it committed stay) and its "
+                           .. "next run resumes from its checkpoint: if it stands on %s, roll it back first (ferry "
+                           .. "rollback %s), or that run skips the rows it committed before, which this rollback "
+                           .. "removes", m.id, p.id, p.how, m.id, p.id))
   end
   note_replica_role()
   stats.reset()
