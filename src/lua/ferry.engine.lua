@@ -2806,6 +2806,22 @@ function commands.baseline(args)
     local st = states[m.id]
     if not (st and st.status == "applied") then todo[#todo + 1] = m end
   end
+  -- A data migration that stopped part way here (its run failed or was
+  -- interrupted, its resume point kept) has written only some of its rows:
+  -- recorded applied, nothing would say the rest is missing
+  local saved = {}
+  if history_exists(true) then     -- (not there on a read-only database: the baseline fails as it writes)
+    for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do
+      saved[r.migration] = true
+    end
+  end
+  local function note_part_way(m)
+    local st = states[m.id]
+    if not (saved[m.id] and st and (st.status == "failed" or st.status == "running")) then return end
+    log.warn(string.format("note: %s stopped part way here (its last run %s; the rows it committed stay): recorded "
+                           .. "as applied, it lacks what that run did not write; its resume point is kept: ferry run "
+                           .. "%s writes the rest", m.id, st.status == "failed" and "failed" or "was interrupted", m.id))
+  end
   local done = array()
   -- Ctrl-C, or the reader of stdout gone: what is recorded stays; the line
   -- says how far it got and to baseline again for the rest
@@ -2841,6 +2857,7 @@ function commands.baseline(args)
     end
     done[#done + 1] = m.id
     if not log.flags().json then write_after_record(log.info, "baselined " .. m.id .. " (recorded as applied, not run)") end
+    note_part_way(m)
     local stop = sys.interrupted()
     if stop then return stopped(stop) end
   end
@@ -2949,7 +2966,9 @@ function commands.status(args)
     end
     local next_run = r.checkpoint and "the next run resumes from its checkpoint" or "the next run starts it again"
     if r.status == "interrupted" then note = "process gone; " .. next_run
-    elseif r.status == "failed" and r.checkpoint then note = next_run end
+    elseif r.status == "failed" and r.checkpoint then note = next_run
+    -- (a part-way run baselined: `ferry run` resumes it)
+    elseif r.status == "applied" and r.checkpoint and not r.later_run_failed then note = note .. "; " .. next_run end
     if r.later_run_failed then
       -- (a data migration's re-run that committed batches: `ferry run` resumes it)
       note = note .. "; a later run failed" .. (r.checkpoint and r.status == "applied" and "; " .. next_run or "")

@@ -68,4 +68,22 @@ FAIL_AT=5 run_ferry --dir "$D" -q run 20250102
 run_ferry --dir "$D" rollback 20250101
 is "$RC|$ERR" "0|note: applied after 20250101_a, and left applied: 20250103_c, 20250102_b (if they stand on it, roll them back first, newest first)" \
    "a re-run of the applied b that failed: b is applied, named as such (its resume point with it)"
+# --- baseline over a part-way data migration: recorded applied, and said
+db=$(fresh_db ferry_cli_part_way_baseline)
+export DATABASE_URL=$db
+FAIL_AT=5 run_ferry --dir "$D" -q up
+run_ferry --dir "$D" baseline 20250102
+is "$RC|$OUT|$ERR" "0|baselined 20250102_b (recorded as applied, not run)|note: 20250102_b stopped part way here (its last run failed; the rows it committed stay): recorded as applied, it lacks what that run did not write; its resume point is kept: ferry run 20250102_b writes the rest" \
+   "baseline of b, stopped part way: exit 0, recorded, with a note that it lacks the rest and how to write it"
+run_ferry --dir "$D" status
+is "$(norm_times "$OUT")" "$STATUS_HEADER
+$(status_line 20250101_a applied "$TS" ok)
+$(status_line 20250102_b applied "$TS" 'baseline; the next run resumes from its checkpoint')
+$(status_line 20250103_c pending - -)" "status says the resume point of the baselined b"
+run_ferry --dir "$D" --json baseline 20250103
+is "$RC|$OUT|$ERR" '0|{"ok":true,"baselined":["20250103_c"]}|' "a baseline with no part-way migration: no note"
+run_ferry --dir "$D" -q run 20250102
+is "$RC|$(dst)" "0|10 1-10" "ferry run b writes the rest, as the note says"
+run_ferry --dir "$D" status
+like "$(norm_times "$OUT")" "$(status_line 20250102_b applied "$TS" ok)" "...now applied by that run, its resume point gone"
 done_testing
