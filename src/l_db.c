@@ -88,6 +88,8 @@ typedef struct conn {
     int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
     int server_pid;    /* pg_backend_pid() (PQbackendPID is a pooler's own, when one is in between) */
     int copy_abandoned;   /* a writer closed or collected mid-COPY aborted it (core.take_abandoned_copy) */
+    int read_only_seen;   /* default_transaction_read_only seen on while the sessions are to be read-only */
+    int named_read_only;  /* the last statement sent named it (see keep_read_only) */
     /* What made it busy, for core.release_busy: the Lua side may never see
      * it (an interruption at the instruction after the call that started
      * it).  Not references: each is cleared by its own release, which its
@@ -438,6 +440,40 @@ static void refuse_held(lua_State *L, const conn *c, const char *sql) {
         luaL_error(L, "%s " HELD_SAVEPOINTS "... refused: the savepoints named " HELD_SAVEPOINTS "... are ferry "
                       "validate's own (each check runs under one, rolled back when it ends); name yours otherwise, "
                       "or nest with db.transaction; nothing was sent", word);
+}
+
+/* A dry run's sessions, and validate's, are read-only by their
+ * default_transaction_read_only, which a statement that resets the
+ * session turns off as well (RESET ALL, DISCARD ALL: a script tidying its
+ * session, a helper function doing so): the transactions after it would
+ * write, and commit.  The server reports the setting after every statement
+ * that changes it (ParameterStatus, PostgreSQL 14 on; before, libpq has no
+ * value and nothing is checked), so before a statement is sent on a
+ * session seen read-only, the setting found off is set back on -- unless
+ * the statement before named it (SET default_transaction_read_only = off,
+ * SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE): the script's own
+ * choice, the setting being a guard against script bugs, not a security
+ * boundary (lua-api.md, Dry runs). */
+static int names_read_only(const char *sql) {
+    for (const char *p = sql; *p; p++)
+        if (strncasecmp(p, "read_only", 9) == 0 || strncasecmp(p, "read write", 10) == 0) return 1;
+    return 0;
+}
+
+static void keep_read_only(conn *c, const char *sql) {
+    const char *v = c->st->read_only ? PQparameterStatus(c->pg, "default_transaction_read_only") : NULL;
+    if (!v) {
+        c->read_only_seen = 0;
+        return;
+    }
+    if (strcmp(v, "on") == 0) {
+        c->read_only_seen = 1;
+    } else if (c->read_only_seen && c->named_read_only) {
+        c->read_only_seen = 0;
+    } else if (c->read_only_seen) {
+        PQclear(PQexec(c->pg, "SET default_transaction_read_only = on"));
+    }
+    c->named_read_only = names_read_only(sql);
 }
 
 static int rows_release(lua_State *L, rows *r);
@@ -883,6 +919,8 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->hold_tx = 0;
     c->server_pid = 0;
     c->copy_abandoned = 0;
+    c->read_only_seen = 0;
+    c->named_read_only = 0;
     c->busy_rows = NULL;
     c->busy_copy = NULL;
     st->nconns++;
@@ -1165,6 +1203,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_read_only(c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
@@ -1262,6 +1301,7 @@ static int conn_exec_script(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_read_only(c, sql);
     result_box *b = new_result_box(L);
     recheck_idle_conn(L);
     PGTransactionStatusType before = PQtransactionStatus(c->pg);
@@ -1396,6 +1436,7 @@ static int conn_rows(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_read_only(c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     rows *r = lua_newuserdatauv(L, sizeof *r, 1);
@@ -1718,6 +1759,7 @@ static int conn_copy(lua_State *L) {
         return luaL_error(L, "COPY failed to start: the option %s changes how the rows are read; ferry writes them "
                              "in the text format with its defaults (a tab between columns, \\N for NULL): leave it "
                              "out (nothing was sent)", opt);
+    keep_read_only(c, sql);
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);
     w->c = c;
