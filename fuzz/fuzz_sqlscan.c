@@ -66,6 +66,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* found again from its own start */
         CHECK(pgconn_find_savepoint(named, "ferry_validate", NULL, 0) == named);
     }
+    char unlock[32];
+    const char *rel = pgconn_find_lock_release(sql, unlock, sizeof unlock);
+    if (rel) {
+        CHECK(rel >= sql && rel < sql + size);
+        CHECK(strcmp(unlock, "DISCARD ALL") == 0 || strcmp(unlock, "pg_advisory_unlock_all()") == 0);
+    }
     free(sql);
     return 0;
 }

@@ -98,6 +98,15 @@ const char *pgconn_find_transaction_control(const char *sql, int *line, char *wo
  * pgconn_find_transaction_control reads a script, as safely. */
 const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *word, size_t wordsz);
 
+/* The first top-level statement of the SQL script sql that would release
+ * every advisory lock of its session -- DISCARD ALL, or one that calls
+ * pg_advisory_unlock_all() among its first words (SELECT
+ * pg_advisory_unlock_all(), qualified or not) -- or NULL.  Its command goes
+ * in word ("DISCARD ALL", "pg_advisory_unlock_all()", cut to wordsz - 1
+ * bytes; word may be NULL).  Read as pgconn_find_transaction_control reads
+ * a script, as safely: the words in a string or a comment do not count. */
+const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz);
+
 /* Calls visit(p, line, ud) at the start of each top-level statement of the
  * SQL script sql (its first word, or whatever else starts it: a
  * parenthesis; line: its 1-based line), read as

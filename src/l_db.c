@@ -88,6 +88,7 @@ typedef struct conn {
     int hold_tx;       /* its transaction is ferry's (core.hold_transaction): no BEGIN/COMMIT of a script's */
     int server_pid;    /* pg_backend_pid() (PQbackendPID is a pooler's own, when one is in between) */
     int copy_abandoned;   /* a writer closed or collected mid-COPY aborted it (core.take_abandoned_copy) */
+    int holds_lock;    /* holds ferry's migration lock (core.hold_lock): nothing may release it */
     int read_only_seen;   /* default_transaction_read_only seen on while the sessions are to be read-only */
     int named_read_only;  /* the last statement sent named it (see keep_read_only) */
     /* What made it busy, for core.release_busy: the Lua side may never see
@@ -428,10 +429,25 @@ static int db_hold_transaction(lua_State *L) {
     return 0;
 }
 
+/* core.hold_lock(conn, on): whether conn holds ferry's migration lock (a
+ * session advisory lock), which a statement sent on it then may not
+ * release (refuse_held): DISCARD ALL, pg_advisory_unlock_all(). */
+static int db_hold_lock(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    c->holds_lock = lua_toboolean(L, 2);
+    return 0;
+}
+
 /* Raises, before anything is sent, when sql would begin or end the
- * transaction ferry holds on c (core.hold_transaction). */
+ * transaction ferry holds on c (core.hold_transaction), or release the
+ * migration lock it holds (core.hold_lock): released, another ferry could
+ * take it and run the same migration at once. */
 static void refuse_held(lua_State *L, const conn *c, const char *sql) {
     char word[32];
+    if (c->holds_lock && pgconn_find_lock_release(sql, word, sizeof word))
+        luaL_error(L, "%s refused: this session holds ferry's migration lock while the command runs, and it would "
+                      "release it (another ferry could then run migrations on this database at the same time); "
+                      "nothing was sent", word);
     if (!c->hold_tx) return;
     if (pgconn_find_transaction_control(sql, NULL, word, sizeof word))
         luaL_error(L, "%s refused: ferry validate runs every check in one transaction, on one snapshot, and ends "
@@ -919,6 +935,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->hold_tx = 0;
     c->server_pid = 0;
     c->copy_abandoned = 0;
+    c->holds_lock = 0;
     c->read_only_seen = 0;
     c->named_read_only = 0;
     c->busy_rows = NULL;
@@ -2078,7 +2095,7 @@ static int db_error_routine(lua_State *L) {
 
 static const luaL_Reg core_funcs[] = {
     {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
-    {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"keep_open", db_keep_open},
+    {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"hold_lock", db_hold_lock}, {"keep_open", db_keep_open},
     {"busy_with", db_busy_with}, {"release_busy", db_release_busy}, {"hold_transaction", db_hold_transaction},
     {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},

@@ -1204,6 +1204,30 @@ const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *wor
     return find_statement(sql, savepoint_command, prefix, NULL, word, wordsz);
 }
 
+static int token_is(pgconn_token t, const char *kw) {
+    size_t n = strlen(kw);
+    return t.n == n && strncasecmp(t.s, kw, n) == 0;
+}
+
+/* visit of pgconn_find_lock_release: *ud gets the command found. */
+static int visit_for_lock_release(const char *p, int line, void *ud) {
+    (void)line;
+    const char **found = ud;
+    pgconn_token tok[8];
+    int n = pgconn_statement_tokens(p, tok, 8, NULL);
+    if (n >= 2 && token_is(tok[0], "discard") && token_is(tok[1], "all")) *found = "DISCARD ALL";
+    for (int i = 0; i + 1 < n && !*found; i++)
+        if (token_is(tok[i], "pg_advisory_unlock_all") && token_is(tok[i + 1], "(")) *found = "pg_advisory_unlock_all()";
+    return *found != NULL;
+}
+
+const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz) {
+    const char *found = NULL;
+    const char *p = pgconn_each_statement(sql, visit_for_lock_release, &found);
+    if (p && word && wordsz) snprintf(word, wordsz, "%s", found);
+    return p;
+}
+
 int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop) {
     int n = 0;
     if (stop) *stop = NULL;

@@ -606,7 +606,11 @@ function M.main() return main end
 -- Why the main connection must stay open until the command ends (it holds
 -- ferry's migration lock), or nil: the engine sets it (M._hold).
 local held_for
-function M._hold(why) held_for = why end
+function M._hold(why)
+  held_for = why
+  -- (the lock's session: a statement that would release it is refused)
+  if main then core.hold_lock(main, why ~= nil) end
+end
 
 --- Closes the main connection (the engine, when the command ends: a
 -- script's main:close() is refused, and so is db.close() while the

@@ -632,6 +632,42 @@ static void test_each_statement_random(void **state)
     }
 }
 
+/* pgconn_find_lock_release: "WORD|text at the statement, to 14 bytes", or
+ * "-": the statements that would release ferry's migration lock. */
+static const char *scan_unlock(const char *sql)
+{
+    static char out[128];
+    guarded g = guard(sql, strlen(sql));
+    char word[32] = "";
+    const char *p = pgconn_find_lock_release(g.s, word, sizeof word);
+    if (!p) snprintf(out, sizeof out, "-");
+    else snprintf(out, sizeof out, "%s|%.14s", word, p);
+    unguard(&g);
+    return out;
+}
+
+static void test_lock_release(void **state)
+{
+    (void)state;
+    assert_string_equal(scan_unlock("DISCARD ALL"), "DISCARD ALL|DISCARD ALL");
+    assert_string_equal(scan_unlock("discard /* x */ all;"), "DISCARD ALL|discard /* x *");
+    assert_string_equal(scan_unlock("SET x = 1; SELECT pg_advisory_unlock_all()"),
+                        "pg_advisory_unlock_all()|SELECT pg_advi");
+    assert_string_equal(scan_unlock("select pg_catalog . PG_ADVISORY_UNLOCK_ALL ( )"),
+                        "pg_advisory_unlock_all()|select pg_cata");
+    /* not those: other DISCARDs, the words in strings, comments, a name */
+    assert_string_equal(scan_unlock("DISCARD PLANS; DISCARD TEMP"), "-");
+    assert_string_equal(scan_unlock("SELECT 'DISCARD ALL', 'pg_advisory_unlock_all()'"), "-");
+    assert_string_equal(scan_unlock("-- DISCARD ALL\nSELECT 1 /* pg_advisory_unlock_all() */"), "-");
+    assert_string_equal(scan_unlock("SELECT pg_advisory_unlock_all_x()"), "-");
+    assert_string_equal(scan_unlock("SELECT pg_advisory_unlock(1)"), "-");
+    assert_string_equal(scan_unlock(""), "-");
+    /* the buffer for the word: cut, NUL-terminated */
+    char w[5];
+    assert_non_null(pgconn_find_lock_release("DISCARD ALL", w, sizeof w));
+    assert_string_equal(w, "DISC");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -652,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_savepoint_every_prefix),
         cmocka_unit_test(test_each_statement),
         cmocka_unit_test(test_each_statement_random),
+        cmocka_unit_test(test_lock_release),
     };
     return cmocka_run_group_tests_name("sqlscan", tests, NULL, NULL);
 }
