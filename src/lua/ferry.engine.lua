@@ -2382,10 +2382,39 @@ function commands.up(args)
   return code
 end
 
+-- A migration to run, roll back or validate that only the history knows (its folder was
+-- deleted or never checked out): "unknown migration" would send the
+-- operator looking in the wrong place.
+local function refuse_missing_folder(key, to_do)
+  -- (a database that cannot be reached: "unknown migration" as before;
+  -- Ctrl-C meanwhile is still one)
+  local opened, e = pcall(db.open)
+  if not opened then
+    if is_ferry_error(e) and e.signal then error(e, 0) end
+    return
+  end
+  local states = load_states()
+  local known = {}                   -- (as discover lists them, for find_migration)
+  for id in pairs(states) do known[#known + 1] = {id = id, name = id:match("^%d+_(.*)$") or ""} end
+  local found, m = pcall(find_migration, known, key)
+  if not found then return end
+  usage_error("%s is in the history (%s) but its folder %s/migrations/%s is gone: restore it (from version control) "
+              .. "to %s", m.id, states[m.id].status, root_dir, m.id, to_do)
+end
+
+-- The migration key names among the folder's; one only the history knows
+-- (its folder gone) is said so, to_do ("validate it") needing the folder.
+local function find_in_folder(list, key, to_do)
+  local found, m = pcall(find_migration, list, key)
+  if found then return m end
+  if is_ferry_error(m) and m.message:find("^unknown migration") then refuse_missing_folder(key, to_do) end
+  error(m, 0)
+end
+
 function commands.run(args)
   if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
   local list, by_id = discover(root_dir)
-  local m = find_migration(list, args[1])
+  local m = find_in_folder(list, args[1], "run it")
   preflight({m}, m.files["up.lua"])
   refuse_bad_up_script(m)
   db.open()
@@ -2464,19 +2493,6 @@ local function part_way_after(list, states, m)
   return found
 end
 
--- A migration to roll back that only the history knows (its folder was
--- deleted or never checked out): "unknown migration" would send the
--- operator looking in the wrong place.
-local function refuse_missing_folder(key)
-  db.open()
-  local states = load_states()
-  local known = {}                   -- (as discover lists them, for find_migration)
-  for id in pairs(states) do known[#known + 1] = {id = id, name = id:match("^%d+_(.*)$") or ""} end
-  local found, m = pcall(find_migration, known, key)
-  if not found then return end
-  usage_error("%s is in the history (%s) but its folder %s/migrations/%s is gone: restore it (from version control) "
-              .. "to roll it back", m.id, states[m.id].status, root_dir, m.id)
-end
 
 -- A rollback undoes what ferry did on this database; without --force it
 -- refuses, before anything is written, what ferry did not do: a migration
@@ -2510,11 +2526,7 @@ function commands.rollback(args)
   if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION [--force]") end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
   local list, by_id = discover(root_dir)
-  local found, m = pcall(find_migration, list, args[1])
-  if not found then
-    if is_ferry_error(m) and m.message:find("^unknown migration") then refuse_missing_folder(args[1]) end
-    error(m, 0)
-  end
+  local m = find_in_folder(list, args[1], "roll it back")
   if not (m.files["rollback.sql"] or m.files["down.lua"]) then
     usage_error("%s has no rollback.sql or down.lua", m.id)
   end
@@ -2672,7 +2684,7 @@ end
 function commands.validate(args)
   if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
   local list, by_id = discover(root_dir)
-  local m = find_migration(list, args[1])
+  local m = find_in_folder(list, args[1], "validate it")
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
   preflight({m}, true)
   db.open()

@@ -101,8 +101,16 @@ mv "$D/migrations/20250101_t" "$TAP_TMPDIR/20250101_t"
 run_ferry --dir "$D" rollback 20250101
 is "$RC|$ERR" "2|ferry: 20250101_t is in the history (applied) but its folder $D/migrations/20250101_t is gone: restore it (from version control) to roll it back" \
    "rollback of a migration only the history knows: says its folder is gone"
-run_ferry --dir "$D" rollback 20990101
-is "$RC|$ERR" "2|ferry: unknown migration 20990101" "one neither has: unknown migration"
+run_ferry --dir "$D" validate 20250101
+is "$RC|$ERR" "2|ferry: 20250101_t is in the history (applied) but its folder $D/migrations/20250101_t is gone: restore it (from version control) to validate it" \
+   "validate of it: the same, not 'unknown migration'"
+run_ferry --dir "$D" --json run t
+is "$RC|$OUT" "2|{\"ok\":false,\"error\":\"20250101_t is in the history (applied) but its folder $D/migrations/20250101_t is gone: restore it (from version control) to run it\"}" \
+   "run of it (by its name), --json: the same"
+for c in rollback validate run; do
+    run_ferry --dir "$D" $c 20990101
+    is "$RC|$ERR" "2|ferry: unknown migration 20990101" "$c of one neither has: unknown migration"
+done
 mv "$TAP_TMPDIR/20250101_t" "$D/migrations/20250101_t"
 
 # a role that may not create ferry's schema, or read it: the server's
