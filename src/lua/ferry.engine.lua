@@ -3785,6 +3785,11 @@ local function number_flag(flags, name, default, min, max)
   if max and not (n and n >= min and n <= max) then
     usage_error("--%s needs a whole number from %d to %d, not %s", name, min, max, tostring(v))
   end
+  -- (digits past a 64-bit integer: "a whole number >= 1" would read as
+  -- if it were none)
+  if not n and type(v) == "string" and v:match("^%d+$") then
+    usage_error("--%s needs a whole number from %d to %d, not %s", name, min, math.maxinteger, v)
+  end
   if not n or n < min then usage_error("--%s needs a whole number >= %d, not %s", name, min, tostring(v)) end
   return n
 end

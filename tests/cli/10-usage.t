@@ -168,6 +168,11 @@ expect_usage "--jobs needs a whole number from 1 to 100, not x" --dir "$D" up --
 for v in 1e3 0x10 +5 " 5" 5.0; do
     expect_usage "--batch-size needs a whole number >= 1, not $v" --dir "$D" up --batch-size "$v"
 done
+# a whole number too large for a 64-bit integer is said so, with the top
+expect_usage "--batch-size needs a whole number from 1 to 9223372036854775807, not 99999999999999999999" \
+    --dir "$D" up --batch-size 99999999999999999999
+expect_usage "--max-errors needs a whole number from 0 to 9223372036854775807, not 9223372036854775808" \
+    --dir "$D" up --max-errors 9223372036854775808
 # timeouts the server cannot read: a configuration error, said cleanly
 # (the flag given is named, not both)
 expect_usage "--lock-timeout: invalid value for parameter \"lock_timeout\": \"banana\" [SQLSTATE 22023]" \
