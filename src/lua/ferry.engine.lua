@@ -2865,7 +2865,9 @@ function commands.baseline(args)
     end
     if not ok then
       if is_ferry_error(err) and err.signal then return stopped(err) end
-      error(err, 0)
+      -- (a right on ferry's history missing: what the role needs, as for
+      -- run -- said once the transaction is rolled back)
+      on_history("write", error, err, 0)
     end
     done[#done + 1] = m.id
     if not log.flags().json then write_after_record(log.info, "baselined " .. m.id .. " (recorded as applied, not run)") end

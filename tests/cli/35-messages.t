@@ -133,11 +133,15 @@ if psql_val "$db" "DROP ROLE IF EXISTS ferry_t_nopriv; CREATE ROLE ferry_t_nopri
     is "$RC" 2 "a role that may read but not write ferry's history: exit 2"
     like "$ERR" "^ferry: cannot write ferry's history \\(schema ferry\\): permission denied for table history \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry, SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on its sequence: GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ferry TO ferry_t_nopriv\$" \
          "...saying what the role needs"
+    run_ferry --db "$np" --dir "$D" baseline 20250102
+    is "$RC" 2 "...baseline too: exit 2"
+    like "$ERR" "^ferry: cannot write ferry's history \\(schema ferry\\): permission denied for table history \\[SQLSTATE 42501\\]; this role needs USAGE on schema ferry, SELECT, INSERT, UPDATE, DELETE on its tables and USAGE on its sequence: GRANT USAGE ON SCHEMA ferry TO ferry_t_nopriv; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ferry TO ferry_t_nopriv; GRANT USAGE ON ALL SEQUENCES IN SCHEMA ferry TO ferry_t_nopriv\$" \
+         "...saying what the role needs, as run does"
     psql_val "$npdb" "REVOKE ALL ON ALL TABLES IN SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON SCHEMA ferry FROM ferry_t_nopriv; REVOKE ALL ON DATABASE ferry_cli_nopriv FROM ferry_t_nopriv" >/dev/null
     psql_val "$db" "DROP DATABASE ferry_cli_nopriv" >/dev/null 2>&1
     psql_val "$db" "DROP ROLE ferry_t_nopriv" >/dev/null
 else
-    skip "cannot create a role here" 6
+    skip "cannot create a role here" 8
 fi
 
 # --- a script of a long migration id: Lua cuts a file name in an error's
