@@ -3919,10 +3919,18 @@ local function conclude(ok, res)
   -- error, said as one
   if command_run ~= "exec" and first:find("[SQLSTATE 25006]", 1, true) then
     code = EXIT_USAGE
-    advice = advice .. "; the session is read-only: default_transaction_read_only is on for this database, role or "
-             .. "server (or in PGOPTIONS), or the server is a standby; ferry writes only where the server lets it "
-             .. "(it sets that setting only for --dry-run): connect to the primary, or have the DBA turn it off "
-             .. "(ALTER DATABASE ... SET default_transaction_read_only = off), and re-run"
+    -- (a standby: no setting the DBA could turn off makes it take writes)
+    local asked, r = pcall(db.one, "SELECT pg_is_in_recovery() AS standby")
+    if asked and r.standby then
+      advice = advice .. "; the server is a standby (in recovery), which takes no writes whatever its settings: "
+               .. "connect to the primary (with several hosts in the connection string, target_session_attrs=read-write "
+               .. "picks it), and re-run"
+    else
+      advice = advice .. "; the session is read-only: default_transaction_read_only is on for this database, role or "
+               .. "server (or in PGOPTIONS), or the server is a standby; ferry writes only where the server lets it "
+               .. "(it sets that setting only for --dry-run): connect to the primary, or have the DBA turn it off "
+               .. "(ALTER DATABASE ... SET default_transaction_read_only = off), and re-run"
+    end
   end
   msg = first .. advice .. msg:sub(#first + 1)
   -- a database that cannot be reached, or settings it cannot take, is a
