@@ -930,6 +930,28 @@ local function unsummed_checkpoint_note(m, run_id)
   end
 end
 
+-- A run resuming m from its checkpoint skips the rows m had committed
+-- before, without looking at them again: if a migration before m was
+-- rolled back since that checkpoint was saved, its rollback may have
+-- removed them (a schema step's DROP TABLE, the table made again when it
+-- was applied again), and the run would record m applied without them.
+-- Said, as the rollback said it (part_way_after).
+local function rolled_back_since_note(m)
+  local r = db.one([[
+    SELECT h.migration,
+           to_char(k.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS saved,
+           to_char(h.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at
+      FROM ferry.checkpoint k JOIN ferry.history h ON h.finished_at > k.updated_at
+     WHERE k.migration = $1 AND h.operation = 'rollback' AND h.status = 'rolled back' AND h.migration <> $1
+       AND (CASE WHEN h.version ~ '^[0-9]+$' THEN h.version::numeric END, h.migration) < ($2::numeric, $1)
+     ORDER BY h.id DESC LIMIT 1]], m.id, tonumber(m.version) and m.version or "0")
+  if not r then return end
+  log.warn(string.format("note: this run resumes %s from its checkpoint (saved %s), and %s, before it, was rolled back "
+                         .. "since (at %s): if the rows %s had committed were among what that rollback removed, this "
+                         .. "run skips them; to write every row, roll %s back (ferry rollback %s) and run it again",
+                         m.id, r.saved, r.migration, r.at, m.id, m.id, m.id))
+end
+
 local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
@@ -941,6 +963,7 @@ local function new_checkpoint(ctx, m)
   local position = saved and saved.position and decode_position(saved.position) or nil
   if position == json.null then position = nil end     -- (saved as nil by a ferry that took it)
   ctx.resumed = saved ~= nil
+  if saved then rolled_back_since_note(m) end
   -- Restore the counters of the interrupted run so that the resumed run's
   -- totals equal those of an uninterrupted one.  (No row errors to restore:
   -- a checkpoint is only saved while a run has none, see cp.save.)  Not

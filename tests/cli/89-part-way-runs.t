@@ -54,6 +54,19 @@ is "$RC|$ERR" "0|note: after 20250101_a, 20250102_b stopped part way (its last r
    "...b interrupted: the same note"
 run_ferry --dir "$D" -q up --to 20250101
 
+# the note not heeded: up re-applies a and resumes b past what it had
+# committed -- which a's rollback dropped -- and says so as it resumes
+FAIL_AT=5 run_ferry --dir "$D" -q up --to 20250102
+run_ferry --dir "$D" -q rollback 20250101
+run_ferry --dir "$D" up --to 20250102
+like "$RC $ERR" "^0 note: this run resumes 20250102_b from its checkpoint \\(saved [0-9TZ:-]+\\), and 20250101_a, before it, was rolled back since \\(at [0-9TZ:-]+\\): if the rows 20250102_b had committed were among what that rollback removed, this run skips them; to write every row, roll 20250102_b back \\(ferry rollback 20250102_b\\) and run it again\$" \
+     "the resumed run of b: a note that a, before it, was rolled back since its checkpoint, and what to do"
+is "$(dst)" "6 5-10" "...(rows 1-4 skipped, as it says)"
+run_ferry --dir "$D" -q rollback 20250102
+run_ferry --dir "$D" -q up --to 20250102
+is "$RC|$ERR|$(dst)" "0||10 1-10" "as it says: b rolled back and run again writes every row, no note"
+run_ferry --dir "$D" -q rollback 20250102
+
 # the way the note says: b rolled back first, then a; up then copies all
 FAIL_AT=5 run_ferry --dir "$D" -q up --to 20250102
 run_ferry --dir "$D" rollback 20250102
