@@ -2591,6 +2591,11 @@ function commands.rollback(args)
   local ok, err = pcall(function()
     hid = on_history("write", history_start, m, "rollback", ctx.run_id, sum)
     keep_killed_counters(m.id)
+    -- The resume point goes before the rollback touches a row: one that
+    -- stops part way (a down.lua's or a rollback.sql's own transactions)
+    -- has removed rows before it, which a run resuming from it would skip.
+    -- Gone, the next run starts again and finds what is still there done.
+    db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id)
     if not log.flags().json then log.info("==> rolling back " .. m.id) end
     if m.files["down.lua"] then run_lua(m, "down.lua", ctx)
     else run_sql_file(m, "rollback.sql", false) end

@@ -81,6 +81,26 @@ FAIL_AT=5 run_ferry --dir "$D" -q run 20250102
 run_ferry --dir "$D" rollback 20250101
 is "$RC|$ERR" "0|note: applied after 20250101_a, and left applied: 20250103_c, 20250102_b (if they stand on it, roll them back first, newest first)" \
    "a re-run of the applied b that failed: b is applied, named as such (its resume point with it)"
+# --- a rollback that stops part way: what it removed is not skipped by the
+# next run (its resume point goes as the rollback starts)
+db=$(fresh_db ferry_cli_part_way_down)
+export DATABASE_URL=$db
+FAIL_AT=5 run_ferry --dir "$D" -q up --to 20250102
+put "$D/migrations/20250102_b/down.lua" 'for _, r in ipairs(db.query("SELECT id FROM dst ORDER BY id")) do
+  if r.id == 3 then error("down stopped at " .. r.id) end
+  db.exec("DELETE FROM dst WHERE id = $1", r.id)
+end'
+mv "$D/migrations/20250102_b/rollback.sql" "$TAP_TMPDIR/b-rollback.sql"
+run_ferry --dir "$D" -q rollback 20250102
+is "$RC|$ERR|$(dst)" "1|ferry: 20250102_b: rollback failed: migrations/20250102_b/down.lua:2: down stopped at 3|2 3-4" \
+   "b's down.lua deleted rows 1 and 2, then failed"
+run_ferry --dir "$D" status
+like "$(norm_times "$OUT")" "$(status_line 20250102_b failed - -)" "status: no resume point left, the next run starts b again"
+run_ferry --dir "$D" -q run 20250102
+is "$RC|$(dst)" "0|10 1-10" "the next run of b starts again: rows 1 and 2 written back, every row there"
+rm "$D/migrations/20250102_b/down.lua"
+mv "$TAP_TMPDIR/b-rollback.sql" "$D/migrations/20250102_b/rollback.sql"
+
 # --- baseline over a part-way data migration: recorded applied, and said
 db=$(fresh_db ferry_cli_part_way_baseline)
 export DATABASE_URL=$db
