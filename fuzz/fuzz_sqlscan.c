@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pgconn.h"
 #include "fuzz_check.h"
@@ -71,6 +72,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rel) {
         CHECK(rel >= sql && rel < sql + size);
         CHECK(strcmp(unlock, "DISCARD ALL") == 0 || strcmp(unlock, "pg_advisory_unlock_all()") == 0);
+    }
+    const char *reset = pgconn_find_session_reset(sql);
+    if (reset) {
+        CHECK(reset >= sql && reset < sql + size);
+        CHECK(strncasecmp(reset, "reset", 5) == 0 || strncasecmp(reset, "discard", 7) == 0);
     }
     free(sql);
     return 0;

@@ -107,6 +107,12 @@ const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *wor
  * a script, as safely: the words in a string or a comment do not count. */
 const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz);
 
+/* The first top-level statement of the SQL script sql that puts every
+ * setting of its session back to its default -- RESET ALL, DISCARD ALL --
+ * or NULL.  Read as pgconn_find_transaction_control reads a script: the
+ * words in a string or a comment do not count. */
+const char *pgconn_find_session_reset(const char *sql);
+
 /* Calls visit(p, line, ud) at the start of each top-level statement of the
  * SQL script sql (its first word, or whatever else starts it: a
  * parenthesis; line: its 1-based line), read as

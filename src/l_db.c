@@ -91,6 +91,7 @@ typedef struct conn {
     int holds_lock;    /* holds ferry's migration lock (core.hold_lock): nothing may release it */
     int read_only_seen;   /* default_transaction_read_only seen on while the sessions are to be read-only */
     int named_read_only;  /* the last statement sent named it (see keep_read_only) */
+    int settings_reset;   /* a statement sent reset ferry's session settings (see keep_settings) */
     /* What made it busy, for core.release_busy: the Lua side may never see
      * it (an interruption at the instruction after the call that started
      * it).  Not references: each is cleared by its own release, which its
@@ -456,6 +457,42 @@ static void refuse_held(lua_State *L, const conn *c, const char *sql) {
         luaL_error(L, "%s " HELD_SAVEPOINTS "... refused: the savepoints named " HELD_SAVEPOINTS "... are ferry "
                       "validate's own (each check runs under one, rolled back when it ends); name yours otherwise, "
                       "or nest with db.transaction; nothing was sent", word);
+}
+
+/* ferry's settings of a session (apply_settings says why each): $1
+ * lock_timeout, $2 statement_timeout, $3 default_transaction_read_only
+ * (NULL: what the server, database or role set); idle_session_timeout,
+ * from PostgreSQL 14 on, apart. */
+#define FERRY_SETTINGS \
+        " set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
+        " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
+        " set_config('datestyle', 'ISO', false)," \
+        " set_config('idle_in_transaction_session_timeout', '0', false)," \
+        " set_config('default_transaction_isolation', 'read committed', false)," \
+        " set_config('jit', 'off', false), set_config('row_security', 'off', false)," \
+        " set_config('client_min_messages', 'notice', false)," \
+        " set_config('standard_conforming_strings', 'on', false)"
+#define IDLE_SESSION_SETTING ", set_config('idle_session_timeout', '0', false)"
+
+/* A script's RESET ALL or DISCARD ALL (a script tidying its session) puts
+ * ferry's settings back to the server's, database's or role's for the
+ * rest of the session: row_security on (a policy would hide rows from the
+ * run instead of failing its statement), no --lock-timeout, another
+ * DateStyle for the times read as text...  So before the next statement
+ * on that session they are set again.  (A reset inside a transaction that
+ * then fails cannot be undone there: tried again before each statement
+ * until it takes.  A setting the script changes by name is its own.) */
+static void keep_settings(conn *c, const char *sql) {
+    if (c->settings_reset) {
+        const db_state *st = c->st;
+        const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : NULL};
+        PGresult *r = PQexecParams(c->pg,
+            PQserverVersion(c->pg) >= 140000 ? "SELECT" FERRY_SETTINGS IDLE_SESSION_SETTING : "SELECT" FERRY_SETTINGS,
+            3, NULL, vals, NULL, NULL, 0);
+        c->settings_reset = PQresultStatus(r) != PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    if (pgconn_find_session_reset(sql)) c->settings_reset = 1;
 }
 
 /* A dry run's sessions, and validate's, are read-only by their
@@ -831,15 +868,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
     /* The second column: whether the transaction the statement ran in
      * has an xid (see end_foreign_transaction); pg_current_xact_id_if_assigned
      * from PostgreSQL 13 on, txid_current_if_assigned (10 on) before. */
-#define SESSION_SETTINGS(xid) \
-        "SELECT pg_backend_pid(), " xid "_if_assigned() IS NOT NULL, set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)," \
-        " set_config('default_transaction_read_only', coalesce($3, current_setting('default_transaction_read_only')), false)," \
-        " set_config('datestyle', 'ISO', false)," \
-        " set_config('idle_in_transaction_session_timeout', '0', false)," \
-        " set_config('default_transaction_isolation', 'read committed', false)," \
-        " set_config('jit', 'off', false), set_config('row_security', 'off', false)," \
-        " set_config('client_min_messages', 'notice', false)," \
-        " set_config('standard_conforming_strings', 'on', false)"
+#define SESSION_SETTINGS(xid) "SELECT pg_backend_pid(), " xid "_if_assigned() IS NOT NULL," FERRY_SETTINGS
     /* FOR UPDATE locks nothing here (there is no table), and the server
      * takes it in a read-only transaction too; but pgpool-II in raw mode
      * (backend_clustering_mode = 'raw') takes the statement for a write,
@@ -854,7 +883,7 @@ static int apply_settings(lua_State *L, db_state *st, conn *c, int may_retry) {
   again:
     b->res = PQexecParams(c->pg,
         version >= 140000
-            ? SESSION_SETTINGS("pg_current_xact_id") ", set_config('idle_session_timeout', '0', false)" OWN_SESSION
+            ? SESSION_SETTINGS("pg_current_xact_id") IDLE_SESSION_SETTING OWN_SESSION
             : version >= 130000 ? SESSION_SETTINGS("pg_current_xact_id") OWN_SESSION
             : SESSION_SETTINGS("txid_current") OWN_SESSION,
         4, NULL, vals, NULL, NULL, 0);
@@ -938,6 +967,7 @@ static conn *new_conn(lua_State *L, db_state *st) {
     c->holds_lock = 0;
     c->read_only_seen = 0;
     c->named_read_only = 0;
+    c->settings_reset = 0;
     c->busy_rows = NULL;
     c->busy_copy = NULL;
     st->nconns++;
@@ -1220,6 +1250,7 @@ static result_box *run_query(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_settings(c, sql);
     keep_read_only(c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
@@ -1318,6 +1349,7 @@ static int conn_exec_script(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_settings(c, sql);
     keep_read_only(c, sql);
     result_box *b = new_result_box(L);
     recheck_idle_conn(L);
@@ -1453,6 +1485,7 @@ static int conn_rows(lua_State *L) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
     refuse_held(L, c, sql);
+    keep_settings(c, sql);
     keep_read_only(c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
@@ -1776,6 +1809,7 @@ static int conn_copy(lua_State *L) {
         return luaL_error(L, "COPY failed to start: the option %s changes how the rows are read; ferry writes them "
                              "in the text format with its defaults (a tab between columns, \\N for NULL): leave it "
                              "out (nothing was sent)", opt);
+    keep_settings(c, sql);
     keep_read_only(c, sql);
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);

@@ -1228,6 +1228,19 @@ const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz)
     return p;
 }
 
+/* visit of pgconn_find_session_reset: stops at RESET ALL or DISCARD ALL. */
+static int visit_for_session_reset(const char *p, int line, void *ud) {
+    (void)line;
+    (void)ud;
+    pgconn_token tok[3];
+    int n = pgconn_statement_tokens(p, tok, 3, NULL);
+    return n >= 2 && (token_is(tok[0], "reset") || token_is(tok[0], "discard")) && token_is(tok[1], "all");
+}
+
+const char *pgconn_find_session_reset(const char *sql) {
+    return pgconn_each_statement(sql, visit_for_session_reset, NULL);
+}
+
 int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop) {
     int n = 0;
     if (stop) *stop = NULL;

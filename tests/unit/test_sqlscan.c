@@ -668,6 +668,22 @@ static void test_lock_release(void **state)
     assert_string_equal(w, "DISC");
 }
 
+/* pgconn_find_session_reset: where RESET ALL or DISCARD ALL starts, or NULL */
+static void test_session_reset(void **state)
+{
+    (void)state;
+    const char *sql = "SET work_mem = 4096; reset /* x */ ALL; SELECT 1";
+    assert_ptr_equal(pgconn_find_session_reset(sql), sql + 21);
+    const char *discard = "  DISCARD ALL";
+    assert_ptr_equal(pgconn_find_session_reset(discard), discard + 2);
+    assert_non_null(pgconn_find_session_reset("discard all"));
+    /* not those: one setting, other DISCARDs, the words in strings or comments */
+    assert_null(pgconn_find_session_reset("RESET work_mem; RESET ROLE; DISCARD PLANS; DISCARD TEMP"));
+    assert_null(pgconn_find_session_reset("SELECT 'RESET ALL'; -- DISCARD ALL\n/* RESET ALL */ SELECT $$DISCARD ALL$$"));
+    assert_null(pgconn_find_session_reset("SELECT reset, all_x FROM t"));
+    assert_null(pgconn_find_session_reset(""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_each_statement),
         cmocka_unit_test(test_each_statement_random),
         cmocka_unit_test(test_lock_release),
+        cmocka_unit_test(test_session_reset),
     };
     return cmocka_run_group_tests_name("sqlscan", tests, NULL, NULL);
 }
