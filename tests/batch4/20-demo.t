@@ -129,6 +129,17 @@ is "$RC" 0 "validate passes"
 is "$(printf '%s\n' "$OUT" | grep -c '^✓ PASS ')" 8 "8 PASS lines"
 like "$OUT" 'PASS full-text search uses Message_content_fts_idx' "the FTS check passes"
 
+# Check 5 fails without the GIN index (the plan has no index to use), and it
+# alone: with it always passing, a dropped index went unnoticed.
+q "$URI" 'DROP INDEX "Message_content_fts_idx"' >/dev/null
+b4 validate "$B4"
+is "$RC|$(printf '%s\n' "$OUT" | grep -E '^(✓ PASS|✗ FAIL)' | grep -v '^✓ PASS' | sed 's/  (.*//')|$(printf '%s\n' "$OUT" | tail -n 1)" \
+   "1|✗ FAIL full-text search uses Message_content_fts_idx|8 check(s), 1 failed" \
+   "without the GIN index: validate exits 1, the FTS check the only one failing"
+q "$URI" "CREATE INDEX \"Message_content_fts_idx\" ON \"Message\" USING GIN (to_tsvector('english', COALESCE(content, '')))" >/dev/null
+b4 validate "$B4"
+is "$RC|$(printf '%s\n' "$OUT" | grep -c '^✓ PASS ')" "0|8" "index back: validate passes again, 8 PASS lines"
+
 q "$URI" "INSERT INTO \"Message\" (conversation_id, role, content, metadata, created_at)
           SELECT conversation_id, role, content, metadata, created_at FROM \"Message\"
            WHERE metadata->>'auditId' = 'a0000000-0000-4000-8000-000000000002'"
