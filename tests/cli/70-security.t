@@ -151,6 +151,15 @@ for u in "postgresql://ferry_pw:$PCT@127.0.0.1:$FERRY_PG_TCP_PORT/$dbname" \
     done
 done
 unlike "$all_out" "off-Secret" "a password libpq cannot parse is not echoed (not even in part)"
+# Every run so far -- the right password with -v and --json, wrong ones in
+# a URL, a key=value string, PGPASSWORD and DATABASE_URL, the malformed
+# strings that carry one (libpq quotes some of them back) -- shows neither
+# password: checked here, before all_out is reset for the next group (the
+# same checks at the end see only that group, which holds neither).
+like "$all_out" 'password authentication failed for user "ferry_pw"' "(the outputs above are collected)"
+unlike "$all_out" "$PW" "the runs above: the password never appears in stdout or stderr (incl. --json, --verbose)"
+unlike "$all_out" "$WRONG" "the runs above: a wrong password never appears in stdout or stderr"
+unlike "$all_out" "${WRONG/-/%2D}" "the runs above: ...nor its URL-encoded form"
 # ... nor when the echo is longer than an error line holds and the cut
 # falls inside the password: redacted first, then cut (a user name of 1945
 # bytes puts the cut 6 bytes into it; the SQLSTATE of a refusal was put in
