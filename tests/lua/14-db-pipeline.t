@@ -4,11 +4,6 @@ local T = require("ferry.testing").tap()
 -- db.pipeline: batches of COPY rows through writer sessions in turn, each
 -- batch one transaction with its checkpoint; dry run; rollback on error.
 
-if not db.pipeline then
-  T.ok(true, "db.pipeline is not there: skipped")
-  return T.done()
-end
-
 local tbl = "ferry_lua_pipe_" .. db.backend_pid()
 db.exec("SET client_min_messages = warning")
 db.exec("DROP TABLE IF EXISTS " .. tbl)
@@ -44,7 +39,9 @@ do
     extra:clear()
     pipe:pump()
   end
-  T.ok(count() < 505, "batches in flight are not committed yet")
+  -- (send k commits batch k - 2, its writer's last: batches 1-3 are in,
+  -- 4 and 5 in flight, one per writer)
+  T.is(count(), 303, "two batches in flight, one per writer, not committed yet; the three before them are")
   pipe:finish()
 end
 T.is(count(), 505, "finish commits every batch (all copies of each)")
