@@ -76,6 +76,22 @@ is "$(stats_of "$OUT")" "$(stats_block 5 2 0 12 2 0)" "real run with the edited 
 is "$(notes "$URI" "lead_id = '${L}1' AND key IN ('budget', 'tags')")" "01|budget|fact|The customer's budget is 650.|2
 01|tags|fact|The customer's tags is vip, repeat, door.|2" "the new content is in the table"
 is "$(live)" "$live_before" "live notes untouched by the edit too"
+
+# --- an edit of a kind alone (content and customer as they are): the notes
+#     of that key are updated, and only they
+sed -i 's|^M.kind_by_key = {summary = "summary"}$|M.kind_by_key = {summary = "summary", budget = "preference"}|' "$B5_DIR/rules/memory_notes.lua"
+grep -q '^M.kind_by_key = {summary = "summary", budget = "preference"}$' "$B5_DIR/rules/memory_notes.lua"
+ok $? "rules/memory_notes.lua edited: the key budget is a preference"
+b5_run
+is "$RC|$(stats_of "$OUT")" "0|$(stats_block 5 2 0 2 12 0)" "a kind edited: the budget notes updated, the rest skipped"
+is "$(notes "$URI" "key = 'budget' OR kind = 'preference'")" "01|budget|preference|The customer's budget is 650.|2
+01|preferences.color|preference|The customer's preferences.color is oak.|2
+01|preferences.delivery.day|preference|The customer's preferences.delivery.day is saturday.|2
+01|preferences.delivery.window|preference|The customer's preferences.delivery.window is morning.|2
+03|budget|preference|The customer's budget is 900.|-
+03|preferences.color|preference|The customer's preferences.color is white.|-" \
+   "the two budget notes have the new kind, their content as it was; no other note became a preference"
+is "$(live)" "$live_before" "live notes untouched by that edit"
 B5_DIR=$REPO_ROOT
 
 done_testing
