@@ -95,6 +95,12 @@ like "$OUT" $'batch_size=10\njobs=3\nmax_errors=7' "ctx.batch_size, ctx.jobs, ct
 like "$OUT" $'\nfor=10,10,10,10,10\ntaper=10,10,10,10,10' "ctx.batch_size_for: a --batch-size given is used as it is, whatever the total and what is left"
 run_ferry --jobs 1 exec "$d/ctx.lua"
 like "$OUT" $'\nfor=5000,5000,3000,1000,1000\ntaper=3000,2000,300,5000,4000' "ctx.batch_size_for: four batches per writer, here one writer (and the taper for one)"
+# (10 is below every size batch_size_for picks by itself, so the run above
+# cannot tell a given --batch-size from the default lowered: the default's
+# own value, given, can)
+run_ferry --batch-size 5000 --jobs 1 exec "$d/ctx.lua"
+like "$OUT" $'\nfor=5000,5000,5000,5000,5000\ntaper=5000,5000,5000,5000,5000' \
+     "ctx.batch_size_for: --batch-size 5000 given is not lowered for small runs nor tapered, as the default 5000 is"
 
 # ------------------------------------------------------------------ dry run: read-only sessions
 db=$(fresh_db ferry_lua_exec)
