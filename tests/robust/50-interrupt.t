@@ -50,12 +50,22 @@ start_ferry() {
 }
 # stop_ferry SIGNAL: sends it, waits; $RC, $OUT, $ERR, $MS (from the signal to the exit)
 stop_ferry() {
-    local t0
+    local t0 dog
     t0=$(now_ms)
     kill -"$1" "$PID"
+    # (a watchdog: a ferry that does not stop -- the sync case below waits
+    # for a standby that never answers -- is killed after 60 s, exit 137,
+    # so that the test fails instead of hanging the suite; stopped, it ends
+    # its sleep too, which would otherwise hold prove's pipe for 60 s)
+    ( trap 'kill "$s" 2>/dev/null; exit 0' TERM
+      sleep 60 & s=$!
+      wait "$s" && kill -KILL "$PID" 2>/dev/null ) >/dev/null 2>&1 &
+    dog=$!
     RC=0
     wait "$PID" || RC=$?
     MS=$(( $(now_ms) - t0 ))
+    kill "$dog" 2>/dev/null
+    wait "$dog" 2>/dev/null
     OUT=$(cat "$TAP_TMPDIR/bg.out")
     ERR=$(cat "$TAP_TMPDIR/bg.err")
 }
