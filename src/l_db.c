@@ -483,6 +483,10 @@ static void refuse_held(lua_State *L, const conn *c, const char *sql) {
  * then fails cannot be undone there: tried again before each statement
  * until it takes.  A setting the script changes by name is its own.) */
 static void keep_settings(conn *c, const char *sql) {
+    /* (busy or closed: a finalizer run by the call's argument checks did
+     * it, and recheck_idle_conn raises before the send; a statement here
+     * would end that COPY or drain those rows) */
+    if (c->busy || !c->pg) return;
     if (c->settings_reset) {
         const db_state *st = c->st;
         const char *vals[3] = {st->lock_timeout, st->statement_timeout, st->read_only ? "on" : NULL};
@@ -514,6 +518,7 @@ static int names_read_only(const char *sql) {
 }
 
 static void keep_read_only(conn *c, const char *sql) {
+    if (c->busy || !c->pg) return;     /* (as keep_settings) */
     const char *v = c->st->read_only ? PQparameterStatus(c->pg, "default_transaction_read_only") : NULL;
     if (!v) {
         c->read_only_seen = 0;

@@ -396,6 +396,28 @@ do
        "a started session closed by a finalizer during its first use: closed, and said so (not connected again)")
 end
 
+-- ...and a session whose settings a RESET ALL undid (set again before its
+-- next statement), on which a finalizer run during that next call starts
+-- a rows(): the call raises as busy, the rows stay whole (a statement sent
+-- on the busy session would drain them: libpq discards what is pending
+-- before a new query), and the settings are set at the statement after.
+do
+  local c = db.connect()
+  c:exec("RESET ALL")
+  local it
+  collectgarbage("generational")
+  setmetatable({}, {__gc = function() it = c:rows("SELECT g FROM generate_series(1, 3) g") end})
+  collectgarbage("stop"); collectgarbage("restart")   -- (the next allocation collects)
+  local _, e = pcall(c.exec, c, 42)
+  collectgarbage("incremental")
+  local got = {}
+  if it then for r in it do got[#got + 1] = r.g end end
+  T.is({e, table.concat(got, ","), c:one("SELECT current_setting('row_security') AS s").s},
+       {"connection busy: a rows() iteration is in progress on it (use another connection from db.connect())", "1,2,3", "off"},
+       "RESET ALL, then a finalizer starts rows() during the next call's checks: busy, the rows intact, the settings set after")
+  c:close()
+end
+
 T.like(err_of(db.connect, "dbname=postgres\0 host=elsewhere"), "conninfo contains a NUL byte",
        "db.connect: a conninfo with a NUL byte raises (libpq would read it cut short)")
 
