@@ -156,4 +156,16 @@ is "$RC" 0 "validate passes after the runs"
 is "$(printf '%s\n' "$OUT" | grep -c '^✓ PASS ')" 8 "validate: 8 PASS lines"
 unlike "$OUT" 'FAIL' "validate: no FAIL"
 
+# ------------------------------------------------------------ the README's --json example
+# The migration's README shows a real run's --json object on the seed
+# (wrapped there): the same keys, in the same order, as ferry prints.
+URI2=$(b4_db b4_10_seed_json "$REPO_ROOT/tests/fixtures/seed_example.sql") || bail_out "cannot build the database"
+readme_json=$(awk '/^`--json` prints/ { on = 1; next } on && /^```json$/ { inb = 1; next } inb && /^```$/ { exit } inb { print }' "$B4_PATH/README.md" |
+              sed -E 's/^ +//' | tr -d '\n')
+OUT=$("$FERRY" --dir "$REPO_ROOT" --db "$URI2" run "$B4" --json 2>/dev/null); RC=$?
+is "$RC" 0 "real run --json exits 0"
+is "$(printf '%s' "$OUT" | sed -E 's/"duration_ms":[0-9]+/"duration_ms":N/')" \
+   "$(printf '%s' "$readme_json" | sed -E 's/"duration_ms":[0-9]+/"duration_ms":N/')" \
+   "real run --json: the object the migration's README shows, key for key"
+
 done_testing
