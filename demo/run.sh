@@ -58,3 +58,31 @@ if [ -d migrations/20251115_backfill_memory_notes ]; then
      ORDER BY rank DESC, n.lead_id LIMIT 10"
 fi
 run "$FERRY" status
+
+# What the demo did, counted on the database, and what is left of it: make
+# demo's own server (scripts/with-pg.sh: DATABASE_URL is the one `pg.sh env`
+# gives for FERRY_PG_DIR) is stopped and removed as make demo ends; a
+# database of the user's own keeps everything.
+step "what the demo did"
+"$PSQL" "$DATABASE_URL" -X -A -t -q -v ON_ERROR_STOP=1 -F ' ' -c "
+  SELECT (SELECT count(*) FROM \"Lead\"), (SELECT count(*) FROM \"Audit\" WHERE action NOT LIKE 'backfill_%'),
+         (SELECT count(*) FROM \"Conversation\" WHERE metadata->>'createdBy' = '20251110_backfill_conversations_messages'),
+         (SELECT count(*) FROM \"Message\" WHERE metadata->>'createdBy' = '20251110_backfill_conversations_messages'),
+         (SELECT count(*) FROM \"MemoryNote\" WHERE metadata->>'createdBy' = '20251115_backfill_memory_notes')" |
+  while read -r leads audits convs msgs notes; do
+    echo "Batches 1-3: the schema, its full-text indexes and the customer links."
+    echo "demo/data.sql: $leads leads, $audits audits."
+    echo "Batch 4: $convs conversations and $msgs messages from the audits (a dry run first; the second run created nothing; validated)."
+    echo "Batch 5: $notes memory notes from the leads' state_metadata (a dry run first; validated)."
+  done
+own=
+if [ -n "${FERRY_PG_DIR:-}" ] && pgenv=$(bash scripts/pg.sh env "$FERRY_PG_DIR" 2>/dev/null); then
+  own=$(eval "$pgenv" && printf '%s' "$DATABASE_URL")
+fi
+if [ "$own" = "$DATABASE_URL" ]; then
+  echo "This database is make demo's own PostgreSQL ($FERRY_PG_DIR): it is stopped and removed now, as make demo ends."
+  echo "To try the commands yourself, on a scratch database of your own: README.md, 'A typical session'."
+else
+  echo "The database of DATABASE_URL keeps all of it: 'bin/ferry status' and 'bin/ferry history' show it;" \
+       "'bin/ferry rollback 20251115' then 'bin/ferry rollback 20251110' undo the backfills."
+fi

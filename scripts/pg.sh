@@ -253,12 +253,20 @@ cmd_stop() {
         rm -f "$DIR/location"
         return 0
     fi
+    local did=""
     if is_running; then
         if ! as_server "$PGBIN/pg_ctl" stop -D "$BASE/data" -m fast -w -t 60 -s >&2; then
             log "fast shutdown failed; trying immediate"
             as_server "$PGBIN/pg_ctl" stop -D "$BASE/data" -m immediate -w -t 60 -s >&2 ||
                 die "could not stop the server in $BASE/data"
         fi
+        did=stopped
+    fi
+    # Said as start says its "running": make demo's reader sees the server go.
+    if [ "$clean" = 1 ]; then
+        log "PostgreSQL 15 in $BASE ${did:+stopped and }removed"
+    elif [ -n "$did" ]; then
+        log "PostgreSQL 15 in $BASE stopped"
     fi
     if [ "$clean" = 1 ]; then
         rm -rf "$BASE/data" "$BASE/sock" "$BASE/port" "$BASE/initdb.log"

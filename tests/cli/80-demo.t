@@ -24,6 +24,13 @@ demo "$db"
 is "$RC" 0 "an empty database: the demo runs, exit 0"
 like "$OUT" $'\n8 check\\(s\\), 0 failed\n' "...Batch 4 validated"
 like "$OUT" $'\n6 check\\(s\\), 0 failed\n' "...Batch 5 validated"
+# it ends saying what it did, with the demo data's counts, and what is
+# left: on a database of DATABASE_URL, everything it wrote, and how to undo
+# the backfills (on make demo's own server: that the server is removed)
+like "$OUT" $'\\$ what the demo did.{0,8}\nBatches 1-3: the schema, its full-text indexes and the customer links\\.\ndemo/data\\.sql: 7 leads, 38 audits\\.\nBatch 4: 4 conversations and 21 messages from the audits \\(a dry run first; the second run created nothing; validated\\)\\.\nBatch 5: 14 memory notes from the leads\' state_metadata \\(a dry run first; validated\\)\\.\n' \
+     "...it ends saying what it did, with the counts"
+like "$OUT" $'\nThe database of DATABASE_URL keeps all of it: \'bin/ferry status\' and \'bin/ferry history\' show it; \'bin/ferry rollback 20251115\' then \'bin/ferry rollback 20251110\' undo the backfills\\.$' \
+     "...and, on the database of DATABASE_URL, that it keeps it and how to undo the backfills"
 
 # --- run again there: it is not empty any more
 before=$(db_snapshot "$db")
