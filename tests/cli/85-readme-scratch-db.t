@@ -56,4 +56,41 @@ is "$(psql_val "$db" 'SELECT (SELECT count(*) FROM "Lead") || $$ leads, $$ || (S
 is "$?|$(cat "$TAP_TMPDIR/status.err")" "0|" "ferry status there: exit 0, nothing on stderr"
 is "$(cat "$TAP_TMPDIR/status.out")" "$WANT" "...exactly what README.md shows after the line"
 
+# --- no server at hand: the README's line that starts a private one (a
+# ```sh block running scripts/pg.sh start), run as written from the
+# repository's folder with none of the harness's variables, must leave
+# DATABASE_URL on an empty database and `ferry` on PATH; the stop line
+# the README gives must remove that server. Its folder is swapped for one
+# of the test's own: a server a reader of the README left running in this
+# checkout's folder is not this test's to stop.
+readme_srv() {
+    python3 - "$README" "$1" <<'PY'
+import re, sys
+blocks = re.findall(r"^```(\S*)\n(.*?)^```$", open(sys.argv[1], encoding="utf-8").read(), re.M | re.S)
+at = [text for kind, text in blocks if kind == "sh" and "scripts/pg.sh start" in text]
+if sys.argv[2] == "count":
+    print(len(at))
+elif at:
+    sys.stdout.write(at[0])
+PY
+}
+is "$(readme_srv count)" 1 "README.md has one \`\`\`sh block that starts a private server"
+SRV=$(readme_srv cmd)
+STOP=$(grep -oE 'bash scripts/pg\.sh stop [^ `]+ --clean' "$README" | sort -u)
+is "$(printf '%s' "$STOP" | grep -c .)" 1 "...and one stop line for it"
+srvdir=$(printf '%s\n' "$STOP" | awk '{ print $4 }')
+case $srvdir in ''|build/pg|build/pg/) fail=1;; *) fail=0;; esac
+is "$fail" 0 "...whose folder is not build/pg (make demo and make test start theirs there and remove it)"
+mine=$TAP_TMPDIR/pg-try
+SRV=${SRV//"$srvdir"/"$mine"} STOP=${STOP//"$srvdir"/"$mine"}
+got=$(cd "$REPO_ROOT" && env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u DATABASE_URL -u FERRY_PG_DIR \
+      bash -c "$SRV"'
+        command -v ferry >/dev/null && echo "ferry on PATH: $(command -v ferry)"
+        psql "$DATABASE_URL" -X -A -t -q -c "SELECT count(*) || \$\$ tables\$\$ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = \$\$r\$\$ AND n.nspname NOT IN (\$\$pg_catalog\$\$, \$\$information_schema\$\$)"
+        '"$STOP" 2>/dev/null)
+is "$got" "ferry on PATH: $REPO_ROOT/bin/ferry
+0 tables" "...run as written: ferry on PATH, DATABASE_URL on an empty database; the stop line runs"
+[ -n "$srvdir" ] && [ ! -e "$mine/data" ] && [ ! -e "$mine/location" ]
+ok $? "...and the stop line removed the server"
+
 done_testing
