@@ -10,7 +10,9 @@ PSQL=/usr/lib/postgresql/15/bin/psql
 [ -x "$PSQL" ] || PSQL=psql
 : "${DATABASE_URL:?DATABASE_URL is not set (run through make demo)}"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Step headers in bold on a terminal; plain text into a file or a pager.
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 run() { step "$*"; "$@"; }
 
 # The demo writes: Batches 1-3, its own leads and audits, Batches 4 and 5

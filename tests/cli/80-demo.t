@@ -24,6 +24,7 @@ demo "$db"
 is "$RC" 0 "an empty database: the demo runs, exit 0"
 like "$OUT" $'\n8 check\\(s\\), 0 failed\n' "...Batch 4 validated"
 like "$OUT" $'\n6 check\\(s\\), 0 failed\n' "...Batch 5 validated"
+is "$(printf '%s' "$OUT" | grep -c $'\033')" 0 "...its output to a file holds no terminal escape codes (the step headers bold only on a terminal)"
 # it ends saying what it did, with the demo data's counts, and what is
 # left: on a database of DATABASE_URL, everything it wrote, and how to undo
 # the backfills (on make demo's own server: that the server is removed)
