@@ -39,6 +39,14 @@ help_cmds=$(sed -n '/^commands:$/,/^$/{/^  /p}' <<<"$OUT")
 readme_cmds=$(sed -n '/^## Usage$/,/^## /p' "$REPO_ROOT/README.md" | sed -n '/^ferry \[--db/,/^ferry --version/{/^  /p}')
 is "$readme_cmds" "$help_cmds" "README.md's usage block lists the commands as --help does"
 like "$OUT" 'exit codes: 0 success; 1 .*; 2 usage or configuration error' "--help states the exit codes"
+# README.md's example of how a MIGRATION is named, "its id (its folder's
+# name, `ID`), its name (the id after the version, `NAME`)", is a folder of
+# this project's migrations/ and its name, so a reader can type it
+ex=$(sed -n '/^## Usage$/,/^## /p' "$REPO_ROOT/README.md" | tr '\n' ' ' |
+     sed -nE "s/.*named by its id \(its folder's +name, +\`([^\`]*)\`\), +its name \(the id after the version, +\`([^\`]*)\`\).*/\\1 \\2/p")
+ex_id=${ex%% *} ex_name=${ex#* }
+[ -n "$ex" ] && [ -d "$REPO_ROOT/migrations/$ex_id" ] && [ "${ex_id#*_}" = "$ex_name" ]
+ok $? "README.md's example id and name ($ex) are a migration of migrations/ and its name"
 like "$OUT" $'\n  --version ' "--help lists --version"
 run_ferry -h
 is "$RC" 0 "-h: exit 0"
