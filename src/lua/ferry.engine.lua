@@ -2121,10 +2121,28 @@ local function refuse_own_transaction(m)
       cmd = "CREATE UNIQUE INDEX CONCURRENTLY"
     elseif w[1] == "drop" and w[2] == "index" and w[3] == "concurrently" then cmd = "DROP INDEX CONCURRENTLY"
     elseif w[1] == "reindex" then
-      -- REINDEX [(options)] {INDEX | TABLE | SCHEMA | ...} CONCURRENTLY name
+      -- REINDEX [(options)] {INDEX | TABLE | SCHEMA | DATABASE | SYSTEM} [CONCURRENTLY] name: concurrently
+      -- (the word, or the option not followed by false, off or 0), or of a whole schema, database or system
+      local i, concurrently = 2, false
+      if w[2] == "(" then
+        repeat
+          i = i + 1
+          if w[i] == "concurrently" then
+            local v = w[i + 1]
+            concurrently = not (v == "false" or v == "off" or (v == nil and t.stop == "0"))
+          end
+        until w[i] == nil or w[i] == ")"
+        i = i + 1
+      end
+      if concurrently or w[i + 1] == "concurrently" then cmd = "REINDEX CONCURRENTLY"
+      elseif w[i] == "schema" or w[i] == "database" or w[i] == "system" then cmd = "REINDEX " .. w[i]:upper() end
+    elseif w[1] == "discard" and w[2] == "all" then cmd = "DISCARD ALL"
+    elseif w[1] == "cluster" then
+      -- CLUSTER [VERBOSE | (options)] with no table: every table clustered before
       local i = 2
-      if w[2] == "(" then repeat i = i + 1 until w[i] == nil or w[i] == ")"; i = i + 1 end
-      if w[i + 1] == "concurrently" then cmd = "REINDEX CONCURRENTLY" end
+      if w[2] == "verbose" then i = 3
+      elseif w[2] == "(" then repeat i = i + 1 until w[i] == nil or w[i] == ")"; i = i + 1 end
+      if w[i] == nil then cmd = "CLUSTER" end
     end
     if cmd then
       usage_error("%s:%d: %s cannot run inside a transaction block, and up.sql runs in one that ferry begins and "

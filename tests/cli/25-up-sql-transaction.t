@@ -183,15 +183,20 @@ done
 for stmt in 'VACUUM "Lead"|VACUUM' 'vacuum|VACUUM' 'DROP INDEX CONCURRENTLY IF EXISTS lead_id_idx|DROP INDEX CONCURRENTLY' \
             'REINDEX (VERBOSE) INDEX CONCURRENTLY lead_id_idx|REINDEX CONCURRENTLY' 'ALTER SYSTEM SET work_mem = 1|ALTER SYSTEM' \
             'CREATE DATABASE other|CREATE DATABASE' 'DROP DATABASE IF EXISTS other|DROP DATABASE' \
-            'CREATE TABLESPACE t LOCATION '"'"'/x'"'"'|CREATE TABLESPACE' 'DROP TABLESPACE IF EXISTS t|DROP TABLESPACE'; do
+            'CREATE TABLESPACE t LOCATION '"'"'/x'"'"'|CREATE TABLESPACE' 'DROP TABLESPACE IF EXISTS t|DROP TABLESPACE' \
+            'REINDEX (CONCURRENTLY) TABLE "Lead"|REINDEX CONCURRENTLY' 'reindex (verbose, concurrently true) index lead_id_idx|REINDEX CONCURRENTLY' \
+            'REINDEX SCHEMA public|REINDEX SCHEMA' 'REINDEX (VERBOSE) DATABASE ferry|REINDEX DATABASE' 'reindex system|REINDEX SYSTEM' \
+            'DISCARD ALL|DISCARD ALL' 'CLUSTER|CLUSTER' 'cluster verbose|CLUSTER' 'CLUSTER (VERBOSE)|CLUSTER'; do
     put "$C/migrations/$CI/up.sql" "SELECT 1;
 ${stmt%|*};"
     check_nodb --dir "$C" check
     is "$RC|$(grep 'up.sql' <<<"$OUT")" "2|FAIL migrations/$CI/up.sql  migrations/$CI/up.sql:2: ${stmt#*|} $HOW" "check: ${stmt%|*} refused"
 done
 put "$C/migrations/$CI/up.sql" 'CREATE INDEX IF NOT EXISTS lead_id_idx ON "Lead" (id);
-CREATE INDEX "concurrently" ON "Lead" (id); ALTER TABLE "Lead" ADD COLUMN system text; CREATE INDEX concurrently_idx ON "Lead" (system);'
+CREATE INDEX "concurrently" ON "Lead" (id); ALTER TABLE "Lead" ADD COLUMN system text; CREATE INDEX concurrently_idx ON "Lead" (system);
+REINDEX TABLE "Lead"; REINDEX (CONCURRENTLY false) INDEX lead_id_idx; reindex (concurrently off) table "Lead";
+CLUSTER "Lead" USING lead_id_idx; CLUSTER "Lead"; DISCARD PLANS;'
 run_ferry --dir "$C" run "$CI"
-is "$RC|$ERR" "0|" "an index without CONCURRENTLY, and the words as names, run"
+is "$RC|$ERR" "0|" "an index without CONCURRENTLY, the words as names, REINDEX and CLUSTER of a table, run"
 
 done_testing
