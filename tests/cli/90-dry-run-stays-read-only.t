@@ -61,6 +61,26 @@ run_ferry --dir "$D" run 20250101 --dry-run
 is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED|none" \
    "RESET ALL, a read, then an INSERT: the same"
 
+# a reset inside a function (a helper tidying the session): no RESET ALL in
+# the statement sent, the server's report (PostgreSQL 14 on) tells
+psql_val "$db" "CREATE FUNCTION tidy() RETURNS void LANGUAGE plpgsql AS \$\$BEGIN RESET ALL; END\$\$;
+CREATE FUNCTION tidy_ro() RETURNS void LANGUAGE plpgsql AS \$\$BEGIN RESET default_transaction_read_only; END\$\$" >/dev/null
+for helper in tidy tidy_ro; do
+    mig "db.exec(\"SELECT $helper()\")
+local c = db.connect()
+c:exec(\"SELECT $helper()\")
+db.exec(\"INSERT INTO dst VALUES (7)\")"
+    run_ferry --dir "$D" run 20250101 --dry-run
+    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:4: query failed: $REFUSED|none" \
+       "dry run, SELECT $helper() (a reset inside a function) then an INSERT: the same"
+    mig "local c = db.connect()
+c:exec(\"SELECT $helper()\")
+c:exec(\"INSERT INTO dst VALUES (8)\")"
+    run_ferry --dir "$D" run 20250101 --dry-run
+    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED|none" \
+       "...on a db.connect() session too"
+done
+
 # validate: a check whose session is reset, then writes: it fails, nothing written
 mig 'db.exec("INSERT INTO dst VALUES (20)")'
 put "$D/migrations/20250101_w/validate.lua" 'check("writes", function()
