@@ -2144,7 +2144,13 @@ local function refuse_own_transaction(m)
       elseif w[2] == "(" then repeat i = i + 1 until w[i] == nil or w[i] == ")"; i = i + 1 end
       if w[i] == nil then cmd = "CLUSTER" end
     end
-    if cmd then
+    -- (DISCARD ALL has no up.lua to go to: on ferry's session it would
+    -- release the migration lock, which db.exec refuses there)
+    if cmd == "DISCARD ALL" then
+      usage_error("%s:%d: DISCARD ALL cannot run inside a transaction block, and up.sql runs in one that ferry "
+                  .. "begins and commits: leave it out (on ferry's session it would also release ferry's migration "
+                  .. "lock; DISCARD PLANS, SEQUENCES and TEMP run in a transaction)", rel, t.line)
+    elseif cmd then
       usage_error("%s:%d: %s cannot run inside a transaction block, and up.sql runs in one that ferry begins and "
                   .. "commits: run it from an up.lua with db.exec, outside the dry run (see docs/authoring.md, "
                   .. "section 10)", rel, t.line, cmd)

@@ -186,12 +186,18 @@ for stmt in 'VACUUM "Lead"|VACUUM' 'vacuum|VACUUM' 'DROP INDEX CONCURRENTLY IF E
             'CREATE TABLESPACE t LOCATION '"'"'/x'"'"'|CREATE TABLESPACE' 'DROP TABLESPACE IF EXISTS t|DROP TABLESPACE' \
             'REINDEX (CONCURRENTLY) TABLE "Lead"|REINDEX CONCURRENTLY' 'reindex (verbose, concurrently true) index lead_id_idx|REINDEX CONCURRENTLY' \
             'REINDEX SCHEMA public|REINDEX SCHEMA' 'REINDEX (VERBOSE) DATABASE ferry|REINDEX DATABASE' 'reindex system|REINDEX SYSTEM' \
-            'DISCARD ALL|DISCARD ALL' 'CLUSTER|CLUSTER' 'cluster verbose|CLUSTER' 'CLUSTER (VERBOSE)|CLUSTER'; do
+            'CLUSTER|CLUSTER' 'cluster verbose|CLUSTER' 'CLUSTER (VERBOSE)|CLUSTER'; do
     put "$C/migrations/$CI/up.sql" "SELECT 1;
 ${stmt%|*};"
     check_nodb --dir "$C" check
     is "$RC|$(grep 'up.sql' <<<"$OUT")" "2|FAIL migrations/$CI/up.sql  migrations/$CI/up.sql:2: ${stmt#*|} $HOW" "check: ${stmt%|*} refused"
 done
+# DISCARD ALL has no up.lua to go to (on ferry's session it releases the lock, which is refused there)
+put "$C/migrations/$CI/up.sql" 'SELECT 1;
+discard all;'
+check_nodb --dir "$C" check
+is "$RC|$(grep 'up.sql' <<<"$OUT")" "2|FAIL migrations/$CI/up.sql  migrations/$CI/up.sql:2: DISCARD ALL cannot run inside a transaction block, and up.sql runs in one that ferry begins and commits: leave it out (on ferry's session it would also release ferry's migration lock; DISCARD PLANS, SEQUENCES and TEMP run in a transaction)" \
+   "check: DISCARD ALL refused, told to leave it out"
 put "$C/migrations/$CI/up.sql" 'CREATE INDEX IF NOT EXISTS lead_id_idx ON "Lead" (id);
 CREATE INDEX "concurrently" ON "Lead" (id); ALTER TABLE "Lead" ADD COLUMN system text; CREATE INDEX concurrently_idx ON "Lead" (system);
 REINDEX TABLE "Lead"; REINDEX (CONCURRENTLY false) INDEX lead_id_idx; reindex (concurrently off) table "Lead";
