@@ -73,7 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(rel >= sql && rel < sql + size);
         CHECK(strcmp(unlock, "DISCARD ALL") == 0 || strcmp(unlock, "pg_advisory_unlock_all()") == 0);
     }
-    const char *reset = pgconn_find_session_reset(sql);
+    int followed = -1;
+    const char *reset = pgconn_find_session_reset(sql, &followed);
+    CHECK(followed == 0 || followed == 1);
+    CHECK(reset == pgconn_find_session_reset(sql, NULL));
+    CHECK(reset || !followed);
     if (reset) {
         CHECK(reset >= sql && reset < sql + size);
         CHECK(strncasecmp(reset, "reset", 5) == 0 || strncasecmp(reset, "discard", 7) == 0);

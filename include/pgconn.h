@@ -109,9 +109,10 @@ const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz)
 
 /* The first top-level statement of the SQL script sql that puts every
  * setting of its session back to its default -- RESET ALL, DISCARD ALL --
- * or NULL.  Read as pgconn_find_transaction_control reads a script: the
- * words in a string or a comment do not count. */
-const char *pgconn_find_session_reset(const char *sql);
+ * or NULL.  *followed (when followed is not NULL) is set to whether another
+ * statement comes after it in sql.  Read as pgconn_find_transaction_control
+ * reads a script: the words in a string or a comment do not count. */
+const char *pgconn_find_session_reset(const char *sql, int *followed);
 
 /* Calls visit(p, line, ud) at the start of each top-level statement of the
  * SQL script sql (its first word, or whatever else starts it: a

@@ -445,6 +445,16 @@ static int db_hold_lock(lua_State *L) {
  * take it and run the same migration at once. */
 static void refuse_held(lua_State *L, const conn *c, const char *sql) {
     char word[32];
+    /* (ferry sets its session settings again before the next call: see
+     * keep_settings) */
+    int followed;
+    const char *reset = pgconn_find_session_reset(sql, &followed);
+    if (reset && followed)
+        luaL_error(L, "%s refused: the statements after it in the same call would run without ferry's session "
+                      "settings (row_security off, the lock and statement timeouts: docs/cli.md, The settings of "
+                      "ferry's sessions), which ferry sets again only before its next call: end the call with it, "
+                      "or reset by name what the script set (RESET work_mem); nothing was sent",
+                   (*reset == 'r' || *reset == 'R') ? "RESET ALL" : "DISCARD ALL");
     if (c->holds_lock && pgconn_find_lock_release(sql, word, sizeof word))
         luaL_error(L, "%s refused: this session holds ferry's migration lock while the command runs, and it would "
                       "release it (another ferry could then run migrations on this database at the same time); "
@@ -496,7 +506,7 @@ static void keep_settings(conn *c, const char *sql) {
         c->settings_reset = PQresultStatus(r) != PGRES_TUPLES_OK;
         PQclear(r);
     }
-    if (pgconn_find_session_reset(sql)) c->settings_reset = 1;
+    if (pgconn_find_session_reset(sql, NULL)) c->settings_reset = 1;
 }
 
 /* A dry run's sessions, and validate's, are read-only by their

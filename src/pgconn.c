@@ -1228,17 +1228,31 @@ const char *pgconn_find_lock_release(const char *sql, char *word, size_t wordsz)
     return p;
 }
 
-/* visit of pgconn_find_session_reset: stops at RESET ALL or DISCARD ALL. */
+/* visit of pgconn_find_session_reset: finds RESET ALL or DISCARD ALL, then
+ * stops there, or at the statement after it when asked whether one follows. */
+typedef struct {
+    const char *found;
+    int want_followed;
+} reset_search;
+
 static int visit_for_session_reset(const char *p, int line, void *ud) {
     (void)line;
-    (void)ud;
+    reset_search *r = ud;
+    if (r->found) return 1;                         /* a statement after it */
     pgconn_token tok[3];
     int n = pgconn_statement_tokens(p, tok, 3, NULL);
-    return n >= 2 && (token_is(tok[0], "reset") || token_is(tok[0], "discard")) && token_is(tok[1], "all");
+    if (n >= 2 && (token_is(tok[0], "reset") || token_is(tok[0], "discard")) && token_is(tok[1], "all")) {
+        r->found = p;
+        return !r->want_followed;
+    }
+    return 0;
 }
 
-const char *pgconn_find_session_reset(const char *sql) {
-    return pgconn_each_statement(sql, visit_for_session_reset, NULL);
+const char *pgconn_find_session_reset(const char *sql, int *followed) {
+    reset_search r = {NULL, followed != NULL};
+    const char *stop = pgconn_each_statement(sql, visit_for_session_reset, &r);
+    if (followed) *followed = r.found && stop && stop != r.found;
+    return r.found;
 }
 
 int pgconn_statement_tokens(const char *p, pgconn_token *tok, int max, const char **stop) {

@@ -77,4 +77,25 @@ run_ferry --dir "$D" -q run 20250101
 is "$RC|$ERR" "0|" "run: exit 0"
 is "$(psql_val "$db" "SELECT stats->'stats'->>'rls' FROM ferry.history WHERE migration = '20250101_m'")" "1" "...row_security was off again after the script's RESET ALL"
 
+# Statements after a RESET ALL in the same call would run before ferry can
+# set its settings again: refused, nothing sent
+AFTER="refused: the statements after it in the same call would run without ferry's session settings (row_security off, the lock and statement timeouts: docs/cli.md, The settings of ferry's sessions), which ferry sets again only before its next call: end the call with it, or reset by name what the script set (RESET work_mem); nothing was sent"
+put "$D/s.lua" 'db.exec_script("INSERT INTO t VALUES (3); RESET ALL; INSERT INTO t VALUES (4)")'
+run_ferry exec "$D/s.lua"
+is "$RC|$OUT|$ERR" "1||ferry: $D/s.lua:1: RESET ALL $AFTER" "exec_script: RESET ALL with a statement after it, refused"
+put "$D/s.lua" 'local c <close> = db.connect()
+c:exec_script("reset all; SELECT 1")'
+run_ferry exec "$D/s.lua"
+is "$RC|$OUT|$ERR" "1||ferry: $D/s.lua:2: RESET ALL $AFTER" "...on a db.connect() session: the same"
+put "$D/migrations/20250102_sql/up.sql" 'INSERT INTO t VALUES (5);
+RESET ALL;
+UPDATE t SET x = x + 10;'
+run_ferry --dir "$D" -q up
+is "$RC|$ERR" "1|ferry: migrations/20250102_sql/up.sql: RESET ALL $AFTER" "up.sql: the same, exit 1"
+is "$(psql_val "$db" "SELECT string_agg(x::text, ',' ORDER BY x) FROM t")" "1,2" "...nothing of any of them written"
+put "$D/migrations/20250102_sql/up.sql" 'INSERT INTO t VALUES (5);
+RESET ALL;'
+run_ferry --dir "$D" -q up
+is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(x::text, ',' ORDER BY x) FROM t")" "0||1,2,5" "up.sql ending with RESET ALL: runs"
+
 done_testing

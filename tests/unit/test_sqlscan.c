@@ -673,15 +673,23 @@ static void test_session_reset(void **state)
 {
     (void)state;
     const char *sql = "SET work_mem = 4096; reset /* x */ ALL; SELECT 1";
-    assert_ptr_equal(pgconn_find_session_reset(sql), sql + 21);
+    assert_ptr_equal(pgconn_find_session_reset(sql, NULL), sql + 21);
     const char *discard = "  DISCARD ALL";
-    assert_ptr_equal(pgconn_find_session_reset(discard), discard + 2);
-    assert_non_null(pgconn_find_session_reset("discard all"));
+    assert_ptr_equal(pgconn_find_session_reset(discard, NULL), discard + 2);
+    assert_non_null(pgconn_find_session_reset("discard all", NULL));
     /* not those: one setting, other DISCARDs, the words in strings or comments */
-    assert_null(pgconn_find_session_reset("RESET work_mem; RESET ROLE; DISCARD PLANS; DISCARD TEMP"));
-    assert_null(pgconn_find_session_reset("SELECT 'RESET ALL'; -- DISCARD ALL\n/* RESET ALL */ SELECT $$DISCARD ALL$$"));
-    assert_null(pgconn_find_session_reset("SELECT reset, all_x FROM t"));
-    assert_null(pgconn_find_session_reset(""));
+    assert_null(pgconn_find_session_reset("RESET work_mem; RESET ROLE; DISCARD PLANS; DISCARD TEMP", NULL));
+    assert_null(pgconn_find_session_reset("SELECT 'RESET ALL'; -- DISCARD ALL\n/* RESET ALL */ SELECT $$DISCARD ALL$$", NULL));
+    assert_null(pgconn_find_session_reset("SELECT reset, all_x FROM t", NULL));
+    assert_null(pgconn_find_session_reset("", NULL));
+    /* whether a statement follows it: blanks, comments and empty statements do not count */
+    int followed = -1;
+    assert_non_null(pgconn_find_session_reset("RESET ALL ; ; -- done\n", &followed));
+    assert_int_equal(followed, 0);
+    assert_non_null(pgconn_find_session_reset("SET x = 1; RESET ALL; UPDATE t SET a = 1", &followed));
+    assert_int_equal(followed, 1);
+    assert_null(pgconn_find_session_reset("SELECT 1; SELECT 2", &followed));
+    assert_int_equal(followed, 0);
 }
 
 int main(void)
