@@ -445,16 +445,6 @@ static int db_hold_lock(lua_State *L) {
  * take it and run the same migration at once. */
 static void refuse_held(lua_State *L, const conn *c, const char *sql) {
     char word[32];
-    /* (ferry sets its session settings again before the next call: see
-     * keep_settings) */
-    int followed;
-    const char *reset = pgconn_find_session_reset(sql, &followed);
-    if (reset && followed)
-        luaL_error(L, "%s refused: the statements after it in the same call would run without ferry's session "
-                      "settings (row_security off, the lock and statement timeouts: docs/cli.md, The settings of "
-                      "ferry's sessions), which ferry sets again only before its next call: end the call with it, "
-                      "or reset by name what the script set (RESET work_mem); nothing was sent",
-                   (*reset == 'r' || *reset == 'R') ? "RESET ALL" : "DISCARD ALL");
     if (c->holds_lock && pgconn_find_lock_release(sql, word, sizeof word))
         luaL_error(L, "%s refused: this session holds ferry's migration lock while the command runs, and it would "
                       "release it (another ferry could then run migrations on this database at the same time); "
@@ -492,7 +482,7 @@ static void refuse_held(lua_State *L, const conn *c, const char *sql) {
  * on that session they are set again.  (A reset inside a transaction that
  * then fails cannot be undone there: tried again before each statement
  * until it takes.  A setting the script changes by name is its own.) */
-static void keep_settings(conn *c, const char *sql) {
+static void keep_settings(conn *c, int resets) {
     /* (busy or closed: a finalizer run by the call's argument checks did
      * it, and recheck_idle_conn raises before the send; a statement here
      * would end that COPY or drain those rows) */
@@ -506,7 +496,7 @@ static void keep_settings(conn *c, const char *sql) {
         c->settings_reset = PQresultStatus(r) != PGRES_TUPLES_OK;
         PQclear(r);
     }
-    if (pgconn_find_session_reset(sql, NULL)) c->settings_reset = 1;
+    if (resets) c->settings_reset = 1;
 }
 
 /* A dry run's sessions, and validate's, are read-only by their
@@ -542,6 +532,26 @@ static void keep_read_only(conn *c, const char *sql) {
         PQclear(PQexec(c->pg, "SET default_transaction_read_only = on"));
     }
     c->named_read_only = names_read_only(sql);
+}
+
+/* What every statement a script sends on c (exec, query, one, rows,
+ * exec_script, copy) passes first, before anything is sent: refused when
+ * it holds a RESET ALL or DISCARD ALL with statements after it (they
+ * would run before keep_settings can set ferry's settings again) or what
+ * refuse_held refuses; ferry's settings and a dry run's read-only set again
+ * where the statement before undid them. */
+static void prepare_send(lua_State *L, conn *c, const char *sql) {
+    int followed;
+    const char *reset = pgconn_find_session_reset(sql, &followed);
+    if (reset && followed)
+        luaL_error(L, "%s refused: the statements after it in the same call would run without ferry's session "
+                      "settings (row_security off, the lock and statement timeouts: docs/cli.md, The settings of "
+                      "ferry's sessions), which ferry sets again only before its next call: end the call with it, "
+                      "or reset by name what the script set (RESET work_mem); nothing was sent",
+                   (*reset == 'r' || *reset == 'R') ? "RESET ALL" : "DISCARD ALL");
+    refuse_held(L, c, sql);
+    keep_settings(c, reset != NULL);
+    keep_read_only(c, sql);
 }
 
 static int rows_release(lua_State *L, rows *r);
@@ -1264,9 +1274,7 @@ static int result_gc(lua_State *L) {
 static result_box *run_query(lua_State *L, conn *c) {
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
-    refuse_held(L, c, sql);
-    keep_settings(c, sql);
-    keep_read_only(c, sql);
+    prepare_send(L, c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     result_box *b = new_result_box(L);
@@ -1363,9 +1371,7 @@ static int conn_exec_script(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
-    refuse_held(L, c, sql);
-    keep_settings(c, sql);
-    keep_read_only(c, sql);
+    prepare_send(L, c, sql);
     result_box *b = new_result_box(L);
     recheck_idle_conn(L);
     PGTransactionStatusType before = PQtransactionStatus(c->pg);
@@ -1499,9 +1505,7 @@ static int conn_rows(lua_State *L) {
     conn *c = check_idle_conn(L, 1);
     db_state *st = STATE(L);
     const char *sql = check_text(L, 2, "SQL text");
-    refuse_held(L, c, sql);
-    keep_settings(c, sql);
-    keep_read_only(c, sql);
+    prepare_send(L, c, sql);
     int n;
     const char *const *values = collect_params(L, 3, &n);
     rows *r = lua_newuserdatauv(L, sizeof *r, 1);
@@ -1824,8 +1828,7 @@ static int conn_copy(lua_State *L) {
         return luaL_error(L, "COPY failed to start: the option %s changes how the rows are read; ferry writes them "
                              "in the text format with its defaults (a tab between columns, \\N for NULL): leave it "
                              "out (nothing was sent)", opt);
-    keep_settings(c, sql);
-    keep_read_only(c, sql);
+    prepare_send(L, c, sql);
     copy_writer *w = lua_newuserdatauv(L, sizeof *w, 1);
     memset(w, 0, sizeof *w);
     w->c = c;
