@@ -2508,6 +2508,24 @@ local function applied_after(list, states, m)
   return later
 end
 
+-- The migrations with a saved resume point (a run that failed or was
+-- interrupted after a batch committed: the next run resumes from it).
+local function saved_checkpoints()
+  local saved = {}
+  if not history_exists(true) then return saved end
+  for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do saved[r.migration] = true end
+  return saved
+end
+
+-- How a migration whose state is st stopped part way, with a resume
+-- point saved (has_checkpoint): "failed", or "was interrupted" (its run's
+-- row running, its process gone); nil when it did not.
+local function stopped_part_way(st, has_checkpoint)
+  if not (st and has_checkpoint) then return nil end
+  if st.status == "failed" then return "failed" end
+  if st.status == "running" and st.gone then return "was interrupted" end
+end
+
 -- The migrations after m (in the folder, or only in the history with a
 -- later version) that stopped part way: not applied, their last run failed
 -- or interrupted with a resume point saved.  Their next run resumes after
@@ -2516,16 +2534,11 @@ end
 -- run skip them -- and record the migration applied.  {{id =, how =}}, in
 -- version order.
 local function part_way_after(list, states, m)
-  local saved = {}
-  if not history_exists(true) then return {} end
-  for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do
-    saved[r.migration] = true
-  end
+  local saved = saved_checkpoints()
   local found, after, seen = {}, false, {}
   local function add(id, st)
-    if st and saved[id] and (st.status == "failed" or (st.status == "running" and st.gone)) then
-      found[#found + 1] = {id = id, how = st.status == "failed" and "failed" or "was interrupted"}
-    end
+    local how = stopped_part_way(st, saved[id])
+    if how then found[#found + 1] = {id = id, how = how} end
   end
   for _, x in ipairs(list) do
     seen[x.id] = true
@@ -2539,7 +2552,6 @@ local function part_way_after(list, states, m)
   table.sort(found, function(a, b) return a.id < b.id end)
   return found
 end
-
 
 -- A rollback undoes what ferry did on this database; without --force it
 -- refuses, before anything is written, what ferry did not do: a migration
@@ -2873,18 +2885,13 @@ function commands.baseline(args)
   -- A data migration that stopped part way here (its run failed or was
   -- interrupted, its resume point kept) has written only some of its rows:
   -- recorded applied, nothing would say the rest is missing
-  local saved = {}
-  if history_exists(true) then     -- (not there on a read-only database: the baseline fails as it writes)
-    for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do
-      saved[r.migration] = true
-    end
-  end
+  local saved = saved_checkpoints()   -- (none on a read-only database: the baseline fails as it writes)
   local function note_part_way(m)
-    local st = states[m.id]
-    if not (saved[m.id] and st and (st.status == "failed" or st.status == "running")) then return end
+    local how = stopped_part_way(states[m.id], saved[m.id])
+    if not how then return end
     log.warn(string.format("note: %s stopped part way here (its last run %s; the rows it committed stay): recorded "
                            .. "as applied, it lacks what that run did not write; its resume point is kept: ferry run "
-                           .. "%s writes the rest", m.id, st.status == "failed" and "failed" or "was interrupted", m.id))
+                           .. "%s writes the rest", m.id, how, m.id))
   end
   local done = array()
   -- Ctrl-C, or the reader of stdout gone: what is recorded stays; the line
@@ -2937,15 +2944,6 @@ end
 local STATUS_KEYS = {"migration", "version", "name", "status", "applied_at", "checksum_changed", "baseline",
                      "later_run_failed", "later_rollback_failed", "missing", "renamed_from", "renamed_to",
                      "checkpoint", "exists_already"}
-
--- The migrations with a saved resume point (a run that failed or was
--- interrupted after a batch committed: the next run resumes from it).
-local function saved_checkpoints()
-  local saved = {}
-  if not history_exists(true) then return saved end
-  for _, r in ipairs(on_history("read", db.query, "SELECT migration FROM ferry.checkpoint")) do saved[r.migration] = true end
-  return saved
-end
 
 function commands.status(args)
   if #args > 0 then usage_error("status takes no arguments") end

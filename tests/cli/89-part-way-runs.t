@@ -108,6 +108,12 @@ FAIL_AT=5 run_ferry --dir "$D" -q up
 run_ferry --dir "$D" baseline 20250102
 is "$RC|$OUT|$ERR" "0|baselined 20250102_b (recorded as applied, not run)|note: 20250102_b stopped part way here (its last run failed; the rows it committed stay): recorded as applied, it lacks what that run did not write; its resume point is kept: ferry run 20250102_b writes the rest" \
    "baseline of b, stopped part way: exit 0, recorded, with a note that it lacks the rest and how to write it"
+db2=$(fresh_db ferry_cli_part_way_baseline_interrupted)
+FAIL_AT=5 run_ferry --db "$db2" --dir "$D" -q up
+psql_val "$db2" "UPDATE ferry.history SET status = 'running', finished_at = NULL, pid = 0 WHERE migration = '20250102_b'" >/dev/null
+run_ferry --db "$db2" --dir "$D" baseline 20250102
+is "$RC|$ERR" "0|note: 20250102_b stopped part way here (its last run was interrupted; the rows it committed stay): recorded as applied, it lacks what that run did not write; its resume point is kept: ferry run 20250102_b writes the rest" \
+   "...b interrupted (its row running, its process gone): the same note"
 run_ferry --dir "$D" status
 is "$(norm_times "$OUT")" "$STATUS_HEADER
 $(status_line 20250101_a applied "$TS" ok)
