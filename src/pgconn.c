@@ -1205,8 +1205,7 @@ const char *pgconn_find_savepoint(const char *sql, const char *prefix, char *wor
 }
 
 static int token_is(pgconn_token t, const char *kw) {
-    size_t n = strlen(kw);
-    return t.n == n && strncasecmp(t.s, kw, n) == 0;
+    return is_word(t.s, t.s + t.n, kw);
 }
 
 /* visit of pgconn_find_lock_release: *ud gets the command found. */
