@@ -18,7 +18,7 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
            -Wall -Wextra -Werror -Iinclude $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 
-CORE_SRC := src/jsontext.c src/hash.c src/copytext.c src/pgconn.c src/interrupt.c
+CORE_SRC := src/jsontext.c src/hash.c src/copytext.c src/pgconn.c src/interrupt.c src/rate.c
 LUA_SRC  := src/l_db.c src/l_json.c src/l_uuid.c src/l_stats.c src/l_log.c \
             src/l_interrupt.c
 SRC      := src/main.c src/prelude.c $(LUA_SRC) $(CORE_SRC)

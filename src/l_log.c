@@ -22,6 +22,7 @@
 #include "jsontext.h"
 #include "l_modules.h"
 #include "pgconn.h"
+#include "rate.h"
 
 typedef struct log_state {
     int verbose, quiet, json;
@@ -33,7 +34,8 @@ typedef struct progress {
     log_state *log;
     char label[64];
     long long done, total;
-    double started, last_draw;
+    double last_draw;
+    rate_meter rate;        /* the rate and ETA shown (rate.c) */
     int tty, finished;
     int lines;              /* plain lines printed so far */
 } progress;
@@ -238,19 +240,11 @@ static int log_flags(lua_State *L) {
 
 /* ---------- progress ---------- */
 
-static void format_duration(double secs, char *out, size_t n) {
-    /* a time a long cannot hold (a total near the largest integer, a rate
-     * below 1/s): the cast would be undefined, and printed a negative time */
-    if (!(secs + 0.5 < 9223372036854775807.0)) { snprintf(out, n, "-"); return; }
-    long t = secs < 0 ? 0 : (long)(secs + 0.5);
-    snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-}
-
-static void draw(progress *p, int final) {
-    double t = now_seconds(), elapsed = t - p->started;
-    double rate = elapsed > 0 ? (double)p->done / elapsed : 0;
-    char eta[32] = "-";
-    if (p->total > 0 && rate > 0 && p->done < p->total) format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
+/* Draws the bar at time t: "R/s ETA H:MM:SS" is rate_describe's (the
+ * recent rate, or the average on the final line). */
+static void draw(progress *p, double t, int final) {
+    char speed[64];
+    rate_describe(&p->rate, t, p->done, p->total, final, speed, sizeof speed);
     char count[64];
     if (p->total > 0)
         snprintf(count, sizeof count, "%lld/%lld (%.1f%%)", p->done, p->total, 100.0 * (double)p->done / (double)p->total);
@@ -263,11 +257,11 @@ static void draw(progress *p, int final) {
             for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
             bar[30] = '\0';
         }
-        fprintf(stderr, "\r\033[K%s [%s] %s %.0f/s ETA %s", p->label, bar, count, rate, eta);
+        fprintf(stderr, "\r\033[K%s [%s] %s %s", p->label, bar, count, speed);
         p->log->bar_drawn = 1;
         if (final) { fputc('\n', stderr); p->log->bar_drawn = 0; }
     } else {
-        fprintf(stderr, "progress: %s %s %.0f/s ETA %s\n", p->label, count, rate, eta);
+        fprintf(stderr, "progress: %s %s %s\n", p->label, count, speed);
         p->lines++;
     }
     fflush(stderr);
@@ -276,10 +270,14 @@ static void draw(progress *p, int final) {
 
 static progress *check_progress(lua_State *L) { return luaL_checkudata(L, 1, "ferry.progress"); }
 
+/* After each add or set: the count goes to the rate (from the first, the
+ * time before it -- start-up, a query sorting before its first row -- is
+ * not counted), and a frame is drawn when it is time. */
 static void maybe_draw(progress *p) {
     if (p->log->quiet || p->finished) return;
     double t = now_seconds();
-    if (t - p->last_draw >= (p->tty ? 0.2 : p->log->interval)) draw(p, 0);
+    rate_update(&p->rate, t, p->done);
+    if (t - p->last_draw >= (p->tty ? 0.2 : p->log->interval)) draw(p, t, 0);
 }
 
 /* p:add(n) */
@@ -303,13 +301,17 @@ static int progress_set(lua_State *L) {
 }
 
 /* p:finish(): draws the final state once; safe to call twice (it is also
- * the __gc and __close of the object). */
+ * the __close of the object). */
 static int progress_finish(lua_State *L) {
     progress *p = check_progress(L);
     if (!p->finished) {
         /* A plain-text final line only closes a series: a short run that
          * printed no line prints none. */
-        if (!p->log->quiet && (p->tty ? p->done > 0 : p->lines > 0)) draw(p, 1);
+        if (!p->log->quiet && (p->tty ? p->done > 0 : p->lines > 0)) {
+            double t = now_seconds();
+            rate_update(&p->rate, t, p->done);
+            draw(p, t, 1);
+        }
         p->finished = 1;
     }
     return 0;
@@ -351,7 +353,8 @@ static int progress_new(lua_State *L) {
     p->log = s;
     copy_label(p->label, sizeof p->label, label);
     p->total = total;
-    p->started = p->last_draw = now_seconds();
+    p->last_draw = now_seconds();
+    rate_reset(&p->rate);
     p->tty = isatty(STDERR_FILENO);
     return 1;
 }
