@@ -47,41 +47,9 @@ local function log_check(ok, line)
   end
 end
 
-local USAGE = [[
-usage: ferry [--db URL] [--dir PATH] [--verbose|-v] [--quiet|-q] [--json] COMMAND ...
-
-commands:
-  status                        every migration with its state, applied time, checksum drift
-  history [MIGRATION]           the runs recorded, oldest first: when, how each ended, its time, counters, error
-  up [--to VERSION] [--dry-run] apply pending migrations in order
-  run MIGRATION [--dry-run]     run one migration (its id or name, or a unique prefix of either), applied or not
-  rollback MIGRATION [--force]  run its rollback and record that (--force: also one ferry did not apply here)
-  validate MIGRATION            run its checks; print each with pass/fail
-  baseline VERSION              record every migration up to VERSION as applied, without running it
-  new NAME [--sql|--pipeline]   scaffold migrations/<today>_<name>/: up.lua, or up.sql with --sql,
-                                or a streamed, pipelined fill (up.lua and rules/<name>.lua) with --pipeline
-  check                         load every script and rule, run the rules' tests (no database)
-  exec FILE [ARG...]            run a Lua file with the ferry API (ad-hoc scripts, tests)
-
-options:
-  --db URL               libpq URI or key=value string (default: $DATABASE_URL, then PG* variables)
-  --dir PATH             folder holding migrations/ and rules/ (default: .)
-  --dry-run              read-only session; report what a real run would do, and
-                         whether its COPYs would be refused for want of a right
-  --batch-size N         rows per committed batch in data migrations (default 5000,
-                         lowered for small runs: about four batches per writer)
-  --jobs N               writer sessions for data migrations that use them (default 2)
-  --max-errors N         stop after more than N per-row errors (default 100)
-  --lock-timeout T       PostgreSQL lock_timeout for every session (default 5s)
-  --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
-  --json                 one JSON object on stdout at the end, nothing else there
-  -v, --verbose          per-row lines and tracebacks
-  -q, --quiet            only errors and failed checks (status and history still print their table)
-  --version              print ferry's version;  -h, --help: this text
-
-exit codes: 0 success; 1 run failed, per-row errors, failed check, lock held or stdout not written; 2 usage or configuration error;
-            130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP); 141 its output closed by the reader
-]]
+-- The help texts, ferry --help's and each command's, and the options that
+-- are a command's own (COMMANDS_WITH): ferry.help.lua.
+local help = require "ferry.help"
 
 -- Errors the engine raises carry their exit code.
 local function fail(code, fmt, ...)
@@ -2459,7 +2427,7 @@ local function find_in_folder(list, key, to_do)
 end
 
 function commands.run(args)
-  if #args ~= 1 then usage_error("usage: ferry run MIGRATION [--dry-run]") end
+  if #args ~= 1 then usage_error(help.usage("run")) end
   local list, by_id = discover(root_dir)
   local m = find_in_folder(list, args[1], "run it")
   preflight({m}, m.files["up.lua"])
@@ -2582,7 +2550,7 @@ local function refuse_foreign_rollback(list, by_id, states, m)
 end
 
 function commands.rollback(args)
-  if #args ~= 1 then usage_error("usage: ferry rollback MIGRATION [--force]") end
+  if #args ~= 1 then usage_error(help.usage("rollback")) end
   if opts.dry_run then usage_error("rollback has no --dry-run (read %s instead)", "its rollback.sql") end
   local list, by_id = discover(root_dir)
   local m = find_in_folder(list, args[1], "roll it back")
@@ -2746,7 +2714,7 @@ local function not_applied_note(m, st)
 end
 
 function commands.validate(args)
-  if #args ~= 1 then usage_error("usage: ferry validate MIGRATION") end
+  if #args ~= 1 then usage_error(help.usage("validate")) end
   local list, by_id = discover(root_dir)
   local m = find_in_folder(list, args[1], "validate it")
   if not m.files["validate.lua"] then usage_error("%s has no validate.lua", m.id) end
@@ -2863,7 +2831,7 @@ function commands.validate(args)
 end
 
 function commands.baseline(args)
-  if #args ~= 1 then usage_error("usage: ferry baseline VERSION") end
+  if #args ~= 1 then usage_error(help.usage("baseline")) end
   local version = args[1]
   if version == "" then
     usage_error("baseline: the version is empty: give the version (or the id) of the last migration to record")
@@ -3175,7 +3143,7 @@ end
 -- tests.  The file's integer return value is the exit code.
 function commands.exec(args)
   local file = table.remove(args, 1)
-  if not file or file == "" then usage_error("usage: ferry exec FILE.lua [ARG...]") end
+  if not file or file == "" then usage_error(help.usage("exec")) end
   local m = {id = "exec", version = "0", name = file, path = root_dir, rel = "."}
   local ctx = make_ctx(m, opts.dry_run, "exec")
   ctx.args = args
@@ -3648,10 +3616,9 @@ end
 
 -- ferry new NAME [--sql|--pipeline]: nothing is created when the folder,
 -- or with --pipeline the rule module rules/NAME.lua, is there already.
-local NEW_USAGE = "usage: ferry new NAME [--sql|--pipeline]"
 function commands.new(args)
-  if #args ~= 1 then usage_error(NEW_USAGE) end
-  if opts.sql and opts.pipeline then usage_error("--sql and --pipeline exclude each other (%s)", NEW_USAGE) end
+  if #args ~= 1 then usage_error(help.usage("new")) end
+  if opts.sql and opts.pipeline then usage_error("--sql and --pipeline exclude each other (%s)", help.usage("new")) end
   local name = args[1]
   if not name:match("^[a-z0-9][a-z0-9_]*$") then
     usage_error("migration names use lowercase letters, digits and underscores, and begin with a letter or digit: %s", name)
@@ -3846,14 +3813,6 @@ local function number_flag(flags, name, default, min, max)
   return n
 end
 
-local COMMANDS_WITH = {
-  ["dry-run"] = {up = true, run = true, exec = true},
-  to = {up = true},
-  sql = {new = true},
-  pipeline = {new = true},
-  force = {rollback = true},
-}
-
 -- The commands that always work on the database.
 local DB_COMMANDS = {up = true, run = true, rollback = true, validate = true, baseline = true, status = true,
                      history = true}
@@ -3867,8 +3826,42 @@ local command_run           -- the command main runs (for the closing error line
 local function swallowed_command(cli)
   for _, name in ipairs({"db", "dir", "to", "lock-timeout", "statement-timeout"}) do
     local word = name == "db" and cli.db_word or cli.flags[name]
-    if type(word) == "string" and commands[word] then return name, word end
+    if type(word) == "string" and (commands[word] or word == "help") then return name, word end
   end
+end
+
+-- A command word that names no command: said so, with the option that
+-- took the command as its value if one did ("ferry --to up 2025").
+local function unknown_command(cmd, swallowed, word)
+  if swallowed then
+    usage_error("unknown command %s: --%s took '%s' as its value (see 'ferry --help')", cmd, swallowed, word)
+  end
+  usage_error("unknown command %s (see 'ferry --help')", cmd)
+end
+
+-- ferry --help; ferry COMMAND --help (or -h, anywhere among the command's
+-- words); ferry help [COMMAND]: the text on stdout ({"usage": TEXT} under
+-- --json), exit 0.  Before anything else is read -- no other option
+-- checked, no folder read, no database connected -- so that it works where
+-- nothing is set up.  A word after -- is no option (the host takes none
+-- there): "ferry run -- --help" runs the migration named --help, "ferry
+-- exec FILE -- --help" hands --help to the script.
+local function show_help(cli)
+  local args, flags = cli.args, cli.flags
+  local name = args[1]
+  if name == "help" then
+    if #args > 2 then usage_error(help.usage("help")) end
+    -- (ferry help --help: help's own text)
+    name = args[2] or ((flags.help or flags.h) and "help" or nil)
+  end
+  local swallowed, word = swallowed_command(cli)
+  if name == nil and swallowed then
+    usage_error("no command given: --%s took '%s' as its value (see 'ferry --help')", swallowed, word)
+  end
+  local text = help.text(name)
+  if not text then unknown_command(name, swallowed, word) end
+  if flags.json then emit_json(object({"usage"}, {usage = text}), EXIT_OK) else out(text) end
+  return EXIT_OK
 end
 
 local function main(cli)
@@ -3879,10 +3872,7 @@ local function main(cli)
     else out("ferry ", sys.version(), "\n") end
     return EXIT_OK
   end
-  if flags.help or flags.h then
-    if flags.json then emit_json(object({"usage"}, {usage = USAGE}), EXIT_OK) else out(USAGE) end
-    return EXIT_OK
-  end
+  if flags.help or flags.h or cli.args[1] == "help" then return show_help(cli) end
   if (flags.verbose or flags.v) and (flags.quiet or flags.q) then usage_error("--verbose and --quiet exclude each other") end
   -- the numbers first: "ferry --jobs run X" took the command as --jobs's value
   opts.batch_size = number_flag(flags, "batch-size", 5000, 1)
@@ -3895,17 +3885,14 @@ local function main(cli)
     usage_error("no command given: --%s took '%s' as its value (see 'ferry --help')", swallowed, word)
   end
   if #cli.args == 0 then
-    err_out(USAGE)
+    err_out(help.USAGE)
     if flags.json then emit_json(object({"ok", "error"}, {ok = false, error = "no command given (see 'ferry --help')"}), EXIT_USAGE) end
     return EXIT_USAGE
   end
   local cmd = table.remove(cli.args, 1)
-  if not commands[cmd] and swallowed then
-    usage_error("unknown command %s: --%s took '%s' as its value (see 'ferry --help')", cmd, swallowed, word)
-  end
-  if not commands[cmd] then usage_error("unknown command %s (see 'ferry --help')", cmd) end
+  if not commands[cmd] then unknown_command(cmd, swallowed, word) end
   command_run = cmd
-  for flag, allowed in pairs(COMMANDS_WITH) do
+  for flag, allowed in pairs(help.COMMANDS_WITH) do
     if flags[flag] and not allowed[cmd] then usage_error("--%s does not apply to '%s'", flag, cmd) end
   end
   -- --json: stdout holds the JSON object alone; whatever the scripts and
