@@ -38,6 +38,7 @@ options:
   -v, --verbose          per-row lines and tracebacks
   -q, --quiet            only errors and failed checks (status and history still print their table)
   --version              print ferry's version;  -h, --help: this text
+  COMMAND --help         that command's own help (also: ferry help COMMAND)
 
 exit codes: 0 success; 1 run failed, per-row errors, failed check, lock held or stdout not written; 2 usage or configuration error;
             130 / 143 / 129 interrupted (Ctrl-C / SIGTERM / SIGHUP); 141 its output closed by the reader
