@@ -924,8 +924,10 @@ local function new_checkpoint(ctx, m)
   local cp = {}
   local saved
   if history_exists(true) then
-    local r = db.one([[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
-                         FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
+    -- (a real run's rights on it asked for already, as its row was
+    -- written: a dry run's SELECT said as any read of ferry's tables)
+    local r = on_history("read", db.one, [[SELECT position::text AS position, stats::text AS stats, run_id::text AS run_id
+                                             FROM ferry.checkpoint WHERE migration = $1]], ctx.migration)
     if r then saved = r end
   end
   local position = saved and saved.position and decode_position(saved.position) or nil
@@ -1201,7 +1203,32 @@ end
 local STALE_RUN = "interrupted: ferry ended before recording the outcome (killed, its connection lost, "
                   .. "or the server crashed); closed when this migration was next run or rolled back"
 
+-- history_start(m, operation, run_id, sum) -> the id of the run's new
+-- history row, 'running' (a row left running by a killed ferry closed as
+-- failed).
+-- A run or a rollback goes on to write ferry.checkpoint: a rollback
+-- deletes the resume point as it starts; a run reads its own, saves one
+-- with each batch (a data migration: an upsert, or an UPDATE after a row
+-- error) and deletes it as it is recorded applied.  A right on that table
+-- the role lacks (its grants made table by table, one forgotten) is asked
+-- for first, by EXPLAIN of such statements: the server checks the rights
+-- of a statement it plans as for one it runs (and writes nothing, so a
+-- read-only session is said by the INSERT below, as it is).  Raised here,
+-- before the row, and said by on_history (exit 2, the GRANTs) -- nothing
+-- of the migration run, nothing recorded -- not after a backfill, as its
+-- outcome is recorded, nor as a rollback's failure.  (Also with no resume
+-- point to delete: the server asks for the right all the same.)
 local function history_start(m, operation, run_id, sum)
+  if operation ~= "baseline" then
+    db.exec("EXPLAIN DELETE FROM ferry.checkpoint RETURNING *")             -- (RETURNING: SELECT on it too)
+    if operation ~= "rollback" and m.files["up.lua"] then
+      db.exec([[EXPLAIN INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
+                SELECT migration, run_id, position, stats, updated_at FROM ferry.checkpoint
+                ON CONFLICT (migration) DO UPDATE
+                  SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
+                      stats = ferry.checkpoint.stats || EXCLUDED.stats, updated_at = now()]])
+    end
+  end
   local r = db.one([[
     WITH closed AS (
       UPDATE ferry.history h SET status = 'failed', error = coalesce(h.error, $10)
@@ -2568,20 +2595,24 @@ function commands.rollback(args)
   -- rollback drops the tables every later batch wrote into) and would stay
   -- recorded as applied over nothing; or not (two independent backfills):
   -- said, not refused.
-  local later = applied_after(list, states, m)
-  if #later > 0 then
-    log.warn(string.format("note: applied after %s, and left applied: %s (if %s on it, roll %s back first, newest first)",
-                           m.id, table.concat(later, ", "), #later == 1 and "it stands" or "they stand",
-                           #later == 1 and "it" or "them"))
-  end
-  if not (st and st.status == "applied") and not log.flags().json then
-    log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
-  end
-  for _, p in ipairs(part_way_after(list, states, m)) do
-    log.warn(string.format("note: after %s, %s stopped part way (its last run %s; the rows it committed stay) and its "
-                           .. "next run resumes from its checkpoint: if it stands on %s, roll it back first (ferry "
-                           .. "rollback %s), or that run skips the rows it committed before, which this rollback "
-                           .. "removes", m.id, p.id, p.how, m.id, p.id))
+  -- (said once the rollback is recorded as started: not before a right on
+  -- ferry's tables that the role lacks stops it)
+  local later, part_way = applied_after(list, states, m), part_way_after(list, states, m)
+  local function say_notes()
+    if #later > 0 then
+      log.warn(string.format("note: applied after %s, and left applied: %s (if %s on it, roll %s back first, newest "
+                             .. "first)", m.id, table.concat(later, ", "), #later == 1 and "it stands" or "they stand",
+                             #later == 1 and "it" or "them"))
+    end
+    if not (st and st.status == "applied") and not log.flags().json then
+      log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
+    end
+    for _, p in ipairs(part_way) do
+      log.warn(string.format("note: after %s, %s stopped part way (its last run %s; the rows it committed stay) and "
+                             .. "its next run resumes from its checkpoint: if it stands on %s, roll it back first "
+                             .. "(ferry rollback %s), or that run skips the rows it committed before, which this "
+                             .. "rollback removes", m.id, p.id, p.how, m.id, p.id))
+    end
   end
   note_replica_role()
   stats.reset()
@@ -2594,6 +2625,7 @@ function commands.rollback(args)
   -- INSERT went through must not leave it "running", see apply)
   local ok, err = pcall(function()
     hid = on_history("write", history_start, m, "rollback", ctx.run_id, sum)
+    say_notes()
     keep_killed_counters(m.id)
     -- The resume point goes before the rollback touches a row: one that
     -- stops part way (a down.lua's or a rollback.sql's own transactions)
