@@ -1210,23 +1210,35 @@ local STALE_RUN = "interrupted: ferry ended before recording the outcome (killed
 -- deletes the resume point as it starts; a run reads its own, saves one
 -- with each batch (a data migration: an upsert, or an UPDATE after a row
 -- error) and deletes it as it is recorded applied.  A right on that table
--- the role lacks (its grants made table by table, one forgotten) is asked
--- for first, by EXPLAIN of such statements: the server checks the rights
--- of a statement it plans as for one it runs (and writes nothing, so a
--- read-only session is said by the INSERT below, as it is).  Raised here,
--- before the row, and said by on_history (exit 2, the GRANTs) -- nothing
--- of the migration run, nothing recorded -- not after a backfill, as its
--- outcome is recorded, nor as a rollback's failure.  (Also with no resume
--- point to delete: the server asks for the right all the same.)
+-- the role lacks (its grants made table by table, one forgotten) is raised
+-- here, before the row, and said by on_history (exit 2, the GRANTs) --
+-- nothing of the migration run, nothing recorded -- not after a backfill,
+-- as its outcome is recorded, nor as a rollback's failure.  (Also with no
+-- resume point to delete: the server asks for the right all the same.)
+-- The server's own error, from EXPLAIN of such statements (it checks the
+-- rights of a statement it plans as of one it runs, and writes nothing);
+-- only when has_table_privilege, which takes no lock, finds one missing
+-- (EXPLAIN would wait for a lock on the table: a wait said by the read of
+-- the resume point, after the row, as before) -- and the history's own
+-- rights there: the INSERT below says what is missing of those, as before.
 local function history_start(m, operation, run_id, sum)
   if operation ~= "baseline" then
-    db.exec("EXPLAIN DELETE FROM ferry.checkpoint RETURNING *")             -- (RETURNING: SELECT on it too)
-    if operation ~= "rollback" and m.files["up.lua"] then
-      db.exec([[EXPLAIN INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
-                SELECT migration, run_id, position, stats, updated_at FROM ferry.checkpoint
-                ON CONFLICT (migration) DO UPDATE
-                  SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
-                      stats = ferry.checkpoint.stats || EXCLUDED.stats, updated_at = now()]])
+    local data = operation ~= "rollback" and m.files["up.lua"] ~= nil
+    local has = db.one([[
+      SELECT has_table_privilege('ferry.history', 'SELECT') AND has_table_privilege('ferry.history', 'INSERT')
+               AND has_table_privilege('ferry.history', 'UPDATE') AS history,
+             has_table_privilege('ferry.checkpoint', 'SELECT') AND has_table_privilege('ferry.checkpoint', 'DELETE')
+               AND (NOT $1 OR (has_table_privilege('ferry.checkpoint', 'INSERT')
+                               AND has_table_privilege('ferry.checkpoint', 'UPDATE'))) AS checkpoint]], data)
+    if has.history and not has.checkpoint then
+      db.exec("EXPLAIN DELETE FROM ferry.checkpoint RETURNING *")             -- (RETURNING: SELECT on it too)
+      if data then
+        db.exec([[EXPLAIN INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
+                  SELECT migration, run_id, position, stats, updated_at FROM ferry.checkpoint
+                  ON CONFLICT (migration) DO UPDATE
+                    SET run_id = EXCLUDED.run_id, position = EXCLUDED.position,
+                        stats = ferry.checkpoint.stats || EXCLUDED.stats, updated_at = now()]])
+      end
     end
   end
   local r = db.one([[
