@@ -419,6 +419,12 @@ function M.pipeline(opts)
   return require("ferry.pipeline").new(M, opts)
 end
 
+--- db.fill{count =, source =, copy =, map = [, after =, label =]} -> keys,
+-- rows: the streamed, pipelined, resumable fill of `ferry new --pipeline`
+-- (see ferry.fill) with the ctx of the script that runs (M._ctx, which the
+-- engine sets as it starts one).  Its errors name the line that called it.
+M.fill = errors.api(function(o) return require("ferry.fill").fill(M, M._ctx, o) end)
+
 -- Re-raises an error of a binding one level up, so that it names the
 -- script line that called db.exec (...), not this file; an argument error
 -- names the db function and counts its arguments as the script wrote them

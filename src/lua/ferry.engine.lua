@@ -449,6 +449,7 @@ local function wants_shell(src)
 end
 
 local function script_env(ctx)
+  db._ctx = ctx                  -- (db.fill's: the ctx of the script that runs)
   local env = setmetatable({ctx = ctx, db = db, json = json, uuid = uuid, stats = stats,
                             log = log, progress = progress}, {__index = _G})
   env._G = env
@@ -3297,16 +3298,16 @@ PIPELINE.up = [=[
 --   ferry run %s --dry-run    (reads everything, writes nothing, reports the counts)
 --   ferry run %s              (--jobs N writer sessions; an interrupted run resumes)
 --
--- Batch 5's flow (migrations/20251115_backfill_memory_notes/up.lua), in small:
--- a reader session streams the source ordered by key, from the checkpoint on,
--- in one snapshot and bounded memory; the rows of each key are mapped by
--- rules/%N.lua into target rows, put into a COPY buffer; every
--- ctx.batch_size_for() keys, between two keys, db.pipeline sends the batch:
--- its COPY and its checkpoint (the batch's last key) commit together on one
--- of --jobs writer sessions while the next batch is mapped.  Idempotent: the
--- source says which keys the target has already (done), and a re-run skips
--- them.  Fill in the three TODOs here (a run stops at the first one left)
--- and the rule's map and test (`ferry check` runs it).
+-- db.fill (docs/lua-api.md) runs Batch 5's flow, in small: a reader session
+-- streams SOURCE_SQL ordered by key, from the checkpoint on, in the snapshot
+-- KEYS_SQL counted in; the rows of each key are mapped by rules/%N.lua
+-- into target rows, put into a COPY buffer; every ctx.batch_size_for() keys,
+-- between two keys, db.pipeline sends the batch: its COPY and its checkpoint
+-- (the batch's last key) commit together on one of --jobs writer sessions
+-- while the next batch is mapped; a dry run maps and counts the same.
+-- Idempotent: the source says which keys the target has already (done), and
+-- a re-run skips them.  Fill in the three TODOs here (a run stops at the
+-- first one left) and the rule's map and test (`ferry check` runs it).
 local rule = require "rules.%N"
 local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
 
@@ -3331,86 +3332,12 @@ local KEYS_SQL = TODO "KEYS_SQL, the count of the keys left"
 local SOURCE_SQL = TODO "SOURCE_SQL, the source rows ordered by key"
 -- TODO: the target with its column list (trailing nils need it), in rule.map's order, e.g.
 --   [[COPY target (source_id, name, created_by) FROM STDIN]]
+-- (several targets: a list of COPYs, parent table first, and rule.map returns
+-- one list of rows per COPY; a batched UPDATE in each batch's transaction:
+-- after = [[UPDATE ... WHERE key = ANY($1::bigint[])]], $1 the keys it wrote)
 local TARGET_COPY = TODO "TARGET_COPY, the COPY of the target rows"
 
-stats.declare{"keys_processed", "keys_skipped", "rows_created", "errors"}
-
-local resume = ctx.checkpoint.get()        -- the last key of the last committed batch, or nil
-if resume then log.info("resuming after key " .. tostring(resume)) end
--- $1 the resume key, $2 the tag: passed only when the query uses it
-local function args(sql)
-  if sql:find("$2", 1, true) then return resume, ctx.migration end
-  if sql:find("$1", 1, true) then return resume end
-end
--- the target's columns (a "quoted name" one, whatever it holds): a row of rule.map is filled up to them (nil: NULL)
-local ncols = select(2, ((TARGET_COPY:gsub('"[^"]*"', "x")):match("%%((.-)%%)%%s*[Ff][Rr][Oo][Mm]") or ""):gsub("[^,]+", ""))
-
-local read <close> = db.reader()           -- one snapshot for the count and the stream
-local counted = read:one(KEYS_SQL, args(KEYS_SQL))
-local total = counted and tonumber(counted.n) or error("KEYS_SQL gave no count: its one row's column n (SELECT count(...) AS n ...)", 0)
-log.info(string.format("%%d keys to fill, up to %%d a batch", total, ctx.batch_size_for(total)))
-local bar <close> = progress.new("keys", total)
-local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
-local buf = db.buffer()                    -- the batch's target rows, as COPY text
-local in_batch, seen = 0, 0                -- keys in the batch, keys finished
-
--- Sends the batch: its rows and its checkpoint `last` commit together (a dry
--- run only remembers `last`).
-local function flush(last)
-  if in_batch == 0 then return end
-  pipe:send{copies = {{sql = TARGET_COPY, buffer = buf}}, position = last}
-  buf:clear()
-  in_batch = 0
-end
-
--- A key whose rows are all read: mapped and counted here (a dry run counts
--- the same), its rows buffered; the batch goes when full -- between keys.
-local function finish_key(key, rows)
-  if rows[1].done then
-    stats.inc("keys_skipped")
-  else
-    local ok, out = pcall(rule.map, key, rows, ctx)
-    if not ok then
-      stats.error(key, out)                -- counted in errors; the run goes on
-    elseif type(out) ~= "table" then
-      error("rules.%N.map returned " .. type(out) .. ", not a list of target rows", 0)
-    elseif #out == 0 then
-      stats.inc("keys_skipped")
-    else
-      for _, t in ipairs(out) do buf:put(table.unpack(t, 1, math.max(t.n or #t, ncols))) end
-      stats.inc("keys_processed")
-      stats.inc("rows_created", #out)
-      if ctx.verbose then
-        log.verbose(string.format("%%s %%d rows for key %%s", ctx.dry_run and "would create" or "creating",
-                                  #out, tostring(key)))
-      end
-    end
-  end
-  seen, in_batch = seen + 1, in_batch + 1
-  bar:add(1)
-  if in_batch >= ctx.batch_size_for(total, total - seen + in_batch) then flush(key) end
-end
-
-local key, rows, n = nil, {}, 0
-for r in read:rows(SOURCE_SQL, args(SOURCE_SQL)) do
-  if r.key ~= key or n == 0 then           -- a new key: the one before is complete
-    if r.key == nil or r.done == nil then
-      error("SOURCE_SQL gave a row without a key or a done column (name them AS key, AS done; never NULL)", 0)
-    end
-    if n > 0 then finish_key(key, rows) end
-    key, rows = r.key, {}
-  end
-  rows[#rows + 1] = r
-  n = n + 1
-  if n %% 256 == 0 then pipe:pump() end     -- keeps the writers' data moving
-end
-if n > 0 then finish_key(key, rows) end
-flush(key)                                 -- the last, partial batch
-pipe:finish()                              -- commits every batch in flight
--- (one snapshot for both: counts that differ are a query that is wrong, e.g. one that reads nothing on a fresh start)
-if seen ~= total then error(string.format("KEYS_SQL counted %%d keys, SOURCE_SQL gave %%d: read in one snapshot, they agree unless one is wrong (on a fresh start $1 is NULL: WHERE $1::type IS NULL OR key > $1; SOURCE_SQL ordered by key); what was written is kept", total, seen), 0) end
-bar:finish()
-read:close()
+db.fill{count = KEYS_SQL, source = SOURCE_SQL, copy = TARGET_COPY, map = rule.map}
 ]=]
 
 PIPELINE.rule = [=[
@@ -3422,7 +3349,7 @@ local json = require "json"                -- json.null: a NULL in a target row
 local M = {}
 
 --- map(key, rows, ctx) -> the target rows of one key: a list of rows, each a
--- list of values in the order of TARGET_COPY's columns (a nil is NULL: up.lua
+-- list of values in the order of TARGET_COPY's columns (a nil is NULL: db.fill
 -- fills each row up to those listed); {} skips the key.  rows: the key's source
 -- rows, tables by column name (SQL NULL absent), in the stream's order.
 -- Raising rejects the key: the run records its key and message, goes on.
@@ -3489,9 +3416,9 @@ end)
 
 PIPELINE.readme = TEMPLATE.readme_sql .. [=[
 
-How it runs: `up.lua` streams the source by key, maps each key's rows with
-`rules/%N.lua` and writes them with COPY in batches of whole keys through
-`db.pipeline` (`--jobs N` writers), each batch with its checkpoint; an
+How it runs: `up.lua`'s `db.fill` streams the source by key, maps each key's
+rows with `rules/%N.lua` and writes them with COPY in batches of whole keys
+through `db.pipeline` (`--jobs N` writers), each batch with its checkpoint; an
 interrupted run resumes after the last committed batch, and a re-run skips
 the keys the target has (see docs/authoring.md, section 5).
 

@@ -36,7 +36,7 @@ is "$(cd "$N" && find . -type f | sort | tr '\n' ' ')" \
    "./migrations/$id/README.md ./migrations/$id/rollback.sql ./migrations/$id/up.lua ./migrations/$id/validate.lua ./rules/order_summaries.lua " \
    "...exactly those files (rules/ made for it)"
 lines=$(wc -l <"$M/up.lua")
-ok "$([ "$lines" -lt 120 ] && echo 0 || echo 1)" "up.lua is short enough to read in one sitting ($lines lines)"
+ok "$([ "$lines" -lt 60 ] && echo 0 || echo 1)" "up.lua is short enough to read in one sitting ($lines lines)"
 like "$(head -n 1 "$M/README.md")" "^# $id$" "README.md is titled with the id"
 like "$(cat "$M/README.md")" $'\nStatistics: keys_processed, keys_skipped, rows_created, errors\\.$' "...and names the counters"
 
@@ -231,12 +231,13 @@ is "$RC|$(rows)" "0|$expected" "--jobs 1, batches of 3: the same rows"
 # recorded applied that wrote nothing: both read one snapshot, so their
 # counts agree unless one of them is wrong
 cp "$M/up.lua" "$TAP_TMPDIR/up.lua.good"
+fill_line=$(grep -n '^db\.fill{' "$M/up.lua" | cut -d: -f1)   # (the line they name: the call of db.fill)
 run_ferry --dir "$N" -q rollback "$id"
 sed -i 's/ FROM order_items i WHERE $1::bigint IS NULL OR i.order_id > $1 ORDER BY/ FROM order_items i WHERE i.order_id > $1 ORDER BY/' "$M/up.lua"
 for mode in --dry-run ""; do
     # shellcheck disable=SC2086
     run_ferry --dir "$N" -q run "$id" $mode
-    is "$RC|$ERR" "1|ferry: $id: KEYS_SQL counted 40 keys, SOURCE_SQL gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; SOURCE_SQL ordered by key); what was written is kept" \
+    is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:$fill_line: db.fill: count counted 40 keys, source gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; source ordered by key); what was written is kept" \
        "SOURCE_SQL that gives nothing on a fresh start (${mode:-real run}): exit 1, both counts named"
 done
 is "$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '$id' ORDER BY id DESC LIMIT 1")" \
@@ -244,7 +245,7 @@ is "$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(psql_val "$db" "SEL
 cp "$TAP_TMPDIR/up.lua.good" "$M/up.lua"
 sed -i 's/^local KEYS_SQL = \[\[SELECT count(DISTINCT order_id) AS n /local KEYS_SQL = [[SELECT count(DISTINCT order_id) /' "$M/up.lua"
 run_ferry --dir "$N" -q run "$id" --dry-run
-is "$RC|$ERR" "1|ferry: $id: KEYS_SQL gave no count: its one row's column n (SELECT count(...) AS n ...)" \
+is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:$fill_line: db.fill: count gave no n: its one row's column n (SELECT count(...) AS n ...)" \
    "KEYS_SQL without its column n: exit 1, saying so"
 cp "$TAP_TMPDIR/up.lua.good" "$M/up.lua"
 

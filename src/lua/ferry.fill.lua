@@ -1,0 +1,263 @@
+-- ferry.fill: db.fill{count =, source =, copy =, map =}, the streamed,
+-- pipelined, resumable fill of `ferry new NAME --pipeline` (Batch 5's flow,
+-- in small) as one call, so that a migration's up.lua holds only its
+-- queries and its mapping:
+--
+--   db.fill{count  = [[SELECT count(DISTINCT ...) AS n ... $1 ...]],  -- the keys left
+--           source = [[SELECT ... AS key, ... AS done, ... ORDER BY key, ...]],
+--           copy   = [[COPY target (a, b, c) FROM STDIN]],   -- or a list of them
+--           map    = rule.map}                               -- (key, rows, ctx) -> target rows
+--
+-- A reader session (db.reader()) counts the keys left and streams the
+-- source ordered by key, from the checkpoint on, in one snapshot; the rows
+-- of each key are mapped by map, a key at a time, into a COPY buffer; every
+-- ctx.batch_size_for() keys (tapered at the end), between two keys, the
+-- batch goes to db.pipeline: its COPYs and its checkpoint (the batch's last
+-- key) commit together on one of --jobs writer sessions while the next
+-- batch is mapped.  Counted as it maps (keys_processed, keys_skipped,
+-- rows_created, errors), so a dry run reports the real run's counts.
+local errors = require "ferry.errors"
+local stats = require "stats"
+local log = require "log"
+local progress = require "progress"
+
+local F = {}
+
+local OPTIONS = {count = true, source = true, copy = true, map = true, after = true, label = true}
+local NAMES = "count, source, copy, map, after, label"
+local WHAT = {
+  count = "the SQL that counts the keys left (SELECT count(...) AS n ...; $1 the resume key)",
+  source = "the SQL of the source rows ordered by key (SELECT ... AS key, ... AS done, ... ORDER BY key)",
+  copy = "the COPY of the target rows (COPY target (columns) FROM STDIN), or a list of them",
+  map = "a function (key, rows, ctx) that returns the key's target rows",
+}
+
+local function callable(f)
+  return type(f) == "function"
+      or (type(f) == "table" and type((debug.getmetatable(f) or {}).__call) == "function")
+end
+
+-- The options, checked before anything is read: a field missing or
+-- misspelt is said, naming the valid ones.  Returns the list of COPY
+-- statements and whether map returns one list of rows per statement.
+local function check_options(o)
+  if type(o) ~= "table" then
+    error("db.fill: its options are a table {count =, source =, copy =, map = [, after =, label =]}, not a "
+          .. type(o))
+  end
+  local unknown = errors.unknown_key(o, OPTIONS)
+  if unknown then error("db.fill: unknown option " .. unknown .. " (its options are " .. NAMES .. ")") end
+  for _, name in ipairs{"count", "source", "copy", "map"} do
+    if o[name] == nil then error("db.fill: " .. name .. " is missing: " .. WHAT[name]) end
+  end
+  for _, name in ipairs{"count", "source"} do
+    if type(o[name]) ~= "string" then
+      error("db.fill: " .. name .. " must be " .. WHAT[name] .. ", not a " .. type(o[name]))
+    end
+  end
+  local copies = o.copy
+  if type(copies) == "string" then
+    copies = {copies}
+  elseif type(copies) ~= "table" or #copies == 0 then
+    error("db.fill: copy must be " .. WHAT.copy .. ", not " .. (type(copies) == "table" and "an empty table"
+          or "a " .. type(copies)))
+  else
+    for i = 1, #copies do
+      if type(copies[i]) ~= "string" then
+        error(string.format("db.fill: copy[%d] must be a COPY statement (a string), not a %s", i, type(copies[i])))
+      end
+    end
+  end
+  if not callable(o.map) then error("db.fill: map must be " .. WHAT.map .. ", not a " .. type(o.map)) end
+  if o.after ~= nil and type(o.after) ~= "string" and not callable(o.after) then
+    error("db.fill: after must be an SQL string or a function (conn, keys), not a " .. type(o.after))
+  end
+  if o.label ~= nil and type(o.label) ~= "string" then
+    error("db.fill: label must be a string (the progress bar's), not a " .. type(o.label))
+  end
+  return copies, type(o.copy) == "table"
+end
+
+-- Where map was written, for the message of a map that returns what is no
+-- list of rows ("rules/x.lua:12").
+local function map_place(map)
+  local info = type(map) == "function" and debug.getinfo(map, "S")
+  if info and info.linedefined > 0 then
+    return " (" .. (info.source:sub(1, 1) == "@" and info.source:sub(2) or info.short_src) .. ":"
+           .. info.linedefined .. ")"
+  end
+  return ""
+end
+
+-- The runs (their ctx, weak) that have had their fill: a second would take
+-- the first one's last key for its own resume point, and skip its keys
+-- up to it -- the checkpoint is the migration's, and one fill owns it.
+local filled = setmetatable({}, {__mode = "k"})
+
+--- F.fill(db, ctx, o): db.fill (see lua-api.md).  Returns the keys read and
+-- the target rows mapped by this run.
+function F.fill(db, ctx, o)
+  local copies, several = check_options(o)
+  if type(ctx) ~= "table" or type(ctx.checkpoint) ~= "table" then
+    error("db.fill: runs in a migration's up.lua (or under ferry exec), where ctx.checkpoint keeps its resume point")
+  end
+  if filled[ctx] then
+    error("db.fill: called a second time in this run: the migration's checkpoint, where a fill keeps its resume "
+          .. "point, is the first fill's (one db.fill per migration: give the second one a migration of its own)")
+  end
+  filled[ctx] = true
+  local map, label = o.map, o.label or "keys"
+  stats.declare{"keys_processed", "keys_skipped", "rows_created", "errors"}
+
+  local resume = ctx.checkpoint.get()      -- the last key of the last committed batch, or nil
+  if resume then log.info("resuming after key " .. tostring(resume)) end
+  -- $1 the resume key, $2 the tag: passed only when the query uses it
+  local function args(sql)
+    if sql:find("$2", 1, true) then return resume, ctx.migration end
+    if sql:find("$1", 1, true) then return resume end
+  end
+  -- each target's columns, as the server reads the list: a row of map's is
+  -- filled up to them (a trailing nil: NULL); none listed, a row is its own
+  local ncols, bufs, sends = {}, {}, {}
+  for i, sql in ipairs(copies) do
+    local _, cols = db._copy_target(sql)
+    ncols[i], bufs[i] = cols and #cols or 0, db.buffer()
+    sends[i] = {sql = sql, buffer = bufs[i]}
+  end
+
+  local read <close> = db.reader()         -- one snapshot for the count and the stream
+  local counted = read:one(o.count, args(o.count))
+  local total = counted and tonumber(counted.n)
+  if not total then error("db.fill: count gave no n: its one row's column n (SELECT count(...) AS n ...)") end
+  log.info(string.format("%d keys to fill, up to %d a batch", total, ctx.batch_size_for(total)))
+  local bar <close> = progress.new(label, total)
+  local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
+  local in_batch, seen, created = 0, 0, 0  -- keys in the batch, keys finished, rows mapped
+  local written = {}                       -- the keys of the batch that map gave rows for (after's)
+
+  -- after, of the batch's keys written: run in the batch's transaction
+  -- once its COPYs are in ($1 the keys as an array, $2 the tag: passed
+  -- only when used); none for a batch that wrote no key
+  local function after_of(keys)
+    if o.after == nil or #keys == 0 then return nil end
+    if type(o.after) == "string" then
+      local sql = o.after
+      return function(conn)
+        if sql:find("$2", 1, true) then conn:exec(sql, db.array(keys), ctx.migration)
+        elseif sql:find("$1", 1, true) then conn:exec(sql, db.array(keys))
+        else conn:exec(sql) end
+      end
+    end
+    return function(conn) return o.after(conn, keys) end
+  end
+
+  -- Sends the batch: its rows and its checkpoint `last` commit together (a
+  -- dry run only remembers `last`).
+  local function flush(last)
+    if in_batch == 0 then return end
+    pipe:send{copies = sends, after = after_of(written), position = last}
+    for i = 1, #bufs do bufs[i]:clear() end
+    in_batch, written = 0, {}
+  end
+
+  -- Buffers the rows of one target (a list of lists of values).
+  local function put(key, i, list)
+    local buf, n = bufs[i], ncols[i]
+    for j = 1, #list do
+      local t = list[j]
+      if type(t) ~= "table" then
+        error(string.format("db.fill: map%s returned a row that is a %s, not a list of values (key %s%s)",
+                            map_place(map), type(t), tostring(key), several and string.format(
+                              ", copy[%d]: copy is a list, so map returns one list of rows per COPY", i) or ""))
+      end
+      buf:put(table.unpack(t, 1, math.max(t.n or #t, n)))
+    end
+  end
+
+  -- map's result for a key: the number of rows it makes (0: the key is
+  -- skipped); what is not a list of rows (per target) stops the run.
+  local function rows_of(key, out)
+    if type(out) ~= "table" then
+      error(string.format("db.fill: map%s returned %s, not a list of target rows", map_place(map), type(out)))
+    end
+    if not several then return #out end
+    local n = 0
+    for i = 1, #out do
+      if type(out[i]) ~= "table" then
+        error(string.format("db.fill: map%s returned %s for copy[%d], not a list of its rows (copy is a list: "
+                            .. "map returns one list of rows per COPY)", map_place(map), type(out[i]), i))
+      end
+      n = n + #out[i]
+    end
+    if #out > #copies then
+      error(string.format("db.fill: map%s returned %d lists of rows for %d COPY statements (key %s)",
+                          map_place(map), #out, #copies, tostring(key)))
+    end
+    return n
+  end
+
+  -- A key whose rows are all read: mapped and counted here (a dry run
+  -- counts the same), its rows buffered; the batch goes when full --
+  -- between keys.
+  local function finish_key(key, rows)
+    if rows[1].done then
+      stats.inc("keys_skipped")
+    else
+      local ok, out = pcall(map, key, rows, ctx)
+      if not ok then
+        stats.error(key, out)              -- counted in errors; the run goes on
+      else
+        local n = rows_of(key, out)
+        if n == 0 then
+          stats.inc("keys_skipped")
+        else
+          if several then
+            for i = 1, #out do put(key, i, out[i]) end
+          else
+            put(key, 1, out)
+          end
+          written[#written + 1] = key
+          created = created + n
+          stats.inc("keys_processed")
+          stats.inc("rows_created", n)
+          if ctx.verbose then
+            log.verbose(string.format("%s %d rows for key %s", ctx.dry_run and "would create" or "creating",
+                                      n, tostring(key)))
+          end
+        end
+      end
+    end
+    seen, in_batch = seen + 1, in_batch + 1
+    bar:add(1)
+    if in_batch >= ctx.batch_size_for(total, total - seen + in_batch) then flush(key) end
+  end
+
+  local key, rows, n = nil, {}, 0
+  for r in read:rows(o.source, args(o.source)) do
+    if r.key ~= key or n == 0 then         -- a new key: the one before is complete
+      if r.key == nil or r.done == nil then
+        error("db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)")
+      end
+      if n > 0 then finish_key(key, rows) end
+      key, rows = r.key, {}
+    end
+    rows[#rows + 1] = r
+    n = n + 1
+    if n % 256 == 0 then pipe:pump() end   -- keeps the writers' data moving
+  end
+  if n > 0 then finish_key(key, rows) end
+  flush(key)                               -- the last, partial batch
+  pipe:finish()                            -- commits every batch in flight
+  -- (one snapshot for both: counts that differ are a query that is wrong,
+  -- e.g. one that reads nothing on a fresh start)
+  if seen ~= total then
+    error(string.format("db.fill: count counted %d keys, source gave %d: read in one snapshot, they agree unless "
+                        .. "one is wrong (on a fresh start $1 is NULL: WHERE $1::type IS NULL OR key > $1; source "
+                        .. "ordered by key); what was written is kept", total, seen))
+  end
+  bar:finish()
+  read:close()
+  return seen, created
+end
+
+return F

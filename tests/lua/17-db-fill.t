@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# db.fill{count =, source =, copy =, map = [, after =, label =]}: the
+# streamed, pipelined, resumable fill of `ferry new --pipeline` as one call.
+# A migration in a temp --dir writes exactly the rows mapped (a trailing
+# nil NULL, keys without source rows, keys done skipped), its dry run
+# writes nothing with the same counts, a re-run writes nothing; a run
+# stopped by --max-errors (an error in map) commits the batches before it
+# and the next run resumes to the same rows and totals; several COPY
+# targets with an `after` per batch (SQL and function: the keys it wrote);
+# and each option error's exact message at the line that called db.fill.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../cli/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_lua_fill)
+export DATABASE_URL=$db
+d=$TAP_TMPDIR
+N=$d/proj
+
+# keys 1-20; key k has k % 4 source rows (none for 4, 8, ...: the LEFT
+# JOIN gives them one row without values); key 3's rows say "bad" until
+# the data is fixed
+psql_val "$db" "CREATE TABLE keys (k int PRIMARY KEY, filled bool NOT NULL DEFAULT false);
+CREATE TABLE src (id int PRIMARY KEY, k int NOT NULL REFERENCES keys, v text NOT NULL);
+CREATE TABLE summary (k int PRIMARY KEY REFERENCES keys, n int NOT NULL, vs text NOT NULL, note text, created_by text NOT NULL);
+CREATE TABLE item (k int NOT NULL REFERENCES summary, v text NOT NULL);
+INSERT INTO keys SELECT g FROM generate_series(1, 20) g;
+INSERT INTO src SELECT k * 10 + j, k, 'v' || k || '.' || j FROM generate_series(1, 20) k, generate_series(1, 3) j WHERE j <= k % 4;" >/dev/null
+
+COUNT='[[SELECT count(*) AS n FROM keys WHERE $1::int IS NULL OR k > $1]]'
+SOURCE='[[SELECT c.k AS key, s.v, EXISTS (SELECT 1 FROM summary t WHERE t.k = c.k) AS done
+            FROM keys c LEFT JOIN src s ON s.k = c.k WHERE $1::int IS NULL OR c.k > $1 ORDER BY c.k, s.id]]'
+# one summary row per key with values: their count, the values, a note only
+# for 3 of them (a trailing nil, NULL: the row is filled up to the columns)
+MAP='function(key, rows, ctx)
+  if rows[1].v == nil then return {} end
+  local vs = {}
+  for _, r in ipairs(rows) do
+    if r.v == "bad" then error("bad value in key " .. key) end
+    vs[#vs + 1] = r.v
+  end
+  return {{key, #rows, table.concat(vs, ","), #rows == 3 and "three" or nil, ctx.migration}}
+end'
+put "$N/migrations/20250101_fill/up.lua" "db.fill{count = $COUNT,
+        source = $SOURCE,
+        copy = [[COPY summary (k, n, vs, created_by, note) FROM STDIN]],
+        map = function(key, rows, ctx)
+          local r = ($MAP)(key, rows, ctx)
+          if r[1] then r[1][4], r[1][5] = r[1][5], r[1][4] end   -- (created_by before note: the nil last)
+          return r
+        end,
+        label = 'summaries'}
+"
+rows() { psql_val "$db" "SELECT coalesce(string_agg(concat_ws('|', k, n, vs, coalesce(note, 'NULL'), created_by), ' ' ORDER BY k), 'none') FROM summary"; }
+expected=$(psql_val "$db" "SELECT string_agg(l, ' ' ORDER BY k) FROM (SELECT k, concat_ws('|', k, count(*), string_agg(v, ',' ORDER BY id),
+    CASE WHEN count(*) = 3 THEN 'three' ELSE 'NULL' END, '20250101_fill') AS l FROM src GROUP BY k) e")
+is "$(cut -d' ' -f1-3 <<<"$expected")" "1|1|v1.1|NULL|20250101_fill 2|2|v2.1,v2.2|NULL|20250101_fill 3|3|v3.1,v3.2,v3.3|three|20250101_fill" \
+   "(the expected rows: one per key with source rows)"
+STATS='{"keys_processed":15,"keys_skipped":5,"rows_created":15,"errors":0}'
+
+# --- dry run: the counts, nothing written
+run_ferry --dir "$N" --json run 20250101_fill --dry-run
+is "$RC|$(json_eval "$OUT" 'j["stats"]')|$ERR" "0|$STATS|20 keys to fill, up to 1000 a batch" \
+   "dry run: the counts, the log line"
+is "$(rows)|$(psql_val "$db" "SELECT to_regclass('ferry.checkpoint') IS NULL")" "none|t" "...nothing written (no checkpoint either)"
+run_ferry --dir "$N" -v run 20250101_fill --dry-run --batch-size 3
+like "$OUT" $'\nwould create 1 rows for key 3\n' "-v: 'would create' a line per key written"
+
+# --- the run, and a re-run
+run_ferry --dir "$N" --json run 20250101_fill --batch-size 3
+is "$RC|$(json_eval "$OUT" 'j["stats"]')|$ERR" "0|$STATS|20 keys to fill, up to 3 a batch" \
+   "the run: the dry run's counts"
+is "$(rows)" "$expected" "...exactly the rows mapped (a trailing nil NULL, no row for keys without source rows)"
+run_ferry --dir "$N" --json run 20250101_fill
+is "$RC|$(json_eval "$OUT" 'j["stats"]')" '0|{"keys_processed":0,"keys_skipped":20,"rows_created":0,"errors":0}' \
+   "a re-run skips every key done"
+is "$(rows)" "$expected" "...the rows as they were"
+
+# --- an error in map past --max-errors: the batches before it commit, the
+# checkpoint stays before it; fixed, the next run resumes to the same rows
+run_ferry --dir "$N" -q rollback 20250101_fill 2>/dev/null
+psql_val "$db" "DELETE FROM summary" >/dev/null
+psql_val "$db" "UPDATE src SET v = 'bad' WHERE k = 7" >/dev/null
+run_ferry --dir "$N" run 20250101_fill --batch-size 2 --jobs 1 --max-errors 0
+is "$RC" 1 "map raising past --max-errors 0: exit 1"
+like "$ERR" "too many row errors \\(1, more than --max-errors 0\\)" "...the --max-errors stop"
+is "$(psql_val "$db" "SELECT string_agg(k::text, ',' ORDER BY k) FROM summary")|$(psql_val "$db" "SELECT position FROM ferry.checkpoint")" \
+   "1,2,3,5,6|6" "...the batches before key 7 committed (keys 1-6), the checkpoint at their last key"
+psql_val "$db" "UPDATE src SET v = 'v7.' || (id % 10) WHERE k = 7" >/dev/null
+run_ferry --dir "$N" --json run 20250101_fill --batch-size 2
+is "$RC|$(json_eval "$OUT" 'j["stats"]')" "0|$STATS" "fixed, the next run: an uninterrupted run's totals"
+like "$ERR" "(^|"$'\n'")resuming after key 6"$'\n' "...resuming after the checkpoint"
+is "$(rows)" "$expected" "...the same rows: none lost, none twice"
+
+# --- several targets: map returns one list of rows per COPY (parent
+# first); after runs in each batch's transaction with the keys it wrote
+psql_val "$db" "TRUNCATE item, summary" >/dev/null
+put "$N/migrations/20250102_two/up.lua" "local keys, rows = db.fill{count = $COUNT,
+  source = $SOURCE,
+  copy = {[[COPY summary (k, n, vs, created_by) FROM STDIN]], [[COPY item (k, v) FROM STDIN]]},
+  map = function(key, rows, ctx)
+    if rows[1].v == nil then return {} end
+    if key == 2 then return {{{key, 0, '', ctx.migration}}} end      -- (no list for item: none)
+    local items = {}
+    for _, r in ipairs(rows) do items[#items + 1] = {key, r.v} end
+    return {{{key, #rows, 'x', ctx.migration}}, items}
+  end,
+  after = [[UPDATE keys SET filled = true WHERE k = ANY(\$1::int[])]]}
+log.info(string.format('db.fill read %d keys, mapped %d rows', keys, rows))
+"
+run_ferry --dir "$N" --json run 20250102_two --dry-run --batch-size 4
+is "$RC|$(json_eval "$OUT" 'j["stats"]')" '0|{"keys_processed":15,"keys_skipped":5,"rows_created":43,"errors":0}' \
+   "several targets, dry run: rows_created counts the rows of every target"
+is "$(psql_val "$db" "SELECT count(*) FROM summary")|$(psql_val "$db" "SELECT count(*) FROM item")|$(psql_val "$db" "SELECT count(*) FROM keys WHERE filled")" \
+   "0|0|0" "...nothing written, after not run"
+run_ferry --dir "$N" --json run 20250102_two --batch-size 4
+is "$RC|$(json_eval "$OUT" 'j["stats"]')" '0|{"keys_processed":15,"keys_skipped":5,"rows_created":43,"errors":0}' \
+   "several targets: the dry run's counts"
+like "$ERR" $'\ndb.fill read 20 keys, mapped 43 rows$' "...db.fill returns the keys read and the rows mapped"
+is "$(psql_val "$db" "SELECT count(*) || '|' || sum(n) FROM summary")|$(psql_val "$db" "SELECT count(*) FROM item")" \
+   "15|28|28" "...every parent row, every child row (none for key 2)"
+is "$(psql_val "$db" "SELECT string_agg(k::text, ',' ORDER BY k) FROM item WHERE v <> ALL (SELECT v FROM src)")" "" \
+   "...the child rows are the source's values"
+is "$(psql_val "$db" "SELECT string_agg(k::text, ',' ORDER BY k) FROM keys WHERE filled")" \
+   "$(psql_val "$db" "SELECT string_agg(k::text, ',' ORDER BY k) FROM summary")" \
+   "...after's UPDATE: exactly the keys written (\$1 their array)"
+
+# --- under ferry exec: after as a function gets (conn, keys) per batch,
+# inside the batch's transaction; label names the bar
+psql_val "$db" "TRUNCATE item, summary; UPDATE keys SET filled = false" >/dev/null
+cat >"$d/after.lua" <<EOF
+local seen = {}
+db.fill{count = $COUNT, source = $SOURCE,
+  copy = [[COPY summary (k, n, vs, created_by) FROM STDIN]],
+  map = function(key, rows) if rows[1].v == nil or key > 9 then return {} end return {{key, #rows, "x", "t"}} end,
+  after = function(conn, keys) seen[#seen + 1] = (conn:in_transaction() and "tx:" or "no tx:") .. table.concat(keys, ",") end}
+print(table.concat(seen, " "))
+EOF
+run_ferry --dir "$N" -q exec "$d/after.lua"
+is "$RC|$OUT" "0|tx:1,2,3,5,6,7,9" "exec: after(conn, keys) in the batch's transaction, the keys written"
+psql_val "$db" "TRUNCATE item, summary" >/dev/null
+run_ferry --dir "$N" -q --batch-size 3 exec "$d/after.lua"
+is "$RC|$OUT|$(psql_val "$db" "SELECT count(*) FROM summary")" "0|tx:1,2,3 tx:5,6 tx:7,9|7" \
+   "...per batch of 3 keys (a batch that wrote none runs no after); rows_created"
+
+# --- wrong queries and a wrong map: stopped, saying which
+psql_val "$db" "TRUNCATE item, summary" >/dev/null
+fail_case() { # NAME OPTIONS  -> RC and ERR of a script calling db.fill{OPTIONS} on line 2
+    printf 'local x = 1\ndb.fill{%s}\n' "$2" >"$d/$1.lua"
+    run_ferry --dir "$N" exec "$d/$1.lua"
+}
+OK_COPY='copy = [[COPY summary (k, n, vs, created_by) FROM STDIN]]'
+OK_MAP='map = function(key) return {} end'
+fail_case nocount "count = [[SELECT 1 AS x]], source = $SOURCE, $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nocount.lua:2: db.fill: count gave no n: its one row's column n (SELECT count(...) AS n ...)" \
+   "count without its column n"
+fail_case nokey "count = $COUNT, source = [[SELECT k AS id, false AS done FROM keys]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nokey.lua:2: db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)" \
+   "source without a key column"
+fail_case nodone "count = $COUNT, source = [[SELECT k AS key FROM keys]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nodone.lua:2: db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)" \
+   "source without a done column"
+fail_case fewer "count = $COUNT, source = [[SELECT k AS key, false AS done FROM keys WHERE k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/fewer.lua:2: db.fill: count counted 20 keys, source gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; source ordered by key); what was written is kept" \
+   "count and source that disagree"
+printf 'local function map(key, rows)\n  return nil\nend\ndb.fill{count = %s, source = %s, %s, map = map}\n' "$COUNT" "$SOURCE" "$OK_COPY" >"$d/mapnil.lua"
+run_ferry --dir "$N" exec "$d/mapnil.lua"
+is "$RC|$ERR" "1|ferry: $d/mapnil.lua:4: db.fill: map ($d/mapnil.lua:1) returned nil, not a list of target rows" \
+   "a map that returns no table: stopped, naming where map is"
+fail_case maprow "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {'x'} end"
+is "$RC|$ERR" "1|ferry: $d/maprow.lua:2: db.fill: map ($d/maprow.lua:3) returned a row that is a string, not a list of values (key 1)" \
+   "a map that returns a row that is no list"
+fail_case mapnum "count = $COUNT, source = $SOURCE, copy = {[[COPY summary (k, n, vs, created_by) FROM STDIN]]}, map = function(key) return {5} end"
+is "$RC|$ERR" "1|ferry: $d/mapnum.lua:2: db.fill: map ($d/mapnum.lua:3) returned number for copy[1], not a list of its rows (copy is a list: map returns one list of rows per COPY)" \
+   "copy a list, map returning a number where a list of rows goes: said"
+fail_case maplists "count = $COUNT, source = $SOURCE, copy = {[[COPY summary (k, n, vs, created_by) FROM STDIN]]}, map = function(key) return {{key, 1, 'x', 't'}} end"
+is "$RC|$ERR" "1|ferry: $d/maplists.lua:2: db.fill: map ($d/maplists.lua:3) returned a row that is a number, not a list of values (key 1, copy[1]: copy is a list, so map returns one list of rows per COPY)" \
+   "copy a list, map returning rows: said"
+is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(none of those wrote a row)"
+
+# --- the options: refused before anything is read, at the calling line
+fail_case none ""
+is "$RC|$ERR" "1|ferry: $d/none.lua:2: db.fill: count is missing: the SQL that counts the keys left (SELECT count(...) AS n ...; \$1 the resume key)" \
+   "no options: count missing"
+printf 'db.fill("SELECT 1")\n' >"$d/str.lua"
+run_ferry --dir "$N" exec "$d/str.lua"
+is "$RC|$ERR" "1|ferry: $d/str.lua:1: db.fill: its options are a table {count =, source =, copy =, map = [, after =, label =]}, not a string" \
+   "options not a table"
+fail_case misspelt "count = $COUNT, sorce = $SOURCE, $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/misspelt.lua:2: db.fill: unknown option 'sorce' (its options are count, source, copy, map, after, label)" \
+   "a misspelt option: named, with the valid ones"
+fail_case nosource "count = $COUNT, $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nosource.lua:2: db.fill: source is missing: the SQL of the source rows ordered by key (SELECT ... AS key, ... AS done, ... ORDER BY key)" \
+   "source missing"
+fail_case nocopy "count = $COUNT, source = $SOURCE, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nocopy.lua:2: db.fill: copy is missing: the COPY of the target rows (COPY target (columns) FROM STDIN), or a list of them" \
+   "copy missing"
+fail_case nomap "count = $COUNT, source = $SOURCE, $OK_COPY"
+is "$RC|$ERR" "1|ferry: $d/nomap.lua:2: db.fill: map is missing: a function (key, rows, ctx) that returns the key's target rows" \
+   "map missing"
+fail_case countnum "count = 5, source = $SOURCE, $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/countnum.lua:2: db.fill: count must be the SQL that counts the keys left (SELECT count(...) AS n ...; \$1 the resume key), not a number" \
+   "count not a string"
+fail_case copyempty "count = $COUNT, source = $SOURCE, copy = {}, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/copyempty.lua:2: db.fill: copy must be the COPY of the target rows (COPY target (columns) FROM STDIN), or a list of them, not an empty table" \
+   "copy an empty list"
+fail_case copynum "count = $COUNT, source = $SOURCE, copy = {[[COPY item (k, v) FROM STDIN]], 5}, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/copynum.lua:2: db.fill: copy[2] must be a COPY statement (a string), not a number" \
+   "a copy in the list that is not a string"
+fail_case mapstr "count = $COUNT, source = $SOURCE, $OK_COPY, map = 'rule.map'"
+is "$RC|$ERR" "1|ferry: $d/mapstr.lua:2: db.fill: map must be a function (key, rows, ctx) that returns the key's target rows, not a string" \
+   "map not a function"
+fail_case afternum "count = $COUNT, source = $SOURCE, $OK_COPY, $OK_MAP, after = 5"
+is "$RC|$ERR" "1|ferry: $d/afternum.lua:2: db.fill: after must be an SQL string or a function (conn, keys), not a number" \
+   "after neither SQL nor a function"
+fail_case labelnum "count = $COUNT, source = $SOURCE, $OK_COPY, $OK_MAP, label = 5"
+is "$RC|$ERR" "1|ferry: $d/labelnum.lua:2: db.fill: label must be a string (the progress bar's), not a number" \
+   "label not a string"
+printf 'db.fill{count = %s, source = %s, %s, %s}\ndb.fill{count = %s, source = %s, %s, %s}\n' \
+       "$COUNT" "$SOURCE" "$OK_COPY" "$OK_MAP" "$COUNT" "$SOURCE" "$OK_COPY" "$OK_MAP" >"$d/twice.lua"
+run_ferry --dir "$N" exec "$d/twice.lua"
+is "$RC|$ERR" "1|ferry: $d/twice.lua:3: db.fill: called a second time in this run: the migration's checkpoint, where a fill keeps its resume point, is the first fill's (one db.fill per migration: give the second one a migration of its own)" \
+   "a second db.fill in one run: refused (it would resume after the first one's last key)"
+put "$N/migrations/20250103_check/up.lua" 'db.exec("SELECT 1")'
+put "$N/migrations/20250103_check/validate.lua" "check('fill', function() db.fill{count = $COUNT, source = $SOURCE, $OK_COPY, $OK_MAP} return true end)"
+run_ferry --dir "$N" validate 20250103_check
+like "$OUT" "FAIL fill .*db.fill: runs in a migration's up.lua \\(or under ferry exec\\), where ctx.checkpoint keeps its resume point" \
+     "in validate.lua (no checkpoint): refused, saying where it runs"
+is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(nothing written by any of them)"
+
+done_testing
