@@ -25,6 +25,7 @@ typedef struct rate_meter {
     int started;                /* a first update was given */
     double t0, t_last;          /* the time of the first update, of the last folded */
     long long done0, done_last; /* the count then */
+    long long done_seen;        /* the count of the latest update, folded or not */
     double items, secs;         /* the items counted and the time, each weighted by its age */
 } rate_meter;
 
@@ -33,7 +34,9 @@ void rate_reset(rate_meter *m);
 /* The count is `done` at time `t` (seconds, of any clock that does not go
  * back).  The first update starts the measure (what was counted before
  * it, and the time before it, are not the rate); a count lower than the
- * last starts it again. */
+ * last given (folded or not) starts it again.  Any counts: the
+ * arithmetic is in doubles, the difference of two long longs may not fit
+ * in one. */
 void rate_update(rate_meter *m, double t, long long done);
 /* The recent rate in items a second, -1 before RATE_WARMUP seconds of
  * counting. */

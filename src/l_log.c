@@ -253,7 +253,10 @@ static void draw(progress *p, double t, int final) {
     if (p->tty) {
         char bar[31] = "";
         if (p->total > 0) {
-            int filled = (int)(30.0 * (double)(p->done > p->total ? p->total : p->done) / (double)p->total);
+            /* (the count within 0..total: a p:set to a negative count
+             * would make a double no int holds, an undefined cast) */
+            long long in = p->done < 0 ? 0 : p->done > p->total ? p->total : p->done;
+            int filled = (int)(30.0 * (double)in / (double)p->total);
             for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
             bar[30] = '\0';
         }

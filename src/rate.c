@@ -21,15 +21,24 @@ static void start(rate_meter *m, double t, long long done) {
     rate_reset(m);
     m->started = 1;
     m->t0 = m->t_last = t;
-    m->done0 = m->done_last = done;
+    m->done0 = m->done_last = m->done_seen = done;
+}
+
+/* b - a, b >= a, as a double: long long's difference overflows for counts
+ * far apart (math.mininteger to math.maxinteger: undefined). */
+static double span(long long a, long long b) {
+    return (double)b - (double)a;
 }
 
 void rate_update(rate_meter *m, double t, long long done) {
-    if (!m->started || done < m->done_last) { start(m, t, done); return; }
+    /* (against the latest count given, not the last folded: a set back
+     * from one given since is a going back too) */
+    if (!m->started || done < m->done_seen) { start(m, t, done); return; }
+    m->done_seen = done;
     double dt = t - m->t_last;
     if (dt < RATE_STEP || (done == m->done_last && dt < RATE_PAUSE)) return;
     double keep = exp(-dt / RATE_TAU);
-    m->items = m->items * keep + (double)(done - m->done_last);
+    m->items = m->items * keep + span(m->done_last, done);
     m->secs = m->secs * keep + dt;
     m->t_last = t;
     m->done_last = done;
@@ -42,7 +51,7 @@ double rate_recent(const rate_meter *m) {
 
 double rate_average(const rate_meter *m, double t, long long done) {
     if (!m->started || t - m->t0 < RATE_WARMUP || done < m->done0) return -1;
-    return (double)(done - m->done0) / (t - m->t0);
+    return span(m->done0, done) / (t - m->t0);
 }
 
 void rate_format_duration(double secs, char *out, size_t n) {
@@ -58,7 +67,7 @@ void rate_describe(const rate_meter *m, double t, long long done, long long tota
     double rate = final ? rate_average(m, t, done) : rate_recent(m);
     char eta[32] = "-";
     if (!final && total > 0 && done < total && rate > 0)
-        rate_format_duration((double)(total - done) / rate, eta, sizeof eta);
+        rate_format_duration(span(done, total) / rate, eta, sizeof eta);
     if (rate < 0) snprintf(out, n, "-/s ETA %s", eta);
     else snprintf(out, n, "%.0f/s ETA %s", rate, eta);
 }

@@ -310,6 +310,47 @@ static void test_final(void **state) {
     assert_string_equal(shown_final(&m, 1.0, 4, 4), "-/s ETA -");
 }
 
+/* A count that goes back from one not folded yet (given less than
+ * RATE_STEP after the last folded): less than the count all the same, a
+ * new start.  It was compared with the last folded count only, and the
+ * rate went on as if 15000 had followed 10000. */
+static void test_count_going_back_between_folds(void **state) {
+    (void)state;
+    rate_meter m;
+    rate_reset(&m);
+    rate_update(&m, 0.0, 0);
+    long long done = run_steady(&m, 0.0, 10.0, 0, 1000, 0.25);
+    assert_string_equal(shown(&m, 10.0, done, 100000), "1000/s ETA 0:01:30");
+    rate_update(&m, 10.1, 20000);
+    assert_string_equal(shown(&m, 10.2, 15000, 100000), "-/s ETA -");
+    done = run_steady(&m, 10.2, 15.2, 15000, 500, 0.25);
+    assert_string_equal(shown(&m, 15.2, done, 100000), "500/s ETA 0:02:45");
+}
+
+/* Counts at the ends of a 64-bit integer (p:set takes any): the
+ * differences (a count from math.mininteger to math.maxinteger, a total
+ * far above a negative count) do not fit in one; they were taken in
+ * integers (undefined; in practice they wrapped: a rate of -0.1/s shown as
+ * "-/s", an ETA of "0:00:00" for 2^64 items left). */
+static void test_extreme_counts(void **state) {
+    (void)state;
+    rate_meter m;
+    char out[64];
+    rate_reset(&m);
+    rate_update(&m, 0.0, INT64_MIN);
+    rate_update(&m, 10.0, INT64_MAX);
+    rate_describe(&m, 10.0, INT64_MAX, 0, 0, out, sizeof out);
+    assert_true(shown_rate(out) > 1.8e18);
+    rate_describe(&m, 10.0, INT64_MAX, 0, 1, out, sizeof out);
+    assert_true(shown_rate(out) > 1.8e18);
+    /* 2^64 - 1e10 items left at 1e9/s: 18446744064 s */
+    rate_reset(&m);
+    rate_update(&m, 0.0, -INT64_MAX);
+    rate_update(&m, 10.0, -INT64_MAX + 10000000000LL);
+    rate_describe(&m, 10.0, -INT64_MAX + 10000000000LL, INT64_MAX, 0, out, sizeof out);
+    assert_string_equal(out, "1000000000/s ETA 5124095:34:24");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +367,8 @@ int main(void)
         cmocka_unit_test(test_no_eta),
         cmocka_unit_test(test_eta_too_far),
         cmocka_unit_test(test_final),
+        cmocka_unit_test(test_count_going_back_between_folds),
+        cmocka_unit_test(test_extreme_counts),
     };
     return cmocka_run_group_tests_name("rate", tests, NULL, NULL);
 }
