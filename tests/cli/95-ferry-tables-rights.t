@@ -133,6 +133,14 @@ is "$RC|$OUT|$ERR" "2||$(needs)" "...the run: exit 2 before it starts"
 is "$(counts)|$(checkpoints)|$(state)" "4 10|20250102_b@4|$before" "...nothing run, the history as before"
 psql_val "$db" "GRANT SELECT ON ferry.checkpoint TO $LP" >/dev/null
 
+# --- no UPDATE on ferry.checkpoint: the run's upsert of its resume point
+# (ON CONFLICT DO UPDATE) needs it, also for a first one
+psql_val "$db" "REVOKE UPDATE ON ferry.checkpoint FROM $LP" >/dev/null
+run_ferry --db "$lp" --dir "$D" run 20250102
+is "$RC|$OUT|$ERR" "2||$(needs)" "no UPDATE on ferry.checkpoint: exit 2 before it starts"
+is "$(counts)|$(checkpoints)|$(state)" "4 10|20250102_b@4|$before" "...nothing run, the history as before"
+psql_val "$db" "GRANT UPDATE ON ferry.checkpoint TO $LP" >/dev/null
+
 # --- the right given: the rollback goes through, as the owner's does
 run_ferry --db "$lp" --dir "$D" -q rollback 20250102
 is "$RC|$OUT|$ERR|$(counts)|$(checkpoints)" "0|||0 10|-" "with the GRANT: the rollback of b, its resume point gone"
@@ -140,4 +148,18 @@ run_ferry --db "$lp" --dir "$D" -q rollback 20250103
 is "$RC|$OUT|$ERR|$(counts)" "0|||0 0" "...and of c"
 run_ferry --db "$lp" --dir "$D" -q run 20250102
 is "$RC|$OUT|$ERR|$(counts)|$(checkpoints)" "0|||10 0|-" "...a run of b, recorded applied"
+
+# --- the rights on ferry.checkpoint granted column by column:
+# has_table_privilege says no (it asks for the table's), the statements'
+# own check passes -- a run and a rollback go through as with the table's
+cols="migration, run_id, position, stats, updated_at"
+psql_val "$db" "REVOKE SELECT, INSERT, UPDATE ON ferry.checkpoint FROM $LP;
+                GRANT SELECT ($cols), INSERT ($cols), UPDATE ($cols) ON ferry.checkpoint TO $LP" >/dev/null
+is "$(psql_val "$db" "SELECT has_table_privilege('$LP', 'ferry.checkpoint', 'SELECT')")" "f" "(the rights are the columns')"
+FAIL_AT=5 run_ferry --db "$lp" --dir "$D" -q run 20250103
+is "$RC|$(counts)|$(checkpoints)" "1|10 4|20250103_c@4" "column grants: a run of c goes, saves its resume point, stops at FAIL_AT"
+run_ferry --db "$lp" --dir "$D" -q run 20250103
+is "$RC|$OUT|$ERR|$(counts)|$(checkpoints)" "0|||10 10|-" "...resumes, is recorded applied, its resume point gone"
+run_ferry --db "$lp" --dir "$D" -q rollback 20250103
+is "$RC|$OUT|$ERR|$(counts)" "0|||10 0" "...and is rolled back"
 done_testing
