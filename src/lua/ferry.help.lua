@@ -230,7 +230,8 @@ usage: ferry exec FILE.lua [ARG...]
 Runs a Lua file with the API a migration has (db, json, uuid, stats, log,
 progress, ctx; arg holds the ARGs), for ad-hoc scripts and tests. The
 database is connected on first use; no history is written, no lock taken.
-Exit code: the script's return value, else 0.
+Exit code: the script's integer return value (0-255; another number:
+1), else 0; 1 when it raises.
 
 arguments:
   FILE.lua      the script, relative to the current folder
