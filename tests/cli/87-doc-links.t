@@ -12,15 +12,9 @@ cd "$REPO_ROOT" || exit 1
 out=$(python3 - README.md docs/*.md bench/README.md migrations/*/README.md <<'PY'
 import os, re, sys
 
-def anchors(path):
-    seen, out = {}, set()
-    text = re.sub(r"^```.*?^```$", "", open(path, encoding="utf-8").read(), flags=re.M | re.S)
-    for h in re.findall(r"^#{1,6} (.*)$", text, re.M):
-        a = re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-        n = seen.get(a, 0)
-        seen[a] = n + 1
-        out.add(a if n == 0 else "%s-%d" % (a, n))
-    return out
+sys.dont_write_bytecode = True    # (no __pycache__ in tests/lib)
+sys.path.insert(0, "tests/lib")
+from anchors import anchors
 
 bad = []
 for doc in sys.argv[1:]:

@@ -285,15 +285,9 @@ done >"$TAP_TMPDIR/pointers"
 bad=$(python3 - "$REPO_ROOT" "$TAP_TMPDIR/pointers" <<'PY'
 import os, re, sys
 root = sys.argv[1]
-def anchors(path):
-    seen, out = {}, set()
-    text = re.sub(r"^```.*?^```$", "", open(path, encoding="utf-8").read(), flags=re.M | re.S)
-    for h in re.findall(r"^#{1,6} (.*)$", text, re.M):
-        a = re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
-        n = seen.get(a, 0)
-        seen[a] = n + 1
-        out.add(a if n == 0 else "%s-%d" % (a, n))
-    return out
+sys.dont_write_bytecode = True    # (no __pycache__ in tests/lib)
+sys.path.insert(0, os.path.join(root, "tests/lib"))
+from anchors import anchors
 n = 0
 for p in open(sys.argv[2]).read().split():
     n += 1
