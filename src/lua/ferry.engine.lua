@@ -3323,6 +3323,8 @@ local KEYS_SQL = TODO "KEYS_SQL, the count of the keys left"
 --   [[SELECT s.source_id AS key, s.name, EXISTS (SELECT 1 FROM target t
 --            WHERE t.source_id = s.source_id AND t.created_by = $2) AS done
 --       FROM source s WHERE $1::bigint IS NULL OR s.source_id > $1 ORDER BY s.source_id, s.id]]
+-- key: one column, never NULL (WHERE ... IS NOT NULL when it may be); done: a
+-- boolean, EXISTS (...), not a count (Lua takes a 0 for true: the key skipped).
 -- A key with no source rows is not in a plain join: LEFT JOIN its rows to
 -- the table of keys (the rule then gets one row without them).  A target
 -- with a unique key (one row per key) that the live system writes too:
@@ -3345,7 +3347,7 @@ PIPELINE.rule = [=[
 -- of one key to target rows.  Loaded on every run (edit it and re-run: no
 -- rebuild); `ferry check` runs M.tests.
 local t = require "ferry.testing"
-local json = require "json"                -- json.null: a NULL in a target row
+local json = require "json"                -- json.encode(t): a jsonb value; json.null: a NULL
 local M = {}
 
 --- map(key, rows, ctx) -> the target rows of one key: a list of rows, each a
@@ -3359,7 +3361,9 @@ end
 
 M.tests = {
   -- TODO: the rows of a key as the source gives them, and the target rows
-  -- they make; a test for each case that matters (a key skipped, a NULL)
+  -- they make; a test for each case that matters (a key skipped, a NULL).
+  -- A value is a string, number, boolean or nil: an array column takes
+  -- db.array(t); text cut with sub at a byte may split a UTF-8 character.
   ["maps the rows of a key"] = function()
     t.eq(M.map(1, {{key = 1, name = "a"}}, {migration = "test"}), {{1, "a", "test"}})
   end,
@@ -3397,7 +3401,8 @@ local function TODO(what) error("TODO left in the scaffold: " .. what, 2) end
 --   [[SELECT count(*) AS n FROM source s WHERE NOT EXISTS (SELECT 1 FROM target t
 --       WHERE t.source_id = s.id AND t.created_by = $1)]]
 local MISSING_SQL = TODO "MISSING_SQL, the count of the keys without their rows"
--- TODO: the keys with their rows written twice, as n, e.g.
+-- TODO: the keys with their rows written twice, as n (none can be when the
+-- target's key is unique: [[SELECT 0 AS n]]), e.g.
 --   [[SELECT count(*) AS n FROM (SELECT source_id FROM target WHERE created_by = $1
 --       GROUP BY source_id HAVING count(*) > 1) d]]
 local TWICE_SQL = TODO "TWICE_SQL, the count of the keys written twice"

@@ -118,10 +118,10 @@ function F.fill(db, ctx, o)
   end
   -- each target's columns, as the server reads the list: a row of map's is
   -- filled up to them (a trailing nil: NULL); none listed, a row is its own
-  local ncols, bufs, sends = {}, {}, {}
+  local ncols, names, bufs, sends = {}, {}, {}, {}
   for i, sql in ipairs(copies) do
     local _, cols = db._copy_target(sql)
-    ncols[i], bufs[i] = cols and #cols or 0, db.buffer()
+    ncols[i], names[i], bufs[i] = cols and #cols or 0, cols or {}, db.buffer()
     sends[i] = {sql = sql, buffer = bufs[i]}
   end
 
@@ -160,25 +160,46 @@ function F.fill(db, ctx, o)
     in_batch, written = 0, {}
   end
 
-  -- Buffers the rows of one target (a list of lists of values).
-  local function put(key, i, list)
-    local buf, n = bufs[i], ncols[i]
+  -- Buffers the rows of one target (a list of lists of values), in one
+  -- pcall a key: a row that is no list, or longer than the COPY's column
+  -- list (the server would name a line of the batch, not the key), or a
+  -- value that is no SQL value (a table for an array column) is said with
+  -- the key, where map is and what to write.
+  local function put_rows(buf, list, n)
     for j = 1, #list do
       local t = list[j]
-      if type(t) ~= "table" then
-        error(string.format("db.fill: map%s returned a row that is a %s, not a list of values (key %s%s)",
-                            map_place(map), type(t), tostring(key), several and string.format(
-                              ", copy[%d]: copy is a list, so map returns one list of rows per COPY", i) or ""))
-      end
-      buf:put(table.unpack(t, 1, math.max(t.n or #t, n)))
+      if type(t) ~= "table" then return j end
+      local len = t.n or #t
+      if n > 0 and len > n then return j, len end
+      buf:put(table.unpack(t, 1, math.max(len, n)))
     end
+  end
+  local function put(key, i, list)
+    local ok, bad, len = pcall(put_rows, bufs[i], list, ncols[i])   -- (bad: the row's index, or the error)
+    if ok and bad == nil then return end
+    local which = several and string.format("copy[%d]", i) or "copy"
+    if not ok then
+      local col, what = tostring(bad):match("COPY column (%d+): (.-) is not a SQL value")
+      if not col then error(bad, 0) end
+      local name = names[i][tonumber(col)]
+      error(string.format("db.fill: map%s returned a row whose value %s%s is %s, not a SQL value (key %s): an array "
+                          .. "column takes db.array(t), a json one json.encode(t)", map_place(map), col,
+                          name and " (" .. name .. ")" or "", what, tostring(key)))
+    elseif len then
+      error(string.format("db.fill: map%s returned a row of %d values for %s's %d columns (%s) (key %s)",
+                          map_place(map), len, which, ncols[i], table.concat(names[i], ", "), tostring(key)))
+    end
+    error(string.format("db.fill: map%s returned a row that is a %s, not a list of values (key %s%s)",
+                        map_place(map), type(list[bad]), tostring(key), several and string.format(
+                          ", copy[%d]: copy is a list, so map returns one list of rows per COPY", i) or ""))
   end
 
   -- map's result for a key: the number of rows it makes (0: the key is
   -- skipped); what is not a list of rows (per target) stops the run.
   local function rows_of(key, out)
     if type(out) ~= "table" then
-      error(string.format("db.fill: map%s returned %s, not a list of target rows", map_place(map), type(out)))
+      error(string.format("db.fill: map%s returned %s, not a list of target rows ({} skips the key)", map_place(map),
+                          type(out)))
     end
     if not several then return #out end
     local n = 0
@@ -221,8 +242,8 @@ function F.fill(db, ctx, o)
           stats.inc("keys_processed")
           stats.inc("rows_created", n)
           if ctx.verbose then
-            log.verbose(string.format("%s %d rows for key %s", ctx.dry_run and "would create" or "creating",
-                                      n, tostring(key)))
+            log.verbose(string.format("%s %d %s for key %s", ctx.dry_run and "would create" or "creating",
+                                      n, n == 1 and "row" or "rows", tostring(key)))
           end
         end
       end
@@ -232,12 +253,29 @@ function F.fill(db, ctx, o)
     if in_batch >= ctx.batch_size_for(total, total - seen + in_batch) then flush(key) end
   end
 
+  -- The first row of a key: a key and a boolean done (a count's 0 or a
+  -- text 'f' is true in Lua: every key would be skipped, nothing written).
+  -- A NULL key sorts last, where no resume point (key > $1) reaches it.
+  local function check_first(r, before)
+    if before == nil and (r.key == nil or r.done == nil) then
+      error("db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)")
+    elseif r.key == nil then
+      error(string.format("db.fill: source gave a row whose key is NULL (after key %s): no resume point reaches it "
+                          .. "(key > $1 is never true): leave such rows out of count and source (WHERE key IS NOT "
+                          .. "NULL), or give them a key", tostring(before)))
+    elseif type(r.done) ~= "boolean" then
+      error(string.format("db.fill: source's done at key %s is %s, not a boolean: true when the target has the key's "
+                          .. "rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, "
+                          .. "and would skip the key", tostring(r.key), r.done == nil and "NULL"
+                          or string.format(type(r.done) == "string" and "the %s '%s'" or "the %s %s", type(r.done),
+                                           tostring(r.done))))
+    end
+  end
+
   local key, rows, n = nil, {}, 0
   for r in read:rows(o.source, args(o.source)) do
     if r.key ~= key or n == 0 then         -- a new key: the one before is complete
-      if r.key == nil or r.done == nil then
-        error("db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)")
-      end
+      check_first(r, key)
       if n > 0 then finish_key(key, rows) end
       key, rows = r.key, {}
     end
@@ -252,8 +290,12 @@ function F.fill(db, ctx, o)
   -- e.g. one that reads nothing on a fresh start)
   if seen ~= total then
     error(string.format("db.fill: count counted %d keys, source gave %d: read in one snapshot, they agree unless "
-                        .. "one is wrong (on a fresh start $1 is NULL: WHERE $1::type IS NULL OR key > $1; source "
-                        .. "ordered by key); what was written is kept", total, seen))
+                        .. "one is wrong: %s; what was written is kept", total, seen, seen < total
+                        and "source leaves keys out (on a fresh start $1 is NULL: WHERE $1::type IS NULL OR key > $1; "
+                            .. "a key without source rows is not in a JOIN: LEFT JOIN its rows to the keys, or count "
+                            .. "only the keys with rows)"
+                        or "source gives a key more than once when it is not ordered by key first (ORDER BY key, "
+                           .. "then a tie-breaker), or count leaves keys out (count the keys source reads)"))
   end
   bar:finish()
   read:close()

@@ -38,6 +38,10 @@ is "$(cd "$N" && find . -type f | sort | tr '\n' ' ')" \
 lines=$(wc -l <"$M/up.lua")
 ok "$([ "$lines" -lt 60 ] && echo 0 || echo 1)" "up.lua is short enough to read in one sitting ($lines lines)"
 like "$(head -n 1 "$M/README.md")" "^# $id$" "README.md is titled with the id"
+like "$(cat "$M/up.lua")" $'\n-- key: one column, never NULL \\(WHERE \\.\\.\\. IS NOT NULL when it may be\\); done: a\n-- boolean, EXISTS \\(\\.\\.\\.\\), not a count ' \
+     "up.lua says the key is never NULL and done a boolean (a count's 0 skipped every key)"
+like "$(cat "$N/rules/order_summaries.lua")" 'an array column takes'$'\n'' *-- db\.array\(t\)' \
+     "the rule's comment says what a value is (a table is none)"
 like "$(cat "$M/README.md")" $'\nStatistics: keys_processed, keys_skipped, rows_created, errors\\.$' "...and names the counters"
 
 nodb --dir "$N" --json new --pipeline other_fill
@@ -174,7 +178,7 @@ is "$RC|$(json_eval "$OUT" '[j["mode"], j["stats"]]')" "0|[\"dry-run\",$STATS]" 
 is "$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(history "$db")" "0|$before" \
    "...writes nothing, records nothing"
 run_ferry --dir "$N" -v run "$id" --dry-run --batch-size 10
-like "$OUT" $'\nwould create 1 rows for key 40\n' "-v: a line per key, 'would create' in a dry run"
+like "$OUT" $'\nwould create 1 row for key 40\n' "-v: a line per key, 'would create' in a dry run"
 
 run_ferry --dir "$N" --json run "$id"
 is "$RC|$(json_eval "$OUT" '[j["mode"], j["stats"]]')" "0|[\"apply\",$STATS]" "the run: exactly the dry run's counts"
@@ -237,7 +241,7 @@ sed -i 's/ FROM order_items i WHERE $1::bigint IS NULL OR i.order_id > $1 ORDER 
 for mode in --dry-run ""; do
     # shellcheck disable=SC2086
     run_ferry --dir "$N" -q run "$id" $mode
-    is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:$fill_line: db.fill: count counted 40 keys, source gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; source ordered by key); what was written is kept" \
+    is "$RC|$ERR" "1|ferry: migrations/$id/up.lua:$fill_line: db.fill: count counted 40 keys, source gave 0: read in one snapshot, they agree unless one is wrong: source leaves keys out (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; a key without source rows is not in a JOIN: LEFT JOIN its rows to the keys, or count only the keys with rows); what was written is kept" \
        "SOURCE_SQL that gives nothing on a fresh start (${mode:-real run}): exit 1, both counts named"
 done
 is "$(psql_val "$db" "SELECT count(*) FROM order_summary")|$(psql_val "$db" "SELECT status FROM ferry.history WHERE migration = '$id' ORDER BY id DESC LIMIT 1")" \

@@ -64,7 +64,7 @@ is "$RC|$(json_eval "$OUT" 'j["stats"]')|$ERR" "0|$STATS|20 keys to fill, up to 
    "dry run: the counts, the log line"
 is "$(rows)|$(psql_val "$db" "SELECT to_regclass('ferry.checkpoint') IS NULL")" "none|t" "...nothing written (no checkpoint either)"
 run_ferry --dir "$N" -v run 20250101_fill --dry-run --batch-size 3
-like "$OUT" $'\nwould create 1 rows for key 3\n' "-v: 'would create' a line per key written"
+like "$OUT" $'\nwould create 1 row for key 3\n' "-v: 'would create' a line per key written"
 
 # --- the run, and a re-run
 run_ferry --dir "$N" --json run 20250101_fill --batch-size 3
@@ -113,6 +113,9 @@ is "$RC|$(json_eval "$OUT" 'j["stats"]')" '0|{"keys_processed":15,"keys_skipped"
    "several targets, dry run: rows_created counts the rows of every target"
 is "$(psql_val "$db" "SELECT count(*) FROM summary")|$(psql_val "$db" "SELECT count(*) FROM item")|$(psql_val "$db" "SELECT count(*) FROM keys WHERE filled")" \
    "0|0|0" "...nothing written, after not run"
+run_ferry --dir "$N" -v run 20250102_two --dry-run
+like "$OUT" $'(^|\n)would create 2 rows for key 1\nwould create 1 row for key 2\nwould create 4 rows for key 3\n' \
+     "-v: the rows of every target, 1 row, N rows"
 run_ferry --dir "$N" --json run 20250102_two --batch-size 4
 is "$RC|$(json_eval "$OUT" 'j["stats"]')" '0|{"keys_processed":15,"keys_skipped":5,"rows_created":43,"errors":0}' \
    "several targets: the dry run's counts"
@@ -161,11 +164,17 @@ fail_case nodone "count = $COUNT, source = [[SELECT k AS key FROM keys]], $OK_CO
 is "$RC|$ERR" "1|ferry: $d/nodone.lua:2: db.fill: source gave a row without a key or a done column (name them AS key, AS done; never NULL)" \
    "source without a done column"
 fail_case fewer "count = $COUNT, source = [[SELECT k AS key, false AS done FROM keys WHERE k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
-is "$RC|$ERR" "1|ferry: $d/fewer.lua:2: db.fill: count counted 20 keys, source gave 0: read in one snapshot, they agree unless one is wrong (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; source ordered by key); what was written is kept" \
-   "count and source that disagree"
+is "$RC|$ERR" "1|ferry: $d/fewer.lua:2: db.fill: count counted 20 keys, source gave 0: read in one snapshot, they agree unless one is wrong: source leaves keys out (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; a key without source rows is not in a JOIN: LEFT JOIN its rows to the keys, or count only the keys with rows); what was written is kept" \
+   "count and source that disagree: source gives fewer (WHERE key > \$1 on a fresh start)"
+fail_case joined "count = $COUNT, source = [[SELECT c.k AS key, false AS done FROM keys c JOIN src s ON s.k = c.k WHERE \$1::int IS NULL OR c.k > \$1 ORDER BY c.k, s.id]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/joined.lua:2: db.fill: count counted 20 keys, source gave 15: read in one snapshot, they agree unless one is wrong: source leaves keys out (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; a key without source rows is not in a JOIN: LEFT JOIN its rows to the keys, or count only the keys with rows); what was written is kept" \
+   "...source gives fewer (a JOIN leaves out the keys without rows)"
+fail_case unordered "count = $COUNT, source = [[SELECT c.k AS key, false AS done FROM keys c JOIN src s ON s.k = c.k WHERE \$1::int IS NULL OR c.k > \$1 ORDER BY s.id % 10, c.k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/unordered.lua:2: db.fill: count counted 20 keys, source gave 30: read in one snapshot, they agree unless one is wrong: source gives a key more than once when it is not ordered by key first (ORDER BY key, then a tie-breaker), or count leaves keys out (count the keys source reads); what was written is kept" \
+   "...source gives more (not ordered by key: keys met twice)"
 printf 'local function map(key, rows)\n  return nil\nend\ndb.fill{count = %s, source = %s, %s, map = map}\n' "$COUNT" "$SOURCE" "$OK_COPY" >"$d/mapnil.lua"
 run_ferry --dir "$N" exec "$d/mapnil.lua"
-is "$RC|$ERR" "1|ferry: $d/mapnil.lua:4: db.fill: map ($d/mapnil.lua:1) returned nil, not a list of target rows" \
+is "$RC|$ERR" "1|ferry: $d/mapnil.lua:4: db.fill: map ($d/mapnil.lua:1) returned nil, not a list of target rows ({} skips the key)" \
    "a map that returns no table: stopped, naming where map is"
 fail_case maprow "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {'x'} end"
 is "$RC|$ERR" "1|ferry: $d/maprow.lua:2: db.fill: map ($d/maprow.lua:3) returned a row that is a string, not a list of values (key 1)" \
@@ -176,6 +185,30 @@ is "$RC|$ERR" "1|ferry: $d/mapnum.lua:2: db.fill: map ($d/mapnum.lua:3) returned
 fail_case maplists "count = $COUNT, source = $SOURCE, copy = {[[COPY summary (k, n, vs, created_by) FROM STDIN]]}, map = function(key) return {{key, 1, 'x', 't'}} end"
 is "$RC|$ERR" "1|ferry: $d/maplists.lua:2: db.fill: map ($d/maplists.lua:3) returned a row that is a number, not a list of values (key 1, copy[1]: copy is a list, so map returns one list of rows per COPY)" \
    "copy a list, map returning rows: said"
+# a row with more values than copy's columns (the server would say "extra
+# data after last expected column" of a line of the batch, naming no key)
+fail_case toomany "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {{key, 1, 'x', 't', 'extra'}} end"
+is "$RC|$ERR" "1|ferry: $d/toomany.lua:2: db.fill: map ($d/toomany.lua:3) returned a row of 5 values for copy's 4 columns (k, n, vs, created_by) (key 1)" \
+   "a row with more values than copy's columns: stopped, naming the key and the columns"
+fail_case toomany2 "count = $COUNT, source = $SOURCE, copy = {[[COPY summary (k, n, vs, created_by) FROM STDIN]], [[COPY item (k, v) FROM STDIN]]}, map = function(key) return {{{key, 1, 'x', 't'}}, {{key, 'v', n = 3}}} end"
+is "$RC|$ERR" "1|ferry: $d/toomany2.lua:2: db.fill: map ($d/toomany2.lua:3) returned a row of 3 values for copy[2]'s 2 columns (k, v) (key 1)" \
+   "...copy a list: naming which COPY (a row's n counts)"
+# a value that is no SQL value (a Lua table for an array or a json column)
+fail_case tablevalue "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {{key, 1, {'x', 'y'}, 't'}} end"
+is "$RC|$ERR" "1|ferry: $d/tablevalue.lua:2: db.fill: map ($d/tablevalue.lua:3) returned a row whose value 3 (vs) is a table, not a SQL value (key 1): an array column takes db.array(t), a json one json.encode(t)" \
+   "a table as a value: stopped, naming the key, the column and what to write"
+# done that is no boolean: a count is a number, and 0 is true in Lua (every
+# key was skipped, nothing written, the run said applied)
+fail_case doneint "count = $COUNT, source = [[SELECT k AS key, (SELECT count(*) FROM summary t WHERE t.k = keys.k) AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, map = function(key) return {{key, 1, 'x', 't'}} end"
+is "$RC|$ERR" "1|ferry: $d/doneint.lua:2: db.fill: source's done at key 1 is the number 0, not a boolean: true when the target has the key's rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, and would skip the key" \
+   "done a number: stopped (it skipped every key)"
+fail_case donenull "count = $COUNT, source = [[SELECT k AS key, CASE WHEN k < 3 THEN false END AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/donenull.lua:2: db.fill: source's done at key 3 is NULL, not a boolean: true when the target has the key's rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, and would skip the key" \
+   "done NULL past the first row: the key named"
+# a NULL key: it sorts last, and no resume (key > \$1) reaches it
+fail_case nullkey "count = $COUNT, source = [[SELECT CASE WHEN k < 20 THEN k END AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/nullkey.lua:2: db.fill: source gave a row whose key is NULL (after key 19): no resume point reaches it (key > \$1 is never true): leave such rows out of count and source (WHERE key IS NOT NULL), or give them a key" \
+   "a NULL key after others: stopped, saying what to do"
 is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(none of those wrote a row)"
 
 # --- the options: refused before anything is read, at the calling line
