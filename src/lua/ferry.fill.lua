@@ -89,6 +89,16 @@ local function map_place(map)
   return ""
 end
 
+-- The result of pcall(statement) for count or after: an error said to be
+-- that statement's (both read "query failed: ..."); one that is no string
+-- goes as it is.
+local function of(what, ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) ~= "string" then error(e, 0) end
+  error("db.fill: " .. what .. ": " .. e:gsub("^%[ferry%]/[%w%._%-]+%.lua:%d+: ", ""))
+end
+
 -- The runs (their ctx, weak) that have had their fill: a second would take
 -- the first one's last key for its own resume point, and skip its keys
 -- up to it -- the checkpoint is the migration's, and one fill owns it.
@@ -126,7 +136,7 @@ function F.fill(db, ctx, o)
   end
 
   local read <close> = db.reader()         -- one snapshot for the count and the stream
-  local counted = read:one(o.count, args(o.count))
+  local counted = of("count", pcall(read.one, read, o.count, args(o.count)))
   local total = counted and tonumber(counted.n)
   if not total then error("db.fill: count gave no n: its one row's column n (SELECT count(...) AS n ...)") end
   log.info(string.format("%d keys to fill, up to %d a batch", total, ctx.batch_size_for(total)))
@@ -143,9 +153,9 @@ function F.fill(db, ctx, o)
     if type(o.after) == "string" then
       local sql = o.after
       return function(conn)
-        if sql:find("$2", 1, true) then conn:exec(sql, db.array(keys), ctx.migration)
-        elseif sql:find("$1", 1, true) then conn:exec(sql, db.array(keys))
-        else conn:exec(sql) end
+        if sql:find("$2", 1, true) then of("after", pcall(conn.exec, conn, sql, db.array(keys), ctx.migration))
+        elseif sql:find("$1", 1, true) then of("after", pcall(conn.exec, conn, sql, db.array(keys)))
+        else of("after", pcall(conn.exec, conn, sql)) end
       end
     end
     return function(conn) return o.after(conn, keys) end

@@ -209,6 +209,14 @@ is "$RC|$ERR" "1|ferry: $d/donenull.lua:2: db.fill: source's done at key 3 is NU
 fail_case nullkey "count = $COUNT, source = [[SELECT CASE WHEN k < 20 THEN k END AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
 is "$RC|$ERR" "1|ferry: $d/nullkey.lua:2: db.fill: source gave a row whose key is NULL (after key 19): no resume point reaches it (key > \$1 is never true): leave such rows out of count and source (WHERE key IS NOT NULL), or give them a key" \
    "a NULL key after others: stopped, saying what to do"
+# which of db.fill's statements the server refused: count's or after's
+# (they said the same "query failed: ..."; source's says "while reading rows")
+fail_case countbad "count = [[SELECT count(*) AS n FROM nope]], source = $SOURCE, $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/countbad.lua:2: db.fill: count: query failed: relation \"nope\" does not exist [SQLSTATE 42P01]" \
+   "count refused by the server: said to be count's"
+fail_case afterbad "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {{key, 1, 'x', 't'}} end, after = [[UPDATE keys SET filled = true WHERE k = ANY(\$1::uuid[])]]"
+is "$RC|$ERR" "1|ferry: $d/afterbad.lua:2: db.fill: after: query failed: operator does not exist: integer = uuid [SQLSTATE 42883]" \
+   "after's SQL refused: said to be after's"
 is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(none of those wrote a row)"
 
 # --- the options: refused before anything is read, at the calling line
