@@ -3376,7 +3376,8 @@ PIPELINE.rollback = rollback_template([=[
 -- Convention: delete only the rows this migration wrote (tagged, e.g.
 -- created_by = '%s'), never rows the live system wrote.
 ]=], [=[
--- TODO: delete the rows this migration wrote, e.g.
+-- TODO: delete the rows this migration wrote (and undo what db.fill's after
+-- updated, if it has one), e.g.
 --   DELETE FROM target WHERE created_by = '%s';
 -- and then the next line.
 DO $$ BEGIN RAISE EXCEPTION 'TODO left in the scaffold: rollback.sql of %s deletes nothing yet (nothing was rolled back)'; END $$;

@@ -205,6 +205,9 @@ is "$RC|$ERR" "1|ferry: $d/doneint.lua:2: db.fill: source's done at key 1 is the
 fail_case donenull "count = $COUNT, source = [[SELECT k AS key, CASE WHEN k < 3 THEN false END AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
 is "$RC|$ERR" "1|ferry: $d/donenull.lua:2: db.fill: source's done at key 3 is NULL, not a boolean: true when the target has the key's rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, and would skip the key" \
    "done NULL past the first row: the key named"
+fail_case donetext "count = $COUNT, source = [[SELECT k AS key, 'f'::text AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/donetext.lua:2: db.fill: source's done at key 1 is the string 'f', not a boolean: true when the target has the key's rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, and would skip the key" \
+   "done a text: the text shown"
 # a NULL key: it sorts last, and no resume (key > \$1) reaches it
 fail_case nullkey "count = $COUNT, source = [[SELECT CASE WHEN k < 20 THEN k END AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
 is "$RC|$ERR" "1|ferry: $d/nullkey.lua:2: db.fill: source gave a row whose key is NULL (after key 19): no resume point reaches it (key > \$1 is never true): leave such rows out of count and source (WHERE key IS NOT NULL), or give them a key" \
