@@ -143,6 +143,7 @@ function F.fill(db, ctx, o)
   local bar <close> = progress.new(label, total)
   local pipe <close> = db.pipeline{jobs = ctx.jobs, dry_run = ctx.dry_run, checkpoint = ctx.checkpoint}
   local in_batch, seen, created = 0, 0, 0  -- keys in the batch, keys finished, rows mapped
+  local first                              -- the batch's first key
   local written = {}                       -- the keys of the batch that map gave rows for (after's)
 
   -- after, of the batch's keys written: run in the batch's transaction
@@ -165,7 +166,11 @@ function F.fill(db, ctx, o)
   -- dry run only remembers `last`).
   local function flush(last)
     if in_batch == 0 then return end
-    pipe:send{copies = sends, after = after_of(written), position = last}
+    -- (_what: what the pipeline says before a COPY's refusal, which names
+    -- a line of the batch, raised at that writer's next turn or at finish)
+    pipe:send{copies = sends, after = after_of(written), position = last,
+              _what = first == last and "db.fill: in the batch of key " .. tostring(last) .. ": "
+                      or string.format("db.fill: in the batch of keys %s .. %s: ", tostring(first), tostring(last))}
     for i = 1, #bufs do bufs[i]:clear() end
     in_batch, written = 0, {}
   end
@@ -258,6 +263,7 @@ function F.fill(db, ctx, o)
         end
       end
     end
+    if in_batch == 0 then first = key end
     seen, in_batch = seen + 1, in_batch + 1
     bar:add(1)
     if in_batch >= ctx.batch_size_for(total, total - seen + in_batch) then flush(key) end

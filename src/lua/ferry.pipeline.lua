@@ -66,12 +66,28 @@ local function commit_counted(self, wr, p)
   if self.checkpoint and self.checkpoint._committed and p.snapshot then self.checkpoint._committed(p.snapshot) end
 end
 
+-- Finishes a COPY of a batch.  The server's refusal names a line of the
+-- batch ("COPY t, line 3"), not what the batch holds: a batch's _what
+-- (db.fill's "db.fill: in the batch of keys 11 .. 15: "; not documented,
+-- nil for other callers, whose messages stay as they were) is put before
+-- it -- the server's words, which core.error_routine looks up, and the
+-- SQLSTATE at the end, which the engine's advice reads, stay whole.  An
+-- error raised here keeps the place it had when finish raised it itself
+-- (a C function's error names the line that called it).
+local function finish_copy(w, what)
+  if what == nil then return w:finish() end
+  local ok, e = pcall(w.finish, w)
+  if ok then return end
+  if type(e) ~= "string" then error(e, 0) end
+  error((e:find("^COPY failed: ") and what or "") .. e, 2)
+end
+
 -- Commits the batch in flight on writer wr, if any.  (Not a method, as
 -- check_rights is not: a pipeline's methods are what lua-api.md documents.)
 local function commit(self, wr)
   local p = wr.pending
   if not p then return end
-  if p.copy then p.copy:finish() end
+  if p.copy then finish_copy(p.copy, p.what) end
   if p.after then
     self.db._failed_how(wr.conn)           -- (a COPY abandoned before after is none of after's)
     do
@@ -119,7 +135,7 @@ end
 local IN_TRANSACTION = "pipe:send: the main connection is inside a transaction (a db.transaction or the script's BEGIN): "
   .. "each batch commits on its own, and would commit that transaction too; use db.pipeline outside it"
 
-local BATCH_KEYS = {copies = true, after = true, position = true}
+local BATCH_KEYS = {copies = true, after = true, position = true, _what = true}
 
 local function is_buffer(v)
   local mt = debug.getmetatable(v)
@@ -136,6 +152,7 @@ local function check_batch(batch)
     error("pipe:send: a batch is a table {copies = {{sql =, buffer =}, ...}, after =, position =}, not " .. type(batch))
   end
   local unknown = errors.unknown_key(batch, BATCH_KEYS)
+  if unknown == nil and batch._what ~= nil and type(batch._what) ~= "string" then unknown = "_what" end
   if unknown then
     error("pipe:send: unknown key " .. unknown .. " in the batch (its keys are copies, after, position)")
   end
@@ -292,7 +309,7 @@ function P:send(batch)
   if conn:in_transaction() then error(IN_TRANSACTION) end
   -- recorded before anything can fail, so that abort() finds what to undo
   -- (a COPY still open, which ROLLBACK alone cannot end)
-  local pending = {after = batch.after, position = copy_position(batch.position),
+  local pending = {after = batch.after, position = copy_position(batch.position), what = batch._what,
                    snapshot = self.checkpoint and self.checkpoint.snapshot()}
   wr.pending = pending
   -- One round trip.  A lost commit is redone from the checkpoint.  The
@@ -308,7 +325,7 @@ function P:send(batch)
       if c.buffer:count() > 0 then
         local w <close> = conn:copy(c.sql)
         w:put_buffer(c.buffer)
-        w:finish()
+        finish_copy(w, batch._what)
       end
     else
       pending.copy = conn:copy(c.sql)

@@ -220,6 +220,24 @@ is "$RC|$ERR" "1|ferry: $d/countbad.lua:2: db.fill: count: query failed: relatio
 fail_case afterbad "count = $COUNT, source = $SOURCE, $OK_COPY, map = function(key) return {{key, 1, 'x', 't'}} end, after = [[UPDATE keys SET filled = true WHERE k = ANY(\$1::uuid[])]]"
 is "$RC|$ERR" "1|ferry: $d/afterbad.lua:2: db.fill: after: query failed: operator does not exist: integer = uuid [SQLSTATE 42883]" \
    "after's SQL refused: said to be after's"
+TAB=$'\t'
+# a COPY the server refuses names a line of a batch, not a key: said with
+# the batch's first and last keys -- raised at its writer's next turn (the
+# third batch's send with --jobs 2), where the batch sent is another one
+psql_val "$db" "CREATE TABLE checked (k int, n int NOT NULL CHECK (n > 0))" >/dev/null
+printf 'local x = 1\ndb.fill{count = %s, source = %s, copy = [[COPY checked (n) FROM STDIN]],\n  map = function(key) return {{key == 3 and -1 or 1}} end}\n' "$COUNT" "$SOURCE" >"$d/copybad.lua"
+run_ferry --dir "$N" --batch-size 5 --jobs 2 exec "$d/copybad.lua"
+is "$RC|$ERR" "1|ferry: $d/copybad.lua:2: db.fill: in the batch of keys 1 .. 5: COPY failed: new row for relation \"checked\" violates check constraint \"checked_n_check\" (Failing row contains (null, -1).) (COPY checked, line 3: \"-1\") [SQLSTATE 23514]" \
+   "a COPY refused at a later send: the batch's keys, the server's words and SQLSTATE"
+printf 'local x = 1\ndb.fill{count = %s, source = %s, copy = {[[COPY checked (k, n) FROM STDIN]], [[COPY item (k, v) FROM STDIN]]},\n  map = function(key) return {{{key, key == 13 and -1 or 1}}, {}} end}\n' "$COUNT" "$SOURCE" >"$d/copybad2.lua"
+run_ferry --dir "$N" --batch-size 5 exec "$d/copybad2.lua"
+is "$RC|$ERR" "1|ferry: $d/copybad2.lua:2: db.fill: in the batch of keys 11 .. 15: COPY failed: new row for relation \"checked\" violates check constraint \"checked_n_check\" (Failing row contains (13, -1).) (COPY checked, line 3: \"13${TAB}-1\") [SQLSTATE 23514]" \
+   "...copy a list, its first COPY refused (at the batch's own send)"
+psql_val "$db" "TRUNCATE checked" >/dev/null
+printf 'local x = 1\ndb.fill{count = %s, source = %s, copy = [[COPY checked (k, n) FROM STDIN]],\n  map = function(key) return {{key, key == 20 and -1 or 1}} end}\n' "$COUNT" "$SOURCE" >"$d/copybad3.lua"
+run_ferry --dir "$N" --batch-size 50 exec "$d/copybad3.lua"
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM checked")" "1|ferry: $d/copybad3.lua:2: db.fill: in the batch of keys 1 .. 20: COPY failed: new row for relation \"checked\" violates check constraint \"checked_n_check\" (Failing row contains (20, -1).) (COPY checked, line 20: \"20${TAB}-1\") [SQLSTATE 23514]|0" \
+   "...the last batch, refused at finish; nothing written"
 is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(none of those wrote a row)"
 
 # --- the options: refused before anything is read, at the calling line
