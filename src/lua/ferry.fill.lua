@@ -279,6 +279,15 @@ function F.fill(db, ctx, o)
       error(string.format("db.fill: source gave a row whose key is NULL (after key %s): no resume point reaches it "
                           .. "(key > $1 is never true): leave such rows out of count and source (WHERE key IS NOT "
                           .. "NULL), or give them a key", tostring(before)))
+    elseif math.type(r.key) == "float" and r.key ~= math.floor(r.key) or r.key == math.huge or r.key == -math.huge then
+      -- (rows() gives a numeric with a fraction as a float: its text as $1,
+      -- %.17g of the double, is not the numeric -- 0.3 reads 0.29999...,
+      -- below it, so the key after the resume point would be read again,
+      -- or one just above left out; a NaN or an infinity has no order)
+      error(string.format("db.fill: source's key %s is a float that is not a whole number (a numeric with a "
+                          .. "fraction, or a float column's value), which the resume point (key > $1) would not give "
+                          .. "back exactly: key the fill by a bigint or a text (cast the key in source and count: "
+                          .. "key::text AS key, ordered and compared as text)", tostring(r.key)))
     elseif type(r.done) ~= "boolean" then
       error(string.format("db.fill: source's done at key %s is %s, not a boolean: true when the target has the key's "
                           .. "rows already (EXISTS (SELECT 1 FROM target ...) AS done); in Lua a 0 or a 'f' is true, "

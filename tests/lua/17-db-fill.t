@@ -212,6 +212,18 @@ is "$RC|$ERR" "1|ferry: $d/donetext.lua:2: db.fill: source's done at key 1 is th
 fail_case nullkey "count = $COUNT, source = [[SELECT CASE WHEN k < 20 THEN k END AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
 is "$RC|$ERR" "1|ferry: $d/nullkey.lua:2: db.fill: source gave a row whose key is NULL (after key 19): no resume point reaches it (key > \$1 is never true): leave such rows out of count and source (WHERE key IS NOT NULL), or give them a key" \
    "a NULL key after others: stopped, saying what to do"
+# a key rows() gives as a float with a fraction (a numeric's 0.5, a
+# float8, NaN, Infinity): the resume point (\$1, its text) would not be the key, and a
+# key could be read twice or left out; a whole one (a numeric(10,1)'s 1.0)
+# is exact and taken
+fail_case floatkey "count = $COUNT, source = [[SELECT k * 0.5 AS key, false AS done FROM keys WHERE \$1::numeric IS NULL OR k * 0.5 > \$1 ORDER BY 1]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/floatkey.lua:2: db.fill: source's key 0.5 is a float that is not a whole number (a numeric with a fraction, or a float column's value), which the resume point (key > \$1) would not give back exactly: key the fill by a bigint or a text (cast the key in source and count: key::text AS key, ordered and compared as text)" \
+   "a float key with a fraction: refused, saying to cast it"
+fail_case float8key "count = $COUNT, source = [[SELECT CASE WHEN k < 20 THEN k::float8 ELSE 'Infinity' END AS key, false AS done FROM keys WHERE \$1::float8 IS NULL OR k > \$1 ORDER BY 1]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/float8key.lua:2: db.fill: source's key inf is a float that is not a whole number (a numeric with a fraction, or a float column's value), which the resume point (key > \$1) would not give back exactly: key the fill by a bigint or a text (cast the key in source and count: key::text AS key, ordered and compared as text)" \
+   "...an infinite float8 too (whole float8 keys before it taken)"
+fail_case wholekey "count = $COUNT, source = [[SELECT k::numeric(10,1) AS key, false AS done FROM keys WHERE \$1::numeric IS NULL OR k > \$1 ORDER BY 1]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "0|" "...a whole one (a numeric(10,1)'s 1.0) is exact: taken"
 # which of db.fill's statements the server refused: count's or after's
 # (they said the same "query failed: ..."; source's says "while reading rows")
 fail_case countbad "count = [[SELECT count(*) AS n FROM nope]], source = $SOURCE, $OK_COPY, $OK_MAP"
