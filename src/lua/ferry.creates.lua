@@ -143,4 +143,35 @@ local function existing_creations(sql, state)
   return found
 end
 
-return {existing_creations = existing_creations}
+-- Whether the up.sql text sql may make the relation whose absence a
+-- statement's error, message, names: false only when that error is the
+-- server's "relation \"x\" does not exist" (SQLSTATE 42P01, in English:
+-- translated, nothing is told) and no CREATE of a table, view or sequence
+-- in sql (IF NOT EXISTS, OR REPLACE, TEMP, UNLOGGED, MATERIALIZED ... too,
+-- anywhere in the script) has that name -- as the server keeps it, folded
+-- unless quoted; the schemas compared when both name one.  The engine's
+-- hint that such a step should sort first is then no reason to rename.
+local RELATION_KINDS = {table = true, view = true, sequence = true}
+local EVERY_STATEMENT = setmetatable({}, {__index = function() return true end})
+local function may_create(sql, message)
+  local missing = message:find("[SQLSTATE 42P01]", 1, true) and message:match('relation "([^"]+)" does not exist')
+  if not missing then return true end
+  local schema, name = missing:match("^([^.]+)%.([^.]+)$")
+  name = name or missing
+  for _, t in ipairs(db_core.statement_heads(sql, EVERY_STATEMENT)) do
+    if lower_at(t, 1) == "create" then
+      local i = 2
+      while t[i] and not RELATION_KINDS[lower_at(t, i)] and i < 6 do i = i + 1 end
+      if RELATION_KINDS[lower_at(t, i) or ""] then
+        i = i + 1
+        if lower_at(t, i) == "if" then i = i + 3 end       -- IF NOT EXISTS
+        local made = name_at(t, i)
+        local parts = made and made.parts or {}
+        if parts[#parts] == name and (#parts < 2 or not schema or parts[1] == schema) then return true end
+      end
+    end
+  end
+  return false
+end
+
+return {existing_creations = existing_creations, may_create = may_create}

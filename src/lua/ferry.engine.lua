@@ -2159,12 +2159,18 @@ end
 -- or schema while a schema step of the same version that sorts after it
 -- (the same day's `ferry new X --sql` and `ferry new X_stats`, which sorts
 -- first) is not applied here: `up --to` that step would run this one first,
--- so the way out is a name that sorts it first.
+-- so the way out is a name that sorts it first.  For a missing table, only
+-- a step whose CREATEs name it (ferry.creates' may_create): one making
+-- other tables is no reason to rename.
 local function later_schema_hint(list, states, m, r)
   if not missing_object(m, r) then return end
-  local after, past = {}, false
+  local after, past, may_create = {}, false, require("ferry.creates").may_create
   for _, x in ipairs(list) do
-    if past and x.version == m.version and pending_schema_step(x, states) then after[#after + 1] = x.id end
+    -- (a step whose CREATEs do not name the missing table is no reason)
+    if past and x.version == m.version and pending_schema_step(x, states)
+       and may_create(without_bom(read_file(x.path .. "/up.sql") or ""), r.message) then
+      after[#after + 1] = x.id
+    end
     past = past or x.id == m.id
   end
   if #after == 0 then return end

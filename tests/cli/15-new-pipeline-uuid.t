@@ -138,6 +138,25 @@ is "$RC|$(json_eval "$OUT" 'j["error"]')" "1|migrations/99990105_stats/up.lua:1:
    "...--json's error carries the same advice"
 run_ferry --dir "$N" run stat --dry-run
 is "$RC|$ERR" "2|ferry: ambiguous migration stat: 99990105_stats, 99990105_stats_table" "...a prefix of both still is"
+# ...only when that step's CREATEs name the missing table: one making
+# another table is no reason to rename (the hint sent the author to the
+# wrong step); IF NOT EXISTS, a schema and quotes are read as the server does
+P=$TAP_TMPDIR/proj2
+put "$P/migrations/99990201_fill/up.lua" 'db.exec("SELECT count(*) FROM nope2")'
+put "$P/migrations/99990201_fill_table/up.sql" '-- nope2 is not made here
+CREATE TABLE other2 (id int PRIMARY KEY); CREATE INDEX ON other2 (id);'
+run_ferry --dir "$P" run 99990201_fill --dry-run
+is "$RC|$ERR" "1|ferry: migrations/99990201_fill/up.lua:1: query failed: relation \"nope2\" does not exist [SQLSTATE 42P01]" \
+   "a schema step sorting after the fill that makes another table: no hint"
+put "$P/migrations/99990201_fill_table/up.sql" 'CREATE TABLE other2 (id int PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS public.NoPe2 (id int);'
+run_ferry --dir "$P" run 99990201_fill --dry-run
+is "$RC|$ERR" "1|ferry: migrations/99990201_fill/up.lua:1: query failed: relation \"nope2\" does not exist [SQLSTATE 42P01]; 99990201_fill_table, a schema step of the same version, sorts after it (migrations of one version run in name order) and is not applied here: if it makes what this one reads, rename the folders so that it sorts first (e.g. 99990201_1_fill_table, 99990201_2_fill; the id in their files with it), then run them in order" \
+   "...one whose CREATE (IF NOT EXISTS, schema-qualified, folded) makes it: the hint"
+put "$P/migrations/99990201_fill_table/up.sql" 'CREATE TABLE "NoPe2" (id int);'
+run_ferry --dir "$P" run 99990201_fill --dry-run
+is "$RC|$ERR" "1|ferry: migrations/99990201_fill/up.lua:1: query failed: relation \"nope2\" does not exist [SQLSTATE 42P01]" \
+   "...a quoted name the server keeps in capitals is another table: no hint"
 
 # --- TARGET_COPY's columns counted as the server reads them: a quoted
 # name holds a comma or a parenthesis (the fill was 7 columns for 6, and
