@@ -3369,7 +3369,8 @@ M.tests = {
   -- TODO: the rows of a key as the source gives them, and the target rows
   -- they make; a test for each case that matters (a key skipped, a NULL).
   -- A value is a string, number, boolean or nil: an array column takes
-  -- db.array(t); text cut with sub at a byte may split a UTF-8 character.
+  -- db.array(t) (local db = require "db" above: a rule sees none of the
+  -- script's globals); text cut with sub at a byte may split a UTF-8 character.
   ["maps the rows of a key"] = function()
     t.eq(M.map(1, {{key = 1, name = "a"}}, {migration = "test"}), {{1, "a", "test"}})
   end,

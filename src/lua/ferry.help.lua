@@ -204,7 +204,8 @@ arguments:
 options:
   --sql         an up.sql in place of up.lua: a schema step
   --pipeline    a streamed, pipelined fill: up.lua and its rule module,
-                rules/<NAME>.lua (not with --sql)
+                rules/<NAME>.lua, with TODOs for what only you know (a
+                run stops at the first one left); not with --sql
 
 common options (see 'ferry --help'):
   --dir PATH, --json, -q
