@@ -294,6 +294,14 @@ function F.fill(db, ctx, o)
                           .. "and would skip the key", tostring(r.key), r.done == nil and "NULL"
                           or string.format(type(r.done) == "string" and "the %s '%s'" or "the %s %s", type(r.done),
                                            tostring(r.done))))
+    elseif math.type(before) == "integer" and math.type(r.key) == "integer" and r.key < before then
+      -- (a key that goes back: a resume from the last key of a committed
+      -- batch would skip every lower key that came after it.  Integer
+      -- keys only: Lua orders strings by bytes, the server by collation)
+      error(string.format("db.fill: source is not ordered by key: key %d came after key %d (ORDER BY the key "
+                          .. "first, then a tie-breaker: a run resumes after the last key of its last committed "
+                          .. "batch, and would skip the keys that came after it in a different order); what was "
+                          .. "written before it is kept", r.key, before))
     end
   end
 

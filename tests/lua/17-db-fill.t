@@ -170,8 +170,14 @@ fail_case joined "count = $COUNT, source = [[SELECT c.k AS key, false AS done FR
 is "$RC|$ERR" "1|ferry: $d/joined.lua:2: db.fill: count counted 20 keys, source gave 15: read in one snapshot, they agree unless one is wrong: source leaves keys out (on a fresh start \$1 is NULL: WHERE \$1::type IS NULL OR key > \$1; a key without source rows is not in a JOIN: LEFT JOIN its rows to the keys, or count only the keys with rows); what was written is kept" \
    "...source gives fewer (a JOIN leaves out the keys without rows)"
 fail_case unordered "count = $COUNT, source = [[SELECT c.k AS key, false AS done FROM keys c JOIN src s ON s.k = c.k WHERE \$1::int IS NULL OR c.k > \$1 ORDER BY s.id % 10, c.k]], $OK_COPY, $OK_MAP"
-is "$RC|$ERR" "1|ferry: $d/unordered.lua:2: db.fill: count counted 20 keys, source gave 30: read in one snapshot, they agree unless one is wrong: source gives a key more than once when it is not ordered by key first (ORDER BY key, then a tie-breaker), or count leaves keys out (count the keys source reads); what was written is kept" \
-   "...source gives more (not ordered by key: keys met twice)"
+is "$RC|$ERR" "1|ferry: $d/unordered.lua:2: db.fill: source is not ordered by key: key 2 came after key 19 (ORDER BY the key first, then a tie-breaker: a run resumes after the last key of its last committed batch, and would skip the keys that came after it in a different order); what was written before it is kept" \
+   "source not ordered by key (integer keys met twice): stopped where a key goes back"
+fail_case unordered1 "count = $COUNT, source = [[SELECT k AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k::text]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/unordered1.lua:2: db.fill: source is not ordered by key: key 2 came after key 19 (ORDER BY the key first, then a tie-breaker: a run resumes after the last key of its last committed batch, and would skip the keys that came after it in a different order); what was written before it is kept" \
+   "...each key once, but ordered by something else (a resume would skip keys): stopped too"
+fail_case countfewer "count = [[SELECT count(*) AS n FROM keys WHERE k <= 10 AND (\$1::int IS NULL OR k > \$1)]], source = [[SELECT k AS key, false AS done FROM keys WHERE \$1::int IS NULL OR k > \$1 ORDER BY k]], $OK_COPY, $OK_MAP"
+is "$RC|$ERR" "1|ferry: $d/countfewer.lua:2: db.fill: count counted 10 keys, source gave 20: read in one snapshot, they agree unless one is wrong: source gives a key more than once when it is not ordered by key first (ORDER BY key, then a tie-breaker), or count leaves keys out (count the keys source reads); what was written is kept" \
+   "...source gives more than count counted (count leaves keys out)"
 printf 'local function map(key, rows)\n  return nil\nend\ndb.fill{count = %s, source = %s, %s, map = map}\n' "$COUNT" "$SOURCE" "$OK_COPY" >"$d/mapnil.lua"
 run_ferry --dir "$N" exec "$d/mapnil.lua"
 is "$RC|$ERR" "1|ferry: $d/mapnil.lua:4: db.fill: map ($d/mapnil.lua:1) returned nil, not a list of target rows ({} skips the key)" \
