@@ -61,7 +61,19 @@ local AFTER_FAILED = {
 }
 
 local function commit_counted(self, wr, p)
-  wr.conn:exec("COMMIT")
+  if p.what == nil then
+    wr.conn:exec("COMMIT")
+  else
+    -- (a deferred constraint is checked here, not in the COPY: its
+    -- refusal names the batch's keys as finish_copy's does)
+    local ok, e = pcall(wr.conn.exec, wr.conn, "COMMIT")
+    if not ok then
+      -- (raised from here, in ferry's Lua, with its place: the API's
+      -- wrapper puts the script's line there, as for a C error)
+      if type(e) == "string" and e:find("^query failed: ") then error(p.what .. e, 1) end
+      error(e, 0)
+    end
+  end
   wr.pending = nil
   if self.checkpoint and self.checkpoint._committed and p.snapshot then self.checkpoint._committed(p.snapshot) end
 end

@@ -256,6 +256,13 @@ printf 'local x = 1\ndb.fill{count = %s, source = %s, copy = [[COPY checked (k, 
 run_ferry --dir "$N" --batch-size 50 exec "$d/copybad3.lua"
 is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM checked")" "1|ferry: $d/copybad3.lua:2: db.fill: in the batch of keys 1 .. 20: COPY failed: new row for relation \"checked\" violates check constraint \"checked_n_check\" (Failing row contains (20, -1).) (COPY checked, line 20: \"20${TAB}-1\") [SQLSTATE 23514]|0" \
    "...the last batch, refused at finish; nothing written"
+# a deferred constraint is checked at the batch's COMMIT, not in its COPY:
+# the refusal names the batch's keys too
+psql_val "$db" "CREATE TABLE deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)" >/dev/null
+printf 'local x = 1\ndb.fill{count = %s, source = %s, copy = [[COPY deferred (k) FROM STDIN]],\n  map = function(key) return {{key == 7 and 6 or key}} end}\n' "$COUNT" "$SOURCE" >"$d/commitbad.lua"
+run_ferry --dir "$N" --batch-size 5 exec "$d/commitbad.lua"
+is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(k::text, ',' ORDER BY k) FROM deferred")" "1|ferry: $d/commitbad.lua:2: db.fill: in the batch of keys 6 .. 10: query failed: duplicate key value violates unique constraint \"deferred_k_key\" (Key (k)=(6) already exists.) [SQLSTATE 23505]|1,2,3,4,5" \
+   "...a COMMIT refused (a deferred constraint): the batch's keys, the server's words and SQLSTATE; the batch before it kept"
 is "$(psql_val "$db" "SELECT count(*) FROM summary")" 0 "(none of those wrote a row)"
 
 # --- the options: refused before anything is read, at the calling line
