@@ -99,6 +99,13 @@ local function of(what, ok, ...)
   error("db.fill: " .. what .. ": " .. e:gsub("^%[ferry%]/[%w%._%-]+%.lua:%d+: ", ""))
 end
 
+-- p1 and p2 as the parameters of sql, each passed only when sql uses it
+-- ($2 is passed with $1: a query with $2 uses $1 too, as resuming needs).
+local function used(sql, p1, p2)
+  if sql:find("$2", 1, true) then return p1, p2 end
+  if sql:find("$1", 1, true) then return p1 end
+end
+
 -- The runs (their ctx, weak) that have had their fill: a second would take
 -- the first one's last key for its own resume point, and skip its keys
 -- up to it -- the checkpoint is the migration's, and one fill owns it.
@@ -122,10 +129,7 @@ function F.fill(db, ctx, o)
   local resume = ctx.checkpoint.get()      -- the last key of the last committed batch, or nil
   if resume then log.info("resuming after key " .. tostring(resume)) end
   -- $1 the resume key, $2 the tag: passed only when the query uses it
-  local function args(sql)
-    if sql:find("$2", 1, true) then return resume, ctx.migration end
-    if sql:find("$1", 1, true) then return resume end
-  end
+  local function args(sql) return used(sql, resume, ctx.migration) end
   -- each target's columns, as the server reads the list: a row of map's is
   -- filled up to them (a trailing nil: NULL); none listed, a row is its own
   local ncols, names, bufs, sends = {}, {}, {}, {}
@@ -153,11 +157,7 @@ function F.fill(db, ctx, o)
     if o.after == nil or #keys == 0 then return nil end
     if type(o.after) == "string" then
       local sql = o.after
-      return function(conn)
-        if sql:find("$2", 1, true) then of("after", pcall(conn.exec, conn, sql, db.array(keys), ctx.migration))
-        elseif sql:find("$1", 1, true) then of("after", pcall(conn.exec, conn, sql, db.array(keys)))
-        else of("after", pcall(conn.exec, conn, sql)) end
-      end
+      return function(conn) of("after", pcall(conn.exec, conn, sql, used(sql, db.array(keys), ctx.migration))) end
     end
     return function(conn) return o.after(conn, keys) end
   end

@@ -60,38 +60,29 @@ local AFTER_FAILED = {
     .. "inside conn:transaction)",
 }
 
-local function commit_counted(self, wr, p)
-  if p.what == nil then
-    wr.conn:exec("COMMIT")
-  else
-    -- (a deferred constraint is checked here, not in the COPY: its
-    -- refusal names the batch's keys as finish_copy's does)
-    local ok, e = pcall(wr.conn.exec, wr.conn, "COMMIT")
-    if not ok then
-      -- (raised from here, in ferry's Lua, with its place: the API's
-      -- wrapper puts the script's line there, as for a C error)
-      if type(e) == "string" and e:find("^query failed: ") then error(p.what .. e, 1) end
-      error(e, 0)
-    end
-  end
-  wr.pending = nil
-  if self.checkpoint and self.checkpoint._committed and p.snapshot then self.checkpoint._committed(p.snapshot) end
-end
-
--- Finishes a COPY of a batch.  The server's refusal names a line of the
--- batch ("COPY t, line 3"), not what the batch holds: a batch's _what
--- (db.fill's "db.fill: in the batch of keys 11 .. 15: "; not documented,
--- nil for other callers, whose messages stay as they were) is put before
--- it -- the server's words, which core.error_routine looks up, and the
--- SQLSTATE at the end, which the engine's advice reads, stay whole.  An
--- error raised here keeps the place it had when finish raised it itself
--- (a C function's error names the line that called it).
-local function finish_copy(w, what)
-  if what == nil then return w:finish() end
-  local ok, e = pcall(w.finish, w)
+-- Runs f(...) -- a COPY's finish, a batch's COMMIT -- for a batch that
+-- carries a description, its _what (db.fill's "db.fill: in the batch of
+-- keys 11 .. 15: "; not documented, nil for other callers, whose messages
+-- stay as they were).  The server's refusal (its message begins with
+-- `refused`: "COPY failed: ", naming a line of the batch, "query failed: ",
+-- a deferred constraint at the COMMIT) names no key: the description goes
+-- before it -- the server's words, which core.error_routine looks up, and
+-- the SQLSTATE at the end, which the engine's advice reads, stay whole.  A
+-- string is raised again with a place in ferry's Lua, which the API's
+-- wrapper turns into the script's line, as it does for a C function's
+-- error; an error object (an interruption) as it is.
+local function described(what, refused, f, ...)
+  if what == nil then return f(...) end
+  local ok, e = pcall(f, ...)
   if ok then return end
   if type(e) ~= "string" then error(e, 0) end
-  error((e:find("^COPY failed: ") and what or "") .. e, 2)
+  error((e:find(refused) and what or "") .. e, 2)
+end
+
+local function commit_counted(self, wr, p)
+  described(p.what, "^query failed: ", wr.conn.exec, wr.conn, "COMMIT")
+  wr.pending = nil
+  if self.checkpoint and self.checkpoint._committed and p.snapshot then self.checkpoint._committed(p.snapshot) end
 end
 
 -- Commits the batch in flight on writer wr, if any.  (Not a method, as
@@ -99,7 +90,7 @@ end
 local function commit(self, wr)
   local p = wr.pending
   if not p then return end
-  if p.copy then finish_copy(p.copy, p.what) end
+  if p.copy then described(p.what, "^COPY failed: ", p.copy.finish, p.copy) end
   if p.after then
     self.db._failed_how(wr.conn)           -- (a COPY abandoned before after is none of after's)
     do
@@ -337,7 +328,7 @@ function P:send(batch)
       if c.buffer:count() > 0 then
         local w <close> = conn:copy(c.sql)
         w:put_buffer(c.buffer)
-        finish_copy(w, batch._what)
+        described(batch._what, "^COPY failed: ", w.finish, w)
       end
     else
       pending.copy = conn:copy(c.sql)
