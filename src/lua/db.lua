@@ -13,6 +13,15 @@ M._copy_target, M._busy_with = core.copy_target, core.busy_with
 -- holding one (6 / 2) -- else nil: the counts the API takes (a row's n,
 -- db.array's, db.arrays', db.pipeline's jobs), as Lua's own string
 -- functions take them.  (math.type first: math.tointeger reads "2" too.)
+-- what a bad count was, for its error: a number as itself, a string
+-- quoted as one ("4" is no number to the option, and read "not 4" it
+-- looked like one), anything else by its type
+local function shown_count(v)
+  if math.type(v) or v == nil then return tostring(v) end
+  if type(v) == "string" then return string.format("a string (%q)", #v > 20 and v:sub(1, 20) .. "..." or v) end
+  return "a " .. type(v)
+end
+
 local function whole(n) return math.type(n) and math.tointeger(n) or nil end
 -- The most columns a row has (MaxHeapAttributeNumber) and elements an
 -- array holds (MaxArraySize): bounds checked before anything is built.
@@ -361,7 +370,7 @@ function M.arrays(rows, n)
   -- and copy_rows' take it)
   local columns = whole(n)
   if not (columns and columns >= 1) then
-    error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. tostring(n), 2)
+    error("db.arrays: n, the number of columns, must be a whole number >= 1, not " .. shown_count(n), 2)
   end
   n = columns
   -- (checked before anything is built, as db.array's n: an n of 2^40 made
@@ -413,7 +422,7 @@ function M.pipeline(opts)
   -- caller's table is left as it was)
   local jobs = whole(opts.jobs)
   if opts.jobs ~= nil and not (jobs and jobs >= 1 and jobs <= M.MAX_PRESTART) then
-    error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. tostring(opts.jobs), 2)
+    error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. shown_count(opts.jobs), 2)
   end
   if math.type(opts.jobs) == "float" then opts = {jobs = jobs, dry_run = opts.dry_run, checkpoint = opts.checkpoint} end
   return require("ferry.pipeline").new(M, opts)

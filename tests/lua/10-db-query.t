@@ -240,8 +240,8 @@ T.is(err_of(db.array, {n = -1}), "db.array: n must be a whole number >= 0, not -
 T.is(err_of(db.array, {n = 2.5}), "db.array: n must be a whole number >= 0, not 2.5", "...n = 2.5 too")
 T.is(err_of(db.array, {n = "3"}), "db.array: n must be a whole number >= 0, not a string", "...n = '3' too")
 T.is(db.array{"a", n = 2.0}, '{"a",NULL}', "db.array: a float n with a whole value is taken")
-T.is(err_of(db.pipeline, {jobs = "x"}), "db.pipeline: jobs must be a whole number from 1 to 100, not x", "db.pipeline with bad jobs raises")
-T.is(err_of(db.pipeline, {jobs = "4"}), "db.pipeline: jobs must be a whole number from 1 to 100, not 4", "...also a number in a string")
+T.is(err_of(db.pipeline, {jobs = "x"}), "db.pipeline: jobs must be a whole number from 1 to 100, not a string (\"x\")", "db.pipeline with bad jobs raises")
+T.is(err_of(db.pipeline, {jobs = "4"}), "db.pipeline: jobs must be a whole number from 1 to 100, not a string (\"4\")", "...also a number in a string")
 T.like(err_of(db.exec_script, "SELECT 1;\n\nSELEC 2"), "^script failed: syntax error at or near \"SELEC\" .* %(line 3%)$",
        "exec_script: an error the server places ends with the script's line")
 T.like(err_of(db.exec_script, "SELECT 1;\nSELECT '" .. string.rep("x", 3000) .. "'::int"), "xxx%.%.%. %[SQLSTATE 22P02%] %(line 2%)$",
@@ -512,6 +512,8 @@ T.is(err_of(db.arrays, {}, 0), "db.arrays: n, the number of columns, must be a w
      "db.arrays: n of 0 raises")
 T.is(err_of(db.arrays, {{1}}), "db.arrays: n, the number of columns, must be a whole number >= 1, not nil",
      "db.arrays: n left out raises")
+T.is(err_of(db.arrays, {{1}}, "2"), "db.arrays: n, the number of columns, must be a whole number >= 1, not a string (\"2\")",
+     "db.arrays: n as a string raises, shown as a string")
 T.is(err_of(db.arrays, {{1}, "x"}, 1), "db.arrays: row 2 is a string, not a table", "db.arrays: a row that is no table raises")
 T.is(err_of(db.arrays, {{1, {}}}, 2), "db.arrays: row 1, column 2 is a table, not a SQL value",
      "db.arrays: a value that is no SQL value raises, naming row and column")
