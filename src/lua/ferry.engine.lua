@@ -1864,6 +1864,14 @@ local function apply(m, operation, dry_run)
       first = first .. "; if the live system " .. live .. " that row meanwhile, re-run to resume (everything up to "
                    .. "the last checkpoint is committed)"
     end
+    -- A write in a dry run (every session read-only): the script's, which
+    -- only a real run may do -- said so, not left to read as a database
+    -- set read-only.
+    if dry_run and m.files["up.lua"] and first:find("[SQLSTATE 25006]", 1, true) then
+      first = first .. "; this is a dry run (--dry-run): every session is read-only and the script wrote: do "
+                   .. "its writes only in the real run (if not ctx.dry_run then ... end) and count where it decides, "
+                   .. "so that the dry run reports the real run's counts"
+    end
     -- (a schema step only: baselining a data migration would skip its rows)
     if m.files["up.sql"] and not m.files["up.lua"]
        and (would_exist or ALREADY_EXISTS[first:match("%[SQLSTATE (%w+)%]$") or ""]) and never_applied(m) then
@@ -2688,15 +2696,26 @@ function commands.validate(args)
     if type(name) ~= "string" then
       error(string.format('check(name, fn): the name is a string, not a %s (check("what it checks", fn))', type(name)), 2)
     end
-    local ok, info
+    local ok, info, pok, a, b
     if type(fn) == "function" then
       -- (under a savepoint of the checks' transaction, rolled back after it)
-      local pok, a, b = db._snapshot_check(fn)
+      pok, a, b = db._snapshot_check(fn)
       local stop = sys.interrupted()
       if stop then error(stop, 0) end          -- Ctrl-C: no more checks
       if pok then ok, info = a and true or false, b else ok, info = false, "error: " .. error_text(a) end
     else
-      ok, info = fn and true or false, detail
+      ok, info, pok, a = fn and true or false, detail, true, fn
+    end
+    -- A count or a text given as the result: Lua takes every number (0
+    -- too) and every string for true, so check("no orphans", r.n) passed
+    -- whatever it counted.  It fails, saying so.
+    if pok and (math.type(a) or type(a) == "string") then
+      ok = false
+      info = string.format("it gave %s, a %s, not true or false: Lua takes every %s (%s too) for true, so it would "
+                           .. "pass whatever it found; give a comparison (n == 0, n .. \" found\")%s",
+                           math.type(a) and tostring(a) or string.format("%q", #a > 40 and a:sub(1, 40) .. "..." or a),
+                           math.type(a) and "number" or "string", math.type(a) and "number" or "string",
+                           math.type(a) and "0" or '""', info ~= nil and ("; " .. tostring(info)) or "")
     end
     if not ok then failed = failed + 1 end
     -- (valid UTF-8, as an error's text: a name or detail cut from data

@@ -22,43 +22,44 @@ mkdir -p "$D/rules"
 mig() { rm -rf "$D/migrations"; put "$D/migrations/20250101_w/up.lua" "$1"; }
 rows() { psql_val "$db" "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), 'none') FROM dst"; }
 REFUSED="cannot execute INSERT in a read-only transaction [SQLSTATE 25006]"
+DRY="; this is a dry run (--dry-run): every session is read-only and the script wrote: do its writes only in the real run (if not ctx.dry_run then ... end) and count where it decides, so that the dry run reports the real run's counts"
 
 # the main session (RESET ALL; DISCARD ALL there would drop ferry's lock
 # too), a session of db.connect(), rows() and copy()
 mig 'db.exec("RESET ALL")
 db.exec("INSERT INTO dst VALUES (1)")'
 run_ferry --dir "$D" run 20250101 --dry-run
-is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed: $REFUSED|none" \
+is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed: $REFUSED$DRY|none" \
    "dry run, RESET ALL then an INSERT: exit 1, the INSERT refused by the read-only session, nothing written"
 for turn_off in "RESET ALL" "DISCARD ALL"; do
     mig "local c = db.connect()
 c:exec(\"$turn_off\")
 c:exec(\"INSERT INTO dst VALUES (2)\")"
     run_ferry --dir "$D" run 20250101 --dry-run
-    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED|none" \
+    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED$DRY|none" \
        "dry run, a db.connect() session, $turn_off then an INSERT: the same"
 done
 mig 'db.exec("RESET ALL")
 for r in db.rows("INSERT INTO dst VALUES (3) RETURNING id") do end'
 run_ferry --dir "$D" run 20250101 --dry-run
-is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed while reading rows: $REFUSED|none" "rows(): the same"
+is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed while reading rows: $REFUSED$DRY|none" "rows(): the same"
 mig 'db.exec("RESET ALL")
 local w <close> = db.copy("COPY dst (id) FROM STDIN")
 w:put(4)
 w:finish()'
 run_ferry --dir "$D" run 20250101 --dry-run
-like "$RC|$ERR|$(rows)" "^1\\|ferry: migrations/20250101_w/up.lua:2: COPY failed to start: .*cannot execute COPY FROM in a read-only transaction \\[SQLSTATE 25006\\]\\|none\$" \
+like "$RC|$ERR|$(rows)" "^1\\|ferry: migrations/20250101_w/up.lua:2: COPY failed to start: .*cannot execute COPY FROM in a read-only transaction \\[SQLSTATE 25006\\]; this is a dry run .*\\|none\$" \
      "copy(): the same"
 mig 'db.transaction(function() db.exec("RESET ALL") end)
 db.exec("INSERT INTO dst VALUES (5)")'
 run_ferry --dir "$D" run 20250101 --dry-run
-is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed: $REFUSED|none" \
+is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:2: query failed: $REFUSED$DRY|none" \
    "RESET ALL committed in a db.transaction: the same"
 mig 'db.exec("RESET ALL")
 db.exec("SELECT 1")
 db.exec("INSERT INTO dst VALUES (6)")'
 run_ferry --dir "$D" run 20250101 --dry-run
-is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED|none" \
+is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED$DRY|none" \
    "RESET ALL, a read, then an INSERT: the same"
 
 # a reset inside a function (a helper tidying the session): no RESET ALL in
@@ -71,13 +72,13 @@ local c = db.connect()
 c:exec(\"SELECT $helper()\")
 db.exec(\"INSERT INTO dst VALUES (7)\")"
     run_ferry --dir "$D" run 20250101 --dry-run
-    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:4: query failed: $REFUSED|none" \
+    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:4: query failed: $REFUSED$DRY|none" \
        "dry run, SELECT $helper() (a reset inside a function) then an INSERT: the same"
     mig "local c = db.connect()
 c:exec(\"SELECT $helper()\")
 c:exec(\"INSERT INTO dst VALUES (8)\")"
     run_ferry --dir "$D" run 20250101 --dry-run
-    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED|none" \
+    is "$RC|$ERR|$(rows)" "1|ferry: migrations/20250101_w/up.lua:3: query failed: $REFUSED$DRY|none" \
        "...on a db.connect() session too"
 done
 

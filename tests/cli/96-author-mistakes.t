@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Mistakes an author makes writing a migration with the plain API (found by
+# writing two batches from the docs alone): each fails saying what is wrong
+# instead of passing or failing obscurely.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/cli-lib.sh"
+require_pg
+
+db=$(fresh_db ferry_cli_author_mistakes)
+export DATABASE_URL=$db
+D=$TAP_TMPDIR/proj
+
+# 1. A check that gives a count, or a text, where a boolean belongs: Lua
+# takes 0 (and "") for true, so check("no orphans", r.n) passed whatever
+# it counted.
+put "$D/migrations/20250101_checks/up.lua" 'stats.inc("n")'
+put "$D/migrations/20250101_checks/validate.lua" 'check("count given (fn)", function() return db.one("SELECT 5 AS n").n end)
+check("count given (value)", db.one("SELECT 0 AS n").n)
+check("text given", function() return "3 missing", "detail" end)
+check("comparison", function() local n = db.one("SELECT 0 AS n").n return n == 0, n .. " missing" end)
+check("row given", db.one("SELECT 1 AS one"))
+check("nil given", function() end)'
+run_ferry --dir "$D" -q run 20250101_checks
+is "$RC" 0 "the migration runs"
+run_ferry --dir "$D" validate 20250101_checks
+is "$RC" 1 "validate: exit 1"
+is "$OUT" '==> validating 20250101_checks
+✗ FAIL count given (fn)  (it gave 5, a number, not true or false: Lua takes every number (0 too) for true, so it would pass whatever it found; give a comparison (n == 0, n .. " found"))
+✗ FAIL count given (value)  (it gave 0, a number, not true or false: Lua takes every number (0 too) for true, so it would pass whatever it found; give a comparison (n == 0, n .. " found"))
+✗ FAIL text given  (it gave "3 missing", a string, not true or false: Lua takes every string ("" too) for true, so it would pass whatever it found; give a comparison (n == 0, n .. " found"); detail)
+✓ PASS comparison  (0 missing)
+✓ PASS row given
+✗ FAIL nil given
+6 check(s), 4 failed' "a number or a string given as a check's result fails, saying why; a comparison, a row, nil as before"
+run_ferry --dir "$D" --json validate 20250101_checks
+is "$(json_eval "$OUT" '[c["ok"] for c in j["checks"]]')" '[false,false,false,true,true,false]' "--json: the same verdicts"
+
+# 2. A write in a dry run: the server's read-only error, and what it means
+# here (a script's write, which only the real run may do).
+put "$D/migrations/20250102_writes/up.lua" 'stats.declare{"rows_written"}
+stats.inc("rows_written")
+db.exec("CREATE TABLE written (n int)")'
+run_ferry --dir "$D" run 20250102_writes --dry-run
+is "$RC" 1 "a dry run that writes: exit 1"
+is "$(printf '%s\n' "$ERR" | tail -n 1)" "ferry: migrations/20250102_writes/up.lua:3: query failed: cannot execute CREATE TABLE in a read-only transaction [SQLSTATE 25006]; this is a dry run (--dry-run): every session is read-only and the script wrote: do its writes only in the real run (if not ctx.dry_run then ... end) and count where it decides, so that the dry run reports the real run's counts" \
+   "...says that the script wrote in a dry run and what to do"
+run_ferry --dir "$D" up --dry-run
+is "$(printf '%s\n' "$ERR" | tail -n 1)" "ferry: migrations/20250102_writes/up.lua:3: query failed: cannot execute CREATE TABLE in a read-only transaction [SQLSTATE 25006]; this is a dry run (--dry-run): every session is read-only and the script wrote: do its writes only in the real run (if not ctx.dry_run then ... end) and count where it decides, so that the dry run reports the real run's counts" \
+   "...up --dry-run too"
+run_ferry --dir "$D" -q run 20250102_writes
+is "$RC|$ERR" "0|" "the real run writes"
+done_testing
