@@ -986,13 +986,25 @@ local function new_checkpoint(ctx, m)
   -- A writer (db.pipeline) says it tracks its commits, then reports each.
   -- (The baseline is taken when the writer starts: after the script's
   -- stats.declare, with the counters restored from a checkpoint.)
-  local committed
+  local committed, saved_here, at_start = nil, nil, {counters = {}}
+  for i, c in ipairs(stats.counters()) do at_start.counters[i] = {c.name, c.value} end
   function cp._track_commits() committed = committed or cp.snapshot() end
   function cp._committed(snapshot) committed = snapshot end
   --- cp._rewind_to_committed(): the counters (all but errors) back to the
   -- last committed batch's, when a writer tracked its commits; a counter
-  -- that batch did not have yet goes back to 0.
+  -- that batch did not have yet goes back to 0.  A script that saved its
+  -- checkpoints itself (ctx.checkpoint.save in its db.transaction) and had
+  -- no row error: back to the counters of the checkpoint that committed,
+  -- as the table holds it, or to those the run started with when none of
+  -- its saves committed -- the batch it was mapping, or writing when it
+  -- was stopped, is not in the database (it reported those rows as if
+  -- they were, and its resumed run restored fewer).
   function cp._rewind_to_committed()
+    if not committed and saved_here and stats.get("errors") == errors_at_start then
+      local got, r = pcall(db.one, [[SELECT stats->'counters' AS counters FROM ferry.checkpoint
+                                      WHERE migration = $1 AND run_id = $2]], ctx.migration, ctx.run_id)
+      if got then committed = r and {counters = json.decode(r.counters)} or at_start end
+    end
     if not committed then return end
     local at = {}
     for _, c in ipairs(committed.counters) do at[c[1]] = c[2] end
@@ -1020,6 +1032,7 @@ local function new_checkpoint(ctx, m)
     end
     position = pos
     if ctx.dry_run then return true end
+    saved_here = true
     ;(conn or db.main()):exec([[
       INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
       VALUES ($1, $2, $3::jsonb, $4::jsonb, now())
@@ -1032,6 +1045,7 @@ local function new_checkpoint(ctx, m)
 
   function cp.clear()
     position = nil
+    saved_here = nil        -- (no row to rewind to: the counters stand as they are)
     if not ctx.dry_run and history_exists(true) then
       db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", ctx.migration)
     end

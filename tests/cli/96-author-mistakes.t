@@ -49,4 +49,50 @@ is "$(printf '%s\n' "$ERR" | tail -n 1)" "ferry: migrations/20250102_writes/up.l
    "...up --dry-run too"
 run_ferry --dir "$D" -q run 20250102_writes
 is "$RC|$ERR" "0|" "the real run writes"
+
+# 3. A run that saves its checkpoints itself (ctx.checkpoint.save inside its
+# db.transaction, as lua-api.md's example) and fails part way reports what
+# it committed, as a db.pipeline run does: before, the counters of the rows
+# it had mapped past its last commit, which its history row kept and its
+# resumed run did not restore.
+psql_val "$db" "CREATE TABLE dst (id int PRIMARY KEY)" >/dev/null
+put "$D/migrations/20250103_batches/up.lua" 'stats.declare{"rows_seen", "rows_written"}
+local last = ctx.checkpoint.get() or 0
+local fail_at = tonumber(os.getenv("FAIL_AT") or "0")
+local batch = {}
+local function flush()
+  if #batch == 0 then return end
+  db.transaction(function()
+    db.copy_rows("COPY dst (id) FROM STDIN", batch)
+    stats.inc("rows_written", #batch)
+    ctx.checkpoint.save(batch[#batch][1])
+  end)
+  batch = {}
+end
+local read <close> = db.connect()
+for r in read:rows("SELECT g AS id FROM generate_series($1::int + 1, 25) g ORDER BY g", last) do
+  stats.inc("rows_seen")
+  batch[#batch + 1] = {r.id}
+  if r.id == fail_at then error("boom at " .. r.id) end
+  if #batch >= 10 then flush() end
+end
+flush()'
+last_stats() { psql_val "$db" "SELECT (stats->'stats')::text FROM ferry.history WHERE migration = '$1' ORDER BY id DESC LIMIT 1"; }
+FAIL_AT=5 run_ferry --dir "$D" run 20250103_batches
+is "$RC|$(printf '%s\n' "$ERR" | tail -n 1)" "1|ferry: migrations/20250103_batches/up.lua:18: boom at 5" "a run that fails in its first batch: exit 1"
+is "$(last_stats 20250103_batches)" '{"rows_seen": 5, "rows_written": 0}' "...before its first save: what it counted (ferry cannot tell it from a script that saves none)"
+FAIL_AT=13 run_ferry --dir "$D" run 20250103_batches
+like "$OUT" "Rows seen: +10
+   Rows written: +10" "failing in its second batch: the first batch's counters, not the 13 rows it had read"
+is "$(last_stats 20250103_batches)|$(psql_val "$db" "SELECT count(*) FROM dst")" '{"rows_seen": 10, "rows_written": 10}|10' "...its history row, as the table holds it"
+FAIL_AT=23 run_ferry --dir "$D" run 20250103_batches
+like "$OUT" "Rows seen: +20
+   Rows written: +20" "a resumed run failing in its second batch: the counters it restored plus its first batch's"
+is "$(last_stats 20250103_batches)" '{"rows_seen": 20, "rows_written": 20}' "...its history row too"
+
+FAIL_AT=0 run_ferry --dir "$D" run 20250103_batches
+
+like "$OUT" "Rows seen: +25
+   Rows written: +25" "the run that finishes: the totals of an uninterrupted run"
+is "$RC|$(psql_val "$db" "SELECT count(*) || ' ' || sum(id) FROM dst")" "0|25 325" "...every row written once"
 done_testing
