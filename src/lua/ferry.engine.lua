@@ -1799,6 +1799,13 @@ local function apply(m, operation, dry_run)
     if is_ferry_error(err) and err.signal then
       if dry_run then
         first = string.format("%s: %s (a dry run: nothing was written)", m.id, err.message)
+      elseif m.files["up.lua"] and started and ctx.checkpoint and ctx.checkpoint.get() == nil then
+        -- (no checkpoint saved, none resumed from: the next run does not
+        -- resume, it starts from the beginning -- a script that saves none
+        -- writes again what it committed unless it finds it done)
+        first = string.format("%s: %s; the run had got to: %s; no checkpoint is saved (ctx.checkpoint.save), so the "
+                              .. "next run starts from the beginning, what this one committed kept: re-run it",
+                              m.id, err.message, progress_line())
       elseif m.files["up.lua"] then
         first = string.format("%s: %s; the run had got to: %s (everything up to the last checkpoint is committed); "
                               .. "re-run to resume", m.id, err.message, progress_line())

@@ -301,8 +301,8 @@ wait_until 60 output_is 1 sleeping
 is "$(sleeping)" 1 "run, a statement waited for in a coroutine: it is running"
 stop_ferry INT
 is "$RC" 130 "...Ctrl-C: exit 130"
-# (what it had got to: the batch in flight counts too, as in the main thread)
-like "$ERR" "ferry: 20250104_batches: interrupted \\(SIGINT\\); the run had got to: items_created=15 \\(everything up to the last checkpoint is committed\\); re-run to resume" \
+# (what it had committed: the two batches before the one in flight, whose rows rolled back)
+like "$ERR" "ferry: 20250104_batches: interrupted \\(SIGINT\\); the run had got to: items_created=10 \\(everything up to the last checkpoint is committed\\); re-run to resume" \
      "...one line says it was interrupted and how far it got"
 unlike "$ERR" "canceling statement|query failed" "...no cancelled-statement error shown in place of the interruption"
 wait_until 60 output_is 0 sleeping

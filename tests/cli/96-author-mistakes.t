@@ -95,4 +95,24 @@ FAIL_AT=0 run_ferry --dir "$D" run 20250103_batches
 like "$OUT" "Rows seen: +25
    Rows written: +25" "the run that finishes: the totals of an uninterrupted run"
 is "$RC|$(psql_val "$db" "SELECT count(*) || ' ' || sum(id) FROM dst")" "0|25 325" "...every row written once"
+
+# 4. Interrupted, a run that has saved no checkpoint (none resumed from)
+# said "everything up to the last checkpoint is committed; re-run to
+# resume": there is none, and its next run starts from the beginning.
+psql_val "$db" "CREATE TABLE nocp (n int)" >/dev/null
+put "$D/migrations/20250104_nocp/up.lua" 'stats.declare{"rows_written"}
+db.transaction(function() db.exec("INSERT INTO nocp VALUES (1)"); stats.inc("rows_written") end)
+db.exec("SELECT pg_sleep(60) /* ferry_nocp_sleep */")'
+sleeping() { psql_val "$db" "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%/* ferry_nocp_sleep */%' AND pid <> pg_backend_pid()"; }
+set -m
+"$FERRY" --dir "$D" run 20250104_nocp >"$TAP_TMPDIR/bg.out" 2>"$TAP_TMPDIR/bg.err" &
+PID=$!
+wait_until 60 output_is 1 sleeping
+kill -INT "$PID"
+RC=0
+wait "$PID" || RC=$?
+set +m
+is "$RC|$(tail -n 1 "$TAP_TMPDIR/bg.err")" "130|ferry: 20250104_nocp: interrupted (SIGINT); the run had got to: rows_written=1; no checkpoint is saved (ctx.checkpoint.save), so the next run starts from the beginning, what this one committed kept: re-run it" \
+   "interrupted with no checkpoint saved: says the next run starts from the beginning, not that it resumes"
+is "$(psql_val "$db" "SELECT count(*) FROM nocp")" 1 "...what it committed is kept"
 done_testing
