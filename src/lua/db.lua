@@ -425,6 +425,13 @@ function M.pipeline(opts)
     error("db.pipeline: jobs must be a whole number from 1 to " .. M.MAX_PRESTART .. ", not " .. shown_count(opts.jobs), 2)
   end
   if math.type(opts.jobs) == "float" then opts = {jobs = jobs, dry_run = opts.dry_run, checkpoint = opts.checkpoint} end
+  -- dry_run left out where the sessions are read-only (--dry-run): a
+  -- dry-run pipeline -- its writers would only have failed at their first
+  -- COPY, as if the script wrote in a dry run (the caller's table is left
+  -- as it was)
+  if opts.dry_run == nil and M.read_only then
+    opts = {jobs = opts.jobs, dry_run = true, checkpoint = opts.checkpoint}
+  end
   return require("ferry.pipeline").new(M, opts)
 end
 

@@ -115,4 +115,26 @@ set +m
 is "$RC|$(tail -n 1 "$TAP_TMPDIR/bg.err")" "130|ferry: 20250104_nocp: interrupted (SIGINT); the run had got to: rows_written=1; no checkpoint is saved (ctx.checkpoint.save), so the next run starts from the beginning, what this one committed kept: re-run it" \
    "interrupted with no checkpoint saved: says the next run starts from the beginning, not that it resumes"
 is "$(psql_val "$db" "SELECT count(*) FROM nocp")" 1 "...what it committed is kept"
+
+# 5. A db.pipeline whose dry_run was left out (lua-api.md: pass dry_run =
+# ctx.dry_run): its dry run failed at the first COPY on a read-only
+# session; it is now a dry-run pipeline there, counting as the real run.
+psql_val "$db" "CREATE TABLE piped (id int)" >/dev/null
+put "$D/migrations/20250105_pipe/up.lua" 'stats.declare{"rows_created"}
+local pipe <close> = db.pipeline{jobs = ctx.jobs, checkpoint = ctx.checkpoint}
+local buf = db.buffer()
+for b = 1, 3 do
+  for i = 1, 10 do buf:put((b - 1) * 10 + i); stats.inc("rows_created") end
+  pipe:send{copies = {{sql = "COPY piped (id) FROM STDIN", buffer = buf}}, position = b * 10}
+  buf:clear()
+end
+pipe:finish()
+log.info("position %s", ctx.checkpoint.get())'
+run_ferry --dir "$D" run 20250105_pipe --dry-run
+is "$RC|$ERR" "0|" "a pipeline without dry_run: its dry run passes"
+like "$OUT" "position 30" "...saving each batch's position in memory"
+like "$OUT" "Rows created: +30" "...with the real run's counts"
+is "$(psql_val "$db" "SELECT count(*) FROM piped")" 0 "...writing nothing"
+run_ferry --dir "$D" run 20250105_pipe
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) || ' ' || sum(id) FROM piped")" "0||30 465" "the real run writes every batch"
 done_testing
