@@ -986,7 +986,7 @@ local function new_checkpoint(ctx, m)
   -- A writer (db.pipeline) says it tracks its commits, then reports each.
   -- (The baseline is taken when the writer starts: after the script's
   -- stats.declare, with the counters restored from a checkpoint.)
-  local committed, saved_here, at_start = nil, nil, {counters = {}}
+  local committed, saved_here, at_start, noted_apart = nil, nil, {counters = {}}, false
   for i, c in ipairs(stats.counters()) do at_start.counters[i] = {c.name, c.value} end
   function cp._track_commits() committed = committed or cp.snapshot() end
   function cp._committed(snapshot) committed = snapshot end
@@ -1033,6 +1033,21 @@ local function new_checkpoint(ctx, m)
     position = pos
     if ctx.dry_run then return true end
     saved_here = true
+    -- A save outside any transaction commits by itself, apart from the
+    -- batch it covers (saved after that batch's db.transaction, not in
+    -- it): a run stopped between the two resumes past rows never written
+    -- or writes some twice.  Said once a run.
+    local on = conn or db.main()
+    if not noted_apart and on then
+      local asked, open = pcall(on.in_transaction, on)
+      if asked and not open then
+        noted_apart = true
+        log.warn("note: " .. errors.where(2) .. "ctx.checkpoint.save outside a transaction: the position commits "
+                 .. "by itself, apart from the rows it covers, so a run stopped between the two resumes past "
+                 .. "rows never written, or writes some twice; save it inside the db.transaction that writes the "
+                 .. "batch")
+      end
+    end
     ;(conn or db.main()):exec([[
       INSERT INTO ferry.checkpoint (migration, run_id, position, stats, updated_at)
       VALUES ($1, $2, $3::jsonb, $4::jsonb, now())

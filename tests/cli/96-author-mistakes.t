@@ -137,4 +137,17 @@ like "$OUT" "Rows created: +30" "...with the real run's counts"
 is "$(psql_val "$db" "SELECT count(*) FROM piped")" 0 "...writing nothing"
 run_ferry --dir "$D" run 20250105_pipe
 is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) || ' ' || sum(id) FROM piped")" "0||30 465" "the real run writes every batch"
+
+# 6. ctx.checkpoint.save after the batch's db.transaction, not in it: the
+# position commits apart from the rows it covers.  Noted once a run.
+put "$D/migrations/20250106_apart/up.lua" 'psql = nil
+for b = 1, 3 do
+  db.transaction(function() if not ctx.dry_run then db.exec("INSERT INTO nocp VALUES ($1)", b) end end)
+  ctx.checkpoint.save(b)
+end'
+run_ferry --dir "$D" run 20250106_apart
+is "$RC|$ERR" "0|note: migrations/20250106_apart/up.lua:4: ctx.checkpoint.save outside a transaction: the position commits by itself, apart from the rows it covers, so a run stopped between the two resumes past rows never written, or writes some twice; save it inside the db.transaction that writes the batch" \
+   "a save outside any transaction is noted, once"
+run_ferry --dir "$D" run 20250106_apart --dry-run
+is "$RC|$ERR" "0|" "...not in a dry run, which saves nothing"
 done_testing
