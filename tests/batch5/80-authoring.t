@@ -71,6 +71,23 @@ like "$log" 'Stages created:  0
    Stages updated:  0
    Stages skipped:  4
 ✓ [0-9]{8}_stage_counts_2_fill applied' "section 10: its re-run writes nothing"
+# section 11: in place, with the plain API and a down.lua
+like "$log" 'Messages seen:       22
+   Messages tagged:     22
+   Messages unchanged:  0
+   Errors:              0
+✓ [0-9]{8}_message_tags dry run finished' "section 11: the dry run tags every message"
+like "$log" 'Messages seen:       22
+   Messages tagged:     0
+   Messages unchanged:  22
+   Errors:              0
+✓ [0-9]{8}_message_tags applied' "section 11: the re-run changes nothing, as shown"
+like "$log" '✓ PASS every message has the tag its text gives  \(22 messages, 0 with another tag\)' "section 11: validate passes"
+like "$log" '   Tagging message [0-9a-f-]{36}: greeting
+   Messages tagged:     1' "section 11: the rule's edit changes one message"
+like "$log" 'restored the tags of 22 messages
+✓ [0-9]{8}_message_tags rolled back' "section 11: down.lua restores every message"
+like "$log" $'\n0\n' "section 11: no message keeps a tag after the rollback"
 # clean-up
 [ ! -e "$G" ]
 ok $? "the scratch tree is removed at the end"
