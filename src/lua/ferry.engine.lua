@@ -3858,7 +3858,11 @@ local function conclude(ok, res)
   -- database, role or server (or PGOPTIONS) has default_transaction_read_only
   -- on, which ferry keeps, or the server is a standby -- a configuration
   -- error, said as one
-  if command_run ~= "exec" and first:find("[SQLSTATE 25006]", 1, true) then
+  if command_run == "exec" and opts.dry_run and first:find("[SQLSTATE 25006]", 1, true) then
+    -- (the script's write under exec --dry-run, which made every session read-only)
+    advice = advice .. "; this is a dry run (--dry-run): every session is read-only and the script wrote: write only "
+             .. "when ctx.dry_run is false (if not ctx.dry_run then ... end)"
+  elseif command_run ~= "exec" and first:find("[SQLSTATE 25006]", 1, true) then
     code = EXIT_USAGE
     -- (a standby: no setting the DBA could turn off makes it take writes)
     local asked, r = pcall(db.one, "SELECT pg_is_in_recovery() AS standby")

@@ -150,4 +150,12 @@ is "$RC|$ERR" "0|note: migrations/20250106_apart/up.lua:4: ctx.checkpoint.save o
    "a save outside any transaction is noted, once"
 run_ferry --dir "$D" run 20250106_apart --dry-run
 is "$RC|$ERR" "0|" "...not in a dry run, which saves nothing"
+
+# 7. ferry exec --dry-run: a write says so too.
+put "$TAP_TMPDIR/w.lua" 'db.exec("CREATE TEMP TABLE q (a int)")'
+run_ferry --dry-run exec "$TAP_TMPDIR/w.lua"
+is "$RC|$ERR" "1|ferry: $TAP_TMPDIR/w.lua:1: query failed: cannot execute CREATE TABLE in a read-only transaction [SQLSTATE 25006]; this is a dry run (--dry-run): every session is read-only and the script wrote: write only when ctx.dry_run is false (if not ctx.dry_run then ... end)" \
+   "exec --dry-run: a write is said to be one in a dry run"
+run_ferry exec "$TAP_TMPDIR/w.lua"
+is "$RC|$ERR" "0|" "...without --dry-run it writes"
 done_testing
