@@ -570,6 +570,47 @@ function M._end_open()
   return wrote
 end
 
+-- A session of the script's own closed (conn:close(), or a `<close>`
+-- variable going out of scope) inside a transaction that wrote: closing
+-- rolled it back without a word, and the run that counted those rows was
+-- recorded applied with none of them (db.connect(); BEGIN; INSERT;
+-- close()).  It is rolled back and closed as before, and the close raises
+-- at the script's line -- not while another error unwinds the scope (that
+-- one stands, the run fails by it).  A reader's transaction wrote nothing.
+local CLOSED_WITH_WRITES = "%s inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled "
+  .. "that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits"
+local raw_close = methods.close
+local function wrote_open(conn)
+  if not handed[conn] or reading[conn] or core.busy_with(conn) then return false end
+  local ok, open, failed = pcall(conn.in_transaction, conn)
+  if not (ok and open) then return false end
+  if failed then return true end
+  local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
+  return not got or r.w
+end
+function methods.close(conn, ...)
+  if wrote_open(conn) then
+    pcall(conn.exec, conn, "ROLLBACK")
+    raw_close(conn)
+    error(string.format(CLOSED_WITH_WRITES, "conn:close: the session was closed"), 2)
+  end
+  return raw_close(conn, ...)
+end
+do
+  local mt = debug.getregistry()["ferry.conn"]      -- (l_db.c's CONN_MT)
+  local raw_release = mt and mt.__close
+  if raw_release then
+    mt.__close = function(conn, err)
+      if err == nil and wrote_open(conn) then
+        pcall(conn.exec, conn, "ROLLBACK")
+        raw_release(conn)
+        error(errors.where(1) .. string.format(CLOSED_WITH_WRITES, "a session of the script's own (db.connect()) went out of scope, as a <close> variable,"), 0)
+      end
+      return raw_release(conn, err)
+    end
+  end
+end
+
 --- db.reader() -> a new session for streaming a big read: one consistent
 -- snapshot for all its queries (REPEATABLE READ READ ONLY), work_mem 64MB,
 -- and no parallel workers or JIT (one client consumes the stream at its own

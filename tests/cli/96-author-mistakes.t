@@ -158,4 +158,56 @@ is "$RC|$ERR" "1|ferry: $TAP_TMPDIR/w.lua:1: query failed: cannot execute CREATE
    "exec --dry-run: a write is said to be one in a dry run"
 run_ferry exec "$TAP_TMPDIR/w.lua"
 is "$RC|$ERR" "0|" "...without --dry-run it writes"
+
+# 8. A session of the script's own closed inside a transaction that wrote
+# (BEGIN, INSERT, close() -- or a <close> variable leaving its scope):
+# closing rolled it back without a word, and the run was recorded applied
+# with the rows it counted lost.
+psql_val "$db" "CREATE TABLE lost (n int)" >/dev/null
+put "$D/migrations/20250107_lost/up.lua" 'stats.declare{"rows_written"}
+local w = db.connect()
+w:exec("BEGIN")
+w:exec("INSERT INTO lost VALUES (1)")
+stats.inc("rows_written")
+w:close()'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")|$(history "$db" "WHERE migration = '20250107_lost'")" \
+   "1|ferry: migrations/20250107_lost/up.lua:6: conn:close: the session was closed inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits|0|20250107_lost|run|failed" \
+   "conn:close() of a session with uncommitted writes: the run fails, saying why, recorded failed"
+put "$D/migrations/20250107_lost/up.lua" 'do
+  local c <close> = db.connect()
+  c:exec("BEGIN")
+  c:exec("INSERT INTO lost VALUES (2)")
+end'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")" \
+   "1|ferry: migrations/20250107_lost/up.lua:4: a session of the script's own (db.connect()) went out of scope, as a <close> variable, inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits|0" \
+   "...a <close> session leaving its scope the same"
+put "$D/migrations/20250107_lost/up.lua" 'do
+  local c <close> = db.connect()
+  c:exec("BEGIN")
+  c:exec("INSERT INTO lost VALUES (3)")
+  error("my own error")
+end'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")" "1|ferry: migrations/20250107_lost/up.lua:5: my own error|0" \
+   "...while an error unwinds the scope, that error stands (the writes rolled back)"
+put "$D/migrations/20250107_lost/up.lua" 'local w = db.connect()
+w:exec("BEGIN")
+w:exec("INSERT INTO lost VALUES (4)")
+w:exec("COMMIT")
+w:close()
+do
+  local c <close> = db.connect()
+  c:exec("BEGIN")
+  c:one("SELECT count(*) AS n FROM lost")      -- read only: closed without a word
+end
+local r <close> = db.reader()
+r:one("SELECT 1 AS one")
+local c = db.connect()
+c:transaction(function() c:exec("INSERT INTO lost VALUES (5)") end)
+c:close()'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(n::text, ',' ORDER BY n) FROM lost")" "0||4,5" \
+   "...a session committed, one that only read, a reader and conn:transaction close as before"
 done_testing
