@@ -584,7 +584,9 @@ local function wrote_open(conn)
   if not handed[conn] or reading[conn] or core.busy_with(conn) then return false end
   local ok, open, failed = pcall(conn.in_transaction, conn)
   if not (ok and open) then return false end
-  if failed then return true end
+  -- (failed, a statement's error caught: the server rolled its writes
+  -- back then -- the script saw that error -- and the close loses nothing)
+  if failed then return false end
   local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
   return not got or r.w
 end

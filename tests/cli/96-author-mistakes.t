@@ -206,7 +206,12 @@ local r <close> = db.reader()
 r:one("SELECT 1 AS one")
 local c = db.connect()
 c:transaction(function() c:exec("INSERT INTO lost VALUES (5)") end)
-c:close()'
+c:close()
+local f = db.connect()
+f:exec("BEGIN")
+f:one("SELECT count(*) AS n FROM lost")
+assert(not pcall(f.exec, f, "SELECT 1/0"))    -- failed, having only read: closed without a word
+f:close()'
 run_ferry --dir "$D" run 20250107_lost
 is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(n::text, ',' ORDER BY n) FROM lost")" "0||4,5" \
    "...a session committed, one that only read, a reader and conn:transaction close as before"
