@@ -2604,6 +2604,9 @@ function commands.rollback(args)
   end
   if log.flags().json then emit_json(result, not ok and (is_ferry_error(err) and err.code or EXIT_FAIL)
                                              or late and late.code or EXIT_OK) end
+  -- a down.lua's counters, as a run's: the block (nothing without any;
+  -- not under --json or --quiet), before the line saying how it ended
+  if m.files["down.lua"] then write_after_record(print_summary) end
   if not ok then
     if stop then
       err_out("ferry: ", m.id, ": rollback ", stop.message, "; it may have run in part: run `ferry rollback ",

@@ -185,7 +185,10 @@ run_ferry --dir "$D" rollback 20250102
 is "$RC|$ERR" "0|note: applied after 20250102_b, and left applied: 20250103_c (if it stands on it, roll it back first, newest first)" \
    "rollback with down.lua: exit 0, noting the later migration it leaves applied"
 is "$OUT" "==> rolling back 20250102_b
-✓ 20250102_b rolled back" "rollback output"
+
+📊 Statistics:
+   Deleted:  4
+✓ 20250102_b rolled back" "rollback output (down.lua's counters, as a run's)"
 is "$(rows)" "1:a 4:c 4:c" "down.lua removed b's rows"
 v=$(psql_val "$db" "SELECT operation || '|' || status || '|' || stats::text FROM ferry.history ORDER BY id DESC LIMIT 1")
 is "$v" 'rollback|rolled back|{"stats": {"deleted": 4}, "errors": []}' "history: rollback row with its stats"

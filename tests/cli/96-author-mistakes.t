@@ -215,4 +215,25 @@ f:close()'
 run_ferry --dir "$D" run 20250107_lost
 is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(n::text, ',' ORDER BY n) FROM lost")" "0||4,5" \
    "...a session committed, one that only read, a reader and conn:transaction close as before"
+
+# 9. A down.lua's counters: recorded, and in --json, but no statistics
+# block was printed for the rollback, as one is for a run.
+put "$D/migrations/20250108_down/up.lua" 'stats.inc("rows_written", 2)'
+put "$D/migrations/20250108_down/down.lua" 'stats.declare{"rows_restored", "rows_skipped"}
+stats.inc("rows_restored", 2)'
+put "$D/migrations/20250109_down_plain/up.lua" 'stats.inc("n")'
+put "$D/migrations/20250109_down_plain/down.lua" 'log.info("nothing to count")'
+run_ferry --dir "$D" -q run 20250108_down
+run_ferry --dir "$D" -q run 20250109_down_plain
+run_ferry --dir "$D" rollback 20250108_down
+is "$RC|$OUT" "0|==> rolling back 20250108_down
+
+📊 Statistics:
+   Rows restored:  2
+   Rows skipped:   0
+✓ 20250108_down rolled back" "a down.lua's rollback prints its counters, as a run does"
+run_ferry --dir "$D" rollback 20250109_down_plain
+is "$RC|$OUT" "0|==> rolling back 20250109_down_plain
+nothing to count
+✓ 20250109_down_plain rolled back" "...one that counts nothing, no block"
 done_testing
