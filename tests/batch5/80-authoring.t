@@ -86,7 +86,10 @@ like "$log" '✓ PASS every message has the tag its text gives  \(22 messages, 0
 like "$log" '   Tagging message [0-9a-f-]{36}: greeting
    Messages tagged:     1' "section 11: the rule's edit changes one message"
 like "$log" 'restored the tags of 22 messages
-✓ [0-9]{8}_message_tags rolled back' "section 11: down.lua restores every message"
+
+📊 Statistics:
+   Messages restored:  22
+✓ [0-9]{8}_message_tags rolled back' "section 11: down.lua restores every message, and says so in its statistics"
 like "$log" $'\n0\n' "section 11: no message keeps a tag after the rollback"
 # clean-up
 [ ! -e "$G" ]
