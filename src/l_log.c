@@ -227,6 +227,11 @@ static int log_verbose(lua_State *L) {
 static int log_warn(lua_State *L) {
     return LOGSTATE(L)->quiet ? 0 : emit(L, stderr, "warn", "");
 }
+/* A warning the operator must see though the command succeeds, under
+ * --quiet too (a cron job's only output): what a run leaves in the data
+ * or finds about it -- rows made by two versions of the rules, triggers
+ * off, a migration run out of order, a folder that is no migration. */
+static int log_alert(lua_State *L) { return emit(L, stderr, "alert", ""); }
 static int log_error(lua_State *L) { return emit(L, stderr, "error", "error: "); }
 
 static int log_flags(lua_State *L) {
@@ -363,7 +368,8 @@ static int progress_new(lua_State *L) {
 }
 
 static const luaL_Reg log_funcs[] = {
-    {"info", log_info}, {"verbose", log_verbose}, {"warn", log_warn}, {"error", log_error},
+    {"info", log_info}, {"verbose", log_verbose}, {"warn", log_warn}, {"alert", log_alert},
+    {"error", log_error},
     {"flags", log_flags}, {NULL, NULL}
 };
 static const luaL_Reg progress_methods[] = {

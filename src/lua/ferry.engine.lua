@@ -886,15 +886,15 @@ local function unsummed_checkpoint_note(m, run_id)
                       ORDER BY id DESC LIMIT 1]], m.id, run_id)
   local older = "saved by an older ferry, which kept no sums of the files"
   if not r then
-    log.warn(string.format("note: the checkpoint this run resumes was %s, and no history row of its run is left: "
+    log.alert(string.format("note: the checkpoint this run resumes was %s, and no history row of its run is left: "
                            .. "whether the scripts of %s or a rule file they load were edited since cannot be told",
                            older, m.rel))
   elseif r.checksum ~= checksum(root_dir, m, {}) then
-    log.warn(string.format("note: changed since the interrupted run this one resumes: the scripts of %s (its checkpoint, "
+    log.alert(string.format("note: changed since the interrupted run this one resumes: the scripts of %s (its checkpoint, "
                            .. "saved by an older ferry, holds no sums of its files: which of them, and whether a rule "
                            .. "file they load was edited too, cannot be told); %s", m.rel, RESUME_MIXED))
   else
-    log.warn(string.format("note: the checkpoint this run resumes was %s: the scripts of %s are as its run started them; "
+    log.alert(string.format("note: the checkpoint this run resumes was %s: the scripts of %s are as its run started them; "
                            .. "whether a rule file they load was edited since cannot be told", older, m.rel))
   end
 end
@@ -915,7 +915,7 @@ local function rolled_back_since_note(m)
        AND (CASE WHEN h.version ~ '^[0-9]+$' THEN h.version::numeric END, h.migration) < ($2::numeric, $1)
      ORDER BY h.id DESC LIMIT 1]], m.id, tonumber(m.version) and m.version or "0")
   if not r then return end
-  log.warn(string.format("note: this run resumes %s from its checkpoint (saved %s), and %s, before it, was rolled back "
+  log.alert(string.format("note: this run resumes %s from its checkpoint (saved %s), and %s, before it, was rolled back "
                          .. "since (at %s): if the rows %s had committed were among what that rollback removed, this "
                          .. "run skips them; to write every row, roll %s back (ferry rollback %s) and run it again",
                          m.id, r.saved, r.migration, r.at, m.id, m.id, m.id))
@@ -945,7 +945,7 @@ local function new_checkpoint(ctx, m)
     local s = json.decode(saved.stats)
     local changed = type(s.code) == "table" and changed_since(s.code) or {}
     if #changed > 0 then
-      log.warn("note: changed since the interrupted run this one resumes: " .. table.concat(changed, ", ")
+      log.alert("note: changed since the interrupted run this one resumes: " .. table.concat(changed, ", ")
                .. "; " .. RESUME_MIXED)
     elseif s.code == nil then
       unsummed_checkpoint_note(m, saved.run_id)
@@ -1466,7 +1466,7 @@ local function ignored_name(entry)
 end
 local function note_ignored(ignored)
   for _, entry in ipairs(ignored) do
-    log.warn(string.format("note: %s is not a migration folder (the name must be <version>_<name>): ignored",
+    log.alert(string.format("note: %s is not a migration folder (the name must be <version>_<name>): ignored",
                            ignored_name(entry)))
   end
 end
@@ -1646,7 +1646,7 @@ do
     if noted then return end
     noted = true
     if db.one("SELECT current_setting('session_replication_role') = 'replica' AS r").r then
-      log.warn("note: session_replication_role is replica on ferry's sessions (set for this database or role, or "
+      log.alert("note: session_replication_role is replica on ferry's sessions (set for this database or role, or "
                .. "in PGOPTIONS): the rows a migration writes or deletes fire none of the tables' ordinary "
                .. "triggers, and no foreign-key check or cascade")
     end
@@ -2316,7 +2316,7 @@ function commands.up(args)
   local dry_sql = {}          -- the schema steps this dry run ran nothing of, so far
   for _, m in ipairs(pending) do
     if at[m] < newest_at then
-      log.warn(string.format("note: %s is older than %s, which is applied: it runs after it, out of version order",
+      log.alert(string.format("note: %s is older than %s, which is applied: it runs after it, out of version order",
                              m.id, newest_applied.id))
     end
     local r = apply(m, "up", opts.dry_run)
@@ -2528,7 +2528,7 @@ function commands.rollback(args)
   local later, part_way = applied_after(list, states, m), part_way_after(list, states, m)
   local function say_notes()
     if #later > 0 then
-      log.warn(string.format("note: applied after %s, and left applied: %s (if %s on it, roll %s back first, newest "
+      log.alert(string.format("note: applied after %s, and left applied: %s (if %s on it, roll %s back first, newest "
                              .. "first)", m.id, table.concat(later, ", "), #later == 1 and "it stands" or "they stand",
                              #later == 1 and "it" or "them"))
     end
@@ -2536,7 +2536,7 @@ function commands.rollback(args)
       log.warn(string.format("note: %s is not recorded as applied; running its rollback anyway", m.id))
     end
     for _, p in ipairs(part_way) do
-      log.warn(string.format("note: after %s, %s stopped part way (its last run %s; the rows it committed stay) and "
+      log.alert(string.format("note: after %s, %s stopped part way (its last run %s; the rows it committed stay) and "
                              .. "its next run resumes from its checkpoint: if it stands on %s, roll it back first "
                              .. "(ferry rollback %s), or that run skips the rows it committed before, which this "
                              .. "rollback removes", m.id, p.id, p.how, m.id, p.id))
@@ -2702,18 +2702,18 @@ function commands.validate(args)
        WHERE h.migration = $1 AND h.status = 'running' AND NOT ]] .. run_gone_sql(2, 3) .. [[
        ORDER BY h.id DESC LIMIT 1]], m.id, LOCK_CLASSID, LOCK_OBJID)
     if busy then
-      log.warn(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
+      log.alert(string.format("note: a %s of %s is in progress on this database (pid %s on %s, since %s): the checks "
                              .. "see what it had committed when they began (one snapshot for all of them), not "
                              .. "the batches it commits meanwhile; validate again when it has finished",
                              busy.operation == "rollback" and "rollback" or "run", m.id, tostring(busy.pid),
                              busy.host, busy.since))
     else
       local note = unfinished_run_note(m, states[m.id])
-      if note then log.warn(note) end
+      if note then log.alert(note) end
     end
   end
   local not_applied, note = not_applied_note(m, states[m.id])
-  if note then log.warn(note) end
+  if note then log.alert(note) end
   -- checks only read: the main session and every one they open are
   -- read-only while they run
   local was_read_only = db.read_only
@@ -2831,7 +2831,7 @@ function commands.baseline(args)
   local function note_part_way(m)
     local how = stopped_part_way(states[m.id], saved[m.id])
     if not how then return end
-    log.warn(string.format("note: %s stopped part way here (its last run %s; the rows it committed stay): recorded "
+    log.alert(string.format("note: %s stopped part way here (its last run %s; the rows it committed stay): recorded "
                            .. "as applied, it lacks what that run did not write; its resume point is kept: ferry run "
                            .. "%s writes the rest", m.id, how, m.id))
   end

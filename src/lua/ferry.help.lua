@@ -36,7 +36,8 @@ options:
   --statement-timeout T  PostgreSQL statement_timeout (default 0: off)
   --json                 one JSON object on stdout at the end, nothing else there
   -v, --verbose          per-row lines and tracebacks
-  -q, --quiet            only errors and failed checks (status and history still print their table)
+  -q, --quiet            only errors, failed checks and notes about the data (status and history still
+                         print their table)
   --version              print ferry's version;  -h, --help: this text
   COMMAND --help         that command's own help (also: ferry help COMMAND)
 

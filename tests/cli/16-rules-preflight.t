@@ -72,7 +72,8 @@ is "$(db_snapshot "$db")" "$before" "...none of them wrote anything"
 # once the rule is fixed, the Lua runs again
 cp "$REPO_ROOT/rules/memory_notes.lua" "$D/rules/memory_notes.lua"
 run_ferry --db "$db" --dir "$D" -q up
-is "$RC|$OUT|$ERR" "0||" "rule fixed: up applies Batch 4 again"
+is "$RC|$OUT|$ERR" "0||note: 20251110_backfill_conversations_messages is older than 20251115_backfill_memory_notes, which is applied: it runs after it, out of version order" \
+   "rule fixed: up applies Batch 4 again (-q: out of version order, said)"
 is "$(psql_val "$db" "SELECT count(*) FROM \"Message\" WHERE $B4_MINE")" "$messages" "...all its messages"
 
 # ------------------------------------------------- down.lua and up --to
@@ -97,7 +98,8 @@ run_ferry --db "$db2" --dir "$P" rollback 20250102_lua
 is "$RC|$OUT|$ERR" "2||$RULE_SYNTAX" "rollback by down.lua: exit 2"
 is "$(tables)" "ferry.history,s,l" "...nothing written"
 run_ferry --db "$db2" --dir "$P" -q rollback 20250101_sql
-is "$RC|$OUT|$ERR" "0||" "rollback by rollback.sql: exit 0"
+is "$RC|$OUT|$ERR" "0||note: applied after 20250101_sql, and left applied: 20250102_lua (if it stands on it, roll it back first, newest first)" \
+   "rollback by rollback.sql: exit 0 (-q: the later one left applied, said)"
 is "$(tables)" "ferry.history,l" "...its table dropped"
 is "$(history "$db2")" "20250101_sql|up|applied
 20250102_lua|up|applied

@@ -96,14 +96,14 @@ is "$(rows "$db")" "1 3 4" "the rows of a, c and d"
 # a migration rolled back, then renamed: it is not applied, so the new
 # name runs as any pending migration
 run_ferry --dir "$D" -q rollback 20250103_c
-is "$RC|$ERR" "0|" "rollback c"
+is "$RC|$ERR" "0|note: applied after 20250103_c, and left applied: 20250104_d (if it stands on it, roll it back first, newest first)" "rollback c (-q: the note about d said)"
 mv "$D/migrations/20250103_c" "$D/migrations/20250103_c2"
 run_ferry --dir "$D" status
 is "$(norm_times "$OUT" | grep '_c')" "$(status_line 20250103_c2 pending - -)
 $(status_line 20250103_c 'rolled back' - "file missing from migrations/")" \
    "status: a rolled-back migration renamed is no rename"
 run_ferry --dir "$D" -q up
-is "$RC|$ERR" "0|" "up runs the rolled-back migration's new name"
+is "$RC|$ERR" "0|note: 20250103_c2 is older than 20250104_d, which is applied: it runs after it, out of version order" "up runs the rolled-back migration's new name (-q: out of order, said)"
 is "$(rows "$db")" "1 3 4" "c2 ran"
 mv "$D/migrations/20250103_c2" "$D/migrations/20250103_c"
 

@@ -53,7 +53,7 @@ is "$OUT" '{"migration":"'$A'","mode":"validate","not_applied":"pending","ok":fa
 is "$ERR" "$(not_applied $A "$PENDING")" "...and the note is on stderr"
 
 run_ferry --dir "$D" -q validate $A
-is "$RC|$ERR" "1|" "-q, pending: exit 1, no note (-q: errors and failed checks only)"
+is "$RC|$ERR" "1|$(not_applied $A "$PENDING")" "-q, pending: exit 1, the note (-q: errors, failed checks and notes about the data)"
 is "$OUT" "✗ FAIL t has rows  ($NO_T)" "...the failed check"
 
 # a pending migration whose checks pass (what they look for is there

@@ -143,7 +143,8 @@ psql_val "$db" "GRANT UPDATE ON ferry.checkpoint TO $LP" >/dev/null
 
 # --- the right given: the rollback goes through, as the owner's does
 run_ferry --db "$lp" --dir "$D" -q rollback 20250102
-is "$RC|$OUT|$ERR|$(counts)|$(checkpoints)" "0|||0 10|-" "with the GRANT: the rollback of b, its resume point gone"
+is "$RC|$OUT|$ERR|$(counts)|$(checkpoints)" "0||note: applied after 20250102_b, and left applied: 20250103_c (if it stands on it, roll it back first, newest first)|0 10|-" \
+   "with the GRANT: the rollback of b, its resume point gone (-q: the note on c said)"
 run_ferry --db "$lp" --dir "$D" -q rollback 20250103
 is "$RC|$OUT|$ERR|$(counts)" "0|||0 0" "...and of c"
 run_ferry --db "$lp" --dir "$D" -q run 20250102
