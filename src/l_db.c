@@ -1021,6 +1021,15 @@ static int raise_connect_failure(lua_State *L, conn *c, const char *info, char *
         ? "; the server asks for a password: give it in PGPASSWORD, in a password file (~/.pgpass, or the one "
           "PGPASSFILE names: host:port:database:user:password) or in the connection string"
         : "";
+    /* A URL read from a file or a secret with its newline: libpq takes the
+     * break as part of its last value (the database's name, a parameter's
+     * value), and what it says of that value does not show why.  (A
+     * key=value string's trailing blanks libpq ignores.) */
+    size_t n = info ? strlen(info) : 0;
+    if (n > 0 && (info[n - 1] == '\n' || info[n - 1] == '\r') &&
+        (strncmp(info, "postgresql://", 13) == 0 || strncmp(info, "postgres://", 11) == 0))
+        advice = "; the connection string ends with a line break (read from a file or a secret with its newline?), "
+                 "which libpq takes as part of its last value: remove it";
     lua_pushfstring(L, "cannot connect to the database: %s%s", line, advice);
     return lua_error(L);
 }

@@ -596,6 +596,27 @@ static void put(char *out, size_t outsz, size_t *at, const char *s, size_t n) {
     out[*at] = '\0';
 }
 
+/* Whether line begins what follows a server's message, not a line of the
+ * message itself: a field ("DETAIL:  ", "LOCATION:  ", another
+ * "FATAL:  ": upper-case words and ":  "), the next host's "connection to
+ * server ...", or libpq's own advice ("\tIs the server running ..."). */
+static int message_ends_before(const char *line) {
+    if (*line == '\t' || strncmp(line, "connection to server ", 21) == 0) return 1;
+    const char *p = line;
+    if (!(*p >= 'A' && *p <= 'Z')) return 0;
+    while ((*p >= 'A' && *p <= 'Z') || *p == ' ') p++;
+    return p[0] == ':' && p[1] == ' ' && p[2] == ' ';
+}
+
+/* Appends n bytes of s, a carriage return written \r. */
+static void put_escaped_cr(char *out, size_t outsz, size_t *at, const char *s, size_t n) {
+    for (const char *cr; n > 0 && (cr = memchr(s, '\r', n)) != NULL; n -= (size_t)(cr + 1 - s), s = cr + 1) {
+        put(out, outsz, at, s, (size_t)(cr - s));
+        put(out, outsz, at, "\\r", 2);
+    }
+    put(out, outsz, at, s, n);
+}
+
 void pgconn_connect_error(const char *msg, char *out, size_t outsz) {
     size_t at = 0;
     if (outsz == 0) return;
@@ -609,7 +630,19 @@ void pgconn_connect_error(const char *msg, char *out, size_t outsz) {
         } else if (code < line + len) {
             /* "...failed: FATAL:  53300: words" -> "...: FATAL:  words [SQLSTATE 53300]" */
             put(out, outsz, &at, line, (size_t)(code + 3 - line));
-            put(out, outsz, &at, code + 10, (size_t)(line + len - (code + 10)));
+            put_escaped_cr(out, outsz, &at, code + 10, (size_t)(line + len - (code + 10)));
+            /* a message with a line break in it (a database name that
+             * ends with the newline of a DATABASE_URL read from a file)
+             * goes on on the next lines: the break written \n, the
+             * SQLSTATE after the whole message -- not inside it, the rest
+             * taken for another line */
+            while (nl && line[len + 1] && !message_ends_before(line + len + 1)) {
+                line += len + 1;
+                len = strcspn(line, "\n");
+                nl = line[len] == '\n';
+                put(out, outsz, &at, "\\n", 2);
+                put_escaped_cr(out, outsz, &at, line, len);
+            }
             put(out, outsz, &at, " [SQLSTATE ", 11);
             put(out, outsz, &at, code + 3, 5);
             put(out, outsz, &at, "]", 1);

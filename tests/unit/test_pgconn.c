@@ -571,6 +571,20 @@ static void test_connect_error(void **state)
     assert_string_equal(connect_error("x failed: ERROR:  42P01: no\nSCHEMA NAME:  s\nTABLE NAME:  t\n"
                                       "COLUMN NAME:  c\nDATATYPE NAME:  d\nCONSTRAINT NAME:  k\nLOCATION:  f, g.c:1"),
                         "x failed: ERROR:  no [SQLSTATE 42P01]\n");
+    /* a message with a line break in it (a database name ending with the
+     * newline of a DATABASE_URL read from a file): the break written \n
+     * (\r too), the SQLSTATE after the whole message, not inside it */
+    assert_string_equal(connect_error("connection to server at \"h\", port 5 failed: FATAL:  3D000: database \"op\n"
+                                      "\" does not exist\nLOCATION:  InitPostgres, postinit.c:1\n"),
+                        "connection to server at \"h\", port 5 failed: FATAL:  database \"op\\n\" does not exist "
+                        "[SQLSTATE 3D000]\n");
+    assert_string_equal(connect_error("x failed: FATAL:  3D000: database \"op\r\n\" does not exist\n"
+                                      "LOCATION:  InitPostgres, postinit.c:1"),
+                        "x failed: FATAL:  database \"op\\r\\n\" does not exist [SQLSTATE 3D000]\n");
+    assert_string_equal(connect_error("a failed: FATAL:  3D000: x\ny\n\nz\nDETAIL:  d\nLOCATION:  f, g.c:1\n"
+                                      "connection to server at \"b\" failed: FATAL:  28P01: pw\nLOCATION:  f, g.c:2\n"),
+                        "a failed: FATAL:  x\\ny\\n\\nz [SQLSTATE 3D000]\nDETAIL:  d\n"
+                        "connection to server at \"b\" failed: FATAL:  pw [SQLSTATE 28P01]\n");
     /* text with no SQLSTATE: as it is (libpq's own, a timeout) */
     assert_string_equal(connect_error("connection to server at \"h\", port 5 failed: timeout expired\n"),
                         "connection to server at \"h\", port 5 failed: timeout expired\n");
