@@ -1471,14 +1471,16 @@ local function note_ignored(ignored)
   end
 end
 
+-- (--quiet: the row errors alone, as validate's failed checks are shown)
 local function print_summary()
-  if log.flags().json or log.flags().quiet then return end
-  if #stats.counters() > 0 then
+  if log.flags().json then return end
+  local quiet = log.flags().quiet
+  if #stats.counters() > 0 and not quiet then
     out("\n", stats.summary())
   end
   local errs = stats.errors()
   if #errs > 0 then
-    out("\n\u{26A0} Errors (", stats.get("errors"), "):\n")
+    out(quiet and "" or "\n", "\u{26A0} Errors (", stats.get("errors"), "):\n")
     for i, e in ipairs(errs) do
       if i > 20 then out("   ... (", #errs - 20, " more in --json and the history row)\n") break end
       out("   ", shown(e.key), ": ", shown(e.message), "\n")

@@ -101,6 +101,24 @@ run_ferry --dir "$D" -q --json run 20250101_scale
 is "$RC|$(json_eval "$OUT" 'j["ok"]')" "0|true" "-q --json: stdout one object"
 like "$ERR" "^note: changed since the interrupted run this one resumes: rules/scale.lua;" "-q --json: the note on stderr"
 
+# row errors: -q said "N row error(s) recorded; fix the rule or the data"
+# and not which rows -- they are to the run what a failed check's line is
+# to validate: the list is said (stdout, as without -q), not the statistics
+put "$D/migrations/20250104_rows/up.lua" 'stats.declare{"seen"}
+for i = 1, 4 do
+  stats.inc("seen")
+  if i % 2 == 0 then stats.error("row-" .. i, "even rows are bad") end
+end'
+run_ferry --dir "$D" -q run 20250104_rows
+is "$RC|$OUT|$ERR" "1|⚠ Errors (2):
+   row-2: even rows are bad
+   row-4: even rows are bad|ferry: 20250104_rows: 2 row error(s) recorded; fix the rule or the data and re-run" \
+   "-q, a run with row errors: their list, and the error line"
+run_ferry --dir "$D" -q --json run 20250104_rows
+is "$RC|$ERR|$(json_eval "$OUT" 'len(j["errors"])')" "1|ferry: 20250104_rows: 2 row error(s) recorded; fix the rule or the data and re-run|2" \
+   "-q --json: the list in the object only"
+rm -r "$D/migrations/20250104_rows"
+
 # a script's own: log.alert is said under -q, log.warn is not
 put "$TAP_TMPDIR/alert.lua" 'log.warn("a warning")
 log.alert("an alert %d", 1)
