@@ -1804,9 +1804,27 @@ static int copy_finish(lua_State *L) {
     return 1;
 }
 
+/* The most of an abort's reason sent: it travels in the COPY's CopyFail
+ * message, which the server takes up to 10,000 bytes of -- a longer one
+ * made it end the session ("invalid message length") while abort()
+ * returned as if all was well. */
+#define ABORT_REASON_MAX 1000
+
+/* w:abort([reason]): the reason cut to ABORT_REASON_MAX bytes, never
+ * inside a UTF-8 character (a NUL ends it, as libpq reads it). */
 static int copy_abort(lua_State *L) {
     copy_writer *w = luaL_checkudata(L, 1, COPY_MT);
-    return copy_release(w, luaL_optstring(L, 2, "ferry: COPY aborted"));
+    const char *reason = luaL_optstring(L, 2, "ferry: COPY aborted");
+    char cut[ABORT_REASON_MAX + 1];
+    size_t len = strlen(reason);
+    if (len > ABORT_REASON_MAX) {
+        len = ABORT_REASON_MAX;
+        while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80) len--;
+        memcpy(cut, reason, len);
+        cut[len] = '\0';
+        reason = cut;
+    }
+    return copy_release(w, reason);
 }
 
 static int copy_count(lua_State *L) {

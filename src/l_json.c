@@ -78,9 +78,10 @@ static void call_setting(lua_State *L, const char *name, lua_Integer v) {
  * deep enough document overflow the stack -- a crash, not an error.
  * Upvalue 1: cjson's setter. */
 static int bounded_depth(lua_State *L) {
+    /* checked here, not by cjson: an error raised under lua_call could not
+     * name the function ("bad argument #2 to '?'") */
+    luaL_argcheck(L, lua_gettop(L) <= 1, 2, "found too many arguments");
     if (!lua_isnoneornil(L, 1)) {
-        /* checked here, not by cjson: an error raised under lua_call could
-         * not name the function */
         lua_Integer d = luaL_checkinteger(L, 1);
         luaL_argcheck(L, d >= 1, 1, "expected integer between 1 and 20000");
         luaL_argcheck(L, d <= JSON_MAX_DEPTH, 1, "at most 20000 (deeper nesting would overflow the C stack)");
