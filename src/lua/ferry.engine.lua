@@ -772,6 +772,11 @@ local function check_position(v, depth)
     error("ctx.checkpoint.save: the position has no JSON form: a string in it is not valid UTF-8 "
           .. "(a key cut inside a character?)")
   end
+  -- (JSON writes a NUL \u0000, which jsonb refuses, SQLSTATE 22P05)
+  if type(v) == "string" and v:find("\0", 1, true) then
+    error("ctx.checkpoint.save: the position has no JSON form: a string in it holds a NUL byte "
+          .. "(jsonb cannot store \\u0000)")
+  end
   if type(v) ~= "table" or depth > 100 then return end
   local n, count, texts, ints = #v, 0, 0, 0
   for k, x in pairs(v) do

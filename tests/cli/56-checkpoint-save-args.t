@@ -23,6 +23,8 @@ elseif mode == "snaptable" then db.transaction(function() ctx.checkpoint.save(5,
 elseif mode == "nil" then local row = {ID = 7}; db.transaction(function() ctx.checkpoint.save(row.id) end)
 elseif mode == "null" then db.transaction(function() ctx.checkpoint.save(json.null) end)
 elseif mode == "utf8" then db.transaction(function() ctx.checkpoint.save({last = ("h\u{e9}llo"):sub(1, 2)}) end)
+elseif mode == "nul" then db.transaction(function() ctx.checkpoint.save({["k\0"] = "a"}) end)
+elseif mode == "nulvalue" then db.transaction(function() ctx.checkpoint.save({last = "a\0b"}) end)
 elseif mode == "show" then log.info("resumed " .. tostring(ctx.resumed) .. ", get() " .. tostring(ctx.checkpoint.get()))
 elseif mode == "good" then
   local c = db.connect()
@@ -81,10 +83,19 @@ for dry in "" "--dry-run"; do
     CP_MODE=utf8 run_ferry --dir "$D" run 20250101 $dry
     is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:10: ctx.checkpoint.save: the position has no JSON form: a string in it is not valid UTF-8 (a key cut inside a character?)" \
        "$what: a position with a string that is not UTF-8 is refused"
+    # a NUL byte in a string: JSON writes it \u0000, which jsonb refuses
+    # ("unsupported Unicode escape sequence", 22P05): the dry run and ferry
+    # exec passed, the real run failed at its save
+    CP_MODE=nul run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:11: ctx.checkpoint.save: the position has no JSON form: a string in it holds a NUL byte (jsonb cannot store \u0000)" \
+       "$what: a position with a key holding a NUL byte is refused"
+    CP_MODE=nulvalue run_ferry --dir "$D" run 20250101 $dry
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:12: ctx.checkpoint.save: the position has no JSON form: a string in it holds a NUL byte (jsonb cannot store \u0000)" \
+       "$what: ...and one with a value holding one"
     # a db.pipeline batch's position: a real run saves it at the batch's
     # commit, after its COPY -- it raised at the line of a later send
     CP_MODE=pipe run_ferry --dir "$D" run 20250101 $dry
-    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:21: ${NIL/is nil/is json.null}" \
+    is "$RC|$ERR" "1|ferry: migrations/20250101_cp/up.lua:23: ${NIL/is nil/is json.null}" \
        "$what: a json.null position sent to a db.pipeline is refused at that send"
 done
 is "$(psql -X -tA -d "$db" -c "SELECT count(*) FROM cp_t")" 0 "nothing of the pipeline's batches was written"
