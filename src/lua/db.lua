@@ -53,6 +53,22 @@ local function checked(api, ok, ...)
   errors.reraise(argument((...), api, 1), 3, true)
 end
 
+-- The methods written here in Lua, called with a dot (conn.rows(sql)) or on
+-- something else than a connection, say so as the C methods do
+-- ("bad argument #1 to 'exec' (ferry.conn expected, got string)"): not an
+-- error inside this file ("table index is nil", "attempt to index a nil
+-- value (local 'conn')").  level: where the caller is, as for error.
+local function is_conn(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and rawget(mt, "__index") == methods
+end
+local function check_self(conn, api, level)
+  if is_conn(conn) then return end
+  local mt = getmetatable(conn)
+  local name = type(mt) == "table" and type(rawget(mt, "__name")) == "string" and rawget(mt, "__name") or type(conn)
+  error(string.format("bad argument #1 to '%s' (ferry.conn expected, got %s)", api, name), level + 1)
+end
+
 -- What holds each session (its last rows() or copy(); weak): a transaction
 -- that fails while one is still open ends it first, so that its ROLLBACK
 -- is not refused as "connection busy" -- which would leave the session
@@ -64,12 +80,14 @@ local holder = setmetatable({}, {__mode = "kv"})
 -- -- a call refused as "connection busy" must not forget the one open)
 local raw_rows, raw_copy = methods.rows, methods.copy
 function methods.rows(conn, ...)
+  check_self(conn, "rows", 2)
   if holder[conn] == nil then holder[conn] = false end
   local it, s, c, closer = checked("rows", pcall(raw_rows, conn, ...))
   holder[conn] = closer
   return it, s, c, closer
 end
 function methods.copy(conn, ...)
+  check_self(conn, "copy", 2)
   if holder[conn] == nil then holder[conn] = false end
   local w = checked("copy", pcall(raw_copy, conn, ...))
   holder[conn] = w
@@ -176,6 +194,7 @@ local TX_GUARD = {__close = function(g)
 end}
 
 function methods.transaction(conn, fn, ...)
+  check_self(conn, "transaction", 2)
   if type(fn) ~= "function" and not (type(fn) == "table" and type((debug.getmetatable(fn) or {}).__call) == "function") then
     error("transaction: fn must be a function, not " .. type(fn), 2)
   end
@@ -249,6 +268,7 @@ end
 -- (errors.api, as for share_snapshot below: what fails in it is raised at
 -- the line that called it)
 local function copy_rows(conn, sql, rows)
+  check_self(conn, "copy_rows", 2)
   if type(sql) ~= "string" then error("bad argument #1 to 'copy_rows' (string expected, got " .. type(sql) .. ")", 0) end
   if type(rows) ~= "table" then error("bad argument #2 to 'copy_rows' (table expected, got " .. type(rows) .. ")", 0) end
   for i = 1, #rows do
@@ -296,6 +316,7 @@ end
 -- snapshot every check sees, exported when it was taken: the checks run
 -- inside savepoints, where none can be exported.)
 local function share_snapshot(conn, other)
+  check_self(conn, "share_snapshot", 2)
   if getmetatable(other) ~= getmetatable(conn) then
     error("share_snapshot: the other session must be a connection (db.connect()), not " .. type(other), 2)
   end

@@ -110,7 +110,7 @@ local pool = {
 }
 local firsts = {{}, {"SELECT $1::text"}, {"COPY ferry_hostile_t FROM STDIN"}, {{"a"}}, {"x", 1}}
 
-local unclean, unnamed, calls = {}, {}, 0
+local unclean, unnamed, internal, calls = {}, {}, {}, 0
 local function record(list, what, e)
   if #list < 5 then list[#list + 1] = what .. ": " .. tostring(e):sub(1, 200) end
 end
@@ -132,7 +132,13 @@ local function sweep(name, f, self, starts)
     if ok then return end
     if type(e) == "table" then e = rawget(e, "message") end
     if type(e) ~= "string" then record(unclean, name, e)
-    elseif e:find("to '?'", 1, true) then record(unnamed, name, e) end
+    elseif e:find("to '?'", 1, true) then record(unnamed, name, e)
+    elseif e:find("[ferry]/", 1, true) or e:find("attempt to ", 1, true) or e:find("table index is ", 1, true) then
+      -- (an error met inside ferry's own Lua, which says nothing of the argument)
+      if not e:find("attempt to use a closed connection", 1, true) and not e:find("attempt to yield", 1, true) then
+        record(internal, name, e)
+      end
+    end
   end
   call(0)
   for _, first in ipairs(starts or firsts) do
@@ -203,13 +209,62 @@ sweep_methods("aborted COPY", closed_copy, function() return closed_copy end)
 sweep_methods("rows closer", done_closer, function() local _, _, _, c = live():rows("SELECT 1") return c end)
 local bar = progress.new("hostile", 10)
 sweep_methods("progress", bar, function() return bar end)
+-- and a method called with a dot (conn.rows(sql) for conn:rows(sql)), or
+-- on another object: said as a bad argument #1, as the C methods say it
+for label, sample in pairs{conn = conn, COPY = closed_copy, buffer = db.buffer(), ["rows closer"] = done_closer,
+                           progress = bar} do
+  local index = getmetatable(sample).__index
+  for _, k in ipairs(functions_of(index)) do
+    local f = index[k]
+    for _, v in ipairs(pool) do
+      for _, args in ipairs{{}, {"SELECT 1"}} do
+        calls = calls + 1
+        local ok, e = pcall(f, v[2], table.unpack(args))
+        settle()
+        if not ok then
+          if type(e) == "table" then e = rawget(e, "message") end
+          local what = label .. "." .. k .. "(" .. v[1] .. ")"
+          if type(e) ~= "string" then record(unclean, what, e)
+          elseif e:find("[ferry]/", 1, true) or e:find("attempt to ", 1, true) or e:find("table index is ", 1, true) then
+            if not e:find("attempt to use a closed connection", 1, true) then record(internal, what, e) end
+          end
+        end
+      end
+    end
+    swept = swept + 1
+  end
+end
 sweep_methods("json.new()", json.new(), json.new)
 T.ok(swept >= 100 and calls >= 100 * 150, "the sweep called " .. swept .. " functions and methods (" .. calls .. " calls)")
 T.is(unclean, {}, "every error raised is a string or an error object with a string message")
 T.is(unnamed, {}, "every argument error names its function")
+T.is(internal, {}, "no error is one met inside ferry's own Lua (an index of nil, a call of nil, ...)")
 works(db.main(), "the main session works after the sweep")
 works(live(), "a session of the sweep works after it")
 works(other, "the other session works after it")
+
+-- The methods written in Lua (rows and copy, which note what holds the
+-- session; transaction, copy_rows, share_snapshot) called with a dot
+-- raised errors from inside db.lua: "[ferry]/db.lua:58: table index is
+-- nil" for conn.rows(), "attempt to index a nil value (local 'conn')" for
+-- conn.transaction(nil, fn).  Now as the C methods say it (conn.exec(sql)).
+local HERE = "^tests/lua/80%-api%-hostile%-args%.t:%d+: "
+for _, case in ipairs{
+  {"rows", function() local r = other.rows() return r end, "nil"},
+  {"rows", function() local r = other.rows("SELECT 1") return r end, "string"},
+  {"copy", function() local r = other.copy() return r end, "nil"},
+  {"copy", function() local r = other.copy(0/0) return r end, "number"},
+  {"transaction", function() local r = other.transaction(function() end) return r end, "function"},
+  {"transaction", function() local r = other.transaction(nil, function() end) return r end, "nil"},
+  {"copy_rows", function() local r = other.copy_rows("COPY ferry_hostile_t FROM STDIN", {}) return r end, "string"},
+  {"share_snapshot", function() local r = other.share_snapshot("x", "y") return r end, "string"},
+  {"share_snapshot", function() local r = other.share_snapshot(closed_copy, other) return r end, "ferry.copy"},
+  {"exec", function() local r = other.exec("SELECT 1") return r end, "string"},
+} do
+  T.like(err_of(case[2]), HERE .. "bad argument #1 to '" .. case[1] .. "' %(ferry%.conn expected, got " .. case[3] .. "%)$",
+         "conn." .. case[1] .. "(...) with a " .. case[3] .. " for the connection")
+end
+works(other, "the session works after them")
 
 -- log.warn and log.error (whose formatting log.info and log.verbose share)
 -- write on stderr: swept by a ferry of their own, its stderr kept apart.
