@@ -383,9 +383,19 @@ local function refuse_in_after(self, name, level)
   end
 end
 
+-- A method called with a dot (pipe.finish() for pipe:finish()) or on
+-- something else than a pipeline: said as a bad argument #1, as the C
+-- methods say it, not as an index of nil inside this file.
+local function check_self(self, name, level)
+  if getmetatable(self) ~= P then
+    error(string.format("bad argument #1 to '%s' (db.pipeline expected, got %s)", name, type(self)), level + 1)
+  end
+end
+
 -- (nothing once the pipeline is closed: its sessions are no longer its
 -- own, and a transaction the script began since is not to be rolled back)
 function P:abort()
+  check_self(self, "abort", 2)
   refuse_in_after(self, "abort", 2)
   if not self.closed then abort_all(self) end
 end
@@ -437,6 +447,7 @@ end
 -- closing again, do nothing then.)
 local function open_only(name, f)
   return function(self, ...)
+    check_self(self, name, 1)
     if type(self) == "table" and self.closed then
       error("db.pipeline: used after it was closed (pipe:" .. name .. ")")
     end
@@ -450,6 +461,7 @@ P.new = errors.api(P.new)
 for _, name in ipairs{"send", "pump", "finish"} do P[name] = errors.api(open_only(name, P[name])) end
 
 P.__close = function(self, err)
+  check_self(self, "__close", 2)
   if self.closed then return end
   self.closed = true                 -- (an `after` that finish runs now cannot send either)
   local committed, ferr = false, nil

@@ -211,8 +211,9 @@ local bar = progress.new("hostile", 10)
 sweep_methods("progress", bar, function() return bar end)
 -- and a method called with a dot (conn.rows(sql) for conn:rows(sql)), or
 -- on another object: said as a bad argument #1, as the C methods say it
+local pipe = db.pipeline{jobs = 1}
 for label, sample in pairs{conn = conn, COPY = closed_copy, buffer = db.buffer(), ["rows closer"] = done_closer,
-                           progress = bar} do
+                           progress = bar, pipeline = pipe} do
   local index = getmetatable(sample).__index
   for _, k in ipairs(functions_of(index)) do
     local f = index[k]
@@ -264,6 +265,17 @@ for _, case in ipairs{
   T.like(err_of(case[2]), HERE .. "bad argument #1 to '" .. case[1] .. "' %(ferry%.conn expected, got " .. case[3] .. "%)$",
          "conn." .. case[1] .. "(...) with a " .. case[3] .. " for the connection")
 end
+-- so did a db.pipeline's ("attempt to index a nil value (local 'self')",
+-- or pipe.send(batch) saying the batch was nil)
+for _, name in ipairs{"send", "pump", "finish", "abort", "__close"} do
+  T.like(err_of(function() local r = pipe[name]({copies = {}}) return r end),
+         HERE .. "bad argument #1 to '" .. name .. "' %(db%.pipeline expected, got table%)$",
+         "pipe." .. name .. "(...) with a table for the pipeline")
+end
+T.like(err_of(function() local r = pipe.finish() return r end),
+       HERE .. "bad argument #1 to 'finish' %(db%.pipeline expected, got nil%)$", "pipe.finish()")
+pipe:finish()
+works(db.main(), "the main session, the pipeline's writer, works after them")
 works(other, "the session works after them")
 
 -- log.warn and log.error (whose formatting log.info and log.verbose share)
