@@ -39,7 +39,11 @@ end
 local function string_value(s, i, j)
   local raw = sub(s, i + 1, j - 1)
   if not find(raw, "\\", 1, true) then return raw end
-  return json.decode(sub(s, i, j))
+  -- (an escape JSON has not -- "\q", "\u00", a lone surrogate -- in the
+  -- words of the other malformed texts, not cjson's)
+  local ok, v = pcall(json.decode, sub(s, i, j))
+  if not ok or type(v) ~= "string" then error("malformed string in JSON text", 0) end
+  return v
 end
 
 local function container_end(s, i)

@@ -180,6 +180,15 @@ for _, bad in ipairs{'{"a" 1}', '{"a": "x"', '["a"]', '{"a": 1 "b": 2}', '{"a": 
   T.like(tostring(e), "JSON text$", "object_strings refuses " .. bad)
   T.is(ok, false, "...raising")
 end
+-- a string with an escape JSON has not ("\q", "\u00", a lone surrogate):
+-- "malformed string in JSON text", not cjson's words placed inside ferry's
+-- own file ("[ferry]/ferry.jsontext.lua:42: Expected value but found
+-- invalid unicode escape code at character 2")
+for _, bad in ipairs{'{"a": "\\u00"}', '{"\\q": "x"}', '{"a": "\\ud800"}', '{"a": "\\uZZZZ"}'} do
+  T.is({pcall(jt.object_strings, bad)}, {false, "malformed string in JSON text"}, "object_strings refuses " .. bad)
+end
+T.is({pcall(jt.string_value, '"\\x"', 1, 4)}, {false, "malformed string in JSON text"},
+     "string_value refuses an unknown escape")
 -- a wrong argument: said as Lua says it, naming the function, at the
 -- calling line -- not an index error inside ferry's own ferry.jsontext.lua
 -- ("[ferry]/ferry.jsontext.lua:30: bad argument #1 to 'find'")
