@@ -68,7 +68,8 @@ T.is(json.encode_max_depth(), 20000, "...both")
 
 ---------------------------------------------------------------- the sweep
 -- Every function of the modules (and of db.core and ferry.sys, which a
--- script can require) and every method of a connection, a COPY writer, a
+-- script can require; ferry.jsontext; ctx's, its checkpoint's in memory
+-- under ferry exec) and every method of a connection, a COPY writer, a
 -- buffer, a rows() closer and a progress bar: called with no argument, with
 -- each value of the pool first, after a plausible first argument, and six
 -- times over.  Each returns or raises a Lua error (a string, or ferry's
@@ -163,7 +164,8 @@ local function functions_of(t)
   return names
 end
 local modules = {{"db", db}, {"db.core", core}, {"json", json}, {"uuid", uuid}, {"stats", stats}, {"log", log},
-                 {"progress", progress}, {"ferry.sys", sys}, {"coroutine", coroutine}}
+                 {"progress", progress}, {"ferry.sys", sys}, {"coroutine", coroutine},
+                 {"ferry.jsontext", require "ferry.jsontext"}, {"ctx", ctx}, {"ctx.checkpoint", ctx.checkpoint}}
 local swept = 0
 for _, m in ipairs(modules) do
   for _, k in ipairs(functions_of(m[2])) do
