@@ -43,12 +43,36 @@ function M.eq(actual, expected, what)
   end
 end
 
+-- A test's own mistakes -- fn not a function (a misspelt M.name is nil,
+-- whose call raised "attempt to call a nil value", which raises took for
+-- fn's error: the test passed), a pattern that is no string or is
+-- malformed -- raised at the test's line, naming the argument (level: as
+-- error counts, from the caller of the function that checks).
+local function check_fn(fn, api, level)
+  if type(fn) == "function" then return end
+  local mt = getmetatable(fn)
+  if type(mt) == "table" and mt.__call then return end
+  error(string.format("bad argument #1 to '%s' (function expected, got %s)", api, type(fn)), level + 1)
+end
+local function check_pattern(pattern, api, n, level)
+  if type(pattern) ~= "string" and type(pattern) ~= "number" then
+    error(string.format("bad argument #%d to '%s' (string expected, got %s)", n, api, type(pattern)), level + 1)
+  end
+end
+local function matches(s, pattern, api, n, level)
+  local ok, at = pcall(string.find, s, pattern)
+  if not ok then error(string.format("bad argument #%d to '%s' (%s)", n, api, at), level + 1) end
+  return at ~= nil
+end
+
 --- raises(fn, pattern): fn must raise an error matching pattern.
 function M.raises(fn, pattern)
+  check_fn(fn, "raises", 2)
+  if pattern ~= nil then check_pattern(pattern, "raises", 2, 2) end
   local ok, err = pcall(fn)
   if ok then error("expected an error", 2) end
   local msg = require("ferry.errors").text(err)
-  if pattern and not msg:find(pattern) then
+  if pattern and not matches(msg, pattern, "raises", 2, 2) then
     error(string.format("error %q does not match %q", msg, pattern), 2)
   end
 end
@@ -77,13 +101,16 @@ function M.tap()
     return result(not same(got, unexpected), name, "got the value it should not be: " .. show(got))
   end
   function T.like(got, pattern, name)
-    return result(type(got) == "string" and got:find(pattern) ~= nil, name,
+    check_pattern(pattern, "T.like", 2, 2)
+    return result(type(got) == "string" and matches(got, pattern, "T.like", 2, 2), name,
                   "     got: " .. show(got) .. "\n doesn't match: " .. pattern)
   end
   function T.raises(fn, pattern, name)
+    check_fn(fn, "T.raises", 2)
+    if pattern ~= nil then check_pattern(pattern, "T.raises", 2, 2) end
     local ok, err = pcall(fn)
     local msg = require("ferry.errors").text(err)
-    return result(not ok and (pattern == nil or msg:find(pattern) ~= nil), name,
+    return result(not ok and (pattern == nil or matches(msg, pattern, "T.raises", 2, 2)), name,
                   ok and "no error was raised" or ("error: " .. msg .. "\ndoesn't match: " .. tostring(pattern)))
   end
   function T.diag(msg) for line in tostring(msg):gmatch("[^\n]+") do io.write("# ", line, "\n") end end

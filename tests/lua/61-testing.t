@@ -61,6 +61,28 @@ T.like(err_of(t.raises, function() end, "x"), "expected an error$", "raises: fai
 T.like(err_of(t.raises, function() error("other") end, "^boom"), 'error ".-other" does not match "%^boom"', "raises: fails on another error")
 T.is(select("#", t.raises(function() error({code = 1, message = "too many row errors"}) end, "too many")), 0,
      "raises: an error table is matched by its message (as T.raises does)")
+-- raises(fn) with fn not a function (a misspelt M.name, nil) passed: the
+-- call of nil raised "attempt to call a nil value", which raises took for
+-- fn's error; a pattern that is no string, or a malformed one, raised
+-- inside ferry.testing.lua ("[ferry]/ferry.testing.lua:51: bad argument
+-- #1 to 'find'").  Both are the test's mistake, said at its line.
+local HERE = "^tests/lua/61%-testing%.t:%d+: "
+T.like(err_of(function() t.raises(nil) end), HERE .. "bad argument #1 to 'raises' %(function expected, got nil%)$",
+       "raises(nil) fails, naming the argument")
+T.like(err_of(function() t.raises(t.no_such_function, "attempt") end),
+       HERE .. "bad argument #1 to 'raises' %(function expected, got nil%)$", "...with a pattern too")
+T.is(select("#", t.raises(setmetatable({}, {__call = function() error("called") end}), "called")), 0,
+     "raises: a table with __call is a function")
+T.like(err_of(function() t.raises(function() error("x") end, {}) end),
+       HERE .. "bad argument #2 to 'raises' %(string expected, got table%)$", "raises: a pattern that is no string")
+T.like(err_of(function() t.raises(function() error("x") end, "[") end),
+       HERE .. "bad argument #2 to 'raises' %(malformed pattern %(missing ']'%)%)$", "raises: a malformed pattern")
+T.like(err_of(function() T.raises(nil, nil, "T.raises(nil)") end),
+       HERE .. "bad argument #1 to 'T.raises' %(function expected, got nil%)$", "T.raises(nil) raises too")
+T.like(err_of(function() T.raises(function() error("x") end, "(", "T.raises, bad pattern") end),
+       HERE .. "bad argument #2 to 'T.raises' %(unfinished capture%)$", "T.raises: a malformed pattern")
+T.like(err_of(function() T.like("abc", nil, "T.like, no pattern") end),
+       HERE .. "bad argument #2 to 'T.like' %(string expected, got nil%)$", "T.like: no pattern")
 
 -- the tap() producer
 T.is(T.ok(true, "T.ok passes with a true value"), true, "T.ok returns true when it passes")
