@@ -612,6 +612,7 @@ local function wrote_open(conn)
   return not got or r.w
 end
 function methods.close(conn, ...)
+  check_self(conn, "close", 2)
   if wrote_open(conn) then
     pcall(conn.exec, conn, "ROLLBACK")
     raw_close(conn)
