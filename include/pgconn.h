@@ -165,6 +165,11 @@ int pgconn_flush_and_block(PGconn *pg);
 #define PGCONN_MAX_OTHERS 64
 int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers);
 
+/* Waits until libpq has sent all it holds for the non-blocking pg, the
+ * data of the others going out meanwhile as for pgconn_wait.  Returns 0,
+ * or -1 when pg failed. */
+int pgconn_send_all(PGconn *pg, PGconn *const *others, int nothers);
+
 /* Copies msg, a connection's error (PQerrorMessage) from pgconn_start /
  * pgconn_complete, into out (size outsz) as libpq writes it by default,
  * with each server message's SQLSTATE after it as ferry shows it for any

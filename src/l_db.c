@@ -17,6 +17,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "copytext.h"
 #include "l_modules.h"
@@ -117,6 +119,12 @@ typedef struct copy_buf {
     size_t len, cap;
     long long rows;
     size_t unreported;   /* bytes allocated since the collector was told (buf_report) */
+    /* A db.buffer() holding more than BUF_SPILL_AT bytes of rows keeps the
+     * older ones in a temporary file (buf_spill), so that one batch bigger
+     * than usual (Batch 4's batch is whole leads: one lead of a million
+     * audits is one batch) costs disk, not memory. */
+    int spill;           /* the file's descriptor + 1; 0: none yet */
+    size_t spilled;      /* bytes of rows in it, before those in buf */
 } copy_buf;
 
 typedef struct copy_writer {
@@ -1556,6 +1564,9 @@ static int conn_rows(lua_State *L) {
 /* ---------- COPY FROM STDIN ---------- */
 
 #define COPY_FLUSH_AT (256 * 1024)
+#define BUF_SPILL_AT ((size_t)16 << 20)    /* a db.buffer()'s rows in memory, at most (but one row) */
+#define SPILL_CHUNK (64 * 1024)            /* read from its file at once */
+#define SPILL_WAIT_EVERY 16                /* chunks handed to libpq between waits: 1 MB */
 
 static void buf_free(copy_buf *b);
 
@@ -1617,6 +1628,38 @@ static void buf_free(copy_buf *b) {
     b->buf = NULL;
     b->len = b->cap = 0;
     b->rows = 0;
+    if (b->spill) close(b->spill - 1);
+    b->spill = 0;
+    b->spilled = 0;
+}
+
+/* Moves the rows in b's memory to the end of its temporary file (made at
+ * the first call, in $TMPDIR or /tmp, and unlinked at once: it goes away
+ * with the buffer, or with the process however it ends).  On an error
+ * the buffer is as it was. */
+static void buf_spill(lua_State *L, copy_buf *b) {
+    if (!b->spill) {
+        const char *dir = getenv("TMPDIR");
+        char path[1024];
+        snprintf(path, sizeof path, "%s/ferry-buffer.XXXXXX", dir && *dir ? dir : "/tmp");
+        int fd = mkstemp(path);
+        if (fd < 0)
+            luaL_error(L, "db.buffer: more than %d MB of rows, and no temporary file for them in %s: %s",
+                       (int)(BUF_SPILL_AT >> 20), dir && *dir ? dir : "/tmp", strerror(errno));
+        unlink(path);
+        b->spill = fd + 1;
+    }
+    size_t done = 0;
+    while (done < b->len) {
+        ssize_t n = pwrite(b->spill - 1, b->buf + done, b->len - done, (off_t)(b->spilled + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            luaL_error(L, "db.buffer: cannot write rows beyond %d MB to its temporary file: %s",
+                       (int)(BUF_SPILL_AT >> 20), n < 0 ? strerror(errno) : "nothing written");
+        done += (size_t)n;
+    }
+    b->spilled += b->len;
+    b->len = 0;
 }
 
 static void buf_reserve(lua_State *L, copy_buf *b, size_t more) {
@@ -1648,8 +1691,10 @@ static void buf_report(lua_State *L, copy_buf *b) {
 
 /* Appends the values at stack indexes first..top as one COPY text row.
  * Every value is checked, and the room for the whole row reserved, before
- * a byte is written: a rejected row leaves nothing behind. */
-static void buf_put_row(lua_State *L, copy_buf *b, int first) {
+ * a byte is written: a rejected row leaves nothing behind.  With spill (a
+ * db.buffer()), rows that would take the memory part past BUF_SPILL_AT
+ * go to the temporary file first. */
+static void buf_put_row(lua_State *L, copy_buf *b, int first, int spill) {
     int n = lua_gettop(L);
     if (n < first) luaL_error(L, "COPY: a row needs at least one value");
     /* the texts of the first columns are kept from the checking pass (the
@@ -1662,6 +1707,7 @@ static void buf_put_row(lua_State *L, copy_buf *b, int first) {
         if (i - first < ROW_COLS_AT_ONCE) { text[i - first] = t; lens[i - first] = len; }
         need += 2 * len + 3;   /* escaped text or \N, and the separator */
     }
+    if (spill && b->len > 0 && b->len + need > BUF_SPILL_AT) buf_spill(L, b);
     buf_reserve(L, b, need);
     for (int i = first; i <= n; i++) {
         const char *s;
@@ -1700,6 +1746,51 @@ static void send_bytes(lua_State *L, copy_writer *w, const char *data, size_t le
     }
 }
 
+/* Waits until libpq has sent what it holds for w's connection (the data
+ * other connections hold goes on out meanwhile, as in next_result). */
+static void wait_sent(lua_State *L, copy_writer *w) {
+    db_state *st = w->c->st;
+    PGconn *others[PGCONN_MAX_OTHERS];
+    int n = 0;
+    for (int i = 0; i < st->nsenders; i++)
+        if (st->senders[i] != w->c && st->senders[i]->pg) others[n++] = st->senders[i]->pg;
+    if (pgconn_send_all(w->c->pg, others, n) != 0) {
+        errmsg m;
+        errmsg_set(w->c, &m, PQerrorMessage(w->c->pg));
+        copy_release(w, "ferry: write failed");
+        raise_pg(L, st, w->c, "COPY failed", m.text, m.server);
+    }
+    if (interrupt_received()) ferry_raise_interrupted(L);
+}
+
+/* Sends a db.buffer() that spilled to its temporary file: the file a chunk
+ * at a time, then the rows in memory, waiting every SPILL_WAIT_EVERY
+ * chunks until the server has taken them, so that neither libpq's buffer
+ * nor this one holds the batch (it costs the overlap of mapping and
+ * sending, for the batches beyond BUF_SPILL_AT only). */
+static void send_spilled(lua_State *L, copy_writer *w, copy_buf *b) {
+    char chunk[SPILL_CHUNK];
+    int since_wait = 0;
+    for (size_t off = 0; off < b->spilled;) {
+        size_t want = b->spilled - off < sizeof chunk ? b->spilled - off : sizeof chunk;
+        ssize_t n = pread(b->spill - 1, chunk, want, (off_t)off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            char why[256];
+            snprintf(why, sizeof why, "cannot read db.buffer's temporary file: %s", n < 0 ? strerror(errno) : "it is shorter than written");
+            copy_release(w, "ferry: read failed");
+            luaL_error(L, "COPY failed: %s", why);
+        }
+        send_bytes(L, w, chunk, (size_t)n);
+        off += (size_t)n;
+        if (++since_wait == SPILL_WAIT_EVERY) { wait_sent(L, w); since_wait = 0; }
+    }
+    for (size_t off = 0; off < b->len; off += SPILL_CHUNK) {
+        send_bytes(L, w, b->buf + off, b->len - off < SPILL_CHUNK ? b->len - off : SPILL_CHUNK);
+        if (++since_wait == SPILL_WAIT_EVERY) { wait_sent(L, w); since_wait = 0; }
+    }
+}
+
 static int copy_flush(lua_State *L, copy_writer *w) {
     if (w->b.len == 0) return 0;
     send_bytes(L, w, w->b.buf, w->b.len);
@@ -1710,7 +1801,7 @@ static int copy_flush(lua_State *L, copy_writer *w) {
 /* w:put(v1, v2, ...) appends one row; nil or db.NULL is SQL NULL. */
 static int copy_put(lua_State *L) {
     copy_writer *w = check_open_copy(L);
-    buf_put_row(L, &w->b, 2);
+    buf_put_row(L, &w->b, 2, 0);
     /* a value's text is an allocation, where a finalizer may have finished
      * or aborted w, or closed its connection: the row would sit in a
      * buffer nobody sends, counted as put */
@@ -1726,7 +1817,8 @@ static int copy_put_buffer(lua_State *L) {
     copy_writer *w = check_open_copy(L);
     copy_buf *b = luaL_checkudata(L, 2, BUF_MT);
     copy_flush(L, w);
-    send_bytes(L, w, b->buf, b->len);
+    if (b->spilled) send_spilled(L, w, b);
+    else send_bytes(L, w, b->buf, b->len);
     w->rows += b->rows;
     return 0;
 }
@@ -1900,7 +1992,7 @@ static int buf_gc(lua_State *L) {
 
 static int buf_put(lua_State *L) {
     copy_buf *b = luaL_checkudata(L, 1, BUF_MT);
-    buf_put_row(L, b, 2);
+    buf_put_row(L, b, 2, 1);
     buf_report(L, b);
     return 0;
 }
@@ -1911,7 +2003,16 @@ static int buf_count(lua_State *L) {
 }
 
 static int buf_bytes(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)((copy_buf *)luaL_checkudata(L, 1, BUF_MT))->len);
+    copy_buf *b = luaL_checkudata(L, 1, BUF_MT);
+    lua_pushinteger(L, (lua_Integer)(b->spilled + b->len));
+    return 1;
+}
+
+/* buf:spilled() -> true when part of its rows wait in its temporary file
+ * (more than BUF_SPILL_AT bytes of them): sending it then waits until the
+ * server has taken them. */
+static int buf_spilled(lua_State *L) {
+    lua_pushboolean(L, ((copy_buf *)luaL_checkudata(L, 1, BUF_MT))->spilled > 0);
     return 1;
 }
 
@@ -1919,6 +2020,8 @@ static int buf_clear(lua_State *L) {
     copy_buf *b = luaL_checkudata(L, 1, BUF_MT);
     b->len = 0;
     b->rows = 0;
+    if (b->spilled && ftruncate(b->spill - 1, 0) != 0) { /* (only gives the disk back: rewritten from 0 anyway) */ }
+    b->spilled = 0;
     return 0;
 }
 
@@ -2013,7 +2116,8 @@ static const luaL_Reg conn_methods[] = {
     {"ready", conn_ready}, {"close", conn_close}, {NULL, NULL}
 };
 static const luaL_Reg buf_methods[] = {
-    {"put", buf_put}, {"count", buf_count}, {"bytes", buf_bytes}, {"clear", buf_clear}, {NULL, NULL}
+    {"put", buf_put}, {"count", buf_count}, {"bytes", buf_bytes}, {"clear", buf_clear},
+    {"spilled", buf_spilled}, {NULL, NULL}
 };
 static const luaL_Reg rows_methods[] = {{"close", rows_close}, {NULL, NULL}};
 static const luaL_Reg copy_methods[] = {

@@ -1353,6 +1353,10 @@ int pgconn_wait(PGconn *pg, PGconn *const *others, int nothers) {
     return pump(pg, others, nothers, 1);
 }
 
+int pgconn_send_all(PGconn *pg, PGconn *const *others, int nothers) {
+    return pump(pg, others, nothers, 0);
+}
+
 int pgconn_flush_and_block(PGconn *pg) {
     if (pump(pg, NULL, 0, 0) != 0) return -1;
     return PQsetnonblocking(pg, 0) == 0 ? 0 : -1;

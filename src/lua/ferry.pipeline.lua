@@ -305,6 +305,14 @@ function P:send(batch)
     if self.checkpoint and batch.position ~= nil then self.checkpoint.save(copy_position(batch.position)) end
     return
   end
+  -- A batch bigger than a db.buffer keeps in memory (its rows spilled to
+  -- a temporary file: one lead of a million audits) is sent waiting until
+  -- the server has taken it.  The batches in flight commit first: one of
+  -- them may hold a lock its rows wait for (a row it wrote), which only
+  -- its commit would release -- the wait would never end.
+  for _, c in ipairs(batch.copies or {}) do
+    if c.buffer:spilled() then P.finish(self); break end
+  end
   self.turn = self.turn % #self.writers + 1
   local wr = self.writers[self.turn]
   commit(self, wr)                                 -- the oldest batch in flight
