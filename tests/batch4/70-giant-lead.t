@@ -38,9 +38,11 @@ clone() {   # clone FROM TO: a copy of database FROM, printed as a URI
     q "$(db_uri postgres)" "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null 2>&1
     q "$(db_uri postgres)" "CREATE DATABASE $2 TEMPLATE $1" >/dev/null && db_uri "$2"
 }
-# peak_kb ARGS...: b4_run ARGS under /usr/bin/time; its peak RSS in kB in $KB
+# peak_kb ARGS...: b4_run -q ARGS under /usr/bin/time; its peak RSS in kB in $KB
+# (0 when not measured), $RC
 peak_kb() {
-    RC=0
+    RC=0 KB=0
+    [ -z "$measure" ] && { b4_run -q "$@"; return; }
     "$TIME" -o "$TAP_TMPDIR/t.time" -f '%M' "$FERRY" --dir "$REPO_ROOT" --db "$URI" -q run "$B4" "$@" \
         >/dev/null 2>"$TAP_TMPDIR/t.err" || RC=$?
     KB=$(tail -n 1 "$TAP_TMPDIR/t.time")
@@ -60,16 +62,20 @@ is "${want_big%% *}" 9000 "(the yardstick writes a message for each of the 9000 
 
 # -------------------------------------------------------- memory stays flat
 # 3,000 audits on one lead (24 MB of messages) and 9,000 (72 MB): before,
-# 59 MB and 156 MB at their peak; now both about 27 MB.
-if [ -x "$TIME" ]; then
-    URI=$(clone b4_70_small b4_70_m1); peak_kb --batch-size 100; kb_small=$KB
-    is "$RC|$(digest "$URI")" "0|$want_small" "3,000 audits on one lead, --batch-size 100: the yardstick's rows"
-    URI=$(clone b4_70_big b4_70_m2); peak_kb --batch-size 100; kb_big=$KB
-    is "$RC|$(digest "$URI")" "0|$want_big" "9,000 audits on one lead, --batch-size 100: the yardstick's rows"
+# 59 MB and 156 MB at their peak; now both about 27 MB.  (The peaks are
+# not compared under valgrind or a sanitizer: they keep freed memory
+# aside, so theirs grows with what the run allocates, not what it holds.)
+measure=
+[ -x "$TIME" ] && [ -z "${FERRY_WRAPPER:-}" ] && [ -z "${ASAN_OPTIONS:-}" ] && measure=1
+URI=$(clone b4_70_small b4_70_m1); peak_kb --batch-size 100; kb_small=$KB
+is "$RC|$(digest "$URI")" "0|$want_small" "3,000 audits on one lead, --batch-size 100: the yardstick's rows"
+URI=$(clone b4_70_big b4_70_m2); peak_kb --batch-size 100; kb_big=$KB
+is "$RC|$(digest "$URI")" "0|$want_big" "9,000 audits on one lead, --batch-size 100: the yardstick's rows"
+if [ -n "$measure" ]; then
     growth=$(( (kb_big - kb_small) / 1024 ))
     ok "$([ "$growth" -lt 16 ] && echo 0 || echo 1)" "peak memory does not grow with the lead: $((kb_small / 1024)) MB, then $((kb_big / 1024)) MB (less than 16 MB more for 48 MB more of messages)"
 else
-    skip "no /usr/bin/time here" 3
+    skip "no /usr/bin/time here, or a wrapper or sanitizer that keeps freed memory aside" 1
 fi
 
 # ------------------------------------------- --jobs and the default batch
