@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "copytext.h"
+#include "ferry.h"
 #include "l_modules.h"
 #include "interrupt.h"
 #include "pgconn.h"
@@ -1633,19 +1634,36 @@ static void buf_free(copy_buf *b) {
     b->spilled = 0;
 }
 
+/* Raises what stops a run, not a row's error: ferry's own error table
+ * (code 1), which stats.error raises on instead of counting -- a temporary
+ * file that cannot be made or written fails every row after it, and
+ * counting them up to --max-errors said to fix the rule. */
+static int raise_spill_error(lua_State *L, const char *what, const char *dir, int err) {
+    char msg[1400];
+    snprintf(msg, sizeof msg, "db.buffer: more than %d MB of rows, and %s in %.1024s: %s (set TMPDIR to a folder with room for them, then re-run)",
+             (int)(BUF_SPILL_AT >> 20), what, dir, strerror(err));
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, 1);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    luaL_setmetatable(L, FERRY_ERROR_MT);
+    return lua_error(L);
+}
+
 /* Moves the rows in b's memory to the end of its temporary file (made at
  * the first call, in $TMPDIR or /tmp, and unlinked at once: it goes away
  * with the buffer, or with the process however it ends).  On an error
  * the buffer is as it was. */
 static void buf_spill(lua_State *L, copy_buf *b) {
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
     if (!b->spill) {
-        const char *dir = getenv("TMPDIR");
         char path[1024];
-        snprintf(path, sizeof path, "%s/ferry-buffer.XXXXXX", dir && *dir ? dir : "/tmp");
-        int fd = mkstemp(path);
-        if (fd < 0)
-            luaL_error(L, "db.buffer: more than %d MB of rows, and no temporary file for them in %s: %s",
-                       (int)(BUF_SPILL_AT >> 20), dir && *dir ? dir : "/tmp", strerror(errno));
+        int fd = -1;
+        if (snprintf(path, sizeof path, "%s/ferry-buffer.XXXXXX", dir) < (int)sizeof path) fd = mkstemp(path);
+        else errno = ENAMETOOLONG;
+        if (fd < 0) raise_spill_error(L, "no temporary file for them", dir, errno);
         unlink(path);
         b->spill = fd + 1;
     }
@@ -1653,9 +1671,7 @@ static void buf_spill(lua_State *L, copy_buf *b) {
     while (done < b->len) {
         ssize_t n = pwrite(b->spill - 1, b->buf + done, b->len - done, (off_t)(b->spilled + done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
-            luaL_error(L, "db.buffer: cannot write rows beyond %d MB to its temporary file: %s",
-                       (int)(BUF_SPILL_AT >> 20), n < 0 ? strerror(errno) : "nothing written");
+        if (n <= 0) raise_spill_error(L, "its temporary file cannot take them", dir, n < 0 ? errno : ENOSPC);
         done += (size_t)n;
     }
     b->spilled += b->len;

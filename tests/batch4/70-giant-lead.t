@@ -87,6 +87,19 @@ done
 b4_run
 is "$(stats_of "$OUT")" "$(stats_block 0 3 0 3000 3000 0 0)" "a re-run creates nothing"
 
+# ---------------------------------------- no room for the temporary file
+# The run stops at once, saying so; before, each message put after the
+# first failure was counted as a row error, up to --max-errors, and the
+# run ended with "too many row errors ... fix the rule and re-run".
+URI=$(clone b4_70_small b4_70_tmp)
+TMPDIR=/nonexistent/ferry b4_run --batch-size 100
+is "$RC|$(printf '%s\n' "$ERR" | grep -c 'too many row errors')" "1|0" "no temporary file: exit 1, no row errors"
+is "$(printf '%s\n' "$ERR" | grep '^ferry:')" \
+   "ferry: $B4: db.buffer: more than 16 MB of rows, and no temporary file for them in /nonexistent/ferry: No such file or directory (set TMPDIR to a folder with room for them, then re-run)" \
+   "... and the one line says why"
+b4_run -q --batch-size 100
+is "$RC|$(digest "$URI")" "0|$want_small" "the re-run with a temporary folder: the yardstick's rows"
+
 # -------------------------------- Ctrl-C while the big lead is being stored
 # A trigger stops the server at the big lead's 4,500th message (the rows
 # after it stay unread, the client waits to send them); Ctrl-C then.
