@@ -570,6 +570,17 @@ end
 -- (a reader's snapshot) is ended as well, without a word.  A session
 -- still busy (a rows() loop or a COPY not ended) is left to its close.
 -- The engine calls it when a script has returned.
+-- Whether the session's open transaction wrote: a transaction id assigned,
+-- and rows changed (catalog rows too: DDL, TRUNCATE) as the transaction's
+-- own statistics count them -- a SELECT ... FOR UPDATE / FOR SHARE, or
+-- txid_current(), takes a transaction id and writes nothing.  (With
+-- track_counts off there are no such counts: the id alone says it.)
+local WROTE_SQL = [[
+  SELECT CASE WHEN txid_current_if_assigned() IS NULL THEN false
+              WHEN NOT current_setting('track_counts')::bool THEN true
+              ELSE EXISTS (SELECT FROM pg_stat_xact_all_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0)
+         END AS w]]
+
 function M._end_open()
   local wrote = false
   for conn in pairs(handed) do
@@ -580,7 +591,7 @@ function M._end_open()
       if not reading[conn] then
         w = failed
         if not w then
-          local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
+          local got, r = pcall(conn.one, conn, WROTE_SQL)
           w = not got or r.w
         end
       end
@@ -608,7 +619,7 @@ local function wrote_open(conn)
   -- (failed, a statement's error caught: the server rolled its writes
   -- back then -- the script saw that error -- and the close loses nothing)
   if failed then return false end
-  local got, r = pcall(conn.one, conn, "SELECT txid_current_if_assigned() IS NOT NULL AS w")
+  local got, r = pcall(conn.one, conn, WROTE_SQL)
   return not got or r.w
 end
 function methods.close(conn, ...)

@@ -211,10 +211,18 @@ local f = db.connect()
 f:exec("BEGIN")
 f:one("SELECT count(*) AS n FROM lost")
 assert(not pcall(f.exec, f, "SELECT 1/0"))    -- failed, having only read: closed without a word
-f:close()'
+f:close()
+local l = db.connect()
+l:exec("BEGIN")
+l:one("SELECT n FROM lost WHERE n = 4 FOR UPDATE")   -- row locks (a transaction id), no write
+l:close()
+local k = db.connect()
+k:exec("BEGIN")
+k:one("SELECT n FROM lost WHERE n = 5 FOR SHARE")    -- the same, left open at the end
+k:one("SELECT txid_current() AS x")'
 run_ferry --dir "$D" run 20250107_lost
 is "$RC|$ERR|$(psql_val "$db" "SELECT string_agg(n::text, ',' ORDER BY n) FROM lost")" "0||4,5" \
-   "...a session committed, one that only read, a reader and conn:transaction close as before"
+   "...a session committed, one that only read or locked rows, a reader and conn:transaction close as before"
 
 # 9. A down.lua's counters: recorded, and in --json, but no statistics
 # block was printed for the rollback, as one is for a run.
