@@ -610,8 +610,15 @@ end
 -- at the script's line -- not while another error unwinds the scope (that
 -- one stands, the run fails by it).  A reader's transaction wrote nothing.
 local CLOSED_WITH_WRITES = "%s inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled "
-  .. "that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits"
+  .. "that back, and its writes are lost: COMMIT before closing it (ROLLBACK, to drop them), or write in "
+  .. "conn:transaction(fn), which commits"
+-- (a session the server ended meanwhile -- terminated, restarted -- which
+-- ferry learns only now: the writes went with it, not with the close)
+local LOST_WITH_WRITES = "%s inside a transaction that wrote or may have (a BEGIN with no COMMIT), and its writes "
+  .. "with it: its server session had ended: %s"
 local raw_close = methods.close
+-- true when the session's open transaction wrote; false; or nil and the
+-- error of the question (its connection lost, an interruption)
 local function wrote_open(conn)
   if not handed[conn] or reading[conn] or core.busy_with(conn) then return false end
   local ok, open, failed = pcall(conn.in_transaction, conn)
@@ -620,28 +627,41 @@ local function wrote_open(conn)
   -- back then -- the script saw that error -- and the close loses nothing)
   if failed then return false end
   local got, r = pcall(conn.one, conn, WROTE_SQL)
-  return not got or r.w
+  if got then return r.w end
+  return nil, r
 end
+-- Closes conn with close (its C close or __close, given rest) and, when
+-- its transaction wrote, raises what was lost at the script's line, the
+-- session said as said[1] (closed) or said[2] (lost).
+local function close_guarded(conn, close, said, ...)
+  local wrote, err = wrote_open(conn)
+  if wrote == false then return close(conn, ...) end
+  pcall(conn.exec, conn, "ROLLBACK")
+  close(conn)
+  -- (an interruption, an error object, goes on as it is)
+  if err ~= nil and type(err) ~= "string" then error(err, 0) end
+  -- (not said "connection lost": the engine reads that as its own
+  -- session's, which records the run)
+  if err and err:find("^connection lost: ") then
+    error(errors.where(1) .. string.format(LOST_WITH_WRITES, said[2], err:sub(#"connection lost: " + 1)), 0)
+  end
+  error(errors.where(1) .. string.format(CLOSED_WITH_WRITES, said[1]), 0)
+end
+local CLOSE_SAID = {"conn:close: the session was closed", "conn:close: the session was found lost"}
+local RELEASE_SAID = {"a session of the script's own (db.connect()) went out of scope, as a <close> variable,",
+                      "a session of the script's own (db.connect()), going out of scope as a <close> variable, was "
+                      .. "found lost"}
 function methods.close(conn, ...)
   check_self(conn, "close", 2)
-  if wrote_open(conn) then
-    pcall(conn.exec, conn, "ROLLBACK")
-    raw_close(conn)
-    error(string.format(CLOSED_WITH_WRITES, "conn:close: the session was closed"), 2)
-  end
-  return raw_close(conn, ...)
+  return close_guarded(conn, raw_close, CLOSE_SAID, ...)
 end
 do
   local mt = debug.getregistry()["ferry.conn"]      -- (l_db.c's CONN_MT)
   local raw_release = mt and mt.__close
   if raw_release then
     mt.__close = function(conn, err)
-      if err == nil and wrote_open(conn) then
-        pcall(conn.exec, conn, "ROLLBACK")
-        raw_release(conn)
-        error(errors.where(1) .. string.format(CLOSED_WITH_WRITES, "a session of the script's own (db.connect()) went out of scope, as a <close> variable,"), 0)
-      end
-      return raw_release(conn, err)
+      if err ~= nil then return raw_release(conn, err) end
+      return close_guarded(conn, raw_release, RELEASE_SAID, err)
     end
   end
 end

@@ -172,7 +172,7 @@ stats.inc("rows_written")
 w:close()'
 run_ferry --dir "$D" run 20250107_lost
 is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")|$(history "$db" "WHERE migration = '20250107_lost'")" \
-   "1|ferry: migrations/20250107_lost/up.lua:6: conn:close: the session was closed inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits|0|20250107_lost|run|failed" \
+   "1|ferry: migrations/20250107_lost/up.lua:6: conn:close: the session was closed inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it (ROLLBACK, to drop them), or write in conn:transaction(fn), which commits|0|20250107_lost|run|failed" \
    "conn:close() of a session with uncommitted writes: the run fails, saying why, recorded failed"
 put "$D/migrations/20250107_lost/up.lua" 'do
   local c <close> = db.connect()
@@ -181,8 +181,29 @@ put "$D/migrations/20250107_lost/up.lua" 'do
 end'
 run_ferry --dir "$D" run 20250107_lost
 is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")" \
-   "1|ferry: migrations/20250107_lost/up.lua:4: a session of the script's own (db.connect()) went out of scope, as a <close> variable, inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it, or write in conn:transaction(fn), which commits|0" \
+   "1|ferry: migrations/20250107_lost/up.lua:4: a session of the script's own (db.connect()) went out of scope, as a <close> variable, inside a transaction that wrote (a BEGIN with no COMMIT): closing it rolled that back, and its writes are lost: COMMIT before closing it (ROLLBACK, to drop them), or write in conn:transaction(fn), which commits|0" \
    "...a <close> session leaving its scope the same"
+# ...and one dropped on purpose: ROLLBACK, then close, says nothing
+put "$D/migrations/20250107_lost/up.lua" 'local w = db.connect()
+w:exec("BEGIN")
+w:exec("INSERT INTO lost VALUES (9)")
+w:exec("ROLLBACK")
+w:close()'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")" "0||0" "...a ROLLBACK before the close drops them without a word"
+psql_val "$db" "DELETE FROM ferry.history WHERE migration = '20250107_lost'" >/dev/null
+# ...and one whose session the server ended meanwhile: the close did not
+# roll anything back -- the writes went with the session -- said as such
+put "$D/migrations/20250107_lost/up.lua" 'local w = db.connect()
+w:exec("BEGIN")
+w:exec("INSERT INTO lost VALUES (8)")
+db.one("SELECT pg_terminate_backend($1) AS k", w:backend_pid())
+db.one("SELECT pg_sleep(0.2) AS s")
+w:close()'
+run_ferry --dir "$D" run 20250107_lost
+is "$RC|$ERR|$(psql_val "$db" "SELECT count(*) FROM lost")" \
+   "1|ferry: migrations/20250107_lost/up.lua:6: conn:close: the session was found lost inside a transaction that wrote or may have (a BEGIN with no COMMIT), and its writes with it: its server session had ended: FATAL:  terminating connection due to administrator command; server closed the connection unexpectedly|0" \
+   "...a session the server ended: its loss is said, not a rollback by the close"
 put "$D/migrations/20250107_lost/up.lua" 'do
   local c <close> = db.connect()
   c:exec("BEGIN")
