@@ -13,16 +13,16 @@ M._copy_target, M._busy_with = core.copy_target, core.busy_with
 -- holding one (6 / 2) -- else nil: the counts the API takes (a row's n,
 -- db.array's, db.arrays', db.pipeline's jobs), as Lua's own string
 -- functions take them.  (math.type first: math.tointeger reads "2" too.)
--- what a bad count was, for its error: a number as itself, a string
+local function whole(n) return math.type(n) and math.tointeger(n) or nil end
+-- What a bad count was, for its error: a number as itself, a string
 -- quoted as one ("4" is no number to the option, and read "not 4" it
--- looked like one), anything else by its type
+-- looked like one), anything else by its type.
 local function shown_count(v)
   if math.type(v) or v == nil then return tostring(v) end
   if type(v) == "string" then return string.format("a string (%q)", #v > 20 and v:sub(1, 20) .. "..." or v) end
   return "a " .. type(v)
 end
 
-local function whole(n) return math.type(n) and math.tointeger(n) or nil end
 -- The most columns a row has (MaxHeapAttributeNumber) and elements an
 -- array holds (MaxArraySize): bounds checked before anything is built.
 local MAX_COLUMNS, MAX_ARRAY = 1600, 134217727
