@@ -75,6 +75,10 @@ typedef struct db_state {
         char routine[64];
     } recent[RECENT_ERRORS];
     int next_recent;
+    /* "connection lost" raised on any session (raise_pg), for
+     * core.lost_raised: the engine tells by it, not by the words, that a
+     * session of the run's was lost */
+    lua_Integer lost_raised;
 } db_state;
 
 typedef struct conn {
@@ -185,6 +189,7 @@ static int raise_pg(lua_State *L, db_state *st, conn *c, const char *what, const
     if (c && c->pg && PQstatus(c->pg) == CONNECTION_BAD) {
         char said[1024];
         closing_word(st, c, msg, said, sizeof said);
+        if (st) st->lost_raised++;
         return luaL_error(L, "connection lost: %s%s (%s)", said, buf, what);
     }
     return luaL_error(L, "%s: %s", what, buf);
@@ -2292,6 +2297,23 @@ static int db_error_routine(lua_State *L) {
     return 1;
 }
 
+/* core.connection_lost(conn): whether libpq found conn's connection lost
+ * (the server ended the session, or went away) -- the engine asks it of
+ * its main session, whatever an error's words say.  A closed conn is lost;
+ * one still being opened is not (yet). */
+static int db_connection_lost(lua_State *L) {
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, !c->pending && (!c->pg || PQstatus(c->pg) == CONNECTION_BAD));
+    return 1;
+}
+
+/* core.lost_raised() -> how many "connection lost" errors the sessions
+ * have raised so far (raise_pg). */
+static int db_lost_raised(lua_State *L) {
+    lua_pushinteger(L, STATE(L)->lost_raised);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"connect", db_connect}, {"connect_start", db_connect_start}, {"buffer", db_buffer},
     {"float_text", db_float_text}, {"set_read_only", db_set_read_only}, {"hold_lock", db_hold_lock}, {"keep_open", db_keep_open},
@@ -2299,7 +2321,8 @@ static const luaL_Reg core_funcs[] = {
     {"take_abandoned_copy", db_take_abandoned_copy},
     {"find_transaction_control", db_find_transaction_control}, {"statement_heads", db_statement_heads},
     {"report_repeated_notices", db_report_repeated_notices}, {"error_routine", db_error_routine},
-    {"copy_target", db_copy_target}, {NULL, NULL}
+    {"copy_target", db_copy_target}, {"connection_lost", db_connection_lost}, {"lost_raised", db_lost_raised},
+    {NULL, NULL}
 };
 
 int luaopen_ferry_db(lua_State *L, const db_options *opts) {

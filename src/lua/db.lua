@@ -640,8 +640,8 @@ local function close_guarded(conn, close, said, ...)
   close(conn)
   -- (an interruption, an error object, goes on as it is)
   if err ~= nil and type(err) ~= "string" then error(err, 0) end
-  -- (not said "connection lost": the engine reads that as its own
-  -- session's, which records the run)
+  -- (said as a session of the script's own, not with l_db.c's
+  -- "connection lost: " first)
   if err and err:find("^connection lost: ") then
     error(errors.where(1) .. string.format(LOST_WITH_WRITES, said[2], err:sub(#"connection lost: " + 1)), 0)
   end
@@ -721,6 +721,13 @@ function M._open_ahead()
   if not main then main = core.connect_start(); core.keep_open(main, true) end
 end
 function M.main() return main end
+-- The engine's: whether its main session is lost (libpq found the server
+-- gone from it; none open), which decides how a run is recorded -- not the
+-- words "connection lost", which a session of the script's own, a
+-- script's error or a row's data can say too.
+function M._main_lost() return main == nil or core.connection_lost(main) end
+-- How many "connection lost" errors the sessions have raised so far.
+function M._lost_raised() return core.lost_raised() end
 -- Why the main connection must stay open until the command ends (it holds
 -- ferry's migration lock), or nil: the engine sets it (M._hold).
 local held_for

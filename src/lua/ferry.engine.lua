@@ -1371,7 +1371,11 @@ end
 -- and then the row's status as the server has it, read on a new session
 -- (nil: not known): "applied" or "rolled back" when the connection was
 -- lost as the COMMIT that wrote it went through, its reply never read --
--- the outcome is recorded, and the caller says so.
+-- the outcome is recorded, and the caller says so.  The third result:
+-- the record failed because the main session was lost.
+-- (lost: the main session is -- db._main_lost, libpq's word for it, never
+-- the words "connection lost" in errtext, which a session of the script's
+-- own, the script's error or a row's data can say too)
 local function close_history(hid, lost, errtext, finish)
   if lost then return nil, record_lost(hid, errtext) end
   local done, ferr = pcall(db.transaction, finish)
@@ -1385,7 +1389,8 @@ local function close_history(hid, lost, errtext, finish)
   -- (the server's words, without the place in ferry's own Lua that ran
   -- the history update)
   local msg = "cannot record the run: " .. (error_text(ferr):match("^[^\n]*"):gsub(FERRY_POSITION, "", 1))
-  return msg, record_lost(hid, errtext or msg)
+  local main_lost = db._main_lost()
+  return msg, record_lost(hid, errtext or msg), main_lost
 end
 
 -- Whether the transaction xid of an up.sql whose history row it could not
@@ -1668,6 +1673,7 @@ local function apply(m, operation, dry_run)
   local ctx = make_ctx(m, dry_run, operation)
   ensure_history()
   note_replica_role()
+  local lost_before = db._lost_raised()   -- (a session of the run's lost meanwhile: more)
   local hid
   local scripts_sum = not dry_run and checksum(root_dir, m, {}) or nil   -- (the scripts alone: an up.sql's whole checksum)
   local would_exist = false     -- a dry run found what the up.sql creates in the database already
@@ -1734,7 +1740,7 @@ local function apply(m, operation, dry_run)
     -- row, if written, closed failed rather than left "running".
     if hid then
       local why = error_text(err)
-      close_history(hid, why:find("connection lost", 1, true), why, function()
+      close_history(hid, db._main_lost(), why, function()
         history_finish(hid, "failed", nil, nil, why)
       end)
     end
@@ -1748,7 +1754,7 @@ local function apply(m, operation, dry_run)
     if got and row and row.status == "applied" then
       ok, err = true, {}
     elseif m.xid and m.commit_sent then
-      local lost_now = error_text(err):find("connection lost", 1, true) ~= nil
+      local lost_now = db._main_lost()
       if step_committed(m.xid, lost_now) then ok, err, committed_lost = true, {}, lost_now end
     end
   end
@@ -1758,7 +1764,8 @@ local function apply(m, operation, dry_run)
   if not ok and not dry_run and ctx.checkpoint then ctx.checkpoint._rewind_to_committed() end
   local rules = ok and err or nil
   local errtext = not ok and error_text(err) or nil
-  local lost = errtext and errtext:find("connection lost", 1, true)
+  -- the main session lost (its history row then recorded on a new one)
+  local lost = errtext and db._main_lost()
   local row_errors = stats.get("errors")
   local good = ok and row_errors == 0
   local recorded_lost      -- the line to show when the run finished but its record was lost
@@ -1768,8 +1775,8 @@ local function apply(m, operation, dry_run)
     -- applied and no resume point left, or neither: one transaction (the
     -- files are read and hashed before it begins)
     local sum = ok and checksum(root_dir, m, rules) or nil
-    local failure
-    failure, lost_status = close_history(hid, lost, errtext, function()
+    local failure, lost_recording
+    failure, lost_status, lost_recording = close_history(hid, lost, errtext, function()
       history_finish(hid, good and "applied" or "failed", sum, rules,
                      errtext or (row_errors > 0 and (row_errors .. " row errors") or nil))
       if good then ctx.checkpoint.clear() end
@@ -1800,7 +1807,7 @@ local function apply(m, operation, dry_run)
       -- work is done, or, with the commits the crash lost, resumable
       -- (a data migration: an up.sql records itself applied inside its own
       -- transaction, so once it committed there is nothing to re-run)
-      elseif failure:find("connection lost", 1, true) and m.files["up.lua"] then
+      elseif lost_recording and m.files["up.lua"] then
         recorded_lost = string.format("%s: the script finished, but the run could not be recorded: %s; "
                                       .. "re-run it (it finds the rows committed done; a crash "
                                       .. "of the server can have lost the last few commits, which the re-run redoes)",
@@ -1839,7 +1846,10 @@ local function apply(m, operation, dry_run)
       first = recorded_lost
     elseif lost and m.files["up.sql"] and not m.files["up.lua"] then
       first = sql_step_lost(m, first, lost_status)
-    elseif lost then
+    -- (the main session lost, or a session of the script's own -- its
+    -- reader, a pipeline's writer, a db.connect() -- whose error the run
+    -- failed by: said "connection lost" by l_db.c, and one was raised)
+    elseif lost or (db._lost_raised() > lost_before and first:find("connection lost", 1, true)) then
       -- (not "everything up to the last checkpoint": the batches commit
       -- with synchronous_commit off, and a server that crashed can have
       -- lost the last ones it said were committed -- with their
@@ -2580,7 +2590,7 @@ function commands.rollback(args)
   local errtext = not ok and error_text(err) or nil
   local failure, recorded
   if hid then
-    failure, recorded = close_history(hid, errtext and errtext:find("connection lost", 1, true), errtext, function()
+    failure, recorded = close_history(hid, errtext and db._main_lost(), errtext, function()
       history_finish(hid, ok and "rolled back" or "failed", nil, nil, errtext)
       if ok then db.exec("DELETE FROM ferry.checkpoint WHERE migration = $1", m.id) end
     end)
@@ -2595,7 +2605,7 @@ function commands.rollback(args)
   -- what its history row holds (--json "status"), nil when not known
   local row_status
   if hid then
-    local lost = errtext and errtext:find("connection lost", 1, true)
+    local lost = errtext and db._main_lost()
     if lost or failure then row_status = recorded else row_status = ok and "rolled back" or "failed" end
   end
   if failure and ok then ok, err, errtext = false, failure, failure end
