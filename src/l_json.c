@@ -5,6 +5,8 @@
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <string.h>
 
 #include "argcheck.h"
 #include "jsontext.h"
@@ -92,6 +94,39 @@ static int bounded_depth(lua_State *L) {
     return lua_gettop(L);
 }
 
+/* cjson's on/off setters, checked in front: cjson quotes an invalid
+ * option whole ("invalid option '<1 MB>'").  Here it is cut to 60
+ * characters, as ferry's Lua messages cut a script's values
+ * (errors.shown).  Upvalue 1: cjson's setter; upvalue 2: whether "null" is
+ * one of its options (encode_invalid_numbers); upvalue 3: how many
+ * arguments it takes. */
+#define SHOWN_CHARS 60
+static int checked_option(lua_State *L) {
+    /* every check cjson makes is made here, so that cjson raises none: one
+     * raised under lua_call could not name the function ('?') */
+    int nargs = (int)lua_tointeger(L, lua_upvalueindex(3));
+    luaL_argcheck(L, lua_gettop(L) <= nargs, nargs + 1, "found too many arguments");
+    if (!lua_isnoneornil(L, 1) && !lua_isboolean(L, 1)) {
+        size_t len;
+        const char *s = luaL_checklstring(L, 1, &len);
+        int null_ok = lua_toboolean(L, lua_upvalueindex(2));
+        if (strcmp(s, "on") != 0 && strcmp(s, "off") != 0 && !(null_ok && strcmp(s, "null") == 0)) {
+            size_t keep = utf8_prefix_bytes(s, len, SHOWN_CHARS);
+            return luaL_argerror(L, 1, lua_pushfstring(L, "invalid option '%s%s'",
+                                                       lua_pushlstring(L, s, keep), keep < len ? "..." : ""));
+        }
+    }
+    for (int i = 2; i <= nargs; i++) {         /* encode_sparse_array's ratio and safe */
+        if (lua_isnoneornil(L, i)) continue;
+        lua_Integer v = luaL_checkinteger(L, i);
+        luaL_argcheck(L, v >= 0 && v <= INT_MAX, i, "expected integer between 0 and 2147483647");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 static int json_new(lua_State *L);
 
 /* Puts bounded_depth in front of the depth setters of the cjson instance on
@@ -103,6 +138,16 @@ static void bound_depths(lua_State *L) {
         lua_getfield(L, -1, setters[i]);
         lua_pushcclosure(L, bounded_depth, 1);
         lua_setfield(L, -2, setters[i]);
+    }
+    static const char *const options[] = {"encode_keep_buffer", "encode_invalid_numbers", "decode_invalid_numbers",
+                                          "encode_sparse_array", "encode_escape_forward_slash",
+                                          "decode_array_with_array_mt", "encode_empty_table_as_object"};
+    for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
+        if (lua_getfield(L, -1, options[i]) != LUA_TFUNCTION) { lua_pop(L, 1); continue; }
+        lua_pushboolean(L, i == 1);
+        lua_pushinteger(L, i == 3 ? 3 : 1);
+        lua_pushcclosure(L, checked_option, 3);
+        lua_setfield(L, -2, options[i]);
     }
     lua_getfield(L, -1, "new");
     if (lua_tocfunction(L, -1) == json_new) {        /* already ours: its upvalue is cjson's */

@@ -492,11 +492,11 @@ static int sys_listdir(lua_State *L) {
     }
     closedir(b->d);
     b->d = NULL;
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_pushvalue(L, -3);
+    /* table.sort as it was when ferry.sys was loaded (upvalue 1): a script
+     * that replaces the global's must not change ferry's own listings */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, -2);
     lua_call(L, 1, 0);
-    lua_pop(L, 1);
     return 1;
 }
 
@@ -732,7 +732,7 @@ static int sys_json_written(lua_State *L) {
 
 static const luaL_Reg sys_funcs[] = {
     {"clock", sys_clock}, {"iso_now", sys_iso_now}, {"hostname", sys_hostname}, {"pid", sys_pid},
-    {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", sys_listdir},
+    {"isatty", sys_isatty}, {"sha256", sys_sha256}, {"version", sys_version}, {"listdir", NULL},
     {"isdir", sys_isdir}, {"mkdir", sys_mkdir}, {"interrupted", ferry_sys_interrupted},
     {"uninterrupted", ferry_sys_uninterrupted},
     {"divert_stdout", sys_divert_stdout}, {"write_stdout", sys_write_stdout}, {"json_written", sys_json_written},
@@ -741,6 +741,11 @@ static const luaL_Reg sys_funcs[] = {
 
 int luaopen_ferry_sys(lua_State *L) {
     luaL_newlib(L, sys_funcs);
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_remove(L, -2);
+    lua_pushcclosure(L, sys_listdir, 1);
+    lua_setfield(L, -2, "listdir");
     /* the engine marks its own errors with it (see FERRY_ERROR_MT) */
     luaL_getmetatable(L, FERRY_ERROR_MT);
     lua_setfield(L, -2, "error_meta");

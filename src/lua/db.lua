@@ -138,6 +138,14 @@ local ENDED_BY_FN = "transaction: fn ended the transaction itself (a COMMIT or R
 -- conn:method(...) for transaction's own statements (BEGIN, COMMIT, the
 -- savepoints): an error names the line that called transaction; fn's
 -- errors keep their place.  (A tail call: checked's caller is transaction.)
+-- fn closed its own session: said at the line that called transaction
+-- ("attempt to use a closed connection" named no line of the script)
+local CLOSED_BY_FN = "transaction: fn closed the session itself (conn:close() inside its transaction): what it wrote "
+                     .. "in the transaction was rolled back"
+local function closed_by_fn(conn)
+  local ok, e = pcall(conn.in_transaction, conn)
+  return not ok and tostring(e):find("closed connection", 1, true) ~= nil
+end
 local function own(conn, method, ...)
   return checked("transaction", pcall(conn[method], conn, ...))
 end
@@ -224,6 +232,7 @@ function methods.transaction(conn, fn, ...)
     local res = table.pack(xpcall(fn, mark, ...))
     savepoints[conn] = outer
     if res[1] then
+      if closed_by_fn(conn) then guard.done = true; error(CLOSED_BY_FN, 2) end
       refuse_unfinished(conn)             -- (as below, at this level)
       own(conn, "exec", "RELEASE SAVEPOINT " .. name)
       guard.done = true
@@ -249,6 +258,7 @@ function methods.transaction(conn, fn, ...)
   local res = table.pack(xpcall(fn, mark, ...))
   savepoints[conn] = nil
   if res[1] then
+    if closed_by_fn(conn) then guard.done = true; error(CLOSED_BY_FN, 2) end
     refuse_unfinished(conn)
     -- fn ended the transaction itself: all of fn or none of it no longer
     -- holds (a COMMIT here would only make the server warn)
@@ -281,7 +291,7 @@ local function copy_rows(conn, sql, rows)
     local n = r.n
     if n ~= nil and not (whole(n) and n >= 1 and n <= MAX_COLUMNS) then
       error(string.format("copy_rows: row %d has n = %s: a row's n is its number of values, a whole number from 1 "
-                          .. "to " .. MAX_COLUMNS, i, math.type(n) and tostring(n) or type(n) == "string" and n or type(n)), 0)
+                          .. "to " .. MAX_COLUMNS, i, errors.shown(n)), 0)
     end
   end
   local w <close> = conn:copy(sql)
@@ -399,7 +409,7 @@ function M.arrays(rows, n)
   if n > MAX_COLUMNS then error(string.format("db.arrays: n = %d columns, more than a row has (%d)", n, MAX_COLUMNS), 2) end
   local count = #rows
   if math.type(count) ~= "integer" or count < 0 then
-    error("db.arrays: #rows must be a whole number >= 0, not " .. tostring(count), 2)
+    error("db.arrays: #rows must be a whole number >= 0, not " .. errors.shown(count), 2)
   end
   if count > MAX_ARRAY then
     error(string.format("db.arrays: %d rows, more than a PostgreSQL array holds (%d)", count, MAX_ARRAY), 2)

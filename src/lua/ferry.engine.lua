@@ -165,7 +165,7 @@ encode_ordered = function(obj, depth)
       error(string.format("json.encode_ordered: key %d of a json.object is a %s, not a string (JSON object keys are strings)", i, type(k)))
     end
     if seen[k] then
-      error(string.format("json.encode_ordered: key %d of a json.object, %q, is listed before: a JSON object has each key once", i, k))
+      error(string.format("json.encode_ordered: key %d of a json.object, %q, is listed before: a JSON object has each key once", i, errors.shown(k)))
     end
     seen[k] = true
     if obj[k] ~= nil then parts[#parts + 1] = encode_text(k) .. ":" .. encode_value(obj[k], depth) end
@@ -186,7 +186,7 @@ local function object(keys, t)
     end
     -- (written twice, which one a reader keeps is its own choice)
     if seen[k] then
-      error(string.format("bad argument #1 to 'json.object' (key %d, %q, is listed before: a JSON object has each key once)", i, k), 2)
+      error(string.format("bad argument #1 to 'json.object' (key %d, %q, is listed before: a JSON object has each key once)", i, errors.shown(k)), 2)
     end
     seen[k] = true
   end

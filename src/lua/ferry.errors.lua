@@ -81,13 +81,32 @@ function M.text(e)
   return M.valid_utf8(tostring(e))
 end
 
+--- shown(v) -> a value a script gave, as an error message quotes it: a
+-- string cut to its first 60 characters (at a character, then "..."), a
+-- number as it is, anything else by its type ("a table": its __tostring
+-- is not run).  A 1 MB value made a 1 MB error line.
+local SHOWN_CHARS = 60
+function M.shown(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) ~= "string" then return "a " .. type(v) end
+  if #v <= SHOWN_CHARS then return v end
+  local n, at = 0, 1
+  while at <= #v and n < SHOWN_CHARS do
+    local b = v:byte(at)
+    at = at + (b >= 0xF0 and 4 or b >= 0xE0 and 3 or b >= 0xC0 and 2 or 1)
+    n = n + 1
+  end
+  if at > #v then return v end
+  return v:sub(1, at - 1) .. "..."
+end
+
 --- unknown_key(t, known) -> a key of table t that is not in the set
 -- known, written for a message ('name', or a number as it is), or nil:
 -- an options table or a batch with a misspelt key is refused, not taken
 -- as if the key were left out.
 function M.unknown_key(t, known)
   for k in pairs(t) do
-    if not known[k] then return type(k) == "string" and "'" .. k .. "'" or tostring(k) end
+    if not known[k] then return type(k) == "string" and "'" .. M.shown(k) .. "'" or M.shown(k) end
   end
   return nil
 end

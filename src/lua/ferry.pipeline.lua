@@ -48,7 +48,15 @@ end
 
 -- While a batch's after runs, its pipeline is marked in_after (set back
 -- however after ends): send, finish and abort refuse to run from it.
-local IN_AFTER = {__close = function(mark) mark.pipe.in_after = nil end}
+-- An after that raised a nil error (error(nil), error()) is let go by Lua
+-- as a normal exit would be (__close gets a nil error): the pipeline went on
+-- to finish and failed with "COPY is finished or aborted".  The mark knows
+-- whether after returned.
+local AFTER_NIL = "db.pipeline: the batch's after raised a nil error (error() with no message): the batch is not stored"
+local IN_AFTER = {__close = function(mark, err)
+  mark.pipe.in_after = nil
+  if not mark.returned and err == nil then error(AFTER_NIL, 0) end
+end}
 
 local AFTER_LEFT_COPY = "db.pipeline: a batch's after function returned with a COPY still open on its conn "
   .. "(finish() or abort() it first)"
@@ -95,8 +103,9 @@ local function commit(self, wr)
     self.db._failed_how(wr.conn)           -- (a COPY abandoned before after is none of after's)
     do
       self.in_after = true
-      local _ <close> = setmetatable({pipe = self}, IN_AFTER)
+      local mark <close> = setmetatable({pipe = self}, IN_AFTER)
       p.after(wr.conn)
+      mark.returned = true
     end
     -- (as db.transaction does with its fn: a rows() loop after left open
     -- is ended, read to its end, and the batch commits; a COPY left open

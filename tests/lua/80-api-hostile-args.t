@@ -405,7 +405,8 @@ do
   -- fn closing its own session
   c = db.connect()
   T.like(err_of(function() return c:transaction(function() c:close() end) end),
-         "attempt to use a closed connection$", "a transaction whose fn closes its session: a clean error")
+         "transaction: fn closed the session itself %(conn:close%(%) inside its transaction%)",
+         "a transaction whose fn closes its session: a clean error (said as that)")
 end
 
 -- stats.error's key and message are read with tostring, which runs their
