@@ -36,6 +36,7 @@
 /* Module state: shared by every function as upvalue 1. */
 struct conn;
 
+#define NOTICE_MAX_BYTES 2000  /* of a notice shown: the rest is counted, not shown */
 #define NOTICE_KINDS 32        /* kinds of notice counted; later ones are all shown */
 #define NOTICE_SHOWN 3         /* times a kind is shown before it is only counted */
 #define RECENT_ERRORS 4        /* server errors whose routine core.error_routine tells */
@@ -617,14 +618,15 @@ static result_box *new_result_box(lua_State *L) {
  * otherwise clear or recolour the terminal.  Newlines stay: libpq puts
  * each part of a notice (DETAIL, HINT) on a line of its own, and ends it
  * with one. */
-static void write_escaped(FILE *f, const char *s) {
+static void write_escaped_n(FILE *f, const char *s, size_t len) {
     char buf[512];
     size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *end = (const unsigned char *)s + len;
+    for (const unsigned char *p = (const unsigned char *)s; p < end && *p; p++) {
         if (n > sizeof buf - 8) { fwrite(buf, 1, n, f); n = 0; }
         if ((*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f) {
             n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", *p);
-        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+        } else if (*p == 0xc2 && p + 1 < end && p[1] >= 0x80 && p[1] <= 0x9f) {
             n += (size_t)snprintf(buf + n, sizeof buf - n, "\\u%04x", p[1]);
             p++;
         } else {
@@ -633,6 +635,7 @@ static void write_escaped(FILE *f, const char *s) {
     }
     fwrite(buf, 1, n, f);
 }
+static void write_escaped(FILE *f, const char *s) { write_escaped_n(f, s, strlen(s)); }
 
 /* A notice's text with c's password redacted (as in the server's errors:
  * a value the data holds can show it), in memory the caller frees; NULL
@@ -694,7 +697,19 @@ static void notice_receiver(void *arg, const PGresult *res) {
     if (!red) {
         fputs("(a notice withheld: out of memory)\n", stderr);
     } else {
-        write_escaped(stderr, red);
+        /* A notice quoting a 1 MB value was written whole: one 1 MB line.
+         * Cut after NOTICE_MAX_BYTES (at a character), saying how much of
+         * it was left out; the severity and the start of its text stay. */
+        size_t rlen = strlen(red);
+        if (rlen > 0 && red[rlen - 1] == '\n') rlen--;
+        if (rlen > NOTICE_MAX_BYTES) {
+            size_t keep = NOTICE_MAX_BYTES;
+            while (keep > 0 && ((unsigned char)red[keep] & 0xC0) == 0x80) keep--;
+            write_escaped_n(stderr, red, keep);
+            fprintf(stderr, "... (%zu more bytes of this notice not shown)", rlen - keep);
+        } else {
+            write_escaped_n(stderr, red, rlen);
+        }
         /* (redaction drops the newline a notice ends with) */
         if (len > 0 && text[len - 1] == '\n') fputc('\n', stderr);
         free(red);
