@@ -1150,6 +1150,7 @@ end
 -- above), any other value (a script's error object) the place it was
 -- raised and its text; both a traceback (shown with --verbose).
 local function on_error(e)
+  errors.restore_stdlib()                 -- (what the script replaced in table, string, ... is not ferry's)
   if is_ferry_error(e) then return e end
   -- (valid_utf8: a NUL reads U+FFFD, as an invalid byte does -- the
   -- traceback is built from a C string, which would end the message there)
@@ -1187,6 +1188,7 @@ local function run_lua(m, file, ctx)
   if allow then os.execute, io.popen = shell.execute, shell.popen end
   os.exit = no_exit
   local ok, err = xpcall(chunk, on_error)
+  errors.restore_stdlib()
   os.exit = real_exit
   if allow then os.execute, io.popen = nil, nil end
   local rules = loaded_rules
@@ -2800,6 +2802,7 @@ function commands.validate(args)
     db._snapshot_begin()
     os.exit = no_exit
     ok, err = pcall(chunk)
+    errors.restore_stdlib()
     os.exit = real_exit
   end
   local stop = sys.interrupted()
@@ -3164,6 +3167,7 @@ function commands.exec(args)
     return exit(code, close)
   end
   local res = chunk(table.unpack(args))
+  errors.restore_stdlib()
   os.exit = real_exit
   if allow then os.execute, io.popen = nil, nil end
   local stop = sys.interrupted()

@@ -10,6 +10,36 @@ local sys = require "ferry.sys"
 
 local M = {}
 
+-- The standard library as it was when ferry loaded (before any script):
+-- a script shares the tables table, string, math and utf8 with ferry's own
+-- Lua, and the base functions of _G with the rules (required into _G), so
+-- `table.concat = f` in an up.lua hijacked the engine's work after it --
+-- the outcome was never recorded (its history row left "running").
+-- restore_stdlib() puts the functions that were there back (what a script
+-- added stays); the engine calls it as soon as a script ends.
+local next_, rawset_, rawget_, getmt = next, rawset, rawget, debug.getmetatable
+local G = _G
+local STDLIB, BASE = {}, {}
+for _, name in ipairs({"table", "string", "math", "utf8"}) do
+  local saved = {}
+  for k, v in next_, G[name] do saved[k] = v end
+  STDLIB[name] = {lib = G[name], saved = saved}
+end
+for _, k in ipairs({"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget",
+                    "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall",
+                    "require", "load", "print"}) do
+  BASE[k] = G[k]
+end
+local string_mt, string_lib = getmt(""), G.string
+function M.restore_stdlib()
+  for name, s in next_, STDLIB do
+    rawset_(G, name, s.lib)
+    for k, v in next_, s.saved do if rawget_(s.lib, k) ~= v then rawset_(s.lib, k, v) end end
+  end
+  for k, v in next_, BASE do if rawget_(G, k) ~= v then rawset_(G, k, v) end end
+  if string_mt then string_mt.__index = string_lib end
+end
+
 --- is_ferry(e) -> true for ferry's own error tables
 function M.is_ferry(e) return getmetatable(e) == sys.error_meta end
 
