@@ -16,6 +16,16 @@ size_t jsontext_compact(const char *in, size_t len, char *out);
  * character of one byte. */
 size_t utf8_prefix_bytes(const char *s, size_t len, size_t max_chars);
 
+/* Where to cut s to at most n bytes (s holding more than n) without
+ * cutting inside a character: n, stepped back over the continuation bytes
+ * at s[n] -- at most 3, the most a UTF-8 character has, so that bytes that
+ * are not UTF-8 are cut where they fall. */
+static inline size_t utf8_cut(const char *s, size_t n)
+{
+    for (int back = 0; back < 3 && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; back++) n--;
+    return n;
+}
+
 /* Number of UTF-8 characters in s[0..len) (invalid bytes count one each). */
 size_t utf8_char_count(const char *s, size_t len);
 

@@ -24,6 +24,7 @@
 #include "ferry.h"
 #include "l_modules.h"
 #include "interrupt.h"
+#include "jsontext.h"
 #include "pgconn.h"
 
 #define CONN_MT "ferry.conn"
@@ -211,7 +212,7 @@ static void copy_cut(char *dst, size_t room, const char *src) {
     size_t len = strlen(src);
     if (len < room) { memcpy(dst, src, len + 1); return; }
     size_t keep = room > 4 ? room - 4 : 0;
-    while (keep > 0 && ((unsigned char)src[keep] & 0xC0) == 0x80) keep--;
+    keep = utf8_cut(src, keep);
     memcpy(dst, src, keep);
     memcpy(dst + keep, "...", 4);
 }
@@ -704,7 +705,7 @@ static void notice_receiver(void *arg, const PGresult *res) {
         if (rlen > 0 && red[rlen - 1] == '\n') rlen--;
         if (rlen > NOTICE_MAX_BYTES) {
             size_t keep = NOTICE_MAX_BYTES;
-            while (keep > 0 && ((unsigned char)red[keep] & 0xC0) == 0x80) keep--;
+            keep = utf8_cut(red, keep);
             write_escaped_n(stderr, red, keep);
             fprintf(stderr, "... (%zu more bytes of this notice not shown)", rlen - keep);
         } else {
@@ -1946,8 +1947,7 @@ static int copy_abort(lua_State *L) {
     char cut[ABORT_REASON_MAX + 1];
     size_t len = strlen(reason);
     if (len > ABORT_REASON_MAX) {
-        len = ABORT_REASON_MAX;
-        while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80) len--;
+        len = utf8_cut(reason, ABORT_REASON_MAX);
         memcpy(cut, reason, len);
         cut[len] = '\0';
         reason = cut;

@@ -337,10 +337,7 @@ static int progress_done(lua_State *L) {
  * cut where they fall). */
 static void copy_label(char *out, size_t n, const char *label) {
     size_t len = strlen(label);
-    if (len > n - 1) {
-        len = n - 1;
-        for (int back = 0; back < 3 && len > 0 && ((unsigned char)label[len] & 0xC0) == 0x80; back++) len--;
-    }
+    if (len > n - 1) len = utf8_cut(label, n - 1);
     memcpy(out, label, len);
     out[len] = '\0';
 }

@@ -179,8 +179,7 @@ static int stats_get(lua_State *L) {
  * out of memory. */
 static char *kept_copy(const char *s, size_t len, size_t max) {
     if (len <= max) return strndup(s, len);
-    size_t cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;   /* not inside a character */
+    size_t cut = utf8_cut(s, max);                   /* not inside a character */
     char tail[64];
     int tl = snprintf(tail, sizeof tail, "... (%zu bytes in all)", len);
     char *out = malloc(cut + (size_t)tl + 1);

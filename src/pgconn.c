@@ -13,6 +13,7 @@
 #include <pg_config_manual.h>   /* DEFAULT_PGSOCKET_DIR */
 
 #include "interrupt.h"
+#include "jsontext.h"
 #include "pgconn.h"
 
 /* expand_dbname=1 lets "dbname" carry a whole URI or key=value string;
@@ -588,8 +589,7 @@ static const char *verbose_sqlstate(const char *line, size_t len) {
 static void put(char *out, size_t outsz, size_t *at, const char *s, size_t n) {
     if (*at + 1 >= outsz) return;
     if (n > outsz - 1 - *at) {              /* cut at a character's start */
-        n = outsz - 1 - *at;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+        n = utf8_cut(s, outsz - 1 - *at);
     }
     memcpy(out + *at, s, n);
     *at += n;
