@@ -139,15 +139,19 @@ static void bound_depths(lua_State *L) {
         lua_pushcclosure(L, bounded_depth, 1);
         lua_setfield(L, -2, setters[i]);
     }
-    static const char *const options[] = {"encode_keep_buffer", "encode_invalid_numbers", "decode_invalid_numbers",
-                                          "encode_sparse_array", "encode_escape_forward_slash",
-                                          "decode_array_with_array_mt", "encode_empty_table_as_object"};
+    /* (a setter this cjson build lacks is skipped) */
+    static const struct { const char *name; int null_ok, nargs; } options[] = {
+        {"encode_keep_buffer", 0, 1},         {"encode_invalid_numbers", 1, 1},
+        {"decode_invalid_numbers", 0, 1},     {"encode_sparse_array", 0, 3},
+        {"encode_escape_forward_slash", 0, 1}, {"decode_array_with_array_mt", 0, 1},
+        {"encode_empty_table_as_object", 0, 1},
+    };
     for (size_t i = 0; i < sizeof options / sizeof *options; i++) {
-        if (lua_getfield(L, -1, options[i]) != LUA_TFUNCTION) { lua_pop(L, 1); continue; }
-        lua_pushboolean(L, i == 1);
-        lua_pushinteger(L, i == 3 ? 3 : 1);
+        if (lua_getfield(L, -1, options[i].name) != LUA_TFUNCTION) { lua_pop(L, 1); continue; }
+        lua_pushboolean(L, options[i].null_ok);
+        lua_pushinteger(L, options[i].nargs);
         lua_pushcclosure(L, checked_option, 3);
-        lua_setfield(L, -2, options[i]);
+        lua_setfield(L, -2, options[i].name);
     }
     lua_getfield(L, -1, "new");
     if (lua_tocfunction(L, -1) == json_new) {        /* already ours: its upvalue is cjson's */
