@@ -465,7 +465,7 @@ end
 local function open_only(name, f)
   return function(self, ...)
     check_self(self, name, 1)
-    if type(self) == "table" and self.closed then
+    if self.closed then                 -- (check_self: a pipeline, a table)
       error("db.pipeline: used after it was closed (pipe:" .. name .. ")")
     end
     if name ~= "pump" then refuse_in_after(self, name, 1) end
